@@ -1,0 +1,202 @@
+# Board configuration: config.json validated against SCHEMA at boot, with defaults.
+# Pure logic, shared with CPython: `picocharge provision` validates with this very module
+# before anything is written to a board.
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+CONFIG_FILE = "config.json"
+
+# Each leaf: (type, default, check) where check is None, a (min, max) tuple for numbers,
+# a tuple of allowed strings, or "url"/"id"/"ssid". Keys ending in SECRET_SUFFIXES are secrets.
+_URL = "url"
+SCHEMA = {
+    "station_id": (str, "", "id"),
+    "log_level": (str, "info", ("debug", "info", "warn", "error")),
+    "wifi": {
+        "ssid": (str, "", "ssid"),
+        "password": (str, "", None),
+        "country": (str, "", None),
+        "timeout_s": (int, 20, (1, 300)),
+        "backoff_max_s": (int, 300, (1, 3600)),
+    },
+    "ocpp": {
+        "url": (str, "", _URL),
+        "password": (str, "", None),
+        "id_tag": (str, "", None),
+        "heartbeat_s": (int, 300, (1, 86400)),
+        "meter_interval_s": (int, 60, (1, 86400)),
+        "connection_timeout_s": (int, 60, (1, 3600)),
+        "call_timeout_s": (int, 30, (1, 300)),
+        "reconnect_max_s": (int, 120, (1, 3600)),
+    },
+    "thingspeak": {
+        "enabled": (bool, False, None),
+        "url": (str, "https://api.thingspeak.com", _URL),
+        "channel_id": (int, 0, (0, 2147483647)),
+        "write_key": (str, "", None),
+        "min_interval_s": (int, 15, (1, 86400)),
+    },
+    "mqtt": {
+        "enabled": (bool, False, None),
+        "host": (str, "", None),
+        "port": (int, 1883, (1, 65535)),
+        "user": (str, "", None),
+        "password": (str, "", None),
+        "prefix": (str, "picocharge", None),
+        "keepalive_s": (int, 60, (0, 65535)),
+        "interval_s": (int, 10, (1, 86400)),
+        "ssl": (bool, False, None),
+    },
+    "web": {
+        "enabled": (bool, True, None),
+        "port": (int, 80, (0, 65535)),
+    },
+    "sensors": {
+        "interval_s": (int, 5, (1, 3600)),
+        "mains_hz": (int, 50, (45, 65)),
+        "cycles": (int, 4, (1, 50)),
+        "samples_per_cycle": (int, 40, (8, 200)),
+        # amps per ADC count after offset removal (ACS712-5A via divider, SCT-013 with burden: calibrate)
+        "current_scale": (float, 0.0005, (0.0, 1.0)),
+        "voltage_scale": (float, 0.01, (0.0, 10.0)),
+        "current_offset": (float, 0.0, (-65535.0, 65535.0)),
+        "voltage_offset": (float, 0.0, (-65535.0, 65535.0)),
+        "dht_retries": (int, 3, (0, 10)),
+    },
+    "safety": {
+        "max_temp_c": (float, 50.0, (0.0, 100.0)),
+        "hysteresis_c": (float, 5.0, (0.5, 50.0)),
+    },
+}
+
+SECRET_KEYS = ("password", "write_key", "key", "secret", "token")
+
+
+class ConfigError(ValueError):
+    # `key` is the dotted path of the offending key, e.g. "mqtt.port"
+    def __init__(self, key, problem):
+        super().__init__("config key '%s': %s" % (key, problem))
+        self.key = key
+        self.problem = problem
+
+
+def is_secret(key):
+    leaf = key.rsplit(".", 1)[-1]
+    for s in SECRET_KEYS:
+        if leaf == s or leaf.endswith("_" + s):
+            return True
+    return False
+
+
+def _check_leaf(path, spec, value):
+    typ, _default, check = spec
+    if typ is float and type(value) is int:
+        value = float(value)
+    if typ is int and type(value) is float and value == int(value):
+        value = int(value)
+    if type(value) is not typ:
+        raise ConfigError(path, "expected %s, got %s %r" % (
+            typ.__name__, type(value).__name__, "***" if is_secret(path) else value))
+    if check is None:
+        return value
+    if isinstance(check, tuple) and len(check) == 2 and not isinstance(check[0], str):
+        if not (check[0] <= value <= check[1]):
+            raise ConfigError(path, "%r is out of range %r..%r" % (value, check[0], check[1]))
+    elif isinstance(check, tuple):
+        if value not in check:
+            raise ConfigError(path, "%r is not one of %s" % (value, ", ".join(check)))
+    elif check == _URL:
+        if value and not _url_ok(value):
+            raise ConfigError(path, "%r is not a URL (expected ws://, wss://, http:// or https://host...)" % value)
+    elif check == "id":
+        if len(value) > 20 or not all(_id_char(c) for c in value):
+            raise ConfigError(path, "%r must be 1-20 characters of A-Z a-z 0-9 - _ ." % value)
+    elif check == "ssid":
+        if len(value.encode()) > 32:
+            raise ConfigError(path, "Wi-Fi SSID is longer than 32 bytes")
+    return value
+
+
+def _id_char(c):
+    return c.isalpha() or c.isdigit() or c in "-_."
+
+
+def _url_ok(u):
+    for scheme in ("ws://", "wss://", "http://", "https://"):
+        if u.startswith(scheme):
+            host = u[len(scheme):].split("/", 1)[0]
+            return len(host) > 0 and " " not in u
+    return False
+
+
+def _validate(schema, data, prefix):
+    if not isinstance(data, dict):
+        raise ConfigError(prefix or "(top)", "expected an object, got %s" % type(data).__name__)
+    out = {}
+    for k in data:
+        if k not in schema:
+            raise ConfigError(prefix + k, "unknown key (known: %s)" % ", ".join(sorted(schema)))
+    for k, spec in schema.items():
+        path = prefix + k
+        if isinstance(spec, dict):
+            out[k] = _validate(spec, data.get(k, {}), path + ".")
+        elif k in data:
+            out[k] = _check_leaf(path, spec, data[k])
+        else:
+            out[k] = spec[1]
+    return out
+
+
+def validate(data):
+    """Return a full config (defaults filled in) or raise ConfigError naming the key."""
+    cfg = _validate(SCHEMA, data, "")
+    if not cfg["station_id"]:
+        raise ConfigError("station_id", "is required")
+    ts = cfg["thingspeak"]
+    if ts["enabled"] and not ts["write_key"]:
+        raise ConfigError("thingspeak.write_key", "is required when thingspeak.enabled is true")
+    mq = cfg["mqtt"]
+    if mq["enabled"] and not mq["host"]:
+        raise ConfigError("mqtt.host", "is required when mqtt.enabled is true")
+    u = cfg["ocpp"]["url"]
+    if u and not (u.startswith("ws://") or u.startswith("wss://")):
+        raise ConfigError("ocpp.url", "must start with ws:// or wss://")
+    return cfg
+
+
+def defaults():
+    return _validate(SCHEMA, {}, "")
+
+
+def load(path=CONFIG_FILE):
+    """Read and validate the board's config file; raises ConfigError (key 'file' if unreadable)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError:
+        raise ConfigError("(file)", "%s not found: provision the board (picocharge provision)" % path)
+    except ValueError as e:
+        raise ConfigError("(file)", "%s is not valid JSON (%s)" % (path, e))
+    return validate(data)
+
+
+def redact(cfg, prefix=""):
+    """A copy of cfg with every secret replaced by '***' (empty secrets stay empty)."""
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out[k] = redact(v, prefix + k + ".")
+        elif is_secret(prefix + k) and v:
+            out[k] = "***"
+        else:
+            out[k] = v
+    return out
+
+
+def get(cfg, dotted):
+    v = cfg
+    for part in dotted.split("."):
+        v = v[part]
+    return v

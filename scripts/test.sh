@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run it. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+        SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+        echo "installing Debian packages: ${need_apt[*]}"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "warning: no apt-get; install ${need_apt[*]} yourself (amqtt from PyPI stands in for mosquitto)" >&2
+    fi
+fi
+
+python3 -m pip install -q -e '.[test]'
+exec python3 -m pytest "$@"
