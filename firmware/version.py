@@ -1,0 +1,2 @@
+# Firmware version, reported in BootNotification and /api/status.
+VERSION = "0.1.0"
