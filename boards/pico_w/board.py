@@ -1,0 +1,128 @@
+# Raspberry Pi Pico W board: the only module that touches machine, network and dht.
+# Wiring (see docs/wiring.md):
+#   GP15  DHT11 data (10k pull-up to 3V3)
+#   GP26  ADC0  current transducer (ACS712 via divider, or SCT-013 + burden, biased at 1.65 V)
+#   GP27  ADC1  mains voltage (ZMPT101B module, biased at 1.65 V)
+#   ADC4        RP2040 internal temperature sensor
+#   GP16  relay / contactor driver (active high, through a transistor or SSR)
+#   GP14  local start/stop push button to GND (internal pull-up)
+#   "LED" the Pico W's on-board LED (on the CYW43)
+import machine
+import network
+import time
+import dht
+import ubinascii
+from micropython import const
+
+NAME = "pico_w"
+_PIN_DHT = const(15)
+_PIN_RELAY = const(16)
+_PIN_BUTTON = const(14)
+_ADC_CURRENT = const(0)
+_ADC_VOLTAGE = const(1)
+_ADC_TEMP = const(4)
+
+
+class Board:
+    name = NAME
+
+    def __init__(self):
+        self._dht = dht.DHT11(machine.Pin(_PIN_DHT))
+        self._relay = machine.Pin(_PIN_RELAY, machine.Pin.OUT, value=0)
+        self._button = machine.Pin(_PIN_BUTTON, machine.Pin.IN, machine.Pin.PULL_UP)
+        self._led = machine.Pin("LED", machine.Pin.OUT, value=0)
+        self._adc_i = machine.ADC(_ADC_CURRENT)
+        self._adc_v = machine.ADC(_ADC_VOLTAGE)
+        self._adc_t = machine.ADC(_ADC_TEMP)
+        self._wlan = network.WLAN(network.STA_IF)
+        self._wdt = None
+
+    def unique_id(self):
+        return ubinascii.hexlify(machine.unique_id()).decode()
+
+    def read_dht(self):
+        # the dht driver raises OSError on timeout and Exception on checksum: one type for callers
+        try:
+            self._dht.measure()
+        except OSError:
+            raise
+        except Exception as e:
+            raise OSError(5, str(e))
+        return float(self._dht.temperature()), float(self._dht.humidity())
+
+    def adc_burst(self, buf_i, buf_v, rate_hz):
+        # Interleaved current/voltage pairs paced by ticks_us; read_u16 takes ~4 us.
+        ri = self._adc_i.read_u16
+        rv = self._adc_v.read_u16
+        period = 1000000 // rate_hz
+        ticks_us = time.ticks_us
+        ticks_diff = time.ticks_diff
+        t = ticks_us()
+        for k in range(len(buf_i)):
+            buf_i[k] = ri()
+            buf_v[k] = rv()
+            t += period
+            while ticks_diff(t, ticks_us()) > 0:
+                pass
+
+    def read_chip_temp(self):
+        return self._adc_t.read_u16()
+
+    def relay(self, on):
+        self._relay.value(1 if on else 0)
+
+    def relay_state(self):
+        return bool(self._relay.value())
+
+    def led(self, on):
+        self._led.value(1 if on else 0)
+
+    def button(self):
+        return self._button.value() == 0
+
+    def wifi_connect(self, ssid, password, country=""):
+        if country:
+            import rp2
+            rp2.country(country)
+        self._wlan.active(True)
+        self._wlan.config(pm=0xA11140)  # no power-save: keeps latency low for OCPP
+        self._wlan.connect(ssid, password)
+
+    def wifi_connected(self):
+        return self._wlan.isconnected()
+
+    def wifi_disconnect(self):
+        self._wlan.disconnect()
+        self._wlan.active(False)
+
+    def ip(self):
+        return self._wlan.ifconfig()[0] if self._wlan.isconnected() else ""
+
+    def rssi(self):
+        try:
+            return self._wlan.status("rssi")
+        except Exception:
+            return 0
+
+    def wdt_start(self, timeout_ms):
+        self._wdt = machine.WDT(timeout=min(timeout_ms, 8388))
+
+    def wdt_feed(self):
+        if self._wdt:
+            self._wdt.feed()
+
+    def reset(self, hard=False):
+        if hard:
+            machine.reset()
+        machine.soft_reset()
+
+    def halt(self, code):
+        """Stop for good (bad config): blink the LED forever, 3 short + 1 long, so it shows in
+        the field; Ctrl-C on the USB REPL still reaches the board to re-provision it."""
+        while True:
+            for ms in (150, 150, 150, 150, 150, 150, 800, 800):
+                self._led.toggle()
+                time.sleep_ms(ms)
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)

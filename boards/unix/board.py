@@ -1,0 +1,244 @@
+# Unix board: simulated Pico W hardware for the MicroPython unix port.
+#
+# The same firmware runs here unchanged. What a Pico W measures is simulated from a
+# scenario (JSON), so tests and demos can script a charging session, an overheating
+# enclosure, a flaky DHT11 or a Wi-Fi drop:
+#   {"seed": 1, "unique_id": "e6614103e7452d2f",
+#    "dht":   {"temp_c": 24.0, "humidity": 45.0, "drift": 0.02, "error_rate": 0.05},
+#    "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.01, "offset": 32768},
+#    "wifi":  {"drops": [[30, 40]], "connect_s": 0.2},
+#    "button": [[5, 6]],
+#    "timeline": [[60, "dht.temp_c", 62.0], [90, "mains.irms", 6.0]]}
+# Times are seconds since boot. `irms` is what the EV draws while the relay is closed.
+# The scenario file is $PICOCHARGE_SCENARIO, else scenario.json in the flash directory
+# (the current directory), else the defaults below.
+import math
+import os
+import random
+import sys
+import time
+
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+NAME = "unix"
+RESET_EXIT = 75          # process exit code for reset(): a supervisor restarts us
+ADC_MAX = 65535
+# Analogue front end (matches boards/pico_w wiring docs): 3.3 V ADC reference, current
+# and voltage transducers biased at mid-rail.
+_VREF = 3.3
+_CURRENT_A_PER_COUNT = 0.0015   # default sensors.current_scale in config
+_VOLTAGE_V_PER_COUNT = 0.015    # default sensors.voltage_scale in config
+
+DEFAULTS = {
+    "seed": 1,
+    "unique_id": "",
+    "dht": {"temp_c": 24.0, "humidity": 45.0, "drift": 0.02, "error_rate": 0.0},
+    "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.005, "offset": 32768},
+    "wifi": {"drops": [], "connect_s": 0.2},
+    "button": [],
+    "timeline": [],
+    "chip_temp_c": 30.0,
+}
+
+
+def _merge(base, extra):
+    out = {}
+    for k, v in base.items():
+        if isinstance(v, dict):
+            out[k] = _merge(v, extra.get(k, {}) if isinstance(extra.get(k), dict) else {})
+        else:
+            out[k] = extra.get(k, v)
+    for k, v in extra.items():
+        if k not in out:
+            out[k] = v
+    return out
+
+
+def load_scenario(path=None):
+    if path is None:
+        path = os.getenv("PICOCHARGE_SCENARIO")
+    if path is None:
+        try:
+            os.stat("scenario.json")
+            path = "scenario.json"
+        except OSError:
+            return _merge(DEFAULTS, {})
+    with open(path) as f:
+        return _merge(DEFAULTS, json.load(f))
+
+
+class _Timeline:
+    # Applies [[t, "section.key", value], ...] to the scenario as time passes.
+    def __init__(self, sc):
+        self.sc = sc
+        self.events = sorted(sc.get("timeline") or [], key=lambda e: e[0])
+        self.i = 0
+
+    def advance(self, t):
+        ev = self.events
+        while self.i < len(ev) and ev[self.i][0] <= t:
+            _t, key, value = ev[self.i]
+            sec, _, leaf = key.rpartition(".")
+            target = self.sc[sec] if sec else self.sc
+            target[leaf] = value
+            self.i += 1
+
+
+class Board:
+    name = NAME
+
+    def __init__(self, scenario=None):
+        self.sc = scenario if scenario is not None else load_scenario()
+        self.rng = random.Random(self.sc["seed"]) if hasattr(random, "Random") else None
+        if self.rng is None:
+            random.seed(self.sc["seed"])
+            self.rng = random
+        self.t0 = time.ticks_ms()
+        self.tl = _Timeline(self.sc)
+        self._relay = False
+        self._led = False
+        self._wifi_want = False
+        self._wifi_since = None
+        self._last_dht = None
+        self._dht_t = self.sc["dht"]["temp_c"]
+        self._dht_h = self.sc["dht"]["humidity"]
+        self._wdt = None
+        self._phase = 0.0
+
+    # --- time ---------------------------------------------------------------
+    def now_s(self):
+        t = time.ticks_diff(time.ticks_ms(), self.t0) / 1000
+        self.tl.advance(t)
+        return t
+
+    def _in(self, windows, t):
+        for w in windows:
+            if w[0] <= t < w[1]:
+                return True
+        return False
+
+    # --- identity -----------------------------------------------------------
+    def unique_id(self):
+        uid = self.sc.get("unique_id")
+        if uid:
+            return uid
+        # stable per flash directory, like the RP2040's flash unique id
+        h = 0
+        for c in os.getcwd():
+            h = (h * 131 + ord(c)) & 0xFFFFFFFFFFFFFFFF
+        return "%016x" % h
+
+    # --- DHT11 --------------------------------------------------------------
+    def read_dht(self):
+        """(temp_c, humidity) as a DHT11 gives them (whole units); OSError on a bad read."""
+        t = self.now_s()
+        d = self.sc["dht"]
+        if self._last_dht is not None and t - self._last_dht < 1.0:
+            # a DHT11 read faster than once a second does not answer
+            raise OSError(110, "DHT11 read faster than 1 Hz")
+        self._last_dht = t
+        # drift towards the scenario's values with a small random walk
+        r = self.rng
+        self._dht_t += (d["temp_c"] - self._dht_t) * 0.5 + (r.random() - 0.5) * 2 * d["drift"]
+        self._dht_h += (d["humidity"] - self._dht_h) * 0.5 + (r.random() - 0.5) * 2 * d["drift"]
+        if d["error_rate"] and r.random() < d["error_rate"]:
+            if r.random() < 0.5:
+                raise OSError(110, "DHT11 timeout")
+            raise OSError(5, "DHT11 checksum error")
+        return float(int(self._dht_t + 0.5)), float(int(self._dht_h + 0.5))
+
+    # --- ADC ----------------------------------------------------------------
+    def adc_burst(self, buf_i, buf_v, rate_hz):
+        """Fill buf_i and buf_v (array('H')) with interleaved samples at rate_hz pairs/s."""
+        self.now_s()
+        m = self.sc["mains"]
+        hz = m["hz"]
+        irms = m["irms"] if self._relay else 0.0
+        vrms = m["vrms"]
+        ipk = irms * 1.41421356 / _CURRENT_A_PER_COUNT
+        vpk = vrms * 1.41421356 / _VOLTAGE_V_PER_COUNT
+        off = m["offset"]
+        noise = m["noise"] * ADC_MAX
+        r = self.rng
+        w = 2 * math.pi * hz / rate_hz
+        ph = self._phase
+        lag = 0.1  # current lags voltage a little (power factor ~0.995)
+        for k in range(len(buf_i)):
+            a = ph + w * k
+            s = off + ipk * math.sin(a - lag) + (r.random() - 0.5) * noise
+            buf_i[k] = 0 if s < 0 else (ADC_MAX if s > ADC_MAX else int(s))
+            s = off + vpk * math.sin(a) + (r.random() - 0.5) * noise
+            buf_v[k] = 0 if s < 0 else (ADC_MAX if s > ADC_MAX else int(s))
+        # the next burst starts at an arbitrary phase, as on real hardware
+        self._phase = r.random() * 6.2831853
+
+    def read_chip_temp(self):
+        """Raw 16-bit reading of the RP2040 temperature sensor (ADC channel 4)."""
+        self.now_s()
+        t = self.sc["chip_temp_c"] + (self.rng.random() - 0.5) * 0.5
+        volts = 0.706 - (t - 27.0) * 0.001721
+        return int(volts / _VREF * ADC_MAX)
+
+    # --- outputs ------------------------------------------------------------
+    def relay(self, on):
+        on = bool(on)
+        if on != self._relay:
+            self._relay = on
+            print("[board] I: relay %s" % ("closed" if on else "open"))
+
+    def relay_state(self):
+        return self._relay
+
+    def led(self, on):
+        self._led = bool(on)
+
+    def button(self):
+        return self._in(self.sc["button"], self.now_s())
+
+    # --- Wi-Fi --------------------------------------------------------------
+    def wifi_connect(self, ssid, password, country=""):
+        self._wifi_want = True
+        self._wifi_since = self.now_s()
+
+    def wifi_connected(self):
+        if not self._wifi_want:
+            return False
+        t = self.now_s()
+        if self._in(self.sc["wifi"]["drops"], t):
+            self._wifi_since = None
+            return False
+        if self._wifi_since is None:
+            # the radio comes back by itself after a drop, as the CYW43 does
+            self._wifi_since = t
+        return t - self._wifi_since >= self.sc["wifi"]["connect_s"]
+
+    def wifi_disconnect(self):
+        self._wifi_want = False
+        self._wifi_since = None
+
+    def ip(self):
+        return "127.0.0.1" if self.wifi_connected() else ""
+
+    def rssi(self):
+        return -55 if self.wifi_connected() else 0
+
+    # --- system -------------------------------------------------------------
+    def wdt_start(self, timeout_ms):
+        self._wdt = timeout_ms
+
+    def wdt_feed(self):
+        pass
+
+    def reset(self, hard=False):
+        print("[board] I: %s reset" % ("hard" if hard else "soft"))
+        sys.exit(RESET_EXIT)
+
+    def halt(self, code):
+        """Stop for good (bad config): the unix port exits with `code` (78 for a bad config)."""
+        sys.exit(code)
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)

@@ -1,0 +1,172 @@
+# The firmware application: one asyncio task per concern (wifi, sample, safety, ocpp,
+# thingspeak, mqtt, web, watchdog). A task's top catches, logs and backs off.
+import asyncio
+import gc
+import os
+
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+import config
+import log
+import mains
+import safety
+from dht11 import Dht11
+from state import State
+from version import VERSION
+
+_L = log.get("app")
+METER_FILE = "meter.json"
+_EXIT_CONFIG = 78  # EX_CONFIG: the code a board shows for a bad config
+
+
+class Ctx:
+    def __init__(self, board, cfg):
+        self.board = board
+        self.cfg = cfg
+        self.state = State()
+        self.fw_version = VERSION
+        self.wifi_up = asyncio.Event()
+
+
+def load_energy():
+    try:
+        with open(METER_FILE) as f:
+            return float(json.load(f)["energy_wh"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def save_energy(wh):
+    # atomic: a power cut leaves either the old or the new register, never a torn file
+    with open(METER_FILE + ".tmp", "w") as f:
+        json.dump({"energy_wh": wh}, f)
+    os.rename(METER_FILE + ".tmp", METER_FILE)
+
+
+async def sample_task(ctx):
+    """Read DHT11, mains (RMS over whole cycles), chip temperature; integrate energy."""
+    from array import array
+
+    b = ctx.board
+    st = ctx.state
+    s = ctx.cfg["sensors"]
+    n, rate = mains.burst_geometry(s["mains_hz"], s["cycles"], s["samples_per_cycle"])
+    buf_i = array("H", bytearray(2 * n))  # preallocated once, reused every burst
+    buf_v = array("H", bytearray(2 * n))
+    dht = Dht11(b, s["dht_retries"])
+    meter = mains.EnergyMeter(load_energy())
+    st.energy_wh = meter.wh
+    saved_wh = meter.wh
+    over = safety.OverTemp(ctx.cfg["safety"]["max_temp_c"], ctx.cfg["safety"]["hysteresis_c"])
+    free_charge = not ctx.cfg["ocpp"]["url"]
+    L = log.get("meter")
+    while True:
+        try:
+            th = await dht.read()
+            if th:
+                st.temp_c, st.humidity = th
+            st.dht_errors = dht.errors
+            b.adc_burst(buf_i, buf_v, rate)
+            irms, vrms, p = mains.analyse(buf_i, buf_v, n, s["current_scale"], s["voltage_scale"],
+                                          s["current_offset"], s["voltage_offset"])
+            st.current_a = round(irms, 2)
+            st.voltage_v = round(vrms, 1)
+            st.power_w = round(p if p > 0 else 0.0, 1)
+            st.energy_wh = meter.add(st.power_w)
+            st.chip_temp_c = round(mains.chip_temp_c(b.read_chip_temp()), 1)
+            # safety first: a hot enclosure opens the relay at once
+            hot = over.update(st.temp_c)
+            if hot and st.fault != safety.FAULT:
+                st.fault = safety.FAULT
+                _L.error("enclosure %.0f degC above %.0f: relay opened", st.temp_c, over.max_c)
+            elif not hot and st.fault == safety.FAULT:
+                st.fault = None
+                _L.info("enclosure %.0f degC: fault cleared", st.temp_c)
+            if free_charge:
+                st.charge_wanted = True
+                st.status = "Faulted" if st.fault else ("Charging" if st.current_a > 0.5 else "Available")
+            st.apply_relay(b)
+            b.led(st.relay or (st.fault is not None and st.readings_seq & 1))
+            st.readings_seq += 1
+            L.info("%s degC %s %%RH %.2f A %.1f V %.0f W %.3f Wh chip %.1f degC %s%s",
+                   st.temp_c, st.humidity, st.current_a, st.voltage_v, st.power_w,
+                   st.energy_wh, st.chip_temp_c, st.status, " relay" if st.relay else "")
+            if st.energy_wh - saved_wh >= 1.0:
+                save_energy(st.energy_wh)
+                saved_wh = st.energy_wh
+        except Exception as e:  # a sensor problem must never stop the station
+            _L.error("sample: %r", e)
+        gc.collect()
+        await asyncio.sleep(s["interval_s"])
+
+
+async def watchdog_task(ctx):
+    ctx.board.wdt_start(8000)
+    while True:
+        ctx.board.wdt_feed()
+        await asyncio.sleep(2)
+
+
+async def guarded(name, coro_fn, ctx):
+    """Run a task's loop; if it ever raises, log it and start it again after a pause."""
+    while True:
+        try:
+            await coro_fn(ctx)
+        except Exception as e:
+            _L.error("task %s crashed: %r; restarting in 5s", name, e)
+        await asyncio.sleep(5)
+
+
+def tasks(ctx):
+    import wifi
+
+    out = [("wifi", wifi.run), ("sample", sample_task), ("watchdog", watchdog_task)]
+    c = ctx.cfg
+    if c["ocpp"]["url"]:
+        import chargepoint
+        out.append(("ocpp", chargepoint.run))
+        ctx.state.links["ocpp"] = "down"
+    if c["thingspeak"]["enabled"]:
+        import thingspeak
+        out.append(("thingspeak", thingspeak.run))
+    if c["mqtt"]["enabled"]:
+        import mqtt_uplink
+        out.append(("mqtt", mqtt_uplink.run))
+    if c["web"]["enabled"]:
+        import web
+        out.append(("web", web.run))
+    return out
+
+
+async def run(ctx):
+    for name, fn in tasks(ctx):
+        asyncio.create_task(guarded(name, fn, ctx))
+        gc.collect()
+    _L.info("station %s running (firmware %s, board %s, %d bytes free)",
+            ctx.cfg["station_id"], VERSION, ctx.board.name, gc.mem_free())
+    while True:
+        await asyncio.sleep(3600)
+
+
+def main():
+    import board as board_mod
+
+    b = board_mod.Board()
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        print("[config] E: %s" % e)
+        halt(b)
+        return
+    log.set_level(cfg["log_level"])
+    _L.info("config: %s", json.dumps(config.redact(cfg)))
+    gc.collect()
+    asyncio.run(run(Ctx(b, cfg)))
+
+
+def halt(b):
+    """Bad config: the board shows it (LED blink code on a Pico W; exit 78 on the unix port)."""
+    b.halt(_EXIT_CONFIG)

@@ -1,0 +1,76 @@
+# Minimal asyncio HTTP/1.0 client for the firmware (ThingSpeak writes): one request, one answer.
+import asyncio
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover
+    ssl = None
+
+
+class HttpError(OSError):
+    pass
+
+
+def split_url(url):
+    """(scheme, host, port, path) of an http(s) URL."""
+    if url.startswith("https://"):
+        scheme, rest, port = "https", url[8:], 443
+    elif url.startswith("http://"):
+        scheme, rest, port = "http", url[7:], 80
+    else:
+        raise ValueError("not an http(s) URL: %s" % url)
+    host, _, path = rest.partition("/")
+    if ":" in host:
+        host, p = host.rsplit(":", 1)
+        port = int(p)
+    return scheme, host, port, "/" + path
+
+
+async def _request(method, url, body, ctype):
+    scheme, host, port, path = split_url(url)
+    kw = {}
+    if scheme == "https":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_NONE  # no CA bundle on a Pico W
+        kw["ssl"] = ctx
+        kw["server_hostname"] = host
+    reader, writer = await asyncio.open_connection(host, port, **kw)
+    try:
+        hdr = "%s %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: picocharge\r\nConnection: close\r\n" % (
+            method, path, host)
+        if body is not None:
+            hdr += "Content-Type: %s\r\nContent-Length: %d\r\n" % (ctype, len(body))
+        writer.write(hdr.encode() + b"\r\n")
+        if body is not None:
+            writer.write(body)
+        await writer.drain()
+        line = await reader.readline()
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise HttpError("bad status line %r" % line[:40])
+        status = int(parts[1])
+        length = -1
+        while True:
+            h = await reader.readline()
+            if not h or h == b"\r\n":
+                break
+            if h[:15].lower() == b"content-length:":
+                length = int(h[15:].strip())
+        if length >= 0:
+            data = await reader.readexactly(length) if length else b""
+        else:
+            data = await reader.read(4096)
+        return status, data
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except Exception:
+            pass
+
+
+async def request(method, url, body=None, ctype="application/x-www-form-urlencoded", timeout_s=15):
+    """(status, body bytes). Raises OSError (network), asyncio.TimeoutError, HttpError."""
+    if isinstance(body, str):
+        body = body.encode()
+    return await asyncio.wait_for(_request(method, url, body, ctype), timeout_s)

@@ -1,0 +1,42 @@
+# Wi-Fi link: connect with a timeout, exponential backoff with jitter between tries,
+# notice drops and reconnect. Sets/clears ctx.wifi_up for the tasks that need the network.
+import asyncio
+from time import ticks_ms, ticks_diff
+
+import log
+from backoff import Backoff
+
+_L = log.get("wifi")
+
+
+async def run(ctx):
+    b = ctx.board
+    st = ctx.state
+    c = ctx.cfg["wifi"]
+    back = Backoff(1, c["backoff_max_s"])
+    while True:
+        _L.info("connecting to %r", c["ssid"])
+        b.wifi_connect(c["ssid"], c["password"], c["country"])
+        t0 = ticks_ms()
+        while not b.wifi_connected() and ticks_diff(ticks_ms(), t0) < c["timeout_s"] * 1000:
+            await asyncio.sleep_ms(100)
+        if not b.wifi_connected():
+            wait = back.next()
+            _L.warn("no connection after %ds; retry in %.1fs", c["timeout_s"], wait)
+            b.wifi_disconnect()
+            await asyncio.sleep(wait)
+            continue
+        back.reset()
+        st.wifi = True
+        st.ip = b.ip()
+        st.links["wifi"] = "up"
+        ctx.wifi_up.set()
+        _L.info("up, ip %s", st.ip)
+        while b.wifi_connected():
+            await asyncio.sleep_ms(500)
+        st.wifi = False
+        st.ip = ""
+        st.links["wifi"] = "down"
+        ctx.wifi_up.clear()
+        _L.warn("link lost")
+        await asyncio.sleep(back.next())
