@@ -12,7 +12,7 @@ except ImportError:
 import config
 import log
 import mains
-import safety
+import overtemp
 from dht11 import Dht11
 from state import State
 from version import VERSION
@@ -60,7 +60,7 @@ async def sample_task(ctx):
     meter = mains.EnergyMeter(load_energy())
     st.energy_wh = meter.wh
     saved_wh = meter.wh
-    over = safety.OverTemp(ctx.cfg["safety"]["max_temp_c"], ctx.cfg["safety"]["hysteresis_c"])
+    over = overtemp.OverTemp(ctx.cfg["safety"]["max_temp_c"], ctx.cfg["safety"]["hysteresis_c"])
     free_charge = not ctx.cfg["ocpp"]["url"]
     L = log.get("meter")
     while True:
@@ -79,10 +79,10 @@ async def sample_task(ctx):
             st.chip_temp_c = round(mains.chip_temp_c(b.read_chip_temp()), 1)
             # safety first: a hot enclosure opens the relay at once
             hot = over.update(st.temp_c)
-            if hot and st.fault != safety.FAULT:
-                st.fault = safety.FAULT
+            if hot and st.fault != overtemp.FAULT:
+                st.fault = overtemp.FAULT
                 _L.error("enclosure %.0f degC above %.0f: relay opened", st.temp_c, over.max_c)
-            elif not hot and st.fault == safety.FAULT:
+            elif not hot and st.fault == overtemp.FAULT:
                 st.fault = None
                 _L.info("enclosure %.0f degC: fault cleared", st.temp_c)
             if free_charge:
@@ -130,8 +130,8 @@ def tasks(ctx):
         out.append(("ocpp", chargepoint.run))
         ctx.state.links["ocpp"] = "down"
     if c["thingspeak"]["enabled"]:
-        import thingspeak
-        out.append(("thingspeak", thingspeak.run))
+        import thingspeak_upload
+        out.append(("thingspeak", thingspeak_upload.run))
     if c["mqtt"]["enabled"]:
         import mqtt_uplink
         out.append(("mqtt", mqtt_uplink.run))

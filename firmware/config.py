@@ -134,7 +134,7 @@ def _url_ok(u):
 
 def _validate(schema, data, prefix):
     if not isinstance(data, dict):
-        raise ConfigError(prefix or "(top)", "expected an object, got %s" % type(data).__name__)
+        raise ConfigError(prefix.rstrip(".") or "(top)", "expected an object, got %s" % type(data).__name__)
     out = {}
     for k in data:
         if k not in schema:

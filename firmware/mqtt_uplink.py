@@ -5,7 +5,7 @@ import asyncio
 
 import fields
 import log
-from backoff import Backoff
+from reconnect import Backoff
 
 _L = log.get("mqtt")
 

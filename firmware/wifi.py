@@ -4,7 +4,7 @@ import asyncio
 from time import ticks_ms, ticks_diff
 
 import log
-from backoff import Backoff
+from reconnect import Backoff
 
 _L = log.get("wifi")
 

@@ -6,7 +6,7 @@ import asyncio
 import fields
 import httpc
 import log
-from backoff import Backoff
+from reconnect import Backoff
 
 _L = log.get("thingspeak")
 
