@@ -1,0 +1,200 @@
+"""The real firmware/main.py on the unix board, against real servers: mosquitto, a local
+server that follows ThingSpeak's write API, and HTTP clients of the status page."""
+import json
+import time
+import urllib.request
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from fake_thingspeak import FakeThingSpeak
+from helpers import free_port
+
+
+def base_config(**sections):
+    cfg = {"station_id": "CP-7", "wifi": {"ssid": "shed", "password": "wifi-secret-1"},
+           "web": {"enabled": False}, "sensors": {"interval_s": 1}}
+    for k, v in sections.items():
+        cfg[k] = v
+    return cfg
+
+
+class Sub:
+    """A paho subscriber collecting (topic, payload, retain) on the test broker."""
+
+    def __init__(self, port, topic="picocharge/#"):
+        self.msgs = []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
+        self.c.on_message = lambda c, u, m: self.msgs.append((m.topic, m.payload.decode(), m.retain))
+        self.c.connect("127.0.0.1", port)
+        self.c.subscribe(topic, qos=1)
+        self.c.loop_start()
+
+    def wait(self, pred, timeout=15, what="message"):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for m in list(self.msgs):
+                if pred(m):
+                    return m
+            time.sleep(0.05)
+        raise AssertionError("no %s within %ds; got %r" % (what, timeout, self.msgs[-10:]))
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_station__mqtt_telemetry_status_will_and_broker_drop(station, mqtt_broker):
+    sub = Sub(mqtt_broker.port)
+    st = station(base_config(mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_broker.port,
+                                   "interval_s": 1, "keepalive_s": 10})).start()
+    try:
+        tel = sub.wait(lambda m: m[0] == "picocharge/CP-7/telemetry" and '"current_a": 1' in m[1],
+                       what="telemetry while charging")
+        d = json.loads(tel[1])
+        assert set(d) >= {"temp_c", "humidity", "current_a", "voltage_v", "power_w", "energy_wh",
+                          "chip_temp_c", "status"}, d
+        assert abs(d["voltage_v"] - 230) < 3 and abs(d["current_a"] - 16) < 0.5 and d["status"] == "Charging", d
+        status = sub.wait(lambda m: m[0] == "picocharge/CP-7/status" and '"Charging"' in m[1], what="status")
+        assert json.loads(status[1]) == {"state": "online", "status": "Charging", "relay": True}, status
+
+        # broker outage: the station notices, backs off, reconnects on the same port
+        mqtt_broker.stop()
+        st.expect("[mqtt] W: link down", timeout=20)
+        n_before = len(sub.msgs)
+        mqtt_broker.start()
+        sub.close()
+        sub = Sub(mqtt_broker.port)
+        st.expect("[mqtt] I: connected", timeout=40)
+        sub.wait(lambda m: m[0] == "picocharge/CP-7/telemetry", what="telemetry after broker restart")
+
+        # power loss: the broker publishes the station's last will, retained
+        st.proc.kill()
+        will = sub.wait(lambda m: m[0] == "picocharge/CP-7/status" and "offline" in m[1],
+                        timeout=40, what="last will")
+        assert will[1] == '{"state":"offline"}', will
+        assert n_before > 0
+    finally:
+        sub.close()
+    assert "wifi-secret-1" not in st.output()
+
+
+def test_station__thingspeak_writes_carry_the_field_map(station):
+    ts = FakeThingSpeak(min_interval=1).start()
+    ch = ts.add_channel("WKEY1234")
+    try:
+        st = station(base_config(thingspeak={"enabled": True, "url": ts.url, "write_key": "WKEY1234",
+                                             "channel_id": ch.id, "min_interval_s": 1})).start()
+        end = time.monotonic() + 20
+        while time.monotonic() < end and len(ts.entries(ch.id)) < 3:
+            time.sleep(0.1)
+        entries = ts.entries(ch.id)
+        assert len(entries) >= 3, (entries, st.output())
+        e = entries[-1]
+        assert sorted(k for k in e if k.startswith("field")) == ["field%d" % i for i in range(1, 9)], e
+        assert abs(float(e["field3"]) - 16.0) < 0.5 and abs(float(e["field4"]) - 230) < 3, e
+        assert e["field1"] == "24" and e["field2"] == "45" and e["field8"] == "2", e
+        assert float(e["field6"]) > 0 and 20 < float(e["field7"]) < 40, e
+        # never more often than the channel allows: the fake refused nothing
+        assert ts.refused == 0, ts.refused
+        assert "WKEY1234" not in st.output()
+    finally:
+        ts.stop()
+
+
+def test_station__thingspeak_zero_and_500_are_retried_not_counted(station):
+    ts = FakeThingSpeak(min_interval=1).start()
+    ch = ts.add_channel("WKEY1234")
+    ts.fail_with = 500
+    try:
+        st = station(base_config(thingspeak={"enabled": True, "url": ts.url, "write_key": "WKEY1234",
+                                             "min_interval_s": 1})).start()
+        st.expect("[thingspeak] W: write failed: HTTP 500")
+        ts.fail_with = None
+        ts.min_interval = 3600  # the channel's limit is now stricter than the station's setting
+        ch.last_write = ts.clock()
+        st.expect("[thingspeak] W: write failed: not stored (answer 0")
+        assert ts.entries(ch.id) == []
+        ts.min_interval = 0
+        st.expect("[thingspeak] I: stored entry 1", timeout=60)
+        assert len(ts.entries(ch.id)) >= 1
+    finally:
+        ts.stop()
+
+
+def test_station__bad_config_is_refused_naming_the_key(station):
+    st = station({"station_id": "CP-7", "mqtt": {"enabled": True, "port": 1883}}).start()
+    rc = st.wait(15)
+    assert rc == 78, (rc, st.output())
+    assert "[config] E: config key 'mqtt.host': is required when mqtt.enabled is true" in st.output(), st.output()
+
+
+def test_station__missing_config_says_how_to_fix(station, tmp_path):
+    st = station({"station_id": "CP-7"})
+    (st.flash / "config.json").unlink()
+    st.start()
+    assert st.wait(15) == 78
+    assert "config.json not found: provision the board (picocharge provision)" in st.output(), st.output()
+
+
+def test_station__bad_dht_reads_never_stop_the_loop(station):
+    port = free_port()
+    st = station(base_config(web={"enabled": True, "port": port}),
+                 scenario={"dht": {"error_rate": 0.7}, "seed": 3}).start()
+    for _ in range(4):
+        st.expect("[meter] I:", timeout=20)
+    s = get_json("http://127.0.0.1:%d/api/status" % port)
+    assert s["dht_errors"] > 0, s
+    assert s["readings"]["voltage_v"] > 200, s
+
+
+def test_station__wifi_drop_and_reconnect(station, mqtt_broker):
+    st = station(base_config(mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_broker.port,
+                                   "interval_s": 1}, wifi={"ssid": "shed", "password": "x", "timeout_s": 2}),
+                 scenario={"wifi": {"drops": [[3, 6]]}}).start()
+    st.expect("[mqtt] I: connected")
+    st.expect("[wifi] W: link lost", timeout=10)
+    st.expect("[wifi] I: up", timeout=20)
+    st.expect("[mqtt] I: connected", timeout=20)
+    # sampling went on during the outage
+    assert st.output().count("[meter] I:") >= 5, st.output()
+
+
+def test_station__over_temperature_opens_relay_and_recovers_with_hysteresis(station):
+    port = free_port()
+    st = station(base_config(web={"enabled": True, "port": port}, safety={"max_temp_c": 50, "hysteresis_c": 5}),
+                 scenario={"timeline": [[3, "dht.temp_c", 60.0], [9, "dht.temp_c", 47.0], [13, "dht.temp_c", 40.0]]}).start()
+    st.expect("[board] I: relay closed")
+    st.expect("[app] E: enclosure", timeout=15)
+    st.expect("[board] I: relay open", timeout=5)
+    s = get_json("http://127.0.0.1:%d/api/status" % port)
+    assert s["fault"] == "HighTemperature" and s["relay"] is False and s["status"] == "Faulted", s
+    # 47 degC is below the limit but not below limit - hysteresis: still open
+    time.sleep(3.5)
+    s = get_json("http://127.0.0.1:%d/api/status" % port)
+    assert s["fault"] == "HighTemperature" and s["relay"] is False, (s, st.output())
+    st.expect("fault cleared", timeout=15)
+    st.expect("[board] I: relay closed", timeout=5)
+
+
+def test_station__status_page_shows_state_never_secrets(station):
+    port = free_port()
+    cfg = base_config(web={"enabled": True, "port": port},
+                      mqtt={"enabled": True, "host": "127.0.0.1", "port": free_port(), "password": "mq-secret-9"},
+                      thingspeak={"enabled": True, "url": "http://127.0.0.1:%d" % free_port(), "write_key": "TSKEYSECRET"})
+    st = station(cfg).start()
+    st.expect("[web] I: status page on port %d" % port)
+    st.expect("[meter] I:")
+    page = urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5).read().decode()
+    api = urllib.request.urlopen("http://127.0.0.1:%d/api/status" % port, timeout=5).read().decode()
+    assert "<title>PicoCharge CP-7</title>" in page, page[:300]
+    s = json.loads(api)
+    assert s["station_id"] == "CP-7" and s["board"] == "unix" and s["mem_free"] > 0 and s["uptime_s"] >= 0, s
+    assert set(s["links"]) == {"wifi", "ocpp", "mqtt", "thingspeak"} and s["links"]["wifi"] == "up", s
+    for secret in ("wifi-secret-1", "mq-secret-9", "TSKEYSECRET"):
+        assert secret not in page and secret not in api and secret not in st.output(), secret
