@@ -164,7 +164,11 @@ def main():
     log.set_level(cfg["log_level"])
     _L.info("config: %s", json.dumps(config.redact(cfg)))
     gc.collect()
-    asyncio.run(run(Ctx(b, cfg)))
+    try:
+        asyncio.run(run(Ctx(b, cfg)))
+    except KeyboardInterrupt:  # Ctrl-C: on a board, back to the REPL
+        b.relay(False)
+        _L.info("stopped (Ctrl-C), relay opened")
 
 
 def halt(b):

@@ -198,3 +198,30 @@ def test_station__status_page_shows_state_never_secrets(station):
     assert set(s["links"]) == {"wifi", "ocpp", "mqtt", "thingspeak"} and s["links"]["wifi"] == "up", s
     for secret in ("wifi-secret-1", "mq-secret-9", "TSKEYSECRET"):
         assert secret not in page and secret not in api and secret not in st.output(), secret
+
+
+def test_station__full_firmware_long_run_in_a_pico_sized_heap(station, mqtt_broker):
+    """Every task at once, sampling each second, in -X heapsize=192K (~ a Pico W's heap on 64 bit)."""
+    ts = FakeThingSpeak(min_interval=1).start()
+    ts.add_channel("K")
+    port = free_port()
+    try:
+        st = station(base_config(web={"enabled": True, "port": port},
+                                 mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_broker.port, "interval_s": 1},
+                                 thingspeak={"enabled": True, "url": ts.url, "write_key": "K", "min_interval_s": 1}),
+                     scenario={"dht": {"error_rate": 0.2}, "wifi": {"drops": [[12, 14]]}}, heap="192K").start()
+        lows = []
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            time.sleep(1)
+            try:
+                lows.append(get_json("http://127.0.0.1:%d/api/status" % port)["mem_free"])
+            except OSError:
+                pass
+        assert st.proc.poll() is None, st.output()
+        assert "MemoryError" not in st.output() and "crashed" not in st.output(), st.output()
+        assert st.output().count("[meter] I:") >= 20, st.output()
+        # the live heap (after a collection) does not creep down over the run
+        assert len(lows) >= 10 and min(lows[-5:]) > 0.8 * max(lows[:5]), lows
+    finally:
+        ts.stop()

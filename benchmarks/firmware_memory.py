@@ -1,0 +1,98 @@
+"""Heap use of the real firmware on the unix board, with every uplink running.
+
+Prints, for the full firmware (sampling, MQTT to a real mosquitto, ThingSpeak to a local
+API server, the status page polled, OCPP when --ocpp-url is given):
+  - the lowest free heap seen on /api/status over the run (after collections),
+  - the smallest -X heapsize that survives the run without MemoryError (bisection),
+so the figure is "what the firmware needs", not "what a run happened to show".
+64-bit unix objects are about twice the RP2040's: 192K here stands for ~100K on a Pico W.
+
+  python benchmarks/firmware_memory.py --seconds 60
+"""
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fake_thingspeak import FakeThingSpeak  # noqa: E402
+from helpers import Broker, free_port  # noqa: E402
+
+from picocharge import unixport  # noqa: E402
+
+
+def run_once(heap, seconds, broker_port, ts_url, ocpp_url=None, poll=True):
+    flash = Path(tempfile.mkdtemp(prefix="pc-mem-"))
+    web = free_port()
+    cfg = {"station_id": "MEM-1", "sensors": {"interval_s": 1},
+           "web": {"enabled": True, "port": web},
+           "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker_port, "interval_s": 1},
+           "thingspeak": {"enabled": True, "url": ts_url, "write_key": "K", "min_interval_s": 1}}
+    if ocpp_url:
+        cfg["ocpp"] = {"url": ocpp_url, "heartbeat_s": 5, "meter_interval_s": 2}
+    (flash / "config.json").write_text(json.dumps(cfg))
+    (flash / "scenario.json").write_text(json.dumps({"dht": {"error_rate": 0.1}, "button": [[2, 3]]}))
+    p = unixport.start_firmware(flash, heap=heap)
+    min_free, max_alloc = None, 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and p.poll() is None:
+        time.sleep(0.5)
+        if not poll:
+            continue
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/status" % web, timeout=2) as r:
+                s = json.loads(r.read())
+            min_free = s["mem_free"] if min_free is None else min(min_free, s["mem_free"])
+            max_alloc = max(max_alloc, s["mem_alloc"])
+        except OSError:
+            pass
+    alive = p.poll() is None
+    p.terminate()
+    out = p.communicate(timeout=10)[0].decode("utf-8", "replace")
+    shutil.rmtree(flash, ignore_errors=True)
+    ok = alive and "MemoryError" not in out
+    return ok, min_free, max_alloc, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--heap", default="192K")
+    ap.add_argument("--bisect-seconds", type=float, default=12)
+    ap.add_argument("--ocpp-url", help="ws://host:port/path of a central system (adds OCPP)")
+    a = ap.parse_args()
+    broker = Broker(Path(tempfile.mkdtemp())).start()
+    ts = FakeThingSpeak(min_interval=1).start()
+    ts.add_channel("K")
+    try:
+        ok, min_free, max_alloc, out = run_once(a.heap, a.seconds, broker.port, ts.url, a.ocpp_url)
+        print("full run, heap %s, %.0f s: %s; lowest free heap %s B, highest allocated %s B"
+              % (a.heap, a.seconds, "ok" if ok else "FAILED", min_free, max_alloc))
+        if not ok:
+            print(out[-2000:])
+            return 1
+        lo, hi = 32, int(a.heap.rstrip("K"))
+        while hi - lo > 4:
+            mid = (lo + hi) // 2
+            good = run_once("%dK" % mid, a.bisect_seconds, broker.port, ts.url, a.ocpp_url)[0]
+            print("  heap %3dK: %s" % (mid, "ok" if good else "MemoryError or crash"))
+            if good:
+                hi = mid
+            else:
+                lo = mid
+        print("smallest heap that runs the full firmware for %.0f s: %dK (64-bit unix port)"
+              % (a.bisect_seconds, hi))
+    finally:
+        ts.stop()
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
