@@ -1,0 +1,88 @@
+"""`picocharge sim`: N simulated stations (the real firmware under the unix port)."""
+import json
+import queue
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from . import unixport
+from .cmd_run import scenario_path
+from .fleet import SimFleet
+
+
+@click.command()
+@click.option("-n", "--stations", "count", type=click.IntRange(1, 500), default=3, show_default=True,
+              help="How many stations.")
+@click.option("--central", envvar="PICOCHARGE_CENTRAL_URL",
+              help="OCPP central system, e.g. ws://127.0.0.1:9000/ocpp (the station id is appended).")
+@click.option("--password", envvar="PICOCHARGE_OCPP_PASSWORD",
+              help="OCPP Basic-auth password for every station (never printed).")
+@click.option("--mqtt", "mqtt_url", help="Also publish telemetry to this broker: mqtt://host:port.")
+@click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky.")
+@click.option("--prefix", default="SIM-", show_default=True, help="Station id prefix.")
+@click.option("--flash-root", type=click.Path(file_okay=False),
+              help="Folder for the stations' flash folders (default: a temporary folder).")
+@click.option("--interval", type=click.IntRange(1, 3600), default=2, show_default=True,
+              help="Seconds between samples.")
+@click.option("--meter-interval", type=click.IntRange(1, 86400), default=10, show_default=True,
+              help="OCPP MeterValueSampleInterval in seconds.")
+@click.option("--heap", default=unixport.DEFAULT_HEAP, show_default=True)
+@click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--quiet", is_flag=True, help="Only print warnings and errors from the stations.")
+def sim(count, central, password, mqtt_url, scenario, prefix, flash_root, interval, meter_interval,
+        heap, duration, quiet):
+    """Run N simulated stations: the real firmware under the MicroPython unix port, each on
+    its own flash folder, against a central system and/or an MQTT broker.
+
+    Each line of output is prefixed with the station id. Stations whose firmware resets
+    are restarted on the same flash folder, as a board reboots. Ctrl-C stops them all.
+    """
+    base = {"sensors": {"interval_s": interval}}
+    if central:
+        if not central.startswith(("ws://", "wss://")):
+            raise click.BadParameter("must start with ws:// or wss://", param_hint="--central")
+        base["ocpp"] = {"meter_interval_s": meter_interval, "heartbeat_s": 60}
+    if mqtt_url:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(mqtt_url)
+        if u.scheme not in ("mqtt", "") or not u.hostname:
+            raise click.BadParameter("expected mqtt://host:port", param_hint="--mqtt")
+        base["mqtt"] = {"enabled": True, "host": u.hostname, "port": u.port or 1883, "interval_s": interval}
+    sc = scenario_path(scenario)
+    sc_data = json.loads(Path(sc).read_text()) if sc else {}
+    root = Path(flash_root) if flash_root else Path(tempfile.mkdtemp(prefix="picocharge-sim-"))
+    try:
+        fleet = SimFleet(root, count, prefix=prefix, central=central,
+                         passwords={("%s%0*d" % (prefix, max(3, len(str(count))), i + 1)): password
+                                    for i in range(count)} if password else None,
+                         base_config=base, scenario=sc_data, heap=heap)
+    except ValueError as e:
+        raise click.ClickException(str(e))
+    try:
+        fleet.start()
+    except unixport.NoMicroPython as e:
+        raise click.ClickException(str(e))
+    click.echo("%d stations running, flash folders under %s (Ctrl-C stops)" % (count, root), err=True)
+    end = time.monotonic() + duration if duration else None
+    try:
+        while end is None or time.monotonic() < end:
+            try:
+                sid, line = fleet.lines.get(timeout=0.5)
+            except queue.Empty:
+                line = sid = None
+            if line is not None and (not quiet or "] W:" in line or "] E:" in line):
+                click.echo("%s | %s" % (sid, line))
+            fleet.supervise()
+            if not fleet.alive() and fleet.lines.empty():
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fleet.stop()
+    bad = [s for s in fleet.stations if s.proc.returncode not in (0, -15, -2, 75, None)]
+    if bad:
+        raise click.ClickException("station(s) stopped with an error: %s" % ", ".join(
+            "%s (exit %s)" % (s.id, s.proc.returncode) for s in bad))

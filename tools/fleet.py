@@ -1,0 +1,117 @@
+"""A fleet of simulated stations: the real firmware under the unix port, one flash folder each.
+
+Used by `picocharge sim`, `picocharge demo` and the benchmark's --firmware mode.
+"""
+import json
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from . import unixport
+from .firmware import config as fwconfig
+
+RESET_EXIT = 75  # boards/unix/board.py: the firmware asked for a reset
+
+
+class SimStation:
+    def __init__(self, fleet, index, station_id, flash, config, scenario):
+        self.fleet = fleet
+        self.index = index
+        self.id = station_id
+        self.flash = Path(flash)
+        self.config = config
+        self.scenario = scenario
+        self.proc = None
+        self.restarts = 0
+        self.exit_code = None
+
+    def write_files(self):
+        self.flash.mkdir(parents=True, exist_ok=True)
+        (self.flash / "config.json").write_text(json.dumps(self.config, indent=1))
+        (self.flash / "scenario.json").write_text(json.dumps(self.scenario))
+
+    def start(self):
+        self.proc = unixport.start_firmware(self.flash, scenario=self.flash / "scenario.json",
+                                            heap=self.fleet.heap)
+        self.exit_code = None
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+
+    def _pump(self, proc):
+        for raw in proc.stdout:
+            self.fleet.lines.put((self.id, raw.decode("utf-8", "replace").rstrip("\n")))
+        rc = proc.wait()
+        self.fleet.lines.put((self.id, None))
+        self.exit_code = rc
+
+    def stop(self, timeout=5):
+        p = self.proc
+        if p and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+class SimFleet:
+    def __init__(self, root, count, prefix="SIM-", central=None, passwords=None, base_config=None,
+                 scenario=None, heap=unixport.DEFAULT_HEAP, web_ports=None, seed=1):
+        """`central`: OCPP central-system URL (the station id is appended by the firmware).
+        `passwords`: {station_id: password} for OCPP Basic auth. `base_config`: config keys
+        shared by every station (merged under each station's own). `scenario`: dict for the
+        unix board (each station gets its own seed). `web_ports`: list of status-page ports.
+        """
+        self.root = Path(root)
+        self.heap = heap
+        self.lines = queue.Queue()
+        self.stations = []
+        width = max(3, len(str(count)))
+        for i in range(count):
+            sid = "%s%0*d" % (prefix, width, i + 1)
+            cfg = json.loads(json.dumps(base_config or {}))
+            cfg["station_id"] = sid
+            cfg.setdefault("sensors", {}).setdefault("interval_s", 2)
+            if central:
+                o = cfg.setdefault("ocpp", {})
+                o["url"] = central
+                if passwords and sid in passwords:
+                    o["password"] = passwords[sid]
+            w = cfg.setdefault("web", {})
+            if web_ports:
+                w.update({"enabled": True, "port": web_ports[i]})
+            else:
+                w.setdefault("enabled", False)
+            fwconfig.validate(cfg)  # refuse a bad config before any board sees it
+            sc = json.loads(json.dumps(scenario or {}))
+            sc["seed"] = seed + i
+            sc.setdefault("unique_id", "e66141%010x" % (i + 1))
+            self.stations.append(SimStation(self, i, sid, self.root / sid, cfg, sc))
+
+    def start(self, stagger_s=0.05):
+        for s in self.stations:
+            s.write_files()
+        for s in self.stations:
+            s.start()
+            if stagger_s:
+                time.sleep(stagger_s)
+        return self
+
+    def supervise(self):
+        """Restart stations whose firmware asked for a reset (exit 75), as a board reboots."""
+        for s in self.stations:
+            if s.proc and s.proc.poll() == RESET_EXIT:
+                s.restarts += 1
+                s.start()
+
+    def alive(self):
+        return [s for s in self.stations if s.proc and s.proc.poll() is None]
+
+    def stop(self):
+        for s in self.stations:
+            if s.proc and s.proc.poll() is None:
+                s.proc.terminate()
+        for s in self.stations:
+            s.stop()
