@@ -11,6 +11,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
         echo "installing Debian packages: ${need_apt[*]}"
         $SUDO dpkg --configure -a >/dev/null 2>&1 || true   # finish an install cut short earlier
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get -f install -y -qq >/dev/null 2>&1 || true
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
     else
