@@ -166,9 +166,12 @@ def main():
     gc.collect()
     try:
         asyncio.run(run(Ctx(b, cfg)))
-    except KeyboardInterrupt:  # Ctrl-C: on a board, back to the REPL
-        b.relay(False)
-        _L.info("stopped (Ctrl-C), relay opened")
+    except KeyboardInterrupt:  # Ctrl-C over USB: open the relay, back to the REPL
+        try:
+            b.relay(False)
+            _L.info("stopped (Ctrl-C), relay opened")
+        except MemoryError:  # the unix port may raise it with the heap locked
+            b.relay(False)
 
 
 def halt(b):

@@ -1,6 +1,5 @@
 """`picocharge run`: the real firmware on the simulated unix board, in this terminal."""
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +66,10 @@ def run(flash_dir, config_file, scenario, heap, web_port):
         raise click.ClickException("%s: %s" % (target, e))
     sc = scenario_path(scenario)
     try:
-        proc = unixport.start_firmware(flash, scenario=sc, heap=heap, stdout=None, stderr=None)
+        # its own session: Ctrl-C reaches us, and we stop the board (like pulling its plug;
+        # the firmware keeps its state on flash for exactly that)
+        proc = unixport.start_firmware(flash, scenario=sc, heap=heap, stdout=None, stderr=None,
+                                       start_new_session=True)
     except unixport.NoMicroPython as e:
         raise click.ClickException(str(e))
     if cfg["web"]["enabled"]:
@@ -75,13 +77,14 @@ def run(flash_dir, config_file, scenario, heap, web_port):
     try:
         rc = proc.wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()
         try:
-            rc = proc.wait(5)
+            proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
-            rc = proc.wait()
-        rc = 0
+            proc.wait()
+        click.echo("stopped %s" % cfg["station_id"], err=True)
+        return
     if rc == 78:
         raise click.ClickException("the board refused its config (see the [config] line above)")
     sys.exit(rc if rc not in (-2, -15) else 0)

@@ -33,8 +33,9 @@ class SimStation:
         (self.flash / "scenario.json").write_text(json.dumps(self.scenario))
 
     def start(self):
+        # own session: a terminal's Ctrl-C reaches the supervisor, which stops the stations
         self.proc = unixport.start_firmware(self.flash, scenario=self.flash / "scenario.json",
-                                            heap=self.fleet.heap)
+                                            heap=self.fleet.heap, start_new_session=True)
         self.exit_code = None
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
