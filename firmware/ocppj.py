@@ -1,0 +1,323 @@
+# OCPP-J 1.6 framing and message building/parsing. Pure logic: no I/O, no clock of its own
+# (timestamps are passed in as epoch seconds), so it runs under MicroPython and CPython and
+# is tested without sockets.
+#
+#   CALL       [2, "<id>", "<Action>", {payload}]
+#   CALLRESULT [3, "<id>", {payload}]
+#   CALLERROR  [4, "<id>", "<errorCode>", "<errorDescription>", {errorDetails}]
+try:
+    import ujson as json
+    from micropython import const
+except ImportError:  # CPython
+    import json
+
+    def const(x):
+        return x
+
+CALL = const(2)
+CALLRESULT = const(3)
+CALLERROR = const(4)
+
+# OCPP-J 1.6 error codes (section 4.2.3 of the OCPP-J specification)
+NOT_IMPLEMENTED = "NotImplemented"
+NOT_SUPPORTED = "NotSupported"
+INTERNAL_ERROR = "InternalError"
+PROTOCOL_ERROR = "ProtocolError"
+SECURITY_ERROR = "SecurityError"
+FORMATION_VIOLATION = "FormationViolation"
+PROPERTY_CONSTRAINT = "PropertyConstraintViolation"
+OCCURENCE_CONSTRAINT = "OccurenceConstraintViolation"  # sic, as the specification spells it
+TYPE_CONSTRAINT = "TypeConstraintViolation"
+GENERIC_ERROR = "GenericError"
+
+# The id used in a CALLERROR when a frame is too broken to carry a usable message id.
+UNKNOWN_ID = "-1"
+_MAX_ID = const(36)  # OCPP-J: a unique id is at most 36 characters
+
+
+class FrameError(ValueError):
+    """A frame we must answer with a CALLERROR: `code`, `msg_id` (UNKNOWN_ID if unknown)."""
+
+    def __init__(self, code, description, msg_id=UNKNOWN_ID):
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.msg_id = msg_id
+
+
+def parse(text):
+    """(type, id, action, payload) of a frame; action is None for CALLRESULT, and for a
+    CALLERROR the payload is (code, description, details). Raises FrameError."""
+    try:
+        msg = json.loads(text)
+    except (ValueError, TypeError):
+        raise FrameError(FORMATION_VIOLATION, "frame is not valid JSON")
+    if not isinstance(msg, list) or len(msg) < 3:
+        raise FrameError(FORMATION_VIOLATION, "frame is not a JSON array [type, id, ...]")
+    mtype = msg[0]
+    mid = msg[1]
+    if not isinstance(mid, str) or not mid or len(mid) > _MAX_ID:
+        raise FrameError(FORMATION_VIOLATION, "message id must be a string of 1-36 characters")
+    if type(mtype) is not int:
+        raise FrameError(FORMATION_VIOLATION, "message type must be an integer", mid)
+    if mtype == CALL:
+        if len(msg) != 4:
+            raise FrameError(FORMATION_VIOLATION, "CALL must have 4 elements", mid)
+        action = msg[2]
+        if not isinstance(action, str) or not action:
+            raise FrameError(FORMATION_VIOLATION, "CALL action must be a non-empty string", mid)
+        if not isinstance(msg[3], dict):
+            raise FrameError(FORMATION_VIOLATION, "CALL payload must be a JSON object", mid)
+        return CALL, mid, action, msg[3]
+    if mtype == CALLRESULT:
+        if len(msg) != 3 or not isinstance(msg[2], dict):
+            raise FrameError(FORMATION_VIOLATION, "CALLRESULT must be [3, id, {payload}]", mid)
+        return CALLRESULT, mid, None, msg[2]
+    if mtype == CALLERROR:
+        if len(msg) != 5 or not isinstance(msg[2], str) or not isinstance(msg[3], str) \
+                or not isinstance(msg[4], dict):
+            raise FrameError(FORMATION_VIOLATION,
+                             "CALLERROR must be [4, id, code, description, {details}]", mid)
+        return CALLERROR, mid, None, (msg[2], msg[3], msg[4])
+    raise FrameError(PROTOCOL_ERROR, "unknown message type %r" % (mtype,), mid)
+
+
+def call(mid, action, payload):
+    return json.dumps([CALL, mid, action, payload])
+
+
+def result(mid, payload):
+    return json.dumps([CALLRESULT, mid, payload])
+
+
+def error(mid, code, description="", details=None):
+    return json.dumps([CALLERROR, mid, code, description[:255], details or {}])
+
+
+class Ids:
+    """Unique message ids: "<prefix>-<n>", the prefix random per boot (injected in tests),
+    so ids never repeat across reboots and a journalled message keeps its id on retries."""
+
+    def __init__(self, prefix, start=1):
+        self.prefix = prefix
+        self.n = start
+
+    def next(self):
+        n = self.n
+        self.n += 1
+        return "%s-%d" % (self.prefix, n)
+
+
+# --- incoming CALL payloads: the constraints of the OCPP 1.6 JSON schemas we rely on -------
+# field: (name, kind, required, arg). kind: "s" string of at most `arg` characters, "i" integer,
+# "e" one of the strings in `arg`, "l" list of strings of at most `arg` characters, "o" object.
+_TRIGGERS = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
+             "Heartbeat", "MeterValues", "StatusNotification")
+INCOMING = {
+    "RemoteStartTransaction": (("connectorId", "i", False, None), ("idTag", "s", True, 20),
+                               ("chargingProfile", "o", False, None)),
+    "RemoteStopTransaction": (("transactionId", "i", True, None),),
+    "Reset": (("type", "e", True, ("Hard", "Soft")),),
+    "ChangeAvailability": (("connectorId", "i", True, None),
+                           ("type", "e", True, ("Inoperative", "Operative"))),
+    "GetConfiguration": (("key", "l", False, 50),),
+    "ChangeConfiguration": (("key", "s", True, 50), ("value", "s", True, 500)),
+    "TriggerMessage": (("requestedMessage", "e", True, _TRIGGERS), ("connectorId", "i", False, None)),
+    "ClearCache": (),
+    "UnlockConnector": (("connectorId", "i", True, None),),
+    "DataTransfer": (("vendorId", "s", True, 255), ("messageId", "s", False, 50),
+                     ("data", "s", False, None)),
+}
+
+
+def check_payload(action, payload, mid=UNKNOWN_ID):
+    """Raise FrameError (ProtocolError / TypeConstraintViolation / PropertyConstraintViolation /
+    FormationViolation) if `payload` breaks the OCPP 1.6 schema of incoming `action`."""
+    spec = INCOMING[action]
+    for k in payload:
+        for f in spec:
+            if f[0] == k:
+                break
+        else:
+            raise FrameError(FORMATION_VIOLATION, "%s: unexpected property %r" % (action, k), mid)
+    for name, kind, required, arg in spec:
+        if name not in payload:
+            if required:
+                raise FrameError(PROTOCOL_ERROR, "%s: %s is required" % (action, name), mid)
+            continue
+        v = payload[name]
+        if kind == "i":
+            if type(v) is not int:
+                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be an integer" % (action, name), mid)
+        elif kind == "o":
+            if not isinstance(v, dict):
+                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be an object" % (action, name), mid)
+        elif kind == "l":
+            if not isinstance(v, list):
+                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be an array" % (action, name), mid)
+            for s in v:
+                if not isinstance(s, str):
+                    raise FrameError(TYPE_CONSTRAINT, "%s: %s must hold strings" % (action, name), mid)
+                if len(s) > arg:
+                    raise FrameError(PROPERTY_CONSTRAINT, "%s: %s entry longer than %d" % (
+                        action, name, arg), mid)
+        else:
+            if not isinstance(v, str):
+                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be a string" % (action, name), mid)
+            if kind == "e":
+                if v not in arg:
+                    raise FrameError(PROPERTY_CONSTRAINT, "%s: %s %r is not one of %s" % (
+                        action, name, v, ", ".join(arg)), mid)
+            elif arg is not None and len(v) > arg:
+                raise FrameError(PROPERTY_CONSTRAINT, "%s: %s is longer than %d" % (action, name, arg), mid)
+
+
+# --- time: ISO 8601 UTC <-> epoch seconds (own arithmetic: the boards' epochs differ) -----
+
+def _days_from_civil(y, m, d):
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _civil_from_days(z):
+    z += 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return y + (m <= 2), m, d
+
+
+def iso(epoch_s):
+    """'2026-11-25T09:41:07.123Z' for epoch seconds (float or int), millisecond precision."""
+    ms = int(epoch_s * 1000 + 0.5)
+    s, ms = divmod(ms, 1000)
+    days, sod = divmod(s, 86400)
+    y, mo, d = _civil_from_days(days)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (y, mo, d, sod // 3600, sod // 60 % 60, sod % 60, ms)
+
+
+def parse_iso(text):
+    """Epoch seconds of an ISO 8601 date-time with Z or +hh:mm; ValueError if unreadable."""
+    try:
+        y, mo, d = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        h, mi, s = int(text[11:13]), int(text[14:16]), int(text[17:19])
+        if text[4] != "-" or text[7] != "-" or text[10] not in "Tt " or text[13] != ":":
+            raise ValueError
+        rest = text[19:]
+        frac = 0.0
+        if rest[:1] == ".":
+            i = 1
+            while i < len(rest) and rest[i].isdigit():
+                i += 1
+            frac = float("0" + rest[:i])
+            rest = rest[i:]
+        off = 0
+        if rest in ("Z", "z", ""):
+            pass
+        elif rest[0] in "+-" and len(rest) == 6 and rest[3] == ":":
+            off = int(rest[1:3]) * 3600 + int(rest[4:6]) * 60
+            if rest[0] == "+":
+                off = -off
+        else:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError("not an ISO 8601 date-time: %r" % (text[:40],))
+    return _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + frac + off
+
+
+# --- outgoing payloads -------------------------------------------------------------------
+
+# measurand -> (State attribute, unit, location or None)
+MEASURANDS = {
+    "Energy.Active.Import.Register": ("energy_wh", "Wh", "Outlet"),
+    "Current.Import": ("current_a", "A", "Outlet"),
+    "Voltage": ("voltage_v", "V", "Outlet"),
+    "Power.Active.Import": ("power_w", "W", "Outlet"),
+    "Temperature": ("temp_c", "Celsius", "Body"),
+}
+DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
+
+
+def split_csl(text):
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            out.append(part)
+    return out
+
+
+def check_measurands(text):
+    """The list of measurands in a comma-separated value, or ValueError naming the bad one."""
+    out = split_csl(text)
+    for m in out:
+        if m not in MEASURANDS:
+            raise ValueError("unsupported measurand %r (supported: %s)" % (m, DEFAULT_MEASURANDS))
+    return out
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        s = "%.3f" % v
+        if "." in s:
+            s = s.rstrip("0").rstrip(".")
+        return s if s not in ("", "-0") else "0"
+    return str(v)
+
+
+def meter_value(ts, reading, measurands, context):
+    """One MeterValue {timestamp, sampledValue[...]} from a reading dict (missing readings
+    are left out); values are strings, as OCPP 1.6 requires."""
+    sv = []
+    for m in measurands:
+        key, unit, loc = MEASURANDS[m]
+        v = reading.get(key)
+        if v is None:
+            continue
+        sv.append({"value": _fmt(v), "context": context, "format": "Raw", "measurand": m,
+                   "location": loc, "unit": unit})
+    return {"timestamp": iso(ts), "sampledValue": sv}
+
+
+def boot_notification(vendor, model, serial, fw_version):
+    return {"chargePointVendor": vendor[:20], "chargePointModel": model[:20],
+            "chargePointSerialNumber": serial[:25], "chargeBoxSerialNumber": serial[:25],
+            "firmwareVersion": fw_version[:50]}
+
+
+def status_notification(connector, status, ts, error_code="NoError", info=None):
+    p = {"connectorId": connector, "errorCode": error_code, "status": status, "timestamp": iso(ts)}
+    if info:
+        p["info"] = info[:50]
+    return p
+
+
+def start_transaction(connector, id_tag, meter_start_wh, ts):
+    return {"connectorId": connector, "idTag": id_tag, "meterStart": int(meter_start_wh),
+            "timestamp": iso(ts)}
+
+
+def stop_transaction(tx_id, id_tag, meter_stop_wh, ts, reason, transaction_data=None):
+    p = {"transactionId": tx_id, "meterStop": int(meter_stop_wh), "timestamp": iso(ts),
+         "reason": reason}
+    if id_tag:
+        p["idTag"] = id_tag
+    if transaction_data:
+        p["transactionData"] = transaction_data
+    return p
+
+
+def meter_values(connector, tx_id, values):
+    p = {"connectorId": connector, "meterValue": values}
+    if tx_id is not None:
+        p["transactionId"] = tx_id
+    return p

@@ -1,0 +1,372 @@
+# A small WebSocket client (RFC 6455) over asyncio streams, for OCPP-J on a Pico W.
+#
+# Client handshake with a required subprotocol (a server that does not agree is refused),
+# masked client frames, ping/pong, the close handshake, fragmented messages, 16- and 64-bit
+# lengths, a message size limit (close 1009 and WsError), ws:// and wss://, HTTP Basic auth.
+# Errors: WsError (protocol, handshake), WsClosed (orderly close), OSError (network).
+import asyncio
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover
+    ssl = None
+
+try:
+    from micropython import const
+    from os import urandom
+    from time import ticks_ms, ticks_diff
+except ImportError:  # CPython
+    from os import urandom
+    import time as _t
+
+    def const(x):
+        return x
+
+    def ticks_ms():
+        return int(_t.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+from binascii import b2a_base64
+from hashlib import sha1
+
+OP_CONT = const(0)
+OP_TEXT = const(1)
+OP_BINARY = const(2)
+OP_CLOSE = const(8)
+OP_PING = const(9)
+OP_PONG = const(10)
+
+CLOSE_NORMAL = const(1000)
+CLOSE_PROTOCOL = const(1002)
+CLOSE_BAD_DATA = const(1007)
+CLOSE_TOO_BIG = const(1009)
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_MAX_HEADER_LINE = const(1024)
+
+
+class WsError(OSError):
+    """The peer broke the protocol or refused us (the link is unusable; reconnect)."""
+
+
+class WsClosed(OSError):
+    """The peer closed the connection (code, reason)."""
+
+    def __init__(self, code, reason=""):
+        super().__init__("closed by peer: %d %s" % (code, reason))
+        self.code = code
+        self.reason = reason
+
+
+def b64(data):
+    return b2a_base64(data)[:-1]
+
+
+def accept_key(key):
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (both bytes)."""
+    return b64(sha1(key + _GUID).digest())
+
+
+def split_url(url):
+    """(secure, host, port, path) of a ws:// or wss:// URL; ValueError otherwise."""
+    if url.startswith("wss://"):
+        secure, rest, port = True, url[6:], 443
+    elif url.startswith("ws://"):
+        secure, rest, port = False, url[5:], 80
+    else:
+        raise ValueError("not a ws:// or wss:// URL: %r" % url)
+    host, sep, path = rest.partition("/")
+    if ":" in host:
+        host, p = host.rsplit(":", 1)
+        try:
+            port = int(p)
+        except ValueError:
+            raise ValueError("bad port in URL: %r" % url)
+    if not host:
+        raise ValueError("no host in URL: %r" % url)
+    return secure, host, port, "/" + path
+
+
+def handshake_request(host, port, path, key, protocol, auth=None):
+    """The client's HTTP upgrade request (bytes). `auth` = (user, password) for Basic."""
+    h = "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n" % (
+            path, host, port, key.decode(), protocol)
+    if auth:
+        h += "Authorization: Basic %s\r\n" % b64(("%s:%s" % auth).encode()).decode()
+    return (h + "\r\n").encode()
+
+
+def mask_into(buf, start, data, mask):
+    """Write data XOR mask (4 bytes, repeating) into buf[start:]."""
+    m0, m1, m2, m3 = mask[0], mask[1], mask[2], mask[3]
+    n = len(data)
+    i = 0
+    while i + 4 <= n:
+        buf[start + i] = data[i] ^ m0
+        buf[start + i + 1] = data[i + 1] ^ m1
+        buf[start + i + 2] = data[i + 2] ^ m2
+        buf[start + i + 3] = data[i + 3] ^ m3
+        i += 4
+    while i < n:
+        buf[start + i] = data[i] ^ mask[i & 3]
+        i += 1
+
+
+def encode_frame(opcode, data, mask, fin=True):
+    """A client frame (always masked, RFC 6455 5.3) as a bytearray."""
+    n = len(data)
+    if n < 126:
+        hl = 2
+    elif n < 65536:
+        hl = 4
+    else:
+        hl = 10
+    buf = bytearray(hl + 4 + n)
+    buf[0] = (0x80 if fin else 0) | opcode
+    if hl == 2:
+        buf[1] = 0x80 | n
+    elif hl == 4:
+        buf[1] = 0x80 | 126
+        buf[2] = n >> 8
+        buf[3] = n & 0xFF
+    else:
+        buf[1] = 0x80 | 127
+        for i in range(8):
+            buf[9 - i] = (n >> (8 * i)) & 0xFF
+    buf[hl:hl + 4] = mask
+    mask_into(buf, hl + 4, data, mask)
+    return buf
+
+
+class WebSocket:
+    """An open client connection. recv() returns str (text) or bytes (binary) messages and
+    answers pings; send() sends text. One reader and any number of writers (each frame is
+    written in one piece)."""
+
+    def __init__(self, reader, writer, max_size=8192):
+        self.r = reader
+        self.w = writer
+        self.max_size = max_size
+        self.closed = False
+        self.last_rx = ticks_ms()   # any frame from the peer
+        self.last_pong = ticks_ms()
+        self._hdr = bytearray(8)    # preallocated for frame headers and close payloads
+        self._hmv = memoryview(self._hdr)
+
+    async def _write(self, opcode, data):
+        if self.closed:
+            raise WsError("connection is closed")
+        frame = encode_frame(opcode, data, urandom(4))
+        self.w.write(frame)
+        await self.w.drain()
+
+    async def send(self, text):
+        if isinstance(text, str):
+            text = text.encode()
+        await self._write(OP_TEXT, text)
+
+    async def ping(self, data=b""):
+        await self._write(OP_PING, data)
+
+    async def close(self, code=CLOSE_NORMAL, reason=""):
+        """Send a close frame (if we still can) and drop the connection."""
+        if not self.closed:
+            try:
+                payload = bytes((code >> 8, code & 0xFF)) + reason.encode()[:120]
+                await asyncio.wait_for(self._write(OP_CLOSE, payload), 2)
+            except Exception:
+                pass
+        self.abort()
+
+    def abort(self):
+        self.closed = True
+        try:
+            self.w.close()
+        except Exception:
+            pass
+
+    async def _fail(self, code, why):
+        await self.close(code, why[:60])
+        raise WsError(why)
+
+    async def _read_header(self):
+        """(fin, opcode, length) of the next frame; enforces the server-side rules."""
+        hv = self._hmv
+        await self._readinto(hv[0:2])
+        b0 = self._hdr[0]
+        b1 = self._hdr[1]
+        fin = b0 & 0x80
+        opcode = b0 & 0x0F
+        if b0 & 0x70:
+            await self._fail(CLOSE_PROTOCOL, "reserved bits set in frame")
+        if b1 & 0x80:
+            await self._fail(CLOSE_PROTOCOL, "server frames must not be masked")
+        n = b1 & 0x7F
+        if n == 126:
+            await self._readinto(hv[0:2])
+            n = (self._hdr[0] << 8) | self._hdr[1]
+        elif n == 127:
+            await self._readinto(hv[0:8])
+            n = 0
+            for i in range(8):
+                n = (n << 8) | self._hdr[i]
+        if opcode >= OP_CLOSE:
+            if opcode > OP_PONG:
+                await self._fail(CLOSE_PROTOCOL, "unknown control opcode %d" % opcode)
+            if n > 125 or not fin:
+                await self._fail(CLOSE_PROTOCOL, "control frame too long or fragmented")
+        elif opcode > OP_BINARY:
+            await self._fail(CLOSE_PROTOCOL, "unknown data opcode %d" % opcode)
+        return fin, opcode, n
+
+    async def _readinto(self, mv):
+        # readexactly into a preallocated buffer; EOF -> OSError
+        n = len(mv)
+        got = 0
+        while got < n:
+            k = await self.r.readinto(mv[got:]) if hasattr(self.r, "readinto") else None
+            if k is None:
+                data = await self.r.read(n - got)
+                k = len(data)
+                mv[got:got + k] = data
+            if not k:
+                self.closed = True
+                raise OSError("connection closed by peer (EOF)")
+            got += k
+
+    async def _payload(self, n):
+        if n == 0:
+            return b""
+        data = await self.r.readexactly(n)
+        if len(data) < n:
+            self.closed = True
+            raise OSError("connection closed by peer (EOF)")
+        return data
+
+    async def recv(self):
+        """The next data message (str for text, bytes for binary). Answers pings, records
+        pongs, and turns a close frame into WsClosed after answering it."""
+        parts = None   # fragments of a message in progress
+        size = 0
+        mop = 0
+        while True:
+            fin, op, n = await self._read_header()
+            if op < OP_CLOSE and size + n > self.max_size:
+                await self._fail(CLOSE_TOO_BIG, "message of %d+ bytes exceeds the %d byte limit" % (
+                    size + n, self.max_size))
+            data = await self._payload(n)
+            self.last_rx = ticks_ms()
+            if op == OP_PING:
+                await self._write(OP_PONG, data)
+                continue
+            if op == OP_PONG:
+                self.last_pong = self.last_rx
+                continue
+            if op == OP_CLOSE:
+                code = (data[0] << 8 | data[1]) if len(data) >= 2 else 1005
+                reason = ""
+                try:
+                    reason = bytes(data[2:]).decode()
+                except UnicodeError:
+                    pass
+                if not self.closed:
+                    try:
+                        await self._write(OP_CLOSE, data[:2])
+                    except Exception:
+                        pass
+                self.abort()
+                raise WsClosed(code, reason)
+            if op == OP_CONT:
+                if parts is None:
+                    await self._fail(CLOSE_PROTOCOL, "continuation frame without a message")
+            else:
+                if parts is not None:
+                    await self._fail(CLOSE_PROTOCOL, "new message inside a fragmented one")
+                mop = op
+                if fin:  # the common case: one frame, no copy
+                    if op == OP_BINARY:
+                        return bytes(data)
+                    return await self._text(data)
+                parts = []
+            parts.append(data)
+            size += n
+            if fin:
+                data = b"".join(parts)
+                parts = None
+                if mop == OP_BINARY:
+                    return data
+                return await self._text(data)
+
+    async def _text(self, data):
+        try:
+            return bytes(data).decode()
+        except UnicodeError:
+            await self._fail(CLOSE_BAD_DATA, "text message is not valid UTF-8")
+
+
+async def _read_line(reader):
+    line = await reader.readline()
+    if len(line) > _MAX_HEADER_LINE:
+        raise WsError("handshake header line too long")
+    if not line:
+        raise OSError("connection closed during the handshake")
+    return line
+
+
+async def _connect(url, protocol, auth, max_size):
+    secure, host, port, path = split_url(url)
+    kw = {}
+    if secure:
+        if ssl is None:
+            raise WsError("wss:// needs the ssl module")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_NONE  # no CA bundle on a Pico W (security profile 2 trusts the server by URL)
+        kw["ssl"] = ctx
+        kw["server_hostname"] = host
+    reader, writer = await asyncio.open_connection(host, port, **kw)
+    try:
+        key = b64(urandom(16))
+        writer.write(handshake_request(host, port, path, key, protocol, auth))
+        await writer.drain()
+        status = await _read_line(reader)
+        parts = status.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise WsError("not an HTTP answer to the WebSocket handshake: %r" % status[:40])
+        code = parts[1]
+        got_proto = None
+        got_accept = None
+        upgrade = False
+        while True:
+            line = await _read_line(reader)
+            if line in (b"\r\n", b"\n"):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == b"sec-websocket-protocol":
+                got_proto = value.decode()
+            elif name == b"sec-websocket-accept":
+                got_accept = value
+            elif name == b"upgrade":
+                upgrade = value.lower() == b"websocket"
+        if code == b"401" or code == b"403":
+            raise WsError("central system refused the credentials (HTTP %s): check ocpp.password "
+                          "and the station id" % code.decode())
+        if code != b"101":
+            raise WsError("central system answered HTTP %s instead of 101 (check ocpp.url)" % code.decode())
+        if not upgrade or got_accept != accept_key(key):
+            raise WsError("bad WebSocket handshake answer (Upgrade/Sec-WebSocket-Accept)")
+        if got_proto != protocol:
+            raise WsError("central system did not agree to subprotocol %s (answered %r)" % (protocol, got_proto))
+    except BaseException:
+        writer.close()
+        raise
+    return WebSocket(reader, writer, max_size)
+
+
+async def connect(url, protocol="ocpp1.6", auth=None, timeout_s=30, max_size=8192):
+    """Open a WebSocket to `url` agreeing on `protocol`. Raises OSError/WsError/TimeoutError."""
+    return await asyncio.wait_for(_connect(url, protocol, auth, max_size), timeout_s)

@@ -1,0 +1,278 @@
+"""A central system built on the `ocpp` package (v16 ChargePoint with @on handlers) on a
+websockets server at 127.0.0.1:<free port>, recording every frame in both directions, and a
+runner for the real firmware (firmware/main.py) on the unix board."""
+import asyncio
+import json
+import queue
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import websockets
+from websockets.asyncio.server import basic_auth
+import ocpp
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as OcppChargePoint
+from ocpp.v16 import call, call_result
+from ocpp.v16.enums import Action
+
+from helpers import free_port
+
+SCHEMAS = Path(ocpp.__file__).parent / "v16" / "schemas"
+_schema_cache = {}
+
+
+def schema_for(action, response=False):
+    name = action + ("Response" if response else "")
+    if name not in _schema_cache:
+        _schema_cache[name] = json.loads((SCHEMAS / (name + ".json")).read_text())
+    return _schema_cache[name]
+
+
+def validate_outgoing(frames):
+    """Check every frame the station sent against the OCPP 1.6 JSON schemas shipped in the
+    `ocpp` package: CALLs by action, CALLRESULTs by the action of the CALL they answer."""
+    actions = {}
+    for d, msg in frames:
+        if d == "cs" and msg[0] == 2:
+            actions[msg[1]] = msg[2]
+    n = 0
+    for d, msg in frames:
+        if d != "cp":
+            continue
+        if msg[0] == 2:
+            jsonschema.validate(msg[3], schema_for(msg[2]))
+            n += 1
+        elif msg[0] == 3 and msg[1] in actions:
+            jsonschema.validate(msg[2], schema_for(actions[msg[1]], True))
+            n += 1
+    return n
+
+
+def now_iso():
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Recorder:
+    """The server connection as the ocpp ChargePoint sees it, recording frames."""
+
+    def __init__(self, conn, cs):
+        self.conn = conn
+        self.cs = cs
+
+    async def recv(self):
+        raw = await self.conn.recv()
+        self.cs._record("cp", raw)
+        return raw
+
+    async def send(self, raw):
+        self.cs._record("cs", raw)
+        await self.conn.send(raw)
+
+
+class CentralCP(OcppChargePoint):
+    """The central system's view of one station."""
+
+    cs = None
+
+    @on(Action.boot_notification)
+    def on_boot(self, charge_point_vendor, charge_point_model, **kw):
+        return call_result.BootNotification(current_time=now_iso(), interval=self.cs.heartbeat,
+                                            status=self.cs.boot_status)
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self):
+        return call_result.Heartbeat(current_time=now_iso())
+
+    @on(Action.status_notification)
+    def on_status(self, connector_id, error_code, status, **kw):
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    def on_authorize(self, id_tag):
+        return call_result.Authorize(id_tag_info={"status": self.cs.auth_status})
+
+    @on(Action.start_transaction)
+    def on_start(self, connector_id, id_tag, meter_start, timestamp, **kw):
+        self.cs.next_tx += 1
+        return call_result.StartTransaction(transaction_id=self.cs.next_tx,
+                                            id_tag_info={"status": self.cs.auth_status})
+
+    @on(Action.stop_transaction)
+    def on_stop(self, transaction_id, meter_stop, timestamp, **kw):
+        return call_result.StopTransaction()
+
+    @on(Action.meter_values)
+    def on_meter(self, connector_id, meter_value, **kw):
+        return call_result.MeterValues()
+
+
+class CentralSystem:
+    """Start with `await cs.start()`; `cs.frames` is [(direction, parsed JSON)] with direction
+    "cp" (station -> central system) or "cs"; `await cs.call(payload)` sends a CALL."""
+
+    def __init__(self, port=None, heartbeat=2, boot_status="Accepted", auth_status="Accepted",
+                 credentials=None, subprotocols=("ocpp1.6",)):
+        self.port = port or free_port()
+        self.heartbeat = heartbeat
+        self.boot_status = boot_status
+        self.auth_status = auth_status
+        self.credentials = credentials
+        self.subprotocols = list(subprotocols) if subprotocols else None
+        self.next_tx = 1000
+        self.frames = []
+        self.paths = []
+        self.server = None
+        self.cp = None
+        self.conns = []
+        self.connected = asyncio.Event()
+        self.cls = type("CP", (CentralCP,), {"cs": self})
+
+    @property
+    def url(self):
+        return "ws://127.0.0.1:%d/ocpp" % self.port
+
+    def _record(self, direction, raw):
+        self.frames.append((direction, json.loads(raw)))
+
+    async def _handler(self, conn):
+        self.paths.append(conn.request.path)
+        self.conns.append(conn)
+        station = conn.request.path.rsplit("/", 1)[-1]
+        self.cp = self.cls(station, _Recorder(conn, self))
+        self.connected.set()
+        try:
+            await self.cp.start()
+        except websockets.ConnectionClosed:
+            pass
+
+    async def start(self):
+        kw = {}
+        if self.credentials:
+            kw["process_request"] = basic_auth(realm="ocpp", credentials=self.credentials)
+        self.server = await websockets.serve(self._handler, "127.0.0.1", self.port,
+                                             subprotocols=self.subprotocols, **kw)
+        return self
+
+    async def stop(self):
+        """Kill the central system: drop the connections and stop listening."""
+        if self.server:
+            self.server.close()
+            for c in self.conns:
+                c.transport.abort()
+            await self.server.wait_closed()
+            self.server = None
+        self.conns = []
+        self.connected = asyncio.Event()
+
+    async def call(self, payload, timeout=10):
+        return await asyncio.wait_for(self.cp.call(payload), timeout)
+
+    # --- reading the record -----------------------------------------------------------
+    def calls(self, action=None, direction="cp"):
+        return [m for d, m in self.frames if d == direction and m[0] == 2
+                and (action is None or m[2] == action)]
+
+    def actions(self):
+        return [m[2] for d, m in self.frames if d == "cp" and m[0] == 2]
+
+    async def wait_for(self, pred, timeout=20, what="frame", station=None):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for d, m in list(self.frames):
+                if pred(d, m):
+                    return m
+            if station is not None and station.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise AssertionError("no %s within %ss; frames:\n%s%s" % (
+            what, timeout, "\n".join("%s %s" % (d, json.dumps(m)) for d, m in self.frames[-40:]),
+            ("\nconsole:\n" + station.tail()) if station is not None else ""))
+
+    async def wait_call(self, action, n=1, timeout=20, station=None, pred=None):
+        """The n-th CALL of `action` from the station (waiting for it)."""
+        def ok(d, m):
+            if not (d == "cp" and m[0] == 2 and m[2] == action and (pred is None or pred(m))):
+                return False
+            return sum(1 for d2, m2 in self.frames[:self.frames.index((d, m)) + 1]
+                       if d2 == "cp" and m2[0] == 2 and m2[2] == action
+                       and (pred is None or pred(m2))) >= n
+        return await self.wait_for(ok, timeout, "%s #%d" % (action, n), station)
+
+
+def station_config(url, **ocpp_kw):
+    o = {"url": url, "heartbeat_s": 30, "meter_interval_s": 1, "call_timeout_s": 5,
+         "reconnect_max_s": 2, "connection_timeout_s": 5, "id_tag": "LOCAL-TAG"}
+    o.update(ocpp_kw)
+    return {"station_id": "CP-1", "wifi": {"ssid": "shed", "password": "wifi-secret-9"},
+            "web": {"enabled": False}, "sensors": {"interval_s": 1}, "ocpp": o}
+
+
+class Station:
+    """The real firmware/main.py on the unix board, on its own flash directory."""
+
+    def __init__(self, flash, config, scenario=None, heap="192K"):
+        self.flash = Path(flash)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        (self.flash / "config.json").write_text(json.dumps(config))
+        sc = {"seed": 3, "unique_id": "e6614103e7452d2f",
+              "dht": {"temp_c": 24.0, "humidity": 45.0, "drift": 0.0, "error_rate": 0.0},
+              "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.002, "offset": 32768}}
+        sc.update(scenario or {})
+        (self.flash / "scenario.json").write_text(json.dumps(sc))
+        self.heap = heap
+        self.proc = None
+        self.lines = []
+        self._pos = 0
+
+    def start(self):
+        from picocharge.unixport import start_firmware
+
+        self.lines = []
+        self._pos = 0
+        self.proc = start_firmware(self.flash, scenario=self.flash / "scenario.json", heap=self.heap)
+        threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
+        return self
+
+    @staticmethod
+    def _pump(proc, lines):
+        for raw in proc.stdout:
+            lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def tail(self, n=60):
+        return "\n".join(self.lines[-n:])
+
+    async def expect(self, needle, timeout=20):
+        """Wait for a console line (after the last one matched) containing `needle`."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            while self._pos < len(self.lines):
+                line = self.lines[self._pos]
+                self._pos += 1
+                if needle in line:
+                    return line
+            if self.proc.poll() is not None and self._pos >= len(self.lines):
+                await asyncio.sleep(0.2)
+                if self._pos >= len(self.lines):
+                    break
+            await asyncio.sleep(0.05)
+        raise AssertionError("no console line with %r within %ss (exit %r); console:\n%s" % (
+            needle, timeout, self.proc.poll(), self.tail()))
+
+    def kill(self):
+        """Power cut: SIGKILL, no chance to write anything."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
