@@ -3,7 +3,6 @@ websockets server at 127.0.0.1:<free port>, recording every frame in both direct
 runner for the real firmware (firmware/main.py) on the unix board."""
 import asyncio
 import json
-import queue
 import subprocess
 import threading
 import time
@@ -16,7 +15,7 @@ from websockets.asyncio.server import basic_auth
 import ocpp
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as OcppChargePoint
-from ocpp.v16 import call, call_result
+from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from helpers import free_port
@@ -201,6 +200,39 @@ class CentralSystem:
                        if d2 == "cp" and m2[0] == 2 and m2[2] == action
                        and (pred is None or pred(m2))) >= n
         return await self.wait_for(ok, timeout, "%s #%d" % (action, n), station)
+
+
+MEASURANDS = ["Energy.Active.Import.Register", "Current.Import", "Voltage", "Power.Active.Import",
+              "Temperature"]
+UNITS = {"Energy.Active.Import.Register": ("Wh", "Outlet"), "Current.Import": ("A", "Outlet"),
+         "Voltage": ("V", "Outlet"), "Power.Active.Import": ("W", "Outlet"),
+         "Temperature": ("Celsius", "Body")}
+
+
+def ts(s):
+    """Epoch seconds of an OCPP timestamp; fails unless it is UTC ISO 8601 with 'Z'."""
+    assert s.endswith("Z") and s[10] == "T", s
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def no_ts(p):
+    """A payload without its timestamp (checked separately), for exact comparison."""
+    q = dict(p)
+    stamp = q.pop("timestamp")
+    assert abs(ts(stamp) - datetime.now(timezone.utc).timestamp()) < 60, stamp
+    return q
+
+
+def sampled(mv, context="Sample.Periodic", measurands=MEASURANDS):
+    """{measurand: float value} of one MeterValue, checking unit, location, context, format."""
+    out = {}
+    for sv in mv["sampledValue"]:
+        unit, loc = UNITS[sv["measurand"]]
+        assert sv == {"value": sv["value"], "context": context, "format": "Raw",
+                      "measurand": sv["measurand"], "location": loc, "unit": unit}, sv
+        out[sv["measurand"]] = float(sv["value"])
+    assert list(out) == measurands, mv
+    return out
 
 
 def station_config(url, **ocpp_kw):

@@ -1,49 +1,14 @@
 """The real firmware (main.py on the unix board) against a central system built on the `ocpp`
 package: a full session checked frame by frame, remote start, ChangeConfiguration taking
 effect, Reset, and every outgoing frame validated against the OCPP 1.6 JSON schemas."""
-import json
-from datetime import datetime, timezone
 
 from ocpp.v16 import call
 
-from csys import station_config, validate_outgoing
+from csys import MEASURANDS, no_ts, sampled, station_config, ts, validate_outgoing
 
 BOOT = {"chargePointVendor": "PicoCharge", "chargePointModel": "PicoCharge-1",
         "chargePointSerialNumber": "e6614103e7452d2f", "chargeBoxSerialNumber": "e6614103e7452d2f",
         "firmwareVersion": "0.1.0"}
-MEASURANDS = ["Energy.Active.Import.Register", "Current.Import", "Voltage", "Power.Active.Import",
-              "Temperature"]
-UNITS = {"Energy.Active.Import.Register": ("Wh", "Outlet"), "Current.Import": ("A", "Outlet"),
-         "Voltage": ("V", "Outlet"), "Power.Active.Import": ("W", "Outlet"),
-         "Temperature": ("Celsius", "Body")}
-
-
-def ts(s):
-    """Epoch seconds of an OCPP timestamp; fails unless it is UTC ISO 8601 with 'Z'."""
-    assert s.endswith("Z") and s[10] == "T", s
-    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
-
-
-def no_ts(p):
-    """A payload without its timestamp (checked separately), for exact comparison."""
-    q = dict(p)
-    stamp = q.pop("timestamp")
-    assert abs(ts(stamp) - datetime.now(timezone.utc).timestamp()) < 60, stamp
-    return q
-
-
-def sampled(mv, context="Sample.Periodic", measurands=MEASURANDS):
-    """{measurand: float value} of one MeterValue, checking unit, location, context, format."""
-    out = {}
-    for sv in mv["sampledValue"]:
-        unit, loc = UNITS[sv["measurand"]]
-        assert sv == {"value": sv["value"], "context": context, "format": "Raw",
-                      "measurand": sv["measurand"], "location": loc, "unit": unit}, sv
-        out[sv["measurand"]] = float(sv["value"])
-    assert list(out) == measurands, mv
-    return out
-
-
 def statuses(cs, connector=1):
     return [m[3]["status"] for m in cs.calls("StatusNotification") if m[3]["connectorId"] == connector]
 

@@ -1,0 +1,136 @@
+"""Nothing lost, nothing duplicated: the central system killed and restarted mid-transaction,
+the board power-cycled mid-transaction (SIGKILL, restart on the same flash), and a transaction
+that starts and stops while the central system is unreachable."""
+import asyncio
+import json
+
+from ocpp.v16 import call
+
+from csys import sampled, station_config, ts, validate_outgoing
+
+
+def meter_times(*systems, tx_id=1001):
+    out = []
+    for cs in systems:
+        for m in cs.calls("MeterValues"):
+            assert m[3]["transactionId"] == tx_id, m
+            out.append(ts(m[3]["meterValue"][0]["timestamp"]))
+    return out
+
+
+def check_continuous(times, interval=1.0):
+    """Samples every `interval` s with no gap (nothing lost) and no repeat (nothing duplicated)."""
+    assert times == sorted(times) and len(set(times)) == len(times), times
+    gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
+    assert all(0.5 * interval <= g <= 1.6 * interval for g in gaps), gaps
+
+
+async def wait_answered(cs, action, n, station):
+    """Wait until the central system has answered the n-th `action` CALL."""
+    m = await cs.wait_call(action, n, station=station)
+    await cs.wait_for(lambda d, r: d == "cs" and r[0] == 3 and r[1] == m[1], station=station,
+                      what="answer to %s #%d" % (action, n))
+    return m
+
+
+async def test_central_system_restart__mid_transaction_no_message_lost_or_duplicated(station, central):
+    cs = await central(heartbeat=60)
+    st = station(station_config(cs.url)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-K"))).status == "Accepted"
+    await wait_answered(cs, "MeterValues", 3, st)
+    await cs.stop()                      # killed right after answering the 3rd sample
+    await st.expect("[ocpp] W: link down")
+    await asyncio.sleep(4)               # ~4 samples journalled while the central system is down
+    cs2 = await central(port=cs.port, heartbeat=60)
+    await st.expect("[ocpp] I: connected", timeout=15)
+    n = 3 + 4
+    await cs2.wait_call("MeterValues", n - 3, station=st)
+    assert cs2.calls("BootNotification") == [], cs2.actions()  # a reconnect is not a reboot
+    assert (await cs2.call(call.RemoteStopTransaction(transaction_id=1001))).status == "Accepted"
+    stop = await cs2.wait_call("StopTransaction", station=st)
+    assert stop[3]["transactionId"] == 1001 and stop[3]["reason"] == "Remote", stop
+
+    times = meter_times(cs, cs2)
+    assert len(times) >= n, times
+    check_continuous(times)
+    ids = [m[1] for c in (cs, cs2) for m in c.calls()]
+    assert len(ids) == len(set(ids)), ids
+    # the queued samples came first, in order, before anything else of the new connection
+    acts = cs2.actions()
+    assert acts[:n - 3] == ["MeterValues"] * (n - 3), acts
+    e = [sampled(m[3]["meterValue"][0])["Energy.Active.Import.Register"]
+         for c in (cs, cs2) for m in c.calls("MeterValues")]
+    assert e == sorted(e), e
+    assert validate_outgoing(cs.frames) and validate_outgoing(cs2.frames)
+
+
+async def test_power_cycle__mid_transaction_offline_journal_replayed_and_stopped_powerloss(station, central):
+    cs = await central(heartbeat=60)
+    st = station(station_config(cs.url)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-P"))).status == "Accepted"
+    await wait_answered(cs, "MeterValues", 2, st)
+    await cs.stop()
+    await st.expect("[ocpp] W: link down")
+    await asyncio.sleep(3)               # samples journalled on flash, unsent
+    st.kill()                            # power cut in the middle of the transaction
+    journal = (st.flash / "ocpp_journal.log").read_text()
+    assert journal.count("|MeterValues|") >= 2, journal
+
+    cs2 = await central(port=cs.port, heartbeat=60)
+    st.start()                           # power back, same flash
+    await st.expect("[ocpp] I: transaction (local #1) was open at power loss")
+    stop = await cs2.wait_call("StopTransaction", station=st)
+    acts = cs2.actions()
+    k = acts.index("StopTransaction")
+    assert acts[0] == "BootNotification" and acts[1:k] == ["MeterValues"] * (k - 1) and k >= 3, acts
+    p = stop[3]
+    assert p["transactionId"] == 1001 and p["reason"] == "PowerLoss" and p["idTag"] == "TAG-P", p
+    times = meter_times(cs, cs2)
+    check_continuous(times)
+    last_e = sampled(cs2.calls("MeterValues")[-1][3]["meterValue"][0])["Energy.Active.Import.Register"]
+    # the register was saved on flash at least every 1 Wh: meterStop is within 1 Wh of the last sample
+    assert int(last_e) - 1 <= p["meterStop"] <= last_e + 1, (p, last_e)
+    await cs2.wait_for(lambda d, m: d == "cp" and m[0] == 2 and m[2] == "StatusNotification"
+                       and m[3]["connectorId"] == 1 and m[3]["status"] == "Available",
+                       station=st, what="Available after recovery")
+    assert "[board] I: relay closed" not in "\n".join(st.lines), st.tail()
+    ids = [m[1] for c in (cs, cs2) for m in c.calls()]
+    assert len(ids) == len(set(ids)), ids
+    assert validate_outgoing(cs2.frames)
+    # a second power cycle: the journal is settled, nothing is sent twice
+    st.stop()
+    cs3 = await central(heartbeat=60)
+    cfg = station_config(cs3.url)
+    (st.flash / "config.json").write_text(json.dumps(cfg))
+    st.start()
+    await cs3.wait_call("StatusNotification", 2, station=st)
+    await asyncio.sleep(1.5)
+    assert [a for a in cs3.actions() if a != "Heartbeat"] == [
+        "BootNotification", "StatusNotification", "StatusNotification"], cs3.actions()
+
+
+async def test_offline_transaction__stop_carries_the_id_assigned_after_reconnect(station, central):
+    cs = await central(heartbeat=60)
+    # button pressed at 5 s (start) and 9 s (stop), while the central system is down
+    st = station(station_config(cs.url), scenario={"button": [[5.0, 5.5], [9.0, 9.5]]}).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    await cs.stop()
+    await st.expect("[ocpp] I: transaction (local #1) started for LOCAL-TAG", timeout=15)
+    await st.expect("[ocpp] I: transaction (local #1) stopped: Local", timeout=15)
+    cs2 = await central(port=cs.port, heartbeat=60)
+    cs2.next_tx = 4710
+    stop = await cs2.wait_call("StopTransaction", station=st)
+    acts = [a for a in cs2.actions() if a != "Heartbeat"]
+    k = acts.index("StopTransaction")
+    assert acts[0] == "StartTransaction" and acts[1:k] == ["MeterValues"] * (k - 1) and k >= 3, acts
+    start = cs2.calls("StartTransaction")[0]
+    assert start[3]["idTag"] == "LOCAL-TAG" and start[3]["meterStart"] == 0, start
+    assert cs2.calls("Authorize") == [], "offline start is authorized locally"
+    assert stop[3]["transactionId"] == 4711 and stop[3]["reason"] == "Local", stop
+    assert meter_times(cs2, tx_id=4711)
+    check_continuous(meter_times(cs2, tx_id=4711))
+    # the timestamps tell when things happened (offline), not when they were delivered
+    assert ts(start[3]["timestamp"]) < ts(stop[3]["timestamp"]) - 3, (start, stop)
+    assert validate_outgoing(cs2.frames)
