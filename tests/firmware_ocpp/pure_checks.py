@@ -1,0 +1,285 @@
+# Checks of the OCPP firmware's pure logic, written once and run under both interpreters:
+# pytest imports this file under CPython (one test per check), and runs it as a script under
+# the unix-port micropython, where it prints "ok <name>" per check. MicroPython-compatible
+# code only (no pytest here). Each check runs in a scratch current directory (flash files).
+import os
+
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+import journal
+import ocpp_keys
+import ocppj
+import ws
+
+
+def raises(exc, fn, *args):
+    try:
+        fn(*args)
+    except exc as e:
+        return e
+    raise AssertionError("%r did not raise %r" % (args, exc))
+
+
+# --- ocppj: framing ------------------------------------------------------------------------
+
+def check_parse__valid_frames():
+    got = ocppj.parse('[2, "19223201", "BootNotification", {"a": 1}]')
+    assert got == (2, "19223201", "BootNotification", {"a": 1}), got
+    got = ocppj.parse('[3,"x-1",{"status":"Accepted"}]')
+    assert got == (3, "x-1", None, {"status": "Accepted"}), got
+    got = ocppj.parse('[4,"x-2","NotImplemented","no",{}]')
+    assert got == (4, "x-2", None, ("NotImplemented", "no", {})), got
+
+
+def check_parse__invalid_frames_give_the_right_error_and_id():
+    cases = [
+        ("not json", "FormationViolation", "-1"),
+        ("", "FormationViolation", "-1"),
+        ('{"a": 1}', "FormationViolation", "-1"),
+        ("[2]", "FormationViolation", "-1"),
+        ('[2, 7, "Reset", {}]', "FormationViolation", "-1"),
+        ('[2, "' + "x" * 37 + '", "Reset", {}]', "FormationViolation", "-1"),
+        ('[2, "a1", "Reset"]', "FormationViolation", "a1"),
+        ('[2, "a2", "", {}]', "FormationViolation", "a2"),
+        ('[2, "a3", "Reset", []]', "FormationViolation", "a3"),
+        ('[3, "a4", "x"]', "FormationViolation", "a4"),
+        ('[4, "a5", "X", 1, {}]', "FormationViolation", "a5"),
+        ('["2", "a6", "Reset", {}]', "FormationViolation", "a6"),
+        ('[7, "a7", "Reset", {}]', "ProtocolError", "a7"),
+    ]
+    for text, code, mid in cases:
+        e = raises(ocppj.FrameError, ocppj.parse, text)
+        assert (e.code, e.msg_id) == (code, mid), (text, e.code, e.msg_id)
+
+
+def check_build__exact_frames():
+    assert ocppj.call("1", "Heartbeat", {}) == '[2, "1", "Heartbeat", {}]'
+    assert ocppj.result("1", {"status": "Accepted"}) == '[3, "1", {"status": "Accepted"}]'
+    assert ocppj.error("1", "NotImplemented", "x") == '[4, "1", "NotImplemented", "x", {}]'
+    ids = ocppj.Ids("ab12", 5)
+    assert (ids.next(), ids.next()) == ("ab12-5", "ab12-6")
+
+
+def check_payload__valid_and_invalid_pairs():
+    ok = [("RemoteStartTransaction", {"idTag": "T1"}),
+          ("RemoteStartTransaction", {"idTag": "T1", "connectorId": 1, "chargingProfile": {}}),
+          ("Reset", {"type": "Soft"}), ("ClearCache", {}),
+          ("GetConfiguration", {}), ("GetConfiguration", {"key": ["A", "B"]}),
+          ("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "60"}),
+          ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1}),
+          ("DataTransfer", {"vendorId": "acme", "data": "x"})]
+    for action, p in ok:
+        ocppj.check_payload(action, p, "m")
+    bad = [("RemoteStartTransaction", {}, "ProtocolError"),
+           ("RemoteStartTransaction", {"idTag": 5}, "TypeConstraintViolation"),
+           ("RemoteStartTransaction", {"idTag": "x" * 21}, "PropertyConstraintViolation"),
+           ("RemoteStartTransaction", {"idTag": "T", "connectorId": "1"}, "TypeConstraintViolation"),
+           ("RemoteStartTransaction", {"idTag": "T", "extra": 1}, "FormationViolation"),
+           ("RemoteStopTransaction", {"transactionId": 1.5}, "TypeConstraintViolation"),
+           ("RemoteStopTransaction", {"transactionId": True}, "TypeConstraintViolation"),
+           ("Reset", {"type": "Warm"}, "PropertyConstraintViolation"),
+           ("GetConfiguration", {"key": "HeartbeatInterval"}, "TypeConstraintViolation"),
+           ("GetConfiguration", {"key": [1]}, "TypeConstraintViolation"),
+           ("ChangeConfiguration", {"key": "K"}, "ProtocolError"),
+           ("ChangeConfiguration", {"key": "K", "value": 60}, "TypeConstraintViolation"),
+           ("TriggerMessage", {"requestedMessage": "Coffee"}, "PropertyConstraintViolation"),
+           ("ChangeAvailability", {"connectorId": 1, "type": "Off"}, "PropertyConstraintViolation")]
+    for action, p, code in bad:
+        e = raises(ocppj.FrameError, ocppj.check_payload, action, p, "m")
+        assert (e.code, e.msg_id) == (code, "m"), (action, p, e.code)
+
+
+# --- ocppj: time and payloads ---------------------------------------------------------------
+
+def check_time__iso_known_values_and_round_trip():
+    assert ocppj.iso(0) == "1970-01-01T00:00:00.000Z"
+    assert ocppj.iso(951782400) == "2000-02-29T00:00:00.000Z"
+    assert ocppj.iso(1795600000.25) == "2026-11-25T09:46:40.250Z", ocppj.iso(1795600000.25)
+    assert ocppj.parse_iso("2026-11-25T09:46:40.250Z") == 1795600000.25
+    assert ocppj.parse_iso("2026-11-25T10:46:40+01:00") == 1795600000
+    assert ocppj.parse_iso("2026-11-25T09:46:40Z") == 1795600000
+    for t in (0, 86399.999, 951868799, 4102444800.5):
+        assert ocppj.parse_iso(ocppj.iso(t)) == round(t, 3), t
+    for bad in ("", "yesterday", "2026-11-25", "2026/11/25T09:46:40Z", "2026-11-25T09:46:40+0100"):
+        raises(ValueError, ocppj.parse_iso, bad)
+
+
+def check_payloads__meter_value_and_transactions_exact():
+    reading = {"energy_wh": 1234.5678, "current_a": 16.0, "voltage_v": 229.9, "power_w": 3678.4,
+               "temp_c": 24.0, "humidity": 40.0}
+    mv = ocppj.meter_value(1795600000, reading, ["Energy.Active.Import.Register", "Temperature"],
+                           "Sample.Periodic")
+    assert mv == {"timestamp": "2026-11-25T09:46:40.000Z", "sampledValue": [
+        {"value": "1234.568", "context": "Sample.Periodic", "format": "Raw",
+         "measurand": "Energy.Active.Import.Register", "location": "Outlet", "unit": "Wh"},
+        {"value": "24", "context": "Sample.Periodic", "format": "Raw", "measurand": "Temperature",
+         "location": "Body", "unit": "Celsius"}]}, mv
+    # a reading not taken yet (None) is left out rather than sent as "None"
+    mv = ocppj.meter_value(0, {"energy_wh": 0.0, "current_a": None}, ["Current.Import",
+                                                                       "Energy.Active.Import.Register"], "Trigger")
+    assert [s["value"] for s in mv["sampledValue"]] == ["0"], mv
+    assert ocppj.start_transaction(1, "T", 12.9, 0) == {
+        "connectorId": 1, "idTag": "T", "meterStart": 12, "timestamp": "1970-01-01T00:00:00.000Z"}
+    assert ocppj.stop_transaction(7, "T", 20.2, 0, "Local") == {
+        "transactionId": 7, "meterStop": 20, "timestamp": "1970-01-01T00:00:00.000Z",
+        "reason": "Local", "idTag": "T"}
+    assert ocppj.status_notification(1, "Faulted", 0, "HighTemperature") == {
+        "connectorId": 1, "errorCode": "HighTemperature", "status": "Faulted",
+        "timestamp": "1970-01-01T00:00:00.000Z"}
+    assert ocppj.check_measurands(" Voltage, Temperature ,") == ["Voltage", "Temperature"]
+    raises(ValueError, ocppj.check_measurands, "Voltage,SoC")
+
+
+# --- configuration keys ---------------------------------------------------------------------
+
+_OCFG = {"heartbeat_s": 300, "meter_interval_s": 60, "connection_timeout_s": 45}
+
+
+def check_keys__defaults_change_persist_and_answers():
+    k = ocpp_keys.Keys(_OCFG)
+    assert (k["HeartbeatInterval"], k["MeterValueSampleInterval"], k["ConnectionTimeOut"]) == (300, 60, 45)
+    assert k.change("HeartbeatInterval", "42") == "Accepted"
+    assert k.change("MeterValuesSampledData", "Voltage,Energy.Active.Import.Register") == "Accepted"
+    assert k.change("AuthorizeRemoteTxRequests", "TRUE") == "Accepted"
+    assert k.change("HeartbeatInterval", "soon") == "Rejected"
+    assert k.change("HeartbeatInterval", "0") == "Rejected"
+    assert k.change("MeterValuesSampledData", "SoC") == "Rejected"
+    assert k.change("NumberOfConnectors", "2") == "Rejected"
+    assert k.change("NoSuchKey", "1") == "NotSupported"
+    assert k.change("ConnectorPhaseRotation", "RST") == "RebootRequired"
+    # persisted: a reboot (new instance over the same flash) reads the changes back
+    k2 = ocpp_keys.Keys(_OCFG)
+    assert (k2["HeartbeatInterval"], k2["AuthorizeRemoteTxRequests"]) == (42, True)
+    assert k2.measurands() == ["Voltage", "Energy.Active.Import.Register"]
+    got = k2.get_configuration(["HeartbeatInterval", "Nope", "NumberOfConnectors"])
+    assert got == {"configurationKey": [
+        {"key": "HeartbeatInterval", "readonly": False, "value": "42"},
+        {"key": "NumberOfConnectors", "readonly": True, "value": "1"}], "unknownKey": ["Nope"]}, got
+    everything = k2.get_configuration()["configurationKey"]
+    assert len(everything) == len(ocpp_keys.SPEC) and "unknownKey" not in k2.get_configuration()
+    # a corrupt file (power cut while writing is prevented by tmp+rename, but a bad edit) is ignored
+    with open(ocpp_keys.KEYS_FILE, "w") as f:
+        f.write("{torn")
+    assert ocpp_keys.Keys(_OCFG)["HeartbeatInterval"] == 300
+
+
+# --- journal --------------------------------------------------------------------------------
+
+def _mv(n):
+    return {"connectorId": 1, "meterValue": [{"timestamp": "t%d" % n, "sampledValue": []}]}
+
+
+def check_journal__order_done_and_replay_after_power_cut():
+    j = journal.Journal("j.log").load()
+    ref = j.open_tx({"tag": "T", "ms": 5})
+    s1 = j.add(journal.K_START, "m-1", "StartTransaction", {"idTag": "T"}, ref)
+    s2 = j.add(journal.K_METER, "m-2", "MeterValues", _mv(2), ref)
+    s3 = j.add(journal.K_METER, "m-3", "MeterValues", _mv(3), ref)
+    assert j.first() == (s1, journal.K_START, "m-1", "StartTransaction", {"idTag": "T"}, ref), j.first()
+    j.set_txid(ref, 1001)
+    j.done(s1)
+    # power cut: a new instance replays the file
+    j = journal.Journal("j.log").load()
+    assert len(j) == 2 and j.first() == (s2, journal.K_METER, "m-2", "MeterValues", _mv(2), ref), j.first()
+    assert j.txid(ref) == 1001 and j.open == {ref: {"tag": "T", "ms": 5}}, (j.txids, j.open)
+    j.done(s2)
+    s4 = j.add(journal.K_STOP, "m-4", "StopTransaction", {"meterStop": 9}, ref)
+    j.close_tx(ref)
+    assert s4 > s3
+    # a torn last record (power cut mid-write) is ignored; the rest survives
+    with open("j.log", "ab") as f:
+        f.write(b"A 99|1|0|m-99|MeterVal")
+    j = journal.Journal("j.log").load()
+    assert [p[0] for p in j.pending] == [s3, s4] and j.open == {}, j.pending
+    j.done(s3)
+    j.done(s4)
+    j = journal.Journal("j.log").load()
+    assert len(j) == 0 and j.next_seq > s4 and j.next_txref > ref, (j.next_seq, j.next_txref)
+    assert os.stat("j.log")[6] < 64, "settled journal compacts to its counters"
+
+
+def check_journal__bounded_drops_oldest_samples_keeps_start_stop():
+    j = journal.Journal("b.log", max_entries=4).load()
+    ref = j.open_tx({})
+    j.add(journal.K_START, "s", "StartTransaction", {}, ref)
+    for n in range(5):
+        j.add(journal.K_METER, "m%d" % n, "MeterValues", _mv(n), ref)
+    j.add(journal.K_STOP, "e", "StopTransaction", {}, ref)
+    j2 = journal.Journal("b.log", max_entries=4).load()
+    for jj in (j, j2):
+        kinds = [p[3] for p in jj.pending]
+        assert kinds == [journal.K_START, journal.K_METER, journal.K_METER, journal.K_STOP], kinds
+    assert j.dropped == 3
+    mids = []
+    while len(j2):
+        e = j2.first()
+        mids.append(e[2])
+        j2.done(e[0])
+    assert mids == ["s", "m3", "m4", "e"], mids
+
+
+def check_journal__compaction_keeps_what_is_needed():
+    j = journal.Journal("c.log", compact_bytes=600).load()
+    ref = j.open_tx({"tag": "A"})
+    j.add(journal.K_START, "s", "StartTransaction", {"x": "y" * 50}, ref)
+    j.set_txid(ref, 7)
+    for n in range(12):
+        j.add(journal.K_METER, "m%d" % n, "MeterValues", _mv(n), ref)
+        e = j.first()
+        j.done(e[0])
+    assert os.stat("c.log")[6] <= 600 + 200, os.stat("c.log")[6]
+    j = journal.Journal("c.log").load()
+    assert j.txid(ref) == 7 and j.open[ref] == {"tag": "A"} and len(j) == 1, (j.txids, j.open, j.pending)
+    assert j.first()[2] == "m11"
+
+
+# --- ws: framing and handshake --------------------------------------------------------------
+
+def check_ws__accept_key_rfc6455_example_and_handshake_bytes():
+    assert ws.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    req = ws.handshake_request("cs.example", 9000, "/ocpp/CP-1", b"dGhlIHNhbXBsZSBub25jZQ==",
+                               "ocpp1.6", ("CP-1", "s3cret"))
+    assert req == (b"GET /ocpp/CP-1 HTTP/1.1\r\nHost: cs.example:9000\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+                   b"Authorization: Basic Q1AtMTpzM2NyZXQ=\r\n\r\n"), req
+    assert ws.split_url("wss://h/a/b") == (True, "h", 443, "/a/b")
+    assert ws.split_url("ws://h:81") == (False, "h", 81, "/")
+    for bad in ("http://h/", "ws://:80/", "ws://h:x/"):
+        raises(ValueError, ws.split_url, bad)
+
+
+def check_ws__frames_masked_with_7_16_64_bit_lengths():
+    mask = b"\x01\x02\x03\x04"
+    f = ws.encode_frame(ws.OP_TEXT, b"Hello", mask)
+    assert bytes(f) == b"\x81\x85\x01\x02\x03\x04" + bytes(c ^ mask[i % 4] for i, c in enumerate(b"Hello")), f
+    for n, head in ((125, b"\x81\xfd"), (126, b"\x81\xfe\x00\x7e"), (65535, b"\x81\xfe\xff\xff"),
+                    (65536, b"\x81\xff\x00\x00\x00\x00\x00\x01\x00\x00")):
+        data = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+        f = ws.encode_frame(ws.OP_TEXT, data, mask)
+        assert bytes(f[:len(head)]) == head and len(f) == len(head) + 4 + n, (n, bytes(f[:12]))
+        body = f[len(head) + 4:]
+        assert bytes(body[i] ^ mask[i % 4] for i in range(0, n, 97)) == bytes(data[i] for i in range(0, n, 97)), n
+    f = ws.encode_frame(ws.OP_PING, b"", mask, fin=True)
+    assert bytes(f) == b"\x89\x80\x01\x02\x03\x04"
+
+
+CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
+
+
+def main():
+    base = os.getcwd()
+    for i, (name, fn) in enumerate(CHECKS):
+        d = "%s/c%d" % (base, i)
+        os.mkdir(d)
+        os.chdir(d)
+        fn()
+        os.chdir(base)
+        print("ok", name)
+
+
+if __name__ == "__main__":
+    main()
