@@ -574,7 +574,7 @@ class ChargePoint:
             await self.online_loop()
         finally:
             task.cancel()
-            self.ws.abort()
+            await self.ws.abort()
             self.ws = None
             self.st.links["ocpp"] = "down"
             gc.collect()

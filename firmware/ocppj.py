@@ -50,7 +50,8 @@ def parse(text):
     CALLERROR the payload is (code, description, details). Raises FrameError."""
     try:
         msg = json.loads(text)
-    except (ValueError, TypeError):
+    except Exception:  # ValueError; MemoryError/RecursionError for absurd nesting
+        msg = None
         raise FrameError(FORMATION_VIOLATION, "frame is not valid JSON")
     if not isinstance(msg, list) or len(msg) < 3:
         raise FrameError(FORMATION_VIOLATION, "frame is not a JSON array [type, id, ...]")

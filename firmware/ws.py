@@ -179,14 +179,12 @@ class WebSocket:
                 await asyncio.wait_for(self._write(OP_CLOSE, payload), 2)
             except Exception:
                 pass
-        self.abort()
+        await self.abort()
 
-    def abort(self):
+    async def abort(self):
+        """Drop the connection at once (no close handshake)."""
         self.closed = True
-        try:
-            self.w.close()
-        except Exception:
-            pass
+        await _drop(self.w)
 
     async def _fail(self, code, why):
         await self.close(code, why[:60])
@@ -277,7 +275,7 @@ class WebSocket:
                         await self._write(OP_CLOSE, data[:2])
                     except Exception:
                         pass
-                self.abort()
+                await self.abort()
                 raise WsClosed(code, reason)
             if op == OP_CONT:
                 if parts is None:
@@ -305,6 +303,16 @@ class WebSocket:
             return bytes(data).decode()
         except UnicodeError:
             await self._fail(CLOSE_BAD_DATA, "text message is not valid UTF-8")
+
+
+async def _drop(writer):
+    # close() then wait_closed(): on MicroPython close() only marks the stream and
+    # wait_closed() closes the socket; on CPython wait_closed() waits for the transport.
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 1)
+    except Exception:
+        pass
 
 
 async def _read_line(reader):
@@ -362,7 +370,7 @@ async def _connect(url, protocol, auth, max_size):
         if got_proto != protocol:
             raise WsError("central system did not agree to subprotocol %s (answered %r)" % (protocol, got_proto))
     except BaseException:
-        writer.close()
+        await _drop(writer)
         raise
     return WebSocket(reader, writer, max_size)
 
