@@ -94,6 +94,7 @@ class ChargePoint:
         self.attempts = 0
         self.retry_at = ticks_ms()
         self.last_btn = False
+        self.last_relay = False
         self.closed_seq = -1         # readings_seq when the relay was last closed
         self.recovered = False
         self.was_up = False
@@ -320,6 +321,9 @@ class ChargePoint:
                 self.avail_pending = None
         if self.finishing and not self.online():
             self.finishing = False
+        if st.relay and not self.last_relay:  # (re)closed, e.g. after a fault: give the EV a sample
+            self.closed_seq = st.readings_seq
+        self.last_relay = st.relay
         st.status = self.status(1)[0]
         if self.tx:
             st.apply_relay(self.board)

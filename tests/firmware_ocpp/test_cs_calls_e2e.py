@@ -1,0 +1,189 @@
+"""Calls from an `ocpp`-package central system to the real firmware: configuration keys,
+availability, TriggerMessage, the small Core calls, unsupported and malformed calls; boot
+Rejected/Pending; over-temperature; Basic auth over ws:// and wss:// (security profiles 1, 2)."""
+import asyncio
+import json
+import ssl
+import subprocess
+
+import pytest
+from ocpp.v16 import call
+
+from csys import CentralSystem, sampled, station_config, validate_outgoing
+
+ALL_KEYS = {
+    "AuthorizeRemoteTxRequests", "ClockAlignedDataInterval", "ConnectionTimeOut",
+    "ConnectorPhaseRotation", "GetConfigurationMaxKeys", "HeartbeatInterval",
+    "LocalAuthorizeOffline", "LocalPreAuthorize", "MeterValuesAlignedData",
+    "MeterValuesSampledData", "MeterValuesSampledDataMaxLength", "MeterValueSampleInterval",
+    "NumberOfConnectors", "ResetRetries", "StopTransactionOnEVSideDisconnect",
+    "StopTransactionOnInvalidId", "StopTxnAlignedData", "StopTxnSampledData",
+    "SupportedFeatureProfiles", "TransactionMessageAttempts", "TransactionMessageRetryInterval",
+    "UnlockConnectorOnEVSideDisconnect", "WebSocketPingInterval"}
+
+
+def status_frames(cs, connector=1):
+    return [(m[3]["status"], m[3]["errorCode"]) for m in cs.calls("StatusNotification")
+            if m[3]["connectorId"] == connector]
+
+
+async def test_calls__configuration_availability_trigger_and_core_calls(station, central):
+    cs = await central(heartbeat=60)
+    st = station(station_config(cs.url)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+
+    r = await cs.call(call.GetConfiguration())
+    assert {k["key"] for k in r.configuration_key} == ALL_KEYS and not r.unknown_key, r
+    got = {k["key"]: (k["value"], k["readonly"]) for k in r.configuration_key}
+    assert got["HeartbeatInterval"] == ("60", False) and got["MeterValueSampleInterval"] == ("1", False)
+    assert got["NumberOfConnectors"] == ("1", True) and got["ConnectionTimeOut"] == ("5", False), got
+    for key, value, want in [("NoSuchKey", "1", "NotSupported"), ("NumberOfConnectors", "2", "Rejected"),
+                             ("HeartbeatInterval", "soon", "Rejected"),
+                             ("MeterValuesSampledData", "Voltage,Bogus", "Rejected"),
+                             ("MeterValuesSampledData", "Energy.Active.Import.Register,Voltage", "Accepted"),
+                             ("MeterValueSampleInterval", "7", "Accepted")]:
+        r = await cs.call(call.ChangeConfiguration(key=key, value=value))
+        assert r.status == want, (key, value, r)
+
+    # availability: Inoperative -> Unavailable (and remote starts refused), Operative -> Available
+    assert (await cs.call(call.ChangeAvailability(connector_id=1, type="Inoperative"))).status == "Accepted"
+    await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Unavailable", "NoError")], station=st)
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="T"))).status == "Rejected"
+    assert (await cs.call(call.ChangeAvailability(connector_id=2, type="Operative"))).status == "Rejected"
+    assert (await cs.call(call.ChangeAvailability(connector_id=0, type="Operative"))).status == "Accepted"
+    await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Available", "NoError")], station=st)
+
+    # TriggerMessage: each requested message arrives; the ones we do not have are NotImplemented
+    n_hb, n_st, n_boot = len(cs.calls("Heartbeat")), len(cs.calls("StatusNotification")), 1
+    for msg, want in [("Heartbeat", "Accepted"), ("StatusNotification", "Accepted"),
+                      ("MeterValues", "Accepted"), ("BootNotification", "Accepted"),
+                      ("DiagnosticsStatusNotification", "NotImplemented"),
+                      ("FirmwareStatusNotification", "NotImplemented")]:
+        r = await cs.call(call.TriggerMessage(requested_message=msg, connector_id=1))
+        assert r.status == want, (msg, r)
+        await asyncio.sleep(0.5)
+    await cs.wait_call("Heartbeat", n_hb + 1, station=st)
+    await cs.wait_call("StatusNotification", n_st + 1, station=st)
+    await cs.wait_call("BootNotification", n_boot + 1, station=st)
+    mv = (await cs.wait_call("MeterValues", station=st))[3]
+    assert "transactionId" not in mv and mv["connectorId"] == 1, mv
+    assert set(sampled(mv["meterValue"][0], "Trigger", ["Energy.Active.Import.Register", "Voltage"])) == {
+        "Energy.Active.Import.Register", "Voltage"}, mv
+
+    assert (await cs.call(call.ClearCache())).status == "Accepted"
+    assert (await cs.call(call.UnlockConnector(connector_id=1))).status == "NotSupported"
+    assert (await cs.call(call.DataTransfer(vendor_id="com.acme", message_id="x", data="y"))).status == "UnknownVendorId"
+
+    # an action we do not implement, and malformed frames: CALLERRORs, the link stays up
+    assert await cs.call(call.ReserveNow(connector_id=1, expiry_date="2030-01-01T00:00:00Z",
+                                         id_tag="T", reservation_id=1)) is None
+    conn = cs.conns[0]
+    await conn.send('[2, "bad-1", "Reset", {"type": "Warm"}]')
+    await conn.send('[2, "bad-2", "RemoteStartTransaction", {}]')
+    await conn.send("not json at all")
+    await conn.send('[2, "bad-3", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": 5}]')
+    await asyncio.sleep(0.5)
+    errors = [m for d, m in cs.frames if d == "cp" and m[0] == 4]
+    assert [(m[1], m[2]) for m in errors] == [
+        (errors[0][1], "NotImplemented"), ("bad-1", "PropertyConstraintViolation"),
+        ("bad-2", "ProtocolError"), ("-1", "FormationViolation"),
+        ("bad-3", "TypeConstraintViolation")], errors
+    assert cs.calls("ReserveNow", direction="cs")[0][1] == errors[0][1]
+    assert (await cs.call(call.GetConfiguration(key=["MeterValueSampleInterval"]))).configuration_key[0]["value"] == "7"
+    assert cs.paths == ["/ocpp/CP-1"], "one connection throughout"
+
+    # ChangeAvailability during a transaction is Scheduled and applied when it ends
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="T-A"))).status == "Accepted"
+    await cs.wait_call("StartTransaction", station=st)
+    assert (await cs.call(call.ChangeAvailability(connector_id=1, type="Inoperative"))).status == "Scheduled"
+    assert (await cs.call(call.RemoteStopTransaction(transaction_id=1001))).status == "Accepted"
+    await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Unavailable", "NoError")], station=st)
+    assert validate_outgoing(cs.frames) > 20
+
+    # configuration and availability persist across a reboot (power cut, same flash)
+    st.kill()
+    n = len(cs.calls("StatusNotification"))
+    st.start()
+    await cs.wait_call("StatusNotification", n + 2, station=st)
+    assert status_frames(cs, 0)[-1] == ("Unavailable", "NoError") and status_frames(cs)[-1] == ("Unavailable", "NoError")
+    r = await cs.call(call.GetConfiguration(key=["MeterValueSampleInterval", "MeterValuesSampledData"]))
+    assert [k["value"] for k in r.configuration_key] == ["7", "Energy.Active.Import.Register,Voltage"], r
+
+
+async def test_boot__rejected_then_pending_then_accepted_sends_nothing_else_before(station, central):
+    cs = await central(heartbeat=1, boot_status="Rejected")
+    st = station(station_config(cs.url)).start()
+    await cs.wait_call("BootNotification", 2, station=st)
+    cs.boot_status = "Pending"
+    await cs.wait_call("BootNotification", 4, station=st)
+    # while Pending the central system may configure the station
+    r = await cs.call(call.GetConfiguration(key=["NumberOfConnectors"]))
+    assert r.configuration_key[0]["value"] == "1", r
+    cs.boot_status = "Accepted"
+    await cs.wait_call("StatusNotification", 2, station=st)
+    acts = cs.actions()
+    k = acts.index("StatusNotification")
+    assert k >= 5 and acts[:k] == ["BootNotification"] * k, acts
+    # the retries follow the interval (1 s) of the answers
+    boots = [i for i, (d, m) in enumerate(cs.frames) if d == "cp" and m[0] == 2 and m[2] == "BootNotification"]
+    assert len(boots) == k
+    await st.expect("boot accepted, heartbeat every 1s")
+    await cs.wait_call("Heartbeat", 2, station=st)
+
+
+async def test_overtemperature__faulted_high_temperature_relay_open_then_back_to_charging(station, central):
+    cs = await central(heartbeat=60)
+    sc = {"timeline": [[5.0, "dht.temp_c", 65.0], [9.0, "dht.temp_c", 30.0]]}
+    st = station(station_config(cs.url), scenario=sc).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="HOT"))).status == "Accepted"
+    await st.expect("[board] I: relay closed")
+    await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Faulted", "HighTemperature")], station=st,
+                      what="Faulted HighTemperature")
+    await st.expect("[board] I: relay open")
+    await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Charging", "NoError")], station=st,
+                      timeout=20, what="back to Charging")
+    await st.expect("[board] I: relay closed")
+    assert status_frames(cs) == [("Available", "NoError"), ("Preparing", "NoError"), ("Charging", "NoError"),
+                                 ("Faulted", "HighTemperature"), ("Charging", "NoError")], status_frames(cs)
+    temps = [sampled(m[3]["meterValue"][0])["Temperature"] for m in cs.calls("MeterValues")]
+    assert max(temps) > 50, temps
+    assert cs.calls("StopTransaction") == [], "the transaction survives the fault"
+    assert validate_outgoing(cs.frames)
+
+
+@pytest.fixture
+def tls(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (the station does not verify: no CA bundle)."""
+    key, crt = tmp_path / "key.pem", tmp_path / "crt.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(crt), "-days", "2", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(crt), str(key))
+    return ctx
+
+
+async def test_auth__basic_auth_profile_1_ws_and_profile_2_wss_and_a_wrong_password(station, central, tls):
+    pw = "Cs-Pass-0123456789"
+    cs = await central(heartbeat=60, credentials=("CP-1", pw))
+    cs2 = CentralSystem(heartbeat=60, credentials=("CP-1", pw))
+    import websockets
+    from websockets.asyncio.server import basic_auth
+    cs2.server = await websockets.serve(cs2._handler, "127.0.0.1", cs2.port, subprotocols=["ocpp1.6"],
+                                        process_request=basic_auth(realm="ocpp", credentials=("CP-1", pw)),
+                                        ssl=tls)
+    try:
+        good = station(station_config(cs.url, password=pw), name="good").start()
+        secure = station(station_config(cs2.url.replace("ws://", "wss://"), password=pw), name="tls").start()
+        bad = station(station_config(cs.url, password="not-the-password"), name="bad").start()
+        await bad.expect("refused the credentials (HTTP 401): check ocpp.password")
+        await cs.wait_call("StatusNotification", 2, station=good)
+        await cs2.wait_call("StatusNotification", 2, station=secure)
+        assert cs.paths == ["/ocpp/CP-1"] and cs2.paths == ["/ocpp/CP-1"], (cs.paths, cs2.paths)
+        for s in (good, secure, bad):
+            out = "\n".join(s.lines)
+            assert pw not in out and "not-the-password" not in out, s.tail()
+        assert validate_outgoing(cs2.frames)
+    finally:
+        await cs2.stop()
