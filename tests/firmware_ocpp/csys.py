@@ -106,6 +106,9 @@ class CentralCP(OcppChargePoint):
 
     @on(Action.meter_values)
     def on_meter(self, connector_id, meter_value, **kw):
+        if self.cs.fail.get("MeterValues"):
+            self.cs.fail["MeterValues"] -= 1
+            raise RuntimeError("central system failed to process MeterValues")  # -> CALLERROR
         return call_result.MeterValues()
 
 
@@ -122,6 +125,7 @@ class CentralSystem:
         self.credentials = credentials
         self.subprotocols = list(subprotocols) if subprotocols else None
         self.next_tx = 1000
+        self.fail = {}   # action -> how many of the next CALLs to answer with a CALLERROR
         self.frames = []
         self.paths = []
         self.server = None

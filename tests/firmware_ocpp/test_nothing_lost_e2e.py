@@ -134,3 +134,25 @@ async def test_offline_transaction__stop_carries_the_id_assigned_after_reconnect
     # the timestamps tell when things happened (offline), not when they were delivered
     assert ts(start[3]["timestamp"]) < ts(stop[3]["timestamp"]) - 3, (start, stop)
     assert validate_outgoing(cs2.frames)
+
+
+async def test_retries__transaction_messages_follow_attempts_and_retry_interval(station, central):
+    cs = await central(heartbeat=60)
+    st = station(station_config(cs.url, meter_interval_s=4)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    for k, v in (("TransactionMessageAttempts", "3"), ("TransactionMessageRetryInterval", "1")):
+        assert (await cs.call(call.ChangeConfiguration(key=k, value=v))).status == "Accepted"
+    cs.fail["MeterValues"] = 4
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-RT"))).status == "Accepted"
+    # sample A fails 3 times (then it is given up), sample B fails once, then is delivered
+    await cs.wait_call("MeterValues", 5, station=st, timeout=30)
+    await asyncio.sleep(0.3)
+    mids = [m[1] for m in cs.calls("MeterValues")][:5]
+    a, b = mids[0], mids[3]
+    assert mids == [a, a, a, b, b] and a != b, mids  # a retry keeps its message id
+    answers = [m[0] for d, m in cs.frames if d == "cs" and m[0] in (3, 4) and m[1] in (a, b)]
+    assert answers == [4, 4, 4, 4, 3], answers
+    await st.expect("giving up MeterValues")
+    # the wait grows with the attempt: 1 s, then 2 s (TransactionMessageRetryInterval x attempt)
+    waits = [line.rsplit("retry in ", 1)[1] for line in st.lines if "failed (" in line and "retry in" in line]
+    assert waits[:3] == ["1s", "2s", "1s"], waits
