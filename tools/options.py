@@ -1,0 +1,59 @@
+"""Options shared by the device commands, each with an environment-variable default."""
+import json as _json
+
+import click
+
+from . import device
+
+
+def port_option(f):
+    return click.option(
+        "-p", "--port", envvar="PICOCHARGE_PORT", metavar="PORT",
+        help="Serial port of the board (/dev/ttyACM0, COM3) or a virtual board's name. "
+             "Default: the only connected board. [env: PICOCHARGE_PORT]")(f)
+
+
+def ports_option(f):
+    return click.option(
+        "-p", "--port", "ports", envvar="PICOCHARGE_PORT", multiple=True, metavar="PORT",
+        help="Serial port(s) of the board(s); repeat for several. Default: every connected "
+             "board. [env: PICOCHARGE_PORT]")(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as JSON (for scripts).")(f)
+
+
+def thingspeak_url_option(f):
+    return click.option(
+        "--url", "ts_url", envvar="PICOCHARGE_THINGSPEAK_URL", default="https://api.thingspeak.com",
+        show_default=True, metavar="URL",
+        help="ThingSpeak API base URL (a self-hosted or test server). [env: PICOCHARGE_THINGSPEAK_URL]")(f)
+
+
+def board_option(f):
+    return click.option(
+        "--board", envvar="PICOCHARGE_BOARD", default="pico_w", show_default=True,
+        help="Board module to deploy: pico_w for a real Pico W, unix for a virtual board. "
+             "[env: PICOCHARGE_BOARD]")(f)
+
+
+def pick_port(port):
+    """The port to use: the one given (a device or a virtual board's name), or the only board."""
+    if port:
+        return device.resolve_port(port)
+    found = device.boards()
+    if not found:
+        raise click.ClickException(
+            "no board found: plug a Pico W in by USB (with MicroPython on it: `picocharge flash`), "
+            "or name its port with --port; `picocharge devices` lists what is connected")
+    if len(found) > 1:
+        raise click.ClickException(
+            "%d boards connected (%s): choose one with --port" % (
+                len(found), ", ".join(b["port"] for b in found)))
+    return found[0]["port"]
+
+
+def echo_json(obj):
+    click.echo(_json.dumps(obj, indent=2, sort_keys=True))
