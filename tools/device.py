@@ -172,7 +172,8 @@ class Board:
 
         _trace(("connect", self.port))
         try:
-            self.t = SerialTransport(self.port, baudrate=115200)
+            # a read timeout, so that mpremote's own timeouts apply on ptys too
+            self.t = SerialTransport(self.port, baudrate=115200, timeout=2)
         except (TransportError, OSError) as e:
             raise DeviceError("cannot open %s (%s): is the board plugged in, and is no other "
                               "program (a REPL, Thonny) using the port? `picocharge devices` lists "
@@ -246,7 +247,9 @@ class Board:
 
     def rename(self, src, dest):
         _trace(("rename", src, dest))
-        self.exec("import os\nos.rename(%r, %r)" % (src, dest))
+        # relative to "/": the unix port's VfsPosix fails absolute renames (ENOENT) when
+        # mounted with a root folder; on a board both forms are the same
+        self.exec("import os\nos.chdir('/')\nos.rename(%r, %r)" % (src.lstrip("/"), dest.lstrip("/")))
 
     def reboot(self):
         """Soft reset into the friendly REPL, so the board boots /main.py; then let go."""

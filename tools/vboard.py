@@ -37,6 +37,8 @@ from pathlib import Path
 RESET_EXIT = 75  # boards/unix/board.py: the firmware asked for a (hard) reset
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
+# printed by the boot code once the interpreter handles Ctrl-C itself; never shown to the host
+READY = b"\x1b[vboard-ready]"
 # Restarting an interpreter that fails at once in a tight loop would hide the failure:
 # after this many quick exits in a row the board stays down (like a crash loop you can see).
 _MAX_QUICK_EXITS = 5
@@ -56,6 +58,7 @@ def boot_code(flash, run_main):
     """The interpreter's start-up code: make `flash` the board's "/", then maybe run main.py."""
     lines = [
         "import os, sys",
+        "sys.stdout.write(%r)" % READY.decode(),
         "os.umount('/')",
         "os.mount(os.VfsPosix(%r), '/')" % str(flash),
         "os.chdir('/')",
@@ -185,8 +188,8 @@ class VirtualBoard:
         self._hold = raw
         self._held = b""
         self._pending = b""
-        if raw:
-            os.write(im, b"\r\x01")
+        self._ready = False
+        self._pre = b""
 
     def _kill(self):
         p = self._proc
@@ -227,7 +230,7 @@ class VirtualBoard:
                 except (BlockingIOError, OSError):
                     data = b""
                 if data:
-                    if self._hold:
+                    if self._hold or not self._ready:
                         self._pending += data
                     else:
                         try:
@@ -242,6 +245,22 @@ class VirtualBoard:
                 except OSError:
                     eof = True  # EIO: the interpreter closed its terminal
                 eof = eof or not out
+            if out and not self._ready:
+                # until the boot code says so, host input waits (an early Ctrl-C would kill
+                # the interpreter before it can turn it into KeyboardInterrupt)
+                self._pre += out
+                if READY not in self._pre:
+                    continue
+                out = self._pre.split(READY, 1)[1]
+                self._pre = b""
+                self._ready = True
+                if self._hold:
+                    os.write(self._im, b"\r\x01")
+                elif self._pending:
+                    os.write(self._im, self._pending)
+                    self._pending = b""
+                if not out:
+                    continue
             if out:
                 tail = (tail + out)[-64:]
                 i_raw, i_friendly = tail.rfind(b"raw REPL; CTRL-B"), tail.rfind(b">>> ")

@@ -1,0 +1,329 @@
+"""`picocharge provision`: write a board's /config.json, for one board or a fleet."""
+import json
+import secrets
+import sys
+import urllib.error
+import urllib.request
+
+import click
+
+from . import device, inventory
+from .firmware import config as fwconfig
+from .options import echo_json, json_option, ports_option
+
+CONFIG = "/config.json"
+TMP = "/config.json.tmp"
+
+
+def _flag(name, help, secret=False, type=str):
+    env = "PICOCHARGE_" + name.upper().replace("-", "_") if secret else None
+    return click.option("--" + name, "f_" + name.replace("-", "_"), type=type, envvar=env,
+                        metavar="VALUE" if not secret else "SECRET",
+                        help=help + (" [env: %s]" % env if env else ""))
+
+
+def _flag_values(kw, sets):
+    values = {}
+    for name, dotted in inventory.FLAG_KEYS.items():
+        v = kw.get("f_" + name.replace("-", "_"))
+        if v is not None:
+            values[dotted] = inventory.coerce(dotted, v) if isinstance(v, str) else v
+    for item in sets:
+        k, v = inventory.parse_set(item)
+        values[k] = v
+    return values
+
+
+def _read_config(b):
+    """The board's current config.json as a dict ({} when missing or unreadable)."""
+    if not b.exists(CONFIG):
+        return {}
+    try:
+        d = json.loads(b.read(CONFIG))
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _survey(port):
+    """Read a board's current config, then let it boot again."""
+    with device.Board(port) as b:
+        cfg = _read_config(b)
+        b.reboot()
+    return cfg
+
+
+def build(existing, common, row, fresh=False):
+    """The config to write: existing (unless fresh) <- command-line values <- the row's."""
+    flat = {} if fresh else inventory.flatten(existing)
+    values = inventory.with_implied(dict(common, **row))
+    flat.update(values)
+    out = {}
+    for k, v in flat.items():
+        out_key = k
+        inventory.set_dotted(out, out_key, v)
+    return out
+
+
+def write_config(port, cfg, reset=True):
+    """Atomic write (tmp file, rename), read back and compare. Returns the bytes written."""
+    data = (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
+    with device.Board(port) as b:
+        b.write(TMP, data)
+        b.rename(TMP, CONFIG)
+        back = b.read(CONFIG)
+        if back != data:
+            raise click.ClickException(
+                "%s: %s read back differs from what was written (%d bytes written, %d read): the "
+                "board's flash may be full or failing; run `picocharge doctor`, then provision again"
+                % (port, CONFIG, len(data), len(back)))
+        if reset:
+            b.reboot()
+    return data
+
+
+def register(url, station_id, password, token=None, timeout=10):
+    """POST {"id", "password"} to the gateway's /api/stations; returns its JSON answer."""
+    body = json.dumps({"id": station_id, "password": password}).encode()
+    endpoint = url.rstrip("/") + "/api/stations"
+    req = urllib.request.Request(endpoint, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    device._trace(("http", "POST", endpoint))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+    except urllib.error.HTTPError as e:
+        detail = e.read()[:300].decode(errors="replace").strip()
+        hint = {401: "give the gateway's API token with --gateway-token (or PICOCHARGE_GATEWAY_TOKEN)",
+                403: "the token is not allowed to add stations",
+                409: "the station is already registered: remove it on the gateway first"}.get(
+                    e.code, "check the gateway's log")
+        raise click.ClickException("the gateway at %s refused station %s: HTTP %d %s; %s" % (
+            endpoint, station_id, e.code, detail, hint))
+    except OSError as e:
+        raise click.ClickException(
+            "cannot reach the gateway at %s (%s): is `picocharge gateway` running there? The "
+            "board is provisioned; run provision again with --register-gateway to register it"
+            % (endpoint, getattr(e, "reason", e)))
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:
+        raise click.ClickException("the gateway at %s answered with something that is not JSON: %r"
+                                   % (endpoint, raw[:100]))
+
+
+def _describe(cfg):
+    flat = inventory.flatten(fwconfig.redact(cfg))
+    return ", ".join("%s=%s" % (k, v) for k, v in sorted(flat.items()))
+
+
+def _assign(rows, ports, stations, surveyed):
+    """Match inventory rows to boards: a row's `port` column, else the board already holding
+    that station id, else the remaining rows in order to the remaining boards."""
+    pairs, free = [], [p for p in ports]
+    left = []
+    for row in rows:
+        pinned = row[1].get("port")
+        if pinned:
+            pinned = device.resolve_port(pinned)
+            if pinned not in free:
+                raise click.ClickException("%s pins station %s to port %s, which is not connected "
+                                           "(connected: %s)" % (row[2], row[0]["station_id"], pinned,
+                                                                ", ".join(ports) or "none"))
+            free.remove(pinned)
+            pairs.append((row, pinned))
+        else:
+            left.append(row)
+    rest = []
+    for row in left:
+        match = [p for p in free if surveyed.get(p, {}).get("station_id") == row[0]["station_id"]]
+        if match:
+            free.remove(match[0])
+            pairs.append((row, match[0]))
+        else:
+            rest.append(row)
+    for row in rest:
+        if not free:
+            if stations:
+                raise click.ClickException("no free board for station %s: connect it, or name its "
+                                           "port with --port" % row[0]["station_id"])
+            break
+        pairs.append((row, free.pop(0)))
+    unassigned = [r for r in rest if r not in [p[0] for p in pairs]]
+    return pairs, unassigned
+
+
+@click.command()
+@ports_option
+@_flag("station-id", "Station id (charge point identity), 1-20 of A-Z a-z 0-9 - _ .")
+@_flag("ssid", "Wi-Fi network name.")
+@_flag("wifi-password", "Wi-Fi password.", secret=True)
+@_flag("country", "Wi-Fi country code (GB, DE, US...).")
+@_flag("ocpp-url", "Central system URL, ws://host:port/ocpp (the station id is appended).")
+@_flag("ocpp-password", "OCPP basic-auth password (generated with --register-gateway if unset).",
+       secret=True)
+@_flag("thingspeak-channel", "ThingSpeak channel id.", type=int)
+@_flag("thingspeak-key", "ThingSpeak write key (turns ThingSpeak uploads on).", secret=True)
+@_flag("thingspeak-url", "ThingSpeak API URL (default https://api.thingspeak.com).")
+@_flag("mqtt-host", "MQTT broker host (turns MQTT on).")
+@_flag("mqtt-port", "MQTT broker port.", type=int)
+@_flag("mqtt-user", "MQTT user name.")
+@_flag("mqtt-password", "MQTT password.", secret=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any config key, e.g. --set sensors.current_scale=0.0012 (repeatable).")
+@click.option("-i", "--inventory", "inventory_file", type=click.Path(dir_okay=False),
+              help="Fleet inventory: CSV or TOML, one row per station; columns are config keys "
+                   "(wifi.ssid) or these flags' names (ssid); a `port` column pins a board.")
+@click.option("--station", "stations", multiple=True, metavar="ID",
+              help="Provision only this inventory station (repeatable).")
+@click.option("--fresh", is_flag=True, help="Start from an empty config instead of the board's current one.")
+@click.option("--prompt/--no-prompt", default=None,
+              help="Ask for missing settings (default: when run in a terminal). Secrets are not echoed.")
+@click.option("-n", "--dry-run", is_flag=True, help="Validate and show (secrets masked); write nothing.")
+@click.option("--register-gateway", metavar="URL", envvar="PICOCHARGE_GATEWAY_URL",
+              help="Register the station and its OCPP password with this gateway (POST URL/api/stations). "
+                   "[env: PICOCHARGE_GATEWAY_URL]")
+@click.option("--gateway-token", envvar="PICOCHARGE_GATEWAY_TOKEN", metavar="SECRET",
+              help="Bearer token for the gateway API. [env: PICOCHARGE_GATEWAY_TOKEN]")
+@click.option("--reset/--no-reset", default=True, show_default=True,
+              help="Soft-reset each board afterwards so it starts with its new config.")
+@json_option
+def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, register_gateway,
+              gateway_token, reset, as_json, **flags):
+    """Write a board's /config.json: Wi-Fi, station id, central system, ThingSpeak, MQTT,
+    sensor calibration.
+
+    The config is checked with the firmware's own schema before anything is written,
+    merged with what the board already has (unless --fresh), written atomically
+    (config.json.tmp, then renamed), read back and compared. Secrets are never printed.
+
+    \b
+    One board, from flags (missing settings are asked for in a terminal):
+      picocharge provision --station-id CP-1 --ssid shed --ocpp-url ws://gw:9000/ocpp
+    A fleet, every connected board in turn (rows pinned by `port`, else the board that
+    already holds the station id, else in order):
+      picocharge provision --inventory fleet.csv --wifi-password "$WIFI_PW"
+      picocharge provision --inventory fleet.toml --station CP-7 -p /dev/ttyACM0
+    Values given as flags apply to every inventory row that does not set them.
+    """
+    try:
+        common = _flag_values(flags, sets)
+        if inventory_file:
+            rows = inventory.load(inventory_file)
+        else:
+            if stations:
+                raise click.UsageError("--station selects rows of an --inventory file")
+            rows = [(common, {}, "the command line")]
+    except inventory.InventoryError as e:
+        raise click.ClickException(str(e))
+    if stations:
+        known = [r[0]["station_id"] for r in rows]
+        missing = [s for s in stations if s not in known]
+        if missing:
+            raise click.ClickException("station %s is not in %s (it has: %s)" % (
+                ", ".join(missing), inventory_file, ", ".join(known)))
+        rows = [r for r in rows if r[0]["station_id"] in stations]
+
+    if ports:
+        ports = [device.resolve_port(p) for p in ports]
+    else:
+        ports = [b["port"] for b in device.boards()]
+    if not ports:
+        raise click.ClickException(
+            "no board found: plug a Pico W in by USB (with MicroPython on it: `picocharge flash`) or "
+            "name its port with --port; `picocharge devices` lists what is connected")
+    if not inventory_file and len(ports) > 1:
+        raise click.ClickException("%d boards connected (%s): each needs its own station id; choose "
+                                   "one with --port, or use an --inventory" % (len(ports), ", ".join(ports)))
+
+    # 1. read what the boards hold (nothing is written in this phase)
+    surveyed = {}
+    try:
+        for p in ports:
+            surveyed[p] = _survey(p)
+    except device.DeviceError as e:
+        raise click.ClickException(str(e))
+    if inventory_file:
+        pairs, unassigned = _assign(rows, ports, stations, surveyed)
+    else:
+        pairs, unassigned = [(rows[0], ports[0])], []
+
+    # 2. build and validate every config before anything is written anywhere
+    ask = sys.stdin.isatty() if prompt is None else prompt
+    plans = []
+    for (values, _meta, where), port in pairs:
+        row_values = {} if not inventory_file else values
+        cfg = build(surveyed[port], common, row_values, fresh)
+        if ask and not inventory_file:
+            cfg = _ask(cfg)
+        if register_gateway and not inventory.flatten(cfg).get("ocpp.password"):
+            inventory.set_dotted(cfg, "ocpp.password", secrets.token_hex(16))
+        try:
+            full = fwconfig.validate(cfg)
+        except fwconfig.ConfigError as e:
+            flag = [f for f, k in inventory.FLAG_KEYS.items() if k == e.key]
+            how = ("--%s or --set %s=..." % (flag[0], e.key)) if flag else "--set %s=..." % e.key
+            src = ("column %s in %s" % (e.key, where)) if inventory_file else how
+            raise click.ClickException("config for %s refused, nothing was written to any board: %s; "
+                                       "fix %s" % (port, e, src))
+        if register_gateway and not full["ocpp"]["url"]:
+            raise click.ClickException("--register-gateway: station %s has no ocpp.url; give --ocpp-url "
+                                       "(the gateway's ws:// address)" % full["station_id"])
+        plans.append((port, cfg, full))
+
+    # 3. write, verify, register
+    results = []
+    for port, cfg, full in plans:
+        entry = {"port": port, "station_id": full["station_id"], "config": fwconfig.redact(cfg),
+                 "written": False, "registered": False}
+        if not dry_run:
+            try:
+                write_config(port, cfg, reset)
+            except device.DeviceError as e:
+                raise click.ClickException(str(e))
+            entry["written"] = True
+            if register_gateway:
+                register(register_gateway, full["station_id"], full["ocpp"]["password"], gateway_token)
+                entry["registered"] = True
+        results.append(entry)
+        if not as_json:
+            click.echo("%s %s on %s: %s" % (
+                "would write" if dry_run else "provisioned", full["station_id"], port,
+                "config.json written and verified" if not dry_run else "config valid"))
+            click.echo("  " + _describe(cfg))
+            if entry["registered"]:
+                click.echo("  registered with the gateway at %s (password ***)" % register_gateway)
+    skipped = [r[0]["station_id"] for r in unassigned]
+    idle = [p for p in ports if p not in [x[0] for x in plans]]
+    if as_json:
+        echo_json({"stations": results, "not_connected": skipped, "untouched_ports": idle,
+                   "dry_run": dry_run})
+    else:
+        if skipped:
+            click.echo("not provisioned (no board connected for them): %s" % ", ".join(skipped))
+        if idle:
+            click.echo("boards left untouched (no inventory row for them): %s" % ", ".join(idle))
+
+
+def _ask(cfg):
+    flat = inventory.flatten(cfg)
+    if not flat.get("station_id"):
+        inventory.set_dotted(cfg, "station_id", click.prompt("Station id").strip())
+    if not flat.get("wifi.ssid"):
+        ssid = click.prompt("Wi-Fi network (SSID, empty for none)", default="", show_default=False)
+        if ssid:
+            inventory.set_dotted(cfg, "wifi.ssid", ssid)
+    flat = inventory.flatten(cfg)
+    if flat.get("wifi.ssid") and not flat.get("wifi.password"):
+        pw = click.prompt("Wi-Fi password for %s" % flat["wifi.ssid"], hide_input=True,
+                          default="", show_default=False)
+        if pw:
+            inventory.set_dotted(cfg, "wifi.password", pw)
+    if not flat.get("ocpp.url"):
+        url = click.prompt("Central system URL (ws://..., empty for none)", default="",
+                           show_default=False)
+        if url:
+            inventory.set_dotted(cfg, "ocpp.url", url)
+    return cfg
