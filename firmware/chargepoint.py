@@ -572,7 +572,8 @@ class ChargePoint:
         self.ping_due = ticks_add(ticks_ms(), self.keys["WebSocketPingInterval"] * 1000)
         self.st.links["ocpp"] = "up"
         self.was_up = True
-        L.info("connected")
+        gc.collect()
+        L.info("connected (%d bytes free)", gc.mem_free())
         task = asyncio.create_task(self.reader())
         try:
             await self.online_loop()

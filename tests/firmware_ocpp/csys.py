@@ -18,7 +18,13 @@ from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from helpers import free_port
+try:
+    from helpers import free_port
+except ImportError:  # run as a script (`python tests/firmware_ocpp/csys.py`): add tests/
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from helpers import free_port
 
 SCHEMAS = Path(ocpp.__file__).parent / "v16" / "schemas"
 _schema_cache = {}
@@ -312,3 +318,34 @@ class Station:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+async def _serve_forever(port, remote_start_after):
+    """A standalone central system (for benchmarks and demos): accepts every station and,
+    `remote_start_after` seconds after each boot, starts a transaction remotely."""
+    from ocpp.v16 import call
+
+    cs = await CentralSystem(port=port, heartbeat=5).start()
+    print("central system at %s" % cs.url, flush=True)
+    started = set()
+    while True:
+        await asyncio.sleep(0.5)
+        cp = cs.cp
+        if cp is not None and id(cp) not in started and cs.calls("StatusNotification"):
+            started.add(id(cp))
+            await asyncio.sleep(remote_start_after)
+            try:
+                r = await cs.call(call.RemoteStartTransaction(id_tag="BENCH"))
+                print("RemoteStartTransaction: %s" % r.status, flush=True)
+            except Exception as e:  # the station went away: wait for the next one
+                print("RemoteStartTransaction failed: %r" % e, flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="an ocpp-package central system on 127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--remote-start-after", type=float, default=1.0)
+    a = ap.parse_args()
+    asyncio.run(_serve_forever(a.port or free_port(), a.remote_start_after))
