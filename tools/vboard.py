@@ -39,6 +39,9 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 # printed by the boot code once the interpreter handles Ctrl-C itself; never shown to the host
 READY = b"\x1b[vboard-ready]"
+# printed by the boot code when main.py raised SystemExit (under `-i` the unix port would
+# drop to its REPL instead of exiting): the supervisor ends that interpreter with this code
+EXIT = b"\x1b[vboard-exit:"
 # Restarting an interpreter that fails at once in a tight loop would hide the failure:
 # after this many quick exits in a row the board stays down (like a crash loop you can see).
 _MAX_QUICK_EXITS = 5
@@ -73,7 +76,15 @@ def boot_code(flash, run_main):
             "    _m = False",
             "if _m:",
             "    del _m",
-            "    exec(open('/main.py').read(), {'__name__': '__main__'})",
+            "    try:",
+            "        exec(open('/main.py').read(), {'__name__': '__main__'})",
+            "    except SystemExit as _e:",
+            "        _c = _e.args[0] if _e.args else 0",
+            "        _c = _c if isinstance(_c, int) else (0 if _c is None else 1)",
+            "        sys.stdout.write(%r %% _c)" % (EXIT.decode() + "%d]"),
+            "        import time",
+            "        while True:",
+            "            time.sleep(1)",
             "else:",
             "    del _m",
         ]
@@ -190,6 +201,8 @@ class VirtualBoard:
         self._pending = b""
         self._ready = False
         self._pre = b""
+        self._carry = b""
+        self._forced = None
 
     def _kill(self):
         p = self._proc
@@ -199,10 +212,12 @@ class VirtualBoard:
             except ProcessLookupError:
                 pass
             p.wait()
-        try:
-            os.close(self._im)
-        except OSError:
-            pass
+        if self._im is not None:
+            try:
+                os.close(self._im)
+            except OSError:
+                pass
+            self._im = None
 
     def _to_host(self, data):
         try:
@@ -261,6 +276,28 @@ class VirtualBoard:
                     self._pending = b""
                 if not out:
                     continue
+            forced = None
+            if out or self._carry:
+                out = self._carry + out
+                self._carry = b""
+                i = out.find(EXIT)
+                if i >= 0 and b"]" in out[i:]:
+                    j = out.index(b"]", i)
+                    forced = int(out[i + len(EXIT):j])
+                    out = out[:i]
+                else:
+                    k = out.rfind(b"\x1b")
+                    if k >= 0 and len(out) - k < len(EXIT) + 12 and b"]" not in out[k:]:
+                        out, self._carry = out[:k], out[k:]  # maybe a marker cut in two
+            if forced is not None:
+                self._to_host(out)
+                self._forced = forced
+                try:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if self._forced is not None:
+                out = b""  # the interpreter is being ended: nothing more from it
             if out:
                 tail = (tail + out)[-64:]
                 i_raw, i_friendly = tail.rfind(b"raw REPL; CTRL-B"), tail.rfind(b">>> ")
@@ -280,7 +317,7 @@ class VirtualBoard:
                 continue
             p = self._proc
             if p is not None and self._im is not None and (eof or self._im not in r) and p.poll() is not None:
-                code = p.returncode
+                code = p.returncode if self._forced is None else self._forced
                 self.exit_codes.append(code)
                 try:
                     os.close(self._im)

@@ -1,0 +1,40 @@
+"""`picocharge devices`: the boards connected by USB and the running virtual boards."""
+import click
+
+from . import device
+from .options import echo_json, json_option
+
+
+@click.command()
+@click.option("--probe/--no-probe", default=True, show_default=True,
+              help="Ask each board for its id, MicroPython version and station id (this interrupts "
+                   "and restarts its firmware: a soft reset).")
+@json_option
+def devices(probe, as_json):
+    """List connected boards: Pico W boards on USB (Raspberry Pi vendor id 0x2E8A) and
+    running virtual boards (python -m picocharge.vboard), with their unique ids, firmware
+    versions and provisioned station ids."""
+    rows = []
+    for b in device.boards():
+        row = dict(b, uid="", micropython="", station_id="", error="")
+        if probe:
+            try:
+                with device.Board(b["port"]) as d:
+                    info = d.info()
+                    d.reboot()
+                row.update(uid=info["uid"], micropython=info["version"], station_id=info["station_id"])
+            except device.DeviceError as e:
+                row["error"] = str(e)
+        rows.append(row)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no boards found: plug a Pico W in by USB (`picocharge flash` puts MicroPython on "
+                   "a new one), or start a virtual board: python -m picocharge.vboard --flash DIR")
+        return
+    click.echo("%-16s %-8s %-18s %-12s %-12s %s" % ("PORT", "KIND", "NAME/ID", "MICROPYTHON", "STATION", ""))
+    for r in rows:
+        click.echo("%-16s %-8s %-18s %-12s %-12s %s" % (
+            r["port"], r["kind"], r["uid"] or r["name"], r["micropython"] or "-", r["station_id"] or "-",
+            ("! " + r["error"]) if r["error"] else ""))
