@@ -45,6 +45,7 @@ CLOSE_TOO_BIG = const(1009)
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADER_LINE = const(1024)
+_MAX_FRAGMENTS = const(64)  # many tiny fragments would cost far more heap than their bytes
 
 
 class WsError(OSError):
@@ -247,14 +248,16 @@ class WebSocket:
     async def recv(self):
         """The next data message (str for text, bytes for binary). Answers pings, records
         pongs, and turns a close frame into WsClosed after answering it."""
-        parts = None   # fragments of a message in progress
-        size = 0
+        buf = None     # a fragmented message in progress
+        frags = 0
         mop = 0
         while True:
             fin, op, n = await self._read_header()
-            if op < OP_CLOSE and size + n > self.max_size:
-                await self._fail(CLOSE_TOO_BIG, "message of %d+ bytes exceeds the %d byte limit" % (
-                    size + n, self.max_size))
+            if op < OP_CLOSE:
+                size = n if buf is None else len(buf) + n
+                if size > self.max_size:
+                    await self._fail(CLOSE_TOO_BIG, "message of %d+ bytes exceeds the %d byte limit" % (
+                        size, self.max_size))
             data = await self._payload(n)
             self.last_rx = ticks_ms()
             if op == OP_PING:
@@ -278,22 +281,25 @@ class WebSocket:
                 await self.abort()
                 raise WsClosed(code, reason)
             if op == OP_CONT:
-                if parts is None:
+                if buf is None:
                     await self._fail(CLOSE_PROTOCOL, "continuation frame without a message")
+                frags += 1
+                if frags > _MAX_FRAGMENTS:
+                    await self._fail(CLOSE_TOO_BIG, "message in more than %d fragments" % _MAX_FRAGMENTS)
+                buf.extend(data)
             else:
-                if parts is not None:
+                if buf is not None:
                     await self._fail(CLOSE_PROTOCOL, "new message inside a fragmented one")
-                mop = op
                 if fin:  # the common case: one frame, no copy
                     if op == OP_BINARY:
                         return bytes(data)
                     return await self._text(data)
-                parts = []
-            parts.append(data)
-            size += n
+                mop = op
+                frags = 1
+                buf = bytearray(data)
             if fin:
-                data = b"".join(parts)
-                parts = None
+                data = bytes(buf)
+                buf = None
                 if mop == OP_BINARY:
                     return data
                 return await self._text(data)

@@ -2,6 +2,7 @@
 package: a full session checked frame by frame, remote start, ChangeConfiguration taking
 effect, Reset, and every outgoing frame validated against the OCPP 1.6 JSON schemas."""
 
+import pytest
 from ocpp.v16 import call
 
 from csys import MEASURANDS, no_ts, sampled, station_config, ts, validate_outgoing
@@ -25,7 +26,7 @@ def squash(actions):
 
 async def test_session__boot_status_local_start_meter_remote_stop_remote_start_reconfigure(station, central):
     cs = await central(heartbeat=2)
-    st = station(station_config(cs.url), scenario={"button": [[3.0, 3.5]]}).start()
+    st = station(station_config(cs.url), scenario={"button": [[4.0, 4.5]]}).start()
 
     # boot: BootNotification with the board's identity, then connector 0 and 1 Available
     boot = await cs.wait_call("BootNotification", station=st)
@@ -37,7 +38,7 @@ async def test_session__boot_status_local_start_meter_remote_stop_remote_start_r
         ("StatusNotification", {"connectorId": 0, "errorCode": "NoError", "status": "Available"}),
         ("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"})], first
 
-    # local start (button at t=3s): Preparing, Authorize, StartTransaction, Charging, meter values
+    # local start (button at t=4s): Preparing, Authorize, StartTransaction, Charging, meter values
     await cs.wait_call("MeterValues", 2, station=st)
     start = cs.calls("StartTransaction")[0]
     assert no_ts(start[3]) == {"connectorId": 1, "idTag": "LOCAL-TAG", "meterStart": 0}, start
@@ -106,7 +107,8 @@ async def test_session__boot_status_local_start_meter_remote_stop_remote_start_r
     assert len(ids) == len(set(ids)), ids
 
 
-async def test_reset__hard_reset_stops_the_transaction_and_restarts_the_board(station, central):
+@pytest.mark.parametrize("kind", ["Hard", "Soft"])
+async def test_reset__stops_the_transaction_and_restarts_the_board(station, central, kind):
     cs = await central(heartbeat=30)
     cfg = station_config(cs.url)
     st = station(cfg).start()
@@ -114,12 +116,12 @@ async def test_reset__hard_reset_stops_the_transaction_and_restarts_the_board(st
     r = await cs.call(call.RemoteStartTransaction(id_tag="TAG-R"))
     assert r.status == "Accepted", r
     await cs.wait_call("MeterValues", 1, station=st)
-    r = await cs.call(call.Reset(type="Hard"))
+    r = await cs.call(call.Reset(type=kind))
     assert r.status == "Accepted", r
     stop = await cs.wait_call("StopTransaction", station=st)
-    assert stop[3]["reason"] == "HardReset" and stop[3]["transactionId"] == 1001, stop
+    assert stop[3]["reason"] == kind + "Reset" and stop[3]["transactionId"] == 1001, stop
     assert st.proc.wait(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
-    assert "[board] I: hard reset" in st.tail(), st.tail()
+    assert "[board] I: %s reset" % kind.lower() in st.tail(), st.tail()
     # the supervisor starts it again on the same flash: a fresh boot, nothing left to send
     n = len(cs.frames)
     n_status = len(cs.calls("StatusNotification"))

@@ -90,6 +90,7 @@ async def test_ws__handshake_ping_fragments_violations_close_and_dead_link(stati
             (frame(9, b"p" * 126), 1002),                       # control frame over 125 bytes
             (frame(9, b"p", fin=False), 1002),                  # fragmented control frame
             (frame(0, b"orphan"), 1002),                        # continuation without a message
+            (frame(1, "[", fin=False) + frame(0, " ", fin=False) * 70, 1009),  # too many fragments
             (frame(1, b"\xff\xfe\xfd"), 1007),                  # text that is not UTF-8
             (frame(8, b"\x03\xe8bye"), 1000),                   # the server closes: echoed
         ]
