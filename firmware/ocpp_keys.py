@@ -100,16 +100,20 @@ class Keys:
         try:
             with open(self.path) as f:
                 data = json.load(f)
-        except (OSError, ValueError):
-            return
-        for name, text in (data.get("keys") or {}).items():
-            if name in SPEC:
+            keys = data.get("keys") or {}
+            extra = data.get("extra") or {}
+            keys.items()
+            extra.items()
+        except (OSError, ValueError, AttributeError):
+            return  # missing or unreadable: the defaults from config.json stand
+        for name, text in keys.items():
+            if name in SPEC and isinstance(text, str):
                 try:
                     self.values[name] = parse_value(name, text)
                     self.changed[name] = text
                 except ValueError:
                     pass
-        self.extra = data.get("extra") or {}
+        self.extra = extra
 
     def save(self):
         tmp = self.path + ".tmp"

@@ -161,9 +161,10 @@ def check_keys__defaults_change_persist_and_answers():
     everything = k2.get_configuration()["configurationKey"]
     assert len(everything) == len(ocpp_keys.SPEC) and "unknownKey" not in k2.get_configuration()
     # a corrupt file (power cut while writing is prevented by tmp+rename, but a bad edit) is ignored
-    with open(ocpp_keys.KEYS_FILE, "w") as f:
-        f.write("{torn")
-    assert ocpp_keys.Keys(_OCFG)["HeartbeatInterval"] == 300
+    for junk in ("{torn", "[1, 2]", '{"keys": [1], "extra": 5}', '{"keys": {"HeartbeatInterval": 9}}'):
+        with open(ocpp_keys.KEYS_FILE, "w") as f:
+            f.write(junk)
+        assert ocpp_keys.Keys(_OCFG)["HeartbeatInterval"] == 300, junk
 
 
 # --- journal --------------------------------------------------------------------------------
