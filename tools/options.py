@@ -32,9 +32,20 @@ def thingspeak_url_option(f):
         help="ThingSpeak API base URL (a self-hosted or test server). [env: PICOCHARGE_THINGSPEAK_URL]")(f)
 
 
+def _check_board(ctx, param, value):
+    from .paths import board_dir
+
+    try:
+        board_dir(value)
+    except FileNotFoundError as e:
+        raise click.BadParameter(str(e))
+    return value
+
+
 def board_option(f):
     return click.option(
         "--board", envvar="PICOCHARGE_BOARD", default="pico_w", show_default=True,
+        callback=_check_board,
         help="Board module to deploy: pico_w for a real Pico W, unix for a virtual board. "
              "[env: PICOCHARGE_BOARD]")(f)
 

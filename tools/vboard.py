@@ -341,9 +341,9 @@ class VirtualBoard:
                     # come back to the friendly REPL, as a board interrupted in main.py does
                     self._spawn(run_main=False, raw=False)
                 else:
-                    # sys.exit(n) or a crash: a board would drop to its REPL; restart to boot
-                    self._to_host(SOFT_REBOOT)
-                    self._spawn(run_main=True, raw=False)
+                    # main.py halted (boards/unix: exit 78 on a bad config) or the interpreter
+                    # failed: the board stays up in its REPL, reachable to be fixed
+                    self._spawn(run_main=False, raw=False)
                 raw = False
                 tail = b""
 
