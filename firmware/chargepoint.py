@@ -341,9 +341,15 @@ class ChargePoint:
                          self.tx["ref"])
 
     async def start(self, id_tag, authorize):
-        st = self.st
         self.preparing = True
-        st.status = "Preparing"
+        self.st.status = "Preparing"
+        try:
+            await self._start(id_tag, authorize)
+        finally:
+            self.preparing = False  # started, refused, or the link died on the way
+
+    async def _start(self, id_tag, authorize):
+        st = self.st
         if self.online():
             await self.send_status()
         if authorize:
@@ -358,7 +364,6 @@ class ChargePoint:
                 ok = "Accepted" if self.keys["LocalAuthorizeOffline"] else "Invalid"
             if ok != "Accepted":
                 L.warn("idTag not authorized (%s): no transaction", ok)
-                self.preparing = False
                 return
         ts = self.now()
         wh = st.energy_wh or 0.0
@@ -371,7 +376,6 @@ class ChargePoint:
                          ocppj.start_transaction(1, id_tag, meter, ts), ref)
         info["ref"] = ref
         self.tx = info
-        self.preparing = False
         st.charge_wanted = True
         st.apply_relay(self.board)
         self.closed_seq = st.readings_seq

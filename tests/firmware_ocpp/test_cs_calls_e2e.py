@@ -187,3 +187,19 @@ async def test_auth__basic_auth_profile_1_ws_and_profile_2_wss_and_a_wrong_passw
         assert validate_outgoing(cs2.frames)
     finally:
         await cs2.stop()
+
+
+async def test_authorize__invalid_idtag_no_transaction_and_deauthorized_stop(station, central):
+    cs = await central(heartbeat=60, auth_status="Invalid")
+    st = station(station_config(cs.url), scenario={"button": [[3.0, 3.5]]}).start()
+    await cs.wait_call("Authorize", station=st)
+    await cs.wait_for(lambda d, m: status_frames(cs)[-2:] == [("Preparing", "NoError"), ("Available", "NoError")],
+                      station=st, what="Preparing then Available")
+    await st.expect("idTag not authorized (Invalid): no transaction")
+    assert cs.calls("StartTransaction") == [], cs.actions()
+    # a remote start is not authorized first; the StartTransaction answer says Invalid: stop it
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="BAD"))).status == "Accepted"
+    stop = await cs.wait_call("StopTransaction", station=st)
+    assert stop[3]["reason"] == "DeAuthorized" and stop[3]["transactionId"] == 1001, stop
+    await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Available", "NoError")], station=st)
+    assert validate_outgoing(cs.frames)
