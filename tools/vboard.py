@@ -61,11 +61,11 @@ def boot_code(flash, run_main):
     """The interpreter's start-up code: make `flash` the board's "/", then maybe run main.py."""
     lines = [
         "import os, sys",
-        "sys.stdout.write(%r)" % READY.decode(),
         "os.umount('/')",
         "os.mount(os.VfsPosix(%r), '/')" % str(flash),
         "os.chdir('/')",
         "sys.path[:] = ['', '.frozen', '/lib']",
+        "sys.stdout.write(%r)" % READY.decode(),
     ]
     if run_main:
         lines += [
@@ -99,7 +99,9 @@ def _raw_tty(fd, isig=False):
     a[1] &= ~termios.OPOST
     a[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.IEXTEN)
     if isig:
-        a[3] |= termios.ISIG  # Ctrl-C interrupts a running main.py (KeyboardInterrupt)
+        # Ctrl-C interrupts a running main.py (KeyboardInterrupt); NOFLSH keeps what follows
+        # it (mpremote sends "\r\x03" then "\r\x01") instead of discarding it
+        a[3] |= termios.ISIG | termios.NOFLSH
     else:
         a[3] &= ~termios.ISIG
     a[6][termios.VMIN] = 1
@@ -200,6 +202,7 @@ class VirtualBoard:
         self._held = b""
         self._pending = b""
         self._ready = False
+        self._run_main = run_main
         self._pre = b""
         self._carry = b""
         self._forced = None
@@ -266,6 +269,8 @@ class VirtualBoard:
                 self._pre += out
                 if READY not in self._pre:
                     continue
+                if not self._run_main and b">>> " not in self._pre.split(READY, 1)[1]:
+                    continue  # no main.py: input waits for the REPL (a raw terminal, no SIGINT)
                 out = self._pre.split(READY, 1)[1]
                 self._pre = b""
                 self._ready = True

@@ -1,0 +1,206 @@
+"""picocharge provision: single boards (flags, prompts), fleets (CSV, TOML), refusals, gateway."""
+import json
+
+import pytest
+
+from cli_support import FakeGatewayAPI, run_cli, snapshot
+
+
+def board_config(b):
+    return json.loads((b.flash / "config.json").read_text())
+
+
+def test_provision__flags_written_atomically_and_secrets_never_printed(vboards):
+    b = vboards("bench", run_main=False)
+    r = run_cli("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-1", "--ssid", "shed",
+                "--wifi-password", "hunter2-wifi", "--ocpp-url", "ws://10.0.0.2:9000/ocpp",
+                "--thingspeak-channel", "1001", "--thingspeak-key", "TSKEY12345678",
+                "--set", "sensors.current_scale=0.0012", "--set", "web.enabled=false")
+    assert r.returncode == 0, r.stderr
+    want = {"station_id": "CP-1",
+            "wifi": {"ssid": "shed", "password": "hunter2-wifi"},
+            "ocpp": {"url": "ws://10.0.0.2:9000/ocpp"},
+            "thingspeak": {"channel_id": 1001, "write_key": "TSKEY12345678", "enabled": True},
+            "sensors": {"current_scale": 0.0012},
+            "web": {"enabled": False}}
+    assert board_config(b) == want, (b.flash / "config.json").read_text()
+    assert sorted(p.name for p in b.flash.iterdir()) == ["config.json"], "temporary file left behind"
+    for secret in ("hunter2-wifi", "TSKEY12345678"):
+        assert secret not in r.stdout + r.stderr, r.stdout
+    assert r.stdout.splitlines()[0] == "provisioned CP-1 on %s: config.json written and verified" % b.device, r.stdout
+    assert "wifi.password=***" in r.stdout and "thingspeak.write_key=***" in r.stdout, r.stdout
+
+    # a second run merges: only the MQTT broker is added, the rest is kept
+    r = run_cli("provision", "-p", b.device, "--no-prompt", "--mqtt-host", "10.0.0.3", "--mqtt-port", "1884")
+    assert r.returncode == 0, r.stderr
+    want["mqtt"] = {"host": "10.0.0.3", "port": 1884, "enabled": True}
+    assert board_config(b) == want
+
+
+def test_provision__prompts_for_missing_values_without_echoing_secrets(vboards, pc):
+    b = vboards("bench", run_main=False)
+    r = pc("provision", "-p", b.device, "--prompt", input="CP-2\nshed\nwifi-secret-2\nws://gw/ocpp\n")
+    assert r.exit_code == 0, r.output
+    assert board_config(b) == {"station_id": "CP-2", "wifi": {"ssid": "shed", "password": "wifi-secret-2"},
+                               "ocpp": {"url": "ws://gw/ocpp"}}
+    assert "wifi-secret-2" not in r.output, r.output  # hide_input: the typed password is not echoed
+    assert "Station id: " in r.output and "Wi-Fi password for shed: " in r.output, r.output
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--station-id", "CP-3", "--mqtt-port", "70000"], "mqtt.port"),
+    (["--station-id", "CP 3"], "station_id"),
+    (["--station-id", "CP-3", "--ocpp-url", "http://gw/ocpp"], "ocpp.url"),
+    (["--ssid", "x"], "station_id"),
+])
+def test_provision__bad_config_refused_before_anything_is_written(vboards, pc, args, key):
+    b = vboards("bench", files={"config.json": '{"station_id": "OLD-1"}\n', "main.py": "print('hi')\n"},
+                run_main=False)
+    before = snapshot(b.flash)
+    r = pc("provision", "-p", b.device, "--no-prompt", "--fresh", *args)
+    assert r.exit_code == 1, r.output
+    assert "nothing was written to any board" in r.output and "config key '%s'" % key in r.output, r.output
+    assert snapshot(b.flash) == before, "the board's files changed"
+
+
+def test_provision__set_validates_keys_and_types(vboards, pc):
+    b = vboards("bench", run_main=False)
+    r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.portt=1")
+    assert r.exit_code == 1 and "unknown config key 'mqtt.portt'" in r.output, r.output
+    r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.port=abc")
+    assert r.exit_code == 1 and "mqtt.port: 'abc' is not a whole number" in r.output, r.output
+    r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.port")
+    assert r.exit_code == 1 and "expected KEY=VALUE" in r.output, r.output
+    assert not (b.flash / "config.json").exists()
+    r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.port=1885")
+    assert r.exit_code == 0, r.output
+    assert board_config(b) == {"station_id": "CP-4", "mqtt": {"port": 1885}}
+
+
+def test_provision__usage_errors_exit_2(pc):
+    r = pc("provision", "--thingspeak-channel", "abc")
+    assert r.exit_code == 2, r.output
+    r = pc("provision", "--station", "CP-1")
+    assert r.exit_code == 2 and "--station selects rows of an --inventory" in r.output, r.output
+
+
+CSV = """station_id,ssid,mqtt-host,mqtt.port,sensors.current_scale
+CP-10,depot,10.1.0.1,1883,0.0011
+CP-11,depot,10.1.0.1,1884,
+"""
+
+
+def test_provision__fleet_from_csv_over_two_boards(vboards, tmp_path):
+    a, b = vboards("a-bench", run_main=False), vboards("b-bench", run_main=False)
+    inv = tmp_path / "fleet.csv"
+    inv.write_text(CSV)
+    r = run_cli("provision", "--inventory", str(inv), "--wifi-password", "fleet-wifi-pw", "--json")
+    assert r.returncode == 0, r.stderr
+    common = {"wifi": {"ssid": "depot", "password": "fleet-wifi-pw"}}
+    assert board_config(a) == dict(common, station_id="CP-10", mqtt={"host": "10.1.0.1", "port": 1883, "enabled": True},
+                                   sensors={"current_scale": 0.0011})
+    assert board_config(b) == dict(common, station_id="CP-11", mqtt={"host": "10.1.0.1", "port": 1884, "enabled": True})
+    out = json.loads(r.stdout)
+    assert [(s["station_id"], s["port"], s["written"]) for s in out["stations"]] == [
+        ("CP-10", a.device, True), ("CP-11", b.device, True)], out
+    assert out["stations"][0]["config"]["wifi"]["password"] == "***", out
+    assert "fleet-wifi-pw" not in r.stdout + r.stderr
+
+    # rows reordered: each board keeps the station it already holds
+    inv.write_text(CSV.splitlines()[0] + "\n" + CSV.splitlines()[2] + "\n" + CSV.splitlines()[1] + "\n")
+    r = run_cli("provision", "--inventory", str(inv), "--set", "log_level=debug")
+    assert r.returncode == 0, r.stderr
+    assert board_config(a)["station_id"] == "CP-10" and board_config(a)["log_level"] == "debug"
+    assert board_config(b)["station_id"] == "CP-11" and board_config(b)["log_level"] == "debug"
+
+
+def test_provision__fleet_from_toml_with_pinned_port_and_station_filter(vboards, tmp_path, pc):
+    a, b = vboards("a-bench", run_main=False), vboards("b-bench", run_main=False)
+    inv = tmp_path / "fleet.toml"
+    inv.write_text("""
+[wifi]
+ssid = "yard"
+
+[[station]]
+station_id = "CP-20"
+port = "b-bench"
+ocpp = { url = "ws://gw:9000/ocpp" }
+
+[[station]]
+station_id = "CP-21"
+port = "%s"
+"mqtt-host" = "broker"
+""" % a.device)
+    r = pc("provision", "--inventory", str(inv), "--station", "CP-20")
+    assert r.exit_code == 0, r.output
+    assert board_config(b) == {"station_id": "CP-20", "wifi": {"ssid": "yard"}, "ocpp": {"url": "ws://gw:9000/ocpp"}}
+    assert not (a.flash / "config.json").exists(), "a board not selected was written"
+    assert "boards left untouched (no inventory row for them): %s" % a.device in r.stdout, r.stdout
+    r = pc("provision", "--inventory", str(inv))
+    assert r.exit_code == 0, r.output
+    assert board_config(a) == {"station_id": "CP-21", "wifi": {"ssid": "yard"},
+                               "mqtt": {"host": "broker", "enabled": True}}
+    r = pc("provision", "--inventory", str(inv), "--station", "CP-99")
+    assert r.exit_code == 1 and "station CP-99 is not in" in r.output, r.output
+
+
+def test_provision__fleet_with_one_bad_row_writes_no_board(vboards, tmp_path, pc):
+    a, b = vboards("a-bench", run_main=False), vboards("b-bench", run_main=False)
+    inv = tmp_path / "fleet.csv"
+    inv.write_text("station_id,mqtt.port\nCP-30,1883\nCP-31,99999\n")
+    r = pc("provision", "--inventory", str(inv))
+    assert r.exit_code == 1, r.output
+    assert "config key 'mqtt.port': 99999 is out of range 1..65535" in r.output, r.output
+    assert "column mqtt.port in fleet.csv, line 3" in r.output, r.output
+    assert not (a.flash / "config.json").exists() and not (b.flash / "config.json").exists()
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("station_id,nosuch\nCP-1,1\n", "fleet.csv, line 2: unknown config key 'nosuch'"),
+    ("ssid\nx\n", "fleet.csv, line 2: no station_id"),
+    ("station_id\nCP-1\nCP-1\n", "station CP-1 appears twice"),
+    ("station_id\n", "has a header but no station rows"),
+])
+def test_provision__inventory_errors_name_the_line(pc, tmp_path, vboards, text, msg):
+    vboards("bench", run_main=False)
+    inv = tmp_path / "fleet.csv"
+    inv.write_text(text)
+    r = pc("provision", "--inventory", str(inv))
+    assert r.exit_code == 1 and msg in r.output, r.output
+
+
+def test_provision__registers_with_gateway_generated_password(vboards, pc):
+    b = vboards("bench", run_main=False)
+    gw = FakeGatewayAPI(token="gw-token-1").start()
+    try:
+        r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-40",
+               "--ocpp-url", "ws://127.0.0.1:9/ocpp", "--register-gateway", gw.url,
+               "--gateway-token", "gw-token-1")
+        assert r.exit_code == 0, r.output
+        cfg = board_config(b)
+        pw = cfg["ocpp"]["password"]
+        assert len(pw) == 32 and int(pw, 16) >= 0, pw
+        assert len(gw.requests) == 1, gw.requests
+        path, headers, body = gw.requests[0]
+        assert (path, body) == ("/api/stations", {"id": "CP-40", "password": pw}), gw.requests
+        assert headers["Authorization"] == "Bearer gw-token-1" and headers["Content-Type"] == "application/json"
+        assert pw not in r.output and "gw-token-1" not in r.output, r.output
+        assert "registered with the gateway at %s (password ***)" % gw.url in r.output
+
+        # a rerun keeps the board's password and registers it again (the gateway refuses a bad token)
+        r = pc("provision", "-p", b.device, "--no-prompt", "--register-gateway", gw.url, "--gateway-token", "wrong")
+        assert r.exit_code == 1, r.output
+        assert "HTTP 401" in r.output and "--gateway-token" in r.output, r.output
+        assert gw.requests[-1][2] == {"id": "CP-40", "password": pw}
+    finally:
+        gw.stop()
+
+
+def test_provision__unreachable_gateway_says_what_to_do(vboards, pc):
+    from helpers import free_port
+
+    b = vboards("bench", run_main=False)
+    r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-41", "--ocpp-url", "ws://gw/ocpp",
+           "--register-gateway", "http://127.0.0.1:%d" % free_port())
+    assert r.exit_code == 1, r.output
+    assert "cannot reach the gateway" in r.output and "--register-gateway" in r.output, r.output
