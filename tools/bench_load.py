@@ -1,0 +1,360 @@
+"""The load generator of `picocharge bench`: lightweight asyncio OCPP 1.6J stations.
+
+Each station is one raw `websockets` client connection (subprotocol ocpp1.6) sending
+hand-built OCPP-J frames whose payloads come from the firmware's own builders
+(`picocharge.firmware.ocppj`), so they are byte-for-byte what a PicoCharge board sends:
+BootNotification, StatusNotification, Authorize, StartTransaction, then MeterValues
+(Energy.Active.Import.Register, Current.Import, Voltage, Power.Active.Import, Temperature,
+context Sample.Periodic, carrying the transactionId) and Heartbeat, and at the end
+StopTransaction. Every CALL's round trip is timed.
+
+Two modes:
+  paced   MeterValues every `interval` s (a random, seeded phase per station) + Heartbeat
+          every `heartbeat` s: the fleet as deployed.
+  closed  the next CALL as soon as the answer comes (saturation); a Heartbeat when due.
+
+A step runs in `run_step()`; several generator processes share the stations of a step
+(`Workers`), each with its own event loop, so the generator is not what saturates first.
+All processes agree on wall-clock times (`time.time()`) for the start of the step and the
+measurement window; only CALLs sent inside the window count for msgs/s and RTT.
+"""
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import resource
+import time
+from array import array
+
+import websockets
+
+from picocharge.firmware import ocppj
+
+STATION_FMT = "BENCH-%05d"
+ID_TAG = "BENCHTAG"
+MODES = ("paced", "closed")
+
+
+def station_id(i):
+    return STATION_FMT % i
+
+
+def raise_nofile():
+    """Raise this process's open-file limit to its hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class StepStats:
+    """What one generator process saw during one step."""
+
+    def __init__(self):
+        self.rtt_ms = array("d")  # CALLs sent inside the window, answered
+        self.connect_ms = array("d")  # TCP + WebSocket handshake
+        self.calls = 0  # answered CALLs inside the window
+        self.calls_total = 0  # answered CALLs during the whole step
+        self.call_errors = {}  # action -> CALLERRORs received
+        self.readings_sent = 0  # MeterValue elements sent (whole step)
+        self.readings_acked = 0  # ... answered with a CALLRESULT
+        self.connected = 0
+        self.connected_by_window = 0
+        self.connect_failures = 0
+        self.failure_kinds = {}
+        self.dropped = 0  # connections closed under us after a successful connect
+        self.unanswered = 0  # CALLs still outstanding when the step ended
+        self.tx_started = 0
+        self.tx_stopped = 0
+        self.cpu_s = 0.0  # this process's CPU time inside the window
+
+    def fail(self, kind):
+        self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
+
+    def as_dict(self):
+        d = dict(self.__dict__)
+        d["rtt_ms"] = self.rtt_ms.tobytes()
+        d["connect_ms"] = self.connect_ms.tobytes()
+        return d
+
+
+class CallError(Exception):
+    pass
+
+
+class Station:
+    """One simulated charge point. `spec` is the step description (see run_step)."""
+
+    def __init__(self, index, spec, stats):
+        self.index = index
+        self.sid = station_id(index)
+        self.spec = spec
+        self.stats = stats
+        self.rng = random.Random(spec["seed"] * 1000003 + index)
+        self.seq = 0
+        self.ws = None
+        self.pending = None  # (mid, action, t_sent) while a CALL waits for its answer
+        self.energy_wh = self.rng.randrange(0, 100000)
+        self.tx_id = None
+
+    def reading(self):
+        r = self.rng
+        current = 16.0 + r.random()
+        voltage = 230.0 + r.uniform(-3, 3)
+        return {"energy_wh": self.energy_wh, "current_a": round(current, 3),
+                "voltage_v": round(voltage, 1), "power_w": round(current * voltage, 1),
+                "temp_c": round(24 + r.random() * 4, 1)}
+
+    async def call(self, action, payload):
+        ws = self.ws
+        self.seq += 1
+        mid = "%d" % self.seq
+        frame = json.dumps([ocppj.CALL, mid, action, payload], separators=(",", ":"))
+        t_wall = time.time()
+        t0 = time.perf_counter()
+        self.pending = action
+        if action == "MeterValues":
+            self.stats.readings_sent += len(payload["meterValue"])
+        await ws.send(frame)
+        while True:
+            msg = await ws.recv()
+            f = json.loads(msg)
+            if f[0] == ocppj.CALL:  # a call from the central system: we support none of them
+                await ws.send(json.dumps(ocppj.error(f[1], ocppj.NOT_SUPPORTED, "bench station")))
+                continue
+            if f[1] == mid:
+                break
+        rtt = (time.perf_counter() - t0) * 1000.0
+        self.pending = None
+        st = self.stats
+        st.calls_total += 1
+        if self.spec["w0"] <= t_wall < self.spec["w1"]:
+            st.rtt_ms.append(rtt)
+            st.calls += 1
+        if f[0] != ocppj.CALLRESULT:
+            st.call_errors[action] = st.call_errors.get(action, 0) + 1
+            raise CallError("%s: %s %s" % (action, f[2], f[3] if len(f) > 3 else ""))
+        if action == "MeterValues":
+            st.readings_acked += len(payload["meterValue"])
+        return f[2]
+
+    async def connect(self):
+        spec = self.spec
+        t0 = time.perf_counter()
+        kw = {}
+        if spec.get("source_addrs", 1) > 1:
+            kw["local_addr"] = ("127.0.0.%d" % (1 + self.index % spec["source_addrs"]), 0)
+        self.ws = await websockets.connect(
+            spec["url"] + self.sid, subprotocols=["ocpp1.6"], open_timeout=spec["open_timeout"],
+            ping_interval=None, close_timeout=2, compression=None, max_queue=4, **kw)
+        self.stats.connect_ms.append((time.perf_counter() - t0) * 1000.0)
+
+    async def setup(self):
+        now = time.time()
+        res = await self.call("BootNotification", ocppj.boot_notification(
+            "PicoCharge", "bench", self.sid, "bench"))
+        if res.get("status") != "Accepted":
+            raise CallError("BootNotification: %s" % res.get("status"))
+        await self.call("StatusNotification", ocppj.status_notification(1, "Available", now))
+        await self.call("Authorize", {"idTag": ID_TAG})
+        await self.call("StatusNotification", ocppj.status_notification(1, "Preparing", now))
+        res = await self.call("StartTransaction", ocppj.start_transaction(1, ID_TAG, self.energy_wh, now))
+        self.tx_id = res["transactionId"]
+        self.stats.tx_started += 1
+        await self.call("StatusNotification", ocppj.status_notification(1, "Charging", time.time()))
+
+    async def meter_values(self):
+        self.energy_wh += self.rng.randrange(5, 50)
+        mv = ocppj.meter_value(time.time(), self.reading(), MEASURANDS, "Sample.Periodic")
+        await self.call("MeterValues", ocppj.meter_values(1, self.tx_id, [mv]))
+
+    async def heartbeat(self):
+        await self.call("Heartbeat", {})
+
+    async def load(self):
+        spec = self.spec
+        w1 = spec["w1"]
+        hb = spec["heartbeat"]
+        now = time.time()
+        next_hb = now + hb * (0.5 + self.rng.random())
+        if spec["mode"] == "closed":
+            while time.time() < w1:
+                if time.time() >= next_hb:
+                    next_hb += hb
+                    await self.heartbeat()
+                else:
+                    await self.meter_values()
+            return
+        interval = spec["interval"]
+        next_mv = now + interval * self.rng.random()
+        while True:
+            t = min(next_mv, next_hb)
+            if t >= w1:
+                return
+            delay = t - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if next_mv <= next_hb:
+                next_mv += interval
+                await self.meter_values()
+            else:
+                next_hb += hb
+                await self.heartbeat()
+
+    async def finish(self):
+        if self.tx_id is not None:
+            await self.call("StopTransaction", ocppj.stop_transaction(
+                self.tx_id, ID_TAG, self.energy_wh, time.time(), "Local"))
+            self.stats.tx_stopped += 1
+            self.tx_id = None
+        await self.call("StatusNotification", ocppj.status_notification(1, "Available", time.time()))
+
+    async def run(self, start_at):
+        st = self.stats
+        delay = start_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            await self.connect()
+        except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
+            st.connect_failures += 1
+            st.fail(type(e).__name__)
+            return
+        st.connected += 1
+        if time.time() < self.spec["w0"]:
+            st.connected_by_window += 1
+        try:
+            await self.setup()
+            await self.load()
+            # the end of the transaction is outside the measurement window
+            await asyncio.sleep(max(0.0, self.spec["w1"] - time.time()))
+            await self.finish()
+        except websockets.exceptions.ConnectionClosed as e:
+            st.dropped += 1
+            st.fail("closed during step: %s" % (e.rcvd.code if e.rcvd else "no close frame"))
+        except CallError as e:
+            st.fail(str(e)[:80])
+        finally:
+            try:
+                await self.ws.close()
+            except Exception:  # a broken socket at the end does not change the figures
+                pass
+
+
+MEASURANDS = ocppj.split_csl(ocppj.DEFAULT_MEASURANDS)
+
+
+async def _run_step(spec, indices):
+    stats = StepStats()
+    n_all = spec["n"]
+    ramp = spec["ramp"]
+    stations = [Station(i, spec, stats) for i in indices]
+    tasks = [asyncio.ensure_future(s.run(spec["t0"] + ramp * (s.index - 1) / max(1, n_all)))
+             for s in stations]
+    # CPU of this generator process inside the measurement window
+    await asyncio.sleep(max(0.0, spec["w0"] - time.time()))
+    c0 = time.process_time()
+    await asyncio.sleep(max(0.0, spec["w1"] - time.time()))
+    stats.cpu_s = time.process_time() - c0
+    done, pending = await asyncio.wait(tasks, timeout=max(0.1, spec["w1"] + spec["drain"] - time.time()))
+    for s in stations:
+        if s.pending is not None:
+            stats.unanswered += 1
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=5)
+    return stats
+
+
+def run_step(spec, indices):
+    """Run `indices` (1-based station numbers) of one step in this process. `spec`: url
+    (ending in '/', station id appended), n (stations in the step, all processes), mode,
+    interval, heartbeat, t0 (wall time of the first connect), ramp (s over which connects
+    are spread), w0/w1 (measurement window, wall time), drain (s after w1 to finish),
+    open_timeout, seed, source_addrs."""
+    raise_nofile()
+    return asyncio.run(_run_step(spec, indices))
+
+
+def _worker(conn):
+    raise_nofile()
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        spec, indices = msg
+        try:
+            conn.send(("ok", run_step(spec, indices).as_dict()))
+        except Exception as e:  # reported to the coordinator, which raises it
+            conn.send(("error", "%s: %s" % (type(e).__name__, e)))
+
+
+def merge(parts):
+    """Sum the per-process stats dicts into one (RTT arrays concatenated)."""
+    out = StepStats()
+    for d in parts:
+        for k, v in d.items():
+            if k in ("rtt_ms", "connect_ms"):
+                getattr(out, k).frombytes(v)
+            elif isinstance(v, dict):
+                tgt = getattr(out, k)
+                for kk, vv in v.items():
+                    tgt[kk] = tgt.get(kk, 0) + vv
+            else:
+                setattr(out, k, getattr(out, k) + v)
+    return out
+
+
+class Workers:
+    """`procs` generator processes that live for a whole run; `step()` splits the stations
+    of a step between them (round robin) and merges what they saw."""
+
+    def __init__(self, procs):
+        self.procs = max(1, int(procs))
+        ctx = multiprocessing.get_context("spawn")
+        self.conns = []
+        self.ps = []
+        for _ in range(self.procs):
+            a, b = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(b,), daemon=True)
+            p.start()
+            self.conns.append(a)
+            self.ps.append(p)
+
+    def step(self, spec):
+        n = spec["n"]
+        for k, c in enumerate(self.conns):
+            c.send((spec, list(range(1 + k, n + 1, self.procs))))
+        parts = []
+        for c in self.conns:
+            status, val = c.recv()
+            if status != "ok":
+                raise RuntimeError("generator process failed: %s" % val)
+            parts.append(val)
+        return merge(parts)
+
+    def close(self):
+        for c in self.conns:
+            try:
+                c.send(None)
+            except OSError:
+                pass
+        for p in self.ps:
+            p.join(5)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def auto_procs(n, cpus=None):
+    """Generator processes for n stations: one below 500 stations, else one per CPU (at most 4)."""
+    cpus = cpus or os.cpu_count() or 1
+    return 1 if n < 500 else max(1, min(4, cpus))

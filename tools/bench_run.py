@@ -1,0 +1,201 @@
+"""One benchmark run: for every step (stations) and mode, each target central system is
+started fresh as a subprocess, loaded by the generator processes, measured, and stopped.
+Targets alternate inside a step (ours, baseline, ours, ...) so both see the same machine
+weather, which keeps the ratio honest on a noisy box.
+
+A step, on the wall clock:
+    t0 ........ t0+ramp ... w0 ============ w1 ...... w1+drain
+    connects spread      settle   measured     StopTransaction, close
+Then the central system's counters are read (waiting until stored readings catch up with
+the acknowledged ones, and MQTT deliveries with the stored ones), and it is stopped.
+"""
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+from picocharge import bench_cs, bench_load, bench_report
+
+
+class Options:
+    """Everything a run needs (the CLI fills it; tests build it directly)."""
+
+    def __init__(self, targets=("ours", "baseline"), steps=(10, 20, 40, 80, 160, 1000, 5000, 10000),
+                 modes=("paced",), hold=30.0, interval=10.0, heartbeat=60.0, ramp=None, settle=None,
+                 drain=20.0, procs=0, mqtt=True, seed=1, open_timeout=60.0, catch_up=60.0,
+                 source_addrs=1, stop_fail_ratio=0.1):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+
+    def ramp_for(self, n):
+        """Seconds over which the step's connects are spread (paced mode: staggered starts)."""
+        if self.ramp is not None:
+            return float(self.ramp)
+        return min(30.0, max(0.5, n / 400.0))
+
+    def settle_for(self, n):
+        if self.settle is not None:
+            return float(self.settle)
+        return 2.0 + n / 1000.0
+
+
+def _wait_for(get, want, timeout, stable=2.0):
+    """Poll get() until it reaches `want`, or stops moving for `stable` s, or `timeout`."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while True:
+        v = get()
+        if v is not None and want is not None and v >= want:
+            return v
+        if v != last:
+            last, since = v, time.monotonic()
+        elif time.monotonic() - since >= stable:
+            return v
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(0.2)
+
+
+def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
+    """One step against one central system; returns its results dict."""
+    cs = bench_cs.CentralSystem(target, Path(workdir) / ("%s-%s-%d" % (target, mode, n)),
+                                mqtt_url=broker.url if (broker and target == "ours") else None)
+    cs.start()
+    try:
+        sampler = bench_cs.Sampler(cs.ps).start()
+        time.sleep(0.5)
+        idle_rss = sampler.mark()[2]
+        if counter:
+            counter.reset()
+        ramp, settle = opts.ramp_for(n), opts.settle_for(n)
+        t0 = time.time() + 0.5
+        w0 = t0 + ramp + settle
+        w1 = w0 + opts.hold
+        spec = {"url": cs.ws_base, "n": n, "mode": mode, "interval": opts.interval,
+                "heartbeat": opts.heartbeat, "t0": t0, "ramp": ramp, "w0": w0, "w1": w1,
+                "drain": opts.drain, "open_timeout": opts.open_timeout, "seed": opts.seed,
+                "source_addrs": opts.source_addrs}
+        marks = {}
+
+        def marker():
+            for name, at in (("w0", w0), ("w1", w1)):
+                time.sleep(max(0.0, at - time.time()))
+                marks[name] = sampler.mark()
+
+        mt = threading.Thread(target=marker, daemon=True)
+        mt.start()
+        stats = workers.step(spec)
+        mt.join()
+        sampler.stop()
+
+        stored = mqtt = None
+        uplinks = {}
+        metrics_error = None
+        try:
+            stored = _wait_for(lambda: bench_cs.stored_readings(cs.metrics()), stats.readings_acked,
+                               opts.catch_up)
+        except OSError as e:
+            metrics_error = "GET /metrics: %s" % e
+        if counter:
+            mqtt = _wait_for(lambda: counter.count, stored, opts.catch_up)
+        try:
+            m = cs.metrics()
+            uplinks = bench_bs_uplinks(m)
+        except OSError:
+            pass
+    finally:
+        cs.stop()
+
+    (tw0, cw0, _), (tw1, cw1, rss_w1) = marks["w0"], marks["w1"]
+    rtt = bench_report.rtt_figures(stats.rtt_ms)
+    conn = bench_report.rtt_figures(stats.connect_ms)
+    res = {
+        "target": target, "mode": mode, "stations": n, "hold_s": opts.hold,
+        "interval_s": opts.interval if mode == "paced" else None, "heartbeat_s": opts.heartbeat,
+        "ramp_s": ramp, "generator_procs": workers.procs,
+        "connected": stats.connected, "connected_by_window": stats.connected_by_window,
+        "connect_failures": stats.connect_failures, "dropped": stats.dropped,
+        "failure_kinds": stats.failure_kinds, "call_errors": stats.call_errors,
+        "unanswered": stats.unanswered,
+        "calls_in_window": stats.calls, "calls_total": stats.calls_total,
+        "msgs_per_s": stats.calls / opts.hold,
+        "connect_p50_ms": conn["rtt_p50_ms"], "connect_p99_ms": conn["rtt_p99_ms"],
+        "connect_max_ms": conn["rtt_max_ms"],
+        "cs_cpu_percent": 100.0 * (cw1 - cw0) / max(1e-9, tw1 - tw0),
+        "cs_idle_rss_mb": idle_rss / 2**20, "cs_rss_end_mb": rss_w1 / 2**20,
+        "cs_peak_rss_mb": sampler.peak_rss / 2**20,
+        "cs_kb_per_station": ((rss_w1 - idle_rss) / 1024.0 / stats.connected) if stats.connected else None,
+        "generator_cpu_percent": 100.0 * stats.cpu_s / opts.hold,
+        "transactions_started": stats.tx_started, "transactions_stopped": stats.tx_stopped,
+        "readings_sent": stats.readings_sent, "readings_acked": stats.readings_acked,
+        "readings_stored": stored,
+        "readings_lost": (max(0, stats.readings_acked - stored) if stored is not None else None),
+        "readings_mqtt": mqtt,
+        "mqtt_missing": (max(0, stored - mqtt) if (mqtt is not None and stored is not None) else None),
+        "uplinks_delivered": uplinks,
+        "metrics_error": metrics_error,
+        "cs_log": str(cs.log_path),
+    }
+    res.update(rtt)
+    return res
+
+
+def bench_bs_uplinks(metrics):
+    return bench_cs.uplink_counts(metrics, bench_cs.DELIVERED_METRIC)
+
+
+def machine():
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory().total
+    except ImportError:
+        mem = None
+    return {"cpus": os.cpu_count(), "mem_bytes": mem, "python": platform.python_version(),
+            "platform": platform.platform(), "nofile": bench_load.raise_nofile()}
+
+
+def run(opts, workdir, echo=print, on_step=None):
+    """Run every step; echo(line) shows the live table; returns (meta, results)."""
+    bench_load.raise_nofile()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    procs = opts.procs or bench_load.auto_procs(max(opts.steps))
+    broker = counter = None
+    results = []
+    stopped = {}
+    meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+            "generator_procs": procs, "options": {k: (list(v) if isinstance(v, tuple) else v)
+                                                  for k, v in vars(opts).items()}}
+    try:
+        if opts.mqtt and "ours" in opts.targets:
+            broker = bench_cs.Broker(workdir).start()
+            counter = bench_cs.TelemetryCounter(broker.port)
+        with bench_load.Workers(procs) as workers:
+            echo("generator: %d process(es); central systems: %s; workdir %s"
+                 % (procs, ", ".join(opts.targets), workdir))
+            echo(bench_report.header())
+            for mode in opts.modes:
+                for n in opts.steps:
+                    for target in opts.targets:
+                        if (target, mode) in stopped:
+                            continue
+                        r = measure(target, n, mode, opts, workers, workdir, broker, counter)
+                        results.append(r)
+                        echo(bench_report.row(r))
+                        if on_step:
+                            on_step(meta, results)
+                        failed = r["connect_failures"] + r["dropped"]
+                        if failed > opts.stop_fail_ratio * n:
+                            stopped[(target, mode)] = n
+                            echo("%s (%s): %d of %d stations failed or dropped at this step: "
+                                 "larger steps skipped" % (target, mode, failed, n))
+    finally:
+        if counter:
+            counter.stop()
+        if broker:
+            broker.stop()
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta["stopped_early"] = ["%s/%s at %d" % (t, m, n) for (t, m), n in stopped.items()]
+    return meta, results

@@ -1,0 +1,116 @@
+"""`picocharge bench`: load a central system with N OCPP 1.6J stations, step by step."""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from .options import json_option
+
+DEFAULT_STEPS = "10,20,40,80,160,1000,5000,10000"
+
+
+def _steps(ctx, param, value):
+    try:
+        steps = [int(s) for s in value.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise click.BadParameter("%r: give station counts separated by commas, e.g. 10,20,40" % value)
+    if not steps or any(n < 1 for n in steps):
+        raise click.BadParameter("%r: every step needs at least 1 station" % value)
+    return steps
+
+
+@click.command()
+@click.option("--target", type=click.Choice(["ours", "baseline", "both"]), default="both",
+              show_default=True,
+              help="Central system(s) to measure: ours (picocharge gateway), baseline "
+                   "(benchmarks/baseline_cs.py, the ocpp package's example), or both side by side.")
+@click.option("--steps", default=DEFAULT_STEPS, show_default=True, callback=_steps,
+              help="Station counts, one step each.")
+@click.option("--mode", type=click.Choice(["paced", "closed", "both"]), default="paced",
+              show_default=True,
+              help="paced: MeterValues every --interval s per station; closed: the next CALL as "
+                   "soon as the answer comes (saturation).")
+@click.option("--hold", type=float, default=30.0, show_default=True,
+              help="Seconds each step is measured for (after every station has connected).")
+@click.option("--interval", type=float, default=10.0, show_default=True,
+              help="Paced mode: seconds between a station's MeterValues.")
+@click.option("--heartbeat", type=float, default=60.0, show_default=True,
+              help="Seconds between a station's Heartbeats (the same for every central system).")
+@click.option("--ramp", type=float, default=None,
+              help="Seconds over which a step's stations connect (0: all at once, a reconnect "
+                   "storm). Default: N/400, at most 30.")
+@click.option("--procs", type=int, default=0,
+              help="Generator processes (0: 1 below 500 stations, else one per CPU up to 4).")
+@click.option("--mqtt/--no-mqtt", default=True, show_default=True,
+              help="Run our gateway with a mosquitto broker and count the telemetry arriving there.")
+@click.option("--source-addrs", type=click.IntRange(1, 250), default=1, show_default=True,
+              help="Spread client connections over 127.0.0.1..127.0.0.N (more ephemeral ports).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default="bench-results.json",
+              show_default=True, help="JSON results file.")
+@click.option("--chart", type=click.Path(dir_okay=False), default="bench-chart.png",
+              show_default=True, help="PNG chart (stations vs msgs/s, latency, memory).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where central-system databases and logs go (default: a temporary folder, "
+                   "kept and printed).")
+@json_option
+def bench(target, steps, mode, hold, interval, heartbeat, ramp, procs, mqtt, source_addrs, seed,
+          out, chart, workdir, as_json):
+    """Measure a central system under N OCPP 1.6J stations, step by step.
+
+    Each step starts the central system fresh, connects the stations (station ids
+    BENCH-00001...), runs them for --hold seconds and reports msgs/s, round-trip
+    p50/p95/p99/max, the central system's CPU% and peak RSS, readings acknowledged,
+    stored and delivered to MQTT, readings lost (must be 0) and connection failures.
+    """
+    try:
+        import matplotlib  # noqa: F401
+        import psutil  # noqa: F401
+    except ImportError as e:
+        raise click.ClickException("%s: install the benchmark extra: pip install 'picocharge[bench]'" % e)
+    from . import bench_cs, bench_report, bench_run
+
+    targets = ("ours", "baseline") if target == "both" else (target,)
+    if "baseline" in targets:
+        try:
+            bench_cs.baseline_script()
+        except FileNotFoundError as e:
+            raise click.ClickException(str(e))
+    if "ours" in targets:
+        import importlib.util
+
+        if importlib.util.find_spec("picocharge.gateway.cli") is None:
+            raise click.ClickException("our gateway (picocharge.gateway.cli) is not installed in "
+                                       "this checkout yet: use --target baseline")
+    if hold <= 0 or interval <= 0 or heartbeat <= 0:
+        raise click.BadParameter("--hold, --interval and --heartbeat must be positive")
+    opts = bench_run.Options(targets=targets, steps=tuple(steps),
+                             modes=("paced", "closed") if mode == "both" else (mode,),
+                             hold=hold, interval=interval, heartbeat=heartbeat, ramp=ramp,
+                             procs=procs, mqtt=mqtt, seed=seed, source_addrs=source_addrs)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="picocharge-bench-"))
+    echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+
+    def save(meta, results):  # after every step, so an interrupted run keeps what it measured
+        bench_report.write_json(out, meta, results)
+
+    try:
+        meta, results = bench_run.run(opts, workdir, echo=echo, on_step=save)
+    except (RuntimeError, FileNotFoundError) as e:
+        raise click.ClickException(str(e))
+    doc = bench_report.write_json(out, meta, results)
+    if results:
+        bench_report.write_chart(chart, results, title="picocharge bench (%s, %d generator process(es))"
+                                 % (", ".join(opts.modes), meta["generator_procs"]))
+    for r in doc["ratios"]:
+        echo("ours/baseline msgs/s at %d stations (%s): %.2f" % (r["stations"], r["mode"], r["throughput_ratio"]))
+    lost = [r for r in results if r["readings_lost"]]
+    echo("results: %s; chart: %s; logs: %s" % (os.path.abspath(out), os.path.abspath(chart), workdir))
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    if lost:
+        raise click.ClickException("readings lost (acknowledged but not stored): %s"
+                                   % ", ".join("%s@%d: %d" % (r["target"], r["stations"], r["readings_lost"])
+                                               for r in lost))
