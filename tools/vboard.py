@@ -131,6 +131,7 @@ class VirtualBoard:
         self.exit_codes = []    # every interpreter exit code, in order
         self._stop = threading.Event()
         self._thread = None
+        self._om = self._os = self._im = None
         self._proc = None
         self._lock = threading.Lock()
 
@@ -153,6 +154,8 @@ class VirtualBoard:
         return self
 
     def stop(self):
+        if self._om is None:
+            return
         self._stop.set()
         if self._thread:
             self._thread.join(5)
@@ -163,10 +166,13 @@ class VirtualBoard:
             except FileNotFoundError:
                 pass
         for fd in (self._om, self._os):
+            if fd is None:
+                continue
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self._om = self._os = None  # stop() twice must not close descriptors reused since
 
     def __enter__(self):
         return self.start()

@@ -6,13 +6,17 @@ import sys
 from pathlib import Path
 
 
+def cli_argv():
+    """argv of the installed `picocharge` console command (python -m picocharge.cli without it)."""
+    script = Path(sys.executable).with_name("picocharge")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "picocharge.cli"]
+
+
 def run_cli(*args, input=None, timeout=120, env=None):
     """The installed `picocharge` console command in a subprocess."""
     e = dict(os.environ)
     e.update(env or {})
-    script = Path(sys.executable).with_name("picocharge")
-    argv = [str(script)] if script.is_file() else [sys.executable, "-m", "picocharge.cli"]
-    return subprocess.run(argv + list(args), input=input,
+    return subprocess.run(cli_argv() + list(args), input=input,
                           capture_output=True, text=True, timeout=timeout, env=e)
 
 

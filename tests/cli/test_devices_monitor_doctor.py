@@ -1,0 +1,138 @@
+"""picocharge devices, monitor (across resets and reconnects) and doctor, on virtual boards."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from cli_support import FakeGatewayAPI, cli_argv, run_cli
+from helpers import free_port
+
+# a board that resets itself twice (exit 75 = boards/unix RESET_EXIT) and then runs
+RESETTING_MAIN = """
+import sys, time
+try:
+    n = int(open('boots').read())
+except OSError:
+    n = 0
+n += 1
+open('boots', 'w').write(str(n))
+print('boot', n)
+time.sleep(0.6)
+if n < 3:
+    sys.exit(75)
+i = 0
+while True:
+    print('tick', i)
+    i += 1
+    time.sleep(0.1)
+"""
+
+
+def mp_version(micropython):
+    r = subprocess.run([micropython, "-c", "import sys; print('.'.join(str(v) for v in sys.implementation.version[:3]))"],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip()
+
+
+def test_devices__lists_virtual_boards_with_version_and_station(vboards, pc, micropython):
+    a = vboards("a-bench", files={"config.json": '{"station_id": "CP-50"}'}, run_main=False)
+    b = vboards("b-bench", run_main=False)
+    r = pc("devices", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    v = mp_version(micropython)
+    assert [(x["port"], x["kind"], x["name"], x["micropython"], x["station_id"], x["error"]) for x in rows] == [
+        (a.device, "virtual", "a-bench", v, "CP-50", ""), (b.device, "virtual", "b-bench", v, "", "")], rows
+    r = pc("devices")
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["PORT", "KIND", "NAME/ID", "MICROPYTHON", "STATION"], r.stdout
+    assert lines[1].split() == [a.device, "virtual", "a-bench", v, "CP-50"], r.stdout
+
+
+def test_devices__none(pc):
+    r = pc("devices")
+    assert r.exit_code == 0 and r.stdout.startswith("no boards found"), r.output
+    r = pc("devices", "--json")
+    assert json.loads(r.stdout) == []
+
+
+def test_monitor__shows_the_log_across_resets(vboards, pc):
+    b = vboards("bench", files={"main.py": RESETTING_MAIN}, run_main=False)
+    r = pc("monitor", "-p", "bench", "--reset", "--duration", "3.5")
+    assert r.exit_code == 0, r.output
+    lines = [l for l in r.stdout.splitlines() if l.startswith(("boot", "tick", "MPY"))]
+    assert lines[:5] == ["MPY: soft reboot", "boot 1", "boot 2", "boot 3", "tick 0"], r.stdout
+    assert b.exit_codes.count(75) == 2, b.exit_codes
+
+
+def test_monitor__reconnects_when_the_port_comes_back(vboards, tmp_path):
+    b = vboards("bench", files={"main.py": "import time\nwhile True:\n    print('first board')\n    time.sleep(0.1)\n"})
+    p = subprocess.Popen(cli_argv() + ["monitor", "-p", "bench", "--duration", "6", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    b.stop()  # unplugged: the port goes away
+    time.sleep(0.5)
+    vboards("bench", files={"main.py": "import time\nwhile True:\n    print('second board')\n    time.sleep(0.1)\n"})
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    lines = [json.loads(l)["line"] for l in out.splitlines()]
+    assert "first board" in lines and "second board" in lines, lines
+    assert lines.index("first board") < lines.index("second board"), lines
+    assert "waiting for it to come back" in err and "[monitor] reconnected to /dev/pts/" in err, err
+
+
+def test_monitor__no_board(pc, tmp_path):
+    r = pc("monitor", "-p", str(tmp_path / "ttyACM7"), "--duration", "1")
+    assert r.exit_code == 1 and "cannot open" in r.output, r.output
+
+
+def test_doctor__all_good_with_a_board_and_a_gateway(vboards, pc, micropython):
+    vboards("bench", files={"config.json": '{"station_id": "CP-60"}'}, run_main=False)
+    gw = FakeGatewayAPI().start()
+    try:
+        r = pc("doctor", "--gateway", gw.url, "--json")
+    finally:
+        gw.stop()
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    checks = {c["name"]: c for c in out["checks"]}
+    assert out["ok"] is True, out
+    assert checks["mpremote"]["status"] == "ok" and checks["mpy-cross"]["status"] == "ok", checks
+    board = [c for n, c in checks.items() if n.startswith("board /dev/pts/")]
+    assert len(board) == 1 and board[0]["status"] == "ok", checks
+    assert board[0]["detail"] == "virtual, MicroPython %s, station CP-60" % mp_version(micropython), board
+    assert checks["gateway"] == {"name": "gateway", "status": "ok", "detail": "%s answers HTTP 200" % gw.url,
+                                 "fix": ""}, checks
+
+
+def test_doctor__missing_things_and_how_to_fix_them(pc):
+    url = "http://127.0.0.1:%d" % free_port()
+    r = pc("doctor", "--gateway", url)
+    assert r.exit_code == 1, r.output
+    assert "WARN board" in r.stdout and "plug the Pico W in" in r.stdout, r.stdout
+    assert "FAIL gateway" in r.stdout and "start it with `picocharge gateway`" in r.stdout, r.stdout
+    assert "1 problem(s): gateway" in r.output
+
+
+@pytest.mark.parametrize("cmd, words", [
+    ("flash", ["BOOTSEL", "--uf2", "--drive", "PICOCHARGE_UF2_URL"]),
+    ("deploy", ["mpy-cross", "--dry-run", "PICOCHARGE_PORT", "SHA-256"]),
+    ("provision", ["--inventory", "--station", "--register-gateway", "--set", "PICOCHARGE_WIFI_PASSWORD"]),
+    ("devices", ["0x2E8A", "--json"]),
+    ("monitor", ["--reset", "--duration", "reset"]),
+    ("doctor", ["--gateway", "FAIL"]),
+    ("thingspeak", ["create-channel"]),
+])
+def test_cli__help_explains_and_bad_options_exit_2(pc, cmd, words):
+    r = pc(cmd, "--help")
+    assert r.exit_code == 0, r.output
+    for w in words:
+        assert w in r.output, (w, r.output)
+    r = pc(cmd, "--no-such-option")
+    assert r.exit_code == 2 and "No such option" in r.output, r.output
+
+
+def test_cli__subprocess_exit_codes():
+    r = run_cli("deploy", "--board", "nosuch")
+    assert r.returncode == 2 and "no board 'nosuch'" in r.stderr, r.stderr
