@@ -84,6 +84,7 @@ async def test_ws__handshake_ping_fragments_violations_close_and_dead_link(stati
         # protocol violations: the station closes with the right code, then reconnects
         violations = [
             (frame(1, json.dumps([2, "huge", "DataTransfer", {"vendorId": "v", "data": "y" * 9000}])), 1009),
+            (frame(1, b"z" * 70000), 1009),                     # 64-bit length, over the limit
             (frame(1, "[]", mask=random_mask()), 1002),         # server frames must not be masked
             (frame(1, "[]", rsv=4), 1002),                      # reserved bit without an extension
             (frame(3, b"??"), 1002),                            # unknown opcode
