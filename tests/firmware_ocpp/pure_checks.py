@@ -4,11 +4,6 @@
 # code only (no pytest here). Each check runs in a scratch current directory (flash files).
 import os
 
-try:
-    import ujson as json
-except ImportError:
-    import json
-
 import journal
 import ocpp_keys
 import ocppj

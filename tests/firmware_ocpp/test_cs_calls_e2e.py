@@ -2,9 +2,8 @@
 availability, TriggerMessage, the small Core calls, unsupported and malformed calls; boot
 Rejected/Pending; over-temperature; Basic auth over ws:// and wss:// (security profiles 1, 2)."""
 import asyncio
-import json
 import ssl
-import subprocess
+from pathlib import Path
 
 import pytest
 from ocpp.v16 import call
@@ -153,14 +152,12 @@ async def test_overtemperature__faulted_high_temperature_relay_open_then_back_to
 
 
 @pytest.fixture
-def tls(tmp_path):
-    """A self-signed certificate for 127.0.0.1 (the station does not verify: no CA bundle)."""
-    key, crt = tmp_path / "key.pem", tmp_path / "crt.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(crt), "-days", "2", "-subj", "/CN=127.0.0.1"],
-                   check=True, capture_output=True)
+def tls():
+    """The test server's TLS context: a self-signed certificate for 127.0.0.1 made for these
+    tests only (valid 100 years; the station does not verify it: no CA bundle on a board)."""
+    d = Path(__file__).resolve().parent / "tls"
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(crt), str(key))
+    ctx.load_cert_chain(str(d / "cert.pem"), str(d / "key.pem"))
     return ctx
 
 

@@ -5,7 +5,7 @@ effect, Reset, and every outgoing frame validated against the OCPP 1.6 JSON sche
 import pytest
 from ocpp.v16 import call
 
-from csys import MEASURANDS, no_ts, sampled, station_config, ts, validate_outgoing
+from csys import no_ts, sampled, station_config, ts, validate_outgoing
 
 BOOT = {"chargePointVendor": "PicoCharge", "chargePointModel": "PicoCharge-1",
         "chargePointSerialNumber": "e6614103e7452d2f", "chargeBoxSerialNumber": "e6614103e7452d2f",
