@@ -263,10 +263,9 @@ class Board:
 
 
 def _err(e):
-    s = str(e)
-    if hasattr(e, "error_output"):
-        s = (getattr(e, "error_output", "") or s).strip().splitlines()[-1] if getattr(e, "error_output", "") else s
-    return s
+    """The useful part of a transport error: the last line of the board's traceback."""
+    out = (getattr(e, "error_output", "") or "").strip()
+    return out.splitlines()[-1] if out else str(e)
 
 
 # --- raw serial (monitor) -----------------------------------------------------------------------

