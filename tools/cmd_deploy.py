@@ -6,6 +6,7 @@ import click
 
 from . import device
 from .options import board_option, echo_json, json_option, pick_port, port_option
+from .options import progress as progress_bar
 from .paths import board_dir, cache_dir, firmware_files
 
 
@@ -104,9 +105,7 @@ def run_deploy(port, board="pico_w", compile=True, dry_run=False, reset=True, pr
             return info, changes
         data_of = {d: data for d, data, _ in files}
         total = sum(s for a, _, s in changes if a != "stale")
-        err = click.get_text_stream("stderr")
-        with click.progressbar(length=total, label="Deploying to %s" % port, file=err,
-                               show_eta=False, hidden=not progress) as bar:
+        with progress_bar(total, "Deploying to %s" % port, progress) as bar:
             made = set()
             for action, path, _size in changes:
                 if action == "stale":

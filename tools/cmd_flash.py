@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import device, uf2
-from .options import echo_json, json_option
+from .options import echo_json, json_option, progress
 from .paths import cache_dir
 
 # The official MicroPython release for the Pico W (https://micropython.org/download/RPI_PICO_W/)
@@ -165,10 +165,8 @@ def flash(uf2_file, download_url, drive, port, wait_s, check_only, as_json):
                                    "is this the right board?" % (target, board_id))
     before = {b["port"] for b in device.boards()}
     dest = Path(target) / path.name
-    err = click.get_text_stream("stderr")
     try:
-        with open(dest, "wb") as f, click.progressbar(length=len(data), label="Flashing %s" % target,
-                                                      file=err, hidden=as_json) as bar:
+        with open(dest, "wb") as f, progress(len(data), "Flashing %s" % target, not as_json) as bar:
             for i in range(0, len(data), 64 * 1024):
                 f.write(data[i:i + 64 * 1024])
                 bar.update(min(64 * 1024, len(data) - i))

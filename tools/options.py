@@ -68,3 +68,22 @@ def pick_port(port):
 
 def echo_json(obj):
     click.echo(_json.dumps(obj, indent=2, sort_keys=True))
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def progress(length, label, show=True):
+    """A click progress bar on stderr (so --json stdout stays clean), or nothing."""
+    if not show:
+        return _NoBar()
+    return click.progressbar(length=length, label=label, file=click.get_text_stream("stderr"),
+                             show_eta=False)

@@ -1,5 +1,4 @@
 """picocharge deploy against a virtual board, through the real mpremote transport."""
-import hashlib
 import json
 import subprocess
 
@@ -60,7 +59,6 @@ def test_deploy__dry_run_lists_changed_and_stale_and_writes_nothing(vboards, pc)
     r = pc("deploy", "--board", "unix", "-p", b.device, "--dry-run", "--json")
     assert r.exit_code == 0, r.output
     changes = json.loads(r.stdout)["changes"]
-    app = len((b.flash / "app.mpy").read_bytes())
     assert [(c["action"], c["path"]) for c in changes] == [("changed", "/app.mpy"), ("stale", "/state.py")], changes
     assert snapshot(b.flash) == before, "dry run changed the board's files"
     assert (b.flash / "app.mpy").read_bytes() == b"M\x06old"
