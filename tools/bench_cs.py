@@ -28,6 +28,8 @@ _LISTEN = re.compile(r"listening on (?:http|ws)://([0-9.]+|\[[0-9a-f:]+\]|localh
 # first name found wins, so a rename on either side is one line here.
 STORED_METRICS = ("picocharge_readings_stored_total", "picocharge_meter_values_stored_total",
                   "baseline_readings_total")
+CALLS_METRICS = ("picocharge_ocpp_messages_total", "picocharge_messages_total", "baseline_calls_total")
+CONNECTED_METRICS = ("picocharge_connected_stations", "baseline_connected_stations")
 DELIVERED_METRIC = "picocharge_uplink_delivered_total"  # label uplink="mqtt"|"thingspeak"
 OUTBOX_METRIC = "picocharge_outbox_depth"
 
@@ -151,10 +153,22 @@ def parse_prometheus(text):
 
 
 def stored_readings(metrics):
-    for name in STORED_METRICS:
+    return _first(metrics, STORED_METRICS)
+
+
+def _first(metrics, names):
+    for name in names:
         if name in metrics:
             return int(metrics[name])
     return None
+
+
+def calls_total(metrics):
+    return _first(metrics, CALLS_METRICS)
+
+
+def connected_stations(metrics):
+    return _first(metrics, CONNECTED_METRICS)
 
 
 def uplink_counts(metrics, prefix):

@@ -108,7 +108,8 @@ def write_chart(path, results, title="picocharge bench"):
         ax.set_xlabel("stations")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     axes[1].set_yscale("log")
     fig.suptitle(title)
     fig.tight_layout()

@@ -9,6 +9,8 @@ A step, on the wall clock:
 Then the central system's counters are read (waiting until stored readings catch up with
 the acknowledged ones, and MQTT deliveries with the stored ones), and it is stopped.
 """
+import contextlib
+import json
 import os
 import platform
 import threading
@@ -24,7 +26,7 @@ class Options:
     def __init__(self, targets=("ours", "baseline"), steps=(10, 20, 40, 80, 160, 1000, 5000, 10000),
                  modes=("paced",), hold=30.0, interval=10.0, heartbeat=60.0, ramp=None, settle=None,
                  drain=20.0, procs=0, mqtt=True, seed=1, open_timeout=60.0, catch_up=60.0,
-                 source_addrs=1, stop_fail_ratio=0.1):
+                 source_addrs=1, stop_fail_ratio=0.1, firmware_steps=(5, 10, 20)):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -141,6 +143,77 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
     return res
 
 
+def measure_firmware(target, n, opts, workdir, broker=None, counter=None, scenario="charging"):
+    """One step whose stations are the real firmware under the unix port (SimFleet), for
+    small N. The generator cannot time the firmware's CALLs, so msgs/s comes from the
+    central system's own CALL counter and RTT is not reported; the central system's CPU,
+    RSS and stored readings are measured as in `measure`."""
+    from picocharge.fleet import SimFleet
+    from picocharge.paths import board_dir
+
+    wd = Path(workdir) / ("%s-firmware-%d" % (target, n))
+    cs = bench_cs.CentralSystem(target, wd, mqtt_url=broker.url if (broker and target == "ours") else None)
+    cs.start()
+    fleet = None
+    try:
+        sampler = bench_cs.Sampler(cs.ps).start()
+        time.sleep(0.5)
+        idle_rss = sampler.mark()[2]
+        if counter:
+            counter.reset()
+        sc = json.loads((board_dir("unix") / "scenarios" / (scenario + ".json")).read_text())
+        base = {"sensors": {"interval_s": 2},
+                "ocpp": {"id_tag": bench_load.ID_TAG, "meter_interval_s": max(1, int(round(opts.interval))),
+                         "heartbeat_s": max(1, int(round(opts.heartbeat)))}}
+        fleet = SimFleet(wd / "flash", n, prefix="BENCH-", central=cs.ws_base, base_config=base,
+                         scenario=sc, seed=opts.seed)
+        t_start = time.monotonic()
+        fleet.start(stagger_s=opts.ramp_for(n) / max(1, n))
+        # wait until every station is connected (the central system's gauge), at most 60 s
+        connected = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            connected = bench_cs.connected_stations(cs.metrics()) or 0
+            if connected >= n:
+                break
+            time.sleep(0.5)
+        ramp = time.monotonic() - t_start
+        time.sleep(opts.settle_for(n))
+        m0, c0 = bench_cs.calls_total(cs.metrics()), sampler.mark()
+        time.sleep(opts.hold)
+        m1, c1 = bench_cs.calls_total(cs.metrics()), sampler.mark()
+        connected_end = bench_cs.connected_stations(cs.metrics())
+        fleet.stop()
+        fleet_rc = [s.proc.returncode for s in fleet.stations]
+        fleet = None
+        sampler.stop()
+        stored = bench_cs.stored_readings(cs.metrics())
+        mqtt = _wait_for(lambda: counter.count, stored, opts.catch_up) if counter else None
+    finally:
+        if fleet:
+            fleet.stop()
+        cs.stop()
+    return {
+        "target": target, "mode": "firmware", "stations": n, "hold_s": opts.hold,
+        "interval_s": opts.interval, "heartbeat_s": opts.heartbeat, "ramp_s": ramp,
+        "generator_procs": 0, "connected": connected, "connected_by_window": connected,
+        "connected_at_end": connected_end,
+        "connect_failures": n - connected, "dropped": max(0, connected - (connected_end or 0)),
+        "failure_kinds": {}, "call_errors": {}, "unanswered": None,
+        "calls_in_window": (m1 - m0) if (m0 is not None and m1 is not None) else None,
+        "msgs_per_s": ((m1 - m0) / opts.hold) if (m0 is not None and m1 is not None) else 0.0,
+        "rtt_p50_ms": None, "rtt_p95_ms": None, "rtt_p99_ms": None, "rtt_max_ms": None,
+        "cs_cpu_percent": 100.0 * (c1[1] - c0[1]) / max(1e-9, c1[0] - c0[0]),
+        "cs_idle_rss_mb": idle_rss / 2**20, "cs_rss_end_mb": c1[2] / 2**20,
+        "cs_peak_rss_mb": sampler.peak_rss / 2**20,
+        "cs_kb_per_station": ((c1[2] - idle_rss) / 1024.0 / connected) if connected else None,
+        "generator_cpu_percent": None, "readings_sent": None, "readings_acked": None,
+        "readings_stored": stored, "readings_lost": None, "readings_mqtt": mqtt,
+        "mqtt_missing": (max(0, stored - mqtt) if (mqtt is not None and stored is not None) else None),
+        "firmware_exit_codes": sorted(set(fleet_rc)), "cs_log": str(cs.log_path),
+    }
+
+
 def bench_bs_uplinks(metrics):
     return bench_cs.uplink_counts(metrics, bench_cs.DELIVERED_METRIC)
 
@@ -172,16 +245,23 @@ def run(opts, workdir, echo=print, on_step=None):
         if opts.mqtt and "ours" in opts.targets:
             broker = bench_cs.Broker(workdir).start()
             counter = bench_cs.TelemetryCounter(broker.port)
-        with bench_load.Workers(procs) as workers:
-            echo("generator: %d process(es); central systems: %s; workdir %s"
-                 % (procs, ", ".join(opts.targets), workdir))
+        firmware_only = set(opts.modes) == {"firmware"}
+        if firmware_only:
+            procs = meta["generator_procs"] = 0
+        with (contextlib.nullcontext() if firmware_only else bench_load.Workers(procs)) as workers:
+            echo("generator: %s; central systems: %s; workdir %s"
+                 % ("the real firmware under the unix port, one micropython process per station"
+                    if firmware_only else "%d process(es)" % procs, ", ".join(opts.targets), workdir))
             echo(bench_report.header())
             for mode in opts.modes:
-                for n in opts.steps:
+                for n in (opts.firmware_steps if mode == "firmware" else opts.steps):
                     for target in opts.targets:
                         if (target, mode) in stopped:
                             continue
-                        r = measure(target, n, mode, opts, workers, workdir, broker, counter)
+                        if mode == "firmware":
+                            r = measure_firmware(target, n, opts, workdir, broker, counter)
+                        else:
+                            r = measure(target, n, mode, opts, workers, workdir, broker, counter)
                         results.append(r)
                         echo(bench_report.row(r))
                         if on_step:

@@ -47,6 +47,9 @@ def _steps(ctx, param, value):
               help="Run our gateway with a mosquitto broker and count the telemetry arriving there.")
 @click.option("--source-addrs", type=click.IntRange(1, 250), default=1, show_default=True,
               help="Spread client connections over 127.0.0.1..127.0.0.N (more ephemeral ports).")
+@click.option("--firmware", is_flag=True,
+              help="Stations are the real firmware under the unix-port micropython (one process "
+                   "each, at most %d): msgs/s from the central system's counters, no RTT." % 200)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="bench-results.json",
               show_default=True, help="JSON results file.")
@@ -56,7 +59,7 @@ def _steps(ctx, param, value):
               help="Where central-system databases and logs go (default: a temporary folder, "
                    "kept and printed).")
 @json_option
-def bench(target, steps, mode, hold, interval, heartbeat, ramp, procs, mqtt, source_addrs, seed,
+def bench(target, steps, mode, hold, interval, heartbeat, ramp, procs, mqtt, source_addrs, firmware, seed,
           out, chart, workdir, as_json):
     """Measure a central system under N OCPP 1.6J stations, step by step.
 
@@ -86,8 +89,12 @@ def bench(target, steps, mode, hold, interval, heartbeat, ramp, procs, mqtt, sou
                                        "this checkout yet: use --target baseline")
     if hold <= 0 or interval <= 0 or heartbeat <= 0:
         raise click.BadParameter("--hold, --interval and --heartbeat must be positive")
-    opts = bench_run.Options(targets=targets, steps=tuple(steps),
-                             modes=("paced", "closed") if mode == "both" else (mode,),
+    if firmware and max(steps) > 200:
+        raise click.BadParameter("--firmware runs one micropython process per station: use steps "
+                                 "of at most 200 (got %d)" % max(steps), param_hint="--steps")
+    modes = ("paced", "closed") if mode == "both" else (mode,)
+    opts = bench_run.Options(targets=targets, steps=tuple(steps), firmware_steps=tuple(steps),
+                             modes=("firmware",) if firmware else modes,
                              hold=hold, interval=interval, heartbeat=heartbeat, ramp=ramp,
                              procs=procs, mqtt=mqtt, seed=seed, source_addrs=source_addrs)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="picocharge-bench-"))
