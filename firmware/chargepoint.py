@@ -419,7 +419,10 @@ class ChargePoint:
         for c in (0, 1):
             s, err = self.status(c)
             if self.sent.get(c) != (s, err):
-                await self.call("StatusNotification", ocppj.status_notification(c, s, self.now(), err))
+                try:
+                    await self.call("StatusNotification", ocppj.status_notification(c, s, self.now(), err))
+                except (CallError, CallTimeout) as e:  # not worth a retry loop: the next change is sent
+                    L.warn("StatusNotification: %s", e)
                 self.sent[c] = (s, err)
                 if c == 1 and s == "Finishing":
                     self.finishing = False
@@ -496,8 +499,9 @@ class ChargePoint:
             while ticks_diff(end, ticks_ms()) > 0:
                 if self.dead:
                     raise self.dead
-                if self.triggers:
-                    self.triggers = [t for t in self.triggers if t[0] != "BootNotification"]
+                n = len(self.triggers)
+                self.triggers = [t for t in self.triggers if t[0] != "BootNotification"]
+                if len(self.triggers) != n:  # TriggerMessage(BootNotification): try again now
                     break
                 await self.tick()
                 await asyncio.sleep(_TICK_S)
@@ -544,13 +548,17 @@ class ChargePoint:
             await self.tick()
             await self.flush()
             await self.send_status()
-            if self.triggers:
-                await self.triggered()
+            try:
+                if self.triggers:
+                    await self.triggered()
+                if ticks_diff(ticks_ms(), self.hb_due) >= 0:
+                    await self.heartbeat()
+            except (CallError, CallTimeout) as e:  # the link is fine; only that answer was not
+                L.warn("%s", e)
+                self.hb_due = ticks_add(ticks_ms(), self.keys["HeartbeatInterval"] * 1000)
             if self.req_reset:
                 await self.reset()
             now = ticks_ms()
-            if ticks_diff(now, self.hb_due) >= 0:
-                await self.heartbeat()
             piv = self.keys["WebSocketPingInterval"]
             if piv > 0:
                 if ticks_diff(now, self.ws.last_rx) > (piv + self.cfg["call_timeout_s"]) * 1000:

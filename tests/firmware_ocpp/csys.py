@@ -88,12 +88,19 @@ class CentralCP(OcppChargePoint):
         return call_result.BootNotification(current_time=now_iso(), interval=self.cs.heartbeat,
                                             status=self.cs.boot_status)
 
+    def _maybe_fail(self, action):
+        if self.cs.fail.get(action):
+            self.cs.fail[action] -= 1
+            raise RuntimeError("central system failed to process %s" % action)  # -> CALLERROR
+
     @on(Action.heartbeat)
     def on_heartbeat(self):
+        self._maybe_fail("Heartbeat")
         return call_result.Heartbeat(current_time=now_iso())
 
     @on(Action.status_notification)
     def on_status(self, connector_id, error_code, status, **kw):
+        self._maybe_fail("StatusNotification")
         return call_result.StatusNotification()
 
     @on(Action.authorize)
@@ -112,9 +119,7 @@ class CentralCP(OcppChargePoint):
 
     @on(Action.meter_values)
     def on_meter(self, connector_id, meter_value, **kw):
-        if self.cs.fail.get("MeterValues"):
-            self.cs.fail["MeterValues"] -= 1
-            raise RuntimeError("central system failed to process MeterValues")  # -> CALLERROR
+        self._maybe_fail("MeterValues")
         return call_result.MeterValues()
 
 

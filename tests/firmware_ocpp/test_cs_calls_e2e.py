@@ -200,3 +200,16 @@ async def test_authorize__invalid_idtag_no_transaction_and_deauthorized_stop(sta
     assert stop[3]["reason"] == "DeAuthorized" and stop[3]["transactionId"] == 1001, stop
     await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Available", "NoError")], station=st)
     assert validate_outgoing(cs.frames)
+
+
+async def test_callerrors__on_status_and_heartbeat_keep_the_link_and_are_not_retried(station, central):
+    cs = await central(heartbeat=1)
+    cs.fail = {"StatusNotification": 1, "Heartbeat": 1}
+    st = station(station_config(cs.url)).start()
+    await cs.wait_call("Heartbeat", 3, station=st)
+    errors = [m[1] for d, m in cs.frames if d == "cs" and m[0] == 4]
+    assert len(errors) == 2, cs.frames
+    assert [m[3]["connectorId"] for m in cs.calls("StatusNotification")] == [0, 1], cs.actions()
+    assert cs.paths == ["/ocpp/CP-1"], "one connection throughout"
+    await st.expect("StatusNotification answered CALLERROR InternalError")
+    await st.expect("Heartbeat answered CALLERROR InternalError")
