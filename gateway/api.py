@@ -1,0 +1,351 @@
+"""HTTP side of the gateway: dashboard, JSON API (/api/...), /healthz, /metrics, ingest (/update).
+
+`handle(gw, request) -> Response`. Reads are open on loopback; write calls
+(POST) need `Authorization: Bearer <token>` when the gateway has an API token,
+and so do reads from other addresses.
+"""
+import hmac
+import json
+import logging
+import mimetypes
+import os
+import re
+from datetime import datetime, timezone
+
+from picocharge.firmware import fields
+
+from .server import Response
+from .store import generate_password, reading_row
+from .uplinks import outbox_depth
+
+log = logging.getLogger(__name__)
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+_STATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in fields.THINGSPEAK_FIELDS}
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json(obj, status=200):
+    return Response(status, json.dumps(obj, separators=(",", ":")), "application/json", _NO_STORE)
+
+
+def _error(status, message):
+    return _json({"error": message}, status)
+
+
+def _num(v, key):
+    if isinstance(v, bool):
+        raise ValueError("%s must be a number, not %r" % (key, v))
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError("%s must be a number, not %r" % (key, v))
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ValueError("%s must be a finite number" % key)
+    return f
+
+
+def _ts(v):
+    """created_at / ts as ISO 8601 UTC; ValueError says what is wrong."""
+    if v in (None, ""):
+        return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not isinstance(v, str):
+        raise ValueError("created_at/ts must be an ISO 8601 string such as 2026-01-31T12:00:00Z")
+    try:
+        d = datetime.fromisoformat(v.strip().replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        raise ValueError("created_at/ts %r is not ISO 8601 (e.g. 2026-01-31T12:00:00Z)" % v[:40])
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reading_from_dict(d):
+    """A reading row from MQTT telemetry JSON (reading keys, status, ts)."""
+    r = {}
+    for k in fields.READING_KEYS:
+        if d.get(k) is not None:
+            r[k] = _num(d[k], k)
+    st = d.get("status")
+    if st is not None:
+        if not isinstance(st, str) or st not in fields.STATUSES:
+            raise ValueError("status %r is not an OCPP 1.6 ChargePointStatus" % (st,))
+        r["status"] = st
+    if not r:
+        raise ValueError("no reading keys (one of %s)" % ", ".join(fields.READING_KEYS))
+    r["ts"] = _ts(d.get("ts"))
+    return r
+
+
+def reading_from_fields(params):
+    """A reading row from ThingSpeak-style field1..field8 (+created_at)."""
+    r = {}
+    for name, key in _FIELD_KEYS.items():
+        v = params.get(name)
+        if v in (None, ""):
+            continue
+        f = _num(v, name)
+        if key == "status_code":
+            r["status"] = fields.status_name(int(f))
+        else:
+            r[key] = f
+    if not r:
+        raise ValueError("no fields: send field1..field8 (%s)" % ", ".join(
+            "%s=%s" % (n, k) for n, k in _FIELD_KEYS.items()))
+    r["ts"] = _ts(params.get("created_at"))
+    return r
+
+
+# --- access control ---------------------------------------------------------------
+def _loopback(req):
+    host = (req.peer or ("",))[0]
+    return host in ("127.0.0.1", "::1") or host.startswith("127.")
+
+
+def _authorised(gw, req, write):
+    token = gw.settings.api_token
+    if not token:
+        return True
+    if not write and _loopback(req):
+        return True
+    got = req.headers.get("authorization", "")
+    return got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode())
+
+
+def _body(req):
+    if not req.body:
+        return {}
+    try:
+        d = json.loads(req.body)
+    except ValueError as e:
+        raise ValueError("the body is not JSON (%s)" % e)
+    if not isinstance(d, dict):
+        raise ValueError("the body must be a JSON object")
+    return d
+
+
+# --- the routes -----------------------------------------------------------------------
+async def handle(gw, req):
+    gw.metrics.http_requests += 1
+    path = req.path
+    m = req.method
+    if path in ("/", "/index.html") or path.startswith("/station/"):
+        return _static("index.html")
+    if path.startswith("/static/"):
+        return _static(path[8:])
+    if path == "/healthz":
+        return _json({"status": "ok", "stations_connected": len(gw.sessions),
+                      "stations_known": len(gw.stations), "uplinks": {
+                          u.name: ("connected" if getattr(u, "connected", True) else "disconnected")
+                          for u in gw.uplinks}})
+    if path == "/metrics":
+        return Response(200, await metrics_text(gw), "text/plain; version=0.0.4; charset=utf-8")
+    if path in ("/update", "/update.json"):
+        return await ingest(gw, req)
+    if path == "/api/openapi.json":
+        return _static("openapi.json", "application/json")
+    if not path.startswith("/api/"):
+        return _error(404, "no such page: %s" % path)
+    write = m not in ("GET", "HEAD")
+    if not _authorised(gw, req, write):
+        return Response(401, json.dumps({"error": "API token required: send Authorization: Bearer <token> "
+                                                  "(the gateway's --api-token)"}), "application/json",
+                        {"WWW-Authenticate": "Bearer"})
+    try:
+        return await _api(gw, req, m, path[5:].strip("/").split("/"))
+    except ValueError as e:
+        return _error(400, str(e))
+
+
+async def _api(gw, req, m, parts):
+    if parts == ["stations"]:
+        if m == "GET":
+            return _json([gw.station_view(s) for s in sorted(gw.stations)])
+        if m == "POST":
+            return await _add_station(gw, _body(req))
+        return _error(405, "use GET or POST on /api/stations")
+    if parts == ["id-tags"] and m == "POST":
+        b = _body(req)
+        tag = b.get("id_tag")
+        if not isinstance(tag, str) or not 1 <= len(tag) <= 20:
+            raise ValueError("id_tag must be a string of 1..20 characters")
+        st = b.get("status", "Accepted")
+        if st not in ("Accepted", "Blocked", "Expired", "Invalid"):
+            raise ValueError("status must be Accepted, Blocked, Expired or Invalid")
+        await gw.add_id_tag(tag, st)
+        return _json({"id_tag": tag, "status": st}, 201)
+    if len(parts) < 2 or parts[0] != "stations":
+        return _error(404, "no such API path: /api/%s (see /api/openapi.json)" % "/".join(parts))
+    sid = parts[1]
+    if sid not in gw.stations:
+        return _error(404, "unknown station %r" % sid)
+    rest = parts[2:]
+    if not rest:
+        if m != "GET":
+            return _error(405, "use GET on /api/stations/<id>")
+        return _json(gw.station_view(sid))
+    what = rest[0]
+    if m == "GET" and what == "readings":
+        return await _readings(gw, sid, req.query)
+    if m == "GET" and what == "transactions":
+        rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
+            "SELECT * FROM transactions WHERE station=? ORDER BY id DESC LIMIT 200", (sid,))])
+        return _json(rows)
+    if m == "GET" and what == "status-history":
+        rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
+            "SELECT connector, status, error_code, info, ts FROM status_history WHERE station=? "
+            "ORDER BY id DESC LIMIT 200", (sid,))])
+        return _json(rows)
+    if m == "POST" and what in ("accept", "reject"):
+        await gw.set_state(sid, "accepted" if what == "accept" else "rejected")
+        return _json(gw.station_view(sid))
+    if m == "POST":
+        from .app import CommandError
+        try:
+            return _json(await gw.command(sid, what, _body(req)))
+        except CommandError as e:
+            return _error(e.status, e.message)
+    return _error(404, "no such API path: /api/%s" % "/".join(parts))
+
+
+async def _add_station(gw, b):
+    sid = b.get("id")
+    if not isinstance(sid, str) or not _STATION_ID.match(sid):
+        raise ValueError("id must be 1..64 characters of A-Z a-z 0-9 . _ : -")
+    pw = b.get("password")
+    if pw is not None and (not isinstance(pw, str) or not 8 <= len(pw) <= 40):
+        raise ValueError("password must be a string of 8..40 characters (or leave it out to generate one)")
+    ch, key = b.get("thingspeak_channel"), b.get("thingspeak_key")
+    if ch is not None and (isinstance(ch, bool) or not isinstance(ch, int) or ch <= 0):
+        raise ValueError("thingspeak_channel must be a positive integer")
+    if (ch is None) != (key is None) or (key is not None and not isinstance(key, str)):
+        raise ValueError("give thingspeak_channel and thingspeak_key together")
+    if sid in gw.stations:
+        return _error(409, "station %s is already registered" % sid)
+    generated = pw is None
+    if generated:
+        pw = generate_password()
+    await gw.register(sid, pw, "accepted", ch, key)
+    log.info("station=%s registered through the API%s", sid, " (password generated)" if generated else "")
+    out = gw.station_view(sid)
+    if generated:
+        out["password"] = pw    # returned once, never stored in clear
+    return _json(out, 201)
+
+
+async def _readings(gw, sid, q):
+    try:
+        limit = min(max(int(q.get("limit", 500)), 1), 10000)
+    except ValueError:
+        raise ValueError("limit must be an integer")
+    since = q.get("since")
+    args = [sid]
+    sql = "SELECT * FROM readings WHERE station=?"
+    if since:
+        sql += " AND ts >= ?"
+        args.append(_ts(since))
+    sql += " ORDER BY id DESC LIMIT ?"
+    args.append(limit)
+    rows = await gw.store.run(lambda db: [reading_row(r) for r in db.execute(sql, args)])
+    rows.reverse()
+    return _json(rows)
+
+
+async def ingest(gw, req):
+    """ThingSpeak-style write: api_key (the station's write key) + field1..field8 (+created_at)."""
+    from urllib.parse import parse_qsl
+    params = dict(req.query)
+    ctype = req.headers.get("content-type", "")
+    if req.body:
+        if "json" in ctype:
+            try:
+                b = json.loads(req.body)
+            except ValueError:
+                return Response(400, "the body is not JSON\n")
+            if not isinstance(b, dict):
+                return Response(400, "the JSON body must be an object\n")
+            params.update({k: v for k, v in b.items()})
+        else:
+            try:
+                params.update(dict(parse_qsl(req.body.decode("utf-8"), keep_blank_values=True,
+                                             strict_parsing=True)))
+            except (UnicodeDecodeError, ValueError):
+                return Response(400, "the body is not a form (api_key=...&field1=...)\n")
+    key = params.get("api_key") or params.get("key") or req.headers.get("x-thingspeakapikey")
+    if not key:
+        return Response(400, "api_key missing: send the station's ThingSpeak write key\n")
+    sid = next((s for s, st in gw.stations.items() if st.get("ts_key") and
+                hmac.compare_digest(str(st["ts_key"]), str(key))), None)
+    if sid is None:
+        return Response(401, "unknown api_key: register the station with its thingspeak_key\n")
+    try:
+        row = reading_from_fields(params)
+    except ValueError as e:
+        return Response(400, "%s\n" % e)
+    ids = await gw.store_readings(sid, [row], "http")
+    gw.metrics.ingest["http"] += 1
+    return Response(200, str(ids[0]))
+
+
+async def metrics_text(gw):
+    names = [u.name for u in gw.uplinks]
+    depths = await gw.store.run(lambda db: {n: outbox_depth(db, n) for n in names})
+    mt = gw.metrics
+    lines = [
+        "# HELP picocharge_stations_connected OCPP stations connected now.",
+        "# TYPE picocharge_stations_connected gauge",
+        "picocharge_stations_connected %d" % len(gw.sessions),
+        "# HELP picocharge_stations_known Registered stations.",
+        "# TYPE picocharge_stations_known gauge",
+        "picocharge_stations_known %d" % len(gw.stations),
+        "# HELP picocharge_ocpp_messages_total OCPP frames received from stations.",
+        "# TYPE picocharge_ocpp_messages_total counter",
+        "picocharge_ocpp_messages_total %d" % mt.messages,
+        "# HELP picocharge_messages_per_second OCPP frames received per second (last ~10 s).",
+        "# TYPE picocharge_messages_per_second gauge",
+        "picocharge_messages_per_second %.3f" % mt.rate(),
+        "# HELP picocharge_readings_stored_total Readings stored (OCPP, HTTP and MQTT ingest).",
+        "# TYPE picocharge_readings_stored_total counter",
+        "picocharge_readings_stored_total %d" % mt.readings,
+        "# HELP picocharge_ocpp_refused_total WebSocket handshakes refused (auth, path, subprotocol).",
+        "# TYPE picocharge_ocpp_refused_total counter",
+        "picocharge_ocpp_refused_total %d" % mt.refused,
+        "# HELP picocharge_db_commits_total SQLite transactions committed by the batching writer.",
+        "# TYPE picocharge_db_commits_total counter",
+        "picocharge_db_commits_total %d" % gw.store.commits,
+        "# HELP picocharge_ingest_total Readings received through the ingest paths.",
+        "# TYPE picocharge_ingest_total counter",
+    ]
+    for k, v in sorted(mt.ingest.items()):
+        lines.append('picocharge_ingest_total{path="%s"} %d' % (k, v))
+    lines += ["# HELP picocharge_outbox_depth Readings not yet delivered, per uplink.",
+              "# TYPE picocharge_outbox_depth gauge"]
+    lines += ['picocharge_outbox_depth{uplink="%s"} %d' % (n, depths[n]) for n in names]
+    lines += ["# HELP picocharge_uplink_delivered_total Readings delivered, per uplink.",
+              "# TYPE picocharge_uplink_delivered_total counter"]
+    lines += ['picocharge_uplink_delivered_total{uplink="%s"} %d' % (u.name, u.delivered) for u in gw.uplinks]
+    lines += ["# HELP picocharge_uplink_errors_total Failed uploads or connections, per uplink.",
+              "# TYPE picocharge_uplink_errors_total counter"]
+    lines += ['picocharge_uplink_errors_total{uplink="%s"} %d' % (u.name, u.errors) for u in gw.uplinks]
+    return "\n".join(lines) + "\n"
+
+
+_static_cache = {}
+
+
+def _static(name, ctype=None):
+    if "/" in name.strip("/") and ".." in name or name.startswith(".") or "\\" in name or ".." in name:
+        return _error(404, "no such file")
+    hit = _static_cache.get(name)
+    if hit is None:
+        p = os.path.join(STATIC, name)
+        if not os.path.isfile(p):
+            return _error(404, "no such file: %s" % name)
+        with open(p, "rb") as f:
+            data = f.read()
+        ct = ctype or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if ct.startswith("text/") or ct in ("application/javascript",):
+            ct += "; charset=utf-8"
+        hit = _static_cache[name] = (data, ct)
+    return Response(200, hit[0], hit[1], {"Cache-Control": "no-cache"})

@@ -1,0 +1,424 @@
+"""The gateway: `Gateway(Settings(...))`, `await gw.start()`, `gw.port`, `await gw.stop()`.
+
+It ties together the listening port (server.Front: OCPP WebSocket + HTTP), the
+OCPP sessions (csms.StationSession), the store (store.Store) and the uplinks
+(uplinks.MqttUplink, uplinks.ThingSpeakUplink). The session handlers call the
+service methods below; they never touch the database or the network themselves.
+"""
+import asyncio
+import base64
+import gc
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from ocpp.v16 import call as ocpp_call
+from websockets.exceptions import ConnectionClosed
+
+from . import api
+from .csms import StationSession, utc_now
+from .server import Front
+from .store import Store, check_password, now_iso
+from .uplinks import MqttUplink, ThingSpeakUplink
+
+log = logging.getLogger(__name__)
+
+AUTH_MODES = ("password", "pending", "none")
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    db: str = "picocharge-gateway.db"
+    auth: str = "password"
+    mqtt_url: str = None
+    mqtt_ingest: bool = True
+    thingspeak_url: str = "https://api.thingspeak.com"
+    thingspeak_interval: float = 15.0
+    thingspeak_bulk_limit: int = 960
+    retention_days: float = 30.0
+    api_token: str = None
+    heartbeat_interval: int = 300
+    max_frame: int = 65536
+    ping_interval: float = 60.0
+    response_timeout: float = 30.0
+    gc_freeze: bool = True
+
+
+class Metrics:
+    def __init__(self):
+        self.messages = 0
+        self.readings = 0
+        self.connects = 0
+        self.refused = 0
+        self.http_requests = 0
+        self.ingest = {"http": 0, "mqtt": 0}
+        self._window = [(time.monotonic(), 0)]
+
+    def rate(self):
+        """Messages per second over the last ~10 s (sampled when asked)."""
+        now = time.monotonic()
+        w = self._window
+        w.append((now, self.messages))
+        while len(w) > 2 and now - w[1][0] > 10:
+            w.pop(0)
+        t0, m0 = w[0]
+        return (self.messages - m0) / (now - t0) if now > t0 else 0.0
+
+
+class CommandError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# API command -> (ocpp call class, body -> kwargs)
+COMMANDS = {
+    "remote-start": (ocpp_call.RemoteStartTransaction,
+                     lambda b: {"id_tag": b["id_tag"], "connector_id": b.get("connector_id")}),
+    "remote-stop": (ocpp_call.RemoteStopTransaction, lambda b: {"transaction_id": int(b["transaction_id"])}),
+    "reset": (ocpp_call.Reset, lambda b: {"type": b.get("type", "Soft")}),
+    "change-availability": (ocpp_call.ChangeAvailability,
+                            lambda b: {"connector_id": int(b.get("connector_id", 0)), "type": b["type"]}),
+    "get-configuration": (ocpp_call.GetConfiguration, lambda b: {"key": b.get("key")}),
+    "change-configuration": (ocpp_call.ChangeConfiguration,
+                             lambda b: {"key": b["key"], "value": str(b["value"])}),
+    "trigger-message": (ocpp_call.TriggerMessage,
+                        lambda b: {"requested_message": b["requested_message"],
+                                   "connector_id": b.get("connector_id")}),
+    "unlock-connector": (ocpp_call.UnlockConnector, lambda b: {"connector_id": int(b.get("connector_id", 1))}),
+}
+
+
+class Gateway:
+    def __init__(self, settings):
+        if settings.auth not in AUTH_MODES:
+            raise ValueError("auth %r: choose one of %s" % (settings.auth, ", ".join(AUTH_MODES)))
+        self.settings = settings
+        self.store = Store(settings.db)
+        self.metrics = Metrics()
+        self.sessions = {}
+        self.stations = {}      # id -> station row (dict), the auth and uplink cache
+        self.last = {}          # id -> last reading dict (merged)
+        self.id_tags = {}
+        self._verified = {}     # (id, sha256(password)) -> pw_hash it was checked against
+        self.port = None
+        self.front = None
+        self.uplinks = []
+        self.mqtt = None
+        self.thingspeak = None
+        self._tasks = []
+        self.started_at = None
+
+    # --- life cycle -------------------------------------------------------------
+    async def start(self):
+        s = self.settings
+        await self.store.start()
+        for row in await self.store.run(Store.station_rows):
+            self.stations[row["id"]] = row
+        self.id_tags = await self.store.run(
+            lambda db: {r[0]: r[1] for r in db.execute("SELECT tag, status FROM id_tags")})
+        self.last = await self.store.run(_last_readings)
+        if s.auth == "none":
+            log.warning("auth=none: ANY station is accepted without a password (demos and benchmarks only)")
+        if s.mqtt_url:
+            self.mqtt = MqttUplink(self, s.mqtt_url, ingest=s.mqtt_ingest)
+            self.uplinks.append(self.mqtt)
+        if s.thingspeak_url:
+            self.thingspeak = ThingSpeakUplink(self, s.thingspeak_url, s.thingspeak_interval,
+                                               s.thingspeak_bulk_limit)
+            self.uplinks.append(self.thingspeak)
+        for u in self.uplinks:
+            await u.start()
+        self.front = Front(lambda req: api.handle(self, req), self._session, self._process_request,
+                           max_size=s.max_frame, ping_interval=s.ping_interval)
+        self.port = await self.front.start(s.host, s.port)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._maintenance()))
+        self.started_at = time.time()
+        if s.gc_freeze:
+            # long-lived start-up objects leave the collector's view; fewer full collections
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50000, 20, 100)
+        log.info("gateway listening on %s:%d (auth=%s)", s.host, self.port, s.auth)
+
+    async def stop(self):
+        for t in self._tasks:
+            t.cancel()
+        if self.front:
+            await self.front.stop()
+        for u in self.uplinks:
+            await u.stop()
+        await self.store.stop()
+        self._tasks = []
+
+    async def _maintenance(self):
+        while True:
+            await asyncio.sleep(3600)
+            try:
+                await self.apply_retention()
+            except Exception:
+                log.exception("retention run failed")
+
+    async def apply_retention(self, now=None):
+        days = self.settings.retention_days
+        if not days:
+            return 0
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now or time.time()) - days * 86400))
+        names = [u.name for u in self.uplinks]
+
+        def purge(db):
+            lost = {}
+            for name in names:
+                for (station, last_id) in db.execute("SELECT station, last_id FROM outbox WHERE uplink=?",
+                                                     (name,)).fetchall():
+                    q = "SELECT COUNT(*) FROM readings WHERE ts < ? AND id > ?"
+                    args = [cutoff, last_id]
+                    if station != "*":
+                        q += " AND station=?"
+                        args.append(station)
+                    n = db.execute(q, args).fetchone()[0]
+                    if n:
+                        lost[name] = lost.get(name, 0) + n
+            n = db.execute("DELETE FROM readings WHERE ts < ?", (cutoff,)).rowcount
+            db.execute("DELETE FROM status_history WHERE ts < ?", (cutoff,))
+            return n, lost
+
+        n, lost = await self.store.run(purge)
+        for name, k in lost.items():
+            log.warning("retention cap hit: %d readings older than %s days were dropped before the %s "
+                        "uplink delivered them", k, days, name)
+        return n
+
+    # --- connections ---------------------------------------------------------
+    def _refuse(self, connection, status, message):
+        self.metrics.refused += 1
+        resp = connection.respond(status, message + "\n")
+        if status == 401:
+            resp.headers["WWW-Authenticate"] = 'Basic realm="PicoCharge OCPP", charset="UTF-8"'
+        return resp
+
+    async def _process_request(self, connection, request):
+        path = request.path.split("?", 1)[0]
+        if not path.startswith("/ocpp/"):
+            return self._refuse(connection, 404, "the OCPP endpoint is ws://HOST:PORT/ocpp/<station-id>")
+        sid = unquote(path[6:])
+        if not sid or "/" in sid or len(sid) > 64 or not sid.isprintable():
+            return self._refuse(connection, 404, "bad station id in the URL: ws://HOST:PORT/ocpp/<station-id>")
+        if "ocpp1.6" not in request.headers.get("Sec-WebSocket-Protocol", ""):
+            return self._refuse(connection, 400, "subprotocol ocpp1.6 required (Sec-WebSocket-Protocol: ocpp1.6)")
+        why = await self._authenticate(sid, request.headers.get("Authorization"))
+        if why:
+            log.warning("station=%s refused: %s", sid, why)
+            return self._refuse(connection, 401, why)
+        connection.station_id = sid
+        return None
+
+    async def _authenticate(self, sid, authz):
+        mode = self.settings.auth
+        st = self.stations.get(sid)
+        user = pw = None
+        if authz and authz.startswith("Basic "):
+            try:
+                user, _, pw = base64.b64decode(authz[6:]).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return "malformed Basic credentials"
+        if mode == "none":
+            if st is None:
+                await self.register(sid, None, state="accepted")
+            return None
+        if st is None:
+            if mode == "pending":
+                await self.register(sid, pw, state="pending")
+                log.warning("station=%s unknown: admitted as pending, accept it on the dashboard or "
+                            "POST /api/stations/%s/accept", sid, sid)
+                return None
+            return "unknown station: register it first (picocharge gateway add-station %s)" % sid
+        if st["state"] == "rejected":
+            return "station is rejected by the operator"
+        if not st["pw_hash"]:
+            return None if mode == "pending" else "station has no password set"
+        if pw is None or user != sid:
+            return "HTTP Basic credentials required (user = station id, OCPP security profile 1)"
+        key = (sid, hashlib.sha256(pw.encode()).digest())
+        if self._verified.get(key) == st["pw_hash"]:
+            return None
+        ok = await asyncio.get_running_loop().run_in_executor(None, check_password, pw, st["pw_hash"])
+        if not ok:
+            return "wrong password"
+        if len(self._verified) > 100000:
+            self._verified.clear()
+        self._verified[key] = st["pw_hash"]
+        return None
+
+    async def _session(self, connection):
+        sid = connection.station_id
+        old = self.sessions.get(sid)
+        if old is not None:
+            log.warning("station=%s connected again: closing the previous connection", sid)
+            await old._connection.close(1000, "replaced by a new connection")
+        sess = StationSession(sid, connection, self, response_timeout=self.settings.response_timeout)
+        self.sessions[sid] = sess
+        self.metrics.connects += 1
+        peer = "%s:%s" % connection.remote_address[:2] if connection.remote_address else ""
+        conn_id = await self.store.run(_connected, sid, peer)
+        log.info("station=%s connected from %s", sid, peer)
+        if self.mqtt:
+            self.mqtt.publish_status(sid)
+        reason = "closed"
+        try:
+            await sess.start()
+        except ConnectionClosed as e:
+            reason = "closed (%s)" % (e.rcvd.code if e.rcvd else "no close frame")
+        finally:
+            if self.sessions.get(sid) is sess:
+                del self.sessions[sid]
+                if self.mqtt:
+                    self.mqtt.publish_status(sid)
+            log.info("station=%s disconnected: %s", sid, reason)
+            try:
+                await self.store.run(_disconnected, conn_id, reason)
+            except Exception:
+                pass
+
+    # --- services for the OCPP handlers and the ingest paths ------------------
+    async def register(self, sid, password=None, state="accepted", channel=None, key=None):
+        await self.store.add_station(sid, password, state, channel, key)
+        row = (await self.store.run(lambda db: dict(db.execute("SELECT * FROM stations WHERE id=?",
+                                                              (sid,)).fetchone())))
+        self.stations[sid] = row
+        if self.thingspeak and channel and key:
+            self.thingspeak.add_station(sid)
+        return row
+
+    async def set_state(self, sid, state):
+        await self.store.run(lambda db: db.execute("UPDATE stations SET state=? WHERE id=?", (state, sid)))
+        self.stations[sid]["state"] = state
+
+    async def boot(self, sid, vendor, model, firmware):
+        st = self.stations[sid]
+        st.update(vendor=vendor, model=model, firmware=firmware, last_seen=utc_now())
+        await self.store.run(lambda db: db.execute(
+            "UPDATE stations SET vendor=?, model=?, firmware=?, last_seen=? WHERE id=?",
+            (vendor, model, firmware, st["last_seen"], sid)))
+        return st["state"]
+
+    async def status_changed(self, sid, connector, status, error_code, info):
+        st = self.stations[sid]
+        ts = utc_now()
+        if connector != 0 or not st.get("status"):
+            st["status"] = status
+            st["error_code"] = error_code
+        await self.store.run(lambda db: (
+            db.execute("INSERT INTO status_history (station, connector, status, error_code, info, ts) "
+                       "VALUES (?,?,?,?,?,?)", (sid, connector, status, error_code, info, ts)),
+            db.execute("UPDATE stations SET status=?, error_code=?, last_seen=? WHERE id=?",
+                       (st["status"], st["error_code"], ts, sid))) and None)
+        if self.mqtt:
+            self.mqtt.publish_status(sid)
+
+    async def event(self, sid, what):
+        ts = utc_now()
+        log.info("station=%s %s", sid, what)
+        await self.store.run(lambda db: db.execute(
+            "INSERT INTO status_history (station, connector, status, error_code, info, ts) "
+            "VALUES (?,?,?,?,?,?)", (sid, None, None, None, what, ts)) and None)
+
+    async def id_tag_status(self, tag):
+        if not self.id_tags:
+            return "Accepted"       # no id-tag list configured: any tag is accepted
+        return self.id_tags.get(tag, "Invalid")
+
+    async def add_id_tag(self, tag, status="Accepted"):
+        await self.store.run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO id_tags (tag, status) VALUES (?,?)", (tag, status)) and None)
+        self.id_tags[tag] = status
+
+    async def start_transaction(self, sid, connector, id_tag, meter_start, ts, tag_status):
+        return await self.store.run(lambda db: db.execute(
+            "INSERT INTO transactions (station, connector, id_tag, meter_start, start_ts, reason) "
+            "VALUES (?,?,?,?,?,?)", (sid, connector, id_tag, meter_start, ts,
+                                     None if tag_status == "Accepted" else "IdTag" + tag_status)).lastrowid)
+
+    async def stop_transaction(self, sid, tid, meter_stop, ts, reason, rows):
+        def stop(db):
+            db.execute("UPDATE transactions SET meter_stop=?, stop_ts=?, reason=COALESCE(?, reason, 'Local') "
+                       "WHERE id=? AND station=?", (meter_stop, ts, reason, tid, sid))
+        await self.store.run(stop)
+        if rows:
+            await self.store_readings(sid, rows, "ocpp")
+
+    async def store_readings(self, sid, rows, source):
+        ids = await self.store.add_readings(sid, rows, source)
+        last = self.last.setdefault(sid, {})
+        for r, i in zip(rows, ids):
+            for k, v in r.items():
+                if v is not None:
+                    last[k] = v
+            last["seq"] = i
+        self.metrics.readings += len(rows)
+        for u in self.uplinks:
+            u.wake(sid)
+        return ids
+
+    # --- commands to stations -------------------------------------------------
+    async def command(self, sid, name, body):
+        if name not in COMMANDS:
+            raise CommandError(404, "unknown command %r: one of %s" % (name, ", ".join(sorted(COMMANDS))))
+        sess = self.sessions.get(sid)
+        if sess is None:
+            raise CommandError(409, "station %s is not connected" % sid)
+        cls, build = COMMANDS[name]
+        try:
+            payload = cls(**{k: v for k, v in build(body).items() if v is not None})
+        except (KeyError, TypeError, ValueError) as e:
+            raise CommandError(400, "bad body for %s: %s %s" % (name, type(e).__name__, e))
+        log.info("station=%s command %s", sid, cls.__name__)
+        try:
+            result = await sess.call(payload, suppress=False)
+        except asyncio.TimeoutError:
+            raise CommandError(504, "station %s did not answer %s in time" % (sid, cls.__name__))
+        except ConnectionClosed:
+            raise CommandError(409, "station %s disconnected" % sid)
+        except Exception as e:  # CALLERROR from the station or a schema error
+            raise CommandError(502, "station %s answered %s with an error: %s" % (
+                sid, cls.__name__, getattr(e, "description", None) or e))
+        from .validate import result_payload
+        return result_payload(result)
+
+    # --- views ----------------------------------------------------------------
+    def station_view(self, sid):
+        st = self.stations[sid]
+        return {"id": sid, "state": st["state"], "connected": sid in self.sessions,
+                "status": st.get("status"), "error_code": st.get("error_code"),
+                "vendor": st.get("vendor"), "model": st.get("model"), "firmware": st.get("firmware"),
+                "last_seen": st.get("last_seen"),
+                "thingspeak_channel": st.get("ts_channel"),
+                "last_reading": dict(self.last.get(sid) or {})}
+
+
+def _last_readings(db):
+    from picocharge.firmware.fields import READING_KEYS
+    out = {}
+    q = ("SELECT r.* FROM readings r JOIN (SELECT station, MAX(id) AS m FROM readings GROUP BY station) x "
+         "ON r.id = x.m")
+    for row in db.execute(q):
+        d = {"seq": row["id"], "ts": row["ts"]}
+        for k in READING_KEYS + ("status",):
+            if row[k] is not None:
+                d[k] = row[k]
+        out[row["station"]] = d
+    return out
+
+
+def _connected(db, sid, peer):
+    return db.execute("INSERT INTO connections (station, peer, connected_at) VALUES (?,?,?)",
+                      (sid, peer, now_iso())).lastrowid
+
+
+def _disconnected(db, conn_id, reason):
+    db.execute("UPDATE connections SET disconnected_at=?, reason=? WHERE id=?", (now_iso(), reason, conn_id))

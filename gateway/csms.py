@@ -1,0 +1,253 @@
+"""OCPP 1.6J central system: one ChargePoint subclass, handlers declared with @on.
+
+Handlers call the injected services (`self.gw`: store, uplinks, policy) and do
+no I/O of their own. Routing of incoming frames is done here rather than by
+ocpp's ChargePoint.route_message: same semantics (and ocpp's schemas), but the
+schema check runs inline instead of in a thread pool, the handler signature is
+not re-inspected per message, and malformed frames get a CALLERROR instead of
+being dropped silently.
+"""
+import asyncio
+import json
+import logging
+from datetime import datetime, timezone
+
+from ocpp.exceptions import (FormationViolationError, NotImplementedError as OcppNotImplemented,
+                             NotSupportedError, OCPPError, PropertyConstraintViolationError,
+                             ProtocolError, TypeConstraintViolationError)
+from ocpp.messages import Call, CallError, CallResult
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.enums import (Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus)
+
+from . import validate
+
+log = logging.getLogger(__name__)
+
+MAX_ACTION_LEN = 64
+
+
+def utc_now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def sampled_to_reading(sampled_values):
+    """Reading keys from a MeterValue's sampledValue list (see docs/gateway.md for the map)."""
+    r = {}
+    for sv in sampled_values:
+        m = sv.get("measurand") or "Energy.Active.Import.Register"
+        v = _num(sv.get("value"))
+        if v is None:
+            continue
+        unit = sv.get("unit")
+        if m == "Energy.Active.Import.Register":
+            r["energy_wh"] = v * 1000.0 if unit == "kWh" else v
+        elif m == "Current.Import":
+            r["current_a"] = v
+        elif m == "Voltage":
+            r["voltage_v"] = v
+        elif m == "Power.Active.Import":
+            r["power_w"] = v * 1000.0 if unit == "kW" else v
+        elif m == "Temperature":
+            loc = sv.get("location")
+            if unit == "Fahrenheit":
+                v = (v - 32.0) * 5.0 / 9.0
+            elif unit == "K":
+                v = v - 273.15
+            if loc == "Body":
+                r["temp_c"] = v
+            else:   # Outlet / Inlet / unspecified: the board (RP2040) temperature
+                r["chip_temp_c"] = v
+    return r
+
+
+def meter_values_to_rows(meter_value, status):
+    rows = []
+    for mv in meter_value or ():
+        r = sampled_to_reading(mv.get("sampled_value") or mv.get("sampledValue") or ())
+        if not r:
+            continue
+        r["ts"] = _norm_ts(mv.get("timestamp"))
+        r["status"] = status
+        rows.append(r)
+    return rows
+
+
+def _norm_ts(ts):
+    """ISO 8601 UTC 'YYYY-MM-DDTHH:MM:SSZ' (ThingSpeak's created_at), now when unreadable."""
+    if isinstance(ts, str):
+        try:
+            d = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=timezone.utc)
+            return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            pass
+    return utc_now()
+
+
+class StationSession(ChargePoint):
+    """One connected charge point."""
+
+    def __init__(self, station_id, connection, gw, response_timeout=30):
+        super().__init__(station_id, connection, response_timeout=response_timeout)
+        self.gw = gw
+        self.status = None
+        self.boot_status = None
+        self._routes = {}
+        for action, handlers in self.route_map.items():
+            fn = handlers.get("_on_action")
+            if fn is not None:
+                self._routes[action] = fn
+
+    # --- frame routing -------------------------------------------------------
+    async def start(self):
+        async for raw in self._connection:
+            self.gw.metrics.messages += 1
+            await self.route_message(raw)
+
+    async def route_message(self, raw):
+        try:
+            msg = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return await self._error("-1", FormationViolationError(
+                description="frame is not valid JSON"))
+        if not isinstance(msg, list) or len(msg) < 3 or not isinstance(msg[1], str):
+            uid = msg[1] if isinstance(msg, list) and len(msg) > 1 and isinstance(msg[1], str) else "-1"
+            return await self._error(uid, FormationViolationError(
+                description="an OCPP-J frame is [2, id, action, payload], [3, id, payload] or "
+                            "[4, id, code, description, details]"))
+        kind, uid = msg[0], msg[1]
+        if kind == 2:
+            if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
+                return await self._error(uid, FormationViolationError(
+                    description="a CALL is [2, id, action, {payload}]"))
+            return await self._handle(uid, msg[2], msg[3])
+        if kind == 3:
+            self._response_queue.put_nowait(CallResult(uid, msg[2]))
+        elif kind == 4 and len(msg) >= 4:
+            self._response_queue.put_nowait(CallError(uid, msg[2], msg[3], msg[4] if len(msg) > 4 else {}))
+        else:
+            return await self._error(uid, PropertyConstraintViolationError(
+                description="unknown message type id %r" % (kind,)))
+
+    async def _handle(self, uid, action, payload):
+        fn = self._routes.get(action)
+        if fn is None:
+            if len(action) <= MAX_ACTION_LEN and action in _V16_ACTIONS:
+                err = OcppNotImplemented(description="%s is not implemented by this central system" % action)
+            else:
+                err = OcppNotImplemented(description="unknown action %r" % action[:MAX_ACTION_LEN])
+            return await self._error(uid, err)
+        try:
+            validate.request(action, payload)
+            result = await fn(**validate.snake(payload))
+            out = validate.result_payload(result)
+        except OCPPError as e:
+            log.warning("station=%s msg=%s action=%s refused: %s: %s", self.id, uid, action,
+                        e.code, e.description)
+            return await self._error(uid, e)
+        except Exception:
+            log.exception("station=%s msg=%s action=%s handler failed", self.id, uid, action)
+            from ocpp.exceptions import InternalError
+            return await self._error(uid, InternalError(description="the central system failed; see its log"))
+        await self._connection.send(json.dumps([3, uid, out], separators=(",", ":")))
+
+    async def _error(self, uid, err):
+        code = err.code
+        if code == "FormatViolation":   # OCPP 1.6 spells it FormationViolation
+            code = "FormationViolation"
+        if code == "OccurrenceConstraintViolation":
+            code = "OccurenceConstraintViolation"
+        await self._connection.send(json.dumps([4, uid, code, err.description or "", {}]))
+
+    # --- handlers -------------------------------------------------------------
+    @on(Action.boot_notification)
+    async def on_boot(self, charge_point_vendor, charge_point_model, **kw):
+        state = await self.gw.boot(self.id, charge_point_vendor, charge_point_model,
+                                   kw.get("firmware_version"))
+        status = {"accepted": RegistrationStatus.accepted, "pending": RegistrationStatus.pending}.get(
+            state, RegistrationStatus.rejected)
+        self.boot_status = status
+        interval = self.gw.settings.heartbeat_interval if status == RegistrationStatus.accepted else 60
+        log.info("station=%s boot %s/%s -> %s", self.id, charge_point_vendor, charge_point_model, status)
+        return call_result.BootNotification(current_time=utc_now(), interval=interval, status=status)
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self):
+        return call_result.Heartbeat(current_time=utc_now())
+
+    @on(Action.status_notification)
+    async def on_status(self, connector_id, error_code, status, **kw):
+        self.status = status
+        await self.gw.status_changed(self.id, connector_id, status, error_code, kw.get("info"))
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    async def on_authorize(self, id_tag):
+        st = await self.gw.id_tag_status(id_tag)
+        return call_result.Authorize(id_tag_info={"status": st})
+
+    @on(Action.start_transaction)
+    async def on_start(self, connector_id, id_tag, meter_start, timestamp, **kw):
+        st = await self.gw.id_tag_status(id_tag)
+        tid = await self.gw.start_transaction(self.id, connector_id, id_tag, meter_start,
+                                              _norm_ts(timestamp), st)
+        return call_result.StartTransaction(transaction_id=tid, id_tag_info={"status": st})
+
+    @on(Action.stop_transaction)
+    async def on_stop(self, meter_stop, timestamp, transaction_id, **kw):
+        rows = meter_values_to_rows(kw.get("transaction_data"), self.status)
+        await self.gw.stop_transaction(self.id, transaction_id, meter_stop, _norm_ts(timestamp),
+                                       kw.get("reason"), rows)
+        tag = kw.get("id_tag")
+        if tag:
+            return call_result.StopTransaction(id_tag_info={"status": await self.gw.id_tag_status(tag)})
+        return call_result.StopTransaction()
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, connector_id, meter_value, **kw):
+        rows = meter_values_to_rows(meter_value, self.status)
+        if rows:
+            await self.gw.store_readings(self.id, rows, "ocpp")
+        return call_result.MeterValues()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id, **kw):
+        if vendor_id != "PicoCharge":
+            return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+        if kw.get("message_id") == "Humidity":
+            v = _num(kw.get("data"))
+            if v is None:
+                return call_result.DataTransfer(status=DataTransferStatus.rejected,
+                                                data="data must be a number (percent RH)")
+            await self.gw.store_readings(self.id, [{"ts": utc_now(), "humidity": v,
+                                                    "status": self.status}], "ocpp")
+            return call_result.DataTransfer(status=DataTransferStatus.accepted)
+        return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
+
+    @on(Action.diagnostics_status_notification)
+    async def on_diag(self, status):
+        await self.gw.event(self.id, "Diagnostics" + status)
+        return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware(self, status):
+        await self.gw.event(self.id, "Firmware" + status)
+        return call_result.FirmwareStatusNotification()
+
+
+# every action a 1.6 charge point may send (the ones not routed answer NotImplemented)
+_V16_ACTIONS = frozenset(a.value for a in Action)
+
+__all__ = ["StationSession", "sampled_to_reading", "meter_values_to_rows",
+           "NotSupportedError", "ProtocolError", "TypeConstraintViolationError", "Call",
+           "AuthorizationStatus"]
+_ = asyncio

@@ -1,0 +1,268 @@
+"""SQLite (WAL) storage for the gateway, behind one small interface.
+
+One thread owns the database connection. Callers submit small functions
+(`fn(db) -> result`) and await their result; the thread runs every function
+that queued up while the previous commit was in progress inside ONE
+transaction, commits, and then releases all the waiting callers at once. So a
+reading is on disk before the station gets its answer, and 10,000 stations cost
+a few commits per second instead of 10,000.
+
+Uplinks use cursor-based outboxes: `outbox(uplink, station, last_id)` holds the
+last reading id each uplink delivered per station (station '*' for uplinks that
+deliver every station in one stream). Undelivered = readings with a larger id.
+Storing a reading therefore costs one INSERT, whatever the number of uplinks.
+"""
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+
+from picocharge.firmware.fields import READING_KEYS
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stations (
+    id TEXT PRIMARY KEY,
+    pw_hash TEXT,
+    state TEXT NOT NULL DEFAULT 'accepted',     -- accepted | pending | rejected
+    ts_channel INTEGER,
+    ts_key TEXT,
+    vendor TEXT, model TEXT, firmware TEXT,
+    status TEXT, error_code TEXT,
+    last_seen TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    temp_c REAL, humidity REAL, current_a REAL, voltage_v REAL, power_w REAL,
+    energy_wh REAL, chip_temp_c REAL,
+    status TEXT,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_station ON readings(station, id);
+CREATE TABLE IF NOT EXISTS status_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL, connector INTEGER, status TEXT, error_code TEXT, info TEXT, ts TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS connections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL, peer TEXT, connected_at TEXT NOT NULL, disconnected_at TEXT, reason TEXT
+);
+CREATE TABLE IF NOT EXISTS transactions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL, connector INTEGER, id_tag TEXT,
+    meter_start INTEGER, start_ts TEXT, meter_stop INTEGER, stop_ts TEXT, reason TEXT
+);
+CREATE TABLE IF NOT EXISTS id_tags (
+    tag TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'Accepted', expiry TEXT
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    uplink TEXT NOT NULL, station TEXT NOT NULL, last_id INTEGER NOT NULL,
+    PRIMARY KEY (uplink, station)
+);
+"""
+
+_READING_COLS = READING_KEYS + ("status",)
+_INSERT_READING = "INSERT INTO readings (station, ts, %s, source) VALUES (?, ?, %s, ?)" % (
+    ", ".join(_READING_COLS), ", ".join("?" * len(_READING_COLS)))
+
+_PBKDF2_ROUNDS = 60000
+
+
+def now_iso():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hash_password(password, salt=None):
+    """'pbkdf2_sha256$rounds$salt$hash' for a station password (never stored in clear)."""
+    salt = salt or secrets.token_hex(8)
+    dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), _PBKDF2_ROUNDS)
+    return "pbkdf2_sha256$%d$%s$%s" % (_PBKDF2_ROUNDS, salt, dk.hex())
+
+
+def check_password(password, stored):
+    try:
+        algo, rounds, salt, digest = stored.split("$")
+        dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(rounds))
+    except (ValueError, AttributeError):
+        return False
+    return algo == "pbkdf2_sha256" and hmac.compare_digest(dk.hex(), digest)
+
+
+def generate_password():
+    return secrets.token_urlsafe(15)
+
+
+class StoreError(Exception):
+    pass
+
+
+class Store:
+    """The gateway's database. `await store.run(fn)` runs fn(db) in the writer thread."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._q = queue.SimpleQueue()
+        self._thread = None
+        self._loop = None
+        self.commits = 0
+        self.batched = 0
+
+    # --- life cycle ---------------------------------------------------------
+    def open(self):
+        """Create the schema (synchronously, for CLI use and before start())."""
+        db = self._connect()
+        db.executescript(SCHEMA)
+        db.commit()
+        return db
+
+    def _connect(self):
+        d = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(d):
+            raise StoreError("the database folder %s does not exist: create it or give another --db" % d)
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.DatabaseError as e:
+            raise StoreError("cannot open the database %s (%s): is it a PicoCharge gateway database?"
+                             % (self.path, e))
+        db.row_factory = sqlite3.Row
+        return db
+
+    async def start(self):
+        self._loop = asyncio.get_running_loop()
+        db = self.open()
+        self._thread = threading.Thread(target=self._worker, args=(db,), name="store", daemon=True)
+        self._thread.start()
+
+    async def stop(self):
+        if self._thread:
+            self._q.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+            self._thread = None
+
+    # --- the batching writer --------------------------------------------------
+    def run(self, fn, *args):
+        """Future of fn(db, *args), run inside the next batched transaction."""
+        fut = self._loop.create_future()
+        self._q.put((fn, args, fut))
+        return fut
+
+    def _worker(self, db):
+        q = self._q
+        stop = False
+        while not stop:
+            item = q.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < 5000:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            done = []
+            db.execute("BEGIN")
+            for fn, args, fut in batch:
+                try:
+                    done.append((fut, True, fn(db, *args)))
+                except Exception as e:  # handed to the caller that asked
+                    done.append((fut, False, e))
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                log.error("store: commit failed: %s", e)
+                db.execute("ROLLBACK")
+                done = [(f, False, StoreError("commit failed: %s" % e)) for f, _ok, _r in done]
+            self.commits += 1
+            self.batched += len(batch)
+            self._loop.call_soon_threadsafe(_release, done)
+        db.close()
+
+    # --- stations -------------------------------------------------------------
+    @staticmethod
+    def _add_station(db, sid, password, state, channel, key):
+        if db.execute("SELECT 1 FROM stations WHERE id=?", (sid,)).fetchone():
+            raise KeyError(sid)
+        db.execute("INSERT INTO stations (id, pw_hash, state, ts_channel, ts_key, created_at) "
+                   "VALUES (?,?,?,?,?,?)",
+                   (sid, hash_password(password) if password else None, state, channel, key, now_iso()))
+
+    def add_station_sync(self, sid, password=None, state="accepted", channel=None, key=None):
+        db = self.open()
+        try:
+            db.execute("BEGIN")
+            self._add_station(db, sid, password, state, channel, key)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def add_station(self, sid, password=None, state="accepted", channel=None, key=None):
+        return self.run(self._add_station, sid, password, state, channel, key)
+
+    @staticmethod
+    def station_rows(db):
+        return [dict(r) for r in db.execute("SELECT * FROM stations ORDER BY id")]
+
+    def stations_sync(self):
+        db = self.open()
+        try:
+            return self.station_rows(db)
+        finally:
+            db.close()
+
+    # --- readings -------------------------------------------------------------
+    @staticmethod
+    def _insert_readings(db, station, rows, source):
+        ids = []
+        for r in rows:
+            cur = db.execute(_INSERT_READING, (station, r["ts"]) + tuple(r.get(k) for k in _READING_COLS)
+                             + (source,))
+            ids.append(cur.lastrowid)
+        return ids
+
+    def add_readings(self, station, rows, source):
+        """Store reading dicts ({"ts", reading keys, "status"}); resolves to their row ids."""
+        return self.run(self._insert_readings, station, rows, source)
+
+
+def _release(done):
+    for fut, ok, res in done:
+        if fut.cancelled():
+            continue
+        if ok:
+            fut.set_result(res)
+        else:
+            fut.set_exception(res)
+
+
+def reading_row(row):
+    """A readings row as an API/uplink dict (only the keys that are set, plus id/ts/status)."""
+    d = {"seq": row["id"], "ts": row["ts"]}
+    for k in READING_KEYS:
+        v = row[k]
+        if v is not None:
+            d[k] = v
+    if row["status"] is not None:
+        d["status"] = row["status"]
+    return d
+
+
+def monotonic():
+    return time.monotonic()

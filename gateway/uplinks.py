@@ -1,0 +1,444 @@
+"""Uplinks: each is an outbox consumer (read undelivered readings, send, mark delivered).
+
+The outbox is a cursor per (uplink, station) in the `outbox` table: readings
+with a larger id are undelivered. A cursor only moves after the far side
+acknowledged (MQTT PUBACK, ThingSpeak entry id / 202), so delivery is
+at-least-once and in order, across outages of any length and gateway restarts.
+
+- MqttUplink: paho-mqtt 2.x, QoS 1, telemetry to <prefix>/<station>/telemetry
+  (fields.telemetry_json + "src":"gateway"), retained <prefix>/<station>/status,
+  last will on <prefix>/gateway/status. Optional ingest of board telemetry from
+  <prefix>/+/telemetry; payloads marked "src":"gateway" are the gateway's own
+  and are ignored, so ingest and publish can share one broker and prefix.
+- ThingSpeakUplink: one worker per station with a channel and write key; the
+  `thingspeak` package for single writes, the bulk JSON API for a backlog,
+  created_at on every entry, the channel interval obeyed across all writes.
+"""
+import asyncio
+import json
+import logging
+import ssl
+import time
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+import requests
+import thingspeak
+
+from picocharge.firmware import fields
+
+from .store import reading_row
+
+log = logging.getLogger(__name__)
+
+_SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
+_SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
+
+
+def get_cursor(db, uplink, station):
+    row = db.execute("SELECT last_id FROM outbox WHERE uplink=? AND station=?", (uplink, station)).fetchone()
+    if row is None:
+        # a new uplink starts at the current end: it forwards what arrives from now on
+        last = db.execute("SELECT COALESCE(MAX(id), 0) FROM readings" +
+                          ("" if station == "*" else " WHERE station=?"),
+                          () if station == "*" else (station,)).fetchone()[0]
+        db.execute("INSERT INTO outbox (uplink, station, last_id) VALUES (?,?,?)", (uplink, station, last))
+        return last
+    return row[0]
+
+
+def set_cursor(db, uplink, station, last_id):
+    db.execute("UPDATE outbox SET last_id=? WHERE uplink=? AND station=?", (last_id, uplink, station))
+
+
+def outbox_depth(db, uplink):
+    n = 0
+    for station, last_id in db.execute("SELECT station, last_id FROM outbox WHERE uplink=?", (uplink,)).fetchall():
+        if station == "*":
+            n += db.execute("SELECT COUNT(*) FROM readings WHERE id > ?", (last_id,)).fetchone()[0]
+        else:
+            n += db.execute("SELECT COUNT(*) FROM readings WHERE station=? AND id > ?",
+                            (station, last_id)).fetchone()[0]
+    return n
+
+
+def parse_mqtt_url(url):
+    """mqtt[s]://[user:pass@]host[:port][/prefix] -> dict; ValueError says what is wrong."""
+    u = urlsplit(url)
+    if u.scheme not in ("mqtt", "mqtts"):
+        raise ValueError("MQTT URL %r: use mqtt://[user:pass@]host:port[/prefix] or mqtts://..." % url)
+    if not u.hostname:
+        raise ValueError("MQTT URL %r has no host" % url)
+    prefix = u.path.strip("/") or "picocharge"
+    if "+" in prefix or "#" in prefix:
+        raise ValueError("MQTT prefix %r must not contain + or #" % prefix)
+    return {"tls": u.scheme == "mqtts", "host": u.hostname,
+            "port": u.port or (8883 if u.scheme == "mqtts" else 1883),
+            "user": unquote(u.username) if u.username else None,
+            "password": unquote(u.password) if u.password else None, "prefix": prefix}
+
+
+class Uplink:
+    name = "?"
+
+    def __init__(self, gw):
+        self.gw = gw
+        self.delivered = 0
+        self.errors = 0
+        self.stopping = False
+
+    def wake(self, station):
+        pass
+
+
+class MqttUplink(Uplink):
+    name = "mqtt"
+
+    def __init__(self, gw, url, ingest=True, batch=500):
+        super().__init__(gw)
+        self.cfg = parse_mqtt_url(url)
+        self.prefix = self.cfg["prefix"]
+        self.ingest = ingest
+        self.batch = batch
+        self.connected = False
+        self.client = None
+        self._event = asyncio.Event()
+        self._acks = {}
+        self._task = None
+        self.ingested = 0
+        self._warned = set()
+
+    @property
+    def gateway_topic(self):
+        return "%s/gateway/status" % self.prefix
+
+    async def start(self):
+        self.loop = asyncio.get_running_loop()
+        self._task = self.loop.create_task(self._run())
+
+    async def stop(self):
+        self.stopping = True
+        c = self.client
+        if c is not None and self.connected:
+            c.publish(self.gateway_topic, b'{"state":"offline"}', qos=1, retain=True)
+            await asyncio.sleep(0.05)
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._drop_client()
+
+    def wake(self, station):
+        self._event.set()
+
+    # --- connection ----------------------------------------------------------
+    def _new_client(self):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
+                        protocol=mqtt.MQTTv311, clean_session=True)
+        if self.cfg["user"]:
+            c.username_pw_set(self.cfg["user"], self.cfg["password"])
+        if self.cfg["tls"]:
+            c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        c.will_set(self.gateway_topic, b'{"state":"offline"}', qos=1, retain=True)
+        c.max_inflight_messages_set(100)
+        c.max_queued_messages_set(0)
+        loop = self.loop
+        c.on_connect = lambda cl, ud, fl, rc, pr: loop.call_soon_threadsafe(self._on_connect, cl, rc)
+        c.on_disconnect = lambda cl, ud, fl, rc, pr: loop.call_soon_threadsafe(self._on_disconnect, cl, rc)
+        c.on_publish = lambda cl, ud, mid, rc, pr: loop.call_soon_threadsafe(self._on_ack, mid)
+        c.on_message = lambda cl, ud, m: loop.call_soon_threadsafe(self._on_message, m.topic, m.payload)
+        return c
+
+    def _on_connect(self, client, rc):
+        if client is not self.client:
+            return
+        if rc.is_failure:
+            log.warning("mqtt: broker %s:%d refused the connection: %s", self.cfg["host"], self.cfg["port"], rc)
+            return
+        self.connected = True
+        log.info("mqtt: connected to %s:%d prefix=%s", self.cfg["host"], self.cfg["port"], self.prefix)
+        client.publish(self.gateway_topic, b'{"state":"online"}', qos=1, retain=True)
+        for sid in list(self.gw.stations):
+            self.publish_status(sid)
+        if self.ingest:
+            client.subscribe("%s/+/telemetry" % self.prefix, qos=1)
+        self._event.set()
+
+    def _on_disconnect(self, client, rc):
+        if client is not self.client:
+            return
+        if self.connected:
+            log.warning("mqtt: lost the broker %s:%d (%s); readings wait in the outbox",
+                        self.cfg["host"], self.cfg["port"], rc)
+        self.connected = False
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("disconnected"))
+        self._acks.clear()
+        self._event.set()
+
+    def _on_ack(self, mid):
+        fut = self._acks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def _drop_client(self):
+        c, self.client = self.client, None
+        self.connected = False
+        if c is not None:
+            def close():
+                try:
+                    c.disconnect()
+                except Exception:
+                    pass
+                c.loop_stop()
+            await self.loop.run_in_executor(None, close)
+
+    async def _run(self):
+        backoff = 0.5
+        while not self.stopping:
+            self.client = self._new_client()
+            try:
+                self.client.connect_async(self.cfg["host"], self.cfg["port"], keepalive=30)
+                self.client.loop_start()
+            except Exception as e:
+                log.warning("mqtt: cannot connect to %s:%d: %s", self.cfg["host"], self.cfg["port"], e)
+            deadline = time.monotonic() + 10
+            while not self.connected and time.monotonic() < deadline and not self.stopping:
+                self._event.clear()
+                try:
+                    await asyncio.wait_for(self._event.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+            if self.connected:
+                backoff = 0.5
+                try:
+                    await self._drain()
+                except Exception:
+                    log.exception("mqtt: uplink failed; reconnecting")
+            await self._drop_client()
+            if not self.stopping:
+                self.errors += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+
+    async def _drain(self):
+        store = self.gw.store
+        cursor = await store.run(get_cursor, self.name, "*")
+        while self.connected and not self.stopping:
+            self._event.clear()
+            rows = await store.run(lambda db: db.execute(_SELECT_AFTER, (cursor, self.batch)).fetchall())
+            if not rows:
+                try:
+                    await asyncio.wait_for(self._event.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            futs = []
+            for row in rows:
+                info = self.client.publish(fields.telemetry_topic(self.prefix, row["station"]),
+                                           self.payload(row), qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                    break
+                fut = self.loop.create_future()
+                if info.is_published():
+                    fut.set_result(None)
+                else:
+                    self._acks[info.mid] = fut
+                futs.append((row["id"], fut))
+            acked = cursor
+            for rid, fut in futs:
+                try:
+                    await asyncio.wait_for(fut, 30)
+                except (ConnectionError, asyncio.TimeoutError):
+                    break
+                acked = rid
+            if acked != cursor:
+                cursor = acked
+                await store.run(set_cursor, self.name, "*", cursor)
+                self.delivered += sum(1 for rid, _f in futs if rid <= acked)
+            if not futs or acked != futs[-1][0]:
+                return  # lost the broker mid-batch: reconnect, resend from the cursor
+
+    @staticmethod
+    def payload(row):
+        # the gateway's own publications carry "src":"gateway" (ingest ignores them)
+        return fields.telemetry_json(reading_row(row))[:-1] + ',"src":"gateway"}'
+
+    def publish_status(self, sid):
+        if not self.connected or self.client is None:
+            return
+        st = self.gw.stations.get(sid) or {}
+        state = "online" if sid in self.gw.sessions else "offline"
+        self.client.publish(fields.status_topic(self.prefix, sid),
+                            fields.status_json(state, st.get("status") or "Unknown"), qos=1, retain=True)
+
+    # --- ingest ---------------------------------------------------------------
+    def _on_message(self, topic, payload):
+        parts = topic.split("/")
+        if len(parts) < 3 or parts[-1] != "telemetry":
+            return
+        sid = parts[-2]
+        try:
+            d = json.loads(payload)
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            log.warning("mqtt ingest: station=%s sent a payload that is not a JSON object (%s)", sid, e)
+            return
+        if d.get("src") == "gateway":
+            return
+        if sid not in self.gw.stations and self.gw.settings.auth != "none":
+            if sid not in self._warned:
+                self._warned.add(sid)
+                log.warning("mqtt ingest: station=%s is not registered; its telemetry is ignored", sid)
+            return
+        from .api import reading_from_dict
+        try:
+            row = reading_from_dict(d)
+        except ValueError as e:
+            log.warning("mqtt ingest: station=%s bad telemetry: %s", sid, e)
+            return
+        self.loop.create_task(self._ingest(sid, row))
+
+    async def _ingest(self, sid, row):
+        if sid not in self.gw.stations:
+            await self.gw.register(sid, None, state="accepted")
+        await self.gw.store_readings(sid, [row], "mqtt")
+        self.gw.metrics.ingest["mqtt"] += 1
+
+
+class ThingSpeakUplink(Uplink):
+    name = "thingspeak"
+
+    def __init__(self, gw, url, interval=15.0, bulk_limit=960):
+        super().__init__(gw)
+        self.url = url.rstrip("/")
+        self.interval = float(interval)
+        self.bulk_limit = int(bulk_limit)
+        self.workers = {}
+        self.events = {}
+        self.refused = 0
+
+    async def start(self):
+        self.loop = asyncio.get_running_loop()
+        self.http = requests.Session()
+        for sid, st in self.gw.stations.items():
+            if st.get("ts_channel") and st.get("ts_key"):
+                self.add_station(sid)
+
+    def add_station(self, sid):
+        if sid in self.workers:
+            return
+        self.events[sid] = asyncio.Event()
+        self.events[sid].set()
+        self.workers[sid] = self.loop.create_task(self._worker(sid))
+
+    async def stop(self):
+        self.stopping = True
+        for t in self.workers.values():
+            t.cancel()
+        for t in self.workers.values():
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def wake(self, station):
+        ev = self.events.get(station)
+        if ev is not None:
+            ev.set()
+
+    async def _worker(self, sid):
+        store = self.gw.store
+        st = self.gw.stations[sid]
+        cid, key = st["ts_channel"], st["ts_key"]
+        cursor = await store.run(get_cursor, self.name, sid)
+        inflight = await store.run(get_cursor, self.name + "-inflight", sid)
+        last_write = None
+        fails = 0
+        skip = set()
+        if inflight > cursor:
+            # a send was in flight when the gateway stopped: ask the channel what it stored
+            skip = await self.loop.run_in_executor(None, self._stored_created_at, cid)
+            if skip is None:
+                log.warning("thingspeak: station=%s channel=%s: cannot read the channel back; re-sending "
+                            "readings %d..%d (may duplicate)", sid, cid, cursor + 1, inflight)
+                skip = set()
+        ev = self.events[sid]
+        while not self.stopping:
+            ev.clear()
+            rows = await store.run(lambda db: db.execute(_SELECT_STATION_AFTER,
+                                                         (sid, cursor, self.bulk_limit)).fetchall())
+            if skip:
+                keep = [r for r in rows if not (r["id"] <= inflight and r["ts"] in skip)]
+                if len(keep) != len(rows):
+                    log.info("thingspeak: station=%s %d readings were already stored before the restart",
+                             sid, len(rows) - len(keep))
+                    cursor = rows[len(rows) - 1]["id"] if not keep else keep[0]["id"] - 1
+                    await store.run(set_cursor, self.name, sid, cursor)
+                rows = keep
+                skip = set()
+            if not rows:
+                await ev.wait()
+                continue
+            if last_write is not None:
+                wait = last_write + self.interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await store.run(set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
+            ok, why = await self.loop.run_in_executor(None, self._send, cid, key, rows)
+            last_write = time.monotonic()
+            if ok:
+                fails = 0
+                cursor = rows[-1]["id"]
+                await store.run(set_cursor, self.name, sid, cursor)
+                self.delivered += len(rows)
+            else:
+                fails += 1
+                self.errors += 1
+                delay = min(self.interval * (2 ** min(fails, 6)), 300.0)
+                log.warning("thingspeak: station=%s channel=%s: %d readings not stored (%s); retry in %.1f s",
+                            sid, cid, len(rows), why, delay)
+                await asyncio.sleep(delay)
+
+    @staticmethod
+    def entry(row):
+        d = {"created_at": row["ts"]}
+        d.update(fields.thingspeak_fields(reading_row(row)))
+        return d
+
+    def _send(self, cid, key, rows):
+        """(stored?, why) for one write: /update for one reading, bulk_update.json for more."""
+        try:
+            if len(rows) == 1:
+                ch = thingspeak.Channel(cid, api_key=key, fmt="txt", timeout=15, server_url=self.url)
+                out = ch.update(self.entry(rows[0]))
+                if str(out).strip() in ("0", ""):
+                    self.refused += 1
+                    return False, "ThingSpeak answered 0: rate limit or bad key"
+                return True, None
+            body = {"write_api_key": key, "updates": [self.entry(r) for r in rows]}
+            r = self.http.post("%s/channels/%s/bulk_update.json" % (self.url, cid), json=body, timeout=30)
+            if r.status_code in (200, 202):
+                return True, None
+            if r.status_code == 429:
+                self.refused += 1
+                return False, "HTTP 429: channel interval not passed"
+            return False, "HTTP %d %s" % (r.status_code, r.text[:120])
+        except requests.HTTPError as e:
+            return False, "HTTP %s" % (e.response.status_code if e.response is not None else "error")
+        except requests.RequestException as e:
+            return False, "%s (cannot reach %s)" % (type(e).__name__, self.url)
+
+    def _stored_created_at(self, cid):
+        try:
+            r = self.http.get("%s/channels/%s/feeds.json" % (self.url, cid), params={"results": 8000},
+                              timeout=30)
+            if r.status_code != 200:
+                return None
+            return {f.get("created_at") for f in r.json().get("feeds") or ()}
+        except (requests.RequestException, ValueError):
+            return None
