@@ -87,6 +87,56 @@ def check_payload__valid_and_invalid_pairs():
         assert (e.code, e.msg_id) == (code, "m"), (action, p, e.code)
 
 
+class _Lcg:
+    """A tiny seeded PRNG giving the same sequence under CPython and MicroPython."""
+
+    def __init__(self, seed):
+        self.x = seed
+
+    def next(self, n):
+        self.x = (self.x * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.x >> 8) % n
+
+
+_ATOMS = ['2', '3', '4', '"a1"', '"Reset"', '"RemoteStartTransaction"', '"ChangeConfiguration"',
+          '{}', '[]', 'null', 'true', '1.5', '-7', '"x"', '{"type": "Soft"}', '{"idTag": 5}',
+          '{"key": "HeartbeatInterval", "value": "9"}', '{"connectorId": "1"}', '"\\u00e9"',
+          '{"transactionId": 3}', '{"key": ["A", 1]}']
+
+
+_IDS = ['"a1"', '"' + "i" * 36 + '"', '"' + "i" * 37 + '"', '""', '7', 'null']
+_ACTIONS = ['"Reset"', '"RemoteStartTransaction"', '"ChangeConfiguration"', '"ClearCache"',
+            '"GetConfiguration"', '"RemoteStopTransaction"', '"Coffee"', '3', '""']
+_CHARS = "[]{}\\\",:0123 abtrue"
+
+
+def check_fuzz__parser_and_payload_checks_only_raise_frame_error():
+    rng = _Lcg(20261125)
+    n_calls = n_errors = 0
+    for _ in range(3000):
+        k = rng.next(4)
+        if k == 0:  # random characters from the JSON alphabet
+            text = "".join(_CHARS[rng.next(len(_CHARS))] for _ in range(rng.next(30)))
+        elif k == 1:  # CALL-shaped: [2, id, action, payload] from plausible parts
+            text = "[2, %s, %s, %s]" % (_IDS[rng.next(len(_IDS))], _ACTIONS[rng.next(len(_ACTIONS))],
+                                        _ATOMS[rng.next(len(_ATOMS))])
+        else:       # arrays of plausible atoms, sometimes cut short
+            text = "[" + ", ".join(_ATOMS[rng.next(len(_ATOMS))] for _ in range(rng.next(6))) + "]"
+            if k == 3:
+                text = text[:rng.next(len(text) + 1)]
+        try:
+            t, mid, action, payload = ocppj.parse(text)
+            if t == ocppj.CALL and action in ocppj.INCOMING:
+                ocppj.check_payload(action, payload, mid)
+                n_calls += 1
+        except ocppj.FrameError as e:
+            assert e.code in ("FormationViolation", "ProtocolError", "TypeConstraintViolation",
+                              "PropertyConstraintViolation"), (text, e.code)
+            assert isinstance(e.msg_id, str) and 0 < len(e.msg_id) <= 36, (text, e.msg_id)
+            n_errors += 1
+    assert n_calls >= 5 and n_errors > 1000, (n_calls, n_errors)
+
+
 # --- ocppj: time and payloads ---------------------------------------------------------------
 
 def check_time__iso_known_values_and_round_trip():
