@@ -205,7 +205,7 @@ async def _api(gw, req, m, parts):
         try:
             return _json(await gw.command(sid, what, _body(req)))
         except CommandError as e:
-            return _error(e.status, e.message)
+            return _json(dict({"error": e.message}, **e.extra), e.status)
     return _error(404, "no such API path: /api/%s" % "/".join(parts))
 
 

@@ -70,10 +70,11 @@ class Metrics:
 
 
 class CommandError(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status, message, extra=None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.extra = extra or {}
 
 
 # API command -> (ocpp call class, body -> kwargs)
@@ -377,6 +378,14 @@ class Gateway:
             payload = cls(**{k: v for k, v in build(body).items() if v is not None})
         except (KeyError, TypeError, ValueError) as e:
             raise CommandError(400, "bad body for %s: %s %s" % (name, type(e).__name__, e))
+        from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
+        from ocpp.exceptions import OCPPError
+        from ocpp.messages import Call, _validate_payload
+        try:
+            _validate_payload(Call("check", cls.__name__, remove_nones(snake_to_camel_case(
+                serialize_as_dict(payload)))), "1.6")
+        except OCPPError as e:
+            raise CommandError(400, "bad body for %s: %s" % (name, e.details.get("cause") or e.description))
         log.info("station=%s command %s", sid, cls.__name__)
         try:
             result = await sess.call(payload, suppress=False)
@@ -384,9 +393,9 @@ class Gateway:
             raise CommandError(504, "station %s did not answer %s in time" % (sid, cls.__name__))
         except ConnectionClosed:
             raise CommandError(409, "station %s disconnected" % sid)
-        except Exception as e:  # CALLERROR from the station or a schema error
-            raise CommandError(502, "station %s answered %s with an error: %s" % (
-                sid, cls.__name__, getattr(e, "description", None) or e))
+        except OCPPError as e:  # the station's CALLERROR, or its answer failed the schema
+            raise CommandError(502, "station %s answered %s with %s: %s" % (
+                sid, cls.__name__, e.code, e.description), {"code": e.code, "details": e.details})
         from .validate import result_payload
         return result_payload(result)
 

@@ -1,0 +1,89 @@
+"""Charge points written with the ocpp package, for the gateway tests."""
+import asyncio
+import itertools
+
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action
+
+
+class TestStation(ChargePoint):
+    """Answers the central system's calls the way the firmware does; records them."""
+
+    def __init__(self, sid, ws):
+        super().__init__(sid, ws)
+        self.received = []
+        ids = itertools.count(1)
+        self._unique_id_generator = lambda: "%s-%d" % (sid, next(ids))
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, id_tag, **kw):
+        self.received.append(("RemoteStartTransaction", id_tag))
+        return call_result.RemoteStartTransaction(status="Accepted")
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop(self, transaction_id):
+        self.received.append(("RemoteStopTransaction", transaction_id))
+        return call_result.RemoteStopTransaction(status="Accepted")
+
+    @on(Action.reset)
+    def on_reset(self, type):
+        self.received.append(("Reset", type))
+        return call_result.Reset(status="Accepted")
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, **kw):
+        return call_result.GetConfiguration(configuration_key=[
+            {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"}])
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, key, value):
+        self.received.append(("ChangeConfiguration", key, value))
+        return call_result.ChangeConfiguration(status="Accepted")
+
+    @on(Action.unlock_connector)
+    def on_unlock(self, connector_id):
+        return call_result.UnlockConnector(status="NotSupported")
+
+
+class Connected:
+    """`async with Connected(port, "CP-1") as cp:` a started TestStation."""
+
+    def __init__(self, port, sid, headers=None, cls=TestStation):
+        self.url = "ws://127.0.0.1:%d/ocpp/%s" % (port, sid)
+        self.sid = sid
+        self.headers = headers
+        self.cls = cls
+
+    async def __aenter__(self):
+        self.ws = await websockets.connect(self.url, subprotocols=["ocpp1.6"],
+                                          additional_headers=self.headers, open_timeout=10)
+        self.cp = self.cls(self.sid, self.ws)
+        self.task = asyncio.create_task(self.cp.start())
+        return self.cp
+
+    async def __aexit__(self, *exc):
+        self.task.cancel()
+        await self.ws.close()
+
+
+def meter(ts, current=None, voltage=None, power=None, energy=None, temp=None, chip=None):
+    sv = []
+    if current is not None:
+        sv.append({"value": str(current), "measurand": "Current.Import", "unit": "A"})
+    if voltage is not None:
+        sv.append({"value": str(voltage), "measurand": "Voltage", "unit": "V"})
+    if power is not None:
+        sv.append({"value": str(power), "measurand": "Power.Active.Import", "unit": "W"})
+    if energy is not None:
+        sv.append({"value": str(energy), "measurand": "Energy.Active.Import.Register", "unit": "Wh"})
+    if temp is not None:
+        sv.append({"value": str(temp), "measurand": "Temperature", "unit": "Celsius", "location": "Body"})
+    if chip is not None:
+        sv.append({"value": str(chip), "measurand": "Temperature", "unit": "Celsius", "location": "Outlet"})
+    return {"timestamp": ts, "sampled_value": sv}
+
+
+async def boot(cp):
+    return await cp.call(call.BootNotification(charge_point_vendor="PicoCharge", charge_point_model="PicoW"))

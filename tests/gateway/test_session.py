@@ -1,0 +1,212 @@
+"""Charge points built on the ocpp package against the real gateway (in-process): full sessions,
+commands from the API, bad frames and refused handshakes."""
+import asyncio
+import json
+
+import pytest
+import websockets
+from ocpp.v16 import call
+
+from conftest import basic, http
+from stations import Connected, boot, meter
+
+
+async def test_session__full_transaction_is_stored_and_served_by_the_api(gateway):
+    gw = await gateway(auth="none")
+    async with Connected(gw.port, "CP-1") as cp:
+        r = await boot(cp)
+        assert (r.status, r.interval) == ("Accepted", 300), r
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+        a = await cp.call(call.Authorize(id_tag="TAG1"))
+        assert a.id_tag_info == {"status": "Accepted"}, a
+        st = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=100,
+                                                 timestamp="2026-01-01T10:00:00Z"))
+        assert st.transaction_id == 1 and st.id_tag_info == {"status": "Accepted"}, st
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+        await cp.call(call.MeterValues(connector_id=1, transaction_id=1, meter_value=[
+            meter("2026-01-01T10:00:10Z", current=15.5, voltage=230.1, power=3566.55, energy=110,
+                  temp=24.0, chip=31.5)]))
+        # kWh and kW are converted to Wh and W
+        await cp.call(call.MeterValues(connector_id=1, meter_value=[{"timestamp": "2026-01-01T10:00:20Z",
+            "sampled_value": [{"value": "0.2", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+                              {"value": "3.5", "measurand": "Power.Active.Import", "unit": "kW"}]}]))
+        dt = await cp.call(call.DataTransfer(vendor_id="PicoCharge", message_id="Humidity", data="41.5"))
+        assert dt.status == "Accepted", dt
+        dt = await cp.call(call.DataTransfer(vendor_id="Other", message_id="X", data="1"))
+        assert dt.status == "UnknownVendorId", dt
+        await cp.call(call.StopTransaction(meter_stop=300, timestamp="2026-01-01T10:01:00Z", transaction_id=1,
+                                           reason="Local"))
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+        hb = await cp.call(call.Heartbeat())
+        assert hb.current_time.endswith("Z"), hb
+
+        status, rows = await http(gw, "GET", "/api/stations/CP-1/readings")
+        assert status == 200, rows
+        got = [{k: v for k, v in r.items() if k != "ts" or v.startswith("2026-01")} for r in rows]
+        assert got == [
+            {"seq": 1, "ts": "2026-01-01T10:00:10Z", "temp_c": 24.0, "current_a": 15.5, "voltage_v": 230.1,
+             "power_w": 3566.55, "energy_wh": 110.0, "chip_temp_c": 31.5, "status": "Charging"},
+            {"seq": 2, "ts": "2026-01-01T10:00:20Z", "power_w": 3500.0, "energy_wh": 200.0, "status": "Charging"},
+            {"seq": 3, "humidity": 41.5, "status": "Charging"},
+        ], rows
+        status, tx = await http(gw, "GET", "/api/stations/CP-1/transactions")
+        assert [(t["id"], t["id_tag"], t["meter_start"], t["meter_stop"], t["start_ts"], t["stop_ts"], t["reason"])
+                for t in tx] == [(1, "TAG1", 100, 300, "2026-01-01T10:00:00Z", "2026-01-01T10:01:00Z", "Local")], tx
+        status, sts = await http(gw, "GET", "/api/stations")
+        assert [(s["id"], s["connected"], s["status"], s["vendor"], s["last_reading"]["humidity"],
+                 s["last_reading"]["energy_wh"]) for s in sts] == [
+            ("CP-1", True, "Available", "PicoCharge", 41.5, 200.0)], sts
+        status, one = await http(gw, "GET", "/api/stations/CP-1")
+        assert one["id"] == "CP-1" and "password" not in one and "pw_hash" not in one, one
+
+
+async def test_session__commands_from_the_api_reach_the_station_and_return_its_answer(gateway):
+    gw = await gateway(auth="none")
+    async with Connected(gw.port, "CP-2") as cp:
+        await boot(cp)
+        s, out = await http(gw, "POST", "/api/stations/CP-2/remote-start", {"id_tag": "TAG9"})
+        assert (s, out) == (200, {"status": "Accepted"}), out
+        s, out = await http(gw, "POST", "/api/stations/CP-2/remote-stop", {"transaction_id": 7})
+        assert (s, out) == (200, {"status": "Accepted"}), out
+        s, out = await http(gw, "POST", "/api/stations/CP-2/reset", {"type": "Hard"})
+        assert (s, out) == (200, {"status": "Accepted"}), out
+        s, out = await http(gw, "POST", "/api/stations/CP-2/get-configuration", {})
+        assert (s, out) == (200, {"configurationKey": [
+            {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"}]}), out
+        s, out = await http(gw, "POST", "/api/stations/CP-2/change-configuration",
+                            {"key": "MeterValueSampleInterval", "value": 10})
+        assert (s, out) == (200, {"status": "Accepted"}), out
+        s, out = await http(gw, "POST", "/api/stations/CP-2/unlock-connector", {"connector_id": 1})
+        assert (s, out) == (200, {"status": "NotSupported"}), out
+        # the station does not implement ChangeAvailability: its CALLERROR comes back as 502
+        s, out = await http(gw, "POST", "/api/stations/CP-2/change-availability", {"type": "Inoperative"})
+        assert (s, out) == (502, {"error": "station CP-2 answered ChangeAvailability with NotImplemented: "
+                                           "Request Action is recognized but not supported by the receiver",
+                                  "code": "NotImplemented",
+                                  "details": {"cause": "No handler for ChangeAvailability registered."}}), out
+        s, out = await http(gw, "POST", "/api/stations/CP-2/reset", {"type": "Sideways"})
+        assert (s, out) == (400, {"error": "bad body for reset: 'Sideways' is not one of ['Hard', 'Soft']"}), out
+        s, out = await http(gw, "POST", "/api/stations/CP-2/remote-start", {})
+        assert s == 400 and "id_tag" in out["error"], out
+        assert cp.received == [("RemoteStartTransaction", "TAG9"), ("RemoteStopTransaction", 7),
+                               ("Reset", "Hard"), ("ChangeConfiguration", "MeterValueSampleInterval", "10")], \
+            cp.received
+    await asyncio.sleep(0.1)
+    s, out = await http(gw, "POST", "/api/stations/CP-2/reset", {"type": "Soft"})
+    assert (s, out) == (409, {"error": "station CP-2 is not connected"}), out
+
+
+async def _raw(port, sid="CP-RAW"):
+    return await websockets.connect("ws://127.0.0.1:%d/ocpp/%s" % (port, sid), subprotocols=["ocpp1.6"])
+
+
+@pytest.mark.parametrize("frame, expected", [
+    ("this is not json", [4, "-1", "FormationViolation", "frame is not valid JSON", {}]),
+    ('{"a": 1}', [4, "-1", "FormationViolation", None, {}]),
+    ('[2, "m1", "FlyToTheMoon", {}]', [4, "m1", "NotImplemented", "unknown action 'FlyToTheMoon'", {}]),
+    ('[2, "m2", "Heartbeat", {"extra": 1}]', [4, "m2", "FormationViolation", None, {}]),
+    ('[2, "m3", "StatusNotification", {"connectorId": "one", "errorCode": "NoError", "status": "Available"}]',
+     [4, "m3", "TypeConstraintViolation", "'one' is not of type 'integer' (connectorId)", {}]),
+    ('[2, "m4", "Authorize", {"idTag": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}]', [4, "m4", "TypeConstraintViolation", None, {}]),
+    ('[2, "m5", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Flying"}]',
+     [4, "m5", "FormationViolation", None, {}]),
+    ('[2, "m6", "BootNotification", {"chargePointVendor": "V"}]', [4, "m6", "ProtocolError", None, {}]),
+    ('[2, "m7", "Heartbeat", "not an object"]', [4, "m7", "FormationViolation", None, {}]),
+    ('[9, "m8", {}]', [4, "m8", "PropertyConstraintViolation", None, {}]),
+])
+async def test_session__bad_frame_gets_callerror_and_connection_stays_open(gateway, frame, expected):
+    gw = await gateway(auth="none")
+    ws = await _raw(gw.port)
+    try:
+        await ws.send(frame)
+        got = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        if expected[3] is None:
+            expected = expected[:3] + [got[3]] + expected[4:]
+        assert got == expected, got
+        # the same connection still works
+        await ws.send('[2, "hb", "Heartbeat", {}]')
+        ok = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert ok[:2] == [3, "hb"] and list(ok[2]) == ["currentTime"], ok
+    finally:
+        await ws.close()
+
+
+async def test_session__oversized_frame_closes_with_1009_and_others_are_unaffected(gateway):
+    gw = await gateway(auth="none", max_frame=4096)
+    other = await _raw(gw.port, "CP-OK")
+    ws = await _raw(gw.port)
+    await ws.send('[2, "big", "DataTransfer", {"vendorId": "PicoCharge", "data": "%s"}]' % ("x" * 10000))
+    with pytest.raises(websockets.ConnectionClosed) as e:
+        await asyncio.wait_for(ws.recv(), 5)
+    assert e.value.rcvd.code == 1009, e.value
+    await other.send('[2, "hb", "Heartbeat", {}]')
+    assert json.loads(await asyncio.wait_for(other.recv(), 5))[:2] == [3, "hb"]
+    await other.close()
+
+
+async def test_session__password_auth_refuses_before_the_upgrade(gateway):
+    gw = await gateway(auth="password")
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-A", "password": "correct-horse-1"})
+    assert s == 201 and "password" not in out, out
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-B"})
+    assert s == 201 and len(out["password"]) >= 16, out
+    s, dup = await http(gw, "POST", "/api/stations", {"id": "CP-A", "password": "another-pass"})
+    assert (s, dup) == (409, {"error": "station CP-A is already registered"}), dup
+    for sid, headers, why in [
+        ("CP-A", basic("CP-A", "wrong-password"), "wrong password"),
+        ("CP-A", None, "HTTP Basic credentials required"),
+        ("CP-A", basic("CP-B", "correct-horse-1"), "HTTP Basic credentials required"),
+        ("CP-X", basic("CP-X", "whatever-pass"), "unknown station"),
+    ]:
+        with pytest.raises(websockets.InvalidStatus) as e:
+            await websockets.connect("ws://127.0.0.1:%d/ocpp/%s" % (gw.port, sid), subprotocols=["ocpp1.6"],
+                                     additional_headers=headers)
+        resp = e.value.response
+        assert resp.status_code == 401 and why in resp.body.decode(), (sid, resp.status_code, resp.body)
+        assert resp.headers["WWW-Authenticate"].startswith("Basic"), resp.headers
+    with pytest.raises(websockets.InvalidStatus) as e:
+        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-A" % gw.port, additional_headers=basic("CP-A", "correct-horse-1"))
+    assert e.value.response.status_code == 400 and b"ocpp1.6" in e.value.response.body, e.value.response.body
+    async with Connected(gw.port, "CP-A", headers=basic("CP-A", "correct-horse-1")) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    async with Connected(gw.port, "CP-B", headers=basic("CP-B", out["password"])) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    s, m = await http(gw, "GET", "/metrics")
+    assert "picocharge_ocpp_refused_total 5" in m, m
+
+
+async def test_session__pending_station_waits_for_the_operator(gateway):
+    gw = await gateway(auth="pending")
+    async with Connected(gw.port, "CP-NEW", headers=basic("CP-NEW", "its-own-pass")) as cp:
+        r = await boot(cp)
+        assert (r.status, r.interval) == ("Pending", 60), r
+    s, out = await http(gw, "POST", "/api/stations/CP-NEW/accept")
+    assert (s, out["state"]) == (200, "accepted"), out
+    async with Connected(gw.port, "CP-NEW", headers=basic("CP-NEW", "its-own-pass")) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    # the password it came with is now its password
+    with pytest.raises(websockets.InvalidStatus) as e:
+        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-NEW" % gw.port, subprotocols=["ocpp1.6"],
+                                 additional_headers=basic("CP-NEW", "not-its-pass"))
+    assert e.value.response.status_code == 401
+    s, out = await http(gw, "POST", "/api/stations/CP-NEW/reject")
+    async with Connected(gw.port, "CP-OTHER") as cp:
+        assert (await boot(cp)).status == "Pending"
+    with pytest.raises(websockets.InvalidStatus):
+        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-NEW" % gw.port, subprotocols=["ocpp1.6"],
+                                 additional_headers=basic("CP-NEW", "its-own-pass"))
+
+
+async def test_session__id_tag_list_decides_authorize_and_start(gateway):
+    gw = await gateway(auth="none")
+    s, out = await http(gw, "POST", "/api/id-tags", {"id_tag": "GOOD", "status": "Accepted"})
+    assert s == 201, out
+    await http(gw, "POST", "/api/id-tags", {"id_tag": "STOLEN", "status": "Blocked"})
+    async with Connected(gw.port, "CP-T") as cp:
+        await boot(cp)
+        assert (await cp.call(call.Authorize(id_tag="GOOD"))).id_tag_info == {"status": "Accepted"}
+        assert (await cp.call(call.Authorize(id_tag="STOLEN"))).id_tag_info == {"status": "Blocked"}
+        assert (await cp.call(call.Authorize(id_tag="NOBODY"))).id_tag_info == {"status": "Invalid"}
+        st = await cp.call(call.StartTransaction(connector_id=1, id_tag="NOBODY", meter_start=0,
+                                                 timestamp="2026-01-01T10:00:00Z"))
+        assert st.id_tag_info == {"status": "Invalid"}, st
