@@ -68,6 +68,7 @@ class StepStats:
         self.tx_started = 0
         self.tx_stopped = 0
         self.cpu_s = 0.0  # this process's CPU time inside the window
+        self.setup_s = 0.0  # from the first connect until every station was set up
 
     def fail(self, kind):
         self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
@@ -83,11 +84,38 @@ class CallError(Exception):
     pass
 
 
+class Window:
+    """The measurement window [w0, w1) in wall-clock seconds, shared by a process's stations;
+    infinite until the coordinator sets it (after every station of the step is set up)."""
+
+    def __init__(self, w0=None, w1=None):
+        self.w0 = float("inf") if w0 is None else w0
+        self.w1 = float("inf") if w1 is None else w1
+
+
+class SetUp:
+    """Counts stations that finished connecting + booting + starting a transaction (or failed)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.done = 0
+        self.ok = 0
+        self.event = asyncio.Event()
+
+    def mark(self, ok):
+        self.done += 1
+        self.ok += bool(ok)
+        if self.done >= self.n:
+            self.event.set()
+
+
 class Station:
     """One simulated charge point. `spec` is the step description (see run_step)."""
 
-    def __init__(self, index, spec, stats):
+    def __init__(self, index, spec, stats, window=None, setup=None):
         self.index = index
+        self.win = window or Window(spec.get("w0"), spec.get("w1"))
+        self.setup_count = setup
         self.sid = station_id(index)
         self.spec = spec
         self.stats = stats
@@ -129,7 +157,7 @@ class Station:
         self.pending = None
         st = self.stats
         st.calls_total += 1
-        if self.spec["w0"] <= t_wall < self.spec["w1"]:
+        if self.win.w0 <= t_wall < self.win.w1:
             st.rtt_ms.append(rtt)
             st.calls += 1
         if f[0] != ocppj.CALLRESULT:
@@ -174,12 +202,12 @@ class Station:
 
     async def load(self):
         spec = self.spec
-        w1 = spec["w1"]
+        win = self.win
         hb = spec["heartbeat"]
         now = time.time()
         next_hb = now + hb * (0.5 + self.rng.random())
         if spec["mode"] == "closed":
-            while time.time() < w1:
+            while time.time() < win.w1:
                 if time.time() >= next_hb:
                     next_hb += hb
                     await self.heartbeat()
@@ -190,11 +218,13 @@ class Station:
         next_mv = now + interval * self.rng.random()
         while True:
             t = min(next_mv, next_hb)
-            if t >= w1:
+            if t >= win.w1:
                 return
             delay = t - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if time.time() >= win.w1:  # the window was set while we slept
+                return
             if next_mv <= next_hb:
                 next_mv += interval
                 await self.meter_values()
@@ -215,20 +245,26 @@ class Station:
         delay = start_at - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        set_up = False
         try:
             await self.connect()
         except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
             st.connect_failures += 1
             st.fail(type(e).__name__)
+            if self.setup_count:
+                self.setup_count.mark(False)
             return
         st.connected += 1
-        if time.time() < self.spec["w0"]:
-            st.connected_by_window += 1
         try:
             await self.setup()
+            set_up = True
+            if self.setup_count:
+                self.setup_count.mark(True)
             await self.load()
             # the end of the transaction is outside the measurement window
-            await asyncio.sleep(max(0.0, self.spec["w1"] - time.time()))
+            while self.win.w1 == float("inf"):
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
             await self.finish()
         except websockets.exceptions.ConnectionClosed as e:
             st.dropped += 1
@@ -236,6 +272,8 @@ class Station:
         except CallError as e:
             st.fail(str(e)[:80])
         finally:
+            if not set_up and self.setup_count:
+                self.setup_count.mark(False)
             try:
                 await self.ws.close()
             except Exception:  # a broken socket at the end does not change the figures
@@ -245,19 +283,36 @@ class Station:
 MEASURANDS = ocppj.split_csl(ocppj.DEFAULT_MEASURANDS)
 
 
-async def _run_step(spec, indices):
+async def _run_step(spec, indices, sync=None):
+    """`sync`: a Connection to the coordinator. With it, the window is not in `spec`: once
+    every station here is set up (or failed) we send ("ready", ...) and wait for
+    ("go", w0, w1). Without it, spec["w0"]/spec["w1"] are fixed in advance."""
     stats = StepStats()
     n_all = spec["n"]
     ramp = spec["ramp"]
-    stations = [Station(i, spec, stats) for i in indices]
+    win = Window(spec.get("w0"), spec.get("w1"))
+    setup = SetUp(len(indices))
+    stations = [Station(i, spec, stats, win, setup) for i in indices]
     tasks = [asyncio.ensure_future(s.run(spec["t0"] + ramp * (s.index - 1) / max(1, n_all)))
              for s in stations]
+    if sync is not None:
+        t = time.monotonic()
+        try:
+            await asyncio.wait_for(setup.event.wait(), spec.get("setup_timeout", 300))
+        except asyncio.TimeoutError:
+            pass
+        stats.setup_s = time.monotonic() - t + max(0.0, spec["t0"] - time.time())
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sync.send, ("ready", setup.ok, setup.done))
+        msg = await loop.run_in_executor(None, sync.recv)
+        win.w0, win.w1 = msg[1], msg[2]
     # CPU of this generator process inside the measurement window
-    await asyncio.sleep(max(0.0, spec["w0"] - time.time()))
+    await asyncio.sleep(max(0.0, win.w0 - time.time()))
+    stats.connected_by_window = setup.ok
     c0 = time.process_time()
-    await asyncio.sleep(max(0.0, spec["w1"] - time.time()))
+    await asyncio.sleep(max(0.0, win.w1 - time.time()))
     stats.cpu_s = time.process_time() - c0
-    done, pending = await asyncio.wait(tasks, timeout=max(0.1, spec["w1"] + spec["drain"] - time.time()))
+    done, pending = await asyncio.wait(tasks, timeout=max(0.1, win.w1 + spec["drain"] - time.time()))
     for s in stations:
         if s.pending is not None:
             stats.unanswered += 1
@@ -268,14 +323,15 @@ async def _run_step(spec, indices):
     return stats
 
 
-def run_step(spec, indices):
+def run_step(spec, indices, sync=None):
     """Run `indices` (1-based station numbers) of one step in this process. `spec`: url
     (ending in '/', station id appended), n (stations in the step, all processes), mode,
     interval, heartbeat, t0 (wall time of the first connect), ramp (s over which connects
-    are spread), w0/w1 (measurement window, wall time), drain (s after w1 to finish),
+    are spread), w0/w1 (measurement window, wall time; or set through `sync`), drain (s
+    after w1 to finish), setup_timeout,
     open_timeout, seed, source_addrs."""
     raise_nofile()
-    return asyncio.run(_run_step(spec, indices))
+    return asyncio.run(_run_step(spec, indices, sync))
 
 
 def _worker(conn):
@@ -286,7 +342,7 @@ def _worker(conn):
             return
         spec, indices = msg
         try:
-            conn.send(("ok", run_step(spec, indices).as_dict()))
+            conn.send(("ok", run_step(spec, indices, conn).as_dict()))
         except Exception as e:  # reported to the coordinator, which raises it
             conn.send(("error", "%s: %s" % (type(e).__name__, e)))
 
@@ -298,6 +354,8 @@ def merge(parts):
         for k, v in d.items():
             if k in ("rtt_ms", "connect_ms"):
                 getattr(out, k).frombytes(v)
+            elif k == "setup_s":
+                out.setup_s = max(out.setup_s, v)
             elif isinstance(v, dict):
                 tgt = getattr(out, k)
                 for kk, vv in v.items():
@@ -323,10 +381,23 @@ class Workers:
             self.conns.append(a)
             self.ps.append(p)
 
-    def step(self, spec):
+    def step(self, spec, settle, hold, on_window=None):
+        """Run a step; the window opens `settle` s after every process reported its stations
+        set up, and lasts `hold` s. on_window(w0, w1) is called when it is known."""
         n = spec["n"]
+        spec = dict(spec, w0=None, w1=None)
         for k, c in enumerate(self.conns):
             c.send((spec, list(range(1 + k, n + 1, self.procs))))
+        for c in self.conns:
+            msg = c.recv()
+            if msg[0] == "error":
+                raise RuntimeError("generator process failed: %s" % msg[1])
+        w0 = time.time() + settle
+        w1 = w0 + hold
+        if on_window:
+            on_window(w0, w1)
+        for c in self.conns:
+            c.send(("go", w0, w1))
         parts = []
         for c in self.conns:
             status, val = c.recv()

@@ -39,7 +39,7 @@ class Options:
     def settle_for(self, n):
         if self.settle is not None:
             return float(self.settle)
-        return 2.0 + n / 1000.0
+        return 1.0 + n / 2000.0
 
 
 def _wait_for(get, want, timeout, stable=2.0):
@@ -72,23 +72,26 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
             counter.reset()
         ramp, settle = opts.ramp_for(n), opts.settle_for(n)
         t0 = time.time() + 0.5
-        w0 = t0 + ramp + settle
-        w1 = w0 + opts.hold
         spec = {"url": cs.ws_base, "n": n, "mode": mode, "interval": opts.interval,
-                "heartbeat": opts.heartbeat, "t0": t0, "ramp": ramp, "w0": w0, "w1": w1,
-                "drain": opts.drain, "open_timeout": opts.open_timeout, "seed": opts.seed,
-                "source_addrs": opts.source_addrs}
+                "heartbeat": opts.heartbeat, "t0": t0, "ramp": ramp, "drain": opts.drain,
+                "open_timeout": opts.open_timeout, "seed": opts.seed,
+                "source_addrs": opts.source_addrs, "setup_timeout": ramp + opts.open_timeout + 120}
         marks = {}
+        threads = []
 
-        def marker():
+        def marker(w0, w1):
             for name, at in (("w0", w0), ("w1", w1)):
                 time.sleep(max(0.0, at - time.time()))
                 marks[name] = sampler.mark()
 
-        mt = threading.Thread(target=marker, daemon=True)
-        mt.start()
-        stats = workers.step(spec)
-        mt.join()
+        def on_window(w0, w1):
+            t = threading.Thread(target=marker, args=(w0, w1), daemon=True)
+            t.start()
+            threads.append(t)
+
+        stats = workers.step(spec, settle, opts.hold, on_window)
+        for mt in threads:
+            mt.join()
         sampler.stop()
 
         stored = mqtt = None
@@ -115,7 +118,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
     res = {
         "target": target, "mode": mode, "stations": n, "hold_s": opts.hold,
         "interval_s": opts.interval if mode == "paced" else None, "heartbeat_s": opts.heartbeat,
-        "ramp_s": ramp, "generator_procs": workers.procs,
+        "ramp_s": ramp, "setup_s": stats.setup_s, "generator_procs": workers.procs,
         "connected": stats.connected, "connected_by_window": stats.connected_by_window,
         "connect_failures": stats.connect_failures, "dropped": stats.dropped,
         "failure_kinds": stats.failure_kinds, "call_errors": stats.call_errors,
