@@ -378,14 +378,12 @@ class Gateway:
             payload = cls(**{k: v for k, v in build(body).items() if v is not None})
         except (KeyError, TypeError, ValueError) as e:
             raise CommandError(400, "bad body for %s: %s %s" % (name, type(e).__name__, e))
-        from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
         from ocpp.exceptions import OCPPError
-        from ocpp.messages import Call, _validate_payload
+        from .validate import _Fail, result_payload, validator
         try:
-            _validate_payload(Call("check", cls.__name__, remove_nones(snake_to_camel_case(
-                serialize_as_dict(payload)))), "1.6")
-        except OCPPError as e:
-            raise CommandError(400, "bad body for %s: %s" % (name, e.details.get("cause") or e.description))
+            validator(cls.__name__)(result_payload(payload))
+        except _Fail as e:
+            raise CommandError(400, "bad body for %s: %s" % (name, e.message))
         log.info("station=%s command %s", sid, cls.__name__)
         try:
             result = await sess.call(payload, suppress=False)
@@ -396,7 +394,6 @@ class Gateway:
         except OCPPError as e:  # the station's CALLERROR, or its answer failed the schema
             raise CommandError(502, "station %s answered %s with %s: %s" % (
                 sid, cls.__name__, e.code, e.description), {"code": e.code, "details": e.details})
-        from .validate import result_payload
         return result_payload(result)
 
     # --- views ----------------------------------------------------------------

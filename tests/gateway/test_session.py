@@ -85,7 +85,7 @@ async def test_session__commands_from_the_api_reach_the_station_and_return_its_a
                                   "code": "NotImplemented",
                                   "details": {"cause": "No handler for ChangeAvailability registered."}}), out
         s, out = await http(gw, "POST", "/api/stations/CP-2/reset", {"type": "Sideways"})
-        assert (s, out) == (400, {"error": "bad body for reset: 'Sideways' is not one of ['Hard', 'Soft']"}), out
+        assert (s, out) == (400, {"error": "bad body for reset: 'Sideways' is not one of ['Hard', 'Soft'] (type)"}), out
         s, out = await http(gw, "POST", "/api/stations/CP-2/remote-start", {})
         assert s == 400 and "id_tag" in out["error"], out
         assert cp.received == [("RemoteStartTransaction", "TAG9"), ("RemoteStopTransaction", 7),
