@@ -54,7 +54,7 @@ def monitor(port, reset, duration, reconnect_timeout, as_json):
                         time.sleep(0.25)
                         dev = device.resolve_port(name)
                 if first and reset:
-                    device.write_serial(conn, b"\r\x03\x03\x04")
+                    device.write_serial(conn, b"\r\x03\x03\x02\x04")  # stop main.py, leave a raw REPL, soft reset
                 if not first:
                     click.echo("[monitor] reconnected to %s" % dev, err=True)
                 first = False

@@ -45,6 +45,7 @@ EXIT = b"\x1b[vboard-exit:"
 # Restarting an interpreter that fails at once in a tight loop would hide the failure:
 # after this many quick exits in a row the board stays down (like a crash loop you can see).
 _MAX_QUICK_EXITS = 5
+_GATE_S = 1.0  # how long input after a Ctrl-C waits for main.py to give way to the REPL
 
 
 def state_dir() -> Path:
@@ -208,10 +209,35 @@ class VirtualBoard:
         self._held = b""
         self._pending = b""
         self._ready = False
-        self._run_main = run_main
+        # main.py runs if asked and present; without it, input waits for the REPL prompt
+        self._run_main = run_main and (self.flash / "main.py").is_file()
+        self._in_main = self._run_main
+        self._gate = None
         self._pre = b""
         self._carry = b""
         self._forced = None
+
+    def _from_host(self, data):
+        if self._hold or not self._ready or self._gate is not None:
+            self._pending += data
+            return
+        if self._in_main and b"\x03" in data:
+            # Ctrl-C stops main.py and the unix port enters its REPL, switching its terminal
+            # to raw mode with TCSAFLUSH: whatever follows the Ctrl-C (mpremote's "\r\x01")
+            # would be lost, so it waits for the REPL's prompt
+            k = data.rindex(b"\x03") + 1
+            data, self._pending = data[:k], self._pending + data[k:]
+            self._gate = time.monotonic()
+        try:
+            os.write(self._im, data)
+        except OSError:
+            pass
+
+    def _release(self):
+        self._gate = None
+        if self._pending and self._im is not None:
+            data, self._pending = self._pending, b""
+            self._from_host(data)
 
     def _kill(self):
         p = self._proc
@@ -254,13 +280,9 @@ class VirtualBoard:
                 except (BlockingIOError, OSError):
                     data = b""
                 if data:
-                    if self._hold or not self._ready:
-                        self._pending += data
-                    else:
-                        try:
-                            os.write(self._im, data)
-                        except OSError:
-                            self._pending += data
+                    self._from_host(data)
+            if self._gate is not None and time.monotonic() - self._gate > _GATE_S:
+                self._release()  # main.py took the Ctrl-C and carries on
             out = b""
             eof = False
             if self._im is not None and self._im in r:
@@ -283,8 +305,8 @@ class VirtualBoard:
                 if self._hold:
                     os.write(self._im, b"\r\x01")
                 elif self._pending:
-                    os.write(self._im, self._pending)
-                    self._pending = b""
+                    data, self._pending = self._pending, b""
+                    self._from_host(data)
                 if not out:
                     continue
             forced = None
@@ -314,6 +336,9 @@ class VirtualBoard:
                 i_raw, i_friendly = tail.rfind(b"raw REPL; CTRL-B"), tail.rfind(b">>> ")
                 if i_raw >= 0 or i_friendly >= 0:
                     raw = i_raw > i_friendly
+                    self._in_main = False
+                    if self._gate is not None:
+                        self._release()
                 if self._hold:
                     self._held += out
                     if RAW_BANNER in self._held:
@@ -321,8 +346,8 @@ class VirtualBoard:
                         self._hold = False
                         self._to_host(RAW_BANNER + rest)
                         if self._pending:
-                            os.write(self._im, self._pending)
-                            self._pending = b""
+                            data, self._pending = self._pending, b""
+                            self._from_host(data)
                 else:
                     self._to_host(out)
                 continue
