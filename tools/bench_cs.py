@@ -29,7 +29,7 @@ _LISTEN = re.compile(r"listening on (?:http|ws)://([0-9.]+|\[[0-9a-f:]+\]|localh
 STORED_METRICS = ("picocharge_readings_stored_total", "picocharge_meter_values_stored_total",
                   "baseline_readings_total")
 CALLS_METRICS = ("picocharge_ocpp_messages_total", "picocharge_messages_total", "baseline_calls_total")
-CONNECTED_METRICS = ("picocharge_connected_stations", "baseline_connected_stations")
+CONNECTED_METRICS = ("picocharge_stations_connected", "baseline_connected_stations")
 DELIVERED_METRIC = "picocharge_uplink_delivered_total"  # label uplink="mqtt"|"thingspeak"
 OUTBOX_METRIC = "picocharge_outbox_depth"
 

@@ -61,8 +61,10 @@ def _wait_for(get, want, timeout, stable=2.0):
 
 def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
     """One step against one central system; returns its results dict."""
+    if target != "ours":
+        broker = counter = None  # only our gateway has an MQTT uplink
     cs = bench_cs.CentralSystem(target, Path(workdir) / ("%s-%s-%d" % (target, mode, n)),
-                                mqtt_url=broker.url if (broker and target == "ours") else None)
+                                mqtt_url=broker.url if broker else None)
     cs.start()
     try:
         sampler = bench_cs.Sampler(cs.ps).start()
@@ -136,7 +138,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "readings_sent": stats.readings_sent, "readings_acked": stats.readings_acked,
         "readings_stored": stored,
         "readings_lost": (max(0, stats.readings_acked - stored) if stored is not None else None),
-        "readings_mqtt": mqtt,
+        "readings_mqtt": mqtt, "mqtt_stations": len(counter.stations) if counter else None,
         "mqtt_missing": (max(0, stored - mqtt) if (mqtt is not None and stored is not None) else None),
         "uplinks_delivered": uplinks,
         "metrics_error": metrics_error,
@@ -154,6 +156,8 @@ def measure_firmware(target, n, opts, workdir, broker=None, counter=None, scenar
     from picocharge.fleet import SimFleet
     from picocharge.paths import board_dir
 
+    if target != "ours":
+        broker = counter = None
     wd = Path(workdir) / ("%s-firmware-%d" % (target, n))
     cs = bench_cs.CentralSystem(target, wd, mqtt_url=broker.url if (broker and target == "ours") else None)
     cs.start()
