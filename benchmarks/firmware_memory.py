@@ -1,8 +1,8 @@
 """Heap use of the real firmware on the unix board, with every uplink running.
 
 Prints, for the full firmware (sampling, MQTT to a real mosquitto, ThingSpeak to a local
-API server, the status page polled, OCPP when --ocpp-url is given):
-  - the lowest free heap seen on /api/status over the run (after collections),
+API server, the status page polled, OCPP 1.6J to our gateway with a transaction running):
+  - the lowest free heap seen on /api/status over the run (after a collection),
   - the smallest -X heapsize that survives the run without MemoryError (bisection),
 so the figure is "what the firmware needs", not "what a run happened to show".
 64-bit unix objects are about twice the RP2040's: 192K here stands for ~100K on a Pico W.
@@ -27,15 +27,15 @@ from helpers import Broker, free_port  # noqa: E402
 from picocharge import unixport  # noqa: E402
 
 
-def run_once(heap, seconds, broker_port, ts_url, ocpp_url=None, poll=True):
+def run_once(heap, seconds, broker_port, ts_url, ocpp=None, poll=True):
     flash = Path(tempfile.mkdtemp(prefix="pc-mem-"))
     web = free_port()
     cfg = {"station_id": "MEM-1", "sensors": {"interval_s": 1},
            "web": {"enabled": True, "port": web},
            "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker_port, "interval_s": 1},
            "thingspeak": {"enabled": True, "url": ts_url, "write_key": "K", "min_interval_s": 1}}
-    if ocpp_url:
-        cfg["ocpp"] = {"url": ocpp_url, "heartbeat_s": 5, "meter_interval_s": 2}
+    if ocpp:
+        cfg["ocpp"] = dict(ocpp, heartbeat_s=5, meter_interval_s=2)
     (flash / "config.json").write_text(json.dumps(cfg))
     (flash / "scenario.json").write_text(json.dumps({"dht": {"error_rate": 0.1}, "button": [[2, 3]]}))
     p = unixport.start_firmware(flash, heap=heap)
@@ -65,13 +65,25 @@ def main():
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--heap", default="192K")
     ap.add_argument("--bisect-seconds", type=float, default=12)
-    ap.add_argument("--ocpp-url", help="ws://host:port/path of a central system (adds OCPP)")
+    ap.add_argument("--no-ocpp", action="store_true", help="leave OCPP out (no gateway)")
     a = ap.parse_args()
     broker = Broker(Path(tempfile.mkdtemp())).start()
     ts = FakeThingSpeak(min_interval=1).start()
     ts.add_channel("K")
+    gw = None
+    ocpp = None
     try:
-        ok, min_free, max_alloc, out = run_once(a.heap, a.seconds, broker.port, ts.url, a.ocpp_url)
+        if not a.no_ocpp:
+            # our gateway as the central system; the station starts a transaction with its button
+            from picocharge.cmd_demo import GatewayProcess
+
+            gw = GatewayProcess(Path(tempfile.mkdtemp()) / "gw.db", port=0).start()
+            gw.api("POST", "/api/stations", {"id": "MEM-1", "password": "mem-bench-pw"})
+            gw.api("POST", "/api/id-tags", {"id_tag": "MEMTAG", "status": "Accepted"})
+            ocpp = {"url": gw.url.replace("http://", "ws://") + "/ocpp", "password": "mem-bench-pw",
+                    "id_tag": "MEMTAG"}
+            print("with OCPP: central system %s, a transaction started by the button" % ocpp["url"])
+        ok, min_free, max_alloc, out = run_once(a.heap, a.seconds, broker.port, ts.url, ocpp)
         print("full run, heap %s, %.0f s: %s; lowest free heap %s B, highest allocated %s B"
               % (a.heap, a.seconds, "ok" if ok else "FAILED", min_free, max_alloc))
         if not ok:
@@ -80,7 +92,7 @@ def main():
         lo, hi = 32, int(a.heap.rstrip("K"))
         while hi - lo > 4:
             mid = (lo + hi) // 2
-            good = run_once("%dK" % mid, a.bisect_seconds, broker.port, ts.url, a.ocpp_url)[0]
+            good = run_once("%dK" % mid, a.bisect_seconds, broker.port, ts.url, ocpp)[0]
             print("  heap %3dK: %s" % (mid, "ok" if good else "MemoryError or crash"))
             if good:
                 hi = mid
@@ -89,6 +101,8 @@ def main():
         print("smallest heap that runs the full firmware for %.0f s: %dK (64-bit unix port)"
               % (a.bisect_seconds, hi))
     finally:
+        if gw:
+            gw.stop()
         ts.stop()
         broker.stop()
     return 0

@@ -9,7 +9,6 @@ try:
 except ImportError:
     import json
 
-import config
 import log
 import mains
 import overtemp
@@ -155,14 +154,8 @@ def main():
     import board as board_mod
 
     b = board_mod.Board()
-    try:
-        cfg = config.load()
-    except config.ConfigError as e:
-        print("[config] E: %s" % e)
-        halt(b)
-        return
+    cfg = load_config(b)
     log.set_level(cfg["log_level"])
-    _L.info("config: %s", json.dumps(config.redact(cfg)))
     gc.collect()
     try:
         asyncio.run(run(Ctx(b, cfg)))
@@ -172,6 +165,23 @@ def main():
             _L.info("stopped (Ctrl-C), relay opened")
         except MemoryError:  # the unix port may raise it with the heap locked
             b.relay(False)
+
+
+def load_config(b):
+    """The validated config, or halt the board naming the bad key. The schema (~12 KB of
+    heap on 64 bit) is needed only here: it is dropped once the config is checked."""
+    import sys
+    import config
+
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        print("[config] E: %s" % e)
+        halt(b)
+    _L.info("config: %s", json.dumps(config.redact(cfg)))
+    del config
+    sys.modules.pop("config", None)
+    return cfg
 
 
 def halt(b):
