@@ -23,6 +23,7 @@ COLUMNS = (  # (header, key, format)
     ("fail", "connect_failures", "%5d"),
     ("drop", "dropped", "%5d"),
     ("gen%", "generator_cpu_percent", "%6.1f"),
+    ("sys%", "machine_cpu_percent", "%6.1f"),
 )
 
 

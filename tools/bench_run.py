@@ -85,6 +85,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
             for name, at in (("w0", w0), ("w1", w1)):
                 time.sleep(max(0.0, at - time.time()))
                 marks[name] = sampler.mark()
+                marks["sys_" + name] = _machine_busy()
 
         def on_window(w0, w1):
             t = threading.Thread(target=marker, args=(w0, w1), daemon=True)
@@ -114,7 +115,8 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
     finally:
         cs.stop()
 
-    (tw0, cw0, _), (tw1, cw1, rss_w1) = marks["w0"], marks["w1"]
+    (tw0, cw0, rss_w0), (tw1, cw1, rss_w1) = marks["w0"], marks["w1"]
+    (busy0, all0), (busy1, all1) = marks["sys_w0"], marks["sys_w1"]
     rtt = bench_report.rtt_figures(stats.rtt_ms)
     conn = bench_report.rtt_figures(stats.connect_ms)
     res = {
@@ -130,7 +132,10 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "connect_p50_ms": conn["rtt_p50_ms"], "connect_p99_ms": conn["rtt_p99_ms"],
         "connect_max_ms": conn["rtt_max_ms"],
         "cs_cpu_percent": 100.0 * (cw1 - cw0) / max(1e-9, tw1 - tw0),
-        "cs_idle_rss_mb": idle_rss / 2**20, "cs_rss_end_mb": rss_w1 / 2**20,
+        "cs_idle_rss_mb": idle_rss / 2**20, "cs_rss_start_mb": rss_w0 / 2**20,
+        "cs_rss_end_mb": rss_w1 / 2**20,
+        "machine_cpu_percent": 100.0 * (busy1 - busy0) / max(1e-9, all1 - all0) * (os.cpu_count() or 1),
+        "loadavg_1m": os.getloadavg()[0],
         "cs_peak_rss_mb": sampler.peak_rss / 2**20,
         "cs_kb_per_station": ((rss_w1 - idle_rss) / 1024.0 / stats.connected) if stats.connected else None,
         "generator_cpu_percent": 100.0 * stats.cpu_s / opts.hold,
@@ -219,6 +224,16 @@ def measure_firmware(target, n, opts, workdir, broker=None, counter=None, scenar
         "mqtt_missing": (max(0, stored - mqtt) if (mqtt is not None and stored is not None) else None),
         "firmware_exit_codes": sorted(set(fleet_rc)), "cs_log": str(cs.log_path),
     }
+
+
+def _machine_busy():
+    """(busy, total) CPU seconds of the whole machine, all cores."""
+    import psutil
+
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    total = sum(t)
+    return total - idle, total
 
 
 def bench_bs_uplinks(metrics):
