@@ -122,16 +122,20 @@ class ChargePoint:
     async def call(self, action, payload, mid=None):
         """Send one CALL and wait for its answer (payload). Raises CallError, CallTimeout,
         LinkDead or the reader's error."""
-        if self.dead or self.ws is None:
-            raise LinkDead("not connected")
         if mid is None:
             mid = self.ids.next()
+        return await self.send_call(action, mid, ocppj.call(mid, action, payload))
+
+    async def send_call(self, action, mid, frame):
+        """call() for a frame already built (`mid` is its message id)."""
+        if self.dead or self.ws is None:
+            raise LinkDead("not connected")
         self._wait_id = mid
         self._reply = None
         self._ev.clear()
         sent_ms = ticks_ms()
         L.debug("-> %s %s", action, mid)
-        await self.ws.send(ocppj.call(mid, action, payload))
+        await self.ws.send(frame)
         try:
             await asyncio.wait_for(self._ev.wait(), self.cfg["call_timeout_s"])
         except asyncio.TimeoutError:
@@ -393,6 +397,7 @@ class ChargePoint:
                                 "Transaction.End")
         data = [tx["b"], end] if tx.get("b") else [end]
         p = ocppj.stop_transaction(0, tx["tag"], meter, ts, reason, data)
+        del p["transactionId"]  # not known yet, maybe: put in when sent
         self.journal.add(K_STOP, self.ids.next(), "StopTransaction", p, tx["ref"])
         self.journal.close_tx(tx["ref"])
         L.info("transaction (local #%d) stopped: %s at %d Wh", tx["ref"], reason, meter)
@@ -433,16 +438,16 @@ class ChargePoint:
         while j.pending and self.dead is None:
             if ticks_diff(self.retry_at, ticks_ms()) > 0:
                 return
-            seq, kind, mid, action, payload, ref = j.first()
+            seq, kind, mid, action, body, ref = j.first()
+            tx_id = None
             if kind != K_START:
                 tx_id = j.txid(ref)
                 if tx_id is None:
                     L.error("dropping %s #%d: its StartTransaction was never accepted", action, seq)
                     j.done(seq)
                     continue
-                payload["transactionId"] = tx_id
             try:
-                res = await self.call(action, payload, mid)
+                res = await self.send_call(action, mid, ocppj.call_raw(mid, action, body, tx_id))
             except (CallError, CallTimeout) as e:
                 self.attempts += 1
                 if self.attempts >= self.keys["TransactionMessageAttempts"]:

@@ -179,15 +179,21 @@ class Journal:
                  self.max_entries)
 
     def first(self):
-        """(seq, kind, msg_id, action, payload, txref) of the oldest undelivered message."""
+        """(seq, kind, msg_id, action, payload JSON bytes, txref) of the oldest undelivered
+        message. The payload stays bytes: it goes on the wire as it was written."""
         if not self.pending:
             return None
         seq, off, n, kind, txref = self.pending[0]
         with open(self.path, "rb") as f:
             f.seek(off)
             line = f.read(n)
-        _seq, _tx, _k, mid, action, body = line[2:-1].decode().split("|", 5)
-        return seq, kind, mid, action, json.loads(body), txref
+        # "A seq|txref|kind|mid|action|{...}\n": find the 3rd, 4th and 5th "|"
+        i = line.find(b"|")
+        i = line.find(b"|", i + 1)
+        i = line.find(b"|", i + 1)
+        j = line.find(b"|", i + 1)
+        k = line.find(b"|", j + 1)
+        return seq, kind, line[i + 1:j].decode(), line[j + 1:k].decode(), line[k + 1:-1], txref
 
     def done(self, seq):
         """The message was answered (or given up): never send it again."""

@@ -87,6 +87,23 @@ def call(mid, action, payload):
     return json.dumps([CALL, mid, action, payload])
 
 
+def call_raw(mid, action, body, tx_id=None):
+    """A CALL frame (bytes) around a payload already in JSON (bytes, as journalled), with
+    "transactionId" put in front when given: no decode/re-encode of the payload."""
+    head = '[2, "%s", "%s", ' % (mid, action)
+    if tx_id is None:
+        return head.encode() + body + b"]"
+    if body.strip() == b"{}":
+        return (head + '{"transactionId": %d}]' % tx_id).encode()
+    head = (head + '{"transactionId": %d, ' % tx_id).encode()
+    n = len(head)
+    buf = bytearray(n + len(body))  # head, body without its "{", "]": one allocation
+    buf[:n] = head
+    buf[n:n + len(body) - 1] = memoryview(body)[1:]
+    buf[-1] = 0x5D
+    return buf
+
+
 def result(mid, payload):
     return json.dumps([CALLRESULT, mid, payload])
 
