@@ -388,6 +388,7 @@ class ThingSpeakUplink(Uplink):
                 wait = last_write + self.interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                    continue        # fetch again: more may have queued up meanwhile (one bulk write)
             await store.run(set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
             ok, why = await self.loop.run_in_executor(None, self._send, cid, key, rows)
             last_write = time.monotonic()
