@@ -266,6 +266,10 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
             flag = [f for f, k in inventory.FLAG_KEYS.items() if k == e.key]
             how = ("--%s or --set %s=..." % (flag[0], e.key)) if flag else "--set %s=..." % e.key
             src = ("column %s in %s" % (e.key, where)) if inventory_file else how
+            given = inventory.flatten(build({}, common, row_values))
+            if e.key not in given and e.key in inventory.flatten(surveyed[port]) and not fresh:
+                src = ("%s (it comes from the board's current config.json; --fresh starts from an "
+                       "empty config)" % how)
             raise click.ClickException("config for %s refused, nothing was written to any board: %s; "
                                        "fix %s" % (port, e, src))
         if register_gateway and not full["ocpp"]["url"]:

@@ -45,7 +45,7 @@ EXIT = b"\x1b[vboard-exit:"
 # Restarting an interpreter that fails at once in a tight loop would hide the failure:
 # after this many quick exits in a row the board stays down (like a crash loop you can see).
 _MAX_QUICK_EXITS = 5
-_GATE_S = 1.0  # how long input after a Ctrl-C waits for main.py to give way to the REPL
+_GATE_S = 1.0  # how long input after a control character waits for a prompt
 
 
 def state_dir() -> Path:
@@ -207,27 +207,35 @@ class VirtualBoard:
         # raw REPL banner, and host input waits: a board in raw REPL comes back in raw REPL
         self._hold = raw
         self._held = b""
-        self._pending = b""
+        # host input not yet given to the interpreter survives a restart, as it would wait
+        # in a board's USB buffer across a soft reset
+        self._pending = getattr(self, "_pending", b"")
         self._ready = False
         # main.py runs if asked and present; without it, input waits for the REPL prompt
         self._run_main = run_main and (self.flash / "main.py").is_file()
-        self._in_main = self._run_main
         self._gate = None
         self._pre = b""
         self._carry = b""
         self._forced = None
 
     def _from_host(self, data):
+        """Give host input to the interpreter, one control character at a time.
+
+        The unix port switches its terminal to raw mode with TCSAFLUSH whenever it
+        (re-)enters a REPL, which discards input that arrived before; a board's USB
+        buffer keeps it. So after Ctrl-B (leave raw REPL), Ctrl-C (stop main.py) or
+        Ctrl-D (soft reset, or run a raw-REPL command) what follows waits until the
+        interpreter shows a prompt (">>> ", the raw REPL's ">"), restarts, or
+        _GATE_S passes (a raw REPL answers Ctrl-C with nothing).
+        """
         if self._hold or not self._ready or self._gate is not None:
             self._pending += data
             return
-        if self._in_main and b"\x03" in data:
-            # Ctrl-C stops main.py and the unix port enters its REPL, switching its terminal
-            # to raw mode with TCSAFLUSH: whatever follows the Ctrl-C (mpremote's "\r\x01")
-            # would be lost, so it waits for the REPL's prompt
-            k = data.rindex(b"\x03") + 1
-            data, self._pending = data[:k], self._pending + data[k:]
-            self._gate = time.monotonic()
+        for i, c in enumerate(data):
+            if c in (2, 3, 4):
+                data, self._pending = data[:i + 1], data[i + 1:] + self._pending
+                self._gate = time.monotonic()
+                break
         try:
             os.write(self._im, data)
         except OSError:
@@ -282,7 +290,7 @@ class VirtualBoard:
                 if data:
                     self._from_host(data)
             if self._gate is not None and time.monotonic() - self._gate > _GATE_S:
-                self._release()  # main.py took the Ctrl-C and carries on
+                self._release()  # no prompt came (main.py caught Ctrl-C, or a raw REPL)
             out = b""
             eof = False
             if self._im is not None and self._im in r:
@@ -331,14 +339,13 @@ class VirtualBoard:
                     pass
             if self._forced is not None:
                 out = b""  # the interpreter is being ended: nothing more from it
+            if out and self._gate is not None and b">" in out:
+                self._release()
             if out:
                 tail = (tail + out)[-64:]
                 i_raw, i_friendly = tail.rfind(b"raw REPL; CTRL-B"), tail.rfind(b">>> ")
                 if i_raw >= 0 or i_friendly >= 0:
                     raw = i_raw > i_friendly
-                    self._in_main = False
-                    if self._gate is not None:
-                        self._release()
                 if self._hold:
                     self._held += out
                     if RAW_BANNER in self._held:

@@ -217,3 +217,13 @@ def test_provision__dry_run_shows_masked_config_and_writes_nothing(vboards, pc):
                                            "mqtt": {"host": "h", "password": "***", "enabled": True}}}], out
     assert "mq-secret-9" not in r.output
     assert not (b.flash / "config.json").exists()
+
+
+def test_provision__bad_key_in_the_boards_config_suggests_fresh(vboards, pc):
+    b = vboards("bench", files={"config.json": '{"station_id": "OLD-2", "mqtt": {"port": 0}}'}, run_main=False)
+    r = pc("provision", "-p", b.device, "--no-prompt", "--ssid", "x")
+    assert r.exit_code == 1, r.output
+    assert "config key 'mqtt.port': 0 is out of range" in r.output and "--fresh starts from an empty config" in r.output, r.output
+    r = pc("provision", "-p", b.device, "--no-prompt", "--fresh", "--station-id", "NEW-2")
+    assert r.exit_code == 0, r.output
+    assert board_config(b) == {"station_id": "NEW-2"}
