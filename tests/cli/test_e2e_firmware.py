@@ -44,3 +44,50 @@ def test_e2e__deployed_and_provisioned_board_boots_the_firmware(vboards, pc, mqt
     finally:
         sub.loop_stop()
         sub.disconnect()
+
+
+def test_e2e__provisioned_board_registers_and_runs_ocpp_against_the_gateway(vboards, pc, tmp_path):
+    """provision --register-gateway: the gateway knows the station and its generated password, and
+    the deployed firmware boots against it over OCPP (password auth) with its readings stored."""
+    from picocharge.cmd_demo import GatewayProcess
+
+    gw = GatewayProcess(tmp_path / "gw.db").start()
+    try:
+        ws_url = gw.url.replace("http://", "ws://") + "/ocpp"
+        b = vboards("station", run_main=True)
+        r = run_cli("deploy", "--board", "unix", "-p", b.device)
+        assert r.returncode == 0, r.stderr
+        r = run_cli("provision", "-p", "station", "--no-prompt", "--station-id", "CP-71", "--ssid", "shed",
+                    "--wifi-password", "pw-e2e-2", "--ocpp-url", ws_url, "--register-gateway", gw.url,
+                    "--set", "web.enabled=false", "--set", "sensors.interval_s=1", "--set", "ocpp.meter_interval_s=2",
+                    "--json")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        st = out["stations"][0]
+        assert st["registered"] is True and st["station_id"] == "CP-71" and st["written"], out
+        assert "password" not in r.stdout.replace('"password": "***"', ""), r.stdout
+        assert gw.api("GET", "/api/stations/CP-71")["connected"] is False
+        r = pc("monitor", "-p", "station", "--reset", "--duration", "3")
+        assert r.exit_code == 0, r.output
+
+        def wait_for(ok, what, timeout=45):
+            end, view = time.monotonic() + timeout, {}
+            while time.monotonic() < end:
+                view = gw.api("GET", "/api/stations/CP-71")
+                if ok(view):
+                    return view
+                time.sleep(0.5)
+            raise AssertionError("%s: %s\n%s" % (what, view, "\n".join(gw.log[-20:])))
+
+        view = wait_for(lambda v: v["connected"] and v["status"] == "Available", "station never came up")
+        assert view["vendor"] == "PicoCharge" and view["state"] == "accepted", view
+        gw.api("POST", "/api/id-tags", {"id_tag": "E2E-TAG"})
+        assert gw.api("POST", "/api/stations/CP-71/remote-start", {"id_tag": "E2E-TAG"})["status"] == "Accepted"
+        view = wait_for(lambda v: v["status"] == "Charging" and v["last_reading"].get("current_a") is not None,
+                        "no charging readings")
+        assert view["last_reading"]["voltage_v"] > 0 and view["last_reading"]["temp_c"] > 0, view
+        tx = gw.api("GET", "/api/stations/CP-71/transactions")
+        assert len(tx) == 1 and tx[0]["id_tag"] == "E2E-TAG", tx
+    finally:
+        gw.stop()
+    assert not any("Traceback" in l for l in gw.log), "\n".join(gw.log[-30:])
