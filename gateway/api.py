@@ -103,14 +103,18 @@ def _loopback(req):
     return host in ("127.0.0.1", "::1") or host.startswith("127.")
 
 
-def _authorised(gw, req, write):
+def _unauthorised(gw, req, write):
+    """None when the call may go ahead, else the 401 message."""
     token = gw.settings.api_token
-    if not token:
-        return True
-    if not write and _loopback(req):
-        return True
+    if not token or (not write and _loopback(req)):
+        return None
     got = req.headers.get("authorization", "")
-    return got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), token.encode())
+    if not got.startswith("Bearer "):
+        return ("API token required: send Authorization: Bearer <token> (the gateway's --api-token)%s"
+                % ("" if write else "; reads need it too from addresses other than loopback"))
+    if not hmac.compare_digest(got[7:].strip().encode(), token.encode()):
+        return "wrong API token: send Authorization: Bearer <token> with the gateway's --api-token"
+    return None
 
 
 def _body(req):
@@ -126,87 +130,178 @@ def _body(req):
 
 
 # --- the routes -----------------------------------------------------------------------
+# Every (method, path) the gateway answers over HTTP besides the OCPP WebSocket.
+# /api/openapi.json documents each one; tests/gateway/test_api.py fails when one is
+# missing there. HEAD is answered wherever GET is.
+PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/static/{file}"),
+         ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
+         ("GET", "/update"), ("POST", "/update"), ("GET", "/update.json"), ("POST", "/update.json"))
+
+
+def routes():
+    """[(method, path template)] of every HTTP route: the pages above and the API table."""
+    return list(PAGES) + [(m, p) for m, p, _parts, _fn in _api_table()]
+
+
+def _allowed(method, methods, path):
+    if method in methods or (method == "HEAD" and "GET" in methods):
+        return None
+    return Response(405, json.dumps({"error": "use %s on %s" % (" or ".join(sorted(methods)), path)}),
+                    "application/json", dict(_NO_STORE, Allow=", ".join(sorted(methods))))
+
+
 async def handle(gw, req):
     gw.metrics.http_requests += 1
     path = req.path
     m = req.method
-    if path in ("/", "/index.html") or path.startswith("/station/"):
-        return _static("index.html")
-    if path.startswith("/static/"):
-        return _static(path[8:])
-    if path == "/healthz":
-        return _json({"status": "ok", "stations_connected": len(gw.sessions),
-                      "stations_known": len(gw.stations), "uplinks": {
-                          u.name: ("connected" if getattr(u, "connected", True) else "disconnected")
-                          for u in gw.uplinks}})
-    if path == "/metrics":
-        return Response(200, await metrics_text(gw), "text/plain; version=0.0.4; charset=utf-8")
     if path in ("/update", "/update.json"):
-        return await ingest(gw, req)
-    if path == "/api/openapi.json":
-        return _static("openapi.json", "application/json")
-    if not path.startswith("/api/"):
-        return _error(404, "no such page: %s" % path)
+        return _allowed(m, ("GET", "POST"), path) or await ingest(gw, req)
+    if not path.startswith("/api/") or path == "/api/openapi.json":
+        page = None
+        if path in ("/", "/index.html") or path.startswith("/station/"):
+            page = lambda: _static("index.html")
+        elif path.startswith("/static/"):
+            page = lambda: _static(path[8:])
+        elif path == "/healthz":
+            page = lambda: _json(health(gw))
+        elif path == "/api/openapi.json":
+            page = lambda: _static("openapi.json", "application/json")
+        if page is not None:
+            return _allowed(m, ("GET",), path) or page()
+        if path == "/metrics":
+            return _allowed(m, ("GET",), path) or Response(200, await metrics_text(gw),
+                                                          "text/plain; version=0.0.4; charset=utf-8")
+        return _error(404, "no such page: %s (the dashboard is at /, the API under /api/, "
+                           "described at /api/openapi.json)" % path)
     write = m not in ("GET", "HEAD")
-    if not _authorised(gw, req, write):
-        return Response(401, json.dumps({"error": "API token required: send Authorization: Bearer <token> "
-                                                  "(the gateway's --api-token)"}), "application/json",
-                        {"WWW-Authenticate": "Bearer"})
+    why = _unauthorised(gw, req, write)
+    if why:
+        return Response(401, json.dumps({"error": why}), "application/json",
+                        dict(_NO_STORE, **{"WWW-Authenticate": "Bearer"}))
+    parts = path.strip("/").split("/")
+    hits = [(meth, fn, args) for meth, _p, tpl, fn in _api_table() for args in [_match(tpl, parts)]
+            if args is not None]
+    if not hits:
+        return _error(404, "no such API path: %s (see /api/openapi.json)" % path)
+    fn = next((f for meth, f, _a in hits if meth == m or (m == "HEAD" and meth == "GET")), None)
+    if fn is None:
+        return _allowed(m, {meth for meth, _f, _a in hits}, path)
+    args = hits[0][2]
+    if "id" in args and args["id"] not in gw.stations:
+        return _error(404, "unknown station %r" % args["id"])
     try:
-        return await _api(gw, req, m, path[5:].strip("/").split("/"))
+        return await fn(gw, req, **args)
     except ValueError as e:
         return _error(400, str(e))
 
 
-async def _api(gw, req, m, parts):
-    if parts == ["stations"]:
-        if m == "GET":
-            return _json([gw.station_view(s) for s in sorted(gw.stations)])
-        if m == "POST":
-            return await _add_station(gw, _body(req))
-        return _error(405, "use GET or POST on /api/stations")
-    if parts == ["id-tags"] and m == "POST":
-        b = _body(req)
-        tag = b.get("id_tag")
-        if not isinstance(tag, str) or not 1 <= len(tag) <= 20:
-            raise ValueError("id_tag must be a string of 1..20 characters")
-        st = b.get("status", "Accepted")
-        if st not in ("Accepted", "Blocked", "Expired", "Invalid"):
-            raise ValueError("status must be Accepted, Blocked, Expired or Invalid")
-        await gw.add_id_tag(tag, st)
-        return _json({"id_tag": tag, "status": st}, 201)
-    if len(parts) < 2 or parts[0] != "stations":
-        return _error(404, "no such API path: /api/%s (see /api/openapi.json)" % "/".join(parts))
-    sid = parts[1]
-    if sid not in gw.stations:
-        return _error(404, "unknown station %r" % sid)
-    rest = parts[2:]
-    if not rest:
-        if m != "GET":
-            return _error(405, "use GET on /api/stations/<id>")
-        return _json(gw.station_view(sid))
-    what = rest[0]
-    if m == "GET" and what == "readings":
-        return await _readings(gw, sid, req.query)
-    if m == "GET" and what == "transactions":
-        rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
-            "SELECT * FROM transactions WHERE station=? ORDER BY id DESC LIMIT 200", (sid,))])
-        return _json(rows)
-    if m == "GET" and what == "status-history":
-        rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
-            "SELECT connector, status, error_code, info, ts FROM status_history WHERE station=? "
-            "ORDER BY id DESC LIMIT 200", (sid,))])
-        return _json(rows)
-    if m == "POST" and what in ("accept", "reject"):
-        await gw.set_state(sid, "accepted" if what == "accept" else "rejected")
-        return _json(gw.station_view(sid))
-    if m == "POST":
-        from .app import CommandError
-        try:
-            return _json(await gw.command(sid, what, _body(req)))
-        except CommandError as e:
-            return _json(dict({"error": e.message}, **e.extra), e.status)
-    return _error(404, "no such API path: /api/%s" % "/".join(parts))
+def _match(tpl, parts):
+    if len(tpl) != len(parts):
+        return None
+    args = {}
+    for t, p in zip(tpl, parts):
+        if t == "{id}":
+            if not p:
+                return None
+            args["id"] = p
+        elif t != p:
+            return None
+    return args
+
+
+def health(gw):
+    return {"status": "ok", "stations_connected": len(gw.sessions), "stations_known": len(gw.stations),
+            "uplinks": {u.name: ("connected" if getattr(u, "connected", True) else "disconnected")
+                        for u in gw.uplinks}}
+
+
+# --- the API calls -----------------------------------------------------------------
+async def _list_stations(gw, req):
+    return _json([gw.station_view(s) for s in sorted(gw.stations)])
+
+
+async def _post_station(gw, req):
+    return await _add_station(gw, _body(req))
+
+
+async def _list_id_tags(gw, req):
+    return _json([{"id_tag": t, "status": s} for t, s in sorted(gw.id_tags.items())])
+
+
+async def _add_id_tag(gw, req):
+    b = _body(req)
+    tag = b.get("id_tag")
+    if not isinstance(tag, str) or not 1 <= len(tag) <= 20:
+        raise ValueError("id_tag must be a string of 1..20 characters")
+    st = b.get("status", "Accepted")
+    if st not in ("Accepted", "Blocked", "Expired", "Invalid"):
+        raise ValueError("status must be Accepted, Blocked, Expired or Invalid")
+    await gw.add_id_tag(tag, st)
+    return _json({"id_tag": tag, "status": st}, 201)
+
+
+async def _get_station(gw, req, id):
+    return _json(gw.station_view(id))
+
+
+async def _get_readings(gw, req, id):
+    return await _readings(gw, id, req.query)
+
+
+async def _transactions(gw, req, id):
+    rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
+        "SELECT * FROM transactions WHERE station=? ORDER BY id DESC LIMIT 200", (id,))])
+    return _json(rows)
+
+
+async def _status_history(gw, req, id):
+    rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
+        "SELECT connector, status, error_code, info, ts FROM status_history WHERE station=? "
+        "ORDER BY id DESC LIMIT 200", (id,))])
+    return _json(rows)
+
+
+async def _accept(gw, req, id):
+    await gw.set_state(id, "accepted")
+    return _json(gw.station_view(id))
+
+
+async def _reject(gw, req, id):
+    await gw.set_state(id, "rejected")
+    return _json(gw.station_view(id))
+
+
+async def _command(gw, req, id):
+    from .app import CommandError
+    name = req.path.rstrip("/").rsplit("/", 1)[1]
+    body = _body(req)
+    try:
+        return _json(await gw.command(id, name, body))
+    except CommandError as e:
+        return _json(dict({"error": e.message}, **e.extra), e.status)
+
+
+_API = None
+
+
+def _api_table():
+    """[(method, path template, template parts, handler)]; the commands are app.COMMANDS."""
+    global _API
+    if _API is None:
+        from .app import COMMANDS    # app imports this module: look it up on first use
+        t = [("GET", "/api/stations", _list_stations),
+             ("POST", "/api/stations", _post_station),
+             ("GET", "/api/id-tags", _list_id_tags),
+             ("POST", "/api/id-tags", _add_id_tag),
+             ("GET", "/api/stations/{id}", _get_station),
+             ("GET", "/api/stations/{id}/readings", _get_readings),
+             ("GET", "/api/stations/{id}/transactions", _transactions),
+             ("GET", "/api/stations/{id}/status-history", _status_history),
+             ("POST", "/api/stations/{id}/accept", _accept),
+             ("POST", "/api/stations/{id}/reject", _reject)]
+        t += [("POST", "/api/stations/{id}/" + name, _command) for name in sorted(COMMANDS)]
+        _API = [(m, p, p.strip("/").split("/"), fn) for m, p, fn in t]
+    return _API
 
 
 async def _add_station(gw, b):
@@ -243,8 +338,12 @@ async def _readings(gw, sid, q):
     args = [sid]
     sql = "SELECT * FROM readings WHERE station=?"
     if since:
+        try:
+            since = _ts(since)
+        except ValueError:
+            raise ValueError("since %r is not ISO 8601 (e.g. 2026-01-31T12:00:00Z)" % since[:40])
         sql += " AND ts >= ?"
-        args.append(_ts(since))
+        args.append(since)
     sql += " ORDER BY id DESC LIMIT ?"
     args.append(limit)
     rows = await gw.store.run(lambda db: [reading_row(r) for r in db.execute(sql, args)])
