@@ -28,6 +28,7 @@ class Ctx:
         self.state = State()
         self.fw_version = VERSION
         self.wifi_up = asyncio.Event()
+        self.on_wifi_lost = []  # called when the Wi-Fi link drops: sockets over it are dead
 
 
 def load_energy():

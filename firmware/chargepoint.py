@@ -49,6 +49,7 @@ _TICK_S = 0.2
 _CHARGING_A = 0.5          # below this a closed relay means the EV is not drawing: SuspendedEV
 _BOOT_RETRY_S = const(10)  # when BootNotification's interval is 0
 _MAX_FRAME = const(8192)
+_NO_DT = ("UnknownVendorId", "UnknownMessageId")  # DataTransfer answers: stop sending it
 
 
 class LinkDead(OSError):
@@ -98,6 +99,12 @@ class ChargePoint:
         self.closed_seq = -1         # readings_seq when the relay was last closed
         self.recovered = False
         self.was_up = False
+        self.al_due = None           # next clock-aligned sample (station clock, epoch s)
+        self.al_iv = 0
+        self.aligned = None          # clock-aligned MeterValues (no transaction) for the link
+        self.humidity = None         # %RH to send as DataTransfer with the clock-aligned sample
+        self.dt_ok = True            # the central system takes our Humidity DataTransfer
+        ctx.on_wifi_lost.append(self.wifi_lost)
         now = ticks_ms()
         self.mv_due = now
         self.hb_due = now
@@ -296,6 +303,14 @@ class ChargePoint:
     def online(self):
         return self.booted and self.ws is not None and self.dead is None
 
+    def wifi_lost(self):
+        """Called by the Wi-Fi task on a drop: the socket under the WebSocket is gone (on a
+        Pico W it would fail or hang), so end the session now; the reconnect with backoff and
+        the journal replay follow as after any other link loss."""
+        if self.ws is not None and self.dead is None:
+            self.dead = LinkDead("Wi-Fi lost")
+            self._ev.set()
+
     async def tick(self):
         st = self.st
         if self.recovered:
@@ -323,6 +338,7 @@ class ChargePoint:
             if self.avail_pending is not None and not self.tx:
                 self._set_available(self.avail_pending)
                 self.avail_pending = None
+        self.align()
         if self.finishing and not self.online():
             self.finishing = False
         if st.relay and not self.last_relay:  # (re)closed, e.g. after a fault: give the EV a sample
@@ -343,6 +359,59 @@ class ChargePoint:
         mv = ocppj.meter_value(self.now(), self.st.reading(), self.keys.measurands(), "Sample.Periodic")
         self.journal.add(K_METER, self.ids.next(), "MeterValues", ocppj.meter_values(1, None, [mv]),
                          self.tx["ref"])
+
+    def align(self):
+        """Clock-aligned data: every ClockAlignedDataInterval seconds after midnight UTC, a
+        MeterValues (Sample.Clock, MeterValuesAlignedData, stamped with the aligned time), also
+        when idle. In a transaction it is a transaction message (journalled, with its id);
+        outside one it is sent only if the link is up (dropped if not, never journalled)."""
+        iv = self.keys["ClockAlignedDataInterval"]
+        if iv <= 0:
+            self.al_due = None
+            return
+        now = self.now()
+        due = self.al_due
+        if due is None or iv != self.al_iv or now - due >= iv or due - now > iv:
+            # first time, a new interval, or the clock was set (jumped): find the next slot
+            self.al_iv = iv
+            self.al_due = ocppj.next_aligned(now, iv)
+            return
+        if now < due:
+            return
+        self.al_due = ocppj.next_aligned(now, iv)
+        st = self.st
+        mv = ocppj.meter_value(due, st.reading(), self.keys.measurands("MeterValuesAlignedData"),
+                               "Sample.Clock")
+        if self.tx:
+            self.journal.add(K_METER, self.ids.next(), "MeterValues",
+                             ocppj.meter_values(1, None, [mv]), self.tx["ref"])
+        elif self.online():
+            self.aligned = ocppj.meter_values(1, None, [mv])
+        else:
+            L.debug("offline: clock-aligned sample dropped")
+        if self.online() and self.dt_ok:
+            self.humidity = st.humidity
+
+    async def send_aligned(self):
+        p = self.aligned
+        self.aligned = None
+        if p:
+            await self.call("MeterValues", p)
+        h = self.humidity
+        self.humidity = None
+        if h is None:
+            return
+        # OCPP 1.6 has no humidity measurand: the enclosure's %RH goes in a DataTransfer
+        try:
+            res = await self.call("DataTransfer", {"vendorId": VENDOR, "messageId": "Humidity",
+                                                   "data": ocppj.fmt(h)})
+            dt = res.get("status")
+        except CallError as e:
+            dt = e.code
+        if dt != "Accepted":
+            L.info("DataTransfer Humidity: %s", dt)
+            if dt in _NO_DT or dt == "NotImplemented":
+                self.dt_ok = False  # not for this central system: stop asking (this connection)
 
     async def start(self, id_tag, authorize):
         self.preparing = True
@@ -556,6 +625,8 @@ class ChargePoint:
             try:
                 if self.triggers:
                     await self.triggered()
+                if self.aligned or self.humidity is not None:
+                    await self.send_aligned()
                 if ticks_diff(ticks_ms(), self.hb_due) >= 0:
                     await self.heartbeat()
             except (CallError, CallTimeout) as e:  # the link is fine; only that answer was not
@@ -585,6 +656,9 @@ class ChargePoint:
         L.info("connecting to %s%s", url, " (basic auth)" if auth else "")
         self.dead = None
         self.ws = await ws.connect(url, PROTOCOL, auth, self.cfg["connection_timeout_s"], _MAX_FRAME)
+        if not self.ctx.wifi_up.is_set():  # Wi-Fi went while connecting
+            self.dead = LinkDead("Wi-Fi lost")
+        self.dt_ok = True
         self.ws.last_rx = ticks_ms()
         self.ping_due = ticks_add(ticks_ms(), self.keys["WebSocketPingInterval"] * 1000)
         self.st.links["ocpp"] = "up"

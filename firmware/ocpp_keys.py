@@ -27,7 +27,8 @@ SPEC = {
     "HeartbeatInterval": (_INT, True, None, 1),
     "LocalAuthorizeOffline": (_BOOL, True, True, None),
     "LocalPreAuthorize": (_BOOL, True, False, None),
-    "MeterValuesAlignedData": (_STR, True, "", None),
+    "MeterValuesAlignedData": (_CSL, True, ocppj.DEFAULT_ALIGNED, None),
+    "MeterValuesAlignedDataMaxLength": (_INT, False, 5, None),
     "MeterValuesSampledData": (_CSL, True, ocppj.DEFAULT_MEASURANDS, None),
     "MeterValuesSampledDataMaxLength": (_INT, False, 5, None),
     "MeterValueSampleInterval": (_INT, True, None, 0),
@@ -35,8 +36,10 @@ SPEC = {
     "ResetRetries": (_INT, True, 1, 0),
     "StopTransactionOnEVSideDisconnect": (_BOOL, False, True, None),
     "StopTransactionOnInvalidId": (_BOOL, True, True, None),
-    "StopTxnAlignedData": (_STR, True, "", None),
+    "StopTxnAlignedData": (_CSL, True, "", None),
+    "StopTxnAlignedDataMaxLength": (_INT, False, 0, None),  # not put in transactionData
     "StopTxnSampledData": (_CSL, True, "Energy.Active.Import.Register", None),
+    "StopTxnSampledDataMaxLength": (_INT, False, 5, None),
     "SupportedFeatureProfiles": (_STR, False, "Core,RemoteTrigger", None),
     "TransactionMessageAttempts": (_INT, True, 3, 1),
     "TransactionMessageRetryInterval": (_INT, True, 10, 1),
@@ -71,8 +74,9 @@ def parse_value(name, text):
         return t == "true"
     if kind == _CSL:
         ms = ocppj.check_measurands(text)
-        if len(ms) > SPEC["MeterValuesSampledDataMaxLength"][2]:
-            raise ValueError("%s: at most %d measurands" % (name, SPEC["MeterValuesSampledDataMaxLength"][2]))
+        n = SPEC[name + "MaxLength"][2]
+        if len(ms) > n:
+            raise ValueError("%s: at most %d measurands" % (name, n))
         return ",".join(ms)
     return text
 

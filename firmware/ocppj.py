@@ -263,6 +263,17 @@ MEASURANDS = {
     "Temperature": ("temp_c", "Celsius", "Body"),
 }
 DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
+DEFAULT_ALIGNED = "Energy.Active.Import.Register,Temperature"  # MeterValuesAlignedData
+_DAY = const(86400)
+
+
+def next_aligned(t, iv):
+    """The first clock-aligned time after `t` (epoch seconds) for ClockAlignedDataInterval
+    `iv`: a whole number of `iv` seconds after midnight UTC. An interval that does not divide
+    the day starts over at the next midnight."""
+    day = t - t % _DAY
+    n = day + ((t - day) // iv + 1) * iv
+    return n if n < day + _DAY else day + _DAY
 
 
 def split_csl(text):
@@ -283,7 +294,7 @@ def check_measurands(text):
     return out
 
 
-def _fmt(v):
+def fmt(v):
     if isinstance(v, float):
         s = "%.3f" % v
         if "." in s:
@@ -301,7 +312,7 @@ def meter_value(ts, reading, measurands, context):
         v = reading.get(key)
         if v is None:
             continue
-        sv.append({"value": _fmt(v), "context": context, "format": "Raw", "measurand": m,
+        sv.append({"value": fmt(v), "context": context, "format": "Raw", "measurand": m,
                    "location": loc, "unit": unit})
     return {"timestamp": iso(ts), "sampledValue": sv}
 

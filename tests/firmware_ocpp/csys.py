@@ -122,6 +122,10 @@ class CentralCP(OcppChargePoint):
         self._maybe_fail("MeterValues")
         return call_result.MeterValues()
 
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id, **kw):
+        return call_result.DataTransfer(status=self.cs.data_transfer)
+
 
 class CentralSystem:
     """Start with `await cs.start()`; `cs.frames` is [(direction, parsed JSON)] with direction
@@ -137,7 +141,10 @@ class CentralSystem:
         self.subprotocols = list(subprotocols) if subprotocols else None
         self.next_tx = 1000
         self.fail = {}   # action -> how many of the next CALLs to answer with a CALLERROR
+        self.data_transfer = "Accepted"  # the answer to every DataTransfer
         self.frames = []
+        self.opened = []  # len(frames) when each connection was opened ...
+        self.closed = []  # ... and (len(frames), close code) when it ended
         self.paths = []
         self.server = None
         self.cp = None
@@ -155,6 +162,7 @@ class CentralSystem:
     async def _handler(self, conn):
         self.paths.append(conn.request.path)
         self.conns.append(conn)
+        self.opened.append(len(self.frames))
         station = conn.request.path.rsplit("/", 1)[-1]
         self.cp = self.cls(station, _Recorder(conn, self))
         self.connected.set()
@@ -162,6 +170,8 @@ class CentralSystem:
             await self.cp.start()
         except websockets.ConnectionClosed:
             pass
+        finally:
+            self.closed.append((len(self.frames), conn.close_code))
 
     async def start(self):
         kw = {}

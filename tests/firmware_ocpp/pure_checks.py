@@ -2,6 +2,7 @@
 # pytest imports this file under CPython (one test per check), and runs it as a script under
 # the unix-port micropython, where it prints "ok <name>" per check. MicroPython-compatible
 # code only (no pytest here). Each check runs in a scratch current directory (flash files).
+import gc
 import os
 
 try:
@@ -190,6 +191,19 @@ def check_payloads__meter_value_and_transactions_exact():
     raises(ValueError, ocppj.check_measurands, "Voltage,SoC")
 
 
+def check_time__next_aligned_counts_from_midnight_utc():
+    day = 1795564800  # 2026-11-25T00:00:00Z
+    cases = [(day, 900, day + 900), (day + 899.9, 900, day + 900), (day + 900, 900, day + 1800),
+             (day + 86399.5, 900, day + 86400), (day + 3.2, 2, day + 4), (day + 4, 2, day + 6),
+             # 7 s does not divide the day: slots from midnight, the last one cut short
+             (day + 86394, 7, day + 86400), (day + 86400, 7, day + 86407), (day + 10, 7, day + 14),
+             (day + 1, 86400, day + 86400), (day - 0.5, 3600, day)]
+    for t, iv, want in cases:
+        got = ocppj.next_aligned(t, iv)
+        assert got == want, (t, iv, got, want)
+    assert ocppj.iso(ocppj.next_aligned(day + 1234.567, 60)) == "2026-11-25T00:21:00.000Z"
+
+
 # --- configuration keys ---------------------------------------------------------------------
 
 _OCFG = {"heartbeat_s": 300, "meter_interval_s": 60, "connection_timeout_s": 45}
@@ -207,10 +221,24 @@ def check_keys__defaults_change_persist_and_answers():
     assert k.change("NumberOfConnectors", "2") == "Rejected"
     assert k.change("NoSuchKey", "1") == "NotSupported"
     assert k.change("ConnectorPhaseRotation", "RST") == "RebootRequired"
+    # clock-aligned data: measurands checked like MeterValuesSampledData, each list its own
+    # ...MaxLength; StopTxnAlignedData is not put in transactionData (max length 0)
+    assert k.measurands("MeterValuesAlignedData") == ["Energy.Active.Import.Register", "Temperature"]
+    assert k["ClockAlignedDataInterval"] == 0
+    assert k.change("ClockAlignedDataInterval", "900") == "Accepted"
+    assert k.change("ClockAlignedDataInterval", "-1") == "Rejected"
+    assert k.change("MeterValuesAlignedData", "Temperature,Humidity") == "Rejected"
+    assert k.change("MeterValuesAlignedData", "Temperature, Voltage") == "Accepted"
+    assert k.change("StopTxnAlignedData", "Voltage") == "Rejected"
+    assert k.change("StopTxnAlignedData", "") == "Accepted"
+    assert k.change("StopTxnSampledData", ocppj.DEFAULT_MEASURANDS) == "Accepted"
+    assert k.change("StopTxnSampledData", ocppj.DEFAULT_MEASURANDS + ",Voltage") == "Rejected"
+    assert k.change("MeterValuesAlignedDataMaxLength", "9") == "Rejected"
     # persisted: a reboot (new instance over the same flash) reads the changes back
     k2 = ocpp_keys.Keys(_OCFG)
     assert (k2["HeartbeatInterval"], k2["AuthorizeRemoteTxRequests"]) == (42, True)
     assert k2.measurands() == ["Voltage", "Energy.Active.Import.Register"]
+    assert (k2["ClockAlignedDataInterval"], k2["MeterValuesAlignedData"]) == (900, "Temperature,Voltage")
     got = k2.get_configuration(["HeartbeatInterval", "Nope", "NumberOfConnectors"])
     assert got == {"configurationKey": [
         {"key": "HeartbeatInterval", "readonly": False, "value": "42"},
@@ -336,6 +364,7 @@ def main():
         d = "%s/c%d" % (base, i)
         os.mkdir(d)
         os.chdir(d)
+        gc.collect()  # each check starts on a collected heap (one needs 64 KiB in one piece)
         fn()
         os.chdir(base)
         print("ok", name)

@@ -3,20 +3,22 @@ availability, TriggerMessage, the small Core calls, unsupported and malformed ca
 Rejected/Pending; over-temperature; Basic auth over ws:// and wss:// (security profiles 1, 2)."""
 import asyncio
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 from ocpp.v16 import call
 
-from csys import CentralSystem, sampled, station_config, validate_outgoing
+from csys import CentralSystem, sampled, station_config, ts, validate_outgoing
 
 ALL_KEYS = {
     "AuthorizeRemoteTxRequests", "ClockAlignedDataInterval", "ConnectionTimeOut",
     "ConnectorPhaseRotation", "GetConfigurationMaxKeys", "HeartbeatInterval",
     "LocalAuthorizeOffline", "LocalPreAuthorize", "MeterValuesAlignedData",
-    "MeterValuesSampledData", "MeterValuesSampledDataMaxLength", "MeterValueSampleInterval",
-    "NumberOfConnectors", "ResetRetries", "StopTransactionOnEVSideDisconnect",
-    "StopTransactionOnInvalidId", "StopTxnAlignedData", "StopTxnSampledData",
+    "MeterValuesAlignedDataMaxLength", "MeterValuesSampledData", "MeterValuesSampledDataMaxLength",
+    "MeterValueSampleInterval", "NumberOfConnectors", "ResetRetries",
+    "StopTransactionOnEVSideDisconnect", "StopTransactionOnInvalidId", "StopTxnAlignedData",
+    "StopTxnAlignedDataMaxLength", "StopTxnSampledData", "StopTxnSampledDataMaxLength",
     "SupportedFeatureProfiles", "TransactionMessageAttempts", "TransactionMessageRetryInterval",
     "UnlockConnectorOnEVSideDisconnect", "WebSocketPingInterval"}
 
@@ -107,6 +109,94 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
     assert status_frames(cs, 0)[-1] == ("Unavailable", "NoError") and status_frames(cs)[-1] == ("Unavailable", "NoError")
     r = await cs.call(call.GetConfiguration(key=["MeterValueSampleInterval", "MeterValuesSampledData"]))
     assert [k["value"] for k in r.configuration_key] == ["7", "Energy.Active.Import.Register,Voltage"], r
+
+
+ALIGNED = ["Energy.Active.Import.Register", "Temperature"]
+
+
+def clock_samples(cs):
+    """The Sample.Clock MeterValues the station sent: [(payload, epoch s of the timestamp)]."""
+    out = []
+    for m in cs.calls("MeterValues"):
+        mv = m[3]["meterValue"]
+        if mv[0]["sampledValue"][0]["context"] == "Sample.Clock":
+            assert len(mv) == 1 and m[3]["connectorId"] == 1, m
+            assert sampled(mv[0], "Sample.Clock", ALIGNED)["Temperature"] == 24, m
+            out.append((m[3], ts(mv[0]["timestamp"])))
+    return out
+
+
+def check_aligned(times, iv):
+    """On the interval's grid from midnight UTC (to the millisecond), each slot at most once."""
+    assert all(t % iv == 0 for t in times), times
+    assert all(b - a > 0 and (b - a) % iv == 0 for a, b in zip(times, times[1:])), times
+
+
+async def test_clock_aligned__idle_and_in_transaction_offline_dropped_humidity_persisted(station, central):
+    cs = await central(heartbeat=60)
+    st = station(station_config(cs.url, meter_interval_s=3600)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    r = await cs.call(call.GetConfiguration(key=["ClockAlignedDataInterval", "MeterValuesAlignedData",
+                                                 "StopTxnAlignedData", "StopTxnAlignedDataMaxLength"]))
+    assert [(k["value"], k["readonly"]) for k in r.configuration_key] == [
+        ("0", False), (",".join(ALIGNED), False), ("", False), ("0", True)], r
+    for key, value, want in [("ClockAlignedDataInterval", "-5", "Rejected"),
+                             ("MeterValuesAlignedData", "Temperature,Humidity", "Rejected"),
+                             ("StopTxnAlignedData", "Temperature", "Rejected"),
+                             ("ClockAlignedDataInterval", "2", "Accepted")]:
+        assert (await cs.call(call.ChangeConfiguration(key=key, value=value))).status == want, (key, value)
+
+    # idle: MeterValues every 2 s on the clock, connector 1, no transaction; the enclosure's
+    # humidity follows each one in a DataTransfer (OCPP 1.6 has no humidity measurand)
+    await cs.wait_call("MeterValues", 3, station=st)
+    await cs.wait_call("DataTransfer", 3, station=st)
+    idle = clock_samples(cs)
+    assert all("transactionId" not in p for p, _ in idle), idle
+    check_aligned([t for _, t in idle], 2)
+    acts = [a for a in cs.actions() if a in ("MeterValues", "DataTransfer")]
+    assert acts[:6] == ["MeterValues", "DataTransfer"] * 3, acts
+    for m in cs.calls("DataTransfer"):
+        assert m[3] == {"vendorId": "PicoCharge", "messageId": "Humidity", "data": "45"}, m
+
+    # in a transaction: the same samples carry its id (transaction messages, journalled)
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="T-CLK"))).status == "Accepted"
+    await cs.wait_call("MeterValues", 2, station=st, pred=lambda m: m[3].get("transactionId") == 1001)
+    assert (await cs.call(call.RemoteStopTransaction(transaction_id=1001))).status == "Accepted"
+    await cs.wait_call("StopTransaction", station=st)
+    in_tx = [p for p, _ in clock_samples(cs) if "transactionId" in p]
+    assert len(in_tx) >= 2 and all(p["transactionId"] == 1001 for p in in_tx), in_tx
+    acts = cs.actions()
+    assert acts.index("StartTransaction") < acts.index("StopTransaction"), acts
+    check_aligned([t for _, t in clock_samples(cs)], 2)
+    assert validate_outgoing(cs.frames) > 10
+
+    # offline and idle: clock-aligned samples are not transaction messages, they are dropped
+    await asyncio.sleep(1)
+    down = time.time()
+    await cs.stop()
+    await st.expect("[ocpp] W: link down")
+    await asyncio.sleep(5)               # two slots or more pass while the link is down
+    journal = (st.flash / "ocpp_journal.log").read_text()
+    assert "Sample.Clock" not in journal, journal
+    up = time.time()
+    cs2 = await central(port=cs.port, heartbeat=60)
+    cs2.data_transfer = "UnknownVendorId"
+    await cs2.wait_call("MeterValues", 3, station=st)
+    after = clock_samples(cs2)
+    assert after and all(t >= up - 0.5 for _, t in after), (down, up, after)
+    assert all("transactionId" not in p for p, _ in after), after
+    # a central system that does not know our DataTransfer is asked once per connection
+    assert len(cs2.calls("DataTransfer")) == 1, cs2.actions()
+    await st.expect("DataTransfer Humidity: UnknownVendorId")
+
+    # the keys persist across a power cut
+    st.kill()
+    st.start()
+    await cs2.wait_call("BootNotification", station=st)
+    await cs2.wait_call("StatusNotification", 4, station=st)
+    r = await cs2.call(call.GetConfiguration(key=["ClockAlignedDataInterval", "MeterValuesAlignedData"]))
+    assert [k["value"] for k in r.configuration_key] == ["2", ",".join(ALIGNED)], r
+    assert validate_outgoing(cs2.frames) > 5
 
 
 async def test_boot__rejected_then_pending_then_accepted_sends_nothing_else_before(station, central):

@@ -1,6 +1,7 @@
 """Nothing lost, nothing duplicated: the central system killed and restarted mid-transaction,
-the board power-cycled mid-transaction (SIGKILL, restart on the same flash), and a transaction
-that starts and stops while the central system is unreachable."""
+the board power-cycled mid-transaction (SIGKILL, restart on the same flash), Wi-Fi lost
+mid-transaction, and a transaction that starts and stops while the central system is
+unreachable."""
 import asyncio
 import json
 
@@ -156,3 +157,43 @@ async def test_retries__transaction_messages_follow_attempts_and_retry_interval(
     # the wait grows with the attempt: 1 s, then 2 s (TransactionMessageRetryInterval x attempt)
     waits = [line.rsplit("retry in ", 1)[1] for line in st.lines if "failed (" in line and "retry in" in line]
     assert waits[:3] == ["1s", "2s", "1s"], waits
+
+
+async def test_wifi_drop__mid_transaction_closes_the_link_reconnects_and_replays_in_order(station, central):
+    cs = await central(heartbeat=60)
+    # button at 3 s (start) and 18 s (stop); the board's Wi-Fi is gone from 8 s to 12 s
+    sc = {"button": [[3.0, 3.5], [18.0, 18.5]], "wifi": {"drops": [[8, 12]], "connect_s": 0.2}}
+    st = station(station_config(cs.url), scenario=sc).start()
+    await cs.wait_call("StartTransaction", station=st)
+    await st.expect("[wifi] W: link lost", timeout=15)
+    await st.expect("[ocpp] W: link down: LinkDead('Wi-Fi lost'", timeout=5)
+    await st.expect("[wifi] I: up", timeout=15)
+    await st.expect("[ocpp] I: connected", timeout=15)
+    stop = await cs.wait_call("StopTransaction", timeout=30, station=st)
+    await cs.wait_for(lambda d, m: d == "cs" and m[0] == 3 and m[1] == stop[1], station=st)
+
+    # the central system saw the station go (no close frame: the radio is gone) and come back
+    assert len(cs.conns) == 2 and cs.paths == ["/ocpp/CP-1"] * 2, cs.paths
+    assert cs.closed[0][0] <= cs.opened[1] and cs.closed[0][1] == 1006, (cs.closed, cs.opened)
+    assert len(cs.calls("BootNotification")) == 1, "a reconnect is not a reboot"
+    # every transaction message once, in order: Start, the samples (those journalled while
+    # offline first on the new connection), Stop
+    first = [m for d, m in cs.frames[:cs.opened[1]] if d == "cp" and m[0] == 2]
+    second = [m for d, m in cs.frames[cs.opened[1]:] if d == "cp" and m[0] == 2]
+    tx = ("StartTransaction", "MeterValues", "StopTransaction")
+    sent = [m for m in first + second if m[2] in tx]
+    ids = [m[1] for m in sent]
+    # at-least-once: only a CALL in flight when the radio went may come again, with its id
+    if len(ids) != len(set(ids)):
+        assert ids.count(first[-1][1]) == 2 and second[0][1] == first[-1][1], ids
+        sent.remove(second[0])
+    acts = [m[2] for m in sent]
+    assert acts == ["StartTransaction"] + ["MeterValues"] * (len(acts) - 2) + ["StopTransaction"], acts
+    k = next(i for i, m in enumerate(second) if m[2] != "MeterValues")
+    assert k >= 3, [m[2] for m in second]  # the drop's samples went first after the reconnect
+    times = meter_times(cs)
+    assert len(times) >= 12, times
+    check_continuous(times)
+    assert stop[3]["transactionId"] == 1001 and stop[3]["reason"] == "Local", stop
+    assert ts(sent[0][3]["timestamp"]) < times[0] and times[-1] <= ts(stop[3]["timestamp"]), (sent[0], stop)
+    assert validate_outgoing(cs.frames)
