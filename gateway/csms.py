@@ -10,6 +10,9 @@ being dropped silently.
 import asyncio
 import json
 import logging
+import re
+import time
+import uuid
 from datetime import datetime, timezone
 
 from ocpp.exceptions import (FormationViolationError, NotImplementedError as OcppNotImplemented,
@@ -23,12 +26,21 @@ from ocpp.v16.enums import (Action, AuthorizationStatus, DataTransferStatus, Reg
 from . import validate
 
 log = logging.getLogger(__name__)
+_OCPP_LOG = logging.getLogger("ocpp")
 
 MAX_ACTION_LEN = 64
 
 
+_now = [None, None]
+
+
 def utc_now():
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now as 'YYYY-MM-DDTHH:MM:SSZ' (formatted once per second)."""
+    s = int(time.time())
+    if s != _now[0]:
+        _now[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))
+        _now[0] = s
+    return _now[1]
 
 
 def _num(v):
@@ -80,32 +92,81 @@ def meter_values_to_rows(meter_value, status):
     return rows
 
 
+_TS_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d{1,9})?Z\Z", re.ASCII)
+_ts_cache = {}
+
+
 def _norm_ts(ts):
-    """ISO 8601 UTC 'YYYY-MM-DDTHH:MM:SSZ' (ThingSpeak's created_at), now when unreadable."""
+    """ISO 8601 UTC 'YYYY-MM-DDTHH:MM:SSZ' (ThingSpeak's created_at), now when unreadable.
+
+    A station's usual 'YYYY-MM-DDTHH:MM:SS[.fff]Z' normalises to its first 19 characters
+    + 'Z' whenever those parse; that verdict is cached per second of time, so thousands
+    of stations reporting in the same second parse the date once."""
     if isinstance(ts, str):
-        try:
-            d = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-            if d.tzinfo is None:
-                d = d.replace(tzinfo=timezone.utc)
-            return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        except ValueError:
-            pass
+        m = _TS_RE.match(ts)
+        if m is not None:
+            key = m.group(1)
+            hit = _ts_cache.get(key)
+            if hit is None:
+                hit = _parse_ts(key + "Z")
+                if hit is None:
+                    return utc_now()
+                if len(_ts_cache) >= 4096:
+                    _ts_cache.clear()
+                _ts_cache[key] = hit
+            return hit
+        hit = _parse_ts(ts)
+        if hit is not None:
+            return hit
     return utc_now()
+
+
+def _parse_ts(ts):
+    try:
+        d = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StationSession(ChargePoint):
     """One connected charge point."""
 
+    _handlers = None    # action -> handler function, found once per class
+
     def __init__(self, station_id, connection, gw, response_timeout=30):
-        super().__init__(station_id, connection, response_timeout=response_timeout)
+        cls = type(self)
+        if cls.__dict__.get("_handlers") is None:   # per class: a subclass may add handlers
+            super().__init__(station_id, connection, response_timeout=response_timeout)
+            cls._handlers = {action: h["_on_action"].__func__ for action, h in self.route_map.items()
+                             if "_on_action" in h}
+        else:
+            # ChargePoint.__init__ without its create_route_map(self), which walks every
+            # attribute of the instance: a tenth of the CPU of a reconnect storm
+            self.id = station_id
+            self._response_timeout = response_timeout
+            self._connection = connection
+            self._call_lock = asyncio.Lock()
+            self._response_queue = asyncio.Queue()
+            self._unique_id_generator = uuid.uuid4
+            self.logger = _OCPP_LOG
         self.gw = gw
         self.status = None
         self.boot_status = None
-        self._routes = {}
-        for action, handlers in self.route_map.items():
-            fn = handlers.get("_on_action")
-            if fn is not None:
-                self._routes[action] = fn
+
+    @property
+    def route_map(self):
+        # ocpp's ChargePoint API: {action: {"_on_action": bound handler}}
+        rm = self.__dict__.get("route_map")
+        if rm is None:
+            rm = {a: {"_on_action": fn.__get__(self)} for a, fn in type(self)._handlers.items()}
+        return rm
+
+    @route_map.setter
+    def route_map(self, value):
+        self.__dict__["route_map"] = value
 
     # --- frame routing -------------------------------------------------------
     async def start(self):
@@ -139,7 +200,7 @@ class StationSession(ChargePoint):
                 description="unknown message type id %r" % (kind,)))
 
     async def _handle(self, uid, action, payload):
-        fn = self._routes.get(action)
+        fn = self._handlers.get(action)
         if fn is None:
             if len(action) <= MAX_ACTION_LEN and action in _V16_ACTIONS:
                 err = OcppNotImplemented(description="%s is not implemented by this central system" % action)
@@ -148,7 +209,7 @@ class StationSession(ChargePoint):
             return await self._error(uid, err)
         try:
             validate.request(action, payload)
-            result = await fn(**validate.snake(payload))
+            result = await fn(self, **validate.snake_top(payload))
             out = validate.result_payload(result)
         except OCPPError as e:
             log.warning("station=%s msg=%s action=%s refused: %s: %s", self.id, uid, action,

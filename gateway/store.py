@@ -179,11 +179,24 @@ class Store:
                 batch.append(item)
             done = []
             db.execute("BEGIN")
-            for fn, args, fut in batch:
+            i, n = 0, len(batch)
+            while i < n:
+                fn = batch[i][0]
+                if fn is _READINGS:
+                    # a run of readings from many stations: one executemany, not one
+                    # execute per row (the Python cost of the writer is per call)
+                    j = i + 1
+                    while j < n and batch[j][0] is _READINGS:
+                        j += 1
+                    done.extend(self._insert_run(db, batch[i:j]))
+                    i = j
+                    continue
+                _fn, args, fut = batch[i]
                 try:
                     done.append((fut, True, fn(db, *args)))
                 except Exception as e:  # handed to the caller that asked
                     done.append((fut, False, e))
+                i += 1
             try:
                 db.execute("COMMIT")
             except sqlite3.Error as e:
@@ -232,14 +245,51 @@ class Store:
     def _insert_readings(db, station, rows, source):
         ids = []
         for r in rows:
-            cur = db.execute(_INSERT_READING, (station, r["ts"]) + tuple(r.get(k) for k in _READING_COLS)
+            cur = db.execute(_INSERT_READING, (station, r["ts"]) + tuple(map(r.get, _READING_COLS))
                              + (source,))
             ids.append(cur.lastrowid)
         return ids
 
+    @staticmethod
+    def _insert_run(db, items):
+        """Readings of several add_readings() calls in one executemany. The ids are
+        consecutive: this connection is the only writer and holds the write lock for the
+        whole transaction. If a row fails, the run is undone and redone call by call, so
+        each caller gets its own result or error as before."""
+        params = []
+        for _fn, (station, rows, source), _fut in items:
+            for r in rows:
+                params.append((station, r["ts"]) + tuple(map(r.get, _READING_COLS)) + (source,))
+        if not params:
+            return [(fut, True, []) for _fn, _a, fut in items]
+        db.execute("SAVEPOINT readings")
+        try:
+            db.executemany(_INSERT_READING, params)
+            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        except Exception:
+            db.execute("ROLLBACK TO readings")
+            db.execute("RELEASE readings")
+            out = []
+            for _fn, args, fut in items:
+                try:
+                    out.append((fut, True, Store._insert_readings(db, *args)))
+                except Exception as e:
+                    out.append((fut, False, e))
+            return out
+        db.execute("RELEASE readings")
+        first = last - len(params) + 1
+        out = []
+        for _fn, (_station, rows, _source), fut in items:
+            out.append((fut, True, list(range(first, first + len(rows)))))
+            first += len(rows)
+        return out
+
     def add_readings(self, station, rows, source):
         """Store reading dicts ({"ts", reading keys, "status"}); resolves to their row ids."""
-        return self.run(self._insert_readings, station, rows, source)
+        return self.run(_READINGS, station, rows, source)
+
+
+_READINGS = Store._insert_readings
 
 
 def _release(done):

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import ssl
+import threading
 import time
 from urllib.parse import unquote, urlsplit
 
@@ -94,7 +95,7 @@ class Uplink:
 class MqttUplink(Uplink):
     name = "mqtt"
 
-    def __init__(self, gw, url, ingest=True, batch=500):
+    def __init__(self, gw, url, ingest=True, batch=1000):
         super().__init__(gw)
         self.cfg = parse_mqtt_url(url)
         self.prefix = self.cfg["prefix"]
@@ -107,6 +108,8 @@ class MqttUplink(Uplink):
         self._task = None
         self.ingested = 0
         self._warned = set()
+        self._misc = None
+        self._loop_thread = None
 
     @property
     def gateway_topic(self):
@@ -134,6 +137,12 @@ class MqttUplink(Uplink):
         self._event.set()
 
     # --- connection ----------------------------------------------------------
+    # paho runs on the gateway's event loop (its "external event loop" API: loop_read,
+    # loop_write, loop_misc driven by add_reader/add_writer), not in a thread of its own.
+    # Under load a second thread only gets the GIL every switch interval (5 ms), so the
+    # PUBACKs of a busy gateway were read a few hundred times a second, and every publish
+    # and every ack crossed threads through a socket pair; on the loop a burst of publishes
+    # is written, and a burst of acks read, in one go.
     def _new_client(self):
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
                         protocol=mqtt.MQTTv311, clean_session=True)
@@ -142,14 +151,67 @@ class MqttUplink(Uplink):
         if self.cfg["tls"]:
             c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         c.will_set(self.gateway_topic, b'{"state":"offline"}', qos=1, retain=True)
-        c.max_inflight_messages_set(100)
+        # no limit in paho: _drain bounds what is in flight (one batch); with a limit, paho
+        # walks every unacknowledged message on each PUBACK (quadratic in the batch)
+        c.max_inflight_messages_set(0)
         c.max_queued_messages_set(0)
-        loop = self.loop
-        c.on_connect = lambda cl, ud, fl, rc, pr: loop.call_soon_threadsafe(self._on_connect, cl, rc)
-        c.on_disconnect = lambda cl, ud, fl, rc, pr: loop.call_soon_threadsafe(self._on_disconnect, cl, rc)
-        c.on_publish = lambda cl, ud, mid, rc, pr: loop.call_soon_threadsafe(self._on_ack, mid)
-        c.on_message = lambda cl, ud, m: loop.call_soon_threadsafe(self._on_message, m.topic, m.payload)
+        c.on_connect = lambda cl, ud, fl, rc, pr: self._in_loop(self._on_connect, cl, rc)
+        c.on_disconnect = lambda cl, ud, fl, rc, pr: self._in_loop(self._on_disconnect, cl, rc)
+        c.on_publish = lambda cl, ud, mid, rc, pr: self._in_loop(self._on_ack, mid)
+        c.on_message = lambda cl, ud, m: self._in_loop(self._on_message, m.topic, m.payload)
         return c
+
+    def _in_loop(self, fn, *args):
+        # paho calls back from loop_read/loop_write/loop_misc, on the loop; connect() runs
+        # in an executor thread, so anything it might call back goes through the loop
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    async def _open(self, c):
+        """Connect c (blocking connect in a thread) and hand its socket to the loop."""
+        await self.loop.run_in_executor(None, c.connect, self.cfg["host"], self.cfg["port"], 30)
+        sock = c.socket()
+        if sock is None:
+            raise ConnectionError("no socket after connect")
+        loop = self.loop
+        c.on_socket_close = lambda cl, ud, so: self._unwatch(so)
+        c.on_socket_register_write = lambda cl, ud, so: loop.add_writer(so, self._write_ready, cl)
+        c.on_socket_unregister_write = lambda cl, ud, so: self._unwatch_write(so)
+        loop.add_reader(sock, self._read_ready, c)
+        if c.want_write():
+            loop.add_writer(sock, self._write_ready, c)
+        self._misc = loop.create_task(self._misc_loop(c))
+
+    def _read_ready(self, c):
+        c.loop_read()
+        sock = c.socket()
+        # TLS: records already decrypted into the SSL object do not wake the selector
+        while sock is not None and getattr(sock, "pending", None) is not None and sock.pending():
+            c.loop_read()
+            sock = c.socket()
+
+    def _write_ready(self, c):
+        c.loop_write()
+
+    async def _misc_loop(self, c):
+        while self.client is c:
+            c.loop_misc()   # keepalive pings; drops a connection whose broker went silent
+            await asyncio.sleep(1.0)
+
+    def _unwatch_write(self, sock):
+        try:
+            self.loop.remove_writer(sock)
+        except (ValueError, OSError):
+            pass
+
+    def _unwatch(self, sock):
+        try:
+            self.loop.remove_reader(sock)
+        except (ValueError, OSError):
+            pass
+        self._unwatch_write(sock)
 
     def _on_connect(self, client, rc):
         if client is not self.client:
@@ -187,26 +249,34 @@ class MqttUplink(Uplink):
     async def _drop_client(self):
         c, self.client = self.client, None
         self.connected = False
+        self._acks.clear()
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
         if c is not None:
-            def close():
-                try:
+            try:
+                if c.socket() is not None:
                     c.disconnect()
-                except Exception:
-                    pass
-                c.loop_stop()
-            await self.loop.run_in_executor(None, close)
+                    c.loop_write()  # sends DISCONNECT; paho then closes the socket
+            except Exception:
+                pass
+            sock = c.socket()
+            if sock is not None:  # DISCONNECT could not be written: close it here
+                self._unwatch(sock)
+                sock.close()
 
     async def _run(self):
+        self._loop_thread = threading.get_ident()
         backoff = 0.5
         while not self.stopping:
-            self.client = self._new_client()
+            self.client = c = self._new_client()
             try:
-                self.client.connect_async(self.cfg["host"], self.cfg["port"], keepalive=30)
-                self.client.loop_start()
+                await self._open(c)
             except Exception as e:
                 log.warning("mqtt: cannot connect to %s:%d: %s", self.cfg["host"], self.cfg["port"], e)
             deadline = time.monotonic() + 10
-            while not self.connected and time.monotonic() < deadline and not self.stopping:
+            while (not self.connected and c.socket() is not None and time.monotonic() < deadline
+                   and not self.stopping):
                 self._event.clear()
                 try:
                     await asyncio.wait_for(self._event.wait(), 0.5)
@@ -249,12 +319,19 @@ class MqttUplink(Uplink):
                     self._acks[info.mid] = fut
                 futs.append((row["id"], fut))
             acked = cursor
-            for rid, fut in futs:
-                try:
-                    await asyncio.wait_for(fut, 30)
-                except (ConnectionError, asyncio.TimeoutError):
-                    break
-                acked = rid
+            if futs:
+                # one wait for the whole batch (not one wait_for per message); the cursor
+                # moves over the acknowledged prefix only
+                await asyncio.wait([f for _rid, f in futs], timeout=30)
+                ok = True
+                for rid, fut in futs:
+                    if not fut.done():
+                        fut.cancel()
+                        ok = False
+                    elif fut.cancelled() or fut.exception() is not None:
+                        ok = False
+                    elif ok:
+                        acked = rid
             if acked != cursor:
                 cursor = acked
                 await store.run(set_cursor, self.name, "*", cursor)

@@ -60,15 +60,15 @@ def _uses_only_supported(s):
     return True
 
 
-def compile_schema(s, where="payload"):
-    """A function v -> None raising _Fail(kind, message) like Draft4Validator would."""
+def _compile_generic(s, where="payload"):
+    """The reference checker: every keyword tested in a fixed order, for any schema node."""
     t = s.get("type")
     enum = s.get("enum")
     max_len = s.get("maxLength")
-    props = {k: compile_schema(v, k) for k, v in (s.get("properties") or {}).items()}
+    props = {k: _compile_generic(v, k) for k, v in (s.get("properties") or {}).items()}
     required = tuple(s.get("required") or ())
     closed = s.get("additionalProperties") is False
-    items = compile_schema(s["items"], where) if "items" in s else None
+    items = _compile_generic(s["items"], where) if "items" in s else None
     min_items = s.get("minItems")
     mult = s.get("multipleOf")
 
@@ -101,6 +101,76 @@ def compile_schema(s, where="payload"):
             if q != int(q):
                 raise _Fail("multipleOf", "%r is not a multiple of %r (%s)" % (v, mult, where))
     return check
+
+
+_PY_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
+             "object": dict, "array": list}
+
+
+def compile_schema(s, where="payload"):
+    """A function v -> None raising _Fail(kind, message) like Draft4Validator would.
+
+    Specialised per node: a node with a type tests only the keywords that apply to that
+    type, in the same order as `_compile_generic` (so the same first failure and the same
+    message); anything unusual is compiled by `_compile_generic`."""
+    t = s.get("type")
+    keys = set(s) - {"$schema", "title", "format", "$id", "javaType", "type"}
+    py = _PY_TYPES.get(t)
+    if py is None:
+        return _compile_generic(s, where)
+    if t == "string" and keys <= {"enum", "maxLength"}:
+        enum = s.get("enum")
+        enum_set = frozenset(enum) if enum is not None and all(isinstance(e, str) for e in enum) else None
+        if enum is not None and enum_set is None:
+            return _compile_generic(s, where)
+        max_len = s.get("maxLength")
+
+        def check_str(v):
+            if not isinstance(v, str):
+                raise _Fail("type", "%r is not of type %r (%s)" % (v, t, where))
+            if enum_set is not None and v not in enum_set:
+                raise _Fail("enum", "%r is not one of %r (%s)" % (v, enum, where))
+            if max_len is not None and len(v) > max_len:
+                raise _Fail("maxLength", "%r is too long (%s: at most %d)" % (v, where, max_len))
+        return check_str
+    if t in ("integer", "number", "boolean") and not keys:
+        def check_scalar(v):
+            if not isinstance(v, py) or (t != "boolean" and isinstance(v, bool)):
+                raise _Fail("type", "%r is not of type %r (%s)" % (v, t, where))
+        return check_scalar
+    if t == "object" and keys <= {"properties", "required", "additionalProperties"}:
+        props = {k: compile_schema(v, k) for k, v in (s.get("properties") or {}).items()}
+        required = tuple(s.get("required") or ())
+        closed = s.get("additionalProperties") is False
+
+        def check_obj(v):
+            if not isinstance(v, dict):
+                raise _Fail("type", "%r is not of type %r (%s)" % (v, t, where))
+            for k in required:
+                if k not in v:
+                    raise _Fail("required", "%r is a required property (%s)" % (k, where))
+            for k, x in v.items():
+                c = props.get(k)
+                if c is not None:
+                    c(x)
+                elif closed:
+                    raise _Fail("additionalProperties",
+                                "Additional properties are not allowed (%r was unexpected)" % k)
+        return check_obj
+    if t == "array" and keys <= {"items", "minItems"}:
+        items = compile_schema(s["items"], where) if "items" in s else None
+        min_items = s.get("minItems")
+
+        def check_arr(v):
+            if not isinstance(v, list):
+                raise _Fail("type", "%r is not of type %r (%s)" % (v, t, where))
+            if min_items is not None and len(v) < min_items:
+                raise _Fail("minItems", "%r is too short (%s)" % (v, where))
+            if items is not None:
+                for x in v:
+                    items(x)
+        return check_arr
+    return _compile_generic(s, where)
 
 
 _cache = {}
@@ -163,6 +233,34 @@ def snake(d):
     return d
 
 
+def snake_top(d):
+    """camelCase -> snake_case for the top-level keys only: the handler's keyword arguments.
+    Nested objects keep the wire's keys (the handlers read sampledValue/sampled_value,
+    and every other nested key a station sends is one word, the same in both spellings),
+    which saves rebuilding every MeterValues payload."""
+    return {_snake_key(k): v for k, v in d.items()}
+
+
+_CAMEL = {}
+_SIMPLE = (str, int, float)
+
+
 def result_payload(result):
-    """A call_result dataclass as the camelCase dict that goes on the wire."""
-    return snake_to_camel_case(remove_nones(serialize_as_dict(result)))
+    """A call_result dataclass as the camelCase dict that goes on the wire.
+
+    The answers to a station's usual CALLs (Heartbeat, MeterValues, StatusNotification,
+    BootNotification) hold only strings and numbers: their dict is built directly, with
+    the camelCase key of each field cached. Anything nested goes through ocpp's own
+    serialize_as_dict / remove_nones / snake_to_camel_case."""
+    out = {}
+    for name in result.__dataclass_fields__:
+        v = getattr(result, name)
+        if v is None:
+            continue
+        if not isinstance(v, _SIMPLE):
+            return snake_to_camel_case(remove_nones(serialize_as_dict(result)))
+        k = _CAMEL.get(name)
+        if k is None:
+            k = _CAMEL[name] = next(iter(snake_to_camel_case({name: None})))
+        out[k] = v
+    return out
