@@ -132,6 +132,13 @@ function api(method, path, body) {
     });
 }
 
+/* The header's summary, and when the page last heard from the gateway (left out on a phone). */
+function summary(text) {
+  var el = $("summary");
+  el.textContent = text;
+  el.appendChild(h("span", {cls: "stamp", text: " \u00b7 " + clock(new Date().toISOString())}));
+}
+
 function showBanner(msg) {
   var b = $("banner");
   b.textContent = msg || "";
@@ -211,19 +218,26 @@ function drawChart(canvas, pts, opts) {
   var X = function (t) { return padL + (t - t0) / (t1 - t0) * (w - padL - padR); };
   var Y = function (v) { return padT + (hi - v) / (hi - lo) * (hgt - padT - padB); };
 
-  // grid and labels
+  // grid and labels: round steps (1, 2, 2.5 or 5 times a power of ten) on the axes, 3 lines on sparklines
   ctx.strokeStyle = "rgba(148,163,184,.16)";
   ctx.lineWidth = 1;
   ctx.fillStyle = "#94a3b8";
   ctx.textBaseline = "middle";
   ctx.textAlign = "right";
-  var ticks = axes ? 4 : 2;
-  var dec = Math.min(3, Math.max(0, Math.ceil(-Math.log10((hi - lo) / ticks))));
-  for (var i = 0; i <= ticks; i++) {
-    var v = lo + (hi - lo) * i / ticks;
+  var step = (hi - lo) / (axes ? 4 : 2);
+  if (axes) {
+    var mag = Math.pow(10, Math.floor(Math.log10(step)));
+    step = [1, 2, 2.5, 5, 10].map(function (f) { return f * mag; })
+      .filter(function (s) { return s >= step; })[0];
+  }
+  var dec = 0;     // as many decimals as the step needs
+  while (dec < 3 && Math.abs(Math.round(step * Math.pow(10, dec)) - step * Math.pow(10, dec)) > 1e-6) dec++;
+  var first = axes ? Math.ceil(lo / step - 1e-9) * step : lo;
+  for (var k = 0; first + k * step <= hi + step * 1e-6; k++) {
+    var v = first + k * step;
     var y = Math.round(Y(v)) + 0.5;
     ctx.beginPath(); ctx.moveTo(padL, y); ctx.lineTo(w - padR, y); ctx.stroke();
-    if (axes) ctx.fillText((Math.abs(v) < 0.5 * Math.pow(10, -dec) ? 0 : v).toFixed(dec), padL - 6, y);
+    if (axes) ctx.fillText((Math.abs(v) < step / 1000 ? 0 : v).toFixed(dec), padL - 6, y);
   }
   if (axes) {
     ctx.textBaseline = "alphabetic";
@@ -372,8 +386,7 @@ function pollOverview() {
       });
       $("empty").hidden = list.length > 0;
       var on = list.filter(function (s) { return s.connected; }).length;
-      $("summary").textContent = list.length + " station" + (list.length === 1 ? "" : "s") + " \u00b7 " +
-        on + " connected \u00b7 " + clock(new Date().toISOString());
+      summary(list.length + " station" + (list.length === 1 ? "" : "s") + " \u00b7 " + on + " connected");
       document.body.setAttribute("data-loaded", "overview");
     });
   });
@@ -396,8 +409,7 @@ function pollStation() {
     api("GET", stationPath(sid, "status-history"))
   ]).then(function (r) {
     renderStation(r[0], r[1], r[2], r[3]);
-    $("summary").textContent = (r[0].connected ? "connected" : "offline") + " \u00b7 " +
-      clock(new Date().toISOString());
+    summary(r[0].connected ? "connected" : "offline");
     document.body.setAttribute("data-loaded", "station");
   });
 }
@@ -510,7 +522,10 @@ var timer = null;
 function refresh() {
   clearTimeout(timer);
   var p = current === null ? pollOverview() : pollStation();
-  return p.then(function () { showBanner(""); }, function (e) {
+  return p.then(function () {
+    showBanner("");
+    document.body.setAttribute("data-polls", String(Number(document.body.getAttribute("data-polls") || 0) + 1));
+  }, function (e) {
     showBanner(e.status === 404 && current !== null ? "Unknown station " + current + ": " + e.message
                                                     : e.message);
     $("summary").textContent = e.status ? "error " + e.status : "offline";

@@ -1,0 +1,438 @@
+"""The dashboard in headless Chromium (Debian's chromium) against the real gateway, with a charge point built
+on the ocpp package sending readings: rendered DOM, drawn charts, phone and desktop screenshots, and the
+command buttons driven through the DevTools protocol."""
+import asyncio
+import base64
+import io
+import json
+import shutil
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import numpy
+import pytest
+import websockets
+from ocpp.v16 import call
+
+from conftest import http
+from stations import Connected, boot, meter
+
+BROWSER_TIMEOUT = 180     # a loaded 2-core machine runs other suites meanwhile
+
+
+# --- the browser --------------------------------------------------------------------------------
+def chromium():
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("headless Chromium is needed for the dashboard tests and neither `chromium` nor "
+                "`chromium-browser` is on PATH: run `bash scripts/test.sh`, which installs it", pytrace=False)
+
+
+def _flags(profile):
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+            "--no-default-browser-check", "--disable-extensions", "--user-data-dir=%s" % profile]
+
+
+async def run_chromium(tmp_path, *args):
+    """stdout of one headless Chromium run (its own profile, so parallel runs do not collide)."""
+    profile = tmp_path / ("profile-%d" % time.monotonic_ns())
+    proc = await asyncio.create_subprocess_exec(chromium(), *_flags(profile), *args,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), BROWSER_TIMEOUT)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError("chromium %s did not finish in %d s" % (" ".join(args), BROWSER_TIMEOUT))
+    assert proc.returncode == 0, (args, proc.returncode, err.decode()[-2000:])
+    return out.decode()
+
+
+async def dump_dom(tmp_path, url, size="390,844", budget=12000):
+    return await run_chromium(tmp_path, "--window-size=%s" % size, "--virtual-time-budget=%d" % budget,
+                              "--dump-dom", url)
+
+
+async def screenshot(tmp_path, url, name, size, budget=12000):
+    png = tmp_path / name
+    await run_chromium(tmp_path, "--window-size=%s" % size, "--virtual-time-budget=%d" % budget,
+                       "--screenshot=%s" % png, url)
+    w, h = (int(x) for x in size.split(","))
+    img = check_png(png, w, h)
+    print("screenshot %s (%dx%d): %s" % (name, w, h, png))
+    return img
+
+
+def check_png(path, w, h):
+    """The PNG decodes to the window size and is not blank (many colours, real contrast)."""
+    assert path.is_file() and path.stat().st_size > 20000, (path, path.stat().st_size if path.exists() else None)
+    img = matplotlib.image.imread(str(path))
+    assert img.shape[:2] == (h, w), (path, img.shape)
+    rgb = (img[:, :, :3] * 255).round().astype(numpy.int32)
+    colours = len(numpy.unique(rgb.reshape(-1, 3) @ numpy.array([65536, 256, 1])))
+    assert colours > 200 and rgb.std() > 10, (path, colours, rgb.std())
+    return rgb
+
+
+def pixels_near(rgb, hex_colour, tol=10):
+    want = numpy.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return int((numpy.abs(rgb - want).max(axis=2) <= tol).sum())
+
+
+# series colours from app.js; orange and violet appear nowhere else on the page but in the legend marks
+TEMP_ORANGE, HUMIDITY_BLUE, CURRENT_VIOLET, POWER_GREEN = "#fb923c", "#38bdf8", "#a78bfa", "#22c55e"
+
+
+# --- reading the dumped DOM ---------------------------------------------------------------
+class Node:
+    def __init__(self, tag, attrs, parent):
+        self.tag, self.attrs, self.parent, self.children = tag, dict(attrs), parent, []
+
+    def text(self):
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def classes(self):
+        return (self.attrs.get("class") or "").split()
+
+    def find_all(self, tag=None, cls=None, **attrs):
+        out = []
+        for c in self.children:
+            if isinstance(c, str):
+                continue
+            if ((tag is None or c.tag == tag) and (cls is None or cls in c.classes()) and
+                    all(c.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())):
+                out.append(c)
+            out += c.find_all(tag, cls, **attrs)
+        return out
+
+    def find(self, tag=None, cls=None, **attrs):
+        hits = self.find_all(tag, cls, **attrs)
+        assert len(hits) == 1, ("expected one %s.%s%s" % (tag, cls, attrs), len(hits))
+        return hits[0]
+
+
+class _Tree(HTMLParser):
+    VOID = {"meta", "link", "input", "br", "img", "hr", "source", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.root = self.cur = Node("#root", {}, None)
+
+    def handle_starttag(self, tag, attrs):
+        n = Node(tag, attrs, self.cur)
+        self.cur.children.append(n)
+        if tag not in self.VOID:
+            self.cur = n
+
+    def handle_endtag(self, tag):
+        n = self.cur
+        while n is not None and n.tag != tag:
+            n = n.parent
+        if n is not None and n.parent is not None:
+            self.cur = n.parent
+
+    def handle_data(self, data):
+        self.cur.children.append(data)
+
+
+def parse(html):
+    t = _Tree()
+    t.feed(html)
+    return t.root
+
+
+def readings_shown(box):
+    return {kv.attrs["data-key"]: (kv.attrs["data-value"], kv.find("b").text())
+            for kv in box.find_all("div", cls="kv")}
+
+
+def charts_drawn(box):
+    return {c.attrs["data-key"]: (int(c.attrs.get("data-points", -1)), c.attrs.get("data-last"))
+            for c in box.find_all("canvas")}
+
+
+# --- the station and its data -----------------------------------------------------------
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def charging_station(gw):
+    """CP-1: one finished and one running transaction, ten meter values, humidity over HTTP and OCPP."""
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-1", "thingspeak_channel": 1,
+                                                     "thingspeak_key": "PROTOKEY"},
+                        headers={"Authorization": "Bearer %s" % gw.settings.api_token})
+    assert s == 201, out
+    conn = Connected(gw.port, "CP-1")
+    cp = await conn.__aenter__()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    await boot(cp)
+    await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+    t1 = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG-1", meter_start=0,
+                                             timestamp=iso(now - timedelta(seconds=300))))
+    await cp.call(call.StopTransaction(meter_stop=120, timestamp=iso(now - timedelta(seconds=200)),
+                                       transaction_id=t1.transaction_id, reason="Local"))
+    t2 = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG-42", meter_start=120,
+                                             timestamp=iso(now - timedelta(seconds=110))))
+    await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+    await cp.call(call.MeterValues(connector_id=1, transaction_id=t2.transaction_id, meter_value=[
+        meter(iso(now - timedelta(seconds=100 - 10 * i)), current=10 + 0.5 * i, voltage=230 + 0.1 * i,
+              power=round((10 + 0.5 * i) * (230 + 0.1 * i), 2), energy=100 * (i + 1), temp=20 + 0.5 * i,
+              chip=30 + i) for i in range(10)]))
+    # humidity as the original prototype posts it (ThingSpeak field2 with CP-1's write key), then over OCPP
+    for i, rh in enumerate((40, 42, 44, 46)):
+        s, out = await http(gw, "GET", "/update?api_key=PROTOKEY&field2=%d&created_at=%s"
+                            % (rh, iso(now - timedelta(seconds=80 - 20 * i))))
+        assert s == 200, out
+    dt = await cp.call(call.DataTransfer(vendor_id="PicoCharge", message_id="Humidity", data="47"))
+    assert dt.status == "Accepted", dt
+    return conn, cp, t2.transaction_id
+
+
+# the last reading as the dashboard must show it: data-value, then the text (number and unit)
+EXPECTED_NOW = {
+    "temp_c": ("24.5", "24.5\u00b0C"),
+    "humidity": ("47", "47%"),
+    "current_a": ("14.5", "14.50A"),
+    "voltage_v": ("230.9", "230.9V"),
+    "power_w": ("3348.05", "3348W"),
+    "energy_wh": ("1000", "1000Wh"),
+    "chip_temp_c": ("39", "39.0\u00b0C"),
+}
+# points per chart and the newest value drawn
+EXPECTED_CHARTS = {"temp_c": (10, "24.5"), "humidity": (5, "47"), "current_a": (10, "14.5"),
+                   "power_w": (10, "3348.05")}
+
+
+async def test_dashboard__overview_and_station_page_render_the_station_in_chromium(gateway, tmp_path):
+    chromium()
+    gw = await gateway(auth="none")
+    conn, cp, running = await charging_station(gw)
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-IDLE", "password": "idle-station-1"})
+    assert s == 201, out
+    base = "http://127.0.0.1:%d" % gw.port
+    try:
+        # --- overview, phone width
+        dom = parse(await dump_dom(tmp_path, base + "/"))
+        body = dom.find("body")
+        assert body.attrs.get("data-loaded") == "overview", body.attrs
+        assert int(body.attrs.get("data-polls", 0)) >= 2, ("the page did not poll again", body.attrs)
+        cards = dom.find_all("article", cls="card")
+        assert [c.attrs["data-station"] for c in cards] == ["CP-1", "CP-IDLE"], cards
+        c1 = cards[0]
+        assert c1.find("h2").text() == "CP-1", c1.find("h2").text()
+        assert c1.find("span", cls="pill").text() == "Charging"
+        assert "on" in c1.find("span", cls="dot").classes()
+        assert c1.find("p", cls="card-sub").text().startswith("connected"), c1.find("p", cls="card-sub").text()
+        shown = readings_shown(c1)
+        assert {k: shown[k] for k in EXPECTED_NOW} == EXPECTED_NOW, shown
+        assert charts_drawn(c1) == EXPECTED_CHARTS, charts_drawn(c1)
+        idle = cards[1]
+        assert "on" not in idle.find("span", cls="dot").classes()
+        assert idle.find("p", cls="card-sub").text() == "offline", idle.find("p", cls="card-sub").text()
+        assert charts_drawn(idle) == {k: (0, "") for k in EXPECTED_CHARTS}, charts_drawn(idle)
+        summary = dom.find(id="summary").text()
+        assert summary.startswith("2 stations \u00b7 1 connected"), summary
+
+        # --- station page, phone width
+        dom = parse(await dump_dom(tmp_path, base + "/station/CP-1", size="390,1800"))
+        assert dom.find("body").attrs.get("data-loaded") == "station"
+        assert dom.find(id="st-id").text() == "CP-1"
+        assert dom.find(id="st-status").text() == "Charging"
+        assert dom.find(id="st-link").text() == "connected"
+        assert "PicoCharge PicoW" in dom.find(id="st-meta").text(), dom.find(id="st-meta").text()
+        shown = readings_shown(dom.find(id="st-now"))
+        assert {k: shown[k] for k in EXPECTED_NOW} == EXPECTED_NOW, shown
+        assert charts_drawn(dom.find(id="station")) == EXPECTED_CHARTS
+        assert {k: dom.find(id="v-" + k).text() for k in EXPECTED_CHARTS} == {
+            "temp_c": "24.5 \u00b0C", "humidity": "47 %", "current_a": "14.50 A", "power_w": "3348 W"}
+        rows = dom.find(id="tx").find("tbody").find_all("tr")
+        got = [[td.text() for td in r.find_all("td")] for r in rows]
+        assert [r.attrs["data-tx"] for r in rows] == [str(running), str(running - 1)], got
+        assert [(g[0], g[2], g[4], g[5], g[6]) for g in got] == [
+            (str(running), "TAG-42", "running", "", ""), (str(running - 1), "TAG-1", got[1][4], "0.120 kWh", "Local")]
+        assert dom.find(id="btn-stop").text() == "Stop #%d" % running
+        hist = [[td.text() for td in r.find_all("td")] for r in dom.find(id="hist").find("tbody").find_all("tr")]
+        assert [h[2] for h in hist] == ["Charging", "Preparing"], hist
+
+        # --- unknown station: a clear message, not an empty page
+        dom = parse(await dump_dom(tmp_path, base + "/station/NOPE"))
+        banner = dom.find(id="banner")
+        assert "hidden" not in banner.attrs and banner.text() == "Unknown station NOPE: unknown station 'NOPE'", \
+            banner.text()
+
+        # --- screenshots: phone and desktop, overview and station page
+        shots = {}
+        for name, path, size in [("overview-phone.png", "/", "390,844"),
+                                 ("station-phone.png", "/station/CP-1", "390,1800"),
+                                 ("overview-desktop.png", "/", "1280,900"),
+                                 ("station-desktop.png", "/station/CP-1", "1280,1300")]:
+            shots[name] = await screenshot(tmp_path, base + path, name, size)
+        for name, rgb in shots.items():
+            # the temperature and current lines are drawn: their colours appear nowhere else but in the
+            # 10x3 legend marks of the overview's cards (two cards here); a drawn line gives 60 pixels or more
+            floor = 60 + (2 * 30 if name.startswith("overview") else 0)
+            for colour in (TEMP_ORANGE, CURRENT_VIOLET):
+                n = pixels_near(rgb, colour)
+                assert n >= floor, (name, colour, n, floor)
+    finally:
+        await conn.__aexit__()
+
+
+# --- the buttons, through the DevTools protocol ------------------------------------------------
+class DevTools:
+    """A page of a headless Chromium, driven over the DevTools protocol (websockets); JS dialogs are accepted."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.ids = iter(range(1, 1 << 30))
+        self.pending = {}
+        self.dialogs = []
+
+    async def __aenter__(self):
+        profile = self.tmp_path / "profile-devtools"
+        self.proc = await asyncio.create_subprocess_exec(
+            chromium(), *_flags(profile), "--remote-debugging-port=0", "--window-size=390,844", "about:blank",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(BROWSER_TIMEOUT * 10):
+            if port_file.is_file() and port_file.read_text().count("\n") >= 1:
+                break
+            assert self.proc.returncode is None, "chromium exited with %s" % self.proc.returncode
+            await asyncio.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        pages = await asyncio.get_running_loop().run_in_executor(None, lambda: json.loads(
+            urllib.request.urlopen("http://127.0.0.1:%d/json/list" % port, timeout=30).read()))
+        url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
+        self.ws = await websockets.connect(url, max_size=1 << 26, open_timeout=30)
+        self.reader = asyncio.create_task(self._read())
+        await self.send("Page.enable")
+        await self.send("Runtime.enable")
+        await self.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1,
+                        mobile=True)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.reader.cancel()
+        await self.ws.close()
+        self.proc.kill()
+        await self.proc.wait()
+
+    async def _read(self):
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            if "id" in msg and msg["id"] in self.pending:
+                self.pending.pop(msg["id"]).set_result(msg)
+            elif msg.get("method") == "Page.javascriptDialogOpening":
+                self.dialogs.append(msg["params"]["message"])
+                asyncio.ensure_future(self.send("Page.handleJavaScriptDialog", accept=True))
+
+    async def send(self, method, **params):
+        i = next(self.ids)
+        fut = self.pending[i] = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
+        msg = await asyncio.wait_for(fut, BROWSER_TIMEOUT)
+        assert "error" not in msg, (method, msg["error"])
+        return msg["result"]
+
+    async def js(self, expr):
+        r = await self.send("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
+        assert "exceptionDetails" not in r, (expr, r["exceptionDetails"])
+        return r["result"].get("value")
+
+    async def until(self, expr, timeout=60):
+        """Poll a JS expression until it is truthy; its last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = await self.js(expr)
+            if v or time.monotonic() > deadline:
+                return v
+            await asyncio.sleep(0.1)
+
+
+RESULT = "document.getElementById('st-result')"
+
+
+async def click_and_wait(page, button, before=""):
+    """Click a button of the station page; (the result line's class, its text) once the answer is in."""
+    await page.js("document.getElementById('st-result').textContent = ''; %s"
+                  "document.getElementById('%s').click(); true" % (before, button))
+    await page.until("!%s.classList.contains('busy') && %s.textContent !== ''" % (RESULT, RESULT))
+    return await page.js("[%s.className, %s.textContent]" % (RESULT, RESULT))
+
+
+def canvas_pixels(data_url):
+    png = base64.b64decode(data_url.split(",", 1)[1])
+    return (matplotlib.image.imread(io.BytesIO(png), format="png")[:, :, :3] * 255).round().astype(numpy.int32)
+
+
+async def test_dashboard__buttons_send_commands_show_answers_and_ask_for_the_token(gateway, tmp_path):
+    chromium()
+    gw = await gateway(auth="none", api_token="tok-3f9a1c")
+    conn, cp, running = await charging_station(gw)
+    try:
+        async with DevTools(tmp_path) as page:
+            await page.send("Page.navigate", url="http://127.0.0.1:%d/station/CP-1" % gw.port)
+            assert await page.until("document.body.getAttribute('data-loaded') === 'station'"), \
+                await page.js("document.body.outerHTML.slice(0, 2000)")
+            # every chart's canvas holds its series' colour
+            for key, colour in (("temp_c", TEMP_ORANGE), ("humidity", HUMIDITY_BLUE),
+                                ("current_a", CURRENT_VIOLET), ("power_w", POWER_GREEN)):
+                rgb = canvas_pixels(await page.js("document.getElementById('c-%s').toDataURL()" % key))
+                assert pixels_near(rgb, colour) >= 100, (key, pixels_near(rgb, colour))
+
+            # no token yet: the write is refused and the page says why, and opens the token field
+            cls, text = await click_and_wait(page, "btn-start", "document.getElementById('idtag').value = 'TAG-7';")
+            assert (cls, text) == ("result bad", "Remote start failed (401): API token required: send "
+                                   "Authorization: Bearer <token> (the gateway's --api-token) \u2014 enter it "
+                                   "under Token"), text
+            assert await page.js("document.getElementById('token-panel').hidden") is False
+            assert cp.received == [], cp.received
+
+            # a wrong token says so
+            await page.js("document.getElementById('token').value = 'guess';"
+                          "document.getElementById('token-panel').requestSubmit(); true")
+            cls, text = await click_and_wait(page, "btn-start")
+            assert text == ("Remote start failed (401): wrong API token: send Authorization: Bearer <token> with "
+                            "the gateway's --api-token \u2014 the saved token was refused: check it under Token"), text
+
+            # the right token is kept in localStorage and the commands reach the station
+            await page.js("document.getElementById('token').value = 'tok-3f9a1c';"
+                          "document.getElementById('token-panel').requestSubmit(); true")
+            assert await page.js("localStorage.getItem('picocharge.apiToken')") == "tok-3f9a1c"
+            assert await page.js("document.getElementById('btn-token').textContent") == "Token \u2713"
+            assert await click_and_wait(page, "btn-start") == ["result ok", "Remote start: CP-1 answered Accepted"]
+            assert await click_and_wait(page, "btn-stop") == [
+                "result ok", "Remote stop #%d: CP-1 answered Accepted" % running]
+            assert await click_and_wait(page, "btn-soft") == ["result ok", "Soft reset: CP-1 answered Accepted"]
+            assert await click_and_wait(page, "btn-hard") == ["result ok", "Hard reset: CP-1 answered Accepted"]
+            assert page.dialogs == ["Hard reset CP-1? A running transaction is stopped."], page.dialogs
+            assert cp.received == [("RemoteStartTransaction", "TAG-7"), ("RemoteStopTransaction", running),
+                                   ("Reset", "Soft"), ("Reset", "Hard")], cp.received
+
+            # an empty id tag is caught on the page, without a call
+            cls, text = await click_and_wait(page, "btn-start", "document.getElementById('idtag').value = '';")
+            assert (cls, text) == ("result bad", "Enter an id tag first (1 to 20 characters)."), text
+
+            # the station goes away: the next command shows the gateway's 409
+            await conn.__aexit__()
+            for _ in range(100):
+                if "CP-1" not in gw.sessions:
+                    break
+                await asyncio.sleep(0.05)
+            assert await click_and_wait(page, "btn-soft") == [
+                "result bad", "Soft reset failed (409): station CP-1 is not connected"]
+            # and the page's next poll shows it offline
+            assert await page.until("document.getElementById('st-link').textContent === 'offline'", timeout=30)
+            shot = await page.send("Page.captureScreenshot", format="png")
+            path = tmp_path / "station-phone-after-commands.png"
+            path.write_bytes(base64.b64decode(shot["data"]))
+            check_png(path, 390, 844)
+            print("screenshot station-phone-after-commands.png (390x844): %s" % path)
+    finally:
+        await conn.__aexit__()
