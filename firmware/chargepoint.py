@@ -11,7 +11,7 @@ import gc
 
 try:
     from micropython import const
-    from time import ticks_ms, ticks_diff, ticks_add, time as _time
+    from time import ticks_ms, ticks_diff, ticks_add, time_ns
 except ImportError:  # CPython
     import time as _t
 
@@ -27,7 +27,7 @@ except ImportError:  # CPython
     def ticks_add(a, b):
         return a + b
 
-    _time = _t.time
+    time_ns = _t.time_ns
 
 from binascii import hexlify
 from os import urandom
@@ -76,14 +76,14 @@ class ChargePoint:
         self.keys = ocpp_keys.Keys(self.cfg)
         self.journal = Journal(JOURNAL_FILE).load()
         self.ids = ids or ocppj.Ids(hexlify(urandom(4)).decode())
-        self.clock_off = 0.0
+        self.clock_off = 0           # ms: central system's clock - board's clock
         self.booted = False
         self.ws = None
         self.dead = None             # the exception that ended the reader
         self._wait_id = None         # the one outstanding CALL
         self._reply = None
         self._ev = asyncio.Event()
-        self.tx = None               # {"ref", "tag", "ms", "ts", "b"} of the running transaction
+        self.tx = None               # {"ref", "tag", "ms", "b"} of the running transaction
         self.preparing = False
         self.finishing = False
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
@@ -99,7 +99,7 @@ class ChargePoint:
         self.closed_seq = -1         # readings_seq when the relay was last closed
         self.recovered = False
         self.was_up = False
-        self.al_due = None           # next clock-aligned sample (station clock, epoch s)
+        self.al_due = None           # next clock-aligned sample (station clock, epoch ms)
         self.al_iv = 0
         self.aligned = None          # clock-aligned MeterValues (no transaction) for the link
         self.humidity = None         # %RH to send as DataTransfer with the clock-aligned sample
@@ -114,14 +114,20 @@ class ChargePoint:
             L.info("transaction (local #%d) was open at power loss", ref)
 
     # --- clock ------------------------------------------------------------------
+    # Integer milliseconds, never a float: a Pico W's single-precision float holds an epoch
+    # only to about 2 minutes.
     def now(self):
-        return _time() + self.clock_off
+        """The station's clock: epoch milliseconds (int)."""
+        return time_ns() // 1000000 + self.clock_off
+
+    def stamp(self):
+        return ocppj.iso_ms(self.now())
 
     def _set_clock(self, iso):
         if not iso:
             return
         try:
-            self.clock_off = ocppj.parse_iso(iso) - _time()
+            self.clock_off = ocppj.parse_iso_ms(iso) - time_ns() // 1000000
         except ValueError:
             L.warn("central system sent an unreadable currentTime %r", iso[:40])
 
@@ -356,7 +362,7 @@ class ChargePoint:
         self.mv_due = ticks_add(self.mv_due, iv * 1000)
         if ticks_diff(now, self.mv_due) >= 0:  # fell behind (e.g. a long call): skip ahead
             self.mv_due = ticks_add(now, iv * 1000)
-        mv = ocppj.meter_value(self.now(), self.st.reading(), self.keys.measurands(), "Sample.Periodic")
+        mv = ocppj.meter_value(self.stamp(), self.st.reading(), self.keys.measurands(), "Sample.Periodic")
         self.journal.add(K_METER, self.ids.next(), "MeterValues", ocppj.meter_values(1, None, [mv]),
                          self.tx["ref"])
 
@@ -371,7 +377,7 @@ class ChargePoint:
             return
         now = self.now()
         due = self.al_due
-        if due is None or iv != self.al_iv or now - due >= iv or due - now > iv:
+        if due is None or iv != self.al_iv or now - due >= iv * 1000 or due - now > iv * 1000:
             # first time, a new interval, or the clock was set (jumped): find the next slot
             self.al_iv = iv
             self.al_due = ocppj.next_aligned(now, iv)
@@ -380,7 +386,7 @@ class ChargePoint:
             return
         self.al_due = ocppj.next_aligned(now, iv)
         st = self.st
-        mv = ocppj.meter_value(due, st.reading(), self.keys.measurands("MeterValuesAlignedData"),
+        mv = ocppj.meter_value(ocppj.iso_ms(due), st.reading(), self.keys.measurands("MeterValuesAlignedData"),
                                "Sample.Clock")
         if self.tx:
             self.journal.add(K_METER, self.ids.next(), "MeterValues",
@@ -438,12 +444,12 @@ class ChargePoint:
             if ok != "Accepted":
                 L.warn("idTag not authorized (%s): no transaction", ok)
                 return
-        ts = self.now()
+        ts = self.stamp()
         wh = st.energy_wh or 0.0
         meter = int(wh)
         begin = ocppj.meter_value(ts, st.reading(), self.keys.measurands("StopTxnSampledData"),
                                   "Transaction.Begin")
-        info = {"tag": id_tag, "ms": meter, "ts": ts, "b": begin}
+        info = {"tag": id_tag, "ms": meter, "b": begin}
         ref = self.journal.open_tx(info)
         self.journal.add(K_START, self.ids.next(), "StartTransaction",
                          ocppj.start_transaction(1, id_tag, meter, ts), ref)
@@ -458,7 +464,7 @@ class ChargePoint:
     def stop(self, reason, tx=None):
         st = self.st
         tx = tx or self.tx
-        ts = self.now()
+        ts = self.stamp()
         meter = int(st.energy_wh or 0.0)
         if meter < tx["ms"]:
             meter = tx["ms"]
@@ -494,7 +500,7 @@ class ChargePoint:
             s, err = self.status(c)
             if self.sent.get(c) != (s, err):
                 try:
-                    await self.call("StatusNotification", ocppj.status_notification(c, s, self.now(), err))
+                    await self.call("StatusNotification", ocppj.status_notification(c, s, self.stamp(), err))
                 except (CallError, CallTimeout) as e:  # not worth a retry loop: the next change is sent
                     L.warn("StatusNotification: %s", e)
                 self.sent[c] = (s, err)
@@ -593,7 +599,7 @@ class ChargePoint:
                     self.sent.pop(k, None)
                 await self.send_status()
             elif m == "MeterValues":
-                mv = ocppj.meter_value(self.now(), self.st.reading(), self.keys.measurands(), "Trigger")
+                mv = ocppj.meter_value(self.stamp(), self.st.reading(), self.keys.measurands(), "Trigger")
                 tx_id = self.journal.txid(self.tx["ref"]) if self.tx else None
                 await self.call("MeterValues", ocppj.meter_values(1, tx_id, [mv]))
 

@@ -1,6 +1,9 @@
 # OCPP-J 1.6 framing and message building/parsing. Pure logic: no I/O, no clock of its own
-# (timestamps are passed in as epoch seconds), so it runs under MicroPython and CPython and
-# is tested without sockets.
+# (timestamps are passed in: epoch seconds, or ISO 8601 text), so it runs under MicroPython
+# and CPython and is tested without sockets.
+#
+# The station's own clock is kept in integer milliseconds (iso_ms, parse_iso_ms): a Pico W's
+# floats are single precision, and an epoch in a float32 is only good to about 2 minutes.
 #
 #   CALL       [2, "<id>", "<Action>", {payload}]
 #   CALLRESULT [3, "<id>", {payload}]
@@ -215,28 +218,36 @@ def _civil_from_days(z):
 
 
 def iso(epoch_s):
-    """'2026-11-25T09:41:07.123Z' for epoch seconds (float or int), millisecond precision."""
-    ms = int(epoch_s * 1000 + 0.5)
+    """'2026-11-25T09:41:07.123Z' for epoch seconds (float or int), millisecond precision;
+    ISO text is returned as it is."""
+    if isinstance(epoch_s, str):
+        return epoch_s
+    return iso_ms(int(epoch_s * 1000 + 0.5))
+
+
+def iso_ms(ms):
+    """iso() of integer epoch milliseconds: exact on any port."""
     s, ms = divmod(ms, 1000)
     days, sod = divmod(s, 86400)
     y, mo, d = _civil_from_days(days)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (y, mo, d, sod // 3600, sod // 60 % 60, sod % 60, ms)
 
 
-def parse_iso(text):
-    """Epoch seconds of an ISO 8601 date-time with Z or +hh:mm; ValueError if unreadable."""
+def parse_iso_ms(text):
+    """Integer epoch milliseconds of an ISO 8601 date-time with Z or +hh:mm (a fraction
+    beyond milliseconds is cut); ValueError if unreadable."""
     try:
         y, mo, d = int(text[0:4]), int(text[5:7]), int(text[8:10])
         h, mi, s = int(text[11:13]), int(text[14:16]), int(text[17:19])
         if text[4] != "-" or text[7] != "-" or text[10] not in "Tt " or text[13] != ":":
             raise ValueError
         rest = text[19:]
-        frac = 0.0
+        frac = 0
         if rest[:1] == ".":
             i = 1
             while i < len(rest) and rest[i].isdigit():
                 i += 1
-            frac = float("0" + rest[:i])
+            frac = int((rest[1:i] + "00")[:3])
             rest = rest[i:]
         off = 0
         if rest in ("Z", "z", ""):
@@ -249,7 +260,7 @@ def parse_iso(text):
             raise ValueError
     except (ValueError, IndexError):
         raise ValueError("not an ISO 8601 date-time: %r" % (text[:40],))
-    return _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + frac + off
+    return (_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + off) * 1000 + frac
 
 
 # --- outgoing payloads -------------------------------------------------------------------
@@ -264,16 +275,17 @@ MEASURANDS = {
 }
 DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
 DEFAULT_ALIGNED = "Energy.Active.Import.Register,Temperature"  # MeterValuesAlignedData
-_DAY = const(86400)
+_DAY_MS = const(86400000)
 
 
 def next_aligned(t, iv):
-    """The first clock-aligned time after `t` (epoch seconds) for ClockAlignedDataInterval
-    `iv`: a whole number of `iv` seconds after midnight UTC. An interval that does not divide
-    the day starts over at the next midnight."""
-    day = t - t % _DAY
+    """The first clock-aligned time after `t` (integer epoch ms) for ClockAlignedDataInterval
+    `iv` (s): a whole number of `iv` seconds after midnight UTC. An interval that does not
+    divide the day starts over at the next midnight."""
+    iv *= 1000
+    day = t - t % _DAY_MS
     n = day + ((t - day) // iv + 1) * iv
-    return n if n < day + _DAY else day + _DAY
+    return n if n < day + _DAY_MS else day + _DAY_MS
 
 
 def split_csl(text):

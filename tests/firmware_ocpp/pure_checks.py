@@ -156,13 +156,20 @@ def check_time__iso_known_values_and_round_trip():
     assert ocppj.iso(0) == "1970-01-01T00:00:00.000Z"
     assert ocppj.iso(951782400) == "2000-02-29T00:00:00.000Z"
     assert ocppj.iso(1795600000.25) == "2026-11-25T09:46:40.250Z", ocppj.iso(1795600000.25)
-    assert ocppj.parse_iso("2026-11-25T09:46:40.250Z") == 1795600000.25
-    assert ocppj.parse_iso("2026-11-25T10:46:40+01:00") == 1795600000
-    assert ocppj.parse_iso("2026-11-25T09:46:40Z") == 1795600000
-    for t in (0, 86399.999, 951868799, 4102444800.5):
-        assert ocppj.parse_iso(ocppj.iso(t)) == round(t, 3), t
+    assert ocppj.iso("2026-11-25T09:46:40.250Z") == "2026-11-25T09:46:40.250Z"  # text as it is
+    # the station's clock: integer epoch milliseconds, exact without any float (a Pico W's
+    # float32 holds an epoch only to ~2 minutes)
+    assert ocppj.parse_iso_ms("2026-11-25T09:46:40.250Z") == 1795600000250
+    assert ocppj.parse_iso_ms("2026-11-25T09:46:40.25Z") == 1795600000250
+    assert ocppj.parse_iso_ms("2026-11-25T09:46:40.123456+00:00") == 1795600000123
+    assert ocppj.parse_iso_ms("2026-11-25T10:46:40+01:00") == 1795600000000
+    assert ocppj.parse_iso_ms("2026-11-25T09:46:40Z") == 1795600000000
+    assert ocppj.iso_ms(1795600000007) == "2026-11-25T09:46:40.007Z"
+    for t in (0, 86399999, 951868799000, 4102444800500, 1795600000001):
+        assert type(ocppj.parse_iso_ms(ocppj.iso_ms(t))) is int
+        assert ocppj.parse_iso_ms(ocppj.iso_ms(t)) == t, t
     for bad in ("", "yesterday", "2026-11-25", "2026/11/25T09:46:40Z", "2026-11-25T09:46:40+0100"):
-        raises(ValueError, ocppj.parse_iso, bad)
+        raises(ValueError, ocppj.parse_iso_ms, bad)
 
 
 def check_payloads__meter_value_and_transactions_exact():
@@ -192,16 +199,16 @@ def check_payloads__meter_value_and_transactions_exact():
 
 
 def check_time__next_aligned_counts_from_midnight_utc():
-    day = 1795564800  # 2026-11-25T00:00:00Z
+    day = 1795564800  # 2026-11-25T00:00:00Z, in s; times in ms
     cases = [(day, 900, day + 900), (day + 899.9, 900, day + 900), (day + 900, 900, day + 1800),
              (day + 86399.5, 900, day + 86400), (day + 3.2, 2, day + 4), (day + 4, 2, day + 6),
              # 7 s does not divide the day: slots from midnight, the last one cut short
              (day + 86394, 7, day + 86400), (day + 86400, 7, day + 86407), (day + 10, 7, day + 14),
              (day + 1, 86400, day + 86400), (day - 0.5, 3600, day)]
     for t, iv, want in cases:
-        got = ocppj.next_aligned(t, iv)
-        assert got == want, (t, iv, got, want)
-    assert ocppj.iso(ocppj.next_aligned(day + 1234.567, 60)) == "2026-11-25T00:21:00.000Z"
+        got = ocppj.next_aligned(int(t * 1000 + 0.5), iv)
+        assert type(got) is int and got == want * 1000, (t, iv, got, want)
+    assert ocppj.iso_ms(ocppj.next_aligned(day * 1000 + 1234567, 60)) == "2026-11-25T00:21:00.000Z"
 
 
 # --- configuration keys ---------------------------------------------------------------------
