@@ -1,5 +1,6 @@
 """Options shared by the device commands, each with an environment-variable default."""
 import json as _json
+import sys
 
 import click
 
@@ -85,5 +86,5 @@ def progress(length, label, show=True):
     """A click progress bar on stderr (so --json stdout stays clean), or nothing."""
     if not show:
         return _NoBar()
-    return click.progressbar(length=length, label=label, file=click.get_text_stream("stderr"),
+    return click.progressbar(length=length, label=label, file=sys.stderr,
                              show_eta=False)
