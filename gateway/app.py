@@ -46,6 +46,33 @@ class Settings:
     ping_interval: float = 60.0
     response_timeout: float = 30.0
     gc_freeze: bool = True
+    tls_cert: str = None    # PEM certificate (chain) and key: OCPP security profile 2 (wss://, https://)
+    tls_key: str = None
+
+    @property
+    def scheme(self):
+        return "https" if self.tls_cert else "http"
+
+
+def tls_context(s):
+    """The server's SSLContext for Settings with tls_cert (None without); ValueError says what is wrong."""
+    if not s.tls_cert:
+        if s.tls_key:
+            raise ValueError("a TLS key without a certificate: give the certificate too")
+        return None
+    import os
+    import ssl
+    for what, path in (("certificate", s.tls_cert), ("key", s.tls_key)):
+        if path and not os.path.isfile(path):
+            raise ValueError("TLS %s not found: %s" % (what, path))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2    # OCPP 1.6 security profile 2: TLS 1.2 or later
+    try:
+        ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
+    except ssl.SSLError as e:
+        raise ValueError("TLS certificate %s and key %s do not load (%s): give a PEM certificate and its "
+                         "private key" % (s.tls_cert, s.tls_key or "(in the certificate file)", e.reason or e))
+    return ctx
 
 
 class Metrics:
@@ -118,6 +145,7 @@ class Gateway:
     # --- life cycle -------------------------------------------------------------
     async def start(self):
         s = self.settings
+        tls = tls_context(s)    # a bad certificate stops the start before anything is opened
         await self.store.start()
         for row in await self.store.run(Store.station_rows):
             self.stations[row["id"]] = row
@@ -137,7 +165,7 @@ class Gateway:
             await u.start()
         self.front = Front(lambda req: api.handle(self, req), self._session, self._process_request,
                            max_size=s.max_frame, ping_interval=s.ping_interval)
-        self.port = await self.front.start(s.host, s.port)
+        self.port = await self.front.start(s.host, s.port, ssl=tls)
         self._tasks.append(asyncio.get_running_loop().create_task(self._maintenance()))
         self.started_at = time.time()
         if s.gc_freeze:
@@ -145,7 +173,7 @@ class Gateway:
             gc.collect()
             gc.freeze()
             gc.set_threshold(50000, 20, 100)
-        log.info("gateway listening on %s:%d (auth=%s)", s.host, self.port, s.auth)
+        log.info("gateway listening on %s://%s:%d (auth=%s)", s.scheme, s.host, self.port, s.auth)
 
     async def stop(self):
         for t in self._tasks:

@@ -173,10 +173,12 @@ class Front:
         self.server = None
         self.ws_server = None
 
-    async def start(self, host, port):
+    async def start(self, host, port, ssl=None):
+        """Listen; with an `ssl.SSLContext` every connection is TLS (wss:// and https://)."""
         self.ws_server = Server(create_server=None, handler=self._ws_conn, logger=self.ws_logger)
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: Sniffer(self), host, port, backlog=4096)
+        self.server = await loop.create_server(lambda: Sniffer(self), host, port, backlog=4096, ssl=ssl,
+                                               ssl_handshake_timeout=10 if ssl else None)
         self.ws_server.server = self.server
         return self.server.sockets[0].getsockname()[1]
 
