@@ -6,6 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from picocharge.procs import stop_process
+
 
 def free_port():
     with socket.socket() as s:
@@ -58,11 +60,5 @@ class Broker:
         return self
 
     def stop(self):
-        if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None

@@ -5,11 +5,9 @@ the real firmware under the unix port as stations (each registered with the gate
 authenticated with its own password), no broker, no ThingSpeak. Ctrl-C stops everything.
 """
 import json
-import os
 import queue
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +22,7 @@ import click
 from . import unixport
 from .fleet import SimFleet
 from .paths import board_dir
+from .procs import stop_process
 
 # one scenario per station, round-robin, so the dashboard has something to show
 DEMO_SCENARIOS = ["charging", "overheat", "flaky"]
@@ -72,13 +71,7 @@ class GatewayProcess:
             return json.loads(r.read() or b"null")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=10)
 
 
 def _fmt(v, spec):

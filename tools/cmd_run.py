@@ -1,6 +1,5 @@
 """`picocharge run`: the real firmware on the simulated unix board, in this terminal."""
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import click
 
 from . import unixport
 from .paths import board_dir
+from .procs import stop_process
 
 
 def scenario_path(name):
@@ -77,12 +77,7 @@ def run(flash_dir, config_file, scenario, heap, web_port):
     try:
         rc = proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         click.echo("stopped %s" % cfg["station_id"], err=True)
         return
     if rc == 78:

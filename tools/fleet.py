@@ -4,13 +4,13 @@ Used by `picocharge sim`, `picocharge demo` and the benchmark's --firmware mode.
 """
 import json
 import queue
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 from . import unixport
 from .firmware import config as fwconfig
+from .procs import stop_process
 
 RESET_EXIT = 75  # boards/unix/board.py: the firmware asked for a reset
 
@@ -47,14 +47,7 @@ class SimStation:
         self.exit_code = rc
 
     def stop(self, timeout=5):
-        p = self.proc
-        if p and p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_process(self.proc, timeout)
 
 
 class SimFleet:
