@@ -25,7 +25,7 @@ def _emit(port, line, as_json):
               metavar="SECONDS", help="How long to wait for a board that went away (a reset) to come back.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: port, time, line.")
 def monitor(port, reset, duration, reconnect_timeout, as_json):
-    """Show the board's console (the firmware's log, e.g. "[ocpp] I: ...") live.
+    """Show the board's console live: the firmware's log lines such as "[ocpp] I: ...".
 
     A real board vanishes from USB while it resets; monitor waits for it to come back
     and carries on. Read-only: use `mpremote repl` to type at the board.
