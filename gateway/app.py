@@ -96,6 +96,33 @@ class Metrics:
         return (self.messages - m0) / (now - t0) if now > t0 else 0.0
 
 
+class GcWatch:
+    """Times the collector's passes (gc.callbacks): how many full (generation 2) collections
+    ran and the longest pause, which is what sets the p99 of a gateway with thousands of
+    connections; summed up in the log when the gateway stops."""
+
+    def __init__(self):
+        self.full = 0
+        self.longest_ms = 0.0
+        self.longest_gen = None
+        self._t0 = None
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0 is not None:
+            ms = (time.perf_counter() - self._t0) * 1000.0
+            self._t0 = None
+            if info.get("generation") == 2:
+                self.full += 1
+            if ms > self.longest_ms:
+                self.longest_ms, self.longest_gen = ms, info.get("generation")
+
+    def summary(self):
+        return "gc: %d full collections, longest pause %.1f ms (generation %s)" % (
+            self.full, self.longest_ms, self.longest_gen)
+
+
 class CommandError(Exception):
     def __init__(self, status, message, extra=None):
         super().__init__(message)
@@ -141,6 +168,7 @@ class Gateway:
         self.thingspeak = None
         self._tasks = []
         self.started_at = None
+        self.gc_watch = None
 
     # --- life cycle -------------------------------------------------------------
     async def start(self):
@@ -173,9 +201,15 @@ class Gateway:
             gc.collect()
             gc.freeze()
             gc.set_threshold(50000, 20, 100)
+        self.gc_watch = GcWatch()
+        gc.callbacks.append(self.gc_watch)
         log.info("gateway listening on %s://%s:%d (auth=%s)", s.scheme, s.host, self.port, s.auth)
 
     async def stop(self):
+        if self.gc_watch is not None:
+            if self.gc_watch in gc.callbacks:
+                gc.callbacks.remove(self.gc_watch)
+            log.info("%s", self.gc_watch.summary())
         for t in self._tasks:
             t.cancel()
         if self.front:

@@ -136,6 +136,20 @@ class CentralSystem:
         self.stop()
 
 
+_GC = re.compile(r"gc: (\d+) full collections, longest pause ([0-9.]+) ms")
+
+
+def gc_summary(log_path):
+    """(full collections, longest pause ms) from our gateway's log line at stop, or (None, None)."""
+    try:
+        m = None
+        for m in _GC.finditer(Path(log_path).read_text(errors="replace")):
+            pass
+    except OSError:
+        return None, None
+    return (int(m.group(1)), float(m.group(2))) if m else (None, None)
+
+
 def parse_prometheus(text):
     out = {}
     for line in text.splitlines():

@@ -53,6 +53,7 @@ class StepStats:
 
     def __init__(self):
         self.rtt_ms = array("d")  # CALLs sent inside the window, answered
+        self.rtt_t = array("d")  # ... the wall time each of them was sent (for the timeline)
         self.connect_ms = array("d")  # TCP + WebSocket handshake
         self.calls = 0  # answered CALLs inside the window
         self.calls_total = 0  # answered CALLs during the whole step
@@ -76,6 +77,7 @@ class StepStats:
     def as_dict(self):
         d = dict(self.__dict__)
         d["rtt_ms"] = self.rtt_ms.tobytes()
+        d["rtt_t"] = self.rtt_t.tobytes()
         d["connect_ms"] = self.connect_ms.tobytes()
         return d
 
@@ -159,6 +161,7 @@ class Station:
         st.calls_total += 1
         if self.win.w0 <= t_wall < self.win.w1:
             st.rtt_ms.append(rtt)
+            st.rtt_t.append(t_wall)
             st.calls += 1
         if f[0] != ocppj.CALLRESULT:
             st.call_errors[action] = st.call_errors.get(action, 0) + 1
@@ -352,7 +355,7 @@ def merge(parts):
     out = StepStats()
     for d in parts:
         for k, v in d.items():
-            if k in ("rtt_ms", "connect_ms"):
+            if k in ("rtt_ms", "rtt_t", "connect_ms"):
                 getattr(out, k).frombytes(v)
             elif k == "setup_s":
                 out.setup_s = max(out.setup_s, v)

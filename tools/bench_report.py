@@ -22,6 +22,7 @@ COLUMNS = (  # (header, key, format)
     ("lost", "readings_lost", "%5s"),
     ("fail", "connect_failures", "%5d"),
     ("drop", "dropped", "%5d"),
+    ("gcms", "cs_gc_longest_pause_ms", "%6.1f"),
     ("gen%", "generator_cpu_percent", "%6.1f"),
     ("sys%", "machine_cpu_percent", "%6.1f"),
 )
@@ -41,6 +42,41 @@ def rtt_figures(rtt_ms):
     return {"rtt_p50_ms": percentile(s, 50), "rtt_p95_ms": percentile(s, 95),
             "rtt_p99_ms": percentile(s, 99), "rtt_max_ms": s[-1] if s else None,
             "rtt_mean_ms": (sum(s) / len(s)) if s else None}
+
+
+def timeline(rtt_t, rtt_ms, rss_samples, w0, w1, slice_s):
+    """Per slice of the window: msgs/s, RTT p50/p99/max of the CALLs sent in it, and the
+    central system's RSS at its end (the figures that show whether a long run stays flat)."""
+    n = max(1, int(round((w1 - w0) / slice_s)))
+    width = (w1 - w0) / n
+    buckets = [[] for _ in range(n)]
+    for t, ms in zip(rtt_t, rtt_ms):
+        k = int((t - w0) / width)
+        if 0 <= k < n:
+            buckets[k].append(ms)
+    out = []
+    for k, b in enumerate(buckets):
+        end = w0 + (k + 1) * width
+        rss = [r for (t, r) in rss_samples if t <= end]
+        b.sort()
+        out.append({"t_s": round((k + 1) * width, 1), "msgs_per_s": len(b) / width,
+                    "rtt_p50_ms": percentile(b, 50), "rtt_p99_ms": percentile(b, 99),
+                    "rtt_max_ms": b[-1] if b else None,
+                    "cs_rss_mb": (rss[-1] / 2**20) if rss else None})
+    return out
+
+
+def slope_per_min(points):
+    """Least-squares slope of [(t_s, y)] in y per minute; None with fewer than 2 points."""
+    pts = [(t, y) for t, y in points if y is not None]
+    if len(pts) < 2:
+        return None
+    mt = sum(t for t, _y in pts) / len(pts)
+    my = sum(y for _t, y in pts) / len(pts)
+    den = sum((t - mt) ** 2 for t, _y in pts)
+    if not den:
+        return None
+    return 60.0 * sum((t - mt) * (y - my) for t, y in pts) / den
 
 
 def _width(fmt):
@@ -89,7 +125,13 @@ def write_chart(path, results, title="picocharge bench"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    long_runs = [r for r in results if len(r.get("timeline") or ()) >= 6]
+    if long_runs:
+        fig, grid = plt.subplots(2, 3, figsize=(16, 9))
+        axes, taxes = grid[0], grid[1]
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+        taxes = ()
     series = {}
     for r in results:
         series.setdefault((r["target"], r["mode"]), []).append(r)
@@ -112,6 +154,20 @@ def write_chart(path, results, title="picocharge bench"):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     axes[1].set_yscale("log")
+    for r in long_runs:  # the long runs over time: flat or not
+        label = "%s (%s) %d stations" % (r["target"], r["mode"], r["stations"])
+        tl = r["timeline"]
+        ts = [p["t_s"] for p in tl]
+        for ax, key in zip(taxes, ("msgs_per_s", "rtt_p99_ms", "cs_rss_mb")):
+            pts = [(t, p[key]) for t, p in zip(ts, tl) if p[key] is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=label)
+    for ax, ylabel in zip(taxes, ("messages / s", "round trip p99 (ms)", "central system RSS (MB)")):
+        ax.set_xlabel("seconds into the measurement window")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)

@@ -115,10 +115,14 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
     finally:
         cs.stop()
 
+    gc_full, gc_longest = bench_cs.gc_summary(cs.log_path)
     (tw0, cw0, rss_w0), (tw1, cw1, rss_w1) = marks["w0"], marks["w1"]
     (busy0, all0), (busy1, all1) = marks["sys_w0"], marks["sys_w1"]
     rtt = bench_report.rtt_figures(stats.rtt_ms)
     conn = bench_report.rtt_figures(stats.connect_ms)
+    tl = bench_report.timeline(stats.rtt_t, stats.rtt_ms, sampler.rss_samples, tw0, tw1,
+                               max(5.0, opts.hold / 20.0))
+    in_window = [(t - tw0, r / 2**20) for t, r in sampler.rss_samples if tw0 <= t <= tw1]
     res = {
         "target": target, "mode": mode, "stations": n, "hold_s": opts.hold,
         "interval_s": opts.interval if mode == "paced" else None, "heartbeat_s": opts.heartbeat,
@@ -138,6 +142,8 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "loadavg_1m": os.getloadavg()[0],
         "cs_peak_rss_mb": sampler.peak_rss / 2**20,
         "cs_kb_per_station": ((rss_w1 - idle_rss) / 1024.0 / stats.connected) if stats.connected else None,
+        "cs_rss_slope_mb_per_min": bench_report.slope_per_min(in_window),
+        "timeline": tl,
         "generator_cpu_percent": 100.0 * stats.cpu_s / opts.hold,
         "transactions_started": stats.tx_started, "transactions_stopped": stats.tx_stopped,
         "readings_sent": stats.readings_sent, "readings_acked": stats.readings_acked,
@@ -147,6 +153,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "mqtt_missing": (max(0, stored - mqtt) if (mqtt is not None and stored is not None) else None),
         "uplinks_delivered": uplinks,
         "metrics_error": metrics_error,
+        "cs_gc_full_collections": gc_full, "cs_gc_longest_pause_ms": gc_longest,
         "cs_log": str(cs.log_path),
     }
     res.update(rtt)
