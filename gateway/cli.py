@@ -45,13 +45,17 @@ def _db_option(f):
               envvar="PICOCHARGE_GATEWAY_RETENTION_DAYS", help="Keep readings this long (0: forever).")
 @click.option("--api-token", envvar="PICOCHARGE_GATEWAY_API_TOKEN", metavar="SECRET",
               help="Bearer token required for API write calls (and reads from other hosts).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_CERT",
+              help="Serve wss:// and https:// with this certificate (chain), OCPP security profile 2.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_KEY",
+              help="The certificate's private key (when it is not in the --tls-cert file).")
 @click.option("--heartbeat-interval", type=click.IntRange(1, 86400), default=300, show_default=True,
               envvar="PICOCHARGE_GATEWAY_HEARTBEAT_INTERVAL", help="Heartbeat interval given at boot.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, envvar="PICOCHARGE_GATEWAY_LOG_LEVEL")
 @click.pass_context
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
-            thingspeak_bulk_limit, retention_days, api_token, heartbeat_interval, log_level):
+            thingspeak_bulk_limit, retention_days, api_token, tls_cert, tls_key, heartbeat_interval, log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -62,6 +66,10 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import Gateway, Settings
     from .uplinks import parse_mqtt_url
+    if not api_token and host not in ("127.0.0.1", "::1", "localhost"):
+        logging.getLogger(__name__).warning(
+            "no --api-token: anyone who reaches %s:%d can register stations and send them commands "
+            "through /api", host, port)
     if mqtt_url:
         try:
             parse_mqtt_url(mqtt_url)
@@ -70,10 +78,11 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
     settings = Settings(host=host, port=port, db=db, auth=auth, mqtt_url=mqtt_url, mqtt_ingest=mqtt_ingest,
                         thingspeak_url=thingspeak_url or None, thingspeak_interval=thingspeak_interval,
                         thingspeak_bulk_limit=thingspeak_bulk_limit, retention_days=retention_days,
-                        api_token=api_token, heartbeat_interval=heartbeat_interval)
+                        api_token=api_token, heartbeat_interval=heartbeat_interval,
+                        tls_cert=tls_cert, tls_key=tls_key)
     try:
         asyncio.run(_serve(settings))
-    except StoreError as e:
+    except (StoreError, ValueError) as e:   # ValueError: the TLS certificate or key, named
         raise click.ClickException(str(e))
     except OSError as e:
         raise click.ClickException("cannot listen on %s:%d (%s): pick another --port or stop what uses it"
@@ -89,7 +98,7 @@ async def _serve(settings):
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     host = settings.host if ":" not in settings.host else "[%s]" % settings.host
-    click.echo("gateway listening on http://%s:%d" % (host, gw.port))
+    click.echo("gateway listening on %s://%s:%d" % (settings.scheme, host, gw.port))
     sys.stdout.flush()
     try:
         await stop.wait()
