@@ -176,7 +176,7 @@ async def handle(gw, req):
     write = m not in ("GET", "HEAD")
     why = _unauthorised(gw, req, write)
     if why:
-        return Response(401, json.dumps({"error": why}), "application/json",
+        return Response(401, json.dumps({"error": why}, separators=(",", ":")), "application/json",
                         dict(_NO_STORE, **{"WWW-Authenticate": "Bearer"}))
     parts = path.strip("/").split("/")
     hits = [(meth, fn, args) for meth, _p, tpl, fn in _api_table() for args in [_match(tpl, parts)]

@@ -289,6 +289,13 @@ function statusPill(el, st) {
   el.textContent = s;
 }
 
+/* When the station was last heard of: its last boot or status notification, or its newest reading. */
+function lastHeard(st) {
+  var a = st.last_seen, b = (st.last_reading || {}).ts;
+  if (!a || !b) return a || b || null;
+  return parseTs(a) >= parseTs(b) ? a : b;
+}
+
 function nowGrid(box, last) {
   box.textContent = "";
   READINGS.forEach(function (r) {
@@ -351,7 +358,8 @@ function renderCard(st, rows) {
   statusPill(c.head.querySelector(".pill"), st);
   var last = st.last_reading || {};
   var bits = [st.connected ? "connected" : "offline"];
-  if (st.last_seen) bits.push("seen " + ago(st.last_seen));
+  var seen = lastHeard(st);
+  if (seen) bits.push("seen " + ago(seen));
   if (st.error_code && st.error_code !== "NoError") bits.push(st.error_code);
   c.sub.textContent = bits.join(" \u00b7 ");
   c.sub.className = "card-sub" + (st.connected ? "" : " off");
@@ -425,7 +433,7 @@ function renderStation(st, rows, txs, hist) {
   var meta = [];
   if (st.vendor || st.model) meta.push([st.vendor, st.model].filter(Boolean).join(" "));
   if (st.firmware) meta.push("firmware " + st.firmware);
-  meta.push("last seen " + ago(st.last_seen));
+  meta.push("last seen " + ago(lastHeard(st)));
   if (st.error_code && st.error_code !== "NoError") meta.push("error " + st.error_code);
   if (st.thingspeak_channel) meta.push("ThingSpeak channel " + st.thingspeak_channel);
   $("st-meta").textContent = meta.join(" \u00b7 ");

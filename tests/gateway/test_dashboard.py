@@ -378,7 +378,7 @@ async def test_dashboard__buttons_send_commands_show_answers_and_ask_for_the_tok
     try:
         async with DevTools(tmp_path) as page:
             await page.send("Page.navigate", url="http://127.0.0.1:%d/station/CP-1" % gw.port)
-            assert await page.until("document.body.getAttribute('data-loaded') === 'station'"), \
+            assert await page.until("!!document.body && document.body.getAttribute('data-loaded') === 'station'"), \
                 await page.js("document.body.outerHTML.slice(0, 2000)")
             # every chart's canvas holds its series' colour
             for key, colour in (("temp_c", TEMP_ORANGE), ("humidity", HUMIDITY_BLUE),
