@@ -307,7 +307,11 @@ class MqttUplink(Uplink):
                     pass
                 continue
             futs = []
-            for row in rows:
+            for k, row in enumerate(rows):
+                if k and not k % 100:
+                    await asyncio.sleep(0)  # a batch of 1,000 publishes is ~30 ms: let stations in
+                    if self.client is None or not self.connected:
+                        break
                 info = self.client.publish(fields.telemetry_topic(self.prefix, row["station"]),
                                            self.payload(row), qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
