@@ -3,8 +3,11 @@
 /healthz and /metrics."""
 import asyncio
 import json
+import os
 import re
+import signal
 import socket
+import sys
 import urllib.error
 import urllib.request
 
@@ -327,3 +330,39 @@ async def test_api__healthz_and_metrics_report_stations_messages_outbox_and_uplo
             break
         await asyncio.sleep(0.05)
     assert out["stations_connected"] == 0, out
+
+
+async def test_api__the_gateway_command_serves_with_its_token_and_stops_on_sigterm(tmp_path):
+    env = dict(os.environ, PICOCHARGE_GATEWAY_API_TOKEN="env-token-1")
+    with open(tmp_path / "gateway.log", "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "picocharge.cli", "gateway", "--port", "0", "--auth", "none",
+            "--db", str(tmp_path / "gw.db"), "--thingspeak-url", "", stdout=asyncio.subprocess.PIPE,
+            stderr=log, env=env)
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            m = re.fullmatch(rb"gateway listening on http://127\.0\.0\.1:(\d+)\n", line)
+            assert m, (line, (tmp_path / "gateway.log").read_text())
+            port = int(m.group(1))
+            s, _h, body = await fetch(port, "GET", "/healthz")
+            assert (s, json.loads(body)) == (200, {"status": "ok", "stations_connected": 0, "stations_known": 0,
+                                                   "uplinks": {}}), body
+            s, _h, body = await fetch(port, "POST", "/api/id-tags", {"id_tag": "TAG1"})
+            assert s == 401, body
+            s, _h, body = await fetch(port, "POST", "/api/id-tags", {"id_tag": "TAG1"},
+                                      headers={"Authorization": "Bearer env-token-1"})
+            assert s == 201, body
+            proc.send_signal(signal.SIGTERM)
+            rest = await asyncio.wait_for(proc.stdout.read(), 60)
+            assert (await proc.wait(), rest) == (0, b"gateway stopped\n"), rest
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert b"env-token-1" not in (tmp_path / "gateway.log").read_bytes()
+    # a certificate that is not there stops the start, naming it
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "picocharge.cli", "gateway", "--port", "0", "--db", str(tmp_path / "gw.db"),
+        "--tls-cert", str(tmp_path / "nope.pem"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode, err.decode()) == (1, "Error: TLS certificate not found: %s\n" % (tmp_path / "nope.pem")), err
