@@ -1,7 +1,8 @@
 """Heap use of the real firmware on the unix board, with every uplink running.
 
 Prints, for the full firmware (sampling, MQTT to a real mosquitto, ThingSpeak to a local
-API server, the status page polled, OCPP 1.6J to our gateway with a transaction running):
+API server, the status page polled, OCPP 1.6J to our gateway with a transaction running,
+clock-aligned meter values every 2 s with the humidity DataTransfer):
   - the lowest free heap seen on /api/status over the run (after a collection),
   - the smallest -X heapsize that survives the run without MemoryError (bisection),
 so the figure is "what the firmware needs", not "what a run happened to show".
@@ -36,6 +37,8 @@ def run_once(heap, seconds, broker_port, ts_url, ocpp=None, poll=True):
            "thingspeak": {"enabled": True, "url": ts_url, "write_key": "K", "min_interval_s": 1}}
     if ocpp:
         cfg["ocpp"] = dict(ocpp, heartbeat_s=5, meter_interval_s=2)
+        # as if the central system had set it: clock-aligned samples, idle and in the transaction
+        (flash / "ocpp_keys.json").write_text(json.dumps({"keys": {"ClockAlignedDataInterval": "2"}}))
     (flash / "config.json").write_text(json.dumps(cfg))
     (flash / "scenario.json").write_text(json.dumps({"dht": {"error_rate": 0.1}, "button": [[2, 3]]}))
     p = unixport.start_firmware(flash, heap=heap)

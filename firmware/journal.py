@@ -17,11 +17,17 @@ import os
 try:
     import ujson as json
     from micropython import const
+
+    def _b(text):  # a MicroPython str has the buffer protocol: write it without a copy
+        return text
 except ImportError:  # CPython
     import json
 
     def const(x):
         return x
+
+    def _b(text):
+        return text.encode()
 
 import log
 
@@ -159,10 +165,14 @@ class Journal:
         seq = self.next_seq
         self.next_seq += 1
         body = json.dumps(payload)
-        line = "A %d|%s|%d|%s|%s|%s\n" % (seq, "-" if txref is None else txref, kind, msg_id,
-                                         action, body)
+        # written in pieces: no line-sized copies of the payload (it is the big part)
+        with open(self.path, "ab") as f:
+            n = f.write(_b("A %d|%s|%d|%s|%s|" % (seq, "-" if txref is None else txref, kind,
+                                                 msg_id, action)))
+            n += f.write(_b(body))
+            n += f.write(b"\n")
         off = self.size
-        n = self._append(line)
+        self.size += n
         self.pending.append([seq, off, n, kind, txref])
         return seq
 
@@ -179,8 +189,9 @@ class Journal:
                  self.max_entries)
 
     def first(self):
-        """(seq, kind, msg_id, action, payload JSON bytes, txref) of the oldest undelivered
-        message. The payload stays bytes: it goes on the wire as it was written."""
+        """(seq, kind, msg_id, action, payload JSON, txref) of the oldest undelivered message.
+        The payload is a memoryview of the record read back (no copy): it goes on the wire as
+        it was written."""
         if not self.pending:
             return None
         seq, off, n, kind, txref = self.pending[0]
@@ -193,7 +204,7 @@ class Journal:
         i = line.find(b"|", i + 1)
         j = line.find(b"|", i + 1)
         k = line.find(b"|", j + 1)
-        return seq, kind, line[i + 1:j].decode(), line[j + 1:k].decode(), line[k + 1:-1], txref
+        return seq, kind, line[i + 1:j].decode(), line[j + 1:k].decode(), memoryview(line)[k + 1:-1], txref
 
     def done(self, seq):
         """The message was answered (or given up): never send it again."""

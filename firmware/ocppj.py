@@ -91,19 +91,21 @@ def call(mid, action, payload):
 
 
 def call_raw(mid, action, body, tx_id=None):
-    """A CALL frame (bytes) around a payload already in JSON (bytes, as journalled), with
-    "transactionId" put in front when given: no decode/re-encode of the payload."""
+    """A CALL frame (bytearray) around a payload already in JSON (bytes or memoryview, as
+    journalled), with "transactionId" put in front when given: no decode/re-encode of the
+    payload, and one allocation of the frame's size."""
     head = '[2, "%s", "%s", ' % (mid, action)
-    if tx_id is None:
-        return head.encode() + body + b"]"
-    if body.strip() == b"{}":
-        return (head + '{"transactionId": %d}]' % tx_id).encode()
-    head = (head + '{"transactionId": %d, ' % tx_id).encode()
+    if tx_id is not None:
+        if len(body) == 2:  # {}
+            return (head + '{"transactionId": %d}]' % tx_id).encode()
+        head += '{"transactionId": %d, ' % tx_id
+        body = memoryview(body)[1:]  # without its "{"
+    head = head.encode()
     n = len(head)
-    buf = bytearray(n + len(body))  # head, body without its "{", "]": one allocation
+    buf = bytearray(n + len(body) + 1)
     buf[:n] = head
-    buf[n:n + len(body) - 1] = memoryview(body)[1:]
-    buf[-1] = 0x5D
+    buf[n:-1] = body
+    buf[-1] = 0x5D  # ]
     return buf
 
 

@@ -62,7 +62,9 @@ def check_build__exact_frames():
     assert ocppj.error("1", "NotImplemented", "x") == '[4, "1", "NotImplemented", "x", {}]'
     # journalled payloads go out as written, the transaction id put in front when known
     body = b'{"connectorId": 1, "meterValue": []}'
-    assert ocppj.call_raw("m-7", "MeterValues", body) == b'[2, "m-7", "MeterValues", ' + body + b']'
+    assert bytes(ocppj.call_raw("m-7", "MeterValues", body)) == b'[2, "m-7", "MeterValues", ' + body + b']'
+    got = ocppj.call_raw("m-7", "MeterValues", memoryview(b"|" + body + b"\n")[1:-1], 9)
+    assert bytes(got) == b'[2, "m-7", "MeterValues", {"transactionId": 9, "connectorId": 1, "meterValue": []}]', got
     got = ocppj.call_raw("m-7", "MeterValues", body, 1001)
     assert bytes(got) == b'[2, "m-7", "MeterValues", {"transactionId": 1001, "connectorId": 1, "meterValue": []}]', got
     assert json.loads(bytes(got).decode())[3] == {"transactionId": 1001, "connectorId": 1, "meterValue": []}
@@ -271,14 +273,16 @@ def check_journal__order_done_and_replay_after_power_cut():
     s1 = j.add(journal.K_START, "m-1", "StartTransaction", {"idTag": "T"}, ref)
     s2 = j.add(journal.K_METER, "m-2", "MeterValues", _mv(2), ref)
     s3 = j.add(journal.K_METER, "m-3", "MeterValues", _mv(3), ref)
-    assert j.first() == (s1, journal.K_START, "m-1", "StartTransaction", b'{"idTag": "T"}', ref), j.first()
+    e = j.first()
+    assert e[:4] + e[5:] == (s1, journal.K_START, "m-1", "StartTransaction", ref), e
+    assert bytes(e[4]) == b'{"idTag": "T"}', bytes(e[4])
     j.set_txid(ref, 1001)
     j.done(s1)
     # power cut: a new instance replays the file
     j = journal.Journal("j.log").load()
     e = j.first()
     assert len(j) == 2 and e[:4] + e[5:] == (s2, journal.K_METER, "m-2", "MeterValues", ref), e
-    assert json.loads(e[4]) == _mv(2), e
+    assert json.loads(bytes(e[4])) == _mv(2), e
     assert j.txid(ref) == 1001 and j.open == {ref: {"tag": "T", "ms": 5}}, (j.txids, j.open)
     j.done(s2)
     s4 = j.add(journal.K_STOP, "m-4", "StopTransaction", {"meterStop": 9}, ref)
@@ -294,6 +298,19 @@ def check_journal__order_done_and_replay_after_power_cut():
     j = journal.Journal("j.log").load()
     assert len(j) == 0 and j.next_seq > s4 and j.next_txref > ref, (j.next_seq, j.next_txref)
     assert os.stat("j.log")[6] < 64, "settled journal compacts to its counters"
+
+
+def check_journal__non_ascii_payload_offsets_stay_right():
+    # an idTag from the central system may be any text: offsets count bytes, not characters
+    j = journal.Journal("u.log").load()
+    s1 = j.add(journal.K_START, "m-1", "StartTransaction", {"idTag": "Zo\u00eb-\u20ac"}, 1)
+    j.add(journal.K_METER, "m-2", "MeterValues", {"a": 1}, 1)
+    assert json.loads(bytes(j.first()[4]).decode()) == {"idTag": "Zo\u00eb-\u20ac"}
+    j.done(s1)
+    e = j.first()
+    assert (e[2], bytes(e[4])) == ("m-2", b'{"a": 1}'), e
+    e = journal.Journal("u.log").load().first()  # after a reboot (the file is compacted)
+    assert (e[2], bytes(e[4])) == ("m-2", b'{"a": 1}'), e
 
 
 def check_journal__bounded_drops_oldest_samples_keeps_start_stop():
