@@ -105,3 +105,26 @@ async def test_mqtt__broker_outage_loses_nothing_and_keeps_order(gateway, tmp_pa
     finally:
         sub.close()
         broker.stop()
+
+
+async def test_mqtt__ingest_with_password_auth_takes_only_registered_stations(gateway, mqtt_broker):
+    gw = await gateway(auth="password", mqtt_url="mqtt://127.0.0.1:%d/pc" % mqtt_broker.port)
+    assert await _wait(lambda: gw.mqtt.connected)
+    await gw.register("CP-R", "password-123")
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="boards")
+    pub.connect("127.0.0.1", mqtt_broker.port)
+    pub.loop_start()
+    try:
+        for sid in ("INTRUDER", "CP-R", "INTRUDER"):
+            pub.publish("pc/%s/telemetry" % sid, json.dumps({"temp_c": 30.5, "ts": "2026-01-01T12:00:00Z"}),
+                        qos=1).wait_for_publish(5)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    assert await _wait(lambda: gw.metrics.ingest["mqtt"] >= 1)
+    await asyncio.sleep(0.5)            # the intruder's messages had time to arrive too
+    s, stations = await http(gw, "GET", "/api/stations")
+    assert [st["id"] for st in stations] == ["CP-R"], stations
+    s, rows = await http(gw, "GET", "/api/stations/CP-R/readings")
+    assert [(r["temp_c"], r["ts"]) for r in rows] == [(30.5, "2026-01-01T12:00:00Z")], rows
+    assert gw.metrics.ingest["mqtt"] == 1
