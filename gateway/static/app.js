@@ -342,7 +342,9 @@ function cardFor(st) {
   el.appendChild(pend);
   el.appendChild(grid);
   el.appendChild(h("a", {cls: "sparks-link", href: href, "aria-label": "charts of " + st.id}, sparks));
-  c = cards[st.id] = {el: el, head: head, sub: sub, grid: grid, pend: pend, canvases: canvases, rows: []};
+  c = cards[st.id] = {el: el, head: head, sub: sub, grid: grid, pend: pend, canvases: canvases, rows: [],
+                      shown: !watcher};
+  if (watcher) watcher.observe(el);
   return c;
 }
 
@@ -352,8 +354,23 @@ function setState(sid, what) {
     .catch(function (e) { showBanner(what + " " + sid + ": " + e.message); });
 }
 
+// Only cards on screen fetch their chart readings: a fleet of thousands would otherwise cost
+// the gateway one readings query per station per poll. A card scrolled into view is fetched
+// at once (a new card waits for the observer's first word, which comes right after it is added).
+var watcher = window.IntersectionObserver ? new IntersectionObserver(function (entries) {
+  var fresh = false;
+  entries.forEach(function (e) {
+    var c = cards[e.target.getAttribute("data-station")];
+    if (!c) return;
+    if (e.isIntersecting && !c.shown) fresh = true;
+    c.shown = e.isIntersecting;
+  });
+  if (fresh && document.body.getAttribute("data-loaded") === "overview") refreshSoon();
+}, {rootMargin: "200px"}) : null;
+
 function renderCard(st, rows) {
   var c = cardFor(st);
+  rows = rows || c.rows;
   c.head.querySelector(".dot").className = "dot" + (st.connected ? " on" : "");
   statusPill(c.head.querySelector(".pill"), st);
   var last = st.last_reading || {};
@@ -378,9 +395,12 @@ function renderCard(st, rows) {
 function pollOverview() {
   return api("GET", "/api/stations").then(function (list) {
     return Promise.all(list.map(function (st) {
+      var c = cards[st.id];
+      if (watcher && !(c && c.shown)) return null;   // off screen or not placed yet: charts stay as they are
       return api("GET", "/api/stations/" + encodeURIComponent(st.id) + "/readings?limit=" + CHART_POINTS)
         .catch(function () { return []; });
     })).then(function (all) {
+      document.body.setAttribute("data-fetched", String(all.filter(function (r) { return r !== null; }).length));
       var box = $("cards");
       var seen = {};
       list.forEach(function (st, i) {
@@ -526,6 +546,11 @@ function setupStation() {
 
 // --- the loop ----------------------------------------------------------------------
 var timer = null;
+
+function refreshSoon() {
+  clearTimeout(timer);
+  timer = setTimeout(refresh, 150);
+}
 
 function refresh() {
   clearTimeout(timer);

@@ -436,3 +436,20 @@ async def test_dashboard__buttons_send_commands_show_answers_and_ask_for_the_tok
             print("screenshot station-phone-after-commands.png (390x844): %s" % path)
     finally:
         await conn.__aexit__()
+
+
+async def test_dashboard__overview_fetches_chart_readings_only_for_cards_on_screen(gateway, tmp_path):
+    """A fleet page must not cost one readings query per station per poll: with 40 stations on
+    a phone screen only the first cards fetch their charts; every card still shows its status."""
+    chromium()
+    gw = await gateway(auth="none")
+    for i in range(40):
+        s, out = await http(gw, "POST", "/api/stations", {"id": "FLEET-%02d" % i, "password": "fleet-password"})
+        assert s == 201, out
+    dom = parse(await dump_dom(tmp_path, "http://127.0.0.1:%d/" % gw.port))
+    body = dom.find("body")
+    assert body.attrs.get("data-loaded") == "overview" and int(body.attrs.get("data-polls", 0)) >= 2, body.attrs
+    cards = dom.find_all("article", cls="card")
+    assert len(cards) == 40 and all(c.find("p", cls="card-sub").text() == "offline" for c in cards), len(cards)
+    fetched = int(body.attrs["data-fetched"])
+    assert 1 <= fetched <= 6, ("readings fetched for %d of 40 cards on a 390x844 screen" % fetched)
