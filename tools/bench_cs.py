@@ -150,6 +150,22 @@ def gc_summary(log_path):
     return (int(m.group(1)), float(m.group(2))) if m else (None, None)
 
 
+_GC_PAUSE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*gc pause ([0-9.]+) ms", re.M)
+
+
+def gc_pauses(log_path):
+    """[(wall time, ms)] of the pauses our gateway logged (20 ms or more; local-time stamps)."""
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return []
+    out = []
+    for m in _GC_PAUSE.finditer(text):
+        t = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000.0
+        out.append((t, float(m.group(3))))
+    return out
+
+
 def parse_prometheus(text):
     out = {}
     for line in text.splitlines():

@@ -33,6 +33,7 @@ from picocharge.firmware import ocppj
 
 STATION_FMT = "BENCH-%05d"
 ID_TAG = "BENCHTAG"
+RECONNECT_MAX_S = 120.0  # the firmware's default ocpp.reconnect_max_s
 MODES = ("paced", "closed")
 
 
@@ -62,7 +63,8 @@ class StepStats:
         self.readings_acked = 0  # ... answered with a CALLRESULT
         self.connected = 0
         self.connected_by_window = 0
-        self.connect_failures = 0
+        self.connect_failures = 0  # stations that never connected (retries included)
+        self.connect_retries = 0  # attempts refused or timed out, then retried after a backoff
         self.failure_kinds = {}
         self.dropped = 0  # connections closed under us after a successful connect
         self.unanswered = 0  # CALLs still outstanding when the step ended
@@ -249,14 +251,26 @@ class Station:
         if delay > 0:
             await asyncio.sleep(delay)
         set_up = False
-        try:
-            await self.connect()
-        except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
-            st.connect_failures += 1
-            st.fail(type(e).__name__)
-            if self.setup_count:
-                self.setup_count.mark(False)
-            return
+        attempt = 0
+        give_up = time.time() + self.spec.get("retry_for", 0.0)
+        while True:
+            try:
+                await self.connect()
+                break
+            except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
+                st.fail(type(e).__name__)
+                # as the firmware does (firmware/reconnect.py): 1, 2, 4 ... s, each uniform
+                # in [d/2, d], capped; the bench gives up after spec["retry_for"] s
+                d = min(RECONNECT_MAX_S, 2.0 ** attempt)
+                wait = d * (0.5 + 0.5 * self.rng.random())
+                attempt += 1
+                if time.time() + wait >= give_up:
+                    st.connect_failures += 1
+                    if self.setup_count:
+                        self.setup_count.mark(False)
+                    return
+                st.connect_retries += 1
+                await asyncio.sleep(wait)
         st.connected += 1
         try:
             await self.setup()

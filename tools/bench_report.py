@@ -21,8 +21,9 @@ COLUMNS = (  # (header, key, format)
     ("mqtt", "readings_mqtt", "%8s"),
     ("lost", "readings_lost", "%5s"),
     ("fail", "connect_failures", "%5d"),
+    ("retry", "connect_retries", "%5d"),
     ("drop", "dropped", "%5d"),
-    ("gcms", "cs_gc_longest_pause_ms", "%6.1f"),
+    ("gcms", "cs_gc_window_longest_ms", "%6.1f"),
     ("gen%", "generator_cpu_percent", "%6.1f"),
     ("sys%", "machine_cpu_percent", "%6.1f"),
 )
@@ -125,7 +126,7 @@ def write_chart(path, results, title="picocharge bench"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    long_runs = [r for r in results if len(r.get("timeline") or ()) >= 6]
+    long_runs = [r for r in results if r.get("timeline") and (r.get("hold_s") or 0) >= 120]
     if long_runs:
         fig, grid = plt.subplots(2, 3, figsize=(16, 9))
         axes, taxes = grid[0], grid[1]

@@ -26,7 +26,7 @@ class Options:
     def __init__(self, targets=("ours", "baseline"), steps=(10, 20, 40, 80, 160, 1000, 5000, 10000),
                  modes=("paced",), hold=30.0, interval=10.0, heartbeat=60.0, ramp=None, settle=None,
                  drain=20.0, procs=0, mqtt=True, seed=1, open_timeout=60.0, catch_up=60.0,
-                 source_addrs=1, stop_fail_ratio=0.1, firmware_steps=(5, 10, 20)):
+                 source_addrs=1, stop_fail_ratio=0.1, firmware_steps=(5, 10, 20), retry_for=120.0):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -77,7 +77,8 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         spec = {"url": cs.ws_base, "n": n, "mode": mode, "interval": opts.interval,
                 "heartbeat": opts.heartbeat, "t0": t0, "ramp": ramp, "drain": opts.drain,
                 "open_timeout": opts.open_timeout, "seed": opts.seed,
-                "source_addrs": opts.source_addrs, "setup_timeout": ramp + opts.open_timeout + 120}
+                "source_addrs": opts.source_addrs, "retry_for": opts.retry_for,
+                "setup_timeout": ramp + opts.retry_for + opts.open_timeout + 60}
         marks = {}
         threads = []
 
@@ -117,6 +118,8 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
 
     gc_full, gc_longest = bench_cs.gc_summary(cs.log_path)
     (tw0, cw0, rss_w0), (tw1, cw1, rss_w1) = marks["w0"], marks["w1"]
+    # the window's own pauses (the step's setup and teardown collect far more)
+    gc_in_window = [ms for t, ms in bench_cs.gc_pauses(cs.log_path) if tw0 <= t <= tw1]
     (busy0, all0), (busy1, all1) = marks["sys_w0"], marks["sys_w1"]
     rtt = bench_report.rtt_figures(stats.rtt_ms)
     conn = bench_report.rtt_figures(stats.connect_ms)
@@ -128,7 +131,8 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "interval_s": opts.interval if mode == "paced" else None, "heartbeat_s": opts.heartbeat,
         "ramp_s": ramp, "setup_s": stats.setup_s, "generator_procs": workers.procs,
         "connected": stats.connected, "connected_by_window": stats.connected_by_window,
-        "connect_failures": stats.connect_failures, "dropped": stats.dropped,
+        "connect_failures": stats.connect_failures, "connect_retries": stats.connect_retries,
+        "dropped": stats.dropped,
         "failure_kinds": stats.failure_kinds, "call_errors": stats.call_errors,
         "unanswered": stats.unanswered,
         "calls_in_window": stats.calls, "calls_total": stats.calls_total,
@@ -154,6 +158,8 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "uplinks_delivered": uplinks,
         "metrics_error": metrics_error,
         "cs_gc_full_collections": gc_full, "cs_gc_longest_pause_ms": gc_longest,
+        "cs_gc_window_pauses_20ms": len(gc_in_window) if gc_full is not None else None,
+        "cs_gc_window_longest_ms": (max(gc_in_window) if gc_in_window else 0.0) if gc_full is not None else None,
         "cs_log": str(cs.log_path),
     }
     res.update(rtt)

@@ -41,6 +41,10 @@ def _steps(ctx, param, value):
 @click.option("--ramp", type=float, default=None,
               help="Seconds over which a step's stations connect (0: all at once, a reconnect "
                    "storm). Default: N/400, at most 30.")
+@click.option("--retry-for", type=click.FloatRange(0.0), default=120.0, show_default=True,
+              help="A station whose connection is refused or times out retries with the "
+                   "firmware's backoff (1, 2, 4 ... s, jittered) for this many seconds; it "
+                   "counts under 'retry', and under 'fail' only if it never got in. 0: no retry.")
 @click.option("--procs", type=int, default=0,
               help="Generator processes (0: 1 below 500 stations, else one per CPU up to 4).")
 @click.option("--mqtt/--no-mqtt", default=True, show_default=True,
@@ -59,8 +63,8 @@ def _steps(ctx, param, value):
               help="Where central-system databases and logs go (default: a temporary folder, "
                    "kept and printed).")
 @json_option
-def bench(target, steps, mode, hold, interval, heartbeat, ramp, procs, mqtt, source_addrs, firmware, seed,
-          out, chart, workdir, as_json):
+def bench(target, steps, mode, hold, interval, heartbeat, ramp, retry_for, procs, mqtt, source_addrs, firmware,
+          seed, out, chart, workdir, as_json):
     """Measure a central system under N OCPP 1.6J stations, step by step.
 
     Each step starts the central system fresh, connects the stations (station ids
@@ -92,11 +96,21 @@ def bench(target, steps, mode, hold, interval, heartbeat, ramp, procs, mqtt, sou
     if firmware and max(steps) > 200:
         raise click.BadParameter("--firmware runs one micropython process per station: use steps "
                                  "of at most 200 (got %d)" % max(steps), param_hint="--steps")
+    if not firmware:
+        from .bench_load import raise_nofile
+
+        limit = raise_nofile()  # to the hard limit; the processes started here inherit it
+        if limit < max(steps) + 256:
+            raise click.ClickException(
+                "%d stations need about %d open files in the central system's process, and the "
+                "limit here is %d: raise it (ulimit -n %d, LimitNOFILE= in a systemd unit) or use "
+                "smaller --steps" % (max(steps), max(steps) + 256, limit, max(steps) + 256))
     modes = ("paced", "closed") if mode == "both" else (mode,)
     opts = bench_run.Options(targets=targets, steps=tuple(steps), firmware_steps=tuple(steps),
                              modes=("firmware",) if firmware else modes,
                              hold=hold, interval=interval, heartbeat=heartbeat, ramp=ramp,
-                             procs=procs, mqtt=mqtt, seed=seed, source_addrs=source_addrs)
+                             procs=procs, mqtt=mqtt, seed=seed, source_addrs=source_addrs,
+                             retry_for=retry_for)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="picocharge-bench-"))
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
 
