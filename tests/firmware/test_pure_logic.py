@@ -114,6 +114,20 @@ def test_mains__energy_integrates_trapezoid():
     assert abs(m.wh - 101.5) < 1e-9, m.wh
 
 
+def test_mains__energy_register_keeps_counting_in_single_precision():
+    # A Pico W's floats are float32 (the unix port's are doubles): numpy.float32 readings make
+    # the meter's arithmetic single precision here. At 4 MWh a float32 register has a spacing
+    # of 0.25 Wh, so adding 5.1 Wh at a time to it would lose ~0.1 Wh per sample.
+    import numpy  # comes with matplotlib (the test extra)
+
+    m = mains.EnergyMeter(4000000.0)
+    p = numpy.float32(3680.0)
+    for k in range(1001):
+        m.add(p, k * 5000)    # 5 s at 3.68 kW: 5.11 Wh a sample
+    want = 4000000.0 + 1000 * 3680.0 * 5 / 3600
+    assert abs(float(m.wh) - want) < 0.5, (float(m.wh), want)
+
+
 # --- safety --------------------------------------------------------------------------------
 
 def test_safety__trips_above_limit_and_clears_below_hysteresis():
