@@ -15,9 +15,9 @@ def test_demo__gateway_stations_live_table_and_nothing_left_behind(tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     lines = []
     url = None
-    charging = set()
-    end = time.monotonic() + 60
-    while time.monotonic() < end and len(charging) < 2:
+    charging, humid = set(), set()
+    end = time.monotonic() + 90
+    while time.monotonic() < end and (len(charging) < 2 or len(humid) < 2):
         line = p.stdout.readline().decode()
         if not line:
             break
@@ -28,9 +28,14 @@ def test_demo__gateway_stations_live_table_and_nothing_left_behind(tmp_path):
         m = re.match(r"(DEMO-00[12])\s+online\s+Charging\s+[\d.]+\s+\S+\s+([\d.]+)\s+(\d+)", line)
         if m and float(m.group(2)) > 10 and int(m.group(3)) > 1000:
             charging.add(m.group(1))
+        # humidity reaches the gateway only as the clock-aligned DataTransfer the demo turns on
+        m = re.match(r"(DEMO-00[12])\s+online\s+\S+\s+[\d.]+\s+(\d+)\s", line)
+        if m and 5 <= int(m.group(2)) <= 95:
+            humid.add(m.group(1))
     out = "".join(lines)
     assert url, out
     assert charging == {"DEMO-001", "DEMO-002"}, out
+    assert humid == {"DEMO-001", "DEMO-002"}, out
     page = urllib.request.urlopen(url, timeout=5).read().decode()
     assert "<html" in page.lower(), page[:200]
     os.killpg(p.pid, signal.SIGINT)   # Ctrl-C in the terminal
