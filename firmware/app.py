@@ -28,7 +28,9 @@ class Ctx:
         self.state = State()
         self.fw_version = VERSION
         self.wifi_up = asyncio.Event()
-        self.on_wifi_lost = []  # called when the Wi-Fi link drops: sockets over it are dead
+        # task name -> function called when the Wi-Fi link drops (sockets over it are dead);
+        # keyed, so a task restarted by guarded() replaces its own rather than adding one
+        self.on_wifi_lost = {}
 
 
 def load_energy():

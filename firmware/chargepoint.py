@@ -104,7 +104,7 @@ class ChargePoint:
         self.aligned = None          # clock-aligned MeterValues (no transaction) for the link
         self.humidity = None         # %RH to send as DataTransfer with the clock-aligned sample
         self.dt_ok = True            # the central system takes our Humidity DataTransfer
-        ctx.on_wifi_lost.append(self.wifi_lost)
+        ctx.on_wifi_lost["ocpp"] = self.wifi_lost
         now = ticks_ms()
         self.mv_due = now
         self.hb_due = now

@@ -39,6 +39,6 @@ async def run(ctx):
         st.links["wifi"] = "down"
         ctx.wifi_up.clear()
         _L.warn("link lost")
-        for fn in ctx.on_wifi_lost:
+        for fn in ctx.on_wifi_lost.values():
             fn()
         await asyncio.sleep(back.next())
