@@ -3,6 +3,7 @@ import json
 import secrets
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import click
@@ -82,36 +83,99 @@ def write_config(port, cfg, reset=True):
     return data
 
 
-def register(url, station_id, password, token=None, timeout=10):
-    """POST {"id", "password"} to the gateway's /api/stations; returns its JSON answer."""
-    body = json.dumps({"id": station_id, "password": password}).encode()
-    endpoint = url.rstrip("/") + "/api/stations"
-    req = urllib.request.Request(endpoint, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+def _api(method, url, path, token=None, body=None, timeout=10):
+    """(HTTP status, raw answer) of one gateway API call; ClickException when unreachable."""
+    endpoint = url.rstrip("/") + path
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(endpoint, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
     if token:
         req.add_header("Authorization", "Bearer " + token)
-    device._trace(("http", "POST", endpoint))
+    device._trace(("http", method, endpoint))
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
+            return r.status, r.read()
     except urllib.error.HTTPError as e:
-        detail = e.read()[:300].decode(errors="replace").strip()
-        hint = {401: "give the gateway's API token with --gateway-token (or PICOCHARGE_GATEWAY_TOKEN)",
-                403: "the token is not allowed to add stations",
-                409: "the station is already registered: remove it on the gateway first"}.get(
-                    e.code, "check the gateway's log")
-        raise click.ClickException("the gateway at %s refused station %s: HTTP %d %s; %s" % (
-            endpoint, station_id, e.code, detail, hint))
+        return e.code, e.read()[:300]
     except OSError as e:
         raise click.ClickException(
-            "cannot reach the gateway at %s (%s): is `picocharge gateway` running there? The "
-            "board is provisioned; run provision again with --register-gateway to register it"
+            "cannot reach the gateway at %s (%s): is `picocharge gateway` running there? Nothing "
+            "was written to any board; run the command again with --register-gateway once it answers"
             % (endpoint, getattr(e, "reason", e)))
+
+
+_HINTS = {401: "give the gateway's API token with --gateway-token (or PICOCHARGE_GATEWAY_TOKEN)",
+          403: "the token is not allowed to add stations"}
+
+
+def _refused(url, path, what, code, raw):
+    detail = raw.decode(errors="replace").strip()
+    return click.ClickException("the gateway at %s refused %s: HTTP %d %s; %s" % (
+        url.rstrip("/") + path, what, code, detail, _HINTS.get(code, "check the gateway's log")))
+
+
+def is_registered(url, station_id, token=None):
+    """Whether the gateway knows `station_id` (GET /api/stations/<id>: 200 yes, 404 no)."""
+    path = "/api/stations/" + urllib.parse.quote(station_id, safe="")
+    code, raw = _api("GET", url, path, token)
+    if code in (200, 404):
+        return code == 200
+    raise _refused(url, path, "the look-up of station %s, nothing was written to any board" % station_id,
+                   code, raw)
+
+
+def check_token(url, token=None):
+    """Refuse now, before any board is written, when the gateway would refuse to add a station:
+    a POST /api/stations with an empty body is answered 400 (bad body) once the token is
+    accepted, 401 when it is not."""
+    code, raw = _api("POST", url, "/api/stations", token, body={})
+    if code in (401, 403):
+        raise _refused(url, "/api/stations", "the API token, nothing was written to any board", code, raw)
+
+
+def register(url, station_id, password, token=None, timeout=10):
+    """POST {"id", "password"} to the gateway's /api/stations; returns its JSON answer."""
+    code, raw = _api("POST", url, "/api/stations", token,
+                     body={"id": station_id, "password": password}, timeout=timeout)
+    if code == 409:
+        raise click.ClickException(
+            "the gateway at %s already has station %s (registered by someone else since this command "
+            "looked): run the command again; a board whose password did not change is then "
+            "reported as already registered" % (url, station_id))
+    if code >= 300:
+        raise _refused(url, "/api/stations", "station %s" % station_id, code, raw)
     try:
         return json.loads(raw or b"{}")
     except ValueError:
         raise click.ClickException("the gateway at %s answered with something that is not JSON: %r"
-                                   % (endpoint, raw[:100]))
+                                   % (url, raw[:100]))
+
+
+def _registrations(url, token, plans, surveyed):
+    """{station id: "new" | "registered"}, or ClickException (before anything is written) when
+    a station the gateway already knows would get a new password: the gateway's API cannot
+    change a station's password, so the board would be refused."""
+    out, clash = {}, []
+    for port, _cfg, full in plans:
+        sid = full["station_id"]
+        if not is_registered(url, sid, token):
+            out[sid] = "new"
+            continue
+        old = inventory.flatten(surveyed[port]).get("ocpp.password")
+        if old and old == full["ocpp"]["password"]:
+            out[sid] = "registered"
+        else:
+            clash.append("%s (on %s)" % (sid, port))
+    if clash:
+        raise click.ClickException(
+            "already registered with the gateway at %s, but this would give the board a new OCPP "
+            "password, which the gateway would refuse (its API cannot change a station's password): "
+            "%s. Nothing was written to any board. Keep the board's current password (leave out "
+            "--ocpp-password and any ocpp.password column or --set, and --fresh), or remove the "
+            "station from the gateway's database and run this again" % (url, ", ".join(clash)))
+    if "new" in out.values():
+        check_token(url, token)
+    return out
 
 
 def _describe(cfg):
@@ -277,6 +341,9 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
                                        "(the gateway's ws:// address)" % full["station_id"])
         plans.append((port, cfg, full))
 
+    # the gateway: reachable, token good, no registered station about to get a new password
+    known = _registrations(register_gateway, gateway_token, plans, surveyed) if register_gateway else {}
+
     # 3. write, verify, register
     results = []
     for port, cfg, full in plans:
@@ -288,16 +355,19 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
             except device.DeviceError as e:
                 raise click.ClickException(str(e))
             entry["written"] = True
-            if register_gateway:
+            if known.get(full["station_id"]) == "new":
                 register(register_gateway, full["station_id"], full["ocpp"]["password"], gateway_token)
-                entry["registered"] = True
+            entry["registered"] = full["station_id"] in known
         results.append(entry)
         if not as_json:
             click.echo("%s %s on %s: %s" % (
                 "would write" if dry_run else "provisioned", full["station_id"], port,
                 "config.json written and verified" if not dry_run else "config valid"))
             click.echo("  " + _describe(cfg))
-            if entry["registered"]:
+            if entry["registered"] and known[full["station_id"]] == "registered":
+                click.echo("  already registered with the gateway at %s, with this password"
+                           % register_gateway)
+            elif entry["registered"]:
                 click.echo("  registered with the gateway at %s (password ***)" % register_gateway)
     skipped = [r[0]["station_id"] for r in unassigned]
     idle = [p for p in ports if p not in [x[0] for x in plans]]

@@ -180,18 +180,71 @@ def test_provision__registers_with_gateway_generated_password(vboards, pc):
         cfg = board_config(b)
         pw = cfg["ocpp"]["password"]
         assert len(pw) == 32 and int(pw, 16) >= 0, pw
-        assert len(gw.requests) == 1, gw.requests
-        path, headers, body = gw.requests[0]
+        assert len(gw.posts()) == 1, gw.requests
+        path, headers, body = gw.posts()[0]
         assert (path, body) == ("/api/stations", {"id": "CP-40", "password": pw}), gw.requests
         assert headers["Authorization"] == "Bearer gw-token-1" and headers["Content-Type"] == "application/json"
         assert pw not in r.output and "gw-token-1" not in r.output, r.output
         assert "registered with the gateway at %s (password ***)" % gw.url in r.output
 
-        # a rerun keeps the board's password and registers it again (the gateway refuses a bad token)
+        # a rerun keeps the board's password: already registered, nothing posted, no token needed
         r = pc("provision", "-p", b.device, "--no-prompt", "--register-gateway", gw.url, "--gateway-token", "wrong")
+        assert r.exit_code == 0, r.output
+        assert "already registered with the gateway at %s, with this password" % gw.url in r.output, r.output
+        assert len(gw.posts()) == 1 and board_config(b)["ocpp"]["password"] == pw, gw.requests
+    finally:
+        gw.stop()
+
+
+def test_provision__bad_gateway_token_refused_before_any_board_is_written(vboards, pc):
+    b = vboards("bench", run_main=False)
+    gw = FakeGatewayAPI(token="gw-token-1").start()
+    try:
+        r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-42",
+               "--ocpp-url", "ws://127.0.0.1:9/ocpp", "--register-gateway", gw.url, "--gateway-token", "wrong")
         assert r.exit_code == 1, r.output
         assert "HTTP 401" in r.output and "--gateway-token" in r.output, r.output
-        assert gw.requests[-1][2] == {"id": "CP-40", "password": pw}
+        assert "nothing was written to any board" in r.output, r.output
+        assert not (b.flash / "config.json").exists()
+        assert gw.posts() == [] and gw.stations == {}, gw.requests
+    finally:
+        gw.stop()
+
+
+def test_provision__register_gateway_rerun_against_the_real_gateway(vboards, tmp_path):
+    """The first run registers CP-50 only; running the same command for the fleet registers
+    CP-51 and reports CP-50 as already registered; a new password for a registered station is
+    refused before any board is written."""
+    from picocharge.cmd_demo import GatewayProcess
+
+    a, b = vboards("a-bench", run_main=False), vboards("b-bench", run_main=False)
+    inv = tmp_path / "fleet.csv"
+    inv.write_text("station_id,ocpp-url,port\nCP-50,ws://127.0.0.1:9/ocpp,a-bench\n"
+                   "CP-51,ws://127.0.0.1:9/ocpp,b-bench\n")
+    gw = GatewayProcess(tmp_path / "gw.db", extra=("--api-token", "gw-token-5")).start()
+    env = {"PICOCHARGE_GATEWAY_TOKEN": "gw-token-5"}
+    try:
+        r = run_cli("provision", "--inventory", str(inv), "--station", "CP-50", "--register-gateway", gw.url,
+                    env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert [s["id"] for s in gw.api("GET", "/api/stations")] == ["CP-50"]
+        pw50 = board_config(a)["ocpp"]["password"]
+
+        r = run_cli("provision", "--inventory", str(inv), "--register-gateway", gw.url, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "provisioned CP-50 on %s" % a.device in r.stdout, r.stdout
+        assert "already registered with the gateway at %s, with this password" % gw.url in r.stdout, r.stdout
+        assert "registered with the gateway at %s (password ***)" % gw.url in r.stdout, r.stdout
+        assert sorted(s["id"] for s in gw.api("GET", "/api/stations")) == ["CP-50", "CP-51"]
+        assert board_config(a)["ocpp"]["password"] == pw50
+
+        before = (snapshot(a.flash), snapshot(b.flash))
+        r = run_cli("provision", "--inventory", str(inv), "--register-gateway", gw.url,
+                    "--ocpp-password", "another-password-1", env=env)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "CP-50 (on %s), CP-51 (on %s)" % (a.device, b.device) in r.stderr, r.stderr
+        assert "Nothing was written to any board" in r.stderr and "another-password-1" not in r.stderr, r.stderr
+        assert (snapshot(a.flash), snapshot(b.flash)) == before
     finally:
         gw.stop()
 
@@ -204,6 +257,8 @@ def test_provision__unreachable_gateway_says_what_to_do(vboards, pc):
            "--register-gateway", "http://127.0.0.1:%d" % free_port())
     assert r.exit_code == 1, r.output
     assert "cannot reach the gateway" in r.output and "--register-gateway" in r.output, r.output
+    assert "Nothing was written to any board" in r.output, r.output
+    assert not (b.flash / "config.json").exists()
 
 
 def test_provision__dry_run_shows_masked_config_and_writes_nothing(vboards, pc):
