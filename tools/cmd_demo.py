@@ -22,7 +22,7 @@ import click
 from . import unixport
 from .fleet import SimFleet
 from .paths import board_dir
-from .procs import stop_process
+from .procs import stop_on_signals, stop_process
 
 # one scenario per station, round-robin, so the dashboard has something to show
 DEMO_SCENARIOS = ["charging", "overheat", "flaky"]
@@ -105,8 +105,8 @@ def demo(count, port, data_dir, duration, refresh):
 
     The dashboard address is printed first; open it in a browser. Each station runs the
     real firmware under the MicroPython unix port on its own flash folder and speaks OCPP
-    1.6J to the gateway with its own password. Ctrl-C stops everything and leaves no
-    process behind.
+    1.6J to the gateway with its own password. Ctrl-C, SIGTERM or SIGHUP stops everything
+    and leaves no process behind.
     """
     keep = data_dir is not None
     root = Path(data_dir) if keep else Path(tempfile.mkdtemp(prefix="picocharge-demo-"))
@@ -115,64 +115,65 @@ def demo(count, port, data_dir, duration, refresh):
         unixport.find_micropython()
     except unixport.NoMicroPython as e:
         raise click.ClickException(str(e))
-    gw = GatewayProcess(root / "gateway.db", port=port)
-    fleet = None
-    try:
-        gw.start()
-        ids = ["DEMO-%03d" % (i + 1) for i in range(count)]
-        passwords = {}
-        for sid in ids:
-            pw = secrets.token_urlsafe(12)
-            try:
-                gw.api("POST", "/api/stations", {"id": sid, "password": pw})
+    with stop_on_signals():
+        gw = GatewayProcess(root / "gateway.db", port=port)
+        fleet = None
+        try:
+            gw.start()
+            ids = ["DEMO-%03d" % (i + 1) for i in range(count)]
+            passwords = {}
+            for sid in ids:
+                pw = secrets.token_urlsafe(12)
+                try:
+                    gw.api("POST", "/api/stations", {"id": sid, "password": pw})
+                except urllib.error.HTTPError as e:
+                    if e.code != 409:  # already registered from an earlier run with --data
+                        raise click.ClickException("registering %s: HTTP %d %s" % (sid, e.code, e.read()[:200]))
+                    pw = None
+                passwords[sid] = pw
+            try:  # the stations' local start button uses this tag
+                gw.api("POST", "/api/id-tags", {"id_tag": DEMO_TAG, "status": "Accepted"})
             except urllib.error.HTTPError as e:
-                if e.code != 409:  # already registered from an earlier run with --data
-                    raise click.ClickException("registering %s: HTTP %d %s" % (sid, e.code, e.read()[:200]))
-                pw = None
-            passwords[sid] = pw
-        try:  # the stations' local start button uses this tag
-            gw.api("POST", "/api/id-tags", {"id_tag": DEMO_TAG, "status": "Accepted"})
-        except urllib.error.HTTPError as e:
-            raise click.ClickException("adding the demo id tag: HTTP %d %s" % (e.code, e.read()[:200]))
-        ws = gw.url.replace("http://", "ws://", 1) + "/ocpp"
-        fleet = _demo_fleet(root / "stations", ids, ws, passwords)
-        fleet.start(stagger_s=0.2)
-        click.echo("dashboard: %s/" % gw.url)
-        click.echo("%d stations running the real firmware; Ctrl-C stops everything" % count)
-        end = time.monotonic() + duration if duration else None
-        next_table = time.monotonic() + refresh
-        aligned = set()
-        while end is None or time.monotonic() < end:
-            time.sleep(0.2)
-            fleet.supervise()
-            while True:  # the stations' own warnings and errors are worth seeing
-                try:
-                    sid, line = fleet.lines.get_nowait()
-                except queue.Empty:
-                    break
-                if line and ("] W:" in line or "] E:" in line):
-                    click.echo("%s | %s" % (sid, line))
-            if time.monotonic() >= next_table:
-                next_table += refresh
-                try:
-                    stations = gw.api("GET", "/api/stations")
-                except OSError as e:
-                    click.echo("gateway API: %s" % e)
-                    continue
-                if isinstance(stations, dict):
-                    stations = stations.get("stations", [])
-                _align(gw, stations, aligned)
-                click.echo("\n" + station_table(stations))
-            if gw.proc.poll() is not None:
-                raise click.ClickException("the gateway stopped:\n" + "\n".join(gw.log[-20:]))
-    except KeyboardInterrupt:
-        click.echo("\nstopping...")
-    finally:
-        if fleet:
-            fleet.stop()
-        gw.stop()
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+                raise click.ClickException("adding the demo id tag: HTTP %d %s" % (e.code, e.read()[:200]))
+            ws = gw.url.replace("http://", "ws://", 1) + "/ocpp"
+            fleet = _demo_fleet(root / "stations", ids, ws, passwords)
+            fleet.start(stagger_s=0.2)
+            click.echo("dashboard: %s/" % gw.url)
+            click.echo("%d stations running the real firmware; Ctrl-C stops everything" % count)
+            end = time.monotonic() + duration if duration else None
+            next_table = time.monotonic() + refresh
+            aligned = set()
+            while end is None or time.monotonic() < end:
+                time.sleep(0.2)
+                fleet.supervise()
+                while True:  # the stations' own warnings and errors are worth seeing
+                    try:
+                        sid, line = fleet.lines.get_nowait()
+                    except queue.Empty:
+                        break
+                    if line and ("] W:" in line or "] E:" in line):
+                        click.echo("%s | %s" % (sid, line))
+                if time.monotonic() >= next_table:
+                    next_table += refresh
+                    try:
+                        stations = gw.api("GET", "/api/stations")
+                    except OSError as e:
+                        click.echo("gateway API: %s" % e)
+                        continue
+                    if isinstance(stations, dict):
+                        stations = stations.get("stations", [])
+                    _align(gw, stations, aligned)
+                    click.echo("\n" + station_table(stations))
+                if gw.proc.poll() is not None:
+                    raise click.ClickException("the gateway stopped:\n" + "\n".join(gw.log[-20:]))
+        except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP
+            click.echo("\nstopping...")
+        finally:
+            if fleet:
+                fleet.stop()
+            gw.stop()
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
     click.echo("stopped")
 
 

@@ -7,7 +7,7 @@ import click
 
 from . import unixport
 from .paths import board_dir
-from .procs import stop_process
+from .procs import stop_on_signals, stop_process
 
 
 def scenario_path(name):
@@ -39,7 +39,7 @@ def run(flash_dir, config_file, scenario, heap, web_port):
     """Run the real firmware on the simulated unix board and show its console.
 
     Without --config, a board that has none is given a demo config (station SIM-1,
-    status page on --web-port). Ctrl-C stops it.
+    status page on --web-port). Ctrl-C, SIGTERM or SIGHUP stops it.
     """
     from .firmware import config as fwconfig
 
@@ -65,21 +65,23 @@ def run(flash_dir, config_file, scenario, heap, web_port):
     except fwconfig.ConfigError as e:
         raise click.ClickException("%s: %s" % (target, e))
     sc = scenario_path(scenario)
-    try:
-        # its own session: Ctrl-C reaches us, and we stop the board (like pulling its plug;
-        # the firmware keeps its state on flash for exactly that)
-        proc = unixport.start_firmware(flash, scenario=sc, heap=heap, stdout=None, stderr=None,
-                                       start_new_session=True)
-    except unixport.NoMicroPython as e:
-        raise click.ClickException(str(e))
-    if cfg["web"]["enabled"]:
-        click.echo("status page: http://127.0.0.1:%d/  (Ctrl-C stops)" % cfg["web"]["port"], err=True)
-    try:
-        rc = proc.wait()
-    except KeyboardInterrupt:
-        stop_process(proc)
-        click.echo("stopped %s" % cfg["station_id"], err=True)
-        return
+    proc = None
+    with stop_on_signals():
+        try:
+            # its own session: Ctrl-C reaches us, and we stop the board (like pulling its plug;
+            # the firmware keeps its state on flash for exactly that)
+            proc = unixport.start_firmware(flash, scenario=sc, heap=heap, stdout=None, stderr=None,
+                                           start_new_session=True)
+            if cfg["web"]["enabled"]:
+                click.echo("status page: http://127.0.0.1:%d/  (Ctrl-C stops)" % cfg["web"]["port"],
+                           err=True)
+            rc = proc.wait()
+        except unixport.NoMicroPython as e:
+            raise click.ClickException(str(e))
+        except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP
+            stop_process(proc)
+            click.echo("stopped %s" % cfg["station_id"], err=True)
+            return
     if rc == 78:
         raise click.ClickException("the board refused its config (see the [config] line above)")
     sys.exit(rc if rc not in (-2, -15) else 0)

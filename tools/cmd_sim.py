@@ -10,6 +10,7 @@ import click
 from . import unixport
 from .cmd_run import scenario_path
 from .fleet import SimFleet
+from .procs import stop_on_signals
 
 
 @click.command()
@@ -37,7 +38,8 @@ def sim(count, central, password, mqtt_url, scenario, prefix, flash_root, interv
     its own flash folder, against a central system and/or an MQTT broker.
 
     Each line of output is prefixed with the station id. Stations whose firmware resets
-    are restarted on the same flash folder, as a board reboots. Ctrl-C stops them all.
+    are restarted on the same flash folder, as a board reboots. Ctrl-C, SIGTERM or SIGHUP
+    stops them all.
     """
     base = {"sensors": {"interval_s": interval}}
     if central:
@@ -61,27 +63,29 @@ def sim(count, central, password, mqtt_url, scenario, prefix, flash_root, interv
                          base_config=base, scenario=sc_data, heap=heap)
     except ValueError as e:
         raise click.ClickException(str(e))
-    try:
-        fleet.start()
-    except unixport.NoMicroPython as e:
-        raise click.ClickException(str(e))
-    click.echo("%d stations running, flash folders under %s (Ctrl-C stops)" % (count, root), err=True)
-    end = time.monotonic() + duration if duration else None
-    try:
-        while end is None or time.monotonic() < end:
+    with stop_on_signals():
+        try:
             try:
-                sid, line = fleet.lines.get(timeout=0.5)
-            except queue.Empty:
-                line = sid = None
-            if line is not None and (not quiet or "] W:" in line or "] E:" in line):
-                click.echo("%s | %s" % (sid, line))
-            fleet.supervise()
-            if not fleet.alive() and fleet.lines.empty():
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fleet.stop()
+                fleet.start()
+            except unixport.NoMicroPython as e:
+                raise click.ClickException(str(e))
+            click.echo("%d stations running, flash folders under %s (Ctrl-C stops)" % (count, root),
+                       err=True)
+            end = time.monotonic() + duration if duration else None
+            while end is None or time.monotonic() < end:
+                try:
+                    sid, line = fleet.lines.get(timeout=0.5)
+                except queue.Empty:
+                    line = sid = None
+                if line is not None and (not quiet or "] W:" in line or "] E:" in line):
+                    click.echo("%s | %s" % (sid, line))
+                fleet.supervise()
+                if not fleet.alive() and fleet.lines.empty():
+                    break
+        except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP
+            pass
+        finally:
+            fleet.stop()
     bad = [s for s in fleet.stations if s.proc.returncode not in (0, -15, -2, 75, None)]
     if bad:
         raise click.ClickException("station(s) stopped with an error: %s" % ", ".join(

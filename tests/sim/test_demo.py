@@ -7,6 +7,9 @@ import sys
 import time
 import urllib.request
 
+import pytest
+from sim_support import firmware_pids, procs_of, wait_gone
+
 
 def test_demo__gateway_stations_live_table_and_nothing_left_behind(tmp_path):
     data = tmp_path / "demo"
@@ -38,12 +41,34 @@ def test_demo__gateway_stations_live_table_and_nothing_left_behind(tmp_path):
     assert humid == {"DEMO-001", "DEMO-002"}, out
     page = urllib.request.urlopen(url, timeout=5).read().decode()
     assert "<html" in page.lower(), page[:200]
+    running = procs_of(data)   # the gateway (--db under data) and each station's firmware
+    assert len(firmware_pids(data)) == 2 and len(running) >= 3, running
     os.killpg(p.pid, signal.SIGINT)   # Ctrl-C in the terminal
     rest = p.communicate(timeout=30)[0].decode()
     assert p.returncode == 0, out + rest
     assert rest.rstrip().endswith("stopped"), rest
-    time.sleep(0.5)
-    r = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True)
-    assert r.stdout.strip() == "", "processes left behind: " + r.stdout
+    assert wait_gone(running) == set(), "processes left behind: %s" % procs_of(data)
     # the readings are in the gateway's database, kept with --data
     assert (data / "gateway.db").is_file()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP"])
+def test_demo__a_stop_signal_leaves_no_process_behind(tmp_path, how):
+    data = tmp_path / "demo"
+    p = subprocess.Popen([sys.executable, "-m", "picocharge.cli", "demo", "-n", "1", "--port", "0",
+                          "--refresh", "60", "--data", str(data)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines = []
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not any(l.startswith("1 stations running") for l in lines):
+        line = p.stdout.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+    running = procs_of(data)
+    assert len(firmware_pids(data)) == 1 and len(running) >= 2, ("".join(lines), running)
+    p.send_signal(getattr(signal, how))   # `kill`, a service manager, a closed terminal
+    rest = p.communicate(timeout=30)[0].decode()
+    assert p.returncode == 0, "".join(lines) + rest
+    assert rest.rstrip().endswith("stopped"), rest
+    assert wait_gone(running) == set(), "processes left behind: %s" % procs_of(data)

@@ -1,10 +1,14 @@
 """`picocharge sim` through the real CLI: real firmware processes, a real broker."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
+from sim_support import firmware_pids, procs_of, wait_gone
 
 
 def run_cli(*args, timeout=60):
@@ -47,3 +51,31 @@ def test_sim__bad_options_are_usage_errors():
     assert r.returncode == 2 and "shipped: charging, flaky, overheat" in r.stderr, r.stderr
     r = run_cli("sim", "-n", "0")
     assert r.returncode == 2, r.stderr
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "SIGTERM", "SIGHUP"])
+def test_sim__a_stop_signal_leaves_no_station_running(tmp_path, how):
+    root = tmp_path / "fleet"
+    p = subprocess.Popen([sys.executable, "-m", "picocharge.cli", "sim", "-n", "2", "--interval", "1",
+                          "--flash-root", str(root)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    seen, lines = set(), []
+    end = time.monotonic() + 30
+    while time.monotonic() < end and len(seen) < 2:
+        line = p.stdout.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+        if "| [meter] I:" in line:
+            seen.add(line.split(" |", 1)[0])
+    assert seen == {"SIM-001", "SIM-002"}, "".join(lines)
+    fw = firmware_pids(root)
+    assert len(fw) == 2, procs_of(root)
+    if how == "ctrl-c":
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        p.send_signal(getattr(signal, how))
+    out = p.communicate(timeout=30)[0].decode()
+    assert p.returncode == 0, "".join(lines) + out
+    assert wait_gone(fw) == set(), "stations left running: %s" % procs_of(root)
+    assert procs_of(tmp_path) == {}, "left behind: %s" % procs_of(tmp_path)
