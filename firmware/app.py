@@ -70,6 +70,9 @@ async def sample_task(ctx):
             th = await dht.read()
             if th:
                 st.temp_c, st.humidity = th
+            if over.read_cycle(th is not None):
+                # a dead DHT11's last reading is stale: report nothing rather than a lie
+                st.temp_c = st.humidity = None
             st.dht_errors = dht.errors
             b.adc_burst(buf_i, buf_v, rate)
             irms, vrms, p = mains.analyse(buf_i, buf_v, n, s["current_scale"], s["voltage_scale"],
@@ -79,14 +82,18 @@ async def sample_task(ctx):
             st.power_w = round(p if p > 0 else 0.0, 1)
             st.energy_wh = meter.add(st.power_w)
             st.chip_temp_c = round(mains.chip_temp_c(b.read_chip_temp()), 1)
-            # safety first: a hot enclosure opens the relay at once
-            hot = over.update(st.temp_c)
-            if hot and st.fault != overtemp.FAULT:
-                st.fault = overtemp.FAULT
-                _L.error("enclosure %.0f degC above %.0f: relay opened", st.temp_c, over.max_c)
-            elif not hot and st.fault == overtemp.FAULT:
-                st.fault = None
-                _L.info("enclosure %.0f degC: fault cleared", st.temp_c)
+            # safety first: a hot enclosure, or a DHT11 that stopped answering, opens the relay at once
+            over.update(st.temp_c)
+            fault, info = over.fault()
+            if fault != st.fault:
+                if fault == overtemp.FAULT:
+                    _L.error("enclosure %.0f degC above %.0f: relay opened", st.temp_c, over.max_c)
+                elif fault:
+                    _L.error("%s for %d read cycles: relay opened", info, over.missed)
+                else:
+                    _L.info("enclosure %.0f degC: %s fault cleared", st.temp_c, st.fault)
+                st.fault = fault
+                st.fault_info = info
             if free_charge:
                 st.charge_wanted = True
                 st.status = "Faulted" if st.fault else ("Charging" if st.current_a > 0.5 else "Available")

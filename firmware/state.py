@@ -27,6 +27,7 @@ class State:
         # connector 1
         self.status = "Available"  # OCPP ChargePointStatus
         self.fault = None          # None or an OCPP ChargePointErrorCode, e.g. "HighTemperature"
+        self.fault_info = None     # what the errorCode alone does not say, e.g. "DHT11 not answering"
         self.relay = False
         # True when something (a transaction, or free-charge mode) wants power delivered
         self.charge_wanted = False

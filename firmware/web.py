@@ -24,7 +24,7 @@ L.forEach(l=>{var v=d.readings[l[0]];h+="<tr><td>"+l[1]+"</td><td>"+(v==null?"-"
 for(var k in d.links)h+="<tr><td>"+k+"</td><td>"+d.links[k]+"</td></tr>";
 h+="<tr><td>uptime</td><td>"+d.uptime_s+" s</td></tr><tr><td>free memory</td><td>"+d.mem_free+" B</td></tr>";
 document.getElementById("t").innerHTML=h;
-document.getElementById("status").textContent=d.status+(d.fault?" ("+d.fault+")":"")+(d.relay?", relay closed":"")})}
+document.getElementById("status").textContent=d.status+(d.fault?" ("+(d.fault_info||d.fault)+")":"")+(d.relay?", relay closed":"")})}
 u();setInterval(u,2000)</script></body></html>"""
 
 
@@ -35,7 +35,8 @@ def status(ctx):
     del r["fault"]
     return {
         "station_id": ctx.cfg["station_id"], "firmware": ctx.fw_version, "board": ctx.board.name,
-        "status": st.status, "fault": st.fault, "relay": st.relay, "readings": r,
+        "status": st.status, "fault": st.fault, "fault_info": st.fault_info, "relay": st.relay,
+        "readings": r,
         "links": st.links, "counters": st.counters, "uptime_s": st.uptime_s(),
         "mem_free": gc.mem_free(), "mem_alloc": gc.mem_alloc(), "dht_errors": st.dht_errors,
     }
