@@ -53,6 +53,7 @@ _REBOOT = ("ConnectorPhaseRotation",)
 def _from_cfg(ocfg):
     return {"HeartbeatInterval": ocfg["heartbeat_s"],
             "MeterValueSampleInterval": ocfg["meter_interval_s"],
+            "ClockAlignedDataInterval": ocfg["clock_aligned_s"],
             "ConnectionTimeOut": ocfg["connection_timeout_s"]}
 
 

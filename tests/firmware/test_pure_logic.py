@@ -21,6 +21,7 @@ def test_config__valid_minimal_fills_defaults():
     cfg = config.validate({"station_id": "CP-1"})
     assert cfg["mqtt"]["port"] == 1883 and cfg["thingspeak"]["min_interval_s"] == 15, cfg
     assert cfg["sensors"]["mains_hz"] == 50
+    assert cfg["ocpp"]["clock_aligned_s"] == 0, cfg["ocpp"]  # clock-aligned data off
 
 
 @pytest.mark.parametrize("data,key,words", [
@@ -31,6 +32,7 @@ def test_config__valid_minimal_fills_defaults():
     ({"station_id": "CP-1", "mqtt": {"prot": 1}}, "mqtt.prot", "unknown key"),
     ({"station_id": "CP-1", "ocpp": {"url": "http://cs/ocpp"}}, "ocpp.url", "ws:// or wss://"),
     ({"station_id": "CP-1", "ocpp": {"url": "cs:9000"}}, "ocpp.url", "not a URL"),
+    ({"station_id": "CP-1", "ocpp": {"clock_aligned_s": -1}}, "ocpp.clock_aligned_s", "out of range"),
     ({"station_id": "CP-1", "thingspeak": {"enabled": True}}, "thingspeak.write_key", "required"),
     ({"station_id": "CP-1", "mqtt": {"enabled": True}}, "mqtt.host", "required"),
     ({"station_id": "CP-1", "log_level": "loud"}, "log_level", "not one of"),

@@ -215,7 +215,7 @@ def check_time__next_aligned_counts_from_midnight_utc():
 
 # --- configuration keys ---------------------------------------------------------------------
 
-_OCFG = {"heartbeat_s": 300, "meter_interval_s": 60, "connection_timeout_s": 45}
+_OCFG = {"heartbeat_s": 300, "meter_interval_s": 60, "connection_timeout_s": 45, "clock_aligned_s": 0}
 
 
 def check_keys__defaults_change_persist_and_answers():
@@ -230,7 +230,9 @@ def check_keys__defaults_change_persist_and_answers():
     assert k.change("NumberOfConnectors", "2") == "Rejected"
     assert k.change("NoSuchKey", "1") == "NotSupported"
     assert k.change("ConnectorPhaseRotation", "RST") == "RebootRequired"
-    # clock-aligned data: measurands checked like MeterValuesSampledData, each list its own
+    # clock-aligned data: the interval's default from the config (ocpp.clock_aligned_s)
+    assert ocpp_keys.Keys(dict(_OCFG, clock_aligned_s=900), "other.json")["ClockAlignedDataInterval"] == 900
+    # measurands checked like MeterValuesSampledData, each list its own
     # ...MaxLength; StopTxnAlignedData is not put in transactionData (max length 0)
     assert k.measurands("MeterValuesAlignedData") == ["Energy.Active.Import.Register", "Temperature"]
     assert k["ClockAlignedDataInterval"] == 0
