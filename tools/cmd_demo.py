@@ -108,13 +108,13 @@ def demo(count, port, data_dir, duration, refresh):
     1.6J to the gateway with its own password. Ctrl-C, SIGTERM or SIGHUP stops everything
     and leaves no process behind.
     """
-    keep = data_dir is not None
-    root = Path(data_dir) if keep else Path(tempfile.mkdtemp(prefix="picocharge-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
+    try:   # before any folder is made: nothing to clean up when it is missing
         unixport.find_micropython()
     except unixport.NoMicroPython as e:
         raise click.ClickException(str(e))
+    keep = data_dir is not None
+    root = Path(data_dir) if keep else Path(tempfile.mkdtemp(prefix="picocharge-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
     with stop_on_signals():
         gw = GatewayProcess(root / "gateway.db", port=port)
         fleet = None

@@ -1,76 +1,120 @@
 """`picocharge sim`: N simulated stations (the real firmware under the unix port)."""
 import json
 import queue
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
-from . import unixport
+from . import inventory, unixport
 from .cmd_run import scenario_path
 from .fleet import SimFleet
+from .options import set_option
 from .procs import stop_on_signals
 
 
 @click.command()
 @click.option("-n", "--stations", "count", type=click.IntRange(1, 500), default=3, show_default=True,
               help="How many stations.")
-@click.option("--central", envvar="PICOCHARGE_CENTRAL_URL",
-              help="OCPP central system, e.g. ws://127.0.0.1:9000/ocpp (the station id is appended).")
-@click.option("--password", envvar="PICOCHARGE_OCPP_PASSWORD",
-              help="OCPP Basic-auth password for every station (never printed).")
-@click.option("--mqtt", "mqtt_url", help="Also publish telemetry to this broker: mqtt://host:port.")
+@click.option("--central", envvar="PICOCHARGE_CENTRAL_URL", metavar="URL",
+              help="OCPP central system, e.g. ws://127.0.0.1:9000/ocpp (the station id is appended). "
+                   "[env: PICOCHARGE_CENTRAL_URL]")
+@click.option("--password", envvar="PICOCHARGE_OCPP_PASSWORD", metavar="SECRET",
+              help="OCPP Basic-auth password for every station (never printed). "
+                   "[env: PICOCHARGE_OCPP_PASSWORD]")
+@click.option("--id-tag", metavar="TAG",
+              help="Id tag the stations' start button presents (ocpp.id_tag): without one a button "
+                   "press starts no transaction; the central system must accept the tag.")
+@click.option("--mqtt", "mqtt_url", metavar="URL",
+              help="Also publish telemetry to this broker: mqtt://[user:password@]host[:port].")
 @click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky.")
 @click.option("--prefix", default="SIM-", show_default=True, help="Station id prefix.")
 @click.option("--flash-root", type=click.Path(file_okay=False),
-              help="Folder for the stations' flash folders (default: a temporary folder).")
+              help="Folder for the stations' flash folders (default: a temporary folder, removed at "
+                   "the end).")
 @click.option("--interval", type=click.IntRange(1, 3600), default=2, show_default=True,
               help="Seconds between samples.")
 @click.option("--meter-interval", type=click.IntRange(1, 86400), default=10, show_default=True,
               help="OCPP MeterValueSampleInterval in seconds.")
-@click.option("--heap", default=unixport.DEFAULT_HEAP, show_default=True)
+@set_option
+@click.option("--heap", default=unixport.DEFAULT_HEAP, show_default=True,
+              help="MicroPython heap size per station (192K on 64-bit ~ the Pico W's ~100K on 32-bit).")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
 @click.option("--quiet", is_flag=True, help="Only print warnings and errors from the stations.")
-def sim(count, central, password, mqtt_url, scenario, prefix, flash_root, interval, meter_interval,
-        heap, duration, quiet):
+def sim(count, central, password, id_tag, mqtt_url, scenario, prefix, flash_root, interval,
+        meter_interval, sets, heap, duration, quiet):
     """Run N simulated stations: the real firmware under the MicroPython unix port, each on
     its own flash folder, against a central system and/or an MQTT broker.
 
     Each line of output is prefixed with the station id. Stations whose firmware resets
     are restarted on the same flash folder, as a board reboots. Ctrl-C, SIGTERM or SIGHUP
-    stops them all.
+    stops them all. --set applies any config key to every station, after the options above.
+
+    \b
+    A charging session against a central system that accepts the tag TAG-1:
+      picocharge sim -n 2 --central ws://127.0.0.1:9000/ocpp --id-tag TAG-1 --scenario charging
     """
     base = {"sensors": {"interval_s": interval}}
     if central:
         if not central.startswith(("ws://", "wss://")):
             raise click.BadParameter("must start with ws:// or wss://", param_hint="--central")
         base["ocpp"] = {"meter_interval_s": meter_interval, "heartbeat_s": 60}
+    if id_tag is not None:
+        try:
+            inventory.set_dotted(base, "ocpp.id_tag", inventory.coerce("ocpp.id_tag", id_tag))
+        except inventory.InventoryError as e:
+            raise click.BadParameter(str(e), param_hint="--id-tag")
     if mqtt_url:
-        from urllib.parse import urlsplit
+        from urllib.parse import unquote, urlsplit
 
-        u = urlsplit(mqtt_url)
-        if u.scheme not in ("mqtt", "") or not u.hostname:
-            raise click.BadParameter("expected mqtt://host:port", param_hint="--mqtt")
-        base["mqtt"] = {"enabled": True, "host": u.hostname, "port": u.port or 1883, "interval_s": interval}
+        u = urlsplit(mqtt_url if "://" in mqtt_url else "mqtt://" + mqtt_url)
+        try:
+            port = u.port
+        except ValueError:
+            port = -1
+        if u.scheme != "mqtt" or not u.hostname or port == -1:
+            raise click.BadParameter("expected mqtt://[user:password@]host[:port] (mqtts:// is not "
+                                     "supported by the firmware)", param_hint="--mqtt")
+        base["mqtt"] = {"enabled": True, "host": u.hostname, "port": port or 1883, "interval_s": interval}
+        if u.username:
+            base["mqtt"]["user"] = unquote(u.username)
+        if u.password:
+            base["mqtt"]["password"] = unquote(u.password)
+    for k, v in sets:
+        inventory.set_dotted(base, k, v)
     sc = scenario_path(scenario)
     sc_data = json.loads(Path(sc).read_text()) if sc else {}
-    root = Path(flash_root) if flash_root else Path(tempfile.mkdtemp(prefix="picocharge-sim-"))
     try:
-        fleet = SimFleet(root, count, prefix=prefix, central=central,
-                         passwords={("%s%0*d" % (prefix, max(3, len(str(count))), i + 1)): password
-                                    for i in range(count)} if password else None,
-                         base_config=base, scenario=sc_data, heap=heap)
-    except ValueError as e:
+        unixport.find_micropython()
+    except unixport.NoMicroPython as e:
         raise click.ClickException(str(e))
+    temp = None if flash_root else tempfile.mkdtemp(prefix="picocharge-sim-")
+    root = Path(flash_root or temp)
+    try:
+        try:
+            fleet = SimFleet(root, count, prefix=prefix, central=central,
+                             passwords={("%s%0*d" % (prefix, max(3, len(str(count))), i + 1)): password
+                                        for i in range(count)} if password else None,
+                             base_config=base, scenario=sc_data, heap=heap)
+        except ValueError as e:
+            raise click.ClickException(str(e))
+        _run(fleet, "%s%s" % (root, " (removed at the end)" if temp else ""), duration, quiet)
+    finally:
+        if temp:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _run(fleet, where, duration, quiet):
     with stop_on_signals():
         try:
             try:
                 fleet.start()
             except unixport.NoMicroPython as e:
                 raise click.ClickException(str(e))
-            click.echo("%d stations running, flash folders under %s (Ctrl-C stops)" % (count, root),
-                       err=True)
+            click.echo("%d stations running, flash folders under %s; Ctrl-C stops"
+                       % (len(fleet.stations), where), err=True)
             end = time.monotonic() + duration if duration else None
             while end is None or time.monotonic() < end:
                 try:
@@ -86,7 +130,7 @@ def sim(count, central, password, mqtt_url, scenario, prefix, flash_root, interv
             pass
         finally:
             fleet.stop()
-    bad = [s for s in fleet.stations if s.proc.returncode not in (0, -15, -2, 75, None)]
+    bad = [s for s in fleet.stations if s.proc and s.proc.returncode not in (0, -15, -2, 75, None)]
     if bad:
         raise click.ClickException("station(s) stopped with an error: %s" % ", ".join(
             "%s (exit %s)" % (s.id, s.proc.returncode) for s in bad))

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from . import device
+from . import device, inventory
 
 
 def port_option(f):
@@ -49,6 +49,25 @@ def board_option(f):
         callback=_check_board,
         help="Board module to deploy: pico_w for a real Pico W, unix for a virtual board. "
              "[env: PICOCHARGE_BOARD]")(f)
+
+
+def _parse_sets(ctx, param, values):
+    """--set KEY=VALUE items -> [(dotted key, value as the schema's type)]; a usage error
+    (exit 2) for a malformed item, an unknown key or a value of the wrong type."""
+    out = []
+    for item in values:
+        try:
+            out.append(inventory.parse_set(item))
+        except inventory.InventoryError as e:
+            raise click.BadParameter(str(e), ctx=ctx, param=param)
+    return out
+
+
+def set_option(f):
+    return click.option(
+        "--set", "sets", multiple=True, metavar="KEY=VALUE", callback=_parse_sets,
+        help="Any board config key (firmware/config.py), e.g. --set sensors.current_scale=0.0012 "
+             "(repeatable).")(f)
 
 
 def pick_port(port):

@@ -51,6 +51,12 @@ def test_sim__bad_options_are_usage_errors():
     assert r.returncode == 2 and "shipped: charging, flaky, overheat" in r.stderr, r.stderr
     r = run_cli("sim", "-n", "0")
     assert r.returncode == 2, r.stderr
+    r = run_cli("sim", "--set", "mqtt.portt=1")
+    assert r.returncode == 2 and "unknown config key 'mqtt.portt'" in r.stderr, r.stderr
+    r = run_cli("sim", "--set", "mqtt.port")
+    assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr, r.stderr
+    r = run_cli("sim", "--mqtt", "http://broker")
+    assert r.returncode == 2 and "expected mqtt://[user:password@]host[:port]" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "SIGTERM", "SIGHUP"])
@@ -79,3 +85,61 @@ def test_sim__a_stop_signal_leaves_no_station_running(tmp_path, how):
     assert p.returncode == 0, "".join(lines) + out
     assert wait_gone(fw) == set(), "stations left running: %s" % procs_of(root)
     assert procs_of(tmp_path) == {}, "left behind: %s" % procs_of(tmp_path)
+
+
+def test_sim__charging_session_against_the_real_gateway(tmp_path):
+    """--id-tag: the start button's press becomes a transaction the gateway accepts, and the
+    session's meter values are stored as readings."""
+    from picocharge.cmd_demo import GatewayProcess
+
+    gw = GatewayProcess(tmp_path / "gw.db", extra=("--auth", "none")).start()
+    try:
+        gw.api("POST", "/api/id-tags", {"id_tag": "TAG-7", "status": "Accepted"})
+        ws = gw.url.replace("http://", "ws://", 1) + "/ocpp"
+        r = run_cli("sim", "-n", "1", "--central", ws, "--id-tag", "TAG-7", "--scenario", "charging",
+                    "--interval", "1", "--meter-interval", "2", "--set", "ocpp.heartbeat_s=30",
+                    "--duration", "20", "--flash-root", str(tmp_path / "fleet"))
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        assert "id_tag is empty" not in r.stdout, r.stdout[-3000:]
+        tx = gw.api("GET", "/api/stations/SIM-001/transactions")
+        assert [(t["id_tag"], t["connector"]) for t in tx] == [("TAG-7", 1)], tx
+        readings = gw.api("GET", "/api/stations/SIM-001/readings")
+        assert any(x.get("current_a", 0) > 10 and x.get("power_w", 0) > 1000 for x in readings), readings
+        cfg = json.loads((tmp_path / "fleet" / "SIM-001" / "config.json").read_text())
+        assert cfg["ocpp"]["id_tag"] == "TAG-7" and cfg["ocpp"]["heartbeat_s"] == 30, cfg
+    finally:
+        gw.stop()
+
+
+def test_sim__set_and_mqtt_credentials_reach_the_config(tmp_path):
+    root = tmp_path / "fleet"
+    r = run_cli("sim", "-n", "1", "--mqtt", "mqtt://alice:s%3Acret@127.0.0.1:9", "--set", "log_level=debug",
+                "--duration", "1", "--flash-root", str(root))
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((root / "SIM-001" / "config.json").read_text())
+    assert cfg["mqtt"] == {"enabled": True, "host": "127.0.0.1", "port": 9, "interval_s": 2,
+                           "user": "alice", "password": "s:cret"}, cfg
+    assert cfg["log_level"] == "debug", cfg
+    assert "s:cret" not in r.stdout + r.stderr
+
+
+def test_sim__removes_the_temporary_flash_folder_it_made(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = subprocess.run([sys.executable, "-m", "picocharge.cli", "sim", "-n", "1", "--duration", "2"],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, TMPDIR=str(tmp)))
+    assert r.returncode == 0, r.stderr
+    assert "picocharge-sim-" in r.stderr and "(removed at the end)" in r.stderr, r.stderr
+    assert list(tmp.iterdir()) == [], list(tmp.iterdir())
+
+
+@pytest.mark.parametrize("cmd", [["sim", "-n", "1"], ["demo", "-n", "1", "--port", "0"]])
+def test_sim__no_micropython_leaves_no_temporary_folder(tmp_path, cmd):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = subprocess.run([sys.executable, "-m", "picocharge.cli", *cmd], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, TMPDIR=str(tmp),
+                                            PICOCHARGE_MICROPYTHON=str(tmp_path / "no-micropython")))
+    assert r.returncode == 1, r.stderr
+    assert "is not an executable micropython" in r.stderr, r.stderr
+    assert list(tmp.iterdir()) == [], list(tmp.iterdir())
