@@ -42,10 +42,17 @@ def drive_info(path):
 
 
 def download(url, timeout=30):
+    """The UF2 image at `url`, from the cache or downloaded into it. Only an image that passes
+    uf2.check is cached (a truncated download or an error page would otherwise be reused on
+    every run); a bad file found in the cache is fetched again."""
     name = url.rstrip("/").rsplit("/", 1)[-1] or "firmware.uf2"
     dest = cache_dir() / "uf2" / name
     if dest.is_file():
-        return dest
+        try:
+            uf2.check(dest.read_bytes())
+            return dest
+        except uf2.UF2Error:
+            dest.unlink()
     device._trace(("http", "GET", url))
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -58,6 +65,14 @@ def download(url, timeout=30):
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".part")
     tmp.write_bytes(data)
+    try:
+        uf2.check(tmp.read_bytes())
+    except uf2.UF2Error as e:
+        tmp.unlink()
+        raise click.ClickException(
+            "the download from %s is not a valid RP2040 UF2 image (%s); nothing was cached or "
+            "copied. Run this again, check --download-url, or download the RPI_PICO_W .uf2 from %s "
+            "and pass it with --uf2 FILE" % (url, e, DOWNLOAD_PAGE))
     tmp.replace(dest)
     return dest
 

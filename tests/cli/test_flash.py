@@ -122,6 +122,58 @@ def test_flash__no_internet_says_to_use_uf2(tmp_path, pc, monkeypatch):
     assert "pass it with --uf2 FILE" in r.output and "micropython.org/download/RPI_PICO_W" in r.output
 
 
+class _Server:
+    """An HTTP server on 127.0.0.1 answering every GET with `self.body`; counts the requests."""
+
+    def __init__(self, body):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        srv = self
+        self.body, self.hits = body, 0
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                srv.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(srv.body)))
+                self.end_headers()
+                self.wfile.write(srv.body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/RPI_PICO_W-t.uf2" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_flash__a_bad_download_is_not_cached(tmp_path, pc, monkeypatch):
+    monkeypatch.setenv("PICOCHARGE_CACHE", str(tmp_path / "cache"))
+    srv = _Server(image(4)[:1500])   # truncated mid-block
+    try:
+        r = pc("flash", "--download-url", srv.url, "--check-only")
+        assert r.exit_code == 1, r.output
+        assert "the download from %s is not a valid RP2040 UF2 image" % srv.url in r.output, r.output
+        assert "not a whole number of 512-byte UF2 blocks" in r.output, r.output
+        assert list((tmp_path / "cache" / "uf2").iterdir()) == [], "a bad download was kept"
+        srv.body = image(4)   # the next run downloads again, and caches the good image
+        r = pc("flash", "--download-url", srv.url, "--check-only")
+        assert r.exit_code == 0, r.output
+        cached = tmp_path / "cache" / "uf2" / "RPI_PICO_W-t.uf2"
+        assert cached.read_bytes() == image(4) and srv.hits == 2, srv.hits
+        r = pc("flash", "--download-url", srv.url, "--check-only")
+        assert r.exit_code == 0 and srv.hits == 2, (r.output, srv.hits)   # from the cache
+        cached.write_bytes(b"<html>captive portal</html>")   # a bad file cached earlier is fetched again
+        r = pc("flash", "--download-url", srv.url, "--check-only")
+        assert r.exit_code == 0 and srv.hits == 3 and cached.read_bytes() == image(4), r.output
+    finally:
+        srv.stop()
+
+
 def test_flash__no_drive_and_no_board(tmp_path, pc):
     fw = tmp_path / "ok.uf2"
     fw.write_bytes(image(2))
