@@ -1,5 +1,6 @@
 """`picocharge run`: the real firmware on the simulated unix board, in this terminal."""
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,38 +34,46 @@ def scenario_path(name):
 @click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky.")
 @click.option("--heap", default=unixport.DEFAULT_HEAP, show_default=True,
               help="MicroPython heap size (192K on 64-bit ~ the Pico W's ~100K on 32-bit).")
-@click.option("--web-port", type=int, default=8080, show_default=True,
-              help="Port of the board's status page when no config is given (0: off).")
-def run(flash_dir, config_file, scenario, heap, web_port):
+@click.option("--web-port", type=click.IntRange(0, 65535),
+              help="Port of the board's status page (0: off); written into the board's config, "
+                   "also when it has one already. Default for a new board: 8080.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+              help="Stop after this many seconds (default: until Ctrl-C).")
+def run(flash_dir, config_file, scenario, heap, web_port, duration):
     """Run the real firmware on the simulated unix board and show its console.
 
-    Without --config, a board that has none is given a demo config (station SIM-1,
-    status page on --web-port). Ctrl-C, SIGTERM or SIGHUP stops it.
+    Without --config, a board that has none is given a demo config (station SIM-1, or the
+    flash folder's name; status page on --web-port). Ctrl-C, SIGTERM or SIGHUP stops it.
     """
     from .firmware import config as fwconfig
 
-    flash = Path(flash_dir)
-    flash.mkdir(parents=True, exist_ok=True)
-    target = flash / "config.json"
-    if config_file:
-        try:
-            cfg = fwconfig.validate(json.loads(Path(config_file).read_text()))
-        except ValueError as e:
-            raise click.ClickException("%s: %s" % (config_file, e))
-        target.write_text(json.dumps(cfg, indent=1))
-    elif not target.exists():
-        cfg = {"station_id": flash.name if fwconfig._id_char(flash.name[:1]) else "SIM-1",
-               "web": {"enabled": web_port > 0, "port": web_port}, "sensors": {"interval_s": 2}}
-        try:
-            fwconfig.validate(cfg)
-        except fwconfig.ConfigError:
-            cfg["station_id"] = "SIM-1"
-        target.write_text(json.dumps(cfg, indent=1))
-    try:
-        cfg = fwconfig.load(str(target))
-    except fwconfig.ConfigError as e:
-        raise click.ClickException("%s: %s" % (target, e))
     sc = scenario_path(scenario)
+    flash = Path(flash_dir)
+    target = flash / "config.json"
+    write = True
+    if config_file:
+        raw = _read_json(Path(config_file), "--config %s" % config_file, fwconfig)
+    elif target.exists():
+        raw = _read_json(target, "the board's config %s" % target, fwconfig, fix=(
+            "edit it, give a good one with --config FILE (it replaces it), or delete it (the "
+            "board then gets a demo config)"))
+        write = web_port is not None
+    else:
+        raw = {"station_id": flash.name if fwconfig._id_char(flash.name[:1]) else "SIM-1",
+               "web": {"enabled": True, "port": 8080}, "sensors": {"interval_s": 2}}
+        try:
+            fwconfig.validate(raw)
+        except fwconfig.ConfigError:
+            raw["station_id"] = "SIM-1"
+    if web_port is not None:
+        web = raw.setdefault("web", {})
+        web["enabled"] = web_port > 0
+        if web_port:
+            web["port"] = web_port
+    cfg = fwconfig.validate(raw)
+    if write:
+        flash.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(raw, indent=1))
     proc = None
     with stop_on_signals():
         try:
@@ -75,7 +84,10 @@ def run(flash_dir, config_file, scenario, heap, web_port):
             if cfg["web"]["enabled"]:
                 click.echo("status page: http://127.0.0.1:%d/  (Ctrl-C stops)" % cfg["web"]["port"],
                            err=True)
-            rc = proc.wait()
+            try:
+                rc = proc.wait(duration)
+            except subprocess.TimeoutExpired:   # --duration is up
+                raise KeyboardInterrupt
         except unixport.NoMicroPython as e:
             raise click.ClickException(str(e))
         except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP
@@ -85,3 +97,22 @@ def run(flash_dir, config_file, scenario, heap, web_port):
     if rc == 78:
         raise click.ClickException("the board refused its config (see the [config] line above)")
     sys.exit(rc if rc not in (-2, -15) else 0)
+
+
+def _read_json(path, what, fwconfig, fix=None):
+    """A config file's JSON object as written, checked with the firmware's schema; ClickException saying
+    where it is wrong and, for the board's own file, how to fix it."""
+    how = ("; " + fix) if fix else ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise click.ClickException("cannot read %s: %s%s" % (what, e.strerror or e, how))
+    except ValueError as e:
+        where = (" at line %d, column %d" % (e.lineno, e.colno)) if hasattr(e, "lineno") else ""
+        raise click.ClickException("%s is not valid JSON%s (%s)%s" % (
+            what, where, getattr(e, "msg", e), how))
+    try:
+        fwconfig.validate(data)
+    except fwconfig.ConfigError as e:
+        raise click.ClickException("%s: %s%s" % (what, e, how))
+    return data
