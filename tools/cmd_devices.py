@@ -7,22 +7,24 @@ from .options import echo_json, json_option
 
 @click.command()
 @click.option("--probe/--no-probe", default=True, show_default=True,
-              help="Ask each board for its id, MicroPython version and station id (this interrupts "
+              help="Ask each board for its id, MicroPython and PicoCharge firmware versions and station id (this interrupts "
                    "and restarts its firmware: a soft reset).")
 @json_option
 def devices(probe, as_json):
     """List connected boards: Pico W boards on USB (Raspberry Pi vendor id 0x2E8A) and
-    running virtual boards (python -m picocharge.vboard), with their unique ids, firmware
-    versions and provisioned station ids."""
+    running virtual boards (python -m picocharge.vboard), with their unique ids, MicroPython
+    and PicoCharge firmware versions (FIRMWARE is "-" until `picocharge deploy` has put the
+    firmware on the board) and provisioned station ids."""
     rows = []
     for b in device.boards():
-        row = dict(b, uid="", micropython="", station_id="", error="")
+        row = dict(b, uid="", micropython="", firmware="", station_id="", error="")
         if probe:
             try:
                 with device.Board(b["port"]) as d:
                     info = d.info()
                     d.reboot()
-                row.update(uid=info["uid"], micropython=info["version"], station_id=info["station_id"])
+                row.update(uid=info["uid"], micropython=info["version"], firmware=info.get("firmware", ""),
+                           station_id=info["station_id"])
             except device.DeviceError as e:
                 row["error"] = str(e)
         rows.append(row)
@@ -33,8 +35,10 @@ def devices(probe, as_json):
         click.echo("no boards found: plug a Pico W in by USB (`picocharge flash` puts MicroPython on "
                    "a new one), or start a virtual board: python -m picocharge.vboard --flash DIR")
         return
-    click.echo("%-16s %-8s %-18s %-12s %-12s %s" % ("PORT", "KIND", "NAME/ID", "MICROPYTHON", "STATION", ""))
+    fmt = "%-16s %-8s %-18s %-12s %-10s %-12s %s"
+    click.echo(fmt % ("PORT", "KIND", "NAME/ID", "MICROPYTHON", "FIRMWARE", "STATION", ""))
     for r in rows:
-        click.echo("%-16s %-8s %-18s %-12s %-12s %s" % (
-            r["port"], r["kind"], r["uid"] or r["name"], r["micropython"] or "-", r["station_id"] or "-",
+        click.echo(fmt % (
+            r["port"], r["kind"], r["uid"] or r["name"], r["micropython"] or "-", r["firmware"] or "-",
+            r["station_id"] or "-",
             ("! " + r["error"]) if r["error"] else ""))

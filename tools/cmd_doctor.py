@@ -76,8 +76,10 @@ def checks(gateway=None, probe=True):
             with device.Board(b["port"]) as d:
                 info = d.info()
                 d.reboot()
-            add(name, "ok", "%s, MicroPython %s, station %s" % (
-                b["kind"], info["version"], info["station_id"] or "(not provisioned)"),
+            add(name, "ok", "%s, MicroPython %s, PicoCharge %s, station %s" % (
+                b["kind"], info["version"], info.get("firmware") or "(not deployed)",
+                info["station_id"] or "(not provisioned)"),
+                "picocharge deploy" if not info.get("firmware") else
                 "" if info["station_id"] else "picocharge provision")
         except device.DeviceError as e:
             add(name, "fail", str(e).split(":")[0], "unplug and replug it; if it stays silent, "
@@ -99,7 +101,8 @@ def checks(gateway=None, probe=True):
 
 @click.command()
 @click.option("--gateway", envvar="PICOCHARGE_GATEWAY_URL", metavar="URL",
-              help="Gateway to check, e.g. http://gw:8000. [env: PICOCHARGE_GATEWAY_URL]")
+              help="Gateway to check, e.g. http://gw:9000 (its API and OCPP share one port, 9000 "
+                   "by default). [env: PICOCHARGE_GATEWAY_URL]")
 @click.option("--probe/--no-probe", default=True, show_default=True,
               help="Talk to each board (interrupts and restarts its firmware).")
 @json_option

@@ -117,10 +117,21 @@ _INFO = r"""
 import sys, os, json
 _i = {'version': '.'.join(str(v) for v in sys.implementation.version[:3]),
       'mpy': getattr(sys.implementation, '_mpy', 0), 'machine': getattr(sys.implementation, '_machine', ''),
-      'platform': sys.platform, 'uid': '', 'station_id': ''}
+      'platform': sys.platform, 'uid': '', 'station_id': '', 'firmware': '', 'main': False}
 try:
     import machine, binascii
     _i['uid'] = binascii.hexlify(machine.unique_id()).decode()
+except Exception:
+    pass
+try:
+    os.stat('/main.py')
+    _i['main'] = True
+except OSError:
+    pass
+try:
+    import version as _v  # firmware/version.py: VERSION, deployed with the firmware
+    _i['firmware'] = str(_v.VERSION)
+    del sys.modules['version']
 except Exception:
     pass
 try:

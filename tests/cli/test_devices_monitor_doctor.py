@@ -36,18 +36,24 @@ def mp_version(micropython):
 
 
 def test_devices__lists_virtual_boards_with_version_and_station(vboards, pc, micropython):
-    a = vboards("a-bench", files={"config.json": '{"station_id": "CP-50"}'}, run_main=False)
+    from picocharge.firmware.version import VERSION
+    from picocharge.paths import firmware_dir
+
+    a = vboards("a-bench", files={"config.json": '{"station_id": "CP-50"}',
+                                  "version.py": (firmware_dir() / "version.py").read_text()}, run_main=False)
     b = vboards("b-bench", run_main=False)
     r = pc("devices", "--json")
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     v = mp_version(micropython)
-    assert [(x["port"], x["kind"], x["name"], x["micropython"], x["station_id"], x["error"]) for x in rows] == [
-        (a.device, "virtual", "a-bench", v, "CP-50", ""), (b.device, "virtual", "b-bench", v, "", "")], rows
+    assert [(x["port"], x["kind"], x["name"], x["micropython"], x["firmware"], x["station_id"], x["error"])
+            for x in rows] == [(a.device, "virtual", "a-bench", v, VERSION, "CP-50", ""),
+                               (b.device, "virtual", "b-bench", v, "", "", "")], rows
     r = pc("devices")
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["PORT", "KIND", "NAME/ID", "MICROPYTHON", "STATION"], r.stdout
-    assert lines[1].split() == [a.device, "virtual", "a-bench", v, "CP-50"], r.stdout
+    assert lines[0].split() == ["PORT", "KIND", "NAME/ID", "MICROPYTHON", "FIRMWARE", "STATION"], r.stdout
+    assert lines[1].split() == [a.device, "virtual", "a-bench", v, VERSION, "CP-50"], r.stdout
+    assert lines[2].split() == [b.device, "virtual", "b-bench", v, "-", "-"], r.stdout
 
 
 def test_devices__none(pc):
@@ -101,7 +107,8 @@ def test_doctor__all_good_with_a_board_and_a_gateway(vboards, pc, micropython):
     assert checks["mpremote"]["status"] == "ok" and checks["mpy-cross"]["status"] == "ok", checks
     board = [c for n, c in checks.items() if n.startswith("board /dev/pts/")]
     assert len(board) == 1 and board[0]["status"] == "ok", checks
-    assert board[0]["detail"] == "virtual, MicroPython %s, station CP-60" % mp_version(micropython), board
+    assert board[0]["detail"] == "virtual, MicroPython %s, PicoCharge (not deployed), station CP-60" % (
+        mp_version(micropython)), board
     assert checks["gateway"] == {"name": "gateway", "status": "ok", "detail": "%s answers HTTP 200" % gw.url,
                                  "fix": ""}, checks
 
