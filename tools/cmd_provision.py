@@ -10,7 +10,7 @@ import click
 
 from . import device, inventory
 from .firmware import config as fwconfig
-from .options import echo_json, json_option, ports_option
+from .options import echo_json, json_option, ports_option, set_option
 
 CONFIG = "/config.json"
 TMP = "/config.json.tmp"
@@ -29,8 +29,7 @@ def _flag_values(kw, sets):
         v = kw.get("f_" + name.replace("-", "_"))
         if v is not None:
             values[dotted] = inventory.coerce(dotted, v) if isinstance(v, str) else v
-    for item in sets:
-        k, v = inventory.parse_set(item)
+    for k, v in sets:   # parsed and checked by options.set_option
         values[k] = v
     return values
 
@@ -235,9 +234,8 @@ def _assign(rows, ports, stations, surveyed):
 @_flag("mqtt-port", "MQTT broker port.", type=int)
 @_flag("mqtt-user", "MQTT user name.")
 @_flag("mqtt-password", "MQTT password.", secret=True)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Any config key, e.g. --set sensors.current_scale=0.0012 (repeatable).")
-@click.option("-i", "--inventory", "inventory_file", type=click.Path(dir_okay=False),
+@set_option
+@click.option("-i", "--inventory", "inventory_file", type=click.Path(dir_okay=False, exists=True),
               help="Fleet inventory: CSV or TOML, one row per station; columns are config keys "
                    "(wifi.ssid) or these flags' names (ssid); a `port` column pins a board.")
 @click.option("--station", "stations", multiple=True, metavar="ID",

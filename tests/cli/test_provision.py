@@ -65,12 +65,13 @@ def test_provision__bad_config_refused_before_anything_is_written(vboards, pc, a
 
 def test_provision__set_validates_keys_and_types(vboards, pc):
     b = vboards("bench", run_main=False)
+    # a bad --set is a usage error (exit 2), named with the option
     r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.portt=1")
-    assert r.exit_code == 1 and "unknown config key 'mqtt.portt'" in r.output, r.output
+    assert r.exit_code == 2 and "Invalid value for '--set': unknown config key 'mqtt.portt'" in r.output, r.output
     r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.port=abc")
-    assert r.exit_code == 1 and "mqtt.port: 'abc' is not a whole number" in r.output, r.output
+    assert r.exit_code == 2 and "mqtt.port: 'abc' is not a whole number" in r.output, r.output
     r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.port")
-    assert r.exit_code == 1 and "expected KEY=VALUE" in r.output, r.output
+    assert r.exit_code == 2 and "expected KEY=VALUE" in r.output, r.output
     assert not (b.flash / "config.json").exists()
     r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-4", "--set", "mqtt.port=1885")
     assert r.exit_code == 0, r.output
@@ -82,6 +83,8 @@ def test_provision__usage_errors_exit_2(pc):
     assert r.exit_code == 2, r.output
     r = pc("provision", "--station", "CP-1")
     assert r.exit_code == 2 and "--station selects rows of an --inventory" in r.output, r.output
+    r = pc("provision", "--inventory", "no-such-fleet.csv")
+    assert r.exit_code == 2 and "'no-such-fleet.csv' does not exist" in r.output, r.output
 
 
 CSV = """station_id,ssid,mqtt-host,mqtt.port,sensors.current_scale
