@@ -169,12 +169,17 @@ def main():
     gc.collect()
     try:
         asyncio.run(run(Ctx(b, cfg)))
-    except KeyboardInterrupt:  # Ctrl-C over USB: open the relay, back to the REPL
+    except KeyboardInterrupt:  # Ctrl-C over USB (mpremote): open the relay, back to the REPL
+        # An RP2040 watchdog cannot be stopped by machine.WDT: left running unfed, it would
+        # reset the board ~8 s later, in the middle of a deploy. The board switches it off.
         try:
             b.relay(False)
-            _L.info("stopped (Ctrl-C), relay opened")
-        except MemoryError:  # the unix port may raise it with the heap locked
+            b.wdt_stop()
+            _L.info("stopped (Ctrl-C), relay opened, watchdog stopped")
+        except MemoryError:  # the heap may be locked (the unix port can take the interrupt
+            # inside a collection): the board's two steps do not allocate, the log line does
             b.relay(False)
+            b.wdt_stop()
 
 
 def load_config(b):

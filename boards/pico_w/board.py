@@ -21,6 +21,10 @@ _PIN_BUTTON = const(14)
 _ADC_CURRENT = const(0)
 _ADC_VOLTAGE = const(1)
 _ADC_TEMP = const(4)
+# RP2040 WATCHDOG_BASE 0x40058000 (CTRL at +0) + 0x3000, the atomic bit-clear alias. Not
+# const(): these do not fit a 32-bit port's small int, so they are made once, at import.
+_WATCHDOG_CTRL_CLR = 0x4005B000  # RP2040 only: an RP2350's watchdog is at 0x400D8000
+_WATCHDOG_ENABLE = 0x40000000  # CTRL bit 30, ENABLE
 
 
 class Board:
@@ -110,6 +114,14 @@ class Board:
     def wdt_feed(self):
         if self._wdt:
             self._wdt.feed()
+
+    def wdt_stop(self):
+        """Switch the watchdog off (machine.WDT cannot): clear CTRL.ENABLE through the
+        register block's atomic clear alias (+0x3000), so a Ctrl-C back to the REPL is not
+        followed by a reset. RP2040 datasheet 4.7: WATCHDOG_BASE 0x40058000, CTRL at offset
+        0, ENABLE is bit 30 ("when not enabled the watchdog timer is paused")."""
+        machine.mem32[_WATCHDOG_CTRL_CLR] = _WATCHDOG_ENABLE  # no allocation: the heap may be locked
+        self._wdt = None
 
     def reset(self, hard=False):
         if hard:

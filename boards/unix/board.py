@@ -106,6 +106,7 @@ class Board:
         self._dht_t = self.sc["dht"]["temp_c"]
         self._dht_h = self.sc["dht"]["humidity"]
         self._wdt = None
+        self.wdt_stopped = False
         self._phase = 0.0
 
     # --- time ---------------------------------------------------------------
@@ -187,7 +188,8 @@ class Board:
         on = bool(on)
         if on != self._relay:
             self._relay = on
-            print("[board] I: relay %s" % ("closed" if on else "open"))
+            # constant strings: Ctrl-C may land with the heap locked, and this must not allocate
+            print("[board] I: relay closed" if on else "[board] I: relay open")
 
     def relay_state(self):
         return self._relay
@@ -231,6 +233,14 @@ class Board:
 
     def wdt_feed(self):
         pass
+
+    def wdt_stop(self):
+        """What a Pico W does on Ctrl-C (clear the RP2040's WATCHDOG_CTRL enable bit): recorded."""
+        running = self._wdt is not None
+        self._wdt = None
+        self.wdt_stopped = True
+        if running:
+            print("[board] I: watchdog stopped")
 
     def reset(self, hard=False):
         print("[board] I: %s reset" % ("hard" if hard else "soft"))
