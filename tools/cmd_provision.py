@@ -46,11 +46,13 @@ def _read_config(b):
 
 
 def _survey(port):
-    """Read a board's current config, then let it boot again."""
+    """Read a board's current config and whether it has the firmware (/main.py), then let it
+    boot again."""
     with device.Board(port) as b:
         cfg = _read_config(b)
+        has_main = b.exists("/main.py")
         b.reboot()
-    return cfg
+    return cfg, has_main
 
 
 def build(existing, common, row, fresh=False):
@@ -184,19 +186,29 @@ def _describe(cfg):
 
 def _assign(rows, ports, stations, surveyed):
     """Match inventory rows to boards: a row's `port` column, else the board already holding
-    that station id, else the remaining rows in order to the remaining boards."""
+    that station id, else the remaining rows in order to the remaining boards. A row pinned
+    to a port that is not connected is left out (listed as not connected), unless --station
+    asked for it."""
     pairs, free = [], [p for p in ports]
-    left = []
+    left, absent = [], []
     for row in rows:
         pinned = row[1].get("port")
         if pinned:
             pinned = device.resolve_port(pinned)
-            if pinned not in free:
+            if pinned in free:
+                free.remove(pinned)
+                pairs.append((row, pinned))
+            elif pinned in ports:
+                other = [r[0]["station_id"] for r, p in pairs if p == pinned]
+                raise click.ClickException("%s pins station %s to port %s, which %s also pins to; "
+                                           "give each row its own port" % (
+                                               row[2], row[0]["station_id"], pinned, ", ".join(other)))
+            elif stations:
                 raise click.ClickException("%s pins station %s to port %s, which is not connected "
-                                           "(connected: %s)" % (row[2], row[0]["station_id"], pinned,
-                                                                ", ".join(ports) or "none"))
-            free.remove(pinned)
-            pairs.append((row, pinned))
+                                           "(connected: %s): connect it, or change its port column"
+                                           % (row[2], row[0]["station_id"], pinned, ", ".join(ports) or "none"))
+            else:
+                absent.append(row)
         else:
             left.append(row)
     rest = []
@@ -214,7 +226,8 @@ def _assign(rows, ports, stations, surveyed):
                                            "port with --port" % row[0]["station_id"])
             break
         pairs.append((row, free.pop(0)))
-    unassigned = [r for r in rest if r not in [p[0] for p in pairs]]
+    assigned = [p[0] for p in pairs]
+    unassigned = [r for r in rows if r not in assigned]
     return pairs, unassigned
 
 
@@ -301,10 +314,12 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
                                    "one with --port, or use an --inventory" % (len(ports), ", ".join(ports)))
 
     # 1. read what the boards hold (nothing is written in this phase)
-    surveyed = {}
+    surveyed, no_firmware = {}, []
     try:
         for p in ports:
-            surveyed[p] = _survey(p)
+            surveyed[p], has_main = _survey(p)
+            if not has_main:
+                no_firmware.append(p)
     except device.DeviceError as e:
         raise click.ClickException(str(e))
     if inventory_file:
@@ -338,6 +353,10 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
             raise click.ClickException("--register-gateway: station %s has no ocpp.url; give --ocpp-url "
                                        "(the gateway's ws:// address)" % full["station_id"])
         plans.append((port, cfg, full))
+
+    for port in [p for p, _c, _f in plans if p in no_firmware]:
+        click.echo("warning: no firmware on the board at %s (no /main.py): run `picocharge deploy "
+                   "-p %s`, or nothing on it uses this config" % (port, port), err=True)
 
     # the gateway: reachable, token good, no registered station about to get a new password
     known = _registrations(register_gateway, gateway_token, plans, surveyed) if register_gateway else {}

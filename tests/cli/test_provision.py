@@ -285,3 +285,29 @@ def test_provision__bad_key_in_the_boards_config_suggests_fresh(vboards, pc):
     r = pc("provision", "-p", b.device, "--no-prompt", "--fresh", "--station-id", "NEW-2")
     assert r.exit_code == 0, r.output
     assert board_config(b) == {"station_id": "NEW-2"}
+
+
+def test_provision__row_pinned_to_an_absent_port_is_listed_as_not_connected(vboards, tmp_path):
+    b = vboards("bench", run_main=False)
+    inv = tmp_path / "fleet.csv"
+    inv.write_text("station_id,ssid,port\nCP-70,depot,/dev/ttyACM-absent\nCP-71,depot,\n")
+    r = run_cli("provision", "--inventory", str(inv))
+    assert r.returncode == 0, r.stderr
+    assert board_config(b) == {"station_id": "CP-71", "wifi": {"ssid": "depot"}}
+    assert "not provisioned (no board connected for them): CP-70" in r.stdout, r.stdout
+    # asked for by name, it is an error
+    r = run_cli("provision", "--inventory", str(inv), "--station", "CP-70")
+    assert r.returncode == 1, r.stderr
+    assert ("fleet.csv, line 2 pins station CP-70 to port /dev/ttyACM-absent, which is not connected "
+            "(connected: %s)" % b.device) in r.stderr, r.stderr
+
+
+def test_provision__warns_when_the_board_has_no_firmware(vboards):
+    bare = vboards("bare", run_main=False)
+    r = run_cli("provision", "-p", bare.device, "--no-prompt", "--station-id", "CP-72")
+    assert r.returncode == 0, r.stderr
+    assert ("warning: no firmware on the board at %s (no /main.py): run `picocharge deploy -p %s`, or "
+            "nothing on it uses this config" % (bare.device, bare.device)) in r.stderr, r.stderr
+    deployed = vboards("deployed", files={"main.py": "print('hi')\n"}, run_main=False)
+    r = run_cli("provision", "-p", deployed.device, "--no-prompt", "--station-id", "CP-73")
+    assert r.returncode == 0 and "no firmware" not in r.stderr, r.stderr
