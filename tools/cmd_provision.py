@@ -334,7 +334,7 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
         row_values = {} if not inventory_file else values
         cfg = build(surveyed[port], common, row_values, fresh)
         if ask and not inventory_file:
-            cfg = _ask(cfg)
+            cfg = _ask(cfg, register=bool(register_gateway))
         if register_gateway and not inventory.flatten(cfg).get("ocpp.password"):
             inventory.set_dotted(cfg, "ocpp.password", secrets.token_hex(16))
         try:
@@ -398,7 +398,9 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
             click.echo("boards left untouched (no inventory row for them): %s" % ", ".join(idle))
 
 
-def _ask(cfg):
+def _ask(cfg, register=False):
+    """Ask in the terminal for what a station usually needs and `cfg` lacks; secrets hidden.
+    With --register-gateway the OCPP password is generated, so it is not asked for."""
     flat = inventory.flatten(cfg)
     if not flat.get("station_id"):
         inventory.set_dotted(cfg, "station_id", click.prompt("Station id").strip())
@@ -417,4 +419,30 @@ def _ask(cfg):
                            show_default=False)
         if url:
             inventory.set_dotted(cfg, "ocpp.url", url)
+    flat = inventory.flatten(cfg)
+    if flat.get("ocpp.url") and not flat.get("ocpp.password") and not register:
+        pw = click.prompt("OCPP password (empty for none)", hide_input=True, default="",
+                          show_default=False)
+        if pw:
+            inventory.set_dotted(cfg, "ocpp.password", pw)
+    if not flat.get("thingspeak.channel_id"):
+        while True:
+            ch = click.prompt("ThingSpeak channel id (empty for none)", default="",
+                              show_default=False).strip()
+            if not ch or ch.isdigit():
+                break
+            click.echo("a channel id is a whole number, e.g. 1234567", err=True)
+        if ch:
+            inventory.set_dotted(cfg, "thingspeak.channel_id", int(ch))
+            if not flat.get("thingspeak.write_key"):
+                key = click.prompt("ThingSpeak write API key", hide_input=True)
+                inventory.set_dotted(cfg, "thingspeak.write_key", key.strip())
+            if "thingspeak.enabled" not in flat:
+                inventory.set_dotted(cfg, "thingspeak.enabled", True)
+    if not flat.get("mqtt.host"):
+        host = click.prompt("MQTT broker host (empty for none)", default="", show_default=False).strip()
+        if host:
+            inventory.set_dotted(cfg, "mqtt.host", host)
+            if "mqtt.enabled" not in flat:
+                inventory.set_dotted(cfg, "mqtt.enabled", True)
     return cfg

@@ -39,12 +39,27 @@ def test_provision__flags_written_atomically_and_secrets_never_printed(vboards):
 
 def test_provision__prompts_for_missing_values_without_echoing_secrets(vboards, pc):
     b = vboards("bench", run_main=False)
-    r = pc("provision", "-p", b.device, "--prompt", input="CP-2\nshed\nwifi-secret-2\nws://gw/ocpp\n")
+    r = pc("provision", "-p", b.device, "--prompt",
+           input="CP-2\nshed\nwifi-secret-2\nws://gw/ocpp\nocpp-secret-2\n12x\n1234567\nTSKEY-SECRET-2\nbroker.local\n")
     assert r.exit_code == 0, r.output
     assert board_config(b) == {"station_id": "CP-2", "wifi": {"ssid": "shed", "password": "wifi-secret-2"},
-                               "ocpp": {"url": "ws://gw/ocpp"}}
-    assert "wifi-secret-2" not in r.output, r.output  # hide_input: the typed password is not echoed
-    assert "Station id: " in r.output and "Wi-Fi password for shed: " in r.output, r.output
+                               "ocpp": {"url": "ws://gw/ocpp", "password": "ocpp-secret-2"},
+                               "thingspeak": {"channel_id": 1234567, "write_key": "TSKEY-SECRET-2", "enabled": True},
+                               "mqtt": {"host": "broker.local", "enabled": True}}
+    for secret in ("wifi-secret-2", "ocpp-secret-2", "TSKEY-SECRET-2"):   # hide_input: never echoed
+        assert secret not in r.output, r.output
+    for q in ("Station id: ", "Wi-Fi password for shed: ", "OCPP password (empty for none): ",
+              "ThingSpeak channel id (empty for none): ", "a channel id is a whole number",
+              "ThingSpeak write API key: ", "MQTT broker host (empty for none): "):
+        assert q in r.output, (q, r.output)
+
+
+def test_provision__prompts_accept_empty_answers_for_optional_settings(vboards, pc):
+    b = vboards("bench", run_main=False)
+    r = pc("provision", "-p", b.device, "--prompt", input="CP-3\n\n\n\n\n")
+    assert r.exit_code == 0, r.output
+    assert board_config(b) == {"station_id": "CP-3"}
+    assert "OCPP password" not in r.output, r.output   # asked only with a central system
 
 
 @pytest.mark.parametrize("args, key", [
