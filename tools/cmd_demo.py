@@ -107,6 +107,10 @@ def demo(count, port, data_dir, duration, refresh):
     real firmware under the MicroPython unix port on its own flash folder and speaks OCPP
     1.6J to the gateway with its own password. Ctrl-C, SIGTERM or SIGHUP stops everything
     and leaves no process behind.
+
+    The stations run under the unix-port micropython named by $PICOCHARGE_MICROPYTHON (it
+    always wins), else by $MICROPYTHON, else the first `micropython` on PATH; `picocharge
+    doctor` shows which.
     """
     try:   # before any folder is made: nothing to clean up when it is missing
         unixport.find_micropython()

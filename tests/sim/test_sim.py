@@ -44,6 +44,14 @@ def test_sim__stations_publish_to_a_real_broker(mqtt_broker, tmp_path):
     assert len({json.dumps(got["picocharge/%s/telemetry" % s][:3]) for s in ("SIM-001", "SIM-002", "SIM-003")}) == 3
 
 
+@pytest.mark.parametrize("cmd", ["sim", "run", "demo"])
+def test_sim__help_says_which_micropython_runs_the_firmware(cmd):
+    r = run_cli(cmd, "--help")
+    text = " ".join(r.stdout.split())
+    assert ("micropython named by $PICOCHARGE_MICROPYTHON (it always wins), else by $MICROPYTHON, else the "
+            "first `micropython` on PATH; `picocharge doctor` shows which") in text, r.stdout
+
+
 def test_sim__bad_options_are_usage_errors():
     r = run_cli("sim", "--central", "http://127.0.0.1:9/ocpp")
     assert r.returncode == 2 and "must start with ws:// or wss://" in r.stderr, r.stderr
