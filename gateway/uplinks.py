@@ -32,6 +32,7 @@ from .store import reading_row
 
 log = logging.getLogger(__name__)
 
+_OWN_SUFFIX = b',"src":"gateway"}'
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
 _SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
 
@@ -346,7 +347,7 @@ class MqttUplink(Uplink):
     @staticmethod
     def payload(row):
         # the gateway's own publications carry "src":"gateway" (ingest ignores them)
-        return fields.telemetry_json(reading_row(row))[:-1] + ',"src":"gateway"}'
+        return fields.telemetry_json(reading_row(row))[:-1] + _OWN_SUFFIX.decode()
 
     def publish_status(self, sid):
         if not self.connected or self.client is None:
@@ -358,6 +359,11 @@ class MqttUplink(Uplink):
 
     # --- ingest ---------------------------------------------------------------
     def _on_message(self, topic, payload):
+        if payload.endswith(_OWN_SUFFIX):
+            # our own telemetry, back through the ingest subscription (one per forwarded
+            # reading): a JSON object whose last member is "src":"gateway" is ignored below
+            # anyway, so do not parse it
+            return
         parts = topic.split("/")
         if len(parts) < 3 or parts[-1] != "telemetry":
             return
