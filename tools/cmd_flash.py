@@ -107,8 +107,8 @@ def _wait_board(before, timeout):
               metavar="URL", help="Where to download the image from when no --uf2 is given. "
                                   "[env: PICOCHARGE_UF2_URL]")
 @click.option("--drive", envvar="PICOCHARGE_UF2_DRIVE", type=click.Path(file_okay=False),
-              help="The board's RPI-RP2 drive (default: search /media, /run/media, /Volumes). "
-                   "[env: PICOCHARGE_UF2_DRIVE]")
+              help="The board's RPI-RP2 drive (default: search /media/*/RPI-RP2, /media/RPI-RP2, "
+                   "/run/media/*/RPI-RP2, /Volumes/RPI-RP2, /mnt/RPI-RP2). [env: PICOCHARGE_UF2_DRIVE]")
 @click.option("-p", "--port", envvar="PICOCHARGE_PORT",
               help="A running board to reboot into its bootloader when no drive is mounted "
                    "(default: the only connected board). [env: PICOCHARGE_PORT]")
