@@ -260,8 +260,10 @@ def _assign(rows, ports, stations, surveyed):
 @click.option("--register-gateway", metavar="URL", envvar="PICOCHARGE_GATEWAY_URL",
               help="Register the station and its OCPP password with this gateway (POST URL/api/stations). "
                    "[env: PICOCHARGE_GATEWAY_URL]")
-@click.option("--gateway-token", envvar="PICOCHARGE_GATEWAY_TOKEN", metavar="SECRET",
-              help="Bearer token for the gateway API. [env: PICOCHARGE_GATEWAY_TOKEN]")
+@click.option("--gateway-token", envvar=["PICOCHARGE_GATEWAY_TOKEN", "PICOCHARGE_GATEWAY_API_TOKEN"],
+              metavar="SECRET",
+              help="Bearer token for the gateway API (the gateway's --api-token). "
+                   "[env: PICOCHARGE_GATEWAY_TOKEN, or PICOCHARGE_GATEWAY_API_TOKEN as the gateway reads it]")
 @click.option("--reset/--no-reset", default=True, show_default=True,
               help="Soft-reset each board afterwards so it starts with its new config.")
 @json_option

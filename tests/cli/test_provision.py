@@ -248,7 +248,9 @@ def test_provision__register_gateway_rerun_against_the_real_gateway(vboards, tmp
         assert [s["id"] for s in gw.api("GET", "/api/stations")] == ["CP-50"]
         pw50 = board_config(a)["ocpp"]["password"]
 
-        r = run_cli("provision", "--inventory", str(inv), "--register-gateway", gw.url, env=env)
+        # the token also under the name the gateway itself reads it from
+        r = run_cli("provision", "--inventory", str(inv), "--register-gateway", gw.url,
+                    env={"PICOCHARGE_GATEWAY_API_TOKEN": "gw-token-5"})
         assert r.returncode == 0, r.stdout + r.stderr
         assert "provisioned CP-50 on %s" % a.device in r.stdout, r.stdout
         assert "already registered with the gateway at %s, with this password" % gw.url in r.stdout, r.stdout
