@@ -384,8 +384,8 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
                 "config.json written and verified" if not dry_run else "config valid"))
             click.echo("  " + _describe(cfg))
             if entry["registered"] and known[full["station_id"]] == "registered":
-                click.echo("  already registered with the gateway at %s, with this password"
-                           % register_gateway)
+                click.echo("  already registered with the gateway at %s; the board keeps its OCPP "
+                           "password" % register_gateway)
             elif entry["registered"]:
                 click.echo("  registered with the gateway at %s (password ***)" % register_gateway)
     skipped = [r[0]["station_id"] for r in unassigned]

@@ -208,7 +208,7 @@ def test_provision__registers_with_gateway_generated_password(vboards, pc):
         # a rerun keeps the board's password: already registered, nothing posted, no token needed
         r = pc("provision", "-p", b.device, "--no-prompt", "--register-gateway", gw.url, "--gateway-token", "wrong")
         assert r.exit_code == 0, r.output
-        assert "already registered with the gateway at %s, with this password" % gw.url in r.output, r.output
+        assert "already registered with the gateway at %s; the board keeps its OCPP password" % gw.url in r.output, r.output
         assert len(gw.posts()) == 1 and board_config(b)["ocpp"]["password"] == pw, gw.requests
     finally:
         gw.stop()
@@ -253,7 +253,7 @@ def test_provision__register_gateway_rerun_against_the_real_gateway(vboards, tmp
                     env={"PICOCHARGE_GATEWAY_API_TOKEN": "gw-token-5"})
         assert r.returncode == 0, r.stdout + r.stderr
         assert "provisioned CP-50 on %s" % a.device in r.stdout, r.stdout
-        assert "already registered with the gateway at %s, with this password" % gw.url in r.stdout, r.stdout
+        assert "already registered with the gateway at %s; the board keeps its OCPP password" % gw.url in r.stdout, r.stdout
         assert "registered with the gateway at %s (password ***)" % gw.url in r.stdout, r.stdout
         assert sorted(s["id"] for s in gw.api("GET", "/api/stations")) == ["CP-50", "CP-51"]
         assert board_config(a)["ocpp"]["password"] == pw50
