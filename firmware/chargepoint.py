@@ -100,6 +100,7 @@ class ChargePoint:
         self.recovered = False
         self.was_up = False
         self.al_due = None           # next clock-aligned sample (station clock, epoch ms)
+        self.al_tick = 0             # ... and when it is due in ticks_ms (cheap to check)
         self.al_iv = 0
         self.aligned = None          # clock-aligned MeterValues (no transaction) for the link
         self.humidity = None         # %RH to send as DataTransfer with the clock-aligned sample
@@ -130,6 +131,13 @@ class ChargePoint:
             self.clock_off = ocppj.parse_iso_ms(iso) - time_ns() // 1000000
         except ValueError:
             L.warn("central system sent an unreadable currentTime %r", iso[:40])
+            return
+        if self.al_due is not None:  # the next clock-aligned slot by the corrected clock
+            d = self.al_due - self.now()
+            if -self.al_iv * 1000 < d <= self.al_iv * 1000:
+                self.al_tick = ticks_add(ticks_ms(), d)
+            else:
+                self.al_due = None  # jumped by more than an interval: find the slot again
 
     # --- calls ------------------------------------------------------------------
     async def call(self, action, payload, mid=None):
@@ -375,19 +383,24 @@ class ChargePoint:
         if iv <= 0:
             self.al_due = None
             return
+        if self.al_due is not None and iv == self.al_iv and ticks_diff(ticks_ms(), self.al_tick) < 0:
+            return  # (5 times a second: no clock arithmetic, which allocates on a Pico W)
         now = self.now()
         due = self.al_due
-        if due is None or iv != self.al_iv or now - due >= iv * 1000 or due - now > iv * 1000:
-            # first time, a new interval, or the clock was set (jumped): find the next slot
-            self.al_iv = iv
-            self.al_due = ocppj.next_aligned(now, iv)
+        if due is None or iv != self.al_iv or now - due >= iv * 1000:
+            # first time, a new interval, or a slot missed by a whole interval: the next slot
+            due = None
+        elif now < due:  # the ticks ran a little ahead of the clock
+            self.al_tick = ticks_add(ticks_ms(), due - now)
             return
-        if now < due:
-            return
+        self.al_iv = iv
         self.al_due = ocppj.next_aligned(now, iv)
+        self.al_tick = ticks_add(ticks_ms(), self.al_due - now)
+        if due is None:
+            return
         st = self.st
-        mv = ocppj.meter_value(ocppj.iso_ms(due), st.reading(), self.keys.measurands("MeterValuesAlignedData"),
-                               "Sample.Clock")
+        mv = ocppj.meter_value(ocppj.iso_ms(due), st.reading(),
+                               self.keys.measurands("MeterValuesAlignedData"), "Sample.Clock")
         if self.tx:
             self.journal.add(K_METER, self.ids.next(), "MeterValues",
                              ocppj.meter_values(1, None, [mv]), self.tx["ref"])

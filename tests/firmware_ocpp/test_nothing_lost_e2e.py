@@ -192,7 +192,7 @@ async def test_wifi_drop__mid_transaction_closes_the_link_reconnects_and_replays
     k = next(i for i, m in enumerate(second) if m[2] != "MeterValues")
     assert k >= 3, [m[2] for m in second]  # the drop's samples went first after the reconnect
     times = meter_times(cs)
-    assert len(times) >= 12, times
+    assert len(times) >= 10, times
     check_continuous(times)
     assert stop[3]["transactionId"] == 1001 and stop[3]["reason"] == "Local", stop
     assert ts(sent[0][3]["timestamp"]) < times[0] and times[-1] <= ts(stop[3]["timestamp"]), (sent[0], stop)
