@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from picocharge.firmware import fields
 
 from .server import Response
-from .store import generate_password, reading_row
+from .store import generate_password, hash_password, reading_row
 from .uplinks import outbox_depth
 
 log = logging.getLogger(__name__)
@@ -271,6 +271,26 @@ async def _reject(gw, req, id):
     return _json(gw.station_view(id))
 
 
+async def _set_password(gw, req, id):
+    """A new OCPP password for a registered station (a replaced or re-provisioned board): the
+    one given, or a generated one returned once. The open session, if any, carries on; the
+    station's next connection needs the new password."""
+    pw = _body(req).get("password")
+    if pw is not None and (not isinstance(pw, str) or not 8 <= len(pw) <= 40):
+        raise ValueError("password must be a string of 8..40 characters (or leave it out to generate one)")
+    generated = pw is None
+    if generated:
+        pw = generate_password()
+    h = hash_password(pw)
+    await gw.store.run(lambda db: db.execute("UPDATE stations SET pw_hash=? WHERE id=?", (h, id)))
+    gw.stations[id]["pw_hash"] = h
+    log.info("station=%s password changed through the API%s", id, " (generated)" if generated else "")
+    out = gw.station_view(id)
+    if generated:
+        out["password"] = pw    # returned once, never stored in clear
+    return _json(out)
+
+
 async def _command(gw, req, id):
     from .app import CommandError
     name = req.path.rstrip("/").rsplit("/", 1)[1]
@@ -298,7 +318,8 @@ def _api_table():
              ("GET", "/api/stations/{id}/transactions", _transactions),
              ("GET", "/api/stations/{id}/status-history", _status_history),
              ("POST", "/api/stations/{id}/accept", _accept),
-             ("POST", "/api/stations/{id}/reject", _reject)]
+             ("POST", "/api/stations/{id}/reject", _reject),
+             ("PUT", "/api/stations/{id}/password", _set_password)]
         t += [("POST", "/api/stations/{id}/" + name, _command) for name in sorted(COMMANDS)]
         _API = [(m, p, p.strip("/").split("/"), fn) for m, p, fn in t]
     return _API

@@ -175,6 +175,32 @@ async def test_session__password_auth_refuses_before_the_upgrade(gateway):
     assert "picocharge_ocpp_refused_total 5" in m, m
 
 
+async def test_session__new_password_for_a_replaced_board(gateway):
+    gw = await gateway(auth="password")
+    await gw.register("CP-R", "old-board-pass1")
+    url = "ws://127.0.0.1:%d/ocpp/CP-R" % gw.port
+    async with Connected(gw.port, "CP-R", headers=basic("CP-R", "old-board-pass1")) as cp:
+        assert (await boot(cp)).status == "Accepted"
+        s, out = await http(gw, "PUT", "/api/stations/CP-R/password", {"password": "new-board-pass2"})
+        assert s == 200 and out["id"] == "CP-R" and "password" not in out, out
+        assert (await cp.call(call.Heartbeat())).current_time   # the open session carries on
+    with pytest.raises(websockets.InvalidStatus) as e:
+        await websockets.connect(url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-R", "old-board-pass1"))
+    assert e.value.response.status_code == 401
+    async with Connected(gw.port, "CP-R", headers=basic("CP-R", "new-board-pass2")) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    s, out = await http(gw, "PUT", "/api/stations/CP-R/password")     # none given: one is generated
+    assert s == 200 and len(out["password"]) >= 16, out
+    async with Connected(gw.port, "CP-R", headers=basic("CP-R", out["password"])) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    for body, status, why in [({"password": "short"}, 400, "8..40 characters"),
+                              ({"password": 12345678}, 400, "8..40 characters")]:
+        s, out = await http(gw, "PUT", "/api/stations/CP-R/password", body)
+        assert s == status and why in out["error"], (body, s, out)
+    s, out = await http(gw, "PUT", "/api/stations/CP-NONE/password", {"password": "whatever-123"})
+    assert s == 404 and "unknown station" in out["error"], out
+
+
 async def test_session__pending_station_waits_for_the_operator(gateway):
     gw = await gateway(auth="pending")
     async with Connected(gw.port, "CP-NEW", headers=basic("CP-NEW", "its-own-pass")) as cp:
