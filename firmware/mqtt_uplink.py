@@ -1,17 +1,81 @@
 # MQTT uplink with umqtt.simple: JSON telemetry to <prefix>/<station>/telemetry every
 # interval_s, the station's state retained at <prefix>/<station>/status, a last will of
 # {"state":"offline"}, reconnect with backoff after a broker drop.
+#
+# umqtt.simple builds the PUBLISH and PINGREQ packets; the socket is an asyncio stream
+# opened here. umqtt's own connect() is not used: it blocks on a socket with no timeout (a
+# broker that accepts TCP and never answers froze every task, watchdog feeding included)
+# and its TLS needs `ussl`, which current MicroPython no longer has (it has `ssl`).
 import asyncio
+from time import ticks_ms, ticks_diff
 
 import fields
 import log
 from reconnect import Backoff
 
+try:
+    import ssl
+except ImportError:  # pragma: no cover
+    ssl = None
+
 _L = log.get("mqtt")
+_TIMEOUT_S = 5    # TCP (and TLS) connect, CONNACK, draining a write: longer means the broker is gone
+_POLL_MS = 500    # how often status changes, telemetry and keepalive are looked at
+_PINGREQ = b"\xc0\x00"
+_PINGRESP = 0xD0
+
+
+def connect_packet(client_id, keepalive, will=None, user=None, password=None):
+    """MQTT 3.1.1 CONNECT with a clean session, the bytes umqtt.simple's connect() sends.
+    will: (topic, message, qos, retain). All strings are bytes."""
+    flags = 0x02
+    parts = [client_id]
+    if will:
+        flags |= 0x04 | (will[2] & 3) << 3 | (0x20 if will[3] else 0)
+        parts.append(will[0])
+        parts.append(will[1])
+    if user is not None:
+        flags |= 0xC0
+        parts.append(user)
+        parts.append(password or b"")
+    n = 10
+    for p in parts:
+        n += 2 + len(p)
+    out = bytearray(b"\x10")
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    out += b"\x00\x04MQTT\x04"
+    out.append(flags)
+    out.append(keepalive >> 8)
+    out.append(keepalive & 0xFF)
+    for p in parts:
+        out.append(len(p) >> 8)
+        out.append(len(p) & 0xFF)
+        out += p
+    return out
+
+
+class _StreamSock:
+    """What umqtt.simple's publish() writes to: the asyncio stream (drained by the caller)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, buf, n=-1):
+        self.stream.write(buf if n < 0 else buf[:n])
+
+
+async def _within(aw, what):
+    try:
+        return await asyncio.wait_for(aw, _TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise OSError("timeout: no %s within %ds" % (what, _TIMEOUT_S))
 
 
 class MqttLink:
-    def __init__(self, ctx, client_factory=None):
+    def __init__(self, ctx):
         self.ctx = ctx
         c = ctx.cfg["mqtt"]
         self.cfg = c
@@ -19,87 +83,132 @@ class MqttLink:
         self.t_telemetry = fields.telemetry_topic(c["prefix"], sid).encode()
         self.t_status = fields.status_topic(c["prefix"], sid).encode()
         self.client_id = ("picocharge-" + sid).encode()
-        self._factory = client_factory
         self.client = None
+        self.stream = None
         self.last_status = None
+        self.tx_ms = 0       # when the last packet went out (keepalive counts from it)
+        self.ping_ms = None  # when the unanswered PINGREQ went out
 
-    def _new_client(self):
-        if self._factory:
-            return self._factory()
-        from umqtt.simple import MQTTClient
+    async def connect(self):
+        from umqtt.simple import MQTTClient, MQTTException
 
         c = self.cfg
-        return MQTTClient(self.client_id, c["host"], port=c["port"], user=c["user"] or None,
-                          password=c["password"] or None, keepalive=c["keepalive_s"], ssl=c["ssl"])
-
-    def connect(self):
-        cl = self._new_client()
-        cl.set_last_will(self.t_status, fields.OFFLINE_PAYLOAD, retain=True, qos=1)
-        cl.connect()
-        self.client = cl
+        kw = {}
+        if c["ssl"]:
+            if ssl is None:
+                raise OSError("mqtt.ssl needs the ssl module")
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            tls.verify_mode = ssl.CERT_NONE  # no CA bundle on a Pico W: encrypted, server not verified
+            kw["ssl"] = tls
+            kw["server_hostname"] = c["host"]
+        r, w = await _within(asyncio.open_connection(c["host"], c["port"], **kw), "TCP connection")
+        self.stream = w
+        user = c["user"].encode() if c["user"] else None
+        w.write(connect_packet(self.client_id, c["keepalive_s"],
+                               (self.t_status, fields.OFFLINE_PAYLOAD, 1, True),
+                               user, c["password"].encode() if user else None))
+        await _within(w.drain(), "CONNECT sent")
+        ack = await _within(r.readexactly(4), "CONNACK")
+        if ack[0] != 0x20 or ack[1] != 2:
+            raise OSError("not an MQTT broker (answered %r)" % ack)
+        if ack[3]:
+            raise MQTTException(ack[3])  # 4: bad user/password, 5: not authorised
+        self.client = MQTTClient(self.client_id, c["host"], c["port"])
+        self.client.sock = _StreamSock(w)
+        self.tx_ms = ticks_ms()
+        self.ping_ms = None
         self.last_status = None
 
     def close(self):
-        if self.client:
+        if self.stream:
             try:
-                self.client.sock.close()
+                self.stream.close()
             except Exception:
                 pass
+        self.stream = None
         self.client = None
+
+    async def _sent(self):
+        await _within(self.stream.drain(), "room to send")
+        self.tx_ms = ticks_ms()
 
     def status_payload(self):
         st = self.ctx.state
         return fields.status_json("online", st.status, st.fault, st.relay)
 
-    def publish_status(self, force=False):
+    async def publish_status(self, force=False):
         p = self.status_payload()
         if force or p != self.last_status:
             self.client.publish(self.t_status, p, retain=True, qos=0)
+            await self._sent()
             self.last_status = p
 
-    def publish_telemetry(self):
+    async def publish_telemetry(self):
         self.client.publish(self.t_telemetry, fields.telemetry_json(self.ctx.state.reading()))
+        await self._sent()
+
+    def poll_in(self):
+        """Take what the broker sent (to a publisher, only PINGRESP) without waiting."""
+        data = self.stream.s.read(2)  # the stream's socket is non-blocking: None when empty
+        if data is None:
+            return
+        if not data:
+            raise OSError("connection closed by the broker")
+        if data[0] == _PINGRESP:
+            self.ping_ms = None
+
+    async def keepalive(self, now):
+        """PINGREQ once half the keepalive has passed since the last packet, whatever the
+        telemetry interval; a PINGRESP missing for as long means the broker is gone."""
+        half = self.cfg["keepalive_s"] * 500
+        if not half:
+            return
+        if self.ping_ms is not None:
+            if ticks_diff(now, self.ping_ms) > max(half, 1000):
+                raise OSError("no PINGRESP within %.1fs" % (max(half, 1000) / 1000))
+        elif ticks_diff(now, self.tx_ms) >= half:
+            self.stream.write(_PINGREQ)
+            await self._sent()
+            self.ping_ms = now
+
+    async def serve(self):
+        """Publish until the Wi-Fi drops; raises when the broker link fails."""
+        st = self.ctx.state
+        iv = self.cfg["interval_s"] * 1000
+        last_seq = -1
+        t_tel = ticks_ms() - iv
+        await self.publish_status(force=True)
+        while self.ctx.wifi_up.is_set():
+            now = ticks_ms()
+            if st.readings_seq != last_seq and ticks_diff(now, t_tel) >= iv:
+                last_seq = st.readings_seq
+                t_tel = now
+                await self.publish_telemetry()
+                st.counters["mqtt_sent"] += 1
+            await self.publish_status()
+            self.poll_in()
+            await self.keepalive(now)
+            await asyncio.sleep_ms(_POLL_MS)
 
 
 async def run(ctx):
     st = ctx.state
     link = MqttLink(ctx)
     back = Backoff(1, 60)
-    interval = link.cfg["interval_s"]
     st.links["mqtt"] = "down"
+    c = link.cfg
     while True:
         await ctx.wifi_up.wait()
         try:
-            link.connect()
-            _L.info("connected to %s:%d", link.cfg["host"], link.cfg["port"])
+            await link.connect()
+            _L.info("connected to %s:%d%s", c["host"], c["port"], " (TLS)" if c["ssl"] else "")
             st.links["mqtt"] = "up"
             back.reset()
-            link.publish_status(force=True)
-            last_seq = -1
-            tick = 0
-            while ctx.wifi_up.is_set():
-                if st.readings_seq != last_seq:
-                    last_seq = st.readings_seq
-                    link.publish_telemetry()
-                    st.counters["mqtt_sent"] += 1
-                link.publish_status()
-                # wake often enough to notice status changes, publish telemetry each interval
-                for _ in range(interval * 2):
-                    await asyncio.sleep_ms(500)
-                    if link.status_payload() != link.last_status:
-                        link.publish_status()
-                tick += 1
-                if link.cfg["keepalive_s"] and tick % 3 == 0:
-                    link.client.ping()
-                    link.client.sock.setblocking(False)
-                    try:
-                        link.client.check_msg()  # consumes PINGRESP; raises on a dead socket
-                    finally:
-                        link.client.sock.setblocking(True)
-        except Exception as e:  # OSError from the socket, MQTTException from umqtt
+            await link.serve()
+        except Exception as e:  # OSError from the socket or a timeout, MQTTException from the broker
             st.counters["mqtt_fail"] += 1
             wait = back.next()
-            _L.warn("link down: %r; reconnect in %ds", e, wait)
+            _L.warn("link down: %r; reconnect in %.1fs", e, wait)
             st.links["mqtt"] = "down"
             link.close()
             await asyncio.sleep(wait)
