@@ -152,10 +152,19 @@ def register(url, station_id, password, token=None, timeout=10):
                                    % (url, raw[:100]))
 
 
-def _registrations(url, token, plans, surveyed):
-    """{station id: "new" | "registered"}, or ClickException (before anything is written) when
-    a station the gateway already knows would get a new password: the gateway's API cannot
-    change a station's password, so the board would be refused."""
+def set_password(url, station_id, password, token=None, timeout=10):
+    """PUT {"password"} to the gateway's /api/stations/<id>/password (a replaced board)."""
+    path = "/api/stations/%s/password" % urllib.parse.quote(station_id, safe="")
+    code, raw = _api("PUT", url, path, token, body={"password": password}, timeout=timeout)
+    if code >= 300:
+        raise _refused(url, path, "the new password of station %s (its board is written already: run "
+                       "the command again)" % station_id, code, raw)
+
+
+def _registrations(url, token, plans, surveyed, replace):
+    """{station id: "new" | "registered" | "new-password"}, or ClickException (before anything
+    is written) when a station the gateway already knows would get a new password without
+    --replace-password: a typo in a station id must not lock a working station out."""
     out, clash = {}, []
     for port, _cfg, full in plans:
         sid = full["station_id"]
@@ -165,16 +174,19 @@ def _registrations(url, token, plans, surveyed):
         old = inventory.flatten(surveyed[port]).get("ocpp.password")
         if old and old == full["ocpp"]["password"]:
             out[sid] = "registered"
+        elif replace:
+            out[sid] = "new-password"
         else:
             clash.append("%s (on %s)" % (sid, port))
     if clash:
         raise click.ClickException(
             "already registered with the gateway at %s, but this would give the board a new OCPP "
-            "password, which the gateway would refuse (its API cannot change a station's password): "
-            "%s. Nothing was written to any board. Keep the board's current password (leave out "
-            "--ocpp-password and any ocpp.password column or --set, and --fresh), or remove the "
-            "station from the gateway's database and run this again" % (url, ", ".join(clash)))
-    if "new" in out.values():
+            "password, which the gateway would refuse: %s. Nothing was written to any board. For a "
+            "replaced board, add --replace-password to give the station its new password on the "
+            "gateway too (the old board is then refused); otherwise keep the board's current "
+            "password (leave out --ocpp-password, any ocpp.password column or --set, and --fresh), "
+            "or check the station id" % (url, ", ".join(clash)))
+    if set(out.values()) - {"registered"}:
         check_token(url, token)
     return out
 
@@ -264,11 +276,14 @@ def _assign(rows, ports, stations, surveyed):
               metavar="SECRET",
               help="Bearer token for the gateway API (the gateway's --api-token). "
                    "[env: PICOCHARGE_GATEWAY_TOKEN, or PICOCHARGE_GATEWAY_API_TOKEN as the gateway reads it]")
+@click.option("--replace-password", is_flag=True,
+              help="With --register-gateway: a station the gateway already has gets the board's new OCPP "
+                   "password there too (a replaced board; the old one is then refused).")
 @click.option("--reset/--no-reset", default=True, show_default=True,
               help="Soft-reset each board afterwards so it starts with its new config.")
 @json_option
 def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, register_gateway,
-              gateway_token, reset, as_json, **flags):
+              gateway_token, replace_password, reset, as_json, **flags):
     """Write a board's /config.json: Wi-Fi, station id, central system, ThingSpeak, MQTT,
     sensor calibration.
 
@@ -361,7 +376,10 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
                    "-p %s`, or nothing on it uses this config" % (port, port), err=True)
 
     # the gateway: reachable, token good, no registered station about to get a new password
-    known = _registrations(register_gateway, gateway_token, plans, surveyed) if register_gateway else {}
+    if replace_password and not register_gateway:
+        raise click.UsageError("--replace-password goes with --register-gateway URL")
+    known = (_registrations(register_gateway, gateway_token, plans, surveyed, replace_password)
+             if register_gateway else {})
 
     # 3. write, verify, register
     results = []
@@ -376,6 +394,8 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
             entry["written"] = True
             if known.get(full["station_id"]) == "new":
                 register(register_gateway, full["station_id"], full["ocpp"]["password"], gateway_token)
+            elif known.get(full["station_id"]) == "new-password":
+                set_password(register_gateway, full["station_id"], full["ocpp"]["password"], gateway_token)
             entry["registered"] = full["station_id"] in known
         results.append(entry)
         if not as_json:
@@ -386,6 +406,9 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
             if entry["registered"] and known[full["station_id"]] == "registered":
                 click.echo("  already registered with the gateway at %s; the board keeps its OCPP "
                            "password" % register_gateway)
+            elif entry["registered"] and known[full["station_id"]] == "new-password":
+                click.echo("  already registered with the gateway at %s; its password there is now the "
+                           "board's new one (***)" % register_gateway)
             elif entry["registered"]:
                 click.echo("  registered with the gateway at %s (password ***)" % register_gateway)
     skipped = [r[0]["station_id"] for r in unassigned]

@@ -232,7 +232,7 @@ def test_provision__bad_gateway_token_refused_before_any_board_is_written(vboard
 def test_provision__register_gateway_rerun_against_the_real_gateway(vboards, tmp_path):
     """The first run registers CP-50 only; running the same command for the fleet registers
     CP-51 and reports CP-50 as already registered; a new password for a registered station is
-    refused before any board is written."""
+    refused before any board is written, unless --replace-password says the board was replaced."""
     from picocharge.cmd_demo import GatewayProcess
 
     a, b = vboards("a-bench", run_main=False), vboards("b-bench", run_main=False)
@@ -265,8 +265,34 @@ def test_provision__register_gateway_rerun_against_the_real_gateway(vboards, tmp
         assert "CP-50 (on %s), CP-51 (on %s)" % (a.device, b.device) in r.stderr, r.stderr
         assert "Nothing was written to any board" in r.stderr and "another-password-1" not in r.stderr, r.stderr
         assert (snapshot(a.flash), snapshot(b.flash)) == before
+        assert "--replace-password" in r.stderr, r.stderr
+
+        # a replaced board: --replace-password gives the station its new password on the gateway too
+        r = run_cli("provision", "--inventory", str(inv), "--station", "CP-50", "--register-gateway", gw.url,
+                    "--ocpp-password", "another-password-1", "--replace-password", env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "its password there is now the board's new one (***)" in r.stdout, r.stdout
+        assert "another-password-1" not in r.stdout + r.stderr
+        assert board_config(a)["ocpp"]["password"] == "another-password-1"
+        assert _ocpp_handshake(gw.url, "CP-50", "another-password-1") == 101
+        assert _ocpp_handshake(gw.url, "CP-50", pw50) == 401
     finally:
         gw.stop()
+
+
+def _ocpp_handshake(url, sid, password):
+    """The HTTP status the gateway answers a station's OCPP WebSocket handshake with."""
+    import base64
+
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    auth = base64.b64encode(("%s:%s" % (sid, password)).encode()).decode()
+    try:
+        with connect(url.replace("http://", "ws://") + "/ocpp/" + sid, subprotocols=["ocpp1.6"],
+                     additional_headers={"Authorization": "Basic " + auth}, open_timeout=10):
+            return 101
+    except InvalidStatus as e:
+        return e.response.status_code
 
 
 def test_provision__unreachable_gateway_says_what_to_do(vboards, pc):
