@@ -78,7 +78,7 @@ async def run(ctx):
             wait = back.next()
             if wait < interval:
                 wait = interval
-            _L.warn("write failed: %s; retry in %ds", e, wait)
+            _L.warn("write failed: %s; retry in %.1fs", e, wait)
             await asyncio.sleep(wait)
             continue
         back.reset()

@@ -61,8 +61,27 @@ def make_app(ctx):
 
 
 async def run(ctx):
+    """Serve the page. The socket is bound here rather than in microdot's start_server, so
+    the port is announced once it is really listening, and a port in use is said plainly
+    and retried with backoff instead of crashing the task every 5 s."""
+    import asyncio
+    from errno import EADDRINUSE
+    from reconnect import Backoff
+
     app = make_app(ctx)
     port = ctx.cfg["web"]["port"]
-    await ctx.wifi_up.wait()
-    _L.info("status page on port %d", port)
-    await app.start_server(host="0.0.0.0", port=port)
+    back = Backoff(5, 300)
+    while True:
+        await ctx.wifi_up.wait()
+        try:
+            srv = await asyncio.start_server(app.handle_request, "0.0.0.0", port)
+        except OSError as e:
+            if e.errno != EADDRINUSE:
+                raise
+            wait = back.next()
+            _L.warn("port %d in use (another server on it?); trying again in %.1fs", port, wait)
+            await asyncio.sleep(wait)
+            continue
+        app.server = srv  # what microdot's shutdown() closes
+        _L.info("status page on port %d", port)
+        await srv.wait_closed()

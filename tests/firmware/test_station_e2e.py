@@ -114,7 +114,10 @@ def test_station__thingspeak_zero_and_500_are_retried_not_counted(station):
     try:
         st = station(base_config(thingspeak={"enabled": True, "url": ts.url, "write_key": "WKEY1234",
                                              "min_interval_s": 1})).start()
-        st.expect("[thingspeak] W: write failed: HTTP 500")
+        line = st.expect("[thingspeak] W: write failed: HTTP 500")
+        # the wait as it is (min_interval_s 1 with jitter), not truncated to "retry in 0s"
+        wait = line.rsplit("retry in ", 1)[1]
+        assert wait.endswith("s") and len(wait.split(".")[1]) == 2 and 1.0 <= float(wait[:-1]) <= 2.0, line
         ts.fail_with = None
         ts.min_interval = 3600  # the channel's limit is now stricter than the station's setting
         ch.last_write = ts.clock()
@@ -242,3 +245,25 @@ def test_station__ctrl_c_opens_relay_and_stops_the_watchdog(station):
     # the log line after them may be lost: the interrupt can land with the heap locked
     assert "[board] I: relay open\n[board] I: watchdog stopped" in tail, tail
     assert "Traceback" not in tail, tail
+
+
+def test_station__status_page_port_in_use_is_said_and_retried(station):
+    # valid twin: test_station__status_page_shows_state_never_secrets (the port is free)
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("0.0.0.0", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        st = station(base_config(web={"enabled": True, "port": port})).start()
+        line = st.expect("[web] W: port %d in use" % port)
+        assert "trying again in" in line and line.endswith("s"), line
+        st.expect("[meter] I:")
+        out = st.output()
+        assert "status page on port" not in out and "crashed" not in out, out
+    finally:
+        busy.close()
+    # the port is free again: the page comes up on the next try, announced once it listens
+    st.expect("[web] I: status page on port %d" % port, timeout=15)
+    assert get_json("http://127.0.0.1:%d/api/status" % port)["station_id"] == "CP-7"
