@@ -4,12 +4,14 @@
 # scenario (JSON), so tests and demos can script a charging session, an overheating
 # enclosure, a flaky DHT11 or a Wi-Fi drop:
 #   {"seed": 1, "unique_id": "e6614103e7452d2f",
-#    "dht":   {"temp_c": 24.0, "humidity": 45.0, "drift": 0.02, "error_rate": 0.05},
+#    "dht":   {"temp_c": 24.0, "humidity": 45.0, "drift": 0.02, "wander": 2.0, "error_rate": 0.05},
 #    "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.01, "offset": 32768},
 #    "wifi":  {"drops": [[30, 40]], "connect_s": 0.2},
 #    "button": [[5, 6]],
 #    "timeline": [[60, "dht.temp_c", 62.0], [90, "mains.irms", 6.0]]}
 # Times are seconds since boot. `irms` is what the EV draws while the relay is closed.
+# The DHT11's readings wander around the scenario's values: a seeded random walk of at most
+# `drift` per read, kept within +-`wander` (degC, and %RH), which the sensor follows with a lag.
 # The scenario file is $PICOCHARGE_SCENARIO, else scenario.json in the flash directory
 # (the current directory), else the defaults below.
 import math
@@ -35,7 +37,7 @@ _VOLTAGE_V_PER_COUNT = 0.015    # default sensors.voltage_scale in config
 DEFAULTS = {
     "seed": 1,
     "unique_id": "",
-    "dht": {"temp_c": 24.0, "humidity": 45.0, "drift": 0.02, "error_rate": 0.0},
+    "dht": {"temp_c": 24.0, "humidity": 45.0, "drift": 0.02, "wander": 2.0, "error_rate": 0.0},
     "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.005, "offset": 32768},
     "wifi": {"drops": [], "connect_s": 0.2},
     "button": [],
@@ -68,6 +70,16 @@ def load_scenario(path=None):
             return _merge(DEFAULTS, {})
     with open(path) as f:
         return _merge(DEFAULTS, json.load(f))
+
+
+def _walk(x, step, bound):
+    """One step of a random walk kept within +-bound (reflected at the edges)."""
+    x += step
+    if x > bound:
+        return 2 * bound - x
+    if x < -bound:
+        return -2 * bound - x
+    return x
 
 
 class _Timeline:
@@ -105,6 +117,8 @@ class Board:
         self._last_dht = None
         self._dht_t = self.sc["dht"]["temp_c"]
         self._dht_h = self.sc["dht"]["humidity"]
+        self._wander_t = 0.0  # where the random walk has taken the enclosure from the scenario's values
+        self._wander_h = 0.0
         self._wdt = None
         self.wdt_stopped = False
         self._phase = 0.0
@@ -141,10 +155,14 @@ class Board:
             # a DHT11 read faster than once a second does not answer
             raise OSError(110, "DHT11 read faster than 1 Hz")
         self._last_dht = t
-        # drift towards the scenario's values with a small random walk
+        # the enclosure wanders (bounded random walk around the scenario's values, which the
+        # timeline may move); the sensor follows it with a lag
         r = self.rng
-        self._dht_t += (d["temp_c"] - self._dht_t) * 0.5 + (r.random() - 0.5) * 2 * d["drift"]
-        self._dht_h += (d["humidity"] - self._dht_h) * 0.5 + (r.random() - 0.5) * 2 * d["drift"]
+        w = d.get("wander", 2.0)  # scenarios built by hand may leave it out
+        self._wander_t = _walk(self._wander_t, (r.random() - 0.5) * 2 * d["drift"], w)
+        self._wander_h = _walk(self._wander_h, (r.random() - 0.5) * 2 * d["drift"], w)
+        self._dht_t += (d["temp_c"] + self._wander_t - self._dht_t) * 0.5
+        self._dht_h += (d["humidity"] + self._wander_h - self._dht_h) * 0.5
         if d["error_rate"] and r.random() < d["error_rate"]:
             if r.random() < 0.5:
                 raise OSError(110, "DHT11 timeout")

@@ -69,3 +69,31 @@ for i in range(8):
 print(json.dumps(seen))
 """)
     assert got[0] is False and got[-1] is True and got.index(True) >= 3, got
+
+
+_DRIFT = r"""
+import json, board
+def run(seed, drift, n=600):
+    b = board.Board(board._merge(board.DEFAULTS, {'seed': seed, 'dht': {'temp_c': 30.0, 'humidity': 40.0,
+                                                  'drift': drift, 'wander': 1.5}}))
+    out = []
+    for i in range(n):
+        b._last_dht = None   # pretend 1 s went by
+        out.append(b.read_dht())
+    return out
+a = run(4, 0.2)
+print(json.dumps({'a': a, 'again': run(4, 0.2) == a, 'other': run(5, 0.2) == a, 'still': run(4, 0.0, 50)}))
+"""
+
+
+def test_unix_board__dht11_drifts_slowly_within_bounds_and_repeats_per_seed():
+    got = json.loads(mp_run("import sys\nsys.path.append(%r)\n" % BOARD + _DRIFT, heap="1M").strip().splitlines()[-1])
+    temps = [t for t, h in got["a"]]
+    hums = [h for t, h in got["a"]]
+    # it drifts: more than one whole-degree value over 10 minutes, never beyond the bound (+ rounding)
+    assert len(set(temps)) >= 2 and len(set(hums)) >= 2, (sorted(set(temps)), sorted(set(hums)))
+    assert all(28.0 <= t <= 32.0 for t in temps) and all(38.0 <= h <= 42.0 for h in hums), got["a"]
+    # slowly: one reading to the next moves by at most one unit
+    assert all(abs(x - y) <= 1.0 for x, y in zip(temps, temps[1:])), temps
+    assert got["again"] is True and got["other"] is False, got  # seeded: same seed, same walk
+    assert got["still"] == [[30.0, 40.0]] * 50, got["still"]    # drift 0: a steady enclosure
