@@ -1,0 +1,50 @@
+"""The ThingSpeak direct upload over HTTPS (the firmware's default URL is
+https://api.thingspeak.com), against the local ThingSpeak server behind TLS."""
+import ssl
+import threading
+import time
+
+from fake_thingspeak import FakeThingSpeak
+from fw_harness import ROOT
+from test_station_e2e import base_config
+
+TLS = ROOT / "tests" / "firmware_ocpp" / "tls"
+
+
+def https_thingspeak():
+    """FakeThingSpeak serving TLS (tests/firmware_ocpp/tls/cert.pem) on its own port."""
+    ts = FakeThingSpeak(min_interval=1).start()
+    ts.server.shutdown()  # re-serve the same listening socket, wrapped in TLS
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(TLS / "cert.pem"), str(TLS / "key.pem"))
+    ts.server.socket = ctx.wrap_socket(ts.server.socket, server_side=True)
+    threading.Thread(target=ts.server.serve_forever, daemon=True).start()
+    return ts, "https://127.0.0.1:%d" % ts.server.server_address[1]
+
+
+def test_station__thingspeak_writes_over_https(station):
+    ts, url = https_thingspeak()
+    ch = ts.add_channel("WKEY1234")
+    try:
+        st = station(base_config(thingspeak={"enabled": True, "url": url, "write_key": "WKEY1234",
+                                             "channel_id": ch.id, "min_interval_s": 1})).start()
+        st.expect("[thingspeak] I: stored entry 2", timeout=30)
+        e = ts.entries(ch.id)[-1]
+        assert sorted(k for k in e if k.startswith("field")) == ["field%d" % i for i in range(1, 9)], e
+        assert e["field1"] == "24" and e["field2"] == "45" and abs(float(e["field4"]) - 230) < 3, e
+        assert "WKEY1234" not in st.output() and "write failed" not in st.output(), st.output()
+    finally:
+        ts.stop()
+
+
+def test_station__thingspeak_https_to_a_plain_http_server_is_not_counted(station):
+    ts = FakeThingSpeak(min_interval=1).start()
+    ch = ts.add_channel("WKEY1234")
+    try:
+        st = station(base_config(thingspeak={"enabled": True, "url": ts.url.replace("http:", "https:"),
+                                             "write_key": "WKEY1234", "min_interval_s": 1})).start()
+        st.expect("[thingspeak] W: write failed", timeout=30)
+        st.expect("[meter] I:")
+        assert ts.entries(ch.id) == [] and "stored entry" not in st.output(), st.output()
+    finally:
+        ts.stop()
