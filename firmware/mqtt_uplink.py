@@ -129,7 +129,11 @@ class MqttLink:
         self.client = None
 
     async def _sent(self):
-        await _within(self.stream.drain(), "room to send")
+        w = self.stream
+        # MicroPython's stream.write() sends at once what the socket takes and keeps the rest
+        # in out_buf: only then is there something to wait for (wait_for makes a task each time)
+        if getattr(w, "out_buf", True):
+            await _within(w.drain(), "room to send")
         self.tx_ms = ticks_ms()
 
     def status_payload(self):
