@@ -207,13 +207,15 @@ class Gateway:
         self.started_at = time.time()
         if s.gc_freeze:
             # long-lived start-up objects leave the collector's view; fewer full collections.
-            # Thresholds: a young collection sees at most 10,000 objects and a middle one
-            # 5 x that (a few ms each), and a full one waits for 1,000 middle ones, so the
-            # ~300 objects of each of 10,000 connections are not walked again and again
-            # while a fleet connects. (50000, 20, 100) had 700 ms middle collections there.
+            # Thresholds: a young collection sees about 2,000 new objects (a few ms on a busy
+            # machine: a pause delays the answers queued behind it, so short pauses keep p99
+            # down), a middle one every 5 young ones, and a full one waits for 1,000 middle
+            # ones, so the ~300 objects of each of 10,000 connections are not walked again
+            # and again while a fleet connects. (50000, 20, 100) had 400-700 ms middle
+            # collections there, (10000, 5, 1000) 20-90 ms young ones every 2 s when paced.
             gc.collect()
             gc.freeze()
-            gc.set_threshold(10000, 5, 1000)
+            gc.set_threshold(2000, 5, 1000)
         self.gc_watch = GcWatch()
         gc.callbacks.append(self.gc_watch)
         log.info("gateway listening on %s://%s:%d (auth=%s)", s.scheme, s.host, self.port, s.auth)

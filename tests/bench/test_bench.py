@@ -185,3 +185,43 @@ def test_cs__prometheus_text_and_uplink_labels():
     assert bench_cs.stored_readings(m) == 1234, m
     assert bench_cs.uplink_counts(m, bench_cs.DELIVERED_METRIC) == {"mqtt": 1200, "thingspeak": 7}, m
     assert bench_cs.stored_readings({"other": 1.0}) is None
+
+
+async def test_station__refused_connection_retries_with_the_firmware_backoff_then_gives_up():
+    port = bench_cs.free_port()  # nothing listens there
+    t0 = time.time()
+    spec = {"url": "ws://127.0.0.1:%d/" % port, "n": 1, "mode": "closed", "interval": 1,
+            "heartbeat": 1, "t0": t0, "ramp": 0.0, "w0": t0 + 0.1, "w1": t0 + 0.3,
+            "drain": 8.0, "open_timeout": 2, "seed": 1, "source_addrs": 1, "retry_for": 2.0}
+    stats = await bench_load._run_step(spec, [1])
+    # first try at once, a retry after 0.5-1 s, possibly a second after 1-2 s, then give up
+    assert (stats.connected, stats.connect_failures) == (0, 1), vars(stats)
+    assert 1 <= stats.connect_retries <= 2, vars(stats)
+    assert stats.failure_kinds == {"ConnectionRefusedError": stats.connect_retries + 1}, stats.failure_kinds
+
+
+def test_report__timeline_slices_and_rss_slope():
+    w0 = 1000.0
+    rtt_t = [w0 + 0.5, w0 + 1.5, w0 + 2.5, w0 + 3.5, w0 + 9.0]   # the last is outside [w0, w0+4)
+    rtt_ms = [1.0, 2.0, 30.0, 4.0, 99.0]
+    rss = [(w0 + 1.0, 100 * 2**20), (w0 + 2.0, 101 * 2**20), (w0 + 4.0, 103 * 2**20)]
+    tl = bench_report.timeline(rtt_t, rtt_ms, rss, w0, w0 + 4.0, 2.0)
+    assert tl == [{"t_s": 2.0, "msgs_per_s": 1.0, "rtt_p50_ms": 1.0, "rtt_p99_ms": 2.0, "rtt_max_ms": 2.0,
+                   "cs_rss_mb": 101.0},
+                  {"t_s": 4.0, "msgs_per_s": 1.0, "rtt_p50_ms": 4.0, "rtt_p99_ms": 30.0, "rtt_max_ms": 30.0,
+                   "cs_rss_mb": 103.0}], tl
+    assert bench_report.slope_per_min([(0.0, 100.0), (30.0, 101.0), (60.0, 102.0)]) == 2.0
+    assert bench_report.slope_per_min([(0.0, 100.0)]) is None
+
+
+def test_cs__gc_pauses_and_summary_from_the_gateway_log(tmp_path):
+    log = tmp_path / "ours.log"
+    log.write_text(
+        "2026-11-25 11:28:27,843 INFO picocharge.gateway.app: gc pause 31.0 ms (cpu 30.7 ms, generation 0, 11 collected)\n"
+        "2026-11-25 11:28:29,500 INFO picocharge.gateway.app: station=BENCH-00001 connected from 127.0.0.1:5\n"
+        "2026-11-25 11:28:31,250 INFO picocharge.gateway.app: gc pause 184.2 ms (cpu 91.2 ms, generation 1, 0 collected)\n"
+        "2026-11-25 11:30:28,699 INFO picocharge.gateway.app: gc: 0 full collections, longest pause 184.2 ms (generation 1)\n")
+    t0 = time.mktime(time.strptime("2026-11-25 11:28:27", "%Y-%m-%d %H:%M:%S"))
+    assert bench_cs.gc_pauses(log) == [(t0 + 0.843, 31.0), (t0 + 4.25, 184.2)], bench_cs.gc_pauses(log)
+    assert bench_cs.gc_summary(log) == (0, 184.2)
+    assert bench_cs.gc_summary(tmp_path / "missing.log") == (None, None)
