@@ -62,7 +62,8 @@ async def sample_task(ctx):
     meter = mains.EnergyMeter(load_energy())
     st.energy_wh = meter.wh
     saved_wh = meter.wh
-    over = overtemp.OverTemp(ctx.cfg["safety"]["max_temp_c"], ctx.cfg["safety"]["hysteresis_c"])
+    sf = ctx.cfg["safety"]
+    over = overtemp.OverTemp(sf["max_temp_c"], sf["hysteresis_c"], sf["dht_dead_cycles"])
     free_charge = not ctx.cfg["ocpp"]["url"]
     L = log.get("meter")
     while True:

@@ -70,6 +70,8 @@ SCHEMA = {
     "safety": {
         "max_temp_c": (float, 50.0, (0.0, 100.0)),
         "hysteresis_c": (float, 5.0, (0.5, 50.0)),
+        # read cycles in a row without a valid DHT11 reading before it counts as dead (a fault)
+        "dht_dead_cycles": (int, 3, (1, 100)),
     },
 }
 

@@ -38,6 +38,19 @@ def test_overtemp__dead_sensor_hides_a_latched_over_temperature_until_reads_resu
     assert ot.update(44) is False and ot.fault() == (None, None)
 
 
+def test_config__dht_dead_cycles_defaults_to_3_and_is_checked():
+    import config
+
+    assert config.validate({"station_id": "CP-1"})["safety"]["dht_dead_cycles"] == 3
+    assert config.validate({"station_id": "CP-1", "safety": {"dht_dead_cycles": 10}})["safety"]["dht_dead_cycles"] == 10
+    try:
+        config.validate({"station_id": "CP-1", "safety": {"dht_dead_cycles": 0}})
+    except config.ConfigError as e:
+        assert e.key == "safety.dht_dead_cycles" and "out of range 1..100" in str(e), e
+    else:
+        raise AssertionError("0 read cycles accepted")
+
+
 def test_overtemp__same_results_under_micropython():
     out = mp_run(r"""
 import overtemp
@@ -84,12 +97,13 @@ def test_station__dead_dht_opens_relay_reports_no_reading_and_recovers(station, 
     port = free_port()
     sub = Sub(mqtt_broker.port)
     cfg = base_config(web={"enabled": True, "port": port}, sensors={"interval_s": 1, "dht_retries": 1},
+                      safety={"dht_dead_cycles": 2},
                       mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_broker.port, "interval_s": 1})
     st = station(cfg, scenario={"timeline": [[4, "dht.error_rate", 1.0], [5, "dht.temp_c", 70.0],
                                              [18, "dht.error_rate", 0.0], [23, "dht.temp_c", 24.0]]}).start()
     try:
         st.expect("[board] I: relay closed")
-        line = st.expect("[app] E: DHT11 not answering for 3 read cycles: relay opened", timeout=20)
+        line = st.expect("[app] E: DHT11 not answering for 2 read cycles: relay opened", timeout=20)
         st.expect("[board] I: relay open", timeout=5)
         s = get_json("http://127.0.0.1:%d/api/status" % port)
         assert (s["fault"], s["fault_info"], s["relay"], s["status"]) == (
