@@ -210,9 +210,12 @@ def _match(tpl, parts):
 
 
 def health(gw):
-    return {"status": "ok", "stations_connected": len(gw.sessions), "stations_known": len(gw.stations),
-            "uplinks": {u.name: ("connected" if getattr(u, "connected", True) else "disconnected")
-                        for u in gw.uplinks}}
+    out = {"status": "ok", "stations_connected": len(gw.sessions), "stations_known": len(gw.stations),
+           "uplinks": {u.name: u.state() for u in gw.uplinks}}
+    failing = getattr(gw.thingspeak, "failing", None)
+    if failing:     # which stations' ThingSpeak writes fail, and why (never the write key)
+        out["thingspeak_failing"] = {sid: why for sid, (_r, why) in sorted(failing.items())}
+    return out
 
 
 # --- the API calls -----------------------------------------------------------------
@@ -291,6 +294,42 @@ async def _set_password(gw, req, id):
     return _json(out)
 
 
+def _thingspeak_pair(gw, b, sid):
+    """(channel, key) from a body, both None for none; ValueError says what is wrong."""
+    ch, key = b.get("thingspeak_channel"), b.get("thingspeak_key")
+    if ch is not None and (isinstance(ch, bool) or not isinstance(ch, int) or ch <= 0):
+        raise ValueError("thingspeak_channel must be a positive integer")
+    if (ch is None) != (key is None) or (key is not None and not isinstance(key, str)):
+        raise ValueError("give thingspeak_channel and thingspeak_key together")
+    if key is not None:
+        if not 1 <= len(key) <= 64 or not all("!" <= c <= "~" for c in key):
+            raise ValueError("thingspeak_key must be the channel's write API key "
+                             "(1..64 printable characters, no spaces)")
+        other = next((s for s, st in gw.stations.items() if s != sid and st.get("ts_key") and
+                      hmac.compare_digest(str(st["ts_key"]), key)), None)
+        if other is not None:
+            raise ValueError("that thingspeak_key is already station %s's: each station needs its own "
+                             "channel, since /update finds the station by its write key" % other)
+    return ch, key
+
+
+async def _set_thingspeak(gw, req, id):
+    """Give a station a ThingSpeak channel and write key, change them, or clear them (both
+    null). Readings not yet forwarded go to the new channel; a station that had none starts
+    with the readings that arrive from now on."""
+    b = _body(req)
+    if "thingspeak_channel" not in b or "thingspeak_key" not in b:
+        raise ValueError("give thingspeak_channel and thingspeak_key (both null to stop forwarding)")
+    ch, key = _thingspeak_pair(gw, b, id)
+    st = gw.stations[id]
+    if (ch, key) == (st.get("ts_channel"), st.get("ts_key")):
+        return _json(gw.station_view(id))
+    await gw.set_thingspeak(id, ch, key)
+    log.info("station=%s ThingSpeak %s through the API", id,
+             "channel set to %s" % ch if ch else "forwarding stopped")
+    return _json(gw.station_view(id))
+
+
 async def _command(gw, req, id):
     from .app import CommandError
     name = req.path.rstrip("/").rsplit("/", 1)[1]
@@ -319,7 +358,8 @@ def _api_table():
              ("GET", "/api/stations/{id}/status-history", _status_history),
              ("POST", "/api/stations/{id}/accept", _accept),
              ("POST", "/api/stations/{id}/reject", _reject),
-             ("PUT", "/api/stations/{id}/password", _set_password)]
+             ("PUT", "/api/stations/{id}/password", _set_password),
+             ("PUT", "/api/stations/{id}/thingspeak", _set_thingspeak)]
         t += [("POST", "/api/stations/{id}/" + name, _command) for name in sorted(COMMANDS)]
         _API = [(m, p, p.strip("/").split("/"), fn) for m, p, fn in t]
     return _API
@@ -332,13 +372,9 @@ async def _add_station(gw, b):
     pw = b.get("password")
     if pw is not None and (not isinstance(pw, str) or not 8 <= len(pw) <= 40):
         raise ValueError("password must be a string of 8..40 characters (or leave it out to generate one)")
-    ch, key = b.get("thingspeak_channel"), b.get("thingspeak_key")
-    if ch is not None and (isinstance(ch, bool) or not isinstance(ch, int) or ch <= 0):
-        raise ValueError("thingspeak_channel must be a positive integer")
-    if (ch is None) != (key is None) or (key is not None and not isinstance(key, str)):
-        raise ValueError("give thingspeak_channel and thingspeak_key together")
     if sid in gw.stations:
         return _error(409, "station %s is already registered" % sid)
+    ch, key = _thingspeak_pair(gw, b, sid)
     generated = pw is None
     if generated:
         pw = generate_password()

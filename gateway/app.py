@@ -373,6 +373,21 @@ class Gateway:
             self.thingspeak.add_station(sid)
         return row
 
+    async def set_thingspeak(self, sid, channel, key):
+        """New ThingSpeak channel and write key for a station (None, None: stop forwarding).
+        A changed channel keeps the station's place in the outbox; a cleared one drops it, so
+        a channel given later starts with what arrives from then on."""
+        def write(db):
+            db.execute("UPDATE stations SET ts_channel=?, ts_key=? WHERE id=?", (channel, key, sid))
+            if not channel:
+                db.execute("DELETE FROM outbox WHERE uplink LIKE 'thingspeak%' AND station=?", (sid,))
+        if self.thingspeak:
+            await self.thingspeak.remove_station(sid)
+        await self.store.run(write)
+        self.stations[sid].update(ts_channel=channel, ts_key=key)
+        if self.thingspeak and channel and key:
+            self.thingspeak.add_station(sid)
+
     async def set_state(self, sid, state):
         await self.store.run(lambda db: db.execute("UPDATE stations SET state=? WHERE id=?", (state, sid)))
         self.stations[sid]["state"] = state

@@ -92,6 +92,10 @@ class Uplink:
     def wake(self, station):
         pass
 
+    def state(self):
+        """What /healthz says about this uplink."""
+        return "connected" if getattr(self, "connected", True) else "disconnected"
+
 
 class MqttUplink(Uplink):
     name = "mqtt"
@@ -397,6 +401,9 @@ class MqttUplink(Uplink):
         self.gw.metrics.ingest["mqtt"] += 1
 
 
+_REACHED = "cannot reach"     # in the reason of a write that never got an answer
+
+
 class ThingSpeakUplink(Uplink):
     name = "thingspeak"
 
@@ -408,6 +415,7 @@ class ThingSpeakUplink(Uplink):
         self.workers = {}
         self.events = {}
         self.refused = 0
+        self.failing = {}       # station -> (reachable?, why) of its last write, while it fails
 
     async def start(self):
         self.loop = asyncio.get_running_loop()
@@ -422,6 +430,27 @@ class ThingSpeakUplink(Uplink):
         self.events[sid] = asyncio.Event()
         self.events[sid].set()
         self.workers[sid] = self.loop.create_task(self._worker(sid))
+
+    async def remove_station(self, sid):
+        """Stop forwarding a station (its ThingSpeak channel was cleared or changed); a send
+        in flight is abandoned: the next worker finds it again through the inflight cursor."""
+        t = self.workers.pop(sid, None)
+        self.events.pop(sid, None)
+        self.failing.pop(sid, None)
+        if t is not None:
+            t.cancel()
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def state(self):
+        """connected: no station's last write failed; disconnected: a station's last write got
+        no answer from ThingSpeak; failing: ThingSpeak answered each failed write, but did not
+        store it (a wrong write key, a rate limit, an HTTP error)."""
+        if not self.failing:
+            return "connected"
+        return "failing" if all(ok for ok, _w in self.failing.values()) else "disconnected"
 
     async def stop(self):
         self.stopping = True
@@ -480,6 +509,7 @@ class ThingSpeakUplink(Uplink):
             ok, why = await self.loop.run_in_executor(None, self._send, cid, key, rows)
             last_write = time.monotonic()
             if ok:
+                self.failing.pop(sid, None)
                 fails = 0
                 cursor = rows[-1]["id"]
                 await store.run(set_cursor, self.name, sid, cursor)
@@ -487,6 +517,7 @@ class ThingSpeakUplink(Uplink):
             else:
                 fails += 1
                 self.errors += 1
+                self.failing[sid] = (_REACHED not in why, why)
                 delay = min(self.interval * (2 ** min(fails, 6)), 300.0)
                 log.warning("thingspeak: station=%s channel=%s: %d readings not stored (%s); retry in %.1f s",
                             sid, cid, len(rows), why, delay)
@@ -519,7 +550,7 @@ class ThingSpeakUplink(Uplink):
         except requests.HTTPError as e:
             return False, "HTTP %s" % (e.response.status_code if e.response is not None else "error")
         except requests.RequestException as e:
-            return False, "%s (cannot reach %s)" % (type(e).__name__, self.url)
+            return False, "%s (%s %s)" % (type(e).__name__, _REACHED, self.url)
 
     def _stored_created_at(self, cid):
         try:

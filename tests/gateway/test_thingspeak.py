@@ -2,6 +2,7 @@
 single writes with created_at, bulk writes for a backlog within the entry limit, the channel interval,
 outages, and restarts of the gateway without duplicates."""
 import asyncio
+import json
 import time
 
 from ocpp.v16 import call
@@ -169,5 +170,67 @@ async def test_thingspeak__http_ingest_is_stored_and_reuploaded(gateway):
             assert s == status and msg in out, (raw, s, out)
         s, out = await http(gw, "POST", "/update", {"api_key": "WKEY0000000004", "field5": 1200})
         assert (s, out) == (200, "3"), out
+    finally:
+        fake.stop()
+
+
+async def test_thingspeak__channel_changed_through_the_api_and_healthz_says_what_fails(gateway):
+    """PUT /api/stations/<id>/thingspeak: a wrong write key makes /healthz say 'failing' and
+    why, with the reading kept; the right channel gets the waiting reading and what follows;
+    clearing stops forwarding; a write key another station has is refused."""
+    fake = FakeThingSpeak(min_interval=0.1).start()
+    try:
+        a, b = fake.add_channel("WKEYAAAA00000001"), fake.add_channel("WKEYBBBB00000002")
+        gw = await gateway(thingspeak_url=fake.url, thingspeak_interval=0.1)
+        await _register(gw, a)
+        put = "/api/stations/CP-1/thingspeak"
+        async with Connected(gw.port, "CP-1") as cp:
+            await boot(cp)
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _send(cp, 1, 1)
+            assert await _until(lambda: len(fake.entries(a.id)) == 1)
+            s, out = await http(gw, "GET", "/healthz")
+            assert out["uplinks"] == {"thingspeak": "connected"} and "thingspeak_failing" not in out, out
+
+            s, out = await http(gw, "PUT", put, {"thingspeak_channel": a.id, "thingspeak_key": "WRONGKEY"})
+            assert (s, out["thingspeak_channel"]) == (200, a.id) and "WRONGKEY" not in str(out), out
+            await _send(cp, 2, 1)
+            assert await _until(lambda: gw.thingspeak.refused >= 1)
+            s, out = await http(gw, "GET", "/healthz")
+            assert out["uplinks"] == {"thingspeak": "failing"}, out
+            assert list(out["thingspeak_failing"]) == ["CP-1"] and "answered 0" in out["thingspeak_failing"]["CP-1"]
+            assert "WRONGKEY" not in json.dumps(out), out
+
+            s, out = await http(gw, "PUT", put, {"thingspeak_channel": b.id, "thingspeak_key": b.write_key})
+            assert (s, out["thingspeak_channel"]) == (200, b.id), out
+            await _send(cp, 3, 1)
+            assert await _until(lambda: len(fake.entries(b.id)) == 2), fake.entries(b.id)
+            assert _clean(fake.entries(b.id)) == _entries(2, 2) and len(fake.entries(a.id)) == 1
+            s, out = await http(gw, "GET", "/healthz")
+            assert out["uplinks"] == {"thingspeak": "connected"} and "thingspeak_failing" not in out, out
+
+            s, out = await http(gw, "POST", "/api/stations", {"id": "CP-2", "thingspeak_channel": a.id,
+                                                              "thingspeak_key": a.write_key})
+            assert s == 201, out
+            s, out = await http(gw, "PUT", put, {"thingspeak_channel": a.id, "thingspeak_key": a.write_key})
+            assert s == 400 and "already station CP-2's" in out["error"], out
+            for body, why in (({"thingspeak_channel": b.id}, "give thingspeak_channel and thingspeak_key"),
+                              ({"thingspeak_channel": 0, "thingspeak_key": "K"}, "positive integer"),
+                              ({"thingspeak_channel": 5, "thingspeak_key": "has space"}, "no spaces")):
+                s, out = await http(gw, "PUT", put, body)
+                assert s == 400 and why in out["error"], (body, out)
+            s, out = await http(gw, "PUT", "/api/stations/NOPE/thingspeak",
+                                {"thingspeak_channel": b.id, "thingspeak_key": b.write_key})
+            assert s == 404, out
+
+            s, out = await http(gw, "PUT", put, {"thingspeak_channel": None, "thingspeak_key": None})
+            assert (s, out["thingspeak_channel"]) == (200, None), out
+            await _send(cp, 4, 2)
+            await asyncio.sleep(0.5)
+            assert len(fake.entries(b.id)) == 2, fake.entries(b.id)
+            s, m = await http(gw, "GET", "/metrics")
+            assert 'picocharge_outbox_depth{uplink="thingspeak"} 0' in m, m
+            s, out = await http(gw, "GET", "/api/stations/CP-1")
+            assert out["thingspeak_channel"] is None, out
     finally:
         fake.stop()
