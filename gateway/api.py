@@ -274,6 +274,14 @@ async def _reject(gw, req, id):
     return _json(gw.station_view(id))
 
 
+async def _delete_station(gw, req, id):
+    """Take a station out of service: closed, forgotten, its readings kept."""
+    was_connected = id in gw.sessions
+    await gw.remove(id)
+    log.info("station=%s removed through the API%s", id, " (its connection closed)" if was_connected else "")
+    return _json({"id": id, "removed": True, "was_connected": was_connected})
+
+
 async def _set_password(gw, req, id):
     """A new OCPP password for a registered station (a replaced or re-provisioned board): the
     one given, or a generated one returned once. The open session, if any, carries on; the
@@ -353,6 +361,7 @@ def _api_table():
              ("GET", "/api/id-tags", _list_id_tags),
              ("POST", "/api/id-tags", _add_id_tag),
              ("GET", "/api/stations/{id}", _get_station),
+             ("DELETE", "/api/stations/{id}", _delete_station),
              ("GET", "/api/stations/{id}/readings", _get_readings),
              ("GET", "/api/stations/{id}/transactions", _transactions),
              ("GET", "/api/stations/{id}/status-history", _status_history),

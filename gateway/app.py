@@ -388,6 +388,24 @@ class Gateway:
         if self.thingspeak and channel and key:
             self.thingspeak.add_station(sid)
 
+    async def remove(self, sid):
+        """Forget a station (a board taken out of service): its connection is closed, its
+        password, ThingSpeak channel and outbox places dropped, its retained MQTT status
+        cleared. Its readings, transactions and history stay in the database, and show again
+        if the id is registered anew."""
+        st = self.stations[sid]
+        st["state"] = "rejected"        # a reconnect in the meantime is refused
+        sess = self.sessions.get(sid)
+        if sess is not None:
+            await sess._connection.close(1000, "station removed by the operator")
+        if self.thingspeak:
+            await self.thingspeak.remove_station(sid)
+        await self.store.run(Store.remove_station, sid)
+        self.stations.pop(sid, None)
+        self.last.pop(sid, None)
+        if self.mqtt:
+            self.mqtt.publish_status(sid)   # an empty retained message: the status topic is gone
+
     async def set_state(self, sid, state):
         await self.store.run(lambda db: db.execute("UPDATE stations SET state=? WHERE id=?", (state, sid)))
         self.stations[sid]["state"] = state

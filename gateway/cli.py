@@ -139,6 +139,23 @@ def add_station(station_id, password, thingspeak_channel, thingspeak_key, pendin
         click.echo("password: %s  (shown once: configure it on the station as ocpp.password)" % password)
 
 
+@gateway.command("remove-station")
+@click.argument("station_id")
+@_db_option
+def remove_station(station_id, db):
+    """Remove STATION_ID from the database: its password and ThingSpeak channel go, its readings,
+    transactions and history stay. A running gateway keeps it until restarted: use
+    DELETE /api/stations/STATION_ID on a running one, which also closes its connection."""
+    try:
+        gone = Store(db).remove_station_sync(station_id)
+    except StoreError as e:
+        raise click.ClickException(str(e))
+    if not gone:
+        raise click.ClickException("no station %s in %s (list them with `picocharge gateway stations --db %s`)"
+                                   % (station_id, db, db))
+    click.echo("station %s removed from %s (its readings stay)" % (station_id, db))
+
+
 @gateway.command("stations")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")

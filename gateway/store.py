@@ -230,6 +230,24 @@ class Store:
         return self.run(self._add_station, sid, password, state, channel, key)
 
     @staticmethod
+    def remove_station(db, sid):
+        """Drop a station and its outbox places; True if it was there. Its readings,
+        transactions and history stay."""
+        gone = db.execute("DELETE FROM stations WHERE id=?", (sid,)).rowcount > 0
+        db.execute("DELETE FROM outbox WHERE station=?", (sid,))
+        return gone
+
+    def remove_station_sync(self, sid):
+        db = self.open()
+        try:
+            db.execute("BEGIN")
+            gone = self.remove_station(db, sid)
+            db.execute("COMMIT")
+            return gone
+        finally:
+            db.close()
+
+    @staticmethod
     def station_rows(db):
         return [dict(r) for r in db.execute("SELECT * FROM stations ORDER BY id")]
 

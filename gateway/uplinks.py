@@ -356,10 +356,13 @@ class MqttUplink(Uplink):
     def publish_status(self, sid):
         if not self.connected or self.client is None:
             return
-        st = self.gw.stations.get(sid) or {}
+        st = self.gw.stations.get(sid)
+        topic = fields.status_topic(self.prefix, sid)
+        if st is None:      # removed: an empty retained message deletes the retained status
+            self.client.publish(topic, b"", qos=1, retain=True)
+            return
         state = "online" if sid in self.gw.sessions else "offline"
-        self.client.publish(fields.status_topic(self.prefix, sid),
-                            fields.status_json(state, st.get("status") or "Unknown"), qos=1, retain=True)
+        self.client.publish(topic, fields.status_json(state, st.get("status") or "Unknown"), qos=1, retain=True)
 
     # --- ingest ---------------------------------------------------------------
     def _on_message(self, topic, payload):

@@ -132,9 +132,10 @@ async def test_api__openapi_documents_every_route_and_each_answers_as_documented
         s, out = await http(gw, "POST", "/api/stations", {"id": "CP-TS", "thingspeak_channel": 7,
                                                          "thingspeak_key": "WRITEKEY"})
         assert s == 201, out
-        # walk every documented operation against the real server (reject last: it changes CP-1's state)
+        # walk every documented operation against the real server (reject, then delete, last:
+        # they change CP-1's state, then remove it)
         ops = sorted(((p, m, op) for p, o in doc["paths"].items() for m, op in o.items()),
-                     key=lambda x: (x[0].endswith("/reject"), x[0], x[1]))
+                     key=lambda x: (x[1] == "delete", x[0].endswith("/reject"), x[0], x[1]))
         seen = {}
         for p, m, op in ops:
             path = p
@@ -164,6 +165,8 @@ async def test_api__openapi_documents_every_route_and_each_answers_as_documented
     assert seen[("POST", "/api/stations/{id}/get-configuration")] == {"configurationKey": [
         {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"}]}
     assert seen[("POST", "/api/stations/{id}/reject")]["state"] == "rejected"
+    assert seen[("DELETE", "/api/stations/{id}")] == {"id": "CP-1", "removed": True, "was_connected": True}
+    assert "CP-1" not in gw.stations
     # ingest answers the new reading's seq, as ThingSpeak answers an entry id (3 readings came over OCPP)
     assert [seen[(m, p)] for p in ("/update", "/update.json") for m in ("GET", "POST")] == ["4", "5", "6", "7"]
     assert "fetch(" in seen[("GET", "/static/{file}")] and "<canvas" in seen[("GET", "/station/{id}")]

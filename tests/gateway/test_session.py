@@ -236,3 +236,81 @@ async def test_session__id_tag_list_decides_authorize_and_start(gateway):
         st = await cp.call(call.StartTransaction(connector_id=1, id_tag="NOBODY", meter_start=0,
                                                  timestamp="2026-01-01T10:00:00Z"))
         assert st.id_tag_info == {"status": "Invalid"}, st
+
+
+async def test_session__removing_a_station_closes_it_refuses_it_and_keeps_its_readings(gateway, mqtt_broker):
+    """DELETE /api/stations/<id>: the open connection is closed, the station is refused from
+    then on, its retained MQTT status is deleted; its readings stay and show again when the id
+    is registered anew."""
+    import time
+    from mqttsub import Subscriber
+    gw = await gateway(auth="password", mqtt_url="mqtt://127.0.0.1:%d/pc" % mqtt_broker.port)
+    for _ in range(200):
+        if gw.mqtt.connected:
+            break
+        await asyncio.sleep(0.05)
+    await gw.register("CP-D", "board-pass-123")
+    await gw.register("CP-K", "board-pass-456")
+    hdr = basic("CP-D", "board-pass-123")
+    async with Connected(gw.port, "CP-D", headers=hdr) as cp, \
+            Connected(gw.port, "CP-K", headers=basic("CP-K", "board-pass-456")) as other:
+        await boot(cp)
+        await boot(other)
+        await cp.call(call.MeterValues(connector_id=1, meter_value=[meter("2026-01-01T10:00:01Z", current=7.5)]))
+        s, out = await http(gw, "DELETE", "/api/stations/CP-D")
+        assert (s, out) == (200, {"id": "CP-D", "removed": True, "was_connected": True}), out
+        await asyncio.wait_for(cp._connection.wait_closed(), 10)
+        assert cp._connection.close_code == 1000 and "removed" in cp._connection.close_reason
+        assert (await other.call(call.Heartbeat())).current_time    # the others carry on
+    with pytest.raises(websockets.InvalidStatus) as e:
+        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-D" % gw.port, subprotocols=["ocpp1.6"],
+                                 additional_headers=hdr)
+    assert e.value.response.status_code == 401 and b"unknown station" in e.value.response.body
+    s, out = await http(gw, "GET", "/api/stations/CP-D")
+    assert s == 404, out
+    s, out = await http(gw, "GET", "/api/stations")
+    assert [st["id"] for st in out] == ["CP-K"], out
+    s, out = await http(gw, "DELETE", "/api/stations/CP-D")
+    assert s == 404 and "unknown station" in out["error"], out
+    # the retained status is gone for a subscriber that comes later; CP-K's is still there
+    await asyncio.sleep(0.3)
+    late = Subscriber(mqtt_broker.port, "pc/+/status", client_id="late")
+    try:
+        assert (await asyncio.to_thread(late.wait, "pc/CP-K/status", 1))[-1][1] is True
+        await asyncio.sleep(0.5)
+        assert late.on("pc/CP-D/status") == [], late.messages
+    finally:
+        late.close()
+    # registered anew: its history is there, with its new password
+    await gw.register("CP-D", "new-board-pass-1")
+    s, out = await http(gw, "GET", "/api/stations/CP-D/readings")
+    assert [r["current_a"] for r in out] == [7.5], out
+    async with Connected(gw.port, "CP-D", headers=basic("CP-D", "new-board-pass-1")) as cp:
+        assert (await boot(cp)).status == "Accepted"
+
+
+def test_session__gateway_cli_adds_lists_and_removes_stations_offline(tmp_path):
+    import subprocess
+    import sys
+    db = str(tmp_path / "gw.db")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway"] + list(args) + ["--db", db],
+                              capture_output=True, text=True, timeout=60)
+    r = cli("add-station", "CP-1", "--thingspeak-channel", "42", "--thingspeak-key", "WKEY1")
+    assert r.returncode == 0 and "password: " in r.stdout, r
+    pw = r.stdout.split("password: ")[1].split()[0]
+    r = cli("add-station", "CP-2", "--password", "correct-horse-2")
+    assert r.returncode == 0 and "password" not in r.stdout, r
+    r = cli("stations", "--json")
+    rows = json.loads(r.stdout)
+    assert [(s["id"], s["thingspeak_channel"], s["has_password"]) for s in rows] == [
+        ("CP-1", 42, True), ("CP-2", None, True)], r.stdout
+    assert pw not in r.stdout and "WKEY1" not in r.stdout
+    r = cli("add-station", "CP-1")
+    assert r.returncode == 1 and "already in" in r.stderr, r
+    r = cli("remove-station", "CP-1")
+    assert r.returncode == 0 and "CP-1 removed" in r.stdout, r
+    r = cli("remove-station", "CP-1")
+    assert r.returncode == 1 and "no station CP-1" in r.stderr and "gateway stations" in r.stderr, r
+    assert [s["id"] for s in json.loads(cli("stations", "--json").stdout)] == ["CP-2"]
