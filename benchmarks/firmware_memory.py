@@ -2,7 +2,7 @@
 
 Prints, for the full firmware (sampling, MQTT to a real mosquitto, ThingSpeak to a local
 API server, the status page polled, OCPP 1.6J to our gateway with a transaction running,
-clock-aligned meter values every 2 s with the humidity DataTransfer):
+clock-aligned meter values every 2 s with the Climate DataTransfer):
   - the lowest free heap seen on /api/status over the run (after a collection),
   - the smallest -X heapsize that survives the run without MemoryError (bisection),
 so the figure is "what the firmware needs", not "what a run happened to show".

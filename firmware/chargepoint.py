@@ -103,8 +103,8 @@ class ChargePoint:
         self.al_tick = 0             # ... and when it is due in ticks_ms (cheap to check)
         self.al_iv = 0
         self.aligned = None          # clock-aligned MeterValues (no transaction) for the link
-        self.humidity = None         # %RH to send as DataTransfer with the clock-aligned sample
-        self.dt_ok = True            # the central system takes our Humidity DataTransfer
+        self.climate = None          # DataTransfer Climate data to send after the clock-aligned sample
+        self.dt_ok = True            # the central system takes our Climate DataTransfer
         ctx.on_wifi_lost["ocpp"] = self.wifi_lost
         now = ticks_ms()
         self.mv_due = now
@@ -409,26 +409,26 @@ class ChargePoint:
         else:
             L.debug("offline: clock-aligned sample dropped")
         if self.online() and self.dt_ok:
-            self.humidity = st.humidity
+            self.climate = ocppj.climate(st.humidity, st.chip_temp_c)
 
     async def send_aligned(self):
         p = self.aligned
         self.aligned = None
         if p:
             await self.call("MeterValues", p)
-        h = self.humidity
-        self.humidity = None
-        if h is None:
+        c = self.climate
+        self.climate = None
+        if c is None:
             return
-        # OCPP 1.6 has no humidity measurand: the enclosure's %RH goes in a DataTransfer
+        # OCPP 1.6 has no humidity measurand, and no location for the RP2040's own temperature
+        # (Body is the enclosure's): both go in a DataTransfer
         try:
-            res = await self.call("DataTransfer", {"vendorId": VENDOR, "messageId": "Humidity",
-                                                   "data": ocppj.fmt(h)})
+            res = await self.call("DataTransfer", {"vendorId": VENDOR, "messageId": "Climate", "data": c})
             dt = res.get("status")
         except CallError as e:
             dt = e.code
         if dt != "Accepted":
-            L.info("DataTransfer Humidity: %s", dt)
+            L.info("DataTransfer Climate: %s", dt)
             if dt in _NO_DT or dt == "NotImplemented":
                 self.dt_ok = False  # not for this central system: stop asking (this connection)
 
@@ -644,7 +644,7 @@ class ChargePoint:
             try:
                 if self.triggers:
                     await self.triggered()
-                if self.aligned or self.humidity is not None:
+                if self.aligned or self.climate is not None:
                     await self.send_aligned()
                 if ticks_diff(ticks_ms(), self.hb_due) >= 0:
                     await self.heartbeat()

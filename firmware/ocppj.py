@@ -331,6 +331,20 @@ def meter_value(ts, reading, measurands, context):
     return {"timestamp": iso(ts), "sampledValue": sv}
 
 
+def climate(humidity, chip_temp_c):
+    """The data of DataTransfer PicoCharge/Climate: a JSON object in a string, with the
+    enclosure's %RH and the RP2040's temperature (each left out when unknown); None when
+    there is neither."""
+    if humidity is None and chip_temp_c is None:
+        return None
+    parts = []
+    if humidity is not None:
+        parts.append('"humidity":' + fmt(humidity))
+    if chip_temp_c is not None:
+        parts.append('"board_temp_c":' + fmt(chip_temp_c))
+    return "{" + ",".join(parts) + "}"
+
+
 def boot_notification(vendor, model, serial, fw_version):
     return {"chargePointVendor": vendor[:20], "chargePointModel": model[:20],
             "chargePointSerialNumber": serial[:25], "chargeBoxSerialNumber": serial[:25],

@@ -284,15 +284,36 @@ class StationSession(ChargePoint):
     async def on_data_transfer(self, vendor_id, **kw):
         if vendor_id != "PicoCharge":
             return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
-        if kw.get("message_id") == "Humidity":
+        mid = kw.get("message_id")
+        if mid == "Climate":    # {"humidity": %RH, "board_temp_c": RP2040 °C}, either may be missing
+            try:
+                d = json.loads(kw.get("data") or "")
+            except ValueError:
+                d = None
+            row = {}
+            if isinstance(d, dict):
+                for src, key in (("humidity", "humidity"), ("board_temp_c", "chip_temp_c")):
+                    if src in d:
+                        row[key] = _num(d[src])
+                        if row[key] is None:
+                            row = None
+                            break
+            if not row or set(d) - {"humidity", "board_temp_c"}:
+                return call_result.DataTransfer(
+                    status=DataTransferStatus.rejected,
+                    data='data must be a JSON object with humidity and/or board_temp_c numbers, '
+                         'e.g. {"humidity":45,"board_temp_c":31.5}')
+        elif mid == "Humidity":  # older firmware: the %RH alone
             v = _num(kw.get("data"))
             if v is None:
                 return call_result.DataTransfer(status=DataTransferStatus.rejected,
                                                 data="data must be a number (percent RH)")
-            await self.gw.store_readings(self.id, [{"ts": utc_now(), "humidity": v,
-                                                    "status": self.status}], "ocpp")
-            return call_result.DataTransfer(status=DataTransferStatus.accepted)
-        return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
+            row = {"humidity": v}
+        else:
+            return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
+        row.update(ts=utc_now(), status=self.status)
+        await self.gw.store_readings(self.id, [row], "ocpp")
+        return call_result.DataTransfer(status=DataTransferStatus.accepted)
 
     @on(Action.diagnostics_status_notification)
     async def on_diag(self, status):

@@ -196,6 +196,12 @@ def check_payloads__meter_value_and_transactions_exact():
     assert ocppj.status_notification(1, "Faulted", 0, "HighTemperature") == {
         "connectorId": 1, "errorCode": "HighTemperature", "status": "Faulted",
         "timestamp": "1970-01-01T00:00:00.000Z"}
+    # DataTransfer Climate: a JSON object in a string, a sensor without a reading left out
+    assert ocppj.climate(45, 31.25) == '{"humidity":45,"board_temp_c":31.25}'
+    assert ocppj.climate(None, 30.0) == '{"board_temp_c":30}'
+    assert ocppj.climate(44.5, None) == '{"humidity":44.5}'
+    assert ocppj.climate(None, None) is None
+    assert json.loads(ocppj.climate(-0.0004, -5.5)) == {"humidity": 0, "board_temp_c": -5.5}
     assert ocppj.check_measurands(" Voltage, Temperature ,") == ["Voltage", "Temperature"]
     raises(ValueError, ocppj.check_measurands, "Voltage,SoC")
 

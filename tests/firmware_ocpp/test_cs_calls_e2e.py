@@ -2,6 +2,7 @@
 availability, TriggerMessage, the small Core calls, unsupported and malformed calls; boot
 Rejected/Pending; over-temperature; Basic auth over ws:// and wss:// (security profiles 1, 2)."""
 import asyncio
+import json
 import ssl
 import time
 from pathlib import Path
@@ -155,8 +156,11 @@ async def test_clock_aligned__idle_and_in_transaction_offline_dropped_humidity_p
     check_aligned([t for _, t in idle], 2)
     acts = [a for a in cs.actions() if a in ("MeterValues", "DataTransfer")]
     assert acts[:6] == ["MeterValues", "DataTransfer"] * 3, acts
-    for m in cs.calls("DataTransfer"):
-        assert m[3] == {"vendorId": "PicoCharge", "messageId": "Humidity", "data": "45"}, m
+    for m in cs.calls("DataTransfer"):     # the enclosure's %RH and the RP2040's own temperature
+        assert {k: v for k, v in m[3].items() if k != "data"} == {"vendorId": "PicoCharge", "messageId": "Climate"}, m
+        data = json.loads(m[3]["data"])
+        assert sorted(data) == ["board_temp_c", "humidity"] and data["humidity"] == 45, m
+        assert 27 < data["board_temp_c"] < 33, m      # the unix board's scenario: 30 °C
 
     # in a transaction: the same samples carry its id (transaction messages, journalled)
     assert (await cs.call(call.RemoteStartTransaction(id_tag="T-CLK"))).status == "Accepted"
@@ -187,7 +191,7 @@ async def test_clock_aligned__idle_and_in_transaction_offline_dropped_humidity_p
     assert all("transactionId" not in p for p, _ in after), after
     # a central system that does not know our DataTransfer is asked once per connection
     assert len(cs2.calls("DataTransfer")) == 1, cs2.actions()
-    await st.expect("DataTransfer Humidity: UnknownVendorId")
+    await st.expect("DataTransfer Climate: UnknownVendorId")
 
     # the keys persist across a power cut
     st.kill()

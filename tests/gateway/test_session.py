@@ -31,7 +31,17 @@ async def test_session__full_transaction_is_stored_and_served_by_the_api(gateway
             "sampled_value": [{"value": "0.2", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
                               {"value": "3.5", "measurand": "Power.Active.Import", "unit": "kW"}]}]))
         dt = await cp.call(call.DataTransfer(vendor_id="PicoCharge", message_id="Humidity", data="41.5"))
+        assert dt.status == "Accepted", dt      # older firmware's message
+        dt = await cp.call(call.DataTransfer(vendor_id="PicoCharge", message_id="Climate",
+                                             data='{"humidity":43,"board_temp_c":30.25}'))
         assert dt.status == "Accepted", dt
+        dt = await cp.call(call.DataTransfer(vendor_id="PicoCharge", message_id="Climate", data='{"board_temp_c":29}'))
+        assert dt.status == "Accepted", dt
+        for bad in ("43", '{"humidity":"wet"}', '{"humidity":43,"pressure":1013}', "{}", "not json", None):
+            dt = await cp.call(call.DataTransfer(vendor_id="PicoCharge", message_id="Climate", data=bad))
+            assert dt.status == "Rejected" and "board_temp_c" in dt.data, (bad, dt)
+        dt = await cp.call(call.DataTransfer(vendor_id="PicoCharge", message_id="Pressure", data="1013"))
+        assert dt.status == "UnknownMessageId", dt
         dt = await cp.call(call.DataTransfer(vendor_id="Other", message_id="X", data="1"))
         assert dt.status == "UnknownVendorId", dt
         await cp.call(call.StopTransaction(meter_stop=300, timestamp="2026-01-01T10:01:00Z", transaction_id=1,
@@ -48,6 +58,8 @@ async def test_session__full_transaction_is_stored_and_served_by_the_api(gateway
              "power_w": 3566.55, "energy_wh": 110.0, "chip_temp_c": 31.5, "status": "Charging"},
             {"seq": 2, "ts": "2026-01-01T10:00:20Z", "power_w": 3500.0, "energy_wh": 200.0, "status": "Charging"},
             {"seq": 3, "humidity": 41.5, "status": "Charging"},
+            {"seq": 4, "humidity": 43.0, "chip_temp_c": 30.25, "status": "Charging"},
+            {"seq": 5, "chip_temp_c": 29.0, "status": "Charging"},
         ], rows
         status, tx = await http(gw, "GET", "/api/stations/CP-1/transactions")
         assert [(t["id"], t["id_tag"], t["meter_start"], t["meter_stop"], t["start_ts"], t["stop_ts"], t["reason"])
@@ -55,7 +67,7 @@ async def test_session__full_transaction_is_stored_and_served_by_the_api(gateway
         status, sts = await http(gw, "GET", "/api/stations")
         assert [(s["id"], s["connected"], s["status"], s["vendor"], s["last_reading"]["humidity"],
                  s["last_reading"]["energy_wh"]) for s in sts] == [
-            ("CP-1", True, "Available", "PicoCharge", 41.5, 200.0)], sts
+            ("CP-1", True, "Available", "PicoCharge", 43.0, 200.0)], sts
         status, one = await http(gw, "GET", "/api/stations/CP-1")
         assert one["id"] == "CP-1" and "password" not in one and "pw_hash" not in one, one
 

@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -48,8 +49,16 @@ def test_demo__gateway_stations_live_table_and_nothing_left_behind(tmp_path):
     assert p.returncode == 0, out + rest
     assert rest.rstrip().endswith("stopped"), rest
     assert wait_gone(running) == set(), "processes left behind: %s" % procs_of(data)
-    # the readings are in the gateway's database, kept with --data
+    # the readings are in the gateway's database, kept with --data; the board (RP2040)
+    # temperature came with the humidity, in the Climate DataTransfer
     assert (data / "gateway.db").is_file()
+    db = sqlite3.connect(str(data / "gateway.db"))
+    try:
+        board = dict(db.execute("SELECT station, MAX(chip_temp_c) FROM readings WHERE chip_temp_c IS NOT NULL "
+                                "GROUP BY station").fetchall())
+    finally:
+        db.close()
+    assert set(board) == {"DEMO-001", "DEMO-002"} and all(20 < t < 45 for t in board.values()), board
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP"])
