@@ -80,14 +80,15 @@ def _fmt(v, spec):
 
 
 def station_table(stations):
-    rows = ["%-9s %-10s %-13s %7s %5s %7s %8s %10s" % (
-        "station", "link", "status", "temp°C", "RH%", "A", "W", "Wh")]
+    rows = ["%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s" % (
+        "station", "link", "status", "temp°C", "RH%", "A", "W", "Wh", "board°C")]
     for s in stations:
         r = s.get("last_reading") or s.get("readings") or {}
-        rows.append("%-9s %-10s %-13s %7s %5s %7s %8s %10s" % (
+        rows.append("%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s" % (
             s.get("id", "?"), "online" if s.get("connected") else "offline",
             (s.get("status") or "-")[:13], _fmt(r.get("temp_c"), ".1f"), _fmt(r.get("humidity"), ".0f"),
-            _fmt(r.get("current_a"), ".2f"), _fmt(r.get("power_w"), ".0f"), _fmt(r.get("energy_wh"), ".1f")))
+            _fmt(r.get("current_a"), ".2f"), _fmt(r.get("power_w"), ".0f"), _fmt(r.get("energy_wh"), ".1f"),
+            _fmt(r.get("chip_temp_c"), ".1f")))
     return "\n".join(rows)
 
 
