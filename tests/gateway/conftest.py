@@ -1,10 +1,8 @@
-"""Fixtures for the gateway tests: an in-process gateway and charge points built on the ocpp package."""
-import asyncio
-import base64
-import json
+"""Fixtures for the gateway tests: an in-process gateway and charge points built on the ocpp package.
+
+The HTTP helpers are in gwhttp.py (tests import them from there: when tests/cli runs in the same
+pytest session, `import conftest` finds tests/cli/conftest.py); re-exported here."""
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ TESTS = Path(__file__).resolve().parent.parent
 for _p in (TESTS, TESTS / "gateway"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+
+from gwhttp import basic, http  # noqa: E402,F401  (re-exported)
 
 
 @pytest.fixture
@@ -36,27 +36,3 @@ async def gateway(tmp_path):
     yield make
     for gw in started:
         await gw.stop()
-
-
-async def http(gw_or_port, method, path, body=None, headers=None, raw=None):
-    """(status, parsed JSON or text) of an HTTP request to the gateway, from a worker thread."""
-    port = gw_or_port if isinstance(gw_or_port, int) else gw_or_port.port
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method,
-                                 headers=dict({"Content-Type": "application/json"}, **(headers or {})))
-
-    def go():
-        try:
-            with urllib.request.urlopen(req, timeout=20) as r:
-                return r.status, r.read(), r.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), e.headers.get("Content-Type", "")
-
-    status, out, ctype = await asyncio.get_running_loop().run_in_executor(None, go)
-    if "json" in ctype:
-        return status, json.loads(out)
-    return status, out.decode()
-
-
-def basic(user, pw):
-    return {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()}

@@ -16,7 +16,7 @@ from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
-from conftest import http
+from gwhttp import http
 from stations import Connected, TestStation as _Station, boot, meter
 
 from picocharge.gateway import api

@@ -18,7 +18,7 @@ import pytest
 import websockets
 from ocpp.v16 import call
 
-from conftest import http
+from gwhttp import http
 from stations import Connected, boot, meter
 
 BROWSER_TIMEOUT = 180     # a loaded 2-core machine runs other suites meanwhile

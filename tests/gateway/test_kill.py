@@ -7,12 +7,12 @@ import signal
 
 from ocpp.v16 import call
 
-from conftest import http
+from gwhttp import http
 from fake_thingspeak import FakeThingSpeak
 from helpers import free_port
 from mqttsub import PersistentBroker, Subscriber
 from stations import Connected, boot, meter
-from test_thingspeak import _clean, _entries, _send, _ts, _until
+from tsreadings import _clean, _entries, _send, _ts, _until
 
 
 def _telemetry(first, n):

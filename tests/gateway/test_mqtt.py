@@ -7,7 +7,7 @@ import time
 import paho.mqtt.client as mqtt
 from ocpp.v16 import call
 
-from conftest import http
+from gwhttp import http
 from mqttsub import PersistentBroker, Subscriber
 from stations import Connected, boot, meter
 

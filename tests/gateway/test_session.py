@@ -7,7 +7,7 @@ import pytest
 import websockets
 from ocpp.v16 import call
 
-from conftest import basic, http
+from gwhttp import basic, http
 from stations import Connected, boot, meter
 
 

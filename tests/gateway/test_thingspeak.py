@@ -3,41 +3,13 @@ single writes with created_at, bulk writes for a backlog within the entry limit,
 outages, and restarts of the gateway without duplicates."""
 import asyncio
 import json
-import time
 
 from ocpp.v16 import call
 
-from conftest import http
+from gwhttp import http
 from fake_thingspeak import FakeThingSpeak
-from stations import Connected, boot, meter
-
-
-def _ts(i):
-    return "2026-01-01T10:%02d:%02dZ" % (i // 60, i % 60)
-
-
-async def _send(cp, first, n):
-    for i in range(first, first + n):
-        await cp.call(call.MeterValues(connector_id=1, meter_value=[
-            meter(_ts(i), current=float(i), temp=20.5)]))
-
-
-def _entries(first, n):
-    return [{"field1": "20.5", "field3": "%.1f" % i, "field8": "2", "created_at": _ts(i)}
-            for i in range(first, first + n)]
-
-
-async def _until(fn, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if fn():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
-def _clean(entries):
-    return [{k: v for k, v in e.items() if k != "entry_id"} for e in entries]
+from stations import Connected, boot
+from tsreadings import _clean, _entries, _send, _until
 
 
 async def _register(gw, ch):

@@ -8,7 +8,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from conftest import basic
+from gwhttp import basic
 from stations import TestStation as Station, boot
 
 TLS = Path(__file__).resolve().parent.parent / "firmware_ocpp" / "tls"   # self-signed, CN=127.0.0.1
