@@ -17,6 +17,7 @@ at-least-once and in order, across outages of any length and gateway restarts.
 import asyncio
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -406,6 +407,39 @@ class MqttUplink(Uplink):
 
 _REACHED = "cannot reach"     # in the reason of a write that never got an answer
 
+# urllib3 logs the request line at DEBUG ("POST /update?api_key=...&field1=..." : the thingspeak
+# package sends a single write's fields, write key included, in the query string) and a few
+# URLs at WARNING (a retry, headers it cannot parse). Its loggers are held at WARNING whatever
+# the gateway's level, and what they still log has every key value masked.
+_URLLIB3_LOGGERS = ("urllib3", "urllib3.connection", "urllib3.connectionpool", "urllib3.poolmanager",
+                    "urllib3.util.retry", "urllib3.response")
+_KEY_IN_URL = re.compile(r"((?:api_key|key|write_api_key)=)[^&\s'\"]+", re.I)
+
+
+class _MaskKeys(logging.Filter):
+    """Masks api_key=... (and key=, write_api_key=) in a record's message."""
+
+    def filter(self, record):
+        msg = record.getMessage()
+        masked = _KEY_IN_URL.sub(r"\1***", msg)
+        if masked != msg:
+            record.msg, record.args = masked, None
+        return True
+
+
+_MASK_KEYS = _MaskKeys()
+
+
+def quiet_urllib3():
+    """urllib3 at WARNING at least, and key values masked in whatever it logs (idempotent)."""
+    top = logging.getLogger("urllib3")
+    if top.level < logging.WARNING:     # NOTSET too: it would follow the root down to DEBUG
+        top.setLevel(logging.WARNING)
+    for name in _URLLIB3_LOGGERS:
+        lg = logging.getLogger(name)
+        if _MASK_KEYS not in lg.filters:
+            lg.addFilter(_MASK_KEYS)
+
 
 class ThingSpeakUplink(Uplink):
     name = "thingspeak"
@@ -422,6 +456,7 @@ class ThingSpeakUplink(Uplink):
 
     async def start(self):
         self.loop = asyncio.get_running_loop()
+        quiet_urllib3()     # the write key of a single write is in its URL
         self.http = requests.Session()
         for sid, st in self.gw.stations.items():
             if st.get("ts_channel") and st.get("ts_key"):

@@ -10,7 +10,9 @@ Implements what PicoCharge uses:
   400 past the limit, 429 when called before the channel's interval has passed.
 - POST /channels.json (api_key = account key, name, field1..field8): creates a channel.
 - GET /channels/<id>/feeds.json: the stored entries.
-`fail_with` makes every write answer that HTTP status (e.g. 500) until cleared.
+`fail_with` makes every write answer that HTTP status (e.g. 500) until cleared;
+`bad_header` adds a header line without a colon to every answer (urllib3 logs a warning with
+the request's URL).
 """
 import json
 import threading
@@ -39,6 +41,7 @@ class FakeThingSpeak:
         self.requests = []          # (method, path, parsed body) of every request
         self.refused = 0            # writes answered 0 / 429
         self.fail_with = None       # HTTP status to answer every write with
+        self.bad_header = False     # a malformed header line in every answer
         self.lock = threading.Lock()
         self._next_channel = 1000
         self.server = None
@@ -76,6 +79,8 @@ class FakeThingSpeak:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
+                if fake.bad_header:
+                    self._headers_buffer.append(b"this line is not a header\r\n")
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -1,0 +1,50 @@
+"""What the gateway's log must never hold: ThingSpeak write keys (even at --log-level debug) and,
+at the default level, the OCPP frames (id tags, configuration values)."""
+import asyncio
+
+from ocpp.v16 import call
+
+from gwhttp import http
+from fake_thingspeak import FakeThingSpeak
+from helpers import free_port
+from stations import Connected, boot
+from tsreadings import _clean, _entries, _send, _until
+
+
+def _gateway(tmp_path, *extra):
+    from picocharge.cmd_demo import GatewayProcess
+    return GatewayProcess(tmp_path / "gw.db", port=free_port(), extra=("--auth", "none") + extra).start()
+
+
+async def test_logs__thingspeak_write_key_never_logged_at_debug(tmp_path):
+    key = "WKEYSECRET000042"
+    fake = FakeThingSpeak(min_interval=0.2).start()
+    ch = fake.add_channel(key)
+    gw = await asyncio.to_thread(_gateway, tmp_path, "--log-level", "debug", "--thingspeak-url", fake.url,
+                                 "--thingspeak-interval", "0.2")
+    port = int(gw.url.rsplit(":", 1)[1])
+    try:
+        s, out = await http(port, "POST", "/api/stations", {"id": "CP-1", "thingspeak_channel": ch.id,
+                                                            "thingspeak_key": key})
+        assert s == 201, out
+        async with Connected(port, "CP-1") as cp:
+            await boot(cp)
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _send(cp, 1, 1)                       # a single write: the key in the query string
+            assert await _until(lambda: len(fake.entries(ch.id)) == 1), fake.requests
+            await _send(cp, 2, 5)                       # single and bulk writes
+            assert await _until(lambda: len(fake.entries(ch.id)) == 6), fake.requests
+            fake.bad_header = True                      # urllib3 warns, with the URL
+            await _send(cp, 7, 1)
+            assert await _until(lambda: len(fake.entries(ch.id)) == 7), fake.requests
+            await asyncio.sleep(0.3)
+    finally:
+        gw.stop()
+        fake.stop()
+    assert _clean(fake.entries(ch.id)) == _entries(1, 7), fake.entries(ch.id)
+    assert any(p == "/update" and b.get("api_key") == key for _m, p, b in fake.requests), fake.requests
+    log = "\n".join(gw.log)
+    assert " DEBUG " in log, log[-3000:]                 # the level really was debug
+    assert "Failed to parse headers" in log and "api_key=***" in log, log[-3000:]
+    leaks = [line for line in gw.log if key in line]
+    assert not leaks, leaks
