@@ -18,7 +18,7 @@ from ocpp.v16 import call as ocpp_call
 from websockets.exceptions import ConnectionClosed
 
 from . import api
-from .csms import StationSession, utc_now
+from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .server import Front
 from .store import Store, check_password, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
@@ -183,6 +183,7 @@ class Gateway:
     async def start(self):
         s = self.settings
         tls = tls_context(s)    # a bad certificate stops the start before anything is opened
+        quiet_ocpp_frames(log.isEnabledFor(logging.DEBUG))   # frames (id tags, config values) only at debug
         await self.store.start()
         for row in await self.store.run(Store.station_rows):
             self.stations[row["id"]] = row

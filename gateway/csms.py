@@ -28,6 +28,33 @@ from . import validate
 log = logging.getLogger(__name__)
 _OCPP_LOG = logging.getLogger("ocpp")
 
+
+class _MaskAuthorization(logging.Filter):
+    """websockets logs each handshake header at DEBUG ("< %s: %s"): a station's Basic
+    credentials are its password. The value of Authorization headers is masked."""
+
+    def filter(self, record):
+        a = record.args
+        if (isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str)
+                and a[0].lower() in ("authorization", "proxy-authorization")):
+            record.args = (a[0], "***")
+        return True
+
+
+_MASK_AUTHORIZATION = _MaskAuthorization()
+
+
+def quiet_ocpp_frames(debug):
+    """The `ocpp` package logs every frame it sends (our calls: id tags, configuration values)
+    at INFO. Held at WARNING unless the gateway logs at DEBUG, where frames are what one looks
+    for (websockets logs them there too). At any level, websockets' DEBUG lines never show a
+    station's password."""
+    _OCPP_LOG.setLevel(logging.NOTSET if debug else logging.WARNING)
+    ws = logging.getLogger("websockets.server")
+    if _MASK_AUTHORIZATION not in ws.filters:
+        ws.addFilter(_MASK_AUTHORIZATION)
+
+
 MAX_ACTION_LEN = 64
 
 

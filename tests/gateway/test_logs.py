@@ -4,7 +4,7 @@ import asyncio
 
 from ocpp.v16 import call
 
-from gwhttp import http
+from gwhttp import basic, http
 from fake_thingspeak import FakeThingSpeak
 from helpers import free_port
 from stations import Connected, boot
@@ -47,4 +47,50 @@ async def test_logs__thingspeak_write_key_never_logged_at_debug(tmp_path):
     assert " DEBUG " in log, log[-3000:]                 # the level really was debug
     assert "Failed to parse headers" in log and "api_key=***" in log, log[-3000:]
     leaks = [line for line in gw.log if key in line]
+    assert not leaks, leaks
+
+
+async def _commands(port, value, tag, headers=None):
+    async with Connected(port, "CP-1", headers=headers) as cp:
+        await boot(cp)
+        s, out = await http(port, "POST", "/api/stations/CP-1/change-configuration",
+                            {"key": "AuthorizationKey", "value": value})
+        assert (s, out) == (200, {"status": "Accepted"}), out
+        s, out = await http(port, "POST", "/api/stations/CP-1/remote-start", {"id_tag": tag})
+        assert (s, out) == (200, {"status": "Accepted"}), out
+        assert cp.received == [("ChangeConfiguration", "AuthorizationKey", value),
+                               ("RemoteStartTransaction", tag)], cp.received
+
+
+async def test_logs__ocpp_frames_not_logged_at_the_default_level(tmp_path):
+    gw = await asyncio.to_thread(_gateway, tmp_path, "--thingspeak-url", "")
+    try:
+        await _commands(int(gw.url.rsplit(":", 1)[1]), "cfg-secret-0815", "TAG-SECRET-1")
+    finally:
+        gw.stop()
+    log = "\n".join(gw.log)
+    assert "station=CP-1 command ChangeConfiguration" in log, log     # the gateway's own line, no value
+    leaks = [line for line in gw.log if "cfg-secret-0815" in line or "TAG-SECRET-1" in line]
+    assert not leaks, leaks
+
+
+async def test_logs__ocpp_frames_logged_at_debug_but_never_the_password(tmp_path):
+    """--log-level debug is for looking at a station's frames: they are there (docs/gateway.md);
+    the handshake's headers are too, but not the Basic credentials (the station's password)."""
+    gw = await asyncio.to_thread(_gateway, tmp_path, "--thingspeak-url", "", "--log-level", "debug",
+                                 "--auth", "password")
+    port = int(gw.url.rsplit(":", 1)[1])
+    try:
+        s, out = await http(port, "POST", "/api/stations", {"id": "CP-1", "password": "station-pw-4711"})
+        assert s == 201, out
+        hdr = basic("CP-1", "station-pw-4711")
+        await _commands(port, "cfg-secret-0815", "TAG-SECRET-1", headers=hdr)
+    finally:
+        gw.stop()
+    sent = [line for line in gw.log if " ocpp: CP-1: send " in line]
+    assert any("cfg-secret-0815" in line for line in sent) and any("TAG-SECRET-1" in line for line in sent), \
+        "\n".join(gw.log[-40:])
+    assert any("< Authorization: ***" in line for line in gw.log), "\n".join(gw.log[-40:])
+    b64 = hdr["Authorization"].split()[1]
+    leaks = [line for line in gw.log if "station-pw-4711" in line or b64 in line]
     assert not leaks, leaks
