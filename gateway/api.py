@@ -302,15 +302,26 @@ async def _set_password(gw, req, id):
     return _json(out)
 
 
+def _api_key(v):
+    return isinstance(v, str) and 1 <= len(v) <= 64 and all("!" <= c <= "~" for c in v)
+
+
 def _thingspeak_pair(gw, b, sid):
-    """(channel, key) from a body, both None for none; ValueError says what is wrong."""
-    ch, key = b.get("thingspeak_channel"), b.get("thingspeak_key")
+    """(channel, write key, read key) from a body, all None for none; ValueError says what is
+    wrong. The read key (optional) is a private channel's Read API key."""
+    ch, key, rkey = b.get("thingspeak_channel"), b.get("thingspeak_key"), b.get("thingspeak_read_key")
     if ch is not None and (isinstance(ch, bool) or not isinstance(ch, int) or ch <= 0):
         raise ValueError("thingspeak_channel must be a positive integer")
     if (ch is None) != (key is None) or (key is not None and not isinstance(key, str)):
         raise ValueError("give thingspeak_channel and thingspeak_key together")
+    if rkey is not None:
+        if ch is None:
+            raise ValueError("thingspeak_read_key goes with thingspeak_channel and thingspeak_key")
+        if not _api_key(rkey):
+            raise ValueError("thingspeak_read_key must be the channel's Read API key "
+                             "(1..64 printable characters, no spaces)")
     if key is not None:
-        if not 1 <= len(key) <= 64 or not all("!" <= c <= "~" for c in key):
+        if not _api_key(key):
             raise ValueError("thingspeak_key must be the channel's write API key "
                              "(1..64 printable characters, no spaces)")
         other = next((s for s, st in gw.stations.items() if s != sid and st.get("ts_key") and
@@ -318,21 +329,21 @@ def _thingspeak_pair(gw, b, sid):
         if other is not None:
             raise ValueError("that thingspeak_key is already station %s's: each station needs its own "
                              "channel, since /update finds the station by its write key" % other)
-    return ch, key
+    return ch, key, rkey
 
 
 async def _set_thingspeak(gw, req, id):
-    """Give a station a ThingSpeak channel and write key, change them, or clear them (both
-    null). Readings not yet forwarded go to the new channel; a station that had none starts
-    with the readings that arrive from now on."""
+    """Give a station a ThingSpeak channel and write key (and, for a private channel, its read
+    key), change them, or clear them (both null). Readings not yet forwarded go to the new
+    channel; a station that had none starts with the readings that arrive from now on."""
     b = _body(req)
     if "thingspeak_channel" not in b or "thingspeak_key" not in b:
         raise ValueError("give thingspeak_channel and thingspeak_key (both null to stop forwarding)")
-    ch, key = _thingspeak_pair(gw, b, id)
+    ch, key, rkey = _thingspeak_pair(gw, b, id)
     st = gw.stations[id]
-    if (ch, key) == (st.get("ts_channel"), st.get("ts_key")):
+    if (ch, key, rkey) == (st.get("ts_channel"), st.get("ts_key"), st.get("ts_read_key")):
         return _json(gw.station_view(id))
-    await gw.set_thingspeak(id, ch, key)
+    await gw.set_thingspeak(id, ch, key, rkey)
     log.info("station=%s ThingSpeak %s through the API", id,
              "channel set to %s" % ch if ch else "forwarding stopped")
     return _json(gw.station_view(id))
@@ -383,11 +394,11 @@ async def _add_station(gw, b):
         raise ValueError("password must be a string of 8..40 characters (or leave it out to generate one)")
     if sid in gw.stations:
         return _error(409, "station %s is already registered" % sid)
-    ch, key = _thingspeak_pair(gw, b, sid)
+    ch, key, rkey = _thingspeak_pair(gw, b, sid)
     generated = pw is None
     if generated:
         pw = generate_password()
-    await gw.register(sid, pw, "accepted", ch, key)
+    await gw.register(sid, pw, "accepted", ch, key, rkey)
     log.info("station=%s registered through the API%s", sid, " (password generated)" if generated else "")
     out = gw.station_view(sid)
     if generated:

@@ -365,8 +365,8 @@ class Gateway:
                 pass
 
     # --- services for the OCPP handlers and the ingest paths ------------------
-    async def register(self, sid, password=None, state="accepted", channel=None, key=None):
-        await self.store.add_station(sid, password, state, channel, key)
+    async def register(self, sid, password=None, state="accepted", channel=None, key=None, read_key=None):
+        await self.store.add_station(sid, password, state, channel, key, read_key)
         row = (await self.store.run(lambda db: dict(db.execute("SELECT * FROM stations WHERE id=?",
                                                               (sid,)).fetchone())))
         self.stations[sid] = row
@@ -374,18 +374,20 @@ class Gateway:
             self.thingspeak.add_station(sid)
         return row
 
-    async def set_thingspeak(self, sid, channel, key):
-        """New ThingSpeak channel and write key for a station (None, None: stop forwarding).
-        A changed channel keeps the station's place in the outbox; a cleared one drops it, so
-        a channel given later starts with what arrives from then on."""
+    async def set_thingspeak(self, sid, channel, key, read_key=None):
+        """New ThingSpeak channel, write key and (for a private channel) read key for a station
+        (None, None: stop forwarding). A changed channel keeps the station's place in the
+        outbox; a cleared one drops it, so a channel given later starts with what arrives from
+        then on."""
         def write(db):
-            db.execute("UPDATE stations SET ts_channel=?, ts_key=? WHERE id=?", (channel, key, sid))
+            db.execute("UPDATE stations SET ts_channel=?, ts_key=?, ts_read_key=? WHERE id=?",
+                       (channel, key, read_key, sid))
             if not channel:
                 db.execute("DELETE FROM outbox WHERE uplink LIKE 'thingspeak%' AND station=?", (sid,))
         if self.thingspeak:
             await self.thingspeak.remove_station(sid)
         await self.store.run(write)
-        self.stations[sid].update(ts_channel=channel, ts_key=key)
+        self.stations[sid].update(ts_channel=channel, ts_key=key, ts_read_key=read_key)
         if self.thingspeak and channel and key:
             self.thingspeak.add_station(sid)
 

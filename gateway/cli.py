@@ -112,15 +112,24 @@ async def _serve(settings):
 @click.option("--password", metavar="PW", help="OCPP password (generated and printed once when left out).")
 @click.option("--thingspeak-channel", type=click.IntRange(1), metavar="N", help="ThingSpeak channel id.")
 @click.option("--thingspeak-key", metavar="KEY", help="ThingSpeak write key of that channel.")
+@click.option("--thingspeak-read-key", metavar="KEY",
+              help="Read API key of that channel, if it is private (ThingSpeak's default): the gateway "
+                   "reads the channel back after a restart so as not to upload twice.")
 @click.option("--pending", is_flag=True, help="Register as pending (an operator accepts it later).")
 @_db_option
-def add_station(station_id, password, thingspeak_channel, thingspeak_key, pending, db):
+def add_station(station_id, password, thingspeak_channel, thingspeak_key, thingspeak_read_key, pending, db):
     """Register STATION_ID (restart a running gateway, or use POST /api/stations, to pick it up)."""
     from .api import _STATION_ID
     if not _STATION_ID.match(station_id):
         raise click.BadParameter("use 1..64 characters of A-Z a-z 0-9 . _ : -", param_hint="STATION_ID")
     if (thingspeak_channel is None) != (thingspeak_key is None):
         raise click.UsageError("give --thingspeak-channel and --thingspeak-key together")
+    if thingspeak_read_key is not None and thingspeak_channel is None:
+        raise click.UsageError("--thingspeak-read-key goes with --thingspeak-channel and --thingspeak-key")
+    for opt, key in (("--thingspeak-key", thingspeak_key), ("--thingspeak-read-key", thingspeak_read_key)):
+        if key is not None and not (1 <= len(key) <= 64 and all("!" <= c <= "~" for c in key)):
+            raise click.BadParameter("the channel's API key: 1..64 printable characters, no spaces",
+                                     param_hint=opt)
     if password is not None and not 8 <= len(password) <= 40:
         raise click.BadParameter("8..40 characters", param_hint="--password")
     generated = password is None
@@ -129,7 +138,7 @@ def add_station(station_id, password, thingspeak_channel, thingspeak_key, pendin
     store = Store(db)
     try:
         store.add_station_sync(station_id, password, "pending" if pending else "accepted",
-                               thingspeak_channel, thingspeak_key)
+                               thingspeak_channel, thingspeak_key, thingspeak_read_key)
     except KeyError:
         raise click.ClickException("station %s is already in %s" % (station_id, db))
     except StoreError as e:

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS stations (
     state TEXT NOT NULL DEFAULT 'accepted',     -- accepted | pending | rejected
     ts_channel INTEGER,
     ts_key TEXT,
+    ts_read_key TEXT,                           -- a private channel's Read API key (optional)
     vendor TEXT, model TEXT, firmware TEXT,
     status TEXT, error_code TEXT,
     last_seen TEXT,
@@ -107,6 +108,19 @@ class StoreError(Exception):
     pass
 
 
+# columns added after the first release: (table, column, declaration); a database made by an
+# older gateway gets them with ALTER TABLE when it is opened
+_ADDED_COLUMNS = (("stations", "ts_read_key", "TEXT"),)
+
+
+def _migrate(db):
+    for table, column, decl in _ADDED_COLUMNS:
+        have = {r[1] for r in db.execute("PRAGMA table_info(%s)" % table)}
+        if column not in have:
+            db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, decl))
+            log.info("store: added %s.%s to the database", table, column)
+
+
 class Store:
     """The gateway's database. `await store.run(fn)` runs fn(db) in the writer thread."""
 
@@ -123,6 +137,7 @@ class Store:
         """Create the schema (synchronously, for CLI use and before start())."""
         db = self._connect()
         db.executescript(SCHEMA)
+        _migrate(db)
         db.commit()
         return db
 
@@ -210,24 +225,25 @@ class Store:
 
     # --- stations -------------------------------------------------------------
     @staticmethod
-    def _add_station(db, sid, password, state, channel, key):
+    def _add_station(db, sid, password, state, channel, key, read_key=None):
         if db.execute("SELECT 1 FROM stations WHERE id=?", (sid,)).fetchone():
             raise KeyError(sid)
-        db.execute("INSERT INTO stations (id, pw_hash, state, ts_channel, ts_key, created_at) "
-                   "VALUES (?,?,?,?,?,?)",
-                   (sid, hash_password(password) if password else None, state, channel, key, now_iso()))
+        db.execute("INSERT INTO stations (id, pw_hash, state, ts_channel, ts_key, ts_read_key, created_at) "
+                   "VALUES (?,?,?,?,?,?,?)",
+                   (sid, hash_password(password) if password else None, state, channel, key, read_key,
+                    now_iso()))
 
-    def add_station_sync(self, sid, password=None, state="accepted", channel=None, key=None):
+    def add_station_sync(self, sid, password=None, state="accepted", channel=None, key=None, read_key=None):
         db = self.open()
         try:
             db.execute("BEGIN")
-            self._add_station(db, sid, password, state, channel, key)
+            self._add_station(db, sid, password, state, channel, key, read_key)
             db.execute("COMMIT")
         finally:
             db.close()
 
-    def add_station(self, sid, password=None, state="accepted", channel=None, key=None):
-        return self.run(self._add_station, sid, password, state, channel, key)
+    def add_station(self, sid, password=None, state="accepted", channel=None, key=None, read_key=None):
+        return self.run(self._add_station, sid, password, state, channel, key, read_key)
 
     @staticmethod
     def remove_station(db, sid):

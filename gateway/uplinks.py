@@ -516,10 +516,11 @@ class ThingSpeakUplink(Uplink):
         skip = set()
         if inflight > cursor:
             # a send was in flight when the gateway stopped: ask the channel what it stored
-            skip = await self.loop.run_in_executor(None, self._stored_created_at, cid)
+            skip, why = await self.loop.run_in_executor(None, self._stored_created_at, cid,
+                                                        st.get("ts_read_key"))
             if skip is None:
-                log.warning("thingspeak: station=%s channel=%s: cannot read the channel back; re-sending "
-                            "readings %d..%d (may duplicate)", sid, cid, cursor + 1, inflight)
+                log.warning("thingspeak: station=%s channel=%s: cannot read the channel back (%s); re-sending "
+                            "readings %d..%d (may duplicate)", sid, cid, why, cursor + 1, inflight)
                 skip = set()
         ev = self.events[sid]
         while not self.stopping:
@@ -590,12 +591,26 @@ class ThingSpeakUplink(Uplink):
         except requests.RequestException as e:
             return False, "%s (%s %s)" % (type(e).__name__, _REACHED, self.url)
 
-    def _stored_created_at(self, cid):
+    def _stored_created_at(self, cid, read_key=None):
+        """(created_at of the channel's last 8000 entries, None) or (None, why not). A private
+        channel (ThingSpeak's default) is read with its Read API key; without one ThingSpeak
+        answers HTTP 400 with -1."""
+        params = {"results": 8000}
+        if read_key:
+            params["api_key"] = read_key
+        hint = ("a private channel is read with its Read API key: give the station thingspeak_read_key "
+                "(PUT /api/stations/<id>/thingspeak) or make the channel public")
         try:
-            r = self.http.get("%s/channels/%s/feeds.json" % (self.url, cid), params={"results": 8000},
-                              timeout=30)
+            r = self.http.get("%s/channels/%s/feeds.json" % (self.url, cid), params=params, timeout=30)
             if r.status_code != 200:
-                return None
-            return {f.get("created_at") for f in r.json().get("feeds") or ()}
-        except (requests.RequestException, ValueError):
-            return None
+                return None, "HTTP %d %s; %s" % (r.status_code, r.text[:40].strip(),
+                                                 "check the read key" if read_key else hint)
+            ans = r.json()
+            if not isinstance(ans, dict) or not isinstance(ans.get("feeds") or [], list):
+                return None, "ThingSpeak answered %s, not the channel's feed; %s" % (
+                    r.text[:40].strip(), "check the read key" if read_key else hint)
+            return {f.get("created_at") for f in ans.get("feeds") or () if isinstance(f, dict)}, None
+        except ValueError:
+            return None, "the answer is not JSON"
+        except requests.RequestException as e:
+            return None, "%s (%s %s)" % (type(e).__name__, _REACHED, self.url)

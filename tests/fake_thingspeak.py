@@ -8,8 +8,13 @@ Implements what PicoCharge uses:
 - POST /channels/<id>/bulk_update.json (JSON: write_api_key, updates[] with created_at or
   delta_t): at most `bulk_limit` entries (960 free); answers {"success": true} with 202,
   400 past the limit, 429 when called before the channel's interval has passed.
-- POST /channels.json (api_key = account key, name, field1..field8): creates a channel.
-- GET /channels/<id>/feeds.json: the stored entries.
+- POST /channels.json (api_key = account key, name, public_flag, field1..field8): creates a
+  channel, private unless public_flag=true (ThingSpeak's default), and answers its write and
+  read keys.
+- GET /channels/<id>/feeds.json (api_key = the channel's Read API key, required for a private
+  channel): the stored entries; a private channel read without its read key answers HTTP 400
+  with `-1` (as ThingSpeak's feed controller does; the documented API requires the read key).
+  `feeds_answer = (status, body)` makes every feeds read answer that instead.
 `fail_with` makes every write answer that HTTP status (e.g. 500) until cleared;
 `bad_header` adds a header line without a colon to every answer (urllib3 logs a warning with
 the request's URL).
@@ -22,9 +27,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Channel:
-    def __init__(self, cid, write_key, name="", fields=None):
+    def __init__(self, cid, write_key, name="", fields=None, read_key=None, public=False):
         self.id = cid
         self.write_key = write_key
+        self.read_key = read_key or "R%014d" % cid
+        self.public = public
         self.name = name
         self.fields = fields or {}
         self.entries = []
@@ -42,18 +49,20 @@ class FakeThingSpeak:
         self.refused = 0            # writes answered 0 / 429
         self.fail_with = None       # HTTP status to answer every write with
         self.bad_header = False     # a malformed header line in every answer
+        self.feeds_answer = None    # (status, body) for every feeds read
         self.lock = threading.Lock()
         self._next_channel = 1000
         self.server = None
         self.thread = None
 
     # --- set-up -------------------------------------------------------------
-    def add_channel(self, write_key, cid=None, name=""):
+    def add_channel(self, write_key, cid=None, name="", read_key=None, public=False):
+        """A channel; private (ThingSpeak's default) unless public, read key R<id> unless given."""
         with self.lock:
             if cid is None:
                 cid = self._next_channel
                 self._next_channel += 1
-            ch = Channel(cid, write_key, name)
+            ch = Channel(cid, write_key, name, read_key=read_key, public=public)
             self.channels[cid] = ch
             return ch
 
@@ -187,17 +196,22 @@ class FakeThingSpeak:
                 self._next_channel += 1
                 wkey = "W%014d" % cid
                 fields = {k: src[k] for k in src if k.startswith("field")}
-                ch = Channel(cid, wkey, src.get("name", ""), fields)
+                ch = Channel(cid, wkey, src.get("name", ""), fields,
+                             public=str(src.get("public_flag", "false")).lower() == "true")
                 self.channels[cid] = ch
-                out = {"id": cid, "name": ch.name,
+                out = {"id": cid, "name": ch.name, "public_flag": ch.public,
                        "api_keys": [{"api_key": wkey, "write_flag": True},
-                                    {"api_key": "R%014d" % cid, "write_flag": False}]}
+                                    {"api_key": ch.read_key, "write_flag": False}]}
                 out.update(fields)
                 return 200, json.dumps(out), "application/json"
             if path.startswith("/channels/") and path.endswith("/feeds.json"):
+                if self.feeds_answer:
+                    return self.feeds_answer[0], self.feeds_answer[1], "application/json"
                 cid = int(path.split("/")[2])
                 ch = self.channels.get(cid)
                 if ch is None:
                     return 404, "-1", "text/plain"
+                if not ch.public and params.get("api_key") != ch.read_key:
+                    return 400, "-1", "application/json"
                 return 200, json.dumps({"channel": {"id": cid}, "feeds": ch.entries}), "application/json"
             return 404, "not found", "text/plain"

@@ -75,18 +75,27 @@ def thingspeak():
 def create_channel_cmd(account_key, name, public, show_key, ts_url, as_json):
     """Create a channel whose eight fields carry PicoCharge's field map.
 
-    Prints the channel id and write key, ready for
-    `picocharge provision --thingspeak-channel ID --thingspeak-key KEY`.
+    Prints the channel id, write key and read key, ready for
+    `picocharge provision --thingspeak-channel ID --thingspeak-key KEY`, or for a gateway that
+    re-uploads the station's readings (`picocharge gateway add-station ... --thingspeak-read-key`:
+    a private channel is read back with it after a restart).
     """
     cid, write, read, _ans = create_channel(ts_url, account_key, name, public)
     shown = write if show_key else mask(write)
+    shown_read = read if show_key else mask(read)
     if as_json:
-        echo_json({"channel_id": cid, "write_key": shown, "read_key": read if show_key else mask(read),
+        echo_json({"channel_id": cid, "write_key": shown, "read_key": shown_read,
                    "name": name, "fields": field_names()})
         return
     click.echo("created ThingSpeak channel %d (%s)" % (cid, name))
     for k, v in field_names().items():
         click.echo("  %-7s %s" % (k, v))
-    click.echo("write key: %s%s" % (shown, "" if show_key else "  (--show-key to print it)"))
+    hint = "" if show_key else "  (--show-key to print it)"
+    click.echo("write key: %s%s" % (shown, hint))
+    if read:
+        click.echo("read key:  %s%s" % (shown_read, hint))
     click.echo("next: picocharge provision --thingspeak-channel %d --thingspeak-key %s" % (
         cid, write if show_key else "<write key>"))
+    read_opt = " --thingspeak-read-key %s" % (read if show_key else "<read key>") if read and not public else ""
+    click.echo("  or: picocharge gateway add-station <station-id> --thingspeak-channel %d --thingspeak-key %s%s"
+               % (cid, write if show_key else "<write key>", read_opt))

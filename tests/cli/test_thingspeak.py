@@ -55,3 +55,28 @@ def test_thingspeak__unreachable_server(pc):
 
     r = pc("thingspeak", "create-channel", "--account-key", "K", "--url", "http://127.0.0.1:%d" % free_port())
     assert r.exit_code == 1 and "cannot reach ThingSpeak" in r.output, r.output
+
+
+def test_thingspeak__create_channel_prints_the_read_key_a_gateway_needs(ts, pc):
+    """The channel is private unless --public; its read key (from ThingSpeak's answer) is printed,
+    masked unless --show-key, with the gateway's add-station line that takes it."""
+    r = pc("thingspeak", "create-channel", "--account-key", "ACCT-KEY-1", "--url", ts.url)
+    assert r.exit_code == 0, r.output
+    (cid, ch), = ts.channels.items()
+    assert ch.public is False, ch.public
+    lines = r.stdout.splitlines()
+    assert "read key:  %s%s  (--show-key to print it)" % ("*" * (len(ch.read_key) - 4), ch.read_key[-4:]) in lines, \
+        r.stdout
+    assert ch.read_key not in r.output, r.output
+    assert lines[-1] == ("  or: picocharge gateway add-station <station-id> --thingspeak-channel %d "
+                         "--thingspeak-key <write key> --thingspeak-read-key <read key>" % cid), r.stdout
+    r = pc("thingspeak", "create-channel", "--account-key", "ACCT-KEY-1", "--url", ts.url, "--show-key")
+    assert r.exit_code == 0, r.output
+    ch = ts.channels[max(ts.channels)]
+    lines = r.stdout.splitlines()
+    assert "read key:  %s" % ch.read_key in lines, r.stdout
+    assert lines[-1].endswith("--thingspeak-key %s --thingspeak-read-key %s" % (ch.write_key, ch.read_key)), r.stdout
+    r = pc("thingspeak", "create-channel", "--account-key", "ACCT-KEY-1", "--url", ts.url, "--public")
+    assert r.exit_code == 0, r.output
+    ch = ts.channels[max(ts.channels)]
+    assert ch.public is True and r.stdout.splitlines()[-1].endswith("--thingspeak-key <write key>"), r.stdout

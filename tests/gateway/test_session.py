@@ -326,3 +326,39 @@ def test_session__gateway_cli_adds_lists_and_removes_stations_offline(tmp_path):
     r = cli("remove-station", "CP-1")
     assert r.returncode == 1 and "no station CP-1" in r.stderr and "gateway stations" in r.stderr, r
     assert [s["id"] for s in json.loads(cli("stations", "--json").stdout)] == ["CP-2"]
+
+
+async def test_session__thingspeak_read_key_from_the_cli_on_a_database_of_an_older_gateway(gateway, tmp_path):
+    """An older gateway's stations table has no ts_read_key: opening it adds the column, and
+    add-station --thingspeak-read-key stores the key, which no listing shows."""
+    import sqlite3
+    import subprocess
+    import sys
+    db = str(tmp_path / "old.db")
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE stations (id TEXT PRIMARY KEY, pw_hash TEXT, state TEXT NOT NULL DEFAULT 'accepted', "
+                "ts_channel INTEGER, ts_key TEXT, vendor TEXT, model TEXT, firmware TEXT, status TEXT, "
+                "error_code TEXT, last_seen TEXT, created_at TEXT NOT NULL)")
+    con.execute("INSERT INTO stations (id, ts_channel, ts_key, created_at) VALUES "
+                "('CP-OLD', 7, 'WKEYOLD', '2026-01-01T00:00:00Z')")
+    con.commit()
+    con.close()
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway"] + list(args) + ["--db", db],
+                              capture_output=True, text=True, timeout=60)
+    r = cli("add-station", "CP-1", "--password", "correct-horse-1", "--thingspeak-read-key", "RKEY1")
+    assert r.returncode == 2 and "--thingspeak-read-key goes with --thingspeak-channel" in r.stderr, r
+    r = cli("add-station", "CP-1", "--password", "correct-horse-1", "--thingspeak-channel", "42",
+            "--thingspeak-key", "WKEY1", "--thingspeak-read-key", "has space")
+    assert r.returncode == 2 and "no spaces" in r.stderr, r
+    r = cli("add-station", "CP-1", "--password", "correct-horse-1", "--thingspeak-channel", "42",
+            "--thingspeak-key", "WKEY1", "--thingspeak-read-key", "RKEY1")
+    assert r.returncode == 0 and "RKEY1" not in r.stdout + r.stderr, r
+    r = cli("stations", "--json")
+    assert r.returncode == 0 and "RKEY1" not in r.stdout, r
+    gw = await gateway(db=db)
+    assert {s: (st["ts_channel"], st["ts_key"], st["ts_read_key"]) for s, st in gw.stations.items()} == {
+        "CP-1": (42, "WKEY1", "RKEY1"), "CP-OLD": (7, "WKEYOLD", None)}, gw.stations
+    s, out = await http(gw, "GET", "/api/stations")
+    assert s == 200 and "RKEY1" not in json.dumps(out), out

@@ -12,10 +12,13 @@ from stations import Connected, boot
 from tsreadings import _clean, _entries, _send, _until
 
 
-async def _register(gw, ch):
-    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-1", "password": "password-123",
-                                                      "thingspeak_channel": ch.id, "thingspeak_key": ch.write_key})
+async def _register(gw, ch, read_key=None):
+    body = {"id": "CP-1", "password": "password-123", "thingspeak_channel": ch.id, "thingspeak_key": ch.write_key}
+    if read_key:
+        body["thingspeak_read_key"] = read_key
+    s, out = await http(gw, "POST", "/api/stations", body)
     assert s == 201 and "thingspeak_key" not in out and out["thingspeak_channel"] == ch.id, out
+    assert ch.write_key not in json.dumps(out) and (not read_key or read_key not in json.dumps(out)), out
 
 
 async def test_thingspeak__single_and_bulk_writes_obey_interval_and_limit(gateway):
@@ -72,37 +75,88 @@ async def test_thingspeak__outage_and_refusals_lose_nothing(gateway):
         fake.stop()
 
 
-async def test_thingspeak__restart_resumes_without_duplicates(gateway, tmp_path):
+async def _restart_after_inflight_write(gateway, tmp_path, fake, ch, read_key):
+    """Readings 1..3 uploaded, 4..6 not; then the gateway restarts as if it had crashed between
+    ThingSpeak's answer for 1..3 and the cursor's commit. Returns the restarted gateway once
+    ThingSpeak has at least six entries."""
+    db = str(tmp_path / "restart.db")
+    gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
+    await _register(gw, ch, read_key)
+    async with Connected(gw.port, "CP-1") as cp:
+        await boot(cp)
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+        await _send(cp, 1, 3)
+        assert await _until(lambda: len(fake.entries(ch.id)) == 3)
+        fake.fail_with = 500
+        await _send(cp, 4, 3)            # acknowledged to the station, not yet uploaded
+    await gw.stop()
+    fake.fail_with = None
+
+    # the last upload (readings 1..3) is marked in flight and the cursor is back before it;
+    # created_at recognises the replay, if the channel can be read back
+    import sqlite3
+    con = sqlite3.connect(db)
+    con.execute("UPDATE outbox SET last_id=0 WHERE uplink='thingspeak' AND station='CP-1'")
+    con.execute("UPDATE outbox SET last_id=3 WHERE uplink='thingspeak-inflight' AND station='CP-1'")
+    con.commit()
+    con.close()
+
+    gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
+    assert await _until(lambda: len(fake.entries(ch.id)) >= 6)
+    await asyncio.sleep(0.6)
+    return gw2
+
+
+def _feeds_reads(fake, ch):
+    return [b for m, p, b in fake.requests if p == "/channels/%d/feeds.json" % ch.id]
+
+
+async def test_thingspeak__restart_resumes_without_duplicates(gateway, tmp_path, caplog):
+    """A private channel (ThingSpeak's default) is read back with the station's read key."""
     fake = FakeThingSpeak(min_interval=0.2).start()
     try:
-        ch = fake.add_channel("WKEY0000000003")
-        db = str(tmp_path / "restart.db")
-        gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
-        await _register(gw, ch)
-        async with Connected(gw.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
-            await _send(cp, 1, 3)
-            assert await _until(lambda: len(fake.entries(ch.id)) == 3)
-            fake.fail_with = 500
-            await _send(cp, 4, 3)            # acknowledged to the station, not yet uploaded
-        await gw.stop()
-        fake.fail_with = None
-
-        # a crash between ThingSpeak's answer and the cursor's commit: the last upload (readings 1..3)
-        # is marked in flight and the cursor is back before it; created_at recognises the replay
-        import sqlite3
-        con = sqlite3.connect(db)
-        con.execute("UPDATE outbox SET last_id=0 WHERE uplink='thingspeak' AND station='CP-1'")
-        con.execute("UPDATE outbox SET last_id=3 WHERE uplink='thingspeak-inflight' AND station='CP-1'")
-        con.commit()
-        con.close()
-
-        gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
-        assert await _until(lambda: len(fake.entries(ch.id)) >= 6)
-        await asyncio.sleep(0.6)
+        ch = fake.add_channel("WKEY0000000003", read_key="RKEY0000000003")
+        gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, "RKEY0000000003")
         assert _clean(fake.entries(ch.id)) == _entries(1, 6), fake.entries(ch.id)
         assert gw2.thingspeak.delivered == 3, gw2.thingspeak.delivered
+        reads = _feeds_reads(fake, ch)
+        assert len(reads) == 1 and reads[0]["api_key"] == "RKEY0000000003", fake.requests
+        assert "RKEY0000000003" not in caplog.text and "WKEY0000000003" not in caplog.text, caplog.text
+    finally:
+        fake.stop()
+
+
+async def test_thingspeak__restart_without_read_key_warns_and_resends(gateway, tmp_path, caplog):
+    """Without its read key a private channel cannot be read back (ThingSpeak: HTTP 400, -1): the
+    gateway says so, and what to do, and sends 1..3 again (at-least-once)."""
+    fake = FakeThingSpeak(min_interval=0.2).start()
+    try:
+        ch = fake.add_channel("WKEY0000000005")
+        gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, None)
+        assert _clean(fake.entries(ch.id)) == _entries(1, 3) + _entries(1, 6), fake.entries(ch.id)
+        assert gw2.thingspeak.delivered == 6, gw2.thingspeak.delivered
+        assert [r.get("api_key") for r in _feeds_reads(fake, ch)] == [None], fake.requests
+        warn = [r.getMessage() for r in caplog.records if "cannot read the channel back" in r.getMessage()]
+        assert warn == ["thingspeak: station=CP-1 channel=%d: cannot read the channel back (HTTP 400 -1; a "
+                        "private channel is read with its Read API key: give the station thingspeak_read_key "
+                        "(PUT /api/stations/<id>/thingspeak) or make the channel public); re-sending readings "
+                        "1..3 (may duplicate)" % ch.id], warn
+    finally:
+        fake.stop()
+
+
+async def test_thingspeak__restart_with_an_answer_that_is_not_a_feed_resends(gateway, tmp_path, caplog):
+    """A feeds read answered 200 with -1 (not a JSON object) is a read that failed, not a dead worker."""
+    fake = FakeThingSpeak(min_interval=0.2).start()
+    try:
+        ch = fake.add_channel("WKEY0000000006")
+        fake.feeds_answer = (200, "-1")
+        gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, "RKEY-WRONG")
+        assert _clean(fake.entries(ch.id)) == _entries(1, 3) + _entries(1, 6), fake.entries(ch.id)
+        assert gw2.thingspeak.delivered == 6, gw2.thingspeak.delivered
+        warn = [r.getMessage() for r in caplog.records if "cannot read the channel back" in r.getMessage()]
+        assert len(warn) == 1 and "ThingSpeak answered -1, not the channel's feed; check the read key" in warn[0], warn
+        assert "RKEY-WRONG" not in caplog.text, caplog.text
     finally:
         fake.stop()
 
@@ -173,8 +227,10 @@ async def test_thingspeak__channel_changed_through_the_api_and_healthz_says_what
             assert list(out["thingspeak_failing"]) == ["CP-1"] and "answered 0" in out["thingspeak_failing"]["CP-1"]
             assert "WRONGKEY" not in json.dumps(out), out
 
-            s, out = await http(gw, "PUT", put, {"thingspeak_channel": b.id, "thingspeak_key": b.write_key})
-            assert (s, out["thingspeak_channel"]) == (200, b.id), out
+            s, out = await http(gw, "PUT", put, {"thingspeak_channel": b.id, "thingspeak_key": b.write_key,
+                                                 "thingspeak_read_key": b.read_key})
+            assert (s, out["thingspeak_channel"]) == (200, b.id) and b.read_key not in json.dumps(out), out
+            assert gw.stations["CP-1"]["ts_read_key"] == b.read_key, gw.stations["CP-1"]
             await _send(cp, 3, 1)
             assert await _until(lambda: len(fake.entries(b.id)) == 2), fake.entries(b.id)
             assert _clean(fake.entries(b.id)) == _entries(2, 2) and len(fake.entries(a.id)) == 1
@@ -188,7 +244,11 @@ async def test_thingspeak__channel_changed_through_the_api_and_healthz_says_what
             assert s == 400 and "already station CP-2's" in out["error"], out
             for body, why in (({"thingspeak_channel": b.id}, "give thingspeak_channel and thingspeak_key"),
                               ({"thingspeak_channel": 0, "thingspeak_key": "K"}, "positive integer"),
-                              ({"thingspeak_channel": 5, "thingspeak_key": "has space"}, "no spaces")):
+                              ({"thingspeak_channel": 5, "thingspeak_key": "has space"}, "no spaces"),
+                              ({"thingspeak_channel": None, "thingspeak_key": None, "thingspeak_read_key": "R1"},
+                               "thingspeak_read_key goes with thingspeak_channel"),
+                              ({"thingspeak_channel": 5, "thingspeak_key": "K", "thingspeak_read_key": "a b"},
+                               "thingspeak_read_key must be the channel's Read API key")):
                 s, out = await http(gw, "PUT", put, body)
                 assert s == 400 and why in out["error"], (body, out)
             s, out = await http(gw, "PUT", "/api/stations/NOPE/thingspeak",
