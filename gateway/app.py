@@ -312,6 +312,12 @@ class Gateway:
             return None
         if st is None:
             if mode == "pending":
+                # the password it comes with becomes its password: without one, anybody could
+                # connect under this id once the operator accepts it
+                if not pw or user != sid:
+                    return ("HTTP Basic credentials required to be admitted (user = station id, password = "
+                            "the station's ocpp.password): configure ocpp.password on the station; the "
+                            "password it first connects with becomes its password")
                 await self.register(sid, pw, state="pending")
                 log.warning("station=%s unknown: admitted as pending, accept it on the dashboard or "
                             "POST /api/stations/%s/accept", sid, sid)
@@ -320,7 +326,8 @@ class Gateway:
         if st["state"] == "rejected":
             return "station is rejected by the operator"
         if not st["pw_hash"]:
-            return None if mode == "pending" else "station has no password set"
+            return ("station has no password set: give it one (PUT /api/stations/%s/password) and configure "
+                    "it on the station as ocpp.password" % sid)
         if pw is None or user != sid:
             return "HTTP Basic credentials required (user = station id, OCPP security profile 1)"
         key = (sid, hashlib.sha256(pw.encode()).digest())

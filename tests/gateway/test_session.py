@@ -228,11 +228,38 @@ async def test_session__pending_station_waits_for_the_operator(gateway):
                                  additional_headers=basic("CP-NEW", "not-its-pass"))
     assert e.value.response.status_code == 401
     s, out = await http(gw, "POST", "/api/stations/CP-NEW/reject")
-    async with Connected(gw.port, "CP-OTHER") as cp:
+    async with Connected(gw.port, "CP-OTHER", headers=basic("CP-OTHER", "other-pass-1")) as cp:
         assert (await boot(cp)).status == "Pending"
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-NEW" % gw.port, subprotocols=["ocpp1.6"],
                                  additional_headers=basic("CP-NEW", "its-own-pass"))
+
+
+async def test_session__pending_admission_needs_credentials(gateway):
+    """Without Basic credentials there is no password to become the station's: refused, so that
+    nobody can connect under the id once the operator accepts it."""
+    gw = await gateway(auth="pending")
+    for headers in (None, basic("CP-OTHER", "someone-elses"), basic("CP-ANON", "")):
+        with pytest.raises(websockets.InvalidStatus) as e:
+            await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-ANON" % gw.port, subprotocols=["ocpp1.6"],
+                                     additional_headers=headers)
+        resp = e.value.response
+        assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Basic"), resp
+        assert "HTTP Basic credentials required to be admitted" in resp.body.decode() and \
+            "configure ocpp.password on the station" in resp.body.decode(), (headers, resp.body)
+    s, out = await http(gw, "GET", "/api/stations")
+    assert (s, out) == (200, []), out
+    # a station already known without a password (an older gateway admitted some): refused too
+    await gw.register("CP-NOPW", None, state="accepted")
+    with pytest.raises(websockets.InvalidStatus) as e:
+        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-NOPW" % gw.port, subprotocols=["ocpp1.6"])
+    assert e.value.response.status_code == 401 and e.value.response.body.decode() == (
+        "station has no password set: give it one (PUT /api/stations/CP-NOPW/password) and configure it on "
+        "the station as ocpp.password\n"), e.value.response.body
+    s, out = await http(gw, "PUT", "/api/stations/CP-NOPW/password", {"password": "now-it-has-1"})
+    assert s == 200, out
+    async with Connected(gw.port, "CP-NOPW", headers=basic("CP-NOPW", "now-it-has-1")) as cp:
+        assert (await boot(cp)).status == "Accepted"
 
 
 async def test_session__id_tag_list_decides_authorize_and_start(gateway):
