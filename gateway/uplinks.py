@@ -510,8 +510,14 @@ class ThingSpeakUplink(Uplink):
         st = self.gw.stations[sid]
         cid, key = st["ts_channel"], st["ts_key"]
         cursor = await store.run(get_cursor, self.name, sid)
+        worked_before = await store.run(lambda db: db.execute(
+            "SELECT 1 FROM outbox WHERE uplink=? AND station=?", (self.name + "-inflight", sid)).fetchone())
         inflight = await store.run(get_cursor, self.name + "-inflight", sid)
-        last_write = None
+        # A worker ran for this station before (an earlier gateway, or before its channel was
+        # changed): the channel may have taken a write less than one interval ago, and would
+        # refuse one now. The first write waits one interval, as if one had just been made:
+        # at most one interval late, and nothing more to keep in the database.
+        last_write = time.monotonic() if worked_before else None
         fails = 0
         skip = set()
         if inflight > cursor:

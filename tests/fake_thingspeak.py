@@ -47,6 +47,7 @@ class FakeThingSpeak:
         self.channels = {}
         self.requests = []          # (method, path, parsed body) of every request
         self.refused = 0            # writes answered 0 / 429
+        self.refusals = []          # (path, status, body) of every write that was not stored
         self.fail_with = None       # HTTP status to answer every write with
         self.bad_header = False     # a malformed header line in every answer
         self.feeds_answer = None    # (status, body) for every feeds read
@@ -154,6 +155,7 @@ class FakeThingSpeak:
                 now = self.clock()
                 if ch is None or not self._rate_ok(ch, now):
                     self.refused += 1
+                    self.refusals.append((path, 200, "0"))
                     return 200, "0", "text/plain"
                 entry = {k: v for k, v in params.items() if k.startswith("field") or k in ("created_at", "status")}
                 entry["entry_id"] = len(ch.entries) + 1
@@ -174,10 +176,12 @@ class FakeThingSpeak:
                 if not isinstance(ups, list) or not ups:
                     return 400, json.dumps({"error": "updates missing"}), "application/json"
                 if len(ups) > self.bulk_limit:
+                    self.refusals.append((path, 400, len(ups)))
                     return 400, json.dumps({"error": "too many updates (max %d)" % self.bulk_limit}), "application/json"
                 now = self.clock()
                 if not self._rate_ok(ch, now):
                     self.refused += 1
+                    self.refusals.append((path, 429, len(ups)))
                     return 429, json.dumps({"error": "rate limit"}), "application/json"
                 base = time.time()
                 for u in ups:

@@ -8,8 +8,8 @@ from ocpp.v16 import call
 
 from gwhttp import http
 from fake_thingspeak import FakeThingSpeak
-from stations import Connected, boot
-from tsreadings import _clean, _entries, _send, _until
+from stations import Connected, boot, meter
+from tsreadings import _clean, _entries, _send, _ts, _until
 
 
 async def _register(gw, ch, read_key=None):
@@ -264,5 +264,89 @@ async def test_thingspeak__channel_changed_through_the_api_and_healthz_says_what
             assert 'picocharge_outbox_depth{uplink="thingspeak"} 0' in m, m
             s, out = await http(gw, "GET", "/api/stations/CP-1")
             assert out["thingspeak_channel"] is None, out
+    finally:
+        fake.stop()
+
+
+async def test_thingspeak__rate_limited_writes_are_sent_again_once_in_order(gateway):
+    """The gateway's interval (0.2 s) is shorter than the channel's (1 s): ThingSpeak answers 0
+    to a single write and 429 to a bulk one; every reading still arrives once, in order, and each
+    refusal is counted in picocharge_uplink_errors_total."""
+    fake = FakeThingSpeak(min_interval=1.0).start()
+    try:
+        ch = fake.add_channel("WKEY0000000007")
+        gw = await gateway(thingspeak_url=fake.url, thingspeak_interval=0.2)
+        await _register(gw, ch)
+        async with Connected(gw.port, "CP-1") as cp:
+            await boot(cp)
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _send(cp, 1, 1)
+            assert await _until(lambda: len(fake.entries(ch.id)) == 1)
+            await _send(cp, 2, 1)       # a single write 0.2 s later: answered 0
+            assert await _until(lambda: fake.refusals), fake.requests
+            await _send(cp, 3, 3)       # the retry is a bulk write of 4, still within the second: 429
+            assert await _until(lambda: len(fake.entries(ch.id)) >= 5), fake.refusals
+            await asyncio.sleep(0.5)
+        assert _clean(fake.entries(ch.id)) == _entries(1, 5), fake.entries(ch.id)
+        bulk = "/channels/%d/bulk_update.json" % ch.id
+        assert fake.refusals[:2] == [("/update", 200, "0"), (bulk, 429, 4)], fake.refusals
+        assert all(st in (200, 429) for _p, st, _b in fake.refusals), fake.refusals
+        s, m = await http(gw, "GET", "/metrics")
+        assert 'picocharge_uplink_errors_total{uplink="thingspeak"} %d\n' % fake.refused in m, (fake.refused, m)
+        assert 'picocharge_uplink_delivered_total{uplink="thingspeak"} 5\n' in m, m
+    finally:
+        fake.stop()
+
+
+async def test_thingspeak__a_backlog_over_the_bulk_limit_goes_in_writes_within_it(gateway):
+    """1000 readings wait while ThingSpeak fails; then they go as 960 + 40 (the free licence's
+    limit, which the fake enforces with a 400), never more in one write."""
+    fake = FakeThingSpeak(min_interval=0.05, bulk_limit=960).start()
+    try:
+        ch = fake.add_channel("WKEY0000000008")
+        gw = await gateway(thingspeak_url=fake.url, thingspeak_interval=0.05)
+        await _register(gw, ch)
+        fake.fail_with = 500
+        async with Connected(gw.port, "CP-1") as cp:
+            await boot(cp)
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            for first in range(1, 1001, 200):     # 200 meter values per MeterValues: 200 readings
+                await cp.call(call.MeterValues(connector_id=1, meter_value=[
+                    meter(_ts(i), current=float(i), temp=20.5) for i in range(first, first + 200)]))
+            s, m = await http(gw, "GET", "/metrics")
+            assert 'picocharge_outbox_depth{uplink="thingspeak"} 1000' in m, m
+            fake.fail_with = None
+            assert await _until(lambda: len(fake.entries(ch.id)) >= 1000, timeout=30), len(fake.entries(ch.id))
+        assert _clean(fake.entries(ch.id)) == _entries(1, 1000), len(fake.entries(ch.id))
+        sizes = [len(b["updates"]) for _m, p, b in fake.requests if "updates" in b]
+        assert max(sizes) == 960 and sizes[-2:] == [960, 40], sizes
+        assert not [r for r in fake.refusals if r[1] == 400], fake.refusals
+    finally:
+        fake.stop()
+
+
+async def test_thingspeak__a_restart_within_the_interval_waits_before_writing(gateway, tmp_path):
+    """The channel took a write just before the gateway stopped: the restarted gateway's first
+    write waits one interval, so ThingSpeak does not refuse it."""
+    fake = FakeThingSpeak(min_interval=1.0).start()
+    try:
+        ch = fake.add_channel("WKEY0000000010")
+        db = str(tmp_path / "restart.db")
+        gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=1.0)
+        await _register(gw, ch)
+        async with Connected(gw.port, "CP-1") as cp:
+            await boot(cp)
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _send(cp, 1, 1)
+            assert await _until(lambda: len(fake.entries(ch.id)) == 1)
+        await gw.stop()
+        gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=1.0)
+        async with Connected(gw2.port, "CP-1") as cp:
+            await boot(cp)
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _send(cp, 2, 1)
+            assert await _until(lambda: len(fake.entries(ch.id)) == 2, timeout=10), fake.refusals
+        assert _clean(fake.entries(ch.id)) == _entries(1, 2), fake.entries(ch.id)
+        assert fake.refusals == [] and gw2.thingspeak.errors == 0, fake.refusals
     finally:
         fake.stop()
