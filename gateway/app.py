@@ -244,11 +244,17 @@ class Gateway:
                 log.exception("retention run failed")
 
     async def apply_retention(self, now=None):
+        """Delete what is older than --retention-days: readings (by their own timestamp), status
+        history, connections that ended (and open ones of stations not connected now: left by a
+        gateway that stopped without closing them) and transactions that were stopped (never a
+        running one). Returns {table: rows deleted}; readings that an uplink had not delivered
+        yet are logged as a "retention cap hit" warning."""
         days = self.settings.retention_days
         if not days:
-            return 0
+            return {}
         cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now or time.time()) - days * 86400))
         names = [u.name for u in self.uplinks]
+        live = set(self.sessions)
 
         def purge(db):
             lost = {}
@@ -263,15 +269,27 @@ class Gateway:
                     n = db.execute(q, args).fetchone()[0]
                     if n:
                         lost[name] = lost.get(name, 0) + n
-            n = db.execute("DELETE FROM readings WHERE ts < ?", (cutoff,)).rowcount
-            db.execute("DELETE FROM status_history WHERE ts < ?", (cutoff,))
-            return n, lost
+            gone = {"readings": db.execute("DELETE FROM readings WHERE ts < ?", (cutoff,)).rowcount,
+                    "status_history": db.execute("DELETE FROM status_history WHERE ts < ?", (cutoff,)).rowcount,
+                    "transactions": db.execute("DELETE FROM transactions WHERE stop_ts IS NOT NULL AND stop_ts < ?",
+                                               (cutoff,)).rowcount}
+            stale = [(i,) for i, sid in db.execute(
+                "SELECT id, station FROM connections WHERE disconnected_at IS NULL AND connected_at < ?", (cutoff,))
+                if sid not in live]
+            db.executemany("DELETE FROM connections WHERE id=?", stale)
+            gone["connections"] = len(stale) + db.execute(
+                "DELETE FROM connections WHERE disconnected_at IS NOT NULL AND disconnected_at < ?",
+                (cutoff,)).rowcount
+            return gone, lost
 
-        n, lost = await self.store.run(purge)
+        gone, lost = await self.store.run(purge)
         for name, k in lost.items():
             log.warning("retention cap hit: %d readings older than %s days were dropped before the %s "
                         "uplink delivered them", k, days, name)
-        return n
+        if any(gone.values()):
+            log.info("retention: deleted what is older than %s days: %s", days,
+                     ", ".join("%d %s" % (n, t.replace("_", " ")) for t, n in gone.items()))
+        return gone
 
     # --- connections ---------------------------------------------------------
     def _refuse(self, connection, status, message):

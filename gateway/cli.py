@@ -42,7 +42,9 @@ def _db_option(f):
               envvar="PICOCHARGE_GATEWAY_THINGSPEAK_BULK_LIMIT",
               help="Entries per bulk write (960 free licence, 14400 paid).")
 @click.option("--retention-days", type=click.FloatRange(0.0), default=30.0, show_default=True,
-              envvar="PICOCHARGE_GATEWAY_RETENTION_DAYS", help="Keep readings this long (0: forever).")
+              envvar="PICOCHARGE_GATEWAY_RETENTION_DAYS",
+              help="Keep readings, status history, connections and finished transactions this long "
+                   "(0: forever).")
 @click.option("--api-token", envvar="PICOCHARGE_GATEWAY_API_TOKEN", metavar="SECRET",
               help="Bearer token required for API write calls (and reads from other hosts).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_CERT",
