@@ -111,7 +111,10 @@ async def _serve(settings):
 
 @gateway.command("add-station")
 @click.argument("station_id")
-@click.option("--password", metavar="PW", help="OCPP password (generated and printed once when left out).")
+@click.option("--password", metavar="PW", envvar="PICOCHARGE_STATION_PASSWORD",
+              help="OCPP password (generated and printed once when left out). On the command line it "
+                   "shows in ps and the shell history: prefer the environment variable. "
+                   "[env: PICOCHARGE_STATION_PASSWORD]")
 @click.option("--thingspeak-channel", type=click.IntRange(1), metavar="N", help="ThingSpeak channel id.")
 @click.option("--thingspeak-key", metavar="KEY", help="ThingSpeak write key of that channel.")
 @click.option("--thingspeak-read-key", metavar="KEY",
@@ -119,7 +122,10 @@ async def _serve(settings):
                    "reads the channel back after a restart so as not to upload twice.")
 @click.option("--pending", is_flag=True, help="Register as pending (an operator accepts it later).")
 @_db_option
-def add_station(station_id, password, thingspeak_channel, thingspeak_key, thingspeak_read_key, pending, db):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (for scripts): id, state, thingspeak_channel, and password when generated.")
+def add_station(station_id, password, thingspeak_channel, thingspeak_key, thingspeak_read_key, pending, db,
+                as_json):
     """Register STATION_ID (restart a running gateway, or use POST /api/stations, to pick it up)."""
     from .api import _STATION_ID
     if not _STATION_ID.match(station_id):
@@ -133,7 +139,7 @@ def add_station(station_id, password, thingspeak_channel, thingspeak_key, things
             raise click.BadParameter("the channel's API key: 1..64 printable characters, no spaces",
                                      param_hint=opt)
     if password is not None and not 8 <= len(password) <= 40:
-        raise click.BadParameter("8..40 characters", param_hint="--password")
+        raise click.BadParameter("8..40 characters", param_hint="--password (or PICOCHARGE_STATION_PASSWORD)")
     generated = password is None
     if generated:
         password = generate_password()
@@ -145,6 +151,13 @@ def add_station(station_id, password, thingspeak_channel, thingspeak_key, things
         raise click.ClickException("station %s is already in %s" % (station_id, db))
     except StoreError as e:
         raise click.ClickException(str(e))
+    if as_json:
+        out = {"id": station_id, "state": "pending" if pending else "accepted",
+               "thingspeak_channel": thingspeak_channel, "db": db}
+        if generated:
+            out["password"] = password      # shown once: the database keeps only its hash
+        click.echo(json.dumps(out, indent=2))
+        return
     click.echo("station %s added to %s" % (station_id, db))
     if generated:
         click.echo("password: %s  (shown once: configure it on the station as ocpp.password)" % password)

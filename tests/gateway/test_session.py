@@ -389,3 +389,46 @@ async def test_session__thingspeak_read_key_from_the_cli_on_a_database_of_an_old
         "CP-1": (42, "WKEY1", "RKEY1"), "CP-OLD": (7, "WKEYOLD", None)}, gw.stations
     s, out = await http(gw, "GET", "/api/stations")
     assert s == 200 and "RKEY1" not in json.dumps(out), out
+
+
+async def test_session__add_station_password_from_the_environment_and_json_output(gateway, tmp_path):
+    """The password can come from PICOCHARGE_STATION_PASSWORD (not in ps or the shell history);
+    --json prints what a script needs, the password only when it was generated; the station
+    then connects with it."""
+    import os
+    import subprocess
+    import sys
+    db = str(tmp_path / "gw.db")
+
+    def cli(*args, env=None):
+        e = {k: v for k, v in os.environ.items() if k != "PICOCHARGE_STATION_PASSWORD"}
+        e.update(env or {})
+        return subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway", "add-station"] + list(args)
+                              + ["--db", db], capture_output=True, text=True, timeout=60, env=e)
+    r = cli("CP-ENV", "--json", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-1"})
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout) == {"id": "CP-ENV", "state": "accepted", "thingspeak_channel": None,
+                                    "db": db}, r.stdout
+    assert "from-the-env-1" not in r.stdout + r.stderr, r
+    r = cli("CP-GEN", "--json", "--pending")
+    assert r.returncode == 0, r
+    out = json.loads(r.stdout)
+    generated = out.pop("password")
+    assert out == {"id": "CP-GEN", "state": "pending", "thingspeak_channel": None, "db": db} and \
+        len(generated) >= 16, r.stdout
+    r = cli("CP-BAD", env={"PICOCHARGE_STATION_PASSWORD": "short"})
+    assert r.returncode == 2 and "PICOCHARGE_STATION_PASSWORD" in r.stderr and "8..40" in r.stderr, r
+    r = cli("CP-TXT", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-2"})
+    assert (r.returncode, r.stdout) == (0, "station CP-TXT added to %s\n" % db), r
+
+    gw = await gateway(db=db, auth="password")
+    async with Connected(gw.port, "CP-ENV", headers=basic("CP-ENV", "from-the-env-1")) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    async with Connected(gw.port, "CP-GEN", headers=basic("CP-GEN", generated)) as cp:
+        assert (await boot(cp)).status == "Pending"
+    with pytest.raises(websockets.InvalidStatus) as e:
+        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-TXT" % gw.port, subprotocols=["ocpp1.6"],
+                                 additional_headers=basic("CP-TXT", "from-the-env-1"))
+    assert e.value.response.status_code == 401, e.value.response
+    async with Connected(gw.port, "CP-TXT", headers=basic("CP-TXT", "from-the-env-2")) as cp:
+        assert (await boot(cp)).status == "Accepted"
