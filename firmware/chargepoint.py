@@ -535,7 +535,7 @@ class ChargePoint:
                     j.done(seq)
                     continue
             try:
-                res = await self.send_call(action, mid, ocppj.call_raw(mid, action, body, tx_id))
+                res = await self.send_call(action, mid, ocppj.call_raw(mid, action, body, tx_id, ws.HEADROOM))
             except (CallError, CallTimeout) as e:
                 self.attempts += 1
                 if self.attempts >= self.keys["TransactionMessageAttempts"]:

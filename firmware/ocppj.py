@@ -90,20 +90,23 @@ def call(mid, action, payload):
     return json.dumps([CALL, mid, action, payload])
 
 
-def call_raw(mid, action, body, tx_id=None):
+def call_raw(mid, action, body, tx_id=None, room=0):
     """A CALL frame (bytearray) around a payload already in JSON (bytes or memoryview, as
     journalled), with "transactionId" put in front when given: no decode/re-encode of the
-    payload, and one allocation of the frame's size."""
+    payload, and one allocation of the frame's size, `room` free bytes in front (where the
+    WebSocket layer puts its header: ws.HEADROOM)."""
     head = '[2, "%s", "%s", ' % (mid, action)
     if tx_id is not None:
         if len(body) == 2:  # {}
-            return (head + '{"transactionId": %d}]' % tx_id).encode()
-        head += '{"transactionId": %d, ' % tx_id
-        body = memoryview(body)[1:]  # without its "{"
+            head += '{"transactionId": %d}' % tx_id
+            body = b""
+        else:
+            head += '{"transactionId": %d, ' % tx_id
+            body = memoryview(body)[1:]  # without its "{"
     head = head.encode()
-    n = len(head)
+    n = room + len(head)
     buf = bytearray(n + len(body) + 1)
-    buf[:n] = head
+    buf[room:n] = head
     buf[n:-1] = body
     buf[-1] = 0x5D  # ]
     return buf

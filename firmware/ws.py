@@ -116,30 +116,47 @@ def mask_into(buf, start, data, mask):
         i += 1
 
 
-def encode_frame(opcode, data, mask, fin=True):
-    """A client frame (always masked, RFC 6455 5.3) as a bytearray."""
-    n = len(data)
+HEADROOM = const(14)  # free bytes a prepared frame keeps at its front for the longest header
+
+
+def prepare(buf, opcode, mask, fin=True):
+    """Make buf (HEADROOM free bytes, then the payload) a masked client frame in place
+    (RFC 6455 5.2, 5.3); returns the offset where the frame starts in buf."""
+    n = len(buf) - HEADROOM
     if n < 126:
-        hl = 2
+        at = HEADROOM - 6
+        buf[at + 1] = 0x80 | n
     elif n < 65536:
-        hl = 4
+        at = HEADROOM - 8
+        buf[at + 1] = 0x80 | 126
+        buf[at + 2] = n >> 8
+        buf[at + 3] = n & 0xFF
     else:
-        hl = 10
-    buf = bytearray(hl + 4 + n)
-    buf[0] = (0x80 if fin else 0) | opcode
-    if hl == 2:
-        buf[1] = 0x80 | n
-    elif hl == 4:
-        buf[1] = 0x80 | 126
-        buf[2] = n >> 8
-        buf[3] = n & 0xFF
-    else:
+        at = 0
         buf[1] = 0x80 | 127
         for i in range(8):
             buf[9 - i] = (n >> (8 * i)) & 0xFF
-    buf[hl:hl + 4] = mask
-    mask_into(buf, hl + 4, data, mask)
+    buf[at] = (0x80 if fin else 0) | opcode
+    buf[HEADROOM - 4:HEADROOM] = mask
+    mask_into(buf, HEADROOM, memoryview(buf)[HEADROOM:], mask)
+    return at
+
+
+def with_room(data):
+    """A bytearray of HEADROOM free bytes, then data (str as UTF-8, bytes): one allocation."""
+    try:
+        mv = memoryview(data)       # a str's UTF-8 bytes on MicroPython, no copy
+    except TypeError:               # CPython (tests): no buffer for str
+        mv = memoryview(data.encode())
+    buf = bytearray(HEADROOM + len(mv))
+    buf[HEADROOM:] = mv
     return buf
+
+
+def encode_frame(opcode, data, mask, fin=True):
+    """A client frame (always masked) of data, as a memoryview of one bytearray."""
+    buf = with_room(data)
+    return memoryview(buf)[prepare(buf, opcode, mask, fin):]
 
 
 class WebSocket:
@@ -158,15 +175,20 @@ class WebSocket:
         self._hmv = memoryview(self._hdr)
 
     async def _write(self, opcode, data):
+        """Send one frame, in one write. A bytearray is a prepared buffer (HEADROOM free
+        bytes, then the payload: ocppj.call_raw(room=HEADROOM)) that becomes the frame in
+        place, so a big frame is not copied: on a fragmented heap that copy is the
+        allocation that fails. Anything else is copied into one."""
         if self.closed:
             raise WsError("connection is closed")
-        frame = encode_frame(opcode, data, urandom(4))
-        self.w.write(frame)
+        if not isinstance(data, bytearray):
+            data = with_room(data)
+        at = prepare(data, opcode, urandom(4))
+        self.w.write(memoryview(data)[at:] if at else data)
         await self.w.drain()
 
     async def send(self, text):
-        if isinstance(text, str):
-            text = text.encode()
+        """Send a text frame: str, bytes, or a prepared bytearray (given up: masked in place)."""
         await self._write(OP_TEXT, text)
 
     async def ping(self, data=b""):

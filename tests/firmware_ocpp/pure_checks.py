@@ -69,6 +69,10 @@ def check_build__exact_frames():
     assert bytes(got) == b'[2, "m-7", "MeterValues", {"transactionId": 1001, "connectorId": 1, "meterValue": []}]', got
     assert json.loads(bytes(got).decode())[3] == {"transactionId": 1001, "connectorId": 1, "meterValue": []}
     assert ocppj.call_raw("m-8", "StopTransaction", b"{}", 5) == b'[2, "m-8", "StopTransaction", {"transactionId": 5}]'
+    # with room in front for the WebSocket header: the same frame after it
+    got = ocppj.call_raw("m-7", "MeterValues", body, 1001, ws.HEADROOM)
+    assert len(got) == ws.HEADROOM + 86 and bytes(got[ws.HEADROOM:]) == bytes(ocppj.call_raw(
+        "m-7", "MeterValues", body, 1001)), got
     ids = ocppj.Ids("ab12", 5)
     assert (ids.next(), ids.next()) == ("ab12-5", "ab12-6")
 
@@ -385,6 +389,15 @@ def check_ws__frames_masked_with_7_16_64_bit_lengths():
         assert bytes(body[i] ^ mask[i % 4] for i in range(0, n, 97)) == bytes(data[i] for i in range(0, n, 97)), n
     f = ws.encode_frame(ws.OP_PING, b"", mask, fin=True)
     assert bytes(f) == b"\x89\x80\x01\x02\x03\x04"
+    # a prepared buffer (call_raw with HEADROOM) becomes the frame in place; a str goes out
+    # as its UTF-8 bytes
+    buf = bytearray(ws.HEADROOM) + b"Hello"
+    at = ws.prepare(buf, ws.OP_TEXT, mask)
+    assert at == ws.HEADROOM - 6 and bytes(buf[at:]) == b"\x81\x85\x01\x02\x03\x04" + bytes(
+        c ^ mask[i % 4] for i, c in enumerate(b"Hello")), buf
+    buf = bytearray(ws.HEADROOM + 300)
+    assert ws.prepare(buf, ws.OP_TEXT, mask) == ws.HEADROOM - 8 and bytes(buf[6:12]) == b"\x81\xfe\x01\x2c\x01\x02"
+    assert bytes(ws.encode_frame(ws.OP_TEXT, "h\u00e9", mask)) == bytes(ws.encode_frame(ws.OP_TEXT, b"h\xc3\xa9", mask))
 
 
 CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
