@@ -257,11 +257,15 @@ class ChargePoint:
             self._set_available(want)
             return {"status": "Accepted"}
         if action == "GetConfiguration":
-            return self.keys.get_configuration(p.get("key"))
+            keys = p.get("key")
+            if keys and len(keys) > self.keys["GetConfigurationMaxKeys"]:
+                raise ocppj.FrameError(ocppj.OCCURENCE_CONSTRAINT, "at most %d keys (GetConfigurationMaxKeys)"
+                                       % self.keys["GetConfigurationMaxKeys"])
+            return self.keys.get_configuration(keys)
         if action == "ChangeConfiguration":
             k = p["key"]
             res = self.keys.change(k, p["value"])
-            L.info("ChangeConfiguration %s = %r: %s", k[:50], p["value"][:40], res)
+            L.info("ChangeConfiguration %s: %s", k[:50], res)  # not the value: it may be a key
             if res == "Accepted":
                 if k == "MeterValueSampleInterval":
                     self.mv_due = ticks_add(ticks_ms(), self.keys[k] * 1000)
@@ -596,6 +600,8 @@ class ChargePoint:
                 self.triggers = [t for t in self.triggers if t[0] != "BootNotification"]
                 if len(self.triggers) != n:  # TriggerMessage(BootNotification): try again now
                     break
+                if self.req_reset:          # a Reset is allowed while Pending
+                    await self.reset()
                 await self.tick()
                 await asyncio.sleep(_TICK_S)
 
@@ -621,11 +627,12 @@ class ChargePoint:
         L.info("%s reset requested", kind)
         if self.tx:
             self.stop("HardReset" if kind == "Hard" else "SoftReset")
-        try:
-            await self.flush()
-            await self.send_status()
-        except Exception as e:
-            L.warn("before reset: %r", e)
+        if self.booted:     # before the boot is accepted only BootNotification may go out
+            try:
+                await self.flush()
+                await self.send_status()
+            except Exception as e:
+                L.warn("before reset: %r", e)
         if self.ws:
             await self.ws.close()
         self.board.reset(kind == "Hard")

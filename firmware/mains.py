@@ -1,10 +1,7 @@
 # Mains measurement maths (pure): RMS current and voltage, real power, energy, RP2040 temperature.
 # Bursts cover whole mains cycles, so the mean of a burst is the front end's DC bias;
 # it is removed before squaring. One pass, no allocation per sample.
-try:
-    from math import sqrt
-except ImportError:  # pragma: no cover
-    from math import sqrt
+from math import sqrt
 
 try:
     from time import ticks_ms, ticks_diff

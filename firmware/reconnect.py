@@ -1,8 +1,6 @@
-# Exponential backoff with full jitter (pure): 1, 2, 4 ... cap seconds, each randomised.
-try:
-    from random import getrandbits
-except ImportError:  # pragma: no cover
-    from random import getrandbits
+# Exponential backoff with equal jitter (pure): 1, 2, 4 ... cap seconds, each cut by a random
+# amount of up to half, so a fleet that lost its link at once does not come back at once.
+from random import getrandbits
 
 
 class Backoff:

@@ -84,12 +84,23 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
     await conn.send('[2, "bad-2", "RemoteStartTransaction", {}]')
     await conn.send("not json at all")
     await conn.send('[2, "bad-3", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": 5}]')
+    # more keys than GetConfigurationMaxKeys (50)
+    await conn.send(json.dumps([2, "bad-4", "GetConfiguration", {"key": ["HeartbeatInterval"] * 51}]))
     await asyncio.sleep(0.5)
     errors = [m for d, m in cs.frames if d == "cp" and m[0] == 4]
     assert [(m[1], m[2]) for m in errors] == [
         (errors[0][1], "NotImplemented"), ("bad-1", "PropertyConstraintViolation"),
         ("bad-2", "ProtocolError"), ("-1", "FormationViolation"),
-        ("bad-3", "TypeConstraintViolation")], errors
+        ("bad-3", "TypeConstraintViolation"), ("bad-4", "OccurenceConstraintViolation")], errors
+    assert "GetConfigurationMaxKeys" in errors[-1][3], errors[-1]
+    r = await cs.call(call.GetConfiguration(key=["HeartbeatInterval"] * 50))
+    assert len(r.configuration_key) == 50, r
+    # a value set by the central system may be a secret (AuthorizationKey is the security
+    # extension's password): the log names the key and the answer, never the value
+    secret = "0123456789abcdef0123456789abcdef"
+    assert (await cs.call(call.ChangeConfiguration(key="AuthorizationKey", value=secret))).status == "NotSupported"
+    await st.expect("ChangeConfiguration AuthorizationKey: NotSupported")
+    assert secret not in "\n".join(st.lines), st.tail()
     assert cs.calls("ReserveNow", direction="cs")[0][1] == errors[0][1]
     assert (await cs.call(call.GetConfiguration(key=["MeterValueSampleInterval"]))).configuration_key[0]["value"] == "7"
     assert cs.paths == ["/ocpp/CP-1"], "one connection throughout"
@@ -222,6 +233,19 @@ async def test_boot__rejected_then_pending_then_accepted_sends_nothing_else_befo
     assert len(boots) == k
     await st.expect("boot accepted, heartbeat every 1s")
     await cs.wait_call("Heartbeat", 2, station=st)
+
+
+async def test_boot__a_reset_while_pending_is_carried_out(station, central):
+    cs = await central(heartbeat=30, boot_status="Pending")
+    st = station(station_config(cs.url)).start()
+    await cs.wait_call("BootNotification", 1, station=st)
+    assert (await cs.call(call.Reset(type="Soft"))).status == "Accepted"
+    assert st.proc.wait(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
+    assert "[board] I: soft reset" in st.tail(), st.tail()
+    assert cs.actions() == ["BootNotification"], cs.actions()   # nothing else before the boot is accepted
+    cs.boot_status = "Accepted"
+    st.start()
+    await cs.wait_call("StatusNotification", 2, station=st)
 
 
 async def test_overtemperature__faulted_high_temperature_relay_open_then_back_to_charging(station, central):
