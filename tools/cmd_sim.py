@@ -28,7 +28,8 @@ from .procs import stop_on_signals
               help="Id tag the stations' start button presents (ocpp.id_tag): without one a button "
                    "press starts no transaction; the central system must accept the tag.")
 @click.option("--mqtt", "mqtt_url", metavar="URL",
-              help="Also publish telemetry to this broker: mqtt://[user:password@]host[:port].")
+              help="Also publish telemetry to this broker: mqtt://[user:password@]host[:port] "
+                   "(mqtts:// for TLS, port 8883 unless given).")
 @click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky.")
 @click.option("--prefix", default="SIM-", show_default=True, help="Station id prefix.")
 @click.option("--flash-root", type=click.Path(file_okay=False),
@@ -78,10 +79,14 @@ def sim(count, central, password, id_tag, mqtt_url, scenario, prefix, flash_root
             port = u.port
         except ValueError:
             port = -1
-        if u.scheme != "mqtt" or not u.hostname or port == -1:
-            raise click.BadParameter("expected mqtt://[user:password@]host[:port] (mqtts:// is not "
-                                     "supported by the firmware)", param_hint="--mqtt")
-        base["mqtt"] = {"enabled": True, "host": u.hostname, "port": port or 1883, "interval_s": interval}
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname or port == -1:
+            raise click.BadParameter("expected mqtt://[user:password@]host[:port], or mqtts:// for TLS",
+                                     param_hint="--mqtt")
+        tls = u.scheme == "mqtts"
+        base["mqtt"] = {"enabled": True, "host": u.hostname, "port": port or (8883 if tls else 1883),
+                        "interval_s": interval}
+        if tls:
+            base["mqtt"]["ssl"] = True
         if u.username:
             base["mqtt"]["user"] = unquote(u.username)
         if u.password:

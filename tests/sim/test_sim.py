@@ -64,7 +64,7 @@ def test_sim__bad_options_are_usage_errors():
     r = run_cli("sim", "--set", "mqtt.port")
     assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr, r.stderr
     r = run_cli("sim", "--mqtt", "http://broker")
-    assert r.returncode == 2 and "expected mqtt://[user:password@]host[:port]" in r.stderr, r.stderr
+    assert r.returncode == 2 and "expected mqtt://[user:password@]host[:port], or mqtts://" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "SIGTERM", "SIGHUP"])
@@ -129,6 +129,11 @@ def test_sim__set_and_mqtt_credentials_reach_the_config(tmp_path):
                            "user": "alice", "password": "s:cret"}, cfg
     assert cfg["log_level"] == "debug", cfg
     assert "s:cret" not in r.stdout + r.stderr
+    # mqtts:// is MQTT over TLS: mqtt.ssl, port 8883 unless given
+    r = run_cli("sim", "-n", "1", "--mqtt", "mqtts://broker.example", "--duration", "1", "--flash-root", str(root))
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((root / "SIM-001" / "config.json").read_text())
+    assert cfg["mqtt"] == {"enabled": True, "host": "broker.example", "port": 8883, "interval_s": 2, "ssl": True}, cfg
 
 
 def test_sim__removes_the_temporary_flash_folder_it_made(tmp_path):
