@@ -7,7 +7,7 @@ import json
 import websockets
 from websockets.frames import Frame, Opcode
 
-from conftest import http
+from gwhttp import http
 from picocharge.gateway import server
 
 
