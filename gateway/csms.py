@@ -44,12 +44,30 @@ class _MaskAuthorization(logging.Filter):
 _MASK_AUTHORIZATION = _MaskAuthorization()
 
 
+class _LateAnswerId(logging.Filter):
+    """ocpp logs an answer that came after its call timed out at ERROR, payload and all (a
+    GetConfiguration answer: configuration values). Below debug only its message id is logged."""
+
+    def filter(self, record):
+        if (record.msg == "Ignoring response with unknown unique id: %s" and isinstance(record.args, tuple)
+                and len(record.args) == 1 and not _OCPP_LOG.isEnabledFor(logging.INFO)):
+            record.msg = "Ignoring response with unknown unique id: %s (a late answer; its payload is only " \
+                         "logged at --log-level debug)"
+            record.args = (getattr(record.args[0], "unique_id", "?"),)
+        return True
+
+
+_LATE_ANSWER_ID = _LateAnswerId()
+
+
 def quiet_ocpp_frames(debug):
     """The `ocpp` package logs every frame it sends (our calls: id tags, configuration values)
     at INFO. Held at WARNING unless the gateway logs at DEBUG, where frames are what one looks
     for (websockets logs them there too). At any level, websockets' DEBUG lines never show a
-    station's password."""
+    station's password; below debug, ocpp's ERROR line for a late answer shows only its id."""
     _OCPP_LOG.setLevel(logging.NOTSET if debug else logging.WARNING)
+    if _LATE_ANSWER_ID not in _OCPP_LOG.filters:
+        _OCPP_LOG.addFilter(_LATE_ANSWER_ID)
     ws = logging.getLogger("websockets.server")
     if _MASK_AUTHORIZATION not in ws.filters:
         ws.addFilter(_MASK_AUTHORIZATION)

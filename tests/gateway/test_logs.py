@@ -94,3 +94,33 @@ async def test_logs__ocpp_frames_logged_at_debug_but_never_the_password(tmp_path
     b64 = hdr["Authorization"].split()[1]
     leaks = [line for line in gw.log if "station-pw-4711" in line or b64 in line]
     assert not leaks, leaks
+
+
+async def test_logs__a_late_answer_is_logged_without_its_payload(gateway, caplog):
+    """A station answers GetConfiguration after the gateway gave up (504): ocpp logs the answer when
+    it finds it in front of the next one, at ERROR; below debug without the configuration values."""
+    from ocpp.routing import on
+    from ocpp.v16 import call_result
+    from ocpp.v16.enums import Action
+    from stations import TestStation
+
+    class SlowStation(TestStation):
+        @on(Action.get_configuration)
+        async def on_get_configuration(self, **kw):
+            await asyncio.sleep(1.5)
+            return call_result.GetConfiguration(configuration_key=[
+                {"key": "AuthorizationKey", "readonly": False, "value": "cfg-late-secret"}])
+
+    gw = await gateway(response_timeout=1.0)
+    async with Connected(gw.port, "CP-1", cls=SlowStation) as cp:
+        await boot(cp)
+        s, out = await http(gw, "POST", "/api/stations/CP-1/get-configuration", {})
+        assert s == 504, out
+        s, out = await http(gw, "POST", "/api/stations/CP-1/change-configuration",
+                            {"key": "MeterValueSampleInterval", "value": 10})
+        assert (s, out) == (200, {"status": "Accepted"}), out
+    late = [r for r in caplog.records if r.name == "ocpp" and "unknown unique id" in r.getMessage()]
+    assert len(late) == 1 and late[0].levelname == "ERROR", [r.getMessage() for r in caplog.records]
+    assert late[0].getMessage() == ("Ignoring response with unknown unique id: %s (a late answer; its payload is "
+                                    "only logged at --log-level debug)" % late[0].args[0]), late[0].getMessage()
+    assert "cfg-late-secret" not in caplog.text, caplog.text
