@@ -9,8 +9,12 @@ except ImportError:
 CONFIG_FILE = "config.json"
 
 # Each leaf: (type, default, check) where check is None, a (min, max) tuple for numbers,
-# a tuple of allowed strings, or "url"/"id"/"ssid". Keys ending in SECRET_SUFFIXES are secrets.
+# a tuple of allowed strings, or "url"/"id"/"ssid"/"path". Keys ending in SECRET_SUFFIXES are secrets.
+# ca_cert: a CA certificate file on the board's flash (DER, or PEM) the server's certificate must
+# chain to; "" = TLS without verifying the server (a warning at each connection).
 _URL = "url"
+_PATH = "path"
+CA_KEYS = ("ocpp.ca_cert", "mqtt.ca_cert", "thingspeak.ca_cert")
 SCHEMA = {
     "station_id": (str, "", "id"),
     "log_level": (str, "info", ("debug", "info", "warn", "error")),
@@ -31,6 +35,7 @@ SCHEMA = {
         "connection_timeout_s": (int, 60, (1, 3600)),
         "call_timeout_s": (int, 30, (1, 300)),
         "reconnect_max_s": (int, 120, (1, 3600)),
+        "ca_cert": (str, "", _PATH),
     },
     "thingspeak": {
         "enabled": (bool, False, None),
@@ -38,6 +43,7 @@ SCHEMA = {
         "channel_id": (int, 0, (0, 2147483647)),
         "write_key": (str, "", None),
         "min_interval_s": (int, 15, (1, 86400)),
+        "ca_cert": (str, "", _PATH),
     },
     "mqtt": {
         "enabled": (bool, False, None),
@@ -49,6 +55,7 @@ SCHEMA = {
         "keepalive_s": (int, 60, (0, 65535)),
         "interval_s": (int, 10, (1, 86400)),
         "ssl": (bool, False, None),
+        "ca_cert": (str, "", _PATH),
     },
     "web": {
         "enabled": (bool, True, None),
@@ -117,6 +124,10 @@ def _check_leaf(path, spec, value):
     elif check == "id":
         if len(value) > 20 or not all(_id_char(c) for c in value):
             raise ConfigError(path, "%r must be 1-20 characters of A-Z a-z 0-9 - _ ." % value)
+    elif check == _PATH:
+        if len(value) > 64 or " " in value or "\\" in value:
+            raise ConfigError(path, "%r is not a file path on the board (at most 64 characters, no "
+                                    "spaces or backslashes), e.g. ca.der" % value)
     elif check == "ssid":
         if len(value.encode()) > 32:
             raise ConfigError(path, "Wi-Fi SSID is longer than 32 bytes")
@@ -170,6 +181,22 @@ def validate(data):
     return cfg
 
 
+def check_files(cfg):
+    """On the board, at boot: every CA file named in the config is there and starts like a
+    certificate (it is read in full only when connecting). Raises ConfigError naming the key."""
+    for key in CA_KEYS:
+        ca = get(cfg, key)
+        if ca:
+            try:
+                with open(ca, "rb") as f:
+                    head = f.read(32)
+            except OSError:
+                raise ConfigError(key, "cannot read %s on the board's flash (missing?): copy the "
+                                       "CA there with `picocharge provision --ca-cert FILE`" % ca)
+            if head[:1] != b"\x30" and b"-----BEGIN " not in head:
+                raise ConfigError(key, "%s is not a PEM or DER X.509 certificate" % ca)
+
+
 def defaults():
     return _validate(SCHEMA, {}, "")
 
@@ -183,7 +210,9 @@ def load(path=CONFIG_FILE):
         raise ConfigError("(file)", "%s not found: provision the board (picocharge provision)" % path)
     except ValueError as e:
         raise ConfigError("(file)", "%s is not valid JSON (%s)" % (path, e))
-    return validate(data)
+    cfg = validate(data)
+    check_files(cfg)
+    return cfg
 
 
 def redact(cfg, prefix=""):

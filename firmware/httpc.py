@@ -1,11 +1,6 @@
 # Minimal asyncio HTTP/1.0 client for the firmware (ThingSpeak writes): one request, one answer.
 import asyncio
 
-try:
-    import ssl
-except ImportError:  # pragma: no cover
-    ssl = None
-
 
 class HttpError(OSError):
     pass
@@ -26,24 +21,32 @@ def split_url(url):
     return scheme, host, port, "/" + path
 
 
-async def _request(method, url, body, ctype):
+async def _request(method, url, body, ctype, tls):
     scheme, host, port, path = split_url(url)
     kw = {}
+    key, ca, log = tls or ("the CA", "", None)
     if scheme == "https":
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_NONE  # no CA bundle on a Pico W
-        kw["ssl"] = ctx
-        kw["server_hostname"] = host
+        import tlsca  # ssl only for https://: it costs heap
+
+        kw["ssl"] = tlsca.client(key, ca, log)  # the CA is read from flash for this connection
+        kw["server_hostname"] = host  # SNI, and the name the certificate must carry
     reader, writer = await asyncio.open_connection(host, port, **kw)
     try:
         hdr = "%s %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: picocharge\r\nConnection: close\r\n" % (
             method, path, host)
         if body is not None:
             hdr += "Content-Type: %s\r\nContent-Length: %d\r\n" % (ctype, len(body))
-        writer.write(hdr.encode() + b"\r\n")
-        if body is not None:
-            writer.write(body)
-        await writer.drain()
+        try:
+            writer.write(hdr.encode() + b"\r\n")
+            if body is not None:
+                writer.write(body)
+            await writer.drain()
+        except ValueError as e:
+            if not ca:
+                raise
+            # a verifying TLS handshake failed: nothing (no key in the body) went out
+            import tlsca
+            raise HttpError(tlsca.refused(key, e))
         line = await reader.readline()
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
@@ -69,8 +72,11 @@ async def _request(method, url, body, ctype):
             pass
 
 
-async def request(method, url, body=None, ctype="application/x-www-form-urlencoded", timeout_s=15):
-    """(status, body bytes). Raises OSError (network), asyncio.TimeoutError, HttpError."""
+async def request(method, url, body=None, ctype="application/x-www-form-urlencoded", timeout_s=15,
+                  tls=None):
+    """(status, body bytes). Raises OSError (network), asyncio.TimeoutError, HttpError.
+    tls: for https://, (config key, CA file path, logger or None): the server's certificate
+    must chain to that CA ("" = encrypted, not verified; the logger, if given, warns)."""
     if isinstance(body, str):
         body = body.encode()
-    return await asyncio.wait_for(_request(method, url, body, ctype), timeout_s)
+    return await asyncio.wait_for(_request(method, url, body, ctype, tls), timeout_s)

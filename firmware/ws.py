@@ -7,11 +7,6 @@
 import asyncio
 
 try:
-    import ssl
-except ImportError:  # pragma: no cover
-    ssl = None
-
-try:
     from micropython import const
     from os import urandom
     from time import ticks_ms, ticks_diff
@@ -352,16 +347,30 @@ async def _read_line(reader):
     return line
 
 
-async def _connect(url, protocol, auth, max_size):
+def _configured_ca():
+    # ocpp.ca_cert from the board's config.json, read when connecting. The OCPP task does not
+    # pass ca= to connect() yet; once it does (ca=cfg["ca_cert"]) this is not used.
+    import json
+
+    try:
+        with open("config.json") as f:
+            return json.load(f).get("ocpp", {}).get("ca_cert", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+async def _connect(url, protocol, auth, max_size, ca):
     secure, host, port, path = split_url(url)
     kw = {}
     if secure:
-        if ssl is None:
-            raise WsError("wss:// needs the ssl module")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_NONE  # no CA bundle on a Pico W (security profile 2 trusts the server by URL)
-        kw["ssl"] = ctx
-        kw["server_hostname"] = host
+        import log
+        import tlsca  # ssl only for wss://: it costs heap
+
+        if ca is None:
+            ca = _configured_ca()
+        # verified against ocpp.ca_cert: OCPP security profile 2; without it, encrypted only
+        kw["ssl"] = tlsca.client("ocpp.ca_cert", ca, log.get("ocpp"))
+        kw["server_hostname"] = host  # SNI, and the name the certificate must carry
     reader, writer = await asyncio.open_connection(host, port, **kw)
     try:
         key = b64(urandom(16))
@@ -397,12 +406,19 @@ async def _connect(url, protocol, auth, max_size):
             raise WsError("bad WebSocket handshake answer (Upgrade/Sec-WebSocket-Accept)")
         if got_proto != protocol:
             raise WsError("central system did not agree to subprotocol %s (answered %r)" % (protocol, got_proto))
-    except BaseException:
+    except BaseException as e:
         await _drop(writer)
+        if secure and ca and isinstance(e, ValueError):
+            # mbedtls refused the certificate in the handshake, before the first byte of the
+            # upgrade request (and its Authorization header) went out
+            import tlsca
+            raise WsError(tlsca.refused("ocpp.ca_cert", e))
         raise
     return WebSocket(reader, writer, max_size)
 
 
-async def connect(url, protocol="ocpp1.6", auth=None, timeout_s=30, max_size=8192):
-    """Open a WebSocket to `url` agreeing on `protocol`. Raises OSError/WsError/TimeoutError."""
-    return await asyncio.wait_for(_connect(url, protocol, auth, max_size), timeout_s)
+async def connect(url, protocol="ocpp1.6", auth=None, timeout_s=30, max_size=8192, ca=None):
+    """Open a WebSocket to `url` agreeing on `protocol`. Raises OSError/WsError/TimeoutError.
+    ca: for wss://, the path of the CA file the server's certificate must chain to ("" = not
+    verified, with a warning; None = ocpp.ca_cert of config.json)."""
+    return await asyncio.wait_for(_connect(url, protocol, auth, max_size, ca), timeout_s)

@@ -37,11 +37,34 @@ def test_config__valid_minimal_fills_defaults():
     ({"station_id": "CP-1", "mqtt": {"enabled": True}}, "mqtt.host", "required"),
     ({"station_id": "CP-1", "log_level": "loud"}, "log_level", "not one of"),
     ({"station_id": "CP-1", "wifi": "home"}, "wifi", "expected an object"),
+    ({"station_id": "CP-1", "ocpp": {"ca_cert": "my ca.der"}}, "ocpp.ca_cert", "not a file path"),
+    ({"station_id": "CP-1", "mqtt": {"ca_cert": "x" * 65}}, "mqtt.ca_cert", "at most 64"),
+    ({"station_id": "CP-1", "thingspeak": {"ca_cert": True}}, "thingspeak.ca_cert", "expected str"),
 ])
 def test_config__invalid_names_key(data, key, words):
     with pytest.raises(config.ConfigError) as e:
         config.validate(data)
     assert e.value.key == key and words in str(e.value), str(e.value)
+
+
+def test_config__ca_cert_paths_valid_and_checked_at_load(tmp_path, monkeypatch):
+    cfg = config.validate({"station_id": "CP-1"})
+    assert (cfg["ocpp"]["ca_cert"], cfg["mqtt"]["ca_cert"], cfg["thingspeak"]["ca_cert"]) == ("", "", "")
+    monkeypatch.chdir(tmp_path)  # the board's flash
+    (tmp_path / "ca.der").write_bytes(bytes.fromhex("308201"))
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (tmp_path / "notes.txt").write_text("hello")
+    data = {"station_id": "CP-1", "ocpp": {"ca_cert": "ca.der"}, "mqtt": {"ca_cert": "ca.pem"}}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert config.load()["mqtt"]["ca_cert"] == "ca.pem"
+    for ca, words in (("gone.der", "cannot read gone.der on the board's flash (missing?): copy the CA "
+                                   "there with `picocharge provision --ca-cert FILE`"),
+                      ("notes.txt", "notes.txt is not a PEM or DER X.509 certificate")):
+        data["thingspeak"] = {"ca_cert": ca}
+        (tmp_path / "config.json").write_text(json.dumps(data))
+        with pytest.raises(config.ConfigError) as e:
+            config.load()
+        assert e.value.key == "thingspeak.ca_cert" and str(e.value).endswith(words), str(e.value)
 
 
 def test_config__secret_never_in_error_or_redacted_copy():

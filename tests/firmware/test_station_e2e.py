@@ -137,6 +137,13 @@ def test_station__bad_config_is_refused_naming_the_key(station):
     assert "[config] E: config key 'mqtt.host': is required when mqtt.enabled is true" in st.output(), st.output()
 
 
+def test_station__missing_ca_cert_file_is_a_config_error(station):
+    st = station(base_config(ocpp={"url": "wss://127.0.0.1:9/ocpp", "ca_cert": "ca.der"})).start()
+    assert st.wait(15) == 78, st.output()
+    assert ("[config] E: config key 'ocpp.ca_cert': cannot read ca.der on the board's flash (missing?): "
+            "copy the CA there with `picocharge provision --ca-cert FILE`") in st.output(), st.output()
+
+
 def test_station__missing_config_says_how_to_fix(station, tmp_path):
     st = station({"station_id": "CP-7"})
     (st.flash / "config.json").unlink()

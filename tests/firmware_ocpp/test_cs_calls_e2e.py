@@ -296,6 +296,9 @@ async def test_auth__basic_auth_profile_1_ws_and_profile_2_wss_and_a_wrong_passw
         await cs.wait_call("StatusNotification", 2, station=good)
         await cs2.wait_call("StatusNotification", 2, station=secure)
         assert cs.paths == ["/ocpp/CP-1"] and cs2.paths == ["/ocpp/CP-1"], (cs.paths, cs2.paths)
+        # no ocpp.ca_cert: encrypted, not verified, and the station says so at each connection
+        assert ("[ocpp] W: TLS without verifying the server's certificate (ocpp.ca_cert not set): anyone "
+                "on the path can read the credentials") in secure.lines, secure.tail()
         for s in (good, secure, bad):
             out = "\n".join(s.lines)
             assert pw not in out and "not-the-password" not in out, s.tail()
@@ -331,3 +334,75 @@ async def test_callerrors__on_status_and_heartbeat_keep_the_link_and_are_not_ret
     assert cs.paths == ["/ocpp/CP-1"], "one connection throughout"
     await st.expect("StatusNotification answered CALLERROR InternalError")
     await st.expect("Heartbeat answered CALLERROR InternalError")
+
+
+def _tls_certs(d):
+    """tests/firmware/tls_certs.py (a CA, a second CA, server certificates), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "tls_certs", Path(__file__).resolve().parents[1] / "firmware" / "tls_certs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, mod.make(d)
+
+
+async def _wss_central(server_ctx, pw):
+    """A central system over wss:// that records the Authorization header of every HTTP
+    request that reaches it (a refused TLS handshake never does)."""
+    import websockets
+    from websockets.asyncio.server import basic_auth
+
+    cs = CentralSystem(heartbeat=60, credentials=("CP-1", pw))
+    cs.auth_seen = []
+    check = basic_auth(realm="ocpp", credentials=("CP-1", pw))
+
+    async def process(conn, request):
+        cs.auth_seen.append(request.headers.get("Authorization"))
+        return await check(conn, request)
+
+    cs.server = await websockets.serve(cs._handler, "127.0.0.1", cs.port, subprotocols=["ocpp1.6"],
+                                       process_request=process, ssl=server_ctx)
+    return cs
+
+
+async def test_auth__wss_verifies_the_server_with_ocpp_ca_cert(station, tmp_path):
+    # security profile 2: with the right CA the station connects; with another CA, or a
+    # certificate for another host name, it refuses before its password goes out, says why,
+    # and keeps retrying with backoff
+    certs, c = _tls_certs(tmp_path / "certs")
+    pw = "Cs-Pass-0123456789"
+    good_cs = await _wss_central(certs.server_context(c.cert, c.key), pw)
+    wrong_cs = await _wss_central(certs.server_context(c.cert, c.key), pw)
+    other_cs = await _wss_central(certs.server_context(c.other_cert, c.other_key), pw)
+    try:
+        made = []
+        for name, cs, ca in (("good", good_cs, c.ca_der), ("wrong-ca", wrong_cs, c.wrong_der),
+                             ("other-host", other_cs, c.ca_pem)):  # PEM on flash works too
+            st = station(station_config(cs.url.replace("ws://", "wss://"), password=pw,
+                                        ca_cert="ca.crt", reconnect_max_s=4), name=name)
+            (st.flash / "ca.crt").write_bytes(ca.read_bytes())
+            made.append(st.start())
+        good, wrong, other = made
+        await good_cs.wait_call("StatusNotification", 2, station=good)
+        assert good_cs.auth_seen and good_cs.auth_seen[0].startswith("Basic "), good_cs.auth_seen
+        assert "not verifying" not in "\n".join(good.lines), good.tail()
+
+        await wrong.expect("[ocpp] W: link down: WsError('server certificate refused (The "
+                                  "certificate is not correctly signed by the trusted CA): check ocpp.ca_cert")
+        await other.expect("[ocpp] W: link down: WsError('server certificate refused (The certificate "
+                           "Common Name (CN) does not match with the expected CN)")
+        for st in (wrong, other):  # retried, further apart each time (1 s doubling, capped at 4 s)
+            await st.expect("server certificate refused", timeout=10)
+            await st.expect("server certificate refused", timeout=10)
+            waits = [float(l.split("reconnecting in ")[1][:-1]) for l in st.lines if "reconnecting in" in l]
+            assert len(waits) >= 3 and max(waits[1:]) > 1.0, (waits, st.tail())
+        assert wrong_cs.auth_seen == [] and other_cs.auth_seen == [], (wrong_cs.auth_seen, other_cs.auth_seen)
+        assert wrong_cs.frames == [] and other_cs.frames == []
+        for st in made:
+            out = "\n".join(st.lines)
+            assert pw not in out and "Q1AtMTpDcy1QYXNz" not in out, st.tail()  # nor its Base64
+    finally:
+        for cs in (good_cs, wrong_cs, other_cs):
+            await cs.stop()
+
