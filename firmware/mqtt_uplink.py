@@ -13,11 +13,6 @@ import fields
 import log
 from reconnect import Backoff
 
-try:
-    import ssl
-except ImportError:  # pragma: no cover
-    ssl = None
-
 _L = log.get("mqtt")
 _TIMEOUT_S = 5    # TCP (and TLS) connect, CONNACK, draining a write: longer means the broker is gone
 _POLL_MS = 500    # how often status changes, telemetry and keepalive are looked at
@@ -57,6 +52,24 @@ def connect_packet(client_id, keepalive, will=None, user=None, password=None):
     return out
 
 
+# CONNACK return codes (MQTT 3.1.1, 3.2.2.3) in words, with what to check
+_REFUSED = (None, "unacceptable protocol version (the broker does not speak MQTT 3.1.1)",
+            "client id rejected", "server unavailable",
+            "bad user name or password: check mqtt.user and mqtt.password",
+            # mosquitto (and others) answer 5, not 4, to a bad user name or password over 3.1.1
+            "not authorised: a bad user name or password, or a user the broker does not let "
+            "connect: check mqtt.user and mqtt.password, and the broker's users and ACL")
+
+
+class Refused(OSError):
+    """The broker answered CONNACK with a refusal (code 1-5)."""
+
+    def __init__(self, code):
+        why = _REFUSED[code] if 0 < code < len(_REFUSED) else "unknown reason"
+        super().__init__("broker refused the connection (CONNACK %d: %s)" % (code, why))
+        self.code = code
+
+
 class _StreamSock:
     """What umqtt.simple's publish() writes to: the asyncio stream (drained by the caller)."""
 
@@ -90,29 +103,34 @@ class MqttLink:
         self.ping_ms = None  # when the unanswered PINGREQ went out
 
     async def connect(self):
-        from umqtt.simple import MQTTClient, MQTTException
+        from umqtt.simple import MQTTClient
 
         c = self.cfg
         kw = {}
         if c["ssl"]:
-            if ssl is None:
-                raise OSError("mqtt.ssl needs the ssl module")
-            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            tls.verify_mode = ssl.CERT_NONE  # no CA bundle on a Pico W: encrypted, server not verified
-            kw["ssl"] = tls
-            kw["server_hostname"] = c["host"]
+            import tlsca  # ssl only for a TLS broker: it costs heap
+
+            kw["ssl"] = tlsca.client("mqtt.ca_cert", c["ca_cert"], _L)
+            kw["server_hostname"] = c["host"]  # SNI, and the name the certificate must carry
         r, w = await _within(asyncio.open_connection(c["host"], c["port"], **kw), "TCP connection")
         self.stream = w
         user = c["user"].encode() if c["user"] else None
-        w.write(connect_packet(self.client_id, c["keepalive_s"],
-                               (self.t_status, fields.OFFLINE_PAYLOAD, 1, True),
-                               user, c["password"].encode() if user else None))
-        await _within(w.drain(), "CONNECT sent")
+        try:
+            w.write(connect_packet(self.client_id, c["keepalive_s"],
+                                   (self.t_status, fields.OFFLINE_PAYLOAD, 1, True),
+                                   user, c["password"].encode() if user else None))
+            await _within(w.drain(), "CONNECT sent")
+        except ValueError as e:
+            # a verifying TLS handshake failed before the CONNECT (and its password) went out
+            if not (c["ssl"] and c["ca_cert"]):
+                raise
+            import tlsca
+            raise OSError(tlsca.refused("mqtt.ca_cert", e))
         ack = await _within(r.readexactly(4), "CONNACK")
         if ack[0] != 0x20 or ack[1] != 2:
             raise OSError("not an MQTT broker (answered %r)" % ack)
         if ack[3]:
-            raise MQTTException(ack[3])  # 4: bad user/password, 5: not authorised
+            raise Refused(ack[3])
         self.client = MQTTClient(self.client_id, c["host"], c["port"])
         self.client.sock = _StreamSock(w)
         self.tx_ms = ticks_ms()
@@ -195,24 +213,36 @@ class MqttLink:
             await asyncio.sleep_ms(_POLL_MS)
 
 
+def _why(e):
+    # an OSError made here carries its reason as a string: say it as it is; anything else as repr
+    a = e.args[0] if isinstance(e, OSError) and e.args else None
+    return a if isinstance(a, str) else repr(e)
+
+
 async def run(ctx):
     st = ctx.state
     link = MqttLink(ctx)
     back = Backoff(1, 60)
     st.links["mqtt"] = "down"
     c = link.cfg
+    refused = 0  # the CONNACK code of the last refusal, said once per change
     while True:
         await ctx.wifi_up.wait()
         try:
             await link.connect()
             _L.info("connected to %s:%d%s", c["host"], c["port"], " (TLS)" if c["ssl"] else "")
+            refused = 0
             st.links["mqtt"] = "up"
             back.reset()
             await link.serve()
-        except Exception as e:  # OSError from the socket or a timeout, MQTTException from the broker
+        except Exception as e:  # OSError from the socket, a timeout or TLS; Refused from the broker
             st.counters["mqtt_fail"] += 1
             wait = back.next()
-            _L.warn("link down: %r; reconnect in %.1fs", e, wait)
+            if isinstance(e, Refused) and e.code == refused:
+                _L.warn("link down: refused again (CONNACK %d); reconnect in %.1fs", e.code, wait)
+            else:
+                _L.warn("link down: %s; reconnect in %.1fs", _why(e), wait)
+            refused = e.code if isinstance(e, Refused) else 0
             st.links["mqtt"] = "down"
             link.close()
             await asyncio.sleep(wait)

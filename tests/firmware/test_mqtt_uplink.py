@@ -159,6 +159,9 @@ def test_station__mqtt_over_tls(station, tls_broker):
         assert want in [(t, json.loads(p)) for t, p in got], (got, st.output())
         tel = [json.loads(p) for t, p in got if t == "picocharge/CP-7/telemetry"]
         assert tel and tel[-1]["voltage_v"] > 200, (got, st.output())
+        # no mqtt.ca_cert: encrypted, not verified, and the station says so
+        assert st.output().count("[mqtt] W: TLS without verifying the server's certificate (mqtt.ca_cert "
+                                 "not set)") == 1, st.output()
     finally:
         c.loop_stop()
         c.disconnect()
@@ -171,3 +174,133 @@ def test_station__mqtt_tls_to_a_plain_listener_fails_and_retries(station, mqtt_b
     assert "reconnect in" in line, line
     st.expect("[meter] I:")
     assert "[mqtt] I: connected" not in st.output(), st.output()
+
+
+class Mosquitto:
+    """A real mosquitto on 127.0.0.1:<free port> with extra config lines, logging every event
+    to a file (`connected(client_id)`: whether a CONNECT from that client was accepted)."""
+
+    def __init__(self, d, *lines):
+        d.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log = d / "mosquitto.log"
+        conf = d / "mosquitto.conf"
+        # `user root`: started as root, mosquitto drops to its own user, which cannot read
+        # files in the test's folders; as anyone else the line is ignored
+        conf.write_text("listener %d 127.0.0.1\npersistence false\nuser root\nlog_dest file %s\n"
+                        "log_type all\n%s\n" % (self.port, self.log, "\n".join(lines)))
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def text(self):
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+def _tls_sub(port, ca, got, auth=None):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tls-sub-%d" % port)
+    if ca:
+        c.tls_set(ca_certs=str(ca))  # the subscriber verifies the broker too
+    if auth:
+        c.username_pw_set(*auth)
+    c.on_message = lambda cl, u, m: got.append((m.topic, m.payload.decode()))
+    c.connect("127.0.0.1", port)
+    c.subscribe("picocharge/#", qos=1)
+    c.loop_start()
+    return c
+
+
+def _downs(st):
+    return [l for l in st.lines if l.startswith("[mqtt] W: link down")]
+
+
+def test_station__mqtt_tls_verified_with_mqtt_ca_cert_and_refused_with_another_ca(station, tmp_path):
+    import tls_certs
+
+    c = tls_certs.make(tmp_path / "certs")
+    broker = Mosquitto(tmp_path / "broker", "allow_anonymous true",
+                       "certfile %s" % c.cert, "keyfile %s" % c.key)
+    got = []
+    sub = _tls_sub(broker.port, c.ca_pem, got)
+    try:
+        made = []
+        for sid, ca in (("CP-7", c.ca_der), ("CP-8", c.wrong_der)):
+            cfg = base_config(mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "ssl": True,
+                                    "ca_cert": "ca.der", "user": "cp", "password": "mqtt-Secret-77",
+                                    "interval_s": 1})
+            cfg["station_id"] = sid
+            st = station(cfg, name=sid)
+            (st.flash / "ca.der").write_bytes(ca.read_bytes())
+            made.append(st.start())
+        good, wrong = made
+        good.expect("[mqtt] I: connected to 127.0.0.1:%d (TLS)" % broker.port, timeout=20)
+        end = time.monotonic() + 15
+        while time.monotonic() < end and not [t for t, p in got if t == "picocharge/CP-7/telemetry"]:
+            time.sleep(0.1)
+        assert [t for t, p in got if t == "picocharge/CP-7/telemetry"], (got, good.output())
+        assert "not verifying" not in good.output(), good.output()
+
+        wrong.expect("[mqtt] W: link down: server certificate refused (The certificate is not correctly "
+                     "signed by the trusted CA): check mqtt.ca_cert", timeout=20)
+        wrong.expect("[mqtt] W: link down: server certificate refused", timeout=20)
+        waits = [float(l.split("reconnect in ")[1][:-1]) for l in _downs(wrong)]
+        assert len(waits) >= 2 and "connected" not in wrong.output(), wrong.output()
+        # the broker accepted CP-7's CONNECT and never saw CP-8's (nor its password)
+        log = broker.text()
+        assert "as picocharge-CP-7" in log and "picocharge-CP-8" not in log, log
+        assert not [t for t, p in got if "CP-8" in t], got
+        for st in made:
+            assert "mqtt-Secret-77" not in st.output(), st.output()
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+        broker.stop()
+
+
+def test_station__mqtt_login_refused_says_why_and_retries(station, tmp_path):
+    # mosquitto with a password file and no anonymous access; it answers a wrong password with
+    # CONNACK 5 (not authorised), as MQTT 3.1.1 lets it
+    d = tmp_path / "broker"
+    d.mkdir()
+    pwfile = d / "passwd"
+    exe = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([exe, "-b", "-c", str(pwfile), "cp", "Right-Pass-42"], check=True,
+                   capture_output=True)
+    pwfile.chmod(0o644)
+    broker = Mosquitto(d, "allow_anonymous false", "password_file %s" % pwfile)
+    got = []
+    sub = _tls_sub(broker.port, None, got, auth=("cp", "Right-Pass-42"))
+    try:
+        made = []
+        for sid, pw in (("CP-7", "Right-Pass-42"), ("CP-8", "Wrong-Pass-13")):
+            cfg = base_config(mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "user": "cp",
+                                    "password": pw, "interval_s": 1})
+            cfg["station_id"] = sid
+            made.append(station(cfg, name=sid).start())
+        good, bad = made
+        line = bad.expect("[mqtt] W: link down: broker refused the connection (CONNACK 5", timeout=20)
+        assert ("not authorised: a bad user name or password, or a user the broker does not let "
+                "connect: check mqtt.user and mqtt.password") in line, line
+        bad.expect("[mqtt] W: link down: refused again (CONNACK 5); reconnect in", timeout=20)
+        bad.expect("[mqtt] W: link down: refused again (CONNACK 5); reconnect in", timeout=20)
+        downs = _downs(bad)
+        assert sum("bad user name or password" in l for l in downs) == 1, downs  # once per change
+        waits = [float(l.split("reconnect in ")[1][:-1]) for l in downs]
+        assert len(waits) >= 3 and max(waits[1:]) > 1.0, waits  # backing off: 1 s, 2 s, 4 s...
+
+        good.expect("[mqtt] I: connected to 127.0.0.1:%d" % broker.port, timeout=20)
+        end = time.monotonic() + 15
+        while time.monotonic() < end and not [t for t, p in got if t == "picocharge/CP-7/telemetry"]:
+            time.sleep(0.1)
+        assert [t for t, p in got if t == "picocharge/CP-7/telemetry"], (got, good.output())
+        for st in made:
+            assert "Right-Pass-42" not in st.output() and "Wrong-Pass-13" not in st.output(), st.output()
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+        broker.stop()
