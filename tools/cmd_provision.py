@@ -1,7 +1,11 @@
 """`picocharge provision`: write a board's /config.json, for one board or a fleet."""
+import hashlib
 import json
+import re
 import secrets
+import ssl
 import sys
+from pathlib import Path
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,6 +18,46 @@ from .options import echo_json, json_option, ports_option, set_option
 
 CONFIG = "/config.json"
 TMP = "/config.json.tmp"
+CA_FOR = ("ocpp", "mqtt", "thingspeak")  # the uplinks with a <name>.ca_cert key
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s+([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
+
+
+def read_ca(path, where="--ca-cert"):
+    """(board file name, DER bytes, subject) of the one X.509 certificate in a PEM or DER
+    file; click.BadParameter (exit 2) for anything else. The board gets DER: MicroPython's
+    ssl refuses PEM in load_verify_locations(cadata=...). The name is made from the
+    certificate's hash, so CAs for different uplinks never overwrite each other."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise click.BadParameter("cannot read %s: %s" % (path, e.strerror or e), param_hint=where)
+    pems = _PEM_CERT.findall(data)
+    if len(pems) > 1:
+        raise click.BadParameter(
+            "%s holds %d certificates; the board takes one: give the CA that signed the server's "
+            "certificate (the root, or the intermediate) on its own" % (path, len(pems)), param_hint=where)
+    if pems:
+        import base64
+        try:
+            der = base64.b64decode(b"".join(pems[0].split()), validate=True)
+        except ValueError:
+            der = b""
+    else:
+        der = data
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if not der.startswith(b"\x30"):
+            raise ssl.SSLError("not DER")
+        ctx.load_verify_locations(cadata=der)  # OpenSSL parses it as an X.509 certificate
+    except ssl.SSLError:
+        raise click.BadParameter(
+            "%s is not an X.509 certificate (PEM with -----BEGIN CERTIFICATE-----, or DER): give "
+            "the CA certificate of the server, not a key or a certificate request" % path,
+            param_hint=where)
+    subject = ""
+    for c in ctx.get_ca_certs():
+        subject = ", ".join("%s=%s" % kv for rdn in c.get("subject", ()) for kv in rdn)
+    return "ca-%s.der" % hashlib.sha256(der).hexdigest()[:8], der, subject
 
 
 def _flag(name, help, secret=False, type=str):
@@ -67,10 +111,18 @@ def build(existing, common, row, fresh=False):
     return out
 
 
-def write_config(port, cfg, reset=True):
-    """Atomic write (tmp file, rename), read back and compare. Returns the bytes written."""
+def write_config(port, cfg, reset=True, files=()):
+    """Atomic write (tmp file, rename), read back and compare. Returns the bytes written.
+    files: (name, bytes) written and checked first (the CA): a config never names a file
+    that is not on the board yet."""
     data = (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode()
     with device.Board(port) as b:
+        for name, content in files:
+            b.write("/" + name, content)
+            if b.read("/" + name) != content:
+                raise click.ClickException(
+                    "%s: /%s read back differs from what was written: the board's flash may be full "
+                    "or failing; run `picocharge doctor`, then provision again" % (port, name))
         b.write(TMP, data)
         b.rename(TMP, CONFIG)
         back = b.read(CONFIG)
@@ -166,7 +218,7 @@ def _registrations(url, token, plans, surveyed, replace):
     is written) when a station the gateway already knows would get a new password without
     --replace-password: a typo in a station id must not lock a working station out."""
     out, clash = {}, []
-    for port, _cfg, full in plans:
+    for port, _cfg, full, _ca in plans:
         sid = full["station_id"]
         if not is_registered(url, sid, token):
             out[sid] = "new"
@@ -259,6 +311,14 @@ def _assign(rows, ports, stations, surveyed):
 @_flag("mqtt-port", "MQTT broker port.", type=int)
 @_flag("mqtt-user", "MQTT user name.")
 @_flag("mqtt-password", "MQTT password.", secret=True)
+@click.option("--ca-cert", "ca_cert", type=click.Path(dir_okay=False), metavar="FILE",
+              help="CA certificate (PEM or DER) the servers' certificates must chain to: copied to "
+                   "the board as DER and set as <uplink>.ca_cert, so wss://, MQTT over TLS and https:// "
+                   "verify the server before sending any password or key.")
+@click.option("--ca-for", "ca_for", multiple=True, type=click.Choice(CA_FOR),
+              help="The uplinks --ca-cert (or an inventory's ca-cert column) is for (repeatable; "
+                   "default all three). ThingSpeak's public server needs its own CA, not your "
+                   "gateway's: give each its own run.")
 @set_option
 @click.option("-i", "--inventory", "inventory_file", type=click.Path(dir_okay=False, exists=True),
               help="Fleet inventory: CSV or TOML, one row per station; columns are config keys "
@@ -283,7 +343,7 @@ def _assign(rows, ports, stations, surveyed):
               help="Soft-reset each board afterwards so it starts with its new config.")
 @json_option
 def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, register_gateway,
-              gateway_token, replace_password, reset, as_json, **flags):
+              gateway_token, replace_password, reset, as_json, ca_cert, ca_for, **flags):
     """Write a board's /config.json: Wi-Fi, station id, central system, ThingSpeak, MQTT,
     sensor calibration.
 
@@ -300,6 +360,10 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
       picocharge provision --inventory fleet.toml --station CP-7 -p /dev/ttyACM0
     Values given as flags apply to every inventory row that does not set them.
     """
+    if ca_for and not ca_cert and not inventory_file:
+        raise click.UsageError("--ca-for goes with --ca-cert FILE")
+    ca_for = ca_for or CA_FOR
+    ca = read_ca(ca_cert) if ca_cert else None  # checked before any board is looked at
     try:
         common = _flag_values(flags, sets)
         if inventory_file:
@@ -347,8 +411,16 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
     # 2. build and validate every config before anything is written anywhere
     ask = sys.stdin.isatty() if prompt is None else prompt
     plans = []
-    for (values, _meta, where), port in pairs:
+    for (values, meta, where), port in pairs:
         row_values = {} if not inventory_file else values
+        row_ca = ca
+        if meta.get("ca-cert"):  # a host file, relative to the inventory
+            row_ca = read_ca(Path(inventory_file).parent / meta["ca-cert"],
+                             "column ca-cert in %s" % where)
+        if row_ca:
+            row_values = dict(row_values)
+            for uplink in ca_for:
+                row_values.setdefault(uplink + ".ca_cert", row_ca[0])
         cfg = build(surveyed[port], common, row_values, fresh)
         if ask and not inventory_file:
             cfg = _ask(cfg, register=bool(register_gateway))
@@ -369,9 +441,9 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
         if register_gateway and not full["ocpp"]["url"]:
             raise click.ClickException("--register-gateway: station %s has no ocpp.url; give --ocpp-url "
                                        "(the gateway's ws:// address)" % full["station_id"])
-        plans.append((port, cfg, full))
+        plans.append((port, cfg, full, row_ca))
 
-    for port in [p for p, _c, _f in plans if p in no_firmware]:
+    for port in [p for p, _c, _f, _a in plans if p in no_firmware]:
         click.echo("warning: no firmware on the board at %s (no /main.py): run `picocharge deploy "
                    "-p %s`, or nothing on it uses this config" % (port, port), err=True)
 
@@ -383,12 +455,14 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
 
     # 3. write, verify, register
     results = []
-    for port, cfg, full in plans:
+    for port, cfg, full, row_ca in plans:
         entry = {"port": port, "station_id": full["station_id"], "config": fwconfig.redact(cfg),
                  "written": False, "registered": False}
+        if row_ca:
+            entry["ca_cert"] = {"file": row_ca[0], "subject": row_ca[2], "for": list(ca_for)}
         if not dry_run:
             try:
-                write_config(port, cfg, reset)
+                write_config(port, cfg, reset, [row_ca[:2]] if row_ca else ())
             except device.DeviceError as e:
                 raise click.ClickException(str(e))
             entry["written"] = True
@@ -403,6 +477,10 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
                 "would write" if dry_run else "provisioned", full["station_id"], port,
                 "config.json written and verified" if not dry_run else "config valid"))
             click.echo("  " + _describe(cfg))
+            if row_ca:
+                click.echo("  CA %s (%s) %s /%s, verifies %s" % (
+                    row_ca[2] or "certificate", "%d bytes DER" % len(row_ca[1]),
+                    "would be copied to" if dry_run else "copied to", row_ca[0], ", ".join(ca_for)))
             if entry["registered"] and known[full["station_id"]] == "registered":
                 click.echo("  already registered with the gateway at %s; the board keeps its OCPP "
                            "password" % register_gateway)

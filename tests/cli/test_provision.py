@@ -1,5 +1,6 @@
 """picocharge provision: single boards (flags, prompts), fleets (CSV, TOML), refusals, gateway."""
 import json
+import time
 
 import pytest
 
@@ -354,3 +355,106 @@ def test_provision__warns_when_the_board_has_no_firmware(vboards):
     deployed = vboards("deployed", files={"main.py": "print('hi')\n"}, run_main=False)
     r = run_cli("provision", "-p", deployed.device, "--no-prompt", "--station-id", "CP-73")
     assert r.returncode == 0 and "no firmware" not in r.stderr, r.stderr
+
+
+def _certs(d):
+    """tests/firmware/tls_certs.py, loaded by path: a CA, another CA, server certificates."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "tls_certs", Path(__file__).resolve().parents[1] / "firmware" / "tls_certs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, mod.make(d)
+
+
+def test_provision__ca_cert_copied_as_der_and_the_firmware_verifies_with_it(vboards, tmp_path):
+    import hashlib
+    import threading
+
+    from fake_thingspeak import FakeThingSpeak
+    from picocharge.unixport import start_firmware
+
+    certs, c = _certs(tmp_path / "certs")
+    der = c.ca_der.read_bytes()
+    name = "ca-%s.der" % hashlib.sha256(der).hexdigest()[:8]
+    ts = FakeThingSpeak(min_interval=1).start()
+    ts.server.shutdown()
+    ts.server.socket = certs.server_context(c.cert, c.key).wrap_socket(ts.server.socket, server_side=True)
+    threading.Thread(target=ts.server.serve_forever, daemon=True).start()
+    ch = ts.add_channel("TSKEY12345678")
+    url = "https://127.0.0.1:%d" % ts.server.server_address[1]
+    b = vboards("bench", run_main=False)
+    fw = None
+    try:
+        # the CA as PEM on this computer: the board gets DER (MicroPython's ssl takes only DER)
+        r = run_cli("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-1",
+                    "--thingspeak-url", url, "--thingspeak-channel", str(ch.id),
+                    "--thingspeak-key", "TSKEY12345678", "--set", "web.enabled=false",
+                    "--set", "thingspeak.min_interval_s=1", "--ca-cert", str(c.ca_pem))
+        assert r.returncode == 0, r.stderr
+        assert (b.flash / name).read_bytes() == der, sorted(p.name for p in b.flash.iterdir())
+        cfg = board_config(b)
+        assert [cfg.get(u, {}).get("ca_cert") for u in ("ocpp", "mqtt", "thingspeak")] == [name] * 3, cfg
+        assert ("  CA commonName=PicoCharge test CA (%d bytes DER) copied to /%s, verifies ocpp, mqtt, thingspeak"
+                % (len(der), name)) in r.stdout.splitlines(), r.stdout
+        assert "TSKEY12345678" not in r.stdout + r.stderr, r.stdout
+
+        # the firmware on that flash verifies ThingSpeak's certificate with it and writes
+        fw = start_firmware(b.flash)
+        out = []
+        threading.Thread(target=lambda: out.extend(l.decode() for l in fw.stdout), daemon=True).start()
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not ts.entries(ch.id):
+            time.sleep(0.2)
+        assert ts.entries(ch.id), "".join(out)
+        assert "not verifying" not in "".join(out) and "TSKEY12345678" not in "".join(out), "".join(out)
+
+        # another CA for ThingSpeak only: a file of its own, the other uplinks keep theirs
+        r = run_cli("provision", "-p", b.device, "--no-prompt", "--ca-cert", str(c.wrong_der),
+                    "--ca-for", "thingspeak")
+        assert r.returncode == 0, r.stderr
+        other = "ca-%s.der" % hashlib.sha256(c.wrong_der.read_bytes()).hexdigest()[:8]
+        cfg = board_config(b)
+        assert [cfg[u]["ca_cert"] for u in ("ocpp", "mqtt", "thingspeak")] == [name, name, other], cfg
+        assert (b.flash / name).exists() and (b.flash / other).read_bytes() == c.wrong_der.read_bytes()
+    finally:
+        if fw:
+            fw.terminate()
+            fw.wait(5)
+        ts.stop()
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n",
+     "is not an X.509 certificate (PEM with -----BEGIN CERTIFICATE-----, or DER)"),
+    (b"hello, I am not a certificate\n", "is not an X.509 certificate"),
+    (b"\x30\x82\x01\x00garbage", "is not an X.509 certificate"),
+    (None, "holds 2 certificates; the board takes one"),
+])
+def test_provision__ca_cert_that_is_not_one_certificate_is_refused(vboards, tmp_path, content, words):
+    certs, c = _certs(tmp_path / "certs")
+    bad = tmp_path / "ca-file"
+    bad.write_bytes(content if content is not None else c.ca_pem.read_bytes() + c.wrong_pem.read_bytes())
+    b = vboards("bench", files={"config.json": '{"station_id": "OLD-1"}\n'}, run_main=False)
+    before = snapshot(b.flash)
+    r = run_cli("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-1", "--ca-cert", str(bad))
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "--ca-cert" in r.stderr and words in r.stderr, r.stderr
+    assert snapshot(b.flash) == before, "the board was written"
+
+
+def test_provision__ca_cert_column_in_the_inventory(vboards, tmp_path):
+    import hashlib
+
+    _mod, c = _certs(tmp_path / "certs")
+    inv = tmp_path / "fleet.csv"
+    inv.write_text("station_id,ocpp-url,ca-cert\nCP-1,wss://gw.example:9000/ocpp,certs/ca.pem\n")
+    b = vboards("bench", run_main=False)
+    r = run_cli("provision", "--inventory", str(inv), "--no-prompt", "--ca-for", "ocpp")
+    assert r.returncode == 0, r.stderr
+    name = "ca-%s.der" % hashlib.sha256(c.ca_der.read_bytes()).hexdigest()[:8]
+    cfg = board_config(b)
+    assert cfg["ocpp"] == {"url": "wss://gw.example:9000/ocpp", "ca_cert": name} and "mqtt" not in cfg, cfg
+    assert (b.flash / name).read_bytes() == c.ca_der.read_bytes()
