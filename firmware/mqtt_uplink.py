@@ -52,22 +52,15 @@ def connect_packet(client_id, keepalive, will=None, user=None, password=None):
     return out
 
 
-# CONNACK return codes (MQTT 3.1.1, 3.2.2.3) in words, with what to check
-_REFUSED = (None, "unacceptable protocol version (the broker does not speak MQTT 3.1.1)",
-            "client id rejected", "server unavailable",
-            "bad user name or password: check mqtt.user and mqtt.password",
-            # mosquitto (and others) answer 5, not 4, to a bad user name or password over 3.1.1
-            "not authorised: a bad user name or password, or a user the broker does not let "
-            "connect: check mqtt.user and mqtt.password, and the broker's users and ACL")
-
-
-class Refused(OSError):
-    """The broker answered CONNACK with a refusal (code 1-5)."""
-
-    def __init__(self, code):
-        why = _REFUSED[code] if 0 < code < len(_REFUSED) else "unknown reason"
-        super().__init__("broker refused the connection (CONNACK %d: %s)" % (code, why))
-        self.code = code
+# CONNACK return codes (MQTT 3.1.1, 3.2.2.3) in words, with what to check. A refusal is
+# OSError(_REFUSED, code): no exception class of its own (heap).
+_REFUSED = "CONNACK"
+_WHY = ("unacceptable protocol version (the broker does not speak MQTT 3.1.1)",
+        "client id rejected", "server unavailable",
+        "bad user name or password: check mqtt.user and mqtt.password",
+        # mosquitto (and others) answer 5, not 4, to a bad user name or password over 3.1.1
+        "not authorised: a bad user name or password, or a user the broker does not let "
+        "connect: check mqtt.user and mqtt.password, and the broker's users and ACL")
 
 
 class _StreamSock:
@@ -130,7 +123,7 @@ class MqttLink:
         if ack[0] != 0x20 or ack[1] != 2:
             raise OSError("not an MQTT broker (answered %r)" % ack)
         if ack[3]:
-            raise Refused(ack[3])
+            raise OSError(_REFUSED, ack[3])
         self.client = MQTTClient(self.client_id, c["host"], c["port"])
         self.client.sock = _StreamSock(w)
         self.tx_ms = ticks_ms()
@@ -213,12 +206,6 @@ class MqttLink:
             await asyncio.sleep_ms(_POLL_MS)
 
 
-def _why(e):
-    # an OSError made here carries its reason as a string: say it as it is; anything else as repr
-    a = e.args[0] if isinstance(e, OSError) and e.args else None
-    return a if isinstance(a, str) else repr(e)
-
-
 async def run(ctx):
     st = ctx.state
     link = MqttLink(ctx)
@@ -235,14 +222,21 @@ async def run(ctx):
             st.links["mqtt"] = "up"
             back.reset()
             await link.serve()
-        except Exception as e:  # OSError from the socket, a timeout or TLS; Refused from the broker
+        except Exception as e:  # OSError from the socket, a timeout, TLS, or the broker's refusal
             st.counters["mqtt_fail"] += 1
             wait = back.next()
-            if isinstance(e, Refused) and e.code == refused:
-                _L.warn("link down: refused again (CONNACK %d); reconnect in %.1fs", e.code, wait)
-            else:
-                _L.warn("link down: %s; reconnect in %.1fs", _why(e), wait)
-            refused = e.code if isinstance(e, Refused) else 0
+            a = e.args
+            code = a[1] if len(a) == 2 and a[0] == _REFUSED else 0
+            if code and code == refused:
+                _L.warn("link down: refused again (CONNACK %d); reconnect in %.1fs", code, wait)
+            elif code:
+                _L.warn("link down: broker refused the connection (CONNACK %d: %s); reconnect in %.1fs",
+                        code, _WHY[code - 1] if code <= 5 else "unknown reason", wait)
+            else:  # an OSError made here says its reason as a string; anything else as repr
+                _L.warn("link down: %s; reconnect in %.1fs",
+                        a[0] if isinstance(e, OSError) and len(a) == 1 and isinstance(a[0], str) else repr(e),
+                        wait)
+            refused = code
             st.links["mqtt"] = "down"
             link.close()
             await asyncio.sleep(wait)
