@@ -681,7 +681,8 @@ class ChargePoint:
         auth = (self.station, self.cfg["password"]) if self.cfg["password"] else None
         L.info("connecting to %s%s", url, " (basic auth)" if auth else "")
         self.dead = None
-        self.ws = await ws.connect(url, PROTOCOL, auth, self.cfg["connection_timeout_s"], _MAX_FRAME)
+        self.ws = await ws.connect(url, PROTOCOL, auth, self.cfg["connection_timeout_s"], _MAX_FRAME,
+                                   self.cfg["ca_cert"])
         if not self.ctx.wifi_up.is_set():  # Wi-Fi went while connecting
             self.dead = LinkDead("Wi-Fi lost")
         self.dt_ok = True

@@ -347,18 +347,6 @@ async def _read_line(reader):
     return line
 
 
-def _configured_ca():
-    # ocpp.ca_cert from the board's config.json, read when connecting. The OCPP task does not
-    # pass ca= to connect() yet; once it does (ca=cfg["ca_cert"]) this is not used.
-    import json
-
-    try:
-        with open("config.json") as f:
-            return json.load(f).get("ocpp", {}).get("ca_cert", "")
-    except (OSError, ValueError, AttributeError):
-        return ""
-
-
 async def _connect(url, protocol, auth, max_size, ca):
     secure, host, port, path = split_url(url)
     kw = {}
@@ -366,8 +354,6 @@ async def _connect(url, protocol, auth, max_size, ca):
         import log
         import tlsca  # ssl only for wss://: it costs heap
 
-        if ca is None:
-            ca = _configured_ca()
         # verified against ocpp.ca_cert: OCPP security profile 2; without it, encrypted only
         kw["ssl"] = tlsca.client("ocpp.ca_cert", ca, log.get("ocpp"))
         kw["server_hostname"] = host  # SNI, and the name the certificate must carry
