@@ -24,6 +24,7 @@ SCHEMA = {
         "country": (str, "", None),
         "timeout_s": (int, 20, (1, 300)),
         "backoff_max_s": (int, 300, (1, 3600)),
+        "ntp_host": (str, "pool.ntp.org", None),   # sets the clock TLS checks certificates by; "" = never
     },
     "ocpp": {
         "url": (str, "", _URL),

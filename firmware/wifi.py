@@ -14,6 +14,7 @@ async def run(ctx):
     st = ctx.state
     c = ctx.cfg["wifi"]
     back = Backoff(1, c["backoff_max_s"])
+    clock = not c["ntp_host"]   # set once per boot, tried at each connection until then
     while True:
         _L.info("connecting to %r", c["ssid"])
         b.wifi_connect(c["ssid"], c["password"], c["country"])
@@ -32,6 +33,13 @@ async def run(ctx):
         st.links["wifi"] = "up"
         ctx.wifi_up.set()
         _L.info("up, ip %s", st.ip)
+        if not clock:
+            clock = b.sync_clock(c["ntp_host"])
+            if clock:
+                _L.info("clock set from %s", c["ntp_host"])
+            else:
+                _L.warn("no time from %s: TLS may refuse certificates until the clock is set "
+                        "(wifi.ntp_host); trying again at the next connection", c["ntp_host"])
         while b.wifi_connected():
             await asyncio.sleep_ms(500)
         st.wifi = False

@@ -95,6 +95,17 @@ class Board:
     def wifi_connected(self):
         return self._wlan.isconnected()
 
+    def sync_clock(self, host):
+        """Set the RTC from an NTP server: it starts at 2021-01-01 after power-up, and TLS
+        checks a certificate's dates against it. True when set. Blocks for up to a second."""
+        try:
+            import ntptime
+            ntptime.host = host
+            ntptime.settime()
+            return True
+        except Exception:   # no answer, no DNS, no ntptime in this build
+            return False
+
     def wifi_disconnect(self):
         self._wlan.disconnect()
         self._wlan.active(False)

@@ -39,7 +39,7 @@ DEFAULTS = {
     "unique_id": "",
     "dht": {"temp_c": 24.0, "humidity": 45.0, "drift": 0.02, "wander": 2.0, "error_rate": 0.0},
     "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.005, "offset": 32768},
-    "wifi": {"drops": [], "connect_s": 0.2},
+    "wifi": {"drops": [], "connect_s": 0.2, "ntp": True},   # ntp: whether a time server answers
     "button": [],
     "timeline": [],
     "chip_temp_c": 30.0,
@@ -234,6 +234,14 @@ class Board:
             # the radio comes back by itself after a drop, as the CYW43 does
             self._wifi_since = t
         return t - self._wifi_since >= self.sc["wifi"]["connect_s"]
+
+    def sync_clock(self, host):
+        """The unix port's clock is the host's, already right: True, unless the scenario has no
+        time server answering (wifi.ntp false), as when a site's firewall drops NTP."""
+        if not self.sc["wifi"]["ntp"]:
+            return False
+        print("[board] I: clock from the host (as NTP from %s would set it)" % host)
+        return True
 
     def wifi_disconnect(self):
         self._wifi_want = False

@@ -175,6 +175,26 @@ def test_station__wifi_drop_and_reconnect(station, mqtt_broker):
     assert st.output().count("[meter] I:") >= 5, st.output()
 
 
+def test_station__clock_set_by_ntp_once_wifi_is_up_retried_until_it_answers(station):
+    """TLS checks certificate dates against the board's clock, which a Pico W starts at
+    2021-01-01: the Wi-Fi task sets it from wifi.ntp_host once per boot."""
+    st = station(base_config(), name="ok").start()
+    st.expect("[board] I: clock from the host (as NTP from pool.ntp.org would set it)")
+    st.expect("[wifi] I: clock set from pool.ntp.org")
+    # no answer (a site that drops NTP): said, and tried again at the next connection only
+    st2 = station(base_config(wifi={"ssid": "shed", "password": "x", "ntp_host": "time.example"}), name="silent",
+                  scenario={"wifi": {"ntp": False, "drops": [[2, 3]]}}).start()
+    st2.expect("[wifi] W: no time from time.example: TLS may refuse certificates until the clock is set")
+    st2.expect("[wifi] W: link lost", timeout=10)
+    st2.expect("[wifi] I: up", timeout=10)
+    st2.expect("[wifi] W: no time from time.example")
+    # ntp_host "" : never asked
+    st3 = station(base_config(wifi={"ssid": "shed", "password": "x", "ntp_host": ""}), name="off").start()
+    st3.expect("[meter] I:")
+    st3.expect("[meter] I:")
+    assert "clock from" not in st3.output() and "no time from" not in st3.output(), st3.output()
+
+
 def test_station__over_temperature_opens_relay_and_recovers_with_hysteresis(station):
     port = free_port()
     st = station(base_config(web={"enabled": True, "port": port}, safety={"max_temp_c": 50, "hysteresis_c": 5}),
