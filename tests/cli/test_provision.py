@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+import tls_certs
 from cli_support import FakeGatewayAPI, run_cli, snapshot
 
 
@@ -358,15 +359,8 @@ def test_provision__warns_when_the_board_has_no_firmware(vboards):
 
 
 def _certs(d):
-    """tests/firmware/tls_certs.py, loaded by path: a CA, another CA, server certificates."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "tls_certs", Path(__file__).resolve().parents[1] / "firmware" / "tls_certs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod, mod.make(d)
+    """tests/tls_certs.py's certificates for one test: a CA, another CA, server certificates."""
+    return tls_certs, tls_certs.make(d)
 
 
 def test_provision__ca_cert_copied_as_der_and_the_firmware_verifies_with_it(vboards, tmp_path):

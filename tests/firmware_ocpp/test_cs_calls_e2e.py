@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ocpp.v16 import call
 
+import tls_certs
 from csys import CentralSystem, sampled, station_config, ts, validate_outgoing
 
 ALL_KEYS = {
@@ -337,14 +338,8 @@ async def test_callerrors__on_status_and_heartbeat_keep_the_link_and_are_not_ret
 
 
 def _tls_certs(d):
-    """tests/firmware/tls_certs.py (a CA, a second CA, server certificates), loaded by path."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "tls_certs", Path(__file__).resolve().parents[1] / "firmware" / "tls_certs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod, mod.make(d)
+    """tests/tls_certs.py's certificates for one test: a CA, a second CA, server certificates."""
+    return tls_certs, tls_certs.make(d)
 
 
 async def _wss_central(server_ctx, pw):
