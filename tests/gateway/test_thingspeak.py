@@ -21,6 +21,12 @@ async def _register(gw, ch, read_key=None):
     assert ch.write_key not in json.dumps(out) and (not read_key or read_key not in json.dumps(out)), out
 
 
+async def _charging(cp):
+    """Boot, then report Charging (the status that field8 carries)."""
+    await boot(cp)
+    await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+
+
 async def test_thingspeak__single_and_bulk_writes_obey_interval_and_limit(gateway):
     fake = FakeThingSpeak(min_interval=0.5, bulk_limit=4).start()
     try:
@@ -28,8 +34,7 @@ async def test_thingspeak__single_and_bulk_writes_obey_interval_and_limit(gatewa
         gw = await gateway(thingspeak_url=fake.url, thingspeak_interval=0.5, thingspeak_bulk_limit=4)
         await _register(gw, ch)
         async with Connected(gw.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _charging(cp)
             await _send(cp, 1, 1)
             assert await _until(lambda: len(fake.entries(ch.id)) == 1)
             await _send(cp, 2, 10)      # a backlog: bulk writes of at most 4, one per interval
@@ -56,8 +61,7 @@ async def test_thingspeak__outage_and_refusals_lose_nothing(gateway):
         gw = await gateway(thingspeak_url=fake.url, thingspeak_interval=0.2)
         await _register(gw, ch)
         async with Connected(gw.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _charging(cp)
             await _send(cp, 1, 2)
             assert await _until(lambda: len(fake.entries(ch.id)) == 2)
             fake.fail_with = 500             # the server answers errors ...
@@ -83,8 +87,7 @@ async def _restart_after_inflight_write(gateway, tmp_path, fake, ch, read_key):
     gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
     await _register(gw, ch, read_key)
     async with Connected(gw.port, "CP-1") as cp:
-        await boot(cp)
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+        await _charging(cp)
         await _send(cp, 1, 3)
         assert await _until(lambda: len(fake.entries(ch.id)) == 3)
         fake.fail_with = 500
@@ -211,8 +214,7 @@ async def test_thingspeak__channel_changed_through_the_api_and_healthz_says_what
         await _register(gw, a)
         put = "/api/stations/CP-1/thingspeak"
         async with Connected(gw.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _charging(cp)
             await _send(cp, 1, 1)
             assert await _until(lambda: len(fake.entries(a.id)) == 1)
             s, out = await http(gw, "GET", "/healthz")
@@ -278,8 +280,7 @@ async def test_thingspeak__rate_limited_writes_are_sent_again_once_in_order(gate
         gw = await gateway(thingspeak_url=fake.url, thingspeak_interval=0.2)
         await _register(gw, ch)
         async with Connected(gw.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _charging(cp)
             await _send(cp, 1, 1)
             assert await _until(lambda: len(fake.entries(ch.id)) == 1)
             await _send(cp, 2, 1)       # a single write 0.2 s later: answered 0
@@ -308,8 +309,7 @@ async def test_thingspeak__a_backlog_over_the_bulk_limit_goes_in_writes_within_i
         await _register(gw, ch)
         fake.fail_with = 500
         async with Connected(gw.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _charging(cp)
             for first in range(1, 1001, 200):     # 200 meter values per MeterValues: 200 readings
                 await cp.call(call.MeterValues(connector_id=1, meter_value=[
                     meter(_ts(i), current=float(i), temp=20.5) for i in range(first, first + 200)]))
@@ -335,15 +335,13 @@ async def test_thingspeak__a_restart_within_the_interval_waits_before_writing(ga
         gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=1.0)
         await _register(gw, ch)
         async with Connected(gw.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _charging(cp)
             await _send(cp, 1, 1)
             assert await _until(lambda: len(fake.entries(ch.id)) == 1)
         await gw.stop()
         gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=1.0)
         async with Connected(gw2.port, "CP-1") as cp:
-            await boot(cp)
-            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+            await _charging(cp)
             await _send(cp, 2, 1)
             assert await _until(lambda: len(fake.entries(ch.id)) == 2, timeout=10), fake.refusals
         assert _clean(fake.entries(ch.id)) == _entries(1, 2), fake.entries(ch.id)
