@@ -52,5 +52,5 @@ def refused(key, e):
     why = str(e).strip().replace("\n", "; ")
     hint = "check %s and that the host in the URL is the one the certificate names" % key
     if "future" in why:
-        hint = "the board's clock is not set (a Pico W starts at 2021-01-01)"
+        hint = "the board's clock is not set (a Pico W starts at 2021-01-01): check that wifi.ntp_host answers"
     return "server certificate refused (%s): %s" % (why, hint)

@@ -127,7 +127,7 @@ async def _serve(settings):
 def add_station(station_id, password, thingspeak_channel, thingspeak_key, thingspeak_read_key, pending, db,
                 as_json):
     """Register STATION_ID (restart a running gateway, or use POST /api/stations, to pick it up)."""
-    from .api import _STATION_ID
+    from .api import _STATION_ID, _api_key
     if not _STATION_ID.match(station_id):
         raise click.BadParameter("use 1..64 characters of A-Z a-z 0-9 . _ : -", param_hint="STATION_ID")
     if (thingspeak_channel is None) != (thingspeak_key is None):
@@ -135,7 +135,7 @@ def add_station(station_id, password, thingspeak_channel, thingspeak_key, things
     if thingspeak_read_key is not None and thingspeak_channel is None:
         raise click.UsageError("--thingspeak-read-key goes with --thingspeak-channel and --thingspeak-key")
     for opt, key in (("--thingspeak-key", thingspeak_key), ("--thingspeak-read-key", thingspeak_read_key)):
-        if key is not None and not (1 <= len(key) <= 64 and all("!" <= c <= "~" for c in key)):
+        if key is not None and not _api_key(key):
             raise click.BadParameter("the channel's API key: 1..64 printable characters, no spaces",
                                      param_hint=opt)
     if password is not None and not 8 <= len(password) <= 40:
