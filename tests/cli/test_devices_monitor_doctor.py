@@ -181,7 +181,7 @@ def test_doctor__missing_things_and_how_to_fix_them(pc):
 @pytest.mark.parametrize("cmd, words", [
     ("flash", ["BOOTSEL", "--uf2", "--drive", "PICOCHARGE_UF2_URL"]),
     ("deploy", ["mpy-cross", "--dry-run", "PICOCHARGE_PORT", "SHA-256"]),
-    ("provision", ["--inventory", "--station", "--register-gateway", "--set", "PICOCHARGE_WIFI_PASSWORD"]),
+    ("provision", ["--inventory", "--only", "--register-gateway", "--set", "PICOCHARGE_WIFI_PASSWORD"]),
     ("devices", ["0x2E8A", "--json"]),
     ("monitor", ["--reset", "--duration", "reset"]),
     ("doctor", ["--gateway", "FAIL"]),
