@@ -224,3 +224,26 @@ def test_vboard__runs_until_stopped_and_is_listed_by_devices(state_dir, tmp_path
     assert not list(state_dir.glob("*.json")), list(state_dir.iterdir())
     r = run_cli("devices", "--json", env=env)
     assert json.loads(r.stdout) == [], r.stdout
+
+
+def test_port_problem__says_why_a_port_cannot_be_opened(tmp_path):
+    import fcntl
+    import os
+
+    from picocharge.device import port_problem
+
+    assert port_problem(str(tmp_path / "ttyACM9")) == "no such port"
+    master, slave = os.openpty()
+    try:
+        dev = os.ttyname(slave)
+        assert port_problem(dev) == ""
+        holder = os.open(dev, os.O_RDWR | os.O_NOCTTY)
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)   # what mpremote and pyserial do
+        try:
+            assert port_problem(dev) == "in use by another program (it holds the port's lock)"
+        finally:
+            os.close(holder)
+        assert port_problem(dev) == ""
+    finally:
+        os.close(master)
+        os.close(slave)
