@@ -12,7 +12,8 @@ host, and prints, from the board's own gc.mem_free():
     the status page; Wi-Fi down: the emulator has no CYW43 radio, so nothing connects),
   - the smallest free heap the app still runs in: a filler bytearray allocated before the app
     starts is grown by bisection until the app fails (MemoryError) within the run.
-The emulator is deterministic, so the figures repeat exactly from run to run.
+Runs repeat to within ~100 bytes (where the USB host's input lands in the boot varies with
+the host's timing); the bisection's bracket is reported with the minimum.
 
   python benchmarks/rp2040_heap.py            # all of it, ~1 min
   python benchmarks/rp2040_heap.py --json     # the figures as JSON

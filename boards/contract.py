@@ -10,7 +10,7 @@ mypy checks boards/pico_w against the published MicroPython rp2 stubs for the Pi
 This file is documentation and a typing Protocol for CPython (tests, mypy); it is not
 deployed to a board.
 """
-from typing import Protocol, Tuple
+from typing import Dict, Protocol, Tuple
 
 
 class BoardContract(Protocol):
@@ -105,9 +105,9 @@ class BoardContract(Protocol):
         ...
 
 
-def members():
+def members() -> Dict[str, str]:
     """The contract's names: {name: "attribute" or "method"}."""
-    out = {}
+    out: Dict[str, str] = {}
     for cls in BoardContract.__mro__:
         if cls in (object, Protocol) or cls.__name__ == "Generic":
             continue
