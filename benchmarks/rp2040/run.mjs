@@ -4,7 +4,7 @@
 //   node run.mjs <rp2040js dir> <bootrom.bin> <firmware.uf2> <littlefs.img> <image offset>
 //                [--input TEXT] [--end MARKER] [--timeout-s N]
 //
-// The emulator has no flash writes and no CYW43 radio; the REPL is on USB CDC, whose receive
+// The emulator has no CYW43 radio (flash writes are done here, below); the REPL is on USB CDC, whose receive
 // buffer holds 512 bytes: --input is sent in 64-byte pieces, each after the board took the last.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,6 +42,33 @@ mcu.logger = { debug: quiet, info: quiet, warn: quiet,
   error: process.env.RP2040JS_VERBOSE ? (c, m) => console.error(c + ': ' + m) : quiet };
 const rom = readFileSync(bootromPath);
 mcu.loadBootrom(new Uint32Array(rom.buffer, rom.byteOffset, rom.length / 4));
+
+// rp2040js does not emulate the QSPI flash's program and erase commands, so littlefs cannot
+// write. The boot ROM's flash_range_erase ('RE') and flash_range_program ('RP'), which the
+// pico-sdk calls for every flash write, are done here instead: found in the ROM's function
+// table (its address at 0x14, entries of (code, address) half-words), run on mcu.flash when
+// the CPU reaches them, and returned from.
+function romFunc(code) {
+  for (let i = rom.readUInt16LE(0x14); rom.readUInt16LE(i); i += 4) {
+    if (rom.readUInt16LE(i) === code) return rom.readUInt16LE(i + 2) & ~1;
+  }
+  throw new Error('boot ROM has no function ' + code);
+}
+const code = (a, b) => a.charCodeAt(0) | (b.charCodeAt(0) << 8);
+const ROM_ERASE = romFunc(code('R', 'E'));
+const ROM_PROGRAM = romFunc(code('R', 'P'));
+
+function flashCall(core) {
+  const r = core.registers;
+  if (core.PC === ROM_ERASE) {
+    mcu.flash.fill(0xff, r[0], r[0] + r[1]);          // (offset, count, ...)
+  } else {
+    for (let k = 0; k < r[2]; k++) {                   // (offset, data, count)
+      mcu.flash[r[0] + k] &= mcu.readUint8(r[1] + k); // programming only clears bits
+    }
+  }
+  core.PC = core.LR & ~1;
+}
 
 // UF2: 512-byte blocks, magic words at 0, 4 and 508, target address at 12, size at 16, data at 32
 const uf2 = readFileSync(uf2Path);
@@ -83,6 +110,8 @@ function execute() {
       clock.tick(nanos);
       i += nanos / cycleNanos;
     } else {
+      const pc = core.PC;
+      if (pc === ROM_ERASE || pc === ROM_PROGRAM) flashCall(core);
       clock.tick(core.executeInstruction() * cycleNanos);
     }
   }
