@@ -2,10 +2,12 @@
 // the board writes on its USB REPL, and stop at an end marker (or a time limit).
 //
 //   node run.mjs <rp2040js dir> <bootrom.bin> <firmware.uf2> <littlefs.img> <image offset>
-//                [--input TEXT] [--end MARKER] [--timeout-s N]
+//                [--input TEXT] [--end MARKER] [--timeout-s N] [--mhz N]
 //
-// The emulator has no CYW43 radio (flash writes are done here, below); the REPL is on USB CDC, whose receive
-// buffer holds 512 bytes: --input is sent in 64-byte pieces, each after the board took the last.
+// The emulator has no CYW43 radio and cannot program flash (done here instead, below). The
+// REPL is on USB CDC, whose receive buffer holds 512 bytes: --input is sent in 64-byte
+// pieces, each once the emulator's transmit FIFO is empty. Exit 0 at the end marker, 3 on
+// the time limit (wall clock).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
