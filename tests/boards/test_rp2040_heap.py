@@ -27,7 +27,8 @@ def test_firmware_modules__found_in_the_folder_dependencies_first():
 
 @pytest.mark.slow
 def test_rp2040_heap__boot_imports_app_and_minimum_are_a_pico_ws():
-    res = heap.measure(bisect=True, seconds=6, step=4096, jobs=2)
+    # bisected to 8 KB here (two rounds of two boots, ~40 s); the benchmark itself goes to 1 KB
+    res = heap.measure(bisect=True, seconds=6, step=8192, jobs=2)
     print(heap.report(res))
     assert 150000 <= res["boot_free"] <= 230000, res["boot_free"]
     names = [m["module"] for m in res["modules"]]
@@ -39,6 +40,6 @@ def test_rp2040_heap__boot_imports_app_and_minimum_are_a_pico_ws():
     assert a["running_free"] and 0 < a["lowest_free"] < a["running_free"] < a["start_free"], a
     assert abs(a["start_free"] - res["boot_free"]) < 2000, (a, res["boot_free"])
     m = res["minimum"]
-    assert m["failed_filler"] - m["filler"] <= 4096 and m["filler"] > 0, m
+    assert m["failed_filler"] - m["filler"] <= 8192 and m["filler"] > 0, m
     # it needs at least what it held live while running, and less than the whole heap
     assert a["start_free"] - a["lowest_free"] <= m["free_before_app"] < a["start_free"], (m, a)
