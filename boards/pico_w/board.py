@@ -28,7 +28,8 @@ _ADC_VOLTAGE = const(1)
 # "Raspberry Pi Pico W with RP2040", "Raspberry Pi Pico 2 W with RP2350"
 _RP2350 = "RP2350" in sys.implementation._machine
 # WATCHDOG_BASE (CTRL at +0) + 0x3000, the atomic bit-clear alias: 0x40058000 on an RP2040
-# (datasheet 4.7), 0x400D8000 on an RP2350 (datasheet 12.9); CTRL bit 30 is ENABLE on both.
+# (datasheet 4.7), 0x400D8000 on an RP2350 (pico-sdk's addressmap.h); CTRL bit 30 is ENABLE
+# on both.
 # Not const(): these do not fit a 32-bit port's small int, so they are made once, at import.
 _WATCHDOG_CTRL_CLR = 0x400DB000 if _RP2350 else 0x4005B000
 _WATCHDOG_ENABLE = 0x40000000
@@ -128,7 +129,8 @@ class Board:
         """Switch the watchdog off (machine.WDT cannot): clear CTRL.ENABLE through the
         register block's atomic clear alias (+0x3000), so a Ctrl-C back to the REPL is not
         followed by a reset. RP2040 datasheet 4.7: WATCHDOG_BASE 0x40058000, CTRL at offset
-        0, ENABLE is bit 30 ("when not enabled the watchdog timer is paused")."""
+        0, ENABLE is bit 30 ("when not enabled the watchdog timer is paused"); an RP2350's
+        block is at 0x400D8000 with the same CTRL layout (_WATCHDOG_CTRL_CLR above)."""
         machine.mem32[_WATCHDOG_CTRL_CLR] = _WATCHDOG_ENABLE  # no allocation: the heap may be locked
         self._wdt = None
 
