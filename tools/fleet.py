@@ -3,6 +3,7 @@
 Used by `picocharge sim`, `picocharge demo` and the benchmark's --firmware mode.
 """
 import json
+import os
 import queue
 import threading
 import time
@@ -13,6 +14,15 @@ from .firmware import config as fwconfig
 from .procs import child_options, stop_process
 
 RESET_EXIT = 75  # boards/unix/board.py: the firmware asked for a reset
+
+
+def write_private(path, text):
+    """Write `path` readable by its owner only (0600) from the first byte: a station's config
+    holds its Wi-Fi and OCPP passwords."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)    # an older file keeps its mode through O_CREAT: set it
+        f.write(text)
 
 
 class SimStation:
@@ -29,7 +39,7 @@ class SimStation:
 
     def write_files(self):
         self.flash.mkdir(parents=True, exist_ok=True)
-        (self.flash / "config.json").write_text(json.dumps(self.config, indent=1))
+        write_private(self.flash / "config.json", json.dumps(self.config, indent=1))
         (self.flash / "scenario.json").write_text(json.dumps(self.scenario))
 
     def start(self):

@@ -113,7 +113,9 @@ def test_sim__charging_session_against_the_real_gateway(tmp_path):
         assert [(t["id_tag"], t["connector"]) for t in tx] == [("TAG-7", 1)], tx
         readings = gw.api("GET", "/api/stations/SIM-001/readings")
         assert any(x.get("current_a", 0) > 10 and x.get("power_w", 0) > 1000 for x in readings), readings
-        cfg = json.loads((tmp_path / "fleet" / "SIM-001" / "config.json").read_text())
+        cfg_file = tmp_path / "fleet" / "SIM-001" / "config.json"
+        assert cfg_file.stat().st_mode & 0o777 == 0o600, oct(cfg_file.stat().st_mode)   # it holds passwords
+        cfg = json.loads(cfg_file.read_text())
         assert cfg["ocpp"]["id_tag"] == "TAG-7" and cfg["ocpp"]["heartbeat_s"] == 30, cfg
     finally:
         gw.stop()
