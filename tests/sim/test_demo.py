@@ -13,6 +13,23 @@ from helpers import free_port
 from sim_support import firmware_pids, procs_of, wait_gone
 
 
+DEMO_1 = [sys.executable, "-m", "picocharge.cli", "demo", "-n", "1"]
+
+
+def start_one_station_demo(args, env=None):
+    """`picocharge demo -n 1 ARGS` in its own session, once its station runs: (Popen, lines so far)."""
+    p = subprocess.Popen(DEMO_1 + ["--refresh", "60"] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=env, start_new_session=True)
+    lines = []
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not any(ln.startswith("1 stations running") for ln in lines):
+        line = p.stdout.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+    return p, lines
+
+
 def wait_port_free(port, timeout=20):
     """Until a server could listen on `port` again (SO_REUSEADDR, as servers bind)."""
     import socket
@@ -84,16 +101,7 @@ def test_demo__gateway_stations_live_table_and_nothing_left_behind(tmp_path):
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP"])
 def test_demo__a_stop_signal_leaves_no_process_behind(tmp_path, how):
     data = tmp_path / "demo"
-    p = subprocess.Popen([sys.executable, "-m", "picocharge.cli", "demo", "-n", "1", "--port", "0",
-                          "--refresh", "60", "--data", str(data)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    lines = []
-    end = time.monotonic() + 60
-    while time.monotonic() < end and not any(l.startswith("1 stations running") for l in lines):
-        line = p.stdout.readline().decode()
-        if not line:
-            break
-        lines.append(line)
+    p, lines = start_one_station_demo(["--port", "0", "--data", str(data)])
     running = procs_of(data)
     assert len(firmware_pids(data)) == 1 and len(running) >= 2, ("".join(lines), running)
     p.send_signal(getattr(signal, how))   # `kill`, a service manager, a closed terminal
@@ -110,15 +118,7 @@ def test_demo__kill_9_takes_its_gateway_and_stations_along_and_the_next_demo_tid
 
     env = dict(os.environ, TMPDIR=str(tmp_path))   # the demo's temporary folder goes here
     port = free_port()
-    argv = [sys.executable, "-m", "picocharge.cli", "demo", "-n", "1", "--port", str(port), "--refresh", "60"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    lines = []
-    end = time.monotonic() + 60
-    while time.monotonic() < end and not any(l.startswith("1 stations running") for l in lines):
-        line = p.stdout.readline().decode()
-        if not line:
-            break
-        lines.append(line)
+    p, lines = start_one_station_demo(["--port", str(port)], env=env)
     (left,) = [d for d in tmp_path.iterdir() if d.name.startswith("picocharge-demo-%d-" % p.pid)]
     children = procs_of(left)
     assert len(firmware_pids(left)) == 1 and len(children) >= 2, ("".join(lines), children)
@@ -127,7 +127,7 @@ def test_demo__kill_9_takes_its_gateway_and_stations_along_and_the_next_demo_tid
     assert wait_gone(children, timeout=20) == set(), "left running: %s" % procs_of(left)
     wait_port_free(port)
     assert left.is_dir()    # nobody could remove it: the next demo does
-    q = subprocess.run(argv[:-4] + ["--port", "0", "--duration", "1"], env=env, capture_output=True,
+    q = subprocess.run(DEMO_1 + ["--port", "0", "--duration", "1"], env=env, capture_output=True,
                        text=True, timeout=120)
     assert q.returncode == 0, q.stdout + q.stderr
     assert not left.exists() and not list(tmp_path.glob("picocharge-demo-*")), list(tmp_path.iterdir())
