@@ -49,6 +49,7 @@ _TICK_S = 0.2
 _CHARGING_A = 0.5          # below this a closed relay means the EV is not drawing: SuspendedEV
 _BOOT_RETRY_S = const(10)  # when BootNotification's interval is 0
 _MAX_FRAME = const(8192)
+_FRAME_BUF = const(1024)
 _NO_DT = ("UnknownVendorId", "UnknownMessageId")  # DataTransfer answers: stop sending it
 
 
@@ -83,6 +84,9 @@ class ChargePoint:
         self._wait_id = None         # the one outstanding CALL
         self._reply = None
         self._ev = asyncio.Event()
+        # journalled messages are framed in here (flush), allocated once at boot: a MeterValues
+        # frame (~850 bytes) needs no new block of that size on a fragmented heap
+        self.frame_buf = bytearray(_FRAME_BUF)
         self.tx = None               # {"ref", "tag", "ms", "b"} of the running transaction
         self.preparing = False
         self.finishing = False
@@ -530,16 +534,17 @@ class ChargePoint:
         while j.pending and self.dead is None:
             if ticks_diff(self.retry_at, ticks_ms()) > 0:
                 return
-            seq, kind, mid, action, body, ref = j.first()
+            seq, _, _, kind, ref = j.pending[0]
             tx_id = None
             if kind != K_START:
                 tx_id = j.txid(ref)
                 if tx_id is None:
-                    L.error("dropping %s #%d: its StartTransaction was never accepted", action, seq)
+                    L.error("dropping %s #%d: its StartTransaction was never accepted", j.first()[3], seq)
                     j.done(seq)
                     continue
+            _, _, mid, action, frame, _ = j.first(ocppj.call_frame, tx_id, ws.HEADROOM, self.frame_buf)
             try:
-                res = await self.send_call(action, mid, ocppj.call_raw(mid, action, body, tx_id, ws.HEADROOM))
+                res = await self.send_call(action, mid, frame)
             except (CallError, CallTimeout) as e:
                 self.attempts += 1
                 if self.attempts >= self.keys["TransactionMessageAttempts"]:

@@ -90,26 +90,29 @@ def call(mid, action, payload):
     return json.dumps([CALL, mid, action, payload])
 
 
-def call_raw(mid, action, body, tx_id=None, room=0):
-    """A CALL frame (bytearray) around a payload already in JSON (bytes or memoryview, as
-    journalled), with "transactionId" put in front when given: no decode/re-encode of the
-    payload, and one allocation of the frame's size, `room` free bytes in front (where the
-    WebSocket layer puts its header: ws.HEADROOM)."""
+def call_frame(mid, action, size, tx_id=None, room=0, into=None):
+    """The buffer of a CALL frame around a payload of `size` bytes already in JSON (as
+    journalled), with "transactionId" put in front when given, `room` free bytes in front
+    (where the WebSocket layer puts its header: ws.HEADROOM): (buf, at, skip), the payload
+    from its byte `skip` on goes to buf[at:-1]. No decode/re-encode of the payload: the
+    journal reads it from flash straight into place. The buffer is a memoryview of `into`
+    (a bytearray kept for this) when the frame fits in it, else a new bytearray."""
     head = '[2, "%s", "%s", ' % (mid, action)
+    skip = 0
     if tx_id is not None:
-        if len(body) == 2:  # {}
+        if size == 2:  # {}
             head += '{"transactionId": %d}' % tx_id
-            body = b""
+            skip = 2
         else:
             head += '{"transactionId": %d, ' % tx_id
-            body = memoryview(body)[1:]  # without its "{"
+            skip = 1  # its "{"
     head = head.encode()
-    n = room + len(head)
-    buf = bytearray(n + len(body) + 1)
-    buf[room:n] = head
-    buf[n:-1] = body
+    at = room + len(head)
+    n = at + size - skip + 1
+    buf = memoryview(into)[:n] if into and len(into) >= n else bytearray(n)
+    buf[room:at] = head
     buf[-1] = 0x5D  # ]
-    return buf
+    return buf, at, skip
 
 
 def result(mid, payload):

@@ -170,13 +170,13 @@ class WebSocket:
         self._hmv = memoryview(self._hdr)
 
     async def _write(self, opcode, data):
-        """Send one frame, in one write. A bytearray is a prepared buffer (HEADROOM free
-        bytes, then the payload: ocppj.call_raw(room=HEADROOM)) that becomes the frame in
-        place, so a big frame is not copied: on a fragmented heap that copy is the
-        allocation that fails. Anything else is copied into one."""
+        """Send one frame, in one write. A bytearray (or a memoryview of one) is a prepared
+        buffer (HEADROOM free bytes, then the payload: ocppj.call_frame(room=HEADROOM)) that
+        becomes the frame in place, so a big frame is not copied: on a fragmented heap that
+        copy is the allocation that fails. Anything else is copied into one."""
         if self.closed:
             raise WsError("connection is closed")
-        if not isinstance(data, bytearray):
+        if not isinstance(data, (bytearray, memoryview)):
             data = with_room(data)
         at = prepare(data, opcode, urandom(4))
         self.w.write(memoryview(data)[at:] if at else data)

@@ -16,6 +16,13 @@ import ocppj
 import ws
 
 
+def call_raw(mid, action, body, tx_id=None, room=0):
+    """The CALL frame ocppj.call_frame makes around a journalled payload (bytes), filled."""
+    buf, at, skip = ocppj.call_frame(mid, action, len(body), tx_id, room)
+    buf[at:-1] = memoryview(body)[skip:]
+    return buf
+
+
 def raises(exc, fn, *args):
     try:
         fn(*args)
@@ -62,16 +69,16 @@ def check_build__exact_frames():
     assert ocppj.error("1", "NotImplemented", "x") == '[4, "1", "NotImplemented", "x", {}]'
     # journalled payloads go out as written, the transaction id put in front when known
     body = b'{"connectorId": 1, "meterValue": []}'
-    assert bytes(ocppj.call_raw("m-7", "MeterValues", body)) == b'[2, "m-7", "MeterValues", ' + body + b']'
-    got = ocppj.call_raw("m-7", "MeterValues", memoryview(b"|" + body + b"\n")[1:-1], 9)
+    assert bytes(call_raw("m-7", "MeterValues", body)) == b'[2, "m-7", "MeterValues", ' + body + b']'
+    got = call_raw("m-7", "MeterValues", memoryview(b"|" + body + b"\n")[1:-1], 9)
     assert bytes(got) == b'[2, "m-7", "MeterValues", {"transactionId": 9, "connectorId": 1, "meterValue": []}]', got
-    got = ocppj.call_raw("m-7", "MeterValues", body, 1001)
+    got = call_raw("m-7", "MeterValues", body, 1001)
     assert bytes(got) == b'[2, "m-7", "MeterValues", {"transactionId": 1001, "connectorId": 1, "meterValue": []}]', got
     assert json.loads(bytes(got).decode())[3] == {"transactionId": 1001, "connectorId": 1, "meterValue": []}
-    assert ocppj.call_raw("m-8", "StopTransaction", b"{}", 5) == b'[2, "m-8", "StopTransaction", {"transactionId": 5}]'
+    assert call_raw("m-8", "StopTransaction", b"{}", 5) == b'[2, "m-8", "StopTransaction", {"transactionId": 5}]'
     # with room in front for the WebSocket header: the same frame after it
-    got = ocppj.call_raw("m-7", "MeterValues", body, 1001, ws.HEADROOM)
-    assert len(got) == ws.HEADROOM + 86 and bytes(got[ws.HEADROOM:]) == bytes(ocppj.call_raw(
+    got = call_raw("m-7", "MeterValues", body, 1001, ws.HEADROOM)
+    assert len(got) == ws.HEADROOM + 86 and bytes(got[ws.HEADROOM:]) == bytes(call_raw(
         "m-7", "MeterValues", body, 1001)), got
     ids = ocppj.Ids("ab12", 5)
     assert (ids.next(), ids.next()) == ("ab12-5", "ab12-6")
@@ -358,6 +365,36 @@ def check_journal__compaction_keeps_what_is_needed():
     j = journal.Journal("c.log").load()
     assert j.txid(ref) == 7 and j.open[ref] == {"tag": "A"} and len(j) == 1, (j.txids, j.open, j.pending)
     assert j.first()[2] == "m11"
+
+
+def check_journal__first_reads_the_call_frame_from_flash_in_place():
+    # what the charge point sends: the journalled payload read straight into its CALL frame,
+    # the transaction id put in, room for the WebSocket header in front
+    j = journal.Journal("f.log").load()
+    ref = j.open_tx({"tag": "T"})
+    s1 = j.add(journal.K_METER, "m-1", "MeterValues", {"connectorId": 1, "meterValue": []}, ref)
+    j.add(journal.K_STOP, "m-2", "StopTransaction", {}, ref)
+    seq, kind, mid, action, frame, txref = j.first(ocppj.call_frame, 1001, ws.HEADROOM)
+    assert (seq, kind, mid, action, txref) == (s1, journal.K_METER, "m-1", "MeterValues", ref)
+    got = bytes(frame[ws.HEADROOM:])
+    assert got.startswith(b'[2, "m-1", "MeterValues", {"transactionId": 1001, "') and json.loads(
+        got.decode()) == [2, "m-1", "MeterValues", {"transactionId": 1001, "connectorId": 1,
+                                                    "meterValue": []}], frame
+    j.done(s1)
+    frame = j.first(ocppj.call_frame, 7)[4]
+    assert bytes(frame) == b'[2, "m-2", "StopTransaction", {"transactionId": 7}]', frame
+    frame = j.first(ocppj.call_frame)[4]
+    assert bytes(frame) == b'[2, "m-2", "StopTransaction", {}]', frame
+    # in the buffer kept for it when the frame fits, in a new one when not
+    keep = bytearray(80)
+    frame = j.first(ocppj.call_frame, 7, ws.HEADROOM, keep)[4]
+    assert isinstance(frame, memoryview) and bytes(frame[ws.HEADROOM:]) == bytes(keep[ws.HEADROOM:len(frame)]) \
+        == b'[2, "m-2", "StopTransaction", {"transactionId": 7}]', bytes(keep)
+    at = ws.prepare(frame, ws.OP_TEXT, b"\x00\x00\x00\x00")  # the WebSocket frame, in place
+    assert (keep[at], keep[at + 1]) == (0x81, 0x80 | (len(frame) - ws.HEADROOM)), bytes(keep)
+    frame = j.first(ocppj.call_frame, 7, ws.HEADROOM, bytearray(40))[4]
+    assert isinstance(frame, bytearray) and bytes(frame[ws.HEADROOM:]) == \
+        b'[2, "m-2", "StopTransaction", {"transactionId": 7}]', frame
 
 
 # --- ws: framing and handshake --------------------------------------------------------------
