@@ -2,12 +2,8 @@
 # thingspeak, mqtt, web, watchdog). A task's top catches, logs and backs off.
 import asyncio
 import gc
+import json
 import os
-
-try:
-    import ujson as json
-except ImportError:
-    import json
 
 import log
 import mains

@@ -9,26 +9,6 @@
 import asyncio
 import gc
 
-try:
-    from micropython import const
-    from time import ticks_ms, ticks_diff, ticks_add, time_ns
-except ImportError:  # CPython
-    import time as _t
-
-    def const(x):
-        return x
-
-    def ticks_ms():
-        return int(_t.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def ticks_add(a, b):
-        return a + b
-
-    time_ns = _t.time_ns
-
 from binascii import hexlify
 from os import urandom
 
@@ -36,6 +16,7 @@ import log
 import ocpp_keys
 import ocppj
 import ws
+from compat import const, ticks_ms, ticks_diff, ticks_add, time_ns
 from journal import Journal, K_METER, K_START, K_STOP
 from reconnect import Backoff
 

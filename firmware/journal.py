@@ -12,29 +12,11 @@
 # Only an index of the pending messages lives in RAM (seq, file offset, length, kind, txref);
 # payloads are read back from flash when sent. Bounded: when full, the oldest periodic meter
 # sample goes first; Start/Stop are never dropped.
+import json
 import os
 
-try:
-    import ujson as json
-    from micropython import const
-
-    def _b(text):  # a MicroPython str has the buffer protocol: write it without a copy
-        return text
-
-    _dump = json.dump  # writes to the (binary) file in pieces: the text is never in RAM whole
-except ImportError:  # CPython
-    import json
-
-    def const(x):
-        return x
-
-    def _b(text):
-        return text.encode()
-
-    def _dump(obj, f):
-        f.write(json.dumps(obj).encode())
-
 import log
+from compat import const, json_dump, str_buf
 
 K_METER = const(0)
 K_START = const(1)
@@ -173,10 +155,10 @@ class Journal:
         # written in pieces, the payload (the big part) serialized straight to the file: no
         # copy of it in RAM, which on a fragmented heap is the allocation that fails
         with open(self.path, "ab") as f:
-            n = f.write(_b("A %d|%s|%d|%s|%s|" % (seq, "-" if txref is None else txref, kind,
+            n = f.write(str_buf("A %d|%s|%d|%s|%s|" % (seq, "-" if txref is None else txref, kind,
                                                  msg_id, action)))
             at = f.tell()
-            _dump(payload, f)
+            json_dump(payload, f)
             n += f.tell() - at + f.write(b"\n")
         off = self.size
         self.size += n
@@ -261,9 +243,3 @@ class Journal:
 
     def txid(self, txref):
         return self.txids.get(txref)
-
-    def has_kind(self, kind, txref):
-        for p in self.pending:
-            if p[3] == kind and p[4] == txref:
-                return True
-        return False

@@ -8,34 +8,28 @@
 #   CALL       [2, "<id>", "<Action>", {payload}]
 #   CALLRESULT [3, "<id>", {payload}]
 #   CALLERROR  [4, "<id>", "<errorCode>", "<errorDescription>", {errorDetails}]
-try:
-    import ujson as json
-    from micropython import const
-except ImportError:  # CPython
-    import json
+#
+# It imports nothing of the firmware's own (not even compat: plain ints, no const()), because the
+# gateway's tools import it too, as picocharge.firmware.ocppj.
+import json
 
-    def const(x):
-        return x
-
-CALL = const(2)
-CALLRESULT = const(3)
-CALLERROR = const(4)
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
 
 # OCPP-J 1.6 error codes (section 4.2.3 of the OCPP-J specification)
 NOT_IMPLEMENTED = "NotImplemented"
 NOT_SUPPORTED = "NotSupported"
 INTERNAL_ERROR = "InternalError"
 PROTOCOL_ERROR = "ProtocolError"
-SECURITY_ERROR = "SecurityError"
 FORMATION_VIOLATION = "FormationViolation"
 PROPERTY_CONSTRAINT = "PropertyConstraintViolation"
 OCCURENCE_CONSTRAINT = "OccurenceConstraintViolation"  # sic, as the specification spells it
 TYPE_CONSTRAINT = "TypeConstraintViolation"
-GENERIC_ERROR = "GenericError"
 
 # The id used in a CALLERROR when a frame is too broken to carry a usable message id.
 UNKNOWN_ID = "-1"
-_MAX_ID = const(36)  # OCPP-J: a unique id is at most 36 characters
+_MAX_ID = 36  # OCPP-J: a unique id is at most 36 characters
 
 
 class FrameError(ValueError):
@@ -283,7 +277,7 @@ MEASURANDS = {
 }
 DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
 DEFAULT_ALIGNED = "Energy.Active.Import.Register,Temperature"  # MeterValuesAlignedData
-_DAY_MS = const(86400000)
+_DAY_MS = 86400000
 
 
 def next_aligned(t, iv):

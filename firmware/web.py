@@ -1,10 +1,7 @@
 # The board's own status page (microdot): "/" HTML, "/api/status" JSON. Never a secret.
 import gc
 
-try:
-    import ujson as json
-except ImportError:
-    import json
+import json
 
 import log
 

@@ -5,26 +5,11 @@
 # lengths, a message size limit (close 1009 and WsError), ws:// and wss://, HTTP Basic auth.
 # Errors: WsError (protocol, handshake), WsClosed (orderly close), OSError (network).
 import asyncio
-
-try:
-    from micropython import const
-    from os import urandom
-    from time import ticks_ms, ticks_diff
-except ImportError:  # CPython
-    from os import urandom
-    import time as _t
-
-    def const(x):
-        return x
-
-    def ticks_ms():
-        return int(_t.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
 from binascii import b2a_base64
 from hashlib import sha1
+from os import urandom
+
+from compat import const, ticks_ms
 
 OP_CONT = const(0)
 OP_TEXT = const(1)
@@ -148,12 +133,6 @@ def with_room(data):
     return buf
 
 
-def encode_frame(opcode, data, mask, fin=True):
-    """A client frame (always masked) of data, as a memoryview of one bytearray."""
-    buf = with_room(data)
-    return memoryview(buf)[prepare(buf, opcode, mask, fin):]
-
-
 class WebSocket:
     """An open client connection. recv() returns str (text) or bytes (binary) messages and
     answers pings; send() sends text. One reader and any number of writers (each frame is
@@ -164,8 +143,7 @@ class WebSocket:
         self.w = writer
         self.max_size = max_size
         self.closed = False
-        self.last_rx = ticks_ms()   # any frame from the peer
-        self.last_pong = ticks_ms()
+        self.last_rx = ticks_ms()   # any frame from the peer (a pong too)
         self._hdr = bytearray(8)    # preallocated for frame headers and close payloads
         self._hmv = memoryview(self._hdr)
 
@@ -280,8 +258,7 @@ class WebSocket:
             if op == OP_PING:
                 await self._write(OP_PONG, data)
                 continue
-            if op == OP_PONG:
-                self.last_pong = self.last_rx
+            if op == OP_PONG:  # last_rx is all the keepalive needs
                 continue
             if op == OP_CLOSE:
                 code = (data[0] << 8 | data[1]) if len(data) >= 2 else 1005

@@ -23,6 +23,20 @@ def call_raw(mid, action, body, tx_id=None, room=0):
     return buf
 
 
+def encode_frame(opcode, data, mask, fin=True):
+    """A client frame (always masked) of data, as the firmware sends one: ws.with_room, then
+    ws.prepare in place."""
+    buf = ws.with_room(data)
+    return memoryview(buf)[ws.prepare(buf, opcode, mask, fin):]
+
+
+def call_raw(mid, action, body, tx_id=None, room=0):
+    """The CALL frame ocppj.call_frame makes around a journalled payload (bytes), filled."""
+    buf, at, skip = ocppj.call_frame(mid, action, len(body), tx_id, room)
+    buf[at:-1] = memoryview(body)[skip:]
+    return buf
+
+
 def raises(exc, fn, *args):
     try:
         fn(*args)
@@ -415,16 +429,16 @@ def check_ws__accept_key_rfc6455_example_and_handshake_bytes():
 
 def check_ws__frames_masked_with_7_16_64_bit_lengths():
     mask = b"\x01\x02\x03\x04"
-    f = ws.encode_frame(ws.OP_TEXT, b"Hello", mask)
+    f = encode_frame(ws.OP_TEXT, b"Hello", mask)
     assert bytes(f) == b"\x81\x85\x01\x02\x03\x04" + bytes(c ^ mask[i % 4] for i, c in enumerate(b"Hello")), f
     for n, head in ((125, b"\x81\xfd"), (126, b"\x81\xfe\x00\x7e"), (65535, b"\x81\xfe\xff\xff"),
                     (65536, b"\x81\xff\x00\x00\x00\x00\x00\x01\x00\x00")):
         data = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
-        f = ws.encode_frame(ws.OP_TEXT, data, mask)
+        f = encode_frame(ws.OP_TEXT, data, mask)
         assert bytes(f[:len(head)]) == head and len(f) == len(head) + 4 + n, (n, bytes(f[:12]))
         body = f[len(head) + 4:]
         assert bytes(body[i] ^ mask[i % 4] for i in range(0, n, 97)) == bytes(data[i] for i in range(0, n, 97)), n
-    f = ws.encode_frame(ws.OP_PING, b"", mask, fin=True)
+    f = encode_frame(ws.OP_PING, b"", mask, fin=True)
     assert bytes(f) == b"\x89\x80\x01\x02\x03\x04"
     # a prepared buffer (call_raw with HEADROOM) becomes the frame in place; a str goes out
     # as its UTF-8 bytes
@@ -434,7 +448,7 @@ def check_ws__frames_masked_with_7_16_64_bit_lengths():
         c ^ mask[i % 4] for i, c in enumerate(b"Hello")), buf
     buf = bytearray(ws.HEADROOM + 300)
     assert ws.prepare(buf, ws.OP_TEXT, mask) == ws.HEADROOM - 8 and bytes(buf[6:12]) == b"\x81\xfe\x01\x2c\x01\x02"
-    assert bytes(ws.encode_frame(ws.OP_TEXT, "h\u00e9", mask)) == bytes(ws.encode_frame(ws.OP_TEXT, b"h\xc3\xa9", mask))
+    assert bytes(encode_frame(ws.OP_TEXT, "h\u00e9", mask)) == bytes(encode_frame(ws.OP_TEXT, b"h\xc3\xa9", mask))
 
 
 CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
