@@ -14,6 +14,7 @@ import journal
 import ocpp_keys
 import ocppj
 import ws
+import ws_open
 
 
 def call_raw(mid, action, body, tx_id=None, room=0):
@@ -414,17 +415,17 @@ def check_journal__first_reads_the_call_frame_from_flash_in_place():
 # --- ws: framing and handshake --------------------------------------------------------------
 
 def check_ws__accept_key_rfc6455_example_and_handshake_bytes():
-    assert ws.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-    req = ws.handshake_request("cs.example", 9000, "/ocpp/CP-1", b"dGhlIHNhbXBsZSBub25jZQ==",
+    assert ws_open.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    req = ws_open.handshake_request("cs.example", 9000, "/ocpp/CP-1", b"dGhlIHNhbXBsZSBub25jZQ==",
                                "ocpp1.6", ("CP-1", "s3cret"))
     assert req == (b"GET /ocpp/CP-1 HTTP/1.1\r\nHost: cs.example:9000\r\nUpgrade: websocket\r\n"
                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
                    b"Authorization: Basic Q1AtMTpzM2NyZXQ=\r\n\r\n"), req
-    assert ws.split_url("wss://h/a/b") == (True, "h", 443, "/a/b")
-    assert ws.split_url("ws://h:81") == (False, "h", 81, "/")
+    assert ws_open.split_url("wss://h/a/b") == (True, "h", 443, "/a/b")
+    assert ws_open.split_url("ws://h:81") == (False, "h", 81, "/")
     for bad in ("http://h/", "ws://:80/", "ws://h:x/"):
-        raises(ValueError, ws.split_url, bad)
+        raises(ValueError, ws_open.split_url, bad)
 
 
 def check_ws__frames_masked_with_7_16_64_bit_lengths():
