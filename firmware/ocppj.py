@@ -131,32 +131,12 @@ class Ids:
         return "%s-%d" % (self.prefix, n)
 
 
-# --- incoming CALL payloads: the constraints of the OCPP 1.6 JSON schemas we rely on -------
-# field: (name, kind, required, arg). kind: "s" string of at most `arg` characters, "i" integer,
-# "e" one of the strings in `arg`, "l" list of strings of at most `arg` characters, "o" object.
-_TRIGGERS = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
-             "Heartbeat", "MeterValues", "StatusNotification")
-INCOMING = {
-    "RemoteStartTransaction": (("connectorId", "i", False, None), ("idTag", "s", True, 20),
-                               ("chargingProfile", "o", False, None)),
-    "RemoteStopTransaction": (("transactionId", "i", True, None),),
-    "Reset": (("type", "e", True, ("Hard", "Soft")),),
-    "ChangeAvailability": (("connectorId", "i", True, None),
-                           ("type", "e", True, ("Inoperative", "Operative"))),
-    "GetConfiguration": (("key", "l", False, 50),),
-    "ChangeConfiguration": (("key", "s", True, 50), ("value", "s", True, 500)),
-    "TriggerMessage": (("requestedMessage", "e", True, _TRIGGERS), ("connectorId", "i", False, None)),
-    "ClearCache": (),
-    "UnlockConnector": (("connectorId", "i", True, None),),
-    "DataTransfer": (("vendorId", "s", True, 255), ("messageId", "s", False, 50),
-                     ("data", "s", False, None)),
-}
+# --- incoming CALL payloads -----------------------------------------------------------------
 
-
-def check_payload(action, payload, mid=UNKNOWN_ID):
+def check_payload(action, spec, payload, mid=UNKNOWN_ID):
     """Raise FrameError (ProtocolError / TypeConstraintViolation / PropertyConstraintViolation /
-    FormationViolation) if `payload` breaks the OCPP 1.6 schema of incoming `action`."""
-    spec = INCOMING[action]
+    FormationViolation) if `payload` breaks `spec`, the constraints of the OCPP 1.6 schema of
+    incoming `action` we rely on: its fields, as in ocpp_calls.CALLS."""
     for k in payload:
         for f in spec:
             if f[0] == k:

@@ -10,18 +10,19 @@ try:
 except ImportError:
     import json
 
+import connector
 import journal
+import ocpp_calls
 import ocpp_keys
 import ocppj
+import state
 import ws
 import ws_open
 
 
-def call_raw(mid, action, body, tx_id=None, room=0):
-    """The CALL frame ocppj.call_frame makes around a journalled payload (bytes), filled."""
-    buf, at, skip = ocppj.call_frame(mid, action, len(body), tx_id, room)
-    buf[at:-1] = memoryview(body)[skip:]
-    return buf
+def payload_check(action, payload, mid):
+    """ocppj.check_payload against the constraints of `action` in the station's table."""
+    ocppj.check_payload(action, ocpp_calls.CALLS[action][1], payload, mid)
 
 
 def encode_frame(opcode, data, mask, fin=True):
@@ -108,7 +109,7 @@ def check_payload__valid_and_invalid_pairs():
           ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1}),
           ("DataTransfer", {"vendorId": "acme", "data": "x"})]
     for action, p in ok:
-        ocppj.check_payload(action, p, "m")
+        payload_check(action, p, "m")
     bad = [("RemoteStartTransaction", {}, "ProtocolError"),
            ("RemoteStartTransaction", {"idTag": 5}, "TypeConstraintViolation"),
            ("RemoteStartTransaction", {"idTag": "x" * 21}, "PropertyConstraintViolation"),
@@ -124,7 +125,7 @@ def check_payload__valid_and_invalid_pairs():
            ("TriggerMessage", {"requestedMessage": "Coffee"}, "PropertyConstraintViolation"),
            ("ChangeAvailability", {"connectorId": 1, "type": "Off"}, "PropertyConstraintViolation")]
     for action, p, code in bad:
-        e = raises(ocppj.FrameError, ocppj.check_payload, action, p, "m")
+        e = raises(ocppj.FrameError, payload_check, action, p, "m")
         assert (e.code, e.msg_id) == (code, "m"), (action, p, e.code)
 
 
@@ -167,8 +168,8 @@ def check_fuzz__parser_and_payload_checks_only_raise_frame_error():
                 text = text[:rng.next(len(text) + 1)]
         try:
             t, mid, action, payload = ocppj.parse(text)
-            if t == ocppj.CALL and action in ocppj.INCOMING:
-                ocppj.check_payload(action, payload, mid)
+            if t == ocppj.CALL and action in ocpp_calls.CALLS:
+                payload_check(action, payload, mid)
                 n_calls += 1
         except ocppj.FrameError as e:
             assert e.code in ("FormationViolation", "ProtocolError", "TypeConstraintViolation",
@@ -410,6 +411,64 @@ def check_journal__first_reads_the_call_frame_from_flash_in_place():
     frame = j.first(ocppj.call_frame, 7, ws.HEADROOM, bytearray(40))[4]
     assert isinstance(frame, bytearray) and bytes(frame[ws.HEADROOM:]) == \
         b'[2, "m-2", "StopTransaction", {"transactionId": 7}]', frame
+
+
+# --- connector: the status state machine ----------------------------------------------------
+
+def check_connector__status_follows_the_transaction_relay_and_current():
+    st = state.State()
+    c = connector.Connector(st)
+    assert (c.status(0), c.status(1)) == (("Available", "NoError"), ("Available", "NoError"))
+    assert c.free()
+    c.preparing = True
+    assert c.status(1) == ("Preparing", "NoError") and not c.free()
+    c.preparing = False
+    st.readings_seq = 10
+    c.started({"ref": 1})
+    assert c.status(1) == ("SuspendedEVSE", "NoError") and not c.free()  # relay not closed yet
+    st.relay = True
+    assert c.update(True) == "Charging"
+    st.readings_seq = 11  # the EV gets one sample to start drawing
+    st.current_a = 0.1
+    assert c.update(True) == "Charging"
+    st.readings_seq = 12
+    assert c.update(True) == "SuspendedEV"
+    st.current_a = 16.0
+    assert c.update(True) == "Charging"
+    st.fault = "HighTemperature"
+    assert c.status(1) == ("Faulted", "HighTemperature") and c.status(0) == ("Available", "NoError")
+    st.fault = None
+    st.relay = False
+    c.stopped()
+    assert c.tx is None and c.update(True) == "Finishing"
+    c.sent(0, "Finishing")
+    assert c.update(True) == "Finishing"
+    c.sent(1, "Finishing")  # the central system has seen it
+    assert c.update(True) == "Available" and c.free()
+    c.stopped()
+    assert c.update(False) == "Available", "offline, Finishing ends at once"
+
+
+def check_connector__availability_and_a_relay_that_recloses():
+    st = state.State()
+    c = connector.Connector(st)
+    st.available = False
+    assert c.status(0) == ("Unavailable", "NoError") and c.update(True) == "Unavailable"
+    assert not c.free()
+    st.available = True
+    st.readings_seq = 5
+    st.relay = True
+    c.started({"ref": 2})
+    assert c.update(True) == "Charging"  # the relay closed at sample 5
+    st.current_a = 0.0
+    st.readings_seq = 20
+    assert c.update(True) == "SuspendedEV"
+    st.relay = False  # opened (a fault), then closed again: the EV gets a sample once more
+    assert c.update(True) == "SuspendedEVSE"
+    st.relay = True
+    assert c.update(True) == "Charging"
+    st.readings_seq = 22
+    assert c.update(True) == "SuspendedEV"
 
 
 # --- ws: framing and handshake --------------------------------------------------------------
