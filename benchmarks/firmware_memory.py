@@ -11,11 +11,17 @@ MicroPython v1.28.0's RPI_PICO_W build in rp2040js (benchmarks/rp2040_heap.py), 
 compiled modules take 0.68 times the heap there that they take here (RP2040_RATIO), so 192K
 here stands for ~130K on a Pico W, not ~100K. Budgets are RP2040 figures: measure them there.
 
+`--imports` instead prints the heap that importing the firmware's modules takes (after a
+collection, in the order the app imports them, the board libraries included): exact and the
+same on every run, so it shows what a change to the code's shape costs, e.g. one module more.
+
   python benchmarks/firmware_memory.py --seconds 60
+  python benchmarks/firmware_memory.py --imports
 """
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,13 +74,51 @@ def run_once(heap, seconds, broker_port, ts_url, ocpp=None, poll=True):
     return ok, min_free, max_alloc, out
 
 
+# the modules of a station with every task on, in the order app.py imports them
+IMPORTS = ("asyncio", "log", "state", "version", "app", "board", "wifi", "sampler", "chargepoint",
+           "thingspeak_upload", "mqtt_uplink", "umqtt.simple", "web", "microdot")
+_IMPORTS_PY = """
+import gc, sys
+gc.collect()
+base = prev = gc.mem_alloc()
+for name in sys.argv[1:]:
+    before = set(sys.modules)
+    __import__(name)
+    gc.collect()
+    now = gc.mem_alloc()
+    new = sorted(m for m in sys.modules if m not in before and m != name)
+    print("%-18s %7d  %s" % (name, now - prev, " ".join(new)))
+    prev = now
+print("%-18s %7d" % ("all", prev - base))
+"""
+
+
+def imports():
+    """Heap taken by importing the firmware (compiled as deployed), module by module."""
+    image = unixport.build_image()
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "imports.py"
+        script.write_text(_IMPORTS_PY)
+        r = subprocess.run([unixport.find_micropython(), str(script)] + list(IMPORTS), cwd=d,
+                           env=unixport.firmware_env(image), capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        print(r.stdout + r.stderr)
+        return 1
+    print("heap taken by imports (bytes, 64-bit unix port; with the modules each one pulls in)")
+    print(r.stdout, end="")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--heap", default="192K")
     ap.add_argument("--bisect-seconds", type=float, default=12)
     ap.add_argument("--no-ocpp", action="store_true", help="leave OCPP out (no gateway)")
+    ap.add_argument("--imports", action="store_true", help="only the heap the imports take")
     a = ap.parse_args()
+    if a.imports:
+        return imports()
     broker = Broker(Path(tempfile.mkdtemp())).start()
     ts = FakeThingSpeak(min_interval=1).start()
     ts.add_channel("K")

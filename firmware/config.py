@@ -1,10 +1,7 @@
 # Board configuration: config.json validated against SCHEMA at boot, with defaults.
 # Pure logic, shared with CPython: `picocharge provision` validates with this very module
 # before anything is written to a board.
-try:
-    import ujson as json
-except ImportError:
-    import json
+import json
 
 CONFIG_FILE = "config.json"
 

@@ -1,11 +1,8 @@
 # DHT11 reading with rate limit and retries: a bad read never reaches the caller as a crash.
-try:
-    import asyncio
-    from time import ticks_ms, ticks_diff
-except ImportError:  # pragma: no cover
-    raise
+import asyncio
 
 import log
+from compat import ticks_ms, ticks_diff
 
 _L = log.get("dht")
 _MIN_GAP_MS = 1100  # the DHT11 answers at most once a second
@@ -17,7 +14,6 @@ class Dht11:
         self.retries = retries
         self.last_ms = None
         self.errors = 0       # bad reads since boot
-        self.failures = 0     # reads that failed after all retries
 
     async def _gap(self):
         if self.last_ms is not None:
@@ -40,6 +36,5 @@ class Dht11:
                 return t, h
             self.errors += 1
             _L.debug("implausible reading %s degC %s %%", t, h)
-        self.failures += 1
         _L.warn("no valid reading after %d tries", self.retries + 1)
         return None

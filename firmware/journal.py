@@ -12,30 +12,18 @@
 # Only an index of the pending messages lives in RAM (seq, file offset, length, kind, txref);
 # payloads are read back from flash when sent. Bounded: when full, the oldest periodic meter
 # sample goes first; Start/Stop are never dropped.
+import json
 import os
 
-try:
-    import ujson as json
-    from micropython import const
-
-    def _b(text):  # a MicroPython str has the buffer protocol: write it without a copy
-        return text
-except ImportError:  # CPython
-    import json
-
-    def const(x):
-        return x
-
-    def _b(text):
-        return text.encode()
-
 import log
+from compat import const, json_dump, str_buf
 
 K_METER = const(0)
 K_START = const(1)
 K_STOP = const(2)
 
 _L = log.get("journal")
+_HEAD = const(128)  # a record's header ("A seq|txref|kind|msg id|action|") fits in this
 
 
 class Journal:
@@ -164,13 +152,14 @@ class Journal:
             self._make_room()
         seq = self.next_seq
         self.next_seq += 1
-        body = json.dumps(payload)
-        # written in pieces: no line-sized copies of the payload (it is the big part)
+        # written in pieces, the payload (the big part) serialized straight to the file: no
+        # copy of it in RAM, which on a fragmented heap is the allocation that fails
         with open(self.path, "ab") as f:
-            n = f.write(_b("A %d|%s|%d|%s|%s|" % (seq, "-" if txref is None else txref, kind,
+            n = f.write(str_buf("A %d|%s|%d|%s|%s|" % (seq, "-" if txref is None else txref, kind,
                                                  msg_id, action)))
-            n += f.write(_b(body))
-            n += f.write(b"\n")
+            at = f.tell()
+            json_dump(payload, f)
+            n += f.tell() - at + f.write(b"\n")
         off = self.size
         self.size += n
         self.pending.append([seq, off, n, kind, txref])
@@ -188,23 +177,37 @@ class Journal:
         _L.error("journal full (%d messages) with start/stop messages only: keeping them all",
                  self.max_entries)
 
-    def first(self):
-        """(seq, kind, msg_id, action, payload JSON, txref) of the oldest undelivered message.
-        The payload is a memoryview of the record read back (no copy): it goes on the wire as
-        it was written."""
+    def first(self, frame=None, tx_id=None, room=0, into=None):
+        """(seq, kind, msg_id, action, buffer, txref) of the oldest undelivered message. Its
+        payload goes on the wire as it was written, read from flash straight into one buffer:
+        a bytearray of the JSON, or with `frame` (ocppj.call_frame) the whole CALL frame
+        around it, `tx_id` put in, `room` bytes free in front, in `into` if it fits. So a big
+        message is in RAM once, and usually in no new allocation at all (on a fragmented heap,
+        the ~800-byte one that fails first)."""
         if not self.pending:
             return None
         seq, off, n, kind, txref = self.pending[0]
         with open(self.path, "rb") as f:
             f.seek(off)
-            line = f.read(n)
-        # "A seq|txref|kind|mid|action|{...}\n": find the 3rd, 4th and 5th "|"
-        i = line.find(b"|")
-        i = line.find(b"|", i + 1)
-        i = line.find(b"|", i + 1)
-        j = line.find(b"|", i + 1)
-        k = line.find(b"|", j + 1)
-        return seq, kind, line[i + 1:j].decode(), line[j + 1:k].decode(), memoryview(line)[k + 1:-1], txref
+            head = f.read(n if n < _HEAD else _HEAD)
+            # "A seq|txref|kind|mid|action|{...}\n": find the 3rd, 4th and 5th "|"
+            i = head.find(b"|")
+            i = head.find(b"|", i + 1)
+            i = head.find(b"|", i + 1)
+            j = head.find(b"|", i + 1)
+            k = head.find(b"|", j + 1)
+            if k < 0:
+                raise ValueError("journal record #%d: no payload in its first %d bytes" % (seq, _HEAD))
+            mid = head[i + 1:j].decode()
+            action = head[j + 1:k].decode()
+            size = n - k - 2  # after the 5th "|", before the "\n"
+            if frame:
+                buf, at, skip = frame(mid, action, size, tx_id, room, into)
+            else:
+                buf, at, skip = bytearray(size), 0, 0
+            f.seek(off + k + 1 + skip)
+            f.readinto(memoryview(buf)[at:at + size - skip])
+        return seq, kind, mid, action, buf, txref
 
     def done(self, seq):
         """The message was answered (or given up): never send it again."""
@@ -240,9 +243,3 @@ class Journal:
 
     def txid(self, txref):
         return self.txids.get(txref)
-
-    def has_kind(self, kind, txref):
-        for p in self.pending:
-            if p[3] == kind and p[4] == txref:
-                return True
-        return False

@@ -1,26 +1,12 @@
 # Tiny levelled logger: "[tag] L: message". Never pass a secret to it.
-try:
-    from time import ticks_ms
-except ImportError:  # CPython
-    import time as _t
-
-    def ticks_ms():
-        return int(_t.monotonic() * 1000)
-
 _LEVELS = {"debug": 0, "info": 1, "warn": 2, "error": 3}
 _LETTERS = "DIWE"
 _level = 1
-_sink = None  # optional callable(line) for tests / the web page's recent log
 
 
 def set_level(name):
     global _level
     _level = _LEVELS.get(name, 1)
-
-
-def set_sink(fn):
-    global _sink
-    _sink = fn
 
 
 class Logger:
@@ -32,10 +18,7 @@ class Logger:
             return
         if args:
             msg = msg % args
-        line = "[%s] %s: %s" % (self.tag, _LETTERS[lvl], msg)
-        print(line)
-        if _sink:
-            _sink(line)
+        print("[%s] %s: %s" % (self.tag, _LETTERS[lvl], msg))
 
     def debug(self, msg, *args):
         self._log(0, msg, args)
@@ -50,5 +33,12 @@ class Logger:
         self._log(3, msg, args)
 
 
+_loggers = {}
+
+
 def get(tag):
-    return Logger(tag)
+    """The logger of `tag`, one per tag (several modules log as "ocpp")."""
+    lg = _loggers.get(tag)
+    if lg is None:
+        lg = _loggers[tag] = Logger(tag)
+    return lg

@@ -3,16 +3,7 @@
 # it is removed before squaring. One pass, no allocation per sample.
 from math import sqrt
 
-try:
-    from time import ticks_ms, ticks_diff
-except ImportError:  # CPython
-    import time as _t
-
-    def ticks_ms():
-        return int(_t.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
+from compat import ticks_ms, ticks_diff
 
 
 def burst_geometry(mains_hz, cycles, samples_per_cycle):

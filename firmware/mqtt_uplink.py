@@ -7,10 +7,10 @@
 # broker that accepts TCP and never answers froze every task, watchdog feeding included)
 # and its TLS needs `ussl`, which current MicroPython no longer has (it has `ssl`).
 import asyncio
-from time import ticks_ms, ticks_diff
 
 import fields
 import log
+from compat import ticks_ms, ticks_diff
 from reconnect import Backoff
 
 _L = log.get("mqtt")

@@ -1,12 +1,8 @@
 # OCPP 1.6 configuration keys: GetConfiguration / ChangeConfiguration. Defaults come from the
 # board config (config.json, "ocpp" section); values changed by the central system persist in
 # ocpp_keys.json on flash and override the config at boot. Pure logic plus one small file.
+import json
 import os
-
-try:
-    import ujson as json
-except ImportError:  # CPython
-    import json
 
 import ocppj
 

@@ -8,34 +8,28 @@
 #   CALL       [2, "<id>", "<Action>", {payload}]
 #   CALLRESULT [3, "<id>", {payload}]
 #   CALLERROR  [4, "<id>", "<errorCode>", "<errorDescription>", {errorDetails}]
-try:
-    import ujson as json
-    from micropython import const
-except ImportError:  # CPython
-    import json
+#
+# It imports nothing of the firmware's own (not even compat: plain ints, no const()), because the
+# gateway's tools import it too, as picocharge.firmware.ocppj.
+import json
 
-    def const(x):
-        return x
-
-CALL = const(2)
-CALLRESULT = const(3)
-CALLERROR = const(4)
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
 
 # OCPP-J 1.6 error codes (section 4.2.3 of the OCPP-J specification)
 NOT_IMPLEMENTED = "NotImplemented"
 NOT_SUPPORTED = "NotSupported"
 INTERNAL_ERROR = "InternalError"
 PROTOCOL_ERROR = "ProtocolError"
-SECURITY_ERROR = "SecurityError"
 FORMATION_VIOLATION = "FormationViolation"
 PROPERTY_CONSTRAINT = "PropertyConstraintViolation"
 OCCURENCE_CONSTRAINT = "OccurenceConstraintViolation"  # sic, as the specification spells it
 TYPE_CONSTRAINT = "TypeConstraintViolation"
-GENERIC_ERROR = "GenericError"
 
 # The id used in a CALLERROR when a frame is too broken to carry a usable message id.
 UNKNOWN_ID = "-1"
-_MAX_ID = const(36)  # OCPP-J: a unique id is at most 36 characters
+_MAX_ID = 36  # OCPP-J: a unique id is at most 36 characters
 
 
 class FrameError(ValueError):
@@ -90,26 +84,29 @@ def call(mid, action, payload):
     return json.dumps([CALL, mid, action, payload])
 
 
-def call_raw(mid, action, body, tx_id=None, room=0):
-    """A CALL frame (bytearray) around a payload already in JSON (bytes or memoryview, as
-    journalled), with "transactionId" put in front when given: no decode/re-encode of the
-    payload, and one allocation of the frame's size, `room` free bytes in front (where the
-    WebSocket layer puts its header: ws.HEADROOM)."""
+def call_frame(mid, action, size, tx_id=None, room=0, into=None):
+    """The buffer of a CALL frame around a payload of `size` bytes already in JSON (as
+    journalled), with "transactionId" put in front when given, `room` free bytes in front
+    (where the WebSocket layer puts its header: ws.HEADROOM): (buf, at, skip), the payload
+    from its byte `skip` on goes to buf[at:-1]. No decode/re-encode of the payload: the
+    journal reads it from flash straight into place. The buffer is a memoryview of `into`
+    (a bytearray kept for this) when the frame fits in it, else a new bytearray."""
     head = '[2, "%s", "%s", ' % (mid, action)
+    skip = 0
     if tx_id is not None:
-        if len(body) == 2:  # {}
+        if size == 2:  # {}
             head += '{"transactionId": %d}' % tx_id
-            body = b""
+            skip = 2
         else:
             head += '{"transactionId": %d, ' % tx_id
-            body = memoryview(body)[1:]  # without its "{"
+            skip = 1  # its "{"
     head = head.encode()
-    n = room + len(head)
-    buf = bytearray(n + len(body) + 1)
-    buf[room:n] = head
-    buf[n:-1] = body
+    at = room + len(head)
+    n = at + size - skip + 1
+    buf = memoryview(into)[:n] if into and len(into) >= n else bytearray(n)
+    buf[room:at] = head
     buf[-1] = 0x5D  # ]
-    return buf
+    return buf, at, skip
 
 
 def result(mid, payload):
@@ -134,32 +131,12 @@ class Ids:
         return "%s-%d" % (self.prefix, n)
 
 
-# --- incoming CALL payloads: the constraints of the OCPP 1.6 JSON schemas we rely on -------
-# field: (name, kind, required, arg). kind: "s" string of at most `arg` characters, "i" integer,
-# "e" one of the strings in `arg`, "l" list of strings of at most `arg` characters, "o" object.
-_TRIGGERS = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
-             "Heartbeat", "MeterValues", "StatusNotification")
-INCOMING = {
-    "RemoteStartTransaction": (("connectorId", "i", False, None), ("idTag", "s", True, 20),
-                               ("chargingProfile", "o", False, None)),
-    "RemoteStopTransaction": (("transactionId", "i", True, None),),
-    "Reset": (("type", "e", True, ("Hard", "Soft")),),
-    "ChangeAvailability": (("connectorId", "i", True, None),
-                           ("type", "e", True, ("Inoperative", "Operative"))),
-    "GetConfiguration": (("key", "l", False, 50),),
-    "ChangeConfiguration": (("key", "s", True, 50), ("value", "s", True, 500)),
-    "TriggerMessage": (("requestedMessage", "e", True, _TRIGGERS), ("connectorId", "i", False, None)),
-    "ClearCache": (),
-    "UnlockConnector": (("connectorId", "i", True, None),),
-    "DataTransfer": (("vendorId", "s", True, 255), ("messageId", "s", False, 50),
-                     ("data", "s", False, None)),
-}
+# --- incoming CALL payloads -----------------------------------------------------------------
 
-
-def check_payload(action, payload, mid=UNKNOWN_ID):
+def check_payload(action, spec, payload, mid=UNKNOWN_ID):
     """Raise FrameError (ProtocolError / TypeConstraintViolation / PropertyConstraintViolation /
-    FormationViolation) if `payload` breaks the OCPP 1.6 schema of incoming `action`."""
-    spec = INCOMING[action]
+    FormationViolation) if `payload` breaks `spec`, the constraints of the OCPP 1.6 schema of
+    incoming `action` we rely on: its fields, as in ocpp_calls.CALLS."""
     for k in payload:
         for f in spec:
             if f[0] == k:
@@ -280,7 +257,7 @@ MEASURANDS = {
 }
 DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
 DEFAULT_ALIGNED = "Energy.Active.Import.Register,Temperature"  # MeterValuesAlignedData
-_DAY_MS = const(86400000)
+_DAY_MS = 86400000
 
 
 def next_aligned(t, iv):

@@ -1,14 +1,5 @@
 # Shared station state: one object every task reads and updates (no I/O here).
-try:
-    from time import ticks_ms, ticks_diff
-except ImportError:  # CPython
-    import time as _t
-
-    def ticks_ms():
-        return int(_t.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
+from compat import ticks_ms, ticks_diff
 
 
 class State:
@@ -33,7 +24,6 @@ class State:
         self.charge_wanted = False
         self.available = True      # ChangeAvailability
         # links: "up" / "down" / "off" (not configured)
-        self.wifi = False
         self.ip = ""
         self.links = {"wifi": "down", "ocpp": "off", "mqtt": "off", "thingspeak": "off"}
         self.counters = {"ts_sent": 0, "ts_fail": 0, "mqtt_sent": 0, "mqtt_fail": 0}

@@ -1,9 +1,9 @@
 # Wi-Fi link: connect with a timeout, exponential backoff with jitter between tries,
 # notice drops and reconnect. Sets/clears ctx.wifi_up for the tasks that need the network.
 import asyncio
-from time import ticks_ms, ticks_diff
 
 import log
+from compat import ticks_ms, ticks_diff
 from reconnect import Backoff
 
 _L = log.get("wifi")
@@ -28,7 +28,6 @@ async def run(ctx):
             await asyncio.sleep(wait)
             continue
         back.reset()
-        st.wifi = True
         st.ip = b.ip()
         st.links["wifi"] = "up"
         ctx.wifi_up.set()
@@ -42,7 +41,6 @@ async def run(ctx):
                         "(wifi.ntp_host); trying again at the next connection", c["ntp_host"])
         while b.wifi_connected():
             await asyncio.sleep_ms(500)
-        st.wifi = False
         st.ip = ""
         st.links["wifi"] = "down"
         ctx.wifi_up.clear()

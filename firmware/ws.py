@@ -1,30 +1,14 @@
 # A small WebSocket client (RFC 6455) over asyncio streams, for OCPP-J on a Pico W.
 #
-# Client handshake with a required subprotocol (a server that does not agree is refused),
-# masked client frames, ping/pong, the close handshake, fragmented messages, 16- and 64-bit
+# Client handshake with a required subprotocol (a server that does not agree is refused; in
+# ws_open.py, loaded only while connecting), masked client frames, ping/pong, the close handshake, fragmented messages, 16- and 64-bit
 # lengths, a message size limit (close 1009 and WsError), ws:// and wss://, HTTP Basic auth.
 # Errors: WsError (protocol, handshake), WsClosed (orderly close), OSError (network).
 import asyncio
+import sys
+from os import urandom
 
-try:
-    from micropython import const
-    from os import urandom
-    from time import ticks_ms, ticks_diff
-except ImportError:  # CPython
-    from os import urandom
-    import time as _t
-
-    def const(x):
-        return x
-
-    def ticks_ms():
-        return int(_t.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-from binascii import b2a_base64
-from hashlib import sha1
+from compat import const, ticks_ms
 
 OP_CONT = const(0)
 OP_TEXT = const(1)
@@ -38,8 +22,6 @@ CLOSE_PROTOCOL = const(1002)
 CLOSE_BAD_DATA = const(1007)
 CLOSE_TOO_BIG = const(1009)
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_MAX_HEADER_LINE = const(1024)
 _MAX_FRAGMENTS = const(64)  # many tiny fragments would cost far more heap than their bytes
 
 
@@ -54,45 +36,6 @@ class WsClosed(OSError):
         super().__init__("closed by peer: %d %s" % (code, reason))
         self.code = code
         self.reason = reason
-
-
-def b64(data):
-    return b2a_base64(data)[:-1]
-
-
-def accept_key(key):
-    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (both bytes)."""
-    return b64(sha1(key + _GUID).digest())
-
-
-def split_url(url):
-    """(secure, host, port, path) of a ws:// or wss:// URL; ValueError otherwise."""
-    if url.startswith("wss://"):
-        secure, rest, port = True, url[6:], 443
-    elif url.startswith("ws://"):
-        secure, rest, port = False, url[5:], 80
-    else:
-        raise ValueError("not a ws:// or wss:// URL: %r" % url)
-    host, sep, path = rest.partition("/")
-    if ":" in host:
-        host, p = host.rsplit(":", 1)
-        try:
-            port = int(p)
-        except ValueError:
-            raise ValueError("bad port in URL: %r" % url)
-    if not host:
-        raise ValueError("no host in URL: %r" % url)
-    return secure, host, port, "/" + path
-
-
-def handshake_request(host, port, path, key, protocol, auth=None):
-    """The client's HTTP upgrade request (bytes). `auth` = (user, password) for Basic."""
-    h = "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
-        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n" % (
-            path, host, port, key.decode(), protocol)
-    if auth:
-        h += "Authorization: Basic %s\r\n" % b64(("%s:%s" % auth).encode()).decode()
-    return (h + "\r\n").encode()
 
 
 def mask_into(buf, start, data, mask):
@@ -148,12 +91,6 @@ def with_room(data):
     return buf
 
 
-def encode_frame(opcode, data, mask, fin=True):
-    """A client frame (always masked) of data, as a memoryview of one bytearray."""
-    buf = with_room(data)
-    return memoryview(buf)[prepare(buf, opcode, mask, fin):]
-
-
 class WebSocket:
     """An open client connection. recv() returns str (text) or bytes (binary) messages and
     answers pings; send() sends text. One reader and any number of writers (each frame is
@@ -164,19 +101,18 @@ class WebSocket:
         self.w = writer
         self.max_size = max_size
         self.closed = False
-        self.last_rx = ticks_ms()   # any frame from the peer
-        self.last_pong = ticks_ms()
+        self.last_rx = ticks_ms()   # any frame from the peer (a pong too)
         self._hdr = bytearray(8)    # preallocated for frame headers and close payloads
         self._hmv = memoryview(self._hdr)
 
     async def _write(self, opcode, data):
-        """Send one frame, in one write. A bytearray is a prepared buffer (HEADROOM free
-        bytes, then the payload: ocppj.call_raw(room=HEADROOM)) that becomes the frame in
-        place, so a big frame is not copied: on a fragmented heap that copy is the
-        allocation that fails. Anything else is copied into one."""
+        """Send one frame, in one write. A bytearray (or a memoryview of one) is a prepared
+        buffer (HEADROOM free bytes, then the payload: ocppj.call_frame(room=HEADROOM)) that
+        becomes the frame in place, so a big frame is not copied: on a fragmented heap that
+        copy is the allocation that fails. Anything else is copied into one."""
         if self.closed:
             raise WsError("connection is closed")
-        if not isinstance(data, bytearray):
+        if not isinstance(data, (bytearray, memoryview)):
             data = with_room(data)
         at = prepare(data, opcode, urandom(4))
         self.w.write(memoryview(data)[at:] if at else data)
@@ -202,7 +138,7 @@ class WebSocket:
     async def abort(self):
         """Drop the connection at once (no close handshake)."""
         self.closed = True
-        await _drop(self.w)
+        await drop(self.w)
 
     async def _fail(self, code, why):
         await self.close(code, why[:60])
@@ -280,8 +216,7 @@ class WebSocket:
             if op == OP_PING:
                 await self._write(OP_PONG, data)
                 continue
-            if op == OP_PONG:
-                self.last_pong = self.last_rx
+            if op == OP_PONG:  # last_rx is all the keepalive needs
                 continue
             if op == OP_CLOSE:
                 code = (data[0] << 8 | data[1]) if len(data) >= 2 else 1005
@@ -328,7 +263,7 @@ class WebSocket:
             await self._fail(CLOSE_BAD_DATA, "text message is not valid UTF-8")
 
 
-async def _drop(writer):
+async def drop(writer):
     # close() then wait_closed(): on MicroPython close() only marks the stream and
     # wait_closed() closes the socket; on CPython wait_closed() waits for the transport.
     try:
@@ -338,73 +273,14 @@ async def _drop(writer):
         pass
 
 
-async def _read_line(reader):
-    line = await reader.readline()
-    if len(line) > _MAX_HEADER_LINE:
-        raise WsError("handshake header line too long")
-    if not line:
-        raise OSError("connection closed during the handshake")
-    return line
-
-
-async def _connect(url, protocol, auth, max_size, ca):
-    secure, host, port, path = split_url(url)
-    kw = {}
-    if secure:
-        import log
-        import tlsca  # ssl only for wss://: it costs heap
-
-        # verified against ocpp.ca_cert: OCPP security profile 2; without it, encrypted only
-        kw["ssl"] = tlsca.client("ocpp.ca_cert", ca, log.get("ocpp"))
-        kw["server_hostname"] = host  # SNI, and the name the certificate must carry
-    reader, writer = await asyncio.open_connection(host, port, **kw)
-    try:
-        key = b64(urandom(16))
-        writer.write(handshake_request(host, port, path, key, protocol, auth))
-        await writer.drain()
-        status = await _read_line(reader)
-        parts = status.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-            raise WsError("not an HTTP answer to the WebSocket handshake: %r" % status[:40])
-        code = parts[1]
-        got_proto = None
-        got_accept = None
-        upgrade = False
-        while True:
-            line = await _read_line(reader)
-            if line in (b"\r\n", b"\n"):
-                break
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            value = value.strip()
-            if name == b"sec-websocket-protocol":
-                got_proto = value.decode()
-            elif name == b"sec-websocket-accept":
-                got_accept = value
-            elif name == b"upgrade":
-                upgrade = value.lower() == b"websocket"
-        if code == b"401" or code == b"403":
-            raise WsError("central system refused the credentials (HTTP %s): check ocpp.password "
-                          "and the station id" % code.decode())
-        if code != b"101":
-            raise WsError("central system answered HTTP %s instead of 101 (check ocpp.url)" % code.decode())
-        if not upgrade or got_accept != accept_key(key):
-            raise WsError("bad WebSocket handshake answer (Upgrade/Sec-WebSocket-Accept)")
-        if got_proto != protocol:
-            raise WsError("central system did not agree to subprotocol %s (answered %r)" % (protocol, got_proto))
-    except BaseException as e:
-        await _drop(writer)
-        if secure and ca and isinstance(e, ValueError):
-            # mbedtls refused the certificate in the handshake, before the first byte of the
-            # upgrade request (and its Authorization header) went out
-            import tlsca
-            raise WsError(tlsca.refused("ocpp.ca_cert", e))
-        raise
-    return WebSocket(reader, writer, max_size)
-
-
 async def connect(url, protocol="ocpp1.6", auth=None, timeout_s=30, max_size=8192, ca=None):
     """Open a WebSocket to `url` agreeing on `protocol`. Raises OSError/WsError/TimeoutError.
     ca: for wss://, the path of the CA file the server's certificate must chain to ("" = not
     verified, with a warning; None = ocpp.ca_cert of config.json)."""
-    return await asyncio.wait_for(_connect(url, protocol, auth, max_size, ca), timeout_s)
+    import ws_open  # the opening handshake, dropped again once it is done: see ws_open.py
+
+    try:
+        reader, writer = await asyncio.wait_for(ws_open.handshake(url, protocol, auth, ca), timeout_s)
+    finally:
+        sys.modules.pop("ws_open", None)
+    return WebSocket(reader, writer, max_size)

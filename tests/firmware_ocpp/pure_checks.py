@@ -10,10 +10,33 @@ try:
 except ImportError:
     import json
 
+import connector
 import journal
+import ocpp_calls
 import ocpp_keys
 import ocppj
+import state
 import ws
+import ws_open
+
+
+def payload_check(action, payload, mid):
+    """ocppj.check_payload against the constraints of `action` in the station's table."""
+    ocppj.check_payload(action, ocpp_calls.CALLS[action][1], payload, mid)
+
+
+def encode_frame(opcode, data, mask, fin=True):
+    """A client frame (always masked) of data, as the firmware sends one: ws.with_room, then
+    ws.prepare in place."""
+    buf = ws.with_room(data)
+    return memoryview(buf)[ws.prepare(buf, opcode, mask, fin):]
+
+
+def call_raw(mid, action, body, tx_id=None, room=0):
+    """The CALL frame ocppj.call_frame makes around a journalled payload (bytes), filled."""
+    buf, at, skip = ocppj.call_frame(mid, action, len(body), tx_id, room)
+    buf[at:-1] = memoryview(body)[skip:]
+    return buf
 
 
 def raises(exc, fn, *args):
@@ -62,16 +85,16 @@ def check_build__exact_frames():
     assert ocppj.error("1", "NotImplemented", "x") == '[4, "1", "NotImplemented", "x", {}]'
     # journalled payloads go out as written, the transaction id put in front when known
     body = b'{"connectorId": 1, "meterValue": []}'
-    assert bytes(ocppj.call_raw("m-7", "MeterValues", body)) == b'[2, "m-7", "MeterValues", ' + body + b']'
-    got = ocppj.call_raw("m-7", "MeterValues", memoryview(b"|" + body + b"\n")[1:-1], 9)
+    assert bytes(call_raw("m-7", "MeterValues", body)) == b'[2, "m-7", "MeterValues", ' + body + b']'
+    got = call_raw("m-7", "MeterValues", memoryview(b"|" + body + b"\n")[1:-1], 9)
     assert bytes(got) == b'[2, "m-7", "MeterValues", {"transactionId": 9, "connectorId": 1, "meterValue": []}]', got
-    got = ocppj.call_raw("m-7", "MeterValues", body, 1001)
+    got = call_raw("m-7", "MeterValues", body, 1001)
     assert bytes(got) == b'[2, "m-7", "MeterValues", {"transactionId": 1001, "connectorId": 1, "meterValue": []}]', got
     assert json.loads(bytes(got).decode())[3] == {"transactionId": 1001, "connectorId": 1, "meterValue": []}
-    assert ocppj.call_raw("m-8", "StopTransaction", b"{}", 5) == b'[2, "m-8", "StopTransaction", {"transactionId": 5}]'
+    assert call_raw("m-8", "StopTransaction", b"{}", 5) == b'[2, "m-8", "StopTransaction", {"transactionId": 5}]'
     # with room in front for the WebSocket header: the same frame after it
-    got = ocppj.call_raw("m-7", "MeterValues", body, 1001, ws.HEADROOM)
-    assert len(got) == ws.HEADROOM + 86 and bytes(got[ws.HEADROOM:]) == bytes(ocppj.call_raw(
+    got = call_raw("m-7", "MeterValues", body, 1001, ws.HEADROOM)
+    assert len(got) == ws.HEADROOM + 86 and bytes(got[ws.HEADROOM:]) == bytes(call_raw(
         "m-7", "MeterValues", body, 1001)), got
     ids = ocppj.Ids("ab12", 5)
     assert (ids.next(), ids.next()) == ("ab12-5", "ab12-6")
@@ -86,7 +109,7 @@ def check_payload__valid_and_invalid_pairs():
           ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1}),
           ("DataTransfer", {"vendorId": "acme", "data": "x"})]
     for action, p in ok:
-        ocppj.check_payload(action, p, "m")
+        payload_check(action, p, "m")
     bad = [("RemoteStartTransaction", {}, "ProtocolError"),
            ("RemoteStartTransaction", {"idTag": 5}, "TypeConstraintViolation"),
            ("RemoteStartTransaction", {"idTag": "x" * 21}, "PropertyConstraintViolation"),
@@ -102,7 +125,7 @@ def check_payload__valid_and_invalid_pairs():
            ("TriggerMessage", {"requestedMessage": "Coffee"}, "PropertyConstraintViolation"),
            ("ChangeAvailability", {"connectorId": 1, "type": "Off"}, "PropertyConstraintViolation")]
     for action, p, code in bad:
-        e = raises(ocppj.FrameError, ocppj.check_payload, action, p, "m")
+        e = raises(ocppj.FrameError, payload_check, action, p, "m")
         assert (e.code, e.msg_id) == (code, "m"), (action, p, e.code)
 
 
@@ -145,8 +168,8 @@ def check_fuzz__parser_and_payload_checks_only_raise_frame_error():
                 text = text[:rng.next(len(text) + 1)]
         try:
             t, mid, action, payload = ocppj.parse(text)
-            if t == ocppj.CALL and action in ocppj.INCOMING:
-                ocppj.check_payload(action, payload, mid)
+            if t == ocppj.CALL and action in ocpp_calls.CALLS:
+                payload_check(action, payload, mid)
                 n_calls += 1
         except ocppj.FrameError as e:
             assert e.code in ("FormationViolation", "ProtocolError", "TypeConstraintViolation",
@@ -360,34 +383,122 @@ def check_journal__compaction_keeps_what_is_needed():
     assert j.first()[2] == "m11"
 
 
+def check_journal__first_reads_the_call_frame_from_flash_in_place():
+    # what the charge point sends: the journalled payload read straight into its CALL frame,
+    # the transaction id put in, room for the WebSocket header in front
+    j = journal.Journal("f.log").load()
+    ref = j.open_tx({"tag": "T"})
+    s1 = j.add(journal.K_METER, "m-1", "MeterValues", {"connectorId": 1, "meterValue": []}, ref)
+    j.add(journal.K_STOP, "m-2", "StopTransaction", {}, ref)
+    seq, kind, mid, action, frame, txref = j.first(ocppj.call_frame, 1001, ws.HEADROOM)
+    assert (seq, kind, mid, action, txref) == (s1, journal.K_METER, "m-1", "MeterValues", ref)
+    got = bytes(frame[ws.HEADROOM:])
+    assert got.startswith(b'[2, "m-1", "MeterValues", {"transactionId": 1001, "') and json.loads(
+        got.decode()) == [2, "m-1", "MeterValues", {"transactionId": 1001, "connectorId": 1,
+                                                    "meterValue": []}], frame
+    j.done(s1)
+    frame = j.first(ocppj.call_frame, 7)[4]
+    assert bytes(frame) == b'[2, "m-2", "StopTransaction", {"transactionId": 7}]', frame
+    frame = j.first(ocppj.call_frame)[4]
+    assert bytes(frame) == b'[2, "m-2", "StopTransaction", {}]', frame
+    # in the buffer kept for it when the frame fits, in a new one when not
+    keep = bytearray(80)
+    frame = j.first(ocppj.call_frame, 7, ws.HEADROOM, keep)[4]
+    assert isinstance(frame, memoryview) and bytes(frame[ws.HEADROOM:]) == bytes(keep[ws.HEADROOM:len(frame)]) \
+        == b'[2, "m-2", "StopTransaction", {"transactionId": 7}]', bytes(keep)
+    at = ws.prepare(frame, ws.OP_TEXT, b"\x00\x00\x00\x00")  # the WebSocket frame, in place
+    assert (keep[at], keep[at + 1]) == (0x81, 0x80 | (len(frame) - ws.HEADROOM)), bytes(keep)
+    frame = j.first(ocppj.call_frame, 7, ws.HEADROOM, bytearray(40))[4]
+    assert isinstance(frame, bytearray) and bytes(frame[ws.HEADROOM:]) == \
+        b'[2, "m-2", "StopTransaction", {"transactionId": 7}]', frame
+
+
+# --- connector: the status state machine ----------------------------------------------------
+
+def check_connector__status_follows_the_transaction_relay_and_current():
+    st = state.State()
+    c = connector.Connector(st)
+    assert (c.status(0), c.status(1)) == (("Available", "NoError"), ("Available", "NoError"))
+    assert c.free()
+    c.preparing = True
+    assert c.status(1) == ("Preparing", "NoError") and not c.free()
+    c.preparing = False
+    st.readings_seq = 10
+    c.started({"ref": 1})
+    assert c.status(1) == ("SuspendedEVSE", "NoError") and not c.free()  # relay not closed yet
+    st.relay = True
+    assert c.update(True) == "Charging"
+    st.readings_seq = 11  # the EV gets one sample to start drawing
+    st.current_a = 0.1
+    assert c.update(True) == "Charging"
+    st.readings_seq = 12
+    assert c.update(True) == "SuspendedEV"
+    st.current_a = 16.0
+    assert c.update(True) == "Charging"
+    st.fault = "HighTemperature"
+    assert c.status(1) == ("Faulted", "HighTemperature") and c.status(0) == ("Available", "NoError")
+    st.fault = None
+    st.relay = False
+    c.stopped()
+    assert c.tx is None and c.update(True) == "Finishing"
+    c.sent(0, "Finishing")
+    assert c.update(True) == "Finishing"
+    c.sent(1, "Finishing")  # the central system has seen it
+    assert c.update(True) == "Available" and c.free()
+    c.stopped()
+    assert c.update(False) == "Available", "offline, Finishing ends at once"
+
+
+def check_connector__availability_and_a_relay_that_recloses():
+    st = state.State()
+    c = connector.Connector(st)
+    st.available = False
+    assert c.status(0) == ("Unavailable", "NoError") and c.update(True) == "Unavailable"
+    assert not c.free()
+    st.available = True
+    st.readings_seq = 5
+    st.relay = True
+    c.started({"ref": 2})
+    assert c.update(True) == "Charging"  # the relay closed at sample 5
+    st.current_a = 0.0
+    st.readings_seq = 20
+    assert c.update(True) == "SuspendedEV"
+    st.relay = False  # opened (a fault), then closed again: the EV gets a sample once more
+    assert c.update(True) == "SuspendedEVSE"
+    st.relay = True
+    assert c.update(True) == "Charging"
+    st.readings_seq = 22
+    assert c.update(True) == "SuspendedEV"
+
+
 # --- ws: framing and handshake --------------------------------------------------------------
 
 def check_ws__accept_key_rfc6455_example_and_handshake_bytes():
-    assert ws.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-    req = ws.handshake_request("cs.example", 9000, "/ocpp/CP-1", b"dGhlIHNhbXBsZSBub25jZQ==",
+    assert ws_open.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    req = ws_open.handshake_request("cs.example", 9000, "/ocpp/CP-1", b"dGhlIHNhbXBsZSBub25jZQ==",
                                "ocpp1.6", ("CP-1", "s3cret"))
     assert req == (b"GET /ocpp/CP-1 HTTP/1.1\r\nHost: cs.example:9000\r\nUpgrade: websocket\r\n"
                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
                    b"Authorization: Basic Q1AtMTpzM2NyZXQ=\r\n\r\n"), req
-    assert ws.split_url("wss://h/a/b") == (True, "h", 443, "/a/b")
-    assert ws.split_url("ws://h:81") == (False, "h", 81, "/")
+    assert ws_open.split_url("wss://h/a/b") == (True, "h", 443, "/a/b")
+    assert ws_open.split_url("ws://h:81") == (False, "h", 81, "/")
     for bad in ("http://h/", "ws://:80/", "ws://h:x/"):
-        raises(ValueError, ws.split_url, bad)
+        raises(ValueError, ws_open.split_url, bad)
 
 
 def check_ws__frames_masked_with_7_16_64_bit_lengths():
     mask = b"\x01\x02\x03\x04"
-    f = ws.encode_frame(ws.OP_TEXT, b"Hello", mask)
+    f = encode_frame(ws.OP_TEXT, b"Hello", mask)
     assert bytes(f) == b"\x81\x85\x01\x02\x03\x04" + bytes(c ^ mask[i % 4] for i, c in enumerate(b"Hello")), f
     for n, head in ((125, b"\x81\xfd"), (126, b"\x81\xfe\x00\x7e"), (65535, b"\x81\xfe\xff\xff"),
                     (65536, b"\x81\xff\x00\x00\x00\x00\x00\x01\x00\x00")):
         data = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
-        f = ws.encode_frame(ws.OP_TEXT, data, mask)
+        f = encode_frame(ws.OP_TEXT, data, mask)
         assert bytes(f[:len(head)]) == head and len(f) == len(head) + 4 + n, (n, bytes(f[:12]))
         body = f[len(head) + 4:]
         assert bytes(body[i] ^ mask[i % 4] for i in range(0, n, 97)) == bytes(data[i] for i in range(0, n, 97)), n
-    f = ws.encode_frame(ws.OP_PING, b"", mask, fin=True)
+    f = encode_frame(ws.OP_PING, b"", mask, fin=True)
     assert bytes(f) == b"\x89\x80\x01\x02\x03\x04"
     # a prepared buffer (call_raw with HEADROOM) becomes the frame in place; a str goes out
     # as its UTF-8 bytes
@@ -397,7 +508,7 @@ def check_ws__frames_masked_with_7_16_64_bit_lengths():
         c ^ mask[i % 4] for i, c in enumerate(b"Hello")), buf
     buf = bytearray(ws.HEADROOM + 300)
     assert ws.prepare(buf, ws.OP_TEXT, mask) == ws.HEADROOM - 8 and bytes(buf[6:12]) == b"\x81\xfe\x01\x2c\x01\x02"
-    assert bytes(ws.encode_frame(ws.OP_TEXT, "h\u00e9", mask)) == bytes(ws.encode_frame(ws.OP_TEXT, b"h\xc3\xa9", mask))
+    assert bytes(encode_frame(ws.OP_TEXT, "h\u00e9", mask)) == bytes(encode_frame(ws.OP_TEXT, b"h\xc3\xa9", mask))
 
 
 CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]

@@ -1,0 +1,140 @@
+# Transactions and their messages: start (Authorize, StartTransaction), periodic MeterValues,
+# stop, and the journal's delivery (oldest first, one CALL at a
+# time, each removed once answered, retried per TransactionMessageAttempts/RetryInterval).
+# Every message is journalled on flash before it is sent (journal.py): nothing is lost across
+# link drops and power cuts. Functions of the charge point (chargepoint.ChargePoint).
+import gc
+
+import log
+import ocppj
+import ws
+from compat import ticks_ms, ticks_diff, ticks_add
+from journal import K_METER, K_START, K_STOP
+from ocpp_link import CallError, CallTimeout
+
+L = log.get("ocpp")
+
+
+async def start(cp, id_tag, authorize):
+    conn = cp.conn
+    conn.preparing = True
+    cp.st.status = "Preparing"
+    try:
+        await _start(cp, id_tag, authorize)
+    finally:
+        conn.preparing = False  # started, refused, or the link died on the way
+
+
+async def _start(cp, id_tag, authorize):
+    st = cp.st
+    if cp.online():
+        await cp.send_status()
+    if authorize:
+        ok = None
+        if cp.online():
+            try:
+                res = await cp.link.call("Authorize", {"idTag": id_tag})
+                ok = res.get("idTagInfo", {}).get("status")
+            except (CallError, CallTimeout) as e:
+                L.warn("Authorize failed (%s): deciding offline", e)
+        if ok is None:
+            ok = "Accepted" if cp.keys["LocalAuthorizeOffline"] else "Invalid"
+        if ok != "Accepted":
+            L.warn("idTag not authorized (%s): no transaction", ok)
+            return
+    ts = cp.stamp()
+    meter = int(st.energy_wh or 0.0)
+    begin = ocppj.meter_value(ts, st.reading(), cp.keys.measurands("StopTxnSampledData"),
+                              "Transaction.Begin")
+    info = {"tag": id_tag, "ms": meter, "b": begin}
+    ref = cp.journal.open_tx(info)
+    cp.journal.add(K_START, cp.ids.next(), "StartTransaction",
+                   ocppj.start_transaction(1, id_tag, meter, ts), ref)
+    info["ref"] = ref
+    cp.conn.started(info)
+    st.charge_wanted = True
+    st.apply_relay(cp.board)
+    cp.mv_due = ticks_add(ticks_ms(), cp.keys["MeterValueSampleInterval"] * 1000)
+    L.info("transaction (local #%d) started for %s at %d Wh", ref, id_tag, meter)
+
+
+def stop(cp, reason, tx=None):
+    st = cp.st
+    conn = cp.conn
+    tx = tx or conn.tx
+    ts = cp.stamp()
+    meter = int(st.energy_wh or 0.0)
+    if meter < tx["ms"]:
+        meter = tx["ms"]
+    end = ocppj.meter_value(ts, st.reading(), cp.keys.measurands("StopTxnSampledData"),
+                            "Transaction.End")
+    data = [tx["b"], end] if tx.get("b") else [end]
+    p = ocppj.stop_transaction(0, tx["tag"], meter, ts, reason, data)
+    del p["transactionId"]  # not known yet, maybe: put in when sent
+    cp.journal.add(K_STOP, cp.ids.next(), "StopTransaction", p, tx["ref"])
+    cp.journal.close_tx(tx["ref"])
+    L.info("transaction (local #%d) stopped: %s at %d Wh", tx["ref"], reason, meter)
+    if tx is conn.tx:
+        conn.stopped()
+        st.charge_wanted = False
+        st.apply_relay(cp.board)
+
+
+def sample(cp):
+    """MeterValueSampleInterval: a periodic MeterValues of the running transaction, journalled."""
+    iv = cp.keys["MeterValueSampleInterval"]
+    now = ticks_ms()
+    if iv <= 0 or ticks_diff(now, cp.mv_due) < 0:
+        return
+    cp.mv_due = ticks_add(cp.mv_due, iv * 1000)
+    if ticks_diff(now, cp.mv_due) >= 0:  # fell behind (e.g. a long call): skip ahead
+        cp.mv_due = ticks_add(now, iv * 1000)
+    mv = ocppj.meter_value(cp.stamp(), cp.st.reading(), cp.keys.measurands(), "Sample.Periodic")
+    cp.journal.add(K_METER, cp.ids.next(), "MeterValues", ocppj.meter_values(1, None, [mv]),
+                   cp.conn.tx["ref"])
+
+
+async def flush(cp):
+    """Send the journal, oldest first, one CALL at a time; each removed once answered."""
+    j = cp.journal
+    link = cp.link
+    while j.pending and link.dead is None:
+        if ticks_diff(cp.retry_at, ticks_ms()) > 0:
+            return
+        seq, _, _, kind, ref = j.pending[0]
+        tx_id = None
+        if kind != K_START:
+            tx_id = j.txid(ref)
+            if tx_id is None:
+                L.error("dropping %s #%d: its StartTransaction was never accepted", j.first()[3], seq)
+                j.done(seq)
+                continue
+        _, _, mid, action, frame, _ = j.first(ocppj.call_frame, tx_id, ws.HEADROOM, link.buf)
+        try:
+            res = await link.send_call(action, mid, frame)
+        except (CallError, CallTimeout) as e:
+            cp.attempts += 1
+            if cp.attempts >= cp.keys["TransactionMessageAttempts"]:
+                L.error("giving up %s #%d after %d attempts: %s", action, seq, cp.attempts, e)
+                j.done(seq)
+                cp.attempts = 0
+                continue
+            wait = cp.keys["TransactionMessageRetryInterval"] * cp.attempts
+            L.warn("%s #%d failed (%s): retry in %ds", action, seq, e, wait)
+            cp.retry_at = ticks_add(ticks_ms(), wait * 1000)
+            return
+        cp.attempts = 0
+        if kind == K_START:
+            tx_id = res.get("transactionId")
+            if type(tx_id) is not int:
+                tx_id = 0
+            j.set_txid(ref, tx_id)
+            tag = res.get("idTagInfo", {}).get("status")
+            L.info("transaction (local #%d) has id %d (idTag %s)", ref, tx_id, tag)
+            tx = cp.conn.tx
+            if tag != "Accepted" and tx and tx["ref"] == ref and cp.keys["StopTransactionOnInvalidId"]:
+                stop(cp, "DeAuthorized")
+        j.done(seq)
+        if kind == K_STOP:
+            L.info("transaction %s closed at the central system", j.txid(ref))
+    gc.collect()

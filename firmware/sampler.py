@@ -1,0 +1,94 @@
+# The sample task: DHT11, mains (RMS over whole cycles), chip temperature, the energy register
+# (saved to flash), and safety first: over-temperature or a dead DHT11 opens the relay at once.
+import asyncio
+import gc
+import json
+import os
+from array import array
+
+import log
+import mains
+import overtemp
+from dht11 import Dht11
+
+_L = log.get("app")
+METER_FILE = "meter.json"
+
+
+
+def load_energy():
+    try:
+        with open(METER_FILE) as f:
+            return float(json.load(f)["energy_wh"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def save_energy(wh):
+    # atomic: a power cut leaves either the old or the new register, never a torn file
+    with open(METER_FILE + ".tmp", "w") as f:
+        json.dump({"energy_wh": wh}, f)
+    os.rename(METER_FILE + ".tmp", METER_FILE)
+
+
+async def run(ctx):
+    """Read DHT11, mains (RMS over whole cycles), chip temperature; integrate energy."""
+    b = ctx.board
+    st = ctx.state
+    s = ctx.cfg["sensors"]
+    n, rate = mains.burst_geometry(s["mains_hz"], s["cycles"], s["samples_per_cycle"])
+    buf_i = array("H", bytearray(2 * n))  # preallocated once, reused every burst
+    buf_v = array("H", bytearray(2 * n))
+    dht = Dht11(b, s["dht_retries"])
+    meter = mains.EnergyMeter(load_energy())
+    st.energy_wh = meter.wh
+    saved_wh = meter.wh
+    sf = ctx.cfg["safety"]
+    over = overtemp.OverTemp(sf["max_temp_c"], sf["hysteresis_c"], sf["dht_dead_cycles"])
+    free_charge = not ctx.cfg["ocpp"]["url"]
+    L = log.get("meter")
+    while True:
+        try:
+            th = await dht.read()
+            if th:
+                st.temp_c, st.humidity = th
+            if over.read_cycle(th is not None):
+                # a dead DHT11's last reading is stale: report nothing rather than a lie
+                st.temp_c = st.humidity = None
+            st.dht_errors = dht.errors
+            b.adc_burst(buf_i, buf_v, rate)
+            irms, vrms, p = mains.analyse(buf_i, buf_v, n, s["current_scale"], s["voltage_scale"],
+                                          s["current_offset"], s["voltage_offset"])
+            st.current_a = round(irms, 2)
+            st.voltage_v = round(vrms, 1)
+            st.power_w = round(p if p > 0 else 0.0, 1)
+            st.energy_wh = meter.add(st.power_w)
+            st.chip_temp_c = round(mains.chip_temp_c(b.read_chip_temp()), 1)
+            # safety first: a hot enclosure, or a DHT11 that stopped answering, opens the relay at once
+            over.update(st.temp_c)
+            fault, info = over.fault()
+            if fault != st.fault:
+                if fault == overtemp.FAULT:
+                    _L.error("enclosure %.0f degC above %.0f: relay opened", st.temp_c, over.max_c)
+                elif fault:
+                    _L.error("%s for %d read cycles: relay opened", info, over.missed)
+                else:
+                    _L.info("enclosure %.0f degC: %s fault cleared", st.temp_c, st.fault)
+                st.fault = fault
+                st.fault_info = info
+            if free_charge:
+                st.charge_wanted = True
+                st.status = "Faulted" if st.fault else ("Charging" if st.current_a > 0.5 else "Available")
+            st.apply_relay(b)
+            b.led(st.relay or (st.fault is not None and st.readings_seq & 1))
+            st.readings_seq += 1
+            L.info("%s degC %s %%RH %.2f A %.1f V %.0f W %.3f Wh chip %.1f degC %s%s",
+                   st.temp_c, st.humidity, st.current_a, st.voltage_v, st.power_w,
+                   st.energy_wh, st.chip_temp_c, st.status, " relay" if st.relay else "")
+            if st.energy_wh - saved_wh >= 1.0:
+                save_energy(st.energy_wh)
+                saved_wh = st.energy_wh
+        except Exception as e:  # a sensor problem must never stop the station
+            _L.error("sample: %r", e)
+        gc.collect()
+        await asyncio.sleep(s["interval_s"])

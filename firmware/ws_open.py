@@ -1,0 +1,123 @@
+# The WebSocket opening handshake (RFC 6455 section 4), client side: the URL, the upgrade request
+# with the subprotocol and HTTP Basic auth, the checks of the server's answer (status, Upgrade,
+# Sec-WebSocket-Accept, the subprotocol agreed). ws.connect() imports it for each connection and
+# drops it once the handshake is over, as app.py drops config after boot: an open link does not
+# need these ~3.5 KB of heap (64-bit port), and on a Pico every KB of a long-running station's
+# heap is room against fragmentation. Pure functions (split_url, handshake_request, accept_key)
+# are tested under CPython and MicroPython.
+import asyncio
+from binascii import b2a_base64
+from hashlib import sha1
+from os import urandom
+
+import ws
+from compat import const
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_MAX_HEADER_LINE = const(1024)
+
+
+def b64(data):
+    return b2a_base64(data)[:-1]
+
+
+def accept_key(key):
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (both bytes)."""
+    return b64(sha1(key + _GUID).digest())
+
+
+def split_url(url):
+    """(secure, host, port, path) of a ws:// or wss:// URL; ValueError otherwise."""
+    if url.startswith("wss://"):
+        secure, rest, port = True, url[6:], 443
+    elif url.startswith("ws://"):
+        secure, rest, port = False, url[5:], 80
+    else:
+        raise ValueError("not a ws:// or wss:// URL: %r" % url)
+    host, sep, path = rest.partition("/")
+    if ":" in host:
+        host, p = host.rsplit(":", 1)
+        try:
+            port = int(p)
+        except ValueError:
+            raise ValueError("bad port in URL: %r" % url)
+    if not host:
+        raise ValueError("no host in URL: %r" % url)
+    return secure, host, port, "/" + path
+
+
+def handshake_request(host, port, path, key, protocol, auth=None):
+    """The client's HTTP upgrade request (bytes). `auth` = (user, password) for Basic."""
+    h = "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n" % (
+            path, host, port, key.decode(), protocol)
+    if auth:
+        h += "Authorization: Basic %s\r\n" % b64(("%s:%s" % auth).encode()).decode()
+    return (h + "\r\n").encode()
+
+
+async def _read_line(reader):
+    line = await reader.readline()
+    if len(line) > _MAX_HEADER_LINE:
+        raise ws.WsError("handshake header line too long")
+    if not line:
+        raise OSError("connection closed during the handshake")
+    return line
+
+
+async def handshake(url, protocol, auth, ca):
+    """(reader, writer) of a connection whose upgrade to a WebSocket `url` speaking
+    `protocol` the server accepted; WsError (refused, or not a WebSocket server) or OSError."""
+    secure, host, port, path = split_url(url)
+    kw = {}
+    if secure:
+        import log
+        import tlsca  # ssl only for wss://: it costs heap
+
+        # verified against ocpp.ca_cert: OCPP security profile 2; without it, encrypted only
+        kw["ssl"] = tlsca.client("ocpp.ca_cert", ca, log.get("ocpp"))
+        kw["server_hostname"] = host  # SNI, and the name the certificate must carry
+    reader, writer = await asyncio.open_connection(host, port, **kw)
+    try:
+        key = b64(urandom(16))
+        writer.write(handshake_request(host, port, path, key, protocol, auth))
+        await writer.drain()
+        status = await _read_line(reader)
+        parts = status.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise ws.WsError("not an HTTP answer to the WebSocket handshake: %r" % status[:40])
+        code = parts[1]
+        got_proto = None
+        got_accept = None
+        upgrade = False
+        while True:
+            line = await _read_line(reader)
+            if line in (b"\r\n", b"\n"):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == b"sec-websocket-protocol":
+                got_proto = value.decode()
+            elif name == b"sec-websocket-accept":
+                got_accept = value
+            elif name == b"upgrade":
+                upgrade = value.lower() == b"websocket"
+        if code == b"401" or code == b"403":
+            raise ws.WsError("central system refused the credentials (HTTP %s): check ocpp.password "
+                          "and the station id" % code.decode())
+        if code != b"101":
+            raise ws.WsError("central system answered HTTP %s instead of 101 (check ocpp.url)" % code.decode())
+        if not upgrade or got_accept != accept_key(key):
+            raise ws.WsError("bad WebSocket handshake answer (Upgrade/Sec-WebSocket-Accept)")
+        if got_proto != protocol:
+            raise ws.WsError("central system did not agree to subprotocol %s (answered %r)" % (protocol, got_proto))
+    except BaseException as e:
+        await ws.drop(writer)
+        if secure and ca and isinstance(e, ValueError):
+            # mbedtls refused the certificate in the handshake, before the first byte of the
+            # upgrade request (and its Authorization header) went out
+            import tlsca
+            raise ws.WsError(tlsca.refused("ocpp.ca_cert", e))
+        raise
+    return reader, writer
