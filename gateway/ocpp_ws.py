@@ -78,6 +78,7 @@ def endpoint(gw):
             gw.metrics.refused += 1
             return refusal(*why)
         peer = request.remote or ""
+        log.debug("station=%s handshake from %s", sid, peer)   # never its headers: Authorization is a password
         status, why = await gw.authenticate_station(sid, request.headers.get("Authorization"), peer)
         if why:
             gw.metrics.refused += 1
