@@ -11,7 +11,9 @@ Limits (Settings, each a `picocharge gateway` option, docs/gateway.md "Limits"):
 - idle_timeout: a connection with no request in progress is closed after this long, whether
   it is idle between requests or has sent only part of a request head (aiohttp's keep-alive
   timer runs from the connection's start);
-- body_timeout: how long a request body may take to arrive (408), see web.read_body;
+- body_timeout: how long a request body may take to arrive (408), see httputil.read_body; what
+  is left of a body not read is drained for at most 1 s (aiohttp's lingering_time), then the
+  connection is closed;
 - max_connections: open connections (OCPP and HTTP); the next is answered 503 and closed;
 - pipelined requests: aiohttp queues at most 32 parsed requests per connection, then stops
   reading the socket until they are answered, so bytes sent behind a pending request wait
@@ -67,7 +69,8 @@ class Listener:
         s = self.settings
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5,
                                     keepalive_timeout=s.idle_timeout, max_line_size=s.max_line,
-                                    max_field_size=s.max_field, max_headers=s.max_headers)
+                                    max_field_size=s.max_field, max_headers=s.max_headers,
+                                    lingering_time=1.0)
         await self.runner.setup()
         handler_factory = self.runner.server
         open_now = handler_factory._connections    # aiohttp's dict of open connections (`connections`
