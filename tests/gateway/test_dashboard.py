@@ -18,7 +18,7 @@ import pytest
 import websockets
 from ocpp.v16 import call
 
-from gwhttp import http
+from gwhttp import TEST_TOKEN, http
 from stations import Connected, boot, meter
 
 BROWSER_TIMEOUT = 180     # a loaded 2-core machine runs other suites meanwhile
@@ -54,13 +54,20 @@ async def run_chromium(tmp_path, *args):
     return out.decode()
 
 
+def signed_in(url):
+    """The page's address with the sign-in link's #token= (the conftest gateways' admin token)."""
+    return url if "#" in url else url + "#token=" + TEST_TOKEN
+
+
 async def dump_dom(tmp_path, url, size="390,844", budget=12000):
+    url = signed_in(url)
     return await run_chromium(tmp_path, "--window-size=%s" % size, "--virtual-time-budget=%d" % budget,
                               "--dump-dom", url)
 
 
 async def screenshot(tmp_path, url, name, size, budget=12000):
     png = tmp_path / name
+    url = signed_in(url)
     await run_chromium(tmp_path, "--window-size=%s" % size, "--virtual-time-budget=%d" % budget,
                        "--screenshot=%s" % png, url)
     w, h = (int(x) for x in size.split(","))
@@ -371,41 +378,42 @@ def canvas_pixels(data_url):
     return (matplotlib.image.imread(io.BytesIO(png), format="png")[:, :, :3] * 255).round().astype(numpy.int32)
 
 
-async def test_dashboard__buttons_send_commands_show_answers_and_ask_for_the_token(gateway, tmp_path):
+async def test_dashboard__signs_in_with_a_token_then_buttons_send_commands_and_show_answers(gateway, tmp_path):
     chromium()
     gw = await gateway(auth="none", api_token="tok-3f9a1c")
     conn, cp, running = await charging_station(gw)
     try:
         async with DevTools(tmp_path) as page:
             await page.send("Page.navigate", url="http://127.0.0.1:%d/station/CP-1" % gw.port)
+            # not signed in: nothing is shown, the page says why and opens the sign-in form
+            assert await page.until("!!document.getElementById('token-panel') && "
+                                    "document.getElementById('token-panel').hidden === false"), \
+                await page.js("document.body.outerHTML.slice(0, 2000)")
+            assert await page.until("document.getElementById('banner').textContent.indexOf('not signed in') === 0")
+            assert await page.js("document.body.getAttribute('data-loaded')") is None
+
+            # a wrong token says so, and the page stays signed out
+            await page.js("document.getElementById('token').value = 'guess';"
+                          "document.getElementById('token-panel').requestSubmit(); true")
+            assert await page.until("document.getElementById('token-msg').textContent === 'That token was refused.'")
+            assert await page.js("document.getElementById('btn-token').textContent") == "Sign in"
+
+            # the right token opens a session: an HttpOnly cookie the page cannot read, the token not kept
+            await page.js("document.getElementById('token').value = 'tok-3f9a1c';"
+                          "document.getElementById('token-panel').requestSubmit(); true")
             assert await page.until("!!document.body && document.body.getAttribute('data-loaded') === 'station'"), \
                 await page.js("document.body.outerHTML.slice(0, 2000)")
+            assert await page.js("document.getElementById('btn-token').textContent") == "Sign out (admin)"
+            assert await page.js("document.cookie") == "", "the session cookie is HttpOnly"
+            assert await page.js("JSON.stringify(localStorage)") == "{}"
+            assert await page.js("document.getElementById('token').value") == ""
             # every chart's canvas holds its series' colour
             for key, colour in (("temp_c", TEMP_ORANGE), ("humidity", HUMIDITY_BLUE),
                                 ("current_a", CURRENT_VIOLET), ("power_w", POWER_GREEN)):
                 rgb = canvas_pixels(await page.js("document.getElementById('c-%s').toDataURL()" % key))
                 assert pixels_near(rgb, colour) >= 100, (key, pixels_near(rgb, colour))
-
-            # no token yet: the write is refused and the page says why, and opens the token field
-            cls, text = await click_and_wait(page, "btn-start", "document.getElementById('idtag').value = 'TAG-7';")
-            assert (cls, text) == ("result bad", "Remote start failed (401): API token required: send "
-                                   "Authorization: Bearer <token> (the gateway's --api-token) \u2014 enter it "
-                                   "under Token"), text
-            assert await page.js("document.getElementById('token-panel').hidden") is False
             assert cp.received == [], cp.received
-
-            # a wrong token says so
-            await page.js("document.getElementById('token').value = 'guess';"
-                          "document.getElementById('token-panel').requestSubmit(); true")
-            cls, text = await click_and_wait(page, "btn-start")
-            assert text == ("Remote start failed (401): wrong API token: send Authorization: Bearer <token> with "
-                            "the gateway's --api-token \u2014 the saved token was refused: check it under Token"), text
-
-            # the right token is kept in localStorage and the commands reach the station
-            await page.js("document.getElementById('token').value = 'tok-3f9a1c';"
-                          "document.getElementById('token-panel').requestSubmit(); true")
-            assert await page.js("localStorage.getItem('picocharge.apiToken')") == "tok-3f9a1c"
-            assert await page.js("document.getElementById('btn-token').textContent") == "Token \u2713"
+            await page.js("document.getElementById('idtag').value = 'TAG-7'; true")
             assert await click_and_wait(page, "btn-start") == ["result ok", "Remote start: CP-1 answered Accepted"]
             assert await click_and_wait(page, "btn-stop") == [
                 "result ok", "Remote stop #%d: CP-1 answered Accepted" % running]
