@@ -461,3 +461,62 @@ async def test_dashboard__overview_fetches_chart_readings_only_for_cards_on_scre
     assert len(cards) == 40 and all(c.find("p", cls="card-sub").text() == "offline" for c in cards), len(cards)
     fetched = int(body.attrs["data-fetched"])
     assert 1 <= fetched <= 6, ("readings fetched for %d of 40 cards on a 390x844 screen" % fetched)
+
+
+ATTACK = """<!doctype html><html><body>
+<form id="f" method="POST" enctype="text/plain" action="%(gw)s/api/id-tags" target="sink">
+<input name='{"id_tag": "FORM-TAG", "x": "' value='"}'></form>
+<iframe name="sink"></iframe>
+<script>
+fetch("%(gw)s/api/id-tags", {method: "POST", mode: "no-cors", credentials: "include",
+      headers: {"Content-Type": "text/plain"}, body: JSON.stringify({id_tag: "FETCH-TAG"})})
+  .then(function () { document.body.setAttribute("data-fetch", "sent"); },
+        function () { document.body.setAttribute("data-fetch", "failed"); });
+fetch("%(gw)s/api/stations/CP-1", {method: "DELETE", mode: "no-cors", credentials: "include"})
+  .then(function () { document.body.setAttribute("data-delete", "sent"); },
+        function () { document.body.setAttribute("data-delete", "failed"); });
+document.getElementById("f").submit();
+document.body.setAttribute("data-form", "sent");
+</script></body></html>"""
+
+
+async def test_dashboard__a_page_of_another_origin_cannot_write_with_the_signed_in_session(gateway, tmp_path):
+    """A signed-in browser visits a page on another origin (another port of 127.0.0.1: the same
+    site, so SameSite alone lets the cookie go along): its no-cors fetch POST, its DELETE and its
+    text/plain form whose body is JSON are all refused, since none can carry the CSRF header."""
+    from aiohttp import web
+    chromium()
+    gw = await gateway(auth="none")
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-1", "password": "password-123"})
+    assert s == 201, out
+    base = "http://127.0.0.1:%d" % gw.port
+    app = web.Application()
+
+    async def attack(request):
+        return web.Response(text=ATTACK % {"gw": base}, content_type="text/html")
+
+    app.router.add_get("/", attack)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    evil = "http://127.0.0.1:%d/" % site._server.sockets[0].getsockname()[1]
+    try:
+        async with DevTools(tmp_path) as page:
+            await page.send("Page.navigate", url=base + "/#token=" + TEST_TOKEN)
+            assert await page.until("!!document.body && document.body.getAttribute('data-polls') >= '1'")
+            assert (await page.js("document.getElementById('btn-token').textContent")).startswith("Sign out")
+            before = gw.metrics.http_requests
+            await page.send("Page.navigate", url=evil)
+            assert await page.until("!!document.body && document.body.getAttribute('data-fetch') && "
+                                    "document.body.getAttribute('data-delete') && "
+                                    "document.body.getAttribute('data-form')")
+            for _ in range(50):         # the three requests did reach the gateway (and were refused)
+                if gw.metrics.http_requests - before >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert gw.metrics.http_requests - before >= 3, gw.metrics.http_requests - before
+    finally:
+        await runner.cleanup()
+    assert gw.id_tags == {}, gw.id_tags
+    assert "CP-1" in gw.stations
