@@ -10,13 +10,14 @@ import json
 import logging
 import re
 from datetime import datetime, timezone
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from picocharge.firmware import fields
 
-from . import auth
+from . import auth, models
 from .commands import COMMANDS, CommandError, send_command
 from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .store import generate_password, hash_password, reading_row
@@ -320,6 +321,11 @@ async def _command(gw, req, id):
 async def _whoami(gw, request):
     if gw.settings.api_auth == "none":
         return _json({"role": "admin", "auth": "none", "csrf": ""})
+    got = request.headers.get("Authorization", "")
+    if got.startswith("Bearer "):
+        role = gw.token_role(got[7:].strip())
+        if role is not None:
+            return _json({"role": role, "auth": "token", "csrf": ""})
     sess = gw.web_sessions.get(request.cookies.get(auth.SESSION_COOKIE))
     if sess is None:
         return _denied(401, "not signed in: POST /api/session with {\"token\": ...}")
@@ -357,29 +363,76 @@ async def _sign_out(gw, request):
 
 
 # --- the route table ---------------------------------------------------------------
+class Route(NamedTuple):
+    """One API route: what it does (the handler), who may (the least role), what it takes and
+    gives (models, for the OpenAPI document openapi.py makes from this table)."""
+    method: str
+    path: str
+    fn: object
+    role: str
+    tag: str
+    summary: str
+    answer: object = None       # a models class, or [class] for a list
+    status: int = 200
+    body: object = None         # the JSON body's models class
+    example: object = None      # an example body
+    errors: tuple = ()          # statuses besides 401/403 (and 404 for /{id} paths)
+
+
 def api_table():
-    """[(method, path template, handler, least role)]; the commands are commands.COMMANDS."""
-    t = [("GET", "/api/stations", _list_stations, "read"),
-         ("POST", "/api/stations", _post_station, "admin"),
-         ("GET", "/api/id-tags", _list_id_tags, "read"),
-         ("POST", "/api/id-tags", _add_id_tag, "operate"),
-         ("GET", "/api/stations/{id}", _get_station, "read"),
-         ("DELETE", "/api/stations/{id}", _delete_station, "admin"),
-         ("GET", "/api/stations/{id}/readings", _get_readings, "read"),
-         ("GET", "/api/stations/{id}/transactions", _transactions, "read"),
-         ("GET", "/api/stations/{id}/status-history", _status_history, "read"),
-         ("POST", "/api/stations/{id}/accept", _accept, "operate"),
-         ("POST", "/api/stations/{id}/reject", _reject, "operate"),
-         ("PUT", "/api/stations/{id}/password", _set_password, "admin"),
-         ("PUT", "/api/stations/{id}/thingspeak", _set_thingspeak, "admin")]
-    t += [("POST", "/api/stations/{id}/" + name, _command, "operate") for name in sorted(COMMANDS)]
+    """[Route]; the commands are commands.COMMANDS, one route each."""
+    t = [Route("GET", "/api/stations", _list_stations, "read", "stations", "List the registered stations",
+               [models.Station]),
+         Route("POST", "/api/stations", _post_station, "admin", "stations",
+               "Register a station (its password generated and returned once when not given)",
+               models.NewStationAnswer, 201, models.NewStation, {"id": "CP-NEW"}, (400, 409, 415)),
+         Route("GET", "/api/id-tags", _list_id_tags, "read", "id tags", "List the id tags", [models.IdTag]),
+         Route("POST", "/api/id-tags", _add_id_tag, "operate", "id tags", "Add or change an id tag",
+               models.IdTag, 201, models.IdTag, {"id_tag": "TAG1", "status": "Accepted"}, (400, 415)),
+         Route("GET", "/api/stations/{id}", _get_station, "read", "stations", "One station", models.Station),
+         Route("DELETE", "/api/stations/{id}", _delete_station, "admin", "stations",
+               "Take a station out of service: closed, forgotten, its readings kept", models.Removed),
+         Route("GET", "/api/stations/{id}/readings", _get_readings, "read", "stations",
+               "The station's readings, oldest first (query: limit 1..10000, since an ISO 8601 time)",
+               [models.Reading], errors=(400,)),
+         Route("GET", "/api/stations/{id}/transactions", _transactions, "read", "stations",
+               "The station's transactions, newest first (200 at most)", [models.Transaction]),
+         Route("GET", "/api/stations/{id}/status-history", _status_history, "read", "stations",
+               "The station's status changes and events, newest first (200 at most)", [models.StatusEvent]),
+         Route("POST", "/api/stations/{id}/accept", _accept, "operate", "stations",
+               "Accept a station (its next BootNotification is Accepted)", models.Station),
+         Route("POST", "/api/stations/{id}/reject", _reject, "operate", "stations",
+               "Reject a station (its next BootNotification is Rejected)", models.Station),
+         Route("PUT", "/api/stations/{id}/password", _set_password, "admin", "stations",
+               "A new OCPP password (given, or generated and returned once)", models.NewStationAnswer,
+               body=models.NewPassword, example={}, errors=(400, 415)),
+         Route("PUT", "/api/stations/{id}/thingspeak", _set_thingspeak, "admin", "stations",
+               "Set, change or clear (both null) the station's ThingSpeak channel and keys", models.Station,
+               body=models.ThingSpeakChannel, example={"thingspeak_channel": 7, "thingspeak_key": "WRITEKEY2"},
+               errors=(400, 415))]
+    for name in sorted(COMMANDS):
+        body, example = models.COMMAND_BODIES[name]
+        t.append(Route("POST", "/api/stations/{id}/" + name, _command, "operate", "commands",
+                       "Send %s to the station and return its answer" % COMMANDS[name][0].__name__,
+                       "ocpp:" + COMMANDS[name][0].__name__, body=body, example=example,
+                       errors=(400, 409, 415, 502, 504)))
     return t
+
+
+SESSION_ROUTES = [
+    Route("GET", "/api/session", None, "", "dashboard", "The dashboard session this request carries (401: none)",
+          models.Session),
+    Route("POST", "/api/session", None, "", "dashboard",
+          "Sign in with an API token: an HttpOnly session cookie and the CSRF token for writes", models.Session,
+          body=models.SignIn, example={"token": "pct_..."}, errors=(415, 429)),
+    Route("DELETE", "/api/session", None, "", "dashboard", "Sign out", models.SignedOut),
+]
 
 
 def add_routes(app, gw):
     r = app.router
-    for method, path, fn, need in api_table():
-        r.add_route(method, path, _handler(gw, fn, need, "{id}" in path))
+    for rt in api_table():
+        r.add_route(rt.method, rt.path, _handler(gw, rt.fn, rt.role, "{id}" in rt.path))
     for method, fn in (("GET", _whoami), ("POST", _sign_in), ("DELETE", _sign_out)):
         r.add_route(method, "/api/session", _bound(gw, fn))
 

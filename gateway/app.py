@@ -19,14 +19,14 @@ from urllib.parse import unquote
 
 from websockets.exceptions import ConnectionClosed
 
-from . import auth
+from . import auth, openapi
 from .commands import COMMANDS, CommandError, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .metrics import GatewayMetrics
 from .server import Listener
 from .store import Store, check_password, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
-from .web import STATIC, make_app
+from .web import make_app
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +320,7 @@ class Gateway:
         return row["role"] if row else None
 
     def openapi_json(self):
-        with open(os.path.join(STATIC, "openapi.json"), "rb") as f:
-            return f.read()
+        return openapi.document_json()
 
     # --- connections ---------------------------------------------------------
     def check_station_request(self, sid, subprotocols):

@@ -21,7 +21,7 @@ STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 # Every (method, path) the gateway answers over HTTP besides the OCPP WebSocket; the API's
-# are api.routes(). /api/openapi.json documents each one. HEAD is answered wherever GET is.
+# are api.api_table() and api.SESSION_ROUTES. /api/openapi.json documents each one. HEAD is answered wherever GET is.
 PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/static/{file}"),
          ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
          ("GET", "/update"), ("POST", "/update"), ("GET", "/update.json"), ("POST", "/update.json"))
@@ -33,7 +33,7 @@ _ANY_HOST = ("/ocpp/", "/update")
 
 def routes():
     """[(method, path template)] of every HTTP route: the pages above and the API's."""
-    return list(PAGES) + [(m, p) for m, p, _fn, _role in api.api_table()]
+    return list(PAGES) + [(r.method, r.path) for r in api.api_table() + api.SESSION_ROUTES]
 
 
 def served_names(host, extra=None):
