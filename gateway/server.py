@@ -29,8 +29,31 @@ import asyncio
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
+
+
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs every malformed request (answered 400) at ERROR with a traceback: anyone who
+    reaches the port could fill the log with them. They are kept at DEBUG, counted."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            self.count += 1
+            if not log.isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+QUIET_BAD_REQUESTS = _QuietBadRequests()
+logging.getLogger("aiohttp.server").addFilter(QUIET_BAD_REQUESTS)
 
 _REFUSAL = ("server is at its connection limit (--max-connections): try again later\n").encode()
 REFUSAL_503 = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
