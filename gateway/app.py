@@ -12,10 +12,8 @@ import gc
 import hashlib
 import hmac
 import logging
-import os
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 from websockets.exceptions import ConnectionClosed
 

@@ -99,7 +99,7 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
         return
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .app import Gateway, Settings
+    from .app import Settings
     from .uplinks import parse_mqtt_url
     if mqtt_url:
         try:

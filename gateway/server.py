@@ -33,6 +33,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
+_SPARE_FDS = 128    # open files kept for the database, its journal, logs, uplinks, the listening socket
+
 
 class _QuietBadRequests(logging.Filter):
     """aiohttp logs every malformed request (answered 400) at ERROR with a traceback: anyone who
@@ -88,6 +90,28 @@ class Listener:
         self.runner = None
         self.server = None
 
+    def connection_cap(self):
+        """--max-connections, within the process's open-file limit: the soft limit is raised
+        towards the hard one as far as the cap needs, and the cap lowered below what is left
+        (with a warning), so that the refusal is our 503 and not accept() failing in a loop."""
+        cap = self.settings.max_connections
+        try:
+            import resource
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            want = cap + _SPARE_FDS
+            if soft != resource.RLIM_INFINITY and soft < want:
+                new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                soft = new
+        except (ImportError, ValueError, OSError):
+            return cap
+        if soft != resource.RLIM_INFINITY and cap > soft - _SPARE_FDS:
+            lowered = max(soft - _SPARE_FDS, 1)
+            log.warning("--max-connections %d lowered to %d: the open-file limit is %d (raise it with "
+                        "`ulimit -n`, or LimitNOFILE= in a systemd unit)", cap, lowered, soft)
+            cap = lowered
+        return cap
+
     async def start(self, host, port, ssl=None):
         s = self.settings
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5,
@@ -97,7 +121,7 @@ class Listener:
         await self.runner.setup()
         handler_factory = self.runner.server
         open_now = handler_factory._connections    # aiohttp's dict of open connections (`connections`
-        cap = s.max_connections                    # copies it into a list: too slow per accept)
+        cap = self.connection_cap()                # copies it into a list: too slow per accept)
 
         def factory():
             if cap and len(open_now) >= cap:

@@ -4,7 +4,6 @@ matches its schema). The gateway runs as its own process, with the failed-auth s
 (the fuzzer's wrong tokens would otherwise have its address refused with 429 for a minute)."""
 import shutil
 import subprocess
-import sys
 
 import pytest
 

@@ -122,3 +122,47 @@ async def test_server__pipelined_requests_are_answered_in_order_without_unbounde
     w.close()
     assert out.count(b"HTTP/1.1 200 ") == 101, out[:300]
     assert json.loads(out.rsplit(b"\r\n\r\n", 1)[1])["status"] == "ok"
+
+
+async def test_server__under_a_low_open_file_limit_a_flood_gets_503s_not_accept_errors(tmp_path):
+    """300 half-sent requests against a gateway allowed 256 open files: the connection cap is
+    lowered below the limit (with a warning), the connections past it get the 503, the half-sent
+    ones are closed after --idle-timeout, and then /healthz answers; accept() never fails."""
+    import resource
+    import subprocess
+    import sys
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.Popen([sys.executable, "-m", "picocharge.cli", "gateway", "--port", "0", "--db",
+                             str(tmp_path / "gw.db"), "--thingspeak-url", "", "--idle-timeout", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=low_limit)
+    lines = []
+    try:
+        while True:
+            line = (await asyncio.to_thread(proc.stdout.readline)).decode()
+            assert line, "".join(lines)
+            lines.append(line)
+            if line.startswith("gateway listening on"):
+                port = int(line.rsplit(":", 1)[1])
+                break
+        conns = []
+        for _ in range(300):
+            conns.append(await raw(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", read=False))
+        answers = await asyncio.wait_for(asyncio.gather(*(r.read() for r, _w in conns)), 30)
+        refused = [a for a in answers if a.startswith(b"HTTP/1.1 503 ")]
+        closed_idle = [a for a in answers if a == b""]
+        assert len(refused) + len(closed_idle) == 300 and len(refused) >= 300 - 128, \
+            (len(refused), len(closed_idle), [a[:80] for a in answers if a and not a.startswith(b"HTTP/1.1 503")][:3])
+        for _r, w in conns:
+            w.close()
+        s, out = await asyncio.wait_for(http(port, "GET", "/healthz"), 10)
+        assert s == 200 and out["status"] == "ok", out
+    finally:
+        proc.terminate()
+        rest = await asyncio.to_thread(proc.communicate, None, 20)
+        lines.append(rest[0].decode())
+    log = "".join(lines)
+    assert "--max-connections 20000 lowered to 128: the open-file limit is 256" in log, log[-3000:]
+    assert "accept" not in log.lower() and "Traceback" not in log, log[-3000:]
