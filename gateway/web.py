@@ -85,6 +85,9 @@ def make_app(gw):
             if h not in names:
                 return error(421, "Host %r is not a name this gateway serves: add it with --allowed-hosts"
                              % request.headers.get("Host", "")[:100])
+        if not path.startswith("/ocpp/") and request.headers.get("Upgrade", "").lower() == "websocket":
+            gw.metrics.refused += 1
+            return ocpp_ws.refusal(404, "the OCPP endpoint is ws://HOST:PORT/ocpp/<station-id>")
         try:
             return await handler(request)
         except web.HTTPNotFound:

@@ -166,3 +166,16 @@ async def test_server__under_a_low_open_file_limit_a_flood_gets_503s_not_accept_
     log = "".join(lines)
     assert "--max-connections 20000 lowered to 128: the open-file limit is 256" in log, log[-3000:]
     assert "accept" not in log.lower() and "Traceback" not in log, log[-3000:]
+
+
+async def test_server__a_websocket_anywhere_but_ocpp_is_refused_with_the_endpoint_named(gateway):
+    import websockets
+    gw = await gateway()
+    for path in ("/", "/api/stations", "/ocpp"):
+        try:
+            await websockets.connect("ws://127.0.0.1:%d%s" % (gw.port, path), subprotocols=["ocpp1.6"])
+        except websockets.InvalidStatus as e:
+            assert e.response.status_code == 404, (path, e.response)
+            assert b"ws://HOST:PORT/ocpp/<station-id>" in e.response.body, (path, e.response.body)
+        else:
+            raise AssertionError("%s: upgraded" % path)
