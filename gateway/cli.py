@@ -129,6 +129,10 @@ def _run(coro):
     try:
         import uvloop
     except ImportError:
+        logging.getLogger(__name__).warning(
+            "uvloop is not installed: running on asyncio's own loop, which allocates 256 KiB per socket "
+            "read; with thousands of stations glibc's heap then grows by MBs a minute "
+            "(docs/performance.md, 'The edge on aiohttp'): pip install uvloop")
         return asyncio.run(coro)
     return uvloop.run(coro)
 
