@@ -123,9 +123,13 @@ async def authorise(gw, request, need):
         sess = gw.web_sessions.get(request.cookies.get(auth.SESSION_COOKIE))
         if sess is None:
             return _denied(401, REQUIRED, {"WWW-Authenticate": "Bearer"})
-        role, csrf, _tid = sess
+        role, csrf, tid = sess
+        if not gw.token_alive(tid):     # the token the session was opened with was revoked since
+            gw.web_sessions.drop_token(tid)
+            return _denied(401, REQUIRED, {"WWW-Authenticate": "Bearer"})
         if write:
-            if not hmac.compare_digest(request.headers.get(auth.CSRF_HEADER, "").encode(), csrf.encode()):
+            got_csrf = request.headers.get(auth.CSRF_HEADER, "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(got_csrf, csrf.encode()):
                 return _denied(403, "a write with the session cookie needs its %s header (the dashboard "
                                     "sends it)" % auth.CSRF_HEADER)
     if not auth.role_at_least(role, need):

@@ -313,6 +313,10 @@ class Gateway:
             return {"id": "api-token", "name": "--api-token", "role": "admin"}
         return self.tokens.lookup(token)
 
+    def token_alive(self, token_id):
+        """Whether the token a dashboard session was opened with still exists (not revoked)."""
+        return token_id == "api-token" or self.tokens.has(token_id)
+
     def token_role(self, token):
         row = self.token_row(token)
         return row["role"] if row else None

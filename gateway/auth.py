@@ -126,6 +126,10 @@ class TokenStore:
         self._save()
         return True
 
+    def has(self, token_id):
+        self._load()
+        return any(r["id"] == token_id for r in self._rows)
+
     def lookup(self, token):
         """The row of a token given in clear, or None."""
         self._load()

@@ -78,9 +78,29 @@ async def test_auth__dashboard_session_cookie_needs_its_csrf_header_for_writes(g
     s, out = await http(gw, "POST", "/api/id-tags", {"id_tag": "T1"},
                         headers={"Cookie": c, "X-CSRF-Token": body["csrf"]})
     assert s == 201, out
+    # a session dies with its token
+    tid = [r["id"] for r in gw.tokens.rows() if r["name"] == "dashboard"][0]
+    tok2, _ = gw.tokens.create("read", "second dashboard")
+    assert gw.tokens.revoke(tid)
+    s, out = await http(gw, "GET", "/api/stations", headers={"Cookie": c})
+    assert s == 401, out
+    c2 = await _sign_in(gw, tok2)
+    s, out = await http(gw, "GET", "/api/stations", headers={"Cookie": c2})
+    assert s == 200, out
+    c = c2
     s, out = await http(gw, "DELETE", "/api/session", headers={"Cookie": c})
     s, out = await http(gw, "GET", "/api/stations", headers={"Cookie": c})
     assert s == 401, out
+
+
+async def _sign_in(gw, tok):
+    import asyncio
+    import urllib.request
+    req = urllib.request.Request("http://127.0.0.1:%d/api/session" % gw.port, method="POST",
+                                 data=json.dumps({"token": tok}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    resp = await asyncio.to_thread(urllib.request.urlopen, req, timeout=10)
+    return resp.headers["Set-Cookie"].split(";", 1)[0]
 
 
 async def test_auth__wrong_api_tokens_are_slowed_down_per_address(gateway):
