@@ -33,6 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_CONNECTIONS = 20000
 _SPARE_FDS = 128    # open files kept for the database, its journal, logs, uplinks, the listening socket
 
 
@@ -107,8 +108,10 @@ class Listener:
             return cap
         if soft != resource.RLIM_INFINITY and cap > soft - _SPARE_FDS:
             lowered = max(soft - _SPARE_FDS, 1)
-            log.warning("--max-connections %d lowered to %d: the open-file limit is %d (raise it with "
-                        "`ulimit -n`, or LimitNOFILE= in a systemd unit)", cap, lowered, soft)
+            # a warning when the operator chose the cap, a note when it is the default
+            level = logging.INFO if cap == DEFAULT_MAX_CONNECTIONS else logging.WARNING
+            log.log(level, "--max-connections %d lowered to %d: the open-file limit is %d (raise it with "
+                    "`ulimit -n`, or LimitNOFILE= in a systemd unit)", cap, lowered, soft)
             cap = lowered
         return cap
 

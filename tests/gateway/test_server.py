@@ -179,3 +179,16 @@ async def test_server__a_websocket_anywhere_but_ocpp_is_refused_with_the_endpoin
             assert b"ws://HOST:PORT/ocpp/<station-id>" in e.response.body, (path, e.response.body)
         else:
             raise AssertionError("%s: upgraded" % path)
+
+
+async def test_server__healthz_answers_503_with_the_reason_while_the_store_cannot_write(gateway):
+    """The contract with the store (issue 10, part B): `Store.error` says why writes fail."""
+    gw = await gateway()
+    s, out = await http(gw, "GET", "/healthz", headers={})
+    assert (s, out["status"]) == (200, "ok"), out
+    gw.store.error = "database or disk is full"
+    try:
+        s, out = await http(gw, "GET", "/healthz", headers={})
+        assert (s, out["status"], out["store_error"]) == (503, "error", "database or disk is full"), out
+    finally:
+        gw.store.error = None
