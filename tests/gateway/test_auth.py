@@ -115,14 +115,23 @@ async def test_auth__wrong_api_tokens_are_slowed_down_per_address(gateway):
 async def test_auth__station_passwords_are_slowed_down_and_refused_alike(gateway):
     gw = await gateway(auth="password", auth_fail_limit=3)
     await gw.register("CP-1", "right-password-1")
+    await gw.register("CP-2", "right-password-2")
     url = "ws://127.0.0.1:%d/ocpp/" % gw.port
     answers = []
-    for sid, pw in (("CP-1", "wrong-1"), ("CP-NOPE", "whatever-1"), ("CP-1", "wrong-2")):
+    for sid, pw in (("CP-1", "wrong-1"), ("CP-NOPE", "whatever-1"), ("CP-1", "wrong-2"), ("CP-1", "wrong-3")):
         with pytest.raises(websockets.InvalidStatus) as e:
             await websockets.connect(url + sid, subprotocols=["ocpp1.6"], additional_headers=basic(sid, pw))
         answers.append((e.value.response.status_code, e.value.response.body.decode()))
-    assert answers == [(401, STATION_401 + "\n")] * 3, answers
-    # three failures from this address in a minute: even the right password waits
+    assert answers == [(401, STATION_401 + "\n")] * 4, answers
+    # three failures for CP-1 (its id) in a minute: even the right password waits; another
+    # station from the same address (a NAT) still gets in, up to 10 times the limit per address
+    async with websockets.connect(url + "CP-2", subprotocols=["ocpp1.6"],
+                                  additional_headers=basic("CP-2", "right-password-2")):
+        pass
+    for i in range(2):   # 2 + 1 (CP-NOPE) + ... failures for other ids: the address is not blocked yet
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(url + "CP-X%d" % i, subprotocols=["ocpp1.6"],
+                                     additional_headers=basic("CP-X%d" % i, "guess-pass"))
     with pytest.raises(websockets.InvalidStatus) as e:
         await websockets.connect(url + "CP-1", subprotocols=["ocpp1.6"],
                                  additional_headers=basic("CP-1", "right-password-1"))
@@ -165,3 +174,18 @@ def test_auth__gateway_command_prints_the_first_token_once(tmp_path):
     tok = [ln.rsplit(": ", 1)[1].strip() for ln in lines if ln.startswith("admin API token")]
     assert tok and tok[0].startswith("pct_"), out
     assert sum(tok[0] in ln for ln in lines) == 2, out     # the token line and the sign-in link, nowhere else
+
+
+def test_auth__throttle_holds_an_id_to_the_limit_and_an_address_to_ten_times_it():
+    from picocharge.gateway.auth import Throttle
+    now = [0.0]
+    t = Throttle(limit=3, window=60, clock=lambda: now[0])
+    for i in range(3):
+        assert t.blocked(("ocpp", "10.0.0.1"), ("ocpp-id", "CP-1")) == 0
+        t.failed(("ocpp", "10.0.0.1"), ("ocpp-id", "CP-1"))
+    assert t.blocked(("ocpp-id", "CP-1")) == 60 and t.blocked(("ocpp", "10.0.0.1")) == 0
+    for i in range(27):
+        t.failed(("ocpp", "10.0.0.1"), ("ocpp-id", "CP-%d" % (i + 10)))
+    assert t.blocked(("ocpp", "10.0.0.1")) == 60 and t.blocked(("api", "10.0.0.1")) == 0
+    now[0] = 61.0
+    assert t.blocked(("ocpp", "10.0.0.1"), ("ocpp-id", "CP-1")) == 0
