@@ -72,9 +72,9 @@ def _db_option(f):
               envvar="PICOCHARGE_GATEWAY_BODY_TIMEOUT", help="A request body must arrive within this (408).")
 @click.option("--auth-fail-limit", type=click.IntRange(0), default=10, show_default=True,
               envvar="PICOCHARGE_GATEWAY_AUTH_FAIL_LIMIT",
-              help="Failed credentials (API tokens, station passwords) per client address and per station id "
-                   "in a minute before further tries are refused (429) until the minute has passed (0: no "
-                   "limit).")
+              help="Failed credentials (API tokens, station passwords) per API client address and per station "
+                   "id in a minute (ten times as many per station address) before further tries are refused "
+                   "(429) until the minute has passed (0: no limit).")
 @click.option("--max-pending", type=click.IntRange(0), default=100, show_default=True,
               envvar="PICOCHARGE_GATEWAY_MAX_PENDING",
               help="--auth pending: unknown stations waiting for an operator at most (the next is refused).")
