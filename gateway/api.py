@@ -1,38 +1,31 @@
-"""HTTP side of the gateway: dashboard, JSON API (/api/...), /healthz, /metrics, ingest (/update).
+"""The JSON API (/api/...) and ingest (/update): aiohttp handlers and who may call them.
 
-`handle(gw, request) -> Response`. Reads are open on loopback; write calls
-(POST) need `Authorization: Bearer <token>` when the gateway has an API token,
-and so do reads from other addresses.
+Every API call needs credentials (auth.py) unless the gateway runs with --api-auth none:
+a token (`Authorization: Bearer <token>`) or the dashboard's session cookie, with the
+`X-CSRF-Token` header on writes. Each route names the least role it needs (read, operate,
+admin). JSON bodies are taken only as `application/json` (415 otherwise).
 """
 import hmac
 import json
 import logging
-import mimetypes
-import os
 import re
 from datetime import datetime, timezone
+from typing import NamedTuple
+from urllib.parse import parse_qsl
+
+from aiohttp import web
 
 from picocharge.firmware import fields
 
-from .server import Response
+from . import auth, models
+from .commands import COMMANDS, CommandError, send_command
+from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .store import generate_password, hash_password, reading_row
-from .uplinks import outbox_depth
 
 log = logging.getLogger(__name__)
 
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _STATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in fields.THINGSPEAK_FIELDS}
-_NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _json(obj, status=200):
-    return Response(status, json.dumps(obj, separators=(",", ":")), "application/json", _NO_STORE)
-
-
-def _error(status, message):
-    return _json({"error": message}, status)
-
 
 def _num(v, key):
     if isinstance(v, bool):
@@ -97,126 +90,95 @@ def reading_from_fields(params):
     return r
 
 
+
 # --- access control ---------------------------------------------------------------
-def _loopback(req):
-    host = (req.peer or ("",))[0]
-    return host in ("127.0.0.1", "::1") or host.startswith("127.")
+REQUIRED = ("API token required: send Authorization: Bearer <token> (picocharge gateway token create, "
+            "or the gateway's --api-token), or sign in on the dashboard")
+WRONG = "wrong API token: send Authorization: Bearer <token> with a token of this gateway"
 
 
-def _unauthorised(gw, req, write):
-    """None when the call may go ahead, else the 401 message."""
-    token = gw.settings.api_token
-    if not token or (not write and _loopback(req)):
+def _denied(status, message, headers=None):
+    return _json({"error": message}, status, headers)
+
+
+async def authorise(gw, request, need):
+    """None when the request may go ahead with role `need`, else the answer (401, 403, 429)."""
+    if gw.settings.api_auth == "none":
         return None
-    got = req.headers.get("authorization", "")
-    if not got.startswith("Bearer "):
-        return ("API token required: send Authorization: Bearer <token> (the gateway's --api-token)%s"
-                % ("" if write else "; reads need it too from addresses other than loopback"))
-    if not hmac.compare_digest(got[7:].strip().encode(), token.encode()):
-        return "wrong API token: send Authorization: Bearer <token> with the gateway's --api-token"
+    peer = ("api", request.remote or "")
+    wait = gw.throttle.blocked(peer)
+    if wait:
+        return _denied(429, "too many wrong API tokens from this address: try again in %d s" % (int(wait) + 1),
+                       {"Retry-After": str(int(wait) + 1)})
+    got = request.headers.get("Authorization")
+    write = request.method not in ("GET", "HEAD")
+    if got is not None:
+        if not got.startswith("Bearer "):
+            return _denied(401, REQUIRED, {"WWW-Authenticate": "Bearer"})
+        role = gw.token_role(got[7:].strip())
+        if role is None:
+            gw.throttle.failed(peer)
+            return _denied(401, WRONG, {"WWW-Authenticate": "Bearer"})
+    else:
+        sess = gw.web_sessions.get(request.cookies.get(auth.SESSION_COOKIE))
+        if sess is None:
+            return _denied(401, REQUIRED, {"WWW-Authenticate": "Bearer"})
+        role, csrf, tid = sess
+        if not gw.token_alive(tid):     # the token the session was opened with was revoked since
+            gw.web_sessions.drop_token(tid)
+            return _denied(401, REQUIRED, {"WWW-Authenticate": "Bearer"})
+        if write:
+            got_csrf = request.headers.get(auth.CSRF_HEADER, "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(got_csrf, csrf.encode()):
+                return _denied(403, "a write with the session cookie needs its %s header (the dashboard "
+                                    "sends it)" % auth.CSRF_HEADER)
+    if not auth.role_at_least(role, need):
+        return _denied(403, "this token's role is %s; %s %s needs %s" % (role, request.method, request.path, need))
     return None
 
 
-def _body(req):
-    if not req.body:
-        return {}
+async def _json_body(gw, request):
+    """The JSON object of a request (empty: {}); a web.Response to answer instead when it is not."""
     try:
-        d = json.loads(req.body)
+        raw = await read_body(request, gw.settings.body_timeout)
+    except TimeoutError:
+        return slow_body(gw.settings.body_timeout)
+    if not raw:
+        return {}
+    if request.content_type != "application/json":
+        return _error(415, "send the body as Content-Type: application/json")
+    try:
+        d = json.loads(raw)
     except ValueError as e:
-        raise ValueError("the body is not JSON (%s)" % e)
+        return _error(400, "the body is not JSON (%s)" % e)
     if not isinstance(d, dict):
-        raise ValueError("the body must be a JSON object")
+        return _error(400, "the body must be a JSON object")
     return d
 
 
-# --- the routes -----------------------------------------------------------------------
-# Every (method, path) the gateway answers over HTTP besides the OCPP WebSocket.
-# /api/openapi.json documents each one; tests/gateway/test_api.py fails when one is
-# missing there. HEAD is answered wherever GET is.
-PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/static/{file}"),
-         ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
-         ("GET", "/update"), ("POST", "/update"), ("GET", "/update.json"), ("POST", "/update.json"))
+def _body(req):
+    return req["json"]
 
 
-def routes():
-    """[(method, path template)] of every HTTP route: the pages above and the API table."""
-    return list(PAGES) + [(m, p) for m, p, _parts, _fn in _api_table()]
-
-
-def _allowed(method, methods, path):
-    if method in methods or (method == "HEAD" and "GET" in methods):
-        return None
-    return Response(405, json.dumps({"error": "use %s on %s" % (" or ".join(sorted(methods)), path)}),
-                    "application/json", dict(_NO_STORE, Allow=", ".join(sorted(methods))))
-
-
-async def handle(gw, req):
-    gw.metrics.http_requests += 1
-    path = req.path
-    m = req.method
-    if path in ("/update", "/update.json"):
-        return _allowed(m, ("GET", "POST"), path) or await ingest(gw, req)
-    if not path.startswith("/api/") or path == "/api/openapi.json":
-        page = None
-        if path in ("/", "/index.html") or path.startswith("/station/"):
-            page = lambda: _static("index.html")
-        elif path.startswith("/static/"):
-            page = lambda: _static(path[8:])
-        elif path == "/healthz":
-            page = lambda: _json(health(gw))
-        elif path == "/api/openapi.json":
-            page = lambda: _static("openapi.json", "application/json")
-        if page is not None:
-            return _allowed(m, ("GET",), path) or page()
-        if path == "/metrics":
-            return _allowed(m, ("GET",), path) or Response(200, await metrics_text(gw),
-                                                          "text/plain; version=0.0.4; charset=utf-8")
-        return _error(404, "no such page: %s (the dashboard is at /, the API under /api/, "
-                           "described at /api/openapi.json)" % path)
-    write = m not in ("GET", "HEAD")
-    why = _unauthorised(gw, req, write)
-    if why:
-        return Response(401, json.dumps({"error": why}, separators=(",", ":")), "application/json",
-                        dict(_NO_STORE, **{"WWW-Authenticate": "Bearer"}))
-    parts = path.strip("/").split("/")
-    hits = [(meth, fn, args) for meth, _p, tpl, fn in _api_table() for args in [_match(tpl, parts)]
-            if args is not None]
-    if not hits:
-        return _error(404, "no such API path: %s (see /api/openapi.json)" % path)
-    fn = next((f for meth, f, _a in hits if meth == m or (m == "HEAD" and meth == "GET")), None)
-    if fn is None:
-        return _allowed(m, {meth for meth, _f, _a in hits}, path)
-    args = hits[0][2]
-    if "id" in args and args["id"] not in gw.stations:
-        return _error(404, "unknown station %r" % args["id"])
-    try:
-        return await fn(gw, req, **args)
-    except ValueError as e:
-        return _error(400, str(e))
-
-
-def _match(tpl, parts):
-    if len(tpl) != len(parts):
-        return None
-    args = {}
-    for t, p in zip(tpl, parts):
-        if t == "{id}":
-            if not p:
-                return None
-            args["id"] = p
-        elif t != p:
-            return None
-    return args
-
-
-def health(gw):
-    out = {"status": "ok", "stations_connected": len(gw.sessions), "stations_known": len(gw.stations),
-           "uplinks": {u.name: u.state() for u in gw.uplinks}}
-    failing = getattr(gw.thingspeak, "failing", None)
-    if failing:     # which stations' ThingSpeak writes fail, and why (never the write key)
-        out["thingspeak_failing"] = {sid: why for sid, (_r, why) in sorted(failing.items())}
-    return out
-
+def _handler(gw, fn, need, station):
+    async def handle(request):
+        denied = await authorise(gw, request, need)
+        if denied is not None:
+            return denied
+        args = dict(request.match_info)
+        if station and args["id"] not in gw.stations:
+            return _error(404, "unknown station %r" % args["id"])
+        if request.method in ("POST", "PUT", "DELETE", "PATCH"):
+            b = await _json_body(gw, request)
+            if isinstance(b, web.StreamResponse):
+                return b
+            request["json"] = b
+        try:
+            return await fn(gw, request, **args)
+        except ValueError as e:
+            return _error(400, str(e))
+    handle.role = need
+    return handle
 
 # --- the API calls -----------------------------------------------------------------
 async def _list_stations(gw, req):
@@ -350,40 +312,139 @@ async def _set_thingspeak(gw, req, id):
 
 
 async def _command(gw, req, id):
-    from .app import CommandError
     name = req.path.rstrip("/").rsplit("/", 1)[1]
     body = _body(req)
     try:
-        return _json(await gw.command(id, name, body))
+        return _json(await send_command(gw.sessions, id, name, body))
     except CommandError as e:
         return _json(dict({"error": e.message}, **e.extra), e.status)
 
 
-_API = None
+
+# --- sessions (the dashboard's sign-in) --------------------------------------------
+async def _whoami(gw, request):
+    if gw.settings.api_auth == "none":
+        return _json({"role": "admin", "auth": "none", "csrf": ""})
+    got = request.headers.get("Authorization", "")
+    if got.startswith("Bearer "):
+        role = gw.token_role(got[7:].strip())
+        if role is not None:
+            return _json({"role": role, "auth": "token", "csrf": ""})
+    sess = gw.web_sessions.get(request.cookies.get(auth.SESSION_COOKIE))
+    if sess is None:
+        return _denied(401, "not signed in: POST /api/session with {\"token\": ...}")
+    return _json({"role": sess[0], "auth": "session", "csrf": sess[1]})
 
 
-def _api_table():
-    """[(method, path template, template parts, handler)]; the commands are app.COMMANDS."""
-    global _API
-    if _API is None:
-        from .app import COMMANDS    # app imports this module: look it up on first use
-        t = [("GET", "/api/stations", _list_stations),
-             ("POST", "/api/stations", _post_station),
-             ("GET", "/api/id-tags", _list_id_tags),
-             ("POST", "/api/id-tags", _add_id_tag),
-             ("GET", "/api/stations/{id}", _get_station),
-             ("DELETE", "/api/stations/{id}", _delete_station),
-             ("GET", "/api/stations/{id}/readings", _get_readings),
-             ("GET", "/api/stations/{id}/transactions", _transactions),
-             ("GET", "/api/stations/{id}/status-history", _status_history),
-             ("POST", "/api/stations/{id}/accept", _accept),
-             ("POST", "/api/stations/{id}/reject", _reject),
-             ("PUT", "/api/stations/{id}/password", _set_password),
-             ("PUT", "/api/stations/{id}/thingspeak", _set_thingspeak)]
-        t += [("POST", "/api/stations/{id}/" + name, _command) for name in sorted(COMMANDS)]
-        _API = [(m, p, p.strip("/").split("/"), fn) for m, p, fn in t]
-    return _API
+async def _sign_in(gw, request):
+    peer = ("api", request.remote or "")
+    wait = gw.throttle.blocked(peer)
+    if wait:
+        return _denied(429, "too many wrong API tokens from this address: try again in %d s" % (int(wait) + 1),
+                       {"Retry-After": str(int(wait) + 1)})
+    b = await _json_body(gw, request)
+    if isinstance(b, web.StreamResponse):
+        return b
+    tok = b.get("token")
+    row = gw.token_row(tok) if isinstance(tok, str) and 0 < len(tok) <= 200 else None
+    if row is None:
+        gw.throttle.failed(peer)
+        return _denied(401, WRONG)
+    sid, csrf = gw.web_sessions.open(row["role"], row["id"])
+    log.info("dashboard signed in with token %s (%s, role %s) from %s", row["id"], row["name"], row["role"],
+             request.remote)
+    r = _json({"role": row["role"], "auth": "session", "csrf": csrf})
+    r.set_cookie(auth.SESSION_COOKIE, sid, httponly=True, samesite="Strict", secure=gw.settings.scheme == "https",
+                 path="/", max_age=gw.web_sessions.max_age)
+    return r
 
+
+async def _sign_out(gw, request):
+    gw.web_sessions.close(request.cookies.get(auth.SESSION_COOKIE))
+    r = _json({"signed_out": True})
+    r.del_cookie(auth.SESSION_COOKIE, path="/")
+    return r
+
+
+# --- the route table ---------------------------------------------------------------
+class Route(NamedTuple):
+    """One API route: what it does (the handler), who may (the least role), what it takes and
+    gives (models, for the OpenAPI document openapi.py makes from this table)."""
+    method: str
+    path: str
+    fn: object
+    role: str
+    tag: str
+    summary: str
+    answer: object = None       # a models class, or [class] for a list
+    status: int = 200
+    body: object = None         # the JSON body's models class
+    example: object = None      # an example body
+    errors: tuple = ()          # statuses besides 401/403 (and 404 for /{id} paths)
+
+
+def api_table():
+    """[Route]; the commands are commands.COMMANDS, one route each."""
+    t = [Route("GET", "/api/stations", _list_stations, "read", "stations", "List the registered stations",
+               [models.Station]),
+         Route("POST", "/api/stations", _post_station, "admin", "stations",
+               "Register a station (its password generated and returned once when not given)",
+               models.NewStationAnswer, 201, models.NewStation, {"id": "CP-NEW"}, (400, 409, 415)),
+         Route("GET", "/api/id-tags", _list_id_tags, "read", "id tags", "List the id tags", [models.IdTag]),
+         Route("POST", "/api/id-tags", _add_id_tag, "operate", "id tags", "Add or change an id tag",
+               models.IdTag, 201, models.IdTag, {"id_tag": "TAG1", "status": "Accepted"}, (400, 415)),
+         Route("GET", "/api/stations/{id}", _get_station, "read", "stations", "One station", models.Station),
+         Route("DELETE", "/api/stations/{id}", _delete_station, "admin", "stations",
+               "Take a station out of service: closed, forgotten, its readings kept", models.Removed),
+         Route("GET", "/api/stations/{id}/readings", _get_readings, "read", "stations",
+               "The station's readings, oldest first (query: limit 1..10000, since an ISO 8601 time)",
+               [models.Reading], errors=(400,)),
+         Route("GET", "/api/stations/{id}/transactions", _transactions, "read", "stations",
+               "The station's transactions, newest first (200 at most)", [models.Transaction]),
+         Route("GET", "/api/stations/{id}/status-history", _status_history, "read", "stations",
+               "The station's status changes and events, newest first (200 at most)", [models.StatusEvent]),
+         Route("POST", "/api/stations/{id}/accept", _accept, "operate", "stations",
+               "Accept a station (its next BootNotification is Accepted)", models.Station),
+         Route("POST", "/api/stations/{id}/reject", _reject, "operate", "stations",
+               "Reject a station (its next BootNotification is Rejected)", models.Station),
+         Route("PUT", "/api/stations/{id}/password", _set_password, "admin", "stations",
+               "A new OCPP password (given, or generated and returned once)", models.NewStationAnswer,
+               body=models.NewPassword, example={}, errors=(400, 415)),
+         Route("PUT", "/api/stations/{id}/thingspeak", _set_thingspeak, "admin", "stations",
+               "Set, change or clear (both null) the station's ThingSpeak channel and keys", models.Station,
+               body=models.ThingSpeakChannel, example={"thingspeak_channel": 7, "thingspeak_key": "WRITEKEY2"},
+               errors=(400, 415))]
+    for name in sorted(COMMANDS):
+        body, example = models.COMMAND_BODIES[name]
+        t.append(Route("POST", "/api/stations/{id}/" + name, _command, "operate", "commands",
+                       "Send %s to the station and return its answer" % COMMANDS[name][0].__name__,
+                       "ocpp:" + COMMANDS[name][0].__name__, body=body, example=example,
+                       errors=(400, 409, 415, 502, 504)))
+    return t
+
+
+SESSION_ROUTES = [
+    Route("GET", "/api/session", None, "", "dashboard", "The dashboard session this request carries (401: none)",
+          models.Session),
+    Route("POST", "/api/session", None, "", "dashboard",
+          "Sign in with an API token: an HttpOnly session cookie and the CSRF token for writes", models.Session,
+          body=models.SignIn, example={"token": "pct_..."}, errors=(415, 429)),
+    Route("DELETE", "/api/session", None, "", "dashboard", "Sign out", models.SignedOut),
+]
+
+
+def add_routes(app, gw):
+    r = app.router
+    for rt in api_table():
+        r.add_route(rt.method, rt.path, _handler(gw, rt.fn, rt.role, "{id}" in rt.path))
+    for method, fn in (("GET", _whoami), ("POST", _sign_in), ("DELETE", _sign_out)):
+        r.add_route(method, "/api/session", _bound(gw, fn))
+
+
+def _bound(gw, fn):
+    async def handle(request):
+        return await fn(gw, request)
+    return handle
 
 async def _add_station(gw, b):
     sid = b.get("id")
@@ -428,100 +489,46 @@ async def _readings(gw, sid, q):
     return _json(rows)
 
 
-async def ingest(gw, req):
+def _text(status, text):
+    return web.Response(status=status, text=text)
+
+
+async def ingest(gw, req, body):
     """ThingSpeak-style write: api_key (the station's write key) + field1..field8 (+created_at)."""
-    from urllib.parse import parse_qsl
     params = dict(req.query)
     ctype = req.headers.get("content-type", "")
-    if req.body:
+    if body:
         if "json" in ctype:
             try:
-                b = json.loads(req.body)
+                b = json.loads(body)
             except ValueError:
-                return Response(400, "the body is not JSON\n")
+                return _text(400, "the body is not JSON\n")
             if not isinstance(b, dict):
-                return Response(400, "the JSON body must be an object\n")
+                return _text(400, "the JSON body must be an object\n")
             params.update({k: v for k, v in b.items()})
         else:
             try:
-                params.update(dict(parse_qsl(req.body.decode("utf-8"), keep_blank_values=True,
+                params.update(dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True,
                                              strict_parsing=True)))
             except (UnicodeDecodeError, ValueError):
-                return Response(400, "the body is not a form (api_key=...&field1=...)\n")
+                return _text(400, "the body is not a form (api_key=...&field1=...)\n")
+    if gw.throttle.blocked(("ingest", req.remote or "")):
+        return _text(429, "too many unknown api_keys from this address: try again later\n")
     key = params.get("api_key") or params.get("key") or req.headers.get("x-thingspeakapikey")
     if not key:
-        return Response(400, "api_key missing: send the station's ThingSpeak write key\n")
+        return _text(400, "api_key missing: send the station's ThingSpeak write key\n")
+    key = str(key).encode("utf-8", "surrogatepass")    # compare_digest takes str only in ASCII
     sid = next((s for s, st in gw.stations.items() if st.get("ts_key") and
-                hmac.compare_digest(str(st["ts_key"]), str(key))), None)
+                hmac.compare_digest(str(st["ts_key"]).encode(), key)), None)
     if sid is None:
-        return Response(401, "unknown api_key: register the station with its thingspeak_key\n")
+        gw.throttle.failed(("ingest", req.remote or ""))
+        return _text(401, "unknown api_key: register the station with its thingspeak_key\n")
     try:
         row = reading_from_fields(params)
     except ValueError as e:
-        return Response(400, "%s\n" % e)
+        return _text(400, "%s\n" % e)
     ids = await gw.store_readings(sid, [row], "http")
     gw.metrics.ingest["http"] += 1
-    return Response(200, str(ids[0]))
+    return _text(200, str(ids[0]))
 
 
-async def metrics_text(gw):
-    names = [u.name for u in gw.uplinks]
-    depths = await gw.store.run(lambda db: {n: outbox_depth(db, n) for n in names})
-    mt = gw.metrics
-    lines = [
-        "# HELP picocharge_stations_connected OCPP stations connected now.",
-        "# TYPE picocharge_stations_connected gauge",
-        "picocharge_stations_connected %d" % len(gw.sessions),
-        "# HELP picocharge_stations_known Registered stations.",
-        "# TYPE picocharge_stations_known gauge",
-        "picocharge_stations_known %d" % len(gw.stations),
-        "# HELP picocharge_ocpp_messages_total OCPP frames received from stations.",
-        "# TYPE picocharge_ocpp_messages_total counter",
-        "picocharge_ocpp_messages_total %d" % mt.messages,
-        "# HELP picocharge_messages_per_second OCPP frames received per second (last ~10 s).",
-        "# TYPE picocharge_messages_per_second gauge",
-        "picocharge_messages_per_second %.3f" % mt.rate(),
-        "# HELP picocharge_readings_stored_total Readings stored (OCPP, HTTP and MQTT ingest).",
-        "# TYPE picocharge_readings_stored_total counter",
-        "picocharge_readings_stored_total %d" % mt.readings,
-        "# HELP picocharge_ocpp_refused_total WebSocket handshakes refused (auth, path, subprotocol).",
-        "# TYPE picocharge_ocpp_refused_total counter",
-        "picocharge_ocpp_refused_total %d" % mt.refused,
-        "# HELP picocharge_db_commits_total SQLite transactions committed by the batching writer.",
-        "# TYPE picocharge_db_commits_total counter",
-        "picocharge_db_commits_total %d" % gw.store.commits,
-        "# HELP picocharge_ingest_total Readings received through the ingest paths.",
-        "# TYPE picocharge_ingest_total counter",
-    ]
-    for k, v in sorted(mt.ingest.items()):
-        lines.append('picocharge_ingest_total{path="%s"} %d' % (k, v))
-    lines += ["# HELP picocharge_outbox_depth Readings not yet delivered, per uplink.",
-              "# TYPE picocharge_outbox_depth gauge"]
-    lines += ['picocharge_outbox_depth{uplink="%s"} %d' % (n, depths[n]) for n in names]
-    lines += ["# HELP picocharge_uplink_delivered_total Readings delivered, per uplink.",
-              "# TYPE picocharge_uplink_delivered_total counter"]
-    lines += ['picocharge_uplink_delivered_total{uplink="%s"} %d' % (u.name, u.delivered) for u in gw.uplinks]
-    lines += ["# HELP picocharge_uplink_errors_total Failed uploads or connections, per uplink.",
-              "# TYPE picocharge_uplink_errors_total counter"]
-    lines += ['picocharge_uplink_errors_total{uplink="%s"} %d' % (u.name, u.errors) for u in gw.uplinks]
-    return "\n".join(lines) + "\n"
-
-
-_static_cache = {}
-
-
-def _static(name, ctype=None):
-    if "/" in name.strip("/") and ".." in name or name.startswith(".") or "\\" in name or ".." in name:
-        return _error(404, "no such file")
-    hit = _static_cache.get(name)
-    if hit is None:
-        p = os.path.join(STATIC, name)
-        if not os.path.isfile(p):
-            return _error(404, "no such file: %s" % name)
-        with open(p, "rb") as f:
-            data = f.read()
-        ct = ctype or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if ct.startswith("text/") or ct in ("application/javascript",):
-            ct += "; charset=utf-8"
-        hit = _static_cache[name] = (data, ct)
-    return Response(200, hit[0], hit[1], {"Cache-Control": "no-cache"})

@@ -1,31 +1,38 @@
 """The gateway: `Gateway(Settings(...))`, `await gw.start()`, `gw.port`, `await gw.stop()`.
 
-It ties together the listening port (server.Front: OCPP WebSocket + HTTP), the
-OCPP sessions (csms.StationSession), the store (store.Store) and the uplinks
-(uplinks.MqttUplink, uplinks.ThingSpeakUplink). The session handlers call the
-service methods below; they never touch the database or the network themselves.
+It ties together the listening port (server.Listener serving web.make_app: OCPP
+WebSocket, dashboard, API), the OCPP sessions (csms.StationSession), the store
+(store.Store), the credentials (auth.py) and the uplinks (uplinks.MqttUplink,
+uplinks.ThingSpeakUplink). The session handlers call the service methods below; they
+never touch the database or the network themselves.
 """
 import asyncio
 import base64
 import gc
 import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote
 
-from ocpp.v16 import call as ocpp_call
 from websockets.exceptions import ConnectionClosed
 
-from . import api
+from . import auth, openapi
+from .commands import COMMANDS, CommandError, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
-from .server import Front
+from .metrics import GatewayMetrics
+from .server import Listener
 from .store import Store, check_password, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
+from .web import make_app
 
 log = logging.getLogger(__name__)
 
 AUTH_MODES = ("password", "pending", "none")
+API_AUTH_MODES = ("token", "none")
+# the one answer to a station whose id or password is not accepted, whichever it was (the
+# reason is logged): the answer must not tell an outsider which station ids exist
+STATION_401 = "station id or password not accepted (HTTP Basic: user = station id, password = ocpp.password)"
 
 
 @dataclass
@@ -48,6 +55,19 @@ class Settings:
     gc_freeze: bool = True
     tls_cert: str = None    # PEM certificate (chain) and key: OCPP security profile 2 (wss://, https://)
     tls_key: str = None
+    # --- the HTTP edge: credentials and limits (docs/gateway.md "Limits") ---
+    api_auth: str = "token"         # token: every /api call and /metrics need a token or a session; none: open
+    tokens_file: str = None         # default: <db>.tokens
+    allowed_hosts: tuple = ()       # Host names served besides localhost, loopback and the bind address
+    max_connections: int = 20000    # open connections (OCPP + HTTP); the next gets 503
+    max_body: int = 1024 * 1024     # request body bytes (413)
+    max_line: int = 8190            # request line bytes
+    max_field: int = 8190           # one header line's bytes
+    max_headers: int = 100          # header lines per request
+    idle_timeout: float = 30.0      # a connection with no request in progress (idle or half a head) is closed
+    body_timeout: float = 10.0      # a request body must arrive within this (408)
+    auth_fail_limit: int = 10       # failed credentials per client address / station id per minute (then 429)
+    max_pending: int = 100          # --auth pending: unknown stations waiting for an operator at most
 
     @property
     def scheme(self):
@@ -82,6 +102,7 @@ class Metrics:
         self.connects = 0
         self.refused = 0
         self.http_requests = 0
+        self.http_refused = 0   # connections answered 503 at --max-connections
         self.ingest = {"http": 0, "mqtt": 0}
         self._window = [(time.monotonic(), 0)]
 
@@ -132,36 +153,12 @@ class GcWatch:
             self.full, self.longest_ms, self.longest_gen)
 
 
-class CommandError(Exception):
-    def __init__(self, status, message, extra=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra or {}
-
-
-# API command -> (ocpp call class, body -> kwargs)
-COMMANDS = {
-    "remote-start": (ocpp_call.RemoteStartTransaction,
-                     lambda b: {"id_tag": b["id_tag"], "connector_id": b.get("connector_id")}),
-    "remote-stop": (ocpp_call.RemoteStopTransaction, lambda b: {"transaction_id": int(b["transaction_id"])}),
-    "reset": (ocpp_call.Reset, lambda b: {"type": b.get("type", "Soft")}),
-    "change-availability": (ocpp_call.ChangeAvailability,
-                            lambda b: {"connector_id": int(b.get("connector_id", 0)), "type": b["type"]}),
-    "get-configuration": (ocpp_call.GetConfiguration, lambda b: {"key": b.get("key")}),
-    "change-configuration": (ocpp_call.ChangeConfiguration,
-                             lambda b: {"key": b["key"], "value": str(b["value"])}),
-    "trigger-message": (ocpp_call.TriggerMessage,
-                        lambda b: {"requested_message": b["requested_message"],
-                                   "connector_id": b.get("connector_id")}),
-    "unlock-connector": (ocpp_call.UnlockConnector, lambda b: {"connector_id": int(b.get("connector_id", 1))}),
-}
-
-
 class Gateway:
     def __init__(self, settings):
         if settings.auth not in AUTH_MODES:
             raise ValueError("auth %r: choose one of %s" % (settings.auth, ", ".join(AUTH_MODES)))
+        if settings.api_auth not in API_AUTH_MODES:
+            raise ValueError("api_auth %r: choose one of %s" % (settings.api_auth, ", ".join(API_AUTH_MODES)))
         self.settings = settings
         self.store = Store(settings.db)
         self.metrics = Metrics()
@@ -171,7 +168,12 @@ class Gateway:
         self.id_tags = {}
         self._verified = {}     # (id, sha256(password)) -> pw_hash it was checked against
         self.port = None
-        self.front = None
+        self.front = None       # the server.Listener
+        self.tokens = auth.TokenStore(settings.tokens_file or auth.tokens_path(settings.db))
+        self.first_token = None     # the admin token made at first start, in clear (shown once)
+        self.web_sessions = auth.Sessions()
+        self.throttle = auth.Throttle(limit=settings.auth_fail_limit)
+        self.prom = GatewayMetrics(self)
         self.uplinks = []
         self.mqtt = None
         self.thingspeak = None
@@ -192,6 +194,7 @@ class Gateway:
         self.last = await self.store.run(_last_readings)
         if s.auth == "none":
             log.warning("auth=none: ANY station is accepted without a password (demos and benchmarks only)")
+        self._setup_tokens()
         if s.mqtt_url:
             self.mqtt = MqttUplink(self, s.mqtt_url, ingest=s.mqtt_ingest)
             self.uplinks.append(self.mqtt)
@@ -201,8 +204,7 @@ class Gateway:
             self.uplinks.append(self.thingspeak)
         for u in self.uplinks:
             await u.start()
-        self.front = Front(lambda req: api.handle(self, req), self._session, self._process_request,
-                           max_size=s.max_frame, ping_interval=s.ping_interval)
+        self.front = Listener(make_app(self), s, self.metrics)
         self.port = await self.front.start(s.host, s.port, ssl=tls)
         self._tasks.append(asyncio.get_running_loop().create_task(self._maintenance()))
         self.started_at = time.time()
@@ -229,7 +231,7 @@ class Gateway:
         for t in self._tasks:
             t.cancel()
         if self.front:
-            await self.front.stop()
+            await self.front.stop(self._close_sessions)
         for u in self.uplinks:
             await u.stop()
         await self.store.stop()
@@ -291,29 +293,72 @@ class Gateway:
                      ", ".join("%d %s" % (n, t.replace("_", " ")) for t, n in gone.items()))
         return gone
 
-    # --- connections ---------------------------------------------------------
-    def _refuse(self, connection, status, message):
-        self.metrics.refused += 1
-        resp = connection.respond(status, message + "\n")
-        if status == 401:
-            resp.headers["WWW-Authenticate"] = 'Basic realm="PicoCharge OCPP", charset="UTF-8"'
-        return resp
+    # --- credentials for the API -------------------------------------------
+    def _setup_tokens(self):
+        s = self.settings
+        if s.api_auth == "none":
+            log.warning("api-auth=none: the API and /metrics are open to anyone who reaches the port, writes "
+                        "included (demos and benchmarks only)")
+            return
+        if not self.tokens.rows() and not s.api_token:
+            self.first_token, row = self.tokens.create("admin", "admin (made at first start)")
+            log.warning("first start: made the admin API token %s, stored hashed in %s (0600); it is printed "
+                        "once by `picocharge gateway`; more with `picocharge gateway token create`",
+                        row["id"], self.tokens.path)
 
-    async def _process_request(self, connection, request):
-        path = request.path.split("?", 1)[0]
-        if not path.startswith("/ocpp/"):
-            return self._refuse(connection, 404, "the OCPP endpoint is ws://HOST:PORT/ocpp/<station-id>")
-        sid = unquote(path[6:])
+    def token_row(self, token):
+        """The token row ({id, name, role}) of a token given in clear, or None."""
+        s = self.settings
+        if s.api_token and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), s.api_token.encode()):
+            return {"id": "api-token", "name": "--api-token", "role": "admin"}
+        return self.tokens.lookup(token)
+
+    def token_alive(self, token_id):
+        """Whether the token a dashboard session was opened with still exists (not revoked)."""
+        return token_id == "api-token" or self.tokens.has(token_id)
+
+    def token_role(self, token):
+        row = self.token_row(token)
+        return row["role"] if row else None
+
+    def openapi_json(self):
+        return openapi.document_json()
+
+    # --- connections ---------------------------------------------------------
+    def check_station_request(self, sid, subprotocols):
+        """None when the handshake may go on to authentication, else (status, message)."""
         if not sid or "/" in sid or len(sid) > 64 or not sid.isprintable():
-            return self._refuse(connection, 404, "bad station id in the URL: ws://HOST:PORT/ocpp/<station-id>")
-        if "ocpp1.6" not in request.headers.get("Sec-WebSocket-Protocol", ""):
-            return self._refuse(connection, 400, "subprotocol ocpp1.6 required (Sec-WebSocket-Protocol: ocpp1.6)")
-        why = await self._authenticate(sid, request.headers.get("Authorization"))
-        if why:
-            log.warning("station=%s refused: %s", sid, why)
-            return self._refuse(connection, 401, why)
-        connection.station_id = sid
+            return 404, "bad station id in the URL: ws://HOST:PORT/ocpp/<station-id>"
+        if "ocpp1.6" not in [p.strip() for p in subprotocols.split(",")]:
+            return 400, "subprotocol ocpp1.6 required (Sec-WebSocket-Protocol: ocpp1.6)"
         return None
+
+    @staticmethod
+    def refusal_text(status):
+        return {401: STATION_401, 403: "station is rejected by the operator",
+                429: "too many failed attempts: the station backs off and tries again later",
+                503: "too many stations are waiting for an operator (--max-pending): try again later"
+                }.get(status, "refused")
+
+    async def authenticate_station(self, sid, authz, peer):
+        """(status, reason to log) when the station may not connect, else (None, None). Failures
+        count against the client address and the station id; past --auth-fail-limit a minute
+        either is refused with 429 without looking at the password."""
+        keys = (("ocpp", peer), ("ocpp-id", sid))
+        if self.throttle.blocked(*keys):
+            return 429, "too many failed attempts from %s or for this id" % peer
+        status, why = await self._authenticate(sid, authz)
+        if why is None:
+            self.throttle.succeeded(("ocpp-id", sid))
+        elif status == 401:
+            self.throttle.failed(*keys)
+        return status, why
+
+    async def _close_sessions(self):
+        conns = [sess._connection for sess in self.sessions.values()]
+        if conns:
+            await asyncio.gather(*(c.close(1001, "gateway shutting down") for c in conns),
+                                 return_exceptions=True)
 
     async def _authenticate(self, sid, authz):
         mode = self.settings.auth
@@ -323,43 +368,45 @@ class Gateway:
             try:
                 user, _, pw = base64.b64decode(authz[6:]).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError):
-                return "malformed Basic credentials"
+                return 401, "malformed Basic credentials"
         if mode == "none":
             if st is None:
                 await self.register(sid, None, state="accepted")
-            return None
+            return None, None
         if st is None:
             if mode == "pending":
                 # the password it comes with becomes its password: without one, anybody could
                 # connect under this id once the operator accepts it
                 if not pw or user != sid:
-                    return ("HTTP Basic credentials required to be admitted (user = station id, password = "
+                    return 401, ("HTTP Basic credentials required to be admitted (user = station id, password = "
                             "the station's ocpp.password): configure ocpp.password on the station; the "
                             "password it first connects with becomes its password")
+                pending = sum(1 for st in self.stations.values() if st["state"] == "pending")
+                if pending >= self.settings.max_pending:
+                    return 503, "%d stations already wait for an operator (--max-pending)" % pending
                 await self.register(sid, pw, state="pending")
                 log.warning("station=%s unknown: admitted as pending, accept it on the dashboard or "
                             "POST /api/stations/%s/accept", sid, sid)
-                return None
-            return "unknown station: register it first (picocharge gateway add-station %s)" % sid
-        if st["state"] == "rejected":
-            return "station is rejected by the operator"
+                return None, None
+            return 401, "unknown station: register it first (picocharge gateway add-station %s)" % sid
         if not st["pw_hash"]:
-            return ("station has no password set: give it one (PUT /api/stations/%s/password) and configure "
+            return 401, ("station has no password set: give it one (PUT /api/stations/%s/password) and configure "
                     "it on the station as ocpp.password" % sid)
         if pw is None or user != sid:
-            return "HTTP Basic credentials required (user = station id, OCPP security profile 1)"
+            return 401, "HTTP Basic credentials required (user = station id, OCPP security profile 1)"
         key = (sid, hashlib.sha256(pw.encode()).digest())
-        if self._verified.get(key) == st["pw_hash"]:
-            return None
-        ok = await asyncio.get_running_loop().run_in_executor(None, check_password, pw, st["pw_hash"])
-        if not ok:
-            return "wrong password"
-        if len(self._verified) > 100000:
-            self._verified.clear()
-        self._verified[key] = st["pw_hash"]
-        return None
+        if self._verified.get(key) != st["pw_hash"]:
+            ok = await asyncio.get_running_loop().run_in_executor(None, check_password, pw, st["pw_hash"])
+            if not ok:
+                return 401, "wrong password"
+            if len(self._verified) > 100000:
+                self._verified.clear()
+            self._verified[key] = st["pw_hash"]
+        if st["state"] == "rejected":    # told only to a station with its right password
+            return 403, "station is rejected by the operator"
+        return None, None
 
-    async def _session(self, connection):
+    async def run_session(self, connection):
         sid = connection.station_id
         old = self.sessions.get(sid)
         if old is not None:
@@ -506,33 +553,7 @@ class Gateway:
 
     # --- commands to stations -------------------------------------------------
     async def command(self, sid, name, body):
-        if name not in COMMANDS:
-            raise CommandError(404, "unknown command %r: one of %s" % (name, ", ".join(sorted(COMMANDS))))
-        sess = self.sessions.get(sid)
-        if sess is None:
-            raise CommandError(409, "station %s is not connected" % sid)
-        cls, build = COMMANDS[name]
-        try:
-            payload = cls(**{k: v for k, v in build(body).items() if v is not None})
-        except (KeyError, TypeError, ValueError) as e:
-            raise CommandError(400, "bad body for %s: %s %s" % (name, type(e).__name__, e))
-        from ocpp.exceptions import OCPPError
-        from .validate import _Fail, result_payload, validator
-        try:
-            validator(cls.__name__)(result_payload(payload))
-        except _Fail as e:
-            raise CommandError(400, "bad body for %s: %s" % (name, e.message))
-        log.info("station=%s command %s", sid, cls.__name__)
-        try:
-            result = await sess.call(payload, suppress=False)
-        except asyncio.TimeoutError:
-            raise CommandError(504, "station %s did not answer %s in time" % (sid, cls.__name__))
-        except ConnectionClosed:
-            raise CommandError(409, "station %s disconnected" % sid)
-        except OCPPError as e:  # the station's CALLERROR, or its answer failed the schema
-            raise CommandError(502, "station %s answered %s with %s: %s" % (
-                sid, cls.__name__, e.code, e.description), {"code": e.code, "details": e.details})
-        return result_payload(result)
+        return await send_command(self.sessions, sid, name, body)
 
     # --- views ----------------------------------------------------------------
     def station_view(self, sid):

@@ -1,4 +1,4 @@
-"""`picocharge gateway`: run the gateway (default), add-station, stations."""
+"""`picocharge gateway`: run the gateway (default), add-station, stations, token."""
 import asyncio
 import json
 import logging
@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from . import auth
 from .store import Store, StoreError, generate_password
 
 
@@ -45,8 +46,38 @@ def _db_option(f):
               envvar="PICOCHARGE_GATEWAY_RETENTION_DAYS",
               help="Keep readings, status history, connections and finished transactions this long "
                    "(0: forever).")
+@click.option("--api-auth", type=click.Choice(["token", "none"]), default="token", show_default=True,
+              envvar="PICOCHARGE_GATEWAY_API_AUTH",
+              help="token: every /api call and /metrics need a token (`picocharge gateway token create`) or a "
+                   "dashboard session; none: the API is open to anyone who reaches the port, writes included "
+                   "(demos and benchmarks only; logged as a warning).")
 @click.option("--api-token", envvar="PICOCHARGE_GATEWAY_API_TOKEN", metavar="SECRET",
-              help="Bearer token required for API write calls (and reads from other hosts).")
+              help="One more admin token, given in clear (scripts, the demo); tokens made with "
+                   "`picocharge gateway token create` are kept hashed and are preferred.")
+@click.option("--allowed-hosts", envvar="PICOCHARGE_GATEWAY_ALLOWED_HOSTS", metavar="NAMES", default="",
+              help="Comma-separated Host names the dashboard and API answer to besides localhost, 127.0.0.1, "
+                   "::1 and --host ('*': any, which lets DNS rebinding in). Stations (/ocpp/) and /update "
+                   "are served under any name.")
+@click.option("--max-connections", type=click.IntRange(1), default=20000, show_default=True,
+              envvar="PICOCHARGE_GATEWAY_MAX_CONNECTIONS",
+              help="Open connections (stations and HTTP) at most; the next is answered 503. Keep it below "
+                   "`ulimit -n`.")
+@click.option("--max-body", type=click.IntRange(1024), default=1024 * 1024, show_default=True, metavar="BYTES",
+              envvar="PICOCHARGE_GATEWAY_MAX_BODY", help="Request body size at most (413 past it).")
+@click.option("--idle-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True, metavar="SECONDS",
+              envvar="PICOCHARGE_GATEWAY_IDLE_TIMEOUT",
+              help="An HTTP connection with no request in progress (idle, or half a request head) is closed "
+                   "after this long.")
+@click.option("--body-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True, metavar="SECONDS",
+              envvar="PICOCHARGE_GATEWAY_BODY_TIMEOUT", help="A request body must arrive within this (408).")
+@click.option("--auth-fail-limit", type=click.IntRange(0), default=10, show_default=True,
+              envvar="PICOCHARGE_GATEWAY_AUTH_FAIL_LIMIT",
+              help="Failed credentials (API tokens, station passwords) per API client address and per station "
+                   "id in a minute (ten times as many per station address) before further tries are refused "
+                   "(429) until the minute has passed (0: no limit).")
+@click.option("--max-pending", type=click.IntRange(0), default=100, show_default=True,
+              envvar="PICOCHARGE_GATEWAY_MAX_PENDING",
+              help="--auth pending: unknown stations waiting for an operator at most (the next is refused).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_CERT",
               help="Serve wss:// and https:// with this certificate (chain), OCPP security profile 2.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_KEY",
@@ -57,7 +88,9 @@ def _db_option(f):
               show_default=True, envvar="PICOCHARGE_GATEWAY_LOG_LEVEL")
 @click.pass_context
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
-            thingspeak_bulk_limit, retention_days, api_token, tls_cert, tls_key, heartbeat_interval, log_level):
+            thingspeak_bulk_limit, retention_days, api_auth, api_token, allowed_hosts, max_connections, max_body,
+            idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, heartbeat_interval,
+            log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -66,12 +99,8 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
         return
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .app import Gateway, Settings
+    from .app import Settings
     from .uplinks import parse_mqtt_url
-    if not api_token and host not in ("127.0.0.1", "::1", "localhost"):
-        logging.getLogger(__name__).warning(
-            "no --api-token: anyone who reaches %s:%d can register stations and send them commands "
-            "through /api", host, port)
     if mqtt_url:
         try:
             parse_mqtt_url(mqtt_url)
@@ -81,14 +110,31 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         thingspeak_url=thingspeak_url or None, thingspeak_interval=thingspeak_interval,
                         thingspeak_bulk_limit=thingspeak_bulk_limit, retention_days=retention_days,
                         api_token=api_token, heartbeat_interval=heartbeat_interval,
-                        tls_cert=tls_cert, tls_key=tls_key)
+                        tls_cert=tls_cert, tls_key=tls_key, api_auth=api_auth,
+                        allowed_hosts=tuple(h for h in allowed_hosts.split(",") if h.strip()),
+                        max_connections=max_connections, max_body=max_body, idle_timeout=idle_timeout,
+                        body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending)
     try:
-        asyncio.run(_serve(settings))
+        _run(_serve(settings))
     except (StoreError, ValueError) as e:   # ValueError: the TLS certificate or key, named
         raise click.ClickException(str(e))
     except OSError as e:
         raise click.ClickException("cannot listen on %s:%d (%s): pick another --port or stop what uses it"
                                    % (host, port, e.strerror or e))
+
+
+def _run(coro):
+    """asyncio.run, on uvloop where it is installed: it reads every socket into one loop-wide
+    buffer (see server.py), and answers more frames per second of CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        logging.getLogger(__name__).warning(
+            "uvloop is not installed: running on asyncio's own loop, which allocates 256 KiB per socket "
+            "read; with thousands of stations glibc's heap then grows by MBs a minute "
+            "(docs/performance.md, 'The edge on aiohttp'): pip install uvloop")
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 async def _serve(settings):
@@ -101,6 +147,9 @@ async def _serve(settings):
         loop.add_signal_handler(sig, stop.set)
     host = settings.host if ":" not in settings.host else "[%s]" % settings.host
     click.echo("gateway listening on %s://%s:%d" % (settings.scheme, host, gw.port))
+    if gw.first_token:
+        click.echo("admin API token (shown once, kept hashed in %s): %s" % (gw.tokens.path, gw.first_token))
+        click.echo("dashboard sign-in: %s://%s:%d/#token=%s" % (settings.scheme, host, gw.port, gw.first_token))
     sys.stdout.flush()
     try:
         await stop.wait()
@@ -202,3 +251,76 @@ def stations(db, as_json):
     for r in out:
         click.echo("%-20s %-9s %-14s %-20s %s" % (r["id"], r["state"], r["status"] or "-",
                                                  r["last_seen"] or "-", r["thingspeak_channel"] or "-"))
+
+
+@gateway.group("token")
+def token():
+    """API tokens: create, list, revoke (they are kept hashed in <db>.tokens, mode 0600)."""
+
+
+def _tokens(db, tokens_file):
+    return auth.TokenStore(tokens_file or auth.tokens_path(db))
+
+
+def _tokens_file_option(f):
+    return click.option("--tokens-file", metavar="PATH", envvar="PICOCHARGE_GATEWAY_TOKENS_FILE",
+                        help="The token file (default: the database's path + .tokens).")(f)
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice(auth.ROLES), default="read", show_default=True,
+              help="read: GET calls and /metrics; operate: also accept/reject, id tags and commands to "
+                   "stations; admin: also register, remove and re-key stations.")
+@click.option("--name", metavar="NAME", help="What the token is for (shown by `token list`).")
+@_db_option
+@_tokens_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def token_create(role, name, db, tokens_file, as_json):
+    """Make a token; it is printed once and kept only as its hash. A running gateway takes it at once."""
+    try:
+        tok, row = _tokens(db, tokens_file).create(role, name)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(str(e))
+    row = {k: v for k, v in row.items() if k != "sha256"}
+    if as_json:
+        click.echo(json.dumps(dict(row, token=tok), indent=2))
+        return
+    click.echo("token %s (%s, role %s): %s" % (row["id"], row["name"], row["role"], tok))
+    click.echo("shown once: send it as Authorization: Bearer <token>, or sign in with it on the dashboard")
+
+
+@token.command("list")
+@_db_option
+@_tokens_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def token_list(db, tokens_file, as_json):
+    """List the tokens (never the tokens themselves: only their id, name, role and date)."""
+    try:
+        rows = [{k: v for k, v in r.items() if k != "sha256"} for r in _tokens(db, tokens_file).rows()]
+    except ValueError as e:
+        raise click.ClickException(str(e))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no tokens: the gateway makes an admin token at its first start, or `picocharge gateway "
+                   "token create --role admin`")
+        return
+    click.echo("%-6s %-8s %-21s %s" % ("id", "role", "created", "name"))
+    for r in rows:
+        click.echo("%-6s %-8s %-21s %s" % (r["id"], r["role"], r["created"], r["name"]))
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@_db_option
+@_tokens_file_option
+def token_revoke(token_id, db, tokens_file):
+    """Revoke the token TOKEN_ID (its id or name, from `token list`); a running gateway refuses it at once."""
+    try:
+        gone = _tokens(db, tokens_file).revoke(token_id)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(str(e))
+    if not gone:
+        raise click.ClickException("no token %s (see `picocharge gateway token list`)" % token_id)
+    click.echo("token %s revoked" % token_id)

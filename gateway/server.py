@@ -1,262 +1,146 @@
-"""One port for everything: OCPP WebSocket upgrades and plain HTTP.
+"""The listening port, on aiohttp: one port for the OCPP WebSockets, the dashboard, the API.
 
-Each TCP connection starts in `Sniffer`, which reads the request head. A
-`GET` with `Upgrade: websocket` is handed, bytes included, to a websockets
-ServerConnection (websockets does the handshake, framing, ping/pong and close);
-anything else is served by a small HTTP/1.1 loop (Content-Length bodies,
-keep-alive) that calls `handler(Request) -> Response`. websockets alone only
-parses GET requests, and the API needs POST.
+aiohttp parses HTTP (its C parser), upgrades WebSockets, bounds what a connection may send
+and closes idle ones; this module only starts and stops it with our limits, and refuses
+connections past the cap with a 503 before any parsing.
 
-Both read through asyncio's BufferedProtocol into one receive buffer per Front
-(see `RecvBuffer`), not through `data_received` with a fresh buffer per read.
+Limits (Settings, each a `picocharge gateway` option, docs/gateway.md "Limits"):
+- max_line / max_field / max_headers: a request line, one header line, the header count
+  (431/400 past them, from aiohttp's parser);
+- max_body: a request body (413);
+- idle_timeout: a connection with no request in progress is closed after this long, whether
+  it is idle between requests or has sent only part of a request head (aiohttp's keep-alive
+  timer runs from the connection's start);
+- body_timeout: how long a request body may take to arrive (408), see httputil.read_body; what
+  is left of a body not read is drained for at most 1 s (aiohttp's lingering_time), then the
+  connection is closed;
+- max_connections: open connections (OCPP and HTTP); the next is answered 503 and closed;
+- pipelined requests: aiohttp queues at most 32 parsed requests per connection, then stops
+  reading the socket until they are answered, so bytes sent behind a pending request wait
+  in the kernel's buffers, not in ours.
+
+Memory: the gateway's command runs on uvloop when it is installed (Linux, macOS). uvloop
+reads every socket into one loop-wide buffer and hands the protocol bytes of the exact size
+that came, which is what gateway/server.py's former RecvBuffer did by hand: asyncio's own
+loop allocates 256 KiB per read and, at 10,000 paced stations, left glibc's heap growing
+8 MB a minute (docs/performance.md).
 """
 import asyncio
 import logging
-from http import HTTPStatus
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD = 16 * 1024
-MAX_BODY = 1024 * 1024
-RECV_SIZE = 256 * 1024   # as much as one read takes (asyncio's own max_size for data_received)
+DEFAULT_MAX_CONNECTIONS = 20000
+_SPARE_FDS = 128    # open files kept for the database, its journal, logs, uplinks, the listening socket
 
 
-class RecvBuffer(asyncio.BufferedProtocol):
-    """A protocol with `data_received` whose transport reads into `self.recv_buf`, one buffer
-    shared by every connection of a Front, and hands on a copy of exactly the bytes that came.
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs every malformed request (answered 400) at ERROR with a traceback: anyone who
+    reaches the port could fill the log with them. They are kept at DEBUG, counted."""
 
-    With plain data_received, asyncio's socket transport calls sock.recv(256 KiB) for every
-    read: 256 KiB are allocated and then shrunk to the ~800 bytes a MeterValues frame is. On
-    glibc those reads are carved from the top of the main heap (after the first such buffer is
-    freed its mmap threshold rises above 256 KiB), and the short-lived data they leave behind
-    become holes that are never given back: with 10,000 paced stations the heap grew 8 MB a
-    minute while the memory in use stayed flat (docs/performance.md). A copy of the exact size
-    is served from those holes like any other allocation. The buffer is safe to share: the
-    event loop reads one socket at a time and the copy is made before the next read. Under
-    TLS, asyncio's SSL protocol decrypts into it the same way."""
+    def __init__(self):
+        super().__init__()
+        self.count = 0
 
-    recv_buf = None   # set per instance (the Front's)
-
-    def get_buffer(self, sizehint):
-        return self.recv_buf
-
-    def buffer_updated(self, nbytes):
-        self.data_received(self.recv_buf[:nbytes].tobytes())
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            self.count += 1
+            if not log.isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
-class OcppConnection(ServerConnection, RecvBuffer):
-    """websockets' ServerConnection reading through the Front's shared receive buffer
-    (ServerConnection first: its eof_received, connection_lost ... win over the protocol
-    base classes')."""
+QUIET_BAD_REQUESTS = _QuietBadRequests()
+logging.getLogger("aiohttp.server").addFilter(QUIET_BAD_REQUESTS)
 
-    def __init__(self, recv_buf, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.recv_buf = recv_buf
+_REFUSAL = ("server is at its connection limit (--max-connections): try again later\n").encode()
+REFUSAL_503 = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               b"Content-Length: %d\r\nRetry-After: 5\r\nConnection: close\r\n\r\n" % len(_REFUSAL)) + _REFUSAL
 
 
-class Request:
-    __slots__ = ("method", "target", "path", "query", "headers", "body", "peer")
+class _Refuse(asyncio.Protocol):
+    """A connection past the cap: the 503 answer, then closed once its request came (or after 2 s),
+    so the client reads the answer rather than a reset."""
 
-    def __init__(self, method, target, headers, body, peer):
-        self.method = method
-        self.target = target
-        u = urlsplit(target)
-        self.path = unquote(u.path)
-        self.query = dict(parse_qsl(u.query, keep_blank_values=True))
-        self.headers = headers
-        self.body = body
-        self.peer = peer
-
-
-class Response:
-    __slots__ = ("status", "body", "ctype", "headers")
-
-    def __init__(self, status=200, body=b"", ctype="text/plain; charset=utf-8", headers=None):
-        self.status = status
-        self.body = body.encode() if isinstance(body, str) else body
-        self.ctype = ctype
-        self.headers = headers or {}
-
-
-def _parse_head(head):
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise ValueError("bad request line")
-    headers = {}
-    for ln in lines[1:]:
-        k, sep, v = ln.partition(b":")
-        if not sep:
-            raise ValueError("bad header line")
-        headers[k.strip().decode("latin-1").lower()] = v.strip().decode("latin-1")
-    return parts[0].decode("latin-1"), parts[1].decode("latin-1"), parts[2], headers
-
-
-class Sniffer(RecvBuffer):
-    def __init__(self, front):
-        self.front = front
-        self.recv_buf = front.recv_buf
-        self.buf = bytearray()
-        self.busy = False
-        self.closed = False
+    def __init__(self, counter):
+        self.counter = counter
         self.transport = None
 
     def connection_made(self, transport):
         self.transport = transport
-        self.front.http_conns.add(self)
-
-    def connection_lost(self, exc):
-        self.closed = True
-        self.front.http_conns.discard(self)
+        self.counter.http_refused += 1
+        transport.write(REFUSAL_503)
+        asyncio.get_running_loop().call_later(2.0, transport.close)
 
     def data_received(self, data):
-        self.buf += data
-        if not self.busy:
-            self._next()
-
-    def _reply_now(self, status, msg):
-        self._write(Response(status, msg + "\n"), close=True)
-
-    def _next(self):
-        i = self.buf.find(b"\r\n\r\n")
-        if i < 0:
-            if len(self.buf) > MAX_HEAD:
-                self._reply_now(431, "request head too large")
-            return
-        try:
-            method, target, version, headers = _parse_head(bytes(self.buf[:i]))
-        except ValueError as e:
-            return self._reply_now(400, "malformed HTTP request: %s" % e)
-        if method == "GET" and "websocket" in headers.get("upgrade", "").lower():
-            return self._upgrade()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return self._reply_now(411, "send the body with a Content-Length (chunked is not supported)")
-        try:
-            n = int(headers.get("content-length") or 0)
-        except ValueError:
-            return self._reply_now(400, "bad Content-Length")
-        if n > MAX_BODY:
-            return self._reply_now(413, "body too large (at most %d bytes)" % MAX_BODY)
-        if len(self.buf) < i + 4 + n:
-            return
-        body = bytes(self.buf[i + 4:i + 4 + n])
-        del self.buf[:i + 4 + n]
-        keep = version == b"HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        peer = self.transport.get_extra_info("peername")
-        req = Request(method, target, headers, body, peer)
-        self.busy = True
-        asyncio.get_running_loop().create_task(self._serve(req, keep))
-
-    async def _serve(self, req, keep):
-        try:
-            resp = await self.front.handler(req)
-        except Exception:
-            log.exception("HTTP %s %s failed", req.method, req.path)
-            resp = Response(500, "internal error; see the gateway's log\n")
-        if self.closed:
-            return
-        self._write(resp, close=not keep, head_only=req.method == "HEAD")
-        self.busy = False
-        if keep and self.buf and not self.closed:
-            self._next()
-
-    def _write(self, resp, close, head_only=False):
-        try:
-            reason = HTTPStatus(resp.status).phrase
-        except ValueError:
-            reason = "Status"
-        h = ["HTTP/1.1 %d %s" % (resp.status, reason),
-             "Content-Type: " + resp.ctype,
-             "Content-Length: %d" % len(resp.body)]
-        for k, v in resp.headers.items():
-            h.append("%s: %s" % (k, v))
-        if close:
-            h.append("Connection: close")
-        self.transport.write(("\r\n".join(h) + "\r\n\r\n").encode("latin-1")
-                             + (b"" if head_only else resp.body))
-        if close:
-            self.transport.close()
-
-    def _upgrade(self):
-        f = self.front
-        self.front.http_conns.discard(self)
-        protocol = ServerProtocol(subprotocols=[Subprotocol("ocpp1.6")], max_size=f.max_size,
-                                  logger=f.ws_logger)
-        conn = OcppConnection(f.recv_buf, protocol, f.ws_server, ping_interval=f.ping_interval,
-                              ping_timeout=f.ping_interval, close_timeout=5, max_queue=4)
-        data = bytes(self.buf)
-        self.buf = bytearray()
-        self.transport.set_protocol(conn)
-        conn.connection_made(self.transport)
-        conn.data_received(data)
+        self.transport.close()
 
 
-class Front:
-    """The listening socket; `handler` serves HTTP, `ws_handler(conn)` runs an OCPP session,
-    `process_request(conn, request)` may refuse a WebSocket handshake with a Response."""
+class Listener:
+    """An aiohttp Application served on one host/port with the limits of `settings`."""
 
-    def __init__(self, handler, ws_handler, process_request, max_size=65536, ping_interval=60):
-        self.handler = handler
-        self.ws_handler = ws_handler
-        self.process_request = process_request
-        self.max_size = max_size
-        self.ping_interval = ping_interval
-        self.ws_logger = logging.getLogger("websockets.server")
-        self.http_conns = set()
+    def __init__(self, app, settings, counter):
+        self.app = app
+        self.settings = settings
+        self.counter = counter      # .http_refused is incremented per refused connection
+        self.runner = None
         self.server = None
-        self.ws_server = None
-        self.recv_buf = memoryview(bytearray(RECV_SIZE))   # see RecvBuffer
+
+    def connection_cap(self):
+        """--max-connections, within the process's open-file limit: the soft limit is raised
+        towards the hard one as far as the cap needs, and the cap lowered below what is left
+        (with a warning), so that the refusal is our 503 and not accept() failing in a loop."""
+        cap = self.settings.max_connections
+        try:
+            import resource
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            want = cap + _SPARE_FDS
+            if soft != resource.RLIM_INFINITY and soft < want:
+                new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                soft = new
+        except (ImportError, ValueError, OSError):
+            return cap
+        if soft != resource.RLIM_INFINITY and cap > soft - _SPARE_FDS:
+            lowered = max(soft - _SPARE_FDS, 1)
+            # a warning when the operator chose the cap, a note when it is the default
+            level = logging.INFO if cap == DEFAULT_MAX_CONNECTIONS else logging.WARNING
+            log.log(level, "--max-connections %d lowered to %d: the open-file limit is %d (raise it with "
+                    "`ulimit -n`, or LimitNOFILE= in a systemd unit)", cap, lowered, soft)
+            cap = lowered
+        return cap
 
     async def start(self, host, port, ssl=None):
-        """Listen; with an `ssl.SSLContext` every connection is TLS (wss:// and https://)."""
-        self.ws_server = Server(create_server=None, handler=self._ws_conn, logger=self.ws_logger)
+        s = self.settings
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5,
+                                    keepalive_timeout=s.idle_timeout, max_line_size=s.max_line,
+                                    max_field_size=s.max_field, max_headers=s.max_headers,
+                                    lingering_time=1.0)
+        await self.runner.setup()
+        handler_factory = self.runner.server
+        open_now = handler_factory._connections    # aiohttp's dict of open connections (`connections`
+        cap = self.connection_cap()                # copies it into a list: too slow per accept)
+
+        def factory():
+            if cap and len(open_now) >= cap:
+                return _Refuse(self.counter)
+            return handler_factory()
+
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: Sniffer(self), host, port, backlog=4096, ssl=ssl,
-                                               ssl_handshake_timeout=10 if ssl else None)
-        self.ws_server.server = self.server
+        self.server = await loop.create_server(factory, host, port, backlog=4096, ssl=ssl,
+                                               ssl_handshake_timeout=10 if ssl else None, reuse_address=True)
         return self.server.sockets[0].getsockname()[1]
 
-    async def _ws_conn(self, connection):
-        # as websockets.asyncio.server.serve's own connection handler does
-        srv = self.ws_server
-        try:
-            await asyncio.wait_for(connection.handshake(self.process_request, None, "PicoCharge"), 10)
-            if connection.protocol.state.name != "OPEN":
-                connection.transport.abort()
-                return
-            srv.all_connections.add(connection)
-            connection.start_keepalive()
-            try:
-                async with connection:
-                    await self.ws_handler(connection)
-            except Exception:
-                log.exception("OCPP connection handler failed")
-            finally:
-                srv.all_connections.discard(connection)
-        except Exception:
-            connection.transport.abort()
-        finally:
-            srv.handler_tasks.discard(asyncio.current_task())
-
-    async def stop(self):
+    async def stop(self, before_cleanup=None):
         if self.server is None:
             return
         self.server.close()
-        for c in list(self.http_conns):
-            if c.transport:
-                c.transport.close()
-        conns = list(self.ws_server.all_connections)
-        for c in conns:
-            c.transport.close() if c.protocol.state.name == "CONNECTING" else None
-        if conns:
-            await asyncio.gather(*(c.close(1001, "gateway shutting down") for c in conns),
-                                 return_exceptions=True)
-        tasks = list(self.ws_server.handler_tasks)
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        if before_cleanup is not None:
+            await before_cleanup()
+        await self.runner.cleanup()
         self.server = None

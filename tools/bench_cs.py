@@ -52,7 +52,8 @@ def baseline_script():
 
 
 def ours_argv(db, mqtt_url=None):
-    argv = [sys.executable, "-m", "picocharge.cli", "gateway", "--auth", "none",
+    # --api-auth none: the bench reads /metrics without a token (a token would work as well)
+    argv = [sys.executable, "-m", "picocharge.cli", "gateway", "--auth", "none", "--api-auth", "none",
             "--host", "127.0.0.1", "--port", "0", "--db", str(db)]
     if mqtt_url:
         argv += ["--mqtt", mqtt_url]

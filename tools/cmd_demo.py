@@ -38,13 +38,19 @@ class GatewayProcess:
     def __init__(self, db, host="127.0.0.1", port=0, extra=()):
         self.argv = [sys.executable, "-m", "picocharge.cli", "gateway", "--host", host,
                      "--port", str(port), "--db", str(db), "--auth", "password", *extra]
+        # its admin API token: --api-token in `extra`, else PICOCHARGE_GATEWAY_API_TOKEN, else a new one,
+        # given to the child in its environment (not on its command line, where ps shows it)
+        extra = list(extra)
+        self.token = (extra[extra.index("--api-token") + 1] if "--api-token" in extra
+                      else os.environ.get("PICOCHARGE_GATEWAY_API_TOKEN") or secrets.token_urlsafe(24))
+        self.env = dict(os.environ, PICOCHARGE_GATEWAY_API_TOKEN=self.token)
         self.proc = None
         self.url = None
         self.log = []
 
     def start(self, timeout=30):
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     **child_options())
+                                     env=self.env, **child_options())
         found = queue.Queue()
 
         def pump():
@@ -69,7 +75,8 @@ class GatewayProcess:
     def api(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": "Bearer " + self.token})
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"null")
 
@@ -146,7 +153,8 @@ def demo(count, port, data_dir, duration, refresh):
             ws = gw.url.replace("http://", "ws://", 1) + "/ocpp"
             fleet = _demo_fleet(root / "stations", ids, ws, passwords)
             fleet.start(stagger_s=0.2)
-            click.echo("dashboard: %s/" % gw.url)
+            click.echo("dashboard: %s/#token=%s" % (gw.url, gw.token))
+            click.echo("API token (admin, for this demo): %s" % gw.token)
             click.echo("%d stations running the real firmware; Ctrl-C stops everything" % count)
             end = time.monotonic() + duration if duration else None
             next_table = time.monotonic() + refresh

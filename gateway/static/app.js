@@ -9,7 +9,6 @@
 
 var POLL_MS = 4000;
 var CHART_POINTS = 120;
-var TOKEN_KEY = "picocharge.apiToken";
 
 // what the dashboard shows of a reading: key, label, unit, decimals
 var READINGS = [
@@ -95,9 +94,11 @@ function clock(ts, withDate) {
 }
 
 // --- the API ------------------------------------------------------------------------
-function token() {
-  try { return localStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
-}
+// The page signs in once with an API token (POST /api/session); the gateway answers with an
+// HttpOnly session cookie, which this script never sees, and a CSRF token, which it sends
+// back in X-CSRF-Token on every write. The token itself is not kept by the browser.
+var CSRF = "";
+var ROLE = "";
 
 function ApiError(status, message) {
   this.status = status;
@@ -106,10 +107,9 @@ function ApiError(status, message) {
 
 function api(method, path, body) {
   var headers = {"Accept": "application/json"};
-  var t = token();
-  if (t) headers["Authorization"] = "Bearer " + t;
+  if (method !== "GET" && CSRF) headers["X-CSRF-Token"] = CSRF;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  return fetch(path, {method: method, headers: headers, cache: "no-store",
+  return fetch(path, {method: method, headers: headers, cache: "no-store", credentials: "same-origin",
                       body: body === undefined ? undefined : JSON.stringify(body)})
     .catch(function () {
       throw new ApiError(0, "the gateway is unreachable (retrying)");
@@ -120,9 +120,9 @@ function api(method, path, body) {
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         if (!r.ok) {
           var msg = data && data.error ? data.error : (text || r.statusText);
-          if (r.status === 401) {
-            msg += t ? " \u2014 the saved token was refused: check it under Token"
-                     : " \u2014 enter it under Token";
+          if (r.status === 401 && path !== "/api/session") {
+            msg = "not signed in — sign in with an API token under Sign in";
+            markToken("");
             openToken(true);
           }
           throw new ApiError(r.status, msg);
@@ -145,32 +145,61 @@ function showBanner(msg) {
   b.hidden = !msg;
 }
 
-// --- the token panel ------------------------------------------------------------
+// --- sign in ------------------------------------------------------------------------
 function openToken(open) {
   $("token-panel").hidden = !open;
   $("btn-token").setAttribute("aria-expanded", open ? "true" : "false");
-  if (open) $("token").value = token();
+  if (open) $("token").focus();
+}
+
+function signedIn(data) {
+  CSRF = data.csrf || "";
+  markToken(data.role || "");
+  $("token-msg").textContent = "";
+  openToken(false);
+}
+
+function signIn(tok) {
+  return api("POST", "/api/session", {token: tok}).then(function (data) {
+    signedIn(data);
+    refresh();
+  }, function (e) {
+    $("token-msg").textContent = e.status === 401 ? "That token was refused." : e.message;
+    openToken(true);
+  });
 }
 
 function setupToken() {
-  $("btn-token").addEventListener("click", function () { openToken($("token-panel").hidden); });
+  $("btn-token").addEventListener("click", function () {
+    if (ROLE) {       // signed in: this button signs out
+      api("DELETE", "/api/session").then(function () { CSRF = ""; markToken(""); openToken(true); });
+    } else {
+      openToken($("token-panel").hidden);
+    }
+  });
   $("token-panel").addEventListener("submit", function (ev) {
     ev.preventDefault();
-    try { localStorage.setItem(TOKEN_KEY, $("token").value.trim()); } catch (e) { /* private mode */ }
-    openToken(false);
-    markToken();
-    refresh();
-  });
-  $("token-clear").addEventListener("click", function () {
-    try { localStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
+    var tok = $("token").value.trim();
     $("token").value = "";
-    markToken();
+    signIn(tok);
   });
-  markToken();
+  markToken("");
 }
 
-function markToken() {
-  $("btn-token").textContent = token() ? "Token \u2713" : "Token";
+/* The session this page already has, or the one a sign-in link (#token=...) gives; then polling starts. */
+function startSession() {
+  var m = location.hash.match(/^#token=([^&]+)/);
+  if (m) {
+    history.replaceState(null, "", location.pathname + location.search);   // the token leaves the address bar
+    return signIn(decodeURIComponent(m[1]));
+  }
+  return api("GET", "/api/session").then(function (data) { signedIn(data); refresh(); },
+                                         function () { markToken(""); openToken(true); refresh(); });
+}
+
+function markToken(role) {
+  ROLE = role;
+  $("btn-token").textContent = role ? "Sign out (" + role + ")" : "Sign in";
 }
 
 // --- charts --------------------------------------------------------------------------
@@ -584,4 +613,4 @@ window.addEventListener("resize", function () {
   resizeTimer = setTimeout(redrawAll, 100);
 });
 document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
-refresh();
+startSession();

@@ -59,6 +59,7 @@ def test_e2e__provisioned_board_registers_and_runs_ocpp_against_the_gateway(vboa
         assert r.returncode == 0, r.stderr
         r = run_cli("provision", "-p", "station", "--no-prompt", "--station-id", "CP-71", "--ssid", "shed",
                     "--wifi-password", "pw-e2e-2", "--ocpp-url", ws_url, "--register-gateway", gw.url,
+                    "--gateway-token", gw.token,     # the gateway's admin token: every API call needs one
                     "--set", "web.enabled=false", "--set", "sensors.interval_s=1", "--set", "ocpp.meter_interval_s=2",
                     "--json")
         assert r.returncode == 0, r.stderr

@@ -18,7 +18,7 @@ import pytest
 import websockets
 from ocpp.v16 import call
 
-from gwhttp import http
+from gwhttp import TEST_TOKEN, http
 from stations import Connected, boot, meter
 
 BROWSER_TIMEOUT = 180     # a loaded 2-core machine runs other suites meanwhile
@@ -54,13 +54,20 @@ async def run_chromium(tmp_path, *args):
     return out.decode()
 
 
+def signed_in(url):
+    """The page's address with the sign-in link's #token= (the conftest gateways' admin token)."""
+    return url if "#" in url else url + "#token=" + TEST_TOKEN
+
+
 async def dump_dom(tmp_path, url, size="390,844", budget=12000):
+    url = signed_in(url)
     return await run_chromium(tmp_path, "--window-size=%s" % size, "--virtual-time-budget=%d" % budget,
                               "--dump-dom", url)
 
 
 async def screenshot(tmp_path, url, name, size, budget=12000):
     png = tmp_path / name
+    url = signed_in(url)
     await run_chromium(tmp_path, "--window-size=%s" % size, "--virtual-time-budget=%d" % budget,
                        "--screenshot=%s" % png, url)
     w, h = (int(x) for x in size.split(","))
@@ -371,41 +378,42 @@ def canvas_pixels(data_url):
     return (matplotlib.image.imread(io.BytesIO(png), format="png")[:, :, :3] * 255).round().astype(numpy.int32)
 
 
-async def test_dashboard__buttons_send_commands_show_answers_and_ask_for_the_token(gateway, tmp_path):
+async def test_dashboard__signs_in_with_a_token_then_buttons_send_commands_and_show_answers(gateway, tmp_path):
     chromium()
     gw = await gateway(auth="none", api_token="tok-3f9a1c")
     conn, cp, running = await charging_station(gw)
     try:
         async with DevTools(tmp_path) as page:
             await page.send("Page.navigate", url="http://127.0.0.1:%d/station/CP-1" % gw.port)
+            # not signed in: nothing is shown, the page says why and opens the sign-in form
+            assert await page.until("!!document.getElementById('token-panel') && "
+                                    "document.getElementById('token-panel').hidden === false"), \
+                await page.js("document.body.outerHTML.slice(0, 2000)")
+            assert await page.until("document.getElementById('banner').textContent.indexOf('not signed in') === 0")
+            assert await page.js("document.body.getAttribute('data-loaded')") is None
+
+            # a wrong token says so, and the page stays signed out
+            await page.js("document.getElementById('token').value = 'guess';"
+                          "document.getElementById('token-panel').requestSubmit(); true")
+            assert await page.until("document.getElementById('token-msg').textContent === 'That token was refused.'")
+            assert await page.js("document.getElementById('btn-token').textContent") == "Sign in"
+
+            # the right token opens a session: an HttpOnly cookie the page cannot read, the token not kept
+            await page.js("document.getElementById('token').value = 'tok-3f9a1c';"
+                          "document.getElementById('token-panel').requestSubmit(); true")
             assert await page.until("!!document.body && document.body.getAttribute('data-loaded') === 'station'"), \
                 await page.js("document.body.outerHTML.slice(0, 2000)")
+            assert await page.js("document.getElementById('btn-token').textContent") == "Sign out (admin)"
+            assert await page.js("document.cookie") == "", "the session cookie is HttpOnly"
+            assert await page.js("JSON.stringify(localStorage)") == "{}"
+            assert await page.js("document.getElementById('token').value") == ""
             # every chart's canvas holds its series' colour
             for key, colour in (("temp_c", TEMP_ORANGE), ("humidity", HUMIDITY_BLUE),
                                 ("current_a", CURRENT_VIOLET), ("power_w", POWER_GREEN)):
                 rgb = canvas_pixels(await page.js("document.getElementById('c-%s').toDataURL()" % key))
                 assert pixels_near(rgb, colour) >= 100, (key, pixels_near(rgb, colour))
-
-            # no token yet: the write is refused and the page says why, and opens the token field
-            cls, text = await click_and_wait(page, "btn-start", "document.getElementById('idtag').value = 'TAG-7';")
-            assert (cls, text) == ("result bad", "Remote start failed (401): API token required: send "
-                                   "Authorization: Bearer <token> (the gateway's --api-token) \u2014 enter it "
-                                   "under Token"), text
-            assert await page.js("document.getElementById('token-panel').hidden") is False
             assert cp.received == [], cp.received
-
-            # a wrong token says so
-            await page.js("document.getElementById('token').value = 'guess';"
-                          "document.getElementById('token-panel').requestSubmit(); true")
-            cls, text = await click_and_wait(page, "btn-start")
-            assert text == ("Remote start failed (401): wrong API token: send Authorization: Bearer <token> with "
-                            "the gateway's --api-token \u2014 the saved token was refused: check it under Token"), text
-
-            # the right token is kept in localStorage and the commands reach the station
-            await page.js("document.getElementById('token').value = 'tok-3f9a1c';"
-                          "document.getElementById('token-panel').requestSubmit(); true")
-            assert await page.js("localStorage.getItem('picocharge.apiToken')") == "tok-3f9a1c"
-            assert await page.js("document.getElementById('btn-token').textContent") == "Token \u2713"
+            await page.js("document.getElementById('idtag').value = 'TAG-7'; true")
             assert await click_and_wait(page, "btn-start") == ["result ok", "Remote start: CP-1 answered Accepted"]
             assert await click_and_wait(page, "btn-stop") == [
                 "result ok", "Remote stop #%d: CP-1 answered Accepted" % running]
@@ -453,3 +461,65 @@ async def test_dashboard__overview_fetches_chart_readings_only_for_cards_on_scre
     assert len(cards) == 40 and all(c.find("p", cls="card-sub").text() == "offline" for c in cards), len(cards)
     fetched = int(body.attrs["data-fetched"])
     assert 1 <= fetched <= 6, ("readings fetched for %d of 40 cards on a 390x844 screen" % fetched)
+
+
+ATTACK = """<!doctype html><html><body>
+<form id="f" method="POST" enctype="text/plain" action="%(gw)s/api/id-tags" target="sink">
+<input name='{"id_tag": "FORM-TAG", "x": "' value='"}'></form>
+<iframe name="sink"></iframe>
+<script>
+fetch("%(gw)s/api/id-tags", {method: "POST", mode: "no-cors", credentials: "include",
+      headers: {"Content-Type": "text/plain"}, body: JSON.stringify({id_tag: "FETCH-TAG"})})
+  .then(function () { document.body.setAttribute("data-fetch", "sent"); },
+        function () { document.body.setAttribute("data-fetch", "failed"); });
+fetch("%(gw)s/api/stations/CP-1", {method: "DELETE", mode: "no-cors", credentials: "include"})
+  .then(function () { document.body.setAttribute("data-delete", "sent"); },
+        function () { document.body.setAttribute("data-delete", "failed"); });
+document.getElementById("f").submit();
+document.body.setAttribute("data-form", "sent");
+</script></body></html>"""
+
+
+async def test_dashboard__a_page_of_another_origin_cannot_write_with_the_signed_in_session(gateway, tmp_path):
+    """A signed-in browser visits a page on another origin (another port of 127.0.0.1: the same
+    site, so SameSite alone lets the cookie go along): its no-cors fetch POST and its text/plain
+    form whose body is JSON reach the gateway and are refused, since neither can carry the CSRF
+    header; a no-cors DELETE the browser does not send at all."""
+    from aiohttp import web
+    chromium()
+    gw = await gateway(auth="none")
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-1", "password": "password-123"})
+    assert s == 201, out
+    base = "http://127.0.0.1:%d" % gw.port
+    app = web.Application()
+
+    async def attack(request):
+        return web.Response(text=ATTACK % {"gw": base}, content_type="text/html")
+
+    app.router.add_get("/", attack)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    evil = "http://127.0.0.1:%d/" % site._server.sockets[0].getsockname()[1]
+    try:
+        async with DevTools(tmp_path) as page:
+            await page.send("Page.navigate", url=base + "/#token=" + TEST_TOKEN)
+            assert await page.until("!!document.body && document.body.getAttribute('data-polls') >= '1'")
+            assert (await page.js("document.getElementById('btn-token').textContent")).startswith("Sign out")
+            before = gw.metrics.http_requests
+            await page.send("Page.navigate", url=evil)
+            assert await page.until("!!document.body && document.body.getAttribute('data-fetch') && "
+                                    "document.body.getAttribute('data-delete') && "
+                                    "document.body.getAttribute('data-form')")
+            # a no-cors DELETE is not even sent (not a simple method); the POST and the form are
+            assert await page.js("document.body.getAttribute('data-delete')") == "failed"
+            for _ in range(50):         # the two requests did reach the gateway (and were refused)
+                if gw.metrics.http_requests - before >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert gw.metrics.http_requests - before >= 2, gw.metrics.http_requests - before
+    finally:
+        await runner.cleanup()
+    assert gw.id_tags == {}, gw.id_tags
+    assert "CP-1" in gw.stations

@@ -293,8 +293,8 @@ async def test_thingspeak__rate_limited_writes_are_sent_again_once_in_order(gate
         assert fake.refusals[:2] == [("/update", 200, "0"), (bulk, 429, 4)], fake.refusals
         assert all(st in (200, 429) for _p, st, _b in fake.refusals), fake.refusals
         s, m = await http(gw, "GET", "/metrics")
-        assert 'picocharge_uplink_errors_total{uplink="thingspeak"} %d\n' % fake.refused in m, (fake.refused, m)
-        assert 'picocharge_uplink_delivered_total{uplink="thingspeak"} 5\n' in m, m
+        assert 'picocharge_uplink_errors_total{uplink="thingspeak"} %d.0\n' % fake.refused in m, (fake.refused, m)
+        assert 'picocharge_uplink_delivered_total{uplink="thingspeak"} 5.0\n' in m, m
     finally:
         fake.stop()
 

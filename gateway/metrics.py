@@ -1,0 +1,78 @@
+"""`GET /metrics`: the gateway's counters in Prometheus' text format, by prometheus_client.
+
+A collector reads the live counters (`Gateway.metrics`, the store, the uplinks) when asked,
+so the hot path keeps incrementing plain ints. The outbox depths come from the database,
+read just before (`render`), since a collector cannot await.
+"""
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the route)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .uplinks import outbox_depth
+
+
+class GatewayCollector:
+    def __init__(self, gw):
+        self.gw = gw
+        self.depths = {}
+
+    def collect(self):
+        gw, mt = self.gw, self.gw.metrics
+        g = GaugeMetricFamily("picocharge_stations_connected", "OCPP stations connected now.")
+        g.add_metric([], len(gw.sessions))
+        yield g
+        g = GaugeMetricFamily("picocharge_stations_known", "Registered stations.")
+        g.add_metric([], len(gw.stations))
+        yield g
+        yield CounterMetricFamily("picocharge_ocpp_messages", "OCPP frames received from stations.",
+                                  value=mt.messages)
+        g = GaugeMetricFamily("picocharge_messages_per_second",
+                              "OCPP frames received per second (last ~10 s).")
+        g.add_metric([], mt.rate())
+        yield g
+        yield CounterMetricFamily("picocharge_readings_stored",
+                                  "Readings stored (OCPP, HTTP and MQTT ingest).", value=mt.readings)
+        yield CounterMetricFamily("picocharge_ocpp_refused",
+                                  "WebSocket handshakes refused (auth, path, subprotocol).", value=mt.refused)
+        yield CounterMetricFamily("picocharge_auth_throttled",
+                                  "Attempts refused because of earlier failed credentials (API and OCPP).",
+                                  value=gw.throttle.refused if gw.throttle else 0)
+        yield CounterMetricFamily("picocharge_http_refused",
+                                  "HTTP connections refused with 503 at the connection cap.",
+                                  value=mt.http_refused)
+        yield CounterMetricFamily("picocharge_db_commits",
+                                  "SQLite transactions committed by the batching writer.", value=gw.store.commits)
+        c = CounterMetricFamily("picocharge_ingest", "Readings received through the ingest paths.",
+                                labels=["path"])
+        for k, v in sorted(mt.ingest.items()):
+            c.add_metric([k], v)
+        yield c
+        g = GaugeMetricFamily("picocharge_outbox_depth", "Readings not yet delivered, per uplink.",
+                              labels=["uplink"])
+        for u in gw.uplinks:
+            g.add_metric([u.name], self.depths.get(u.name, 0))
+        yield g
+        c = CounterMetricFamily("picocharge_uplink_delivered", "Readings delivered, per uplink.",
+                                labels=["uplink"])
+        for u in gw.uplinks:
+            c.add_metric([u.name], u.delivered)
+        yield c
+        c = CounterMetricFamily("picocharge_uplink_errors", "Failed uploads or connections, per uplink.",
+                                labels=["uplink"])
+        for u in gw.uplinks:
+            c.add_metric([u.name], u.errors)
+        yield c
+
+
+class GatewayMetrics:
+    def __init__(self, gw):
+        self.gw = gw
+        self.collector = GatewayCollector(gw)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+
+    async def render(self):
+        names = [u.name for u in self.gw.uplinks]
+        if names:
+            self.collector.depths = await self.gw.store.run(lambda db: {n: outbox_depth(db, n) for n in names})
+        return generate_latest(self.registry)

@@ -1,0 +1,204 @@
+"""The API's bodies and answers as typed models (pydantic): the OpenAPI document (openapi.py) is
+generated from them and from the route table (api.api_table). The handlers keep their own
+checks and messages (which the tests pin); these models say what they accept and answer."""
+from typing import Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from picocharge.firmware import fields
+
+Status = Literal[tuple(fields.STATUSES)]
+Ts = Field(json_schema_extra={"format": "date-time", "example": "2026-01-01T10:00:10Z"})
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    error: str = Field(description="What is wrong, and what to do about it.")
+
+
+class CommandError(BaseModel):
+    error: str
+    code: Optional[str] = Field(None, description="The station's OCPP CALLERROR code (502 only).")
+    details: Optional[dict] = Field(None, description="The CALLERROR's details (502 only).")
+
+
+class ReadingValues(BaseModel):
+    temp_c: Optional[float] = Field(None, description="Enclosure temperature, degrees Celsius (DHT11; OCPP "
+                                                      "Temperature at location Body).")
+    humidity: Optional[float] = Field(None, description="Enclosure relative humidity, percent (DHT11; OCPP "
+                                                        "DataTransfer PicoCharge/Humidity).")
+    current_a: Optional[float] = Field(None, description="RMS current, A (Current.Import).")
+    voltage_v: Optional[float] = Field(None, description="RMS voltage, V (Voltage).")
+    power_w: Optional[float] = Field(None, description="Active power, W (Power.Active.Import; kW converted).")
+    energy_wh: Optional[float] = Field(None, description="Energy register, Wh (Energy.Active.Import.Register; "
+                                                         "kWh converted).")
+    chip_temp_c: Optional[float] = Field(None, description="Board (RP2040) temperature, degrees Celsius.")
+    status: Optional[Status] = Field(None, description="The station's OCPP status at the reading.")
+
+
+class Reading(ReadingValues):
+    """One stored reading; only the keys the station sent are present."""
+    seq: int = Field(description="Row id: increases with every stored reading of the gateway.")
+    ts: str = Field(description="When the station took the reading (UTC).",
+                    json_schema_extra={"format": "date-time", "example": "2026-01-01T10:00:10Z"})
+
+
+class LastReading(ReadingValues):
+    seq: Optional[int] = None
+    ts: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
+
+
+class Station(BaseModel):
+    id: str
+    state: Literal["accepted", "pending", "rejected"] = Field(
+        description="The operator's decision (BootNotification answer: Accepted, Pending, Rejected).")
+    connected: bool = Field(description="An OCPP WebSocket is open now.")
+    status: Optional[Status] = Field(None, description="Last StatusNotification (connector 1 wins over 0).")
+    error_code: Optional[str] = None
+    vendor: Optional[str] = None
+    model: Optional[str] = None
+    firmware: Optional[str] = None
+    last_seen: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
+    thingspeak_channel: Optional[int] = None
+    last_reading: LastReading = Field(description="The newest value of every reading key (merged over recent "
+                                                  "readings), with the seq and ts of the newest; {} before the first.")
+
+
+class NewStationAnswer(Station):
+    password: Optional[str] = Field(None, description="Only when it was generated: shown this once.")
+
+
+class NewStation(_Closed):
+    id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    password: Optional[str] = Field(None, min_length=8, max_length=40,
+                                    description="OCPP Basic-auth password; generated and returned once when left out.")
+    thingspeak_channel: Optional[int] = Field(None, ge=1, description="Give with thingspeak_key.")
+    thingspeak_key: Optional[str] = Field(None, min_length=1, max_length=64,
+                                          description="The channel's write key (never returned or logged).")
+    thingspeak_read_key: Optional[str] = Field(None, min_length=1, max_length=64,
+                                               description="The channel's Read API key, for a private channel.")
+
+
+class NewPassword(_Closed):
+    password: Optional[str] = Field(None, min_length=8, max_length=40,
+                                    description="The new OCPP password; left out: one is generated (returned once).")
+
+
+class ThingSpeakChannel(_Closed):
+    thingspeak_channel: Optional[int] = Field(ge=1, description="The channel id; null with a null key to stop.")
+    thingspeak_key: Optional[str] = Field(min_length=1, max_length=64,
+                                          description="The channel's write API key (printable, no spaces).")
+    thingspeak_read_key: Optional[str] = Field(None, min_length=1, max_length=64,
+                                               description="The channel's Read API key (private channels).")
+
+
+class IdTag(_Closed):
+    id_tag: str = Field(min_length=1, max_length=20)
+    status: Literal["Accepted", "Blocked", "Expired", "Invalid"] = "Accepted"
+
+
+class Transaction(BaseModel):
+    id: int = Field(description="The transaction id given to the station.")
+    station: str
+    connector: int
+    id_tag: str
+    meter_start: Optional[int] = Field(None, description="Wh")
+    start_ts: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
+    meter_stop: Optional[int] = Field(None, description="Wh; null while it runs.")
+    stop_ts: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
+    reason: Optional[str] = Field(None, description="StopTransaction reason, or IdTag<status> when the tag was "
+                                                    "not Accepted.")
+
+
+class StatusEvent(BaseModel):
+    connector: Optional[int] = None
+    status: Optional[str] = None
+    error_code: Optional[str] = None
+    info: Optional[str] = Field(None, description="StatusNotification info, or an event such as FirmwareDownloaded.")
+    ts: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class Removed(BaseModel):
+    id: str
+    removed: bool
+    was_connected: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok", "error"] = Field(description="error (with 503) when the store cannot write.")
+    stations_connected: int
+    stations_known: int
+    uplinks: Dict[str, Literal["connected", "disconnected", "failing"]] = Field(
+        description="Per configured uplink: mqtt connected or disconnected (the broker); thingspeak connected "
+                    "while no station's last write failed, disconnected when one got no answer, failing when "
+                    "ThingSpeak answered but did not store.")
+    thingspeak_failing: Optional[Dict[str, str]] = Field(
+        None, description="Only while some fail: station id -> why its last ThingSpeak write was not stored.")
+    store_error: Optional[str] = Field(None, description="Why the store cannot write (only with status error).")
+
+
+class SignIn(_Closed):
+    token: str = Field(min_length=1, max_length=200, description="An API token of this gateway.")
+
+
+class Session(BaseModel):
+    role: Literal["read", "operate", "admin"]
+    auth: Literal["session", "token", "none"]
+    csrf: str = Field(description="Send it back in X-CSRF-Token with every write made with the session cookie.")
+
+
+class SignedOut(BaseModel):
+    signed_out: bool
+
+
+# --- command bodies (the answers are the station's, as OCPP 1.6 spells them) ------------
+class RemoteStart(_Closed):
+    id_tag: str = Field(min_length=1, max_length=20)
+    connector_id: Optional[int] = Field(None, ge=1)
+
+
+class RemoteStop(_Closed):
+    transaction_id: int
+
+
+class Reset(_Closed):
+    type: Literal["Soft", "Hard"] = "Soft"
+
+
+class ChangeAvailability(_Closed):
+    connector_id: int = Field(0, ge=0)
+    type: Literal["Inoperative", "Operative"]
+
+
+class GetConfiguration(_Closed):
+    key: Optional[List[str]] = None
+
+
+class ChangeConfiguration(_Closed):
+    key: str = Field(min_length=1, max_length=50)
+    value: str = Field(max_length=500)
+
+
+class TriggerMessage(_Closed):
+    requested_message: Literal["BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
+                               "Heartbeat", "MeterValues", "StatusNotification"]
+    connector_id: Optional[int] = Field(None, ge=1)
+
+
+class UnlockConnector(_Closed):
+    connector_id: int = Field(1, ge=1)
+
+
+COMMAND_BODIES = {
+    "remote-start": (RemoteStart, {"id_tag": "TAG1"}),
+    "remote-stop": (RemoteStop, {"transaction_id": 1}),
+    "reset": (Reset, {"type": "Soft"}),
+    "change-availability": (ChangeAvailability, {"connector_id": 1, "type": "Operative"}),
+    "get-configuration": (GetConfiguration, {"key": ["MeterValueSampleInterval"]}),
+    "change-configuration": (ChangeConfiguration, {"key": "MeterValueSampleInterval", "value": "60"}),
+    "trigger-message": (TriggerMessage, {"requested_message": "StatusNotification", "connector_id": 1}),
+    "unlock-connector": (UnlockConnector, {"connector_id": 1}),
+}
