@@ -29,9 +29,16 @@ import thingspeak
 
 from picocharge.firmware import fields
 
+from .logonce import LogOnce
+from .readings import reading_from_dict
 from .store import reading_row
 
 log = logging.getLogger(__name__)
+_ONCE = LogOnce(log)
+
+# a board's telemetry is one flat JSON object of a few hundred bytes: anything much larger is
+# dropped unread
+MAX_TELEMETRY_BYTES = 16384
 
 _OWN_SUFFIX = b',"src":"gateway"}'
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
@@ -113,7 +120,7 @@ class MqttUplink(Uplink):
         self._acks = {}
         self._task = None
         self.ingested = 0
-        self._warned = set()
+        self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
         self._misc = None
         self._loop_thread = None
 
@@ -367,6 +374,18 @@ class MqttUplink(Uplink):
 
     # --- ingest ---------------------------------------------------------------
     def _on_message(self, topic, payload):
+        # paho calls this from loop_read: an exception here would leave paho mid-packet and
+        # be raised again on every read (no later telemetry, the same traceback hundreds of
+        # times a second). Nothing a publisher sends may escape: every refusal is a drop,
+        # counted and logged once per kind of message.
+        try:
+            self._ingest_message(topic, payload)
+        except Exception as e:      # a bug of ours, not the publisher's: still never escapes
+            self.dropped += 1
+            _ONCE.exception("mqtt ingest: a message on %s was dropped: %s: %s", topic[:120], type(e).__name__,
+                            str(e)[:200], key=("unexpected", topic, type(e).__name__))
+
+    def _ingest_message(self, topic, payload):
         if payload.endswith(_OWN_SUFFIX):
             # our own telemetry, back through the ingest subscription (one per forwarded
             # reading): a JSON object whose last member is "src":"gateway" is ignored below
@@ -376,32 +395,41 @@ class MqttUplink(Uplink):
         if len(parts) < 3 or parts[-1] != "telemetry":
             return
         sid = parts[-2]
+        if len(payload) > MAX_TELEMETRY_BYTES:
+            return self._drop(sid, "a payload of %d bytes (at most %d)" % (len(payload), MAX_TELEMETRY_BYTES))
         try:
             d = json.loads(payload)
             if not isinstance(d, dict):
                 raise ValueError("not a JSON object")
-        except ValueError as e:
-            log.warning("mqtt ingest: station=%s sent a payload that is not a JSON object (%s)", sid, e)
-            return
+        except RecursionError:
+            return self._drop(sid, "a payload nested too deeply")
+        except ValueError as e:     # UnicodeDecodeError too: not UTF-8
+            return self._drop(sid, "a payload that is not a JSON object (%s)" % str(e)[:120])
         if d.get("src") == "gateway":
             return
         if sid not in self.gw.stations and self.gw.settings.auth != "none":
-            if sid not in self._warned:
-                self._warned.add(sid)
-                log.warning("mqtt ingest: station=%s is not registered; its telemetry is ignored", sid)
+            _ONCE.warning("mqtt ingest: station=%s is not registered; its telemetry is ignored", sid[:64])
             return
-        from .api import reading_from_dict
         try:
             row = reading_from_dict(d)
         except ValueError as e:
-            log.warning("mqtt ingest: station=%s bad telemetry: %s", sid, e)
-            return
+            return self._drop(sid, "bad telemetry: %s" % e)
         self.loop.create_task(self._ingest(sid, row))
 
+    def _drop(self, sid, why):
+        self.dropped += 1
+        _ONCE.warning("mqtt ingest: station=%s sent %s; dropped", sid[:64], why)
+
     async def _ingest(self, sid, row):
-        if sid not in self.gw.stations:
-            await self.gw.register(sid, None, state="accepted")
-        await self.gw.store_readings(sid, [row], "mqtt")
+        try:
+            if sid not in self.gw.stations:
+                await self.gw.register(sid, None, state="accepted")
+            await self.gw.store_readings(sid, [row], "mqtt")
+        except Exception as e:  # the store cannot write now (store.error says why)
+            self.dropped += 1
+            _ONCE.warning("mqtt ingest: station=%s telemetry not stored: %s", sid[:64], e,
+                          key=("store", type(e).__name__, str(e)))
+            return
         self.gw.metrics.ingest["mqtt"] += 1
 
 
