@@ -345,7 +345,7 @@ class StationSession(ChargePoint):
             return await self._error(uid, e)
         except StoreError as e:
             # not stored (a full disk...): the station sends it again later; store.error says why
-            _ONCE.warning("station=%s msg=%s action=%s not stored: %s", self.id, uid, action, e,
+            _ONCE.warning("station=%s msg=%s action=%s %s", self.id, uid, action, e,
                           key=("store", action, str(e)))
             return await self._error(uid, InternalError(
                 description="not stored now (the central system's storage fails): send it again later"))

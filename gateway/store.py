@@ -377,7 +377,9 @@ class Store:
         try:
             db.executemany(_INSERT_READING, params)
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-        except Exception:
+        except Exception as e:
+            if _io_error(e) or not db.in_transaction:
+                raise   # the disk, not a row: the batch is refused (SQLite may have rolled it back)
             db.execute("ROLLBACK TO readings")
             db.execute("RELEASE readings")
             out = []
