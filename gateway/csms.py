@@ -277,7 +277,7 @@ class StationSession(ChargePoint):
     async def route_message(self, raw):
         try:
             msg = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):    # RecursionError: nested deeper than Python's stack
             return await self._error("-1", FormationViolationError(
                 description="frame is not valid JSON"))
         if not isinstance(msg, list) or len(msg) < 3 or not isinstance(msg[1], str):
