@@ -5,6 +5,7 @@ the real firmware under the unix port as stations (each registered with the gate
 authenticated with its own password), no broker, no ThingSpeak. Ctrl-C stops everything.
 """
 import json
+import os
 import queue
 import secrets
 import shutil
@@ -120,6 +121,7 @@ def demo(count, port, data_dir, duration, refresh):
     keep = data_dir is not None
     root = Path(data_dir) if keep else Path(tempfile.mkdtemp(prefix="picocharge-demo-"))
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)   # the gateway database and the station configs (OCPP passwords): owner only
     with stop_on_signals():
         gw = GatewayProcess(root / "gateway.db", port=port)
         fleet = None
@@ -143,6 +145,8 @@ def demo(count, port, data_dir, duration, refresh):
             ws = gw.url.replace("http://", "ws://", 1) + "/ocpp"
             fleet = _demo_fleet(root / "stations", ids, ws, passwords)
             fleet.start(stagger_s=0.2)
+            for s in fleet.stations:    # a config holds the station's OCPP password
+                os.chmod(s.flash / "config.json", 0o600)
             click.echo("dashboard: %s/" % gw.url)
             click.echo("%d stations running the real firmware; Ctrl-C stops everything" % count)
             end = time.monotonic() + duration if duration else None
