@@ -39,6 +39,7 @@ _ONCE = LogOnce(log)
 # a board's telemetry is one flat JSON object of a few hundred bytes: anything much larger is
 # dropped unread
 MAX_TELEMETRY_BYTES = 16384
+_VARYING = re.compile(r"'[^']*'|-?\d[\d.e+-]*")
 
 _OWN_SUFFIX = b',"src":"gateway"}'
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
@@ -395,6 +396,9 @@ class MqttUplink(Uplink):
         if len(parts) < 3 or parts[-1] != "telemetry":
             return
         sid = parts[-2]
+        if not sid or len(sid) > 64 or not sid.isprintable():   # the OCPP path's rule for ids
+            return self._drop(sid.encode("unicode_escape").decode()[:64],
+                              "telemetry on a topic whose station id is not 1..64 printable characters")
         if len(payload) > MAX_TELEMETRY_BYTES:
             return self._drop(sid, "a payload of %d bytes (at most %d)" % (len(payload), MAX_TELEMETRY_BYTES))
         try:
@@ -408,7 +412,8 @@ class MqttUplink(Uplink):
         if d.get("src") == "gateway":
             return
         if sid not in self.gw.stations and self.gw.settings.auth != "none":
-            _ONCE.warning("mqtt ingest: station=%s is not registered; its telemetry is ignored", sid[:64])
+            _ONCE.warning("mqtt ingest: station=%s is not registered; its telemetry is ignored", sid,
+                          key=("unregistered", sid))
             return
         try:
             row = reading_from_dict(d)
@@ -418,7 +423,10 @@ class MqttUplink(Uplink):
 
     def _drop(self, sid, why):
         self.dropped += 1
-        _ONCE.warning("mqtt ingest: station=%s sent %s; dropped", sid[:64], why)
+        # one line per kind of refusal, whichever station and value: numbers and quoted values
+        # do not make a message new
+        _ONCE.warning("mqtt ingest: station=%s sent %s; dropped", sid[:64], why,
+                      key=("drop", _VARYING.sub("#", why)[:100]))
 
     async def _ingest(self, sid, row):
         try:

@@ -46,3 +46,16 @@ def test_logonce__many_different_errors_stay_bounded_and_are_never_lost_silently
     assert len(once._seen) <= 8, len(once._seen)
     msgs = [r.getMessage() for r in caplog.records]
     assert msgs[:2] == ["error 0", "error 1"] and "error 0 (and 1 more like it in the last 0 s)" in msgs, msgs[:20]
+
+
+def test_logonce__messages_that_all_differ_are_capped_at_burst_lines_per_interval(caplog):
+    caplog.set_level(logging.WARNING)
+    clock = _Clock()
+    once = LogOnce(logging.getLogger("t.logonce3"), interval=60, burst=5, clock=clock)
+    for i in range(1000):
+        once.warning("station=CP-%d sent %d", i, i)
+    assert [r.getMessage() for r in caplog.records] == ["station=CP-%d sent %d" % (i, i) for i in range(5)]
+    clock.t += 60
+    once.warning("station=CP-X sent again")
+    assert [r.getMessage() for r in caplog.records][5:] == [
+        "995 more messages were not logged in the last 60 s (at most 5 lines per 60 s)", "station=CP-X sent again"]
