@@ -31,7 +31,7 @@ from picocharge.firmware import fields
 
 from .logonce import LogOnce
 from .readings import reading_from_dict
-from .store import reading_row
+from .store import StoreError, reading_row
 
 log = logging.getLogger(__name__)
 _ONCE = LogOnce(log)
@@ -87,6 +87,20 @@ def parse_mqtt_url(url):
             "port": u.port or (8883 if u.scheme == "mqtts" else 1883),
             "user": unquote(u.username) if u.username else None,
             "password": unquote(u.password) if u.password else None, "prefix": prefix}
+
+
+STORE_RETRY_S = 2.0
+
+
+async def _store_run(store, who, fn, *args):
+    """store.run(fn, *args) that waits out a store failure (a full disk: store.error says why)
+    instead of ending the uplink's task; the outbox cursor then moves once writing resumes."""
+    while True:
+        try:
+            return await store.run(fn, *args)
+        except StoreError as e:
+            _ONCE.warning("%s: waiting for the store: %s", who, e, key=("store", who))
+            await asyncio.sleep(STORE_RETRY_S)
 
 
 class Uplink:
@@ -310,10 +324,11 @@ class MqttUplink(Uplink):
 
     async def _drain(self):
         store = self.gw.store
-        cursor = await store.run(get_cursor, self.name, "*")
+        cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
         while self.connected and not self.stopping:
             self._event.clear()
-            rows = await store.run(lambda db: db.execute(_SELECT_AFTER, (cursor, self.batch)).fetchall())
+            rows = await _store_run(store, "mqtt", lambda db: db.execute(_SELECT_AFTER,
+                                                                         (cursor, self.batch)).fetchall())
             if not rows:
                 try:
                     await asyncio.wait_for(self._event.wait(), 1.0)
@@ -352,7 +367,7 @@ class MqttUplink(Uplink):
                         acked = rid
             if acked != cursor:
                 cursor = acked
-                await store.run(set_cursor, self.name, "*", cursor)
+                await _store_run(store, "mqtt", set_cursor, self.name, "*", cursor)
                 self.delivered += sum(1 for rid, _f in futs if rid <= acked)
             if not futs or acked != futs[-1][0]:
                 return  # lost the broker mid-batch: reconnect, resend from the cursor
@@ -545,10 +560,10 @@ class ThingSpeakUplink(Uplink):
         store = self.gw.store
         st = self.gw.stations[sid]
         cid, key = st["ts_channel"], st["ts_key"]
-        cursor = await store.run(get_cursor, self.name, sid)
-        worked_before = await store.run(lambda db: db.execute(
+        cursor = await _store_run(store, "thingspeak", get_cursor, self.name, sid)
+        worked_before = await _store_run(store, "thingspeak", lambda db: db.execute(
             "SELECT 1 FROM outbox WHERE uplink=? AND station=?", (self.name + "-inflight", sid)).fetchone())
-        inflight = await store.run(get_cursor, self.name + "-inflight", sid)
+        inflight = await _store_run(store, "thingspeak", get_cursor, self.name + "-inflight", sid)
         # A worker ran for this station before (an earlier gateway, or before its channel was
         # changed): the channel may have taken a write less than one interval ago, and would
         # refuse one now. The first write waits one interval, as if one had just been made:
@@ -567,7 +582,7 @@ class ThingSpeakUplink(Uplink):
         ev = self.events[sid]
         while not self.stopping:
             ev.clear()
-            rows = await store.run(lambda db: db.execute(_SELECT_STATION_AFTER,
+            rows = await _store_run(store, "thingspeak", lambda db: db.execute(_SELECT_STATION_AFTER,
                                                          (sid, cursor, self.bulk_limit)).fetchall())
             if skip:
                 keep = [r for r in rows if not (r["id"] <= inflight and r["ts"] in skip)]
@@ -575,7 +590,7 @@ class ThingSpeakUplink(Uplink):
                     log.info("thingspeak: station=%s %d readings were already stored before the restart",
                              sid, len(rows) - len(keep))
                     cursor = rows[len(rows) - 1]["id"] if not keep else keep[0]["id"] - 1
-                    await store.run(set_cursor, self.name, sid, cursor)
+                    await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
                 rows = keep
                 skip = set()
             if not rows:
@@ -586,14 +601,14 @@ class ThingSpeakUplink(Uplink):
                 if wait > 0:
                     await asyncio.sleep(wait)
                     continue        # fetch again: more may have queued up meanwhile (one bulk write)
-            await store.run(set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
+            await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
             ok, why = await self.loop.run_in_executor(None, self._send, cid, key, rows)
             last_write = time.monotonic()
             if ok:
                 self.failing.pop(sid, None)
                 fails = 0
                 cursor = rows[-1]["id"]
-                await store.run(set_cursor, self.name, sid, cursor)
+                await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
                 self.delivered += len(rows)
             else:
                 fails += 1

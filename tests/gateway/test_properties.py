@@ -293,7 +293,8 @@ def test_ocpp__every_frame_gets_at_most_one_answer_that_is_json_and_never_an_exc
 
 
 measurands = st.sampled_from([("Current.Import", "A", "current_a", 1), ("Voltage", "V", "voltage_v", 1),
-                              ("Power.Active.Import", "W", "power_w", 1), ("Power.Active.Import", "kW", "power_w", 1000),
+                              ("Power.Active.Import", "W", "power_w", 1),
+                              ("Power.Active.Import", "kW", "power_w", 1000),
                               ("Energy.Active.Import.Register", "Wh", "energy_wh", 1),
                               ("Energy.Active.Import.Register", "kWh", "energy_wh", 1000)])
 

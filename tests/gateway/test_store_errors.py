@@ -23,7 +23,8 @@ def _now_iso():
 
 def _meter_values(n, current):
     return {"connectorId": 1, "meterValue": [
-        {"timestamp": _now_iso(), "sampledValue": [{"value": "%s" % (current + i / 1000), "measurand": "Current.Import"}]}
+        {"timestamp": _now_iso(),
+         "sampledValue": [{"value": "%s" % (current + i / 1000), "measurand": "Current.Import"}]}
         for i in range(n)]}
 
 
@@ -158,3 +159,46 @@ def test_store__an_existing_world_readable_database_is_made_private(tmp_path):
     os.chmod(p, 0o644)
     Store(p).open().close()
     assert stat.S_IMODE(p.stat().st_mode) == 0o600, oct(p.stat().st_mode)
+
+
+async def test_store__the_thingspeak_uplink_waits_out_a_failing_store_and_then_delivers(gateway, monkeypatch):
+    """A cursor that cannot be written (a full disk) used to end the station's uplink task for good."""
+    from fake_thingspeak import FakeThingSpeak
+    from stations import Connected, boot, meter
+    from ocpp.v16 import call
+    from picocharge.gateway import uplinks
+    from picocharge.gateway.store import StoreError
+
+    monkeypatch.setattr(uplinks, "STORE_RETRY_S", 0.05)
+    fake = FakeThingSpeak(min_interval=0.05).start()
+    try:
+        ch = fake.add_channel("WKEY0000000021")
+        gw = await gateway(thingspeak_url=fake.url, thingspeak_interval=0.05)
+        s, out = await http(gw, "POST", "/api/stations", {"id": "CP-1", "thingspeak_channel": ch.id,
+                                                          "thingspeak_key": ch.write_key})
+        assert s == 201, out
+        real, fails = gw.store.run, [4]
+
+        def run(fn, *args):
+            if fn is uplinks.set_cursor and fails[0]:
+                fails[0] -= 1
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_exception(StoreError("not stored: database or disk is full"))
+                return fut
+            return real(fn, *args)
+        monkeypatch.setattr(gw.store, "run", run)
+        async with Connected(gw.port, "CP-1") as cp:
+            await boot(cp)
+            for i in range(1, 4):
+                await cp.call(call.MeterValues(connector_id=1, meter_value=[
+                    meter("2026-01-01T10:00:%02dZ" % i, current=float(i))]))
+                await asyncio.sleep(0.1)
+            for _ in range(200):
+                if len(fake.entries(ch.id)) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+        assert fails == [0] and [e["field3"] for e in fake.entries(ch.id)] == ["1.0", "2.0", "3.0"], \
+            (fails, fake.entries(ch.id))
+        assert "CP-1" in gw.thingspeak.workers and not gw.thingspeak.workers["CP-1"].done()
+    finally:
+        fake.stop()

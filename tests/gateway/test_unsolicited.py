@@ -39,5 +39,6 @@ async def test_session__unsolicited_answers_are_dropped_and_counted_and_memory_s
         s, out = await cmd
         assert (s, out) == (200, {"status": "Accepted"}), (s, out)
         assert sess.dropped_answers == 1501
-    dropped = [r for r in caplog.records if "unknown unique id" in r.getMessage() or "no pending call" in r.getMessage()]
+    dropped = [r for r in caplog.records
+               if "unknown unique id" in r.getMessage() or "no pending call" in r.getMessage()]
     assert len(dropped) <= 3, [r.getMessage() for r in dropped]
