@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import websockets
@@ -81,8 +82,8 @@ async def test_store__a_batch_is_refused_whole_when_one_of_its_writes_meets_a_fu
             db.execute("PRAGMA max_page_count=%d" % db.execute("PRAGMA page_count").fetchone()[0]).fetchone()
             db.execute("INSERT INTO id_tags (tag) VALUES (?)", ("x" * 100000,))
         row = {"ts": "2026-11-25T09:41:07Z", "current_a": 1.0}
-        res = await asyncio.gather(store.add_readings("A", [row], "ocpp"), store.run(fill),
-                                   store.add_readings("B", [row], "ocpp"), return_exceptions=True)
+        res = await _one_batch(store, lambda: store.add_readings("A", [row], "ocpp"), lambda: store.run(fill),
+                               lambda: store.add_readings("B", [row], "ocpp"))
         assert all(isinstance(r, StoreError) for r in res), res
         assert "database or disk is full" in str(res[0]) and store.error, (res, store.error)
         n = await store.run(lambda db: db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
@@ -90,6 +91,35 @@ async def test_store__a_batch_is_refused_whole_when_one_of_its_writes_meets_a_fu
         await store.run(lambda db: db.execute("PRAGMA max_page_count=1073741823").fetchone())
         assert await store.add_readings("C", [row], "ocpp") == [1]
         assert store.error is None
+    finally:
+        await store.stop()
+
+
+async def _one_batch(store, *submit):
+    """Results of calls that the writer takes in one batch: it is held busy while they queue."""
+    gate = threading.Event()
+    held = store.run(lambda db: gate.wait(10))
+    futs = [f() for f in submit]
+    gate.set()
+    await asyncio.gather(held, return_exceptions=True)     # refused too, if it was in their batch
+    return await asyncio.gather(*futs, return_exceptions=True)
+
+
+async def test_store__a_transaction_that_sqlite_ended_on_its_own_refuses_the_batch_and_the_writer_lives_on(tmp_path):
+    """After some I/O errors SQLite rolls the transaction back by itself: COMMIT then failed, the
+    ROLLBACK after it raised, and the writer thread died (every later call hung)."""
+    from picocharge.gateway.store import Store, StoreError
+    store = Store(tmp_path / "gw.db")
+    await store.start()
+    try:
+        row = {"ts": "2026-11-25T09:41:07Z", "current_a": 1.0}
+        res = await _one_batch(store, lambda: store.add_readings("A", [row], "ocpp"),
+                               lambda: store.run(lambda db: db.execute("ROLLBACK")),
+                               lambda: store.add_readings("B", [row], "ocpp"))
+        assert all(isinstance(r, StoreError) for r in res) and "rolled back" in str(res[0]), res
+        assert await store.add_readings("C", [row], "ocpp") == [1]
+        assert await store.run(lambda db: [tuple(r) for r in db.execute("SELECT station FROM readings")]) == [("C",)]
+        assert store._thread.is_alive() and store.error is None
     finally:
         await store.stop()
 
