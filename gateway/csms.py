@@ -340,8 +340,10 @@ class StationSession(ChargePoint):
             result = await fn(self, **validate.snake_top(payload))
             out = validate.result_payload(result)
         except OCPPError as e:
-            log.warning("station=%s msg=%s action=%s refused: %s: %s", self.id, uid, action,
-                        e.code, e.description)
+            # a station repeating a bad frame: one line per interval with the count (keyed without
+            # the message id and the values, which change from frame to frame)
+            _ONCE.warning("station=%s msg=%s action=%s refused: %s: %s", self.id, uid, action,
+                          e.code, e.description, key=("refused", self.id, action, e.code))
             return await self._error(uid, e)
         except StoreError as e:
             # not stored (a full disk...): the station sends it again later; store.error says why

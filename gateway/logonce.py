@@ -15,6 +15,15 @@ publisher rotating station ids or values) are then counted in one line per inter
 """
 import logging
 import time
+import weakref
+
+_ALL = weakref.WeakSet()
+
+
+def reset_all():
+    """Forget what every LogOnce has seen (tests: each starts with a clean slate)."""
+    for once in list(_ALL):
+        once.reset()
 
 
 class LogOnce:
@@ -27,6 +36,11 @@ class LogOnce:
         self._seen = {}     # key -> [first time of this interval, count suppressed, level, msg, args]
         self.suppressed = 0     # lines not written, in all
         self._window = [clock(), 0, 0, logging.WARNING]  # [start, lines written, new messages held back, level]
+        _ALL.add(self)
+
+    def reset(self):
+        self._seen.clear()
+        self._window = [self.clock(), 0, 0, logging.WARNING]
 
     def log(self, level, msg, *args, key=None, exc_info=None):
         """Log msg % args at level, unless the same message was logged within `interval`."""

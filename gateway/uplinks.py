@@ -39,6 +39,9 @@ _ONCE = LogOnce(log)
 # a board's telemetry is one flat JSON object of a few hundred bytes: anything much larger is
 # dropped unread
 MAX_TELEMETRY_BYTES = 16384
+# telemetry messages waiting for the store at once; more are dropped (memory stays bounded
+# whatever a publisher sends while the store is slow or failing)
+MAX_INGEST_INFLIGHT = 10000
 _VARYING = re.compile(r"'[^']*'|-?\d[\d.e+-]*")
 
 _OWN_SUFFIX = b',"src":"gateway"}'
@@ -136,6 +139,7 @@ class MqttUplink(Uplink):
         self._task = None
         self.ingested = 0
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
+        self._ingesting = 0      # telemetry messages waiting for the store
         self._misc = None
         self._loop_thread = None
 
@@ -434,6 +438,9 @@ class MqttUplink(Uplink):
             row = reading_from_dict(d)
         except ValueError as e:
             return self._drop(sid, "bad telemetry: %s" % e)
+        if self._ingesting >= MAX_INGEST_INFLIGHT:
+            return self._drop(sid, "telemetry faster than the store takes it (%d waiting)" % self._ingesting)
+        self._ingesting += 1
         self.loop.create_task(self._ingest(sid, row))
 
     def _drop(self, sid, why):
@@ -444,6 +451,12 @@ class MqttUplink(Uplink):
                       key=("drop", _VARYING.sub("#", why)[:100]))
 
     async def _ingest(self, sid, row):
+        try:
+            await self._store_telemetry(sid, row)
+        finally:
+            self._ingesting -= 1
+
+    async def _store_telemetry(self, sid, row):
         try:
             if sid not in self.gw.stations:
                 await self.gw.register(sid, None, state="accepted")

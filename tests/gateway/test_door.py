@@ -8,9 +8,16 @@ import logging
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 import websockets
 
 from gwhttp import http
+from picocharge.gateway.logonce import reset_all
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_once():
+    reset_all()     # what an earlier test logged does not hold back this test's lines
 
 
 def _strict(text):
@@ -178,3 +185,15 @@ async def test_door__mqtt_payloads_that_escaped_the_callback_are_dropped_and_lat
         [r.getMessage() for r in caplog.records if r.exc_info]
     nan = [r.getMessage() for r in lines if "temp_c must be a finite number" in r.getMessage()]
     assert len(nan) == 1, nan
+
+
+async def test_door__a_station_repeating_a_refused_frame_is_logged_once_with_a_count(gateway, caplog):
+    caplog.set_level(logging.INFO)
+    gw = await gateway()
+    async with websockets.connect("ws://127.0.0.1:%d/ocpp/CP-1" % gw.port, subprotocols=["ocpp1.6"]) as ws:
+        for i in range(300):
+            got = await _frame(ws, "m%d" % i, "MeterValues", _mv(str(5000 + i)))
+            assert got[:3] == [4, "m%d" % i, "PropertyConstraintViolation"], got
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "station=CP-1 msg=m0 action=MeterValues refused: PropertyConstraintViolation" \
+        in refused[0], refused

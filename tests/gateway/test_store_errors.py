@@ -13,9 +13,16 @@ import sys
 import threading
 import time
 
+import pytest
 import websockets
 
 from gwhttp import http
+from picocharge.gateway.logonce import reset_all
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_once():
+    reset_all()     # what an earlier test logged does not hold back this test's lines
 
 
 def _now_iso():

@@ -4,9 +4,16 @@ import asyncio
 import json
 
 import psutil
+import pytest
 import websockets
 
 from gwhttp import http
+from picocharge.gateway.logonce import reset_all
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_once():
+    reset_all()     # what an earlier test logged does not hold back this test's lines
 
 
 async def test_session__unsolicited_answers_are_dropped_and_counted_and_memory_stays_flat(gateway, caplog):
