@@ -315,3 +315,26 @@ def test_ocpp__valid_meter_values_are_stored_as_sent(loop, values, d):
     loop.run_until_complete(sess.route_message(frame))
     assert sess._connection.sent == ['[3,"m1",{}]'], sess._connection.sent
     assert sess.gw.stored == [("CP-1", [dict(want, ts=ts, status=None)])], sess.gw.stored
+
+
+# --- the schema check ------------------------------------------------------------------------
+_SCHEMA_ACTIONS = ["BootNotification", "Heartbeat", "MeterValues", "StartTransaction", "StopTransaction",
+                   "StatusNotification", "DataTransfer", "Authorize", "FirmwareStatusNotification"]
+
+
+@SETTINGS
+@given(st.sampled_from(_SCHEMA_ACTIONS), payload_dicts)
+def test_validate__a_payload_is_valid_exactly_when_draft4_says_so_and_is_refused_with_an_ocpp_error(action, payload):
+    from jsonschema import Draft4Validator
+    from ocpp.exceptions import OCPPError
+
+    from picocharge.gateway import validate
+    with open("%s/%s.json" % (validate._SCHEMAS, action), encoding="utf-8-sig") as f:
+        schema = json.load(f)
+    try:
+        validate.request(action, payload)
+        ok = True
+    except OCPPError as e:
+        assert e.code in _CODES | {"FormatViolation", "OccurrenceConstraintViolation"} and e.description, e
+        ok = False
+    assert ok == Draft4Validator(schema).is_valid(payload), (action, payload)
