@@ -9,86 +9,20 @@ import hmac
 import json
 import logging
 import re
-from datetime import datetime, timezone
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from picocharge.firmware import fields
-
 from . import auth, models
 from .commands import COMMANDS, CommandError, send_command
 from .httputil import error as _error, json_response as _json, read_body, slow_body
+from .readings import _num, _ts, reading_from_dict, reading_from_fields  # noqa: F401 (re-exported)
 from .store import generate_password, hash_password, reading_row
 
 log = logging.getLogger(__name__)
 
 _STATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in fields.THINGSPEAK_FIELDS}
-
-def _num(v, key):
-    if isinstance(v, bool):
-        raise ValueError("%s must be a number, not %r" % (key, v))
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError("%s must be a number, not %r" % (key, v))
-    if f != f or f in (float("inf"), float("-inf")):
-        raise ValueError("%s must be a finite number" % key)
-    return f
-
-
-def _ts(v):
-    """created_at / ts as ISO 8601 UTC; ValueError says what is wrong."""
-    if v in (None, ""):
-        return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if not isinstance(v, str):
-        raise ValueError("created_at/ts must be an ISO 8601 string such as 2026-01-31T12:00:00Z")
-    try:
-        d = datetime.fromisoformat(v.strip().replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
-        raise ValueError("created_at/ts %r is not ISO 8601 (e.g. 2026-01-31T12:00:00Z)" % v[:40])
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def reading_from_dict(d):
-    """A reading row from MQTT telemetry JSON (reading keys, status, ts)."""
-    r = {}
-    for k in fields.READING_KEYS:
-        if d.get(k) is not None:
-            r[k] = _num(d[k], k)
-    st = d.get("status")
-    if st is not None:
-        if not isinstance(st, str) or st not in fields.STATUSES:
-            raise ValueError("status %r is not an OCPP 1.6 ChargePointStatus" % (st,))
-        r["status"] = st
-    if not r:
-        raise ValueError("no reading keys (one of %s)" % ", ".join(fields.READING_KEYS))
-    r["ts"] = _ts(d.get("ts"))
-    return r
-
-
-def reading_from_fields(params):
-    """A reading row from ThingSpeak-style field1..field8 (+created_at)."""
-    r = {}
-    for name, key in _FIELD_KEYS.items():
-        v = params.get(name)
-        if v in (None, ""):
-            continue
-        f = _num(v, name)
-        if key == "status_code":
-            r["status"] = fields.status_name(int(f))
-        else:
-            r[key] = f
-    if not r:
-        raise ValueError("no fields: send field1..field8 (%s)" % ", ".join(
-            "%s=%s" % (n, k) for n, k in _FIELD_KEYS.items()))
-    r["ts"] = _ts(params.get("created_at"))
-    return r
-
 
 
 # --- access control ---------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from ocpp.exceptions import (FormationViolationError, NotImplementedError as OcppNotImplemented,
+from ocpp.exceptions import (FormationViolationError, InternalError, NotImplementedError as OcppNotImplemented,
                              NotSupportedError, OCPPError, PropertyConstraintViolationError,
                              ProtocolError, TypeConstraintViolationError)
 from ocpp.messages import Call, CallError, CallResult
@@ -24,8 +24,12 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import (Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus)
 
 from . import validate
+from .logonce import LogOnce
+from .readings import METER_RANGE, RANGES, in_window
+from .store import StoreError
 
 log = logging.getLogger(__name__)
+_ONCE = LogOnce(log)
 _OCPP_LOG = logging.getLogger("ocpp")
 
 
@@ -74,6 +78,11 @@ def quiet_ocpp_frames(debug):
 
 
 MAX_ACTION_LEN = 64
+# CALLRESULTs/CALLERRORs kept for the gateway's own pending calls; an answer to no pending
+# call (unsolicited, or late: its call timed out) is dropped and counted, never queued
+MAX_QUEUED_ANSWERS = 4
+# connector ids and transaction ids are stored: SQLite's INTEGER is 64-bit
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
 
 
 _now = [None, None]
@@ -91,18 +100,38 @@ def utc_now():
 def _num(v):
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
+_MAPPED = frozenset(("Energy.Active.Import.Register", "Current.Import", "Voltage", "Power.Active.Import",
+                     "Temperature"))
+
+
+def _in_ranges(r, where):
+    """r if every reading value is inside its physical range (readings.RANGES), else the OCPP
+    error (NaN and the infinities fail the comparison too)."""
+    for k, v in r.items():
+        lo, hi = RANGES[k]
+        if not lo <= v <= hi:
+            raise PropertyConstraintViolationError(description="%s: %s %r is not a finite number within "
+                                                   "%g..%g" % (where, k, v, lo, hi))
+    return r
+
+
 def sampled_to_reading(sampled_values):
-    """Reading keys from a MeterValue's sampledValue list (see docs/gateway.md for the map)."""
+    """Reading keys from a MeterValue's sampledValue list (see docs/gateway.md for the map).
+    A value of a measurand stored here must be a number in its range: else the OCPP error
+    (TypeConstraintViolation, PropertyConstraintViolation) refuses the whole message."""
     r = {}
     for sv in sampled_values:
         m = sv.get("measurand") or "Energy.Active.Import.Register"
+        if m not in _MAPPED:
+            continue
         v = _num(sv.get("value"))
         if v is None:
-            continue
+            raise TypeConstraintViolationError(description="sampledValue %s: value %r is not a number"
+                                               % (m, str(sv.get("value"))[:40]))
         unit = sv.get("unit")
         if m == "Energy.Active.Import.Register":
             r["energy_wh"] = v * 1000.0 if unit == "kWh" else v
@@ -122,7 +151,7 @@ def sampled_to_reading(sampled_values):
                 r["temp_c"] = v
             else:   # Outlet / Inlet / unspecified: the board (RP2040) temperature
                 r["chip_temp_c"] = v
-    return r
+    return _in_ranges(r, "sampledValue") if r else r
 
 
 def meter_values_to_rows(meter_value, status):
@@ -131,7 +160,7 @@ def meter_values_to_rows(meter_value, status):
         r = sampled_to_reading(mv.get("sampled_value") or mv.get("sampledValue") or ())
         if not r:
             continue
-        r["ts"] = _norm_ts(mv.get("timestamp"))
+        r["ts"] = station_ts(mv.get("timestamp"), "meterValue timestamp")
         r["status"] = status
         rows.append(r)
     return rows
@@ -142,7 +171,13 @@ _ts_cache = {}
 
 
 def _norm_ts(ts):
-    """ISO 8601 UTC 'YYYY-MM-DDTHH:MM:SSZ' (ThingSpeak's created_at), now when unreadable.
+    """ISO 8601 UTC 'YYYY-MM-DDTHH:MM:SSZ' (ThingSpeak's created_at), now when unreadable."""
+    hit = _read_ts(ts)
+    return utc_now() if hit is None else hit
+
+
+def _read_ts(ts):
+    """ISO 8601 UTC 'YYYY-MM-DDTHH:MM:SSZ', None when unreadable.
 
     A station's usual 'YYYY-MM-DDTHH:MM:SS[.fff]Z' normalises to its first 19 characters
     + 'Z' whenever those parse; that verdict is cached per second of time, so thousands
@@ -155,25 +190,43 @@ def _norm_ts(ts):
             if hit is None:
                 hit = _parse_ts(key + "Z")
                 if hit is None:
-                    return utc_now()
+                    return None
                 if len(_ts_cache) >= 4096:
                     _ts_cache.clear()
                 _ts_cache[key] = hit
             return hit
-        hit = _parse_ts(ts)
-        if hit is not None:
-            return hit
-    return utc_now()
+        return _parse_ts(ts)
+    return None
+
+
+def station_ts(ts, name="timestamp"):
+    """A station's timestamp normalised, inside the window of readings.in_window; else the
+    OCPP error (TypeConstraintViolation: not a time; PropertyConstraintViolation: out of the
+    window)."""
+    hit = _read_ts(ts)
+    if hit is None:
+        raise TypeConstraintViolationError(description="%s %r is not an ISO 8601 date-time (e.g. "
+                                           "2026-01-31T12:00:00Z)" % (name, str(ts)[:40]))
+    try:
+        return in_window(hit, name)
+    except ValueError as e:
+        raise PropertyConstraintViolationError(description=str(e))
+
+
+def _int_in(name, v, lo, hi):
+    if not lo <= v <= hi:
+        raise PropertyConstraintViolationError(description="%s %r is out of range %d..%d" % (name, v, lo, hi))
+    return v
 
 
 def _parse_ts(ts):
     try:
         d = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=timezone.utc)
+        return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):     # OverflowError: "0001-01-01T00:00:00+01:00"
         return None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StationSession(ChargePoint):
@@ -200,6 +253,8 @@ class StationSession(ChargePoint):
         self.gw = gw
         self.status = None
         self.boot_status = None
+        self._pending = set()       # ids of the gateway's calls waiting for their answer
+        self.dropped_answers = 0    # CALLRESULTs/CALLERRORs that answered no pending call
 
     @property
     def route_map(self):
@@ -222,7 +277,7 @@ class StationSession(ChargePoint):
     async def route_message(self, raw):
         try:
             msg = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):    # RecursionError: nested deeper than Python's stack
             return await self._error("-1", FormationViolationError(
                 description="frame is not valid JSON"))
         if not isinstance(msg, list) or len(msg) < 3 or not isinstance(msg[1], str):
@@ -237,12 +292,40 @@ class StationSession(ChargePoint):
                     description="a CALL is [2, id, action, {payload}]"))
             return await self._handle(uid, msg[2], msg[3])
         if kind == 3:
-            self._response_queue.put_nowait(CallResult(uid, msg[2]))
+            self._answer(CallResult(uid, msg[2]))
         elif kind == 4 and len(msg) >= 4:
-            self._response_queue.put_nowait(CallError(uid, msg[2], msg[3], msg[4] if len(msg) > 4 else {}))
+            self._answer(CallError(uid, msg[2], msg[3], msg[4] if len(msg) > 4 else {}))
         else:
             return await self._error(uid, PropertyConstraintViolationError(
                 description="unknown message type id %r" % (kind,)))
+
+    def _answer(self, msg):
+        """Queue an answer for the call waiting for it; an answer to no pending call (a late
+        one, or one never asked for) is dropped and counted: the queue holds at most
+        MAX_QUEUED_ANSWERS, whatever a station sends."""
+        if msg.unique_id in self._pending and self._response_queue.qsize() < MAX_QUEUED_ANSWERS:
+            self._response_queue.put_nowait(msg)
+            return
+        self.dropped_answers += 1
+        m = self.gw.metrics
+        m.dropped_answers = getattr(m, "dropped_answers", 0) + 1
+        if self.dropped_answers == 1:
+            # ocpp's own line for it (its filter shows only the id below debug)
+            _OCPP_LOG.error("Ignoring response with unknown unique id: %s", msg)
+        else:
+            _ONCE.warning("station=%s answers to no pending call dropped (%d so far)", self.id,
+                          self.dropped_answers, key=("unsolicited", self.id))
+
+    async def call(self, payload, suppress=True, unique_id=None, skip_schema_validation=False):
+        """ocpp's ChargePoint.call, with the call's id known as pending (before it is sent)
+        until it returns, so that route_message queues only answers to it."""
+        uid = unique_id if unique_id is not None else str(self._unique_id_generator())
+        self._pending.add(uid)
+        try:
+            return await super().call(payload, suppress=suppress, unique_id=uid,
+                                      skip_schema_validation=skip_schema_validation)
+        finally:
+            self._pending.discard(uid)
 
     async def _handle(self, uid, action, payload):
         fn = self._handlers.get(action)
@@ -257,12 +340,20 @@ class StationSession(ChargePoint):
             result = await fn(self, **validate.snake_top(payload))
             out = validate.result_payload(result)
         except OCPPError as e:
-            log.warning("station=%s msg=%s action=%s refused: %s: %s", self.id, uid, action,
-                        e.code, e.description)
+            # a station repeating a bad frame: one line per interval with the count (keyed without
+            # the message id and the values, which change from frame to frame)
+            _ONCE.warning("station=%s msg=%s action=%s refused: %s: %s", self.id, uid, action,
+                          e.code, e.description, key=("refused", self.id, action, e.code))
             return await self._error(uid, e)
+        except StoreError as e:
+            # not stored (a full disk...): the station sends it again later; store.error says why
+            _ONCE.warning("station=%s msg=%s action=%s %s", self.id, uid, action, e,
+                          key=("store", action, str(e)))
+            return await self._error(uid, InternalError(
+                description="not stored now (the central system's storage fails): send it again later"))
         except Exception:
-            log.exception("station=%s msg=%s action=%s handler failed", self.id, uid, action)
-            from ocpp.exceptions import InternalError
+            _ONCE.exception("station=%s msg=%s action=%s handler failed", self.id, uid, action,
+                            key=("handler", action))
             return await self._error(uid, InternalError(description="the central system failed; see its log"))
         await self._connection.send(json.dumps([3, uid, out], separators=(",", ":")))
 
@@ -292,6 +383,7 @@ class StationSession(ChargePoint):
 
     @on(Action.status_notification)
     async def on_status(self, connector_id, error_code, status, **kw):
+        _int_in("connectorId", connector_id, 0, _INT64[1])
         self.status = status
         await self.gw.status_changed(self.id, connector_id, status, error_code, kw.get("info"))
         return call_result.StatusNotification()
@@ -303,16 +395,20 @@ class StationSession(ChargePoint):
 
     @on(Action.start_transaction)
     async def on_start(self, connector_id, id_tag, meter_start, timestamp, **kw):
+        ts = station_ts(timestamp)
+        _int_in("meterStart", meter_start, *METER_RANGE)
+        _int_in("connectorId", connector_id, 0, _INT64[1])
         st = await self.gw.id_tag_status(id_tag)
-        tid = await self.gw.start_transaction(self.id, connector_id, id_tag, meter_start,
-                                              _norm_ts(timestamp), st)
+        tid = await self.gw.start_transaction(self.id, connector_id, id_tag, meter_start, ts, st)
         return call_result.StartTransaction(transaction_id=tid, id_tag_info={"status": st})
 
     @on(Action.stop_transaction)
     async def on_stop(self, meter_stop, timestamp, transaction_id, **kw):
+        ts = station_ts(timestamp)
+        _int_in("meterStop", meter_stop, *METER_RANGE)
+        _int_in("transactionId", transaction_id, *_INT64)
         rows = meter_values_to_rows(kw.get("transaction_data"), self.status)
-        await self.gw.stop_transaction(self.id, transaction_id, meter_stop, _norm_ts(timestamp),
-                                       kw.get("reason"), rows)
+        await self.gw.stop_transaction(self.id, transaction_id, meter_stop, ts, kw.get("reason"), rows)
         tag = kw.get("id_tag")
         if tag:
             return call_result.StopTransaction(id_tag_info={"status": await self.gw.id_tag_status(tag)})
@@ -333,7 +429,7 @@ class StationSession(ChargePoint):
         if mid == "Climate":    # {"humidity": %RH, "board_temp_c": RP2040 °C}, either may be missing
             try:
                 d = json.loads(kw.get("data") or "")
-            except ValueError:
+            except (ValueError, RecursionError):
                 d = None
             row = {}
             if isinstance(d, dict):
@@ -348,12 +444,13 @@ class StationSession(ChargePoint):
                     status=DataTransferStatus.rejected,
                     data='data must be a JSON object with humidity and/or board_temp_c numbers, '
                          'e.g. {"humidity":45,"board_temp_c":31.5}')
+            _in_ranges(row, "DataTransfer Climate")
         elif mid == "Humidity":  # older firmware: the %RH alone
             v = _num(kw.get("data"))
             if v is None:
                 return call_result.DataTransfer(status=DataTransferStatus.rejected,
                                                 data="data must be a number (percent RH)")
-            row = {"humidity": v}
+            row = _in_ranges({"humidity": v}, "DataTransfer Humidity")
         else:
             return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
         row.update(ts=utc_now(), status=self.status)

@@ -11,6 +11,15 @@ Uplinks use cursor-based outboxes: `outbox(uplink, station, last_id)` holds the
 last reading id each uplink delivered per station (station '*' for uplinks that
 deliver every station in one stream). Undelivered = readings with a larger id.
 Storing a reading therefore costs one INSERT, whatever the number of uplinks.
+
+I/O errors (a full disk, a failing one) never stop the writer thread: a batch that cannot be
+stored is rolled back whole and every caller in it gets a StoreError (an OCPP station gets a
+CALLERROR and sends the frame again: nothing that was acknowledged is lost), `store.error`
+says why in words for /healthz, and the next batch that stores a write clears it (writing
+resumes by itself when space returns). A database that fails `PRAGMA quick_check`, or is
+not a database, stops the start with a StoreError. The files the gateway creates (the
+database; SQLite gives its -wal and -shm files the same mode) are readable by their owner
+only (0600).
 """
 import asyncio
 import hashlib
@@ -21,7 +30,6 @@ import queue
 import secrets
 import sqlite3
 import threading
-import time
 from datetime import datetime, timezone
 
 from picocharge.firmware.fields import READING_KEYS
@@ -131,20 +139,28 @@ class Store:
         self._loop = None
         self.commits = 0
         self.batched = 0
+        self.failed_batches = 0
+        self.error = None   # None, or why writes fail now (for /healthz), in words
 
     # --- life cycle ---------------------------------------------------------
     def open(self):
         """Create the schema (synchronously, for CLI use and before start())."""
         db = self._connect()
-        db.executescript(SCHEMA)
-        _migrate(db)
-        db.commit()
+        try:
+            db.executescript(SCHEMA)
+            _migrate(db)
+            db.commit()
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise StoreError("cannot use the database %s (%s): is it a PicoCharge gateway database? Restore it "
+                             "from a backup, or move it away to start with an empty one" % (self.path, e))
         return db
 
     def _connect(self):
         d = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(d):
             raise StoreError("the database folder %s does not exist: create it or give another --db" % d)
+        _private(self.path)
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -156,8 +172,23 @@ class Store:
         db.row_factory = sqlite3.Row
         return db
 
+    def check(self, db):
+        """StoreError unless `PRAGMA quick_check` finds the database sound (run at start)."""
+        try:
+            bad = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as e:
+            bad = [str(e)]
+        if bad != ["ok"]:
+            raise StoreError("the database %s is damaged (PRAGMA quick_check: %s): restore it from a backup, "
+                             "or move it away to start with an empty one" % (self.path, "; ".join(bad)[:300]))
+
     async def start(self):
         self._loop = asyncio.get_running_loop()
+        db = self._connect()
+        try:
+            self.check(db)
+        finally:
+            db.close()
         db = self.open()
         self._thread = threading.Thread(target=self._worker, args=(db,), name="store", daemon=True)
         self._thread.start()
@@ -192,36 +223,82 @@ class Store:
                     stop = True
                     break
                 batch.append(item)
-            done = []
-            db.execute("BEGIN")
-            i, n = 0, len(batch)
-            while i < n:
-                fn = batch[i][0]
-                if fn is _READINGS:
-                    # a run of readings from many stations: one executemany, not one
-                    # execute per row (the Python cost of the writer is per call)
-                    j = i + 1
-                    while j < n and batch[j][0] is _READINGS:
-                        j += 1
-                    done.extend(self._insert_run(db, batch[i:j]))
-                    i = j
-                    continue
-                _fn, args, fut = batch[i]
-                try:
-                    done.append((fut, True, fn(db, *args)))
-                except Exception as e:  # handed to the caller that asked
-                    done.append((fut, False, e))
-                i += 1
             try:
-                db.execute("COMMIT")
-            except sqlite3.Error as e:
-                log.error("store: commit failed: %s", e)
-                db.execute("ROLLBACK")
-                done = [(f, False, StoreError("commit failed: %s" % e)) for f, _ok, _r in done]
+                if db is None:
+                    db = self._connect()
+                done = self._batch(db, batch)
+            except BaseException as e:  # noqa: B902 - whatever it was, no caller is left waiting
+                done, db = self._failed(db, batch, e)
             self.commits += 1
             self.batched += len(batch)
-            self._loop.call_soon_threadsafe(_release, done)
-        db.close()
+            try:
+                self._loop.call_soon_threadsafe(_release, done)
+            except RuntimeError:    # the loop is closed: nobody is waiting any more
+                break
+        if db is not None:
+            db.close()
+
+    def _batch(self, db, batch):
+        """Run a batch in one transaction; [(future, ok, result)]. An I/O error raises (the
+        whole batch is then refused); a caller's own error is handed to that caller."""
+        done = []
+        changes = db.total_changes
+        db.execute("BEGIN")
+        i, n = 0, len(batch)
+        while i < n:
+            fn = batch[i][0]
+            if fn is _READINGS:
+                # a run of readings from many stations: one executemany, not one
+                # execute per row (the Python cost of the writer is per call)
+                j = i + 1
+                while j < n and batch[j][0] is _READINGS:
+                    j += 1
+                out = self._insert_run(db, batch[i:j])
+                for _f, ok, res in out:
+                    if not ok and _io_error(res):
+                        raise res
+                done.extend(out)
+                i = j
+                continue
+            _fn, args, fut = batch[i]
+            try:
+                done.append((fut, True, fn(db, *args)))
+            except Exception as e:  # handed to the caller that asked
+                if _io_error(e):
+                    raise
+                done.append((fut, False, e))
+            i += 1
+            if not db.in_transaction:
+                # SQLite rolled the transaction back on its own (it may on a full disk): what
+                # the earlier callers wrote is gone, so none of them may be told it is stored
+                raise StoreError("the transaction was rolled back by SQLite")
+        db.execute("COMMIT")
+        if self.error is not None and db.total_changes > changes:
+            log.warning("store: writing again (%s was the last error)", self.error)
+            self.error = None
+        return done
+
+    def _failed(self, db, batch, e):
+        """The batch is refused: rolled back, each caller gets a StoreError, store.error says
+        why. The connection is replaced if it cannot even roll back."""
+        self.failed_batches += 1
+        why = _describe(e, self.path)
+        if why != self.error:
+            log.error("store: %s", why)
+        self.error = why
+        if db is not None:
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error as e2:
+                log.warning("store: ROLLBACK failed too (%s): opening the database again", e2)
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
+                db = None
+        err = StoreError("not stored: %s" % why)
+        return [(fut, False, err) for _fn, _a, fut in batch], db
 
     # --- stations -------------------------------------------------------------
     @staticmethod
@@ -300,7 +377,9 @@ class Store:
         try:
             db.executemany(_INSERT_READING, params)
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-        except Exception:
+        except Exception as e:
+            if _io_error(e) or not db.in_transaction:
+                raise   # the disk, not a row: the batch is refused (SQLite may have rolled it back)
             db.execute("ROLLBACK TO readings")
             db.execute("RELEASE readings")
             out = []
@@ -348,5 +427,42 @@ def reading_row(row):
     return d
 
 
-def monotonic():
-    return time.monotonic()
+# SQLite's words for errors of the disk or the file, not of the statement
+_IO_WORDS = ("disk is full", "disk i/o error", "database disk image is malformed", "readonly database",
+             "unable to open database file", "file is not a database", "out of memory",
+             "no transaction is active", "rolled back by sqlite")
+
+
+def _io_error(e):
+    return isinstance(e, (sqlite3.Error, StoreError)) and any(w in str(e).lower() for w in _IO_WORDS)
+
+
+def _describe(e, path):
+    """A store error in words for the operator (/healthz, the log)."""
+    msg = str(e) or type(e).__name__
+    if "disk is full" in msg.lower():
+        return ("%s: free space on %s (the database is %s); writes resume by themselves"
+                % (msg, os.path.dirname(os.path.abspath(path)), path))
+    if _io_error(e):
+        return "%s (database %s): check the disk; writes resume by themselves when it works again" % (msg, path)
+    return "%s: %s (database %s)" % (type(e).__name__, msg, path)
+
+
+def _private(path):
+    """Create the database file 0600 when it does not exist yet (SQLite gives its -wal and -shm
+    files the database's mode); an existing one readable by others is made private."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        for p in (path, path + "-wal", path + "-shm"):
+            try:
+                mode = os.stat(p).st_mode
+                if mode & 0o077:
+                    os.chmod(p, mode & 0o700)
+                    log.warning("store: %s was readable by others; made it private (0600)", p)
+            except OSError:
+                pass
+    except OSError:
+        pass    # cannot create it (a read-only folder...): sqlite3.connect says why
+    else:
+        os.close(fd)

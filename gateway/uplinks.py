@@ -29,9 +29,20 @@ import thingspeak
 
 from picocharge.firmware import fields
 
-from .store import reading_row
+from .logonce import LogOnce
+from .readings import reading_from_dict
+from .store import StoreError, reading_row
 
 log = logging.getLogger(__name__)
+_ONCE = LogOnce(log)
+
+# a board's telemetry is one flat JSON object of a few hundred bytes: anything much larger is
+# dropped unread
+MAX_TELEMETRY_BYTES = 16384
+# telemetry messages waiting for the store at once; more are dropped (memory stays bounded
+# whatever a publisher sends while the store is slow or failing)
+MAX_INGEST_INFLIGHT = 10000
+_VARYING = re.compile(r"'[^']*'|-?\d[\d.e+-]*")
 
 _OWN_SUFFIX = b',"src":"gateway"}'
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
@@ -81,6 +92,20 @@ def parse_mqtt_url(url):
             "password": unquote(u.password) if u.password else None, "prefix": prefix}
 
 
+STORE_RETRY_S = 2.0
+
+
+async def _store_run(store, who, fn, *args):
+    """store.run(fn, *args) that waits out a store failure (a full disk: store.error says why)
+    instead of ending the uplink's task; the outbox cursor then moves once writing resumes."""
+    while True:
+        try:
+            return await store.run(fn, *args)
+        except StoreError as e:
+            _ONCE.warning("%s: waiting for the store: %s", who, e, key=("store", who))
+            await asyncio.sleep(STORE_RETRY_S)
+
+
 class Uplink:
     name = "?"
 
@@ -113,7 +138,8 @@ class MqttUplink(Uplink):
         self._acks = {}
         self._task = None
         self.ingested = 0
-        self._warned = set()
+        self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
+        self._ingesting = 0      # telemetry messages waiting for the store
         self._misc = None
         self._loop_thread = None
 
@@ -302,10 +328,11 @@ class MqttUplink(Uplink):
 
     async def _drain(self):
         store = self.gw.store
-        cursor = await store.run(get_cursor, self.name, "*")
+        cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
         while self.connected and not self.stopping:
             self._event.clear()
-            rows = await store.run(lambda db: db.execute(_SELECT_AFTER, (cursor, self.batch)).fetchall())
+            rows = await _store_run(store, "mqtt", lambda db: db.execute(_SELECT_AFTER,
+                                                                         (cursor, self.batch)).fetchall())
             if not rows:
                 try:
                     await asyncio.wait_for(self._event.wait(), 1.0)
@@ -344,7 +371,7 @@ class MqttUplink(Uplink):
                         acked = rid
             if acked != cursor:
                 cursor = acked
-                await store.run(set_cursor, self.name, "*", cursor)
+                await _store_run(store, "mqtt", set_cursor, self.name, "*", cursor)
                 self.delivered += sum(1 for rid, _f in futs if rid <= acked)
             if not futs or acked != futs[-1][0]:
                 return  # lost the broker mid-batch: reconnect, resend from the cursor
@@ -367,6 +394,18 @@ class MqttUplink(Uplink):
 
     # --- ingest ---------------------------------------------------------------
     def _on_message(self, topic, payload):
+        # paho calls this from loop_read: an exception here would leave paho mid-packet and
+        # be raised again on every read (no later telemetry, the same traceback hundreds of
+        # times a second). Nothing a publisher sends may escape: every refusal is a drop,
+        # counted and logged once per kind of message.
+        try:
+            self._ingest_message(topic, payload)
+        except Exception as e:      # a bug of ours, not the publisher's: still never escapes
+            self.dropped += 1
+            _ONCE.exception("mqtt ingest: a message on %s was dropped: %s: %s", topic[:120], type(e).__name__,
+                            str(e)[:200], key=("unexpected", topic, type(e).__name__))
+
+    def _ingest_message(self, topic, payload):
         if payload.endswith(_OWN_SUFFIX):
             # our own telemetry, back through the ingest subscription (one per forwarded
             # reading): a JSON object whose last member is "src":"gateway" is ignored below
@@ -376,32 +415,57 @@ class MqttUplink(Uplink):
         if len(parts) < 3 or parts[-1] != "telemetry":
             return
         sid = parts[-2]
+        if not sid or len(sid) > 64 or not sid.isprintable():   # the OCPP path's rule for ids
+            return self._drop(sid.encode("unicode_escape").decode()[:64],
+                              "telemetry on a topic whose station id is not 1..64 printable characters")
+        if len(payload) > MAX_TELEMETRY_BYTES:
+            return self._drop(sid, "a payload of %d bytes (at most %d)" % (len(payload), MAX_TELEMETRY_BYTES))
         try:
             d = json.loads(payload)
             if not isinstance(d, dict):
                 raise ValueError("not a JSON object")
-        except ValueError as e:
-            log.warning("mqtt ingest: station=%s sent a payload that is not a JSON object (%s)", sid, e)
-            return
+        except RecursionError:
+            return self._drop(sid, "a payload nested too deeply")
+        except ValueError as e:     # UnicodeDecodeError too: not UTF-8
+            return self._drop(sid, "a payload that is not a JSON object (%s)" % str(e)[:120])
         if d.get("src") == "gateway":
             return
         if sid not in self.gw.stations and self.gw.settings.auth != "none":
-            if sid not in self._warned:
-                self._warned.add(sid)
-                log.warning("mqtt ingest: station=%s is not registered; its telemetry is ignored", sid)
+            _ONCE.warning("mqtt ingest: station=%s is not registered; its telemetry is ignored", sid,
+                          key=("unregistered", sid))
             return
-        from .api import reading_from_dict
         try:
             row = reading_from_dict(d)
         except ValueError as e:
-            log.warning("mqtt ingest: station=%s bad telemetry: %s", sid, e)
-            return
+            return self._drop(sid, "bad telemetry: %s" % e)
+        if self._ingesting >= MAX_INGEST_INFLIGHT:
+            return self._drop(sid, "telemetry faster than the store takes it (%d waiting)" % self._ingesting)
+        self._ingesting += 1
         self.loop.create_task(self._ingest(sid, row))
 
+    def _drop(self, sid, why):
+        self.dropped += 1
+        # one line per kind of refusal, whichever station and value: numbers and quoted values
+        # do not make a message new
+        _ONCE.warning("mqtt ingest: station=%s sent %s; dropped", sid[:64], why,
+                      key=("drop", _VARYING.sub("#", why)[:100]))
+
     async def _ingest(self, sid, row):
-        if sid not in self.gw.stations:
-            await self.gw.register(sid, None, state="accepted")
-        await self.gw.store_readings(sid, [row], "mqtt")
+        try:
+            await self._store_telemetry(sid, row)
+        finally:
+            self._ingesting -= 1
+
+    async def _store_telemetry(self, sid, row):
+        try:
+            if sid not in self.gw.stations:
+                await self.gw.register(sid, None, state="accepted")
+            await self.gw.store_readings(sid, [row], "mqtt")
+        except Exception as e:  # the store cannot write now (store.error says why)
+            self.dropped += 1
+            _ONCE.warning("mqtt ingest: station=%s telemetry not stored: %s", sid[:64], e,
+                          key=("store", type(e).__name__, str(e)))
+            return
         self.gw.metrics.ingest["mqtt"] += 1
 
 
@@ -509,10 +573,10 @@ class ThingSpeakUplink(Uplink):
         store = self.gw.store
         st = self.gw.stations[sid]
         cid, key = st["ts_channel"], st["ts_key"]
-        cursor = await store.run(get_cursor, self.name, sid)
-        worked_before = await store.run(lambda db: db.execute(
+        cursor = await _store_run(store, "thingspeak", get_cursor, self.name, sid)
+        worked_before = await _store_run(store, "thingspeak", lambda db: db.execute(
             "SELECT 1 FROM outbox WHERE uplink=? AND station=?", (self.name + "-inflight", sid)).fetchone())
-        inflight = await store.run(get_cursor, self.name + "-inflight", sid)
+        inflight = await _store_run(store, "thingspeak", get_cursor, self.name + "-inflight", sid)
         # A worker ran for this station before (an earlier gateway, or before its channel was
         # changed): the channel may have taken a write less than one interval ago, and would
         # refuse one now. The first write waits one interval, as if one had just been made:
@@ -531,7 +595,7 @@ class ThingSpeakUplink(Uplink):
         ev = self.events[sid]
         while not self.stopping:
             ev.clear()
-            rows = await store.run(lambda db: db.execute(_SELECT_STATION_AFTER,
+            rows = await _store_run(store, "thingspeak", lambda db: db.execute(_SELECT_STATION_AFTER,
                                                          (sid, cursor, self.bulk_limit)).fetchall())
             if skip:
                 keep = [r for r in rows if not (r["id"] <= inflight and r["ts"] in skip)]
@@ -539,7 +603,7 @@ class ThingSpeakUplink(Uplink):
                     log.info("thingspeak: station=%s %d readings were already stored before the restart",
                              sid, len(rows) - len(keep))
                     cursor = rows[len(rows) - 1]["id"] if not keep else keep[0]["id"] - 1
-                    await store.run(set_cursor, self.name, sid, cursor)
+                    await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
                 rows = keep
                 skip = set()
             if not rows:
@@ -550,14 +614,14 @@ class ThingSpeakUplink(Uplink):
                 if wait > 0:
                     await asyncio.sleep(wait)
                     continue        # fetch again: more may have queued up meanwhile (one bulk write)
-            await store.run(set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
+            await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
             ok, why = await self.loop.run_in_executor(None, self._send, cid, key, rows)
             last_write = time.monotonic()
             if ok:
                 self.failing.pop(sid, None)
                 fails = 0
                 cursor = rows[-1]["id"]
-                await store.run(set_cursor, self.name, sid, cursor)
+                await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
                 self.delivered += len(rows)
             else:
                 fails += 1

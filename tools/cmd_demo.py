@@ -130,6 +130,7 @@ def demo(count, port, data_dir, duration, refresh):
     remove_stale_temp(DEMO_TEMP_PREFIX)   # left by a demo that was killed with -9
     root = Path(data_dir) if keep else Path(tempfile.mkdtemp(prefix="%s%d-" % (DEMO_TEMP_PREFIX, os.getpid())))
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)   # the gateway database and the station configs (OCPP passwords): owner only
     with stop_on_signals():
         gw = GatewayProcess(root / "gateway.db", port=port)
         fleet = None
