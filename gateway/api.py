@@ -85,13 +85,18 @@ async def _json_body(gw, request):
         d = json.loads(raw)
     except ValueError as e:
         return _error(400, "the body is not JSON (%s)" % e)
+    except RecursionError:
+        return _error(400, "the body is nested too deeply")
     if not isinstance(d, dict):
         return _error(400, "the body must be a JSON object")
     return d
 
 
+_JSON_BODY = web.RequestKey("json_body", object)   # the request's parsed JSON body, for its handler
+
+
 def _body(req):
-    return req["json"]
+    return req[_JSON_BODY]
 
 
 def _handler(gw, fn, need, station):
@@ -106,7 +111,7 @@ def _handler(gw, fn, need, station):
             b = await _json_body(gw, request)
             if isinstance(b, web.StreamResponse):
                 return b
-            request["json"] = b
+            request[_JSON_BODY] = b
         try:
             return await fn(gw, request, **args)
         except ValueError as e:
@@ -435,8 +440,8 @@ async def ingest(gw, req, body):
         if "json" in ctype:
             try:
                 b = json.loads(body)
-            except ValueError:
-                return _text(400, "the body is not JSON\n")
+            except (ValueError, RecursionError):
+                return _text(400, "the body is not JSON (or is nested too deeply)\n")
             if not isinstance(b, dict):
                 return _text(400, "the JSON body must be an object\n")
             params.update({k: v for k, v in b.items()})

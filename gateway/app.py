@@ -22,7 +22,7 @@ from .commands import COMMANDS, CommandError, send_command  # noqa: F401  (COMMA
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .metrics import GatewayMetrics
 from .server import Listener
-from .store import Store, check_password, now_iso
+from .store import Store, StoreError, check_password, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
 from .web import make_app
 
@@ -99,8 +99,8 @@ class Metrics:
     def __init__(self):
         self.messages = 0
         self.readings = 0
-        self.connects = 0
         self.refused = 0
+        self.dropped_answers = 0   # CALLRESULTs/CALLERRORs that answered no pending call (csms)
         self.http_requests = 0
         self.http_refused = 0   # connections answered 503 at --max-connections
         self.ingest = {"http": 0, "mqtt": 0}
@@ -414,9 +414,12 @@ class Gateway:
             await old._connection.close(1000, "replaced by a new connection")
         sess = StationSession(sid, connection, self, response_timeout=self.settings.response_timeout)
         self.sessions[sid] = sess
-        self.metrics.connects += 1
         peer = "%s:%s" % connection.remote_address[:2] if connection.remote_address else ""
-        conn_id = await self.store.run(_connected, sid, peer)
+        try:
+            conn_id = await self.store.run(_connected, sid, peer)
+        except StoreError as e:     # a full disk: the session still runs; its calls get InternalError
+            log.warning("station=%s connected from %s; the connection log is not written: %s", sid, peer, e)
+            conn_id = None
         log.info("station=%s connected from %s", sid, peer)
         if self.mqtt:
             self.mqtt.publish_status(sid)
@@ -431,10 +434,11 @@ class Gateway:
                 if self.mqtt:
                     self.mqtt.publish_status(sid)
             log.info("station=%s disconnected: %s", sid, reason)
-            try:
-                await self.store.run(_disconnected, conn_id, reason)
-            except Exception:
-                pass
+            if conn_id is not None:
+                try:
+                    await self.store.run(_disconnected, conn_id, reason)
+                except StoreError as e:
+                    log.warning("station=%s: the connection log is not written: %s", sid, e)
 
     # --- services for the OCPP handlers and the ingest paths ------------------
     async def register(self, sid, password=None, state="accepted", channel=None, key=None, read_key=None):

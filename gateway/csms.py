@@ -308,7 +308,7 @@ class StationSession(ChargePoint):
             return
         self.dropped_answers += 1
         m = self.gw.metrics
-        m.dropped_answers = getattr(m, "dropped_answers", 0) + 1
+        m.dropped_answers += 1
         if self.dropped_answers == 1:
             # ocpp's own line for it (its filter shows only the id below debug)
             _OCPP_LOG.error("Ignoring response with unknown unique id: %s", msg)

@@ -40,6 +40,15 @@ class GatewayCollector:
         yield CounterMetricFamily("picocharge_http_refused",
                                   "HTTP connections refused with 503 at the connection cap.",
                                   value=mt.http_refused)
+        yield CounterMetricFamily("picocharge_ocpp_answers_dropped",
+                                  "CALLRESULTs/CALLERRORs from stations that answered no pending call.",
+                                  value=mt.dropped_answers)
+        yield CounterMetricFamily("picocharge_mqtt_telemetry_dropped",
+                                  "MQTT telemetry messages refused (bad JSON, values, times, size).",
+                                  value=gw.mqtt.dropped if gw.mqtt else 0)
+        yield CounterMetricFamily("picocharge_db_failed_batches",
+                                  "Batches of writes the store could not commit (full disk, I/O error).",
+                                  value=gw.store.failed_batches)
         yield CounterMetricFamily("picocharge_db_commits",
                                   "SQLite transactions committed by the batching writer.", value=gw.store.commits)
         c = CounterMetricFamily("picocharge_ingest", "Readings received through the ingest paths.",

@@ -103,7 +103,11 @@ def real_gateway(tmp_path):
                                        "--db", str(tmp_path / "gw.db")],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert "gateway listening on" in p.stdout.readline()
+        lines = []
+        while not any("gateway listening on" in ln for ln in lines) and len(lines) < 50:
+            line = p.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
         yield "http://127.0.0.1:%d" % port
     finally:
         stop_process(p)

@@ -164,7 +164,7 @@ class _Gw:
     def __init__(self):
         self.stations = {}
         self.settings = type("S", (), {"auth": "none", "heartbeat_interval": 300})()
-        self.metrics = type("M", (), {"messages": 0, "ingest": {"mqtt": 0}})()
+        self.metrics = type("M", (), {"messages": 0, "ingest": {"mqtt": 0}, "dropped_answers": 0})()
         self.stored = []
 
     async def store_readings(self, sid, rows, source):
