@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# benchmarks/rp2040_heap.py runs rp2040js (npm, installed into ~/.cache/picocharge by `npm ci`)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -20,4 +23,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q -e '.[test]'
+# Most tests wait on processes (firmware, gateway, broker) rather than compute, so 4 workers
+# on a 2-core machine cut the suite from ~11 to ~4 minutes. PICOCHARGE_TEST_WORKERS=0 runs it
+# in one process (for a debugger, or -x to stop at the first failure in order).
+workers="${PICOCHARGE_TEST_WORKERS:-4}"
+if [ "$workers" != 0 ]; then
+    set -- -n "$workers" "$@"
+fi
 exec python3 -m pytest "$@"

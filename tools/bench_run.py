@@ -109,8 +109,11 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         if counter:
             mqtt = _wait_for(lambda: counter.count, stored, opts.catch_up)
         try:
-            m = cs.metrics()
-            uplinks = bench_bs_uplinks(m)
+            if counter:
+                # the broker hands a message to our subscriber before the gateway has its
+                # PUBACK and counts it delivered: wait for the gateway's count to settle too
+                _wait_for(lambda: bench_bs_uplinks(cs.metrics()).get("mqtt"), stored, opts.catch_up)
+            uplinks = bench_bs_uplinks(cs.metrics())
         except OSError:
             pass
     finally:

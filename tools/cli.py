@@ -15,6 +15,7 @@ COMMANDS = {
     "provision": "cmd_provision:provision",
     "thingspeak": "cmd_thingspeak:thingspeak",
     "devices": "cmd_devices:devices",
+    "vboard": "cmd_vboard:vboard",
     "monitor": "cmd_monitor:monitor",
     "doctor": "cmd_doctor:doctor",
     "sim": "cmd_sim:sim",

@@ -23,12 +23,13 @@ import click
 from . import unixport
 from .fleet import SimFleet
 from .paths import board_dir
-from .procs import stop_on_signals, stop_process
+from .procs import child_options, remove_stale_temp, stop_on_signals, stop_process
 
 # one scenario per station, round-robin, so the dashboard has something to show
 DEMO_SCENARIOS = ["charging", "overheat", "flaky"]
 ALIGNED_S = 10  # ClockAlignedDataInterval the demo asks for
 DEMO_TAG = "DEMO-TAG"
+DEMO_TEMP_PREFIX = "picocharge-demo-"   # + the demo's pid: remove_stale_temp knows when it is gone
 
 
 class GatewayProcess:
@@ -43,7 +44,7 @@ class GatewayProcess:
 
     def start(self, timeout=30):
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     **child_options())
         found = queue.Queue()
 
         def pump():
@@ -119,7 +120,8 @@ def demo(count, port, data_dir, duration, refresh):
     except unixport.NoMicroPython as e:
         raise click.ClickException(str(e))
     keep = data_dir is not None
-    root = Path(data_dir) if keep else Path(tempfile.mkdtemp(prefix="picocharge-demo-"))
+    remove_stale_temp(DEMO_TEMP_PREFIX)   # left by a demo that was killed with -9
+    root = Path(data_dir) if keep else Path(tempfile.mkdtemp(prefix="%s%d-" % (DEMO_TEMP_PREFIX, os.getpid())))
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)   # the gateway database and the station configs (OCPP passwords): owner only
     with stop_on_signals():

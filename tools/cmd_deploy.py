@@ -9,6 +9,9 @@ from .options import board_option, echo_json, json_option, pick_port, port_optio
 from .options import progress as progress_bar
 from .paths import board_dir, cache_dir, firmware_files
 
+# board modules built on another board's module, shipped next to them as /<name>.py
+BOARD_DEPS = {"pico2_w": ("pico_w",)}
+
 
 def _compiled(src, name):
     """`src` compiled by mpy-cross (cached by content and compiler version): the .mpy bytes."""
@@ -44,6 +47,7 @@ def plan(board="pico_w", compile=True):
 
     srcs = [("/" + name, path) for name, path in firmware_files()]
     srcs.append(("/board.py", board_dir(board) / "board.py"))
+    srcs += [("/%s.py" % dep, board_dir(dep) / "board.py") for dep in BOARD_DEPS.get(board, ())]
     try:
         srcs += [("/lib/" + dest, path) for dest, path in mplibs.lib_files()]
     except mplibs.FetchError as e:
@@ -136,7 +140,7 @@ def run_deploy(port, board="pico_w", compile=True, dry_run=False, reset=True, pr
 @click.option("--no-compile", is_flag=True,
               help="Copy .py sources instead of .mpy compiled with mpy-cross (slower to import, "
                    "more RAM; tracebacks show source lines).")
-@click.option("-n", "--dry-run", is_flag=True, help="List what would change; write nothing.")
+@click.option("--dry-run", is_flag=True, help="List what would change; write nothing.")
 @click.option("--reset/--no-reset", default=True, show_default=True,
               help="Soft-reset the board afterwards so it boots the new firmware.")
 @json_option

@@ -12,7 +12,7 @@ from .options import echo_json, json_option
 @json_option
 def devices(probe, as_json):
     """List connected boards: Pico W boards on USB (Raspberry Pi vendor id 0x2E8A) and
-    running virtual boards (python -m picocharge.vboard), with their unique ids, MicroPython
+    running virtual boards (picocharge vboard), with their unique ids, MicroPython
     and PicoCharge firmware versions (FIRMWARE is "-" until `picocharge deploy` has put the
     firmware on the board) and provisioned station ids."""
     rows = []
@@ -33,7 +33,7 @@ def devices(probe, as_json):
         return
     if not rows:
         click.echo("no boards found: plug a Pico W in by USB (`picocharge flash` puts MicroPython on "
-                   "a new one), or start a virtual board: python -m picocharge.vboard --flash DIR")
+                   "a new one), or start a virtual board: picocharge vboard --flash DIR")
         return
     fmt = "%-16s %-8s %-18s %-12s %-10s %-12s %s"
     click.echo(fmt % ("PORT", "KIND", "NAME/ID", "MICROPYTHON", "FIRMWARE", "STATION", ""))

@@ -1,5 +1,6 @@
 """`picocharge doctor`: what is missing for flashing, deploying, simulating, and how to fix it."""
 import importlib.metadata
+import json
 import os
 import sys
 import urllib.error
@@ -64,7 +65,8 @@ def checks(gateway=None, probe=True):
     boards = device.boards()
     if not boards:
         add("board", "warn", "no Pico W on USB and no virtual board",
-            "plug the Pico W in with a data USB cable (hold BOOTSEL for `picocharge flash`)")
+            "plug the Pico W in with a data USB cable (hold BOOTSEL for `picocharge flash`), or try "
+            "everything without one: picocharge vboard --flash DIR")
     for b in boards:
         name = "board %s" % b["port"]
         if b["kind"] == "usb" and not os.access(b["port"], os.R_OK | os.W_OK):
@@ -87,18 +89,43 @@ def checks(gateway=None, probe=True):
             add(name, "fail", str(e).split(":")[0], "unplug and replug it; if it stays silent, "
                                                     "`picocharge flash` MicroPython onto it")
     if gateway:
-        url = gateway.rstrip("/") + "/"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                add("gateway", "ok", "%s answers HTTP %d" % (gateway, r.status))
-        except urllib.error.HTTPError as e:
-            add("gateway", "ok", "%s answers HTTP %d" % (gateway, e.code))
-        except OSError as e:
-            add("gateway", "fail", "%s does not answer (%s)" % (gateway, getattr(e, "reason", e)),
-                "start it with `picocharge gateway`, or check the URL and firewall")
+        status, detail, fix = check_gateway(gateway)
+        add("gateway", status, detail, fix)
     else:
         add("gateway", "warn", "not checked", "give --gateway URL (or PICOCHARGE_GATEWAY_URL)")
     return out
+
+
+def check_gateway(url):
+    """(status, detail, fix) for the PicoCharge gateway said to be at `url`: its /healthz must
+    answer with the gateway's own JSON (stations_connected, uplinks), so an unrelated web
+    server on that port is told apart from a gateway."""
+    base = url.rstrip("/")
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+            code, ctype, body = r.status, r.headers.get("Content-Type", ""), r.read(65536)
+    except urllib.error.HTTPError as e:
+        code, ctype, body = e.code, e.headers.get("Content-Type", ""), e.read(65536)
+    except (OSError, ValueError) as e:
+        return ("fail", "%s does not answer (%s)" % (url, getattr(e, "reason", e)),
+                "start it with `picocharge gateway`, or check the URL and firewall")
+    try:
+        health = json.loads(body) if "json" in ctype else None
+    except ValueError:
+        health = None
+    if not isinstance(health, dict) or "stations_connected" not in health:
+        return ("fail", "%s is a web server but not a PicoCharge gateway: GET /healthz answered HTTP %d (%s)"
+                % (url, code, ctype.split(";")[0] or "no content type"),
+                "check the host and port: the gateway answers OCPP and its API on one port (9000 by default)")
+    uplinks = ", ".join("%s %s" % (k, v) for k, v in sorted((health.get("uplinks") or {}).items()))
+    detail = "PicoCharge gateway at %s: %s station(s) connected of %s known%s" % (
+        url, health.get("stations_connected"), health.get("stations_known", "?"),
+        "; uplinks: " + uplinks if uplinks else "")
+    if code != 200:
+        return ("fail", "%s, but unhealthy (HTTP %d): %s" % (detail, code, health.get("error") or
+                                                            health.get("status") or "no reason given"),
+                "see the gateway's log")
+    return ("ok", detail, "")
 
 
 @click.command()

@@ -323,12 +323,13 @@ def _assign(rows, ports, stations, surveyed):
 @click.option("-i", "--inventory", "inventory_file", type=click.Path(dir_okay=False, exists=True),
               help="Fleet inventory: CSV or TOML, one row per station; columns are config keys "
                    "(wifi.ssid) or these flags' names (ssid); a `port` column pins a board.")
-@click.option("--station", "stations", multiple=True, metavar="ID",
-              help="Provision only this inventory station (repeatable).")
+@click.option("--only", "stations", multiple=True, metavar="STATION_ID",
+              help="With --inventory: provision only the row of this station id (repeatable).")
+@click.option("--station", "old_station", multiple=True, hidden=True, expose_value=True)
 @click.option("--fresh", is_flag=True, help="Start from an empty config instead of the board's current one.")
 @click.option("--prompt/--no-prompt", default=None,
               help="Ask for missing settings (default: when run in a terminal). Secrets are not echoed.")
-@click.option("-n", "--dry-run", is_flag=True, help="Validate and show (secrets masked); write nothing.")
+@click.option("--dry-run", is_flag=True, help="Validate and show (secrets masked); write nothing.")
 @click.option("--register-gateway", metavar="URL", envvar="PICOCHARGE_GATEWAY_URL",
               help="Register the station and its OCPP password with this gateway (POST URL/api/stations). "
                    "[env: PICOCHARGE_GATEWAY_URL]")
@@ -342,7 +343,7 @@ def _assign(rows, ports, stations, surveyed):
 @click.option("--reset/--no-reset", default=True, show_default=True,
               help="Soft-reset each board afterwards so it starts with its new config.")
 @json_option
-def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, register_gateway,
+def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt, dry_run, register_gateway,
               gateway_token, replace_password, reset, as_json, ca_cert, ca_for, **flags):
     """Write a board's /config.json: Wi-Fi, station id, central system, ThingSpeak, MQTT,
     sensor calibration.
@@ -357,9 +358,12 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
     A fleet, every connected board in turn (rows pinned by `port`, else the board that
     already holds the station id, else in order):
       picocharge provision --inventory fleet.csv --wifi-password "$WIFI_PW"
-      picocharge provision --inventory fleet.toml --station CP-7 -p /dev/ttyACM0
+      picocharge provision --inventory fleet.toml --only CP-7 -p /dev/ttyACM0
     Values given as flags apply to every inventory row that does not set them.
     """
+    if old_station:
+        raise click.UsageError("--station is now --only (it picks inventory rows; --station-id sets "
+                               "a board's id): --only %s" % " --only ".join(old_station))
     if ca_for and not ca_cert and not inventory_file:
         raise click.UsageError("--ca-for goes with --ca-cert FILE")
     ca_for = ca_for or CA_FOR
@@ -370,7 +374,8 @@ def provision(ports, sets, inventory_file, stations, fresh, prompt, dry_run, reg
             rows = inventory.load(inventory_file)
         else:
             if stations:
-                raise click.UsageError("--station selects rows of an --inventory file")
+                raise click.UsageError("--only picks rows of an --inventory file; for one board, "
+                                       "give its id with --station-id")
             rows = [(common, {}, "the command line")]
     except inventory.InventoryError as e:
         raise click.ClickException(str(e))

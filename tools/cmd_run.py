@@ -8,7 +8,7 @@ import click
 
 from . import unixport
 from .paths import board_dir
-from .procs import stop_on_signals, stop_process
+from .procs import child_options, stop_on_signals, stop_process
 
 
 def scenario_path(name):
@@ -84,7 +84,7 @@ def run(flash_dir, config_file, scenario, heap, web_port, duration):
             # its own session: Ctrl-C reaches us, and we stop the board (like pulling its plug;
             # the firmware keeps its state on flash for exactly that)
             proc = unixport.start_firmware(flash, scenario=sc, heap=heap, stdout=None, stderr=None,
-                                           start_new_session=True)
+                                           **child_options())
             if cfg["web"]["enabled"]:
                 click.echo("status page: http://127.0.0.1:%d/  (Ctrl-C stops)" % cfg["web"]["port"],
                            err=True)

@@ -109,13 +109,19 @@ def sim(count, central, password, id_tag, mqtt_url, scenario, prefix, flash_root
                              base_config=base, scenario=sc_data, heap=heap)
         except ValueError as e:
             raise click.ClickException(str(e))
-        _run(fleet, "%s%s" % (root, " (removed at the end)" if temp else ""), duration, quiet)
+        _run(fleet, "%s%s" % (root, " (removed at the end)" if temp else ""), duration, quiet, central)
     finally:
         if temp:
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def _run(fleet, where, duration, quiet):
+# what the firmware's OCPP task logs once its WebSocket is up, and when a link attempt fails
+_CONNECTED = "[ocpp] I: connected"
+_LINK_DOWN = "[ocpp] W: link down"
+
+
+def _run(fleet, where, duration, quiet, central=None):
+    connected, last_error = set(), {}
     with stop_on_signals():
         try:
             try:
@@ -130,8 +136,13 @@ def _run(fleet, where, duration, quiet):
                     sid, line = fleet.lines.get(timeout=0.5)
                 except queue.Empty:
                     line = sid = None
-                if line is not None and (not quiet or "] W:" in line or "] E:" in line):
-                    click.echo("%s | %s" % (sid, line))
+                if line is not None:
+                    if line.startswith(_CONNECTED):
+                        connected.add(sid)
+                    elif line.startswith(_LINK_DOWN):
+                        last_error[sid] = line[len("[ocpp] W: "):]
+                    if not quiet or "] W:" in line or "] E:" in line:
+                        click.echo("%s | %s" % (sid, line))
                 fleet.supervise()
                 if not fleet.alive() and fleet.lines.empty():
                     break
@@ -143,3 +154,11 @@ def _run(fleet, where, duration, quiet):
     if bad:
         raise click.ClickException("station(s) stopped with an error: %s" % ", ".join(
             "%s (exit %s)" % (s.id, s.proc.returncode) for s in bad))
+    never = [s.id for s in fleet.stations if s.id not in connected]
+    if central and never:
+        why = "; ".join("%s: %s" % (sid, last_error[sid]) for sid in never[:3] if sid in last_error)
+        raise click.ClickException(
+            "%d of %d station(s) never connected to %s%s. Is the central system running there "
+            "(`picocharge doctor --gateway http://HOST:PORT`), and does it know these stations "
+            "(--password, or a gateway started with --auth none)?"
+            % (len(never), len(fleet.stations), central, " (%s)" % why if why else ""))

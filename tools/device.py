@@ -162,6 +162,34 @@ print(json.dumps({p: _h(p) for p in %r}))
 """
 
 
+OPEN_RETRY_S = 3.0   # how long a port that exists but cannot be opened is tried again
+
+
+def port_problem(port):
+    """Why `port` cannot be opened as mpremote opens it (read-write, exclusive lock), in words;
+    "" when it can be opened now."""
+    import errno
+    import fcntl
+
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return "no such port"
+    except PermissionError:
+        return "permission denied"
+    except OSError as e:
+        return "cannot open: %s" % (e.strerror or e)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return "in use by another program (it holds the port's lock)"
+        return "cannot lock: %s" % (e.strerror or e)
+    finally:
+        os.close(fd)
+    return ""
+
+
 class Board:
     """A board over mpremote's serial transport, held in its raw REPL. Use as a context manager."""
 
@@ -182,13 +210,22 @@ class Board:
         from mpremote.transport_serial import SerialTransport
 
         _trace(("connect", self.port))
-        try:
-            # a read timeout, so that mpremote's own timeouts apply on ptys too
-            self.t = SerialTransport(self.port, baudrate=115200, timeout=2)
-        except (TransportError, OSError) as e:
-            raise DeviceError("cannot open %s (%s): is the board plugged in, and is no other "
-                              "program (a REPL, Thonny) using the port? `picocharge devices` lists "
-                              "boards" % (self.port, e)) from e
+        end = time.monotonic() + OPEN_RETRY_S
+        while True:
+            try:
+                # a read timeout, so that mpremote's own timeouts apply on ptys too
+                self.t = SerialTransport(self.port, baudrate=115200, timeout=2)
+                break
+            except (TransportError, OSError) as e:
+                why = port_problem(self.port)
+                # a port that exists may be busy for a moment (a program closing it, a board
+                # re-enumerating after a reset): try again briefly before giving up
+                if (not why or why.startswith(("in use", "cannot open"))) and time.monotonic() < end:
+                    time.sleep(0.2)
+                    continue
+                raise DeviceError("cannot open %s (%s): is the board plugged in, and is no other "
+                                  "program (a REPL, Thonny) using the port? `picocharge devices` lists "
+                                  "boards" % (self.port, why or e)) from e
         try:
             self.t.enter_raw_repl(soft_reset=self.soft_reset, timeout_overall=self.timeout)
         except (TransportError, OSError) as e:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import unixport
 from .firmware import config as fwconfig
-from .procs import stop_process
+from .procs import child_options, stop_process
 
 RESET_EXIT = 75  # boards/unix/board.py: the firmware asked for a reset
 
@@ -35,7 +35,7 @@ class SimStation:
     def start(self):
         # own session: a terminal's Ctrl-C reaches the supervisor, which stops the stations
         self.proc = unixport.start_firmware(self.flash, scenario=self.flash / "scenario.json",
-                                            heap=self.fleet.heap, start_new_session=True)
+                                            heap=self.fleet.heap, **child_options())
         self.exit_code = None
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 

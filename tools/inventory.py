@@ -9,6 +9,7 @@ as `picocharge provision --ca-cert` does for every row. Values are
 converted to the schema's type (firmware/config.py), so "1884" becomes 1884 for mqtt.port.
 """
 import csv
+import difflib
 from pathlib import Path
 
 from .firmware import config as fwconfig
@@ -122,6 +123,38 @@ def flatten(d, prefix=""):
     return out
 
 
+def all_keys(node=None, prefix=""):
+    """Every dotted config key of the firmware's schema."""
+    node = fwconfig.SCHEMA if node is None else node
+    out = []
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out += all_keys(v, prefix + k + ".")
+        else:
+            out.append(prefix + k)
+    return out
+
+
+def check_column(name, where):
+    """InventoryError naming the column `name` at `where` if it is neither a meta column, a
+    provision flag's name nor a config key, with the closest names and what columns may be."""
+    col = name.strip()
+    if col in META_COLUMNS:
+        return
+    try:
+        key_of(col)
+        return
+    except InventoryError:
+        pass
+    names = list(META_COLUMNS) + sorted(FLAG_KEYS) + all_keys()
+    close = difflib.get_close_matches(col, names, n=3, cutoff=0.6)
+    raise InventoryError(
+        "%s: unknown column %r%s. A column is one of provision's flag names (%s), a config key "
+        "(wifi.ssid, mqtt.port, sensors.current_scale ...: see firmware/config.py) or %s"
+        % (where, col, " (did you mean %s?)" % " or ".join(close) if close else "",
+           ", ".join(sorted(FLAG_KEYS)), " or ".join(META_COLUMNS)))
+
+
 def with_implied(values):
     """Add the implied switches (a ThingSpeak key turns ThingSpeak on) unless set explicitly."""
     out = dict(values)
@@ -174,11 +207,15 @@ def load(path):
         except tomllib.TOMLDecodeError as e:
             raise InventoryError("%s is not valid TOML: %s" % (path, e)) from None
         common = {k: v for k, v in doc.items() if k not in ("station", "stations")}
+        for k in flatten(common):
+            check_column(k, "%s, the settings above the [[station]] tables" % path.name)
         stations = doc.get("station", doc.get("stations"))
         if not isinstance(stations, list) or not stations:
             raise InventoryError("%s has no [[station]] tables (one per station, e.g. "
                                  "[[station]]\\nstation_id = \"CP-1\")" % path)
         for i, st in enumerate(stations, 1):
+            for k in flatten(st) if isinstance(st, dict) else ():
+                check_column(k, "%s, station %d" % (path.name, i))
             merged = flatten(common)
             merged.update(flatten(st))
             rows.append(_row(merged, "%s, station %d" % (path.name, i)) + ("%s, station %d" % (path.name, i),))
@@ -186,8 +223,10 @@ def load(path):
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames:
             raise InventoryError("%s is empty: the first line names the columns" % path)
-        for i, raw in enumerate(reader, 2):
-            where = "%s, line %d" % (path.name, i)
+        for n, col in enumerate(reader.fieldnames, 1):
+            check_column(col, "%s, line 1 (the header), column %d" % (path.name, n))
+        for raw in reader:   # line_num: where the row ends (a quoted cell may span lines)
+            where = "%s, line %d" % (path.name, reader.line_num)
             rows.append(_row(raw, where) + (where,))
         if not rows:
             raise InventoryError("%s has a header but no station rows" % path)

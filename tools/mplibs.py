@@ -15,7 +15,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .paths import cache_dir
+from .paths import cache_dir, publish_dir
 
 # name on PyPI -> (version, files to keep: path in archive (after the top folder) -> path on board)
 LIBS = {
@@ -47,8 +47,7 @@ def lib_dir() -> Path:
         for name, (version, files) in LIBS.items():
             _fetch(name, version, files, tmp)
         (tmp / ".complete").write_text(want)
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
+        publish_dir(tmp, root, lambda d: (d / ".complete").is_file() and (d / ".complete").read_text() == want)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root

@@ -47,8 +47,8 @@ def board_option(f):
     return click.option(
         "--board", envvar="PICOCHARGE_BOARD", default="pico_w", show_default=True,
         callback=_check_board,
-        help="Board module to deploy: pico_w for a real Pico W, unix for a virtual board. "
-             "[env: PICOCHARGE_BOARD]")(f)
+        help="Board module to deploy: pico_w for a real Pico W, pico2_w for a Pico 2 W, unix for a "
+             "virtual board. [env: PICOCHARGE_BOARD]")(f)
 
 
 def _parse_sets(ctx, param, values):

@@ -42,3 +42,32 @@ def cache_dir() -> Path:
         return Path(d)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "picocharge"
+
+
+def publish_dir(tmp: Path, out: Path, done) -> Path:
+    """Put the finished folder `tmp` in place as `out`, safely when several processes (test
+    workers, simulated stations) build the same cache entry at once: if another one has put a
+    finished copy there first (`done(out)` is true) ours is discarded, and a finished copy that
+    a running firmware may be reading is never deleted under it. An unfinished or outdated `out`
+    is moved aside first, then removed."""
+    import shutil
+
+    if done(out):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
+    aside = out.with_name("%s.old%d" % (out.name, os.getpid()))
+    try:
+        os.replace(out, aside)
+    except FileNotFoundError:
+        aside = None
+    except OSError:   # another process is swapping it right now: fall through and look again
+        aside = None
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if not done(out):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return out

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from . import mplibs
-from .paths import board_dir, cache_dir, firmware_files
+from .paths import board_dir, cache_dir, firmware_files, publish_dir
 
 # 64-bit objects take about twice the room they take on the RP2040's 32-bit port,
 # so 192 KB here stands for the ~100 KB heap a Pico W leaves to Python.
@@ -77,9 +77,7 @@ def build_image(board="unix", compiled=True):
         else:
             shutil.copyfile(path, dest)
     (tmp / ".complete").write_text("ok")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    return publish_dir(tmp, out, lambda d: (d / ".complete").is_file())
 
 
 def micropypath(image, extra=()):

@@ -21,7 +21,7 @@ Each running virtual board announces itself in the state folder
 ($PICOCHARGE_STATE_DIR, else $XDG_RUNTIME_DIR/picocharge/vboards, else
 ~/.cache/picocharge/vboards) so that `picocharge devices` lists it.
 
-Run one by hand:  python -m picocharge.vboard --flash ./flash  (prints the device path).
+Run one by hand:  picocharge vboard --flash ./flash  (prints the device path; tools/cmd_vboard.py).
 """
 import fcntl
 import json
@@ -409,25 +409,10 @@ def running(state=None):
 
 
 def main(argv=None):
-    import argparse
+    """`python -m picocharge.vboard ...` is `picocharge vboard ...` (kept for older scripts)."""
+    from .cmd_vboard import vboard
 
-    ap = argparse.ArgumentParser(prog="python -m picocharge.vboard",
-                                 description="Run a virtual Pico W (unix-port micropython behind a pty).")
-    ap.add_argument("--flash", required=True, help="folder standing for the board's flash")
-    ap.add_argument("--name", help="name announced to `picocharge devices`")
-    ap.add_argument("--state-dir", help="where to announce the board (default: %s)" % state_dir())
-    ap.add_argument("--no-main", action="store_true", help="do not run /main.py at first boot")
-    a = ap.parse_args(argv)
-    b = VirtualBoard(a.flash, name=a.name, state=a.state_dir, run_main=not a.no_main).start()
-    print(b.device, flush=True)
-    stop = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        b.stop()
+    vboard.main(args=argv, prog_name="picocharge vboard")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 # Raspberry Pi Pico W board: the only module that touches machine, network and dht.
+# It implements boards/contract.py. The same module runs a Pico 2 W (RP2350): same pinout,
+# same CYW43 radio, same MicroPython APIs; it finds the chip at import and uses its watchdog
+# registers (boards/pico2_w only renames it).
 # Wiring (see docs/wiring.md):
 #   GP15  DHT11 data (10k pull-up to 3V3)
 #   GP26  ADC0  current transducer (ACS712 via divider, or SCT-013 + burden, biased at 1.65 V)
 #   GP27  ADC1  mains voltage (ZMPT101B module, biased at 1.65 V)
-#   ADC4        RP2040 internal temperature sensor
+#   ADC4        the chip's temperature sensor (ADC.CORE_TEMP: 4 on an RP2040 and on the
+#               Pico 2 W's RP2350A)
 #   GP16  relay / contactor driver (active high, through a transistor or SSR)
 #   GP14  local start/stop push button to GND (internal pull-up)
 #   "LED" the Pico W's on-board LED (on the CYW43)
 import machine
 import network
+import sys
 import time
 import dht
 import ubinascii
@@ -20,15 +25,18 @@ _PIN_RELAY = const(16)
 _PIN_BUTTON = const(14)
 _ADC_CURRENT = const(0)
 _ADC_VOLTAGE = const(1)
-_ADC_TEMP = const(4)
-# RP2040 WATCHDOG_BASE 0x40058000 (CTRL at +0) + 0x3000, the atomic bit-clear alias. Not
-# const(): these do not fit a 32-bit port's small int, so they are made once, at import.
-_WATCHDOG_CTRL_CLR = 0x4005B000  # RP2040 only: an RP2350's watchdog is at 0x400D8000
-_WATCHDOG_ENABLE = 0x40000000  # CTRL bit 30, ENABLE
+# "Raspberry Pi Pico W with RP2040", "Raspberry Pi Pico 2 W with RP2350"
+_RP2350 = "RP2350" in sys.implementation._machine
+# WATCHDOG_BASE (CTRL at +0) + 0x3000, the atomic bit-clear alias: 0x40058000 on an RP2040
+# (datasheet 4.7), 0x400D8000 on an RP2350 (pico-sdk's addressmap.h); CTRL bit 30 is ENABLE
+# on both.
+# Not const(): these do not fit a 32-bit port's small int, so they are made once, at import.
+_WATCHDOG_CTRL_CLR = 0x400DB000 if _RP2350 else 0x4005B000
+_WATCHDOG_ENABLE = 0x40000000
 
 
 class Board:
-    name = NAME
+    name = "pico2_w" if _RP2350 else NAME
 
     def __init__(self):
         self._dht = dht.DHT11(machine.Pin(_PIN_DHT))
@@ -37,7 +45,7 @@ class Board:
         self._led = machine.Pin("LED", machine.Pin.OUT, value=0)
         self._adc_i = machine.ADC(_ADC_CURRENT)
         self._adc_v = machine.ADC(_ADC_VOLTAGE)
-        self._adc_t = machine.ADC(_ADC_TEMP)
+        self._adc_t = machine.ADC(machine.ADC.CORE_TEMP)
         self._wlan = network.WLAN(network.STA_IF)
         self._wdt = None
 
@@ -75,9 +83,6 @@ class Board:
     def relay(self, on):
         self._relay.value(1 if on else 0)
 
-    def relay_state(self):
-        return bool(self._relay.value())
-
     def led(self, on):
         self._led.value(1 if on else 0)
 
@@ -113,12 +118,6 @@ class Board:
     def ip(self):
         return self._wlan.ifconfig()[0] if self._wlan.isconnected() else ""
 
-    def rssi(self):
-        try:
-            return self._wlan.status("rssi")
-        except Exception:
-            return 0
-
     def wdt_start(self, timeout_ms):
         self._wdt = machine.WDT(timeout=min(timeout_ms, 8388))
 
@@ -130,7 +129,8 @@ class Board:
         """Switch the watchdog off (machine.WDT cannot): clear CTRL.ENABLE through the
         register block's atomic clear alias (+0x3000), so a Ctrl-C back to the REPL is not
         followed by a reset. RP2040 datasheet 4.7: WATCHDOG_BASE 0x40058000, CTRL at offset
-        0, ENABLE is bit 30 ("when not enabled the watchdog timer is paused")."""
+        0, ENABLE is bit 30 ("when not enabled the watchdog timer is paused"); an RP2350's
+        block is at 0x400D8000 with the same CTRL layout (_WATCHDOG_CTRL_CLR above)."""
         machine.mem32[_WATCHDOG_CTRL_CLR] = _WATCHDOG_ENABLE  # no allocation: the heap may be locked
         self._wdt = None
 
@@ -146,6 +146,3 @@ class Board:
             for ms in (150, 150, 150, 150, 150, 150, 800, 800):
                 self._led.toggle()
                 time.sleep_ms(ms)
-
-    def sleep_ms(self, ms):
-        time.sleep_ms(ms)

@@ -1,4 +1,4 @@
-# Unix board: simulated Pico W hardware for the MicroPython unix port.
+# Unix board: simulated Pico W hardware for the MicroPython unix port (boards/contract.py).
 #
 # The same firmware runs here unchanged. What a Pico W measures is simulated from a
 # scenario (JSON), so tests and demos can script a charging session, an overheating
@@ -209,9 +209,6 @@ class Board:
             # constant strings: Ctrl-C may land with the heap locked, and this must not allocate
             print("[board] I: relay closed" if on else "[board] I: relay open")
 
-    def relay_state(self):
-        return self._relay
-
     def led(self, on):
         self._led = bool(on)
 
@@ -250,9 +247,6 @@ class Board:
     def ip(self):
         return "127.0.0.1" if self.wifi_connected() else ""
 
-    def rssi(self):
-        return -55 if self.wifi_connected() else 0
-
     # --- system -------------------------------------------------------------
     def wdt_start(self, timeout_ms):
         self._wdt = timeout_ms
@@ -275,6 +269,3 @@ class Board:
     def halt(self, code):
         """Stop for good (bad config): the unix port exits with `code` (78 for a bad config)."""
         sys.exit(code)
-
-    def sleep_ms(self, ms):
-        time.sleep_ms(ms)

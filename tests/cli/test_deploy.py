@@ -90,7 +90,7 @@ def test_deploy__unknown_board_module_is_an_error(vboards, pc):
     b = vboards("bench", run_main=False)
     r = pc("deploy", "--board", "esp32", "-p", b.device)
     assert r.exit_code == 2, r.output
-    assert "no board 'esp32'; known boards: pico_w, unix" in r.output, r.output
+    assert "no board 'esp32'; known boards: pico2_w, pico_w, unix" in r.output, r.output
 
 
 def test_deploy__missing_port_is_a_clear_error(pc, tmp_path):

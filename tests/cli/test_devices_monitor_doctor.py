@@ -1,12 +1,14 @@
 """picocharge devices, monitor (across resets and reconnects) and doctor, on virtual boards."""
 import json
 import subprocess
+import sys
 import time
 
 import pytest
 
 from cli_support import FakeGatewayAPI, cli_argv, run_cli
-from helpers import free_port
+from helpers import free_port, wait_port
+from picocharge.procs import stop_process
 
 # a board that resets itself twice (exit 75 = boards/unix RESET_EXIT) and then runs
 RESETTING_MAIN = """
@@ -93,13 +95,23 @@ def test_monitor__no_board(pc, tmp_path):
     assert r.exit_code == 1 and "cannot open" in r.output, r.output
 
 
-def test_doctor__all_good_with_a_board_and_a_gateway(vboards, pc, micropython):
-    vboards("bench", files={"config.json": '{"station_id": "CP-60"}'}, run_main=False)
-    gw = FakeGatewayAPI().start()
+@pytest.fixture
+def real_gateway(tmp_path):
+    """`picocharge gateway` as a subprocess on a free port: its URL."""
+    port = free_port()
+    p = subprocess.Popen(cli_argv() + ["gateway", "--host", "127.0.0.1", "--port", str(port),
+                                       "--db", str(tmp_path / "gw.db")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        r = pc("doctor", "--gateway", gw.url, "--json")
+        assert "gateway listening on" in p.stdout.readline()
+        yield "http://127.0.0.1:%d" % port
     finally:
-        gw.stop()
+        stop_process(p)
+
+
+def test_doctor__all_good_with_a_board_and_a_gateway(vboards, pc, micropython, real_gateway):
+    vboards("bench", files={"config.json": '{"station_id": "CP-60"}'}, run_main=False)
+    r = pc("doctor", "--gateway", real_gateway, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     checks = {c["name"]: c for c in out["checks"]}
@@ -109,8 +121,31 @@ def test_doctor__all_good_with_a_board_and_a_gateway(vboards, pc, micropython):
     assert len(board) == 1 and board[0]["status"] == "ok", checks
     assert board[0]["detail"] == "virtual, MicroPython %s, PicoCharge (not deployed), station CP-60" % (
         mp_version(micropython)), board
-    assert checks["gateway"] == {"name": "gateway", "status": "ok", "detail": "%s answers HTTP 200" % gw.url,
-                                 "fix": ""}, checks
+    assert checks["gateway"]["status"] == "ok", checks
+    assert checks["gateway"]["detail"].startswith(
+        "PicoCharge gateway at %s: 0 station(s) connected of 0 known" % real_gateway), checks
+
+
+@pytest.mark.parametrize("argv", [["-m", "http.server", "--bind", "127.0.0.1"], None])
+def test_doctor__an_unrelated_web_server_is_not_a_gateway(pc, tmp_path, argv):
+    """`python -m http.server` (a 404 for /healthz) and a server answering 200 with other JSON."""
+    port = free_port()
+    if argv:
+        p = subprocess.Popen([sys.executable] + argv + [str(port)], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = "http://127.0.0.1:%d" % port
+        wait_port(port)
+    else:
+        p = None
+        fake = FakeGatewayAPI().start()   # answers {"ok": true} to any other GET: not a gateway's /healthz
+        url = fake.url
+    try:
+        r = pc("doctor", "--no-probe", "--gateway", url)
+    finally:
+        stop_process(p) if p else fake.stop()
+    assert r.exit_code == 1, r.output
+    assert "FAIL gateway" in r.stdout and "is a web server but not a PicoCharge gateway" in r.stdout, r.stdout
+    assert ("GET /healthz answered HTTP %d" % (404 if argv else 200)) in r.stdout, r.stdout
 
 
 def test_doctor__says_which_micropython_is_used(pc, micropython, monkeypatch, tmp_path):
@@ -138,6 +173,7 @@ def test_doctor__missing_things_and_how_to_fix_them(pc):
     r = pc("doctor", "--gateway", url)
     assert r.exit_code == 1, r.output
     assert "WARN board" in r.stdout and "plug the Pico W in" in r.stdout, r.stdout
+    assert "picocharge vboard --flash DIR" in r.stdout, r.stdout
     assert "FAIL gateway" in r.stdout and "start it with `picocharge gateway`" in r.stdout, r.stdout
     assert "1 problem(s): gateway" in r.output
 
@@ -145,7 +181,7 @@ def test_doctor__missing_things_and_how_to_fix_them(pc):
 @pytest.mark.parametrize("cmd, words", [
     ("flash", ["BOOTSEL", "--uf2", "--drive", "PICOCHARGE_UF2_URL"]),
     ("deploy", ["mpy-cross", "--dry-run", "PICOCHARGE_PORT", "SHA-256"]),
-    ("provision", ["--inventory", "--station", "--register-gateway", "--set", "PICOCHARGE_WIFI_PASSWORD"]),
+    ("provision", ["--inventory", "--only", "--register-gateway", "--set", "PICOCHARGE_WIFI_PASSWORD"]),
     ("devices", ["0x2E8A", "--json"]),
     ("monitor", ["--reset", "--duration", "reset"]),
     ("doctor", ["--gateway", "FAIL"]),
@@ -163,3 +199,51 @@ def test_cli__help_explains_and_bad_options_exit_2(pc, cmd, words):
 def test_cli__subprocess_exit_codes():
     r = run_cli("deploy", "--board", "nosuch")
     assert r.returncode == 2 and "no board 'nosuch'" in r.stderr, r.stderr
+
+
+def test_vboard__runs_until_stopped_and_is_listed_by_devices(state_dir, tmp_path, micropython):
+    """`picocharge vboard` prints its device path, `picocharge devices` (another process) lists
+    it and mpremote-style commands reach it; SIGTERM stops it and withdraws the announcement."""
+    import os
+    import signal
+
+    env = dict(os.environ, PICOCHARGE_STATE_DIR=str(state_dir))
+    flash = tmp_path / "flash"
+    p = subprocess.Popen(cli_argv() + ["vboard", "--flash", str(flash), "--name", "bench", "--no-main"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        dev = p.stdout.readline().strip()
+        assert dev.startswith("/dev/"), (dev, p.stderr.read() if p.poll() is not None else "")
+        r = run_cli("devices", "--json", env=env)
+        rows = json.loads(r.stdout)
+        assert [(b["name"], b["port"], b["kind"]) for b in rows] == [("bench", dev, "virtual")], rows
+        assert rows[0]["micropython"] == mp_version(micropython), rows
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0, p.stderr.read()
+    assert not list(state_dir.glob("*.json")), list(state_dir.iterdir())
+    r = run_cli("devices", "--json", env=env)
+    assert json.loads(r.stdout) == [], r.stdout
+
+
+def test_port_problem__says_why_a_port_cannot_be_opened(tmp_path):
+    import fcntl
+    import os
+
+    from picocharge.device import port_problem
+
+    assert port_problem(str(tmp_path / "ttyACM9")) == "no such port"
+    master, slave = os.openpty()
+    try:
+        dev = os.ttyname(slave)
+        assert port_problem(dev) == ""
+        holder = os.open(dev, os.O_RDWR | os.O_NOCTTY)
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)   # what mpremote and pyserial do
+        try:
+            assert port_problem(dev) == "in use by another program (it holds the port's lock)"
+        finally:
+            os.close(holder)
+        assert port_problem(dev) == ""
+    finally:
+        os.close(master)
+        os.close(slave)

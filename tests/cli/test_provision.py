@@ -98,8 +98,10 @@ def test_provision__set_validates_keys_and_types(vboards, pc):
 def test_provision__usage_errors_exit_2(pc):
     r = pc("provision", "--thingspeak-channel", "abc")
     assert r.exit_code == 2, r.output
+    r = pc("provision", "--only", "CP-1")
+    assert r.exit_code == 2 and "--only picks rows of an --inventory file" in r.output, r.output
     r = pc("provision", "--station", "CP-1")
-    assert r.exit_code == 2 and "--station selects rows of an --inventory" in r.output, r.output
+    assert r.exit_code == 2 and "--station is now --only" in r.output and "--only CP-1" in r.output, r.output
     r = pc("provision", "--inventory", "no-such-fleet.csv")
     assert r.exit_code == 2 and "'no-such-fleet.csv' does not exist" in r.output, r.output
 
@@ -151,7 +153,7 @@ station_id = "CP-21"
 port = "%s"
 "mqtt-host" = "broker"
 """ % a.device)
-    r = pc("provision", "--inventory", str(inv), "--station", "CP-20")
+    r = pc("provision", "--inventory", str(inv), "--only", "CP-20")
     assert r.exit_code == 0, r.output
     assert board_config(b) == {"station_id": "CP-20", "wifi": {"ssid": "yard"}, "ocpp": {"url": "ws://gw:9000/ocpp"}}
     assert not (a.flash / "config.json").exists(), "a board not selected was written"
@@ -160,7 +162,7 @@ port = "%s"
     assert r.exit_code == 0, r.output
     assert board_config(a) == {"station_id": "CP-21", "wifi": {"ssid": "yard"},
                                "mqtt": {"host": "broker", "enabled": True}}
-    r = pc("provision", "--inventory", str(inv), "--station", "CP-99")
+    r = pc("provision", "--inventory", str(inv), "--only", "CP-99")
     assert r.exit_code == 1 and "station CP-99 is not in" in r.output, r.output
 
 
@@ -176,7 +178,11 @@ def test_provision__fleet_with_one_bad_row_writes_no_board(vboards, tmp_path, pc
 
 
 @pytest.mark.parametrize("text, msg", [
-    ("station_id,nosuch\nCP-1,1\n", "fleet.csv, line 2: unknown config key 'nosuch'"),
+    ("station_id,nosuch\nCP-1,1\n", "fleet.csv, line 1 (the header), column 2: unknown column 'nosuch'. "
+     "A column is one of provision's flag names (country, id-tag, log-level, mqtt-host,"),
+    ("station_id,ocpp-ulr\nCP-1,ws://x/ocpp\n", "column 2: unknown column 'ocpp-ulr' (did you mean ocpp-url"),
+    ("station_id,wifi.sid\nCP-1,x\n", "unknown column 'wifi.sid' (did you mean wifi.ssid"),
+    ('station_id,mqtt.port\nCP-1,1\n"CP-\n2",x\n', "fleet.csv, line 4: mqtt.port: 'x' is not a whole number"),
     ("ssid\nx\n", "fleet.csv, line 2: no station_id"),
     ("station_id\nCP-1\nCP-1\n", "station CP-1 appears twice"),
     ("station_id\n", "has a header but no station rows"),
@@ -244,7 +250,7 @@ def test_provision__register_gateway_rerun_against_the_real_gateway(vboards, tmp
     gw = GatewayProcess(tmp_path / "gw.db", extra=("--api-token", "gw-token-5")).start()
     env = {"PICOCHARGE_GATEWAY_TOKEN": "gw-token-5"}
     try:
-        r = run_cli("provision", "--inventory", str(inv), "--station", "CP-50", "--register-gateway", gw.url,
+        r = run_cli("provision", "--inventory", str(inv), "--only", "CP-50", "--register-gateway", gw.url,
                     env=env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert [s["id"] for s in gw.api("GET", "/api/stations")] == ["CP-50"]
@@ -270,7 +276,7 @@ def test_provision__register_gateway_rerun_against_the_real_gateway(vboards, tmp
         assert "--replace-password" in r.stderr, r.stderr
 
         # a replaced board: --replace-password gives the station its new password on the gateway too
-        r = run_cli("provision", "--inventory", str(inv), "--station", "CP-50", "--register-gateway", gw.url,
+        r = run_cli("provision", "--inventory", str(inv), "--only", "CP-50", "--register-gateway", gw.url,
                     "--ocpp-password", "another-password-1", "--replace-password", env=env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "its password there is now the board's new one (***)" in r.stdout, r.stdout
@@ -341,7 +347,7 @@ def test_provision__row_pinned_to_an_absent_port_is_listed_as_not_connected(vboa
     assert board_config(b) == {"station_id": "CP-71", "wifi": {"ssid": "depot"}}
     assert "not provisioned (no board connected for them): CP-70" in r.stdout, r.stdout
     # asked for by name, it is an error
-    r = run_cli("provision", "--inventory", str(inv), "--station", "CP-70")
+    r = run_cli("provision", "--inventory", str(inv), "--only", "CP-70")
     assert r.returncode == 1, r.stderr
     assert ("fleet.csv, line 2 pins station CP-70 to port /dev/ttyACM-absent, which is not connected "
             "(connected: %s)" % b.device) in r.stderr, r.stderr

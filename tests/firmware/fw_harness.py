@@ -44,7 +44,8 @@ class Station:
         from picocharge.unixport import start_firmware
 
         self.proc = start_firmware(self.flash, scenario=self.scenario, heap=self.heap)
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
         return self
 
     def _pump(self):
@@ -78,7 +79,11 @@ class Station:
         return "\n".join(self.lines)
 
     def wait(self, timeout=15):
-        return self.proc.wait(timeout)
+        """The exit code, once the process has ended and everything it printed is in `lines`
+        (its last lines may still be in the pipe when it exits: on a busy machine they were)."""
+        rc = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return rc
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

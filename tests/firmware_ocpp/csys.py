@@ -291,7 +291,8 @@ class Station:
         self.lines = []
         self._pos = 0
         self.proc = start_firmware(self.flash, scenario=self.flash / "scenario.json", heap=self.heap)
-        threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True)
+        self._reader.start()
         return self
 
     @staticmethod
@@ -300,6 +301,10 @@ class Station:
             lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
 
     def tail(self, n=60):
+        """The last console lines; all of them once the process has ended (its last lines may
+        still be in the pipe when `proc.wait` returns: on a busy machine they were)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self._reader.join(10)
         return "\n".join(self.lines[-n:])
 
     async def expect(self, needle, timeout=20):

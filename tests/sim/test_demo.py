@@ -9,7 +9,26 @@ import time
 import urllib.request
 
 import pytest
+from helpers import free_port
 from sim_support import firmware_pids, procs_of, wait_gone
+
+
+def wait_port_free(port, timeout=20):
+    """Until a server could listen on `port` again (SO_REUSEADDR, as servers bind)."""
+    import socket
+
+    end = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                return
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+        time.sleep(0.2)
 
 
 def test_demo__gateway_stations_live_table_and_nothing_left_behind(tmp_path):
@@ -82,3 +101,34 @@ def test_demo__a_stop_signal_leaves_no_process_behind(tmp_path, how):
     assert p.returncode == 0, "".join(lines) + rest
     assert rest.rstrip().endswith("stopped"), rest
     assert wait_gone(running) == set(), "processes left behind: %s" % procs_of(data)
+
+
+def test_demo__kill_9_takes_its_gateway_and_stations_along_and_the_next_demo_tidies_up(tmp_path):
+    """`kill -9` runs no handler: the children must end by themselves (PR_SET_PDEATHSIG) and
+    free the port, and the temporary folder left behind is removed by the next demo."""
+    import tempfile
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))   # the demo's temporary folder goes here
+    port = free_port()
+    argv = [sys.executable, "-m", "picocharge.cli", "demo", "-n", "1", "--port", str(port), "--refresh", "60"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    lines = []
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not any(l.startswith("1 stations running") for l in lines):
+        line = p.stdout.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+    (left,) = [d for d in tmp_path.iterdir() if d.name.startswith("picocharge-demo-%d-" % p.pid)]
+    children = procs_of(left)
+    assert len(firmware_pids(left)) == 1 and len(children) >= 2, ("".join(lines), children)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(10)
+    assert wait_gone(children, timeout=20) == set(), "left running: %s" % procs_of(left)
+    wait_port_free(port)
+    assert left.is_dir()    # nobody could remove it: the next demo does
+    q = subprocess.run(argv[:-4] + ["--port", "0", "--duration", "1"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert q.returncode == 0, q.stdout + q.stderr
+    assert not left.exists() and not list(tmp_path.glob("picocharge-demo-*")), list(tmp_path.iterdir())
+    assert tempfile.gettempdir() != str(tmp_path)   # this process' own setting was not touched

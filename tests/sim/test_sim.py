@@ -119,6 +119,16 @@ def test_sim__charging_session_against_the_real_gateway(tmp_path):
         gw.stop()
 
 
+def test_sim__a_central_system_nobody_listens_on_is_an_error(tmp_path):
+    """--central ws://127.0.0.1:9/ocpp (nothing listens on port 9): the stations never connect,
+    and sim says so and exits 1 instead of 0 after its --duration."""
+    r = run_cli("sim", "-n", "2", "--central", "ws://127.0.0.1:9/ocpp", "--duration", "8",
+                "--flash-root", str(tmp_path / "fleet"))
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr
+    assert "2 of 2 station(s) never connected to ws://127.0.0.1:9/ocpp" in r.stderr, r.stderr
+    assert "SIM-001: link down" in r.stderr and "picocharge doctor --gateway" in r.stderr, r.stderr
+
+
 def test_sim__set_and_mqtt_credentials_reach_the_config(tmp_path):
     root = tmp_path / "fleet"
     r = run_cli("sim", "-n", "1", "--mqtt", "mqtt://alice:s%3Acret@127.0.0.1:9", "--set", "log_level=debug",

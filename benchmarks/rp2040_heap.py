@@ -1,0 +1,388 @@
+"""Heap of the firmware on the real chip: MicroPython v1.28.0 RPI_PICO_W in the rp2040js emulator.
+
+Boots the official build (built from the v1.28.0 tag, ../shared/rp2/, see its README) with
+what `picocharge deploy` puts on a Pico W (the firmware and the board module compiled by
+mpy-cross, umqtt.simple and microdot from the PyPI cache) on a littlefs image made on the
+host, and prints, from the board's own gc.mem_free():
+  - the free heap at boot (after gc.collect(), littlefs mounted),
+  - the free heap after each module is imported: the board libraries, the board module, then
+    every firmware module found in firmware/ (dependencies first, so each figure is the
+    module's own cost),
+  - the free heap while the app runs with every uplink configured (OCPP, ThingSpeak, MQTT,
+    the status page; Wi-Fi down: the emulator has no CYW43 radio, so nothing connects),
+  - the smallest free heap the app still runs in: a filler bytearray allocated before the app
+    starts is grown by bisection until the app fails (MemoryError) within the run.
+Runs repeat to within ~100 bytes (where the USB host's input lands in the boot varies with
+the host's timing); the bisection's bracket is reported with the minimum.
+
+  python benchmarks/rp2040_heap.py            # all of it, ~1 min
+  python benchmarks/rp2040_heap.py --json     # the figures as JSON
+  python benchmarks/rp2040_heap.py --no-bisect
+
+Needs node (18+) and npm: rp2040js (pinned in benchmarks/rp2040/package.json) is installed with
+`npm ci` into the cache (~/.cache/picocharge/rp2040js), never into the repository.
+"""
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent / "rp2040"
+
+
+def _rp2_dir():
+    """$PICOCHARGE_RP2_DIR, else ../shared/rp2 next to the checkout (where CI has it), else the
+    first shared/rp2 further up (a git worktree one level deeper)."""
+    if os.environ.get("PICOCHARGE_RP2_DIR"):
+        return Path(os.environ["PICOCHARGE_RP2_DIR"])
+    for up in ROOT.parents:
+        if (up / "shared" / "rp2").is_dir():
+            return up / "shared" / "rp2"
+    return ROOT.parent / "shared" / "rp2"
+
+
+RP2_DIR = _rp2_dir()
+UF2 = "micropython-v1.28.0-RPI_PICO_W.uf2"
+BOOTROM = "rp2040-bootrom-b1.bin"
+# RPI_PICO_W v1.28.0: the littlefs filesystem MicroPython mounts at / (its README)
+FS_OFFSET = 0x12C000
+FS_BLOCKS = 212
+BLOCK = 4096
+# the board libraries, as their modules import them
+LIB_MODULES = ("umqtt.simple", "microdot")
+# the station as the benchmark runs it: every uplink configured, so the app imports everything
+CONFIG = {
+    "station_id": "HEAP-1",
+    "wifi": {"ssid": "bench", "password": "bench-pw", "timeout_s": 2},
+    "ocpp": {"url": "ws://192.168.1.10:9000/ocpp", "password": "bench-pw", "id_tag": "BENCH"},
+    "thingspeak": {"enabled": True, "url": "http://192.168.1.10:3000", "write_key": "K"},
+    "mqtt": {"enabled": True, "host": "192.168.1.10"},
+    "web": {"enabled": True},
+    "sensors": {"interval_s": 1},
+}
+
+
+# The emulated CPU's speed: a cycle is 1/MHZ us of emulated time. rp2040js executes ~30M
+# instructions a second here; at 125 MHz (the real clock) every emulated second of waiting
+# costs ~3 s, at 25 MHz ~0.6 s. Heap use does not depend on it (the same run at 125 and 25 MHz
+# shows the same figures), only busy-waits take fewer instructions.
+MHZ = 25
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def _cache():
+    from picocharge.paths import cache_dir
+
+    return cache_dir()
+
+
+def rp2040js_dir():
+    """The cache folder holding node_modules/rp2040js at the pinned version (npm ci if not)."""
+    want = json.loads((HERE / "package.json").read_text())["dependencies"]["rp2040js"]
+    d = _cache() / "rp2040js"
+    have = d / "node_modules" / "rp2040js" / "package.json"
+    if have.is_file() and json.loads(have.read_text()).get("version") == want and \
+            (d / "package-lock.json").read_bytes() == (HERE / "package-lock.json").read_bytes():
+        return d
+    if not shutil.which("node") or not shutil.which("npm"):
+        raise BenchError("node and npm are needed (Debian: apt-get install nodejs npm)")
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(HERE / name, d / name)
+    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d,
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise BenchError("npm ci of rp2040js %s failed: %s" % (want, r.stderr[-2000:]))
+    return d
+
+
+def _top_imports(path):
+    """Names imported when the module is imported (not those inside functions)."""
+    tree = ast.parse(Path(path).read_text())
+    out = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                out.extend(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                out.append(child.module)
+            visit(child)
+
+    visit(tree)
+    return out
+
+
+def firmware_modules(fw_dir=None):
+    """Every firmware module (firmware/*.py but main.py), dependencies before dependents."""
+    fw_dir = Path(fw_dir or ROOT / "firmware")
+    mods = sorted(p.stem for p in fw_dir.glob("*.py") if p.stem not in ("__init__", "main"))
+    deps = {m: [d for d in _top_imports(fw_dir / (m + ".py")) if d in mods and d != m] for m in mods}
+    order, seen = [], set()
+
+    def add(m, stack=()):
+        if m in seen or m in stack:
+            return
+        for d in deps[m]:
+            add(d, stack + (m,))
+        seen.add(m)
+        order.append(m)
+
+    for m in mods:
+        add(m)
+    return order
+
+
+def deploy_files():
+    """(path on board, bytes) as `picocharge deploy --board pico_w` would write them, but
+    /main.py: the benchmark's driver takes its place (and calls app.main() itself)."""
+    from picocharge import cmd_deploy
+
+    files = cmd_deploy.plan("pico_w", compile=True)
+    return [(dest, data) for dest, data, _other in files if dest != "/main.py"]
+
+
+def build_image(files, driver, config):
+    from littlefs import LittleFS
+
+    fs = LittleFS(block_size=BLOCK, block_count=FS_BLOCKS, prog_size=256, read_size=256)
+    for dest, data in files:
+        parts = dest.strip("/").split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            try:
+                fs.mkdir(d)
+            except Exception:  # exists
+                pass
+        with fs.open("/".join(parts), "wb") as f:
+            f.write(data)
+    with fs.open("config.json", "w") as f:
+        f.write(json.dumps(config))
+    with fs.open("main.py", "w") as f:
+        f.write(driver)
+    return bytes(fs.context.buffer)
+
+
+def boot(image, timeout_s=120, mhz=MHZ):
+    """Boot the Pico W build with `image` as its filesystem; the REPL output up to the prompt
+    that follows main.py (the board's `>>> `)."""
+    for name in (UF2, BOOTROM):
+        if not (RP2_DIR / name).is_file():
+            raise BenchError("%s not found in %s (set PICOCHARGE_RP2_DIR)" % (name, RP2_DIR))
+    lib = rp2040js_dir()
+    with tempfile.NamedTemporaryFile(suffix=".img") as img:
+        img.write(image)
+        img.flush()
+        # the driver waits for one byte: output before the USB host is there would be lost
+        r = subprocess.run(["node", str(HERE / "run.mjs"), str(lib), str(RP2_DIR / BOOTROM),
+                            str(RP2_DIR / UF2), img.name, str(FS_OFFSET), "--input", "g",
+                            "--end", "\n>>> ", "--timeout-s", str(timeout_s), "--mhz", str(mhz)],
+                           capture_output=True, text=True, timeout=timeout_s + 30)
+    if r.returncode not in (0, 3):
+        raise BenchError("rp2040js failed (exit %d): %s" % (r.returncode, r.stderr[-2000:]))
+    return r.stdout
+
+
+_IMPORTS = """import gc, sys
+sys.stdin.read(1)
+gc.collect()
+print('@boot', gc.mem_free())
+for m in %r:
+    try:
+        __import__(m)
+    except Exception as e:
+        print('@error', m, repr(e))
+    gc.collect()
+    print('@mod', m, gc.mem_free())
+"""
+
+_APP = """import gc, sys
+sys.stdin.read(1)
+filler = bytearray(%d)
+gc.collect()
+print('@start', gc.mem_free())
+import asyncio
+async def probe():
+    for i in range(%d):
+        await asyncio.sleep(1)
+        gc.collect()
+        print('@free', gc.mem_free())
+    raise KeyboardInterrupt  # as Ctrl-C would: app.main() opens the relay and returns
+asyncio.create_task(probe())
+try:
+    import app
+    app.main()
+    print('@stopped')
+except BaseException as e:
+    print('@crash', repr(e))
+"""
+
+
+def _ints(out, tag):
+    return [int(x) for x in re.findall(r"^%s (\d+)\r?$" % tag, out, re.M)]
+
+
+def measure_imports(files, order):
+    t = time.monotonic()
+    out = boot(build_image(files, _IMPORTS % (list(order),), CONFIG))
+    boot_free = _ints(out, "@boot")
+    mods = re.findall(r"^@mod (\S+) (\d+)\r?$", out, re.M)
+    errors = re.findall(r"^@error (\S+) (.*)$", out, re.M)
+    if not boot_free or len(mods) != len(order) or errors:
+        raise BenchError("the import run did not finish: %s\n%s" % (errors, out[-3000:]))
+    prev = boot_free[0]
+    per = []
+    for name, free in mods:
+        per.append({"module": name, "free": int(free), "cost": prev - int(free)})
+        prev = int(free)
+    return {"boot_free": boot_free[0], "modules": per, "after_imports": prev,
+            "imported": boot_free[0] - prev, "seconds": round(time.monotonic() - t, 1)}
+
+
+def run_app(files, filler=0, seconds=10):
+    """One boot running the app for `seconds` (emulated) behind a `filler`-byte bytearray:
+    (ran cleanly, free heap before the app, lowest free heap while it ran, output)."""
+    out = boot(build_image(files, _APP % (filler, seconds), CONFIG))
+    start = _ints(out, "@start")
+    frees = _ints(out, "@free")
+    ok = ("@stopped" in out and "MemoryError" not in out and "running (firmware" in out
+          and len(frees) == seconds and "[meter]" in out)
+    return ok, (start[0] if start else None), (min(frees) if frees else None), out
+
+
+def measure(bisect=True, seconds=6, step=1024, jobs=2):
+    t0 = time.monotonic()
+    files = deploy_files()
+    order = [m for m in LIB_MODULES] + ["board"] + firmware_modules()
+    res = measure_imports(files, order)
+    t = time.monotonic()
+    ok, start, low, out = run_app(files, 0, seconds)
+    res["lowest_free"] = low
+    if not ok:
+        raise BenchError("the app does not run with the whole heap:\n" + out[-4000:])
+    running = re.search(r"running \(firmware .*?(\d+) bytes free\)", out)
+    res["app"] = {"start_free": start, "running_free": int(running.group(1)) if running else None,
+                  "lowest_free": low, "seconds_emulated": seconds,
+                  "wall_s": round(time.monotonic() - t, 1)}
+    if bisect:
+        res["minimum"] = bisect_minimum(files, low, seconds, step, jobs)
+    res["wall_s"] = round(time.monotonic() - t0, 1)
+    return res
+
+
+def bisect_minimum(files, lowest_free, seconds, step, jobs):
+    """The largest filler the app still runs behind, found `jobs` boots at a time (each round
+    splits the bracket in jobs + 1), to `step` bytes. A filler larger than the lowest free heap seen in a
+    full-heap run leaves the app less than it held live then: that one fails, so it bounds
+    the search from above (and is checked like the rest)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lo, hi = 0, lowest_free + 256
+    runs = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        # first guess: the app needs up to 16 KB more than it held live (fragmentation)
+        todo = [hi, max(0, hi - 16384)]
+        while True:
+            for f, r in zip(todo, pool.map(lambda f: run_app(files, f, seconds)[:2], todo)):
+                runs[f] = {"filler": f, "ok": r[0], "start_free": r[1]}
+            if runs[hi]["ok"]:
+                raise BenchError("filler %d bytes (more than the lowest free heap) did not fail" % hi)
+            for f in sorted(todo):
+                if runs[f]["ok"]:
+                    lo = max(lo, f)
+                else:
+                    hi = min(hi, f)
+            if hi - lo <= step:
+                break
+            n = min(jobs, (hi - lo) // step)
+            todo = [lo + (hi - lo) * (k + 1) // (n + 1) // 64 * 64 for k in range(n)]
+    ok_run = runs.get(lo)
+    return {"free_before_app": ok_run["start_free"] if ok_run else None, "filler": lo,
+            "failed_filler": hi, "boots": len(runs),
+            "runs": [runs[f] for f in sorted(runs)]}
+
+
+def report(res, unix_imported=None):
+    lines = ["MicroPython v1.28.0 RPI_PICO_W in rp2040js: free heap at boot %d bytes" % res["boot_free"]]
+    for m in res["modules"]:
+        lines.append("  import %-16s %7d bytes  (free %d)" % (m["module"], m["cost"], m["free"]))
+    lines.append("all modules imported: %d bytes (free %d)" % (res["imported"], res["after_imports"]))
+    if unix_imported:
+        # the unix port cannot import the Pico W board module (no machine): compare without it
+        same = res["imported"] - sum(m["cost"] for m in res["modules"] if m["module"] == "board")
+        lines.append("without the board module: %d bytes here, %d on the 64-bit unix port (same "
+                     ".mpy files): RP2040 / unix = %.2f" % (same, unix_imported, same / unix_imported))
+    a = res["app"]
+    lines.append("app running %ds (Wi-Fi down, every uplink configured): %d free before it, %s as "
+                 "its tasks started, lowest %d" % (a["seconds_emulated"], a["start_free"],
+                                                    a["running_free"], a["lowest_free"]))
+    if "minimum" in res:
+        m = res["minimum"]
+        lines.append("smallest free heap the app runs in: %s bytes (filler %d runs, %d fails; %d boots)"
+                     % (m["free_before_app"], m["filler"], m["failed_filler"], m["boots"]))
+    lines.append("wall time %.1f s" % res["wall_s"])
+    return "\n".join(lines)
+
+
+def unix_import_cost(order, files):
+    """The same imports on the unix port (the `micropython` of the test extras), same .mpy files."""
+    from picocharge import unixport
+
+    try:
+        exe = unixport.find_micropython()
+    except Exception:  # no unix port here: the ratio is left out
+        return None
+    d = Path(tempfile.mkdtemp(prefix="pc-heap-"))
+    try:
+        for dest, data in files:
+            p = d / dest.strip("/")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        (d / "board.mpy").unlink(missing_ok=True)  # machine and network do not exist there
+        code = ("import gc, sys\nsys.path.append('/lib')\nsys.path[:0] = ['', 'lib']\n"
+                "gc.collect()\nf = gc.mem_free()\n"
+                "for m in %r:\n    __import__(m)\ngc.collect()\nprint(f - gc.mem_free())\n"
+                % ([m for m in order if m != "board"],))
+        r = subprocess.run([exe, "-X", "heapsize=512K", "-c", code], cwd=d, capture_output=True,
+                           text=True, timeout=60)
+        return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--no-bisect", action="store_true")
+    ap.add_argument("--seconds", type=int, default=6, help="emulated seconds each app run lasts")
+    ap.add_argument("--jobs", type=int, default=2, help="emulators run at once while bisecting")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    res = measure(not a.no_bisect, a.seconds, jobs=a.jobs)
+    order = list(LIB_MODULES) + [m["module"] for m in res["modules"] if m["module"] not in LIB_MODULES]
+    res["unix_imported"] = unix_import_cost(order, deploy_files())
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(report(res, res["unix_imported"]))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print("error: %s" % e, file=sys.stderr)
+        sys.exit(1)

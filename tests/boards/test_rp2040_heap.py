@@ -1,0 +1,45 @@
+"""benchmarks/rp2040_heap.py runs: MicroPython v1.28.0 RPI_PICO_W boots in rp2040js with the
+compiled firmware, and the heap figures it reports are those of a Pico W (CI has the UF2s at
+../shared/rp2/; node and npm come from scripts/test.sh)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("rp2040_heap", ROOT / "benchmarks" / "rp2040_heap.py")
+heap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(heap)
+
+pytestmark = pytest.mark.skipif(not (heap.RP2_DIR / heap.UF2).is_file(),
+                                reason="no %s in %s" % (heap.UF2, heap.RP2_DIR))
+
+
+def test_firmware_modules__found_in_the_folder_dependencies_first():
+    order = heap.firmware_modules()
+    on_disk = {p.stem for p in (ROOT / "firmware").glob("*.py")} - {"__init__", "main"}
+    assert sorted(order) == sorted(on_disk), order
+    for i, m in enumerate(order):
+        for dep in heap._top_imports(ROOT / "firmware" / (m + ".py")):
+            if dep in on_disk:
+                assert order.index(dep) < i, (m, dep, order)
+
+
+@pytest.mark.slow
+def test_rp2040_heap__boot_imports_app_and_minimum_are_a_pico_ws():
+    # bisected to 8 KB here (two rounds of two boots, ~40 s); the benchmark itself goes to 1 KB
+    res = heap.measure(bisect=True, seconds=6, step=8192, jobs=2)
+    print(heap.report(res))
+    assert 150000 <= res["boot_free"] <= 230000, res["boot_free"]
+    names = [m["module"] for m in res["modules"]]
+    assert names == list(heap.LIB_MODULES) + ["board"] + heap.firmware_modules(), names
+    assert all(m["cost"] >= 0 for m in res["modules"]), res["modules"]
+    assert 50000 <= res["imported"] <= res["boot_free"] - 20000, res["imported"]
+    a = res["app"]
+    # the app started every task (its own log line) and kept running with heap to spare
+    assert a["running_free"] and 0 < a["lowest_free"] < a["running_free"] < a["start_free"], a
+    assert abs(a["start_free"] - res["boot_free"]) < 2000, (a, res["boot_free"])
+    m = res["minimum"]
+    assert m["failed_filler"] - m["filler"] <= 8192 and m["filler"] > 0, m
+    # it needs at least what it held live while running, and less than the whole heap
+    assert a["start_free"] - a["lowest_free"] <= m["free_before_app"] < a["start_free"], (m, a)
