@@ -13,6 +13,23 @@ at-least-once and in order, across outages of any length and gateway restarts.
 - ThingSpeakUplink: one worker per station with a channel and write key; the
   `thingspeak` package for single writes, the bulk JSON API for a backlog,
   created_at on every entry, the channel interval obeyed across all writes.
+
+Readings that share a second on a ThingSpeak channel. ThingSpeak keeps one entry per
+created_at in a channel, at one-second resolution, and drops any later one silently (a bulk
+write still answers 202). A station's readings can share a second (a MeterValues sample and a
+Climate DataTransfer at the same aligned instant, a burst replayed from a board's journal, a
+sample interval under a second), so the uplink sends ONE entry per second per channel, holding
+each field's latest value in that second (latest = stored last): every field any of those
+readings carries is in the channel, and a field two of them carry holds the later value.
+- `merged` counts readings that went into an entry together with a later reading of the same
+  second, `superseded` the field values a later reading in the same second replaced (the only
+  values the channel does not get).
+- A second is written once: the rows of the newest second in the outbox wait until no reading
+  arrived for `settle` seconds (1 s, or the interval when shorter) and a bulk write never ends
+  inside a second, so a second's readings go in one write. A reading that still comes for a
+  second the channel already holds (its station's clock went back, a replay after that second
+  was sent) cannot be added to that entry: it is not sent, counted in `late` and logged, and
+  the outbox moves on. `delivered` counts only readings in entries ThingSpeak stored.
 """
 import asyncio
 import json
@@ -470,6 +487,49 @@ class MqttUplink(Uplink):
 
 
 _REACHED = "cannot reach"     # in the reason of a write that never got an answer
+# how long the newest second's readings wait for more of the same second (at most the interval)
+SETTLE_S = 1.0
+# created_at seconds remembered per station as written to its channel (a few hours at 1 s)
+_WRITTEN_KEPT = 20000
+
+
+class _Seconds:
+    """The created_at values written to one channel lately (a bounded, ordered set)."""
+
+    def __init__(self, kept=_WRITTEN_KEPT):
+        self.kept = kept
+        self._d = {}
+
+    def __contains__(self, ts):
+        return ts in self._d
+
+    def add(self, ts):
+        d = self._d
+        d[ts] = None
+        if len(d) > self.kept:
+            del d[next(iter(d))]
+
+
+def merge_seconds(rows, written=()):
+    """ThingSpeak entries for outbox rows: one per created_at second, each field holding the
+    latest value (in id order) of that second. Returns (entries, late, merged, superseded):
+    late = rows whose second is in `written` (not sent), merged = rows that share an entry
+    with a later row, superseded = field values a later row of the same second replaced."""
+    entries = {}
+    late = superseded = 0
+    for r in rows:
+        ts = r["ts"]
+        if ts in written:
+            late += 1
+            continue
+        e = entries.get(ts)
+        if e is None:
+            entries[ts] = e = {"created_at": ts}
+        for k, v in fields.thingspeak_fields(reading_row(r)):
+            if e.get(k, v) != v:
+                superseded += 1
+            e[k] = v
+    return list(entries.values()), late, len(rows) - late - len(entries), superseded
 
 # urllib3 logs the request line at DEBUG ("POST /update?api_key=...&field1=..." : the thingspeak
 # package sends a single write's fields, write key included, in the query string) and a few
@@ -508,14 +568,20 @@ def quiet_urllib3():
 class ThingSpeakUplink(Uplink):
     name = "thingspeak"
 
-    def __init__(self, gw, url, interval=15.0, bulk_limit=960):
+    def __init__(self, gw, url, interval=15.0, bulk_limit=960, settle=None):
         super().__init__(gw)
         self.url = url.rstrip("/")
         self.interval = float(interval)
         self.bulk_limit = int(bulk_limit)
+        self.settle = min(SETTLE_S, self.interval) if settle is None else float(settle)
         self.workers = {}
         self.events = {}
         self.refused = 0
+        self.merged = 0         # readings that shared their channel entry with a later one (same second)
+        self.superseded = 0     # field values replaced by a later reading of the same second
+        self.late = 0           # readings not sent: the channel already held an entry at their second
+        self._woken = {}        # station -> monotonic time of its latest stored reading
+        self._written = {}      # station -> _Seconds written to its channel
         self.failing = {}       # station -> (reachable?, why) of its last write, while it fails
 
     async def start(self):
@@ -539,6 +605,7 @@ class ThingSpeakUplink(Uplink):
         t = self.workers.pop(sid, None)
         self.events.pop(sid, None)
         self.failing.pop(sid, None)
+        self._written.pop(sid, None)    # another channel, maybe: it holds none of these
         if t is not None:
             t.cancel()
             try:
@@ -567,7 +634,30 @@ class ThingSpeakUplink(Uplink):
     def wake(self, station):
         ev = self.events.get(station)
         if ev is not None:
+            self._woken[station] = time.monotonic()
             ev.set()
+
+    def _whole_seconds(self, sid, rows):
+        """(rows to send now, how long to wait when none): a prefix of rows that ends with a
+        whole second. rows holds up to bulk_limit + 1 rows: the extra one says whether the
+        last second goes on past the bulk limit. The newest second in the outbox waits while
+        readings still arrive (less than `settle` since the last)."""
+        more = len(rows) > self.bulk_limit
+        wait = 0.0
+        if more:
+            nxt = rows[self.bulk_limit]["ts"]
+            rows = rows[:self.bulk_limit]
+            open_tail = rows[-1]["ts"] == nxt
+        else:
+            wait = self._woken.get(sid, 0.0) + self.settle - time.monotonic()
+            open_tail = wait > 0
+        if not open_tail:
+            return rows, 0.0
+        last = rows[-1]["ts"]
+        cut = next(i for i, r in enumerate(rows) if r["ts"] == last)
+        if cut == 0 and more:
+            return rows, 0.0   # a bulk limit's worth in one second: send it (what follows is late)
+        return rows[:cut], max(wait, 0.01)
 
     async def _worker(self, sid):
         store = self.gw.store
@@ -592,11 +682,14 @@ class ThingSpeakUplink(Uplink):
                 log.warning("thingspeak: station=%s channel=%s: cannot read the channel back (%s); re-sending "
                             "readings %d..%d (may duplicate)", sid, cid, why, cursor + 1, inflight)
                 skip = set()
+        written = self._written.setdefault(sid, _Seconds())
+        for ts in skip:         # the channel's own word on the seconds it holds
+            written.add(ts)
         ev = self.events[sid]
         while not self.stopping:
             ev.clear()
             rows = await _store_run(store, "thingspeak", lambda db: db.execute(_SELECT_STATION_AFTER,
-                                                         (sid, cursor, self.bulk_limit)).fetchall())
+                                                         (sid, cursor, self.bulk_limit + 1)).fetchall())
             if skip:
                 keep = [r for r in rows if not (r["id"] <= inflight and r["ts"] in skip)]
                 if len(keep) != len(rows):
@@ -609,20 +702,43 @@ class ThingSpeakUplink(Uplink):
             if not rows:
                 await ev.wait()
                 continue
-            if last_write is not None:
+            rows, settle = self._whole_seconds(sid, rows)
+            if not rows:
+                ev.clear()
+                try:
+                    await asyncio.wait_for(ev.wait(), settle)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            entries, late, merged, superseded = merge_seconds(rows, written)
+            first_late = next((r["ts"] for r in rows if r["ts"] in written), None) if late else None
+            if entries and last_write is not None:
                 wait = last_write + self.interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                     continue        # fetch again: more may have queued up meanwhile (one bulk write)
-            await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
-            ok, why = await self.loop.run_in_executor(None, self._send, cid, key, rows)
-            last_write = time.monotonic()
+            if entries:
+                await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid,
+                                 rows[-1]["id"])
+                ok, why = await self.loop.run_in_executor(None, self._send, cid, key, entries)
+                last_write = time.monotonic()
+            else:
+                ok = True       # every one of them late: nothing to write
             if ok:
                 self.failing.pop(sid, None)
                 fails = 0
                 cursor = rows[-1]["id"]
                 await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
-                self.delivered += len(rows)
+                for e in entries:
+                    written.add(e["created_at"])
+                self.delivered += len(rows) - late
+                self.merged += merged
+                self.superseded += superseded
+                if late:
+                    self.late += late
+                    _ONCE.warning("thingspeak: station=%s channel=%s: %d readings not sent: the channel already "
+                                  "holds an entry at their second (created_at %s...)", sid, cid, late,
+                                  first_late, key=("late", sid))
             else:
                 fails += 1
                 self.errors += 1
@@ -632,23 +748,17 @@ class ThingSpeakUplink(Uplink):
                             sid, cid, len(rows), why, delay)
                 await asyncio.sleep(delay)
 
-    @staticmethod
-    def entry(row):
-        d = {"created_at": row["ts"]}
-        d.update(fields.thingspeak_fields(reading_row(row)))
-        return d
-
-    def _send(self, cid, key, rows):
-        """(stored?, why) for one write: /update for one reading, bulk_update.json for more."""
+    def _send(self, cid, key, entries):
+        """(stored?, why) for one write: /update for one entry, bulk_update.json for more."""
         try:
-            if len(rows) == 1:
+            if len(entries) == 1:
                 ch = thingspeak.Channel(cid, api_key=key, fmt="txt", timeout=15, server_url=self.url)
-                out = ch.update(self.entry(rows[0]))
+                out = ch.update(entries[0])
                 if str(out).strip() in ("0", ""):
                     self.refused += 1
                     return False, "ThingSpeak answered 0: rate limit or bad key"
                 return True, None
-            body = {"write_api_key": key, "updates": [self.entry(r) for r in rows]}
+            body = {"write_api_key": key, "updates": entries}
             r = self.http.post("%s/channels/%s/bulk_update.json" % (self.url, cid), json=body, timeout=30)
             if r.status_code in (200, 202):
                 return True, None
