@@ -26,7 +26,7 @@ from ocpp.v16.enums import (Action, AuthorizationStatus, DataTransferStatus, Reg
 from . import validate
 from .logonce import LogOnce
 from .readings import METER_RANGE, RANGES, in_window
-from .store import StoreError
+from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 _ONCE = LogOnce(log)
@@ -365,6 +365,16 @@ class StationSession(ChargePoint):
             code = "OccurenceConstraintViolation"
         await self._connection.send(json.dumps([4, uid, code, err.description or "", {}]))
 
+    def _replayed(self, action, what):
+        """A StartTransaction/StopTransaction the station sent before (a replay after a reboot):
+        counted in gw.metrics.replayed[action] and logged."""
+        m = self.gw.metrics
+        counts = getattr(m, "replayed", None)
+        if counts is None:
+            counts = m.replayed = {"StartTransaction": 0, "StopTransaction": 0}
+        counts[action] += 1
+        log.info("station=%s %s replayed: %s", self.id, action, what)
+
     # --- handlers -------------------------------------------------------------
     @on(Action.boot_notification)
     async def on_boot(self, charge_point_vendor, charge_point_model, **kw):
@@ -399,7 +409,11 @@ class StationSession(ChargePoint):
         _int_in("meterStart", meter_start, *METER_RANGE)
         _int_in("connectorId", connector_id, 0, _INT64[1])
         st = await self.gw.id_tag_status(id_tag)
-        tid = await self.gw.start_transaction(self.id, connector_id, id_tag, meter_start, ts, st)
+        tid, replayed = await self.gw.store.run(Store.start_transaction, self.id, connector_id, id_tag,
+                                                meter_start, ts, None if st == "Accepted" else "IdTag" + st)
+        if replayed:
+            self._replayed("StartTransaction", "connector %d meterStart %d at %s: answered transactionId %d "
+                           "again, no new transaction" % (connector_id, meter_start, ts, tid))
         return call_result.StartTransaction(transaction_id=tid, id_tag_info={"status": st})
 
     @on(Action.stop_transaction)
@@ -408,7 +422,15 @@ class StationSession(ChargePoint):
         _int_in("meterStop", meter_stop, *METER_RANGE)
         _int_in("transactionId", transaction_id, *_INT64)
         rows = meter_values_to_rows(kw.get("transaction_data"), self.status)
-        await self.gw.stop_transaction(self.id, transaction_id, meter_stop, ts, kw.get("reason"), rows)
+        done = await self.gw.store.run(Store.stop_transaction, self.id, transaction_id, meter_stop, ts,
+                                       kw.get("reason"))
+        if done == "replayed":
+            # answered as the first was (the station drops it from its queue); its meterStop,
+            # reason and transactionData change nothing: the first stop stands
+            self._replayed("StopTransaction", "transactionId %d (meterStop %d, reason %s): stopped before; the "
+                           "first stop stands" % (transaction_id, meter_stop, kw.get("reason") or "-"))
+        elif rows:
+            await self.gw.store_readings(self.id, rows, "ocpp")
         tag = kw.get("id_tag")
         if tag:
             return call_result.StopTransaction(id_tag_info={"status": await self.gw.id_tag_status(tag)})
