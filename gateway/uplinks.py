@@ -9,7 +9,12 @@ at-least-once and in order, across outages of any length and gateway restarts.
   (fields.telemetry_json + "src":"gateway"), retained <prefix>/<station>/status,
   last will on <prefix>/gateway/status. Optional ingest of board telemetry from
   <prefix>/+/telemetry; payloads marked "src":"gateway" are the gateway's own
-  and are ignored, so ingest and publish can share one broker and prefix.
+  and are ignored, so ingest and publish can share one broker and prefix. MQTT 5,
+  so that the ingest subscription is noLocal (the broker does not send the gateway's
+  own telemetry back: that echo was a third of the uplink's CPU); 3.1.1 with a broker
+  that refuses MQTT 5. A batch (1,000) is published at once, its PUBACKs are counted
+  off a set of message ids, and the cursor moves and the next batch is read in one
+  store transaction: benchmarks/mqtt_drain.py measures the drain on its own.
 - ThingSpeakUplink: one worker per station with a channel and write key; the
   `thingspeak` package for single writes, the bulk JSON API for a backlog,
   created_at on every entry, the channel interval obeyed across all writes.
@@ -151,8 +156,10 @@ class MqttUplink(Uplink):
         self.batch = batch
         self.connected = False
         self.client = None
+        self.v5 = True          # MQTT 5 (for noLocal), 3.1.1 once a broker refuses it
         self._event = asyncio.Event()
-        self._acks = {}
+        self._unacked = set()       # message ids of the batch in flight not acknowledged yet
+        self._batch_done = asyncio.Event()
         self._task = None
         self.ingested = 0
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
@@ -193,8 +200,12 @@ class MqttUplink(Uplink):
     # and every ack crossed threads through a socket pair; on the loop a burst of publishes
     # is written, and a burst of acks read, in one go.
     def _new_client(self):
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
-                        protocol=mqtt.MQTTv311, clean_session=True)
+        if self.v5:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
+                            protocol=mqtt.MQTTv5)
+        else:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
+                            protocol=mqtt.MQTTv311, clean_session=True)
         if self.cfg["user"]:
             c.username_pw_set(self.cfg["user"], self.cfg["password"])
         if self.cfg["tls"]:
@@ -220,7 +231,11 @@ class MqttUplink(Uplink):
 
     async def _open(self, c):
         """Connect c (blocking connect in a thread) and hand its socket to the loop."""
-        await self.loop.run_in_executor(None, c.connect, self.cfg["host"], self.cfg["port"], 30)
+        if self.v5:
+            await self.loop.run_in_executor(None, lambda: c.connect(self.cfg["host"], self.cfg["port"], 30,
+                                                                    clean_start=True))
+        else:
+            await self.loop.run_in_executor(None, c.connect, self.cfg["host"], self.cfg["port"], 30)
         sock = c.socket()
         if sock is None:
             raise ConnectionError("no socket after connect")
@@ -266,6 +281,12 @@ class MqttUplink(Uplink):
         if client is not self.client:
             return
         if rc.is_failure:
+            if self.v5 and rc == "Unsupported protocol version":
+                self.v5 = False
+                log.warning("mqtt: broker %s:%d does not speak MQTT 5: using 3.1.1 (the gateway then also "
+                            "receives its own telemetry through the ingest subscription)",
+                            self.cfg["host"], self.cfg["port"])
+                return
             log.warning("mqtt: broker %s:%d refused the connection: %s", self.cfg["host"], self.cfg["port"], rc)
             return
         self.connected = True
@@ -274,7 +295,13 @@ class MqttUplink(Uplink):
         for sid in list(self.gw.stations):
             self.publish_status(sid)
         if self.ingest:
-            client.subscribe("%s/+/telemetry" % self.prefix, qos=1)
+            if self.v5:
+                # noLocal: the broker does not send the gateway's own publications back (one
+                # received and dropped message per forwarded reading: a third of the uplink's CPU)
+                client.subscribe("%s/+/telemetry" % self.prefix,
+                                 options=mqtt.SubscribeOptions(qos=1, noLocal=True))
+            else:
+                client.subscribe("%s/+/telemetry" % self.prefix, qos=1)
         self._event.set()
 
     def _on_disconnect(self, client, rc):
@@ -284,21 +311,20 @@ class MqttUplink(Uplink):
             log.warning("mqtt: lost the broker %s:%d (%s); readings wait in the outbox",
                         self.cfg["host"], self.cfg["port"], rc)
         self.connected = False
-        for fut in self._acks.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("disconnected"))
-        self._acks.clear()
+        self._batch_done.set()      # the batch waiting for its acks: they will not come
         self._event.set()
 
     def _on_ack(self, mid):
-        fut = self._acks.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        u = self._unacked
+        if mid in u:
+            u.discard(mid)
+            if not u:
+                self._batch_done.set()
 
     async def _drop_client(self):
         c, self.client = self.client, None
         self.connected = False
-        self._acks.clear()
+        self._batch_done.set()
         if self._misc is not None:
             self._misc.cancel()
             self._misc = None
@@ -319,8 +345,10 @@ class MqttUplink(Uplink):
         backoff = 0.5
         while not self.stopping:
             self.client = c = self._new_client()
+            opened = False
             try:
                 await self._open(c)
+                opened = True
             except Exception as e:
                 log.warning("mqtt: cannot connect to %s:%d: %s", self.cfg["host"], self.cfg["port"], e)
             deadline = time.monotonic() + 10
@@ -331,6 +359,11 @@ class MqttUplink(Uplink):
                     await asyncio.wait_for(self._event.wait(), 0.5)
                 except asyncio.TimeoutError:
                     pass
+            if opened and self.v5 and not self.connected and c.socket() is None and not self.stopping:
+                # an MQTT 3.1.1 broker may close the connection on an MQTT 5 CONNECT unanswered
+                self.v5 = False
+                log.warning("mqtt: broker %s:%d closed the connection on an MQTT 5 CONNECT: trying 3.1.1",
+                            self.cfg["host"], self.cfg["port"])
             if self.connected:
                 backoff = 0.5
                 try:
@@ -343,54 +376,65 @@ class MqttUplink(Uplink):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
 
+    def _advance(self, db, cursor, moved):
+        """Move the cursor (when `moved`) and read the next batch after it: one transaction,
+        one commit per batch."""
+        if moved:
+            set_cursor(db, self.name, "*", cursor)
+        return db.execute(_SELECT_AFTER, (cursor, self.batch)).fetchall()
+
     async def _drain(self):
         store = self.gw.store
         cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
+        moved = False
         while self.connected and not self.stopping:
             self._event.clear()
-            rows = await _store_run(store, "mqtt", lambda db: db.execute(_SELECT_AFTER,
-                                                                         (cursor, self.batch)).fetchall())
+            rows = await _store_run(store, "mqtt", self._advance, cursor, moved)
+            if moved:
+                self.delivered += moved
+                moved = False
             if not rows:
                 try:
                     await asyncio.wait_for(self._event.wait(), 1.0)
                 except asyncio.TimeoutError:
                     pass
                 continue
-            futs = []
+            # the batch's message ids not yet acknowledged: _on_ack takes them out and wakes
+            # this task when none is left (no future per message: a PUBACK is a set discard)
+            self._unacked = unacked = set()
+            sent = []
+            publish, topic, payload, prefix = self.client.publish, fields.telemetry_topic, self.payload, self.prefix
             for k, row in enumerate(rows):
                 if k and not k % 100:
                     await asyncio.sleep(0)  # a batch of 1,000 publishes is ~30 ms: let stations in
                     if self.client is None or not self.connected:
                         break
-                info = self.client.publish(fields.telemetry_topic(self.prefix, row["station"]),
-                                           self.payload(row), qos=1)
+                info = publish(topic(prefix, row["station"]), payload(row), qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                     break
-                fut = self.loop.create_future()
-                if info.is_published():
-                    fut.set_result(None)
-                else:
-                    self._acks[info.mid] = fut
-                futs.append((row["id"], fut))
-            acked = cursor
-            if futs:
-                # one wait for the whole batch (not one wait_for per message); the cursor
-                # moves over the acknowledged prefix only
-                await asyncio.wait([f for _rid, f in futs], timeout=30)
-                ok = True
-                for rid, fut in futs:
-                    if not fut.done():
-                        fut.cancel()
-                        ok = False
-                    elif fut.cancelled() or fut.exception() is not None:
-                        ok = False
-                    elif ok:
-                        acked = rid
+                if not info.is_published():
+                    unacked.add(info.mid)
+                sent.append((row["id"], info.mid))
+            deadline = time.monotonic() + 30
+            while unacked and self.connected:
+                self._batch_done.clear()
+                try:
+                    await asyncio.wait_for(self._batch_done.wait(), deadline - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+            # the cursor moves over the acknowledged prefix only
+            acked, n = cursor, 0
+            for rid, mid in sent:
+                if mid in unacked:
+                    break
+                acked, n = rid, n + 1
+            self._unacked = set()
             if acked != cursor:
-                cursor = acked
-                await _store_run(store, "mqtt", set_cursor, self.name, "*", cursor)
-                self.delivered += sum(1 for rid, _f in futs if rid <= acked)
-            if not futs or acked != futs[-1][0]:
+                cursor, moved = acked, n
+            if not sent or acked != sent[-1][0]:
+                if moved:
+                    await _store_run(store, "mqtt", set_cursor, self.name, "*", cursor)
+                    self.delivered += moved
                 return  # lost the broker mid-batch: reconnect, resend from the cursor
 
     @staticmethod
