@@ -386,18 +386,16 @@ class MqttUplink(Uplink):
     async def _drain(self):
         store = self.gw.store
         cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
-        moved = False
+        self._event.clear()     # before every read of the outbox: a reading stored after it wakes us
+        rows = await _store_run(store, "mqtt", self._advance, cursor, False)
         while self.connected and not self.stopping:
-            self._event.clear()
-            rows = await _store_run(store, "mqtt", self._advance, cursor, moved)
-            if moved:
-                self.delivered += moved
-                moved = False
             if not rows:
                 try:
                     await asyncio.wait_for(self._event.wait(), 1.0)
                 except asyncio.TimeoutError:
                     pass
+                self._event.clear()
+                rows = await _store_run(store, "mqtt", self._advance, cursor, False)
                 continue
             # the batch's message ids not yet acknowledged: _on_ack takes them out and wakes
             # this task when none is left (no future per message: a PUBACK is a set discard)
@@ -422,19 +420,19 @@ class MqttUplink(Uplink):
                     await asyncio.wait_for(self._batch_done.wait(), deadline - time.monotonic())
                 except asyncio.TimeoutError:
                     break
-            # the cursor moves over the acknowledged prefix only
+            # the cursor moves over the acknowledged prefix only, at once (connected or not: what
+            # was acknowledged is not sent again), in the transaction that reads the next batch
             acked, n = cursor, 0
             for rid, mid in sent:
                 if mid in unacked:
                     break
                 acked, n = rid, n + 1
             self._unacked = set()
-            if acked != cursor:
-                cursor, moved = acked, n
+            cursor = acked
+            self._event.clear()
+            rows = await _store_run(store, "mqtt", self._advance, cursor, n > 0)
+            self.delivered += n
             if not sent or acked != sent[-1][0]:
-                if moved:
-                    await _store_run(store, "mqtt", set_cursor, self.name, "*", cursor)
-                    self.delivered += moved
                 return  # lost the broker mid-batch: reconnect, resend from the cursor
 
     @staticmethod
