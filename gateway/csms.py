@@ -22,11 +22,12 @@ from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import (Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus)
+from websockets.frames import Frame, Opcode
 
 from . import validate
 from .logonce import LogOnce
 from .readings import METER_RANGE, RANGES, in_window
-from .store import StoreError
+from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 _ONCE = LogOnce(log)
@@ -64,6 +65,56 @@ class _LateAnswerId(logging.Filter):
 _LATE_ANSWER_ID = _LateAnswerId()
 
 
+class _DropDataFrames(logging.Filter):
+    """websockets logs each frame at DEBUG ("< TEXT '[2,...' [312 bytes]"), cut to its beginning
+    and end (where a ChangeConfiguration's value is) and without the station id. The gateway logs
+    every frame itself (picocharge.gateway.frames): websockets' lines of data frames are dropped;
+    control frames (ping, pong, close) and the handshake stay."""
+
+    def filter(self, record):
+        a = record.args
+        return not (isinstance(a, tuple) and len(a) == 1 and isinstance(a[0], Frame)
+                    and a[0].opcode in _DATA_OPCODES)
+
+
+_DROP_DATA_FRAMES = _DropDataFrames()
+_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+
+# one DEBUG line per OCPP frame, in ("recv") and out ("send"), whole, with the station id
+FRAMES_LOG = logging.getLogger("picocharge.gateway.frames")
+MAX_LOGGED_FRAME = 65536        # the gateway's default max frame size: a longer one is cut there
+# configuration keys whose value is a secret: never logged (OCPP 1.6 security whitepaper)
+SECRET_KEYS = frozenset(("AuthorizationKey",))
+
+
+def _mask(node):
+    if isinstance(node, dict):
+        if node.get("key") in SECRET_KEYS and "value" in node:
+            node["value"] = "***"
+        for v in node.values():
+            _mask(v)
+    elif isinstance(node, list):
+        for v in node:
+            _mask(v)
+
+
+def frame_for_log(text):
+    """A frame as logged: whole up to MAX_LOGGED_FRAME characters, the value of a secret
+    configuration key (ChangeConfiguration, a GetConfiguration answer) as ***."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "replace")
+    if any(k in text for k in SECRET_KEYS):
+        try:
+            msg = json.loads(text)
+        except (ValueError, RecursionError):
+            return "(%d characters naming a secret configuration key, not JSON: not shown)" % len(text)
+        _mask(msg)
+        text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+    if len(text) > MAX_LOGGED_FRAME:
+        return "%s... (%d characters)" % (text[:MAX_LOGGED_FRAME], len(text))
+    return text
+
+
 def quiet_ocpp_frames(debug):
     """The `ocpp` package logs every frame it sends (our calls: id tags, configuration values)
     at INFO. Held at WARNING unless the gateway logs at DEBUG, where frames are what one looks
@@ -75,6 +126,8 @@ def quiet_ocpp_frames(debug):
     ws = logging.getLogger("websockets.server")
     if _MASK_AUTHORIZATION not in ws.filters:
         ws.addFilter(_MASK_AUTHORIZATION)
+    if _DROP_DATA_FRAMES not in ws.filters:
+        ws.addFilter(_DROP_DATA_FRAMES)
 
 
 MAX_ACTION_LEN = 64
@@ -270,9 +323,19 @@ class StationSession(ChargePoint):
 
     # --- frame routing -------------------------------------------------------
     async def start(self):
+        debug = FRAMES_LOG.isEnabledFor(logging.DEBUG)
         async for raw in self._connection:
             self.gw.metrics.messages += 1
+            if debug:
+                FRAMES_LOG.debug("station=%s recv %s", self.id, frame_for_log(raw))
             await self.route_message(raw)
+
+    async def _send(self, message):
+        """Every frame the gateway sends: its answers and (through ocpp's ChargePoint.call) its
+        calls. ocpp's own INFO line for a call is replaced by ours, with the secrets masked."""
+        if FRAMES_LOG.isEnabledFor(logging.DEBUG):
+            FRAMES_LOG.debug("station=%s send %s", self.id, frame_for_log(message))
+        await self._connection.send(message)
 
     async def route_message(self, raw):
         try:
@@ -355,7 +418,7 @@ class StationSession(ChargePoint):
             _ONCE.exception("station=%s msg=%s action=%s handler failed", self.id, uid, action,
                             key=("handler", action))
             return await self._error(uid, InternalError(description="the central system failed; see its log"))
-        await self._connection.send(json.dumps([3, uid, out], separators=(",", ":")))
+        await self._send(json.dumps([3, uid, out], separators=(",", ":")))
 
     async def _error(self, uid, err):
         code = err.code
@@ -363,7 +426,17 @@ class StationSession(ChargePoint):
             code = "FormationViolation"
         if code == "OccurrenceConstraintViolation":
             code = "OccurenceConstraintViolation"
-        await self._connection.send(json.dumps([4, uid, code, err.description or "", {}]))
+        await self._send(json.dumps([4, uid, code, err.description or "", {}]))
+
+    def _replayed(self, action, what):
+        """A StartTransaction/StopTransaction the station sent before (a replay after a reboot):
+        counted in gw.metrics.replayed[action] and logged."""
+        m = self.gw.metrics
+        counts = getattr(m, "replayed", None)
+        if counts is None:
+            counts = m.replayed = {"StartTransaction": 0, "StopTransaction": 0}
+        counts[action] += 1
+        log.info("station=%s %s replayed: %s", self.id, action, what)
 
     # --- handlers -------------------------------------------------------------
     @on(Action.boot_notification)
@@ -399,7 +472,11 @@ class StationSession(ChargePoint):
         _int_in("meterStart", meter_start, *METER_RANGE)
         _int_in("connectorId", connector_id, 0, _INT64[1])
         st = await self.gw.id_tag_status(id_tag)
-        tid = await self.gw.start_transaction(self.id, connector_id, id_tag, meter_start, ts, st)
+        tid, replayed = await self.gw.store.run(Store.start_transaction, self.id, connector_id, id_tag,
+                                                meter_start, ts, None if st == "Accepted" else "IdTag" + st)
+        if replayed:
+            self._replayed("StartTransaction", "connector %d meterStart %d at %s: answered transactionId %d "
+                           "again, no new transaction" % (connector_id, meter_start, ts, tid))
         return call_result.StartTransaction(transaction_id=tid, id_tag_info={"status": st})
 
     @on(Action.stop_transaction)
@@ -408,7 +485,15 @@ class StationSession(ChargePoint):
         _int_in("meterStop", meter_stop, *METER_RANGE)
         _int_in("transactionId", transaction_id, *_INT64)
         rows = meter_values_to_rows(kw.get("transaction_data"), self.status)
-        await self.gw.stop_transaction(self.id, transaction_id, meter_stop, ts, kw.get("reason"), rows)
+        done = await self.gw.store.run(Store.stop_transaction, self.id, transaction_id, meter_stop, ts,
+                                       kw.get("reason"))
+        if done == "replayed":
+            # answered as the first was (the station drops it from its queue); its meterStop,
+            # reason and transactionData change nothing: the first stop stands
+            self._replayed("StopTransaction", "transactionId %d (meterStop %d, reason %s): stopped before; the "
+                           "first stop stands" % (transaction_id, meter_stop, kw.get("reason") or "-"))
+        elif rows:
+            await self.gw.store_readings(self.id, rows, "ocpp")
         tag = kw.get("id_tag")
         if tag:
             return call_result.StopTransaction(id_tag_info={"status": await self.gw.id_tag_status(tag)})

@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     station TEXT NOT NULL, connector INTEGER, id_tag TEXT,
     meter_start INTEGER, start_ts TEXT, meter_stop INTEGER, stop_ts TEXT, reason TEXT
 );
+CREATE INDEX IF NOT EXISTS transactions_station ON transactions(station, connector);
 CREATE TABLE IF NOT EXISTS id_tags (
     tag TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'Accepted', expiry TEXT
 );
@@ -350,6 +351,36 @@ class Store:
             return self.station_rows(db)
         finally:
             db.close()
+
+    # --- transactions ---------------------------------------------------------
+    # A station that reboots replays what it sent and did not see answered: a StartTransaction
+    # or StopTransaction may arrive twice. Both are idempotent here: the same start (station,
+    # connector, idTag, meterStart, timestamp) is the same transaction, and the first stop of a
+    # transaction stands.
+    @staticmethod
+    def start_transaction(db, station, connector, id_tag, meter_start, ts, reason=None):
+        """(transaction id, replayed?): the id of the same start if there is one, else a new one."""
+        row = db.execute("SELECT id FROM transactions WHERE station=? AND connector=? AND id_tag=? AND "
+                         "meter_start=? AND start_ts=? ORDER BY id DESC LIMIT 1",
+                         (station, connector, id_tag, meter_start, ts)).fetchone()
+        if row is not None:
+            return row[0], True
+        return db.execute("INSERT INTO transactions (station, connector, id_tag, meter_start, start_ts, reason) "
+                          "VALUES (?,?,?,?,?,?)", (station, connector, id_tag, meter_start, ts, reason)).lastrowid, \
+            False
+
+    @staticmethod
+    def stop_transaction(db, station, tid, meter_stop, ts, reason):
+        """'stopped', 'replayed' (stopped before: nothing changes) or 'unknown' (no such
+        transaction of this station)."""
+        row = db.execute("SELECT stop_ts FROM transactions WHERE id=? AND station=?", (tid, station)).fetchone()
+        if row is None:
+            return "unknown"
+        if row[0] is not None:
+            return "replayed"
+        db.execute("UPDATE transactions SET meter_stop=?, stop_ts=?, reason=COALESCE(?, reason, 'Local') "
+                   "WHERE id=? AND station=?", (meter_stop, ts, reason, tid, station))
+        return "stopped"
 
     # --- readings -------------------------------------------------------------
     @staticmethod

@@ -9,10 +9,32 @@ at-least-once and in order, across outages of any length and gateway restarts.
   (fields.telemetry_json + "src":"gateway"), retained <prefix>/<station>/status,
   last will on <prefix>/gateway/status. Optional ingest of board telemetry from
   <prefix>/+/telemetry; payloads marked "src":"gateway" are the gateway's own
-  and are ignored, so ingest and publish can share one broker and prefix.
+  and are ignored, so ingest and publish can share one broker and prefix. MQTT 5,
+  so that the ingest subscription is noLocal (the broker does not send the gateway's
+  own telemetry back: that echo was a third of the uplink's CPU); 3.1.1 with a broker
+  that refuses MQTT 5. A batch (1,000) is published at once, its PUBACKs are counted
+  off a set of message ids, and the cursor moves and the next batch is read in one
+  store transaction: benchmarks/mqtt_drain.py measures the drain on its own.
 - ThingSpeakUplink: one worker per station with a channel and write key; the
   `thingspeak` package for single writes, the bulk JSON API for a backlog,
   created_at on every entry, the channel interval obeyed across all writes.
+
+Readings that share a second on a ThingSpeak channel. ThingSpeak keeps one entry per
+created_at in a channel, at one-second resolution, and drops any later one silently (a bulk
+write still answers 202). A station's readings can share a second (a MeterValues sample and a
+Climate DataTransfer at the same aligned instant, a burst replayed from a board's journal, a
+sample interval under a second), so the uplink sends ONE entry per second per channel, holding
+each field's latest value in that second (latest = stored last): every field any of those
+readings carries is in the channel, and a field two of them carry holds the later value.
+- `merged` counts readings that went into an entry together with a later reading of the same
+  second, `superseded` the field values a later reading in the same second replaced (the only
+  values the channel does not get).
+- A second is written once: the rows of the newest second in the outbox wait until no reading
+  arrived for `settle` seconds (1 s, or the interval when shorter) and a bulk write never ends
+  inside a second, so a second's readings go in one write. A reading that still comes for a
+  second the channel already holds (its station's clock went back, a replay after that second
+  was sent) cannot be added to that entry: it is not sent, counted in `late` and logged, and
+  the outbox moves on. `delivered` counts only readings in entries ThingSpeak stored.
 """
 import asyncio
 import json
@@ -134,8 +156,10 @@ class MqttUplink(Uplink):
         self.batch = batch
         self.connected = False
         self.client = None
+        self.v5 = True          # MQTT 5 (for noLocal), 3.1.1 once a broker refuses it
         self._event = asyncio.Event()
-        self._acks = {}
+        self._unacked = set()       # message ids of the batch in flight not acknowledged yet
+        self._batch_done = asyncio.Event()
         self._task = None
         self.ingested = 0
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
@@ -176,8 +200,12 @@ class MqttUplink(Uplink):
     # and every ack crossed threads through a socket pair; on the loop a burst of publishes
     # is written, and a burst of acks read, in one go.
     def _new_client(self):
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
-                        protocol=mqtt.MQTTv311, clean_session=True)
+        if self.v5:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
+                            protocol=mqtt.MQTTv5)
+        else:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
+                            protocol=mqtt.MQTTv311, clean_session=True)
         if self.cfg["user"]:
             c.username_pw_set(self.cfg["user"], self.cfg["password"])
         if self.cfg["tls"]:
@@ -203,7 +231,11 @@ class MqttUplink(Uplink):
 
     async def _open(self, c):
         """Connect c (blocking connect in a thread) and hand its socket to the loop."""
-        await self.loop.run_in_executor(None, c.connect, self.cfg["host"], self.cfg["port"], 30)
+        if self.v5:
+            await self.loop.run_in_executor(None, lambda: c.connect(self.cfg["host"], self.cfg["port"], 30,
+                                                                    clean_start=True))
+        else:
+            await self.loop.run_in_executor(None, c.connect, self.cfg["host"], self.cfg["port"], 30)
         sock = c.socket()
         if sock is None:
             raise ConnectionError("no socket after connect")
@@ -249,6 +281,12 @@ class MqttUplink(Uplink):
         if client is not self.client:
             return
         if rc.is_failure:
+            if self.v5 and rc == "Unsupported protocol version":
+                self.v5 = False
+                log.warning("mqtt: broker %s:%d does not speak MQTT 5: using 3.1.1 (the gateway then also "
+                            "receives its own telemetry through the ingest subscription)",
+                            self.cfg["host"], self.cfg["port"])
+                return
             log.warning("mqtt: broker %s:%d refused the connection: %s", self.cfg["host"], self.cfg["port"], rc)
             return
         self.connected = True
@@ -257,7 +295,13 @@ class MqttUplink(Uplink):
         for sid in list(self.gw.stations):
             self.publish_status(sid)
         if self.ingest:
-            client.subscribe("%s/+/telemetry" % self.prefix, qos=1)
+            if self.v5:
+                # noLocal: the broker does not send the gateway's own publications back (one
+                # received and dropped message per forwarded reading: a third of the uplink's CPU)
+                client.subscribe("%s/+/telemetry" % self.prefix,
+                                 options=mqtt.SubscribeOptions(qos=1, noLocal=True))
+            else:
+                client.subscribe("%s/+/telemetry" % self.prefix, qos=1)
         self._event.set()
 
     def _on_disconnect(self, client, rc):
@@ -267,21 +311,20 @@ class MqttUplink(Uplink):
             log.warning("mqtt: lost the broker %s:%d (%s); readings wait in the outbox",
                         self.cfg["host"], self.cfg["port"], rc)
         self.connected = False
-        for fut in self._acks.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("disconnected"))
-        self._acks.clear()
+        self._batch_done.set()      # the batch waiting for its acks: they will not come
         self._event.set()
 
     def _on_ack(self, mid):
-        fut = self._acks.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        u = self._unacked
+        if mid in u:
+            u.discard(mid)
+            if not u:
+                self._batch_done.set()
 
     async def _drop_client(self):
         c, self.client = self.client, None
         self.connected = False
-        self._acks.clear()
+        self._batch_done.set()
         if self._misc is not None:
             self._misc.cancel()
             self._misc = None
@@ -302,8 +345,10 @@ class MqttUplink(Uplink):
         backoff = 0.5
         while not self.stopping:
             self.client = c = self._new_client()
+            opened = False
             try:
                 await self._open(c)
+                opened = True
             except Exception as e:
                 log.warning("mqtt: cannot connect to %s:%d: %s", self.cfg["host"], self.cfg["port"], e)
             deadline = time.monotonic() + 10
@@ -314,6 +359,11 @@ class MqttUplink(Uplink):
                     await asyncio.wait_for(self._event.wait(), 0.5)
                 except asyncio.TimeoutError:
                     pass
+            if opened and self.v5 and not self.connected and c.socket() is None and not self.stopping:
+                # an MQTT 3.1.1 broker may close the connection on an MQTT 5 CONNECT unanswered
+                self.v5 = False
+                log.warning("mqtt: broker %s:%d closed the connection on an MQTT 5 CONNECT: trying 3.1.1",
+                            self.cfg["host"], self.cfg["port"])
             if self.connected:
                 backoff = 0.5
                 try:
@@ -326,54 +376,63 @@ class MqttUplink(Uplink):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
 
+    def _advance(self, db, cursor, moved):
+        """Move the cursor (when `moved`) and read the next batch after it: one transaction,
+        one commit per batch."""
+        if moved:
+            set_cursor(db, self.name, "*", cursor)
+        return db.execute(_SELECT_AFTER, (cursor, self.batch)).fetchall()
+
     async def _drain(self):
         store = self.gw.store
         cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
+        self._event.clear()     # before every read of the outbox: a reading stored after it wakes us
+        rows = await _store_run(store, "mqtt", self._advance, cursor, False)
         while self.connected and not self.stopping:
-            self._event.clear()
-            rows = await _store_run(store, "mqtt", lambda db: db.execute(_SELECT_AFTER,
-                                                                         (cursor, self.batch)).fetchall())
             if not rows:
                 try:
                     await asyncio.wait_for(self._event.wait(), 1.0)
                 except asyncio.TimeoutError:
                     pass
+                self._event.clear()
+                rows = await _store_run(store, "mqtt", self._advance, cursor, False)
                 continue
-            futs = []
+            # the batch's message ids not yet acknowledged: _on_ack takes them out and wakes
+            # this task when none is left (no future per message: a PUBACK is a set discard)
+            self._unacked = unacked = set()
+            sent = []
+            publish, topic, payload, prefix = self.client.publish, fields.telemetry_topic, self.payload, self.prefix
             for k, row in enumerate(rows):
                 if k and not k % 100:
                     await asyncio.sleep(0)  # a batch of 1,000 publishes is ~30 ms: let stations in
                     if self.client is None or not self.connected:
                         break
-                info = self.client.publish(fields.telemetry_topic(self.prefix, row["station"]),
-                                           self.payload(row), qos=1)
+                info = publish(topic(prefix, row["station"]), payload(row), qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                     break
-                fut = self.loop.create_future()
-                if info.is_published():
-                    fut.set_result(None)
-                else:
-                    self._acks[info.mid] = fut
-                futs.append((row["id"], fut))
-            acked = cursor
-            if futs:
-                # one wait for the whole batch (not one wait_for per message); the cursor
-                # moves over the acknowledged prefix only
-                await asyncio.wait([f for _rid, f in futs], timeout=30)
-                ok = True
-                for rid, fut in futs:
-                    if not fut.done():
-                        fut.cancel()
-                        ok = False
-                    elif fut.cancelled() or fut.exception() is not None:
-                        ok = False
-                    elif ok:
-                        acked = rid
-            if acked != cursor:
-                cursor = acked
-                await _store_run(store, "mqtt", set_cursor, self.name, "*", cursor)
-                self.delivered += sum(1 for rid, _f in futs if rid <= acked)
-            if not futs or acked != futs[-1][0]:
+                if not info.is_published():
+                    unacked.add(info.mid)
+                sent.append((row["id"], info.mid))
+            deadline = time.monotonic() + 30
+            while unacked and self.connected:
+                self._batch_done.clear()
+                try:
+                    await asyncio.wait_for(self._batch_done.wait(), deadline - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+            # the cursor moves over the acknowledged prefix only, at once (connected or not: what
+            # was acknowledged is not sent again), in the transaction that reads the next batch
+            acked, n = cursor, 0
+            for rid, mid in sent:
+                if mid in unacked:
+                    break
+                acked, n = rid, n + 1
+            self._unacked = set()
+            cursor = acked
+            self._event.clear()
+            rows = await _store_run(store, "mqtt", self._advance, cursor, n > 0)
+            self.delivered += n
+            if not sent or acked != sent[-1][0]:
                 return  # lost the broker mid-batch: reconnect, resend from the cursor
 
     @staticmethod
@@ -470,6 +529,49 @@ class MqttUplink(Uplink):
 
 
 _REACHED = "cannot reach"     # in the reason of a write that never got an answer
+# how long the newest second's readings wait for more of the same second (at most the interval)
+SETTLE_S = 1.0
+# created_at seconds remembered per station as written to its channel (a few hours at 1 s)
+_WRITTEN_KEPT = 20000
+
+
+class _Seconds:
+    """The created_at values written to one channel lately (a bounded, ordered set)."""
+
+    def __init__(self, kept=_WRITTEN_KEPT):
+        self.kept = kept
+        self._d = {}
+
+    def __contains__(self, ts):
+        return ts in self._d
+
+    def add(self, ts):
+        d = self._d
+        d[ts] = None
+        if len(d) > self.kept:
+            del d[next(iter(d))]
+
+
+def merge_seconds(rows, written=()):
+    """ThingSpeak entries for outbox rows: one per created_at second, each field holding the
+    latest value (in id order) of that second. Returns (entries, late, merged, superseded):
+    late = rows whose second is in `written` (not sent), merged = rows that share an entry
+    with a later row, superseded = field values a later row of the same second replaced."""
+    entries = {}
+    late = superseded = 0
+    for r in rows:
+        ts = r["ts"]
+        if ts in written:
+            late += 1
+            continue
+        e = entries.get(ts)
+        if e is None:
+            entries[ts] = e = {"created_at": ts}
+        for k, v in fields.thingspeak_fields(reading_row(r)):
+            if e.get(k, v) != v:
+                superseded += 1
+            e[k] = v
+    return list(entries.values()), late, len(rows) - late - len(entries), superseded
 
 # urllib3 logs the request line at DEBUG ("POST /update?api_key=...&field1=..." : the thingspeak
 # package sends a single write's fields, write key included, in the query string) and a few
@@ -508,14 +610,20 @@ def quiet_urllib3():
 class ThingSpeakUplink(Uplink):
     name = "thingspeak"
 
-    def __init__(self, gw, url, interval=15.0, bulk_limit=960):
+    def __init__(self, gw, url, interval=15.0, bulk_limit=960, settle=None):
         super().__init__(gw)
         self.url = url.rstrip("/")
         self.interval = float(interval)
         self.bulk_limit = int(bulk_limit)
+        self.settle = min(SETTLE_S, self.interval) if settle is None else float(settle)
         self.workers = {}
         self.events = {}
         self.refused = 0
+        self.merged = 0         # readings that shared their channel entry with a later one (same second)
+        self.superseded = 0     # field values replaced by a later reading of the same second
+        self.late = 0           # readings not sent: the channel already held an entry at their second
+        self._woken = {}        # station -> monotonic time of its latest stored reading
+        self._written = {}      # station -> _Seconds written to its channel
         self.failing = {}       # station -> (reachable?, why) of its last write, while it fails
 
     async def start(self):
@@ -539,6 +647,7 @@ class ThingSpeakUplink(Uplink):
         t = self.workers.pop(sid, None)
         self.events.pop(sid, None)
         self.failing.pop(sid, None)
+        self._written.pop(sid, None)    # another channel, maybe: it holds none of these
         if t is not None:
             t.cancel()
             try:
@@ -567,7 +676,30 @@ class ThingSpeakUplink(Uplink):
     def wake(self, station):
         ev = self.events.get(station)
         if ev is not None:
+            self._woken[station] = time.monotonic()
             ev.set()
+
+    def _whole_seconds(self, sid, rows):
+        """(rows to send now, how long to wait when none): a prefix of rows that ends with a
+        whole second. rows holds up to bulk_limit + 1 rows: the extra one says whether the
+        last second goes on past the bulk limit. The newest second in the outbox waits while
+        readings still arrive (less than `settle` since the last)."""
+        more = len(rows) > self.bulk_limit
+        wait = 0.0
+        if more:
+            nxt = rows[self.bulk_limit]["ts"]
+            rows = rows[:self.bulk_limit]
+            open_tail = rows[-1]["ts"] == nxt
+        else:
+            wait = self._woken.get(sid, 0.0) + self.settle - time.monotonic()
+            open_tail = wait > 0
+        if not open_tail:
+            return rows, 0.0
+        last = rows[-1]["ts"]
+        cut = next(i for i, r in enumerate(rows) if r["ts"] == last)
+        if cut == 0 and more:
+            return rows, 0.0   # a bulk limit's worth in one second: send it (what follows is late)
+        return rows[:cut], max(wait, 0.01)
 
     async def _worker(self, sid):
         store = self.gw.store
@@ -584,6 +716,7 @@ class ThingSpeakUplink(Uplink):
         last_write = time.monotonic() if worked_before else None
         fails = 0
         skip = set()
+        unsure = 0      # readings up to this id may be in the channel already
         if inflight > cursor:
             # a send was in flight when the gateway stopped: ask the channel what it stored
             skip, why = await self.loop.run_in_executor(None, self._stored_created_at, cid,
@@ -592,11 +725,17 @@ class ThingSpeakUplink(Uplink):
                 log.warning("thingspeak: station=%s channel=%s: cannot read the channel back (%s); re-sending "
                             "readings %d..%d (may duplicate)", sid, cid, why, cursor + 1, inflight)
                 skip = set()
+                # those go by bulk write: the channel drops an entry it holds already and answers
+                # 202, where a single write of it may be answered 0 (not stored) again and again
+                unsure = inflight
+        written = self._written.setdefault(sid, _Seconds())
+        for ts in skip:         # the channel's own word on the seconds it holds
+            written.add(ts)
         ev = self.events[sid]
         while not self.stopping:
             ev.clear()
             rows = await _store_run(store, "thingspeak", lambda db: db.execute(_SELECT_STATION_AFTER,
-                                                         (sid, cursor, self.bulk_limit)).fetchall())
+                                                         (sid, cursor, self.bulk_limit + 1)).fetchall())
             if skip:
                 keep = [r for r in rows if not (r["id"] <= inflight and r["ts"] in skip)]
                 if len(keep) != len(rows):
@@ -609,20 +748,44 @@ class ThingSpeakUplink(Uplink):
             if not rows:
                 await ev.wait()
                 continue
-            if last_write is not None:
+            rows, settle = self._whole_seconds(sid, rows)
+            if not rows:
+                ev.clear()
+                try:
+                    await asyncio.wait_for(ev.wait(), settle)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            entries, late, merged, superseded = merge_seconds(rows, written)
+            first_late = next((r["ts"] for r in rows if r["ts"] in written), None) if late else None
+            if entries and last_write is not None:
                 wait = last_write + self.interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                     continue        # fetch again: more may have queued up meanwhile (one bulk write)
-            await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid, rows[-1]["id"])
-            ok, why = await self.loop.run_in_executor(None, self._send, cid, key, rows)
-            last_write = time.monotonic()
+            if entries:
+                await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid,
+                                 rows[-1]["id"])
+                ok, why = await self.loop.run_in_executor(None, self._send, cid, key, entries,
+                                                          rows[0]["id"] <= unsure)
+                last_write = time.monotonic()
+            else:
+                ok = True       # every one of them late: nothing to write
             if ok:
                 self.failing.pop(sid, None)
                 fails = 0
                 cursor = rows[-1]["id"]
                 await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
-                self.delivered += len(rows)
+                for e in entries:
+                    written.add(e["created_at"])
+                self.delivered += len(rows) - late
+                self.merged += merged
+                self.superseded += superseded
+                if late:
+                    self.late += late
+                    _ONCE.warning("thingspeak: station=%s channel=%s: %d readings not sent: the channel already "
+                                  "holds an entry at their second (created_at %s...)", sid, cid, late,
+                                  first_late, key=("late", sid))
             else:
                 fails += 1
                 self.errors += 1
@@ -632,23 +795,17 @@ class ThingSpeakUplink(Uplink):
                             sid, cid, len(rows), why, delay)
                 await asyncio.sleep(delay)
 
-    @staticmethod
-    def entry(row):
-        d = {"created_at": row["ts"]}
-        d.update(fields.thingspeak_fields(reading_row(row)))
-        return d
-
-    def _send(self, cid, key, rows):
-        """(stored?, why) for one write: /update for one reading, bulk_update.json for more."""
+    def _send(self, cid, key, entries, bulk=False):
+        """(stored?, why) for one write: /update for one entry, bulk_update.json for more (or bulk)."""
         try:
-            if len(rows) == 1:
+            if len(entries) == 1 and not bulk:
                 ch = thingspeak.Channel(cid, api_key=key, fmt="txt", timeout=15, server_url=self.url)
-                out = ch.update(self.entry(rows[0]))
+                out = ch.update(entries[0])
                 if str(out).strip() in ("0", ""):
                     self.refused += 1
                     return False, "ThingSpeak answered 0: rate limit or bad key"
                 return True, None
-            body = {"write_api_key": key, "updates": [self.entry(r) for r in rows]}
+            body = {"write_api_key": key, "updates": entries}
             r = self.http.post("%s/channels/%s/bulk_update.json" % (self.url, cid), json=body, timeout=30)
             if r.status_code in (200, 202):
                 return True, None

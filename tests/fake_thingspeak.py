@@ -18,11 +18,20 @@ Implements what PicoCharge uses:
 `fail_with` makes every write answer that HTTP status (e.g. 500) until cleared;
 `bad_header` adds a header line without a colon to every answer (urllib3 logs a warning with
 the request's URL).
+
+created_at is unique within a channel, at one-second resolution (MathWorks' Write Data and
+Bulk-Write JSON Data pages: "The timestamp must be unique within channel"; "You cannot write new
+data using timestamps that match existing data in the channel"). As the real service does, an
+entry whose second the channel already holds is not stored: in a bulk write it is dropped
+silently (the bulk write still answers 202 {"success": true}: ThingSpeak processes it later),
+and a single write is answered `0` (no entry created). `dropped` holds every such entry as
+(channel id, the entry as sent).
 """
 import json
 import threading
 import time
 import urllib.parse
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -36,6 +45,24 @@ class Channel:
         self.fields = fields or {}
         self.entries = []
         self.last_write = None
+        self.seconds = set()    # the created_at of every entry, as whole UTC seconds
+
+
+def _second(created_at):
+    """created_at (ISO 8601, 'YYYY-MM-DD hh:mm:ss' or epoch seconds) as a whole UTC second; the
+    string itself when it is none of these."""
+    v = str(created_at).strip()
+    try:
+        return int(float(v))
+    except ValueError:
+        pass
+    try:
+        d = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return v
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return int(d.timestamp())
 
 
 class FakeThingSpeak:
@@ -51,6 +78,7 @@ class FakeThingSpeak:
         self.fail_with = None       # HTTP status to answer every write with
         self.bad_header = False     # a malformed header line in every answer
         self.feeds_answer = None    # (status, body) for every feeds read
+        self.dropped = []           # (channel id, entry) not stored: its created_at second was taken
         self.lock = threading.Lock()
         self._next_channel = 1000
         self.server = None
@@ -143,6 +171,17 @@ class FakeThingSpeak:
                 return ch
         return None
 
+    def _take_second(self, ch, entry):
+        """True if the entry may be stored: no created_at, or a second the channel does not hold."""
+        if "created_at" not in entry:
+            return True
+        sec = _second(entry["created_at"])
+        if sec in ch.seconds:
+            self.dropped.append((ch.id, dict(entry)))
+            return False
+        ch.seconds.add(sec)
+        return True
+
     def _rate_ok(self, ch, now):
         return ch.last_write is None or now - ch.last_write >= self.min_interval
 
@@ -158,6 +197,9 @@ class FakeThingSpeak:
                     self.refusals.append((path, 200, "0"))
                     return 200, "0", "text/plain"
                 entry = {k: v for k, v in params.items() if k.startswith("field") or k in ("created_at", "status")}
+                if not self._take_second(ch, entry):
+                    self.refusals.append((path, 200, "0"))
+                    return 200, "0", "text/plain"
                 entry["entry_id"] = len(ch.entries) + 1
                 ch.entries.append(entry)
                 ch.last_write = now
@@ -188,6 +230,8 @@ class FakeThingSpeak:
                     entry = {k: str(v) for k, v in u.items() if k.startswith("field") or k in ("created_at", "status")}
                     if "created_at" not in u and "delta_t" in u:
                         entry["delta_t"] = str(u["delta_t"])
+                    if not self._take_second(ch, entry):
+                        continue
                     entry["entry_id"] = len(ch.entries) + 1
                     ch.entries.append(entry)
                 ch.last_write = now

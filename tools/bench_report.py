@@ -19,6 +19,7 @@ COLUMNS = (  # (header, key, format)
     ("acked", "readings_acked", "%8d"),
     ("stored", "readings_stored", "%8s"),
     ("mqtt", "readings_mqtt", "%8s"),
+    ("outbox", "mqtt_outbox_end", "%8s"),
     ("lost", "readings_lost", "%5s"),
     ("fail", "connect_failures", "%5d"),
     ("retry", "connect_retries", "%5d"),

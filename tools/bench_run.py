@@ -82,6 +82,8 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         marks = {}
         threads = []
 
+        depth = []      # (s into the window, MQTT outbox depth)
+
         def marker(w0, w1):
             for name, at in (("w0", w0), ("w1", w1)):
                 time.sleep(max(0.0, at - time.time()))
@@ -92,6 +94,11 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
             t = threading.Thread(target=marker, args=(w0, w1), daemon=True)
             t.start()
             threads.append(t)
+            if broker is not None:
+                t = threading.Thread(target=sample_depth, args=(cs, w0, w1, max(1.0, opts.hold / 20.0), depth),
+                                     daemon=True)
+                t.start()
+                threads.append(t)
 
         stats = workers.step(spec, settle, opts.hold, on_window)
         for mt in threads:
@@ -159,6 +166,10 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "readings_mqtt": mqtt, "mqtt_stations": len(counter.stations) if counter else None,
         "mqtt_missing": (max(0, stored - mqtt) if (mqtt is not None and stored is not None) else None),
         "uplinks_delivered": uplinks,
+        # the MQTT outbox's depth sampled through the window: growing means the uplink falls behind
+        "mqtt_outbox_depth": depth if broker is not None else None,
+        "mqtt_outbox_end": depth[-1][1] if depth else None,
+        "mqtt_outbox_max": max(d for _t, d in depth) if depth else None,
         "metrics_error": metrics_error,
         "cs_gc_full_collections": gc_full, "cs_gc_longest_pause_ms": gc_longest,
         "cs_gc_window_pauses_20ms": len(gc_in_window) if gc_full is not None else None,
@@ -250,6 +261,20 @@ def _machine_busy():
     idle = t.idle + getattr(t, "iowait", 0.0)
     total = sum(t)
     return total - idle, total
+
+
+def sample_depth(cs, w0, w1, every, out):
+    """Append (seconds into the window, MQTT outbox depth) to out every `every` s until w1."""
+    t = w0
+    while t <= w1 + 0.01:
+        time.sleep(max(0.0, t - time.time()))
+        try:
+            d = bench_cs.uplink_counts(cs.metrics(), bench_cs.OUTBOX_METRIC).get("mqtt")
+        except OSError:
+            d = None
+        if d is not None:
+            out.append((round(time.time() - w0, 1), d))
+        t += every
 
 
 def bench_bs_uplinks(metrics):

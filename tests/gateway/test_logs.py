@@ -87,9 +87,11 @@ async def test_logs__ocpp_frames_logged_at_debug_but_never_the_password(tmp_path
         await _commands(port, "cfg-secret-0815", "TAG-SECRET-1", headers=hdr)
     finally:
         gw.stop()
-    sent = [line for line in gw.log if " ocpp: CP-1: send " in line]
-    assert any("cfg-secret-0815" in line for line in sent) and any("TAG-SECRET-1" in line for line in sent), \
-        "\n".join(gw.log[-40:])
+    # the gateway's own line per frame, with the station id; the AuthorizationKey value masked
+    sent = [line for line in gw.log if " picocharge.gateway.frames: station=CP-1 send [2," in line]
+    assert any('"key":"AuthorizationKey","value":"***"' in line for line in sent) and \
+        any("TAG-SECRET-1" in line for line in sent), "\n".join(gw.log[-40:])
+    assert not [line for line in gw.log if "cfg-secret-0815" in line], "\n".join(gw.log[-40:])
     assert any("station=CP-1 handshake from 127.0.0.1" in line for line in gw.log), "\n".join(gw.log[-40:])
     b64 = hdr["Authorization"].split()[1]
     leaks = [line for line in gw.log if "station-pw-4711" in line or b64 in line]

@@ -131,12 +131,15 @@ async def test_thingspeak__restart_resumes_without_duplicates(gateway, tmp_path,
 
 async def test_thingspeak__restart_without_read_key_warns_and_resends(gateway, tmp_path, caplog):
     """Without its read key a private channel cannot be read back (ThingSpeak: HTTP 400, -1): the
-    gateway says so, and what to do, and sends 1..3 again (at-least-once)."""
+    gateway says so, and what to do, and sends 1..3 again (at-least-once). The channel keeps one
+    entry per second and drops the three it already holds; the gateway cannot tell (a bulk write
+    is answered 202 whatever ThingSpeak later keeps), so it counts them delivered."""
     fake = FakeThingSpeak(min_interval=0.2).start()
     try:
         ch = fake.add_channel("WKEY0000000005")
         gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, None)
-        assert _clean(fake.entries(ch.id)) == _entries(1, 3) + _entries(1, 6), fake.entries(ch.id)
+        assert _clean(fake.entries(ch.id)) == _entries(1, 6), fake.entries(ch.id)
+        assert [e for _c, e in fake.dropped] == _entries(1, 3), fake.dropped
         assert gw2.thingspeak.delivered == 6, gw2.thingspeak.delivered
         assert [r.get("api_key") for r in _feeds_reads(fake, ch)] == [None], fake.requests
         warn = [r.getMessage() for r in caplog.records if "cannot read the channel back" in r.getMessage()]
@@ -155,7 +158,8 @@ async def test_thingspeak__restart_with_an_answer_that_is_not_a_feed_resends(gat
         ch = fake.add_channel("WKEY0000000006")
         fake.feeds_answer = (200, "-1")
         gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, "RKEY-WRONG")
-        assert _clean(fake.entries(ch.id)) == _entries(1, 3) + _entries(1, 6), fake.entries(ch.id)
+        assert _clean(fake.entries(ch.id)) == _entries(1, 6), fake.entries(ch.id)
+        assert [e for _c, e in fake.dropped] == _entries(1, 3), fake.dropped
         assert gw2.thingspeak.delivered == 6, gw2.thingspeak.delivered
         warn = [r.getMessage() for r in caplog.records if "cannot read the channel back" in r.getMessage()]
         assert len(warn) == 1 and "ThingSpeak answered -1, not the channel's feed; check the read key" in warn[0], warn
@@ -285,13 +289,15 @@ async def test_thingspeak__rate_limited_writes_are_sent_again_once_in_order(gate
             assert await _until(lambda: len(fake.entries(ch.id)) == 1)
             await _send(cp, 2, 1)       # a single write 0.2 s later: answered 0
             assert await _until(lambda: fake.refusals), fake.requests
-            await _send(cp, 3, 3)       # the retry is a bulk write of 4, still within the second: 429
+            await _send(cp, 3, 3)       # the retries are bulk writes, answered 429 within the second
             assert await _until(lambda: len(fake.entries(ch.id)) >= 5), fake.refusals
             await asyncio.sleep(0.5)
         assert _clean(fake.entries(ch.id)) == _entries(1, 5), fake.entries(ch.id)
         bulk = "/channels/%d/bulk_update.json" % ch.id
-        assert fake.refusals[:2] == [("/update", 200, "0"), (bulk, 429, 4)], fake.refusals
-        assert all(st in (200, 429) for _p, st, _b in fake.refusals), fake.refusals
+        # how many readings a retry holds depends on when it is made (the newest second waits while
+        # readings arrive): the first refusal is the single write's 0, later ones 0 or a bulk 429
+        assert fake.refusals[0] == ("/update", 200, "0") and len(fake.refusals) >= 2, fake.refusals
+        assert all((p, st) in (("/update", 200), (bulk, 429)) for p, st, _n in fake.refusals), fake.refusals
         s, m = await http(gw, "GET", "/metrics")
         assert 'picocharge_uplink_errors_total{uplink="thingspeak"} %d.0\n' % fake.refused in m, (fake.refused, m)
         assert 'picocharge_uplink_delivered_total{uplink="thingspeak"} 5.0\n' in m, m
@@ -315,6 +321,11 @@ async def test_thingspeak__a_backlog_over_the_bulk_limit_goes_in_writes_within_i
                     meter(_ts(i), current=float(i), temp=20.5) for i in range(first, first + 200)]))
             s, m = await http(gw, "GET", "/metrics")
             assert 'picocharge_outbox_depth{uplink="thingspeak"} 1000' in m, m
+            # the failing channel lets go only once the gateway has tried a write of the full 960:
+            # a write built from an earlier fetch (fewer readings stored yet) may be answered after
+            # this point on a busy machine, and would be stored in other sizes
+            assert await _until(lambda: any(len(b["updates"]) == 960 for _m, p, b in list(fake.requests)
+                                             if "updates" in b), timeout=30), fake.requests
             fake.fail_with = None
             assert await _until(lambda: len(fake.entries(ch.id)) >= 1000, timeout=30), len(fake.entries(ch.id))
         assert _clean(fake.entries(ch.id)) == _entries(1, 1000), len(fake.entries(ch.id))
