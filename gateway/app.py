@@ -101,6 +101,7 @@ class Metrics:
         self.readings = 0
         self.refused = 0
         self.dropped_answers = 0   # CALLRESULTs/CALLERRORs that answered no pending call (csms)
+        self.replayed = {"StartTransaction": 0, "StopTransaction": 0}   # answered again, changed nothing
         self.http_requests = 0
         self.http_refused = 0   # connections answered 503 at --max-connections
         self.ingest = {"http": 0, "mqtt": 0}
@@ -527,20 +528,6 @@ class Gateway:
         await self.store.run(lambda db: db.execute(
             "INSERT OR REPLACE INTO id_tags (tag, status) VALUES (?,?)", (tag, status)) and None)
         self.id_tags[tag] = status
-
-    async def start_transaction(self, sid, connector, id_tag, meter_start, ts, tag_status):
-        return await self.store.run(lambda db: db.execute(
-            "INSERT INTO transactions (station, connector, id_tag, meter_start, start_ts, reason) "
-            "VALUES (?,?,?,?,?,?)", (sid, connector, id_tag, meter_start, ts,
-                                     None if tag_status == "Accepted" else "IdTag" + tag_status)).lastrowid)
-
-    async def stop_transaction(self, sid, tid, meter_stop, ts, reason, rows):
-        def stop(db):
-            db.execute("UPDATE transactions SET meter_stop=?, stop_ts=?, reason=COALESCE(?, reason, 'Local') "
-                       "WHERE id=? AND station=?", (meter_stop, ts, reason, tid, sid))
-        await self.store.run(stop)
-        if rows:
-            await self.store_readings(sid, rows, "ocpp")
 
     async def store_readings(self, sid, rows, source):
         ids = await self.store.add_readings(sid, rows, source)

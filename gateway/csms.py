@@ -431,11 +431,7 @@ class StationSession(ChargePoint):
     def _replayed(self, action, what):
         """A StartTransaction/StopTransaction the station sent before (a replay after a reboot):
         counted in gw.metrics.replayed[action] and logged."""
-        m = self.gw.metrics
-        counts = getattr(m, "replayed", None)
-        if counts is None:
-            counts = m.replayed = {"StartTransaction": 0, "StopTransaction": 0}
-        counts[action] += 1
+        self.gw.metrics.replayed[action] += 1
         log.info("station=%s %s replayed: %s", self.id, action, what)
 
     # --- handlers -------------------------------------------------------------

@@ -49,6 +49,20 @@ class GatewayCollector:
         yield CounterMetricFamily("picocharge_db_failed_batches",
                                   "Batches of writes the store could not commit (full disk, I/O error).",
                                   value=gw.store.failed_batches)
+        c = CounterMetricFamily("picocharge_ocpp_replayed",
+                                "StartTransaction/StopTransaction sent again by a station (after a reboot): "
+                                "answered as the first time, nothing changed.", labels=["action"])
+        for k, v in sorted(mt.replayed.items()):
+            c.add_metric([k], v)
+        yield c
+        ts = gw.thingspeak
+        for name, attr, text in (("merged", "merged", "Readings merged into another reading's ThingSpeak entry "
+                                                      "(same created_at second)."),
+                                 ("superseded", "superseded", "Field values replaced by a later reading of the "
+                                                              "same second before upload."),
+                                 ("late", "late", "Readings for a second the channel already holds: not sent.")):
+            yield CounterMetricFamily("picocharge_thingspeak_" + name, text,
+                                      value=getattr(ts, attr, 0) if ts else 0)
         yield CounterMetricFamily("picocharge_db_commits",
                                   "SQLite transactions committed by the batching writer.", value=gw.store.commits)
         c = CounterMetricFamily("picocharge_ingest", "Readings received through the ingest paths.",

@@ -7,6 +7,7 @@ import logging
 
 from ocpp.v16 import call
 
+from gwhttp import http
 from stations import Connected, boot, meter
 
 _START = dict(connector_id=1, id_tag="TAG1", meter_start=1000, timestamp="2026-01-01T10:00:00.250Z")
@@ -41,6 +42,9 @@ async def test_replays__a_replayed_start_transaction_is_the_same_transaction(gat
                   (2, "CP-1", 2, "TAG1", 1000, "2026-01-01T10:00:00Z", None, None, None),
                   (3, "CP-1", 1, "TAG1", 1500, "2026-01-01T11:00:00Z", None, None, None)], tx
     assert gw.metrics.replayed == {"StartTransaction": 1, "StopTransaction": 0}, gw.metrics.replayed
+    status, text = await http(gw, "GET", "/metrics")
+    assert status == 200 and 'picocharge_ocpp_replayed_total{action="StartTransaction"} 1.0' in text, text
+    assert 'picocharge_ocpp_replayed_total{action="StopTransaction"} 0.0' in text, text
     lines = [r.getMessage() for r in caplog.records if "replayed" in r.getMessage()]
     assert lines == ["station=CP-1 StartTransaction replayed: connector 1 meterStart 1000 at 2026-01-01T10:00:00Z: "
                      "answered transactionId 1 again, no new transaction"], lines
