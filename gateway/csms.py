@@ -22,7 +22,6 @@ from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import (Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus)
-from websockets.frames import Frame, Opcode
 
 from . import validate
 from .logonce import LogOnce
@@ -32,21 +31,6 @@ from .store import Store, StoreError
 log = logging.getLogger(__name__)
 _ONCE = LogOnce(log)
 _OCPP_LOG = logging.getLogger("ocpp")
-
-
-class _MaskAuthorization(logging.Filter):
-    """websockets logs each handshake header at DEBUG ("< %s: %s"): a station's Basic
-    credentials are its password. The value of Authorization headers is masked."""
-
-    def filter(self, record):
-        a = record.args
-        if (isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str)
-                and a[0].lower() in ("authorization", "proxy-authorization")):
-            record.args = (a[0], "***")
-        return True
-
-
-_MASK_AUTHORIZATION = _MaskAuthorization()
 
 
 class _LateAnswerId(logging.Filter):
@@ -64,21 +48,6 @@ class _LateAnswerId(logging.Filter):
 
 _LATE_ANSWER_ID = _LateAnswerId()
 
-
-class _DropDataFrames(logging.Filter):
-    """websockets logs each frame at DEBUG ("< TEXT '[2,...' [312 bytes]"), cut to its beginning
-    and end (where a ChangeConfiguration's value is) and without the station id. The gateway logs
-    every frame itself (picocharge.gateway.frames): websockets' lines of data frames are dropped;
-    control frames (ping, pong, close) and the handshake stay."""
-
-    def filter(self, record):
-        a = record.args
-        return not (isinstance(a, tuple) and len(a) == 1 and isinstance(a[0], Frame)
-                    and a[0].opcode in _DATA_OPCODES)
-
-
-_DROP_DATA_FRAMES = _DropDataFrames()
-_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 # one DEBUG line per OCPP frame, in ("recv") and out ("send"), whole, with the station id
 FRAMES_LOG = logging.getLogger("picocharge.gateway.frames")
@@ -118,16 +87,11 @@ def frame_for_log(text):
 def quiet_ocpp_frames(debug):
     """The `ocpp` package logs every frame it sends (our calls: id tags, configuration values)
     at INFO. Held at WARNING unless the gateway logs at DEBUG, where frames are what one looks
-    for (websockets logs them there too). At any level, websockets' DEBUG lines never show a
-    station's password; below debug, ocpp's ERROR line for a late answer shows only its id."""
+    for (the gateway's own line per frame, picocharge.gateway.frames, has them whole with the
+    station id); below debug, ocpp's ERROR line for a late answer shows only its id."""
     _OCPP_LOG.setLevel(logging.NOTSET if debug else logging.WARNING)
     if _LATE_ANSWER_ID not in _OCPP_LOG.filters:
         _OCPP_LOG.addFilter(_LATE_ANSWER_ID)
-    ws = logging.getLogger("websockets.server")
-    if _MASK_AUTHORIZATION not in ws.filters:
-        ws.addFilter(_MASK_AUTHORIZATION)
-    if _DROP_DATA_FRAMES not in ws.filters:
-        ws.addFilter(_DROP_DATA_FRAMES)
 
 
 MAX_ACTION_LEN = 64

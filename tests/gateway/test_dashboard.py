@@ -10,7 +10,6 @@ import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
-from pathlib import Path
 
 import matplotlib.image
 import numpy

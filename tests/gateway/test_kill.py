@@ -11,7 +11,7 @@ from gwhttp import http
 from fake_thingspeak import FakeThingSpeak
 from helpers import free_port
 from mqttsub import PersistentBroker, Subscriber
-from stations import Connected, boot, meter
+from stations import Connected, boot
 from tsreadings import _clean, _entries, _send, _ts, _until
 
 

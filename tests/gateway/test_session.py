@@ -282,7 +282,6 @@ async def test_session__removing_a_station_closes_it_refuses_it_and_keeps_its_re
     """DELETE /api/stations/<id>: the open connection is closed, the station is refused from
     then on, its retained MQTT status is deleted; its readings stay and show again when the id
     is registered anew."""
-    import time
     from mqttsub import Subscriber
     gw = await gateway(auth="password", mqtt_url="mqtt://127.0.0.1:%d/pc" % mqtt_broker.port)
     for _ in range(200):
