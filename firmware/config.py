@@ -199,15 +199,63 @@ def defaults():
     return _validate(SCHEMA, {}, "")
 
 
+MAX_FILE_BYTES = 8192  # a full config with every key set is ~1.5 KB; CA certificates are files of their own
+MAX_DEPTH = 4          # the schema nests 2 deep (section, key)
+
+
+def nesting_depth(text):
+    """The deepest nesting of [ and { in JSON text (those inside strings not counted)."""
+    depth = top = 0
+    in_str = esc = False
+    for c in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c == "{" or c == "[":
+            depth += 1
+            if depth > top:
+                top = depth
+        elif c == "}" or c == "]":
+            depth -= 1
+    return top
+
+
 def load(path=CONFIG_FILE):
-    """Read and validate the board's config file; raises ConfigError (key 'file' if unreadable)."""
+    """Read and validate the board's config file; raises ConfigError (key '(file)' if
+    unreadable, too big or too deeply nested). The size is checked before reading and the
+    nesting before parsing: a 3 MB or deeply nested file was a MemoryError traceback
+    instead of the config error (exit 78 / LED code) a board shows."""
+    import os
+
     try:
-        with open(path) as f:
-            data = json.load(f)
+        size = os.stat(path)[6]
     except OSError:
         raise ConfigError("(file)", "%s not found: provision the board (picocharge provision)" % path)
+    if size > MAX_FILE_BYTES:
+        raise ConfigError("(file)", "%s is %d bytes, more than a config can be (at most %d): "
+                                    "provision the board again" % (path, size, MAX_FILE_BYTES))
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError("(file)", "%s cannot be read: provision the board again" % path)
+    d = nesting_depth(text)
+    if d > MAX_DEPTH:
+        raise ConfigError("(file)", "%s nests %d levels deep (a config has 2): provision the board "
+                                    "again" % (path, d))
+    try:
+        data = json.loads(text)
     except ValueError as e:
         raise ConfigError("(file)", "%s is not valid JSON (%s)" % (path, e))
+    except MemoryError:
+        raise ConfigError("(file)", "%s is too big to parse: provision the board again" % path)
+    del text
     cfg = validate(data)
     check_files(cfg)
     return cfg

@@ -15,6 +15,7 @@ from compat import const
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADER_LINE = const(1024)
+_LINE_KEPT = const(160)  # the status line and the headers we read fit; the rest of a line is dropped
 
 
 def b64(data):
@@ -56,13 +57,25 @@ def handshake_request(host, port, path, key, protocol, auth=None):
     return (h + "\r\n").encode()
 
 
-async def _read_line(reader):
-    line = await reader.readline()
-    if len(line) > _MAX_HEADER_LINE:
-        raise ws.WsError("handshake header line too long")
-    if not line:
-        raise OSError("connection closed during the handshake")
-    return line
+async def _read_line(reader, buf):
+    """One line of the server's answer, read a byte at a time: its first len(buf) bytes in
+    `buf` (all the handshake looks at), the rest counted and dropped. A line longer than
+    _MAX_HEADER_LINE is an error at its 1,025th byte, not after the port's Stream.readline
+    has read it whole (a 4 MiB status line was a MemoryError); and nothing after the blank
+    line is taken from the reader."""
+    mv = memoryview(buf)
+    one = mv[len(buf) - 1:]  # where the bytes past the buffer go
+    n = 0
+    while n < _MAX_HEADER_LINE:
+        to = mv[n:n + 1] if n < len(buf) - 1 else one
+        k = await reader.readinto(to)
+        if not k:
+            raise OSError("connection closed during the handshake")
+        n += 1
+        if to[0] == 10:
+            return bytes(mv[:n if n < len(buf) else len(buf)])
+    raise ws.WsError("handshake line longer than %d bytes: not a WebSocket server "
+                     "(check ocpp.url)" % _MAX_HEADER_LINE)
 
 
 async def handshake(url, protocol, auth, ca):
@@ -82,7 +95,8 @@ async def handshake(url, protocol, auth, ca):
         key = b64(urandom(16))
         writer.write(handshake_request(host, port, path, key, protocol, auth))
         await writer.drain()
-        status = await _read_line(reader)
+        buf = bytearray(_LINE_KEPT)
+        status = await _read_line(reader, buf)
         parts = status.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
             raise ws.WsError("not an HTTP answer to the WebSocket handshake: %r" % status[:40])
@@ -91,7 +105,7 @@ async def handshake(url, protocol, auth, ca):
         got_accept = None
         upgrade = False
         while True:
-            line = await _read_line(reader)
+            line = await _read_line(reader, buf)
             if line in (b"\r\n", b"\n"):
                 break
             name, _, value = line.partition(b":")
