@@ -3,8 +3,8 @@
 # `handle` and hands answers to the waiting CALL, and the ping that proves the link alive.
 # run() is the reconnect loop around the charge point, which outlives its connections.
 import asyncio
-
 import gc
+import sys
 
 import log
 import ocppj
@@ -178,6 +178,17 @@ class Link:
             await self.ws.ping()
 
 
+def link_down(e, url):
+    """The "[ocpp] W: link down: ..." line (the `picocharge sim` command watches for it), the
+    error in words (linkerr, imported for the line and dropped again)."""
+    try:
+        import linkerr
+        L.warn("link down: %s", linkerr.words(e, url))
+    except Exception:
+        L.warn("link down: %r", e)
+    sys.modules.pop("linkerr", None)
+
+
 async def run(ctx, make):
     """The OCPP task: connect, serve, and on any failure back off and reconnect; forever.
     make(ctx) is the charge point, made once (it outlives its connections): cp.recover() after
@@ -193,7 +204,7 @@ async def run(ctx, make):
                 await cp.idle(0.5)
             await cp.session()
         except Exception as e:
-            L.warn("link down: %r", e)
+            link_down(e, ctx.cfg["ocpp"]["url"])
         if cp is not None and cp.was_up:
             back.reset()  # a link that worked: the first retry comes quickly
             cp.was_up = False

@@ -383,9 +383,9 @@ async def test_auth__wss_verifies_the_server_with_ocpp_ca_cert(station, tmp_path
         assert good_cs.auth_seen and good_cs.auth_seen[0].startswith("Basic "), good_cs.auth_seen
         assert "not verifying" not in "\n".join(good.lines), good.tail()
 
-        await wrong.expect("[ocpp] W: link down: WsError('server certificate refused (The "
+        await wrong.expect("[ocpp] W: link down: server certificate refused (The "
                                   "certificate is not correctly signed by the trusted CA): check ocpp.ca_cert")
-        await other.expect("[ocpp] W: link down: WsError('server certificate refused (The certificate "
+        await other.expect("[ocpp] W: link down: server certificate refused (The certificate "
                            "Common Name (CN) does not match with the expected CN)")
         for st in (wrong, other):  # retried, further apart each time (1 s doubling, capped at 4 s)
             await st.expect("server certificate refused", timeout=10)
