@@ -21,7 +21,7 @@ def test_config__valid_minimal_fills_defaults():
     cfg = config.validate({"station_id": "CP-1"})
     assert cfg["mqtt"]["port"] == 1883 and cfg["thingspeak"]["min_interval_s"] == 15, cfg
     assert cfg["sensors"]["mains_hz"] == 50
-    assert cfg["ocpp"]["clock_aligned_s"] == 0, cfg["ocpp"]  # clock-aligned data off
+    assert cfg["ocpp"]["clock_aligned_s"] == 900, cfg["ocpp"]  # idle stations report every 15 min
 
 
 @pytest.mark.parametrize("data,key,words", [

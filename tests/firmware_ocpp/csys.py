@@ -264,7 +264,10 @@ def sampled(mv, context="Sample.Periodic", measurands=MEASURANDS):
 
 def station_config(url, **ocpp_kw):
     o = {"url": url, "heartbeat_s": 30, "meter_interval_s": 1, "call_timeout_s": 5,
-         "reconnect_max_s": 2, "connection_timeout_s": 5, "id_tag": "LOCAL-TAG"}
+         "reconnect_max_s": 2, "connection_timeout_s": 5, "id_tag": "LOCAL-TAG",
+         # off unless a test turns it on: the default (900 s) would add MeterValues at each
+         # quarter hour to the exact frame sequences the tests assert
+         "clock_aligned_s": 0}
     o.update(ocpp_kw)
     return {"station_id": "CP-1", "wifi": {"ssid": "shed", "password": "wifi-secret-9"},
             "web": {"enabled": False}, "sensors": {"interval_s": 1}, "ocpp": o}

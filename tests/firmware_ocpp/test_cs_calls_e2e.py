@@ -401,3 +401,14 @@ async def test_auth__wss_verifies_the_server_with_ocpp_ca_cert(station, tmp_path
         for cs in (good_cs, wrong_cs, other_cs):
             await cs.stop()
 
+
+
+async def test_clock_aligned__a_fresh_config_reports_every_quarter_hour(station, central):
+    # issue 16: a station provisioned without clock_aligned_s reports while idle
+    cs = await central(heartbeat=60)
+    cfg = station_config(cs.url)
+    del cfg["ocpp"]["clock_aligned_s"]
+    st = station(cfg).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    r = await cs.call(call.GetConfiguration(key=["ClockAlignedDataInterval"]))
+    assert r.configuration_key == [{"key": "ClockAlignedDataInterval", "readonly": False, "value": "900"}], r
