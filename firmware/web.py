@@ -39,6 +39,15 @@ def status(ctx):
     }
 
 
+def _json_pieces(d):
+    """A flat dict as JSON, one small string per key (the largest is `readings`, ~150 bytes)."""
+    sep = "{"
+    for k in d:
+        yield sep + json.dumps(k) + ":" + json.dumps(d[k])
+        sep = ","
+    yield "}"
+
+
 def make_app(ctx):
     from microdot import Microdot, Response
 
@@ -52,10 +61,10 @@ def make_app(ctx):
     @app.route("/api/status")
     async def api_status(req):
         gc.collect()  # report the live heap, not garbage waiting for collection
-        # the JSON's own bytes (a MicroPython str has the buffer protocol): microdot would
-        # encode a str into a copy, a second block of its size when the heap is tightest
-        body = memoryview(json.dumps(status(ctx)))
-        return Response(body, headers={"Content-Type": "application/json", "Content-Length": str(len(body))})
+        # sent a key at a time (HTTP/1.0: the end of the body is the end of the connection):
+        # json.dumps of the whole status grows one string to ~500 bytes, and in a long run
+        # at 192K that one block was what a fragmented heap could not give
+        return Response(_json_pieces(status(ctx)), headers={"Content-Type": "application/json"})
 
     return app
 
