@@ -110,12 +110,7 @@ field_names = st.sampled_from(["field%d" % n for n in range(1, 9)] + ["created_a
 @SETTINGS
 @given(st.dictionaries(field_names, scalars, max_size=9))
 def test_ingest__reading_from_fields_gives_a_row_or_a_valueerror(params):
-    try:
-        row = readings.reading_from_fields(params)
-    except ValueError as e:
-        assert str(e), e
-        return
-    _assert_row(row)
+    _row_or_valueerror(readings.reading_from_fields, params)
 
 
 @SETTINGS
@@ -126,6 +121,16 @@ def test_ingest__reading_from_fields_round_trips_thingspeak_fields(r, status, d)
     params["created_at"] = d.strftime("%Y-%m-%d %H:%M:%S")
     row = readings.reading_from_fields(params)
     assert row == dict(r, status=status, ts=d.strftime("%Y-%m-%dT%H:%M:%SZ")), (params, row)
+
+
+def _row_or_valueerror(parse, arg):
+    """parse(arg) gives a row of checked readings, or a ValueError that says something."""
+    try:
+        row = parse(arg)
+    except ValueError as e:
+        assert str(e), e
+        return
+    _assert_row(row)
 
 
 def _assert_row(row):
@@ -142,12 +147,7 @@ def _assert_row(row):
 @given(st.dictionaries(st.sampled_from(fields.READING_KEYS + ("status", "ts", "src", "seq")), json_values,
                        max_size=6))
 def test_mqtt__reading_from_dict_gives_a_row_or_a_valueerror(d):
-    try:
-        row = readings.reading_from_dict(d)
-    except ValueError as e:
-        assert str(e), e
-        return
-    _assert_row(row)
+    _row_or_valueerror(readings.reading_from_dict, d)
 
 
 @SETTINGS
