@@ -23,10 +23,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q -e '.[test]'
-# Most tests wait on processes (firmware, gateway, broker) rather than compute, so 4 workers
-# on a 2-core machine cut the suite from ~11 to ~4 minutes. PICOCHARGE_TEST_WORKERS=0 runs it
+# Most tests wait on processes (firmware, gateway, broker) rather than compute, so 3 workers
+# on a 2-core machine cut the suite from ~11 to ~5 minutes (4 load it enough to stretch the firmware
+# tests' call timeouts). PICOCHARGE_TEST_WORKERS=0 runs it
 # in one process (for a debugger, or -x to stop at the first failure in order).
-workers="${PICOCHARGE_TEST_WORKERS:-4}"
+workers="${PICOCHARGE_TEST_WORKERS:-3}"
 if [ "$workers" != 0 ]; then
     set -- -n "$workers" "$@"
 fi
