@@ -11,6 +11,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as ocpp_call
 from websockets.exceptions import ConnectionClosed
 
+from .csms import StationDisconnected
 from .validate import _Fail, result_payload, validator
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,14 @@ async def send_command(sessions, sid, name, body):
         result = await sess.call(payload, suppress=False)
     except asyncio.TimeoutError:
         raise CommandError(504, "station %s did not answer %s in time" % (sid, cls.__name__))
+    except StationDisconnected as e:
+        if not e.sent:
+            raise CommandError(409, "station %s is not connected" % sid)
+        # a Reset, for one, is often followed by the station dropping the link before its answer
+        # arrives: say so at once rather than wait for the response timeout
+        raise CommandError(502, "station %s disconnected after receiving %s, before answering it%s" % (
+            sid, cls.__name__, " (a reset station reconnects and sends a BootNotification when it is up "
+                               "again)" if name == "reset" else ""), {"disconnected": True})
     except ConnectionClosed:
         raise CommandError(409, "station %s disconnected" % sid)
     except OCPPError as e:  # the station's CALLERROR, or its answer failed the schema

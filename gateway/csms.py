@@ -246,6 +246,15 @@ def _parse_ts(ts):
         return None
 
 
+class StationDisconnected(ConnectionError):
+    """The connection of a station ended while (sent=True) or before (sent=False) the gateway
+    waited for its answer to a call."""
+
+    def __init__(self, message, sent):
+        super().__init__(message)
+        self.sent = sent
+
+
 class StationSession(ChargePoint):
     """One connected charge point."""
 
@@ -271,6 +280,7 @@ class StationSession(ChargePoint):
         self.status = None
         self.boot_status = None
         self._pending = set()       # ids of the gateway's calls waiting for their answer
+        self._gone = None           # a future set when the connection ends (made by the first call)
         self.dropped_answers = 0    # CALLRESULTs/CALLERRORs that answered no pending call
 
     @property
@@ -288,11 +298,18 @@ class StationSession(ChargePoint):
     # --- frame routing -------------------------------------------------------
     async def start(self):
         debug = FRAMES_LOG.isEnabledFor(logging.DEBUG)
-        async for raw in self._connection:
-            self.gw.metrics.messages += 1
-            if debug:
-                FRAMES_LOG.debug("station=%s recv %s", self.id, frame_for_log(raw))
-            await self.route_message(raw)
+        try:
+            async for raw in self._connection:
+                self.gw.metrics.messages += 1
+                if debug:
+                    FRAMES_LOG.debug("station=%s recv %s", self.id, frame_for_log(raw))
+                await self.route_message(raw)
+        finally:
+            # the gateway's calls still waiting for an answer learn it now, not at their timeout
+            if self._gone is None:
+                self._gone = asyncio.get_running_loop().create_future()
+            if not self._gone.done():
+                self._gone.set_result(None)
 
     async def _send(self, message):
         """Every frame the gateway sends: its answers and (through ocpp's ChargePoint.call) its
@@ -345,13 +362,28 @@ class StationSession(ChargePoint):
 
     async def call(self, payload, suppress=True, unique_id=None, skip_schema_validation=False):
         """ocpp's ChargePoint.call, with the call's id known as pending (before it is sent)
-        until it returns, so that route_message queues only answers to it."""
+        until it returns, so that route_message queues only answers to it. A connection that
+        ends while the call waits raises StationDisconnected at once (a station that drops the
+        link after a Reset would otherwise be waited for until the response timeout)."""
         uid = unique_id if unique_id is not None else str(self._unique_id_generator())
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+        if self._gone.done():
+            raise StationDisconnected("station %s is disconnected" % self.id, sent=False)
         self._pending.add(uid)
+        task = asyncio.ensure_future(super().call(payload, suppress=suppress, unique_id=uid,
+                                                  skip_schema_validation=skip_schema_validation))
         try:
-            return await super().call(payload, suppress=suppress, unique_id=uid,
-                                      skip_schema_validation=skip_schema_validation)
+            await asyncio.wait((task, self._gone), return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            task.cancel()
+            # the call was sent unless it was still waiting for ocpp's call lock (a call before it)
+            raise StationDisconnected("station %s disconnected before answering %s" % (
+                self.id, type(payload).__name__), sent=True)
         finally:
+            if not task.done():
+                task.cancel()
             self._pending.discard(uid)
 
     async def _handle(self, uid, action, payload):
