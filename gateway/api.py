@@ -183,13 +183,20 @@ async def _delete_station(gw, req, id):
     return _json({"id": id, "removed": True, "was_connected": was_connected})
 
 
+def _check_password(pw):
+    """A password given in clear follows the AuthorizationKey's rules (auth.py: OCPP 1.6 security
+    whitepaper), so that a station can be given it either way."""
+    why = pw is not None and auth.password_problem(pw)
+    if why:
+        raise ValueError(why + " (or leave it out to generate one)")
+
+
 async def _set_password(gw, req, id):
     """A new OCPP password for a registered station (a replaced or re-provisioned board): the
     one given, or a generated one returned once. The open session, if any, carries on; the
     station's next connection needs the new password."""
     pw = _body(req).get("password")
-    if pw is not None and (not isinstance(pw, str) or not 8 <= len(pw) <= 40):
-        raise ValueError("password must be a string of 8..40 characters (or leave it out to generate one)")
+    _check_password(pw)
     generated = pw is None
     if generated:
         pw = generate_password()
@@ -390,8 +397,7 @@ async def _add_station(gw, b):
     if not isinstance(sid, str) or not _STATION_ID.match(sid):
         raise ValueError("id must be 1..64 characters of A-Z a-z 0-9 . _ : -")
     pw = b.get("password")
-    if pw is not None and (not isinstance(pw, str) or not 8 <= len(pw) <= 40):
-        raise ValueError("password must be a string of 8..40 characters (or leave it out to generate one)")
+    _check_password(pw)
     if sid in gw.stations:
         return _error(409, "station %s is already registered" % sid)
     ch, key, rkey = _thingspeak_pair(gw, b, sid)

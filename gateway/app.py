@@ -22,7 +22,7 @@ from .commands import COMMANDS, CommandError, send_command  # noqa: F401  (COMMA
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .metrics import GatewayMetrics
 from .server import Listener
-from .store import Store, StoreError, check_password, now_iso
+from .store import Store, StoreError, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
 from .web import make_app
 
@@ -364,12 +364,19 @@ class Gateway:
     async def _authenticate(self, sid, authz):
         mode = self.settings.auth
         st = self.stations.get(sid)
-        user = pw = None
+        user = pw = secret = None
         if authz and authz.startswith("Basic "):
             try:
-                user, _, pw = base64.b64decode(authz[6:]).decode("utf-8").partition(":")
+                # the password is bytes: an AuthorizationKey set by ChangeConfiguration stands for
+                # 16..20 bytes, which need not be UTF-8
+                raw_user, _, secret = base64.b64decode(authz[6:]).partition(b":")
+                user = raw_user.decode("utf-8")
             except (ValueError, UnicodeDecodeError):
                 return 401, "malformed Basic credentials"
+            try:
+                pw = secret.decode("utf-8")     # the password a pending station is registered with
+            except UnicodeDecodeError:
+                pw = None
         if mode == "none":
             if st is None:
                 await self.register(sid, None, state="accepted")
@@ -393,19 +400,46 @@ class Gateway:
         if not st["pw_hash"]:
             return 401, ("station has no password set: give it one (PUT /api/stations/%s/password) and configure "
                     "it on the station as ocpp.password" % sid)
-        if pw is None or user != sid:
+        if secret is None or user != sid:
             return 401, "HTTP Basic credentials required (user = station id, OCPP security profile 1)"
-        key = (sid, hashlib.sha256(pw.encode()).digest())
-        if self._verified.get(key) != st["pw_hash"]:
-            ok = await asyncio.get_running_loop().run_in_executor(None, check_password, pw, st["pw_hash"])
-            if not ok:
+        stored = st["pw_hash"]
+        key = (sid, hashlib.sha256(secret).digest())
+        seen = self._verified.get(key)
+        if seen is not None and seen[0] == stored:
+            which = seen[1]
+        else:
+            which = await asyncio.get_running_loop().run_in_executor(None, auth.check_station_secret, secret,
+                                                                     stored)
+            if which is None:
                 return 401, "wrong password"
             if len(self._verified) > 100000:
                 self._verified.clear()
-            self._verified[key] = st["pw_hash"]
+            self._verified[key] = (stored, which)
         if st["state"] == "rejected":    # told only to a station with its right password
             return 403, "station is rejected by the operator"
+        if which == 0 and " " in stored:
+            # the first connection with the key the gateway gave it: the old one goes
+            await self._set_pw_hash(sid, auth.key_in_use(stored))
+            self._verified[key] = (st["pw_hash"], 0)
+            log.info("station=%s connected with its new AuthorizationKey: the old one is no longer accepted", sid)
         return None, None
+
+    async def _set_pw_hash(self, sid, pw_hash):
+        await self.store.run(lambda db: db.execute("UPDATE stations SET pw_hash=? WHERE id=?", (pw_hash, sid))
+                             and None)
+        self.stations[sid]["pw_hash"] = pw_hash
+
+    async def learn_key(self, sid, key_bytes):
+        """The station accepted the AuthorizationKey the gateway sent it (ChangeConfiguration): it
+        is the station's password from now on, the old one still accepted until the station
+        first connects with the new one."""
+        st = self.stations.get(sid)
+        if st is None:
+            return
+        h = await asyncio.get_running_loop().run_in_executor(None, auth.hash_secret, key_bytes)
+        await self._set_pw_hash(sid, auth.with_new_key(st["pw_hash"], h))
+        log.info("station=%s accepted a new AuthorizationKey: stored (hashed) as its password; the old one "
+                 "is accepted until it connects with the new one", sid)
 
     async def run_session(self, connection):
         sid = connection.station_id

@@ -15,6 +15,17 @@ SameSite=Strict cookie (Secure under TLS) and a CSRF token that every write made
 cookie must send back in `X-CSRF-Token`; a cross-origin page can neither read that token
 nor set the header on a no-cors request or a form post.
 
+Station passwords (OCPP security profiles 1 and 2: HTTP Basic, password = the station's
+AuthorizationKey): kept as PBKDF2 hashes in the stations table. The OCPP 1.6 security
+whitepaper's configuration key table gives AuthorizationKey a "minimal length: 16 bytes",
+"hexadecimal represented (20 bytes maximum, represented as a string of up to 40 hexadecimal
+digits)": a key the gateway sends with ChangeConfiguration is 32..40 hex digits (16..20
+bytes) and the station's Basic password is the bytes they stand for. A password given in
+clear (the API, `add-station`) has the same 16-byte minimum and the 40-character maximum of
+the key's value: 16..40 printable ASCII characters. A station whose key the gateway changed
+has two hashes until it connects with the new key (`<new> <old>`): either is let in, and
+the first connection with the new one drops the old.
+
 Throttle: failed attempts per key (client address, station id) in a sliding window; past
 the limit the key is refused (429 / a refused handshake) until the window slides on.
 """
@@ -31,6 +42,74 @@ log = logging.getLogger(__name__)
 ROLES = ("read", "operate", "admin")
 SESSION_COOKIE = "picocharge_session"
 CSRF_HEADER = "X-CSRF-Token"
+
+
+# the station password / AuthorizationKey rules (see above)
+PASSWORD_MIN, PASSWORD_MAX = 16, 40     # characters of a password given in clear
+KEY_MIN, KEY_MAX = 16, 20               # bytes of an AuthorizationKey (32..40 hex digits)
+PASSWORD_RULE = "a string of 16..40 printable ASCII characters without spaces"
+KEY_RULE = ("16..20 bytes written as 32..40 hexadecimal digits (OCPP 1.6 security whitepaper), "
+            "e.g. from `openssl rand -hex 20`")
+_ROUNDS = 60000
+
+
+def password_problem(pw):
+    """Why `pw` cannot be a station password given in clear (None: it can)."""
+    if not isinstance(pw, str) or not PASSWORD_MIN <= len(pw) <= PASSWORD_MAX or \
+            not all("!" <= c <= "~" for c in pw):
+        return "password must be " + PASSWORD_RULE
+    return None
+
+
+def authorization_key_bytes(value):
+    """The Basic password an AuthorizationKey value stands for; ValueError says what is wrong."""
+    if not isinstance(value, str) or len(value) % 2 or not KEY_MIN * 2 <= len(value) <= KEY_MAX * 2:
+        raise ValueError("AuthorizationKey must be " + KEY_RULE)
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("AuthorizationKey must be " + KEY_RULE + ": it has a character that is not a "
+                         "hexadecimal digit")
+
+
+def hash_secret(secret, salt=None):
+    """'pbkdf2_sha256$rounds$salt$hash' of a station password (str, as UTF-8) or key (bytes); the
+    format store.hash_password writes."""
+    if isinstance(secret, str):
+        secret = secret.encode()
+    salt = salt or secrets.token_hex(8)
+    return "pbkdf2_sha256$%d$%s$%s" % (_ROUNDS, salt, hashlib.pbkdf2_hmac("sha256", secret, salt.encode(),
+                                                                          _ROUNDS).hex())
+
+
+def _matches(secret, one):
+    try:
+        algo, rounds, salt, digest = one.split("$")
+        dk = hashlib.pbkdf2_hmac("sha256", secret, salt.encode(), int(rounds))
+    except (ValueError, AttributeError):
+        return False
+    return algo == "pbkdf2_sha256" and hmac.compare_digest(dk.hex(), digest)
+
+
+def check_station_secret(secret, stored):
+    """Which of a station's stored hashes `secret` (bytes) matches: 0 the current one (a new key
+    not yet used to connect, when there are two), 1 the old one kept until then; None: neither."""
+    for i, one in enumerate((stored or "").split()[:2]):
+        if _matches(secret, one):
+            return i
+    return None
+
+
+def with_new_key(stored, new_hash):
+    """A station's stored hashes after it accepted a new key: the new one, and the one it last
+    connected with (kept until it connects with the new one)."""
+    old = (stored or "").split()
+    return "%s %s" % (new_hash, old[-1]) if old else new_hash
+
+
+def key_in_use(stored):
+    """The stored hashes once the station connected with its new key: the old one dropped."""
+    return (stored or "").split()[0] if stored else stored
 
 
 def role_at_least(role, need):

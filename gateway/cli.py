@@ -187,8 +187,9 @@ def add_station(station_id, password, thingspeak_channel, thingspeak_key, things
         if key is not None and not _api_key(key):
             raise click.BadParameter("the channel's API key: 1..64 printable characters, no spaces",
                                      param_hint=opt)
-    if password is not None and not 8 <= len(password) <= 40:
-        raise click.BadParameter("8..40 characters", param_hint="--password (or PICOCHARGE_STATION_PASSWORD)")
+    if password is not None and auth.password_problem(password):
+        raise click.BadParameter(auth.PASSWORD_RULE + " (OCPP 1.6 security whitepaper: 16 bytes at least)",
+                                 param_hint="--password (or PICOCHARGE_STATION_PASSWORD)")
     generated = password is None
     if generated:
         password = generate_password()

@@ -11,6 +11,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as ocpp_call
 from websockets.exceptions import ConnectionClosed
 
+from .auth import authorization_key_bytes
 from .csms import StationDisconnected
 from .validate import _Fail, result_payload, validator
 
@@ -60,6 +61,13 @@ async def send_command(sessions, sid, name, body):
         validator(cls.__name__)(result_payload(payload))
     except _Fail as e:
         raise CommandError(400, "bad body for %s: %s" % (name, e.message))
+    new_key = None
+    if name == "change-configuration" and payload.key == "AuthorizationKey":
+        # the station's password from now on, if it accepts it: checked before it is sent
+        try:
+            new_key = authorization_key_bytes(payload.value)
+        except ValueError as e:
+            raise CommandError(400, "bad body for %s: %s" % (name, e))
     log.info("station=%s command %s", sid, cls.__name__)
     try:
         result = await sess.call(payload, suppress=False)
@@ -78,4 +86,7 @@ async def send_command(sessions, sid, name, body):
     except OCPPError as e:  # the station's CALLERROR, or its answer failed the schema
         raise CommandError(502, "station %s answered %s with %s: %s" % (
             sid, cls.__name__, e.code, e.description), {"code": e.code, "details": e.details})
-    return result_payload(result)
+    out = result_payload(result)
+    if new_key is not None and out.get("status") in ("Accepted", "RebootRequired"):
+        await sess.gw.learn_key(sid, new_key)     # the answer stays the station's (its schema)
+    return out

@@ -177,7 +177,7 @@ async def test_api__openapi_documents_every_route_and_each_answers_as_documented
 
 async def test_api__wrong_paths_methods_and_bodies_say_what_is_wrong(gateway):
     gw = await gateway(auth="none")
-    await http(gw, "POST", "/api/stations", {"id": "CP-1", "password": "correct-horse-1"})
+    await http(gw, "POST", "/api/stations", {"id": "CP-1", "password": "correct-horse-battery-1"})
     cases = [
         ("GET", "/api/nothing", None, 404, {"error": "no such API path: /api/nothing (see /api/openapi.json)"}),
         ("GET", "/api/stations/CP-1/nothing", None, 404,
@@ -204,7 +204,8 @@ async def test_api__wrong_paths_methods_and_bodies_say_what_is_wrong(gateway):
         ("POST", "/api/stations", b'{"id": "bad id!"}', 400,
          {"error": "id must be 1..64 characters of A-Z a-z 0-9 . _ : -"}),
         ("POST", "/api/stations", b'{"id": "CP-2", "password": "short"}', 400,
-         {"error": "password must be a string of 8..40 characters (or leave it out to generate one)"}),
+         {"error": "password must be a string of 16..40 printable ASCII characters without spaces (or leave it "
+                  "out to generate one)"}),
         ("POST", "/api/stations", b'{"id": "CP-2", "thingspeak_channel": 5}', 400,
          {"error": "give thingspeak_channel and thingspeak_key together"}),
         ("POST", "/api/stations", b'{"id": "CP-1"}', 409, {"error": "station CP-1 is already registered"}),

@@ -219,7 +219,7 @@ async def test_dashboard__overview_and_station_page_render_the_station_in_chromi
     chromium()
     gw = await gateway(auth="none")
     conn, cp, running = await charging_station(gw)
-    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-IDLE", "password": "idle-station-1"})
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-IDLE", "password": "idle-station-pw-01"})
     assert s == 201, out
     base = "http://127.0.0.1:%d" % gw.port
     try:
@@ -451,7 +451,7 @@ async def test_dashboard__overview_fetches_chart_readings_only_for_cards_on_scre
     chromium()
     gw = await gateway(auth="none")
     for i in range(40):
-        s, out = await http(gw, "POST", "/api/stations", {"id": "FLEET-%02d" % i, "password": "fleet-password"})
+        s, out = await http(gw, "POST", "/api/stations", {"id": "FLEET-%02d" % i, "password": "fleet-password-01"})
         assert s == 201, out
     dom = parse(await dump_dom(tmp_path, "http://127.0.0.1:%d/" % gw.port))
     body = dom.find("body")
@@ -487,7 +487,7 @@ async def test_dashboard__a_page_of_another_origin_cannot_write_with_the_signed_
     from aiohttp import web
     chromium()
     gw = await gateway(auth="none")
-    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-1", "password": "password-123"})
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-1", "password": "password-123-4567"})
     assert s == 201, out
     base = "http://127.0.0.1:%d" % gw.port
     app = web.Application()

@@ -18,7 +18,7 @@ def test_fuzz__schemathesis_finds_no_server_error_and_no_answer_off_its_schema(t
     gw = GatewayProcess(tmp_path / "gw.db", extra=("--auth", "none", "--thingspeak-url", "",
                                                    "--auth-fail-limit", "0", "--api-token", TEST_TOKEN)).start()
     try:
-        gw.api("POST", "/api/stations", {"id": "CP-1", "password": "password-123"})
+        gw.api("POST", "/api/stations", {"id": "CP-1", "password": "password-123-4567"})
         out = subprocess.run([st, "run", gw.url + "/api/openapi.json", "-H", "Authorization: Bearer " + TEST_TOKEN,
                               "-c", "not_a_server_error,response_schema_conformance,content_type_conformance",
                               "-n", "25", "--seed", "1", "--phases", "examples,coverage,fuzzing",

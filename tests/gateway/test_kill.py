@@ -52,7 +52,7 @@ async def test_kill__sigkill_with_uplinks_down_loses_and_repeats_nothing(tmp_pat
     gw = await asyncio.to_thread(_start, db, port, broker, ts_url)
     try:
         s, out = await http(port, "POST", "/api/stations", {
-            "id": "CP-1", "password": "password-123", "thingspeak_channel": ch.id, "thingspeak_key": ch.write_key})
+            "id": "CP-1", "password": "password-123-4567", "thingspeak_channel": ch.id, "thingspeak_key": ch.write_key})
         assert s == 201, out
         async with Connected(port, "CP-1") as cp:
             await boot(cp)

@@ -50,6 +50,9 @@ async def test_logs__thingspeak_write_key_never_logged_at_debug(tmp_path):
     assert not leaks, leaks
 
 
+_KEY = "c0ffee0815c0ffee0815c0ffee0815c0ffee0815"    # an AuthorizationKey: 20 bytes in hex
+
+
 async def _commands(port, value, tag, headers=None):
     async with Connected(port, "CP-1", headers=headers) as cp:
         await boot(cp)
@@ -65,12 +68,12 @@ async def _commands(port, value, tag, headers=None):
 async def test_logs__ocpp_frames_not_logged_at_the_default_level(tmp_path):
     gw = await asyncio.to_thread(_gateway, tmp_path, "--thingspeak-url", "")
     try:
-        await _commands(int(gw.url.rsplit(":", 1)[1]), "cfg-secret-0815", "TAG-SECRET-1")
+        await _commands(int(gw.url.rsplit(":", 1)[1]), _KEY, "TAG-SECRET-1")
     finally:
         gw.stop()
     log = "\n".join(gw.log)
     assert "station=CP-1 command ChangeConfiguration" in log, log     # the gateway's own line, no value
-    leaks = [line for line in gw.log if "cfg-secret-0815" in line or "TAG-SECRET-1" in line]
+    leaks = [line for line in gw.log if _KEY in line or "TAG-SECRET-1" in line]
     assert not leaks, leaks
 
 
@@ -81,20 +84,20 @@ async def test_logs__ocpp_frames_logged_at_debug_but_never_the_password(tmp_path
                                  "--auth", "password")
     port = int(gw.url.rsplit(":", 1)[1])
     try:
-        s, out = await http(port, "POST", "/api/stations", {"id": "CP-1", "password": "station-pw-4711"})
+        s, out = await http(port, "POST", "/api/stations", {"id": "CP-1", "password": "station-pw-4711-ab"})
         assert s == 201, out
-        hdr = basic("CP-1", "station-pw-4711")
-        await _commands(port, "cfg-secret-0815", "TAG-SECRET-1", headers=hdr)
+        hdr = basic("CP-1", "station-pw-4711-ab")
+        await _commands(port, _KEY, "TAG-SECRET-1", headers=hdr)
     finally:
         gw.stop()
     # the gateway's own line per frame, with the station id; the AuthorizationKey value masked
     sent = [line for line in gw.log if " picocharge.gateway.frames: station=CP-1 send [2," in line]
     assert any('"key":"AuthorizationKey","value":"***"' in line for line in sent) and \
         any("TAG-SECRET-1" in line for line in sent), "\n".join(gw.log[-40:])
-    assert not [line for line in gw.log if "cfg-secret-0815" in line], "\n".join(gw.log[-40:])
+    assert not [line for line in gw.log if _KEY in line], "\n".join(gw.log[-40:])
     assert any("station=CP-1 handshake from 127.0.0.1" in line for line in gw.log), "\n".join(gw.log[-40:])
     b64 = hdr["Authorization"].split()[1]
-    leaks = [line for line in gw.log if "station-pw-4711" in line or b64 in line]
+    leaks = [line for line in gw.log if "station-pw-4711-ab" in line or b64 in line]
     assert not leaks, leaks
 
 

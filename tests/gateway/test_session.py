@@ -159,16 +159,16 @@ async def test_session__oversized_frame_closes_with_1009_and_others_are_unaffect
 
 async def test_session__password_auth_refuses_before_the_upgrade(gateway):
     gw = await gateway(auth="password")
-    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-A", "password": "correct-horse-1"})
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-A", "password": "correct-horse-battery-1"})
     assert s == 201 and "password" not in out, out
     s, out = await http(gw, "POST", "/api/stations", {"id": "CP-B"})
     assert s == 201 and len(out["password"]) >= 16, out
-    s, dup = await http(gw, "POST", "/api/stations", {"id": "CP-A", "password": "another-pass"})
+    s, dup = await http(gw, "POST", "/api/stations", {"id": "CP-A", "password": "another-password-1"})
     assert (s, dup) == (409, {"error": "station CP-A is already registered"}), dup
     for sid, headers, why in [
         ("CP-A", basic("CP-A", "wrong-password"), "wrong password"),
         ("CP-A", None, "HTTP Basic credentials required"),
-        ("CP-A", basic("CP-B", "correct-horse-1"), "HTTP Basic credentials required"),
+        ("CP-A", basic("CP-B", "correct-horse-battery-1"), "HTTP Basic credentials required"),
         ("CP-X", basic("CP-X", "whatever-pass"), "unknown station"),
     ]:
         with pytest.raises(websockets.InvalidStatus) as e:
@@ -180,9 +180,9 @@ async def test_session__password_auth_refuses_before_the_upgrade(gateway):
         assert (resp.status_code, resp.body.decode()) == (401, STATION_401 + "\n"), (sid, why, resp.body)
         assert resp.headers["WWW-Authenticate"].startswith("Basic"), resp.headers
     with pytest.raises(websockets.InvalidStatus) as e:
-        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-A" % gw.port, additional_headers=basic("CP-A", "correct-horse-1"))
+        await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-A" % gw.port, additional_headers=basic("CP-A", "correct-horse-battery-1"))
     assert e.value.response.status_code == 400 and b"ocpp1.6" in e.value.response.body, e.value.response.body
-    async with Connected(gw.port, "CP-A", headers=basic("CP-A", "correct-horse-1")) as cp:
+    async with Connected(gw.port, "CP-A", headers=basic("CP-A", "correct-horse-battery-1")) as cp:
         assert (await boot(cp)).status == "Accepted"
     async with Connected(gw.port, "CP-B", headers=basic("CP-B", out["password"])) as cp:
         assert (await boot(cp)).status == "Accepted"
@@ -196,20 +196,20 @@ async def test_session__new_password_for_a_replaced_board(gateway):
     url = "ws://127.0.0.1:%d/ocpp/CP-R" % gw.port
     async with Connected(gw.port, "CP-R", headers=basic("CP-R", "old-board-pass1")) as cp:
         assert (await boot(cp)).status == "Accepted"
-        s, out = await http(gw, "PUT", "/api/stations/CP-R/password", {"password": "new-board-pass2"})
+        s, out = await http(gw, "PUT", "/api/stations/CP-R/password", {"password": "new-board-password-2"})
         assert s == 200 and out["id"] == "CP-R" and "password" not in out, out
         assert (await cp.call(call.Heartbeat())).current_time   # the open session carries on
     with pytest.raises(websockets.InvalidStatus) as e:
         await websockets.connect(url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-R", "old-board-pass1"))
     assert e.value.response.status_code == 401
-    async with Connected(gw.port, "CP-R", headers=basic("CP-R", "new-board-pass2")) as cp:
+    async with Connected(gw.port, "CP-R", headers=basic("CP-R", "new-board-password-2")) as cp:
         assert (await boot(cp)).status == "Accepted"
     s, out = await http(gw, "PUT", "/api/stations/CP-R/password")     # none given: one is generated
     assert s == 200 and len(out["password"]) >= 16, out
     async with Connected(gw.port, "CP-R", headers=basic("CP-R", out["password"])) as cp:
         assert (await boot(cp)).status == "Accepted"
-    for body, status, why in [({"password": "short"}, 400, "8..40 characters"),
-                              ({"password": 12345678}, 400, "8..40 characters")]:
+    for body, status, why in [({"password": "short"}, 400, "16..40 printable ASCII characters"),
+                              ({"password": 12345678}, 400, "16..40 printable ASCII characters")]:
         s, out = await http(gw, "PUT", "/api/stations/CP-R/password", body)
         assert s == status and why in out["error"], (body, s, out)
     s, out = await http(gw, "PUT", "/api/stations/CP-NONE/password", {"password": "whatever-123"})
@@ -257,9 +257,9 @@ async def test_session__pending_admission_needs_credentials(gateway):
         await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-NOPW" % gw.port, subprotocols=["ocpp1.6"])
     assert e.value.response.status_code == 401 and e.value.response.body.decode() == STATION_401 + "\n", \
         e.value.response.body     # why ("station has no password set ...") is in the log
-    s, out = await http(gw, "PUT", "/api/stations/CP-NOPW/password", {"password": "now-it-has-1"})
+    s, out = await http(gw, "PUT", "/api/stations/CP-NOPW/password", {"password": "now-it-has-one-now-1"})
     assert s == 200, out
-    async with Connected(gw.port, "CP-NOPW", headers=basic("CP-NOPW", "now-it-has-1")) as cp:
+    async with Connected(gw.port, "CP-NOPW", headers=basic("CP-NOPW", "now-it-has-one-now-1")) as cp:
         assert (await boot(cp)).status == "Accepted"
 
 
@@ -339,7 +339,7 @@ def test_session__gateway_cli_adds_lists_and_removes_stations_offline(tmp_path):
     r = cli("add-station", "CP-1", "--thingspeak-channel", "42", "--thingspeak-key", "WKEY1")
     assert r.returncode == 0 and "password: " in r.stdout, r
     pw = r.stdout.split("password: ")[1].split()[0]
-    r = cli("add-station", "CP-2", "--password", "correct-horse-2")
+    r = cli("add-station", "CP-2", "--password", "correct-horse-battery-2")
     assert r.returncode == 0 and "password" not in r.stdout, r
     r = cli("stations", "--json")
     rows = json.loads(r.stdout)
@@ -374,12 +374,12 @@ async def test_session__thingspeak_read_key_from_the_cli_on_a_database_of_an_old
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway"] + list(args) + ["--db", db],
                               capture_output=True, text=True, timeout=60)
-    r = cli("add-station", "CP-1", "--password", "correct-horse-1", "--thingspeak-read-key", "RKEY1")
+    r = cli("add-station", "CP-1", "--password", "correct-horse-battery-1", "--thingspeak-read-key", "RKEY1")
     assert r.returncode == 2 and "--thingspeak-read-key goes with --thingspeak-channel" in r.stderr, r
-    r = cli("add-station", "CP-1", "--password", "correct-horse-1", "--thingspeak-channel", "42",
+    r = cli("add-station", "CP-1", "--password", "correct-horse-battery-1", "--thingspeak-channel", "42",
             "--thingspeak-key", "WKEY1", "--thingspeak-read-key", "has space")
     assert r.returncode == 2 and "no spaces" in r.stderr, r
-    r = cli("add-station", "CP-1", "--password", "correct-horse-1", "--thingspeak-channel", "42",
+    r = cli("add-station", "CP-1", "--password", "correct-horse-battery-1", "--thingspeak-channel", "42",
             "--thingspeak-key", "WKEY1", "--thingspeak-read-key", "RKEY1")
     assert r.returncode == 0 and "RKEY1" not in r.stdout + r.stderr, r
     r = cli("stations", "--json")
@@ -405,11 +405,11 @@ async def test_session__add_station_password_from_the_environment_and_json_outpu
         e.update(env or {})
         return subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway", "add-station"] + list(args)
                               + ["--db", db], capture_output=True, text=True, timeout=60, env=e)
-    r = cli("CP-ENV", "--json", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-1"})
+    r = cli("CP-ENV", "--json", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-var-1"})
     assert r.returncode == 0, r
     assert json.loads(r.stdout) == {"id": "CP-ENV", "state": "accepted", "thingspeak_channel": None,
                                     "db": db}, r.stdout
-    assert "from-the-env-1" not in r.stdout + r.stderr, r
+    assert "from-the-env-var-1" not in r.stdout + r.stderr, r
     r = cli("CP-GEN", "--json", "--pending")
     assert r.returncode == 0, r
     out = json.loads(r.stdout)
@@ -417,18 +417,18 @@ async def test_session__add_station_password_from_the_environment_and_json_outpu
     assert out == {"id": "CP-GEN", "state": "pending", "thingspeak_channel": None, "db": db} and \
         len(generated) >= 16, r.stdout
     r = cli("CP-BAD", env={"PICOCHARGE_STATION_PASSWORD": "short"})
-    assert r.returncode == 2 and "PICOCHARGE_STATION_PASSWORD" in r.stderr and "8..40" in r.stderr, r
-    r = cli("CP-TXT", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-2"})
+    assert r.returncode == 2 and "PICOCHARGE_STATION_PASSWORD" in r.stderr and "16..40" in r.stderr, r
+    r = cli("CP-TXT", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-var-2"})
     assert (r.returncode, r.stdout) == (0, "station CP-TXT added to %s\n" % db), r
 
     gw = await gateway(db=db, auth="password")
-    async with Connected(gw.port, "CP-ENV", headers=basic("CP-ENV", "from-the-env-1")) as cp:
+    async with Connected(gw.port, "CP-ENV", headers=basic("CP-ENV", "from-the-env-var-1")) as cp:
         assert (await boot(cp)).status == "Accepted"
     async with Connected(gw.port, "CP-GEN", headers=basic("CP-GEN", generated)) as cp:
         assert (await boot(cp)).status == "Pending"
     with pytest.raises(websockets.InvalidStatus) as e:
         await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-TXT" % gw.port, subprotocols=["ocpp1.6"],
-                                 additional_headers=basic("CP-TXT", "from-the-env-1"))
+                                 additional_headers=basic("CP-TXT", "from-the-env-var-1"))
     assert e.value.response.status_code == 401, e.value.response
-    async with Connected(gw.port, "CP-TXT", headers=basic("CP-TXT", "from-the-env-2")) as cp:
+    async with Connected(gw.port, "CP-TXT", headers=basic("CP-TXT", "from-the-env-var-2")) as cp:
         assert (await boot(cp)).status == "Accepted"

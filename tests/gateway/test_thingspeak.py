@@ -13,7 +13,7 @@ from tsreadings import _clean, _entries, _send, _ts, _until
 
 
 async def _register(gw, ch, read_key=None):
-    body = {"id": "CP-1", "password": "password-123", "thingspeak_channel": ch.id, "thingspeak_key": ch.write_key}
+    body = {"id": "CP-1", "password": "password-123-4567", "thingspeak_channel": ch.id, "thingspeak_key": ch.write_key}
     if read_key:
         body["thingspeak_read_key"] = read_key
     s, out = await http(gw, "POST", "/api/stations", body)
