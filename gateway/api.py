@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from . import auth, models
-from .commands import COMMANDS, CommandError, send_command
+from .commands import COMMANDS, CommandError, configure_stations, send_command
 from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .readings import _num, _ts, reading_from_dict, reading_from_fields  # noqa: F401 (re-exported)
 from .store import generate_password, hash_password, reading_row
@@ -266,6 +266,15 @@ async def _command(gw, req, id):
         return _json(dict({"error": e.message}, **e.extra), e.status)
 
 
+async def _configure_all(gw, req):
+    """ChangeConfiguration to every registered station that is connected (the others are listed
+    as not connected: the --clock-aligned-interval setting reaches them at their next boot)."""
+    b = _body(req)
+    try:
+        return _json(await configure_stations(gw.sessions, sorted(gw.stations), b.get("key"), b.get("value")))
+    except CommandError as e:
+        return _json({"error": e.message}, e.status)
+
 
 # --- sessions (the dashboard's sign-in) --------------------------------------------
 async def _whoami(gw, request):
@@ -336,6 +345,10 @@ def api_table():
          Route("POST", "/api/stations", _post_station, "admin", "stations",
                "Register a station (its password generated and returned once when not given)",
                models.NewStationAnswer, 201, models.NewStation, {"id": "CP-NEW"}, (400, 409, 415)),
+         Route("POST", "/api/stations/-/configuration", _configure_all, "operate", "commands",
+               "Send ChangeConfiguration to every connected station; each station's answer", models.Configured,
+               body=models.COMMAND_BODIES["change-configuration"][0],
+               example={"key": "ClockAlignedDataInterval", "value": "900"}, errors=(400, 415)),
          Route("GET", "/api/id-tags", _list_id_tags, "read", "id tags", "List the id tags", [models.IdTag]),
          Route("POST", "/api/id-tags", _add_id_tag, "operate", "id tags", "Add or change an id tag",
                models.IdTag, 201, models.IdTag, {"id_tag": "TAG1", "status": "Accepted"}, (400, 415)),

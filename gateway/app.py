@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from websockets.exceptions import ConnectionClosed
 
 from . import auth, openapi
-from .commands import COMMANDS, CommandError, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
+from .commands import COMMANDS, CommandError, apply_at_boot, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .metrics import GatewayMetrics
 from .server import Listener
@@ -68,6 +68,9 @@ class Settings:
     body_timeout: float = 10.0      # a request body must arrive within this (408)
     auth_fail_limit: int = 10       # failed credentials per client address / station id per minute (then 429)
     max_pending: int = 100          # --auth pending: unknown stations waiting for an operator at most
+    # ClockAlignedDataInterval given to each station at its accepted boot when its own differs
+    # (None: left as the station has it; `picocharge gateway` defaults to 900, docs/gateway.md)
+    clock_aligned_interval: int = None
 
     @property
     def scheme(self):
@@ -179,6 +182,7 @@ class Gateway:
         self.mqtt = None
         self.thingspeak = None
         self._tasks = []
+        self._boot_tasks = set()    # apply_at_boot runs, one per station that just booted
         self.started_at = None
         self.gc_watch = None
 
@@ -229,7 +233,7 @@ class Gateway:
             if self.gc_watch in gc.callbacks:
                 gc.callbacks.remove(self.gc_watch)
             log.info("%s", self.gc_watch.summary())
-        for t in self._tasks:
+        for t in self._tasks + list(self._boot_tasks):
             t.cancel()
         if self.front:
             await self.front.stop(self._close_sessions)
@@ -531,6 +535,16 @@ class Gateway:
             "UPDATE stations SET vendor=?, model=?, firmware=?, last_seen=? WHERE id=?",
             (vendor, model, firmware, st["last_seen"], sid)))
         return st["state"]
+
+    def booted(self, sess):
+        """A station's BootNotification was answered Accepted: the configuration the gateway keeps
+        for every station (--clock-aligned-interval) is checked and set where it differs."""
+        want = self.settings.clock_aligned_interval
+        if want is None:
+            return
+        t = asyncio.get_running_loop().create_task(apply_at_boot(sess, {"ClockAlignedDataInterval": want}))
+        self._boot_tasks.add(t)
+        t.add_done_callback(self._boot_tasks.discard)
 
     async def status_changed(self, sid, connector, status, error_code, info):
         st = self.stations[sid]

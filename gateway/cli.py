@@ -2,8 +2,12 @@
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import click
 
@@ -11,86 +15,127 @@ from . import auth
 from .store import Store, StoreError, generate_password
 
 
+def _option(*names, **kw):
+    """click.option that shows its environment variable in --help (docs/gateway.md's table
+    lists the same; tests/cli/test_gateway_cli.py compares them)."""
+    return click.option(*names, show_envvar=True, **kw)
+
+
 def _db_option(f):
-    return click.option("--db", "db", default="picocharge-gateway.db", show_default=True,
-                        envvar="PICOCHARGE_GATEWAY_DB", metavar="PATH",
-                        help="SQLite database (created when missing). [env: PICOCHARGE_GATEWAY_DB]")(f)
+    return _option("--db", "db", default="picocharge-gateway.db", show_default=True,
+                   envvar="PICOCHARGE_GATEWAY_DB", metavar="PATH",
+                   help="SQLite database (the gateway creates it when missing; the commands that only "
+                        "read refuse a missing one).")(f)
+
+
+def _existing_db(db):
+    """`db` when it exists; else a ClickException: a command that only reads must not create an
+    empty database for a mistyped --db."""
+    if not os.path.exists(db):
+        raise click.ClickException(
+            "no gateway database at %s: check --db (or PICOCHARGE_GATEWAY_DB); the gateway makes its "
+            "database at its first start (`picocharge gateway --db %s`), `picocharge gateway add-station "
+            "--db %s` too" % (db, db, db))
+    return db
+
+
+class _SecondsOrKeep(click.ParamType):
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "keep":
+            return None
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = -1
+        if not 0 <= n <= 86400:
+            self.fail("%r: give seconds 0..86400, or keep" % (value,), param, ctx)
+        return n
+
+
+_SECONDS_OR_KEEP = _SecondsOrKeep()
 
 
 @click.group(invoke_without_command=True)
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="PICOCHARGE_GATEWAY_HOST",
+@_option("--host", default="127.0.0.1", show_default=True, envvar="PICOCHARGE_GATEWAY_HOST",
               help="Address to listen on.")
-@click.option("--port", default=9000, show_default=True, type=click.IntRange(0, 65535),
+@_option("--port", default=9000, show_default=True, type=click.IntRange(0, 65535),
               envvar="PICOCHARGE_GATEWAY_PORT",
               help="One port for ws://HOST:PORT/ocpp/<id>, the dashboard, /api, /metrics, /update (0: any free).")
 @_db_option
-@click.option("--auth", type=click.Choice(["password", "pending", "none"]), default="password",
+@_option("--auth", type=click.Choice(["password", "pending", "none"]), default="password",
               show_default=True, envvar="PICOCHARGE_GATEWAY_AUTH",
               help="password: known stations with their password; pending: unknown stations wait for an "
                    "operator; none: accept any station (demos and benchmarks).")
-@click.option("--mqtt", "mqtt_url", metavar="URL", envvar="PICOCHARGE_GATEWAY_MQTT",
+@_option("--mqtt", "mqtt_url", metavar="URL", envvar="PICOCHARGE_GATEWAY_MQTT",
               help="Re-publish to mqtt://[user:pass@]host:port[/prefix] (or mqtts://).")
-@click.option("--mqtt-ingest/--no-mqtt-ingest", default=True, show_default=True,
+@_option("--mqtt-ingest/--no-mqtt-ingest", default=True, show_default=True,
               envvar="PICOCHARGE_GATEWAY_MQTT_INGEST",
               help="Also store telemetry that boards publish on <prefix>/<id>/telemetry.")
-@click.option("--thingspeak-url", default="https://api.thingspeak.com", show_default=True, metavar="URL",
+@_option("--thingspeak-url", default="https://api.thingspeak.com", show_default=True, metavar="URL",
               envvar="PICOCHARGE_GATEWAY_THINGSPEAK_URL",
               help="ThingSpeak base URL (uploads only for stations with a channel and write key).")
-@click.option("--thingspeak-interval", type=click.FloatRange(0.0), default=15.0, show_default=True,
+@_option("--thingspeak-interval", type=click.FloatRange(0.0), default=15.0, show_default=True,
               metavar="SECONDS", envvar="PICOCHARGE_GATEWAY_THINGSPEAK_INTERVAL",
               help="Minimum time between writes to one channel (15 free licence, 1 paid).")
-@click.option("--thingspeak-bulk-limit", type=click.IntRange(1, 14400), default=960, show_default=True,
+@_option("--thingspeak-bulk-limit", type=click.IntRange(1, 14400), default=960, show_default=True,
               envvar="PICOCHARGE_GATEWAY_THINGSPEAK_BULK_LIMIT",
               help="Entries per bulk write (960 free licence, 14400 paid).")
-@click.option("--retention-days", type=click.FloatRange(0.0), default=30.0, show_default=True,
+@_option("--retention-days", type=click.FloatRange(0.0), default=30.0, show_default=True,
               envvar="PICOCHARGE_GATEWAY_RETENTION_DAYS",
               help="Keep readings, status history, connections and finished transactions this long "
                    "(0: forever).")
-@click.option("--api-auth", type=click.Choice(["token", "none"]), default="token", show_default=True,
+@_option("--api-auth", type=click.Choice(["token", "none"]), default="token", show_default=True,
               envvar="PICOCHARGE_GATEWAY_API_AUTH",
               help="token: every /api call and /metrics need a token (`picocharge gateway token create`) or a "
                    "dashboard session; none: the API is open to anyone who reaches the port, writes included "
                    "(demos and benchmarks only; logged as a warning).")
-@click.option("--api-token", envvar="PICOCHARGE_GATEWAY_API_TOKEN", metavar="SECRET",
+@_option("--api-token", envvar="PICOCHARGE_GATEWAY_API_TOKEN", metavar="SECRET",
               help="One more admin token, given in clear (scripts, the demo); tokens made with "
                    "`picocharge gateway token create` are kept hashed and are preferred.")
-@click.option("--allowed-hosts", envvar="PICOCHARGE_GATEWAY_ALLOWED_HOSTS", metavar="NAMES", default="",
+@_option("--allowed-hosts", envvar="PICOCHARGE_GATEWAY_ALLOWED_HOSTS", metavar="NAMES", default="",
               help="Comma-separated Host names the dashboard and API answer to besides localhost, 127.0.0.1, "
                    "::1 and --host ('*': any, which lets DNS rebinding in). Stations (/ocpp/) and /update "
                    "are served under any name.")
-@click.option("--max-connections", type=click.IntRange(1), default=20000, show_default=True,
+@_option("--max-connections", type=click.IntRange(1), default=20000, show_default=True,
               envvar="PICOCHARGE_GATEWAY_MAX_CONNECTIONS",
               help="Open connections (stations and HTTP) at most; the next is answered 503. Keep it below "
                    "`ulimit -n`.")
-@click.option("--max-body", type=click.IntRange(1024), default=1024 * 1024, show_default=True, metavar="BYTES",
+@_option("--max-body", type=click.IntRange(1024), default=1024 * 1024, show_default=True, metavar="BYTES",
               envvar="PICOCHARGE_GATEWAY_MAX_BODY", help="Request body size at most (413 past it).")
-@click.option("--idle-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True, metavar="SECONDS",
+@_option("--idle-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True, metavar="SECONDS",
               envvar="PICOCHARGE_GATEWAY_IDLE_TIMEOUT",
               help="An HTTP connection with no request in progress (idle, or half a request head) is closed "
                    "after this long.")
-@click.option("--body-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True, metavar="SECONDS",
+@_option("--body-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True, metavar="SECONDS",
               envvar="PICOCHARGE_GATEWAY_BODY_TIMEOUT", help="A request body must arrive within this (408).")
-@click.option("--auth-fail-limit", type=click.IntRange(0), default=10, show_default=True,
+@_option("--auth-fail-limit", type=click.IntRange(0), default=10, show_default=True,
               envvar="PICOCHARGE_GATEWAY_AUTH_FAIL_LIMIT",
               help="Failed credentials (API tokens, station passwords) per API client address and per station "
                    "id in a minute (ten times as many per station address) before further tries are refused "
                    "(429) until the minute has passed (0: no limit).")
-@click.option("--max-pending", type=click.IntRange(0), default=100, show_default=True,
+@_option("--max-pending", type=click.IntRange(0), default=100, show_default=True,
               envvar="PICOCHARGE_GATEWAY_MAX_PENDING",
               help="--auth pending: unknown stations waiting for an operator at most (the next is refused).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_CERT",
+@_option("--tls-cert", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_CERT",
               help="Serve wss:// and https:// with this certificate (chain), OCPP security profile 2.")
-@click.option("--tls-key", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_KEY",
+@_option("--tls-key", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_KEY",
               help="The certificate's private key (when it is not in the --tls-cert file).")
-@click.option("--heartbeat-interval", type=click.IntRange(1, 86400), default=300, show_default=True,
+@_option("--heartbeat-interval", type=click.IntRange(1, 86400), default=300, show_default=True,
               envvar="PICOCHARGE_GATEWAY_HEARTBEAT_INTERVAL", help="Heartbeat interval given at boot.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+@_option("--clock-aligned-interval", type=_SECONDS_OR_KEEP, default="900", show_default=True,
+         metavar="SECONDS|keep", envvar="PICOCHARGE_GATEWAY_CLOCK_ALIGNED_INTERVAL",
+         help="ClockAlignedDataInterval each station is given at its boot when its own differs: an idle "
+              "station then reports its meter and enclosure every so often (0: no clock-aligned data; keep: "
+              "leave the stations' own setting).")
+@_option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, envvar="PICOCHARGE_GATEWAY_LOG_LEVEL")
 @click.pass_context
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
             thingspeak_bulk_limit, retention_days, api_auth, api_token, allowed_hosts, max_connections, max_body,
             idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, heartbeat_interval,
-            log_level):
+            clock_aligned_interval, log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -113,7 +158,8 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         tls_cert=tls_cert, tls_key=tls_key, api_auth=api_auth,
                         allowed_hosts=tuple(h for h in allowed_hosts.split(",") if h.strip()),
                         max_connections=max_connections, max_body=max_body, idle_timeout=idle_timeout,
-                        body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending)
+                        body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending,
+                        clock_aligned_interval=clock_aligned_interval)
     try:
         _run(_serve(settings))
     except (StoreError, ValueError) as e:   # ValueError: the TLS certificate or key, named
@@ -160,10 +206,10 @@ async def _serve(settings):
 
 @gateway.command("add-station")
 @click.argument("station_id")
-@click.option("--password", metavar="PW", envvar="PICOCHARGE_STATION_PASSWORD",
-              help="OCPP password (generated and printed once when left out). On the command line it "
-                   "shows in ps and the shell history: prefer the environment variable. "
-                   "[env: PICOCHARGE_STATION_PASSWORD]")
+@_option("--password", metavar="PW", envvar="PICOCHARGE_STATION_PASSWORD",
+         help="OCPP password, 16..40 printable ASCII characters (generated and printed once when left "
+              "out). On the command line it shows in ps and the shell history: prefer the environment "
+              "variable.")
 @click.option("--thingspeak-channel", type=click.IntRange(1), metavar="N", help="ThingSpeak channel id.")
 @click.option("--thingspeak-key", metavar="KEY", help="ThingSpeak write key of that channel.")
 @click.option("--thingspeak-read-key", metavar="KEY",
@@ -220,6 +266,7 @@ def remove_station(station_id, db):
     """Remove STATION_ID from the database: its password and ThingSpeak channel go, its readings,
     transactions and history stay. A running gateway keeps it until restarted: use
     DELETE /api/stations/STATION_ID on a running one, which also closes its connection."""
+    _existing_db(db)     # nothing to remove from a database that is not there (and none to create)
     try:
         gone = Store(db).remove_station_sync(station_id)
     except StoreError as e:
@@ -235,6 +282,7 @@ def remove_station(station_id, db):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 def stations(db, as_json):
     """List the registered stations (never their passwords or keys)."""
+    _existing_db(db)
     try:
         rows = Store(db).stations_sync()
     except StoreError as e:
@@ -264,8 +312,8 @@ def _tokens(db, tokens_file):
 
 
 def _tokens_file_option(f):
-    return click.option("--tokens-file", metavar="PATH", envvar="PICOCHARGE_GATEWAY_TOKENS_FILE",
-                        help="The token file (default: the database's path + .tokens).")(f)
+    return _option("--tokens-file", metavar="PATH", envvar="PICOCHARGE_GATEWAY_TOKENS_FILE",
+                   help="The token file (default: the database's path + .tokens).")(f)
 
 
 @token.command("create")
@@ -296,8 +344,13 @@ def token_create(role, name, db, tokens_file, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 def token_list(db, tokens_file, as_json):
     """List the tokens (never the tokens themselves: only their id, name, role and date)."""
+    store = _tokens(db, tokens_file)
+    if not os.path.exists(store.path):
+        raise click.ClickException(
+            "no token file at %s: check --db (or PICOCHARGE_GATEWAY_DB) and --tokens-file; the gateway "
+            "makes it at its first start, `picocharge gateway token create` too" % store.path)
     try:
-        rows = [{k: v for k, v in r.items() if k != "sha256"} for r in _tokens(db, tokens_file).rows()]
+        rows = [{k: v for k, v in r.items() if k != "sha256"} for r in store.rows()]
     except ValueError as e:
         raise click.ClickException(str(e))
     if as_json:
@@ -325,3 +378,85 @@ def token_revoke(token_id, db, tokens_file):
     if not gone:
         raise click.ClickException("no token %s (see `picocharge gateway token list`)" % token_id)
     click.echo("token %s revoked" % token_id)
+
+
+@gateway.command("configure")
+@click.argument("settings", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.option("--all", "to_all", is_flag=True, help="Every registered station (the connected ones are sent it now).")
+@click.option("--station", "station_ids", multiple=True, metavar="ID", help="This station (repeatable).")
+@_option("--url", default="http://127.0.0.1:9000", show_default=True, envvar="PICOCHARGE_GATEWAY_URL",
+         help="The running gateway.")
+@_option("--token", envvar="PICOCHARGE_GATEWAY_API_TOKEN", metavar="TOKEN",
+         help="An API token with the operate role (on the command line it shows in ps: prefer the "
+              "environment variable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the gateway's answers as JSON (for scripts).")
+def configure(settings, to_all, station_ids, url, token, as_json):
+    """Change OCPP configuration keys (ChangeConfiguration) of one, several or all stations of a
+    running gateway, e.g. `configure --all ClockAlignedDataInterval=900`. Exit 1 when a station
+    did not accept (not connected, refused, no answer)."""
+    if to_all == bool(station_ids):
+        raise click.UsageError("give --all or --station ID (one or more)")
+    pairs = []
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter("%r: write KEY=VALUE, e.g. ClockAlignedDataInterval=900" % item,
+                                     param_hint="KEY=VALUE")
+        pairs.append((key, value))
+    answers, ok = [], True
+    for key, value in pairs:
+        if to_all:
+            out = _api(url, token, "POST", "/api/stations/-/configuration", {"key": key, "value": value})
+            per = out["stations"]
+        else:
+            per = {}
+            for sid in station_ids:
+                try:
+                    per[sid] = _api(url, token, "POST", "/api/stations/%s/change-configuration"
+                                    % urllib.parse.quote(sid, safe=""), {"key": key, "value": value})
+                except _Refused as e:
+                    per[sid] = {"error": e.message}
+            out = {"key": key, "value": value, "stations": per}
+        answers.append(out)
+        for sid, r in sorted(per.items()):
+            good = r.get("status") in ("Accepted", "RebootRequired")
+            ok = ok and good
+            if not as_json:
+                click.echo("%-20s %s=%s: %s" % (sid, key, value, r.get("status") or r.get("error")))
+        if not per and not as_json:
+            click.echo("no stations registered")
+    if as_json:
+        click.echo(json.dumps(answers if len(answers) > 1 else answers[0], indent=2))
+    if not ok:
+        sys.exit(1)
+
+
+class _Refused(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def _api(url, token, method, path, body):
+    """The JSON answer of the gateway's API; _Refused with its error for a 4xx/5xx answer about a
+    station, ClickException when the gateway cannot be used at all."""
+    req = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(), method=method,
+                                 headers=dict({"Content-Type": "application/json"},
+                                              **({"Authorization": "Bearer " + token} if token else {})))
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return json.loads(r.read(1 << 24))
+    except urllib.error.HTTPError as e:
+        try:
+            why = json.loads(e.read(1 << 16)).get("error") or e.reason
+        except ValueError:
+            why = e.reason
+        if e.code in (401, 403):
+            raise click.ClickException("the gateway at %s refused the token (%d: %s): give an operate or admin "
+                                       "token with --token or PICOCHARGE_GATEWAY_API_TOKEN" % (url, e.code, why))
+        if e.code in (400, 404, 409, 502, 504) and "/-/" not in path:
+            raise _Refused(why)
+        raise click.ClickException("the gateway at %s answered %d: %s" % (url, e.code, why))
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise click.ClickException("cannot reach the gateway at %s (%s): is it running? give its address "
+                                   "with --url or PICOCHARGE_GATEWAY_URL" % (url, getattr(e, "reason", e)))

@@ -90,3 +90,76 @@ async def send_command(sessions, sid, name, body):
     if new_key is not None and out.get("status") in ("Accepted", "RebootRequired"):
         await sess.gw.learn_key(sid, new_key)     # the answer stays the station's (its schema)
     return out
+
+
+# configuration keys that are one station's own: never sent to every station at once
+PER_STATION_KEYS = frozenset(("AuthorizationKey",))
+MAX_IN_FLIGHT = 200     # ChangeConfiguration calls to different stations at once (configure_stations)
+
+
+async def configure_stations(sessions, sids, key, value):
+    """ChangeConfiguration `key`=`value` to each station of `sids` (the connected ones; the others
+    are reported as not connected), at most MAX_IN_FLIGHT at once. Returns
+    {"key", "value", "stations": {id: {"status": answer} or {"error": why}}, "counts": {...}}."""
+    if not isinstance(key, str) or not 1 <= len(key) <= 50:
+        raise CommandError(400, "key must be a configuration key name of 1..50 characters")
+    if key in PER_STATION_KEYS:
+        raise CommandError(400, "%s is one station's own: send it to that station with POST "
+                                "/api/stations/<id>/change-configuration" % key)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or len(str(value)) > 500:
+        raise CommandError(400, "value must be a string or a number of at most 500 characters")
+    value = str(value)
+    body = {"key": key, "value": value}
+    gate = asyncio.Semaphore(MAX_IN_FLIGHT)
+    out = {}
+
+    async def one(sid):
+        if sid not in sessions:
+            out[sid] = {"error": "not connected"}
+            return
+        async with gate:
+            try:
+                out[sid] = {"status": (await send_command(sessions, sid, "change-configuration", body))["status"]}
+            except CommandError as e:
+                out[sid] = {"error": e.message}
+
+    await asyncio.gather(*(one(sid) for sid in sids))
+    counts = {}
+    for r in out.values():
+        k = r.get("status") or ("not connected" if r["error"] == "not connected" else "failed")
+        counts[k] = counts.get(k, 0) + 1
+    log.info("configuration %s=%s sent to every station: %s", key, value,
+             ", ".join("%d %s" % (n, k) for k, n in sorted(counts.items())) or "no stations")
+    return {"key": key, "value": value, "stations": {sid: out[sid] for sid in sorted(out)}, "counts": counts}
+
+
+async def apply_at_boot(sess, wanted):
+    """After a station's BootNotification was Accepted: each configuration key of `wanted`
+    ({key: value}) whose value on the station differs is changed (GetConfiguration, then
+    ChangeConfiguration for those that differ). A key the station does not report is left
+    alone (it does not have it); no answer, a CALLERROR or a refusal is logged, never raised.
+    Returns {key: the station's answer, or why none}."""
+    sid = sess.id
+    out = {}
+    try:
+        res = await sess.call(ocpp_call.GetConfiguration(key=sorted(wanted)), suppress=False)
+        have = {k.get("key"): k.get("value") for k in (res.configuration_key or []) if isinstance(k, dict)}
+        for key, want in sorted(wanted.items()):
+            if key not in have:
+                out[key] = "not reported"
+                continue
+            if have[key] == str(want):
+                out[key] = "unchanged"
+                continue
+            r = await sess.call(ocpp_call.ChangeConfiguration(key=key, value=str(want)), suppress=False)
+            out[key] = r.status
+            log.info("station=%s %s was %s: set to %s at boot: %s", sid, key, have[key], want, r.status)
+        log.info("station=%s configuration checked at boot: %s", sid,
+                 ", ".join("%s %s" % (k, v) for k, v in sorted(out.items())))
+    except asyncio.TimeoutError:
+        log.warning("station=%s did not answer the configuration check at boot in time", sid)
+    except (StationDisconnected, ConnectionClosed):
+        log.info("station=%s disconnected during the configuration check at boot", sid)
+    except OCPPError as e:      # a station without GetConfiguration: nothing to compare with
+        log.info("station=%s answered the configuration check at boot with %s: left as it is", sid, e.code)
+    return out

@@ -415,6 +415,8 @@ class StationSession(ChargePoint):
                             key=("handler", action))
             return await self._error(uid, InternalError(description="the central system failed; see its log"))
         await self._send(json.dumps([3, uid, out], separators=(",", ":")))
+        if action == "BootNotification" and self.boot_status == RegistrationStatus.accepted:
+            self.gw.booted(self)    # after the answer: a station takes calls once it is accepted
 
     async def _error(self, uid, err):
         code = err.code

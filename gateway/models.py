@@ -202,3 +202,17 @@ COMMAND_BODIES = {
     "trigger-message": (TriggerMessage, {"requested_message": "StatusNotification", "connector_id": 1}),
     "unlock-connector": (UnlockConnector, {"connector_id": 1}),
 }
+
+
+class StationConfigured(BaseModel):
+    status: Optional[str] = Field(None, description="The station's answer to ChangeConfiguration: Accepted, "
+                                                    "Rejected, RebootRequired or NotSupported.")
+    error: Optional[str] = Field(None, description="Why there is no answer: not connected, no answer in time...")
+
+
+class Configured(BaseModel):
+    key: str
+    value: str
+    stations: Dict[str, StationConfigured] = Field(description="Every registered station's outcome, by id.")
+    counts: Dict[str, int] = Field(description="How many stations answered each status; 'not connected', "
+                                               "'failed' for the others.")

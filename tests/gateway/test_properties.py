@@ -177,6 +177,9 @@ class _Gw:
     async def boot(self, *a):
         return "accepted"
 
+    def booted(self, sess):     # the configuration check after an accepted boot: none here
+        pass
+
     async def status_changed(self, *a):
         pass
 
