@@ -19,6 +19,9 @@ import urllib.request
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 from . import unixport
 from .fleet import SimFleet
@@ -88,17 +91,122 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+COLUMNS = ("station", "link", "status", "temp°C", "RH%", "A", "W", "Wh", "board°C")
+_ROW = "%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s"
+
+
+def station_cells(s):
+    """The table's cells for one station of GET /api/stations."""
+    r = s.get("last_reading") or s.get("readings") or {}
+    return (s.get("id", "?"), "online" if s.get("connected") else "offline", (s.get("status") or "-")[:13],
+            _fmt(r.get("temp_c"), ".1f"), _fmt(r.get("humidity"), ".0f"), _fmt(r.get("current_a"), ".2f"),
+            _fmt(r.get("power_w"), ".0f"), _fmt(r.get("energy_wh"), ".1f"), _fmt(r.get("chip_temp_c"), ".1f"))
+
+
 def station_table(stations):
-    rows = ["%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s" % (
-        "station", "link", "status", "temp°C", "RH%", "A", "W", "Wh", "board°C")]
-    for s in stations:
-        r = s.get("last_reading") or s.get("readings") or {}
-        rows.append("%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s" % (
-            s.get("id", "?"), "online" if s.get("connected") else "offline",
-            (s.get("status") or "-")[:13], _fmt(r.get("temp_c"), ".1f"), _fmt(r.get("humidity"), ".0f"),
-            _fmt(r.get("current_a"), ".2f"), _fmt(r.get("power_w"), ".0f"), _fmt(r.get("energy_wh"), ".1f"),
-            _fmt(r.get("chip_temp_c"), ".1f")))
-    return "\n".join(rows)
+    return "\n".join([_ROW % COLUMNS] + [_ROW % station_cells(s) for s in stations])
+
+
+class Changes:
+    """Faults and recoveries, from one GET /api/stations to the next: a line for each station
+    that went offline or came back, faulted (Faulted, or an error code) or recovered from it."""
+
+    def __init__(self):
+        self._seen = {}     # id -> (connected, status, error code)
+        self._online = set()    # ids seen connected: "back online" from then on
+
+    def lines(self, stations):
+        out = []
+        for s in stations:
+            sid = s.get("id", "?")
+            now = (bool(s.get("connected")), s.get("status"), s.get("error_code") or "NoError")
+            was = self._seen.get(sid)
+            self._seen[sid] = now
+            if was is None:
+                if now[0]:
+                    self._online.add(sid)
+                continue
+            if was[0] != now[0]:
+                out.append("%s %s" % (sid, "offline" if not now[0] else
+                                      "back online" if sid in self._online else "online"))
+            if now[0]:
+                self._online.add(sid)
+            fault_was = was[1] == "Faulted" or was[2] != "NoError"
+            fault_now = now[1] == "Faulted" or now[2] != "NoError"
+            what_was = "%s/%s" % (was[1] or "-", was[2])
+            if fault_now and (not fault_was or (now[1], now[2]) != (was[1], was[2])):
+                out.append("%s FAULT: %s/%s" % (sid, now[1] or "-", now[2]))
+            elif fault_was and not fault_now:
+                out.append("%s recovered: %s cleared, now %s" % (sid, what_was, now[1] or "-"))
+        return out
+
+
+class PlainView:
+    """Not a terminal (a log file, CI): the header once, then one line per station whose row
+    changed, and the faults and recoveries as they come."""
+
+    def __init__(self):
+        self._rows = {}
+        self._header = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def log(self, line):
+        click.echo(line)
+
+    def show(self, stations):
+        for s in stations:
+            row = _ROW % station_cells(s)
+            if self._rows.get(s.get("id")) != row:
+                if not self._header:
+                    click.echo(_ROW % COLUMNS)
+                    self._header = True
+                self._rows[s.get("id")] = row
+                click.echo(row)
+
+
+class LiveView:
+    """A terminal: the table redrawn in place (rich's Live), the log lines printed above it; the
+    table is drawn again only when it changed."""
+
+    def __init__(self, console=None):
+        self.console = console or Console()
+        self.live = Live(console=self.console, auto_refresh=False, redirect_stdout=False,
+                         redirect_stderr=False)
+        self._last = None
+
+    def __enter__(self):
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.live.stop()
+        return False
+
+    def log(self, line):
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def show(self, stations):
+        rows = [station_cells(s) for s in stations]
+        if rows == self._last:
+            return
+        self._last = rows
+        t = Table(*COLUMNS, box=None, pad_edge=False)
+        for c in t.columns[3:]:
+            c.justify = "right"
+        for cells in rows:
+            style = "red" if cells[2] == "Faulted" else ("dim" if cells[1] == "offline" else None)
+            t.add_row(*cells, style=style)
+        self.live.update(t, refresh=True)
+
+
+def view_for(stream):
+    """LiveView on a terminal, PlainView otherwise (logs and CI stay readable)."""
+    return LiveView() if stream.isatty() else PlainView()
 
 
 @click.command()
@@ -109,7 +217,9 @@ def station_table(stations):
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
               help="Keep the database and the stations' flash here (default: a temporary folder, removed).")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
-@click.option("--refresh", type=float, default=3.0, show_default=True, help="Seconds between table refreshes.")
+@click.option("--refresh", type=click.FloatRange(0.2), default=1.0, show_default=True,
+              help="Seconds between looks at the gateway: on a terminal the table is redrawn in place when "
+                   "it changed; otherwise one line per station whose row changed.")
 def demo(count, port, data_dir, duration, refresh):
     """Start a gateway and N simulated stations, and show live readings.
 
@@ -132,7 +242,9 @@ def demo(count, port, data_dir, duration, refresh):
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)   # the gateway database and the station configs (OCPP passwords): owner only
     with stop_on_signals():
-        gw = GatewayProcess(root / "gateway.db", port=port)
+        # the demo asks each station for ClockAlignedDataInterval ALIGNED_S itself (_align): the
+        # gateway's own boot-time setting would race it
+        gw = GatewayProcess(root / "gateway.db", port=port, extra=("--clock-aligned-interval", "keep"))
         fleet = None
         try:
             gw.start()
@@ -158,31 +270,35 @@ def demo(count, port, data_dir, duration, refresh):
             click.echo("API token (admin, for this demo): %s" % gw.token)
             click.echo("%d stations running the real firmware; Ctrl-C stops everything" % count)
             end = time.monotonic() + duration if duration else None
-            next_table = time.monotonic() + refresh
+            next_table = time.monotonic()
             aligned = set()
-            while end is None or time.monotonic() < end:
-                time.sleep(0.2)
-                fleet.supervise()
-                while True:  # the stations' own warnings and errors are worth seeing
-                    try:
-                        sid, line = fleet.lines.get_nowait()
-                    except queue.Empty:
-                        break
-                    if line and ("] W:" in line or "] E:" in line):
-                        click.echo("%s | %s" % (sid, line))
-                if time.monotonic() >= next_table:
-                    next_table += refresh
-                    try:
-                        stations = gw.api("GET", "/api/stations")
-                    except OSError as e:
-                        click.echo("gateway API: %s" % e)
-                        continue
-                    if isinstance(stations, dict):
-                        stations = stations.get("stations", [])
-                    _align(gw, stations, aligned)
-                    click.echo("\n" + station_table(stations))
-                if gw.proc.poll() is not None:
-                    raise click.ClickException("the gateway stopped:\n" + "\n".join(gw.log[-20:]))
+            changes = Changes()
+            with view_for(sys.stdout) as view:
+                while end is None or time.monotonic() < end:
+                    time.sleep(0.2)
+                    fleet.supervise()
+                    while True:  # the stations' own warnings and errors are worth seeing
+                        try:
+                            sid, line = fleet.lines.get_nowait()
+                        except queue.Empty:
+                            break
+                        if line and ("] W:" in line or "] E:" in line):
+                            view.log("%s | %s" % (sid, line))
+                    if time.monotonic() >= next_table:
+                        next_table = time.monotonic() + refresh
+                        try:
+                            stations = gw.api("GET", "/api/stations")
+                        except OSError as e:
+                            view.log("gateway API: %s" % e)
+                            continue
+                        if isinstance(stations, dict):
+                            stations = stations.get("stations", [])
+                        _align(gw, stations, aligned)
+                        for line in changes.lines(stations):
+                            view.log(line)
+                        view.show(stations)
+                    if gw.proc.poll() is not None:
+                        raise click.ClickException("the gateway stopped:\n" + "\n".join(gw.log[-20:]))
         except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP
             click.echo("\nstopping...")
         finally:
