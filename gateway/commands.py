@@ -13,9 +13,11 @@ from websockets.exceptions import ConnectionClosed
 
 from .auth import authorization_key_bytes
 from .csms import StationDisconnected
+from .logonce import LogOnce
 from .validate import _Fail, result_payload, validator
 
 log = logging.getLogger(__name__)
+_ONCE = LogOnce(log)
 
 
 class CommandError(Exception):
@@ -157,9 +159,12 @@ async def apply_at_boot(sess, wanted):
         log.info("station=%s configuration checked at boot: %s", sid,
                  ", ".join("%s %s" % (k, v) for k, v in sorted(out.items())))
     except asyncio.TimeoutError:
-        log.warning("station=%s did not answer the configuration check at boot in time", sid)
+        _ONCE.warning("station=%s did not answer the configuration check at boot in time", sid,
+                      key=("boot-config", "timeout"))
     except (StationDisconnected, ConnectionClosed):
         log.info("station=%s disconnected during the configuration check at boot", sid)
     except OCPPError as e:      # a station without GetConfiguration: nothing to compare with
-        log.info("station=%s answered the configuration check at boot with %s: left as it is", sid, e.code)
+        # a fleet of such stations: one line a minute with the count, not one per boot
+        _ONCE.log(logging.INFO, "station=%s answered the configuration check at boot with %s: left as it is",
+                  sid, e.code, key=("boot-config", e.code))
     return out

@@ -44,6 +44,14 @@ class ConfigStation(stations.TestStation):
         return call_result.ChangeConfiguration(status="Accepted")
 
 
+class NoGetConfiguration(ConfigStation):
+    """A charge point without GetConfiguration (it answers NotImplemented)."""
+
+    def __init__(self, sid, ws):
+        super().__init__(sid, ws)
+        self.route_map.pop("GetConfiguration")
+
+
 ConfigStation.initial = {"CP-OFF": {"ClockAlignedDataInterval": "0"},
                          "CP-900": {"ClockAlignedDataInterval": "900"},
                          "CP-NONE": {}}
@@ -75,18 +83,21 @@ async def test_configure__clock_aligned_interval_given_at_boot_where_it_differs(
         port = _port(gw)
         async with Connected(port, "CP-OFF", cls=ConfigStation) as off, \
                 Connected(port, "CP-900", cls=ConfigStation) as same, \
-                Connected(port, "CP-NONE", cls=ConfigStation) as none:
-            for cp in (off, same, none):
+                Connected(port, "CP-NONE", cls=ConfigStation) as none, \
+                Connected(port, "CP-OLD", cls=NoGetConfiguration) as old:
+            for cp in (off, same, none, old):
                 assert (await boot(cp)).status == "Accepted"
             # the gateway's line when it is done with a station: the event to wait for
             done = ["station=%s configuration checked at boot: ClockAlignedDataInterval %s" % x for x in
-                    (("CP-OFF", "Accepted"), ("CP-900", "unchanged"), ("CP-NONE", "not reported"))]
+                    (("CP-OFF", "Accepted"), ("CP-900", "unchanged"), ("CP-NONE", "not reported"))] + [
+                "station=CP-OLD answered the configuration check at boot with NotImplemented: left as it is"]
             await _until(lambda: all(any(d in line for line in gw.log) for d in done), "; ".join(done))
             assert off.received == [("GetConfiguration", ("ClockAlignedDataInterval",)),
                                     ("ChangeConfiguration", "ClockAlignedDataInterval", "900")], off.received
             assert off.config == {"ClockAlignedDataInterval": "900"}
             assert same.received == [("GetConfiguration", ("ClockAlignedDataInterval",))], same.received
             assert none.received == [("GetConfiguration", ("ClockAlignedDataInterval",))], none.received
+            assert old.received == [] and old.config == {}, old.received
     finally:
         gw.stop()
     log = "\n".join(gw.log)
