@@ -1,0 +1,113 @@
+"""OCPP security profile 3 end to end: the real firmware on the unix board presents its client
+certificate (ocpp.client_cert, ocpp.client_key on its flash) over wss:// to the real gateway
+run with --client-ca, and boots without a password. The CA and the station certificates are
+made with `picocharge gateway ca` (openssl); the gateway's own certificate and a foreign CA
+come from tests/tls_certs.py."""
+import subprocess
+import sys
+
+import pytest
+
+import tls_certs
+from csys import station_config
+from picocharge.gateway import ca as gwca
+from picocharge.gateway.app import Gateway, Settings
+
+
+def _cli(*args):
+    r = subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway"] + list(args), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture
+async def gateway_p3(tmp_path):
+    """The gateway over wss:// with the operator CA as --client-ca; CP-1 registered (a password
+    it never uses), certificates in a namespace."""
+    certs = tls_certs.make(tmp_path / "pki")
+    _cli("ca", "init", "--dir", str(tmp_path / "ca"))
+    for sid in ("CP-1", "CP-OTHER"):
+        _cli("ca", "issue", sid, "--dir", str(tmp_path / "ca"), "--out", str(tmp_path / "stations"))
+    certs.station = {sid: (tmp_path / "stations" / (sid + ".crt"), tmp_path / "stations" / (sid + ".key"))
+                     for sid in ("CP-1", "CP-OTHER")}
+    certs.foreign = tls_certs.client(certs, "CP-1", wrong_ca=True, name="foreign")
+    gw = Gateway(Settings(db=str(tmp_path / "gw.db"), port=0, auth="password", thingspeak_url=None,
+                          gc_freeze=False, api_token="t0-admin-token", tls_cert=str(certs.cert),
+                          tls_key=str(certs.key), client_ca=str(tmp_path / "ca" / "ca.crt")))
+    await gw.start()
+    await gw.register("CP-1", "never-sent-pw-1")
+    try:
+        yield gw, certs
+    finally:
+        await gw.stop()
+
+
+def _with_cert(station, gw, certs, name, pair, der=True, **kw):
+    """A station whose flash holds the gateway's CA, and `pair` as client.der/client.key (DER, as
+    `picocharge provision` writes them) or client.pem/client-key.pem."""
+    cfg = station_config("wss://127.0.0.1:%d/ocpp" % gw.port, ca_cert="ca.der", reconnect_max_s=2, **kw)
+    files = {"ca.der": certs.ca_der.read_bytes()}
+    if pair is not None:
+        if der:
+            d = gwca.station_files(*pair)
+            files.update({"client.der": d["cert_der"], "client.key": d["key_der"]})
+            cfg["ocpp"].update(client_cert="client.der", client_key="client.key")
+        else:
+            files.update({"client.pem": pair[0].read_bytes(), "client-key.pem": pair[1].read_bytes()})
+            cfg["ocpp"].update(client_cert="client.pem", client_key="client-key.pem")
+    st = station(cfg, name=name)
+    for n, data in files.items():
+        (st.flash / n).write_bytes(data)
+    return st
+
+
+async def test_firmware__presents_its_client_certificate_and_boots_without_a_password(station, gateway_p3):
+    gw, certs = gateway_p3
+    st = _with_cert(station, gw, certs, "der", certs.station["CP-1"]).start()
+    await st.expect("connecting to wss://127.0.0.1:%d/ocpp/CP-1" % gw.port)
+    await st.expect("boot accepted, heartbeat every")
+    assert gw.station_profile == {"CP-1": 3}, gw.station_profile
+    assert "CP-1" in gw.sessions
+    line = [ln for ln in st.lines if "connecting to wss" in ln][0]
+    assert line.endswith("/ocpp/CP-1"), line     # no "(basic auth)": no password configured or sent
+    st.stop()
+    # a PEM pair copied by hand works too: the board converts it to the DER mbedtls takes
+    pem = _with_cert(station, gw, certs, "pem", certs.station["CP-1"], der=False).start()
+    await pem.expect("boot accepted, heartbeat every")
+    assert gw.station_profile == {"CP-1": 3}
+
+
+async def test_firmware__a_certificate_the_gateway_refuses_is_said_in_words(station, gateway_p3):
+    gw, certs = gateway_p3
+    other = _with_cert(station, gw, certs, "other-cn", certs.station["CP-OTHER"]).start()
+    await other.expect("central system refused the credentials (HTTP 401)")
+    foreign = _with_cert(station, gw, certs, "foreign", certs.foreign).start()
+    await foreign.expect("[ocpp] W: link down: the central system closed the wss:// connection before answering (",
+                         timeout=30)
+    await foreign.expect("): it may refuse the station's certificate; check that ocpp.client_cert was issued by "
+                         "the CA the central system trusts, is still valid and names this station")
+    await foreign.expect("reconnecting in", timeout=30)
+    assert gw.station_profile == {} and "CP-1" not in gw.sessions
+
+
+async def test_firmware__a_missing_client_key_is_a_config_error_before_connecting(station, gateway_p3):
+    gw, certs = gateway_p3
+    st = _with_cert(station, gw, certs, "nokey", certs.station["CP-1"])
+    (st.flash / "client.key").unlink()
+    st.start()
+    await st.expect("[config] E: config key 'ocpp.client_key': cannot read client.key on the board's flash "
+                    "(missing?): copy the station's private key there with `picocharge provision --client-cert "
+                    "FILE --client-key FILE`")
+    assert st.proc.wait(20) == 78, st.tail()
+    assert not any("connecting to wss" in ln for ln in st.lines), st.tail()
+    # a certificate without its key, or over ws://, is refused by the schema
+    for url, ocpp, msg in (("wss://127.0.0.1:1/ocpp", {"client_cert": "client.der"},
+                            "config key 'ocpp.client_key': is required with ocpp.client_cert"),
+                           ("ws://127.0.0.1:1/ocpp", {"client_cert": "client.der", "client_key": "client.key"},
+                            "config key 'ocpp.client_cert': is presented over TLS only: ocpp.url must start "
+                            "with wss://")):
+        cfg = station_config(url, **ocpp)
+        bad = station(cfg, name="bad%d" % len(msg)).start()
+        await bad.expect("[config] E: " + msg)
+        assert bad.proc.wait(20) == 78, bad.tail()
