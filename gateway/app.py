@@ -582,7 +582,7 @@ class Gateway:
                 "status": st.get("status"), "error_code": st.get("error_code"),
                 "vendor": st.get("vendor"), "model": st.get("model"), "firmware": st.get("firmware"),
                 "last_seen": st.get("last_seen"),
-                "thingspeak_channel": st.get("ts_channel"),
+                "thingspeak_channel": st.get("ts_channel"), "security_profile": self.station_profile.get(sid),
                 "last_reading": dict(self.last.get(sid) or {})}
 
 

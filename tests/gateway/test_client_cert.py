@@ -3,6 +3,7 @@ operator's CA (--client-ca), its CN the station id; made with `picocharge gatewa
 real openssl command, once per test session) and checked by charge points built on the
 `ocpp` package over real TLS sockets."""
 import asyncio
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 import tls_certs
-from gwhttp import basic
+from gwhttp import TEST_TOKEN, basic
 from picocharge.gateway.app import STATION_401
 from picocharge.gateway.auth import CERT_REQUIRED_401
 from stations import TestStation as Station, boot
@@ -104,6 +105,31 @@ async def _refused(gw, sid, ctx, headers=None):
     return r.status_code, r.body.decode(), r.headers.get("WWW-Authenticate")
 
 
+def _raw_get(port, ctx, path="/healthz", token=None):
+    """A blocking TLS request: the answer, or the ssl.SSLError the gateway's alert becomes."""
+    import socket
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n" % (path.encode(), auth))
+            out = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return out
+                    out += chunk
+            except ssl.SSLError as e:
+                return out or e
+
+
+async def _api(gw, pki, path):
+    """The body of an https:// API GET (no client certificate: tokens are the API's credential)."""
+    got = await asyncio.to_thread(_raw_get, gw.port, _ctx(pki), path, TEST_TOKEN)
+    assert got.startswith(b"HTTP/1.1 200"), got[:300]
+    return got.split(b"\r\n\r\n", 1)[1].decode()
+
+
 async def test_profile3__a_station_certificate_with_its_id_as_cn_boots_without_a_password(gateway, pki, caplog):
     gw = await _gateway(gateway, pki)
     caplog.set_level("INFO", logger="picocharge.gateway.app")
@@ -118,6 +144,12 @@ async def test_profile3__a_station_certificate_with_its_id_as_cn_boots_without_a
                      caplog.text), caplog.text
     status, body, _ = await _refused(gw, "CP-C", _ctx(pki), basic("CP-C", "wrong-password"))
     assert (status, body) == (401, STATION_401 + "\n"), (status, body)
+    # the API record says how the station last signed in; /metrics counts sign-ins by profile
+    assert json.loads(await _api(gw, pki, "/api/stations/CP-C"))["security_profile"] == 2
+    metrics = await _api(gw, pki, "/metrics")
+    for line in ('picocharge_ocpp_authenticated_total{profile="2"} 1.0',
+                 'picocharge_ocpp_authenticated_total{profile="3"} 1.0'):
+        assert line in metrics.splitlines(), metrics
 
 
 async def test_profile3__a_cn_that_is_not_the_url_id_is_refused_like_a_wrong_password(gateway, pki, caplog):
@@ -134,18 +166,6 @@ async def test_profile3__a_cn_that_is_not_the_url_id_is_refused_like_a_wrong_pas
     status, body, _ = await _refused(gw, "CP-C", _ctx(pki, pki.station["CP-C"]))
     assert status == 429, (status, body)
     assert "CP-C" not in gw.sessions and gw.station_profile == {}, gw.station_profile
-
-
-def _raw_get(port, ctx, path="/healthz"):
-    """A blocking TLS request: the answer, or the ssl.SSLError the gateway's alert becomes."""
-    import socket
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-            s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path.encode())
-            try:
-                return s.recv(4096)
-            except ssl.SSLError as e:
-                return e
 
 
 async def test_profile3__a_certificate_from_another_ca_fails_the_tls_handshake(gateway, pki):
