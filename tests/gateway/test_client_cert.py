@@ -79,7 +79,8 @@ def _ctx(pki, cert=None):
 
 
 async def _gateway(gateway, pki, **kw):
-    gw = await gateway(auth="password", tls_cert=str(pki.cert), tls_key=str(pki.key), client_ca=str(pki.client_ca),
+    kw.setdefault("auth", "password")
+    gw = await gateway(tls_cert=str(pki.cert), tls_key=str(pki.key), client_ca=str(pki.client_ca),
                        **kw)
     await gw.register("CP-C", PW)
     return gw
@@ -213,6 +214,17 @@ async def test_profile3__unknown_station_with_a_good_certificate_needs_registeri
     await gw.set_state("CP-C", "rejected")
     got = await _refused(gw, "CP-C", _ctx(pki, pki.station["CP-C"]))
     assert got[:2] == (403, "station is rejected by the operator\n"), got
+
+
+async def test_profile3__auth_pending_admits_an_unknown_station_with_a_good_certificate_as_pending(gateway, pki):
+    gw = await _gateway(gateway, pki, auth="pending")
+    assert await _boot(gw, "CP-OTHER", _ctx(pki, pki.station["CP-OTHER"])) == "Pending"
+    st = json.loads(await _api(gw, pki, "/api/stations/CP-OTHER"))
+    assert (st["state"], st["security_profile"]) == ("pending", 3), st
+    assert not gw.stations["CP-OTHER"]["pw_hash"], "admitted by its certificate: no password was taken"
+    # a certificate from another CA is not admitted, whatever its CN
+    with pytest.raises((ssl.SSLError, ConnectionError, EOFError, websockets.exceptions.InvalidMessage)):
+        await _boot(gw, "CP-C", _ctx(pki, pki.foreign))
 
 
 async def test_profile3__bad_client_ca_settings_stop_the_start_with_the_reason(gateway, pki, tmp_path):
