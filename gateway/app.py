@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 
 AUTH_MODES = ("password", "pending", "none")
 API_AUTH_MODES = ("token", "none")
+# OCPP security profiles, as the log line of each connection names them (0: not one of them)
+_PROFILES = {0: "no credentials checked, --auth none", 1: "HTTP Basic over ws://", 2: "HTTP Basic over wss://",
+             3: "client certificate over wss://"}
 # the one answer to a station whose id or password is not accepted, whichever it was (the
 # reason is logged): the answer must not tell an outsider which station ids exist
-_PROFILES = {0: "no credentials checked, --auth none", 1: "HTTP Basic over ws://", 2: "HTTP Basic over wss://", 3: "client certificate over wss://"}
 STATION_401 = "station id or password not accepted (HTTP Basic: user = station id, password = ocpp.password)"
 
 

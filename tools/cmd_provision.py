@@ -533,7 +533,8 @@ def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt,
         if row_client:
             entry["client_cert"] = {"file": row_client["cert_name"], "key_file": row_client["key_name"],
                                     "cn": row_client["cn"], "not_after": row_client["not_after"]}
-            files += [(row_client["cert_name"], row_client["cert_der"]), (row_client["key_name"], row_client["key_der"])]
+            files += [(row_client["cert_name"], row_client["cert_der"]),
+                      (row_client["key_name"], row_client["key_der"])]
         if not dry_run:
             try:
                 write_config(port, cfg, reset, files)

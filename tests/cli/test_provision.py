@@ -509,7 +509,8 @@ def test_provision__client_cert_copied_as_der_and_the_firmware_signs_in_with_it(
         assert (b.flash / ("client-%s.der" % h)).read_bytes() == cert_der
         assert (b.flash / ("client-%s.key" % h)).read_bytes() == key_der
         cfg = board_config(b)
-        assert (cfg["ocpp"]["client_cert"], cfg["ocpp"]["client_key"]) == ("client-%s.der" % h, "client-%s.key" % h), cfg
+        assert (cfg["ocpp"]["client_cert"], cfg["ocpp"]["client_key"]) == (
+            "client-%s.der" % h, "client-%s.key" % h), cfg
         line = [ln for ln in r.stdout.splitlines() if "client certificate" in ln]
         assert line and line[0].startswith("  client certificate CN=CP-1 (valid until ") and line[0].endswith(
             "bytes DER) copied to /client-%s.der, its key /client-%s.key: signs in over wss:// without a password "

@@ -135,7 +135,7 @@ async def test_profile3__a_station_certificate_with_its_id_as_cn_boots_without_a
     gw = await _gateway(gateway, pki)
     caplog.set_level("INFO", logger="picocharge.gateway.app")
     assert await _boot(gw, "CP-C", _ctx(pki, pki.station["CP-C"])) == "Accepted"
-    assert gw.station_profile == {"CP-C": 3} and gw.metrics.profiles == {3: 1}, (gw.station_profile, gw.metrics.profiles)
+    assert (gw.station_profile, gw.metrics.profiles) == ({"CP-C": 3}, {3: 1}), (gw.station_profile, gw.metrics.profiles)
     assert re.search(r"station=CP-C connected from 127\.0\.0\.1:\d+ \(OCPP security profile 3: client certificate "
                      r"over wss://\)", caplog.text), caplog.text
     # optional (the default): a station without a certificate still comes in with its password, profile 2
