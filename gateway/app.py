@@ -213,7 +213,8 @@ class Gateway:
             gc.set_threshold(2000, 5, 1000)
         self.gc_watch = GcWatch()
         gc.callbacks.append(self.gc_watch)
-        log.info("gateway listening on %s://%s:%d (auth=%s)", s.scheme, s.host, self.port, s.auth)
+        log.info("gateway listening on %s://%s:%d (auth=%s%s)", s.scheme, s.host, self.port, s.auth,
+                 ", station certificates from %s %s" % (s.client_ca, s.client_cert) if s.client_ca else "")
 
     async def stop(self):
         if self.gc_watch is not None:

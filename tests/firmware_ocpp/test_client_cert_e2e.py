@@ -5,6 +5,7 @@ made with `picocharge gateway ca` (openssl); the gateway's own certificate and a
 come from tests/tls_certs.py."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,38 @@ async def test_firmware__a_missing_client_key_is_a_config_error_before_connectin
         bad = station(cfg, name="bad%d" % len(msg)).start()
         await bad.expect("[config] E: " + msg)
         assert bad.proc.wait(20) == 78, bad.tail()
+
+
+def test_tlsca__read_der_takes_der_or_the_first_pem_block_of_any_label(tmp_path):
+    # the board's PEM-to-DER for certificates and keys (firmware/tlsca.py), here under CPython;
+    # the e2e tests above run it under MicroPython with real PEM files
+    import base64
+
+    from hypothesis import given, settings, strategies as stn
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))
+    try:
+        import tlsca
+    finally:
+        sys.path.pop(0)
+        sys.modules.pop("tlsca", None)      # the name stays this test's
+    f = tmp_path / "f"
+
+    @settings(max_examples=200, deadline=None)
+    @given(body=stn.binary(min_size=1, max_size=600), label=stn.sampled_from(
+        ["CERTIFICATE", "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"]), as_der=stn.booleans())
+    def check(body, label, as_der):
+        der = b"\x30" + body
+        if as_der:
+            f.write_bytes(der)
+        else:
+            b64 = base64.encodebytes(der)
+            f.write_bytes(b"junk before\n-----BEGIN %s-----\n%s-----END %s-----\n-----BEGIN X-----\nAA==\n"
+                          b"-----END X-----\n" % (label.encode(), b64, label.encode()))
+        assert tlsca.read_der(str(f)) == der
+
+    check()
+    for junk in (b"not a certificate\n", b"-----BEGIN CERTIFICATE-----\nAAAA\n", b""):
+        f.write_bytes(junk)
+        with pytest.raises(ValueError, match="is not a PEM or DER private key"):
+            tlsca.read_der(str(f), "private key")
