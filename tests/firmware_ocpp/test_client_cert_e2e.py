@@ -147,3 +147,74 @@ def test_tlsca__read_der_takes_der_or_the_first_pem_block_of_any_label(tmp_path)
         f.write_bytes(junk)
         with pytest.raises(ValueError, match="is not a PEM or DER private key"):
             tlsca.read_der(str(f), "private key")
+
+
+def _rp2040_heap():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("rp2040_heap", root / "benchmarks" / "rp2040_heap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, root
+
+
+_RP2, _ROOT = _rp2040_heap()
+
+_RP2_DRIVER = """import gc, sys, ssl
+sys.stdin.read(1)
+def rd(n):
+    with open(n, 'rb') as f:
+        return f.read()
+gc.collect()
+f0 = gc.mem_free()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+gc.collect()
+print('@ctx', 'ok', f0 - gc.mem_free())
+for name, c, k in (('der', 'c.der', 'k.der'), ('pem', 'c.pem', 'k.pem')):
+    ctx = None
+    gc.collect()
+    f0 = gc.mem_free()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_cert_chain(rd(c), rd(k))
+        r = 'ok'
+    except Exception as e:
+        r = repr(e).replace(' ', '')
+    gc.collect()
+    print('@chain-' + name, r, f0 - gc.mem_free())
+import tlsca
+ctx = None
+gc.collect()
+f0 = gc.mem_free()
+try:
+    ctx = tlsca.client('ocpp.ca_cert', '', None, ('c.pem', 'k.pem'))
+    r = 'ok'
+except Exception as e:
+    r = repr(e).replace(' ', '')
+gc.collect()
+print('@tlsca-pem', r, f0 - gc.mem_free())
+"""
+
+
+@pytest.mark.skipif(not (_RP2.RP2_DIR / _RP2.UF2).is_file(), reason="no %s in %s" % (_RP2.UF2, _RP2.RP2_DIR))
+def test_rp2__the_pico_w_build_takes_the_client_pair_as_der_and_tlsca_converts_pem(tmp_path):
+    # the real MicroPython RPI_PICO_W build in rp2040js (benchmarks/rp2040_heap.py): the choice of
+    # DER on flash holds on the rp2 port, not only on the unix port the e2e tests above run
+    import re
+
+    certs = tls_certs.make(tmp_path / "pki")
+    crt, key = tls_certs.client(certs, "CP-1")
+    d = gwca.station_files(crt, key, "CP-1")
+    files = [("/c.der", d["cert_der"]), ("/k.der", d["key_der"]), ("/c.pem", crt.read_bytes()),
+             ("/k.pem", key.read_bytes()), ("/tlsca.py", (_ROOT / "firmware" / "tlsca.py").read_bytes())]
+    out = _RP2.boot(_RP2.build_image(files, _RP2_DRIVER, {"station_id": "CP-1"}), timeout_s=120)
+    got = {m[0]: (m[1], int(m[2])) for m in re.findall(r"^@(\S+) (\S+) (\d+)\r?$", out, re.M)}
+    assert set(got) == {"ctx", "chain-der", "chain-pem", "tlsca-pem"}, out
+    assert got["chain-der"][0] == "ok" and got["tlsca-pem"][0] == "ok", got
+    assert got["chain-pem"][0] == "ValueError('invalidkey',)", got      # PEM straight in: refused
+    # what the parsed certificate and key hold on the board's heap while connected (~1.4 KB)
+    extra = got["chain-der"][1] - got["ctx"][1]
+    print("rp2: SSLContext %d B, with the client certificate and key %d B (+%d B)" % (
+        got["ctx"][1], got["chain-der"][1], extra))
+    assert 0 < extra < 4096, got
