@@ -9,9 +9,13 @@ CONFIG_FILE = "config.json"
 # a tuple of allowed strings, or "url"/"id"/"ssid"/"path". Keys ending in SECRET_SUFFIXES are secrets.
 # ca_cert: a CA certificate file on the board's flash (DER, or PEM) the server's certificate must
 # chain to; "" = TLS without verifying the server (a warning at each connection).
+# ocpp.client_cert / ocpp.client_key: the station's own certificate and private key on flash
+# (DER, or PEM, which the board converts), presented in the wss:// handshake: OCPP security
+# profile 3, the central system knows the station by the certificate and needs no password.
 _URL = "url"
 _PATH = "path"
 CA_KEYS = ("ocpp.ca_cert", "mqtt.ca_cert", "thingspeak.ca_cert")
+CLIENT_KEYS = ("ocpp.client_cert", "ocpp.client_key")
 SCHEMA = {
     "station_id": (str, "", "id"),
     "log_level": (str, "info", ("debug", "info", "warn", "error")),
@@ -36,6 +40,8 @@ SCHEMA = {
         "call_timeout_s": (int, 30, (1, 300)),
         "reconnect_max_s": (int, 120, (1, 3600)),
         "ca_cert": (str, "", _PATH),
+        "client_cert": (str, "", _PATH),
+        "client_key": (str, "", _PATH),
     },
     "thingspeak": {
         "enabled": (bool, False, None),
@@ -175,15 +181,23 @@ def validate(data):
     mq = cfg["mqtt"]
     if mq["enabled"] and not mq["host"]:
         raise ConfigError("mqtt.host", "is required when mqtt.enabled is true")
-    u = cfg["ocpp"]["url"]
+    oc = cfg["ocpp"]
+    u = oc["url"]
     if u and not (u.startswith("ws://") or u.startswith("wss://")):
         raise ConfigError("ocpp.url", "must start with ws:// or wss://")
+    if bool(oc["client_cert"]) != bool(oc["client_key"]):
+        k = "ocpp.client_key" if oc["client_cert"] else "ocpp.client_cert"
+        raise ConfigError(k, "is required with %s: a client certificate goes with its private key" % (
+            "ocpp.client_cert" if oc["client_cert"] else "ocpp.client_key"))
+    if oc["client_cert"] and not u.startswith("wss://"):
+        raise ConfigError("ocpp.client_cert", "is presented over TLS only: ocpp.url must start with wss://")
     return cfg
 
 
 def check_files(cfg):
-    """On the board, at boot: every CA file named in the config is there and starts like a
-    certificate (it is read in full only when connecting). Raises ConfigError naming the key."""
+    """On the board, at boot: every CA file, and the client certificate and key, named in the
+    config are there and start like a certificate or key (they are read in full only when
+    connecting). Raises ConfigError naming the key."""
     for key in CA_KEYS:
         ca = get(cfg, key)
         if ca:
@@ -195,6 +209,19 @@ def check_files(cfg):
                                        "CA there with `picocharge provision --ca-cert FILE`" % ca)
             if head[:1] != b"\x30" and b"-----BEGIN " not in head:
                 raise ConfigError(key, "%s is not a PEM or DER X.509 certificate" % ca)
+    for key in CLIENT_KEYS:
+        path = get(cfg, key)
+        if path:
+            what = "certificate" if key.endswith("cert") else "private key"
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(32)
+            except OSError:
+                raise ConfigError(key, "cannot read %s on the board's flash (missing?): copy the station's %s "
+                                       "there with `picocharge provision --client-cert FILE --client-key FILE`"
+                                  % (path, what))
+            if head[:1] != b"\x30" and b"-----BEGIN " not in head:
+                raise ConfigError(key, "%s is not a PEM or DER %s" % (path, what))
 
 
 def defaults():

@@ -66,8 +66,9 @@ class Link:
         auth = (self.station, self.cfg["password"]) if self.cfg["password"] else None
         L.info("connecting to %s%s", url, " (basic auth)" if auth else "")
         self.dead = None
-        self.ws = await ws.connect(url, PROTOCOL, auth, self.cfg["connection_timeout_s"], _MAX_FRAME,
-                                   self.cfg["ca_cert"])
+        c = self.cfg
+        self.ws = await ws.connect(url, PROTOCOL, auth, c["connection_timeout_s"], _MAX_FRAME, c["ca_cert"],
+                                   (c["client_cert"], c["client_key"]) if c["client_cert"] else None)
         self.ws.last_rx = ticks_ms()
         self._task = asyncio.create_task(self.reader())  # runs from the caller's next await
 

@@ -273,14 +273,15 @@ async def drop(writer):
         pass
 
 
-async def connect(url, protocol="ocpp1.6", auth=None, timeout_s=30, max_size=8192, ca=None):
+async def connect(url, protocol="ocpp1.6", auth=None, timeout_s=30, max_size=8192, ca=None, mine=None):
     """Open a WebSocket to `url` agreeing on `protocol`. Raises OSError/WsError/TimeoutError.
     ca: for wss://, the path of the CA file the server's certificate must chain to ("" = not
-    verified, with a warning; None = ocpp.ca_cert of config.json)."""
+    verified, with a warning; None = ocpp.ca_cert of config.json). mine: (certificate, key)
+    paths the station presents over wss:// (ocpp.client_cert, ocpp.client_key)."""
     import ws_open  # the opening handshake, dropped again once it is done: see ws_open.py
 
     try:
-        reader, writer = await asyncio.wait_for(ws_open.handshake(url, protocol, auth, ca), timeout_s)
+        reader, writer = await asyncio.wait_for(ws_open.handshake(url, protocol, auth, ca, mine), timeout_s)
     finally:
         sys.modules.pop("ws_open", None)
     return WebSocket(reader, writer, max_size)

@@ -16,6 +16,9 @@ from compat import const
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADER_LINE = const(1024)
 _LINE_KEPT = const(160)  # the status line and the headers we read fit; the rest of a line is dropped
+_EPIPE = const(32)
+_ECONNRESET = const(104)
+_CLOSED = "connection closed during the handshake"
 
 
 def b64(data):
@@ -70,7 +73,7 @@ async def _read_line(reader, buf):
         to = mv[n:n + 1] if n < len(buf) - 1 else one
         k = await reader.readinto(to)
         if not k:
-            raise OSError("connection closed during the handshake")
+            raise OSError(_CLOSED)
         n += 1
         if to[0] == 10:
             return bytes(mv[:n if n < len(buf) else len(buf)])
@@ -78,9 +81,22 @@ async def _read_line(reader, buf):
                      "(check ocpp.url)" % _MAX_HEADER_LINE)
 
 
-async def handshake(url, protocol, auth, ca):
+def _cert_refused(e, mine):
+    """`e`, or in words when a station presenting its certificate (`mine`) saw its wss://
+    connection closed or reset before any HTTP answer: a TLS server refuses a client
+    certificate by ending the handshake, so that is the likely cause."""
+    if not mine or isinstance(e, ws.WsError) or not (
+            e.args and (e.args[0] in (_EPIPE, _ECONNRESET) or e.args[0] == _CLOSED)):
+        return e
+    return ws.WsError("the central system closed the wss:// connection before answering (%s): it may refuse "
+                      "the station's certificate; check that ocpp.client_cert was issued by the CA the "
+                      "central system trusts, is still valid and names this station" % (e.args[0],))
+
+
+async def handshake(url, protocol, auth, ca, mine=None):
     """(reader, writer) of a connection whose upgrade to a WebSocket `url` speaking
-    `protocol` the server accepted; WsError (refused, or not a WebSocket server) or OSError."""
+    `protocol` the server accepted; WsError (refused, or not a WebSocket server) or OSError.
+    mine: (certificate path, key path) presented to a wss:// server (OCPP security profile 3)."""
     secure, host, port, path = split_url(url)
     kw = {}
     if secure:
@@ -88,15 +104,22 @@ async def handshake(url, protocol, auth, ca):
         import tlsca  # ssl only for wss://: it costs heap
 
         # verified against ocpp.ca_cert: OCPP security profile 2; without it, encrypted only
-        kw["ssl"] = tlsca.client("ocpp.ca_cert", ca, log.get("ocpp"))
+        # with ocpp.client_cert/client_key the station presents its certificate: profile 3
+        kw["ssl"] = tlsca.client("ocpp.ca_cert", ca, log.get("ocpp"), mine)
         kw["server_hostname"] = host  # SNI, and the name the certificate must carry
-    reader, writer = await asyncio.open_connection(host, port, **kw)
+    try:
+        reader, writer = await asyncio.open_connection(host, port, **kw)
+    except OSError as e:
+        raise _cert_refused(e, mine)
     try:
         key = b64(urandom(16))
-        writer.write(handshake_request(host, port, path, key, protocol, auth))
-        await writer.drain()
         buf = bytearray(_LINE_KEPT)
-        status = await _read_line(reader, buf)
+        try:
+            writer.write(handshake_request(host, port, path, key, protocol, auth))
+            await writer.drain()
+            status = await _read_line(reader, buf)
+        except OSError as e:  # no HTTP answer at all: the TLS layer may have ended it
+            raise _cert_refused(e, mine)
         parts = status.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
             raise ws.WsError("not an HTTP answer to the WebSocket handshake: %r" % status[:40])

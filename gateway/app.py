@@ -21,7 +21,7 @@ from . import auth, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .metrics import GatewayMetrics
-from .server import Listener
+from .server import Listener, tls_context as server_tls_context
 from .store import Store, StoreError, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
 from .web import make_app
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 AUTH_MODES = ("password", "pending", "none")
 API_AUTH_MODES = ("token", "none")
+# OCPP security profiles, as the log line of each connection names them (0: not one of them)
+_PROFILES = {0: "no credentials checked, --auth none", 1: "HTTP Basic over ws://", 2: "HTTP Basic over wss://",
+             3: "client certificate over wss://"}
 # the one answer to a station whose id or password is not accepted, whichever it was (the
 # reason is logged): the answer must not tell an outsider which station ids exist
 STATION_401 = "station id or password not accepted (HTTP Basic: user = station id, password = ocpp.password)"
@@ -55,6 +58,8 @@ class Settings:
     gc_freeze: bool = True
     tls_cert: str = None    # PEM certificate (chain) and key: OCPP security profile 2 (wss://, https://)
     tls_key: str = None
+    client_ca: str = None   # PEM operator CA: stations may present a certificate it signed (security profile 3)
+    client_cert: str = "optional"   # with client_ca: "required" refuses stations without a certificate
     # --- the HTTP edge: credentials and limits (docs/gateway.md "Limits") ---
     api_auth: str = "token"         # token: every /api call and /metrics need a token or a session; none: open
     tokens_file: str = None         # default: <db>.tokens
@@ -79,28 +84,13 @@ class Settings:
 
 def tls_context(s):
     """The server's SSLContext for Settings with tls_cert (None without); ValueError says what is wrong."""
-    if not s.tls_cert:
-        if s.tls_key:
-            raise ValueError("a TLS key without a certificate: give the certificate too")
-        return None
-    import os
-    import ssl
-    for what, path in (("certificate", s.tls_cert), ("key", s.tls_key)):
-        if path and not os.path.isfile(path):
-            raise ValueError("TLS %s not found: %s" % (what, path))
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2    # OCPP 1.6 security profile 2: TLS 1.2 or later
-    try:
-        ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
-    except ssl.SSLError as e:
-        raise ValueError("TLS certificate %s and key %s do not load (%s): give a PEM certificate and its "
-                         "private key" % (s.tls_cert, s.tls_key or "(in the certificate file)", e.reason or e))
-    return ctx
+    return server_tls_context(s.tls_cert, s.tls_key, s.client_ca, s.client_cert)
 
 
 class Metrics:
     def __init__(self):
         self.messages = 0
+        self.profiles = {}      # OCPP security profile -> stations authenticated with it
         self.readings = 0
         self.refused = 0
         self.dropped_answers = 0   # CALLRESULTs/CALLERRORs that answered no pending call (csms)
@@ -171,6 +161,7 @@ class Gateway:
         self.last = {}          # id -> last reading dict (merged)
         self.id_tags = {}
         self._verified = {}     # (id, sha256(password)) -> pw_hash it was checked against
+        self.station_profile = {}   # id -> the OCPP security profile of its last authentication
         self.port = None
         self.front = None       # the server.Listener
         self.tokens = auth.TokenStore(settings.tokens_file or auth.tokens_path(settings.db))
@@ -226,7 +217,8 @@ class Gateway:
             gc.set_threshold(2000, 5, 1000)
         self.gc_watch = GcWatch()
         gc.callbacks.append(self.gc_watch)
-        log.info("gateway listening on %s://%s:%d (auth=%s)", s.scheme, s.host, self.port, s.auth)
+        log.info("gateway listening on %s://%s:%d (auth=%s%s)", s.scheme, s.host, self.port, s.auth,
+                 ", station certificates from %s %s" % (s.client_ca, s.client_cert) if s.client_ca else "")
 
     async def stop(self):
         if self.gc_watch is not None:
@@ -345,16 +337,25 @@ class Gateway:
                 503: "too many stations are waiting for an operator (--max-pending): try again later"
                 }.get(status, "refused")
 
-    async def authenticate_station(self, sid, authz, peer):
+    async def authenticate_station(self, sid, authz, peer, cert=None):
         """(status, reason to log) when the station may not connect, else (None, None). Failures
         count against the client address and the station id; past --auth-fail-limit a minute
-        either is refused with 429 without looking at the password."""
+        either is refused with 429 without looking at the password. `cert`: the station's
+        verified TLS client certificate (getpeercert() dict), if it presented one."""
         keys = (("ocpp", peer), ("ocpp-id", sid))
         if self.throttle.blocked(*keys):
             return 429, "too many failed attempts from %s or for this id" % peer
-        status, why = await self._authenticate(sid, authz)
+        s = self.settings
+        if cert or (s.client_ca and s.client_cert == "required"):
+            profile = 3
+            status, why = await self._authenticate_cert(sid, cert)
+        else:
+            profile = 0 if s.auth == "none" else 2 if s.tls_cert else 1
+            status, why = await self._authenticate(sid, authz)
         if why is None:
             self.throttle.succeeded(("ocpp-id", sid))
+            self.metrics.profiles[profile] = self.metrics.profiles.get(profile, 0) + 1
+            self.station_profile[sid] = profile     # logged with "connected from" (run_session)
         elif status == 401:
             self.throttle.failed(*keys)
         return status, why
@@ -364,6 +365,35 @@ class Gateway:
         if conns:
             await asyncio.gather(*(c.close(1001, "gateway shutting down") for c in conns),
                                  return_exceptions=True)
+
+    async def _authenticate_cert(self, sid, cert):
+        """Security profile 3: the certificate (already verified against --client-ca) names the
+        station in its CN. The station needs no password; the operator's decision (pending,
+        rejected) and --auth apply as they do to passwords."""
+        if not cert:
+            return 401, "no client certificate and --client-cert required"
+        cn = auth.certificate_cn(cert)
+        if cn != sid:
+            return 401, "client certificate CN %r is not the station id in the URL" % (cn,)
+        mode = self.settings.auth
+        st = self.stations.get(sid)
+        if st is None:
+            if mode == "none":
+                await self.register(sid, None, state="accepted")
+                return None, None
+            if mode == "pending":
+                pending = sum(1 for st in self.stations.values() if st["state"] == "pending")
+                if pending >= self.settings.max_pending:
+                    return 503, "%d stations already wait for an operator (--max-pending)" % pending
+                await self.register(sid, None, state="pending")
+                log.warning("station=%s unknown (client certificate): admitted as pending, accept it on the "
+                            "dashboard or POST /api/stations/%s/accept", sid, sid)
+                return None, None
+            return 401, "unknown station with a client certificate: register it first (picocharge gateway " \
+                        "add-station %s)" % sid
+        if st["state"] == "rejected":
+            return 403, "station is rejected by the operator"
+        return None, None
 
     async def _authenticate(self, sid, authz):
         mode = self.settings.auth
@@ -459,7 +489,9 @@ class Gateway:
         except StoreError as e:     # a full disk: the session still runs; its calls get InternalError
             log.warning("station=%s connected from %s; the connection log is not written: %s", sid, peer, e)
             conn_id = None
-        log.info("station=%s connected from %s", sid, peer)
+        profile = self.station_profile.get(sid)
+        log.info("station=%s connected from %s (OCPP security profile %s: %s)", sid, peer, profile,
+                 _PROFILES.get(profile, "?"))
         if self.mqtt:
             self.mqtt.publish_status(sid)
         reason = "closed"
@@ -601,7 +633,7 @@ class Gateway:
                 "status": st.get("status"), "error_code": st.get("error_code"),
                 "vendor": st.get("vendor"), "model": st.get("model"), "firmware": st.get("firmware"),
                 "last_seen": st.get("last_seen"),
-                "thingspeak_channel": st.get("ts_channel"),
+                "thingspeak_channel": st.get("ts_channel"), "security_profile": self.station_profile.get(sid),
                 "last_reading": dict(self.last.get(sid) or {})}
 
 

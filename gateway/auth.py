@@ -26,6 +26,10 @@ the key's value: 16..40 printable ASCII characters. A station whose key the gate
 has two hashes until it connects with the new key (`<new> <old>`): either is let in, and
 the first connection with the new one drops the old.
 
+Station certificates (OCPP security profile 3): the TLS layer (server.tls_context) has checked
+that a station's certificate chains to the operator's CA; `certificate_cn` reads the
+subject's common name from it, which must be the station id of the URL (app.Gateway).
+
 Throttle: failed attempts per key (client address, station id) in a sliding window; past
 the limit the key is refused (429 / a refused handshake) until the window slides on.
 """
@@ -217,6 +221,25 @@ class TokenStore:
         if row is not None and hmac.compare_digest(row["sha256"], d):
             return row
         return None
+
+
+CERT_REQUIRED_401 = ("a client certificate from the operator's CA is required (OCPP security profile 3): "
+                     "configure ocpp.client_cert and ocpp.client_key on the station (picocharge provision "
+                     "--client-cert)")
+
+
+def certificate_cn(peercert):
+    """The subject's common name of a verified peer certificate (ssl's getpeercert() dict),
+    or None when there is no certificate or no single CN (then it names no station)."""
+    if not peercert:
+        return None
+    cns = [v for rdn in peercert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    return cns[0] if len(cns) == 1 else None
+
+
+def peer_certificate(transport):
+    """The verified client certificate of a connection (a dict; None without TLS or certificate)."""
+    return transport.get_extra_info("peercert") if transport is not None else None
 
 
 class Sessions:

@@ -11,7 +11,7 @@ import urllib.request
 
 import click
 
-from . import auth
+from . import auth, ca
 from .store import Store, StoreError, generate_password
 
 
@@ -122,6 +122,14 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
               help="Serve wss:// and https:// with this certificate (chain), OCPP security profile 2.")
 @_option("--tls-key", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_TLS_KEY",
               help="The certificate's private key (when it is not in the --tls-cert file).")
+@_option("--client-ca", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_CLIENT_CA",
+              help="The operator CA (`picocharge gateway ca init`): a station presenting a certificate it signed, "
+                   "with the station id as CN, connects without a password (OCPP security profile 3). Needs "
+                   "--tls-cert.")
+@_option("--client-cert", type=click.Choice(["optional", "required"]), default="optional", show_default=True,
+              envvar="PICOCHARGE_GATEWAY_CLIENT_CERT",
+              help="With --client-ca: optional lets stations without a certificate use their password "
+                   "(profiles 1, 2); required refuses them (401). The dashboard and API never need one.")
 @_option("--heartbeat-interval", type=click.IntRange(1, 86400), default=300, show_default=True,
               envvar="PICOCHARGE_GATEWAY_HEARTBEAT_INTERVAL", help="Heartbeat interval given at boot.")
 @_option("--clock-aligned-interval", type=_SECONDS_OR_KEEP, default="900", show_default=True,
@@ -134,8 +142,8 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
 @click.pass_context
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
             thingspeak_bulk_limit, retention_days, api_auth, api_token, allowed_hosts, max_connections, max_body,
-            idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, heartbeat_interval,
-            clock_aligned_interval, log_level):
+            idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, client_ca, client_cert,
+            heartbeat_interval, clock_aligned_interval, log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -155,7 +163,8 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         thingspeak_url=thingspeak_url or None, thingspeak_interval=thingspeak_interval,
                         thingspeak_bulk_limit=thingspeak_bulk_limit, retention_days=retention_days,
                         api_token=api_token, heartbeat_interval=heartbeat_interval,
-                        tls_cert=tls_cert, tls_key=tls_key, api_auth=api_auth,
+                        tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, client_cert=client_cert,
+                        api_auth=api_auth,
                         allowed_hosts=tuple(h for h in allowed_hosts.split(",") if h.strip()),
                         max_connections=max_connections, max_body=max_body, idle_timeout=idle_timeout,
                         body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending,
@@ -460,3 +469,48 @@ def _api(url, token, method, path, body):
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise click.ClickException("cannot reach the gateway at %s (%s): is it running? give its address "
                                    "with --url or PICOCHARGE_GATEWAY_URL" % (url, getattr(e, "reason", e)))
+
+
+@gateway.group("ca")
+def ca_group():
+    """The operator CA for OCPP security profile 3: stations authenticate with a certificate it
+    issued (run the gateway with --client-ca DIR/ca.crt), made with the openssl command."""
+
+
+def _ca_dir_option(f):
+    return click.option("--dir", "folder", default="picocharge-ca", show_default=True, metavar="DIR",
+                        envvar="PICOCHARGE_GATEWAY_CA_DIR",
+                        help="The CA's folder (ca.crt, ca.key). [env: PICOCHARGE_GATEWAY_CA_DIR]")(f)
+
+
+@ca_group.command("init")
+@_ca_dir_option
+@click.option("--name", default="PicoCharge operator CA", show_default=True, help="The CA's common name.")
+@click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True, help="Validity.")
+@click.option("--force", is_flag=True, help="Replace an existing CA (every certificate it issued stops working).")
+def ca_init(folder, name, days, force):
+    """Make the operator CA: DIR/ca.crt (give it to the gateway as --client-ca) and DIR/ca.key
+    (keep it offline if you can: whoever has it can make station certificates). Mode 0600."""
+    try:
+        crt, key = ca.init(folder, name, days, force)
+    except ca.CaError as e:
+        raise click.ClickException(str(e))
+    click.echo("CA certificate: %s (the gateway's --client-ca)" % crt)
+    click.echo("CA key:         %s (secret: it issues station certificates)" % key)
+
+
+@ca_group.command("issue")
+@click.argument("station_id")
+@_ca_dir_option
+@click.option("--out", metavar="DIR", help="Where <STATION_ID>.crt and .key go (default: the CA's folder); "
+                                            "`picocharge provision --client-cert-dir DIR` takes them from there.")
+@click.option("--days", type=click.IntRange(1, 36500), default=825, show_default=True, help="Validity.")
+@click.option("--force", is_flag=True, help="Replace the station's existing certificate and key.")
+def ca_issue(station_id, folder, out, days, force):
+    """Issue STATION_ID a client certificate (CN = STATION_ID) and its key, signed by the CA.
+    Mode 0600; put them on the board with `picocharge provision --client-cert ... --client-key ...`."""
+    try:
+        crt, key = ca.issue(folder, station_id, out, days, force)
+    except ca.CaError as e:
+        raise click.ClickException(str(e))
+    click.echo("station %s: certificate %s, key %s" % (station_id, crt, key))

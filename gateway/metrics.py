@@ -49,6 +49,12 @@ class GatewayCollector:
         yield CounterMetricFamily("picocharge_db_failed_batches",
                                   "Batches of writes the store could not commit (full disk, I/O error).",
                                   value=gw.store.failed_batches)
+        c = CounterMetricFamily("picocharge_ocpp_authenticated",
+                                "Station connections let in, by OCPP security profile (0: --auth none, 1: Basic over "
+                                "ws://, 2: Basic over wss://, 3: client certificate).", labels=["profile"])
+        for k, v in sorted(mt.profiles.items()):
+            c.add_metric([str(k)], v)
+        yield c
         c = CounterMetricFamily("picocharge_ocpp_replayed",
                                 "StartTransaction/StopTransaction sent again by a station (after a reboot): "
                                 "answered as the first time, nothing changed.", labels=["action"])

@@ -63,6 +63,9 @@ class Station(BaseModel):
     firmware: Optional[str] = None
     last_seen: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
     thingspeak_channel: Optional[int] = None
+    security_profile: Optional[int] = Field(None, description="The OCPP security profile of its last sign-in since "
+                                            "the gateway started: 1 Basic over ws://, 2 Basic over wss://, 3 client "
+                                            "certificate, 0 none checked (--auth none); null before it connects.")
     last_reading: LastReading = Field(description="The newest value of every reading key (merged over recent "
                                                   "readings), with the seq and ts of the newest; {} before the first.")
 

@@ -14,6 +14,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close
 
+from . import auth
+
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
@@ -79,10 +81,13 @@ def endpoint(gw):
             return refusal(*why)
         peer = request.remote or ""
         log.debug("station=%s handshake from %s", sid, peer)   # never its headers: Authorization is a password
-        status, why = await gw.authenticate_station(sid, request.headers.get("Authorization"), peer)
+        cert = auth.peer_certificate(request.transport)     # verified against --client-ca, or None
+        status, why = await gw.authenticate_station(sid, request.headers.get("Authorization"), peer, cert)
         if why:
             gw.metrics.refused += 1
             log.warning("station=%s refused (%s): %s", sid if sid in gw.stations else "?", peer, why)
+            if status == 401 and not cert and s.client_ca and s.client_cert == "required":
+                return refusal(401, auth.CERT_REQUIRED_401)
             return refusal(status, gw.refusal_text(status), basic=status == 401)
         ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=s.max_frame,
                                    heartbeat=s.ping_interval or None, autoping=True, compress=False)

@@ -27,6 +27,8 @@ loop allocates 256 KiB per read and, at 10,000 paced stations, left glibc's heap
 """
 import asyncio
 import logging
+import os
+import ssl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -53,6 +55,51 @@ class _QuietBadRequests(logging.Filter):
                 return False
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return True
+
+
+CLIENT_CERT_MODES = ("optional", "required")
+
+
+def tls_context(cert, key=None, client_ca=None, client_cert="optional"):
+    """The server's SSLContext (None without `cert`); ValueError says what is wrong.
+
+    cert/key: PEM certificate (chain) and key, OCPP security profile 2 (wss://, https://).
+    client_ca: a PEM file of the operator's CA(s), OCPP security profile 3: a client that
+    presents a certificate must present one that chains to these CAs, and nothing else (the
+    system's CA store is never trusted for clients), or the TLS handshake fails. A client
+    without one still completes the handshake (CERT_OPTIONAL, whatever `client_cert` says):
+    the dashboard and the API over https:// need no client certificate, and
+    `client_cert="required"` is enforced on /ocpp/ by the station's authentication, where the
+    refusal is an HTTP 401 that says what is missing rather than a handshake alert."""
+    if not cert:
+        if key:
+            raise ValueError("a TLS key without a certificate: give the certificate too")
+        if client_ca:
+            raise ValueError("a client CA (--client-ca) needs TLS: give the server's --tls-cert and --tls-key too")
+        return None
+    if client_cert not in CLIENT_CERT_MODES:
+        raise ValueError("client certificates %r: choose one of %s" % (client_cert, ", ".join(CLIENT_CERT_MODES)))
+    for what, path in (("certificate", cert), ("key", key), ("client CA", client_ca)):
+        if path and not os.path.isfile(path):
+            raise ValueError("TLS %s not found: %s" % (what, path))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)   # no CA loaded: see client_ca above
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2    # OCPP 1.6 security profiles 2 and 3: TLS 1.2 or later
+    try:
+        ctx.load_cert_chain(cert, key or None)
+    except ssl.SSLError as e:
+        raise ValueError("TLS certificate %s and key %s do not load (%s): give a PEM certificate and its "
+                         "private key" % (cert, key or "(in the certificate file)", e.reason or e))
+    if client_ca:
+        try:
+            ctx.load_verify_locations(cafile=client_ca)
+        except ssl.SSLError as e:
+            raise ValueError("client CA %s does not load (%s): give the operator CA's certificate in PEM "
+                             "(`picocharge gateway ca init` makes one)" % (client_ca, e.reason or e))
+        if not ctx.cert_store_stats().get("x509_ca"):
+            raise ValueError("client CA %s holds no CA certificate (basicConstraints CA:TRUE): give the "
+                             "operator CA's certificate, not a station's" % client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
 
 
 QUIET_BAD_REQUESTS = _QuietBadRequests()

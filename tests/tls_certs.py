@@ -1,6 +1,7 @@
 """Certificates made for one test with `cryptography`: a CA and a server certificate it signed
 for 127.0.0.1, a server certificate it signed for another host name, and a second,
-unrelated self-signed CA (the wrong one). EC P-256 keys: quick to make."""
+unrelated self-signed CA (the wrong one); `client` issues station (client) certificates
+from either CA. EC P-256 keys: quick to make."""
 import datetime
 import ipaddress
 import ssl
@@ -53,6 +54,8 @@ def make(d):
         (d / (name + ".crt")).write_bytes(c.public_bytes(_PEM))
         (d / (name + ".key")).write_bytes(k.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
                                                           serialization.NoEncryption()))
+    out.ca_key, out.wrong_key = ca_key, wrong_key     # for client()
+    out.dir = d
     out.cert, out.key = d / "server.crt", d / "server.key"
     out.other_cert, out.other_key = d / "other.crt", d / "other.key"
     return out
@@ -62,3 +65,16 @@ def server_context(cert, key):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
+
+
+def client(certs, cn, wrong_ca=False, name=None):
+    """A client (station) certificate with subject CN=cn, signed by certs' CA (or by the wrong
+    one), and its key: (crt path, key path), PEM, in certs.dir as <name or cn>.crt/.key."""
+    k = ec.generate_private_key(ec.SECP256R1())
+    issuer, issuer_key = (("Somebody else's CA", certs.wrong_key) if wrong_ca
+                          else ("PicoCharge test CA", certs.ca_key))
+    c = _cert(cn, k, issuer, issuer_key, False)
+    crt, key = certs.dir / ((name or cn) + ".crt"), certs.dir / ((name or cn) + ".key")
+    crt.write_bytes(c.public_bytes(_PEM))
+    key.write_bytes(k.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return crt, key

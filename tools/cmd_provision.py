@@ -14,6 +14,7 @@ import click
 
 from . import device, inventory
 from .firmware import config as fwconfig
+from .gateway import ca as gwca
 from .options import echo_json, json_option, ports_option, set_option
 
 CONFIG = "/config.json"
@@ -58,6 +59,43 @@ def read_ca(path, where="--ca-cert"):
     for c in ctx.get_ca_certs():
         subject = ", ".join("%s=%s" % kv for rdn in c.get("subject", ()) for kv in rdn)
     return "ca-%s.der" % hashlib.sha256(der).hexdigest()[:8], der, subject
+
+
+def read_client(cert, key, station_id=None, where="--client-cert/--client-key"):
+    """A station's certificate and key (OCPP security profile 3), checked before any board is
+    written: both parse, the key is the certificate's, and (given station_id) its CN is the
+    station id. {"cn", "not_after", "cert_der", "key_der", "cert_name", "key_name"}: DER and
+    the file names on the board (MicroPython's load_cert_chain takes DER only), named after
+    the certificate's hash so a new pair never half-replaces the old one.
+    click.BadParameter (exit 2) naming the file and what is wrong."""
+    try:
+        d = gwca.station_files(cert, key, station_id)
+    except gwca.CaError as e:
+        raise click.BadParameter(str(e), param_hint=where)
+    h = hashlib.sha256(d["cert_der"]).hexdigest()[:8]
+    d["cert_name"], d["key_name"] = "client-%s.der" % h, "client-%s.key" % h
+    return d
+
+
+def _client_files(meta, where, inventory_file, client_pair, client_dir, station_id):
+    """(cert path, key path, where to blame) for a station, from its inventory columns,
+    --client-cert-dir or --client-cert/--client-key; None when none is given."""
+    given = meta.get("client-cert") or meta.get("client-key") or client_dir or client_pair
+    if given and not station_id:
+        raise click.BadParameter("a client certificate is checked against the station id (its CN): give "
+                                 "--station-id", param_hint="--station-id")
+    if meta.get("client-cert") or meta.get("client-key"):
+        if not (meta.get("client-cert") and meta.get("client-key")):
+            raise click.BadParameter("give both columns client-cert and client-key (the certificate and its key)",
+                                     param_hint="%s" % where)
+        base = Path(inventory_file).parent
+        return base / meta["client-cert"], base / meta["client-key"], "columns client-cert/client-key in " + where
+    if client_dir:
+        return (Path(client_dir) / (station_id + ".crt"), Path(client_dir) / (station_id + ".key"),
+                "--client-cert-dir")
+    if client_pair:
+        return client_pair[0], client_pair[1], "--client-cert/--client-key"
+    return None
 
 
 def _flag(name, help, secret=False, type=str):
@@ -218,7 +256,7 @@ def _registrations(url, token, plans, surveyed, replace):
     is written) when a station the gateway already knows would get a new password without
     --replace-password: a typo in a station id must not lock a working station out."""
     out, clash = {}, []
-    for port, _cfg, full, _ca in plans:
+    for port, _cfg, full, _ca, _client in plans:
         sid = full["station_id"]
         if not is_registered(url, sid, token):
             out[sid] = "new"
@@ -319,6 +357,15 @@ def _assign(rows, ports, stations, surveyed):
               help="The uplinks --ca-cert (or an inventory's ca-cert column) is for (repeatable; "
                    "default all three). ThingSpeak's public server needs its own CA, not your "
                    "gateway's: give each its own run.")
+@click.option("--client-cert", "client_cert", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The station's own certificate (PEM or DER, CN = its station id; `picocharge gateway ca "
+                   "issue`): copied to the board as DER with --client-key and set as ocpp.client_cert, so it "
+                   "signs in over wss:// without a password (OCPP security profile 3).")
+@click.option("--client-key", "client_key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The private key of --client-cert (unencrypted PEM or DER): copied as DER, ocpp.client_key.")
+@click.option("--client-cert-dir", "client_dir", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="A folder of <station id>.crt and <station id>.key (as `picocharge gateway ca issue --out DIR` "
+                   "writes them): each board gets its own pair.")
 @set_option
 @click.option("-i", "--inventory", "inventory_file", type=click.Path(dir_okay=False, exists=True),
               help="Fleet inventory: CSV or TOML, one row per station; columns are config keys "
@@ -344,7 +391,8 @@ def _assign(rows, ports, stations, surveyed):
               help="Soft-reset each board afterwards so it starts with its new config.")
 @json_option
 def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt, dry_run, register_gateway,
-              gateway_token, replace_password, reset, as_json, ca_cert, ca_for, **flags):
+              gateway_token, replace_password, reset, as_json, ca_cert, ca_for, client_cert, client_key, client_dir,
+              **flags):
     """Write a board's /config.json: Wi-Fi, station id, central system, ThingSpeak, MQTT,
     sensor calibration.
 
@@ -368,6 +416,14 @@ def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt,
         raise click.UsageError("--ca-for goes with --ca-cert FILE")
     ca_for = ca_for or CA_FOR
     ca = read_ca(ca_cert) if ca_cert else None  # checked before any board is looked at
+    if bool(client_cert) != bool(client_key):
+        raise click.UsageError("--client-cert and --client-key go together (the certificate and its key)")
+    if client_cert and (client_dir or inventory_file):
+        raise click.UsageError("--client-cert/--client-key are one station's: for several, use --client-cert-dir "
+                               "DIR or the inventory's client-cert and client-key columns")
+    client_pair = (client_cert, client_key) if client_cert else None
+    if client_pair:
+        read_client(*client_pair)  # parses, and the key is the certificate's: before any board is looked at
     try:
         common = _flag_values(flags, sets)
         if inventory_file:
@@ -426,6 +482,12 @@ def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt,
             row_values = dict(row_values)
             for uplink in ca_for:
                 row_values.setdefault(uplink + ".ca_cert", row_ca[0])
+        station_id = inventory.flatten(build(surveyed[port], common, row_values, fresh)).get("station_id") or ""
+        files = _client_files(meta, where, inventory_file, client_pair, client_dir, station_id)
+        row_client = read_client(files[0], files[1], station_id, files[2]) if files else None
+        if row_client:
+            row_values = dict(row_values, **{"ocpp.client_cert": row_client["cert_name"],
+                                             "ocpp.client_key": row_client["key_name"]})
         cfg = build(surveyed[port], common, row_values, fresh)
         if ask and not inventory_file:
             cfg = _ask(cfg, register=bool(register_gateway))
@@ -441,14 +503,16 @@ def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt,
             if e.key not in given and e.key in inventory.flatten(surveyed[port]) and not fresh:
                 src = ("%s (it comes from the board's current config.json; --fresh starts from an "
                        "empty config)" % how)
+            if e.key.startswith("ocpp.client_") and row_client:
+                src = "the OCPP URL: a client certificate needs a wss:// --ocpp-url"
             raise click.ClickException("config for %s refused, nothing was written to any board: %s; "
                                        "fix %s" % (port, e, src))
         if register_gateway and not full["ocpp"]["url"]:
             raise click.ClickException("--register-gateway: station %s has no ocpp.url; give --ocpp-url "
                                        "(the gateway's ws:// address)" % full["station_id"])
-        plans.append((port, cfg, full, row_ca))
+        plans.append((port, cfg, full, row_ca, row_client))
 
-    for port in [p for p, _c, _f, _a in plans if p in no_firmware]:
+    for port in [p for p, _c, _f, _a, _k in plans if p in no_firmware]:
         click.echo("warning: no firmware on the board at %s (no /main.py): run `picocharge deploy "
                    "-p %s`, or nothing on it uses this config" % (port, port), err=True)
 
@@ -460,14 +524,20 @@ def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt,
 
     # 3. write, verify, register
     results = []
-    for port, cfg, full, row_ca in plans:
+    for port, cfg, full, row_ca, row_client in plans:
         entry = {"port": port, "station_id": full["station_id"], "config": fwconfig.redact(cfg),
                  "written": False, "registered": False}
         if row_ca:
             entry["ca_cert"] = {"file": row_ca[0], "subject": row_ca[2], "for": list(ca_for)}
+        files = [row_ca[:2]] if row_ca else []
+        if row_client:
+            entry["client_cert"] = {"file": row_client["cert_name"], "key_file": row_client["key_name"],
+                                    "cn": row_client["cn"], "not_after": row_client["not_after"]}
+            files += [(row_client["cert_name"], row_client["cert_der"]),
+                      (row_client["key_name"], row_client["key_der"])]
         if not dry_run:
             try:
-                write_config(port, cfg, reset, [row_ca[:2]] if row_ca else ())
+                write_config(port, cfg, reset, files)
             except device.DeviceError as e:
                 raise click.ClickException(str(e))
             entry["written"] = True
@@ -486,6 +556,12 @@ def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt,
                 click.echo("  CA %s (%s) %s /%s, verifies %s" % (
                     row_ca[2] or "certificate", "%d bytes DER" % len(row_ca[1]),
                     "would be copied to" if dry_run else "copied to", row_ca[0], ", ".join(ca_for)))
+            if row_client:
+                click.echo("  client certificate CN=%s (valid until %s, %d bytes DER) %s /%s, its key /%s: "
+                           "signs in over wss:// without a password (OCPP security profile 3)" % (
+                               row_client["cn"], row_client["not_after"], len(row_client["cert_der"]),
+                               "would be copied to" if dry_run else "copied to", row_client["cert_name"],
+                               row_client["key_name"]))
             if entry["registered"] and known[full["station_id"]] == "registered":
                 click.echo("  already registered with the gateway at %s; the board keeps its OCPP "
                            "password" % register_gateway)

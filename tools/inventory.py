@@ -5,7 +5,9 @@ Columns (CSV) or keys (TOML) are the board config's dotted keys (`wifi.ssid`,
 `mqtt.port`) or the names of `picocharge provision`'s flags (`ssid`, `mqtt-port`,
 `thingspeak-key`). A `port` column pins a row to a board's serial port; a `ca-cert`
 column names the row's CA certificate file (on this computer, relative to the inventory),
-as `picocharge provision --ca-cert` does for every row. Values are
+as `picocharge provision --ca-cert` does for every row; `client-cert` and `client-key`
+columns name the station's own certificate and key files (OCPP security profile 3, as
+`--client-cert`/`--client-key` do for one board). Values are
 converted to the schema's type (firmware/config.py), so "1884" becomes 1884 for mqtt.port.
 """
 import csv
@@ -36,7 +38,8 @@ FLAG_KEYS = {
 # setting these also switches their uplink on, unless the row or flags say otherwise
 IMPLIES = {"thingspeak.write_key": ("thingspeak.enabled", True),
            "mqtt.host": ("mqtt.enabled", True)}
-META_COLUMNS = ("port", "ca-cert")  # ca-cert: a CA file on this computer, for --ca-cert
+# files on this computer: ca-cert for --ca-cert, client-cert/client-key for --client-cert/--client-key
+META_COLUMNS = ("port", "ca-cert", "client-cert", "client-key")
 
 
 class InventoryError(ValueError):

@@ -458,3 +458,144 @@ def test_provision__ca_cert_column_in_the_inventory(vboards, tmp_path):
     cfg = board_config(b)
     assert cfg["ocpp"] == {"url": "wss://gw.example:9000/ocpp", "ca_cert": name} and "mqtt" not in cfg, cfg
     assert (b.flash / name).read_bytes() == c.ca_der.read_bytes()
+
+
+# --- OCPP security profile 3: the station's own certificate and key ---------------------
+
+def _station_pki(d):
+    """The operator CA and certificates for CP-1 and CP-2 made with `picocharge gateway ca` (openssl),
+    in d/stations as <id>.crt/.key; plus the gateway's server certificates (tests/tls_certs.py)."""
+    for args in (["init"], ["issue", "CP-1"], ["issue", "CP-2"]):
+        r = run_cli("gateway", "ca", *args, "--dir", str(d / "ca"), *(["--out", str(d / "stations")]
+                                                                     if args[0] == "issue" else []))
+        assert r.returncode == 0, r.stderr
+    return d / "ca" / "ca.crt", d / "stations", tls_certs.make(d / "server")
+
+
+def _der(path, kind):
+    import subprocess
+    return subprocess.run(["openssl", kind, "-in", str(path), "-outform", "DER"], capture_output=True,
+                          check=True).stdout
+
+
+def test_provision__client_cert_copied_as_der_and_the_firmware_signs_in_with_it(vboards, tmp_path):
+    import hashlib
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from picocharge.unixport import start_firmware
+
+    client_ca, stations, srv = _station_pki(tmp_path)
+    db = str(tmp_path / "gw.db")
+    assert run_cli("gateway", "add-station", "CP-1", "--db", db, "--password", "never-used-pw").returncode == 0
+    gw = subprocess.Popen([sys.executable, "-m", "picocharge.cli", "gateway", "--port", "0", "--db", db,
+                           "--tls-cert", str(srv.cert), "--tls-key", str(srv.key), "--client-ca", str(client_ca),
+                           "--client-cert", "required"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = vboards("bench", run_main=False)
+    fw = None
+    try:
+        m = re.match(r"gateway listening on https://127\.0\.0\.1:(\d+)$", gw.stdout.readline().strip())
+        assert m, gw.stderr.read() if gw.poll() is not None else "no port"
+        url = "wss://127.0.0.1:%s/ocpp" % m.group(1)
+        r = run_cli("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-1", "--ocpp-url", url,
+                    "--set", "web.enabled=false", "--ca-cert", str(srv.ca_pem), "--ca-for", "ocpp",
+                    "--client-cert", str(stations / "CP-1.crt"), "--client-key", str(stations / "CP-1.key"))
+        assert r.returncode == 0, r.stderr
+        cert_der, key_der = _der(stations / "CP-1.crt", "x509"), _der(stations / "CP-1.key", "pkey")
+        h = hashlib.sha256(cert_der).hexdigest()[:8]
+        assert (b.flash / ("client-%s.der" % h)).read_bytes() == cert_der
+        assert (b.flash / ("client-%s.key" % h)).read_bytes() == key_der
+        cfg = board_config(b)
+        assert (cfg["ocpp"]["client_cert"], cfg["ocpp"]["client_key"]) == (
+            "client-%s.der" % h, "client-%s.key" % h), cfg
+        line = [ln for ln in r.stdout.splitlines() if "client certificate" in ln]
+        assert line and line[0].startswith("  client certificate CN=CP-1 (valid until ") and line[0].endswith(
+            "bytes DER) copied to /client-%s.der, its key /client-%s.key: signs in over wss:// without a password "
+            "(OCPP security profile 3)" % (h, h)), r.stdout
+        key_pem = (stations / "CP-1.key").read_text()
+        body = "".join(key_pem.splitlines()[1:-1])
+        assert body[:40] not in r.stdout + r.stderr, r.stdout       # the key never printed
+
+        # the firmware on that flash signs in with its certificate, no password: BootNotification Accepted
+        fw = start_firmware(b.flash)
+        out = []
+        threading.Thread(target=lambda: out.extend(ln.decode() for ln in fw.stdout), daemon=True).start()
+        end = time.monotonic() + 40
+        while time.monotonic() < end and not any("boot accepted" in ln for ln in out):
+            time.sleep(0.2)
+        assert any("boot accepted" in ln for ln in out), "".join(out)
+        assert not any("basic auth" in ln for ln in out), "".join(out)
+    finally:
+        if fw:
+            fw.terminate()
+            fw.wait(5)
+        gw.send_signal(signal.SIGTERM)
+        _out, err = gw.communicate(timeout=20)
+    assert re.search(r"station=CP-1 connected from \S+ \(OCPP security profile 3: client certificate", err), err
+
+
+@pytest.mark.parametrize("which,args,code,words", [
+    ("cn", ["--station-id", "CP-1"], 2, "CP-2.crt is for CN=CP-2, not for station CP-1: the gateway takes a "
+                                        "certificate only from the station its CN names"),
+    ("mismatch", ["--station-id", "CP-1"], 2, "CP-2.key is not the key of"),
+    ("notcert", ["--station-id", "CP-1"], 2, "is not an X.509 certificate (PEM or DER)"),
+    ("notkey", ["--station-id", "CP-1"], 2, "is not a private key (PEM or DER, unencrypted)"),
+    ("alone", ["--station-id", "CP-1"], 2, "--client-cert and --client-key go together"),
+    ("ws", ["--station-id", "CP-1", "--ocpp-url", "ws://gw.example:9000/ocpp"], 1,
+     "config key 'ocpp.client_cert': is presented over TLS only: ocpp.url must start with wss://; fix the OCPP "
+     "URL: a client certificate needs a wss:// --ocpp-url"),
+    ("noid", [], 2, "a client certificate is checked against the station id (its CN): give --station-id"),
+])
+def test_provision__client_cert_checked_before_anything_is_written(vboards, tmp_path, which, args, code, words):
+    _ca, st, _srv = _station_pki(tmp_path)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    pair = {"cn": (st / "CP-2.crt", st / "CP-2.key"), "mismatch": (st / "CP-1.crt", st / "CP-2.key"),
+            "notcert": (junk, st / "CP-1.key"), "notkey": (st / "CP-1.crt", junk),
+            "alone": (st / "CP-1.crt", None), "ws": (st / "CP-1.crt", st / "CP-1.key"),
+            "noid": (st / "CP-1.crt", st / "CP-1.key")}[which]
+    b = vboards("bench", files={"config.json": '{"ocpp": {"url": "wss://gw.example:9000/ocpp"}}\n'}, run_main=False)
+    before = snapshot(b.flash)
+    files = ["--client-cert", str(pair[0])] + (["--client-key", str(pair[1])] if pair[1] else [])
+    for dry in ([], ["--dry-run"]):
+        r = run_cli("provision", "-p", b.device, "--no-prompt", *args, *files, *dry)
+        assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+        assert words in " ".join(r.stderr.split()), r.stderr
+        assert snapshot(b.flash) == before, "the board was written"
+
+
+def test_provision__client_certs_for_a_fleet_from_a_folder_or_inventory_columns(vboards, tmp_path):
+    _ca, st, _srv = _station_pki(tmp_path)
+    a, b = vboards("a-bench", run_main=False), vboards("b-bench", run_main=False)
+    inv = tmp_path / "fleet.csv"
+    inv.write_text("station_id,ocpp-url,port\nCP-1,wss://gw.example:9000/ocpp,%s\nCP-2,wss://gw.example:9000/ocpp,%s\n"
+                   % (a.device, b.device))
+    r = run_cli("provision", "--inventory", str(inv), "--no-prompt", "--client-cert-dir", str(st), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for board, sid in ((a, "CP-1"), (b, "CP-2")):
+        cfg = board_config(board)
+        assert (board.flash / cfg["ocpp"]["client_cert"]).read_bytes() == _der(st / (sid + ".crt"), "x509"), sid
+        assert (board.flash / cfg["ocpp"]["client_key"]).read_bytes() == _der(st / (sid + ".key"), "pkey"), sid
+        entry = [e for e in out["stations"] if e["station_id"] == sid][0]
+        assert entry["client_cert"]["cn"] == sid and entry["client_cert"]["file"] == cfg["ocpp"]["client_cert"], entry
+    assert "PRIVATE KEY" not in r.stdout
+
+    # columns, relative to the inventory; a row whose certificate is another station's: no board is written
+    before = (snapshot(a.flash), snapshot(b.flash))
+    inv.write_text("station_id,ocpp-url,port,client-cert,client-key\n"
+                   "CP-1,wss://gw.example:9000/ocpp,%s,stations/CP-1.crt,stations/CP-1.key\n"
+                   "CP-2,wss://gw.example:9000/ocpp,%s,stations/CP-1.crt,stations/CP-1.key\n" % (a.device, b.device))
+    r = run_cli("provision", "--inventory", str(inv), "--no-prompt", "--fresh")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    err = " ".join(r.stderr.split())
+    assert "columns client-cert/client-key in fleet.csv, line 3" in err and "is for CN=CP-1, not for station CP-2" \
+        in err, err
+    assert (snapshot(a.flash), snapshot(b.flash)) == before, "a board was written"
+    # one station's pair for the whole fleet is refused
+    r = run_cli("provision", "--inventory", str(inv), "--client-cert", str(st / "CP-1.crt"), "--client-key",
+                str(st / "CP-1.key"))
+    assert r.returncode == 2 and "--client-cert/--client-key are one station's" in r.stderr, r.stderr
