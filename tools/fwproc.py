@@ -203,6 +203,30 @@ class FirmwareProcess:
 
     async def aexpect(self, needle, timeout=20.0):
         """`expect` for asyncio code: the event loop runs on while it waits."""
+        def look():
+            line = self._next_match(needle)
+            return line is not None or self._boot.eof, line
+
+        line = await self._until(look, timeout)
+        if line is None:
+            raise AssertionError(self._missing(needle, timeout))
+        return line
+
+    async def await_exit(self, timeout=15.0):
+        """`wait` for asyncio code: the exit code once the process has ended and all it printed
+        is in `lines`, without blocking the event loop (a central system in the same loop goes
+        on answering the station while it shuts down). AssertionError after `timeout`."""
+        def look():
+            return self._boot.eof, self._boot.proc.returncode
+
+        done = await self._until(look, timeout)
+        if not self._boot.eof:
+            raise AssertionError("still running after %ss; console:\n%s" % (timeout, self.tail()))
+        return done
+
+    async def _until(self, look, timeout):
+        """look() -> (done, value), called under the lock after each console event until done
+        or `timeout` seconds have passed; returns the last value."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         changed = asyncio.Event()
@@ -211,20 +235,16 @@ class FirmwareProcess:
             while True:
                 changed.clear()
                 with self._cond:
-                    line = self._next_match(needle)
-                    eof = self._boot.eof
-                if line is not None:
-                    return line
+                    done, value = look()
                 left = end - loop.time()
-                if eof or left <= 0:
-                    break
+                if done or left <= 0:
+                    return value
                 try:
                     await asyncio.wait_for(changed.wait(), left)
                 except asyncio.TimeoutError:
                     pass
         finally:
             unsubscribe()
-        raise AssertionError(self._missing(needle, timeout))
 
 
 def _set_threadsafe(loop, event):

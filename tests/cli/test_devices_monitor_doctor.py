@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from cli_support import FakeGatewayAPI, cli_argv, run_cli
-from helpers import free_port, wait_port
+from support.cli import FakeGatewayAPI, cli_argv, run_cli
+from support.net import free_port, wait_port
 from picocharge.procs import stop_process
 
 # a board that resets itself twice (exit 75 = boards/unix RESET_EXIT) and then runs

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-import tls_certs
-from cli_support import FakeGatewayAPI, run_cli, snapshot
+from support import tls_certs
+from support.cli import FakeGatewayAPI, run_cli, snapshot
 
 
 def board_config(b):
@@ -304,7 +304,7 @@ def _ocpp_handshake(url, sid, password):
 
 
 def test_provision__unreachable_gateway_says_what_to_do(vboards, pc):
-    from helpers import free_port
+    from support.net import free_port
 
     b = vboards("bench", run_main=False)
     r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-41", "--ocpp-url", "ws://gw/ocpp",
@@ -373,7 +373,7 @@ def test_provision__ca_cert_copied_as_der_and_the_firmware_verifies_with_it(vboa
     import hashlib
     import threading
 
-    from fake_thingspeak import FakeThingSpeak
+    from support.fake_thingspeak import FakeThingSpeak
     from picocharge.unixport import start_firmware
 
     certs, c = _certs(tmp_path / "certs")

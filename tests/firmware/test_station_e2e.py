@@ -4,49 +4,12 @@ import json
 import time
 import urllib.request
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from fake_thingspeak import FakeThingSpeak
-from helpers import free_port
-
-
-def base_config(**sections):
-    cfg = {"station_id": "CP-7", "wifi": {"ssid": "shed", "password": "wifi-secret-1"},
-           "web": {"enabled": False}, "sensors": {"interval_s": 1}}
-    for k, v in sections.items():
-        cfg[k] = v
-    return cfg
-
-
-class Sub:
-    """A paho subscriber collecting (topic, payload, retain) on the test broker."""
-
-    def __init__(self, port, topic="picocharge/#"):
-        self.msgs = []
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
-        self.c.on_message = lambda c, u, m: self.msgs.append((m.topic, m.payload.decode(), m.retain))
-        self.c.connect("127.0.0.1", port)
-        self.c.subscribe(topic, qos=1)
-        self.c.loop_start()
-
-    def wait(self, pred, timeout=15, what="message"):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for m in list(self.msgs):
-                if pred(m):
-                    return m
-            time.sleep(0.05)
-        raise AssertionError("no %s within %ds; got %r" % (what, timeout, self.msgs[-10:]))
-
-    def close(self):
-        self.c.loop_stop()
-        self.c.disconnect()
-
-
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
+from support.broker import Sub
+from support.fake_thingspeak import FakeThingSpeak
+from support.firmware import base_config, get_json
+from support.net import free_port
 
 
 def test_station__mqtt_telemetry_status_will_and_broker_drop(station, mqtt_broker):

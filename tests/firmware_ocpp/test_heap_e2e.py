@@ -8,9 +8,9 @@ import urllib.request
 
 from ocpp.v16 import call
 
-from csys import station_config
-from fake_thingspeak import FakeThingSpeak
-from helpers import free_port
+from support.central import station_config
+from support.fake_thingspeak import FakeThingSpeak
+from support.net import free_port
 
 
 async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, central, mqtt_broker):

@@ -7,7 +7,7 @@ import json
 
 from ocpp.v16 import call
 
-from csys import sampled, station_config, ts, validate_outgoing
+from support.central import sampled, station_config, ts, validate_outgoing
 
 
 def meter_times(*systems, tx_id=1001):
@@ -41,10 +41,10 @@ async def test_central_system_restart__mid_transaction_no_message_lost_or_duplic
     assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-K"))).status == "Accepted"
     await wait_answered(cs, "MeterValues", 3, st)
     await cs.stop()                      # killed right after answering the 3rd sample
-    await st.expect("[ocpp] W: link down")
+    await st.aexpect("[ocpp] W: link down")
     await asyncio.sleep(4)               # ~4 samples journalled while the central system is down
     cs2 = await central(port=cs.port, heartbeat=60)
-    await st.expect("[ocpp] I: connected", timeout=15)
+    await st.aexpect("[ocpp] I: connected", timeout=15)
     n = 3 + 4
     await cs2.wait_call("MeterValues", n - 3, station=st)
     assert cs2.calls("BootNotification") == [], cs2.actions()  # a reconnect is not a reboot
@@ -73,7 +73,7 @@ async def test_power_cycle__mid_transaction_offline_journal_replayed_and_stopped
     assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-P"))).status == "Accepted"
     await wait_answered(cs, "MeterValues", 2, st)
     await cs.stop()
-    await st.expect("[ocpp] W: link down")
+    await st.aexpect("[ocpp] W: link down")
     await asyncio.sleep(3)               # samples journalled on flash, unsent
     st.kill()                            # power cut in the middle of the transaction
     journal = (st.flash / "ocpp_journal.log").read_text()
@@ -81,7 +81,7 @@ async def test_power_cycle__mid_transaction_offline_journal_replayed_and_stopped
 
     cs2 = await central(port=cs.port, heartbeat=60)
     st.start()                           # power back, same flash
-    await st.expect("[ocpp] I: transaction (local #1) was open at power loss")
+    await st.aexpect("[ocpp] I: transaction (local #1) was open at power loss")
     stop = await cs2.wait_call("StopTransaction", station=st)
     acts = cs2.actions()
     k = acts.index("StopTransaction")
@@ -118,8 +118,8 @@ async def test_offline_transaction__stop_carries_the_id_assigned_after_reconnect
     st = station(station_config(cs.url), scenario={"button": [[5.0, 5.5], [9.0, 9.5]]}).start()
     await cs.wait_call("StatusNotification", 2, station=st)
     await cs.stop()
-    await st.expect("[ocpp] I: transaction (local #1) started for LOCAL-TAG", timeout=15)
-    await st.expect("[ocpp] I: transaction (local #1) stopped: Local", timeout=15)
+    await st.aexpect("[ocpp] I: transaction (local #1) started for LOCAL-TAG", timeout=15)
+    await st.aexpect("[ocpp] I: transaction (local #1) stopped: Local", timeout=15)
     cs2 = await central(port=cs.port, heartbeat=60)
     cs2.next_tx = 4710
     stop = await cs2.wait_call("StopTransaction", station=st)
@@ -153,7 +153,7 @@ async def test_retries__transaction_messages_follow_attempts_and_retry_interval(
     assert mids == [a, a, a, b, b] and a != b, mids  # a retry keeps its message id
     answers = [m[0] for d, m in cs.frames if d == "cs" and m[0] in (3, 4) and m[1] in (a, b)]
     assert answers == [4, 4, 4, 4, 3], answers
-    await st.expect("giving up MeterValues")
+    await st.aexpect("giving up MeterValues")
     # the wait grows with the attempt: 1 s, then 2 s (TransactionMessageRetryInterval x attempt)
     waits = [line.rsplit("retry in ", 1)[1] for line in st.lines if "failed (" in line and "retry in" in line]
     assert waits[:3] == ["1s", "2s", "1s"], waits
@@ -165,10 +165,10 @@ async def test_wifi_drop__mid_transaction_closes_the_link_reconnects_and_replays
     sc = {"button": [[3.0, 3.5], [18.0, 18.5]], "wifi": {"drops": [[8, 12]], "connect_s": 0.2}}
     st = station(station_config(cs.url), scenario=sc).start()
     await cs.wait_call("StartTransaction", station=st)
-    await st.expect("[wifi] W: link lost", timeout=15)
-    await st.expect("[ocpp] W: link down: Wi-Fi lost", timeout=5)
-    await st.expect("[wifi] I: up", timeout=15)
-    await st.expect("[ocpp] I: connected", timeout=15)
+    await st.aexpect("[wifi] W: link lost", timeout=15)
+    await st.aexpect("[ocpp] W: link down: Wi-Fi lost", timeout=5)
+    await st.aexpect("[wifi] I: up", timeout=15)
+    await st.aexpect("[ocpp] I: connected", timeout=15)
     stop = await cs.wait_call("StopTransaction", timeout=30, station=st)
     await cs.wait_for(lambda d, m: d == "cs" and m[0] == 3 and m[1] == stop[1], station=st)
 

@@ -1,12 +1,6 @@
-"""Test helpers shared by every test folder: free ports, waiting for a port, a real MQTT broker."""
-import os
-import shutil
+"""Ports: a free one on 127.0.0.1, and waiting until something listens on one."""
 import socket
-import subprocess
 import time
-from pathlib import Path
-
-from picocharge.procs import stop_process
 
 
 def free_port():
@@ -16,6 +10,8 @@ def free_port():
 
 
 def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    """Return once a TCP connection to host:port succeeds (the server is up); TimeoutError
+    after `timeout` seconds. Nothing tells a client when a listener appears: this retries."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
@@ -26,39 +22,15 @@ def wait_port(port, timeout=10.0, host="127.0.0.1"):
     raise TimeoutError("nothing listening on %s:%d after %.0fs" % (host, port, timeout))
 
 
-class Broker:
-    """A real MQTT broker on 127.0.0.1:<free port>: mosquitto, else amqtt."""
-
-    def __init__(self, tmp):
-        self.tmp = Path(tmp)
-        self.port = None
-        self.proc = None
-        self.kind = None
-
-    def start(self):
-        if self.port is None:
-            self.port = free_port()
-        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-        if exe:
-            conf = self.tmp / "mosquitto.conf"
-            conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % self.port)
-            self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            self.kind = "mosquitto"
-        else:
-            amqtt = shutil.which("amqtt")
-            if not amqtt:
-                raise RuntimeError("no MQTT broker: apt-get install mosquitto (or pip install amqtt)")
-            conf = self.tmp / "amqtt.yaml"
-            conf.write_text("listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:%d\n"
-                            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
-                            "    allow_anonymous: true\n" % self.port)
-            self.proc = subprocess.Popen([amqtt, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            self.kind = "amqtt"
-        wait_port(self.port)
-        return self
-
-    def stop(self):
-        stop_process(self.proc)
-        self.proc = None
+def wait_until(pred, timeout=20.0, what="condition", interval=0.05):
+    """Return pred()'s first true value, checked until `timeout` seconds have passed; raise
+    AssertionError naming `what` otherwise. For state another process changes and nothing
+    announces (a server's counters, a page): every wait that has an event waits for it."""
+    end = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() >= end:
+            raise AssertionError("no %s within %ss" % (what, timeout))
+        time.sleep(interval)
