@@ -104,7 +104,8 @@ def test_station__keepalive_pings_even_with_a_long_telemetry_interval(station, m
         st = station(base_config(mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_broker.port,
                                        "keepalive_s": 2, "interval_s": 5})).start()
         st.expect("[mqtt] I: connected")
-        time.sleep(13)
+        for _ in range(13):   # 13 s of the board's own time (a sample a second)
+            st.expect("[meter] I:")
         status = [m for m in sub.msgs if m[0] == "picocharge/CP-7/status"]
         tel = [m for m in sub.msgs if m[0] == "picocharge/CP-7/telemetry"]
         assert status and all("offline" not in m[1] for m in status), status

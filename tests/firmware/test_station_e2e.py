@@ -53,9 +53,7 @@ def test_station__thingspeak_writes_carry_the_field_map(station):
     try:
         st = station(base_config(thingspeak={"enabled": True, "url": ts.url, "write_key": "WKEY1234",
                                              "channel_id": ch.id, "min_interval_s": 1})).start()
-        end = time.monotonic() + 20
-        while time.monotonic() < end and len(ts.entries(ch.id)) < 3:
-            time.sleep(0.1)
+        st.expect("[thingspeak] I: stored entry 3")
         entries = ts.entries(ch.id)
         assert len(entries) >= 3, (entries, st.output())
         e = entries[-1]
@@ -168,7 +166,8 @@ def test_station__over_temperature_opens_relay_and_recovers_with_hysteresis(stat
     s = get_json("http://127.0.0.1:%d/api/status" % port)
     assert s["fault"] == "HighTemperature" and s["relay"] is False and s["status"] == "Faulted", s
     # 47 degC is below the limit but not below limit - hysteresis: still open
-    time.sleep(3.5)
+    for _ in range(4):   # ~3.5 s of the board's own time
+        st.expect("[meter] I:")
     s = get_json("http://127.0.0.1:%d/api/status" % port)
     assert s["fault"] == "HighTemperature" and s["relay"] is False, (s, st.output())
     st.expect("fault cleared", timeout=15)
@@ -206,7 +205,7 @@ def test_station__full_firmware_long_run_in_a_pico_sized_heap(station, mqtt_brok
         lows = []
         end = time.monotonic() + 30
         while time.monotonic() < end:
-            time.sleep(1)
+            st.expect("[meter] I:")   # a status read per sample, for 30 s
             try:
                 lows.append(get_json("http://127.0.0.1:%d/api/status" % port)["mem_free"])
             except OSError:

@@ -62,9 +62,11 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
                       ("MeterValues", "Accepted"), ("BootNotification", "Accepted"),
                       ("DiagnosticsStatusNotification", "NotImplemented"),
                       ("FirmwareStatusNotification", "NotImplemented")]:
+        k = len(cs.calls(msg))
         r = await cs.call(call.TriggerMessage(requested_message=msg, connector_id=1))
         assert r.status == want, (msg, r)
-        await asyncio.sleep(0.5)
+        if want == "Accepted":           # the triggered message has gone out before the next trigger
+            await cs.wait_call(msg, k + 1, station=st)
     await cs.wait_call("Heartbeat", n_hb + 1, station=st)
     await cs.wait_call("StatusNotification", n_st + 1, station=st)
     await cs.wait_call("BootNotification", n_boot + 1, station=st)
@@ -87,7 +89,8 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
     await conn.send('[2, "bad-3", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": 5}]')
     # more keys than GetConfigurationMaxKeys (50)
     await conn.send(json.dumps([2, "bad-4", "GetConfiguration", {"key": ["HeartbeatInterval"] * 51}]))
-    await asyncio.sleep(0.5)
+    await cs.wait_for(lambda d, m: len([1 for d2, m2 in cs.frames if d2 == "cp" and m2[0] == 4]) >= 6,
+                      station=st, what="6 CALLERRORs")
     errors = [m for d, m in cs.frames if d == "cp" and m[0] == 4]
     assert [(m[1], m[2]) for m in errors] == [
         (errors[0][1], "NotImplemented"), ("bad-1", "PropertyConstraintViolation"),
@@ -187,11 +190,15 @@ async def test_clock_aligned__idle_and_in_transaction_offline_dropped_humidity_p
     assert validate_outgoing(cs.frames) > 10
 
     # offline and idle: clock-aligned samples are not transaction messages, they are dropped
-    await asyncio.sleep(1)
+    stop_id = cs.calls("StopTransaction")[-1][1]
+    await cs.wait_for(lambda d, m: d == "cs" and m[0] == 3 and m[1] == stop_id, station=st,
+                      what="the answer to StopTransaction")
+    await st.aexpect("[meter] I:")       # a sample later: the station has the answer
     down = time.time()
     await cs.stop()
     await st.aexpect("[ocpp] W: link down")
-    await asyncio.sleep(5)               # two slots or more pass while the link is down
+    for _ in range(5):                   # two slots or more pass while the link is down
+        await st.aexpect("[meter] I:")
     journal = (st.flash / "ocpp_journal.log").read_text()
     assert "Sample.Clock" not in journal, journal
     up = time.time()
@@ -390,6 +397,7 @@ async def test_auth__wss_verifies_the_server_with_ocpp_ca_cert(station, tmp_path
         for st in (wrong, other):  # retried, further apart each time (1 s doubling, capped at 4 s)
             await st.aexpect("server certificate refused", timeout=10)
             await st.aexpect("server certificate refused", timeout=10)
+            await st.aexpect("reconnecting in", timeout=10)   # the line after the refusal
             waits = [float(l.split("reconnecting in ")[1][:-1]) for l in st.lines if "reconnecting in" in l]
             assert len(waits) >= 3 and max(waits[1:]) > 1.0, (waits, st.tail())
         assert wrong_cs.auth_seen == [] and other_cs.auth_seen == [], (wrong_cs.auth_seen, other_cs.auth_seen)

@@ -42,7 +42,8 @@ async def test_central_system_restart__mid_transaction_no_message_lost_or_duplic
     await wait_answered(cs, "MeterValues", 3, st)
     await cs.stop()                      # killed right after answering the 3rd sample
     await st.aexpect("[ocpp] W: link down")
-    await asyncio.sleep(4)               # ~4 samples journalled while the central system is down
+    for _ in range(4):                   # ~4 samples journalled while the central system is down
+        await st.aexpect("[meter] I:")
     cs2 = await central(port=cs.port, heartbeat=60)
     await st.aexpect("[ocpp] I: connected", timeout=15)
     n = 3 + 4
@@ -74,7 +75,8 @@ async def test_power_cycle__mid_transaction_offline_journal_replayed_and_stopped
     await wait_answered(cs, "MeterValues", 2, st)
     await cs.stop()
     await st.aexpect("[ocpp] W: link down")
-    await asyncio.sleep(3)               # samples journalled on flash, unsent
+    for _ in range(3):                   # samples journalled on flash, unsent
+        await st.aexpect("[meter] I:")
     st.kill()                            # power cut in the middle of the transaction
     journal = (st.flash / "ocpp_journal.log").read_text()
     assert journal.count("|MeterValues|") >= 2, journal
@@ -107,7 +109,8 @@ async def test_power_cycle__mid_transaction_offline_journal_replayed_and_stopped
     (st.flash / "config.json").write_text(json.dumps(cfg))
     st.start()
     await cs3.wait_call("StatusNotification", 2, station=st)
-    await asyncio.sleep(1.5)
+    for _ in range(2):                   # two samples: a replay would have gone out by now
+        await st.aexpect("[meter] I:")
     assert [a for a in cs3.actions() if a != "Heartbeat"] == [
         "BootNotification", "StatusNotification", "StatusNotification"], cs3.actions()
 
@@ -147,7 +150,8 @@ async def test_retries__transaction_messages_follow_attempts_and_retry_interval(
     assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-RT"))).status == "Accepted"
     # sample A fails 3 times (then it is given up), sample B fails once, then is delivered
     await cs.wait_call("MeterValues", 5, station=st, timeout=30)
-    await asyncio.sleep(0.3)
+    await cs.wait_for(lambda d, m: len([1 for d2, m2 in cs.frames if d2 == "cs" and m2[0] in (3, 4) and m2[1] in {
+        c[1] for c in cs.calls("MeterValues")}]) >= 5, station=st, what="answers to 5 MeterValues")
     mids = [m[1] for m in cs.calls("MeterValues")][:5]
     a, b = mids[0], mids[3]
     assert mids == [a, a, a, b, b] and a != b, mids  # a retry keeps its message id

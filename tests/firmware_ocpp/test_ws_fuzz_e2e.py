@@ -59,10 +59,7 @@ async def test_ws__handshake_ping_fragments_violations_close_and_dead_link(stati
 
         # ping -> pong with the same payload
         conn.send(frame(9, b"hello"))
-        for _ in range(100):
-            if conn.pongs:
-                break
-            await asyncio.sleep(0.02)
+        await conn.wait_pongs(1, timeout=2)
         assert conn.pongs == [b"hello"], conn.pongs
 
         # a CALL in three fragments with a ping in between

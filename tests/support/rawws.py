@@ -56,6 +56,7 @@ class Conn:
         self.calls = []                  # CALLs from the station (answered automatically)
         self._new_call = asyncio.Event()
         self.pongs = []
+        self._new_pong = asyncio.Event()
         self.unmasked = 0                # client frames that broke the masking rule
         self.close_code = None
         self.closed = asyncio.Event()
@@ -94,6 +95,7 @@ class Conn:
                         self.send(frame(10, data))
                 elif op == 10:
                     self.pongs.append(data)
+                    self._new_pong.set()
                 elif op == 8:
                     self.close_code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else 1005
                     break
@@ -119,6 +121,19 @@ class Conn:
     async def wait_closed(self, timeout=10):
         await asyncio.wait_for(self.closed.wait(), timeout)
         return self.close_code
+
+    async def wait_pongs(self, n, timeout=2):
+        """Return once `n` pongs have come (or `timeout` seconds have passed: the caller checks)."""
+        end = asyncio.get_running_loop().time() + timeout
+        while len(self.pongs) < n:
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            self._new_pong.clear()
+            try:
+                await asyncio.wait_for(self._new_pong.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
     async def wait_calls(self, n, timeout=10):
         """Return once the station has sent `n` CALLs on this connection."""
