@@ -36,5 +36,5 @@ Old name -> new name (for tests written against the old locations):
 | `from cli_support import run_cli, ...`           | `from support.cli import ...`                |
 | `from sim_support import procs_of, ...`          | `from support.sim import ...`                |
 | fixtures `station` (tests/firmware, tests/firmware_ocpp), `central`, `mqtt_broker`, `micropython`, `mplib_dir` | the same names, from support.fixtures (via tests/conftest.py) |
-| `sys.path.insert(...)` in a conftest or test     | nothing: pyproject's `pythonpath` (tests/, firmware/) |
+| a conftest or test adding folders to `sys.path`   | nothing: pyproject's `pythonpath` (tests/, firmware/) |
 """
