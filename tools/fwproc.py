@@ -172,6 +172,8 @@ class FirmwareProcess:
 
     def _next_match(self, needle):
         """The first line containing `needle` after the last one looked at (under _cond)."""
+        if not self.record:
+            raise RuntimeError("this firmware process keeps no console (record=False): use on_line")
         lines = self._boot.lines
         while self._pos < len(lines):
             line = lines[self._pos]
