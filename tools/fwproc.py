@@ -105,7 +105,7 @@ class FirmwareProcess:
         return self._boot.lines if self._boot else []
 
     def _pump(self, boot):
-        for raw in boot.proc.stdout:
+        for raw in boot.proc.stdout or ():   # None: the console goes elsewhere (stdout=None)
             line = raw.decode("utf-8", "replace").rstrip("\n")
             if self.record:
                 with self._cond:
