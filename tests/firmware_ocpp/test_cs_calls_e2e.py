@@ -1,7 +1,6 @@
 """Calls from an `ocpp`-package central system to the real firmware: configuration keys,
 availability, TriggerMessage, the small Core calls, unsupported and malformed calls; boot
 Rejected/Pending; over-temperature; Basic auth over ws:// and wss:// (security profiles 1, 2)."""
-import asyncio
 import json
 import ssl
 import time

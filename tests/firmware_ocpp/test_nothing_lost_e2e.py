@@ -2,7 +2,6 @@
 the board power-cycled mid-transaction (SIGKILL, restart on the same flash), Wi-Fi lost
 mid-transaction, and a transaction that starts and stops while the central system is
 unreachable."""
-import asyncio
 import json
 
 from ocpp.v16 import call

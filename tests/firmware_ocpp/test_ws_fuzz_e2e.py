@@ -2,7 +2,6 @@
 pings, fragments, 16-bit lengths, protocol violations (answered with the right close code and
 a reconnect), a silent server (dead link found by missing pongs), refused handshakes, and a
 seeded fuzz of malformed OCPP frames (a CALLERROR where due; the connection stays up)."""
-import asyncio
 import base64
 import json
 import random
