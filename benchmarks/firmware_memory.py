@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RP2040_RATIO = 0.68
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_thingspeak import FakeThingSpeak  # noqa: E402
-from helpers import Broker, free_port  # noqa: E402
+from support.broker import Broker  # noqa: E402
+from support.fake_thingspeak import FakeThingSpeak  # noqa: E402
+from support.net import free_port  # noqa: E402
 
 from picocharge import unixport  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""`picocharge sim`: N simulated stations (the real firmware under the unix port)."""
+"""`picocharge sim`: N simulated stations (the real firmware under the unix port), each run by
+fwproc.FirmwareProcess (through fleet.SimStation), the helper the tests run stations with."""
 import json
 import queue
 import shutil
@@ -11,6 +12,7 @@ import click
 from . import inventory, unixport
 from .cmd_run import scenario_path
 from .fleet import SimFleet
+from .fwproc import RESET_EXIT
 from .options import set_option
 from .procs import stop_on_signals
 
@@ -150,7 +152,7 @@ def _run(fleet, where, duration, quiet, central=None):
             pass
         finally:
             fleet.stop()
-    bad = [s for s in fleet.stations if s.proc and s.proc.returncode not in (0, -15, -2, 75, None)]
+    bad = [s for s in fleet.stations if s.proc and s.proc.returncode not in (0, -15, -2, RESET_EXIT, None)]
     if bad:
         raise click.ClickException("station(s) stopped with an error: %s" % ", ".join(
             "%s (exit %s)" % (s.id, s.proc.returncode) for s in bad))

@@ -3,26 +3,14 @@
 Used by `picocharge sim`, `picocharge demo` and the benchmark's --firmware mode.
 """
 import json
-import os
 import queue
-import threading
 import time
 from pathlib import Path
 
 from . import unixport
 from .firmware import config as fwconfig
-from .procs import child_options, stop_process
-
-RESET_EXIT = 75  # boards/unix/board.py: the firmware asked for a reset
-
-
-def write_private(path, text):
-    """Write `path` readable by its owner only (0600) from the first byte: a station's config
-    holds its Wi-Fi and OCPP passwords."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(fd, 0o600)    # an older file keeps its mode through O_CREAT: set it
-        f.write(text)
+from .fwproc import RESET_EXIT, FirmwareProcess, write_private  # noqa: F401  (re-exported)
+from .procs import child_options
 
 
 class SimStation:
@@ -33,31 +21,33 @@ class SimStation:
         self.flash = Path(flash)
         self.config = config
         self.scenario = scenario
-        self.proc = None
+        self.fw = None
         self.restarts = 0
         self.exit_code = None
 
+    @property
+    def proc(self):
+        return self.fw.proc if self.fw else None
+
     def write_files(self):
-        self.flash.mkdir(parents=True, exist_ok=True)
-        write_private(self.flash / "config.json", json.dumps(self.config, indent=1))
-        (self.flash / "scenario.json").write_text(json.dumps(self.scenario))
+        # the same process helper the tests run stations with; no console history kept (a
+        # simulation runs for hours): each line goes to the fleet's queue
+        self.fw = FirmwareProcess(self.flash, self.config, self.scenario, heap=self.fleet.heap,
+                                  on_line=self._line, record=False, indent=1)
 
     def start(self):
         # own session: a terminal's Ctrl-C reaches the supervisor, which stops the stations
-        self.proc = unixport.start_firmware(self.flash, scenario=self.flash / "scenario.json",
-                                            heap=self.fleet.heap, **child_options())
+        self.fw.start(**child_options())
         self.exit_code = None
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
-    def _pump(self, proc):
-        for raw in proc.stdout:
-            self.fleet.lines.put((self.id, raw.decode("utf-8", "replace").rstrip("\n")))
-        rc = proc.wait()
-        self.fleet.lines.put((self.id, None))
-        self.exit_code = rc
+    def _line(self, line):
+        self.fleet.lines.put((self.id, line))
+        if line is None:
+            self.exit_code = self.fw.proc.returncode
 
     def stop(self, timeout=5):
-        stop_process(self.proc, timeout)
+        if self.fw:
+            self.fw.stop(timeout)
 
 
 class SimFleet:

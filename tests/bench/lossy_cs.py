@@ -2,14 +2,18 @@
 MeterValues but stores (counts) only two calls out of three. The benchmark must report
 the difference as lost readings and fail."""
 import asyncio
-import sys
+import importlib.util
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import baseline_cs as b  # noqa: E402
-from ocpp.routing import on  # noqa: E402
-from ocpp.v16 import call_result  # noqa: E402
-from ocpp.v16.enums import Action  # noqa: E402
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+# run as a script by tests/bench/test_bench.py: benchmarks/baseline_cs.py loaded from its file
+_spec = importlib.util.spec_from_file_location(
+    "baseline_cs", Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_cs.py")
+b = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(b)
 
 _seen = [0]
 

@@ -5,7 +5,6 @@ board would see); the unix board runs under the unix-port micropython."""
 import importlib.util
 import inspect
 import json
-import subprocess
 import sys
 import types
 from array import array
@@ -319,11 +318,10 @@ def test_contract__rp2_identity_reset_and_clock(rp2_board, monkeypatch):
 def test_contract__unix_board_does_what_the_contract_says():
     """The unix board under the unix-port micropython: every contract method called, its
     result of the documented type."""
-    from picocharge.unixport import find_micropython
+    from support.dual import BOARD_UNIX, mp_run
 
     code = r"""
 import sys, json, array
-sys.path.append(%r)
 import board
 b = board.Board(board._merge(board.DEFAULTS, {'unique_id': 'ab12', 'wifi': {'connect_s': 0}}))
 out = {'name': b.name, 'NAME': board.NAME, 'uid': b.unique_id()}
@@ -349,15 +347,15 @@ try:
     b.reset(hard=True)
 except SystemExit as e:
     print('exit', e.args[0])
-""" % str(BOARDS / "unix")
-    r = subprocess.run([find_micropython(), "-c", code], capture_output=True, text=True, timeout=30)
-    lines = r.stdout.strip().splitlines()
+"""
+    out = mp_run(code, heap=None, path=[BOARD_UNIX])
+    lines = out.strip().splitlines()
     got = json.loads([ln for ln in lines if ln.startswith("{")][0])
     assert got == {"name": "unix", "NAME": "unix", "uid": "ab12", "dht": ["float", "float"],
                    "adc": [True, True, True], "chip": "int", "button": False,
                    "before": [False, ""], "after": [True, "127.0.0.1"], "clock": True,
-                   "down": False, "wdt_stopped": True}, r.stdout + r.stderr
-    assert lines[-1] == "exit 75", r.stdout   # RESET_EXIT: the supervisor restarts it
+                   "down": False, "wdt_stopped": True}, out
+    assert lines[-1] == "exit 75", out   # RESET_EXIT: the supervisor restarts it
 
 
 def test_contract__deploy_ships_the_pico_w_module_with_pico2_w(monkeypatch):

@@ -1,14 +1,6 @@
 """Fixtures for the device commands: virtual boards driven through the real mpremote."""
-import sys
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
-
-TESTS = Path(__file__).resolve().parent.parent
-for _p in (TESTS, TESTS / "cli"):  # fake_thingspeak, helpers; cli_support
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 import json
 import subprocess
 
-from cli_support import run_cli, snapshot
+from support.cli import run_cli, snapshot
 from picocharge import mplibs
 from picocharge.paths import board_dir, firmware_files
 from picocharge.unixport import mpy_cross_argv

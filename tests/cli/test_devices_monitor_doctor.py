@@ -2,12 +2,11 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
-from cli_support import FakeGatewayAPI, cli_argv, run_cli
-from helpers import free_port, wait_port
+from support.cli import FakeGatewayAPI, cli_argv, run_cli
+from support.net import free_port, wait_port
 from picocharge.procs import stop_process
 
 # a board that resets itself twice (exit 75 = boards/unix RESET_EXIT) and then runs
@@ -78,11 +77,16 @@ def test_monitor__reconnects_when_the_port_comes_back(vboards, tmp_path):
     b = vboards("bench", files={"main.py": "import time\nwhile True:\n    print('first board')\n    time.sleep(0.1)\n"})
     p = subprocess.Popen(cli_argv() + ["monitor", "-p", "bench", "--duration", "6", "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    seen = [p.stdout.readline()]   # the monitor passes the first board's output on
     b.stop()  # unplugged: the port goes away
-    time.sleep(0.5)
+    said = []
+    for line in p.stderr:          # until the monitor has noticed
+        said.append(line)
+        if "waiting for it to come back" in line:
+            break
     vboards("bench", files={"main.py": "import time\nwhile True:\n    print('second board')\n    time.sleep(0.1)\n"})
     out, err = p.communicate(timeout=30)
+    out, err = "".join(seen) + out, "".join(said) + err
     assert p.returncode == 0, err
     lines = [json.loads(l)["line"] for l in out.splitlines()]
     assert "first board" in lines and "second board" in lines, lines

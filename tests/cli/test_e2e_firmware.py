@@ -6,7 +6,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from cli_support import run_cli
+from support.cli import run_cli
 
 METER = re.compile(r"^\[meter\] I: [\d.]+ degC [\d.]+ %RH [\d.]+ A [\d.]+ V \d+ W [\d.]+ Wh chip [\d.]+ degC \w+")
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import free_port
+from support.net import free_port
 from picocharge import uf2
 
 INFO = "UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\nBoard-ID: RPI-RP2\n"

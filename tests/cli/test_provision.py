@@ -1,11 +1,10 @@
 """picocharge provision: single boards (flags, prompts), fleets (CSV, TOML), refusals, gateway."""
 import json
-import time
 
 import pytest
 
-import tls_certs
-from cli_support import FakeGatewayAPI, run_cli, snapshot
+from support import tls_certs
+from support.cli import FakeGatewayAPI, run_cli, snapshot
 
 
 def board_config(b):
@@ -304,7 +303,7 @@ def _ocpp_handshake(url, sid, password):
 
 
 def test_provision__unreachable_gateway_says_what_to_do(vboards, pc):
-    from helpers import free_port
+    from support.net import free_port
 
     b = vboards("bench", run_main=False)
     r = pc("provision", "-p", b.device, "--no-prompt", "--station-id", "CP-41", "--ocpp-url", "ws://gw/ocpp",
@@ -373,8 +372,8 @@ def test_provision__ca_cert_copied_as_der_and_the_firmware_verifies_with_it(vboa
     import hashlib
     import threading
 
-    from fake_thingspeak import FakeThingSpeak
-    from picocharge.unixport import start_firmware
+    from support.fake_thingspeak import FakeThingSpeak
+    from support.firmware import Station
 
     certs, c = _certs(tmp_path / "certs")
     der = c.ca_der.read_bytes()
@@ -402,14 +401,10 @@ def test_provision__ca_cert_copied_as_der_and_the_firmware_verifies_with_it(vboa
         assert "TSKEY12345678" not in r.stdout + r.stderr, r.stdout
 
         # the firmware on that flash verifies ThingSpeak's certificate with it and writes
-        fw = start_firmware(b.flash)
-        out = []
-        threading.Thread(target=lambda: out.extend(l.decode() for l in fw.stdout), daemon=True).start()
-        end = time.monotonic() + 30
-        while time.monotonic() < end and not ts.entries(ch.id):
-            time.sleep(0.2)
-        assert ts.entries(ch.id), "".join(out)
-        assert "not verifying" not in "".join(out) and "TSKEY12345678" not in "".join(out), "".join(out)
+        fw = Station(b.flash).start()   # the flash as provisioned: its config.json, the CA
+        fw.expect("[thingspeak] I: stored entry", timeout=30)
+        assert ts.entries(ch.id), fw.output()
+        assert "not verifying" not in fw.output() and "TSKEY12345678" not in fw.output(), fw.output()
 
         # another CA for ThingSpeak only: a file of its own, the other uplinks keep theirs
         r = run_cli("provision", "-p", b.device, "--no-prompt", "--ca-cert", str(c.wrong_der),
@@ -421,8 +416,7 @@ def test_provision__ca_cert_copied_as_der_and_the_firmware_verifies_with_it(vboa
         assert (b.flash / name).exists() and (b.flash / other).read_bytes() == c.wrong_der.read_bytes()
     finally:
         if fw:
-            fw.terminate()
-            fw.wait(5)
+            fw.stop()
         ts.stop()
 
 

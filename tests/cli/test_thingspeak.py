@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from fake_thingspeak import FakeThingSpeak
+from support.fake_thingspeak import FakeThingSpeak
 
 LABELS = {"field1": "Enclosure temperature (degC)", "field2": "Enclosure humidity (%RH)",
           "field3": "Current (A)", "field4": "Voltage (V)", "field5": "Power (W)",
@@ -51,7 +51,7 @@ def test_thingspeak__wrong_account_key_and_missing_key(ts, pc):
 
 
 def test_thingspeak__unreachable_server(pc):
-    from helpers import free_port
+    from support.net import free_port
 
     r = pc("thingspeak", "create-channel", "--account-key", "K", "--url", "http://127.0.0.1:%d" % free_port())
     assert r.exit_code == 1 and "cannot reach ThingSpeak" in r.output, r.output

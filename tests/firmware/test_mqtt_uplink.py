@@ -11,18 +11,16 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from fw_harness import ROOT, mp_run
-from helpers import free_port, wait_port
-from test_station_e2e import Sub, base_config
+from support.broker import Sub
+from support.dual import mp_run
+from support.firmware import TLS, base_config
+from support.net import free_port, wait_port
 
-TLS = ROOT / "tests" / "firmware_ocpp" / "tls"
 
 
 def test_mqtt__connect_packet_is_the_one_umqtt_simple_sends(mplib_dir):
     # umqtt.simple's connect() writes to a recording socket; ours must give the same bytes
     out = mp_run(r"""
-import sys
-sys.path.append(%r)
 import umqtt.simple as us, mqtt_uplink
 class Rec:
     def __init__(self): self.buf = bytearray()
@@ -42,7 +40,7 @@ for cid, ka, will, user, pw in cases:
         c.set_last_will(will[0], will[1], retain=will[3], qos=will[2])
     c.connect()
     print(bytes(Mod.last.buf) == bytes(mqtt_uplink.connect_packet(cid, ka, will, user, pw)))
-""" % str(mplib_dir))
+""", path=[mplib_dir])
     assert out.split() == ["True", "True", "True"], out
 
 
@@ -106,7 +104,8 @@ def test_station__keepalive_pings_even_with_a_long_telemetry_interval(station, m
         st = station(base_config(mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_broker.port,
                                        "keepalive_s": 2, "interval_s": 5})).start()
         st.expect("[mqtt] I: connected")
-        time.sleep(13)
+        for _ in range(13):   # 13 s of the board's own time (a sample a second)
+            st.expect("[meter] I:")
         status = [m for m in sub.msgs if m[0] == "picocharge/CP-7/status"]
         tel = [m for m in sub.msgs if m[0] == "picocharge/CP-7/telemetry"]
         assert status and all("offline" not in m[1] for m in status), status
@@ -220,7 +219,7 @@ def _downs(st):
 
 
 def test_station__mqtt_tls_verified_with_mqtt_ca_cert_and_refused_with_another_ca(station, tmp_path):
-    import tls_certs
+    from support import tls_certs
 
     c = tls_certs.make(tmp_path / "certs")
     broker = Mosquitto(tmp_path / "broker", "allow_anonymous true",

@@ -12,7 +12,7 @@ import mains
 import overtemp
 import thingspeak_upload
 
-from fw_harness import mp_run
+from support.dual import mp_run
 
 
 # --- config: valid / invalid pairs ---------------------------------------------------------

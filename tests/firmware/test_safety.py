@@ -5,9 +5,10 @@ import time
 import urllib.request
 
 import overtemp
-from fw_harness import mp_run
-from helpers import free_port
-from test_station_e2e import Sub, base_config, get_json
+from support.dual import mp_run
+from support.net import free_port
+from support.broker import Sub
+from support.firmware import base_config, get_json
 
 
 def _cycles(ot, oks):

@@ -4,49 +4,12 @@ import json
 import time
 import urllib.request
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from fake_thingspeak import FakeThingSpeak
-from helpers import free_port
-
-
-def base_config(**sections):
-    cfg = {"station_id": "CP-7", "wifi": {"ssid": "shed", "password": "wifi-secret-1"},
-           "web": {"enabled": False}, "sensors": {"interval_s": 1}}
-    for k, v in sections.items():
-        cfg[k] = v
-    return cfg
-
-
-class Sub:
-    """A paho subscriber collecting (topic, payload, retain) on the test broker."""
-
-    def __init__(self, port, topic="picocharge/#"):
-        self.msgs = []
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
-        self.c.on_message = lambda c, u, m: self.msgs.append((m.topic, m.payload.decode(), m.retain))
-        self.c.connect("127.0.0.1", port)
-        self.c.subscribe(topic, qos=1)
-        self.c.loop_start()
-
-    def wait(self, pred, timeout=15, what="message"):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for m in list(self.msgs):
-                if pred(m):
-                    return m
-            time.sleep(0.05)
-        raise AssertionError("no %s within %ds; got %r" % (what, timeout, self.msgs[-10:]))
-
-    def close(self):
-        self.c.loop_stop()
-        self.c.disconnect()
-
-
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
+from support.broker import Sub
+from support.fake_thingspeak import FakeThingSpeak
+from support.firmware import base_config, get_json
+from support.net import free_port
 
 
 def test_station__mqtt_telemetry_status_will_and_broker_drop(station, mqtt_broker):
@@ -90,9 +53,7 @@ def test_station__thingspeak_writes_carry_the_field_map(station):
     try:
         st = station(base_config(thingspeak={"enabled": True, "url": ts.url, "write_key": "WKEY1234",
                                              "channel_id": ch.id, "min_interval_s": 1})).start()
-        end = time.monotonic() + 20
-        while time.monotonic() < end and len(ts.entries(ch.id)) < 3:
-            time.sleep(0.1)
+        st.expect("[thingspeak] I: stored entry 3")
         entries = ts.entries(ch.id)
         assert len(entries) >= 3, (entries, st.output())
         e = entries[-1]
@@ -205,7 +166,8 @@ def test_station__over_temperature_opens_relay_and_recovers_with_hysteresis(stat
     s = get_json("http://127.0.0.1:%d/api/status" % port)
     assert s["fault"] == "HighTemperature" and s["relay"] is False and s["status"] == "Faulted", s
     # 47 degC is below the limit but not below limit - hysteresis: still open
-    time.sleep(3.5)
+    for _ in range(4):   # ~3.5 s of the board's own time
+        st.expect("[meter] I:")
     s = get_json("http://127.0.0.1:%d/api/status" % port)
     assert s["fault"] == "HighTemperature" and s["relay"] is False, (s, st.output())
     st.expect("fault cleared", timeout=15)
@@ -243,7 +205,7 @@ def test_station__full_firmware_long_run_in_a_pico_sized_heap(station, mqtt_brok
         lows = []
         end = time.monotonic() + 30
         while time.monotonic() < end:
-            time.sleep(1)
+            st.expect("[meter] I:")   # a status read per sample, for 30 s
             try:
                 lows.append(get_json("http://127.0.0.1:%d/api/status" % port)["mem_free"])
             except OSError:

@@ -4,15 +4,13 @@ import ssl
 import threading
 import time
 
-from fake_thingspeak import FakeThingSpeak
-from fw_harness import ROOT
-from test_station_e2e import base_config
+from support.fake_thingspeak import FakeThingSpeak
+from support.firmware import TLS, base_config
 
-TLS = ROOT / "tests" / "firmware_ocpp" / "tls"
 
 
 def https_thingspeak():
-    """FakeThingSpeak serving TLS (tests/firmware_ocpp/tls/cert.pem) on its own port."""
+    """FakeThingSpeak serving TLS (tests/support/tls/cert.pem) on its own port."""
     ts = FakeThingSpeak(min_interval=1).start()
     ts.server.shutdown()  # re-serve the same listening socket, wrapped in TLS
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -54,7 +52,7 @@ def test_station__thingspeak_https_to_a_plain_http_server_is_not_counted(station
 
 
 def test_station__thingspeak_https_verified_with_thingspeak_ca_cert(station, tmp_path):
-    import tls_certs
+    from support import tls_certs
 
     c = tls_certs.make(tmp_path / "certs")
     servers = []

@@ -1,13 +1,11 @@
 """The simulated unix board behaves like the hardware it stands for."""
 import json
 
-from fw_harness import ROOT, mp_run
-
-BOARD = str(ROOT / "boards" / "unix")
+from support.dual import BOARD_UNIX, mp_run
 
 
 def board_run(code):
-    return json.loads(mp_run("import sys\nsys.path.append(%r)\n" % BOARD + code).strip().splitlines()[-1])
+    return json.loads(mp_run(code, path=[BOARD_UNIX]).strip().splitlines()[-1])
 
 
 def test_unix_board__dht11_enforces_1hz_and_fails_like_a_dht11():
@@ -87,7 +85,7 @@ print(json.dumps({'a': a, 'again': run(4, 0.2) == a, 'other': run(5, 0.2) == a, 
 
 
 def test_unix_board__dht11_drifts_slowly_within_bounds_and_repeats_per_seed():
-    got = json.loads(mp_run("import sys\nsys.path.append(%r)\n" % BOARD + _DRIFT, heap="1M").strip().splitlines()[-1])
+    got = json.loads(mp_run(_DRIFT, heap="1M", path=[BOARD_UNIX]).strip().splitlines()[-1])
     temps = [t for t, h in got["a"]]
     hums = [h for t, h in got["a"]]
     # it drifts: more than one whole-degree value over 10 minutes, never beyond the bound (+ rounding)

@@ -1,40 +1,11 @@
-"""Fixtures for the OCPP charge point tests: the firmware on the unix board against a central
-system built on the `ocpp` package."""
-import sys
-from pathlib import Path
-
+"""The OCPP charge point tests: the firmware on the unix board (the `station` fixture) against
+a central system built on the `ocpp` package (`central`), both from tests/support."""
 import pytest
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-from csys import CentralSystem, Station  # noqa: E402
+from support.central import OCPP_SCENARIO
 
 
 @pytest.fixture
-def station(tmp_path):
-    made = []
-
-    def make(config, scenario=None, name="flash", heap="192K"):
-        s = Station(tmp_path / name, config, scenario, heap)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
-
-
-@pytest.fixture
-async def central():
-    made = []
-
-    async def make(**kw):
-        cs = await CentralSystem(**kw).start()
-        made.append(cs)
-        return cs
-
-    yield make
-    for cs in made:
-        await cs.stop()
+def station_scenario():
+    """Every station here starts from a steady enclosure and a 16 A load."""
+    return OCPP_SCENARIO

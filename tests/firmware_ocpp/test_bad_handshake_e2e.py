@@ -2,8 +2,8 @@
 handshake finds the line too long at its 1,025th byte, a clean link error, no MemoryError."""
 import asyncio
 
-from csys import station_config
-from helpers import free_port
+from support.central import station_config
+from support.net import free_port
 
 
 async def test_ws__4_mib_status_line_is_a_clean_link_error(station):
@@ -26,10 +26,10 @@ async def test_ws__4_mib_status_line_is_a_clean_link_error(station):
     srv = await asyncio.start_server(answer, "127.0.0.1", port)
     try:
         st = station(station_config("ws://127.0.0.1:%d/ocpp" % port)).start()
-        line = await st.expect("[ocpp] W: link down", timeout=30)
+        line = await st.aexpect("[ocpp] W: link down", timeout=30)
         assert "handshake line longer than 1024 bytes: not a WebSocket server (check ocpp.url)" in line, line
-        await st.expect("[meter] I:")  # still sampling
-        await st.expect("[ocpp] I: connecting to", timeout=10)  # and retrying
+        await st.aexpect("[meter] I:")  # still sampling
+        await st.aexpect("[ocpp] I: connecting to", timeout=10)  # and retrying
         out = "\n".join(st.lines)
         assert "MemoryError" not in out and "Traceback" not in out, st.tail()
     finally:

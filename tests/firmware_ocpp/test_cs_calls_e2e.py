@@ -1,17 +1,16 @@
 """Calls from an `ocpp`-package central system to the real firmware: configuration keys,
 availability, TriggerMessage, the small Core calls, unsupported and malformed calls; boot
 Rejected/Pending; over-temperature; Basic auth over ws:// and wss:// (security profiles 1, 2)."""
-import asyncio
 import json
 import ssl
 import time
-from pathlib import Path
 
 import pytest
 from ocpp.v16 import call
 
-import tls_certs
-from csys import CentralSystem, sampled, station_config, ts, validate_outgoing
+from support import tls_certs
+from support.central import CentralSystem, sampled, station_config, ts, validate_outgoing
+from support.firmware import TLS
 
 ALL_KEYS = {
     "AuthorizeRemoteTxRequests", "ClockAlignedDataInterval", "ConnectionTimeOut",
@@ -62,9 +61,11 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
                       ("MeterValues", "Accepted"), ("BootNotification", "Accepted"),
                       ("DiagnosticsStatusNotification", "NotImplemented"),
                       ("FirmwareStatusNotification", "NotImplemented")]:
+        k = len(cs.calls(msg))
         r = await cs.call(call.TriggerMessage(requested_message=msg, connector_id=1))
         assert r.status == want, (msg, r)
-        await asyncio.sleep(0.5)
+        if want == "Accepted":           # the triggered message has gone out before the next trigger
+            await cs.wait_call(msg, k + 1, station=st)
     await cs.wait_call("Heartbeat", n_hb + 1, station=st)
     await cs.wait_call("StatusNotification", n_st + 1, station=st)
     await cs.wait_call("BootNotification", n_boot + 1, station=st)
@@ -87,7 +88,8 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
     await conn.send('[2, "bad-3", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": 5}]')
     # more keys than GetConfigurationMaxKeys (50)
     await conn.send(json.dumps([2, "bad-4", "GetConfiguration", {"key": ["HeartbeatInterval"] * 51}]))
-    await asyncio.sleep(0.5)
+    await cs.wait_for(lambda d, m: len([1 for d2, m2 in cs.frames if d2 == "cp" and m2[0] == 4]) >= 6,
+                      station=st, what="6 CALLERRORs")
     errors = [m for d, m in cs.frames if d == "cp" and m[0] == 4]
     assert [(m[1], m[2]) for m in errors] == [
         (errors[0][1], "NotImplemented"), ("bad-1", "PropertyConstraintViolation"),
@@ -100,7 +102,7 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
     # extension's password): the log names the key and the answer, never the value
     secret = "0123456789abcdef0123456789abcdef"
     assert (await cs.call(call.ChangeConfiguration(key="AuthorizationKey", value=secret))).status == "NotSupported"
-    await st.expect("ChangeConfiguration AuthorizationKey: NotSupported")
+    await st.aexpect("ChangeConfiguration AuthorizationKey: NotSupported")
     assert secret not in "\n".join(st.lines), st.tail()
     assert cs.calls("ReserveNow", direction="cs")[0][1] == errors[0][1]
     assert (await cs.call(call.GetConfiguration(key=["MeterValueSampleInterval"]))).configuration_key[0]["value"] == "7"
@@ -187,11 +189,15 @@ async def test_clock_aligned__idle_and_in_transaction_offline_dropped_humidity_p
     assert validate_outgoing(cs.frames) > 10
 
     # offline and idle: clock-aligned samples are not transaction messages, they are dropped
-    await asyncio.sleep(1)
+    stop_id = cs.calls("StopTransaction")[-1][1]
+    await cs.wait_for(lambda d, m: d == "cs" and m[0] == 3 and m[1] == stop_id, station=st,
+                      what="the answer to StopTransaction")
+    await st.aexpect("[meter] I:")       # a sample later: the station has the answer
     down = time.time()
     await cs.stop()
-    await st.expect("[ocpp] W: link down")
-    await asyncio.sleep(5)               # two slots or more pass while the link is down
+    await st.aexpect("[ocpp] W: link down")
+    for _ in range(5):                   # two slots or more pass while the link is down
+        await st.aexpect("[meter] I:")
     journal = (st.flash / "ocpp_journal.log").read_text()
     assert "Sample.Clock" not in journal, journal
     up = time.time()
@@ -203,7 +209,7 @@ async def test_clock_aligned__idle_and_in_transaction_offline_dropped_humidity_p
     assert all("transactionId" not in p for p, _ in after), after
     # a central system that does not know our DataTransfer is asked once per connection
     assert len(cs2.calls("DataTransfer")) == 1, cs2.actions()
-    await st.expect("DataTransfer Climate: UnknownVendorId")
+    await st.aexpect("DataTransfer Climate: UnknownVendorId")
 
     # the keys persist across a power cut
     st.kill()
@@ -232,7 +238,7 @@ async def test_boot__rejected_then_pending_then_accepted_sends_nothing_else_befo
     # the retries follow the interval (1 s) of the answers
     boots = [i for i, (d, m) in enumerate(cs.frames) if d == "cp" and m[0] == 2 and m[2] == "BootNotification"]
     assert len(boots) == k
-    await st.expect("boot accepted, heartbeat every 1s")
+    await st.aexpect("boot accepted, heartbeat every 1s")
     await cs.wait_call("Heartbeat", 2, station=st)
 
 
@@ -241,7 +247,7 @@ async def test_boot__a_reset_while_pending_is_carried_out(station, central):
     st = station(station_config(cs.url)).start()
     await cs.wait_call("BootNotification", 1, station=st)
     assert (await cs.call(call.Reset(type="Soft"))).status == "Accepted"
-    assert st.proc.wait(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
+    assert await st.await_exit(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
     assert "[board] I: soft reset" in st.tail(), st.tail()
     assert cs.actions() == ["BootNotification"], cs.actions()   # nothing else before the boot is accepted
     cs.boot_status = "Accepted"
@@ -255,13 +261,13 @@ async def test_overtemperature__faulted_high_temperature_relay_open_then_back_to
     st = station(station_config(cs.url), scenario=sc).start()
     await cs.wait_call("StatusNotification", 2, station=st)
     assert (await cs.call(call.RemoteStartTransaction(id_tag="HOT"))).status == "Accepted"
-    await st.expect("[board] I: relay closed")
+    await st.aexpect("[board] I: relay closed")
     await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Faulted", "HighTemperature")], station=st,
                       what="Faulted HighTemperature")
-    await st.expect("[board] I: relay open")
+    await st.aexpect("[board] I: relay open")
     await cs.wait_for(lambda d, m: status_frames(cs)[-1:] == [("Charging", "NoError")], station=st,
                       timeout=20, what="back to Charging")
-    await st.expect("[board] I: relay closed")
+    await st.aexpect("[board] I: relay closed")
     assert status_frames(cs) == [("Available", "NoError"), ("Preparing", "NoError"), ("Charging", "NoError"),
                                  ("Faulted", "HighTemperature"), ("Charging", "NoError")], status_frames(cs)
     temps = [sampled(m[3]["meterValue"][0])["Temperature"] for m in cs.calls("MeterValues")]
@@ -274,7 +280,7 @@ async def test_overtemperature__faulted_high_temperature_relay_open_then_back_to
 def tls():
     """The test server's TLS context: a self-signed certificate for 127.0.0.1 made for these
     tests only (valid 100 years; the station does not verify it: no CA bundle on a board)."""
-    d = Path(__file__).resolve().parent / "tls"
+    d = TLS
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(d / "cert.pem"), str(d / "key.pem"))
     return ctx
@@ -293,7 +299,7 @@ async def test_auth__basic_auth_profile_1_ws_and_profile_2_wss_and_a_wrong_passw
         good = station(station_config(cs.url, password=pw), name="good").start()
         secure = station(station_config(cs2.url.replace("ws://", "wss://"), password=pw), name="tls").start()
         bad = station(station_config(cs.url, password="not-the-password"), name="bad").start()
-        await bad.expect("refused the credentials (HTTP 401): check ocpp.password")
+        await bad.aexpect("refused the credentials (HTTP 401): check ocpp.password")
         await cs.wait_call("StatusNotification", 2, station=good)
         await cs2.wait_call("StatusNotification", 2, station=secure)
         assert cs.paths == ["/ocpp/CP-1"] and cs2.paths == ["/ocpp/CP-1"], (cs.paths, cs2.paths)
@@ -314,7 +320,7 @@ async def test_authorize__invalid_idtag_no_transaction_and_deauthorized_stop(sta
     await cs.wait_call("Authorize", station=st)
     await cs.wait_for(lambda d, m: status_frames(cs)[-2:] == [("Preparing", "NoError"), ("Available", "NoError")],
                       station=st, what="Preparing then Available")
-    await st.expect("idTag not authorized (Invalid): no transaction")
+    await st.aexpect("idTag not authorized (Invalid): no transaction")
     assert cs.calls("StartTransaction") == [], cs.actions()
     # a remote start is not authorized first; the StartTransaction answer says Invalid: stop it
     assert (await cs.call(call.RemoteStartTransaction(id_tag="BAD"))).status == "Accepted"
@@ -333,8 +339,8 @@ async def test_callerrors__on_status_and_heartbeat_keep_the_link_and_are_not_ret
     assert len(errors) == 2, cs.frames
     assert [m[3]["connectorId"] for m in cs.calls("StatusNotification")] == [0, 1], cs.actions()
     assert cs.paths == ["/ocpp/CP-1"], "one connection throughout"
-    await st.expect("StatusNotification answered CALLERROR InternalError")
-    await st.expect("Heartbeat answered CALLERROR InternalError")
+    await st.aexpect("StatusNotification answered CALLERROR InternalError")
+    await st.aexpect("Heartbeat answered CALLERROR InternalError")
 
 
 def _tls_certs(d):
@@ -383,13 +389,14 @@ async def test_auth__wss_verifies_the_server_with_ocpp_ca_cert(station, tmp_path
         assert good_cs.auth_seen and good_cs.auth_seen[0].startswith("Basic "), good_cs.auth_seen
         assert "not verifying" not in "\n".join(good.lines), good.tail()
 
-        await wrong.expect("[ocpp] W: link down: server certificate refused (The "
+        await wrong.aexpect("[ocpp] W: link down: server certificate refused (The "
                                   "certificate is not correctly signed by the trusted CA): check ocpp.ca_cert")
-        await other.expect("[ocpp] W: link down: server certificate refused (The certificate "
+        await other.aexpect("[ocpp] W: link down: server certificate refused (The certificate "
                            "Common Name (CN) does not match with the expected CN)")
         for st in (wrong, other):  # retried, further apart each time (1 s doubling, capped at 4 s)
-            await st.expect("server certificate refused", timeout=10)
-            await st.expect("server certificate refused", timeout=10)
+            await st.aexpect("server certificate refused", timeout=10)
+            await st.aexpect("server certificate refused", timeout=10)
+            await st.aexpect("reconnecting in", timeout=10)   # the line after the refusal
             waits = [float(l.split("reconnecting in ")[1][:-1]) for l in st.lines if "reconnecting in" in l]
             assert len(waits) >= 3 and max(waits[1:]) > 1.0, (waits, st.tail())
         assert wrong_cs.auth_seen == [] and other_cs.auth_seen == [], (wrong_cs.auth_seen, other_cs.auth_seen)

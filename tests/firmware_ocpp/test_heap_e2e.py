@@ -8,9 +8,9 @@ import urllib.request
 
 from ocpp.v16 import call
 
-from csys import station_config
-from fake_thingspeak import FakeThingSpeak
-from helpers import free_port
+from support.central import station_config
+from support.fake_thingspeak import FakeThingSpeak
+from support.net import free_port
 
 
 async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, central, mqtt_broker):
@@ -31,8 +31,9 @@ async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, 
         await cs.wait_call("StartTransaction", station=st)
         free = []
         loop = asyncio.get_running_loop()
-        for _ in range(90):
-            await asyncio.sleep(1)
+        end = loop.time() + 90
+        while loop.time() < end:
+            await st.aexpect("[meter] I:")   # a status read per sample, for 90 s
             try:
                 s = await loop.run_in_executor(None, lambda: json.loads(urllib.request.urlopen(
                     "http://127.0.0.1:%d/api/status" % web, timeout=3).read()))

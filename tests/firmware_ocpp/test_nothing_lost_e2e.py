@@ -2,12 +2,11 @@
 the board power-cycled mid-transaction (SIGKILL, restart on the same flash), Wi-Fi lost
 mid-transaction, and a transaction that starts and stops while the central system is
 unreachable."""
-import asyncio
 import json
 
 from ocpp.v16 import call
 
-from csys import sampled, station_config, ts, validate_outgoing
+from support.central import sampled, station_config, ts, validate_outgoing
 
 
 def meter_times(*systems, tx_id=1001):
@@ -41,10 +40,11 @@ async def test_central_system_restart__mid_transaction_no_message_lost_or_duplic
     assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-K"))).status == "Accepted"
     await wait_answered(cs, "MeterValues", 3, st)
     await cs.stop()                      # killed right after answering the 3rd sample
-    await st.expect("[ocpp] W: link down")
-    await asyncio.sleep(4)               # ~4 samples journalled while the central system is down
+    await st.aexpect("[ocpp] W: link down")
+    for _ in range(4):                   # ~4 samples journalled while the central system is down
+        await st.aexpect("[meter] I:")
     cs2 = await central(port=cs.port, heartbeat=60)
-    await st.expect("[ocpp] I: connected", timeout=15)
+    await st.aexpect("[ocpp] I: connected", timeout=15)
     n = 3 + 4
     await cs2.wait_call("MeterValues", n - 3, station=st)
     assert cs2.calls("BootNotification") == [], cs2.actions()  # a reconnect is not a reboot
@@ -73,15 +73,16 @@ async def test_power_cycle__mid_transaction_offline_journal_replayed_and_stopped
     assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-P"))).status == "Accepted"
     await wait_answered(cs, "MeterValues", 2, st)
     await cs.stop()
-    await st.expect("[ocpp] W: link down")
-    await asyncio.sleep(3)               # samples journalled on flash, unsent
+    await st.aexpect("[ocpp] W: link down")
+    for _ in range(3):                   # samples journalled on flash, unsent
+        await st.aexpect("[meter] I:")
     st.kill()                            # power cut in the middle of the transaction
     journal = (st.flash / "ocpp_journal.log").read_text()
     assert journal.count("|MeterValues|") >= 2, journal
 
     cs2 = await central(port=cs.port, heartbeat=60)
     st.start()                           # power back, same flash
-    await st.expect("[ocpp] I: transaction (local #1) was open at power loss")
+    await st.aexpect("[ocpp] I: transaction (local #1) was open at power loss")
     stop = await cs2.wait_call("StopTransaction", station=st)
     acts = cs2.actions()
     k = acts.index("StopTransaction")
@@ -107,7 +108,8 @@ async def test_power_cycle__mid_transaction_offline_journal_replayed_and_stopped
     (st.flash / "config.json").write_text(json.dumps(cfg))
     st.start()
     await cs3.wait_call("StatusNotification", 2, station=st)
-    await asyncio.sleep(1.5)
+    for _ in range(2):                   # two samples: a replay would have gone out by now
+        await st.aexpect("[meter] I:")
     assert [a for a in cs3.actions() if a != "Heartbeat"] == [
         "BootNotification", "StatusNotification", "StatusNotification"], cs3.actions()
 
@@ -118,8 +120,8 @@ async def test_offline_transaction__stop_carries_the_id_assigned_after_reconnect
     st = station(station_config(cs.url), scenario={"button": [[5.0, 5.5], [9.0, 9.5]]}).start()
     await cs.wait_call("StatusNotification", 2, station=st)
     await cs.stop()
-    await st.expect("[ocpp] I: transaction (local #1) started for LOCAL-TAG", timeout=15)
-    await st.expect("[ocpp] I: transaction (local #1) stopped: Local", timeout=15)
+    await st.aexpect("[ocpp] I: transaction (local #1) started for LOCAL-TAG", timeout=15)
+    await st.aexpect("[ocpp] I: transaction (local #1) stopped: Local", timeout=15)
     cs2 = await central(port=cs.port, heartbeat=60)
     cs2.next_tx = 4710
     stop = await cs2.wait_call("StopTransaction", station=st)
@@ -147,13 +149,14 @@ async def test_retries__transaction_messages_follow_attempts_and_retry_interval(
     assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-RT"))).status == "Accepted"
     # sample A fails 3 times (then it is given up), sample B fails once, then is delivered
     await cs.wait_call("MeterValues", 5, station=st, timeout=30)
-    await asyncio.sleep(0.3)
+    await cs.wait_for(lambda d, m: len([1 for d2, m2 in cs.frames if d2 == "cs" and m2[0] in (3, 4) and m2[1] in {
+        c[1] for c in cs.calls("MeterValues")}]) >= 5, station=st, what="answers to 5 MeterValues")
     mids = [m[1] for m in cs.calls("MeterValues")][:5]
     a, b = mids[0], mids[3]
     assert mids == [a, a, a, b, b] and a != b, mids  # a retry keeps its message id
     answers = [m[0] for d, m in cs.frames if d == "cs" and m[0] in (3, 4) and m[1] in (a, b)]
     assert answers == [4, 4, 4, 4, 3], answers
-    await st.expect("giving up MeterValues")
+    await st.aexpect("giving up MeterValues")
     # the wait grows with the attempt: 1 s, then 2 s (TransactionMessageRetryInterval x attempt)
     waits = [line.rsplit("retry in ", 1)[1] for line in st.lines if "failed (" in line and "retry in" in line]
     assert waits[:3] == ["1s", "2s", "1s"], waits
@@ -165,10 +168,10 @@ async def test_wifi_drop__mid_transaction_closes_the_link_reconnects_and_replays
     sc = {"button": [[3.0, 3.5], [18.0, 18.5]], "wifi": {"drops": [[8, 12]], "connect_s": 0.2}}
     st = station(station_config(cs.url), scenario=sc).start()
     await cs.wait_call("StartTransaction", station=st)
-    await st.expect("[wifi] W: link lost", timeout=15)
-    await st.expect("[ocpp] W: link down: Wi-Fi lost", timeout=5)
-    await st.expect("[wifi] I: up", timeout=15)
-    await st.expect("[ocpp] I: connected", timeout=15)
+    await st.aexpect("[wifi] W: link lost", timeout=15)
+    await st.aexpect("[ocpp] W: link down: Wi-Fi lost", timeout=5)
+    await st.aexpect("[wifi] I: up", timeout=15)
+    await st.aexpect("[ocpp] I: connected", timeout=15)
     stop = await cs.wait_call("StopTransaction", timeout=30, station=st)
     await cs.wait_for(lambda d, m: d == "cs" and m[0] == 3 and m[1] == stop[1], station=st)
 

@@ -5,7 +5,7 @@ effect, Reset, and every outgoing frame validated against the OCPP 1.6 JSON sche
 import pytest
 from ocpp.v16 import call
 
-from csys import no_ts, sampled, station_config, ts, validate_outgoing
+from support.central import no_ts, sampled, station_config, ts, validate_outgoing
 
 BOOT = {"chargePointVendor": "PicoCharge", "chargePointModel": "PicoCharge-1",
         "chargePointSerialNumber": "e6614103e7452d2f", "chargeBoxSerialNumber": "e6614103e7452d2f",
@@ -67,7 +67,7 @@ async def test_session__boot_status_local_start_meter_remote_stop_remote_start_r
     end = sampled(data[1], "Transaction.End", ["Energy.Active.Import.Register"])
     assert begin == {"Energy.Active.Import.Register": 0.0}, data
     assert p["meterStop"] == int(end["Energy.Active.Import.Register"]) >= int(e[-1]), (p, end, e)
-    await st.expect("[board] I: relay open")
+    await st.aexpect("[board] I: relay open")
     await cs.wait_for(lambda d, m: statuses(cs)[-2:] == ["Finishing", "Available"], station=st,
                       what="Finishing then Available after the stop")
     assert statuses(cs) == ["Available", "Preparing", "Charging", "Finishing", "Available"], statuses(cs)
@@ -120,7 +120,7 @@ async def test_reset__stops_the_transaction_and_restarts_the_board(station, cent
     assert r.status == "Accepted", r
     stop = await cs.wait_call("StopTransaction", station=st)
     assert stop[3]["reason"] == kind + "Reset" and stop[3]["transactionId"] == 1001, stop
-    assert st.proc.wait(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
+    assert await st.await_exit(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
     assert "[board] I: %s reset" % kind.lower() in st.tail(), st.tail()
     # the supervisor starts it again on the same flash: a fresh boot, nothing left to send
     n = len(cs.frames)

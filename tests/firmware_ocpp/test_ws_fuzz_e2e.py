@@ -2,7 +2,6 @@
 pings, fragments, 16-bit lengths, protocol violations (answered with the right close code and
 a reconnect), a silent server (dead link found by missing pongs), refused handshakes, and a
 seeded fuzz of malformed OCPP frames (a CALLERROR where due; the connection stays up)."""
-import asyncio
 import base64
 import json
 import random
@@ -10,8 +9,8 @@ import time
 
 import jsonschema
 
-from csys import schema_for, station_config
-from rawws import RawServer, frame, random_mask
+from support.central import schema_for, station_config
+from support.rawws import RawServer, frame, random_mask
 
 PASSWORD = "pw-secret-7"
 
@@ -59,10 +58,7 @@ async def test_ws__handshake_ping_fragments_violations_close_and_dead_link(stati
 
         # ping -> pong with the same payload
         conn.send(frame(9, b"hello"))
-        for _ in range(100):
-            if conn.pongs:
-                break
-            await asyncio.sleep(0.02)
+        await conn.wait_pongs(1, timeout=2)
         assert conn.pongs == [b"hello"], conn.pongs
 
         # a CALL in three fragments with a ping in between
@@ -109,7 +105,7 @@ async def test_ws__handshake_ping_fragments_violations_close_and_dead_link(stati
         t0 = time.monotonic()
         await conn.wait_closed(timeout=15)
         assert time.monotonic() - t0 < 8, "dead link found too late"
-        await st.expect("no pong or frame for 3s")
+        await st.aexpect("no pong or frame for 3s")
         conn = await srv.next_conn()
         await conn.wait_calls(2)
         assert await probe(conn, 2) == []
@@ -196,14 +192,14 @@ async def test_handshake__refused_subprotocol_and_credentials_back_off(station):
     srv = await RawServer(protocol=None).start()
     st = station(station_config(srv.url, password=PASSWORD, reconnect_max_s=2)).start()
     try:
-        await st.expect("did not agree to subprotocol ocpp1.6 (answered None)")
-        await st.expect("[ocpp] I: reconnecting in")
-        await st.expect("did not agree to subprotocol ocpp1.6")
+        await st.aexpect("did not agree to subprotocol ocpp1.6 (answered None)")
+        await st.aexpect("[ocpp] I: reconnecting in")
+        await st.aexpect("did not agree to subprotocol ocpp1.6")
         t = [time.monotonic()]
         srv.status = 401
-        await st.expect("refused the credentials (HTTP 401): check ocpp.password")
+        await st.aexpect("refused the credentials (HTTP 401): check ocpp.password")
         t.append(time.monotonic())
-        await st.expect("refused the credentials (HTTP 401)")
+        await st.aexpect("refused the credentials (HTTP 401)")
         t.append(time.monotonic())
         # backoff: never a tight loop (at least 0.5 s between tries, at most the 2 s cap + jitter)
         assert 4 <= len(srv.requests) <= 6, len(srv.requests)

@@ -1,19 +1,10 @@
-"""Fixtures for the gateway tests: an in-process gateway and charge points built on the ocpp package.
-
-The HTTP helpers are in gwhttp.py (tests import them from there: when tests/cli runs in the same
-pytest session, `import conftest` finds tests/cli/conftest.py); re-exported here."""
+"""Fixtures for the gateway tests: an in-process gateway. The HTTP helpers and the charge
+points built on the ocpp package are in tests/support (gwhttp, stations)."""
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent
-for _p in (TESTS, TESTS / "gateway"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from gwhttp import TEST_TOKEN, basic, http  # noqa: E402,F401  (re-exported)
+from support.gwhttp import TEST_TOKEN
 
 # gateways started as processes (cmd_demo.GatewayProcess) take their admin token from here
 os.environ.setdefault("PICOCHARGE_GATEWAY_API_TOKEN", TEST_TOKEN)

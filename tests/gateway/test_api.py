@@ -16,8 +16,8 @@ from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
-from gwhttp import TEST_TOKEN, http
-from stations import Connected, TestStation as _Station, boot, meter
+from support.gwhttp import TEST_TOKEN, http
+from support.stations import Connected, TestStation as _Station, boot, meter
 
 from picocharge.gateway import api, web
 

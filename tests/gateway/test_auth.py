@@ -11,7 +11,7 @@ import pytest
 import websockets
 from click.testing import CliRunner
 
-from gwhttp import TEST_TOKEN, basic, http
+from support.gwhttp import TEST_TOKEN, basic, http
 from picocharge.gateway.app import STATION_401
 from picocharge.gateway.cli import gateway as gateway_cli
 

@@ -17,8 +17,8 @@ import pytest
 import websockets
 from ocpp.v16 import call
 
-from gwhttp import TEST_TOKEN, http
-from stations import Connected, boot, meter
+from support.gwhttp import TEST_TOKEN, http
+from support.stations import Connected, boot, meter
 
 BROWSER_TIMEOUT = 180     # a loaded 2-core machine runs other suites meanwhile
 

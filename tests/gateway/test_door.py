@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import websockets
 
-from gwhttp import http
+from support.gwhttp import http
 from picocharge.gateway.logonce import reset_all
 
 

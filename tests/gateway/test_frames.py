@@ -8,8 +8,8 @@ from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
-import stations
-from stations import Connected, boot, meter
+from support import stations
+from support.stations import Connected, boot, meter
 
 SECRET = "AUTHKEY-0123456789abcdef0123456789abcdef"
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from gwhttp import TEST_TOKEN
+from support.gwhttp import TEST_TOKEN
 
 
 def test_fuzz__schemathesis_finds_no_server_error_and_no_answer_off_its_schema(tmp_path):

@@ -7,12 +7,12 @@ import signal
 
 from ocpp.v16 import call
 
-from gwhttp import http
-from fake_thingspeak import FakeThingSpeak
-from helpers import free_port
-from mqttsub import PersistentBroker, Subscriber
-from stations import Connected, boot
-from tsreadings import _clean, _entries, _send, _ts, _until
+from support.gwhttp import http
+from support.fake_thingspeak import FakeThingSpeak
+from support.net import free_port
+from support.broker import PersistentBroker, Subscriber
+from support.stations import Connected, boot
+from support.tsreadings import _clean, _entries, _send, _ts, _until
 
 
 def _telemetry(first, n):

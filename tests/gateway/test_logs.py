@@ -4,11 +4,11 @@ import asyncio
 
 from ocpp.v16 import call
 
-from gwhttp import basic, http
-from fake_thingspeak import FakeThingSpeak
-from helpers import free_port
-from stations import Connected, boot
-from tsreadings import _clean, _entries, _send, _until
+from support.gwhttp import basic, http
+from support.fake_thingspeak import FakeThingSpeak
+from support.net import free_port
+from support.stations import Connected, boot
+from support.tsreadings import _clean, _entries, _send, _until
 
 
 def _gateway(tmp_path, *extra):
@@ -107,7 +107,7 @@ async def test_logs__a_late_answer_is_logged_without_its_payload(gateway, caplog
     from ocpp.routing import on
     from ocpp.v16 import call_result
     from ocpp.v16.enums import Action
-    from stations import TestStation
+    from support.stations import TestStation
 
     class SlowStation(TestStation):
         @on(Action.get_configuration)

@@ -7,9 +7,9 @@ import time
 import paho.mqtt.client as mqtt
 from ocpp.v16 import call
 
-from gwhttp import http
-from mqttsub import PersistentBroker, Subscriber
-from stations import Connected, boot, meter
+from support.gwhttp import http
+from support.broker import PersistentBroker, Subscriber
+from support.stations import Connected, boot, meter
 
 
 async def _send(cp, first, n, status=None):

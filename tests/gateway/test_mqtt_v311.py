@@ -3,7 +3,7 @@ the gateway's own telemetry back); a broker that only speaks 3.1.1 and closes th
 MQTT 5 CONNECT gets a 3.1.1 one next."""
 import asyncio
 
-from tsreadings import _until
+from support.tsreadings import _until
 
 
 class _V311Broker:

@@ -7,8 +7,8 @@ import logging
 
 from ocpp.v16 import call
 
-from gwhttp import http
-from stations import Connected, boot, meter
+from support.gwhttp import http
+from support.stations import Connected, boot, meter
 
 _START = dict(connector_id=1, id_tag="TAG1", meter_start=1000, timestamp="2026-01-01T10:00:00.250Z")
 

@@ -6,9 +6,9 @@ import time
 
 from ocpp.v16 import call
 
-from gwhttp import http
-from helpers import free_port
-from stations import Connected, boot, meter
+from support.gwhttp import http
+from support.net import free_port
+from support.stations import Connected, boot, meter
 
 OLD = "2026-10-01T10:00:%02dZ"          # 60 days before the gateway's clock at the test's `now`
 

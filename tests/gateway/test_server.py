@@ -5,7 +5,7 @@ import asyncio
 import json
 import os
 
-from gwhttp import TEST_TOKEN, http
+from support.gwhttp import TEST_TOKEN, http
 
 AUTH = b"Authorization: Bearer " + TEST_TOKEN.encode() + b"\r\n"
 

@@ -8,8 +8,8 @@ import websockets
 from ocpp.v16 import call
 
 from picocharge.gateway.app import STATION_401
-from gwhttp import basic, http
-from stations import Connected, boot, meter
+from support.gwhttp import basic, http
+from support.stations import Connected, boot, meter
 
 
 async def test_session__full_transaction_is_stored_and_served_by_the_api(gateway):
@@ -282,7 +282,7 @@ async def test_session__removing_a_station_closes_it_refuses_it_and_keeps_its_re
     """DELETE /api/stations/<id>: the open connection is closed, the station is refused from
     then on, its retained MQTT status is deleted; its readings stay and show again when the id
     is registered anew."""
-    from mqttsub import Subscriber
+    from support.broker import Subscriber
     gw = await gateway(auth="password", mqtt_url="mqtt://127.0.0.1:%d/pc" % mqtt_broker.port)
     for _ in range(200):
         if gw.mqtt.connected:

@@ -16,7 +16,7 @@ import time
 import pytest
 import websockets
 
-from gwhttp import http
+from support.gwhttp import http
 from picocharge.gateway.logonce import reset_all
 
 
@@ -200,8 +200,8 @@ def test_store__an_existing_world_readable_database_is_made_private(tmp_path):
 
 async def test_store__the_thingspeak_uplink_waits_out_a_failing_store_and_then_delivers(gateway, monkeypatch):
     """A cursor that cannot be written (a full disk) used to end the station's uplink task for good."""
-    from fake_thingspeak import FakeThingSpeak
-    from stations import Connected, boot, meter
+    from support.fake_thingspeak import FakeThingSpeak
+    from support.stations import Connected, boot, meter
     from ocpp.v16 import call
     from picocharge.gateway import uplinks
     from picocharge.gateway.store import StoreError

@@ -6,10 +6,10 @@ import json
 
 from ocpp.v16 import call
 
-from gwhttp import http
-from fake_thingspeak import FakeThingSpeak
-from stations import Connected, boot, meter
-from tsreadings import _clean, _entries, _send, _ts, _until
+from support.gwhttp import http
+from support.fake_thingspeak import FakeThingSpeak
+from support.stations import Connected, boot, meter
+from support.tsreadings import _clean, _entries, _send, _ts, _until
 
 
 async def _register(gw, ch, read_key=None):

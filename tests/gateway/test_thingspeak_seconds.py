@@ -6,11 +6,11 @@ import json
 
 from ocpp.v16 import call
 
-from gwhttp import http
+from support.gwhttp import http
 from picocharge.gateway.logonce import reset_all
-from fake_thingspeak import FakeThingSpeak
-from stations import Connected, boot, meter
-from tsreadings import _clean, _until
+from support.fake_thingspeak import FakeThingSpeak
+from support.stations import Connected, boot, meter
+from support.tsreadings import _clean, _until
 
 
 async def _station(gw, ch):

@@ -2,16 +2,14 @@
 port, still with HTTP Basic passwords; plain ws:// is refused; a bad certificate stops the start."""
 import asyncio
 import ssl
-from pathlib import Path
 
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from gwhttp import basic
-from stations import TestStation as Station, boot
-
-TLS = Path(__file__).resolve().parent.parent / "firmware_ocpp" / "tls"   # self-signed, CN=127.0.0.1
+from support.firmware import TLS   # self-signed, CN=127.0.0.1
+from support.gwhttp import basic
+from support.stations import TestStation as Station, boot
 
 
 def _client_ctx():

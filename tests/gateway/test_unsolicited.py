@@ -7,7 +7,7 @@ import psutil
 import pytest
 import websockets
 
-from gwhttp import http
+from support.gwhttp import http
 from picocharge.gateway.logonce import reset_all
 
 

@@ -9,8 +9,8 @@ import time
 import urllib.request
 
 import pytest
-from helpers import free_port
-from sim_support import firmware_pids, procs_of, wait_gone
+from support.net import free_port
+from support.sim import firmware_pids, procs_of, wait_gone
 
 
 DEMO_1 = [sys.executable, "-m", "picocharge.cli", "demo", "-n", "1"]

@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
-from helpers import free_port
-from sim_support import firmware_pids, procs_of, wait_gone
+from support.net import free_port
+from support.sim import firmware_pids, procs_of, wait_gone
 
 
 def _start_run(tmp_path, port):

@@ -8,7 +8,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from sim_support import firmware_pids, procs_of, wait_gone
+from support.sim import firmware_pids, procs_of, wait_gone
 
 
 def run_cli(*args, timeout=60):

@@ -1,4 +1,5 @@
-"""Helpers for the tests that start `picocharge run`, `sim` and `demo` as processes."""
+"""Helpers for the tests that start `picocharge run`, `sim` and `demo` as processes: finding
+their firmware processes, waiting for them to end."""
 import os
 import time
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Helpers shared by the CLI tests (imported by name; tests/cli is on sys.path)."""
+"""Helpers for the CLI tests: the installed `picocharge` command in a subprocess, flash
+snapshots, a fake of the gateway's station API."""
 import hashlib
 import os
 import subprocess

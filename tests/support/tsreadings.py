@@ -4,7 +4,7 @@ import time
 
 from ocpp.v16 import call
 
-from stations import meter
+from .stations import meter
 
 
 def _ts(i):

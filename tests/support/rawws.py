@@ -9,8 +9,8 @@ import json
 import os
 import struct
 
-from csys import now_iso
-from helpers import free_port
+from .central import now_iso
+from .net import free_port
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -54,7 +54,9 @@ class Conn:
         self.request = request
         self.replies = asyncio.Queue()   # CALLRESULT / CALLERROR frames from the station
         self.calls = []                  # CALLs from the station (answered automatically)
+        self._new_call = asyncio.Event()
         self.pongs = []
+        self._new_pong = asyncio.Event()
         self.unmasked = 0                # client frames that broke the masking rule
         self.close_code = None
         self.closed = asyncio.Event()
@@ -83,6 +85,7 @@ class Conn:
                     msg = json.loads(data)
                     if isinstance(msg, list) and msg and msg[0] == 2:
                         self.calls.append(msg)
+                        self._new_call.set()
                         if self.answering:
                             self.send(frame(1, json.dumps([3, msg[1], answer(msg)])))
                     else:
@@ -92,6 +95,7 @@ class Conn:
                         self.send(frame(10, data))
                 elif op == 10:
                     self.pongs.append(data)
+                    self._new_pong.set()
                 elif op == 8:
                     self.close_code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else 1005
                     break
@@ -118,11 +122,30 @@ class Conn:
         await asyncio.wait_for(self.closed.wait(), timeout)
         return self.close_code
 
+    async def wait_pongs(self, n, timeout=2):
+        """Return once `n` pongs have come (or `timeout` seconds have passed: the caller checks)."""
+        end = asyncio.get_running_loop().time() + timeout
+        while len(self.pongs) < n:
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            self._new_pong.clear()
+            try:
+                await asyncio.wait_for(self._new_pong.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
     async def wait_calls(self, n, timeout=10):
+        """Return once the station has sent `n` CALLs on this connection."""
         end = asyncio.get_running_loop().time() + timeout
         while len(self.calls) < n:
-            assert asyncio.get_running_loop().time() < end, self.calls
-            await asyncio.sleep(0.02)
+            left = end - asyncio.get_running_loop().time()
+            assert left > 0, self.calls
+            self._new_call.clear()
+            try:
+                await asyncio.wait_for(self._new_call.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
 
 class RawServer:

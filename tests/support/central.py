@@ -1,11 +1,10 @@
 """A central system built on the `ocpp` package (v16 ChargePoint with @on handlers) on a
-websockets server at 127.0.0.1:<free port>, recording every frame in both directions, and a
-runner for the real firmware (firmware/main.py) on the unix board."""
+websockets server at 127.0.0.1:<free port>, recording every frame in both directions, and the
+checks the firmware tests make of what a station sent (schemas, sampled values, timestamps).
+
+`python -m tests.support.central --port 9000` (from the repository root) runs it standalone."""
 import asyncio
 import json
-import subprocess
-import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,13 +17,7 @@ from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-try:
-    from helpers import free_port
-except ImportError:  # run as a script (`python tests/firmware_ocpp/csys.py`): add tests/
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from helpers import free_port
+from .net import free_port
 
 SCHEMAS = Path(ocpp.__file__).parent / "v16" / "schemas"
 _schema_cache = {}
@@ -150,6 +143,7 @@ class CentralSystem:
         self.cp = None
         self.conns = []
         self.connected = asyncio.Event()
+        self._waiters = set()   # asyncio.Events set on each frame (wait_for)
         self.cls = type("CP", (CentralCP,), {"cs": self})
 
     @property
@@ -158,6 +152,8 @@ class CentralSystem:
 
     def _record(self, direction, raw):
         self.frames.append((direction, json.loads(raw)))
+        for ev in self._waiters:
+            ev.set()
 
     async def _handler(self, conn):
         self.paths.append(conn.request.path)
@@ -204,14 +200,32 @@ class CentralSystem:
         return [m[2] for d, m in self.frames if d == "cp" and m[0] == 2]
 
     async def wait_for(self, pred, timeout=20, what="frame", station=None):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for d, m in list(self.frames):
-                if pred(d, m):
-                    return m
-            if station is not None and station.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.05)
+        """The first recorded frame (direction, message) for which pred holds, waiting for it
+        to arrive; gives up early if `station` (a FirmwareProcess) has ended."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        changed = asyncio.Event()
+        self._waiters.add(changed)
+        unsubscribe = None
+        if station is not None:
+            unsubscribe = station.subscribe(lambda: _set_threadsafe(loop, changed))
+        try:
+            while True:
+                changed.clear()
+                for d, m in list(self.frames):
+                    if pred(d, m):
+                        return m
+                left = end - loop.time()
+                if left <= 0 or (station is not None and station.proc.poll() is not None):
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self._waiters.discard(changed)
+            if unsubscribe is not None:
+                unsubscribe()
         raise AssertionError("no %s within %ss; frames:\n%s%s" % (
             what, timeout, "\n".join("%s %s" % (d, json.dumps(m)) for d, m in self.frames[-40:]),
             ("\nconsole:\n" + station.tail()) if station is not None else ""))
@@ -260,6 +274,20 @@ def sampled(mv, context="Sample.Periodic", measurands=MEASURANDS):
     return out
 
 
+# the unix board's scenario for OCPP stations: a steady enclosure, 16 A at 230 V (the station
+# fixture merges a test's own scenario over it)
+OCPP_SCENARIO = {"seed": 3, "unique_id": "e6614103e7452d2f",
+                 "dht": {"temp_c": 24.0, "humidity": 45.0, "drift": 0.0, "error_rate": 0.0},
+                 "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.002, "offset": 32768}}
+
+
+def _set_threadsafe(loop, event):
+    try:
+        loop.call_soon_threadsafe(event.set)
+    except RuntimeError:   # the loop is closed: nobody waits any more
+        pass
+
+
 def station_config(url, **ocpp_kw):
     o = {"url": url, "heartbeat_s": 30, "meter_interval_s": 1, "call_timeout_s": 5,
          "reconnect_max_s": 2, "connection_timeout_s": 5, "id_tag": "LOCAL-TAG",
@@ -269,78 +297,6 @@ def station_config(url, **ocpp_kw):
     o.update(ocpp_kw)
     return {"station_id": "CP-1", "wifi": {"ssid": "shed", "password": "wifi-secret-9"},
             "web": {"enabled": False}, "sensors": {"interval_s": 1}, "ocpp": o}
-
-
-class Station:
-    """The real firmware/main.py on the unix board, on its own flash directory."""
-
-    def __init__(self, flash, config, scenario=None, heap="192K"):
-        self.flash = Path(flash)
-        self.flash.mkdir(parents=True, exist_ok=True)
-        (self.flash / "config.json").write_text(json.dumps(config))
-        sc = {"seed": 3, "unique_id": "e6614103e7452d2f",
-              "dht": {"temp_c": 24.0, "humidity": 45.0, "drift": 0.0, "error_rate": 0.0},
-              "mains": {"hz": 50, "vrms": 230.0, "irms": 16.0, "noise": 0.002, "offset": 32768}}
-        sc.update(scenario or {})
-        (self.flash / "scenario.json").write_text(json.dumps(sc))
-        self.heap = heap
-        self.proc = None
-        self.lines = []
-        self._pos = 0
-
-    def start(self):
-        from picocharge.unixport import start_firmware
-
-        self.lines = []
-        self._pos = 0
-        self.proc = start_firmware(self.flash, scenario=self.flash / "scenario.json", heap=self.heap)
-        self._reader = threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True)
-        self._reader.start()
-        return self
-
-    @staticmethod
-    def _pump(proc, lines):
-        for raw in proc.stdout:
-            lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def tail(self, n=60):
-        """The last console lines; all of them once the process has ended (its last lines may
-        still be in the pipe when `proc.wait` returns: on a busy machine they were)."""
-        if self.proc is not None and self.proc.poll() is not None:
-            self._reader.join(10)
-        return "\n".join(self.lines[-n:])
-
-    async def expect(self, needle, timeout=20):
-        """Wait for a console line (after the last one matched) containing `needle`."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            while self._pos < len(self.lines):
-                line = self.lines[self._pos]
-                self._pos += 1
-                if needle in line:
-                    return line
-            if self.proc.poll() is not None and self._pos >= len(self.lines):
-                await asyncio.sleep(0.2)
-                if self._pos >= len(self.lines):
-                    break
-            await asyncio.sleep(0.05)
-        raise AssertionError("no console line with %r within %ss (exit %r); console:\n%s" % (
-            needle, timeout, self.proc.poll(), self.tail()))
-
-    def kill(self):
-        """Power cut: SIGKILL, no chance to write anything."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 async def _serve_forever(port, remote_start_after):
