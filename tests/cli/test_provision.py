@@ -364,13 +364,14 @@ def test_provision__warns_when_the_board_has_no_firmware(vboards):
 
 
 def _certs(d):
-    """tests/tls_certs.py's certificates for one test: a CA, another CA, server certificates."""
+    """tests/support/tls_certs.py's certificates for one test: a CA, another CA, server certificates."""
     return tls_certs, tls_certs.make(d)
 
 
 def test_provision__ca_cert_copied_as_der_and_the_firmware_verifies_with_it(vboards, tmp_path):
     import hashlib
     import threading
+    import time
 
     from support.fake_thingspeak import FakeThingSpeak
     from support.firmware import Station
@@ -458,7 +459,7 @@ def test_provision__ca_cert_column_in_the_inventory(vboards, tmp_path):
 
 def _station_pki(d):
     """The operator CA and certificates for CP-1 and CP-2 made with `picocharge gateway ca` (openssl),
-    in d/stations as <id>.crt/.key; plus the gateway's server certificates (tests/tls_certs.py)."""
+    in d/stations as <id>.crt/.key; plus the gateway's server certificates (tests/support/tls_certs.py)."""
     for args in (["init"], ["issue", "CP-1"], ["issue", "CP-2"]):
         r = run_cli("gateway", "ca", *args, "--dir", str(d / "ca"), *(["--out", str(d / "stations")]
                                                                      if args[0] == "issue" else []))
@@ -479,12 +480,13 @@ def test_provision__client_cert_copied_as_der_and_the_firmware_signs_in_with_it(
     import subprocess
     import sys
     import threading
+    import time
 
     from picocharge.unixport import start_firmware
 
     client_ca, stations, srv = _station_pki(tmp_path)
     db = str(tmp_path / "gw.db")
-    assert run_cli("gateway", "add-station", "CP-1", "--db", db, "--password", "never-used-pw").returncode == 0
+    assert run_cli("gateway", "add-station", "CP-1", "--db", db, "--password", "never-used-password").returncode == 0
     gw = subprocess.Popen([sys.executable, "-m", "picocharge.cli", "gateway", "--port", "0", "--db", db,
                            "--tls-cert", str(srv.cert), "--tls-key", str(srv.key), "--client-ca", str(client_ca),
                            "--client-cert", "required"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -2,15 +2,15 @@
 certificate (ocpp.client_cert, ocpp.client_key on its flash) over wss:// to the real gateway
 run with --client-ca, and boots without a password. The CA and the station certificates are
 made with `picocharge gateway ca` (openssl); the gateway's own certificate and a foreign CA
-come from tests/tls_certs.py."""
+come from tests/support/tls_certs.py."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-import tls_certs
-from csys import station_config
+from support import tls_certs
+from support.central import station_config
 from picocharge.gateway import ca as gwca
 from picocharge.gateway.app import Gateway, Settings
 
@@ -66,8 +66,8 @@ def _with_cert(station, gw, certs, name, pair, der=True, **kw):
 async def test_firmware__presents_its_client_certificate_and_boots_without_a_password(station, gateway_p3):
     gw, certs = gateway_p3
     st = _with_cert(station, gw, certs, "der", certs.station["CP-1"]).start()
-    await st.expect("connecting to wss://127.0.0.1:%d/ocpp/CP-1" % gw.port)
-    await st.expect("boot accepted, heartbeat every")
+    await st.aexpect("connecting to wss://127.0.0.1:%d/ocpp/CP-1" % gw.port)
+    await st.aexpect("boot accepted, heartbeat every")
     assert gw.station_profile == {"CP-1": 3}, gw.station_profile
     assert "CP-1" in gw.sessions
     line = [ln for ln in st.lines if "connecting to wss" in ln][0]
@@ -75,20 +75,20 @@ async def test_firmware__presents_its_client_certificate_and_boots_without_a_pas
     st.stop()
     # a PEM pair copied by hand works too: the board converts it to the DER mbedtls takes
     pem = _with_cert(station, gw, certs, "pem", certs.station["CP-1"], der=False).start()
-    await pem.expect("boot accepted, heartbeat every")
+    await pem.aexpect("boot accepted, heartbeat every")
     assert gw.station_profile == {"CP-1": 3}
 
 
 async def test_firmware__a_certificate_the_gateway_refuses_is_said_in_words(station, gateway_p3):
     gw, certs = gateway_p3
     other = _with_cert(station, gw, certs, "other-cn", certs.station["CP-OTHER"]).start()
-    await other.expect("central system refused the credentials (HTTP 401)")
+    await other.aexpect("central system refused the credentials (HTTP 401)")
     foreign = _with_cert(station, gw, certs, "foreign", certs.foreign).start()
-    await foreign.expect("[ocpp] W: link down: the central system closed the wss:// connection before answering (",
+    await foreign.aexpect("[ocpp] W: link down: the central system closed the wss:// connection before answering (",
                          timeout=30)
-    await foreign.expect("): it may refuse the station's certificate; check that ocpp.client_cert was issued by "
+    await foreign.aexpect("): it may refuse the station's certificate; check that ocpp.client_cert was issued by "
                          "the CA the central system trusts, is still valid and names this station")
-    await foreign.expect("reconnecting in", timeout=30)
+    await foreign.aexpect("reconnecting in", timeout=30)
     assert gw.station_profile == {} and "CP-1" not in gw.sessions
 
 
@@ -97,7 +97,7 @@ async def test_firmware__a_missing_client_key_is_a_config_error_before_connectin
     st = _with_cert(station, gw, certs, "nokey", certs.station["CP-1"])
     (st.flash / "client.key").unlink()
     st.start()
-    await st.expect("[config] E: config key 'ocpp.client_key': cannot read client.key on the board's flash "
+    await st.aexpect("[config] E: config key 'ocpp.client_key': cannot read client.key on the board's flash "
                     "(missing?): copy the station's private key there with `picocharge provision --client-cert "
                     "FILE --client-key FILE`")
     assert st.proc.wait(20) == 78, st.tail()
@@ -110,7 +110,7 @@ async def test_firmware__a_missing_client_key_is_a_config_error_before_connectin
                             "with wss://")):
         cfg = station_config(url, **ocpp)
         bad = station(cfg, name="bad%d" % len(msg)).start()
-        await bad.expect("[config] E: " + msg)
+        await bad.aexpect("[config] E: " + msg)
         assert bad.proc.wait(20) == 78, bad.tail()
 
 
@@ -121,12 +121,7 @@ def test_tlsca__read_der_takes_der_or_the_first_pem_block_of_any_label(tmp_path)
 
     from hypothesis import given, settings, strategies as stn
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware"))
-    try:
-        import tlsca
-    finally:
-        sys.path.pop(0)
-        sys.modules.pop("tlsca", None)      # the name stays this test's
+    import tlsca      # firmware/ is on sys.path (pyproject's pytest pythonpath)
     f = tmp_path / "f"
 
     @settings(max_examples=200, deadline=None)

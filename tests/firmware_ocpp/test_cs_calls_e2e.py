@@ -344,7 +344,7 @@ async def test_callerrors__on_status_and_heartbeat_keep_the_link_and_are_not_ret
 
 
 def _tls_certs(d):
-    """tests/tls_certs.py's certificates for one test: a CA, a second CA, server certificates."""
+    """tests/support/tls_certs.py's certificates for one test: a CA, a second CA, server certificates."""
     return tls_certs, tls_certs.make(d)
 
 

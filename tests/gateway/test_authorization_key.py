@@ -11,9 +11,9 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-import stations
-from gwhttp import basic, http
-from stations import Connected, boot
+from support import stations
+from support.gwhttp import basic, http
+from support.stations import Connected, boot
 
 
 def basic_bytes(user, secret):

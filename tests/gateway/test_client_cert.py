@@ -16,11 +16,11 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-import tls_certs
-from gwhttp import TEST_TOKEN, basic
+from support import tls_certs
+from support.gwhttp import TEST_TOKEN, basic
 from picocharge.gateway.app import STATION_401
 from picocharge.gateway.auth import CERT_REQUIRED_401
-from stations import TestStation as Station, boot
+from support.stations import TestStation as Station, boot
 
 PW = "cert-station-pw-1"
 
@@ -33,7 +33,7 @@ def _cli(*args, env=None):
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     """The operator CA and station certificates made with `picocharge gateway ca` (openssl), the
-    gateway's server certificate, and certificates from another CA (tests/tls_certs.py)."""
+    gateway's server certificate, and certificates from another CA (tests/support/tls_certs.py)."""
     d = tmp_path_factory.mktemp("pki")
     ca_dir, out = d / "ca", d / "stations"
     r = _cli("ca", "init", "--dir", str(ca_dir))

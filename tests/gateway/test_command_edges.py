@@ -6,9 +6,9 @@ import time
 from ocpp.routing import on
 from ocpp.v16.enums import Action
 
-from gwhttp import http
-import stations
-from stations import Connected, boot
+from support.gwhttp import http
+from support import stations
+from support.stations import Connected, boot
 
 
 class DropsOnReset(stations.TestStation):

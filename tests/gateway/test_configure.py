@@ -12,9 +12,9 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-import stations
-from gwhttp import TEST_TOKEN, http
-from stations import Connected, boot
+from support import stations
+from support.gwhttp import TEST_TOKEN, http
+from support.stations import Connected, boot
 
 
 class ConfigStation(stations.TestStation):
