@@ -67,6 +67,33 @@ class Station(BaseModel):
                                                   "readings), with the seq and ts of the newest; {} before the first.")
 
 
+class Counts(BaseModel):
+    total: int
+    connected: int
+    offline: int
+    faulted: int = Field(description="Faulted status, or an error code other than NoError.")
+    hot: int = Field(description="Enclosure temperature at or above the hot mark (50 \u00b0C), or HighTemperature.")
+    pending: int = Field(description="Waiting for an operator's accept or reject.")
+    status: Dict[str, int] = Field(description="Stations per OCPP status; `none`: no status yet.")
+
+
+class FleetPage(BaseModel):
+    total: int = Field(description="Stations that match the search and filters.")
+    page: int
+    limit: int
+    pages: int
+    counts: Counts = Field(description="The whole fleet's counts (not only the matches).")
+    items: List[Station]
+
+
+class ReadingField(BaseModel):
+    key: str = Field(description="The reading key (API, CSV, MQTT).")
+    label: str
+    unit: str = Field(description="The unit as stored (firmware/fields.py).")
+    symbol: str = Field(description="The unit as the dashboard shows it.")
+
+
+
 class NewStationAnswer(Station):
     password: Optional[str] = Field(None, description="Only when it was generated: shown this once.")
 
