@@ -202,9 +202,8 @@ class Hub:
         stations = self.gw.stations
         for sid, st in stations.items():
             k = self._key(sid, st)
-            if snap.get(sid) != k:
-                if sid in snap:
-                    changed.append(sid)
+            if snap.get(sid) != k:      # changed, or new since the last pass
+                changed.append(sid)
                 snap[sid] = k
         gone = [sid for sid in snap if sid not in stations]
         for sid in gone:

@@ -1,7 +1,7 @@
 """The API's bodies and answers as typed models (pydantic): the OpenAPI document (openapi.py) is
 generated from them and from the route table (api.api_table). The handlers keep their own
 checks and messages (which the tests pin); these models say what they accept and answer."""
-from typing import Dict, List, Literal, Optional
+from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -206,7 +206,8 @@ class GetConfiguration(_Closed):
 
 class ChangeConfiguration(_Closed):
     key: str = Field(min_length=1, max_length=50)
-    value: str = Field(max_length=500)
+    value: Union[str, int, float] = Field(description="Sent as OCPP's string (a number as its text); 500 "
+                                                       "characters at most.")
 
 
 class TriggerMessage(_Closed):
