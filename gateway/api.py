@@ -420,7 +420,7 @@ def api_table():
          Route("GET", "/api/events", _events, "read", "stations",
                "Live updates (Server-Sent Events): `hello` with the counts, then `update` events with the "
                "stations that changed and the counts; without Accept: text/event-stream, `hello` alone",
-               None, errors=(400, 503), media="text/event-stream",
+               models.LiveEvent, errors=(400, 503), media="text/event-stream",
                params=(("ids", {"type": "string"}, "Comma-separated station ids to follow (at most %d; "
                                                    "default: every station)." % events.MAX_IDS),)),
          Route("GET", "/api/fields", _reading_fields, "read", "stations",

@@ -86,6 +86,16 @@ class FleetPage(BaseModel):
     items: List[Station]
 
 
+class LiveEvent(BaseModel):
+    """The data of one Server-Sent Event of GET /api/events (JSON): `hello` carries the counts;
+    `update` the stations that changed, the counts when they changed, the stations removed, and
+    how many events this stream lost to a slow reader (reload what is shown when it grows)."""
+    counts: Optional[Counts] = None
+    stations: Optional[List[Station]] = None
+    removed: Optional[List[str]] = None
+    dropped: Optional[int] = None
+
+
 class ReadingField(BaseModel):
     key: str = Field(description="The reading key (API, CSV, MQTT).")
     label: str

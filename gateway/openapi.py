@@ -100,7 +100,7 @@ class _Doc:
         if rt.media == "application/json":
             content = {"application/json": {"schema": self.ref(rt.answer)}}
         else:
-            content = {rt.media: {"schema": {"type": "string"}}}
+            content = {rt.media: {"schema": self.ref(rt.answer) if rt.answer else {"type": "string"}}}
         answers = {str(rt.status): {"description": "OK" if rt.status == 200 else "Created", "content": content}}
         cmd = rt.tag == "commands"
         for st in sorted(set(rt.errors) | ({401, 403} if rt.role else set()) |
