@@ -657,6 +657,9 @@ function pollOverview() {
     view.pages = out.pages;
     showCounts(out.counts);
     listen();
+    if (!document.body.getAttribute("data-first-render-ms")) {     // since navigation started (for the bench)
+      document.body.setAttribute("data-first-render-ms", performance.now().toFixed(0));
+    }
     document.body.setAttribute("data-loaded", "overview");
   });
 }
@@ -682,7 +685,11 @@ function listen() {
     if (d.removed || (d.dropped || 0) > dropped) { dropped = d.dropped || 0; refetchSoon(); }
     var n = Number(document.body.getAttribute("data-updates") || 0) + 1;
     document.body.setAttribute("data-updates", String(n));
-    document.body.setAttribute("data-update-ms", (performance.now() - t0).toFixed(1));
+    var ms = performance.now() - t0;
+    document.body.setAttribute("data-update-ms", ms.toFixed(1));
+    if (ms > Number(document.body.getAttribute("data-update-max-ms") || 0)) {
+      document.body.setAttribute("data-update-max-ms", ms.toFixed(1));
+    }
     counted();
   });
   source.onerror = function () {
