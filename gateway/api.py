@@ -262,8 +262,10 @@ def check_command_body(name, body):
     except ValidationError as e:
         fields = ", ".join(model.model_fields)
         bad = []
-        for err in e.errors(include_url=False, include_input=False)[:5]:
+        for err in e.errors(include_url=False)[:5]:
             where = ".".join(str(x) for x in err["loc"]) or "the body"
+            if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+                continue    # a text not among the allowed: the OCPP schema check words it with the choices
             if err["type"] == "missing":
                 bad.append("%s is missing" % where)
             elif err["type"] == "extra_forbidden":
@@ -271,6 +273,8 @@ def check_command_body(name, body):
             else:
                 msg = err["msg"]
                 bad.append("%s: %s" % (where, msg[:1].lower() + msg[1:]))
+        if not bad:
+            return
         raise ValueError("bad body for %s: %s; e.g. %s" % (name, "; ".join(bad),
                                                            json.dumps(example, separators=(", ", ": "))))
 

@@ -21,6 +21,8 @@ from aiohttp import web
 
 from picocharge.firmware.fields import STATUSES
 
+from .httputil import error
+
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
@@ -271,12 +273,11 @@ async def stream(gw, hub, request):
     sub = None
     if live:
         if hub.closed:
-            raise web.HTTPServiceUnavailable()
+            return error(503, "the gateway is stopping: connect again when it is back", {"Retry-After": "30"})
         sub = hub.subscribe(ids)
         if sub is None:
-            return web.json_response({"error": "%d live streams are open, the most this gateway serves: close a "
-                                               "dashboard tab, or try again later" % MAX_SUBSCRIBERS},
-                                     status=503, headers={"Retry-After": "30", "Cache-Control": "no-store"})
+            return error(503, "%d live streams are open, the most this gateway serves: close a dashboard tab, or "
+                              "try again later" % MAX_SUBSCRIBERS, {"Retry-After": "30"})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     try:
