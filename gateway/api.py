@@ -426,7 +426,8 @@ def api_table():
                "stations that changed and the counts; without Accept: text/event-stream, `hello` alone",
                models.LiveEvent, errors=(400, 503), media="text/event-stream",
                params=(("ids", {"type": "string"}, "Comma-separated station ids to follow (at most %d; "
-                                                   "default: every station)." % events.MAX_IDS),)),
+                                                   "left out: every station; empty: none, the counts "
+                                                   "alone)." % events.MAX_IDS),)),
          Route("GET", "/api/fields", _reading_fields, "read", "stations",
                "The reading vocabulary: key, label, unit (as stored) and symbol (as shown)", [models.ReadingField]),
          Route("GET", "/api/readings.csv", _readings_csv, "read", "export",

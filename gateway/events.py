@@ -246,8 +246,10 @@ class Hub:
 
 
 def parse_ids(q):
+    """The stations a stream follows: None (no ids parameter) for all, an empty set for none
+    (`ids=`: the counts alone, for a page that shows no station)."""
     raw = q.get("ids")
-    if raw is None or raw == "":
+    if raw is None:
         return None
     ids = [i for i in raw.split(",") if i]
     if len(ids) > MAX_IDS:
