@@ -23,6 +23,9 @@ class CommandError(BaseModel):
     error: str
     code: Optional[str] = Field(None, description="The station's OCPP CALLERROR code (502 only).")
     details: Optional[dict] = Field(None, description="The CALLERROR's details (502 only).")
+    id_tag_status: Optional[str] = Field(None, description="remote-start refused (409) before the station was "
+                                                           "called: the tag's status in the id-tag list "
+                                                           "(Invalid when it is not in it).")
 
 
 class ReadingValues(BaseModel):
