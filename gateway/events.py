@@ -240,6 +240,11 @@ class Hub:
         self.subscribers.add(s)
         return s
 
+    def state(self):
+        """For /healthz: streams open, events dropped for slow readers, streams refused (all since start)."""
+        return {"open": len(self.subscribers), "dropped": self.dropped + sum(s.dropped for s in self.subscribers),
+                "refused": self.refused}
+
     def unsubscribe(self, s):
         self.subscribers.discard(s)
         self.dropped += s.dropped

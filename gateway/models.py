@@ -178,6 +178,9 @@ class Health(BaseModel):
     thingspeak_failing: Optional[Dict[str, str]] = Field(
         None, description="Only while some fail: station id -> why its last ThingSpeak write was not stored.")
     store_error: Optional[str] = Field(None, description="Why the store cannot write (only with status error).")
+    live_streams: Optional[Dict[str, int]] = Field(
+        None, description="Once the dashboard's event streams (GET /api/events) were used: open now; dropped "
+                          "(events a slow reader lost, since start); refused (over the most streams, since start).")
 
 
 class SignIn(_Closed):

@@ -116,6 +116,9 @@ def make_app(gw):
 
     async def healthz(request):
         out = health(gw)
+        live = hub.state()
+        if any(live.values()):      # once the dashboard's event streams were used
+            out["live_streams"] = live
         return json_response(out, 503 if out["status"] != "ok" else 200)
 
     async def metrics(request):

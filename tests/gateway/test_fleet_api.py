@@ -132,6 +132,8 @@ async def test_events__push_changed_stations_and_counts_bounded_and_authorised(g
                 assert third.status == 503 and third.headers["Retry-After"] == "30", third.status
                 assert (await third.json()) == {"error": "2 live streams are open, the most this gateway serves: "
                                                          "close a dashboard tab, or try again later"}
+            s, out = await http(gw, "GET", "/healthz")
+            assert out["live_streams"] == {"open": 2, "dropped": 0, "refused": 1}, out
             # a station connects and reports: the stream that follows everyone gets it, counts included
             async with Connected(gw.port, "CP-NEW") as cp:
                 await boot(cp)
