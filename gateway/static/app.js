@@ -484,8 +484,8 @@ function cardFor(st) {
     var cv = h("canvas", {cls: "spark", "data-key": s[0], "aria-label": s[1] + " chart"});
     canvases[s[0]] = cv;
     sparks.appendChild(h("div", {cls: "spark-box"},
-      h("div", {cls: "spark-label"}, h("i", {style: "background:" + s[3]}), s[1] + " ",
-        h("span", {cls: "spark-val", "data-key": s[0]})), cv));
+      h("div", {cls: "spark-label", title: s[1]}, h("i", {style: "background:" + s[3]}),
+        h("span", {cls: "spark-name", text: s[1]}), h("span", {cls: "spark-val", "data-key": s[0]})), cv));
   });
   var pend = h("div", {cls: "pending-box", hidden: true},
     h("span", {text: "Waiting for an operator."}),
