@@ -313,7 +313,9 @@ async def _fleet(gw, req):
 
 
 async def _events(gw, req):
-    return await events.stream(gw, req.app[events.HUB], req)
+    async def allowed():
+        return await authorise(gw, req, "read") is None
+    return await events.stream(gw, req.app[events.HUB], req, allowed)
 
 
 async def _reading_fields(gw, req):

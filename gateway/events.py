@@ -266,11 +266,13 @@ def _frame(name, data):
     return ("event: %s\ndata: %s\n\n" % (name, json.dumps(data, separators=(",", ":"), allow_nan=False))).encode()
 
 
-async def stream(gw, hub, request):
+async def stream(gw, hub, request, allowed=None):
     """GET /api/events. With `Accept: text/event-stream` (what EventSource sends): a `hello`
     event (the counts), then `update` events as the stations change, a comment line every
     HEARTBEAT_S. Without it: the `hello` event alone, then the end (a snapshot, for a client
-    that cannot hold a stream open)."""
+    that cannot hold a stream open). `allowed()` (async, true while the request's credentials
+    still hold) is asked again at every heartbeat: a stream ends when its session is signed
+    out or its token revoked."""
     ids = parse_ids(request.query)
     unknown = sorted(set(request.query) - {"ids"})
     if unknown:
@@ -299,6 +301,8 @@ async def stream(gw, hub, request):
                 try:
                     await asyncio.wait_for(sub.wake.wait(), HEARTBEAT_S)
                 except asyncio.TimeoutError:
+                    if allowed is not None and not await allowed():
+                        break
                     await resp.write(b": heartbeat\n\n")
                     continue
             while sub.queue:

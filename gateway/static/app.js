@@ -178,7 +178,12 @@ function signIn(tok) {
 function setupToken() {
   $("btn-token").addEventListener("click", function () {
     if (ROLE) {       // signed in: this button signs out
-      api("DELETE", "/api/session").then(function () { CSRF = ""; markToken(""); openToken(true); });
+      api("DELETE", "/api/session").then(function () {
+        CSRF = "";
+        markToken("");
+        openToken(true);
+        if (source) { source.close(); source = null; }
+      });
     } else {
       openToken($("token-panel").hidden);
     }

@@ -164,6 +164,26 @@ async def test_events__push_changed_stations_and_counts_bounded_and_authorised(g
     assert not gw.front.app[events.HUB].subscribers
 
 
+async def test_events__a_stream_ends_when_its_session_is_signed_out(gateway, monkeypatch):
+    monkeypatch.setattr(events, "HEARTBEAT_S", 0.3)
+    gw = await gateway(auth="none")
+    base = "http://127.0.0.1:%d" % gw.port
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with session.post(base + "/api/session", json={"token": TEST_TOKEN}) as r:
+            assert r.status == 200, await r.text()
+            csrf = (await r.json())["csrf"]
+        async with session.get(base + "/api/events", headers={"Accept": "text/event-stream"}) as stream:
+            assert stream.status == 200
+            assert (await _events(session, stream, n=2)) == [
+                ("hello", {"counts": (await http(gw, "GET", "/api/fleet"))[1]["counts"]}), ("#", "heartbeat")]
+            async with session.delete(base + "/api/session", headers={"X-CSRF-Token": csrf}) as r:
+                assert r.status == 200
+            async with asyncio.timeout(10):     # the next heartbeat finds the session gone: the stream ends
+                rest = await stream.content.read()
+            assert not rest.replace(b": heartbeat", b"").strip(b"\n"), rest     # nothing but heartbeats, then the end
+
+
 def test_events__a_slow_reader_loses_the_oldest_events_counted():
     sub = events.Subscriber(None)
     for i in range(events.QUEUE_LEN + 5):
