@@ -62,12 +62,14 @@ def signed_in(url):
 # hello; a station page: two polls) and no card waits for its chart readings, or it shows an error.
 # (Chromium's --virtual-time-budget cannot be used: an open event stream is a network fetch that
 # never ends, which holds virtual time still.)
-SETTLED = ("!!document.body && ((+document.body.getAttribute('data-polls') >= 2 && "
-           "document.body.getAttribute('data-pending') === '0') || "
-           "(!document.getElementById('banner').hidden && document.getElementById('banner').textContent !== ''))")
+SETTLED = ("(function () { var b = document.body, n = document.getElementById('banner');"
+           "  if (!b || !n || b.hasAttribute('data-left')) return false;"      # not yet the new page
+           "  return (+b.getAttribute('data-polls') >= 2 && b.getAttribute('data-pending') === '0') ||"
+           "         (!n.hidden && n.textContent !== ''); })()")
 
 
 async def settled(page, url):
+    await page.js("document.body && document.body.setAttribute('data-left', '1'); true")
     await page.send("Page.navigate", url=signed_in(url))
     for _ in range(2):      # and still so a moment later (a card that just came on screen fetches)
         assert await page.until(SETTLED, timeout=BROWSER_TIMEOUT), \
