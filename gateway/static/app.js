@@ -698,7 +698,9 @@ function listen() {
     counted();
   });
   source.onerror = function () {
-    document.body.setAttribute("data-live", source.readyState === 2 ? "closed" : "reconnecting");
+    var closed = source.readyState === 2;    // refused (401, 503): EventSource does not try again itself
+    document.body.setAttribute("data-live", closed ? "closed" : "reconnecting");
+    if (closed) { clearTimeout(timer); timer = setTimeout(refresh, POLL_MS); }     // poll, and try the stream again
   };
 }
 
