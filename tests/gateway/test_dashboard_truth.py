@@ -231,3 +231,21 @@ async def test_dashboard__overview_pages_searches_filters_counts_and_updates_liv
                                     timeout=30), await page.js(CARDS)
     finally:
         await live.__aexit__()
+
+
+async def test_dashboard__overview_polls_when_the_gateway_refuses_its_event_stream(gateway, tmp_path, monkeypatch):
+    from picocharge.gateway import events
+    chromium()
+    monkeypatch.setattr(events, "MAX_SUBSCRIBERS", 0)      # every stream is answered 503
+    gw = await gateway(auth="none")
+    await gw.register("CP-1")
+    async with DevTools(tmp_path) as page:
+        await page.send("Page.navigate", url="http://127.0.0.1:%d/#token=%s" % (gw.port, gw.settings.api_token))
+        assert await page.until("!!document.body && document.body.getAttribute('data-live') === 'closed'")
+        polls = int(await page.js("document.body.getAttribute('data-polls')"))
+        # the page polls instead (every 4 s) and shows a change without the stream
+        await gw.set_state("CP-1", "pending")
+        assert await page.until("!document.querySelector('article[data-station=\"CP-1\"] .pending-box').hidden",
+                                timeout=30)
+        assert int(await page.js("document.body.getAttribute('data-polls')")) > polls
+    assert gw.front.app[events.HUB].refused >= 1
