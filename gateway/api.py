@@ -13,8 +13,11 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from pydantic import ValidationError
 
-from . import auth, models
+from picocharge.firmware import fields as vocabulary
+
+from . import auth, events, export, models
 from .commands import COMMANDS, CommandError, configure_stations, send_command
 from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .readings import _num, _ts, reading_from_dict, reading_from_fields  # noqa: F401 (re-exported)
@@ -257,9 +260,54 @@ async def _set_thingspeak(gw, req, id):
     return _json(gw.station_view(id))
 
 
+def check_command_body(name, body):
+    """ValueError naming each missing or wrong field of a command's body (the command's model
+    in models.COMMAND_BODIES), with an example of a right one."""
+    model, example = models.COMMAND_BODIES[name]
+    try:
+        model.model_validate(body)
+    except ValidationError as e:
+        fields = ", ".join(model.model_fields)
+        bad = []
+        for err in e.errors(include_url=False)[:5]:
+            where = ".".join(str(x) for x in err["loc"]) or "the body"
+            if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+                continue    # a text not among the allowed: the OCPP schema check words it with the choices
+            if err["type"] == "missing":
+                bad.append("%s is missing" % where)
+            elif err["type"] == "extra_forbidden":
+                bad.append("%s is not a field of %s (its fields: %s)" % (where[:40], name, fields))
+            else:
+                msg = err["msg"]
+                bad.append("%s: %s" % (where, msg[:1].lower() + msg[1:]))
+        if not bad:
+            return
+        raise ValueError("bad body for %s: %s; e.g. %s" % (name, "; ".join(bad),
+                                                           json.dumps(example, separators=(", ", ": "))))
+
+
+def tag_refusal(gw, tag, status):
+    """Why a remote start with `tag` would not charge (its status in the id-tag list is
+    `status`), and what to do; the station would be answered DeAuthorized at its
+    StartTransaction and stop at once."""
+    add = 'POST /api/id-tags {"id_tag": "%s"%s} (role operate)' % (tag, "" if status == "Invalid" else
+                                                                   ', "status": "Accepted"')
+    if status == "Invalid" and tag not in gw.id_tags:
+        what = "id tag %s is not in this gateway's id-tag list" % tag
+    else:
+        what = "id tag %s is %s in this gateway's id-tag list" % (tag, status)
+    return ("%s, so the station would be told DeAuthorized when it starts and stop at once: add it with %s, "
+            "or start with a tag of the list (GET /api/id-tags)" % (what, add))
+
+
 async def _command(gw, req, id):
     name = req.path.rstrip("/").rsplit("/", 1)[1]
     body = _body(req)
+    check_command_body(name, body)
+    if name == "remote-start" and id in gw.sessions:
+        st = await gw.id_tag_status(body["id_tag"])
+        if st != "Accepted":
+            return _json({"error": tag_refusal(gw, body["id_tag"], st), "id_tag_status": st}, 409)
     try:
         return _json(await send_command(gw.sessions, id, name, body))
     except CommandError as e:
@@ -274,6 +322,33 @@ async def _configure_all(gw, req):
         return _json(await configure_stations(gw.sessions, sorted(gw.stations), b.get("key"), b.get("value")))
     except CommandError as e:
         return _json({"error": e.message}, e.status)
+
+
+async def _fleet(gw, req):
+    return _json(events.fleet_page(gw, req.query))
+
+
+async def _events(gw, req):
+    async def allowed():
+        return await authorise(gw, req, "read") is None
+    return await events.stream(gw, req.app[events.HUB], req, allowed)
+
+
+async def _reading_fields(gw, req):
+    """The reading vocabulary (firmware/fields.py): key, label, unit as stored, unit as shown."""
+    return _json([{"key": key, "label": label, "unit": unit, "symbol": _SYMBOLS.get(unit, unit)}
+                  for _n, key, label, unit in vocabulary.THINGSPEAK_FIELDS if key in vocabulary.READING_KEYS])
+
+
+_SYMBOLS = {"degC": "\u00b0C", "%RH": "%"}
+
+
+async def _readings_csv(gw, req, id=None):
+    return await export.export(gw, req, "readings", id)
+
+
+async def _transactions_csv(gw, req, id=None):
+    return await export.export(gw, req, "transactions", id)
 
 
 # --- sessions (the dashboard's sign-in) --------------------------------------------
@@ -336,6 +411,22 @@ class Route(NamedTuple):
     body: object = None         # the JSON body's models class
     example: object = None      # an example body
     errors: tuple = ()          # statuses besides 401/403 (and 404 for /{id} paths)
+    params: tuple = ()          # query parameters: (name, JSON schema, description)
+    media: str = "application/json"     # the answer's content type (a models class only for JSON)
+
+
+_PERIOD = (("from", {"type": "string", "format": "date-time"}, "From this time (ISO 8601, included)."),
+           ("to", {"type": "string", "format": "date-time"}, "To this time (ISO 8601, excluded)."))
+_FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
+_FLEET = (("q", {"type": "string", "maxLength": 64}, "A part of the station id (any case)."),
+          ("status", {"type": "string", "enum": list(vocabulary.STATUSES) + ["none"]}, "OCPP status (none: no "
+                                                                                      "status yet)."),
+          ("state", {"type": "string", "enum": ["accepted", "pending", "rejected"]}, "The operator's decision."),
+          ("connected", _FLAG, "Connected now (true) or offline (false)."),
+          ("faulted", _FLAG, "Faulted status or an error code other than NoError."),
+          ("hot", _FLAG, "Enclosure temperature at %g \u00b0C or above, or error code HighTemperature." % events.HOT_C),
+          ("page", {"type": "integer", "minimum": 1, "maximum": 1000000}, "Page number, from 1."),
+          ("limit", {"type": "integer", "minimum": 1, "maximum": events.MAX_PAGE}, "Stations per page (default 50)."))
 
 
 def api_table():
@@ -349,6 +440,24 @@ def api_table():
                "Send ChangeConfiguration to every connected station; each station's answer", models.Configured,
                body=models.COMMAND_BODIES["change-configuration"][0],
                example={"key": "ClockAlignedDataInterval", "value": "900"}, errors=(400, 415)),
+         Route("GET", "/api/fleet", _fleet, "read", "stations",
+               "A page of the stations, searched and filtered, with the fleet's summary counts",
+               models.FleetPage, errors=(400,), params=_FLEET),
+         Route("GET", "/api/events", _events, "read", "stations",
+               "Live updates (Server-Sent Events): `hello` with the counts, then `update` events with the "
+               "stations that changed and the counts; without Accept: text/event-stream, `hello` alone",
+               models.LiveEvent, errors=(400, 503), media="text/event-stream",
+               params=(("ids", {"type": "string"}, "Comma-separated station ids to follow (at most %d; "
+                                                   "left out: every station; empty: none, the counts "
+                                                   "alone)." % events.MAX_IDS),)),
+         Route("GET", "/api/fields", _reading_fields, "read", "stations",
+               "The reading vocabulary: key, label, unit (as stored) and symbol (as shown)", [models.ReadingField]),
+         Route("GET", "/api/readings.csv", _readings_csv, "read", "export",
+               "Every station's readings in a period as CSV (at most %d rows)" % export.MAX_ROWS,
+               errors=(400,), media="text/csv", params=_PERIOD),
+         Route("GET", "/api/transactions.csv", _transactions_csv, "read", "export",
+               "Every station's transactions started in a period as CSV (at most %d rows)" % export.MAX_ROWS,
+               errors=(400,), media="text/csv", params=_PERIOD),
          Route("GET", "/api/id-tags", _list_id_tags, "read", "id tags", "List the id tags", [models.IdTag]),
          Route("POST", "/api/id-tags", _add_id_tag, "operate", "id tags", "Add or change an id tag",
                models.IdTag, 201, models.IdTag, {"id_tag": "TAG1", "status": "Accepted"}, (400, 415)),
@@ -358,6 +467,12 @@ def api_table():
          Route("GET", "/api/stations/{id}/readings", _get_readings, "read", "stations",
                "The station's readings, oldest first (query: limit 1..10000, since an ISO 8601 time)",
                [models.Reading], errors=(400,)),
+         Route("GET", "/api/stations/{id}/readings.csv", _readings_csv, "read", "export",
+               "The station's readings in a period as CSV (at most %d rows)" % export.MAX_ROWS,
+               errors=(400,), media="text/csv", params=_PERIOD),
+         Route("GET", "/api/stations/{id}/transactions.csv", _transactions_csv, "read", "export",
+               "The station's transactions started in a period as CSV (at most %d rows)" % export.MAX_ROWS,
+               errors=(400,), media="text/csv", params=_PERIOD),
          Route("GET", "/api/stations/{id}/transactions", _transactions, "read", "stations",
                "The station's transactions, newest first (200 at most)", [models.Transaction]),
          Route("GET", "/api/stations/{id}/status-history", _status_history, "read", "stations",

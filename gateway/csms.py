@@ -255,6 +255,19 @@ class StationDisconnected(ConnectionError):
         self.sent = sent
 
 
+LAST_SEEN_WRITE_S = 30.0
+
+
+def _write_last_seen(db, sid, ts):
+    db.execute("UPDATE stations SET last_seen=? WHERE id=? AND (last_seen IS NULL OR last_seen < ?)", (ts, sid, ts))
+
+
+def _ignore_store_error(fut):
+    """last_seen not written (a full disk): the next frame's write tries again; store.error says why."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class StationSession(ChargePoint):
     """One connected charge point."""
 
@@ -301,6 +314,7 @@ class StationSession(ChargePoint):
         try:
             async for raw in self._connection:
                 self.gw.metrics.messages += 1
+                self._seen()
                 if debug:
                     FRAMES_LOG.debug("station=%s recv %s", self.id, frame_for_log(raw))
                 await self.route_message(raw)
@@ -310,6 +324,31 @@ class StationSession(ChargePoint):
                 self._gone = asyncio.get_running_loop().create_future()
             if not self._gone.done():
                 self._gone.set_result(None)
+            self._save_seen()
+
+    # last_seen is the time of the station's last frame: kept in memory per frame (the API and
+    # the dashboard read it there), written to the database at most every LAST_SEEN_WRITE_S per
+    # station and when its connection ends (`picocharge gateway stations` reads it there)
+    _seen_saved = 0.0
+    _seen_unsaved = False
+
+    def _seen(self):
+        st = self.gw.stations.get(self.id)
+        if st is None:
+            return
+        st["last_seen"] = utc_now()
+        self._seen_unsaved = True
+        if time.monotonic() - self._seen_saved >= LAST_SEEN_WRITE_S:
+            self._save_seen()
+
+    def _save_seen(self):
+        st = self.gw.stations.get(self.id)
+        if st is None or not self._seen_unsaved or not st.get("last_seen"):
+            return
+        self._seen_saved = time.monotonic()
+        self._seen_unsaved = False
+        fut = self.gw.store.run(_write_last_seen, self.id, st["last_seen"])
+        fut.add_done_callback(_ignore_store_error)
 
     async def _send(self, message):
         """Every frame the gateway sends: its answers and (through ocpp's ChargePoint.call) its

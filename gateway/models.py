@@ -1,7 +1,7 @@
 """The API's bodies and answers as typed models (pydantic): the OpenAPI document (openapi.py) is
 generated from them and from the route table (api.api_table). The handlers keep their own
 checks and messages (which the tests pin); these models say what they accept and answer."""
-from typing import Dict, List, Literal, Optional
+from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,9 @@ class CommandError(BaseModel):
     error: str
     code: Optional[str] = Field(None, description="The station's OCPP CALLERROR code (502 only).")
     details: Optional[dict] = Field(None, description="The CALLERROR's details (502 only).")
+    id_tag_status: Optional[str] = Field(None, description="remote-start refused (409) before the station was "
+                                                           "called: the tag's status in the id-tag list "
+                                                           "(Invalid when it is not in it).")
 
 
 class ReadingValues(BaseModel):
@@ -68,6 +71,43 @@ class Station(BaseModel):
                                             "certificate, 0 none checked (--auth none); null before it connects.")
     last_reading: LastReading = Field(description="The newest value of every reading key (merged over recent "
                                                   "readings), with the seq and ts of the newest; {} before the first.")
+
+
+class Counts(BaseModel):
+    total: int
+    connected: int
+    offline: int
+    faulted: int = Field(description="Faulted status, or an error code other than NoError.")
+    hot: int = Field(description="Enclosure temperature at or above the hot mark (50 \u00b0C), or HighTemperature.")
+    pending: int = Field(description="Waiting for an operator's accept or reject.")
+    status: Dict[str, int] = Field(description="Stations per OCPP status; `none`: no status yet.")
+
+
+class FleetPage(BaseModel):
+    total: int = Field(description="Stations that match the search and filters.")
+    page: int
+    limit: int
+    pages: int
+    counts: Counts = Field(description="The whole fleet's counts (not only the matches).")
+    items: List[Station]
+
+
+class LiveEvent(BaseModel):
+    """The data of one Server-Sent Event of GET /api/events (JSON): `hello` carries the counts;
+    `update` the stations that changed, the counts when they changed, the stations removed, and
+    how many events this stream lost to a slow reader (reload what is shown when it grows)."""
+    counts: Optional[Counts] = None
+    stations: Optional[List[Station]] = None
+    removed: Optional[List[str]] = None
+    dropped: Optional[int] = None
+
+
+class ReadingField(BaseModel):
+    key: str = Field(description="The reading key (API, CSV, MQTT).")
+    label: str
+    unit: str = Field(description="The unit as stored (firmware/fields.py).")
+    symbol: str = Field(description="The unit as the dashboard shows it.")
+
 
 
 class NewStationAnswer(Station):
@@ -141,6 +181,9 @@ class Health(BaseModel):
     thingspeak_failing: Optional[Dict[str, str]] = Field(
         None, description="Only while some fail: station id -> why its last ThingSpeak write was not stored.")
     store_error: Optional[str] = Field(None, description="Why the store cannot write (only with status error).")
+    live_streams: Optional[Dict[str, int]] = Field(
+        None, description="Once the dashboard's event streams (GET /api/events) were used: open now; dropped "
+                          "(events a slow reader lost, since start); refused (over the most streams, since start).")
 
 
 class SignIn(_Closed):
@@ -182,7 +225,8 @@ class GetConfiguration(_Closed):
 
 class ChangeConfiguration(_Closed):
     key: str = Field(min_length=1, max_length=50)
-    value: str = Field(max_length=500)
+    value: Union[str, int, float] = Field(description="Sent as OCPP's string (a number as its text); 500 "
+                                                       "characters at most.")
 
 
 class TriggerMessage(_Closed):

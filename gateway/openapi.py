@@ -24,6 +24,7 @@ _ERRORS = {
     415: "A body that is not Content-Type: application/json.",
     429: "Too many wrong credentials from this address: wait (Retry-After).",
     502: "The station answered with a CALLERROR (code and details), or an answer that fails the schema.",
+    503: "Too many live streams are open (Retry-After).",
     504: "The station did not answer in time.",
 }
 
@@ -83,8 +84,11 @@ class _Doc:
     def operation(self, rt):
         op = {"tags": [rt.tag], "operationId": (rt.method.lower() + "_" + rt.path.strip("/").replace(
             "/", "_").replace("{", "").replace("}", "").replace("-", "_")), "summary": rt.summary}
-        if "{id}" in rt.path:
-            op["parameters"] = [_ID]
+        prm = [_ID] if "{id}" in rt.path else []
+        prm += [{"name": n, "in": "query", "required": False, "schema": sch, "description": d}
+                for n, sch, d in rt.params]
+        if prm:
+            op["parameters"] = prm
         if rt.role:
             op["description"] = "Needs a token (or dashboard session) with role %s or above." % rt.role
         if rt.body is not None:
@@ -93,8 +97,11 @@ class _Doc:
                 c["example"] = rt.example
             op["requestBody"] = {"required": rt.method == "POST" and rt.tag != "commands" and bool(rt.example),
                                  "content": {"application/json": c}}
-        answers = {str(rt.status): {"description": "OK" if rt.status == 200 else "Created",
-                                    "content": {"application/json": {"schema": self.ref(rt.answer)}}}}
+        if rt.media == "application/json":
+            content = {"application/json": {"schema": self.ref(rt.answer)}}
+        else:
+            content = {rt.media: {"schema": self.ref(rt.answer) if rt.answer else {"type": "string"}}}
+        answers = {str(rt.status): {"description": "OK" if rt.status == 200 else "Created", "content": content}}
         cmd = rt.tag == "commands"
         for st in sorted(set(rt.errors) | ({401, 403} if rt.role else set()) |
                          ({404} if "{id}" in rt.path else set()) | ({401} if rt.path == "/api/session" else set())):
@@ -177,7 +184,8 @@ def document():
                                 "cookie with X-CSRF-Token on writes. Errors are JSON objects with an `error` "
                                 "message. Generated from the gateway's code (gateway/openapi.py)."},
         "servers": [{"url": "/"}],
-        "tags": [{"name": n} for n in ("stations", "commands", "id tags", "ingest", "operations", "dashboard")],
+        "tags": [{"name": n} for n in ("stations", "commands", "id tags", "export", "ingest", "operations",
+                                                "dashboard")],
         "paths": paths,
         "components": {"schemas": doc.schemas, "securitySchemes": {
             "apiToken": {"type": "http", "scheme": "bearer", "description": "An API token of this gateway."},

@@ -86,6 +86,10 @@ _READING_COLS = READING_KEYS + ("status",)
 _INSERT_READING = "INSERT INTO readings (station, ts, %s, source) VALUES (?, ?, %s, ?)" % (
     ", ".join(_READING_COLS), ", ".join("?" * len(_READING_COLS)))
 
+EXPORT_COLUMNS_READINGS = ("id", "station", "ts") + _READING_COLS + ("source",)
+EXPORT_COLUMNS_TRANSACTIONS = ("id", "station", "connector", "id_tag", "start_ts", "stop_ts", "meter_start",
+                               "meter_stop", "reason")
+
 _PBKDF2_ROUNDS = 60000
 
 
@@ -427,6 +431,45 @@ class Store:
             out.append((fut, True, list(range(first, first + len(rows)))))
             first += len(rows)
         return out
+
+    # --- exports (read-only queries, run on a connection of their own) ---------
+    def reader(self):
+        """A read-only connection for long reads (CSV exports): with WAL they run beside the
+        writer thread instead of holding up its batches. The caller closes it."""
+        db = sqlite3.connect("file:%s?mode=ro" % self.path, uri=True, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    @staticmethod
+    def _export_where(kind, station, frm, to):
+        col = "ts" if kind == "readings" else "start_ts"
+        sql, args = [], []
+        if station is not None:
+            sql.append("station=?")
+            args.append(station)
+        if frm is not None:
+            sql.append("%s >= ?" % col)
+            args.append(frm)
+        if to is not None:
+            sql.append("%s < ?" % col)
+            args.append(to)
+        return (" AND ".join(sql) or "1"), args
+
+    @staticmethod
+    def export_count(db, kind, station=None, frm=None, to=None):
+        """Rows of `kind` (readings, transactions) of a station (None: all) in [frm, to)."""
+        where, args = Store._export_where(kind, station, frm, to)
+        return db.execute("SELECT COUNT(*) FROM %s WHERE %s" % (kind, where), args).fetchone()[0]
+
+    @staticmethod
+    def export_chunk(db, kind, station=None, frm=None, to=None, after=0, n=1000):
+        """The next `n` rows of `kind` after row id `after`, oldest first, as tuples: readings
+        (id, station, ts, reading keys..., status, source); transactions (id, station,
+        connector, id_tag, start_ts, stop_ts, meter_start, meter_stop, reason)."""
+        where, args = Store._export_where(kind, station, frm, to)
+        cols = (EXPORT_COLUMNS_READINGS if kind == "readings" else EXPORT_COLUMNS_TRANSACTIONS)
+        return db.execute("SELECT %s FROM %s WHERE id > ? AND %s ORDER BY id LIMIT ?" % (
+            ", ".join(cols), kind, where), [after] + args + [n]).fetchall()
 
     def add_readings(self, station, rows, source):
         """Store reading dicts ({"ts", reading keys, "status"}); resolves to their row ids."""

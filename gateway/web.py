@@ -11,7 +11,7 @@ import socket
 
 from aiohttp import web
 
-from . import api, ocpp_ws
+from . import api, events, ocpp_ws
 from .httputil import error, json_response, read_body, slow_body
 from .metrics import CONTENT_TYPE_LATEST
 
@@ -104,6 +104,9 @@ def make_app(gw):
             return r
 
     app = web.Application(client_max_size=s.max_body, middlewares=[guard], handler_args=None)
+    hub = app[events.HUB] = events.Hub(gw)     # live updates (GET /api/events)
+    app.on_startup.append(hub.start)
+    app.on_shutdown.append(hub.stop)
 
     async def index(request):
         return _static_file("index.html")
@@ -113,6 +116,9 @@ def make_app(gw):
 
     async def healthz(request):
         out = health(gw)
+        live = hub.state()
+        if any(live.values()):      # once the dashboard's event streams were used
+            out["live_streams"] = live
         return json_response(out, 503 if out["status"] != "ok" else 200)
 
     async def metrics(request):

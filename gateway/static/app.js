@@ -1,34 +1,34 @@
 /* PicoCharge gateway dashboard: plain JS, no dependencies.
  *
- * "/" is the overview (every station as a card), "/station/<id>" one station.
- * Both poll the JSON API (/api/...) every POLL_MS; charts are drawn on <canvas>.
- * Every drawn chart carries data-points (how many points it drew) and data-last
- * (the newest value) so a test can read what was drawn from the DOM.
+ * "/" is the overview: a page of stations as cards (GET /api/fleet: search, filters, paging,
+ * the fleet's summary counts), kept live by the gateway's Server-Sent Events (GET /api/events,
+ * following the stations of the page). "/station/<id>" is one station, polled every POLL_MS.
+ * Reading labels and units come from GET /api/fields (firmware/fields.py): nothing here names
+ * a reading. Charts are drawn on <canvas>; every drawn chart carries data-points (how many
+ * points it drew), data-last (the newest value) and data-gaps (breaks in the line where no
+ * readings came) so a test can read what was drawn from the DOM.
+ *
+ * Nothing old is shown as current: a reading older than STALE_S, any value of an offline
+ * station, and current and power of a station that is not charging are greyed, with their age
+ * or reason; an offline station shows "offline since ..." and its last known status as such.
  */
 "use strict";
 
 var POLL_MS = 4000;
 var CHART_POINTS = 120;
-
-// what the dashboard shows of a reading: key, label, unit, decimals
-var READINGS = [
-  ["temp_c", "Temp", "\u00b0C", 1],
-  ["humidity", "Humidity", "%", 0],
-  ["current_a", "Current", "A", 2],
-  ["voltage_v", "Voltage", "V", 1],
-  ["power_w", "Power", "W", 0],
-  ["energy_wh", "Energy", "Wh", 0],
-  ["chip_temp_c", "Board", "\u00b0C", 1]
-];
-// the charted series: key, label, unit, colour
-var SERIES = [
-  ["temp_c", "Temperature", "\u00b0C", "#fb923c"],
-  ["humidity", "Humidity", "%", "#38bdf8"],
-  ["current_a", "Current", "A", "#a78bfa"],
-  ["power_w", "Power", "W", "#22c55e"]
-];
+var PAGE_SIZE = 50;
+var STALE_S = 1200;     // a reading older than this is old (idle stations report every 900 s by default)
+var CHARGING = {Charging: 1, SuspendedEV: 1, SuspendedEVSE: 1};
+var LIVE_WHEN_CHARGING = {current_a: 1, power_w: 1};     // meaningful only while a transaction draws
+// how a reading is shown: decimals per key (formatting, not vocabulary) and the charted keys' colours
+var DECIMALS = {temp_c: 1, humidity: 0, current_a: 2, voltage_v: 1, power_w: 0, energy_wh: 0, chip_temp_c: 1};
+var SERIES_COLOURS = [["temp_c", "#fb923c"], ["humidity", "#38bdf8"], ["current_a", "#a78bfa"],
+                      ["power_w", "#22c55e"]];
+var READINGS = [];      // [key, label, unit symbol, decimals], from GET /api/fields
+var SERIES = [];        // [key, label, unit symbol, colour]
+var LABEL = {};
 var COLOUR = {};
-SERIES.forEach(function (s) { COLOUR[s[0]] = s[3]; });
+SERIES_COLOURS.forEach(function (s) { COLOUR[s[0]] = s[1]; });
 
 var $ = function (id) { return document.getElementById(id); };
 
@@ -53,11 +53,12 @@ function h(tag, attrs) {
   return el;
 }
 
-/* [number text, unit] of a reading; W and Wh switch to kW and kWh from 10000 up. */
+/* [number text, unit] of a reading; W switches to kW from 10000 up. Energy stays in Wh everywhere
+ * (cards, charts, the transactions table), the unit of firmware/fields.py. */
 function fmtParts(v, decimals, unit) {
   if (v === null || v === undefined || v === "" || isNaN(v)) return ["\u2013", ""];
   var n = Number(v);
-  if ((unit === "Wh" || unit === "W") && Math.abs(n) >= 10000) return [(n / 1000).toFixed(2), "k" + unit];
+  if (unit === "W" && Math.abs(n) >= 10000) return [(n / 1000).toFixed(2), "k" + unit];
   if ((unit === "Wh" || unit === "W") && Math.abs(n) < 10 && n !== 0) decimals = 2;
   return [n.toFixed(decimals), unit];
 }
@@ -70,6 +71,11 @@ function fmt(v, decimals, unit) {
 function parseTs(ts) {
   if (!ts) return NaN;
   return Date.parse(ts.indexOf("T") > 0 ? ts : ts.replace(" ", "T"));
+}
+
+function ageS(ts) {
+  var t = parseTs(ts);
+  return isNaN(t) ? Infinity : Math.max(0, (Date.now() - t) / 1000);
 }
 
 function ago(ts) {
@@ -172,7 +178,12 @@ function signIn(tok) {
 function setupToken() {
   $("btn-token").addEventListener("click", function () {
     if (ROLE) {       // signed in: this button signs out
-      api("DELETE", "/api/session").then(function () { CSRF = ""; markToken(""); openToken(true); });
+      api("DELETE", "/api/session").then(function () {
+        CSRF = "";
+        markToken("");
+        openToken(true);
+        if (source) { source.close(); source = null; }
+      });
     } else {
       openToken($("token-panel").hidden);
     }
@@ -213,6 +224,24 @@ function series(rows, key) {
   return pts;
 }
 
+/* Points [[t, v], ...] split where no reading came for much longer than usual: more than
+ * GAP_FACTOR times the median interval between readings, and at least GAP_MIN_S. */
+var GAP_FACTOR = 4, GAP_MIN_S = 60;
+
+function splitRuns(pts) {
+  if (pts.length < 2) return [pts];
+  var dts = [];
+  for (var i = 1; i < pts.length; i++) dts.push(pts[i][0] - pts[i - 1][0]);
+  var sorted = dts.slice().sort(function (a, b) { return a - b; });
+  var limit = Math.max(sorted[Math.floor(sorted.length / 2)] * GAP_FACTOR, GAP_MIN_S * 1000);
+  var runs = [[pts[0]]];
+  for (var k = 1; k < pts.length; k++) {
+    if (dts[k - 1] > limit) runs.push([]);
+    runs[runs.length - 1].push(pts[k]);
+  }
+  return runs;
+}
+
 /* Draw points [[t, v], ...] on a canvas sized by CSS. opts: colour, unit, axes (labels). */
 function drawChart(canvas, pts, opts) {
   var dpr = window.devicePixelRatio || 1;
@@ -235,6 +264,7 @@ function drawChart(canvas, pts, opts) {
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
     ctx.fillText("no readings yet", w / 2, hgt / 2);
+    canvas.setAttribute("data-gaps", "0");
     return;
   }
   var t0 = pts[0][0], t1 = pts[pts.length - 1][0];
@@ -276,26 +306,31 @@ function drawChart(canvas, pts, opts) {
     ctx.fillText(clock(new Date(t1).toISOString()).slice(0, 5), w - padR, hgt - 4);
   }
 
-  // area under the line, then the line, then the newest point
+  // the line in runs: no line across a period without readings (a gap), each run with its area
+  var runs = splitRuns(pts);
+  canvas.setAttribute("data-gaps", String(runs.length - 1));
   var col = opts.colour;
-  ctx.beginPath();
-  pts.forEach(function (p, k) { if (k) ctx.lineTo(X(p[0]), Y(p[1])); else ctx.moveTo(X(p[0]), Y(p[1])); });
   var grad = ctx.createLinearGradient(0, padT, 0, hgt - padB);
   grad.addColorStop(0, col + "55");
   grad.addColorStop(1, col + "00");
-  ctx.save();
-  ctx.lineTo(X(pts[pts.length - 1][0]), hgt - padB);
-  ctx.lineTo(X(pts[0][0]), hgt - padB);
-  ctx.closePath();
-  ctx.fillStyle = grad;
-  ctx.fill();
-  ctx.restore();
-  ctx.beginPath();
-  pts.forEach(function (p, k) { if (k) ctx.lineTo(X(p[0]), Y(p[1])); else ctx.moveTo(X(p[0]), Y(p[1])); });
-  ctx.strokeStyle = col;
-  ctx.lineWidth = axes ? 2 : 1.75;
-  ctx.lineJoin = "round";
-  ctx.stroke();
+  runs.forEach(function (run) {
+    ctx.beginPath();
+    run.forEach(function (p, k) { if (k) ctx.lineTo(X(p[0]), Y(p[1])); else ctx.moveTo(X(p[0]), Y(p[1])); });
+    ctx.save();
+    ctx.lineTo(X(run[run.length - 1][0]), hgt - padB);
+    ctx.lineTo(X(run[0][0]), hgt - padB);
+    ctx.closePath();
+    ctx.fillStyle = grad;
+    ctx.fill();
+    ctx.restore();
+    ctx.beginPath();
+    run.forEach(function (p, k) { if (k) ctx.lineTo(X(p[0]), Y(p[1])); else ctx.moveTo(X(p[0]), Y(p[1])); });
+    if (run.length === 1) ctx.arc(X(run[0][0]), Y(run[0][1]), 1.5, 0, Math.PI * 2);
+    ctx.strokeStyle = col;
+    ctx.lineWidth = axes ? 2 : 1.75;
+    ctx.lineJoin = "round";
+    ctx.stroke();
+  });
   var last = pts[pts.length - 1];
   ctx.beginPath();
   ctx.arc(X(last[0]), Y(last[1]), axes ? 3.5 : 2.5, 0, Math.PI * 2);
@@ -310,37 +345,134 @@ function redrawAll() {
   }
 }
 
-// --- pieces shared by both pages --------------------------------------------------
-function statusPill(el, st) {
-  var s = st.status || "no status";
-  if (st.state && st.state !== "accepted") s = st.state;
-  el.className = "pill " + (st.state && st.state !== "accepted" ? st.state : (st.status || "none"));
-  el.textContent = s;
+// --- the reading vocabulary (GET /api/fields) -------------------------------------
+var fieldsLoaded = null;
+
+function loadFields() {
+  if (!fieldsLoaded) {
+    fieldsLoaded = api("GET", "/api/fields").then(function (list) {
+      LABEL = {};
+      list.forEach(function (f) { LABEL[f.key] = f; });
+      READINGS = list.map(function (f) {
+        return [f.key, f.label, f.symbol, DECIMALS[f.key] === undefined ? 2 : DECIMALS[f.key]];
+      });
+      SERIES = SERIES_COLOURS.filter(function (c) { return LABEL[c[0]]; }).map(function (c) {
+        return [c[0], LABEL[c[0]].label, LABEL[c[0]].symbol, c[1]];
+      });
+      var caps = document.querySelectorAll("[data-field-label]");
+      for (var i = 0; i < caps.length; i++) {
+        var f = LABEL[caps[i].getAttribute("data-field-label")];
+        if (f) caps[i].textContent = f.label;
+      }
+      caps = document.querySelectorAll("[data-field-unit]");
+      for (i = 0; i < caps.length; i++) {
+        f = LABEL[caps[i].getAttribute("data-field-unit")];
+        if (f) caps[i].textContent = f.symbol;
+      }
+    }, function (e) { fieldsLoaded = null; throw e; });
+  }
+  return fieldsLoaded;
 }
 
-/* When the station was last heard of: its last boot or status notification, or its newest reading. */
+function readingOf(key) {
+  return READINGS.filter(function (x) { return x[0] === key; })[0];
+}
+
+// --- pieces shared by both pages --------------------------------------------------
+/* The status pill: the live status of a connected station; of an offline one its last known
+ * status, marked as such (never a green Charging for a station that is not there). */
+function statusPill(el, st) {
+  var waiting = st.state && st.state !== "accepted";
+  if (!waiting && !st.connected && st.status) {
+    el.className = "pill last";
+    el.textContent = "last: " + st.status;
+    el.title = "the last status " + st.id + " reported before it went offline";
+    return;
+  }
+  el.className = "pill " + (waiting ? st.state : (st.status || "none"));
+  el.textContent = waiting ? st.state : (st.status || "no status");
+  el.title = "";
+}
+
+/* When the station was last heard of: its last frame, or its newest reading (ingest over HTTP or MQTT). */
 function lastHeard(st) {
   var a = st.last_seen, b = (st.last_reading || {}).ts;
   if (!a || !b) return a || b || null;
   return parseTs(a) >= parseTs(b) ? a : b;
 }
 
-function nowGrid(box, last) {
+function offlineSince(st) {
+  var seen = lastHeard(st);
+  return seen ? "offline since " + clock(seen, true) + " (" + ago(seen) + ")" : "offline";
+}
+
+/* Why a shown value is not current ("" when it is): the station is offline, the reading is
+ * old, or it is current or power of a station that does not charge now (the last charge's). */
+function staleWhy(st, last, key) {
+  if (!last || !last.ts) return "";
+  if (st && !st.connected) return "offline";
+  if (ageS(last.ts) > STALE_S) return "old";
+  if (key && LIVE_WHEN_CHARGING[key] && st && !CHARGING[st.status]) return "not charging";
+  return "";
+}
+
+function staleTitle(why, st, last) {
+  if (why === "offline") return "last known value: " + st.id + " is " + offlineSince(st);
+  if (why === "old") return "old: read " + ago(last.ts) + " (" + clock(last.ts, true) + ")";
+  if (why === "not charging") return "from the last charge: " + st.id + " is " + (st.status || "not charging") + " now";
+  return clock(last.ts, true);
+}
+
+function nowGrid(box, last, st) {
   box.textContent = "";
   READINGS.forEach(function (r) {
     var v = last ? last[r[0]] : undefined;
     var p = fmtParts(v, r[3], r[2]);
-    box.appendChild(h("div", {cls: "kv", "data-key": r[0], "data-value": v === undefined ? "" : String(v)},
+    var why = v === undefined ? "" : staleWhy(st, last, r[0]);
+    box.appendChild(h("div", {cls: "kv" + (why ? " stale" : ""), "data-key": r[0], "data-stale": why || null,
+                              "data-value": v === undefined ? "" : String(v), title: why ? staleTitle(why, st, last) : null},
       h("small", {text: r[1]}), h("b", {}, p[0], p[1] ? h("span", {cls: "unit", text: p[1]}) : null)));
   });
-  var when = last && last.ts ? ago(last.ts).replace(" ago", "") : "\u2013";
-  box.appendChild(h("div", {cls: "kv", "data-key": "ts", "data-value": last && last.ts ? last.ts : "",
-                            title: last && last.ts ? clock(last.ts, true) : "no reading yet"},
-    h("small", {text: "Reading"}), h("b", {}, when, last && last.ts ? h("span", {cls: "unit", text: "ago"}) : null)));
+  var has = last && last.ts;
+  var why = has ? staleWhy(st, last, null) : "";
+  box.appendChild(h("div", {cls: "kv" + (why ? " stale" : ""), "data-key": "ts", "data-value": has ? last.ts : "",
+                            "data-stale": why || null,
+                            title: has ? (why ? staleTitle(why, st, last) : clock(last.ts, true)) : "no reading yet"},
+    h("small", {text: "Reading"}), h("b", {}, has ? ago(last.ts).replace(" ago", "") : "\u2013",
+                                     has ? h("span", {cls: "unit", text: "ago"}) : null)));
+}
+
+/* The export links of a station (sid) or of every station (null), for the period of the page's form. */
+function exportLinks(box, sid) {
+  var from = box.querySelector("input[name=from]").value, to = box.querySelector("input[name=to]").value;
+  var q = [];
+  if (from) q.push("from=" + encodeURIComponent(from + "T00:00:00Z"));
+  if (to) q.push("to=" + encodeURIComponent(to + "T00:00:00Z"));
+  var base = sid === null ? "/api/" : "/api/stations/" + encodeURIComponent(sid) + "/";
+  var links = box.querySelectorAll("a[data-export]");
+  for (var i = 0; i < links.length; i++) {
+    links[i].href = base + links[i].getAttribute("data-export") + ".csv" + (q.length ? "?" + q.join("&") : "");
+  }
+}
+
+function setupExport(id, sidFn) {
+  var box = $(id);
+  var inputs = box.querySelectorAll("input");
+  for (var i = 0; i < inputs.length; i++) {
+    inputs[i].addEventListener("change", function () { exportLinks(box, sidFn()); });
+  }
+  return function () { exportLinks(box, sidFn()); };
 }
 
 // --- overview ---------------------------------------------------------------------
-var cards = {};     // station id -> {el, canvases}
+// A page of PAGE_SIZE stations (GET /api/fleet with the search and filters), the fleet's counts
+// at the top, and the gateway's events (GET /api/events?ids=<the page>) for what changes: a
+// changed station is drawn again, and a card on screen fetches its new readings.
+var cards = {};     // station id -> {el, canvases, rows, shown}
+var view = {page: 1, q: "", status: "", connected: "", faulted: "", hot: ""};
+var pageIds = [];
+var source = null, sourceIds = "";
+var fetchedCharts = 0;
 
 function cardFor(st) {
   var c = cards[st.id];
@@ -357,8 +489,8 @@ function cardFor(st) {
     var cv = h("canvas", {cls: "spark", "data-key": s[0], "aria-label": s[1] + " chart"});
     canvases[s[0]] = cv;
     sparks.appendChild(h("div", {cls: "spark-box"},
-      h("div", {cls: "spark-label"}, h("i", {style: "background:" + s[3]}), s[1] + " ",
-        h("span", {cls: "spark-val", "data-key": s[0]})), cv));
+      h("div", {cls: "spark-label", title: s[1]}, h("i", {style: "background:" + s[3]}),
+        h("span", {cls: "spark-name", text: s[1]}), h("span", {cls: "spark-val", "data-key": s[0]})), cv));
   });
   var pend = h("div", {cls: "pending-box", hidden: true},
     h("span", {text: "Waiting for an operator."}),
@@ -371,8 +503,8 @@ function cardFor(st) {
   el.appendChild(pend);
   el.appendChild(grid);
   el.appendChild(h("a", {cls: "sparks-link", href: href, "aria-label": "charts of " + st.id}, sparks));
-  c = cards[st.id] = {el: el, head: head, sub: sub, grid: grid, pend: pend, canvases: canvases, rows: [],
-                      shown: !watcher};
+  c = cards[st.id] = {el: el, head: head, sub: sub, grid: grid, pend: pend, canvases: canvases, rows: null,
+                      shown: !watcher, st: st, seq: null, loading: false};
   if (watcher) watcher.observe(el);
   return c;
 }
@@ -383,75 +515,235 @@ function setState(sid, what) {
     .catch(function (e) { showBanner(what + " " + sid + ": " + e.message); });
 }
 
-// Only cards on screen fetch their chart readings: a fleet of thousands would otherwise cost
-// the gateway one readings query per station per poll. A card scrolled into view is fetched
-// at once (a new card waits for the observer's first word, which comes right after it is added).
+// Only cards on screen fetch their chart readings: a page of 50 would otherwise cost 50 readings
+// queries. A card scrolled into view is fetched at once.
 var watcher = window.IntersectionObserver ? new IntersectionObserver(function (entries) {
-  var fresh = false;
   entries.forEach(function (e) {
     var c = cards[e.target.getAttribute("data-station")];
     if (!c) return;
-    if (e.isIntersecting && !c.shown) fresh = true;
     c.shown = e.isIntersecting;
+    if (c.shown) chartsFor(c);
   });
-  if (fresh && document.body.getAttribute("data-loaded") === "overview") refreshSoon();
 }, {rootMargin: "200px"}) : null;
 
-function renderCard(st, rows) {
-  var c = cardFor(st);
-  rows = rows || c.rows;
-  c.head.querySelector(".dot").className = "dot" + (st.connected ? " on" : "");
-  statusPill(c.head.querySelector(".pill"), st);
-  var last = st.last_reading || {};
-  var bits = [st.connected ? "connected" : "offline"];
-  var seen = lastHeard(st);
-  if (seen) bits.push("seen " + ago(seen));
-  if (st.error_code && st.error_code !== "NoError") bits.push(st.error_code);
-  c.sub.textContent = bits.join(" \u00b7 ");
-  c.sub.className = "card-sub" + (st.connected ? "" : " off");
-  c.pend.hidden = st.state !== "pending";
-  nowGrid(c.grid, last);
-  c.rows = rows;
+/* The card's chart readings: all of them the first time, then the ones after the newest it has. */
+function chartsFor(c) {
+  var seq = (c.st.last_reading || {}).seq;
+  if (!c.shown || c.loading || (c.rows !== null && c.seq === seq)) return;
+  var sid = c.st.id;
+  var since = c.rows && c.rows.length ? "&since=" + encodeURIComponent(c.rows[c.rows.length - 1].ts) : "";
+  c.loading = true;
+  pending(1);
+  api("GET", "/api/stations/" + encodeURIComponent(sid) + "/readings?limit=" + CHART_POINTS + since)
+    .then(function (rows) {
+      if (c.rows === null) {
+        fetchedCharts += 1;
+        document.body.setAttribute("data-fetched", String(fetchedCharts));
+        c.rows = rows;
+      } else {
+        var have = {};
+        c.rows.forEach(function (r) { have[r.seq] = 1; });
+        c.rows = c.rows.concat(rows.filter(function (r) { return !have[r.seq]; })).slice(-CHART_POINTS);
+      }
+      c.seq = seq;
+      drawCardCharts(c);
+    }, function () { /* the next change tries again */ })
+    .then(function () { c.loading = false; pending(-1); });
+}
+
+/* How many cards wait for their chart readings (data-pending: a test waits for 0). */
+var pendingCharts = 0;
+function pending(d) {
+  pendingCharts += d;
+  document.body.setAttribute("data-pending", String(pendingCharts));
+}
+
+function drawCardCharts(c) {
+  var rows = c.rows || [];
   SERIES.forEach(function (s) {
     var pts = series(rows, s[0]);
     drawChart(c.canvases[s[0]], pts, {colour: s[3], unit: s[2]});
-    var r = READINGS.filter(function (x) { return x[0] === s[0]; })[0];
+    var r = readingOf(s[0]);
     c.el.querySelector(".spark-val[data-key='" + s[0] + "']").textContent =
       pts.length ? fmt(pts[pts.length - 1][1], r[3], r[2]) : "";
   });
 }
 
+function renderCard(st) {
+  var c = cardFor(st);
+  c.st = st;
+  c.head.querySelector(".dot").className = "dot" + (st.connected ? " on" : "");
+  statusPill(c.head.querySelector(".pill"), st);
+  var bits = [];
+  if (st.connected) {
+    bits.push("connected");
+    var seen = lastHeard(st);
+    if (seen) bits.push("seen " + ago(seen));
+  } else {
+    bits.push(offlineSince(st));
+  }
+  if (st.error_code && st.error_code !== "NoError") bits.push(st.error_code);
+  c.sub.textContent = bits.join(" \u00b7 ");
+  c.sub.className = "card-sub" + (st.connected ? "" : " off");
+  c.el.className = "card" + (st.connected ? "" : " offline");
+  c.pend.hidden = st.state !== "pending";
+  nowGrid(c.grid, st.last_reading || {}, st);
+  if (c.rows === null) drawCardCharts(c);     // empty until its readings come
+  chartsFor(c);
+}
+
+function fleetQuery() {
+  var q = ["page=" + view.page, "limit=" + PAGE_SIZE];
+  ["q", "status", "connected", "faulted", "hot"].forEach(function (k) {
+    if (view[k]) q.push(k + "=" + encodeURIComponent(view[k]));
+  });
+  return q.join("&");
+}
+
+function showCounts(c) {
+  if (!c) return;
+  var bits = [c.total + " station" + (c.total === 1 ? "" : "s"), c.connected + " connected"];
+  if (c.faulted) bits.push(c.faulted + " faulted");
+  if (c.hot) bits.push(c.hot + " hot");
+  summary(bits.join(" \u00b7 "));
+  var box = $("counts");
+  box.textContent = "";
+  var chip = function (label, n, key, value, cls) {
+    var on = view[key] === value;
+    box.appendChild(h("button", {type: "button", cls: "count" + (cls ? " " + cls : "") + (on ? " on" : ""),
+                                 "data-count": label, "aria-pressed": on ? "true" : "false",
+                                 onclick: function () { setFilter(key, on ? "" : value); }},
+      h("b", {text: String(n)}), " " + label));
+  };
+  chip("connected", c.connected, "connected", "true", "online");
+  chip("offline", c.offline, "connected", "false", "");
+  chip("faulted", c.faulted, "faulted", "true", "Faulted");
+  chip("hot", c.hot, "hot", "true", "hot");
+  Object.keys(c.status).forEach(function (s) {
+    if (c.status[s] && s !== "none") chip(s, c.status[s], "status", s, s);
+  });
+  document.body.setAttribute("data-counts", JSON.stringify(c));
+}
+
+function setFilter(key, value) {
+  view[key] = value;
+  view.page = 1;
+  var el = $("f-" + key);
+  if (el) el.value = value;
+  refresh();
+}
+
 function pollOverview() {
-  return api("GET", "/api/stations").then(function (list) {
-    return Promise.all(list.map(function (st) {
-      var c = cards[st.id];
-      if (watcher && !(c && c.shown)) return null;   // off screen or not placed yet: charts stay as they are
-      return api("GET", "/api/stations/" + encodeURIComponent(st.id) + "/readings?limit=" + CHART_POINTS)
-        .catch(function () { return []; });
-    })).then(function (all) {
-      document.body.setAttribute("data-fetched", String(all.filter(function (r) { return r !== null; }).length));
-      var box = $("cards");
-      var seen = {};
-      list.forEach(function (st, i) {
-        seen[st.id] = true;
-        var c = cardFor(st);
-        if (c.el.parentNode !== box || box.children[i] !== c.el) box.insertBefore(c.el, box.children[i] || null);
-        renderCard(st, all[i]);
-      });
-      Object.keys(cards).forEach(function (id) {
-        if (!seen[id]) { cards[id].el.remove(); delete cards[id]; }
-      });
-      $("empty").hidden = list.length > 0;
-      var on = list.filter(function (s) { return s.connected; }).length;
-      summary(list.length + " station" + (list.length === 1 ? "" : "s") + " \u00b7 " + on + " connected");
-      document.body.setAttribute("data-loaded", "overview");
+  return api("GET", "/api/fleet?" + fleetQuery()).then(function (out) {
+    var box = $("cards");
+    var seen = {};
+    pageIds = out.items.map(function (st) { return st.id; });
+    out.items.forEach(function (st, i) {
+      seen[st.id] = true;
+      var c = cardFor(st);
+      if (c.el.parentNode !== box || box.children[i] !== c.el) box.insertBefore(c.el, box.children[i] || null);
+      renderCard(st);
     });
+    Object.keys(cards).forEach(function (id) {
+      if (!seen[id]) {
+        if (watcher) watcher.unobserve(cards[id].el);
+        cards[id].el.remove();
+        delete cards[id];
+      }
+    });
+    var filtered = view.q || view.status || view.connected || view.faulted || view.hot;
+    $("empty").hidden = out.total > 0 || filtered;
+    $("no-match").hidden = out.total > 0 || !filtered;
+    var first = out.total ? (out.page - 1) * out.limit + 1 : 0;
+    $("page-info").textContent = first + "\u2013" + Math.min(out.total, out.page * out.limit) + " of " + out.total +
+      (filtered ? " matching" : "") + " \u00b7 page " + out.page + " of " + out.pages;
+    $("prev").disabled = out.page <= 1;
+    $("next").disabled = out.page >= out.pages;
+    view.pages = out.pages;
+    showCounts(out.counts);
+    listen();
+    if (!document.body.getAttribute("data-first-render-ms")) {     // since navigation started (for the bench)
+      document.body.setAttribute("data-first-render-ms", performance.now().toFixed(0));
+    }
+    document.body.setAttribute("data-loaded", "overview");
   });
 }
+
+/* The gateway's events for the stations of this page; opened again when the page changes. */
+function listen() {
+  var ids = pageIds.join(",");
+  if (!window.EventSource || (source && sourceIds === ids && source.readyState !== 2)) return;
+  if (source) source.close();
+  sourceIds = ids;
+  source = new EventSource("/api/events?ids=" + encodeURIComponent(ids));
+  var dropped = 0;
+  source.addEventListener("hello", function (ev) {
+    showCounts(JSON.parse(ev.data).counts);
+    document.body.setAttribute("data-live", "open");
+    counted();
+  });
+  source.addEventListener("update", function (ev) {
+    var t0 = performance.now();
+    var d = JSON.parse(ev.data);
+    (d.stations || []).forEach(function (st) { if (cards[st.id]) renderCard(st); });
+    if (d.counts) { showCounts(d.counts); if (filtering()) refetchSoon(); }
+    if (d.removed || (d.dropped || 0) > dropped) { dropped = d.dropped || 0; refetchSoon(); }
+    var n = Number(document.body.getAttribute("data-updates") || 0) + 1;
+    document.body.setAttribute("data-updates", String(n));
+    var ms = performance.now() - t0;
+    document.body.setAttribute("data-update-ms", ms.toFixed(1));
+    if (ms > Number(document.body.getAttribute("data-update-max-ms") || 0)) {
+      document.body.setAttribute("data-update-max-ms", ms.toFixed(1));
+    }
+    counted();
+  });
+  source.onerror = function () {
+    var closed = source.readyState === 2;    // refused (401, 503): EventSource does not try again itself
+    document.body.setAttribute("data-live", closed ? "closed" : "reconnecting");
+    if (closed) { clearTimeout(timer); timer = setTimeout(refresh, POLL_MS); }     // poll, and try the stream again
+  };
+}
+
+function filtering() {
+  return !!(view.q || view.status || view.connected || view.faulted || view.hot);
+}
+
+/* A changed count may change which stations match the filters: the page again, at most every 5 s. */
+var refetchTimer = null, lastRefetch = 0;
+function refetchSoon() {
+  if (refetchTimer) return;
+  var wait = Math.max(0, 5000 - (Date.now() - lastRefetch));
+  refetchTimer = setTimeout(function () {
+    refetchTimer = null;
+    lastRefetch = Date.now();
+    pollOverview().catch(function () {});
+  }, wait);
+}
+
+function counted() {
+  document.body.setAttribute("data-polls", String(Number(document.body.getAttribute("data-polls") || 0) + 1));
+}
+
+function setupOverview() {
+  var search = null;
+  $("f-q").addEventListener("input", function () {
+    clearTimeout(search);
+    search = setTimeout(function () { view.q = $("f-q").value.trim(); view.page = 1; refresh(); }, 250);
+  });
+  ["status", "connected", "faulted", "hot"].forEach(function (k) {
+    $("f-" + k).addEventListener("change", function () { setFilter(k, $("f-" + k).value); });
+  });
+  $("prev").addEventListener("click", function () { if (view.page > 1) { view.page -= 1; refresh(); } });
+  $("next").addEventListener("click", function () { view.page += 1; refresh(); });
+  overviewExport();
+}
+
+var overviewExport = function () {};
 
 // --- station page ----------------------------------------------------------------
 var current = null;     // station id on the station page
 var running = null;     // its running transaction (the newest without stop_ts)
+var stationNow = null;  // the station as last fetched
 
 function stationPath(sid, rest) {
   return "/api/stations/" + encodeURIComponent(sid) + (rest ? "/" + rest : "");
@@ -465,13 +757,30 @@ function pollStation() {
     api("GET", stationPath(sid, "transactions")),
     api("GET", stationPath(sid, "status-history"))
   ]).then(function (r) {
+    notFound(false);
     renderStation(r[0], r[1], r[2], r[3]);
-    summary(r[0].connected ? "connected" : "offline");
+    summary(r[0].connected ? "connected" : offlineSince(r[0]));
     document.body.setAttribute("data-loaded", "station");
+  }, function (e) {
+    if (e.status === 404) notFound(true);
+    throw e;
   });
 }
 
+/* An unknown station: a not-found page instead of its controls and empty charts. */
+function notFound(yes) {
+  $("st-body").hidden = yes;
+  $("st-notfound").hidden = !yes;
+  if (yes) {
+    $("nf-id").textContent = current;
+    $("nf-add").textContent = "picocharge gateway add-station " + current;
+    document.title = "No station " + current + " \u00b7 PicoCharge";
+    document.body.setAttribute("data-loaded", "notfound");
+  }
+}
+
 function renderStation(st, rows, txs, hist) {
+  stationNow = st;
   document.title = st.id + " \u00b7 PicoCharge";
   $("st-id").textContent = st.id;
   $("st-dot").className = "dot" + (st.connected ? " on" : "");
@@ -486,13 +795,19 @@ function renderStation(st, rows, txs, hist) {
   if (st.error_code && st.error_code !== "NoError") meta.push("error " + st.error_code);
   if (st.thingspeak_channel) meta.push("ThingSpeak channel " + st.thingspeak_channel);
   $("st-meta").textContent = meta.join(" \u00b7 ");
+  var off = $("st-offline");
+  off.hidden = st.connected;
+  if (!st.connected) {
+    off.textContent = st.id + " is " + offlineSince(st) + ": what is shown is its last known state" +
+      (st.status ? " (last status " + st.status + ")" : "") + "; commands wait until it connects again.";
+  }
   $("st-pending").hidden = st.state !== "pending";
-  nowGrid($("st-now"), st.last_reading || {});
+  nowGrid($("st-now"), st.last_reading || {}, st);
 
   SERIES.forEach(function (s) {
     var pts = series(rows, s[0]);
     drawChart($("c-" + s[0]), pts, {colour: s[3], unit: s[2], axes: true});
-    var r = READINGS.filter(function (x) { return x[0] === s[0]; })[0];
+    var r = readingOf(s[0]);
     $("v-" + s[0]).textContent = pts.length ? fmt(pts[pts.length - 1][1], r[3], r[2]) : "";
   });
 
@@ -502,20 +817,20 @@ function renderStation(st, rows, txs, hist) {
   txs.forEach(function (t) {
     var open = !t.stop_ts;
     if (open && running === null) running = t;
-    var kwh = (t.meter_stop !== null && t.meter_stop !== undefined)
-      ? ((t.meter_stop - t.meter_start) / 1000).toFixed(3) + " kWh" : "";
-    tb.appendChild(h("tr", {"data-tx": String(t.id), cls: open ? "open" : null},
+    var wh = (t.meter_stop !== null && t.meter_stop !== undefined && t.meter_start !== null)
+      ? String(t.meter_stop - t.meter_start) : "";
+    var state = !open ? clock(t.stop_ts, true)
+      : st.connected ? h("span", {cls: "pill Charging", text: "running"})
+      : h("span", {cls: "pill last", text: "open when last seen",
+                   title: "no StopTransaction came before " + st.id + " went offline"});
+    tb.appendChild(h("tr", {"data-tx": String(t.id), cls: open ? (st.connected ? "open" : "open last") : null},
       h("td", {text: String(t.id)}), h("td", {cls: "narrow-hide", text: String(t.connector)}), h("td", {text: t.id_tag}),
-      h("td", {text: clock(t.start_ts, true)}),
-      h("td", {}, open ? h("span", {cls: "pill Charging", text: "running"}) : clock(t.stop_ts, true)),
-      h("td", {text: kwh}), h("td", {text: t.reason || ""})));
+      h("td", {text: clock(t.start_ts, true)}), h("td", {}, state), h("td", {cls: "num", text: wh}),
+      h("td", {text: t.reason || ""})));
   });
   $("tx").hidden = !txs.length;
   $("tx-empty").hidden = txs.length > 0;
-  var stop = $("btn-stop");
-  stop.disabled = running === null;
-  stop.textContent = running ? "Stop #" + running.id : "Stop";
-  stop.title = running ? "RemoteStopTransaction for transaction " + running.id : "no transaction running";
+  commandsFor(st);
 
   var hb = $("hist").querySelector("tbody");
   hb.textContent = "";
@@ -528,6 +843,23 @@ function renderStation(st, rows, txs, hist) {
   });
   $("hist").hidden = !hist.length;
   $("hist-empty").hidden = hist.length > 0;
+  stationExport();
+}
+
+/* The command buttons: disabled, with the reason, while the station is offline. */
+var busy = false;
+function commandsFor(st) {
+  var why = st.connected ? "" : st.id + " is " + offlineSince(st) + ": commands need it connected";
+  ["btn-start", "btn-soft", "btn-hard"].forEach(function (id) {
+    $(id).disabled = !!why || busy;
+    $(id).title = why;
+  });
+  var stop = $("btn-stop");
+  stop.disabled = !!why || busy || running === null;
+  stop.textContent = running ? "Stop #" + running.id : "Stop";
+  stop.title = why || (running ? "RemoteStopTransaction for transaction " + running.id : "no transaction running");
+  $("st-why").textContent = why;
+  $("st-why").hidden = !why;
 }
 
 function command(label, name, body, btn) {
@@ -535,6 +867,7 @@ function command(label, name, body, btn) {
   out.className = "result busy";
   out.textContent = label + ": sent, waiting for " + current + "\u2026";
   if (btn) btn.disabled = true;
+  busy = true;
   return api("POST", stationPath(current, name), body)
     .then(function (answer) {
       var st = answer && answer.status ? answer.status : JSON.stringify(answer);
@@ -546,7 +879,12 @@ function command(label, name, body, btn) {
       out.className = "result bad";
       out.textContent = label + " failed" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message;
     })
-    .then(function () { if (btn) btn.disabled = false; if (btn === $("btn-stop")) btn.disabled = running === null; });
+    .then(function () {
+      busy = false;
+      if (btn) btn.disabled = false;
+      if (btn === $("btn-stop")) btn.disabled = running === null;
+      if (stationNow) commandsFor(stationNow);
+    });
 }
 
 function setupStation() {
@@ -573,7 +911,11 @@ function setupStation() {
   $("btn-reject").addEventListener("click", function () { setState(current, "reject"); });
 }
 
+var stationExport = function () {};
+
 // --- the loop ----------------------------------------------------------------------
+// The station page polls every POLL_MS; the overview fetches its page when it opens, when the
+// search, a filter or the page changes, and when the events say so (the events carry the rest).
 var timer = null;
 
 function refreshSoon() {
@@ -583,16 +925,17 @@ function refreshSoon() {
 
 function refresh() {
   clearTimeout(timer);
-  var p = current === null ? pollOverview() : pollStation();
+  var p = loadFields().then(function () { return current === null ? pollOverview() : pollStation(); });
   return p.then(function () {
     showBanner("");
-    document.body.setAttribute("data-polls", String(Number(document.body.getAttribute("data-polls") || 0) + 1));
+    counted();
   }, function (e) {
     showBanner(e.status === 404 && current !== null ? "Unknown station " + current + ": " + e.message
                                                     : e.message);
     $("summary").textContent = e.status ? "error " + e.status : "offline";
   }).then(function () {
-    timer = setTimeout(refresh, POLL_MS);
+    // the overview's events keep it current; without them (an old browser, or before sign-in) it polls
+    if (current !== null || !source || source.readyState === 2) timer = setTimeout(refresh, POLL_MS);
   });
 }
 
@@ -604,13 +947,23 @@ function route() {
   if (current !== null) $("st-id").textContent = current;
 }
 
+pending(0);
 setupToken();
 setupStation();
+setupOverview();
 route();
+overviewExport = setupExport("ov-export", function () { return null; });
+stationExport = setupExport("st-export", function () { return current; });
+overviewExport();
 var resizeTimer = null;
 window.addEventListener("resize", function () {
   clearTimeout(resizeTimer);
   resizeTimer = setTimeout(redrawAll, 100);
 });
 document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
+// ages move on without any event: the cards are drawn again from what they hold (no request)
+setInterval(function () {
+  if (current !== null) return;
+  Object.keys(cards).forEach(function (id) { renderCard(cards[id].st); });
+}, 30000);
 startSession();

@@ -1,0 +1,318 @@
+"""Live updates for the dashboard: Server-Sent Events (GET /api/events), and the fleet view the
+overview pages through (GET /api/fleet: search, filters, summary counts).
+
+The hub looks at the gateway's in-memory view of its stations (gw.stations, gw.sessions,
+gw.last) once per TICK_S while someone listens, and sends each subscriber one `update` event
+per tick with the stations that changed (of those it asked for) and the summary counts when
+they changed. So the gateway's handlers are not touched and a tick costs one pass over the
+stations, whatever the number of subscribers.
+
+Bounded: at most MAX_SUBSCRIBERS streams (the next is answered 503); each has a queue of
+QUEUE_LEN events, a slow reader loses the oldest (counted: the next event carries `dropped`,
+the page then reloads what it shows); a comment line every HEARTBEAT_S keeps proxies from
+closing an idle stream and finds readers that went away.
+"""
+import asyncio
+import collections
+import json
+import logging
+
+from aiohttp import web
+
+from picocharge.firmware.fields import STATUSES
+
+from .httputil import error
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+HEARTBEAT_S = 15.0
+MAX_SUBSCRIBERS = 64
+QUEUE_LEN = 32
+MAX_IDS = 200           # stations one subscriber may follow (a page of the overview)
+HOT_C = 50.0            # enclosure temperature counted as "hot" (the firmware's default max_temp_c)
+MAX_PAGE = 500          # stations per page of GET /api/fleet at most
+
+FILTERS = ("status", "connected", "faulted", "hot", "state")
+
+
+def _faulted(st):
+    return st.get("status") == "Faulted" or st.get("error_code") not in (None, "", "NoError")
+
+
+def _hot(st, last):
+    t = (last or {}).get("temp_c")
+    return st.get("error_code") == "HighTemperature" or (t is not None and t >= HOT_C)
+
+
+def counts(gw):
+    """Summary counts of the fleet: total, connected, offline, faulted, hot, pending, and per status."""
+    out = {"total": 0, "connected": 0, "offline": 0, "faulted": 0, "hot": 0, "pending": 0,
+           "status": dict.fromkeys(STATUSES + ("none",), 0)}
+    by = out["status"]
+    sessions, last = gw.sessions, gw.last
+    for sid, st in gw.stations.items():
+        out["total"] += 1
+        if sid in sessions:
+            out["connected"] += 1
+        else:
+            out["offline"] += 1
+        if _faulted(st):
+            out["faulted"] += 1
+        if _hot(st, last.get(sid)):
+            out["hot"] += 1
+        if st.get("state") == "pending":
+            out["pending"] += 1
+        s = st.get("status")
+        by[s if s in by else "none"] += 1
+    return out
+
+
+def _flag(q, name):
+    v = q.get(name)
+    if v is None or v == "":
+        return None
+    if v in ("1", "true", "yes"):
+        return True
+    if v in ("0", "false", "no"):
+        return False
+    raise ValueError("%s must be true or false (1/0), not %r" % (name, v[:20]))
+
+
+def _int(q, name, default, lo, hi):
+    v = q.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError("%s must be an integer %d..%d, not %r" % (name, lo, hi, v[:20]))
+    if not lo <= n <= hi:
+        raise ValueError("%s must be an integer %d..%d, not %d" % (name, lo, hi, n))
+    return n
+
+
+def fleet_page(gw, q):
+    """GET /api/fleet: {total, page, limit, pages, counts, items} for the query `q` (a mapping):
+    q (station id contains, any case), status, connected, faulted, hot, state; page (from 1),
+    limit (1..MAX_PAGE). ValueError says which parameter is wrong."""
+    unknown = sorted(set(q) - {"q", "page", "limit"} - set(FILTERS))
+    if unknown:
+        raise ValueError("unknown parameter %s: use q, page, limit, %s" % (unknown[0][:40], ", ".join(FILTERS)))
+    text = (q.get("q") or "").strip().lower()
+    if len(text) > 64:
+        raise ValueError("q is a part of a station id: 64 characters at most")
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES + ("none",):
+        raise ValueError("status must be one of %s or none, not %r" % (", ".join(STATUSES), status[:40]))
+    state = q.get("state") or None
+    if state is not None and state not in ("accepted", "pending", "rejected"):
+        raise ValueError("state must be accepted, pending or rejected, not %r" % state[:40])
+    connected, faulted, hot = _flag(q, "connected"), _flag(q, "faulted"), _flag(q, "hot")
+    limit = _int(q, "limit", 50, 1, MAX_PAGE)
+    page = _int(q, "page", 1, 1, 10 ** 6)
+    sessions, last = gw.sessions, gw.last
+    hits = []
+    for sid in sorted(gw.stations):
+        st = gw.stations[sid]
+        if text and text not in sid.lower():
+            continue
+        if status is not None and (st.get("status") or "none") != status:
+            continue
+        if state is not None and st.get("state") != state:
+            continue
+        if connected is not None and (sid in sessions) != connected:
+            continue
+        if faulted is not None and _faulted(st) != faulted:
+            continue
+        if hot is not None and _hot(st, last.get(sid)) != hot:
+            continue
+        hits.append(sid)
+    total = len(hits)
+    first = (page - 1) * limit
+    return {"total": total, "page": page, "limit": limit, "pages": max(1, -(-total // limit)),
+            "counts": counts(gw), "items": [gw.station_view(s) for s in hits[first:first + limit]]}
+
+
+HUB = web.AppKey("events_hub", object)
+
+
+class Subscriber:
+    __slots__ = ("ids", "queue", "dropped", "wake")
+
+    def __init__(self, ids):
+        self.ids = ids          # a set of station ids, or None for every station
+        self.queue = collections.deque()
+        self.dropped = 0
+        self.wake = asyncio.Event()
+
+    def put(self, event):
+        if len(self.queue) >= QUEUE_LEN:
+            self.queue.popleft()
+            self.dropped += 1
+        self.queue.append(event)
+        self.wake.set()
+
+
+class Hub:
+    """The subscribers and the ticker; one per aiohttp app (app[HUB], made by web.make_app)."""
+
+    def __init__(self, gw):
+        self.gw = gw
+        self.subscribers = set()
+        self.dropped = 0        # events dropped for slow readers, all subscribers together
+        self.refused = 0        # streams refused at MAX_SUBSCRIBERS
+        self._snap = {}
+        self._counts = None
+        self._task = None
+        self.closed = False
+
+    # --- life cycle (web.make_app: on_startup / on_shutdown) ------------------
+    async def start(self, _app=None):
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self, _app=None):
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for s in self.subscribers:
+            s.wake.set()
+
+    async def _run(self):
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick()
+            except Exception:
+                log.exception("events: tick failed")
+
+    # --- what changed -----------------------------------------------------------
+    def _key(self, sid, st):
+        last = self.gw.last.get(sid) or {}
+        return (sid in self.gw.sessions, st.get("state"), st.get("status"), st.get("error_code"),
+                st.get("last_seen"), last.get("seq"))
+
+    def tick(self):
+        """One pass: the stations that changed since the last pass and the counts, to every subscriber."""
+        if not self.subscribers:
+            self._snap.clear()
+            self._counts = None
+            return
+        snap = self._snap
+        changed = []
+        stations = self.gw.stations
+        for sid, st in stations.items():
+            k = self._key(sid, st)
+            if snap.get(sid) != k:      # changed, or new since the last pass
+                changed.append(sid)
+                snap[sid] = k
+        gone = [sid for sid in snap if sid not in stations]
+        for sid in gone:
+            del snap[sid]
+        c = counts(self.gw)
+        new_counts = c if c != self._counts else None
+        self._counts = c
+        if not changed and not gone and new_counts is None:
+            return
+        views = {sid: self.gw.station_view(sid) for sid in changed}
+        for s in self.subscribers:
+            mine = [views[sid] for sid in changed if s.ids is None or sid in s.ids]
+            mine_gone = [sid for sid in gone if s.ids is None or sid in s.ids]
+            if mine or mine_gone or new_counts is not None:
+                ev = {"stations": mine}
+                if mine_gone:
+                    ev["removed"] = mine_gone
+                if new_counts is not None:
+                    ev["counts"] = new_counts
+                s.put(ev)
+
+    # --- one stream -----------------------------------------------------------------
+    def subscribe(self, ids):
+        if len(self.subscribers) >= MAX_SUBSCRIBERS:
+            self.refused += 1
+            return None
+        if not self.subscribers:        # the first one: start from what is there now
+            for sid, st in self.gw.stations.items():
+                self._snap[sid] = self._key(sid, st)
+            self._counts = counts(self.gw)
+        s = Subscriber(ids)
+        self.subscribers.add(s)
+        return s
+
+    def state(self):
+        """For /healthz: streams open, events dropped for slow readers, streams refused (all since start)."""
+        return {"open": len(self.subscribers), "dropped": self.dropped + sum(s.dropped for s in self.subscribers),
+                "refused": self.refused}
+
+    def unsubscribe(self, s):
+        self.subscribers.discard(s)
+        self.dropped += s.dropped
+
+
+def parse_ids(q):
+    """The stations a stream follows: None (no ids parameter) for all, an empty set for none
+    (`ids=`: the counts alone, for a page that shows no station)."""
+    raw = q.get("ids")
+    if raw is None:
+        return None
+    ids = [i for i in raw.split(",") if i]
+    if len(ids) > MAX_IDS:
+        raise ValueError("ids: %d stations at most per stream (a page of the overview), not %d" % (MAX_IDS, len(ids)))
+    return set(ids)
+
+
+def _frame(name, data):
+    return ("event: %s\ndata: %s\n\n" % (name, json.dumps(data, separators=(",", ":"), allow_nan=False))).encode()
+
+
+async def stream(gw, hub, request, allowed=None):
+    """GET /api/events. With `Accept: text/event-stream` (what EventSource sends): a `hello`
+    event (the counts), then `update` events as the stations change, a comment line every
+    HEARTBEAT_S. Without it: the `hello` event alone, then the end (a snapshot, for a client
+    that cannot hold a stream open). `allowed()` (async, true while the request's credentials
+    still hold) is asked again at every heartbeat: a stream ends when its session is signed
+    out or its token revoked."""
+    ids = parse_ids(request.query)
+    unknown = sorted(set(request.query) - {"ids"})
+    if unknown:
+        raise ValueError("unknown parameter %s: /api/events takes ids (a comma-separated list of station ids)"
+                         % unknown[0][:40])
+    live = "text/event-stream" in request.headers.get("Accept", "")
+    sub = None
+    if live:
+        if hub.closed:
+            return error(503, "the gateway is stopping: connect again when it is back", {"Retry-After": "30"})
+        sub = hub.subscribe(ids)
+        if sub is None:
+            return error(503, "%d live streams are open, the most this gateway serves: close a dashboard tab, or "
+                              "try again later" % MAX_SUBSCRIBERS, {"Retry-After": "30"})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                       "X-Accel-Buffering": "no"})
+    try:
+        await resp.prepare(request)
+        await resp.write(("retry: 3000\n" if live else "").encode() + _frame("hello", {"counts": counts(gw)}))
+        if not live:
+            await resp.write_eof()
+            return resp
+        while not hub.closed:
+            if not sub.queue:
+                sub.wake.clear()
+                try:
+                    await asyncio.wait_for(sub.wake.wait(), HEARTBEAT_S)
+                except asyncio.TimeoutError:
+                    if allowed is not None and not await allowed():
+                        break
+                    await resp.write(b": heartbeat\n\n")
+                    continue
+            while sub.queue:
+                ev = sub.queue.popleft()
+                if sub.dropped:
+                    ev["dropped"] = sub.dropped
+                await resp.write(_frame("update", ev))
+    except ConnectionResetError:     # the reader went away
+        pass
+    finally:
+        if sub is not None:
+            hub.unsubscribe(sub)
+    return resp
