@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from support.gwhttp import http
-from test_dashboard import DevTools, chromium, settled
+from support.chromium import DevTools, chromium, settled
 
 from picocharge.gateway import events
 from picocharge.gateway.app import _last_readings

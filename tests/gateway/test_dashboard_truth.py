@@ -10,7 +10,7 @@ from ocpp.v16 import call
 
 from support.gwhttp import http
 from support.stations import Connected, boot, meter
-from test_dashboard import DevTools, TEMP_ORANGE, canvas_pixels, chromium, click_and_wait, pixels_near, settled
+from support.chromium import DevTools, TEMP_ORANGE, canvas_pixels, chromium, click_and_wait, pixels_near, settled
 
 
 def iso(t):

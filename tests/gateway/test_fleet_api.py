@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def _fleet(gw):
     """FLEET-00..FLEET-24 registered (offline); CP-CHG charging, CP-FLT faulted, CP-HOT at 55 degC, connected."""
     for i in range(25):
-        s, out = await http(gw, "POST", "/api/stations", {"id": "FLEET-%02d" % i, "password": "fleet-password"})
+        s, out = await http(gw, "POST", "/api/stations", {"id": "FLEET-%02d" % i, "password": "fleet-password-0001"})
         assert s == 201, out
     conns = []
     for sid, status, err, temp in (("CP-CHG", "Charging", "NoError", 24.0), ("CP-FLT", "Faulted", "GroundFailure", 22.0),
@@ -108,7 +108,7 @@ async def test_events__push_changed_stations_and_counts_bounded_and_authorised(g
     monkeypatch.setattr(events, "TICK_S", 0.1)
     monkeypatch.setattr(events, "MAX_SUBSCRIBERS", 2)
     gw = await gateway(auth="none")
-    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-OTHER", "password": "other-password"})
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-OTHER", "password": "other-password-0001"})
     assert s == 201, out
     base = "http://127.0.0.1:%d" % gw.port
     live = dict(AUTH, Accept="text/event-stream")
