@@ -310,6 +310,14 @@ class Station:
             self._reader.join(10)
         return "\n".join(self.lines[-n:])
 
+    async def exited(self, timeout=15):
+        """The exit code, waited for off the event loop: a blocking `proc.wait` in a test froze
+        the central system that runs in the same loop, so a frame the station had just sent
+        went unanswered until it had exited (a Reset test's StopTransaction was then replayed
+        after the reboot, seen on busy machines where the ocpp package's validation thread
+        was slow to hand the frame back)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.proc.wait, timeout)
+
     async def expect(self, needle, timeout=20):
         """Wait for a console line (after the last one matched) containing `needle`."""
         end = time.monotonic() + timeout

@@ -241,7 +241,7 @@ async def test_boot__a_reset_while_pending_is_carried_out(station, central):
     st = station(station_config(cs.url)).start()
     await cs.wait_call("BootNotification", 1, station=st)
     assert (await cs.call(call.Reset(type="Soft"))).status == "Accepted"
-    assert st.proc.wait(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
+    assert await st.exited(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
     assert "[board] I: soft reset" in st.tail(), st.tail()
     assert cs.actions() == ["BootNotification"], cs.actions()   # nothing else before the boot is accepted
     cs.boot_status = "Accepted"

@@ -120,7 +120,7 @@ async def test_reset__stops_the_transaction_and_restarts_the_board(station, cent
     assert r.status == "Accepted", r
     stop = await cs.wait_call("StopTransaction", station=st)
     assert stop[3]["reason"] == kind + "Reset" and stop[3]["transactionId"] == 1001, stop
-    assert st.proc.wait(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
+    assert await st.exited(15) == 75, st.tail()  # the unix board's reset: exit 75 for the supervisor
     assert "[board] I: %s reset" % kind.lower() in st.tail(), st.tail()
     # the supervisor starts it again on the same flash: a fresh boot, nothing left to send
     n = len(cs.frames)
