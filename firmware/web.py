@@ -3,8 +3,8 @@
 # microdot behind a door of our own (issue 17: ~40 half-sent requests used to exhaust the
 # heap and kill this task). The safety path never waits on it: what clients send costs the
 # page only itself.
-#   - one client served at a time, _WAITING more may wait (at most _TIMEOUT_MS) for their
-#     turn, the rest are closed at once (a browser loads the page, then polls /api/status);
+#   - one client served at a time, _WAITING more may wait for their turn, the rest are
+#     closed at once (a browser loads the page and its icon, then polls /api/status);
 #   - the request head read whole into one buffer of _HEAD bytes, allocated when the task
 #     starts, before microdot sees it: a longer head is refused while reading, a body always;
 #   - a client served for longer than _TIMEOUT_MS is cut off (run() watches; no wait_for,
@@ -25,14 +25,13 @@ import log
 from compat import const, ticks_diff, ticks_ms
 
 _L = log.get("web")
-_WAITING = const(2)      # connections that may wait while one is served
+_WAITING = const(2)      # connections that may wait while one is served (at most 5 s each)
 _HEAD = const(1024)      # the request head (a phone browser's GET: ~500 bytes)
 _TIMEOUT_MS = const(5000)  # the whole exchange; as long again for waiting clients
 _BACKLOG = const(2)
 _EMSGSIZE = const(90)    # an OSError that microdot passes on without printing a traceback
 _PROBE = 768 if sys.maxsize > 0x7FFFFFFF else 384  # 464 + 272 (+ rounding), see _serve
-_LOW_MEMORY = (b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Type: text/plain\r\n\r\n"
-               b"the station is short of memory for the page just now: try again in a few seconds\n")
+_LOW_MEMORY = b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 3\r\n\r\nshort of memory: try again\n"
 
 
 def status(ctx):
@@ -67,14 +66,15 @@ def make_app(ctx):
     Request.max_body_length = 0
     Request.max_readline = _HEAD
     app = Microdot()
+    app.before_request(_made)
 
     @app.route("/")
     async def index(req):
         # the page module lives only while it is sent (its pieces are its only copy)
         import webpage
         del sys.modules["webpage"]
-        return Response(webpage.pieces(ctx.cfg["station_id"], ctx.state.status), headers={"Content-Type": "text/html; charset=utf-8",
-                                                   "Cache-Control": "no-cache"})
+        return Response(webpage.pieces(ctx.cfg["station_id"], ctx.state.status),
+                        headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})
 
     @app.route("/api/status")
     async def api_status(req):
@@ -88,88 +88,84 @@ def make_app(ctx):
     return app
 
 
-# The door's state: module globals rather than a class (a class costs heap of its own).
+# The door's state: module globals, and readline() a function of this module, which is
+# what microdot reads the head from (a class, or its instances, cost heap of their own).
 _app = None
 _ctx = None
-_buf = None       # the one line buffer, allocated when the task starts (heap not yet fragmented)
+_buf = None       # the head buffer, allocated when the task starts (heap not yet fragmented)
 _n = 0            # bytes of the current request's head in _buf
 _at = 0           # where microdot reads its next line
-_lines = 0        # lines it has read
 _task = None      # the task serving a client, or None
 _since = 0        # when it started (ticks_ms)
 _waiting = 0      # clients waiting for their turn
+_th = -1          # app.py's gc.threshold(), put back by _made
 
 
-async def _read_head(r):
-    """The request head (request line and headers, up to the blank line) read whole into _buf
-    before microdot sees it; _n is its length. Bounded while reading: at most _HEAD bytes."""
-    global _n
-    mv = memoryview(_buf)
-    while True:
-        k = await r.readinto(mv[_n:])
-        if not k:
-            raise OSError(_EMSGSIZE, "client closed before the end of its request")
-        at = _n - 3 if _n > 3 else 0
-        _n += k
-        if _buf.find(b"\r\n\r\n", at, _n) >= 0 or _buf.find(b"\n\n", at, _n) >= 0:
-            return
-        if _n == _HEAD:
-            raise OSError(_EMSGSIZE, "request head over %d bytes" % _HEAD)
+async def readline():
+    """The next line of the head in _buf, as microdot reads it from its "stream" (this
+    module): without waiting, so nothing else runs between the collection before a request
+    and its Request object; checked for what microdot would fail on with a traceback."""
+    global _at
+    a = _at
+    j = _buf.find(b"\n", a, _n) + 1 or _n
+    if j - a > 2 and _buf.find(b" HTTP/" if a == 0 else b":", a, j) < 0:
+        raise OSError(_EMSGSIZE, "not an HTTP request")
+    _at = j
+    return bytes(memoryview(_buf)[a:j])
 
 
-class _Head:
-    """The head in _buf as microdot reads it (readline): a line at a time, without waiting
-    (so nothing else runs between the collection before a request and its Request object),
-    checked for what microdot would fail on with a traceback on the console."""
-
-    async def readline(self):
-        global _at, _lines
-        j = _buf.find(b"\n", _at, _n) + 1
-        if j == 0:
-            j = _n  # past the end: b""
-        a = _at
-        if j - a > 2 and _buf.find(b" HTTP/" if _lines == 0 else b":", a, j) < 0:
-            raise OSError(_EMSGSIZE, "not an HTTP request")
-        _lines += 1
-        _at = j
-        return bytes(memoryview(_buf)[a:j])
+def _made(req=None):
+    """microdot's Request exists (a before_request handler) or the exchange is over: the
+    threshold collections app.py set up are back."""
+    gc.threshold(_th)
 
 
 async def _serve(reader, writer):
-    global _task, _since, _waiting, _n, _at, _lines
+    global _task, _since, _waiting, _n, _at
     if _task is not None and _waiting < _WAITING:
         _waiting += 1
-        t = ticks_ms()
-        while _task is not None and ticks_diff(ticks_ms(), t) < _TIMEOUT_MS:
+        while _task is not None:  # each served client takes at most _TIMEOUT_MS
             await asyncio.sleep_ms(20)
         _waiting -= 1
     if _task is None:
         _task = asyncio.current_task()
         _since = ticks_ms()
-        _n = _at = _lines = 0
+        _n = _at = 0
+        c = _ctx.state.counters
         try:
-            await _read_head(reader)
+            # the head (request line and headers, to the blank line) read whole into _buf,
+            # bounded while reading, before microdot sees it
+            mv = memoryview(_buf)
+            while _buf.find(b"\r\n\r\n", 0, _n) < 0 and _buf.find(b"\n\n", 0, _n) < 0:
+                if _n == _HEAD:
+                    raise OSError(_EMSGSIZE, "request head too long")
+                k = await reader.readinto(mv[_n:])
+                if not k:
+                    raise OSError(_EMSGSIZE, "client closed before the end of its request")
+                _n += k
+            # The largest blocks microdot asks for per request are its Request's attribute
+            # table, 29 slots (464 bytes on a 64-bit port, 232 on the RP2040), while the one
+            # of 17 before it is still held. After a collection, take one block that big and
+            # let it go: it stays allocated, so none of the small allocations before them
+            # takes it, until a collection, the one an allocation that finds no room starts:
+            # then they get it. Nothing waits between here and the Request (no other task
+            # allocates), and app.py's threshold collections wait for it (_made). A heap
+            # without such a block is answered 503 here, not by a MemoryError traceback.
+            gc.threshold(-1)
             gc.collect()
             try:
-                # The largest blocks microdot asks for per request are its Request's attribute
-                # table, 29 slots (464 bytes on a 64-bit port, 232 on the RP2040), while the
-                # one of 17 before it is still held. Take one block that big and let it go:
-                # it stays allocated, so none of the small allocations before them takes it,
-                # until a collection, which is what an allocation that finds no room starts:
-                # then they get it. Between here and the Request nothing waits, so no other
-                # task allocates meanwhile. A heap without such a block is answered 503 here
-                # instead of by a MemoryError traceback inside microdot.
                 hold = bytearray(_PROBE)
                 hold = None  # noqa: F841 (garbage from here on, on purpose)
             except MemoryError:
-                c = _ctx.state.counters
                 c["web_low_memory"] = c.get("web_low_memory", 0) + 1  # in /api/status
                 await writer.awrite(_LOW_MEMORY)
             else:
-                await _app.handle_request(_Head(), writer)
+                c["web_requests"] = c.get("web_requests", 0) + 1  # in /api/status
+                await _app.handle_request(sys.modules[__name__], writer)
         except Exception:  # reset, a bad request: the client's problem, never the task's
             pass
         finally:  # also when cut off by run() (CancelledError)
+            _made()
             _task = None
             await writer.wait_closed()  # on MicroPython this closes the socket (close() does not)
             gc.collect()  # the request's objects go now, before other tasks' land between them
@@ -186,8 +182,9 @@ async def run(ctx):
     from errno import EADDRINUSE
     from reconnect import Backoff
 
-    global _app, _buf, _ctx
+    global _app, _buf, _ctx, _th
     _ctx = ctx
+    _th = gc.threshold()
     port = ctx.cfg["web"]["port"]
     _app = make_app(ctx)
     if _buf is None:
