@@ -12,7 +12,7 @@ import pytest
 import fields
 from fw_harness import mp_run
 from helpers import free_port
-from test_station_e2e import base_config
+from test_station_e2e import base_config, get_json
 
 SECRETS = ("wifi-secret-1", "mq-secret-9", "TSKEYSECRET")
 
@@ -58,7 +58,13 @@ def test_web_page__styled_phone_sized_refreshing_formats_from_fields_no_secret(s
     want = ",".join('["%s", "%s", "%s"]' % (k, label, unit) for _n, k, label, unit in fields.THINGSPEAK_FIELDS)
     assert "var F=[%s]," % want in raw, raw
 
+    before = get_json(url + "api/status")["counters"]["web_requests"]
     dom = _dump_dom(tmp_path, url)
+    # it refreshed itself: the browser asked for the page once and for /api/status at load and
+    # every 3 s of the 8 s it was given (the counter counts this request too)
+    asked = get_json(url + "api/status")["counters"]["web_requests"] - before - 1
+    print("the browser asked %d times" % asked)
+    assert asked >= 1 + 3, asked
     main = re.search(r'<main id="m">(.*?)</main>', dom, re.S).group(1)
     cards = re.findall(r'<div class="c"><div class="l">([^<]+)</div><div class="v">([^<]+)</div></div>', main)
     shown = dict(cards)
