@@ -33,12 +33,22 @@ async def watchdog_task(ctx):
 
 
 async def guarded(name, coro_fn, ctx):
-    """Run a task's loop; if it ever raises, log it and start it again after a pause."""
+    """Run a task's loop; if it ever raises, log it and start it again after a pause. Never
+    raises itself: when the heap is exhausted the log line may not fit (a MemoryError from
+    formatting it once ended the web task for good), so that is said without allocating."""
     while True:
         try:
             await coro_fn(ctx)
         except Exception as e:
-            _L.error("task %s crashed: %r; restarting in 5s", name, e)
+            try:
+                _L.error("task %s crashed: %r; restarting in 5s", name, e)
+            except Exception:
+                gc.collect()
+                try:
+                    print("[app] E: a task crashed (no memory to say more); restarting in 5s")
+                except Exception:
+                    pass
+        gc.collect()
         await asyncio.sleep(5)
 
 
@@ -58,9 +68,11 @@ def tasks(ctx):
     if c["mqtt"]["enabled"]:
         import mqtt_uplink
         out.append(("mqtt", mqtt_uplink.run))
-    if c["web"]["enabled"]:
+    if c["web"]["enabled"] and c["web"]["port"]:
         import web
         out.append(("web", web.run))
+    elif c["web"]["enabled"]:
+        _L.info("no status page (web.port 0)")
     return out
 
 

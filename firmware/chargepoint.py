@@ -218,14 +218,29 @@ class ChargePoint:
         if self.conn.tx:
             ocpp_tx.stop(self, "HardReset" if kind == "Hard" else "SoftReset")
         if self.booted:     # before the boot is accepted only BootNotification may go out
-            try:
-                await ocpp_tx.flush(self)
-                await self.send_status()
-            except Exception as e:
-                L.warn("before reset: %r", e)
+            await self.settle()
         if self.link.ws:
             await self.link.ws.close()
         self.board.reset(kind == "Hard")
+
+    async def settle(self):
+        """Before a reset: send what the journal holds and wait for the answers, ignoring the
+        retry interval (a message that failed a moment ago is tried again now). No call is
+        started after one call timeout, so the wait is at most two of them; the sample task
+        (over-temperature) runs meanwhile. A reset with the StopTransaction unsent or
+        unanswered sent it again after the reboot: the central system received it twice
+        (issue 17). What is still unanswered stays journalled and is sent after the reboot."""
+        j = self.journal
+        end = ticks_add(ticks_ms(), self.cfg["call_timeout_s"] * 1000)
+        try:
+            while j.pending and self.online() and ticks_diff(end, ticks_ms()) > 0:
+                self.retry_at = ticks_ms()
+                await ocpp_tx.flush(self)
+            await self.send_status()
+        except Exception as e:
+            L.warn("before reset: %r", e)
+        if j.pending:
+            L.warn("resetting with %d message(s) unanswered: sent again after the reboot", len(j.pending))
 
     async def online_loop(self):
         if not self.booted:

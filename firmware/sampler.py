@@ -88,7 +88,10 @@ async def run(ctx):
             if st.energy_wh - saved_wh >= 1.0:
                 save_energy(st.energy_wh)
                 saved_wh = st.energy_wh
-        except Exception as e:  # a sensor problem must never stop the station
-            _L.error("sample: %r", e)
+        except Exception as e:  # a sensor problem (or a full heap) must never stop the station
+            try:
+                _L.error("sample: %r", e)
+            except Exception:  # no heap even for the log line: keep sampling all the same
+                pass
         gc.collect()
         await asyncio.sleep(s["interval_s"])

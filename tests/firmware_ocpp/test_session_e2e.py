@@ -131,3 +131,32 @@ async def test_reset__stops_the_transaction_and_restarts_the_board(station, cent
     after = [m[2] for d, m in cs.frames[n:] if d == "cp" and m[0] == 2]
     assert "StopTransaction" not in after and "StartTransaction" not in after, after
     assert validate_outgoing(cs.frames) > 5
+
+
+async def test_reset__hard_waits_for_the_stop_transaction_answer_none_replayed(station, central):
+    # a MeterValues answered with a CALLERROR just before: the journal's retry interval (10 s)
+    # is running when the Reset comes; the StopTransaction's answer takes 2 s
+    cs = await central(heartbeat=30)
+    st = station(station_config(cs.url)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    assert (await cs.call(call.RemoteStartTransaction(id_tag="TAG-R"))).status == "Accepted"
+    await cs.wait_call("MeterValues", 1, station=st)
+    cs.fail["MeterValues"] = 1
+    cs.delay["StopTransaction"] = 2.0
+    await st.aexpect("failed (MeterValues answered CALLERROR")
+    assert (await cs.call(call.Reset(type="Hard"))).status == "Accepted"
+    assert await st.await_exit(20) == 75, st.tail()
+    out = st.tail(400)
+    assert "unanswered" not in out, "\n".join(repr(f)[:160] for f in cs.frames[-8:])
+    stops = cs.calls("StopTransaction")
+    assert len(stops) == 1 and stops[0][3]["reason"] == "HardReset", stops
+    results = [m for d, m in cs.frames if d == "cs" and m[0] == 3 and m[1] == stops[0][1]]
+    assert len(results) == 1, "the StopTransaction was answered before the board reset"
+    n = len(cs.frames)
+    n_status = len(cs.calls("StatusNotification"))
+    st.start()
+    await cs.wait_call("BootNotification", 2, station=st)
+    await cs.wait_call("StatusNotification", n_status + 2, station=st)
+    after = [m[2] for d, m in cs.frames[n:] if d == "cp" and m[0] == 2]
+    assert "StopTransaction" not in after and "MeterValues" not in after, after
+    assert len(cs.calls("StopTransaction")) == 1

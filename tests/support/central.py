@@ -107,7 +107,8 @@ class CentralCP(OcppChargePoint):
                                             id_tag_info={"status": self.cs.auth_status})
 
     @on(Action.stop_transaction)
-    def on_stop(self, transaction_id, meter_stop, timestamp, **kw):
+    async def on_stop(self, transaction_id, meter_stop, timestamp, **kw):
+        await asyncio.sleep(self.cs.delay.get("StopTransaction", 0))
         return call_result.StopTransaction()
 
     @on(Action.meter_values)
@@ -134,6 +135,7 @@ class CentralSystem:
         self.subprotocols = list(subprotocols) if subprotocols else None
         self.next_tx = 1000
         self.fail = {}   # action -> how many of the next CALLs to answer with a CALLERROR
+        self.delay = {}  # action -> seconds to wait before answering it (StopTransaction)
         self.data_transfer = "Accepted"  # the answer to every DataTransfer
         self.frames = []
         self.opened = []  # len(frames) when each connection was opened ...
