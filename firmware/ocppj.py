@@ -9,9 +9,14 @@
 #   CALLRESULT [3, "<id>", {payload}]
 #   CALLERROR  [4, "<id>", "<errorCode>", "<errorDescription>", {errorDetails}]
 #
-# It imports nothing of the firmware's own (not even compat: plain ints, no const()), because the
-# gateway's tools import it too, as picocharge.firmware.ocppj.
+# Of the firmware's own it imports only fields (the reading vocabulary; not even compat: plain
+# ints, no const()), because the gateway's tools import it too, as picocharge.firmware.ocppj.
 import json
+
+try:
+    from . import fields   # CPython, as picocharge.firmware.ocppj
+except ImportError:
+    import fields          # the board (and firmware/ on sys.path)
 
 CALL = 2
 CALLRESULT = 3
@@ -247,14 +252,15 @@ def parse_iso_ms(text):
 
 # --- outgoing payloads -------------------------------------------------------------------
 
-# measurand -> (State attribute, unit, location or None)
-MEASURANDS = {
-    "Energy.Active.Import.Register": ("energy_wh", "Wh", "Outlet"),
-    "Current.Import": ("current_a", "A", "Outlet"),
-    "Voltage": ("voltage_v", "V", "Outlet"),
-    "Power.Active.Import": ("power_w", "W", "Outlet"),
-    "Temperature": ("temp_c", "Celsius", "Body"),
-}
+# measurand -> (reading key, unit, location, phase or None): the rows of fields.READINGS
+# the station sends as a measurand (those with a location; the first row of a measurand wins)
+MEASURANDS = {}
+for _r in fields.READINGS:
+    if _r[fields.MEASURAND] and _r[fields.LOCATION] and _r[fields.MEASURAND] not in MEASURANDS:
+        MEASURANDS[_r[fields.MEASURAND]] = (_r[fields.KEY], _r[fields.OCPP_UNIT], _r[fields.LOCATION],
+                                            _r[fields.PHASE])
+del _r
+# MeterValuesSampledData's default: every measurand above, in the order they are sent
 DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
 DEFAULT_ALIGNED = "Energy.Active.Import.Register,Temperature"  # MeterValuesAlignedData
 _DAY_MS = 86400000
@@ -302,27 +308,39 @@ def meter_value(ts, reading, measurands, context):
     are left out); values are strings, as OCPP 1.6 requires."""
     sv = []
     for m in measurands:
-        key, unit, loc = MEASURANDS[m]
+        key, unit, loc, phase = MEASURANDS[m]
         v = reading.get(key)
         if v is None:
             continue
-        sv.append({"value": fmt(v), "context": context, "format": "Raw", "measurand": m,
-                   "location": loc, "unit": unit})
+        d = {"value": fmt(v), "context": context, "format": "Raw", "measurand": m,
+             "location": loc, "unit": unit}
+        if phase:
+            d["phase"] = phase
+        sv.append(d)
     return {"timestamp": iso(ts), "sampledValue": sv}
 
 
-def climate(humidity, chip_temp_c):
-    """The data of DataTransfer PicoCharge/Climate: a JSON object in a string, with the
-    enclosure's %RH and the RP2040's temperature (each left out when unknown); None when
-    there is neither."""
-    if humidity is None and chip_temp_c is None:
-        return None
+# the rows that go in DataTransfer PicoCharge/Climate (OCPP 1.6 has no measurand for them), in order
+CLIMATE_ROWS = tuple(i for i in range(len(fields.READINGS)) if fields.READINGS[i][fields.CLIMATE])
+
+
+def climate(*values):
+    """The data of DataTransfer PicoCharge/Climate: a JSON object in a string, with the values
+    of the CLIMATE_ROWS readings in that order (the enclosure's %RH, the RP2040's temperature),
+    each left out when None; None when all are."""
     parts = []
-    if humidity is not None:
-        parts.append('"humidity":' + fmt(humidity))
-    if chip_temp_c is not None:
-        parts.append('"board_temp_c":' + fmt(chip_temp_c))
+    for i in range(len(CLIMATE_ROWS)):
+        v = values[i]
+        if v is not None:
+            parts.append('"%s":%s' % (fields.READINGS[CLIMATE_ROWS[i]][fields.CLIMATE], fmt(v)))
+    if not parts:
+        return None
     return "{" + ",".join(parts) + "}"
+
+
+def climate_of(values):
+    """climate() of a State.values list (one slot per row of fields.READINGS)."""
+    return climate(*[values[i] for i in CLIMATE_ROWS])
 
 
 def boot_notification(vendor, model, serial, fw_version):

@@ -1,18 +1,17 @@
 # Shared station state: one object every task reads and updates (no I/O here).
+import fields
 from compat import ticks_ms, ticks_diff
+
+_ENERGY = fields.ENERGY
 
 
 class State:
     def __init__(self):
         self.boot_ms = ticks_ms()
-        # latest readings (None until first good read)
-        self.temp_c = None
-        self.humidity = None
-        self.current_a = None
-        self.voltage_v = None
-        self.power_w = None
-        self.energy_wh = 0.0
-        self.chip_temp_c = None
+        # latest readings, one slot per row of fields.READINGS (None until the first good read):
+        # st.values[fields.CURRENT] is the current in A
+        self.values = [None] * len(fields.READINGS)
+        self.values[_ENERGY] = 0.0
         self.readings_seq = 0      # bumped on every sample cycle
         self.dht_errors = 0
         # connector 1
@@ -40,9 +39,14 @@ class State:
         return on
 
     def reading(self):
-        return {
-            "temp_c": self.temp_c, "humidity": self.humidity, "current_a": self.current_a,
-            "voltage_v": self.voltage_v, "power_w": self.power_w,
-            "energy_wh": None if self.energy_wh is None else round(self.energy_wh, 3),
-            "chip_temp_c": self.chip_temp_c, "status": self.status, "fault": self.fault,
-        }
+        """The latest readings as a dict: every reading key (None when unknown), status, fault."""
+        d = {}
+        v = self.values
+        for i in range(len(v)):
+            d[fields.READING_KEYS[i]] = v[i]
+        e = v[_ENERGY]
+        if e is not None:
+            d[fields.READING_KEYS[_ENERGY]] = round(e, 3)
+        d["status"] = self.status
+        d["fault"] = self.fault
+        return d
