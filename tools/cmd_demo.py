@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from . import unixport
+from .firmware import fields
 from .fleet import SimFleet
 from .paths import board_dir
 from .procs import child_options, remove_stale_temp, stop_on_signals, stop_process
@@ -88,16 +89,20 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+# the readings the demo's table shows (rows of the reading table), each as "<short> <unit>"
+_SHOWN = (fields.TEMP, fields.HUMIDITY, fields.CURRENT, fields.POWER, fields.ENERGY, fields.CHIP_TEMP)
+
+
 def station_table(stations):
-    rows = ["%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s" % (
-        "station", "link", "status", "temp°C", "RH%", "A", "W", "Wh", "board°C")]
+    cols = [fields.READINGS[i] for i in _SHOWN]
+    heads = ["%s %s" % (c[fields.SHORT], c[fields.UNIT]) for c in cols]
+    fmt = "%-9s %-10s %-13s" + "".join(" %%%ds" % max(8, len(h)) for h in heads)
+    rows = [fmt % tuple(["station", "link", "status"] + heads)]
     for s in stations:
         r = s.get("last_reading") or s.get("readings") or {}
-        rows.append("%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s" % (
-            s.get("id", "?"), "online" if s.get("connected") else "offline",
-            (s.get("status") or "-")[:13], _fmt(r.get("temp_c"), ".1f"), _fmt(r.get("humidity"), ".0f"),
-            _fmt(r.get("current_a"), ".2f"), _fmt(r.get("power_w"), ".0f"), _fmt(r.get("energy_wh"), ".1f"),
-            _fmt(r.get("chip_temp_c"), ".1f")))
+        rows.append(fmt % tuple([s.get("id", "?"), "online" if s.get("connected") else "offline",
+                                 (s.get("status") or "-")[:13]]
+                                + [_fmt(r.get(c[fields.KEY]), ".%df" % c[fields.DIGITS]) for c in cols]))
     return "\n".join(rows)
 
 
