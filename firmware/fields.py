@@ -18,29 +18,31 @@ except ImportError:
 #   label     for people (ThingSpeak field names, web pages)
 #   measurand OCPP 1.6 MeterValues measurand; None: 1.6 has none (sent in DataTransfer Climate)
 #   location  the sampledValue location the station sends; None (with a measurand): the
-#             central system takes that measurand at any location no other row names
+#             central system takes that measurand at any location no other row names (the
+#             station does not send it as one)
 #   phase     the sampledValue phase, None for none
 #   ocpp_unit the sampledValue unit (UnitOfMeasure) the station sends
 #   field     ThingSpeak field number (field8 is the status code: STATUS_FIELD)
-#   lo, hi    the physical range, both included: the gateway refuses a value outside it
+#   lo, hi    the physical range, both included: the gateway refuses a value outside it (ints:
+#             a float constant is one more object in the board's RAM)
 #   climate   the member of DataTransfer PicoCharge/Climate's JSON that carries it, or None
-#   short     a short label for narrow places (dashboard cards, the board's status page)
-#   digits    decimals worth showing
+# What only the gateway derives from it (ThingSpeak's field list, the API's pattern for an id)
+# is derived there: this module is in the board's RAM.
 READINGS = (
     ("temp_c", "degC", "Enclosure temperature", "Temperature", "Body", None, "Celsius", 1,
-     -50.0, 150.0, None, "Temp", 1),     # DHT11 0..50, other sensors -40..125
+     -50, 150, None),                   # DHT11 0..50, other sensors -40..125
     ("humidity", "%RH", "Enclosure humidity", None, None, None, None, 2,
-     0.0, 100.0, "humidity", "Humidity", 0),
+     0, 100, "humidity"),
     ("current_a", "A", "Current", "Current.Import", "Outlet", None, "A", 3,
-     -1000.0, 1000.0, None, "Current", 2),   # negative: export; DC fast chargers reach 500 A
+     -1000, 1000, None),                # negative: export; DC fast chargers reach 500 A
     ("voltage_v", "V", "Voltage", "Voltage", "Outlet", None, "V", 4,
-     0.0, 1500.0, None, "Voltage", 1),       # AC mains 0..480 V, DC charging up to 1000 V
+     0, 1500, None),                    # AC mains 0..480 V, DC charging up to 1000 V
     ("power_w", "W", "Power", "Power.Active.Import", "Outlet", None, "W", 5,
-     -1.0e6, 1.0e6, None, "Power", 0),       # 1 MW either way: beyond any charger
+     -1000000, 1000000, None),          # 1 MW either way: beyond any charger
     ("energy_wh", "Wh", "Energy", "Energy.Active.Import.Register", "Outlet", None, "Wh", 6,
-     0.0, 1.0e12, None, "Energy", 0),        # a register: never negative, 1 TWh at most
+     0, 1000000000000, None),           # a register: never negative, 1 TWh at most
     ("chip_temp_c", "degC", "Board temperature", "Temperature", None, None, "Celsius", 7,
-     -50.0, 150.0, "board_temp_c", "Board", 1),  # RP2040 on-die sensor, specified -20..85
+     -50, 150, "board_temp_c"),         # RP2040 on-die sensor, specified -20..85
 )
 # the columns of a row
 KEY = 0
@@ -54,8 +56,6 @@ FIELD = 7
 LO = 8
 HI = 9
 CLIMATE = 10
-SHORT = 11
-DIGITS = 12
 # the rows (and State.values slots)
 TEMP = 0
 HUMIDITY = 1
@@ -66,11 +66,7 @@ ENERGY = 5
 CHIP_TEMP = 6
 
 READING_KEYS = tuple(r[KEY] for r in READINGS)
-STATUS_FIELD = 8
-
-# ThingSpeak field number -> (reading key, label shown on the channel, unit); field8 the status code
-THINGSPEAK_FIELDS = tuple((r[FIELD], r[KEY], r[LABEL], r[UNIT]) for r in READINGS) + (
-    (STATUS_FIELD, "status_code", "Status code", ""),)
+STATUS_FIELD = 8    # ThingSpeak's field8: the status code
 
 # OCPP 1.6 ChargePointStatus <-> numeric status code (ThingSpeak field8)
 STATUSES = ("Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE",
@@ -84,7 +80,6 @@ STATUSES = ("Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE"
 STATION_ID_MAX = 48
 STATION_ID_RULE = ("station id must be 1-48 characters of A-Z a-z 0-9 - _ . (the charge point "
                    "identity: the last part of the OCPP URL)")
-STATION_ID_PATTERN = "^[A-Za-z0-9._-]{1,48}$"   # the same rule for JSON Schema / OpenAPI
 
 
 def station_id_error(sid):
@@ -100,33 +95,9 @@ def station_id_error(sid):
 
 # --- lookups -------------------------------------------------------------------------------
 
-def index(key):
-    """The row number of reading `key`, -1 if it is none."""
-    for i in range(len(READINGS)):
-        if READINGS[i][KEY] == key:
-            return i
-    return -1
-
-
-def measurand_row(measurand, location=None):
-    """The row a sampledValue of `measurand` at `location` is stored in, -1 for none: the row
-    of that measurand and location, else the one of that measurand with no location, else
-    the measurand's only (first) row."""
-    hit = -1
-    for i in range(len(READINGS)):
-        r = READINGS[i]
-        if r[MEASURAND] == measurand:
-            if r[LOCATION] == location:
-                return i
-            if hit < 0 or r[LOCATION] is None:
-                hit = i
-    return hit
-
-
 def describe():
-    """The table for the web pages (JSON-able): [{key, label, short, unit, digits}] in order."""
-    return [{"key": r[KEY], "label": r[LABEL], "short": r[SHORT], "unit": r[UNIT], "digits": r[DIGITS]}
-            for r in READINGS]
+    """The table for the web pages (JSON-able): [{key, label, unit}] in the table's order."""
+    return [{"key": r[KEY], "label": r[LABEL], "unit": r[UNIT]} for r in READINGS]
 
 
 # --- status codes --------------------------------------------------------------------------

@@ -252,15 +252,16 @@ def parse_iso_ms(text):
 
 # --- outgoing payloads -------------------------------------------------------------------
 
-# measurand -> (reading key, unit, location, phase or None): the rows of fields.READINGS
-# the station sends as a measurand (those with a location; the first row of a measurand wins)
-MEASURANDS = {}
-for _r in fields.READINGS:
-    if _r[fields.MEASURAND] and _r[fields.LOCATION] and _r[fields.MEASURAND] not in MEASURANDS:
-        MEASURANDS[_r[fields.MEASURAND]] = (_r[fields.KEY], _r[fields.OCPP_UNIT], _r[fields.LOCATION],
-                                            _r[fields.PHASE])
-del _r
-# MeterValuesSampledData's default: every measurand above, in the order they are sent
+def measurand_row(m):
+    """The row of fields.READINGS the station sends measurand `m` from: the first with that
+    measurand and a location; None if it sends no such measurand."""
+    for r in fields.READINGS:
+        if r[fields.MEASURAND] == m and r[fields.LOCATION]:
+            return r
+    return None
+
+
+# MeterValuesSampledData's default: every measurand the station sends (measurand_row), in this order
 DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
 DEFAULT_ALIGNED = "Energy.Active.Import.Register,Temperature"  # MeterValuesAlignedData
 _DAY_MS = 86400000
@@ -289,7 +290,7 @@ def check_measurands(text):
     """The list of measurands in a comma-separated value, or ValueError naming the bad one."""
     out = split_csl(text)
     for m in out:
-        if m not in MEASURANDS:
+        if measurand_row(m) is None:
             raise ValueError("unsupported measurand %r (supported: %s)" % (m, DEFAULT_MEASURANDS))
     return out
 
@@ -308,14 +309,14 @@ def meter_value(ts, reading, measurands, context):
     are left out); values are strings, as OCPP 1.6 requires."""
     sv = []
     for m in measurands:
-        key, unit, loc, phase = MEASURANDS[m]
-        v = reading.get(key)
+        r = measurand_row(m)
+        v = reading.get(r[fields.KEY])
         if v is None:
             continue
         d = {"value": fmt(v), "context": context, "format": "Raw", "measurand": m,
-             "location": loc, "unit": unit}
-        if phase:
-            d["phase"] = phase
+             "location": r[fields.LOCATION], "unit": r[fields.OCPP_UNIT]}
+        if r[fields.PHASE]:
+            d["phase"] = r[fields.PHASE]
         sv.append(d)
     return {"timestamp": iso(ts), "sampledValue": sv}
 
@@ -324,23 +325,26 @@ def meter_value(ts, reading, measurands, context):
 CLIMATE_ROWS = tuple(i for i in range(len(fields.READINGS)) if fields.READINGS[i][fields.CLIMATE])
 
 
-def climate(*values):
-    """The data of DataTransfer PicoCharge/Climate: a JSON object in a string, with the values
-    of the CLIMATE_ROWS readings in that order (the enclosure's %RH, the RP2040's temperature),
-    each left out when None; None when all are."""
+def climate_of(values):
+    """The data of DataTransfer PicoCharge/Climate from a State.values list (one slot per row of
+    fields.READINGS): a JSON object in a string with the CLIMATE_ROWS readings (the enclosure's
+    %RH, the RP2040's temperature), each left out when None; None when all are."""
     parts = []
-    for i in range(len(CLIMATE_ROWS)):
+    for i in CLIMATE_ROWS:
         v = values[i]
         if v is not None:
-            parts.append('"%s":%s' % (fields.READINGS[CLIMATE_ROWS[i]][fields.CLIMATE], fmt(v)))
+            parts.append('"' + fields.READINGS[i][fields.CLIMATE] + '":' + fmt(v))
     if not parts:
         return None
     return "{" + ",".join(parts) + "}"
 
 
-def climate_of(values):
-    """climate() of a State.values list (one slot per row of fields.READINGS)."""
-    return climate(*[values[i] for i in CLIMATE_ROWS])
+def climate(*values):
+    """climate_of() of the CLIMATE_ROWS readings' values given in that order."""
+    v = [None] * len(fields.READINGS)
+    for n in range(len(CLIMATE_ROWS)):
+        v[CLIMATE_ROWS[n]] = values[n]
+    return climate_of(v)
 
 
 def boot_notification(vendor, model, serial, fw_version):

@@ -16,13 +16,6 @@ _L = log.get("app")
 METER_FILE = "meter.json"
 # the meter file's one member: the energy register's reading key
 _WH = fields.READING_KEYS[fields.ENERGY]
-_TEMP = fields.TEMP
-_HUM = fields.HUMIDITY
-_CUR = fields.CURRENT
-_VOLT = fields.VOLTAGE
-_POW = fields.POWER
-_ENERGY = fields.ENERGY
-_CHIP = fields.CHIP_TEMP
 
 
 def load_energy():
@@ -50,6 +43,14 @@ async def run(ctx):
     buf_v = array("H", bytearray(2 * n))
     dht = Dht11(b, s["dht_retries"])
     meter = mains.EnergyMeter(load_energy())
+    # where each reading goes in st.values (locals: no module globals for them)
+    _TEMP = fields.TEMP
+    _HUM = fields.HUMIDITY
+    _CUR = fields.CURRENT
+    _VOLT = fields.VOLTAGE
+    _POW = fields.POWER
+    _ENERGY = fields.ENERGY
+    _CHIP = fields.CHIP_TEMP
     v = st.values
     v[_ENERGY] = meter.wh
     saved_wh = meter.wh

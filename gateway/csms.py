@@ -123,9 +123,25 @@ def _num(v):
         return None
 
 
-# the measurands of the reading table (fields.READINGS); fields.measurand_row picks among a
-# measurand's rows by location (Temperature at Body: temp_c; anywhere else: chip_temp_c)
-_MAPPED = frozenset(r[fields.MEASURAND] for r in fields.READINGS if r[fields.MEASURAND])
+# the rows of the reading table (fields.READINGS) a sampledValue goes to: (measurand, location) ->
+# that row; measurand -> its row without a location (taken at any other location), else its first
+_AT = {}
+_ANY = {}
+for _r in fields.READINGS:
+    _m = _r[fields.MEASURAND]
+    if _m:
+        if _r[fields.LOCATION]:
+            _AT.setdefault((_m, _r[fields.LOCATION]), _r)
+        if _m not in _ANY or _r[fields.LOCATION] is None:
+            _ANY[_m] = _r
+del _r, _m
+
+
+def reading_row(measurand, location=None):
+    """The row of fields.READINGS a sampledValue of `measurand` at `location` is stored under
+    (Temperature at Body: the enclosure; anywhere else: the board), None for no row."""
+    return _AT.get((measurand, location)) or _ANY.get(measurand)
+
 _DEFAULT_MEASURAND = "Energy.Active.Import.Register"    # OCPP 1.6: a sampledValue without one
 # (unit sent, the table's OCPP unit) -> value in the table's unit; any other unit is taken as it is
 _CONVERT = {
@@ -160,13 +176,13 @@ def sampled_to_reading(sampled_values):
     r = {}
     for sv in sampled_values:
         m = sv.get("measurand") or _DEFAULT_MEASURAND
-        if m not in _MAPPED:
+        row = reading_row(m, sv.get("location"))
+        if row is None:
             continue
         v = _num(sv.get("value"))
         if v is None:
             raise TypeConstraintViolationError(description="sampledValue %s: value %r is not a number"
                                                % (m, str(sv.get("value"))[:40]))
-        row = fields.READINGS[fields.measurand_row(m, sv.get("location"))]
         conv = _CONVERT.get((sv.get("unit"), row[fields.OCPP_UNIT]))
         r[row[fields.KEY]] = conv(v) if conv else v
     return _in_ranges(r, "sampledValue") if r else r

@@ -22,6 +22,10 @@ from datetime import datetime, timezone
 
 from picocharge.firmware import fields
 
+# ThingSpeak field number -> (reading key, label shown on the channel, unit), field8 the status
+# code: the gateway's form of the table's field column (the board builds its fields from the table)
+THINGSPEAK_FIELDS = tuple((r[fields.FIELD], r[fields.KEY], r[fields.LABEL], r[fields.UNIT])
+                          for r in fields.READINGS) + ((fields.STATUS_FIELD, "status_code", "Status code", ""),)
 # (lowest, highest), both included, per reading key: the table's physical ranges
 RANGES = {r[fields.KEY]: (r[fields.LO], r[fields.HI]) for r in fields.READINGS}
 UNITS = {r[fields.KEY]: r[fields.UNIT] for r in fields.READINGS}
@@ -31,7 +35,7 @@ METER_RANGE = (0, 10 ** 12)
 EARLIEST_TS = "2000-01-01T00:00:00Z"
 MAX_FUTURE_S = 86400.0
 
-_FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in fields.THINGSPEAK_FIELDS}
+_FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in THINGSPEAK_FIELDS}
 _STATUS_FIELD = "field%d" % fields.STATUS_FIELD
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 

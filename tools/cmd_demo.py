@@ -89,20 +89,22 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-# the readings the demo's table shows (rows of the reading table), each as "<short> <unit>"
-_SHOWN = (fields.TEMP, fields.HUMIDITY, fields.CURRENT, fields.POWER, fields.ENERGY, fields.CHIP_TEMP)
+# the readings the demo's table shows: (row of the reading table, column head, decimals); the
+# head gets the row's unit
+_SHOWN = ((fields.TEMP, "temp", 1), (fields.HUMIDITY, "RH", 0), (fields.CURRENT, "", 2),
+          (fields.POWER, "", 0), (fields.ENERGY, "", 1), (fields.CHIP_TEMP, "board", 1))
 
 
 def station_table(stations):
-    cols = [fields.READINGS[i] for i in _SHOWN]
-    heads = ["%s %s" % (c[fields.SHORT], c[fields.UNIT]) for c in cols]
-    fmt = "%-9s %-10s %-13s" + "".join(" %%%ds" % max(8, len(h)) for h in heads)
+    cols = [(fields.READINGS[i], head, digits) for i, head, digits in _SHOWN]
+    heads = [("%s %s" % (head, r[fields.UNIT])).strip() for r, head, _d in cols]
+    fmt = "%-9s %-10s %-13s" + "".join(" %%%ds" % max(7, len(h)) for h in heads)
     rows = [fmt % tuple(["station", "link", "status"] + heads)]
     for s in stations:
         r = s.get("last_reading") or s.get("readings") or {}
         rows.append(fmt % tuple([s.get("id", "?"), "online" if s.get("connected") else "offline",
                                  (s.get("status") or "-")[:13]]
-                                + [_fmt(r.get(c[fields.KEY]), ".%df" % c[fields.DIGITS]) for c in cols]))
+                                + [_fmt(r.get(c[fields.KEY]), ".%df" % d) for c, _h, d in cols]))
     return "\n".join(rows)
 
 
