@@ -8,11 +8,12 @@ admin). JSON bodies are taken only as `application/json` (415 otherwise).
 import hmac
 import json
 import logging
-import re
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from picocharge.firmware import fields
 
 from . import auth, models
 from .commands import COMMANDS, CommandError, send_command
@@ -22,7 +23,6 @@ from .store import generate_password, hash_password, reading_row
 
 log = logging.getLogger(__name__)
 
-_STATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 # --- access control ---------------------------------------------------------------
@@ -387,8 +387,9 @@ def _bound(gw, fn):
 
 async def _add_station(gw, b):
     sid = b.get("id")
-    if not isinstance(sid, str) or not _STATION_ID.match(sid):
-        raise ValueError("id must be 1..64 characters of A-Z a-z 0-9 . _ : -")
+    why = fields.station_id_error(sid)
+    if why:
+        raise ValueError(why)
     pw = b.get("password")
     if pw is not None and (not isinstance(pw, str) or not 8 <= len(pw) <= 40):
         raise ValueError("password must be a string of 8..40 characters (or leave it out to generate one)")

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from picocharge.firmware import fields
 
 Status = Literal[tuple(fields.STATUSES)]
+# the station id rule (fields.station_id_error) as a JSON Schema pattern, for the API document
+STATION_ID_PATTERN = "^[A-Za-z0-9._-]{1,%d}$" % fields.STATION_ID_MAX
 Ts = Field(json_schema_extra={"format": "date-time", "example": "2026-01-01T10:00:10Z"})
 
 
@@ -78,7 +80,7 @@ class NewStationAnswer(Station):
 
 
 class NewStation(_Closed):
-    id: str = Field(pattern=fields.STATION_ID_PATTERN, description=fields.STATION_ID_RULE)
+    id: str = Field(pattern=STATION_ID_PATTERN, description=fields.STATION_ID_RULE)
     password: Optional[str] = Field(None, min_length=8, max_length=40,
                                     description="OCPP Basic-auth password; generated and returned once when left out.")
     thingspeak_channel: Optional[int] = Field(None, ge=1, description="Give with thingspeak_key.")

@@ -26,7 +26,7 @@ def test_config__valid_minimal_fills_defaults():
 
 @pytest.mark.parametrize("data,key,words", [
     ({}, "station_id", "is required"),
-    ({"station_id": "CP 1"}, "station_id", "1-20 characters"),
+    ({"station_id": "CP 1"}, "station_id", "1-48 characters"),
     ({"station_id": "CP-1", "mqtt": {"port": 70000}}, "mqtt.port", "out of range"),
     ({"station_id": "CP-1", "mqtt": {"port": "1883"}}, "mqtt.port", "expected int, got str"),
     ({"station_id": "CP-1", "mqtt": {"prot": 1}}, "mqtt.prot", "unknown key"),
