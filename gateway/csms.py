@@ -142,6 +142,7 @@ def reading_row(measurand, location=None):
     (Temperature at Body: the enclosure; anywhere else: the board), None for no row."""
     return _AT.get((measurand, location)) or _ANY.get(measurand)
 
+
 _DEFAULT_MEASURAND = "Energy.Active.Import.Register"    # OCPP 1.6: a sampledValue without one
 # (unit sent, the table's OCPP unit) -> value in the table's unit; any other unit is taken as it is
 _CONVERT = {
