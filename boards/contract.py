@@ -38,7 +38,7 @@ class BoardContract(Protocol):
 
     def read_chip_temp(self) -> int:
         """The raw 16-bit reading (0..65535) of the chip's temperature sensor (ADC channel
-        CORE_TEMP); firmware/mains.chip_temp_c converts it with the datasheet formula."""
+        CORE_TEMP); firmware/mains.chip_temp converts it with the datasheet formula."""
         ...
 
     def button(self) -> bool:

@@ -68,7 +68,7 @@ class Aligned:
         else:
             L.debug("offline: clock-aligned sample dropped")
         if cp.online() and self.dt_ok:
-            self.climate = ocppj.climate(st.humidity, st.chip_temp_c)
+            self.climate = ocppj.climate_of(st.values)
 
     async def send(self):
         p = self.values

@@ -3,6 +3,11 @@
 # before anything is written to a board.
 import json
 
+try:
+    from . import fields   # CPython, as picocharge.firmware.config
+except ImportError:
+    import fields          # the board (and firmware/ on sys.path)
+
 CONFIG_FILE = "config.json"
 
 # Each leaf: (type, default, check) where check is None, a (min, max) tuple for numbers,
@@ -128,8 +133,10 @@ def _check_leaf(path, spec, value):
         if value and not _url_ok(value):
             raise ConfigError(path, "%r is not a URL (expected ws://, wss://, http:// or https://host...)" % value)
     elif check == "id":
-        if len(value) > 20 or not all(_id_char(c) for c in value):
-            raise ConfigError(path, "%r must be 1-20 characters of A-Z a-z 0-9 - _ ." % value)
+        if value:   # "" is the default: validate() says it is required
+            why = fields.station_id_error(value)
+            if why:
+                raise ConfigError(path, why)
     elif check == _PATH:
         if len(value) > 64 or " " in value or "\\" in value:
             raise ConfigError(path, "%r is not a file path on the board (at most 64 characters, no "
@@ -141,7 +148,8 @@ def _check_leaf(path, spec, value):
 
 
 def _id_char(c):
-    return c.isalpha() or c.isdigit() or c in "-_."
+    """Whether c may be in a station id (tools/cmd_run.py names a simulated board with it)."""
+    return fields.station_id_error(c) is None
 
 
 def _url_ok(u):

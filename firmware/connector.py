@@ -6,9 +6,11 @@
 #   Faulted over everything while the station has a fault; Unavailable (ChangeAvailability)
 #   when idle. Connector 0 is Available or Unavailable.
 #
-# What the station measures comes from `st` (state.State: available, fault, relay, current_a,
-# readings_seq); what the charge point decides is set here by the transitions below.
+# What the station measures comes from `st` (state.State: available, fault, relay, the current
+# in values, readings_seq); what the charge point decides is set here by the transitions below.
+import fields
 
+_CURRENT = fields.CURRENT
 _CHARGING_A = 0.5  # below this a closed relay means the EV is not drawing: SuspendedEV
 
 
@@ -31,7 +33,7 @@ class Connector:
         if self.tx:
             if not st.relay:
                 return "SuspendedEVSE", "NoError"
-            if st.readings_seq > self.closed_seq + 1 and (st.current_a or 0) < _CHARGING_A:
+            if st.readings_seq > self.closed_seq + 1 and (st.values[_CURRENT] or 0) < _CHARGING_A:
                 return "SuspendedEV", "NoError"
             return "Charging", "NoError"
         if self.preparing:

@@ -22,7 +22,7 @@ class Dht11:
                 await asyncio.sleep_ms(wait)
 
     async def read(self):
-        """(temp_c, humidity), or None when every try failed (logged, counted)."""
+        """(degC, %RH), or None when every try failed (logged, counted)."""
         for attempt in range(self.retries + 1):
             await self._gap()
             self.last_ms = ticks_ms()

@@ -39,7 +39,7 @@ def analyse(buf_i, buf_v, n, i_scale, v_scale, i_offset=0.0, v_offset=0.0):
     return irms, vrms, power
 
 
-def chip_temp_c(raw_u16, vref=3.3):
+def chip_temp(raw_u16, vref=3.3):
     """RP2040 internal sensor: 27 degC at 0.706 V, -1.721 mV/degC (RP2040 datasheet 4.9.5)."""
     volts = raw_u16 * vref / 65535
     return 27.0 - (volts - 0.706) / 0.001721
@@ -62,18 +62,18 @@ class EnergyMeter:
     def wh(self):
         return self._wh + self._frac
 
-    def add(self, power_w, now_ms=None):
+    def add(self, watts, now_ms=None):
         if now_ms is None:
             now_ms = ticks_ms()
-        if power_w < 0:
-            power_w = 0.0  # we only meter import
+        if watts < 0:
+            watts = 0.0  # we only meter import
         if self._last_t is not None:
             dt = ticks_diff(now_ms, self._last_t) / 3600000.0
             if dt > 0:
-                f = self._frac + (power_w + self._last_p) * 0.5 * dt
+                f = self._frac + (watts + self._last_p) * 0.5 * dt
                 k = int(f)
                 self._wh += k
                 self._frac = f - k
-        self._last_p = power_w
+        self._last_p = watts
         self._last_t = now_ms
         return self.wh

@@ -5,6 +5,7 @@
 # link drops and power cuts. Functions of the charge point (chargepoint.ChargePoint).
 import gc
 
+import fields
 import log
 import ocppj
 import ws
@@ -43,7 +44,7 @@ async def _start(cp, id_tag, authorize):
             L.warn("idTag not authorized (%s): no transaction", ok)
             return
     ts = cp.stamp()
-    meter = int(st.energy_wh or 0.0)
+    meter = int(st.values[fields.ENERGY] or 0.0)
     begin = ocppj.meter_value(ts, st.reading(), cp.keys.measurands("StopTxnSampledData"),
                               "Transaction.Begin")
     info = {"tag": id_tag, "ms": meter, "b": begin}
@@ -63,7 +64,7 @@ def stop(cp, reason, tx=None):
     conn = cp.conn
     tx = tx or conn.tx
     ts = cp.stamp()
-    meter = int(st.energy_wh or 0.0)
+    meter = int(st.values[fields.ENERGY] or 0.0)
     if meter < tx["ms"]:
         meter = tx["ms"]
     end = ocppj.meter_value(ts, st.reading(), cp.keys.measurands("StopTxnSampledData"),

@@ -9,9 +9,14 @@
 #   CALLRESULT [3, "<id>", {payload}]
 #   CALLERROR  [4, "<id>", "<errorCode>", "<errorDescription>", {errorDetails}]
 #
-# It imports nothing of the firmware's own (not even compat: plain ints, no const()), because the
-# gateway's tools import it too, as picocharge.firmware.ocppj.
+# Of the firmware's own it imports only fields (the reading vocabulary; not even compat: plain
+# ints, no const()), because the gateway's tools import it too, as picocharge.firmware.ocppj.
 import json
+
+try:
+    from . import fields   # CPython, as picocharge.firmware.ocppj
+except ImportError:
+    import fields          # the board (and firmware/ on sys.path)
 
 CALL = 2
 CALLRESULT = 3
@@ -247,14 +252,16 @@ def parse_iso_ms(text):
 
 # --- outgoing payloads -------------------------------------------------------------------
 
-# measurand -> (State attribute, unit, location or None)
-MEASURANDS = {
-    "Energy.Active.Import.Register": ("energy_wh", "Wh", "Outlet"),
-    "Current.Import": ("current_a", "A", "Outlet"),
-    "Voltage": ("voltage_v", "V", "Outlet"),
-    "Power.Active.Import": ("power_w", "W", "Outlet"),
-    "Temperature": ("temp_c", "Celsius", "Body"),
-}
+def measurand_row(m):
+    """The row of fields.READINGS the station sends measurand `m` from: the first with that
+    measurand and a location; None if it sends no such measurand."""
+    for r in fields.READINGS:
+        if r[fields.MEASURAND] == m and r[fields.LOCATION]:
+            return r
+    return None
+
+
+# MeterValuesSampledData's default: every measurand the station sends (measurand_row), in this order
 DEFAULT_MEASURANDS = "Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature"
 DEFAULT_ALIGNED = "Energy.Active.Import.Register,Temperature"  # MeterValuesAlignedData
 _DAY_MS = 86400000
@@ -283,7 +290,7 @@ def check_measurands(text):
     """The list of measurands in a comma-separated value, or ValueError naming the bad one."""
     out = split_csl(text)
     for m in out:
-        if m not in MEASURANDS:
+        if measurand_row(m) is None:
             raise ValueError("unsupported measurand %r (supported: %s)" % (m, DEFAULT_MEASURANDS))
     return out
 
@@ -302,27 +309,42 @@ def meter_value(ts, reading, measurands, context):
     are left out); values are strings, as OCPP 1.6 requires."""
     sv = []
     for m in measurands:
-        key, unit, loc = MEASURANDS[m]
-        v = reading.get(key)
+        r = measurand_row(m)
+        v = reading.get(r[fields.KEY])
         if v is None:
             continue
-        sv.append({"value": fmt(v), "context": context, "format": "Raw", "measurand": m,
-                   "location": loc, "unit": unit})
+        d = {"value": fmt(v), "context": context, "format": "Raw", "measurand": m,
+             "location": r[fields.LOCATION], "unit": r[fields.OCPP_UNIT]}
+        if r[fields.PHASE]:
+            d["phase"] = r[fields.PHASE]
+        sv.append(d)
     return {"timestamp": iso(ts), "sampledValue": sv}
 
 
-def climate(humidity, chip_temp_c):
-    """The data of DataTransfer PicoCharge/Climate: a JSON object in a string, with the
-    enclosure's %RH and the RP2040's temperature (each left out when unknown); None when
-    there is neither."""
-    if humidity is None and chip_temp_c is None:
-        return None
+# the rows that go in DataTransfer PicoCharge/Climate (OCPP 1.6 has no measurand for them), in order
+CLIMATE_ROWS = tuple(i for i in range(len(fields.READINGS)) if fields.READINGS[i][fields.CLIMATE])
+
+
+def climate_of(values):
+    """The data of DataTransfer PicoCharge/Climate from a State.values list (one slot per row of
+    fields.READINGS): a JSON object in a string with the CLIMATE_ROWS readings (the enclosure's
+    %RH, the RP2040's temperature), each left out when None; None when all are."""
     parts = []
-    if humidity is not None:
-        parts.append('"humidity":' + fmt(humidity))
-    if chip_temp_c is not None:
-        parts.append('"board_temp_c":' + fmt(chip_temp_c))
+    for i in CLIMATE_ROWS:
+        v = values[i]
+        if v is not None:
+            parts.append('"' + fields.READINGS[i][fields.CLIMATE] + '":' + fmt(v))
+    if not parts:
+        return None
     return "{" + ",".join(parts) + "}"
+
+
+def climate(*values):
+    """climate_of() of the CLIMATE_ROWS readings' values given in that order."""
+    v = [None] * len(fields.READINGS)
+    for n in range(len(CLIMATE_ROWS)):
+        v[CLIMATE_ROWS[n]] = values[n]
+    return climate_of(v)
 
 
 def boot_notification(vendor, model, serial, fw_version):

@@ -16,14 +16,14 @@ class OverTemp:
         self.tripped = False
         self.missed = 0  # read cycles in a row without a valid reading (from boot on)
 
-    def update(self, temp_c):
+    def update(self, celsius):
         """True while the enclosure is too hot. None (no reading) keeps the current state."""
-        if temp_c is None:
+        if celsius is None:
             return self.tripped
         if self.tripped:
-            if temp_c < self.max_c - self.hyst_c:
+            if celsius < self.max_c - self.hyst_c:
                 self.tripped = False
-        elif temp_c > self.max_c:
+        elif celsius > self.max_c:
             self.tripped = True
         return self.tripped
 

@@ -6,6 +6,7 @@ import json
 import os
 from array import array
 
+import fields
 import log
 import mains
 import overtemp
@@ -13,13 +14,14 @@ from dht11 import Dht11
 
 _L = log.get("app")
 METER_FILE = "meter.json"
-
+# the meter file's one member: the energy register's reading key
+_WH = fields.READING_KEYS[fields.ENERGY]
 
 
 def load_energy():
     try:
         with open(METER_FILE) as f:
-            return float(json.load(f)["energy_wh"])
+            return float(json.load(f)[_WH])
     except (OSError, ValueError, KeyError):
         return 0.0
 
@@ -27,7 +29,7 @@ def load_energy():
 def save_energy(wh):
     # atomic: a power cut leaves either the old or the new register, never a torn file
     with open(METER_FILE + ".tmp", "w") as f:
-        json.dump({"energy_wh": wh}, f)
+        json.dump({_WH: wh}, f)
     os.rename(METER_FILE + ".tmp", METER_FILE)
 
 
@@ -41,7 +43,16 @@ async def run(ctx):
     buf_v = array("H", bytearray(2 * n))
     dht = Dht11(b, s["dht_retries"])
     meter = mains.EnergyMeter(load_energy())
-    st.energy_wh = meter.wh
+    # where each reading goes in st.values (locals: no module globals for them)
+    _TEMP = fields.TEMP
+    _HUM = fields.HUMIDITY
+    _CUR = fields.CURRENT
+    _VOLT = fields.VOLTAGE
+    _POW = fields.POWER
+    _ENERGY = fields.ENERGY
+    _CHIP = fields.CHIP_TEMP
+    v = st.values
+    v[_ENERGY] = meter.wh
     saved_wh = meter.wh
     sf = ctx.cfg["safety"]
     over = overtemp.OverTemp(sf["max_temp_c"], sf["hysteresis_c"], sf["dht_dead_cycles"])
@@ -51,43 +62,44 @@ async def run(ctx):
         try:
             th = await dht.read()
             if th:
-                st.temp_c, st.humidity = th
+                v[_TEMP], v[_HUM] = th
             if over.read_cycle(th is not None):
                 # a dead DHT11's last reading is stale: report nothing rather than a lie
-                st.temp_c = st.humidity = None
+                v[_TEMP] = v[_HUM] = None
             st.dht_errors = dht.errors
             b.adc_burst(buf_i, buf_v, rate)
             irms, vrms, p = mains.analyse(buf_i, buf_v, n, s["current_scale"], s["voltage_scale"],
                                           s["current_offset"], s["voltage_offset"])
-            st.current_a = round(irms, 2)
-            st.voltage_v = round(vrms, 1)
-            st.power_w = round(p if p > 0 else 0.0, 1)
-            st.energy_wh = meter.add(st.power_w)
-            st.chip_temp_c = round(mains.chip_temp_c(b.read_chip_temp()), 1)
+            v[_CUR] = round(irms, 2)
+            v[_VOLT] = round(vrms, 1)
+            v[_POW] = round(p if p > 0 else 0.0, 1)
+            wh = v[_ENERGY] = meter.add(v[_POW])
+            v[_CHIP] = round(mains.chip_temp(b.read_chip_temp()), 1)
             # safety first: a hot enclosure, or a DHT11 that stopped answering, opens the relay at once
-            over.update(st.temp_c)
+            t = v[_TEMP]
+            over.update(t)
             fault, info = over.fault()
             if fault != st.fault:
                 if fault == overtemp.FAULT:
-                    _L.error("enclosure %.0f degC above %.0f: relay opened", st.temp_c, over.max_c)
+                    _L.error("enclosure %.0f degC above %.0f: relay opened", t, over.max_c)
                 elif fault:
                     _L.error("%s for %d read cycles: relay opened", info, over.missed)
                 else:
-                    _L.info("enclosure %.0f degC: %s fault cleared", st.temp_c, st.fault)
+                    _L.info("enclosure %.0f degC: %s fault cleared", t, st.fault)
                 st.fault = fault
                 st.fault_info = info
             if free_charge:
                 st.charge_wanted = True
-                st.status = "Faulted" if st.fault else ("Charging" if st.current_a > 0.5 else "Available")
+                st.status = "Faulted" if st.fault else ("Charging" if v[_CUR] > 0.5 else "Available")
             st.apply_relay(b)
             b.led(st.relay or (st.fault is not None and st.readings_seq & 1))
             st.readings_seq += 1
             L.info("%s degC %s %%RH %.2f A %.1f V %.0f W %.3f Wh chip %.1f degC %s%s",
-                   st.temp_c, st.humidity, st.current_a, st.voltage_v, st.power_w,
-                   st.energy_wh, st.chip_temp_c, st.status, " relay" if st.relay else "")
-            if st.energy_wh - saved_wh >= 1.0:
-                save_energy(st.energy_wh)
-                saved_wh = st.energy_wh
+                   t, v[_HUM], v[_CUR], v[_VOLT], v[_POW], wh, v[_CHIP], st.status,
+                   " relay" if st.relay else "")
+            if wh - saved_wh >= 1.0:
+                save_energy(wh)
+                saved_wh = wh
         except Exception as e:  # a sensor problem (or a full heap) must never stop the station
             try:
                 _L.error("sample: %r", e)

@@ -1,18 +1,19 @@
 # Shared station state: one object every task reads and updates (no I/O here).
+import fields
 from compat import ticks_ms, ticks_diff
+
+_ENERGY = fields.ENERGY
+# every key State.reading() has (fromkeys: a dict of exactly that size)
+_TEMPLATE = dict.fromkeys(fields.READING_KEYS + ("status", "fault"))
 
 
 class State:
     def __init__(self):
         self.boot_ms = ticks_ms()
-        # latest readings (None until first good read)
-        self.temp_c = None
-        self.humidity = None
-        self.current_a = None
-        self.voltage_v = None
-        self.power_w = None
-        self.energy_wh = 0.0
-        self.chip_temp_c = None
+        # latest readings, one slot per row of fields.READINGS (None until the first good read):
+        # st.values[fields.CURRENT] is the current in A
+        self.values = [None] * len(fields.READINGS)
+        self.values[_ENERGY] = 0.0
         self.readings_seq = 0      # bumped on every sample cycle
         self.dht_errors = 0
         # connector 1
@@ -40,9 +41,18 @@ class State:
         return on
 
     def reading(self):
-        return {
-            "temp_c": self.temp_c, "humidity": self.humidity, "current_a": self.current_a,
-            "voltage_v": self.voltage_v, "power_w": self.power_w,
-            "energy_wh": None if self.energy_wh is None else round(self.energy_wh, 3),
-            "chip_temp_c": self.chip_temp_c, "status": self.status, "fault": self.fault,
-        }
+        """The latest readings as a dict: every reading key (None when unknown), status, fault.
+        A copy of a dict made once with every key: one allocation of its final size, where
+        filling a new dict key by key grows (and reallocates) it several times, several times
+        a second (MQTT, ThingSpeak, the status page, MeterValues)."""
+        d = _TEMPLATE.copy()
+        v = self.values
+        keys = fields.READING_KEYS
+        for i in range(len(v)):
+            d[keys[i]] = v[i]
+        e = v[_ENERGY]
+        if e is not None:
+            d[keys[_ENERGY]] = round(e, 3)
+        d["status"] = self.status
+        d["fault"] = self.fault
+        return d

@@ -8,14 +8,13 @@ admin). JSON bodies are taken only as `application/json` (415 otherwise).
 import hmac
 import json
 import logging
-import re
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from picocharge.firmware import fields as vocabulary
+from picocharge.firmware import fields
 
 from . import auth, events, export, models
 from .commands import COMMANDS, CommandError, configure_stations, send_command
@@ -25,7 +24,6 @@ from .store import generate_password, hash_password, reading_row
 
 log = logging.getLogger(__name__)
 
-_STATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 # --- access control ---------------------------------------------------------------
@@ -337,7 +335,7 @@ async def _events(gw, req):
 async def _reading_fields(gw, req):
     """The reading vocabulary (firmware/fields.py): key, label, unit as stored, unit as shown."""
     return _json([{"key": key, "label": label, "unit": unit, "symbol": _SYMBOLS.get(unit, unit)}
-                  for _n, key, label, unit in vocabulary.THINGSPEAK_FIELDS if key in vocabulary.READING_KEYS])
+                  for key, unit, label in ((r[fields.KEY], r[fields.UNIT], r[fields.LABEL]) for r in fields.READINGS)])
 
 
 _SYMBOLS = {"degC": "\u00b0C", "%RH": "%"}
@@ -419,7 +417,7 @@ _PERIOD = (("from", {"type": "string", "format": "date-time"}, "From this time (
            ("to", {"type": "string", "format": "date-time"}, "To this time (ISO 8601, excluded)."))
 _FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
 _FLEET = (("q", {"type": "string", "maxLength": 64}, "A part of the station id (any case)."),
-          ("status", {"type": "string", "enum": list(vocabulary.STATUSES) + ["none"]}, "OCPP status (none: no "
+          ("status", {"type": "string", "enum": list(fields.STATUSES) + ["none"]}, "OCPP status (none: no "
                                                                                       "status yet)."),
           ("state", {"type": "string", "enum": ["accepted", "pending", "rejected"]}, "The operator's decision."),
           ("connected", _FLAG, "Connected now (true) or offline (false)."),
@@ -522,8 +520,9 @@ def _bound(gw, fn):
 
 async def _add_station(gw, b):
     sid = b.get("id")
-    if not isinstance(sid, str) or not _STATION_ID.match(sid):
-        raise ValueError("id must be 1..64 characters of A-Z a-z 0-9 . _ : -")
+    why = fields.station_id_error(sid)
+    if why:
+        raise ValueError(why)
     pw = b.get("password")
     _check_password(pw)
     if sid in gw.stations:

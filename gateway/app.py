@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed
 
+from picocharge.firmware import fields
+
 from . import auth, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
@@ -324,8 +326,9 @@ class Gateway:
     # --- connections ---------------------------------------------------------
     def check_station_request(self, sid, subprotocols):
         """None when the handshake may go on to authentication, else (status, message)."""
-        if not sid or "/" in sid or len(sid) > 64 or not sid.isprintable():
-            return 404, "bad station id in the URL: ws://HOST:PORT/ocpp/<station-id>"
+        why = fields.station_id_error(sid)
+        if why:
+            return 404, why
         if "ocpp1.6" not in [p.strip() for p in subprotocols.split(",")]:
             return 400, "subprotocol ocpp1.6 required (Sec-WebSocket-Protocol: ocpp1.6)"
         return None

@@ -12,17 +12,17 @@ station); all created 0600 (the keys are secrets, and nothing needs the certific
 world-readable). Nothing existing is overwritten unless asked (`force`).
 """
 import os
-import re
 import secrets
 import subprocess
 import tempfile
 from pathlib import Path
 
+from picocharge.firmware import fields
+
 from .auth import write_private
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
-STATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")     # as the gateway's API takes them
 _STATION_EXT = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
                 "extendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
 
@@ -77,8 +77,9 @@ def init(folder, name="PicoCharge operator CA", days=3650, force=False):
 def issue(folder, station_id, out=None, days=825, force=False):
     """A certificate (CN = station_id, client authentication) and key for a station, signed by
     the CA in `folder`: (.crt path, .key path) in `out` (default: the CA's folder)."""
-    if not STATION_ID.match(station_id):
-        raise CaError("station id %r: use 1..64 characters of A-Z a-z 0-9 . _ : -" % station_id)
+    why = fields.station_id_error(station_id)     # the one rule of every door
+    if why:
+        raise CaError("station id %r: %s" % (station_id, why))
     folder = Path(folder)
     ca_crt, ca_key = folder / CA_CERT, folder / CA_KEY
     for p in (ca_crt, ca_key):

@@ -11,6 +11,8 @@ import urllib.request
 
 import click
 
+from picocharge.firmware import fields
+
 from . import auth, ca
 from .store import Store, StoreError, generate_password
 
@@ -231,9 +233,10 @@ async def _serve(settings):
 def add_station(station_id, password, thingspeak_channel, thingspeak_key, thingspeak_read_key, pending, db,
                 as_json):
     """Register STATION_ID (restart a running gateway, or use POST /api/stations, to pick it up)."""
-    from .api import _STATION_ID, _api_key
-    if not _STATION_ID.match(station_id):
-        raise click.BadParameter("use 1..64 characters of A-Z a-z 0-9 . _ : -", param_hint="STATION_ID")
+    from .api import _api_key
+    why = fields.station_id_error(station_id)
+    if why:
+        raise click.BadParameter(why, param_hint="STATION_ID")
     if (thingspeak_channel is None) != (thingspeak_key is None):
         raise click.UsageError("give --thingspeak-channel and --thingspeak-key together")
     if thingspeak_read_key is not None and thingspeak_channel is None:

@@ -23,6 +23,8 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import (Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus)
 
+from picocharge.firmware import fields
+
 from . import validate
 from .logonce import LogOnce
 from .readings import METER_RANGE, RANGES, in_window
@@ -121,8 +123,39 @@ def _num(v):
         return None
 
 
-_MAPPED = frozenset(("Energy.Active.Import.Register", "Current.Import", "Voltage", "Power.Active.Import",
-                     "Temperature"))
+# the rows of the reading table (fields.READINGS) a sampledValue goes to: (measurand, location) ->
+# that row; measurand -> its row without a location (taken at any other location), else its first
+_AT = {}
+_ANY = {}
+for _r in fields.READINGS:
+    _m = _r[fields.MEASURAND]
+    if _m:
+        if _r[fields.LOCATION]:
+            _AT.setdefault((_m, _r[fields.LOCATION]), _r)
+        if _m not in _ANY or _r[fields.LOCATION] is None:
+            _ANY[_m] = _r
+del _r, _m
+
+
+def reading_row(measurand, location=None):
+    """The row of fields.READINGS a sampledValue of `measurand` at `location` is stored under
+    (Temperature at Body: the enclosure; anywhere else: the board), None for no row."""
+    return _AT.get((measurand, location)) or _ANY.get(measurand)
+
+
+_DEFAULT_MEASURAND = "Energy.Active.Import.Register"    # OCPP 1.6: a sampledValue without one
+# (unit sent, the table's OCPP unit) -> value in the table's unit; any other unit is taken as it is
+_CONVERT = {
+    ("kWh", "Wh"): lambda v: v * 1000.0,
+    ("kW", "W"): lambda v: v * 1000.0,
+    ("Fahrenheit", "Celsius"): lambda v: (v - 32.0) * 5.0 / 9.0,
+    ("K", "Celsius"): lambda v: v - 273.15,
+}
+# the members of DataTransfer PicoCharge/Climate: member -> reading key
+_CLIMATE = {r[fields.CLIMATE]: r[fields.KEY] for r in fields.READINGS if r[fields.CLIMATE]}
+_CLIMATE_RULE = "data must be a JSON object with %s numbers, e.g. {%s}" % (
+    " and/or ".join(_CLIMATE), ",".join('"%s":%g' % (m, ex) for m, ex in zip(_CLIMATE, (45, 31.5))))
+_HUMIDITY = fields.READING_KEYS[fields.HUMIDITY]
 
 
 def _in_ranges(r, where):
@@ -137,37 +170,22 @@ def _in_ranges(r, where):
 
 
 def sampled_to_reading(sampled_values):
-    """Reading keys from a MeterValue's sampledValue list (see docs/gateway.md for the map).
-    A value of a measurand stored here must be a number in its range: else the OCPP error
-    (TypeConstraintViolation, PropertyConstraintViolation) refuses the whole message."""
+    """Reading keys from a MeterValue's sampledValue list, by the reading table (fields.READINGS;
+    see docs/gateway.md for the map). A value of a measurand stored here must be a number in its
+    range: else the OCPP error (TypeConstraintViolation, PropertyConstraintViolation) refuses the
+    whole message."""
     r = {}
     for sv in sampled_values:
-        m = sv.get("measurand") or "Energy.Active.Import.Register"
-        if m not in _MAPPED:
+        m = sv.get("measurand") or _DEFAULT_MEASURAND
+        row = reading_row(m, sv.get("location"))
+        if row is None:
             continue
         v = _num(sv.get("value"))
         if v is None:
             raise TypeConstraintViolationError(description="sampledValue %s: value %r is not a number"
                                                % (m, str(sv.get("value"))[:40]))
-        unit = sv.get("unit")
-        if m == "Energy.Active.Import.Register":
-            r["energy_wh"] = v * 1000.0 if unit == "kWh" else v
-        elif m == "Current.Import":
-            r["current_a"] = v
-        elif m == "Voltage":
-            r["voltage_v"] = v
-        elif m == "Power.Active.Import":
-            r["power_w"] = v * 1000.0 if unit == "kW" else v
-        elif m == "Temperature":
-            loc = sv.get("location")
-            if unit == "Fahrenheit":
-                v = (v - 32.0) * 5.0 / 9.0
-            elif unit == "K":
-                v = v - 273.15
-            if loc == "Body":
-                r["temp_c"] = v
-            else:   # Outlet / Inlet / unspecified: the board (RP2040) temperature
-                r["chip_temp_c"] = v
+        conv = _CONVERT.get((sv.get("unit"), row[fields.OCPP_UNIT]))
+        r[row[fields.KEY]] = conv(v) if conv else v
     return _in_ranges(r, "sampledValue") if r else r
 
 
@@ -551,24 +569,21 @@ class StationSession(ChargePoint):
                 d = None
             row = {}
             if isinstance(d, dict):
-                for src, key in (("humidity", "humidity"), ("board_temp_c", "chip_temp_c")):
+                for src, key in _CLIMATE.items():
                     if src in d:
                         row[key] = _num(d[src])
                         if row[key] is None:
                             row = None
                             break
-            if not row or set(d) - {"humidity", "board_temp_c"}:
-                return call_result.DataTransfer(
-                    status=DataTransferStatus.rejected,
-                    data='data must be a JSON object with humidity and/or board_temp_c numbers, '
-                         'e.g. {"humidity":45,"board_temp_c":31.5}')
+            if not row or set(d) - set(_CLIMATE):
+                return call_result.DataTransfer(status=DataTransferStatus.rejected, data=_CLIMATE_RULE)
             _in_ranges(row, "DataTransfer Climate")
         elif mid == "Humidity":  # older firmware: the %RH alone
             v = _num(kw.get("data"))
             if v is None:
                 return call_result.DataTransfer(status=DataTransferStatus.rejected,
                                                 data="data must be a number (percent RH)")
-            row = _in_ranges({"humidity": v}, "DataTransfer Humidity")
+            row = _in_ranges({_HUMIDITY: v}, "DataTransfer Humidity")
         else:
             return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
         row.update(ts=utc_now(), status=self.status)

@@ -3,11 +3,13 @@ generated from them and from the route table (api.api_table). The handlers keep 
 checks and messages (which the tests pin); these models say what they accept and answer."""
 from typing import Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from picocharge.firmware import fields
 
 Status = Literal[tuple(fields.STATUSES)]
+# the station id rule (fields.station_id_error) as a JSON Schema pattern, for the API document
+STATION_ID_PATTERN = "^[A-Za-z0-9._-]{1,%d}$" % fields.STATION_ID_MAX
 Ts = Field(json_schema_extra={"format": "date-time", "example": "2026-01-01T10:00:10Z"})
 
 
@@ -28,18 +30,24 @@ class CommandError(BaseModel):
                                                            "(Invalid when it is not in it).")
 
 
-class ReadingValues(BaseModel):
-    temp_c: Optional[float] = Field(None, description="Enclosure temperature, degrees Celsius (DHT11; OCPP "
-                                                      "Temperature at location Body).")
-    humidity: Optional[float] = Field(None, description="Enclosure relative humidity, percent (DHT11; OCPP "
-                                                        "DataTransfer PicoCharge/Humidity).")
-    current_a: Optional[float] = Field(None, description="RMS current, A (Current.Import).")
-    voltage_v: Optional[float] = Field(None, description="RMS voltage, V (Voltage).")
-    power_w: Optional[float] = Field(None, description="Active power, W (Power.Active.Import; kW converted).")
-    energy_wh: Optional[float] = Field(None, description="Energy register, Wh (Energy.Active.Import.Register; "
-                                                         "kWh converted).")
-    chip_temp_c: Optional[float] = Field(None, description="Board (RP2040) temperature, degrees Celsius.")
-    status: Optional[Status] = Field(None, description="The station's OCPP status at the reading.")
+def _reading_doc(r):
+    """A reading key's description, from its row of the reading table (fields.READINGS)."""
+    f = fields
+    how = "OCPP %s" % r[f.MEASURAND] if r[f.MEASURAND] else None
+    if how and r[f.LOCATION]:
+        how += " at location %s" % r[f.LOCATION]
+    elif how:
+        how += " at a location no other reading takes"
+    if r[f.CLIMATE]:
+        how = (how + "; " if how else "") + "DataTransfer PicoCharge/Climate member %s" % r[f.CLIMATE]
+    return "%s, %s (%s; ThingSpeak field%d)." % (r[f.LABEL], r[f.UNIT], how, r[f.FIELD])
+
+
+# one optional number per reading key of the table, then the status
+ReadingValues = create_model(
+    "ReadingValues",
+    **{r[fields.KEY]: (Optional[float], Field(None, description=_reading_doc(r))) for r in fields.READINGS},
+    status=(Optional[Status], Field(None, description="The station's OCPP status at the reading.")))
 
 
 class Reading(ReadingValues):
@@ -115,7 +123,7 @@ class NewStationAnswer(Station):
 
 
 class NewStation(_Closed):
-    id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    id: str = Field(pattern=STATION_ID_PATTERN, description=fields.STATION_ID_RULE)
     password: Optional[str] = Field(None, min_length=8, max_length=40,
                                     description="OCPP Basic-auth password; generated and returned once when left out.")
     thingspeak_channel: Optional[int] = Field(None, ge=1, description="Give with thingspeak_key.")

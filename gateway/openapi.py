@@ -116,8 +116,8 @@ def _pages(doc):
     health = doc.ref(models.Health)
     fields_ = [{"name": "api_key", "in": "query", "schema": {"type": "string"},
                 "description": "The station's ThingSpeak write key (also key, or the X-THINGSPEAKAPIKEY header)."}]
-    from picocharge.firmware import fields
-    for n, key, _l, _u in fields.THINGSPEAK_FIELDS:
+    from .readings import THINGSPEAK_FIELDS
+    for n, key, _l, _u in THINGSPEAK_FIELDS:
         fields_.append({"name": "field%d" % n, "in": "query", "schema": {"type": "number"}, "description": key})
     fields_.append({"name": "created_at", "in": "query", "schema": {"type": "string", "format": "date-time"},
                     "description": "When the reading was taken (ISO 8601; default: now)."})

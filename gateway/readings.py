@@ -22,24 +22,21 @@ from datetime import datetime, timezone
 
 from picocharge.firmware import fields
 
-# (lowest, highest), both included, per reading key
-RANGES = {
-    "temp_c": (-50.0, 150.0),        # enclosure temperature: DHT11 0..50, other sensors -40..125
-    "humidity": (0.0, 100.0),        # relative humidity, %
-    "current_a": (-1000.0, 1000.0),  # RMS current (negative: export); DC fast chargers reach 500 A
-    "voltage_v": (0.0, 1500.0),      # AC mains 0..480 V, DC charging up to 1000 V
-    "power_w": (-1.0e6, 1.0e6),      # 1 MW either way: beyond any charger
-    "energy_wh": (0.0, 1.0e12),      # an energy register (Wh): never negative, 1 TWh at most
-    "chip_temp_c": (-50.0, 150.0),   # RP2040 on-die sensor, specified -20..85
-}
-UNITS = {key: unit for _n, key, _label, unit in fields.THINGSPEAK_FIELDS}
+# ThingSpeak field number -> (reading key, label shown on the channel, unit), field8 the status
+# code: the gateway's form of the table's field column (the board builds its fields from the table)
+THINGSPEAK_FIELDS = tuple((r[fields.FIELD], r[fields.KEY], r[fields.LABEL], r[fields.UNIT])
+                          for r in fields.READINGS) + ((fields.STATUS_FIELD, "status_code", "Status code", ""),)
+# (lowest, highest), both included, per reading key: the table's physical ranges
+RANGES = {r[fields.KEY]: (r[fields.LO], r[fields.HI]) for r in fields.READINGS}
+UNITS = {r[fields.KEY]: r[fields.UNIT] for r in fields.READINGS}
 # an OCPP meter register (meterStart / meterStop, Wh, integers)
 METER_RANGE = (0, 10 ** 12)
 
 EARLIEST_TS = "2000-01-01T00:00:00Z"
 MAX_FUTURE_S = 86400.0
 
-_FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in fields.THINGSPEAK_FIELDS}
+_FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in THINGSPEAK_FIELDS}
+_STATUS_FIELD = "field%d" % fields.STATUS_FIELD
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -149,7 +146,7 @@ def reading_from_fields(params):
         v = params.get(name)
         if v in (None, ""):
             continue
-        if key == "status_code":
+        if name == _STATUS_FIELD:
             f = _num(v, name)
             if f != int(f) or not -1 <= f < 100:
                 raise ValueError("%s (status code) must be an integer 0..%d, not %r"

@@ -36,6 +36,9 @@ from picocharge.firmware.fields import READING_KEYS
 
 log = logging.getLogger(__name__)
 
+# the readings table's value columns: one REAL per reading key of the table (fields.READINGS)
+_VALUE_COLUMNS = ", ".join("%s REAL" % k for k in READING_KEYS)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stations (
     id TEXT PRIMARY KEY,
@@ -53,8 +56,7 @@ CREATE TABLE IF NOT EXISTS readings (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     station TEXT NOT NULL,
     ts TEXT NOT NULL,
-    temp_c REAL, humidity REAL, current_a REAL, voltage_v REAL, power_w REAL,
-    energy_wh REAL, chip_temp_c REAL,
+    %s,
     status TEXT,
     source TEXT NOT NULL
 );
@@ -80,7 +82,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     uplink TEXT NOT NULL, station TEXT NOT NULL, last_id INTEGER NOT NULL,
     PRIMARY KEY (uplink, station)
 );
-"""
+""" % _VALUE_COLUMNS
 
 _READING_COLS = READING_KEYS + ("status",)
 _INSERT_READING = "INSERT INTO readings (station, ts, %s, source) VALUES (?, ?, %s, ?)" % (
@@ -122,8 +124,9 @@ class StoreError(Exception):
 
 
 # columns added after the first release: (table, column, declaration); a database made by an
-# older gateway gets them with ALTER TABLE when it is opened
-_ADDED_COLUMNS = (("stations", "ts_read_key", "TEXT"),)
+# older gateway gets them with ALTER TABLE when it is opened. Every reading key has its column:
+# a reading added to the table later gets one in an existing database too.
+_ADDED_COLUMNS = (("stations", "ts_read_key", "TEXT"),) + tuple(("readings", k, "REAL") for k in READING_KEYS)
 
 
 def _migrate(db):

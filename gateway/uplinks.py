@@ -474,9 +474,9 @@ class MqttUplink(Uplink):
         if len(parts) < 3 or parts[-1] != "telemetry":
             return
         sid = parts[-2]
-        if not sid or len(sid) > 64 or not sid.isprintable():   # the OCPP path's rule for ids
-            return self._drop(sid.encode("unicode_escape").decode()[:64],
-                              "telemetry on a topic whose station id is not 1..64 printable characters")
+        why = fields.station_id_error(sid)      # the one rule of every door (firmware/fields.py)
+        if why:
+            return self._drop(sid.encode("unicode_escape").decode()[:64], "telemetry on a topic whose " + why)
         if len(payload) > MAX_TELEMETRY_BYTES:
             return self._drop(sid, "a payload of %d bytes (at most %d)" % (len(payload), MAX_TELEMETRY_BYTES))
         try:

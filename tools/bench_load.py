@@ -29,7 +29,7 @@ from array import array
 
 import websockets
 
-from picocharge.firmware import ocppj
+from picocharge.firmware import fields, ocppj
 
 STATION_FMT = "BENCH-%05d"
 ID_TAG = "BENCHTAG"
@@ -127,16 +127,20 @@ class Station:
         self.seq = 0
         self.ws = None
         self.pending = None  # (mid, action, t_sent) while a CALL waits for its answer
-        self.energy_wh = self.rng.randrange(0, 100000)
+        self.wh = self.rng.randrange(0, 100000)
         self.tx_id = None
 
     def reading(self):
         r = self.rng
         current = 16.0 + r.random()
         voltage = 230.0 + r.uniform(-3, 3)
-        return {"energy_wh": self.energy_wh, "current_a": round(current, 3),
-                "voltage_v": round(voltage, 1), "power_w": round(current * voltage, 1),
-                "temp_c": round(24 + r.random() * 4, 1)}
+        v = [None] * len(fields.READINGS)
+        v[fields.ENERGY] = self.wh
+        v[fields.CURRENT] = round(current, 3)
+        v[fields.VOLTAGE] = round(voltage, 1)
+        v[fields.POWER] = round(current * voltage, 1)
+        v[fields.TEMP] = round(24 + r.random() * 4, 1)
+        return dict(zip(fields.READING_KEYS, v))
 
     async def call(self, action, payload):
         ws = self.ws
@@ -192,13 +196,13 @@ class Station:
         await self.call("StatusNotification", ocppj.status_notification(1, "Available", now))
         await self.call("Authorize", {"idTag": ID_TAG})
         await self.call("StatusNotification", ocppj.status_notification(1, "Preparing", now))
-        res = await self.call("StartTransaction", ocppj.start_transaction(1, ID_TAG, self.energy_wh, now))
+        res = await self.call("StartTransaction", ocppj.start_transaction(1, ID_TAG, self.wh, now))
         self.tx_id = res["transactionId"]
         self.stats.tx_started += 1
         await self.call("StatusNotification", ocppj.status_notification(1, "Charging", time.time()))
 
     async def meter_values(self):
-        self.energy_wh += self.rng.randrange(5, 50)
+        self.wh += self.rng.randrange(5, 50)
         mv = ocppj.meter_value(time.time(), self.reading(), MEASURANDS, "Sample.Periodic")
         await self.call("MeterValues", ocppj.meter_values(1, self.tx_id, [mv]))
 
@@ -240,7 +244,7 @@ class Station:
     async def finish(self):
         if self.tx_id is not None:
             await self.call("StopTransaction", ocppj.stop_transaction(
-                self.tx_id, ID_TAG, self.energy_wh, time.time(), "Local"))
+                self.tx_id, ID_TAG, self.wh, time.time(), "Local"))
             self.stats.tx_stopped += 1
             self.tx_id = None
         await self.call("StatusNotification", ocppj.status_notification(1, "Available", time.time()))

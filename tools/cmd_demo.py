@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from . import unixport
+from .firmware import fields
 from .fleet import SimFleet
 from .paths import board_dir
 from .procs import child_options, remove_stale_temp, stop_on_signals, stop_process
@@ -91,16 +92,21 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-COLUMNS = ("station", "link", "status", "temp°C", "RH%", "A", "W", "Wh", "board°C")
-_ROW = "%-9s %-10s %-13s %7s %5s %7s %8s %10s %8s"
+# the readings the demo's table shows: (row of the reading table, column head, decimals); the
+# head gets the row's unit
+_SHOWN = ((fields.TEMP, "temp", 1), (fields.HUMIDITY, "RH", 0), (fields.CURRENT, "", 2),
+          (fields.POWER, "", 0), (fields.ENERGY, "", 1), (fields.CHIP_TEMP, "board", 1))
+_SYMBOLS = {"degC": "\u00b0C", "%RH": "%"}
+COLUMNS = ("station", "link", "status") + tuple(
+    head + _SYMBOLS.get(fields.READINGS[i][fields.UNIT], fields.READINGS[i][fields.UNIT]) for i, head, _d in _SHOWN)
+_ROW = "%-9s %-10s %-13s" + "".join(" %%%ds" % max(7, len(h)) for h in COLUMNS[3:])
 
 
 def station_cells(s):
     """The table's cells for one station of GET /api/stations."""
     r = s.get("last_reading") or s.get("readings") or {}
-    return (s.get("id", "?"), "online" if s.get("connected") else "offline", (s.get("status") or "-")[:13],
-            _fmt(r.get("temp_c"), ".1f"), _fmt(r.get("humidity"), ".0f"), _fmt(r.get("current_a"), ".2f"),
-            _fmt(r.get("power_w"), ".0f"), _fmt(r.get("energy_wh"), ".1f"), _fmt(r.get("chip_temp_c"), ".1f"))
+    return (s.get("id", "?"), "online" if s.get("connected") else "offline", (s.get("status") or "-")[:13]) + tuple(
+        _fmt(r.get(fields.READINGS[i][fields.KEY]), ".%df" % d) for i, _h, d in _SHOWN)
 
 
 def station_table(stations):

@@ -335,7 +335,7 @@ def _assign(rows, ports, stations, surveyed):
 
 @click.command()
 @ports_option
-@_flag("station-id", "Station id (charge point identity), 1-20 of A-Z a-z 0-9 - _ .")
+@_flag("station-id", "Station id (charge point identity), 1-48 of A-Z a-z 0-9 - _ .")
 @_flag("ssid", "Wi-Fi network name.")
 @_flag("wifi-password", "Wi-Fi password.", secret=True)
 @_flag("country", "Wi-Fi country code (GB, DE, US...).")

@@ -7,7 +7,7 @@ import urllib.request
 import click
 
 from . import device
-from .firmware import fields
+from .gateway.readings import THINGSPEAK_FIELDS
 from .options import echo_json, json_option, thingspeak_url_option
 
 
@@ -21,7 +21,7 @@ def mask(key):
 def field_names():
     """{"field1": "Enclosure temperature (degC)", ...} from the shared field map."""
     out = {}
-    for n, _key, label, unit in fields.THINGSPEAK_FIELDS:
+    for n, _key, label, unit in THINGSPEAK_FIELDS:
         out["field%d" % n] = "%s (%s)" % (label, unit) if unit else label
     return out
 

@@ -26,7 +26,7 @@ def test_config__valid_minimal_fills_defaults():
 
 @pytest.mark.parametrize("data,key,words", [
     ({}, "station_id", "is required"),
-    ({"station_id": "CP 1"}, "station_id", "1-20 characters"),
+    ({"station_id": "CP 1"}, "station_id", "1-48 characters"),
     ({"station_id": "CP-1", "mqtt": {"port": 70000}}, "mqtt.port", "out of range"),
     ({"station_id": "CP-1", "mqtt": {"port": "1883"}}, "mqtt.port", "expected int, got str"),
     ({"station_id": "CP-1", "mqtt": {"prot": 1}}, "mqtt.prot", "unknown key"),
@@ -124,9 +124,9 @@ def test_mains__fixed_offset_used_when_given():
 
 
 def test_mains__chip_temperature_per_datasheet():
-    assert abs(mains.chip_temp_c(int(0.706 / 3.3 * 65535)) - 27.0) < 0.1
+    assert abs(mains.chip_temp(int(0.706 / 3.3 * 65535)) - 27.0) < 0.1
     raw = int((0.706 - 10 * 0.001721) / 3.3 * 65535)
-    assert abs(mains.chip_temp_c(raw) - 37.0) < 0.1
+    assert abs(mains.chip_temp(raw) - 37.0) < 0.1
 
 
 def test_mains__energy_integrates_trapezoid():

@@ -45,7 +45,7 @@ b.relay(True)
 b.adc_burst(bi, bv, rate)
 closed = [round(x, 1) for x in mains.analyse(bi, bv, n, 0.0015, 0.015)]
 print(json.dumps({'open': open_, 'closed': closed, 'mean': sum(bv) // n,
-                  'chip': round(mains.chip_temp_c(b.read_chip_temp()))}))
+                  'chip': round(mains.chip_temp(b.read_chip_temp()))}))
 """)
     assert got["open"][0] < 0.05 and abs(got["open"][1] - 120) < 0.5, got    # no current while the relay is open
     assert abs(got["closed"][0] - 8.0) < 0.05, got                          # the timeline set irms to 8 A

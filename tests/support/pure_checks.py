@@ -11,6 +11,7 @@ except ImportError:
     import json
 
 import connector
+import fields
 import journal
 import ocpp_calls
 import ocpp_keys
@@ -429,11 +430,11 @@ def check_connector__status_follows_the_transaction_relay_and_current():
     st.relay = True
     assert c.update(True) == "Charging"
     st.readings_seq = 11  # the EV gets one sample to start drawing
-    st.current_a = 0.1
+    st.values[fields.CURRENT] = 0.1
     assert c.update(True) == "Charging"
     st.readings_seq = 12
     assert c.update(True) == "SuspendedEV"
-    st.current_a = 16.0
+    st.values[fields.CURRENT] = 16.0
     assert c.update(True) == "Charging"
     st.fault = "HighTemperature"
     assert c.status(1) == ("Faulted", "HighTemperature") and c.status(0) == ("Available", "NoError")
@@ -460,7 +461,7 @@ def check_connector__availability_and_a_relay_that_recloses():
     st.relay = True
     c.started({"ref": 2})
     assert c.update(True) == "Charging"  # the relay closed at sample 5
-    st.current_a = 0.0
+    st.values[fields.CURRENT] = 0.0
     st.readings_seq = 20
     assert c.update(True) == "SuspendedEV"
     st.relay = False  # opened (a fault), then closed again: the EV gets a sample once more
