@@ -19,6 +19,7 @@ import logging
 
 from aiohttp import web
 
+from picocharge.firmware import fields
 from picocharge.firmware.fields import STATUSES
 
 from .httputil import error
@@ -40,8 +41,11 @@ def _faulted(st):
     return st.get("status") == "Faulted" or st.get("error_code") not in (None, "", "NoError")
 
 
+_TEMP = fields.READINGS[fields.TEMP][fields.KEY]     # the enclosure temperature
+
+
 def _hot(st, last):
-    t = (last or {}).get("temp_c")
+    t = (last or {}).get(_TEMP)
     return st.get("error_code") == "HighTemperature" or (t is not None and t >= HOT_C)
 
 

@@ -18,6 +18,7 @@ import io
 
 from aiohttp import web
 
+from picocharge.firmware import fields
 from picocharge.firmware.fields import READING_KEYS
 
 from .readings import _ts
@@ -28,7 +29,7 @@ CHUNK = 2000
 
 HEADER_READINGS = ("seq", "station", "ts") + READING_KEYS + ("status", "source")
 HEADER_TRANSACTIONS = ("id", "station", "connector", "id_tag", "start_ts", "stop_ts", "meter_start_wh",
-                       "meter_stop_wh", "energy_wh", "reason")
+                       "meter_stop_wh", fields.READINGS[fields.ENERGY][fields.KEY], "reason")
 assert len(HEADER_READINGS) == len(EXPORT_COLUMNS_READINGS)
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")

@@ -63,7 +63,7 @@ def test_ca__cli_makes_0600_files_and_refuses_to_overwrite(pki, tmp_path):
     assert r.returncode == 1 and "no CA in %s (ca.crt is missing): make one with `picocharge gateway ca init" % (
         tmp_path / "nothing") in r.stderr, r.stderr
     r = _cli("ca", "issue", "CP/1", "--dir", str(pki.client_ca.parent))
-    assert r.returncode == 1 and "station id 'CP/1': use 1..64 characters" in r.stderr, r.stderr
+    assert r.returncode == 1 and "station id 'CP/1': station id must be 1-48 characters" in r.stderr, r.stderr
     # what was issued is what the gateway expects: a client certificate with CN = the station id
     text = subprocess.run(["openssl", "x509", "-in", str(pki.station["CP-C"][0]), "-noout", "-subject", "-issuer",
                            "-ext", "extendedKeyUsage,basicConstraints"], capture_output=True, text=True).stdout

@@ -260,7 +260,7 @@ async def test_fields__the_vocabulary_comes_from_firmware_fields(gateway):
     s, out = await http(gw, "GET", "/api/fields")
     assert s == 200, out
     assert [(f["key"], f["label"], f["unit"]) for f in out] == [
-        (k, label, unit) for _n, k, label, unit in fields.THINGSPEAK_FIELDS if k in fields.READING_KEYS], out
+        (r[fields.KEY], r[fields.LABEL], r[fields.UNIT]) for r in fields.READINGS], out
     assert {f["key"]: f["symbol"] for f in out}["temp_c"] == "\u00b0C", out
 
 

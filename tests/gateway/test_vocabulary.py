@@ -19,8 +19,8 @@ from ocpp.v16 import call
 from picocharge.firmware import fields, ocppj
 from picocharge.gateway import csms, models, readings
 from picocharge.gateway.store import Store
-from gwhttp import http
-from stations import Connected, boot
+from support.gwhttp import http
+from support.stations import Connected, boot
 
 F = fields
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ async def test_vocabulary__a_refused_station_id_gets_the_same_text_at_the_api_cl
         resp = e.value.response
         assert (resp.status_code, resp.body.decode()) == (404, rule + "\n"), (sid, resp.status_code, resp.body)
     # the longest good id passes all three doors
-    s, out = await http(gw, "POST", "/api/stations", {"id": GOOD_ID, "password": "correct-horse-1"})
+    s, out = await http(gw, "POST", "/api/stations", {"id": GOOD_ID, "password": "correct-horse-battery-1"})
     assert s == 201 and out["id"] == GOOD_ID, out
     r = _gateway_cli(db, "add-station", GOOD_ID)
     assert r.returncode == 0 and "password: " in r.stdout, r
