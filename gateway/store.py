@@ -9,9 +9,10 @@ a few commits per second instead of 10,000.
 
 Paced stations send alone: a reading that found the writer idle would get a commit (and a
 wake-up of the writer and of the event loop) of its own. So the writer lingers: once it has
-taken the first call of a batch it waits `linger` seconds (5 ms by default) and takes
-whatever came meanwhile into the same transaction. No call waits longer than the linger
-plus the commits before its own; every caller is still answered only after its commit.
+taken the first call of a batch, unless a hundred were already waiting (saturation), it
+waits `linger` seconds (5 ms by default) and takes whatever came meanwhile into the same
+transaction. No call waits longer than the linger plus the commits before its own; every
+caller is still answered only after its commit.
 
 Uplinks use cursor-based outboxes: `outbox(uplink, station, last_id)` holds the
 last reading id each uplink delivered per station (station '*' for uplinks that
@@ -95,6 +96,7 @@ _INSERT_READING = "INSERT INTO readings (station, ts, %s, source) VALUES (?, ?, 
 
 _PBKDF2_ROUNDS = 60000
 _MAX_BATCH = 5000   # calls in one transaction at most
+_LINGER_BELOW = 100     # a batch this large already shares its commit: no linger (closed loop)
 
 
 def now_iso():
@@ -229,7 +231,7 @@ class Store:
                 break
             batch = [item]
             stop = self._take(q, batch)
-            if not stop and len(batch) < _MAX_BATCH and self.linger > 0:
+            if not stop and len(batch) < _LINGER_BELOW and self.linger > 0:
                 # a sleep, not a get(timeout=): a put() with no waiter does not wake this thread
                 time.sleep(self.linger)
                 stop = self._take(q, batch)
