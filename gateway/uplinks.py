@@ -14,7 +14,8 @@ at-least-once and in order, across outages of any length and gateway restarts.
   own telemetry back: that echo was a third of the uplink's CPU); 3.1.1 with a broker
   that refuses MQTT 5. A batch (1,000) is published at once, its PUBACKs are counted
   off a set of message ids, and the cursor moves and the next batch is read in one
-  store transaction: benchmarks/mqtt_drain.py measures the drain on its own.
+  store transaction: benchmarks/mqtt_drain.py measures the drain on its own. Readings
+  that trickle in (paced load) wait LINGER (50 ms) to go out together.
 - ThingSpeakUplink: one worker per station with a channel and write key; the
   `thingspeak` package for single writes, the bulk JSON API for a backlog,
   created_at on every entry, the channel interval obeyed across all writes.
