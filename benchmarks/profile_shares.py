@@ -5,6 +5,7 @@ docs/performance.md was summed up.
 
     py-spy record --pid <gateway> --rate 100 --duration 30 --format raw --output prof.raw
     python benchmarks/profile_shares.py prof.raw
+    python benchmarks/profile_shares.py --gil prof.raw     # a profile taken with py-spy's --gil
 
 Threads that py-spy samples while they wait on a queue (the executor's idle worker) are
 counted apart as idle. Main-thread lines are inclusive: a sample counts in every line whose
@@ -63,8 +64,50 @@ def shares(lines):
     return threads, main, writer
 
 
-def main(path):
+# A profile taken with py-spy's --gil (only the thread holding the GIL is sampled: the Python
+# CPU, with the C and kernel work done while holding it), as in issue 17's paced profile:
+# the gateway on aiohttp, per concern, inclusive (the session line holds the send and the checks).
+GIL = [
+    ("WebSocket send of the answers (aiohttp's transport.write: the kernel's TCP work)",
+     lambda fs: any("_write_websocket_frame" in f for f in fs)),
+    ("MQTT uplink and paho (outbox reads, publishes, PUBACKs)",
+     lambda fs: any("uplinks.py" in f or "paho/" in f for f in fs)),
+    ("SQLite writer thread (inserts, commits, the linger)", lambda fs: any("Store._worker" in f for f in fs)),
+    ("schema checks (gateway/validate.py)", lambda fs: any("validate.py" in f for f in fs)),
+    ("json.loads / json.dumps", lambda fs: any("json/" in f for f in fs)),
+    ("OCPP session and handlers, all of it (gateway/csms.py)", lambda fs: any("csms.py" in f for f in fs)),
+    ("aiohttp's receive path (data_received, WebSocket reader, receive())",
+     lambda fs: any(("web_protocol.py" in f and "data_received" in f) or "WebSocketResponse.receive" in f
+                    or "reader" in f for f in fs)),
+    ("/metrics (the bench's outbox-depth sampler)",
+     lambda fs: any("metrics.py" in f or "prometheus_client" in f for f in fs)),
+]
+
+
+def gil_shares(lines):
+    got, tot = collections.Counter(), 0
+    for line in lines:
+        stack, _, n = line.rstrip("\n").rpartition(" ")
+        if not stack:
+            continue
+        n = int(n)
+        tot += n
+        fs = stack.split(";")
+        for name, pred in GIL:
+            if pred(fs):
+                got[name] += n
+    return got, tot
+
+
+def main(path, gil=False):
     opener = gzip.open if path.endswith(".gz") else open
+    if gil:
+        with opener(path, "rt") as f:
+            got, tot = gil_shares(f)
+        print("samples holding the GIL: %d" % tot)
+        for name, _p in GIL:
+            print("  %-84s %5.1f %%" % (name, 100.0 * got[name] / max(1, tot)))
+        return
     with opener(path, "rt") as f:
         threads, main_, writer = shares(f)
     tot = sum(threads.values())
@@ -82,4 +125,5 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    args = sys.argv[1:]
+    main([a for a in args if a != "--gil"][0], gil="--gil" in args)

@@ -7,6 +7,13 @@ transaction, commits, and then releases all the waiting callers at once. So a
 reading is on disk before the station gets its answer, and 10,000 stations cost
 a few commits per second instead of 10,000.
 
+Paced stations send alone: a reading that found the writer idle would get a commit (and a
+wake-up of the writer and of the event loop) of its own. So the writer lingers: once it has
+taken the first call of a batch, unless a hundred were already waiting (saturation), it
+waits `linger` seconds (5 ms by default) and takes whatever came meanwhile into the same
+transaction. No call waits longer than the linger plus the commits before its own; every
+caller is still answered only after its commit.
+
 Uplinks use cursor-based outboxes: `outbox(uplink, station, last_id)` holds the
 last reading id each uplink delivered per station (station '*' for uplinks that
 deliver every station in one stream). Undelivered = readings with a larger id.
@@ -30,6 +37,7 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
 from datetime import datetime, timezone
 
 from picocharge.firmware.fields import READING_KEYS
@@ -93,6 +101,8 @@ EXPORT_COLUMNS_TRANSACTIONS = ("id", "station", "connector", "id_tag", "start_ts
                                "meter_stop", "reason")
 
 _PBKDF2_ROUNDS = 60000
+_MAX_BATCH = 5000   # calls in one transaction at most
+_LINGER_BELOW = 100     # a batch this large already shares its commit: no linger (closed loop)
 
 
 def now_iso():
@@ -140,8 +150,13 @@ def _migrate(db):
 class Store:
     """The gateway's database. `await store.run(fn)` runs fn(db) in the writer thread."""
 
-    def __init__(self, path):
+    # the batching writer waits this long after a batch's first call for more (paced load:
+    # readings that arrive a few ms apart share one commit); 0 commits at once
+    LINGER = 0.005
+
+    def __init__(self, path, linger=LINGER):
         self.path = str(path)
+        self.linger = linger
         self._q = queue.SimpleQueue()
         self._thread = None
         self._loop = None
@@ -222,15 +237,11 @@ class Store:
             if item is None:
                 break
             batch = [item]
-            while len(batch) < 5000:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
+            stop = self._take(q, batch)
+            if not stop and len(batch) < _LINGER_BELOW and self.linger > 0:
+                # a sleep, not a get(timeout=): a put() with no waiter does not wake this thread
+                time.sleep(self.linger)
+                stop = self._take(q, batch)
             try:
                 if db is None:
                     db = self._connect()
@@ -245,6 +256,19 @@ class Store:
                 break
         if db is not None:
             db.close()
+
+    @staticmethod
+    def _take(q, batch):
+        """Move what is queued into batch (up to _MAX_BATCH); True when the stop mark came."""
+        while len(batch) < _MAX_BATCH:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
 
     def _batch(self, db, batch):
         """Run a batch in one transaction; [(future, ok, result)]. An I/O error raises (the

@@ -14,7 +14,8 @@ at-least-once and in order, across outages of any length and gateway restarts.
   own telemetry back: that echo was a third of the uplink's CPU); 3.1.1 with a broker
   that refuses MQTT 5. A batch (1,000) is published at once, its PUBACKs are counted
   off a set of message ids, and the cursor moves and the next batch is read in one
-  store transaction: benchmarks/mqtt_drain.py measures the drain on its own.
+  store transaction: benchmarks/mqtt_drain.py measures the drain on its own. Readings
+  that trickle in (paced load) wait LINGER (50 ms) to go out together.
 - ThingSpeakUplink: one worker per station with a channel and write key; the
   `thingspeak` package for single writes, the bulk JSON API for a backlog,
   created_at on every entry, the channel interval obeyed across all writes.
@@ -148,8 +149,17 @@ class Uplink:
 class MqttUplink(Uplink):
     name = "mqtt"
 
-    def __init__(self, gw, url, ingest=True, batch=1000):
+    # paced load: readings arrive one by one, a few ms apart. The uplink waits this long after
+    # a reading woke it (or after a batch that was not full) before it reads the outbox, so the
+    # readings of those ms go out in one batch: one store transaction and one burst of publishes
+    # for dozens of readings instead of two transactions and a wake-up per reading. A backlog
+    # (a full batch) is read on at once.
+    LINGER = 0.05
+
+    def __init__(self, gw, url, ingest=True, batch=1000, linger=LINGER):
         super().__init__(gw)
+        self.linger = linger
+        self._unsaved = None     # an acknowledged batch's cursor not stored yet (during a linger)
         self.cfg = parse_mqtt_url(url)
         self.prefix = self.cfg["prefix"]
         self.ingest = ingest
@@ -187,6 +197,15 @@ class MqttUplink(Uplink):
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._unsaved is not None:
+            # stopped while lingering after an acknowledged batch: its cursor is stored now,
+            # so what the broker acknowledged is not sent again after a restart
+            try:
+                await self.gw.store.run(set_cursor, self.name, "*", self._unsaved)
+            except StoreError as e:
+                log.warning("mqtt: the outbox cursor (%d) is not stored: %s; its batch will be sent again",
+                            self._unsaved, e)
+            self._unsaved = None
         await self._drop_client()
 
     def wake(self, station):
@@ -394,6 +413,8 @@ class MqttUplink(Uplink):
                     await asyncio.wait_for(self._event.wait(), 1.0)
                 except asyncio.TimeoutError:
                     pass
+                if self._event.is_set() and self.linger > 0:
+                    await asyncio.sleep(self.linger)    # the readings of the next few ms come along
                 self._event.clear()
                 rows = await _store_run(store, "mqtt", self._advance, cursor, False)
                 continue
@@ -429,10 +450,17 @@ class MqttUplink(Uplink):
                 acked, n = rid, n + 1
             self._unacked = set()
             cursor = acked
+            self.delivered += n
+            complete = bool(sent) and acked == sent[-1][0]
+            if complete and len(rows) < self.batch and self.linger > 0:
+                # not a backlog: linger, then store the cursor and read in one transaction
+                # (stop() stores it if the gateway stops meanwhile)
+                self._unsaved = cursor if n else None
+                await asyncio.sleep(self.linger)
             self._event.clear()
             rows = await _store_run(store, "mqtt", self._advance, cursor, n > 0)
-            self.delivered += n
-            if not sent or acked != sent[-1][0]:
+            self._unsaved = None
+            if not complete:
                 return  # lost the broker mid-batch: reconnect, resend from the cursor
 
     @staticmethod

@@ -14,6 +14,7 @@ COLUMNS = (  # (header, key, format)
     ("p99ms", "rtt_p99_ms", "%7.2f"),
     ("maxms", "rtt_max_ms", "%8.1f"),
     ("cpu%", "cs_cpu_percent", "%6.1f"),
+    ("us/msg", "cs_cpu_us_per_msg", "%7.0f"),
     ("rssMB", "cs_peak_rss_mb", "%7.1f"),
     ("KB/stn", "cs_kb_per_station", "%7.1f"),
     ("acked", "readings_acked", "%8d"),

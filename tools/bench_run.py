@@ -150,6 +150,9 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "connect_p50_ms": conn["rtt_p50_ms"], "connect_p99_ms": conn["rtt_p99_ms"],
         "connect_max_ms": conn["rtt_max_ms"],
         "cs_cpu_percent": 100.0 * (cw1 - cw0) / max(1e-9, tw1 - tw0),
+        # the central system's own CPU time per CALL answered in the window (less sensitive to
+        # the rest of a busy machine than the round trips)
+        "cs_cpu_us_per_msg": 1e6 * (cw1 - cw0) / stats.calls if stats.calls else None,
         "cs_idle_rss_mb": idle_rss / 2**20, "cs_rss_start_mb": rss_w0 / 2**20,
         "cs_rss_end_mb": rss_w1 / 2**20,
         "machine_cpu_percent": 100.0 * (busy1 - busy0) / max(1e-9, all1 - all0) * (os.cpu_count() or 1),

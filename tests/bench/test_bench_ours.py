@@ -23,6 +23,10 @@ def test_bench__ours_and_baseline_side_by_side_with_mqtt(tmp_path):
         assert s["connected"] == 20 and s["connect_failures"] == s["dropped"] == 0, ev
         assert s["readings_acked"] == s["readings_stored"] > 0 and s["readings_lost"] == 0, ev
         assert s["transactions_started"] == s["transactions_stopped"] == 20, ev
+        # the central system's CPU per CALL: its CPU seconds in the window over the CALLs in it
+        # (the window's length is the hold, give or take the marker thread's timing)
+        us = s["cs_cpu_us_per_msg"]
+        assert us > 0 and 0.5 < us / (s["cs_cpu_percent"] * 1e4 / s["msgs_per_s"]) < 2, ev
         if s["target"] == "ours":
             # every stored reading reached the broker, from every station, and the gateway agrees
             assert s["readings_mqtt"] == s["readings_stored"] and s["mqtt_missing"] == 0, ev
