@@ -15,17 +15,19 @@ def _esc(s):
 
 def pieces(station_id, status):
     """The page a piece at a time, the station's values put in: its id, its status, and the
-    fields (key, label, unit) of fields.THINGSPEAK_FIELDS."""
+    fields (key, label, unit) of fields.READINGS."""
     for p in PAGE:
-        if p == "ID":
+        if type(p) is bytes:    # most pieces; no bytes == str compare (a warning per piece on the unix port)
+            yield p
+        elif p == "ID":
             yield _esc(station_id)
         elif p == "STATUS":
             yield _esc(status)
         elif p == "FIELDS":
             sep = ""
-            for _n, key, label, unit in fields.THINGSPEAK_FIELDS:
+            for r in fields.READINGS:
                 # JSON in a <script>: "<" escaped so that no label can end the script
-                yield sep + json.dumps((key, label, unit)).replace("<", "\\u003c")
+                yield sep + json.dumps((r[0], r[2], r[1])).replace("<", "\\u003c")  # key, label, unit
                 sep = ","
         else:
             yield p

@@ -55,7 +55,7 @@ def test_web_page__styled_phone_sized_refreshing_formats_from_fields_no_secret(s
     assert '<meta name="viewport" content="width=device-width,initial-scale=1">' in raw, raw[:400]
     assert "<title>PicoCharge CP-7</title>" in raw and "<style>" in raw, raw[:600]
     assert "setInterval(u,3000)" in raw, raw
-    want = ",".join('["%s", "%s", "%s"]' % (k, label, unit) for _n, k, label, unit in fields.THINGSPEAK_FIELDS)
+    want = ",".join('["%s", "%s", "%s"]' % (r[fields.KEY], r[fields.LABEL], r[fields.UNIT]) for r in fields.READINGS)
     assert "var F=[%s]," % want in raw, raw
 
     before = get_json(url + "api/status")["counters"]["web_requests"]
@@ -69,14 +69,14 @@ def test_web_page__styled_phone_sized_refreshing_formats_from_fields_no_secret(s
     cards = re.findall(r'<div class="c"><div class="l">([^<]+)</div><div class="v">([^<]+)</div></div>', main)
     shown = dict(cards)
     # every reading the station has, under its fields.py label (the status code is not a reading)
-    labels = [label for _n, k, label, _u in fields.THINGSPEAK_FIELDS if k != "status_code"]
+    labels = [r[fields.LABEL] for r in fields.READINGS]
     assert [c[0] for c in cards] == labels, dom
     # one format per unit: decimals fixed per unit, units as fields.py has them (degC as °C)
     formats = {"degC": r"-?\d+\.\d °C", "%RH": r"\d+ %", "A": r"-?\d+\.\d\d A", "V": r"\d+\.\d V",
                "W": r"-?\d+ W", "Wh": r"\d+\.\d Wh"}
-    for _n, k, label, unit in fields.THINGSPEAK_FIELDS:
-        if k != "status_code":
-            assert re.fullmatch(formats[unit], shown[label]), (label, shown[label])
+    for r in fields.READINGS:
+        label, unit = r[fields.LABEL], r[fields.UNIT]
+        assert re.fullmatch(formats[unit], shown[label]), (label, shown[label])
     assert re.search(r'<span id="st" class="(Charging|Available)">(Charging|Available)', dom), dom
     foot = re.search(r'<footer id="f">([^<]+)</footer>', dom).group(1)
     assert "wifi up" in foot and "firmware " in foot and re.search(r"\d+\.\d KB free", foot), foot
