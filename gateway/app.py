@@ -369,6 +369,16 @@ class Gateway:
             await asyncio.gather(*(c.close(1001, "gateway shutting down") for c in conns),
                                  return_exceptions=True)
 
+    async def _admit_pending(self, sid, pw, how):
+        """--auth pending: an unknown station waits for the operator (up to --max-pending)."""
+        pending = sum(1 for st in self.stations.values() if st["state"] == "pending")
+        if pending >= self.settings.max_pending:
+            return 503, "%d stations already wait for an operator (--max-pending)" % pending
+        await self.register(sid, pw, state="pending")
+        log.warning("station=%s unknown%s: admitted as pending, accept it on the dashboard or "
+                    "POST /api/stations/%s/accept", sid, how, sid)
+        return None, None
+
     async def _authenticate_cert(self, sid, cert):
         """Security profile 3: the certificate (already verified against --client-ca) names the
         station in its CN. The station needs no password; the operator's decision (pending,
@@ -385,13 +395,7 @@ class Gateway:
                 await self.register(sid, None, state="accepted")
                 return None, None
             if mode == "pending":
-                pending = sum(1 for st in self.stations.values() if st["state"] == "pending")
-                if pending >= self.settings.max_pending:
-                    return 503, "%d stations already wait for an operator (--max-pending)" % pending
-                await self.register(sid, None, state="pending")
-                log.warning("station=%s unknown (client certificate): admitted as pending, accept it on the "
-                            "dashboard or POST /api/stations/%s/accept", sid, sid)
-                return None, None
+                return await self._admit_pending(sid, None, " (client certificate)")
             return 401, "unknown station with a client certificate: register it first (picocharge gateway " \
                         "add-station %s)" % sid
         if st["state"] == "rejected":
@@ -426,13 +430,7 @@ class Gateway:
                     return 401, ("HTTP Basic credentials required to be admitted (user = station id, password = "
                             "the station's ocpp.password): configure ocpp.password on the station; the "
                             "password it first connects with becomes its password")
-                pending = sum(1 for st in self.stations.values() if st["state"] == "pending")
-                if pending >= self.settings.max_pending:
-                    return 503, "%d stations already wait for an operator (--max-pending)" % pending
-                await self.register(sid, pw, state="pending")
-                log.warning("station=%s unknown: admitted as pending, accept it on the dashboard or "
-                            "POST /api/stations/%s/accept", sid, sid)
-                return None, None
+                return await self._admit_pending(sid, pw, "")
             return 401, "unknown station: register it first (picocharge gateway add-station %s)" % sid
         if not st["pw_hash"]:
             return 401, ("station has no password set: give it one (PUT /api/stations/%s/password) and configure "

@@ -3,32 +3,22 @@ rendered by headless Chromium at a phone's size: the station's values in cards w
 number format per unit, labels and units from fields.py, a page that refreshes itself, and
 never a secret."""
 import re
-import shutil
 import subprocess
 import urllib.request
 
-import pytest
 
 import fields
 from support.dual import mp_run
 from support.net import free_port
+from support.chromium import chromium
 from support.firmware import base_config, get_json
 
 SECRETS = ("wifi-secret-1", "mq-secret-9", "TSKEYSECRET")
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("headless Chromium is needed for the status page test and neither `chromium` nor "
-                "`chromium-browser` is on PATH: run `bash scripts/test.sh`, which installs it", pytrace=False)
-
-
 def _dump_dom(tmp_path, url):
     """The page as a phone-sized headless Chromium has it after running its script."""
-    argv = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--no-default-browser-check", "--disable-extensions",
             "--user-data-dir=%s" % (tmp_path / "chromium-profile"), "--window-size=390,844",
             "--virtual-time-budget=8000", "--dump-dom", url]
