@@ -6,11 +6,10 @@ import re
 import subprocess
 import urllib.request
 
-
 import fields
+from support.chromium import chromium
 from support.dual import mp_run
 from support.net import free_port
-from support.chromium import chromium
 from support.firmware import base_config, get_json
 
 SECRETS = ("wifi-secret-1", "mq-secret-9", "TSKEYSECRET")
