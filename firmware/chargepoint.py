@@ -1,7 +1,8 @@
 # The OCPP 1.6J charge point (one connector): the task app.py starts when cfg["ocpp"]["url"]
 # is set. Boot, heartbeat, status, triggers, reset and the main loop; the other parts are
 #   ocpp_link            the connection (CALLs and their answers, reader, pings) and the reconnect
-#   ocpp_calls           calls from the central system: action -> on_<action>
+#   ocpp_calls           calls from the central system: action -> on_<action> (imported per
+#                        call and dropped again: handle_call below)
 #   connector            connector 1's status (a pure state machine)
 #   ocpp_tx              transactions and the journal's delivery (nothing lost)
 #   aligned              clock-aligned data
@@ -9,11 +10,11 @@
 # online or offline (button, remote requests, meter samples, status, availability).
 import asyncio
 import gc
+import sys
 from binascii import hexlify
 from os import urandom
 
 import log
-import ocpp_calls
 import ocpp_keys
 import ocpp_tx
 import ocppj
@@ -31,6 +32,19 @@ _TICK_S = 0.2
 _BOOT_RETRY_S = const(10)  # when BootNotification's interval is 0
 
 
+def handle_call(cp, action, payload, mid):
+    """The link's handler of the central system's CALLs (ocpp_calls.handle). They are rare (at
+    boot and a few per transaction), so ocpp_calls, its table and ten handlers (~7 KB of heap
+    on the 64-bit port), is imported for each call and dropped again, as ws_open is once the
+    WebSocket is open: the heap it took is free the rest of the time. A call that finds no
+    heap for it is answered CALLERROR InternalError by the link, like any handler's error."""
+    import ocpp_calls
+    try:
+        return ocpp_calls.handle(cp, action, payload, mid)
+    finally:
+        sys.modules.pop("ocpp_calls", None)
+
+
 class ChargePoint:
     def __init__(self, ctx, ids=None):
         self.ctx = ctx
@@ -40,7 +54,7 @@ class ChargePoint:
         self.keys = ocpp_keys.Keys(self.cfg)
         self.journal = Journal().load()  # ocpp_journal.log
         self.ids = ids or ocppj.Ids(hexlify(urandom(4)).decode())
-        self.link = Link(self.cfg, ctx.cfg["station_id"], self.ids, ocpp_calls.handle, self)
+        self.link = Link(self.cfg, ctx.cfg["station_id"], self.ids, handle_call, self)
         self.conn = Connector(self.st)
         self.aligned = Aligned(self)
         self.clock_off = 0           # ms: central system's clock - board's clock
