@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from picocharge.firmware import fields
 
 from . import auth, events, export, models
-from .commands import COMMANDS, CommandError, configure_stations, send_command
+from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key, send_command
 from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .readings import _num, _ts, reading_from_dict, reading_from_fields  # noqa: F401 (re-exported)
 from .store import generate_password, hash_password, reading_row
@@ -302,6 +302,12 @@ async def _command(gw, req, id):
     name = req.path.rstrip("/").rsplit("/", 1)[1]
     body = _body(req)
     check_command_body(name, body)
+    if name == "change-configuration" and is_authorization_key(body.get("key")):
+        # a new key is the station's password: re-keying a station is the admin's, as its
+        # password is (PUT /api/stations/<id>/password)
+        denied = await authorise(gw, req, "admin")
+        if denied is not None:
+            return denied
     if name == "remote-start" and id in gw.sessions:
         st = await gw.id_tag_status(body["id_tag"])
         if st != "Accepted":

@@ -164,6 +164,7 @@ class Gateway:
         self.id_tags = {}
         self._verified = {}     # (id, sha256(password)) -> pw_hash it was checked against
         self.station_profile = {}   # id -> the OCPP security profile of its last authentication
+        self.key_changes = set()    # ids with an AuthorizationKey change waiting for its answer (commands.py)
         self.port = None
         self.front = None       # the server.Listener
         self.tokens = auth.TokenStore(settings.tokens_file or auth.tokens_path(settings.db))

@@ -6,6 +6,7 @@ why there is none) comes back as a `CommandError` with the HTTP status to give.
 """
 import asyncio
 import logging
+import math
 
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as ocpp_call
@@ -64,12 +65,31 @@ async def send_command(sessions, sid, name, body):
     except _Fail as e:
         raise CommandError(400, "bad body for %s: %s" % (name, e.message))
     new_key = None
-    if name == "change-configuration" and payload.key == "AuthorizationKey":
+    if name == "change-configuration" and is_authorization_key(payload.key):
         # the station's password from now on, if it accepts it: checked before it is sent
         try:
             new_key = authorization_key_bytes(payload.value)
         except ValueError as e:
             raise CommandError(400, "bad body for %s: %s" % (name, e))
+        changing = sess.gw.key_changes
+        if sid in changing:
+            # two keys in flight: whichever answer came last, the gateway could store the other
+            raise CommandError(409, "an AuthorizationKey change for station %s is still waiting for its "
+                                    "answer: send the next one when it is answered" % sid)
+        changing.add(sid)
+        try:
+            return await _call(sess, sid, name, cls, payload, new_key)
+        finally:
+            changing.discard(sid)
+    return await _call(sess, sid, name, cls, payload, None)
+
+
+def is_authorization_key(key):
+    """OCPP configuration keys are CiString: AuthorizationKey in any case."""
+    return isinstance(key, str) and key.lower() == "authorizationkey"
+
+
+async def _call(sess, sid, name, cls, payload, new_key):
     log.info("station=%s command %s", sid, cls.__name__)
     try:
         result = await sess.call(payload, suppress=False)
@@ -78,6 +98,13 @@ async def send_command(sessions, sid, name, body):
     except StationDisconnected as e:
         if not e.sent:
             raise CommandError(409, "station %s is not connected" % sid)
+        if new_key is not None:
+            # it may have stored the key before it could answer (our firmware does): the new key
+            # is let in beside the old one, which stays valid until the new one is used
+            await sess.gw.learn_key(sid, new_key)
+            raise CommandError(502, "station %s disconnected after receiving the new AuthorizationKey, before "
+                                    "answering: both its old and the new key are accepted until it connects "
+                                    "with the new one" % sid, {"disconnected": True})
         # a Reset, for one, is often followed by the station dropping the link before its answer
         # arrives: say so at once rather than wait for the response timeout
         raise CommandError(502, "station %s disconnected after receiving %s, before answering it%s" % (
@@ -105,11 +132,15 @@ async def configure_stations(sessions, sids, key, value):
     {"key", "value", "stations": {id: {"status": answer} or {"error": why}}, "counts": {...}}."""
     if not isinstance(key, str) or not 1 <= len(key) <= 50:
         raise CommandError(400, "key must be a configuration key name of 1..50 characters")
-    if key in PER_STATION_KEYS:
+    if any(key.lower() == k.lower() for k in PER_STATION_KEYS):
         raise CommandError(400, "%s is one station's own: send it to that station with POST "
                                 "/api/stations/<id>/change-configuration" % key)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)) or len(str(value)) > 500:
         raise CommandError(400, "value must be a string or a number of at most 500 characters")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CommandError(400, "value must be a finite number, not %s" % value)
+    if not key.isprintable() or not str(value).isprintable():
+        raise CommandError(400, "key and value must be printable text (no control characters)")
     value = str(value)
     body = {"key": key, "value": value}
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)

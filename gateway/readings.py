@@ -87,7 +87,9 @@ def _ts(v):
         d = datetime.fromisoformat(v.strip().replace("Z", "+00:00").replace(" ", "T"))
         if d.tzinfo is None:
             d = d.replace(tzinfo=timezone.utc)
-        return d.astimezone(timezone.utc).strftime(_ISO)
+        d = d.astimezone(timezone.utc)
+        # %04d, not strftime's %Y: year 999 would be '999', which sorts after '2026' as text
+        return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (d.year, d.month, d.day, d.hour, d.minute, d.second)
     except (ValueError, OverflowError):
         # OverflowError: a valid date whose UTC time is before year 1 or after 9999
         # ("0001-01-01T00:00:00+01:00")

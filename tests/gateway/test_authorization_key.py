@@ -2,6 +2,7 @@
 conformance case): ChangeConfiguration AuthorizationKey through the command API, accepted by a
 charge point built on the ocpp package, which then reconnects with it (HTTP Basic, the key's
 bytes as the password, as the OCPP 1.6 security whitepaper has it)."""
+import asyncio
 import base64
 import os
 
@@ -26,7 +27,7 @@ class KeyStation(stations.TestStation):
 
     @on(Action.change_configuration)
     def on_change_configuration(self, key, value):
-        if key == "AuthorizationKey":
+        if key.lower() == "authorizationkey":     # CiString: any case
             type(self).key = bytes.fromhex(value)
         return super().on_change_configuration(key, value)
 
@@ -132,3 +133,78 @@ async def test_authorization_key__api_password_rules_agree(gateway, pw, ok):
                                            "without spaces (or leave it out to generate one)"}), (s, out)
     s, out = await http(gw, "POST", "/api/stations", {"id": "CP-Q", "password": pw})
     assert (s == 201) == ok, (s, out)
+
+
+class SlowKeyStation(KeyStation):
+    """Takes a while to answer a ChangeConfiguration (a second change can arrive meanwhile)."""
+
+    @on(Action.change_configuration)
+    async def on_change_configuration(self, key, value):
+        await asyncio.sleep(0.5)
+        return KeyStation.on_change_configuration(self, key, value)
+
+
+class DroppingKeyStation(KeyStation):
+    """Keeps the key, then drops the link before it answers (a station that saves, then reboots)."""
+
+    @on(Action.change_configuration)
+    async def on_change_configuration(self, key, value):
+        type(self).key = bytes.fromhex(value)
+        await self._connection.close()
+        await asyncio.sleep(5)
+        return call_result.ChangeConfiguration(status="Accepted")
+
+
+async def test_authorization_key__any_case_is_the_key_admin_only_and_one_change_at_a_time(gateway):
+    # found attacking the gateway: OCPP keys are CiString, so "authorizationkey" is the same key
+    # (it went out unchecked and unlearned); an operate token could re-key a station; two changes
+    # at once could leave the gateway holding the key the station did not keep
+    gw = await gateway(auth="password")
+    old = "old-station-password-2"
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-K", "password": old})
+    assert s == 201, out
+    operate, _ = gw.tokens.create("operate", "night shift")
+    async with Connected(gw.port, "CP-K", headers=basic("CP-K", old), cls=SlowKeyStation) as cp:
+        assert (await boot(cp)).status == "Accepted"
+        s, out = await http(gw, "POST", "/api/stations/CP-K/change-configuration",
+                            {"key": "authorizationkey", "value": "hunter2"})
+        assert s == 400 and "hex" in out["error"], (s, out)
+        s, out = await http(gw, "POST", "/api/stations/CP-K/change-configuration",
+                            {"key": "AuthorizationKey", "value": os.urandom(16).hex()},
+                            headers={"Authorization": "Bearer " + operate})
+        assert s == 403, (s, out)
+        # an operate token still changes other keys
+        s, out = await http(gw, "POST", "/api/stations/CP-K/change-configuration",
+                            {"key": "HeartbeatInterval", "value": "60"}, headers={"Authorization": "Bearer " + operate})
+        assert (s, out) == (200, {"status": "Accepted"}), (s, out)
+        keys = [os.urandom(16).hex(), os.urandom(16).hex()]
+        first = asyncio.ensure_future(http(gw, "POST", "/api/stations/CP-K/change-configuration",
+                                           {"key": "AUTHORIZATIONKEY", "value": keys[0]}))
+        await asyncio.sleep(0.2)
+        s, out = await http(gw, "POST", "/api/stations/CP-K/change-configuration",
+                            {"key": "AuthorizationKey", "value": keys[1]})
+        assert s == 409 and "still waiting for its answer" in out["error"], (s, out)
+        assert await first == (200, {"status": "Accepted"})
+        assert SlowKeyStation.key == bytes.fromhex(keys[0])
+    async with Connected(gw.port, "CP-K", headers=basic_bytes("CP-K", bytes.fromhex(keys[0]))) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    assert await refused(gw.port, basic("CP-K", old)) == 401
+
+
+async def test_authorization_key__a_station_that_drops_the_link_before_answering_may_use_either(gateway):
+    gw = await gateway(auth="password")
+    old = "old-station-password-3"
+    s, out = await http(gw, "POST", "/api/stations", {"id": "CP-K", "password": old})
+    assert s == 201, out
+    new = os.urandom(16)
+    async with Connected(gw.port, "CP-K", headers=basic("CP-K", old), cls=DroppingKeyStation) as cp:
+        assert (await boot(cp)).status == "Accepted"
+        s, out = await http(gw, "POST", "/api/stations/CP-K/change-configuration",
+                            {"key": "AuthorizationKey", "value": new.hex()})
+    assert s == 502 and out.get("disconnected") is True, (s, out)
+    assert "both its old and the new key are accepted" in out["error"], out
+    # the station kept the new key before it dropped the link: it gets in with it...
+    async with Connected(gw.port, "CP-K", headers=basic_bytes("CP-K", new)) as cp:
+        assert (await boot(cp)).status == "Accepted"
+    # ...after which the old one is gone
+    assert await refused(gw.port, basic("CP-K", old)) == 401

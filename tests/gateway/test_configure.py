@@ -165,9 +165,18 @@ async def test_configure__all_stations_through_the_api_and_the_cli(tmp_path):
                                "/api/stations/<id>/change-configuration"),
                               ({"value": 5}, "key must be a configuration key name of 1..50 characters"),
                               ({"key": "X", "value": [1]},
-                               "value must be a string or a number of at most 500 characters")):
+                               "value must be a string or a number of at most 500 characters"),
+                              # configuration keys are CiString: any case is the station's own key
+                              ({"key": "authorizationkey", "value": "ab" * 16},
+                               "authorizationkey is one station's own: send it to that station with POST "
+                               "/api/stations/<id>/change-configuration"),
+                              # a newline would forge a line in the gateway's log
+                              ({"key": "X\nstation=CP-1 forged", "value": "1"},
+                               "key and value must be printable text (no control characters)")):
                 s, out = await http(port, "POST", "/api/stations/-/configuration", body)
                 assert (s, out) == (400, {"error": why}), (body, s, out)
+            s, out = await http(port, "POST", "/api/stations/-/configuration", raw=b'{"key": "X", "value": 1e999}')
+            assert (s, out) == (400, {"error": "value must be a finite number, not inf"}), (s, out)
             r = await asyncio.to_thread(_configure, gw, "--all", "ClockAlignedDataInterval")
             assert r.returncode == 2 and "write KEY=VALUE" in r.stderr, r
             r = await asyncio.to_thread(_configure, gw, "Foo=1")
