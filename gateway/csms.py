@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from ocpp.exceptions import (FormationViolationError, InternalError, NotImplementedError as OcppNotImplemented,
                              NotSupportedError, OCPPError, PropertyConstraintViolationError,
-                             ProtocolError, TypeConstraintViolationError)
+                             ProtocolError, SecurityError, TypeConstraintViolationError)
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
@@ -264,6 +264,11 @@ def _parse_ts(ts):
         return None
 
 
+# what a station may send before the operator accepted it (OCPP 1.6: a Pending station boots
+# again at the interval it was given; Heartbeat keeps its link up meanwhile)
+_BEFORE_ACCEPTED = frozenset(("BootNotification", "Heartbeat"))
+
+
 class StationDisconnected(ConnectionError):
     """The connection of a station ended while (sent=True) or before (sent=False) the gateway
     waited for its answer to a call."""
@@ -391,6 +396,12 @@ class StationSession(ChargePoint):
             if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
                 return await self._error(uid, FormationViolationError(
                     description="a CALL is [2, id, action, {payload}]"))
+            if msg[2] not in _BEFORE_ACCEPTED and self.gw.stations.get(self.id, {}).get("state") != "accepted":
+                # a station the operator has not accepted (--auth pending) stores nothing: it
+                # boots again until its BootNotification is Accepted
+                return await self._error(uid, SecurityError(
+                    description="%s refused: station %s is not accepted by the operator yet; send "
+                                "BootNotification until it answers Accepted" % (msg[2], self.id)))
             return await self._handle(uid, msg[2], msg[3])
         if kind == 3:
             self._answer(CallResult(uid, msg[2]))

@@ -238,6 +238,33 @@ async def test_session__pending_station_waits_for_the_operator(gateway):
                                  additional_headers=basic("CP-NEW", "its-own-pass"))
 
 
+async def test_session__a_pending_station_stores_nothing_until_accepted(gateway):
+    # found attacking the gateway: a station nobody accepted started, metered and stopped a
+    # transaction, all stored and exported
+    from ocpp.exceptions import SecurityError
+
+    gw = await gateway(auth="pending")
+    async with Connected(gw.port, "CP-NEW", headers=basic("CP-NEW", "its-own-password-1")) as cp:
+        assert (await boot(cp)).status == "Pending"
+        assert (await cp.call(call.Heartbeat())).current_time
+        for c in (call.StartTransaction(connector_id=1, id_tag="T", meter_start=0, timestamp="2026-11-30T12:00:00Z"),
+                  call.MeterValues(connector_id=1, meter_value=[meter("2026-11-30T12:00:10Z", current=10.0)]),
+                  call.StatusNotification(connector_id=1, error_code="NoError",
+                                                                      status="Charging")):
+            with pytest.raises(SecurityError) as e:
+                await cp.call(c, suppress=False)
+            assert "not accepted by the operator yet" in str(e.value), e.value
+    s, out = await http(gw, "GET", "/api/transactions.csv")
+    assert s == 200 and out.strip().count("\n") == 0, out       # the header alone
+    s, out = await http(gw, "POST", "/api/stations/CP-NEW/accept")
+    assert s == 200, out
+    async with Connected(gw.port, "CP-NEW", headers=basic("CP-NEW", "its-own-password-1")) as cp:
+        assert (await boot(cp)).status == "Accepted"
+        r = await cp.call(call.StartTransaction(connector_id=1, id_tag="T", meter_start=0,
+                                                timestamp="2026-11-30T12:00:00Z"))
+        assert r.transaction_id, r
+
+
 async def test_session__pending_admission_needs_credentials(gateway):
     """Without Basic credentials there is no password to become the station's: refused, so that
     nobody can connect under the id once the operator accepts it."""
