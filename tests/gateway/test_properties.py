@@ -162,7 +162,7 @@ class _Gw:
     """What the ingest and OCPP paths use of the gateway, recording what would be stored."""
 
     def __init__(self):
-        self.stations = {}
+        self.stations = {"CP-1": {"state": "accepted"}}     # the session's station, accepted
         self.settings = type("S", (), {"auth": "none", "heartbeat_interval": 300})()
         self.metrics = type("M", (), {"messages": 0, "ingest": {"mqtt": 0}, "dropped_answers": 0})()
         self.stored = []
@@ -172,7 +172,7 @@ class _Gw:
         return list(range(len(rows)))
 
     async def register(self, sid, *a, **kw):
-        self.stations[sid] = {}
+        self.stations[sid] = {"state": "accepted"}
 
     async def boot(self, *a):
         return "accepted"
