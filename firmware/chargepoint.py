@@ -2,7 +2,7 @@
 # is set. Boot, heartbeat, status, triggers, reset and the main loop; the other parts are
 #   ocpp_link            the connection (CALLs and their answers, reader, pings) and the reconnect
 #   ocpp_calls           calls from the central system: action -> on_<action> (imported per
-#                        call and dropped again: handle_call below)
+#                        call and dropped again: ocpp_link.handle_call)
 #   connector            connector 1's status (a pure state machine)
 #   ocpp_tx              transactions and the journal's delivery (nothing lost)
 #   aligned              clock-aligned data
@@ -10,7 +10,6 @@
 # online or offline (button, remote requests, meter samples, status, availability).
 import asyncio
 import gc
-import sys
 from binascii import hexlify
 from os import urandom
 
@@ -23,26 +22,13 @@ from compat import const, ticks_ms, ticks_diff, ticks_add, time_ns
 from connector import Connector
 from journal import Journal
 import ocpp_link
-from ocpp_link import Link, LinkDead, CallError, CallTimeout
+from ocpp_link import Link, LinkDead, CallError, CallTimeout, handle_call
 
 L = log.get("ocpp")
 
 MODEL = "PicoCharge-1"
 _TICK_S = 0.2
 _BOOT_RETRY_S = const(10)  # when BootNotification's interval is 0
-
-
-def handle_call(cp, action, payload, mid):
-    """The link's handler of the central system's CALLs (ocpp_calls.handle). They are rare (at
-    boot and a few per transaction), so ocpp_calls, its table and ten handlers (~7 KB of heap
-    on the 64-bit port), is imported for each call and dropped again, as ws_open is once the
-    WebSocket is open: the heap it took is free the rest of the time. A call that finds no
-    heap for it is answered CALLERROR InternalError by the link, like any handler's error."""
-    import ocpp_calls
-    try:
-        return ocpp_calls.handle(cp, action, payload, mid)
-    finally:
-        sys.modules.pop("ocpp_calls", None)
 
 
 class ChargePoint:
@@ -232,29 +218,10 @@ class ChargePoint:
         if self.conn.tx:
             ocpp_tx.stop(self, "HardReset" if kind == "Hard" else "SoftReset")
         if self.booted:     # before the boot is accepted only BootNotification may go out
-            await self.settle()
+            await ocpp_tx.settle(self)
         if self.link.ws:
             await self.link.ws.close()
         self.board.reset(kind == "Hard")
-
-    async def settle(self):
-        """Before a reset: send what the journal holds and wait for the answers, ignoring the
-        retry interval (a message that failed a moment ago is tried again now). No call is
-        started after one call timeout, so the wait is at most two of them; the sample task
-        (over-temperature) runs meanwhile. A reset with the StopTransaction unsent or
-        unanswered sent it again after the reboot: the central system received it twice
-        (issue 17). What is still unanswered stays journalled and is sent after the reboot."""
-        j = self.journal
-        end = ticks_add(ticks_ms(), self.cfg["call_timeout_s"] * 1000)
-        try:
-            while j.pending and self.online() and ticks_diff(end, ticks_ms()) > 0:
-                self.retry_at = ticks_ms()
-                await ocpp_tx.flush(self)
-            await self.send_status()
-        except Exception as e:
-            L.warn("before reset: %r", e)
-        if j.pending:
-            L.warn("resetting with %d message(s) unanswered: sent again after the reboot", len(j.pending))
 
     async def online_loop(self):
         if not self.booted:

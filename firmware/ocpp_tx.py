@@ -139,3 +139,23 @@ async def flush(cp):
         if kind == K_STOP:
             L.info("transaction %s closed at the central system", j.txid(ref))
     gc.collect()
+
+
+async def settle(cp):
+    """Before a reset: send what the journal holds and wait for the answers, ignoring the
+    retry interval (a message that failed a moment ago is tried again now). No call is
+    started after one call timeout, so the wait is at most two of them; the sample task
+    (over-temperature) runs meanwhile. A reset with the StopTransaction unsent or
+    unanswered sent it again after the reboot: the central system received it twice
+    (issue 17). What is still unanswered stays journalled and is sent after the reboot."""
+    j = cp.journal
+    end = ticks_add(ticks_ms(), cp.cfg["call_timeout_s"] * 1000)
+    try:
+        while j.pending and cp.online() and ticks_diff(end, ticks_ms()) > 0:
+            cp.retry_at = ticks_ms()
+            await flush(cp)
+        await cp.send_status()
+    except Exception as e:
+        L.warn("before reset: %r", e)
+    if j.pending:
+        L.warn("resetting with %d message(s) unanswered: sent again after the reboot", len(j.pending))
