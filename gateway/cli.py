@@ -23,11 +23,24 @@ def _option(*names, **kw):
     return click.option(*names, show_envvar=True, **kw)
 
 
+def _group_db(ctx, param, value):
+    """A subcommand's --db, else the one given to `picocharge gateway --db X <command>` (it was
+    ignored: `gateway --db X token create` wrote picocharge-gateway.db.tokens)."""
+    if value is not None:
+        return value
+    c = ctx.parent
+    while c is not None:        # `gateway --db X token create`: token's parent is gateway
+        if c.params.get("db"):
+            return c.params["db"]
+        c = c.parent
+    return "picocharge-gateway.db"
+
+
 def _db_option(f):
-    return _option("--db", "db", default="picocharge-gateway.db", show_default=True,
-                   envvar="PICOCHARGE_GATEWAY_DB", metavar="PATH",
-                   help="SQLite database (the gateway creates it when missing; the commands that only "
-                        "read refuse a missing one).")(f)
+    return _option("--db", "db", default=None, callback=_group_db, envvar="PICOCHARGE_GATEWAY_DB", metavar="PATH",
+                   help="SQLite database (default: picocharge-gateway.db, or for a command the one given as "
+                        "`picocharge gateway --db PATH <command>`; the gateway creates it when missing, the "
+                        "commands that only read refuse a missing one).")(f)
 
 
 def _existing_db(db):

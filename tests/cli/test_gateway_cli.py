@@ -86,3 +86,15 @@ def test_gateway_cli__read_only_commands_read_an_existing_db(tmp_path):
     assert r.returncode == 0, r
     r = picocharge("gateway", "token", "list", "--db", "gw.db", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.splitlines()[1].split()[:2] == ["t1", "read"], r
+
+
+def test_gateway_cli__a_command_takes_the_db_given_to_the_gateway_group(tmp_path):
+    # found attacking the gateway: `gateway --db X token create` wrote picocharge-gateway.db.tokens
+    # in the working folder, and the token was then refused by the gateway running on X
+    db = tmp_path / "site.db"
+    r = picocharge("gateway", "--db", str(db), "token", "create", "--role", "read", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "site.db.tokens").is_file() and not (tmp_path / "picocharge-gateway.db.tokens").exists()
+    # the command's own --db still wins
+    r = picocharge("gateway", "--db", str(db), "token", "create", "--db", str(tmp_path / "other.db"), cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "other.db.tokens").is_file(), r.stderr
