@@ -299,14 +299,20 @@ async def stream(gw, hub, request, allowed=None):
         if not live:
             await resp.write_eof()
             return resp
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         while not hub.closed:
+            if allowed is not None and loop.time() - checked >= HEARTBEAT_S:
+                # by the clock, not only when the stream is idle: a busy fleet's updates kept a
+                # revoked token's stream going as long as they came (found attacking the gateway)
+                if not await allowed():
+                    break
+                checked = loop.time()
             if not sub.queue:
                 sub.wake.clear()
                 try:
                     await asyncio.wait_for(sub.wake.wait(), HEARTBEAT_S)
                 except asyncio.TimeoutError:
-                    if allowed is not None and not await allowed():
-                        break
                     await resp.write(b": heartbeat\n\n")
                     continue
             while sub.queue:

@@ -184,6 +184,36 @@ async def test_events__a_stream_ends_when_its_session_is_signed_out(gateway, mon
             assert not rest.replace(b": heartbeat", b"").strip(b"\n"), rest     # nothing but heartbeats, then the end
 
 
+async def test_events__a_revoked_token_ends_its_stream_while_updates_keep_coming(gateway, monkeypatch):
+    # found attacking the gateway: credentials were asked again only when the stream sat idle
+    # for a heartbeat, so a station's frames every half second kept a revoked token's stream
+    monkeypatch.setattr(events, "HEARTBEAT_S", 2.0)
+    gw = await gateway(auth="none")
+    tok, row = gw.tokens.create("read", "watcher")
+    base = "http://127.0.0.1:%d" % gw.port
+    async with Connected(gw.port, "CP-BUSY") as cp, aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await boot(cp)
+
+        async def busy():       # a reading every 0.3 s: the station changes at every pass of the hub
+            for i in range(1000):
+                await cp.call(call.MeterValues(connector_id=1, meter_value=[
+                    meter("2026-11-30T10:%02d:%02dZ" % divmod(i, 60), current=1.0 + i)]))
+                await asyncio.sleep(0.3)
+        beats = asyncio.ensure_future(busy())
+        try:
+            async with session.get(base + "/api/events", headers={"Accept": "text/event-stream",
+                                                                 "Authorization": "Bearer " + tok}) as stream:
+                assert stream.status == 200
+                got = await _events(session, stream, n=3)
+                assert [name for name, _ in got] == ["hello", "update", "update"], got
+                gw.tokens.revoke(row["id"])
+                async with asyncio.timeout(3 * events.HEARTBEAT_S):    # ends at the next check
+                    await stream.content.read()
+        finally:
+            beats.cancel()
+
+
 def test_events__a_slow_reader_loses_the_oldest_events_counted():
     sub = events.Subscriber(None)
     for i in range(events.QUEUE_LEN + 5):
