@@ -19,7 +19,7 @@ from picocharge.firmware import fields
 from . import auth, events, export, models
 from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key, send_command
 from .httputil import error as _error, json_response as _json, read_body, slow_body
-from .readings import _num, _ts, reading_from_dict, reading_from_fields  # noqa: F401 (re-exported)
+from .readings import _num, _ts, reading_from_dict, reading_from_fields, unit_symbol  # noqa: F401 (re-exported)
 from .store import generate_password, hash_password, reading_row
 
 log = logging.getLogger(__name__)
@@ -340,11 +340,7 @@ async def _events(gw, req):
 
 async def _reading_fields(gw, req):
     """The reading vocabulary (firmware/fields.py): key, label, unit as stored, unit as shown."""
-    return _json([{"key": key, "label": label, "unit": unit, "symbol": _SYMBOLS.get(unit, unit)}
-                  for key, unit, label in ((r[fields.KEY], r[fields.UNIT], r[fields.LABEL]) for r in fields.READINGS)])
-
-
-_SYMBOLS = {"degC": "\u00b0C", "%RH": "%"}
+    return _json([dict(d, symbol=unit_symbol(d["unit"])) for d in fields.describe()])
 
 
 async def _readings_csv(gw, req, id=None):

@@ -35,6 +35,14 @@ METER_RANGE = (0, 10 ** 12)
 EARLIEST_TS = "2000-01-01T00:00:00Z"
 MAX_FUTURE_S = 86400.0
 
+# units as people read them (the table keeps ThingSpeak's spellings): the dashboard, the demo
+UNIT_SYMBOLS = {"degC": "\u00b0C", "%RH": "%"}
+
+
+def unit_symbol(unit):
+    return UNIT_SYMBOLS.get(unit, unit)
+
+
 _FIELD_KEYS = {"field%d" % n: key for n, key, _l, _u in THINGSPEAK_FIELDS}
 _STATUS_FIELD = "field%d" % fields.STATUS_FIELD
 _ISO = "%Y-%m-%dT%H:%M:%SZ"

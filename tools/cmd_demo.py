@@ -26,6 +26,7 @@ from rich.table import Table
 from . import unixport
 from .firmware import fields
 from .fleet import SimFleet
+from .gateway.readings import unit_symbol
 from .paths import board_dir
 from .procs import child_options, remove_stale_temp, stop_on_signals, stop_process
 
@@ -96,9 +97,8 @@ def _fmt(v, spec):
 # head gets the row's unit
 _SHOWN = ((fields.TEMP, "temp", 1), (fields.HUMIDITY, "RH", 0), (fields.CURRENT, "", 2),
           (fields.POWER, "", 0), (fields.ENERGY, "", 1), (fields.CHIP_TEMP, "board", 1))
-_SYMBOLS = {"degC": "\u00b0C", "%RH": "%"}
 COLUMNS = ("station", "link", "status") + tuple(
-    head + _SYMBOLS.get(fields.READINGS[i][fields.UNIT], fields.READINGS[i][fields.UNIT]) for i, head, _d in _SHOWN)
+    head + unit_symbol(fields.READINGS[i][fields.UNIT]) for i, head, _d in _SHOWN)
 _ROW = "%-9s %-10s %-13s" + "".join(" %%%ds" % max(7, len(h)) for h in COLUMNS[3:])
 
 
