@@ -78,14 +78,16 @@ STATUSES = ("Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE"
 # whitepaper and OCPP 2.0.1 hold it to 48 characters. Only URL-unreserved characters (no
 # escaping anywhere, and no ":", which HTTP Basic auth's user:password cannot carry).
 STATION_ID_MAX = 48
-STATION_ID_RULE = ("station id must be 1-48 characters of A-Z a-z 0-9 - _ . (the charge point "
-                   "identity: the last part of the OCPP URL)")
+STATION_ID_RULE = ("station id must be 1-48 characters of A-Z a-z 0-9 - _ . starting with a letter "
+                   "or a digit (the charge point identity: the last part of the OCPP URL)")
 
 
 def station_id_error(sid):
     """None when `sid` is a good station id, else what is wrong (STATION_ID_RULE, the same
-    text at every door). No regular expression: it runs on the board too."""
-    if isinstance(sid, str) and 0 < len(sid) <= STATION_ID_MAX:
+    text at every door). No regular expression: it runs on the board too. The first character
+    is a letter or a digit: '.', '..' and '-x' would be path segments or options elsewhere (a
+    URL's /ocpp/.. , a file name, `picocharge gateway remove-station -x`)."""
+    if isinstance(sid, str) and 0 < len(sid) <= STATION_ID_MAX and sid[0] not in "-_.":
         for c in sid:
             if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in "-_."):
                 return STATION_ID_RULE

@@ -9,7 +9,7 @@ from picocharge.firmware import fields
 
 Status = Literal[tuple(fields.STATUSES)]
 # the station id rule (fields.station_id_error) as a JSON Schema pattern, for the API document
-STATION_ID_PATTERN = "^[A-Za-z0-9._-]{1,%d}$" % fields.STATION_ID_MAX
+STATION_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,%d}$" % (fields.STATION_ID_MAX - 1)
 Ts = Field(json_schema_extra={"format": "date-time", "example": "2026-01-01T10:00:10Z"})
 
 

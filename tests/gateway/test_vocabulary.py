@@ -96,7 +96,7 @@ async def test_vocabulary__the_firmware_s_own_frames_come_back_as_the_reading_th
 
 # --- the station id ----------------------------------------------------------------------
 
-BAD_IDS = ["CP:1", "A" * 49, "CP 1", "caf\u00e9", "CP/1"]
+BAD_IDS = ["CP:1", "A" * 49, "CP 1", "caf\u00e9", "CP/1", "_CP", ".CP"]
 GOOD_ID = "X" * 47 + "9"     # 48: the longest the rule takes
 
 
@@ -134,7 +134,8 @@ _RULE_RE = re.compile(models.STATION_ID_PATTERN)
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=60),
-                 st.text(alphabet="AZaz09-_.:/ ~%", min_size=0, max_size=50)))
+                 st.text(alphabet="AZaz09-_.:/ ~%", min_size=0, max_size=50),
+                 st.sampled_from([".", "..", "-", "_a", "-a", ".a", "a.", "a-"])))
 def test_vocabulary__station_id_pattern_of_the_api_document_is_the_rule(sid):
     """models.NewStation (and so /api/openapi.json) carries the rule as a pattern: both agree."""
     assert (F.station_id_error(sid) is None) == bool(_RULE_RE.match(sid) and not sid.endswith("\n")), sid

@@ -29,7 +29,7 @@ UNITS_16 = ("Wh", "kWh", "varh", "kvarh", "W", "kW", "VA", "kVA", "var", "kvar",
 
 GOOD_IDS = ("CP-1", "CP-80", "FLEET-01", "BENCH-00001", "OLD-1", "SIM-1", "a", "x.y_z-0", "A" * 48)
 BAD_IDS = ("", "A" * 49, "CP 1", "CP:1", "CP/1", "CP%201", "CP-1\n", "caf\u00e9", "CP#1", "CP?1", "CP~1",
-           None, 12)
+           ".", "..", "-", "-x", "_x", ".hidden", None, 12)
 
 
 def _is_key(k):
