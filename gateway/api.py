@@ -332,10 +332,23 @@ async def _fleet(gw, req):
     return _json(events.fleet_page(gw, req.query))
 
 
+def _owner(gw, req):
+    """Who holds a live stream (events.MAX_PER_OWNER): the token's id, for a bearer token and
+    for a dashboard session opened with it alike; the address when the API asks for no token."""
+    if gw.settings.api_auth == "none":
+        return ("addr", req.remote or "")
+    got = req.headers.get("Authorization")
+    if got is not None:
+        row = gw.token_row(got[7:].strip())
+        return ("token", row["id"] if row else None)
+    sess = gw.web_sessions.get(req.cookies.get(auth.SESSION_COOKIE))
+    return ("token", sess[2] if sess else None)
+
+
 async def _events(gw, req):
     async def allowed():
         return await authorise(gw, req, "read") is None
-    return await events.stream(gw, req.app[events.HUB], req, allowed)
+    return await events.stream(gw, req.app[events.HUB], req, allowed, _owner(gw, req))
 
 
 async def _reading_fields(gw, req):

@@ -7,7 +7,10 @@ per tick with the stations that changed (of those it asked for) and the summary 
 they changed. So the gateway's handlers are not touched and a tick costs one pass over the
 stations, whatever the number of subscribers.
 
-Bounded: at most MAX_SUBSCRIBERS streams (the next is answered 503); each has a queue of
+Bounded: at most MAX_SUBSCRIBERS streams (the next is answered 503), at most MAX_PER_OWNER of
+them for one credential (an API token, with the dashboard sessions opened with it; or one
+address when the API asks for no token), so that one reader cannot take every slot (the next
+is answered 429); each has a queue of
 QUEUE_LEN events, a slow reader loses the oldest (counted: the next event carries `dropped`,
 the page then reloads what it shows); a comment line every HEARTBEAT_S keeps proxies from
 closing an idle stream and finds readers that went away.
@@ -28,7 +31,9 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 HEARTBEAT_S = 15.0
+GONE_CHECK_S = 1.0      # how often an idle stream looks whether its reader went away
 MAX_SUBSCRIBERS = 64
+MAX_PER_OWNER = 8       # streams one token (or one address without API auth) may hold: a few tabs
 QUEUE_LEN = 32
 MAX_IDS = 200           # stations one subscriber may follow (a page of the overview)
 HOT_C = 50.0            # enclosure temperature counted as "hot" (the firmware's default max_temp_c)
@@ -142,10 +147,11 @@ HUB = web.AppKey("events_hub", object)
 
 
 class Subscriber:
-    __slots__ = ("ids", "queue", "dropped", "wake")
+    __slots__ = ("ids", "queue", "dropped", "wake", "owner")
 
-    def __init__(self, ids):
+    def __init__(self, ids, owner=None):
         self.ids = ids          # a set of station ids, or None for every station
+        self.owner = owner      # who opened it (MAX_PER_OWNER)
         self.queue = collections.deque()
         self.dropped = 0
         self.wake = asyncio.Event()
@@ -165,7 +171,8 @@ class Hub:
         self.gw = gw
         self.subscribers = set()
         self.dropped = 0        # events dropped for slow readers, all subscribers together
-        self.refused = 0        # streams refused at MAX_SUBSCRIBERS
+        self.refused = 0        # streams refused at MAX_SUBSCRIBERS or MAX_PER_OWNER
+        self.owners = collections.Counter()     # owner -> streams open
         self._snap = {}
         self._counts = None
         self._task = None
@@ -232,16 +239,22 @@ class Hub:
                 s.put(ev)
 
     # --- one stream -----------------------------------------------------------------
-    def subscribe(self, ids):
+    def subscribe(self, ids, owner=None):
+        """A new Subscriber; None when the gateway's streams are all taken, False when `owner`'s are."""
         if len(self.subscribers) >= MAX_SUBSCRIBERS:
             self.refused += 1
             return None
+        if owner is not None and self.owners[owner] >= MAX_PER_OWNER:
+            self.refused += 1
+            return False
         if not self.subscribers:        # the first one: start from what is there now
             for sid, st in self.gw.stations.items():
                 self._snap[sid] = self._key(sid, st)
             self._counts = counts(self.gw)
-        s = Subscriber(ids)
+        s = Subscriber(ids, owner)
         self.subscribers.add(s)
+        if owner is not None:
+            self.owners[owner] += 1
         return s
 
     def state(self):
@@ -250,6 +263,10 @@ class Hub:
                 "refused": self.refused}
 
     def unsubscribe(self, s):
+        if s in self.subscribers and s.owner is not None:
+            self.owners[s.owner] -= 1
+            if self.owners[s.owner] <= 0:
+                del self.owners[s.owner]
         self.subscribers.discard(s)
         self.dropped += s.dropped
 
@@ -270,13 +287,13 @@ def _frame(name, data):
     return ("event: %s\ndata: %s\n\n" % (name, json.dumps(data, separators=(",", ":"), allow_nan=False))).encode()
 
 
-async def stream(gw, hub, request, allowed=None):
+async def stream(gw, hub, request, allowed=None, owner=None):
     """GET /api/events. With `Accept: text/event-stream` (what EventSource sends): a `hello`
     event (the counts), then `update` events as the stations change, a comment line every
     HEARTBEAT_S. Without it: the `hello` event alone, then the end (a snapshot, for a client
     that cannot hold a stream open). `allowed()` (async, true while the request's credentials
     still hold) is asked again at every heartbeat: a stream ends when its session is signed
-    out or its token revoked."""
+    out or its token revoked. `owner` (hashable: the credential) holds MAX_PER_OWNER streams at most."""
     ids = parse_ids(request.query)
     unknown = sorted(set(request.query) - {"ids"})
     if unknown:
@@ -287,7 +304,10 @@ async def stream(gw, hub, request, allowed=None):
     if live:
         if hub.closed:
             return error(503, "the gateway is stopping: connect again when it is back", {"Retry-After": "30"})
-        sub = hub.subscribe(ids)
+        sub = hub.subscribe(ids, owner)
+        if sub is False:
+            return error(429, "this token already has %d live streams open, the most one token may hold: close a "
+                              "dashboard tab, or use another token" % MAX_PER_OWNER, {"Retry-After": "30"})
         if sub is None:
             return error(503, "%d live streams are open, the most this gateway serves: close a dashboard tab, or "
                               "try again later" % MAX_SUBSCRIBERS, {"Retry-After": "30"})
@@ -300,7 +320,7 @@ async def stream(gw, hub, request, allowed=None):
             await resp.write_eof()
             return resp
         loop = asyncio.get_running_loop()
-        checked = loop.time()
+        checked = wrote = loop.time()
         while not hub.closed:
             if allowed is not None and loop.time() - checked >= HEARTBEAT_S:
                 # by the clock, not only when the stream is idle: a busy fleet's updates kept a
@@ -311,15 +331,23 @@ async def stream(gw, hub, request, allowed=None):
             if not sub.queue:
                 sub.wake.clear()
                 try:
-                    await asyncio.wait_for(sub.wake.wait(), HEARTBEAT_S)
+                    # in steps of a second: a reader that went away frees its slot within one
+                    # (aiohttp does not cancel the handler; the socket says it is closing)
+                    await asyncio.wait_for(sub.wake.wait(), min(GONE_CHECK_S, HEARTBEAT_S))
                 except asyncio.TimeoutError:
-                    await resp.write(b": heartbeat\n\n")
+                    tr = request.transport
+                    if tr is None or tr.is_closing():
+                        break
+                    if loop.time() - wrote >= HEARTBEAT_S:
+                        await resp.write(b": heartbeat\n\n")
+                        wrote = loop.time()
                     continue
             while sub.queue:
                 ev = sub.queue.popleft()
                 if sub.dropped:
                     ev["dropped"] = sub.dropped
                 await resp.write(_frame("update", ev))
+            wrote = loop.time()
     except ConnectionResetError:     # the reader went away
         pass
     finally:

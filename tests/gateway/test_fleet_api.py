@@ -214,6 +214,55 @@ async def test_events__a_revoked_token_ends_its_stream_while_updates_keep_coming
             beats.cancel()
 
 
+async def test_events__one_token_cannot_take_every_stream(gateway, monkeypatch):
+    # found attacking the gateway: one read token could open all MAX_SUBSCRIBERS streams and
+    # leave the operators' dashboards with 503s
+    monkeypatch.setattr(events, "MAX_PER_OWNER", 2)
+    gw = await gateway(auth="none")
+    greedy, greedy_row = gw.tokens.create("read", "greedy")
+    other, _ = gw.tokens.create("read", "operator")
+    base = "http://127.0.0.1:%d" % gw.port
+
+    def live(tok):
+        return {"Accept": "text/event-stream", "Authorization": "Bearer " + tok}
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session, \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                  timeout=aiohttp.ClientTimeout(total=60)) as dash:
+        first = await session.get(base + "/api/events", headers=live(greedy))
+        second = await session.get(base + "/api/events", headers=live(greedy))
+        assert (first.status, second.status) == (200, 200)
+        async with session.get(base + "/api/events", headers=live(greedy)) as third:
+            assert third.status == 429 and third.headers["Retry-After"] == "30", third.status
+            assert (await third.json()) == {"error": "this token already has 2 live streams open, the most one token "
+                                                     "may hold: close a dashboard tab, or use another token"}
+        # a dashboard session opened with the same token counts with it
+        async with dash.post(base + "/api/session", json={"token": greedy}) as r:
+            assert r.status == 200, await r.text()
+        async with dash.get(base + "/api/events", headers={"Accept": "text/event-stream"}) as r:
+            assert r.status == 429, r.status
+        # another token still gets its streams
+        async with session.get(base + "/api/events", headers=live(other)) as mine:
+            assert mine.status == 200 and (await _events(session, mine))[0][0] == "hello"
+        s, out = await http(gw, "GET", "/healthz")
+        assert out["live_streams"]["refused"] == 2, out
+        # a stream of the greedy token ends: it may open one again
+        first.close()
+        hub = gw.front.app[events.HUB]
+        for _ in range(100):
+            if len(hub.subscribers) == 1:
+                break
+            await asyncio.sleep(0.05)
+        async with session.get(base + "/api/events", headers=live(greedy)) as again:
+            assert again.status == 200
+        second.close()
+    for _ in range(100):
+        if not hub.subscribers:
+            break
+        await asyncio.sleep(0.05)
+    assert not hub.subscribers and not hub.owners, (hub.subscribers, hub.owners)
+
+
 def test_events__a_slow_reader_loses_the_oldest_events_counted():
     sub = events.Subscriber(None)
     for i in range(events.QUEUE_LEN + 5):
