@@ -50,6 +50,8 @@ def _period(q):
         raise ValueError("unknown parameter %s: an export takes from= and to= (ISO 8601)" % unknown[0][:40])
     out = []
     for name in ("from", "to"):
+        if len(q.getall(name, ())) > 1:
+            raise ValueError("%s is given %d times: give it once" % (name, len(q.getall(name))))
         v = q.get(name)
         if v in (None, ""):
             out.append(None)

@@ -321,7 +321,8 @@ async def test_export__csv_of_readings_and_transactions_streamed_quoted_defused_
     for query, msg in (("from=yesterday", "from 'yesterday' is not ISO 8601 (e.g. 2026-01-31T12:00:00Z)"),
                        ("from=2026-12-01T00:00:00Z&to=2026-11-01T00:00:00Z",
                         "from 2026-12-01T00:00:00Z is not before to 2026-11-01T00:00:00Z"),
-                       ("since=2026-01-01", "unknown parameter since: an export takes from= and to= (ISO 8601)")):
+                       ("since=2026-01-01", "unknown parameter since: an export takes from= and to= (ISO 8601)"),
+                       ("from=2026-01-01&from=2026-06-01", "from is given 2 times: give it once")):
         s, out = await http(gw, "GET", "/api/transactions.csv?" + query)
         assert (s, out) == (400, {"error": msg}), (query, out)
     s, out = await http(gw, "GET", "/api/stations/NOPE/readings.csv")
