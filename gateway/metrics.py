@@ -91,6 +91,26 @@ class GatewayCollector:
         for u in gw.uplinks:
             c.add_metric([u.name], u.errors)
         yield c
+        hub = _hub(gw)
+        if hub is not None:
+            live = hub.state()
+            yield GaugeMetricFamily("picocharge_live_streams", "Dashboard event streams (GET /api/events) open now.",
+                                    value=live["open"])
+            yield CounterMetricFamily("picocharge_live_stream_events_dropped",
+                                      "Events dropped for event-stream readers too slow to take them.",
+                                      value=live["dropped"])
+            yield CounterMetricFamily("picocharge_live_streams_refused",
+                                      "Event streams refused: every slot taken, or the token's own share.",
+                                      value=live["refused"])
+
+
+def _hub(gw):
+    """The dashboard's event hub (gateway/events.py), once the listening port is up."""
+    from .events import HUB
+
+    front = getattr(gw, "front", None)
+    app = getattr(front, "app", None)
+    return app.get(HUB) if app is not None else None
 
 
 class GatewayMetrics:

@@ -246,6 +246,10 @@ async def test_events__one_token_cannot_take_every_stream(gateway, monkeypatch):
             assert mine.status == 200 and (await _events(session, mine))[0][0] == "hello"
         s, out = await http(gw, "GET", "/healthz")
         assert out["live_streams"]["refused"] == 2, out
+        async with session.get(base + "/metrics", headers={"Authorization": "Bearer " + other}) as r:
+            prom = await r.text()
+        assert "picocharge_live_streams 3.0" in prom and "picocharge_live_streams_refused_total 2.0" in prom, prom
+        assert "picocharge_live_stream_events_dropped_total 0.0" in prom, prom
         # a stream of the greedy token ends: it may open one again
         first.close()
         hub = gw.front.app[events.HUB]
