@@ -202,8 +202,8 @@ async def test_api__wrong_paths_methods_and_bodies_say_what_is_wrong(gateway):
                    "(char 1))"}),
         ("POST", "/api/stations", b"[1]", 400, {"error": "the body must be a JSON object"}),
         ("POST", "/api/stations", b'{"id": "bad id!"}', 400,
-         {"error": "station id must be 1-48 characters of A-Z a-z 0-9 - _ . (the charge point identity: "
-                   "the last part of the OCPP URL)"}),
+         {"error": "station id must be 1-48 characters of A-Z a-z 0-9 - _ . starting with a letter or a digit "
+                   "(the charge point identity: the last part of the OCPP URL)"}),
         ("POST", "/api/stations", b'{"id": "CP-2", "password": "short"}', 400,
          {"error": "password must be a string of 16..40 printable ASCII characters without spaces (or leave it "
                   "out to generate one)"}),
