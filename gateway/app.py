@@ -12,6 +12,7 @@ import gc
 import hashlib
 import hmac
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from picocharge.firmware import fields
 
-from . import auth, openapi
+from . import auth, ca, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .metrics import GatewayMetrics
@@ -62,6 +63,7 @@ class Settings:
     tls_key: str = None
     client_ca: str = None   # PEM operator CA: stations may present a certificate it signed (security profile 3)
     client_cert: str = "optional"   # with client_ca: "required" refuses stations without a certificate
+    client_crl: str = None  # PEM CRL signed by client_ca: revoked station certificates (read again when it changes)
     # --- the HTTP edge: credentials and limits (docs/gateway.md "Limits") ---
     api_auth: str = "token"         # token: every /api call and /metrics need a token or a session; none: open
     tokens_file: str = None         # default: <db>.tokens
@@ -164,6 +166,7 @@ class Gateway:
         self.id_tags = {}
         self._verified = {}     # (id, sha256(password)) -> pw_hash it was checked against
         self.station_profile = {}   # id -> the OCPP security profile of its last authentication
+        self.revocations = None     # ca.Revocations of --client-crl
         self.key_changes = set()    # ids with an AuthorizationKey change waiting for its answer (commands.py)
         self.port = None
         self.front = None       # the server.Listener
@@ -184,6 +187,16 @@ class Gateway:
     async def start(self):
         s = self.settings
         tls = tls_context(s)    # a bad certificate stops the start before anything is opened
+        if s.client_crl:
+            if not s.client_ca:
+                raise ValueError("a client CRL (--client-crl) needs the CA that signed it: give --client-ca too")
+            if not os.path.isfile(s.client_crl):
+                raise ValueError("client CRL not found: %s (`picocharge gateway ca revoke` writes DIR/ca.crl)"
+                                 % s.client_crl)
+            try:
+                self.revocations = ca.Revocations(s.client_crl, s.client_ca)
+            except ca.CaError as e:
+                raise ValueError(str(e))
         quiet_ocpp_frames(log.isEnabledFor(logging.DEBUG))   # frames (id tags, config values) only at debug
         await self.store.start()
         for row in await self.store.run(Store.station_rows):
@@ -389,6 +402,8 @@ class Gateway:
         cn = auth.certificate_cn(cert)
         if cn != sid:
             return 401, "client certificate CN %r is not the station id in the URL" % (cn,)
+        if self.revocations is not None and self.revocations.revoked(cert):
+            return 401, "client certificate %s (serial %s) is revoked (--client-crl)" % (cn, cert.get("serialNumber"))
         mode = self.settings.auth
         st = self.stations.get(sid)
         if st is None:

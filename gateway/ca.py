@@ -10,11 +10,19 @@ mbedtls signs with one in a fraction of the time an RSA-2048 key takes.
 Files: <dir>/ca.crt and <dir>/ca.key (the CA), <out>/<station id>.crt and .key (a
 station); all created 0600 (the keys are secrets, and nothing needs the certificates
 world-readable). Nothing existing is overwritten unless asked (`force`).
+
+Revocation: `revoke` records a station's certificate in the CA's database (<dir>/index.txt,
+openssl ca's own format) and writes a new CRL, <dir>/ca.crl, signed by the CA; the gateway
+reads it with --client-crl and refuses a revoked certificate at the next connection (it reads
+the file again when it changes, no restart). A stolen board's certificate is revoked without
+touching the other stations.
 """
+import logging
 import os
 import secrets
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from picocharge.firmware import fields
@@ -23,6 +31,8 @@ from .auth import write_private
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
+CA_CRL = "ca.crl"
+log = logging.getLogger(__name__)
 _STATION_EXT = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
                 "extendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
 
@@ -31,8 +41,9 @@ class CaError(Exception):
     """A CA or certificate operation failed; the message says what and what to do."""
 
 
-def _openssl(args, data=None):
-    """stdout (bytes) of `openssl ARGS` fed `data`; CaError with openssl's own reason."""
+def _openssl(args, data=None, want=None):
+    """stdout (bytes) of `openssl ARGS` fed `data`; CaError with openssl's own reason. `want`: a
+    text that must be in what it printed (`openssl crl -CAfile` exits 0 on "verify failure")."""
     try:
         out = subprocess.run(["openssl"] + list(args), input=data, capture_output=True, timeout=60)
     except FileNotFoundError:
@@ -42,6 +53,9 @@ def _openssl(args, data=None):
     if out.returncode != 0:
         lines = [ln for ln in out.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
         raise CaError("openssl %s failed: %s" % (args[0], "; ".join(lines[-3:]) or "exit %d" % out.returncode))
+    if want is not None and want not in (out.stdout + out.stderr).decode("utf-8", "replace"):
+        said = (out.stderr or out.stdout).decode("utf-8", "replace").strip().splitlines()
+        raise CaError("openssl %s: %s" % (args[0], said[-1] if said else "no %r" % want))
     return out.stdout
 
 
@@ -71,6 +85,10 @@ def init(folder, name="PicoCharge operator CA", days=3650, force=False):
                     "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
                     "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
     write_private(str(crt), pem.decode())
+    for stale in ("index.txt", "index.txt.attr", "crlnumber", CA_CRL):     # a new CA: nothing revoked yet
+        if (folder / stale).exists():
+            os.unlink(folder / stale)
+    write_crl(folder)
     return crt, key
 
 
@@ -149,3 +167,145 @@ def station_files(cert, key, station_id=None):
                       "station its CN names; issue one with `picocharge gateway ca issue %s`"
                       % (cert, "CN=%s" % cn if cn else "no single CN", station_id, station_id))
     return {"cn": cn, "not_after": not_after, "cert_der": cert_der, "key_der": key_der}
+
+
+# --- revocation ------------------------------------------------------------------------------
+
+def _ca_config(folder):
+    """A minimal `openssl ca` configuration for the CA in `folder` (its database and CRL number
+    live there): the path of a temporary file the caller removes."""
+    folder = Path(folder).resolve()
+    db, num = folder / "index.txt", folder / "crlnumber"
+    if not db.exists():
+        write_private(str(db), "")
+    if not num.exists():
+        write_private(str(num), "01\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".cnf", delete=False) as f:
+        f.write("[ca]\ndefault_ca = d\n[d]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\n"
+                "default_crl_days = 3650\ncertificate = %s\nprivate_key = %s\n"
+                % (db, num, folder / CA_CERT, folder / CA_KEY))
+    return f.name
+
+
+def _serial(cert_path):
+    out = _openssl(["x509", "-in", str(cert_path), "-noout", "-serial"]).decode().strip()
+    return int(out.split("=", 1)[1], 16)
+
+
+def revoke(folder, station_id=None, cert=None):
+    """Revoke a station's certificate (`cert`, or the CA folder's <station_id>.crt) and write the
+    CA's CRL anew: (the revoked serial as hex, the CRL path). CaError when the certificate is not
+    one this CA issued, or there is no CA."""
+    folder = Path(folder)
+    ca_crt, ca_key = folder / CA_CERT, folder / CA_KEY
+    for p in (ca_crt, ca_key):
+        if not p.is_file():
+            raise CaError("no CA in %s (%s is missing): revoke with the CA that issued the certificate (--dir)"
+                          % (folder, p.name))
+    if cert is None:
+        why = fields.station_id_error(station_id)
+        if why:
+            raise CaError("station id %r: %s" % (station_id, why))
+        cert = folder / (station_id + ".crt")
+        if not cert.is_file():
+            raise CaError("no certificate %s: give the station's certificate file with --cert" % cert)
+    try:
+        _openssl(["verify", "-CAfile", str(ca_crt), "-purpose", "sslclient", str(cert)])
+    except CaError as e:
+        raise CaError("%s was not issued by the CA in %s (%s): revoke it with the CA that issued it"
+                      % (cert, folder, e))
+    serial = _serial(cert)
+    if serial not in _revoked_in_db(folder):
+        cnf = _ca_config(folder)
+        try:
+            _openssl(["ca", "-config", cnf, "-revoke", str(cert)])
+        finally:
+            os.unlink(cnf)
+    return "%X" % serial, write_crl(folder)
+
+
+def write_crl(folder):
+    """Write the CA's revocation list, <folder>/ca.crl, from its database: its path."""
+    folder = Path(folder)
+    cnf = _ca_config(folder)
+    try:
+        pem = _openssl(["ca", "-config", cnf, "-gencrl"])
+    finally:
+        os.unlink(cnf)
+    crl = folder / CA_CRL
+    tmp = str(crl) + ".tmp"
+    write_private(tmp, pem.decode())
+    os.replace(tmp, crl)        # a gateway reading it sees the old list or the new one, whole
+    return crl
+
+
+def _revoked_in_db(folder):
+    out = set()
+    try:
+        lines = (Path(folder) / "index.txt").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        cols = line.split("\t")
+        if len(cols) >= 4 and cols[0] == "R":
+            out.add(int(cols[3], 16))
+    return out
+
+
+def crl_serials(crl, ca_cert):
+    """The serial numbers a CRL revokes, after checking it is signed by `ca_cert`: a set of ints.
+    CaError when it does not load or is not that CA's."""
+    try:
+        _openssl(["crl", "-in", str(crl), "-CAfile", str(ca_cert), "-noout"], want="verify OK")
+    except CaError as e:
+        raise CaError("the CRL %s is not one signed by the client CA %s (%s): give the CA's ca.crl "
+                      "(`picocharge gateway ca revoke` writes it)" % (crl, ca_cert, e))
+    text = _openssl(["crl", "-in", str(crl), "-noout", "-text"]).decode("ascii", "replace")
+    out = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("Serial Number:"):
+            out.add(int(line.split(":", 1)[1].strip(), 16))
+    return out
+
+
+class Revocations:
+    """The gateway's view of --client-crl: the revoked serials, read again when the file changes
+    (looked at most once a second). A CRL that no longer loads keeps the last good list (a
+    revocation is never undone by a broken file) and is logged."""
+
+    def __init__(self, crl, ca_cert):
+        self.crl, self.ca_cert = str(crl), str(ca_cert)
+        self._mtime = os.stat(self.crl).st_mtime_ns
+        self.serials = crl_serials(self.crl, self.ca_cert)      # CaError at start: the gateway does not start
+        self._looked = time.monotonic()
+        self.error = None
+
+    def _refresh(self):
+        now = time.monotonic()
+        if now - self._looked < 1.0:
+            return
+        self._looked = now
+        try:
+            m = os.stat(self.crl).st_mtime_ns
+        except OSError as e:
+            self.error = "cannot read the CRL %s: %s" % (self.crl, e.strerror or e)
+            return
+        if m == self._mtime:
+            return
+        try:
+            self.serials = crl_serials(self.crl, self.ca_cert)
+            self._mtime, self.error = m, None
+            log.info("client CRL %s read again: %d certificates revoked", self.crl, len(self.serials))
+        except CaError as e:
+            self.error = str(e)
+            log.error("%s; the last good list (%d revoked) stays in force", e, len(self.serials))
+
+    def revoked(self, peercert):
+        """Whether a verified peer certificate (getpeercert() dict) is revoked."""
+        self._refresh()
+        sn = (peercert or {}).get("serialNumber")
+        try:
+            return sn is not None and int(sn, 16) in self.serials
+        except ValueError:
+            return True     # a serial ssl could not give as hex: refuse rather than guess

@@ -145,6 +145,9 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
               envvar="PICOCHARGE_GATEWAY_CLIENT_CERT",
               help="With --client-ca: optional lets stations without a certificate use their password "
                    "(profiles 1, 2); required refuses them (401). The dashboard and API never need one.")
+@_option("--client-crl", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_CLIENT_CRL",
+         help="With --client-ca: the CA's revocation list (`picocharge gateway ca revoke` writes DIR/ca.crl); a "
+              "station whose certificate it lists is refused (401). Read again when the file changes.")
 @_option("--heartbeat-interval", type=click.IntRange(1, 86400), default=300, show_default=True,
               envvar="PICOCHARGE_GATEWAY_HEARTBEAT_INTERVAL", help="Heartbeat interval given at boot.")
 @_option("--clock-aligned-interval", type=_SECONDS_OR_KEEP, default="900", show_default=True,
@@ -158,7 +161,7 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
             thingspeak_bulk_limit, retention_days, api_auth, api_token, allowed_hosts, max_connections, max_body,
             idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, client_ca, client_cert,
-            heartbeat_interval, clock_aligned_interval, log_level):
+            client_crl, heartbeat_interval, clock_aligned_interval, log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -179,7 +182,7 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         thingspeak_bulk_limit=thingspeak_bulk_limit, retention_days=retention_days,
                         api_token=api_token, heartbeat_interval=heartbeat_interval,
                         tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, client_cert=client_cert,
-                        api_auth=api_auth,
+                        client_crl=client_crl, api_auth=api_auth,
                         allowed_hosts=tuple(h for h in allowed_hosts.split(",") if h.strip()),
                         max_connections=max_connections, max_body=max_body, idle_timeout=idle_timeout,
                         body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending,
@@ -513,6 +516,7 @@ def ca_init(folder, name, days, force):
         raise click.ClickException(str(e))
     click.echo("CA certificate: %s (the gateway's --client-ca)" % crt)
     click.echo("CA key:         %s (secret: it issues station certificates)" % key)
+    click.echo("revocation list: %s (the gateway's --client-crl; `ca revoke` adds to it)" % crt.with_name(ca.CA_CRL))
 
 
 @ca_group.command("issue")
@@ -530,3 +534,21 @@ def ca_issue(station_id, folder, out, days, force):
     except ca.CaError as e:
         raise click.ClickException(str(e))
     click.echo("station %s: certificate %s, key %s" % (station_id, crt, key))
+
+
+@ca_group.command("revoke")
+@click.argument("station_id", required=False)
+@_ca_dir_option
+@click.option("--cert", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="The certificate to revoke (default: DIR/<STATION_ID>.crt).")
+def ca_revoke(station_id, folder, cert):
+    """Revoke STATION_ID's certificate (a stolen or retired board) and write the CA's revocation
+    list DIR/ca.crl anew. A gateway run with --client-crl DIR/ca.crl refuses it from the next
+    connection on; issue the station a new one with `ca issue STATION_ID --force`."""
+    if not station_id and not cert:
+        raise click.UsageError("give the STATION_ID whose certificate to revoke, or --cert FILE")
+    try:
+        serial, crl = ca.revoke(folder, station_id, cert)
+    except ca.CaError as e:
+        raise click.ClickException(str(e))
+    click.echo("revoked certificate serial %s; revocation list: %s (the gateway's --client-crl)" % (serial, crl))

@@ -39,7 +39,8 @@ def pki(tmp_path_factory):
     r = _cli("ca", "init", "--dir", str(ca_dir))
     assert r.returncode == 0, r.stderr
     assert r.stdout == ("CA certificate: %s/ca.crt (the gateway's --client-ca)\nCA key:         %s/ca.key (secret: "
-                        "it issues station certificates)\n" % (ca_dir, ca_dir)), r.stdout
+                        "it issues station certificates)\nrevocation list: %s/ca.crl (the gateway's --client-crl; "
+                        "`ca revoke` adds to it)\n" % (ca_dir, ca_dir, ca_dir)), r.stdout
     for sid in ("CP-C", "CP-OTHER"):
         r = _cli("ca", "issue", sid, "--dir", str(ca_dir), "--out", str(out))
         assert r.returncode == 0, r.stderr
@@ -272,3 +273,68 @@ def test_profile3__the_gateway_command_on_uvloop_takes_client_ca_from_its_enviro
         out, err = p.communicate(timeout=20)
     assert "uvloop is not installed" not in err, err
     assert re.search(r"station=CP-C connected from \S+ \(OCPP security profile 3: client certificate", err), err
+
+
+async def test_profile3__a_revoked_certificate_is_refused_from_the_next_connection(gateway, pki, tmp_path, caplog):
+    # a stolen or retired board: its certificate is revoked with `ca revoke`, the running gateway
+    # reads the CA's new list (--client-crl) and refuses it; the other stations go on
+    ca_dir, out = tmp_path / "ca", tmp_path / "st"
+    assert _cli("ca", "init", "--dir", str(ca_dir)).returncode == 0
+    for sid in ("CP-R", "CP-KEEP"):
+        assert _cli("ca", "issue", sid, "--dir", str(ca_dir), "--out", str(out)).returncode == 0
+    crl = ca_dir / "ca.crl"
+    assert os.stat(crl).st_mode & 0o777 == 0o600
+    gw = await gateway(tls_cert=str(pki.cert), tls_key=str(pki.key), client_ca=str(ca_dir / "ca.crt"),
+                       client_crl=str(crl), auth="password")
+    await gw.register("CP-R", PW)
+    await gw.register("CP-KEEP", PW)
+    stolen, keep = (out / "CP-R.crt", out / "CP-R.key"), (out / "CP-KEEP.crt", out / "CP-KEEP.key")
+    assert await _boot(gw, "CP-R", _ctx(pki, stolen)) == "Accepted"
+    r = _cli("ca", "revoke", "CP-R", "--dir", str(ca_dir), "--cert", str(stolen[0]))
+    assert r.returncode == 0, r.stderr
+    serial = subprocess.run(["openssl", "x509", "-in", str(stolen[0]), "-noout", "-serial"], capture_output=True,
+                            text=True).stdout.strip().split("=")[1]
+    assert r.stdout == "revoked certificate serial %s; revocation list: %s (the gateway's --client-crl)\n" % (
+        serial, crl), r.stdout
+    caplog.set_level("WARNING", logger="picocharge.gateway.ocpp_ws")
+    for _ in range(50):         # the gateway looks at the file at most once a second
+        try:
+            await _boot(gw, "CP-R", _ctx(pki, stolen))
+        except InvalidStatus as e:
+            assert (e.response.status_code, e.response.body.decode()) == (401, STATION_401 + "\n")
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("the revoked certificate is still accepted")
+    assert "station=CP-R refused (127.0.0.1): client certificate CP-R (serial %s) is revoked" % serial in caplog.text
+    assert await _boot(gw, "CP-KEEP", _ctx(pki, keep)) == "Accepted"
+    # revoking it again changes nothing; a certificate of another CA is not this CA's to revoke
+    assert _cli("ca", "revoke", "--dir", str(ca_dir), "--cert", str(stolen[0])).returncode == 0
+    r = _cli("ca", "revoke", "--dir", str(ca_dir), "--cert", str(pki.station["CP-C"][0]))
+    assert r.returncode == 1 and "was not issued by the CA in %s" % ca_dir in r.stderr, r.stderr
+    r = _cli("ca", "revoke", "--dir", str(ca_dir))
+    assert r.returncode == 2 and "give the STATION_ID whose certificate to revoke, or --cert FILE" in r.stderr
+    # a broken list never undoes a revocation: the last good one stays in force
+    caplog.set_level("ERROR", logger="picocharge.gateway.ca")
+    crl.write_text("not a CRL")
+    await asyncio.sleep(1.1)
+    with pytest.raises(InvalidStatus):
+        await _boot(gw, "CP-R", _ctx(pki, stolen))
+    assert "the last good list (1 revoked) stays in force" in caplog.text, caplog.text
+    assert await _boot(gw, "CP-KEEP", _ctx(pki, keep)) == "Accepted"
+
+
+async def test_profile3__a_crl_of_another_ca_or_without_a_client_ca_stops_the_start(pki, tmp_path):
+    from picocharge.gateway.app import Gateway, Settings
+    other = tmp_path / "other"
+    assert _cli("ca", "init", "--dir", str(other)).returncode == 0
+    tls = dict(tls_cert=str(pki.cert), tls_key=str(pki.key))
+    cases = [
+        (dict(tls, client_ca=str(pki.client_ca), client_crl=str(other / "ca.crl")),
+         "the CRL .*other/ca.crl is not one signed by the client CA"),
+        (dict(tls, client_crl=str(other / "ca.crl")), "a client CRL \\(--client-crl\\) needs the CA that signed it"),
+        (dict(tls, client_ca=str(pki.client_ca), client_crl=str(tmp_path / "none.crl")), "client CRL not found"),
+    ]
+    for i, (kw, match) in enumerate(cases):
+        with pytest.raises(ValueError, match=match):
+            await Gateway(Settings(db=str(tmp_path / ("%d.db" % i)), port=0, **kw)).start()
