@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import inventory, unixport
+from .cmd_provision import read_ca, read_client
 from .cmd_run import scenario_path
 from .fleet import SimFleet
 from .fwproc import RESET_EXIT
@@ -32,6 +33,13 @@ from .procs import stop_on_signals
 @click.option("--mqtt", "mqtt_url", metavar="URL",
               help="Also publish telemetry to this broker: mqtt://[user:password@]host[:port] "
                    "(mqtts:// for TLS, port 8883 unless given).")
+@click.option("--ca-cert", "ca_cert", type=click.Path(dir_okay=False), metavar="FILE",
+              help="CA certificate (PEM or DER) that signed the central system's (wss://) and the broker's "
+                   "(mqtts://) certificates: each station verifies them with it, as `picocharge provision "
+                   "--ca-cert` sets up a board.")
+@click.option("--client-cert-dir", "client_dir", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="OCPP security profile 3: each station presents DIR/<station id>.crt and .key (made by "
+                   "`picocharge gateway ca issue`, e.g. SIM-001) over wss:// instead of a password.")
 @click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky.")
 @click.option("--prefix", default="SIM-", show_default=True, help="Station id prefix.")
 @click.option("--flash-root", type=click.Path(file_okay=False),
@@ -46,7 +54,7 @@ from .procs import stop_on_signals
               help="MicroPython heap size per station (192K on 64-bit ~ the Pico W's ~100K on 32-bit).")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
 @click.option("--quiet", is_flag=True, help="Only print warnings and errors from the stations.")
-def sim(count, central, password, id_tag, mqtt_url, scenario, prefix, flash_root, interval,
+def sim(count, central, password, id_tag, mqtt_url, ca_cert, client_dir, scenario, prefix, flash_root, interval,
         meter_interval, sets, heap, duration, quiet):
     """Run N simulated stations: the real firmware under the MicroPython unix port, each on
     its own flash folder, against a central system and/or an MQTT broker.
@@ -93,6 +101,27 @@ def sim(count, central, password, id_tag, mqtt_url, scenario, prefix, flash_root
             base["mqtt"]["user"] = unquote(u.username)
         if u.password:
             base["mqtt"]["password"] = unquote(u.password)
+    files = {}
+    if ca_cert:
+        name, der, _subject = read_ca(ca_cert)      # checked (one X.509 certificate) before any station starts
+        files[name] = der
+        for uplink in ("ocpp", "mqtt"):
+            if uplink in base:
+                base[uplink]["ca_cert"] = name
+    if client_dir and not (central or "").startswith("wss://"):
+        raise click.BadParameter("client certificates are presented over TLS: give --central wss://...",
+                                 param_hint="--client-cert-dir")
+    width = max(3, len(str(count)))
+    ids = ["%s%0*d" % (prefix, width, i + 1) for i in range(count)]
+    own = {}
+    for sid in ids if client_dir else ():
+        crt, key = Path(client_dir) / (sid + ".crt"), Path(client_dir) / (sid + ".key")
+        if not crt.is_file() or not key.is_file():
+            raise click.BadParameter("%s or %s is missing: issue one per station with `picocharge gateway ca "
+                                     "issue %s --out %s`" % (crt, key, sid, client_dir), param_hint="--client-cert-dir")
+        d = read_client(crt, key, sid, where="--client-cert-dir")
+        own[sid] = ({d["cert_name"]: d["cert_der"], d["key_name"]: d["key_der"]},
+                    {"ocpp.client_cert": d["cert_name"], "ocpp.client_key": d["key_name"]})
     for k, v in sets:
         inventory.set_dotted(base, k, v)
     sc = scenario_path(scenario)
@@ -106,9 +135,10 @@ def sim(count, central, password, id_tag, mqtt_url, scenario, prefix, flash_root
     try:
         try:
             fleet = SimFleet(root, count, prefix=prefix, central=central,
-                             passwords={("%s%0*d" % (prefix, max(3, len(str(count))), i + 1)): password
-                                        for i in range(count)} if password else None,
-                             base_config=base, scenario=sc_data, heap=heap)
+                             passwords={sid: password for sid in ids} if password else None,
+                             base_config=base, scenario=sc_data, heap=heap,
+                             files={sid: dict(files, **own.get(sid, ({}, {}))[0]) for sid in ids},
+                             config_of={sid: own[sid][1] for sid in own})
         except ValueError as e:
             raise click.ClickException(str(e))
         _run(fleet, "%s%s" % (root, " (removed at the end)" if temp else ""), duration, quiet, central)

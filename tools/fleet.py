@@ -22,6 +22,7 @@ class SimStation:
         self.config = config
         self.scenario = scenario
         self.fw = None
+        self.files = {}
         self.restarts = 0
         self.exit_code = None
 
@@ -34,6 +35,8 @@ class SimStation:
         # simulation runs for hours): each line goes to the fleet's queue
         self.fw = FirmwareProcess(self.flash, self.config, self.scenario, heap=self.fleet.heap,
                                   on_line=self._line, record=False, indent=1)
+        for name, data in self.files.items():      # certificates and keys, as provision copies them
+            write_private(self.flash / name, data)
 
     def start(self):
         # own session: a terminal's Ctrl-C reaches the supervisor, which stops the stations
@@ -52,11 +55,13 @@ class SimStation:
 
 class SimFleet:
     def __init__(self, root, count, prefix="SIM-", central=None, passwords=None, base_config=None,
-                 scenario=None, heap=unixport.DEFAULT_HEAP, web_ports=None, seed=1):
+                 scenario=None, heap=unixport.DEFAULT_HEAP, web_ports=None, seed=1, files=None, config_of=None):
         """`central`: OCPP central-system URL (the station id is appended by the firmware).
         `passwords`: {station_id: password} for OCPP Basic auth. `base_config`: config keys
         shared by every station (merged under each station's own). `scenario`: dict for the
         unix board (each station gets its own seed). `web_ports`: list of status-page ports.
+        `files`: {station_id: {name: bytes}} written to its flash folder (0600): CA and client
+        certificates. `config_of`: {station_id: {dotted key: value}} set on that station alone.
         """
         self.root = Path(root)
         self.heap = heap
@@ -73,6 +78,11 @@ class SimFleet:
                 o["url"] = central
                 if passwords and sid in passwords:
                     o["password"] = passwords[sid]
+            for k, v in ((config_of or {}).get(sid) or {}).items():
+                o = cfg
+                for part in k.split(".")[:-1]:
+                    o = o.setdefault(part, {})
+                o[k.split(".")[-1]] = v
             w = cfg.setdefault("web", {})
             if web_ports:
                 w.update({"enabled": True, "port": web_ports[i]})
@@ -82,7 +92,9 @@ class SimFleet:
             sc = json.loads(json.dumps(scenario or {}))
             sc["seed"] = seed + i
             sc.setdefault("unique_id", "e66141%010x" % (i + 1))
-            self.stations.append(SimStation(self, i, sid, self.root / sid, cfg, sc))
+            st = SimStation(self, i, sid, self.root / sid, cfg, sc)
+            st.files = dict((files or {}).get(sid) or {})
+            self.stations.append(st)
 
     def start(self, stagger_s=0.05):
         for s in self.stations:

@@ -27,7 +27,7 @@ def write_private(path, text):
     """Write `path` readable by its owner only (0600) from the first byte: a station's config
     holds its Wi-Fi and OCPP passwords."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
         os.fchmod(fd, 0o600)    # an older file keeps its mode through O_CREAT: set it
         f.write(text)
 

@@ -2,9 +2,11 @@
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -168,3 +170,48 @@ def test_sim__no_micropython_leaves_no_temporary_folder(tmp_path, cmd):
     assert r.returncode == 1, r.stderr
     assert "is not an executable micropython" in r.stderr, r.stderr
     assert list(tmp.iterdir()) == [], list(tmp.iterdir())
+
+
+def test_sim__stations_present_certificates_over_wss_to_the_real_gateway(tmp_path):
+    """--ca-cert and --client-cert-dir: simulated stations verify the gateway's certificate and
+    sign in with their own (OCPP security profile 3), as provisioned boards do."""
+    from picocharge.cmd_demo import GatewayProcess
+    from support import tls_certs
+
+    pki = tls_certs.make(tmp_path / "pki")
+    ca_dir, out = tmp_path / "ca", tmp_path / "stations"
+    assert run_cli("gateway", "ca", "init", "--dir", str(ca_dir)).returncode == 0
+    for sid in ("SIM-001", "SIM-002"):
+        assert run_cli("gateway", "ca", "issue", sid, "--dir", str(ca_dir), "--out", str(out)).returncode == 0
+    gw = GatewayProcess(tmp_path / "gw.db", extra=(
+        "--tls-cert", str(pki.cert), "--tls-key", str(pki.key), "--client-ca", str(ca_dir / "ca.crt"),
+        "--client-cert", "required"))
+    ctx = ssl.create_default_context(cafile=str(pki.ca_pem))
+
+    def api(method, path, body=None):
+        req = urllib.request.Request(gw.url + path, data=json.dumps(body).encode() if body else None, method=method,
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer " + gw.token})
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            return json.loads(r.read())
+    try:
+        gw.start()
+        assert gw.url.startswith("https://"), gw.url
+        port = int(gw.url.rsplit(":", 1)[1])
+        for sid in ("SIM-001", "SIM-002"):
+            api("POST", "/api/stations", {"id": sid, "password": "never-used-password-1"})
+        wss = "wss://127.0.0.1:%d/ocpp" % port
+        # a station without its certificate is named before anything starts
+        r = run_cli("sim", "-n", "3", "--central", wss, "--ca-cert", str(pki.ca_pem), "--client-cert-dir", str(out),
+                    "--duration", "1", "--flash-root", str(tmp_path / "nope"))
+        assert r.returncode == 2 and "SIM-003.crt or" in r.stderr and "picocharge gateway ca issue SIM-003" in r.stderr
+        r = run_cli("sim", "-n", "2", "--central", wss, "--ca-cert", str(pki.ca_pem), "--client-cert-dir", str(out),
+                    "--duration", "15", "--flash-root", str(tmp_path / "fleet"), timeout=90)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        for sid in ("SIM-001", "SIM-002"):
+            st = api("GET", "/api/stations/" + sid)
+            assert st["security_profile"] == 3 and st["last_seen"], st
+            cfg = json.loads((tmp_path / "fleet" / sid / "config.json").read_text())
+            assert cfg["ocpp"]["client_cert"].startswith("client-") and "password" not in cfg["ocpp"], cfg
+            assert (tmp_path / "fleet" / sid / cfg["ocpp"]["client_key"]).stat().st_mode & 0o777 == 0o600
+    finally:
+        gw.stop()
