@@ -90,7 +90,30 @@ async def _json_body(gw, request):
         return _error(400, "the body is nested too deeply")
     if not isinstance(d, dict):
         return _error(400, "the body must be a JSON object")
+    where = nul_at(d)
+    if where is not None:
+        return _error(400, "%s holds a NUL character (U+0000): text may not contain it" % where)
     return d
+
+
+def nul_at(v, where="the body"):
+    """Where (a dotted path) a text of a parsed JSON value, keys included, holds U+0000; None if
+    none does. No database text column takes it (PostgreSQL refuses it outright)."""
+    if isinstance(v, str):
+        return where if "\x00" in v else None
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if "\x00" in k:
+                return "a key of %s" % where
+            got = nul_at(x, k if where == "the body" else where + "." + k)
+            if got is not None:
+                return got
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            got = nul_at(x, "%s[%d]" % (where, i))
+            if got is not None:
+                return got
+    return None
 
 
 _JSON_BODY = web.RequestKey("json_body", object)   # the request's parsed JSON body, for its handler
@@ -599,6 +622,9 @@ async def ingest(gw, req, body):
                                              strict_parsing=True)))
             except (UnicodeDecodeError, ValueError):
                 return _text(400, "the body is not a form (api_key=...&field1=...)\n")
+    where = nul_at(params)
+    if where is not None:
+        return _text(400, "%s holds a NUL character (U+0000): text may not contain it\n" % where)
     if gw.throttle.blocked(("ingest", req.remote or "")):
         return _text(429, "too many unknown api_keys from this address: try again later\n")
     key = params.get("api_key") or params.get("key") or req.headers.get("x-thingspeakapikey")

@@ -201,6 +201,12 @@ async def test_api__wrong_paths_methods_and_bodies_say_what_is_wrong(gateway):
          {"error": "the body is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
                    "(char 1))"}),
         ("POST", "/api/stations", b"[1]", 400, {"error": "the body must be a JSON object"}),
+        ("POST", "/api/id-tags", b'{"id_tag": "T\\u0000"}', 400,
+         {"error": "id_tag holds a NUL character (U+0000): text may not contain it"}),
+        ("POST", "/api/stations/CP-1/remote-start", b'{"id_tag": ["x", {"k\\u0000": 1}]}', 400,
+         {"error": "a key of id_tag[1] holds a NUL character (U+0000): text may not contain it"}),
+        ("GET", "/update?api_key=K&status=a%00b", None, 400, b"status holds a NUL character (U+0000): text may not "
+                                                             b"contain it\n"),
         ("POST", "/api/stations", b'{"id": "bad id!"}', 400,
          {"error": "station id must be 1-48 characters of A-Z a-z 0-9 - _ . starting with a letter or a digit "
                    "(the charge point identity: the last part of the OCPP URL)"}),

@@ -82,6 +82,13 @@ async def test_door__ocpp_values_and_times_out_of_range_get_a_callerror_and_noth
          None),     # not JSON we can read: Rejected, as any other bad Climate data
         ("DataTransfer", {"vendorId": "PicoCharge", "messageId": "Humidity", "data": "nan"},
          "PropertyConstraintViolation"),
+        # U+0000 in any text: no database text column takes it (PostgreSQL refuses it outright)
+        ("BootNotification", {"chargePointVendor": "Pico\u0000Charge", "chargePointModel": "M"},
+         "PropertyConstraintViolation"),
+        ("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available",
+                                "info": "\u0000"}, "PropertyConstraintViolation"),
+        ("StartTransaction", {"connectorId": 1, "idTag": "T\u0000", "meterStart": 0, "timestamp": _now_iso()},
+         "PropertyConstraintViolation"),
     ]
     async with websockets.connect("ws://127.0.0.1:%d/ocpp/CP-1" % gw.port, subprotocols=["ocpp1.6"]) as ws:
         for i, (action, payload, code) in enumerate(cases):
