@@ -1,0 +1,112 @@
+"""A throwaway PostgreSQL server for the tests: Debian's `postgresql` binaries
+(/usr/lib/postgresql/<version>/bin), a cluster made by initdb in a temporary folder, listening on
+127.0.0.1 only, on a free port, with trust authentication for loopback. One per pytest process
+(session fixture `pg_server`), stopped at its end; each test that asks for `pg_url` gets a fresh
+database in it.
+
+initdb and postgres refuse to run as root: as root (CI, this machine) they run as the `postgres`
+system user the Debian package creates, in a folder that user owns; as anyone else, as that user.
+A missing PostgreSQL is an error, not a skip: scripts/test.sh installs the package.
+"""
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+
+import psycopg
+
+from .net import free_port
+
+_ids = itertools.count(1)
+
+
+def find_bin():
+    """The newest /usr/lib/postgresql/<version>/bin holding initdb (or PICOCHARGE_PG_BIN)."""
+    env = os.environ.get("PICOCHARGE_PG_BIN")
+    if env:
+        return env
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if found:
+        return os.path.dirname(found[-1])
+    initdb = shutil.which("initdb")
+    if initdb:
+        return os.path.dirname(initdb)
+    raise RuntimeError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): the store tests run "
+                       "on it too. Install Debian's package: apt-get install postgresql (scripts/test.sh does)")
+
+
+class PostgresServer:
+    def __init__(self):
+        self.bin = find_bin()
+        self.port = None
+        self.root = None
+        self._user = None
+
+    def _as_user(self, argv):
+        if os.getuid() == 0:
+            return ["setpriv", "--reuid=%d" % self._user.pw_uid, "--regid=%d" % self._user.pw_gid,
+                    "--init-groups", "--"] + argv
+        return argv
+
+    def start(self):
+        if os.getuid() == 0:
+            try:
+                self._user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("running as root, PostgreSQL needs an unprivileged user to run as: the Debian "
+                                   "package creates `postgres` (apt-get install postgresql)")
+        self.root = tempfile.mkdtemp(prefix="picocharge-pg-")
+        os.chmod(self.root, 0o700)
+        if self._user is not None:
+            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+        data = os.path.join(self.root, "data")
+        out = subprocess.run(self._as_user([os.path.join(self.bin, "initdb"), "-D", data, "-U", "postgres",
+                                            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]),
+                             capture_output=True, text=True, timeout=120, cwd=self.root)
+        if out.returncode != 0:
+            raise RuntimeError("initdb failed (%d): %s" % (out.returncode, out.stderr[-2000:]))
+        self.port = free_port()
+        self.log = os.path.join(self.root, "postgres.log")
+        # fsync off: a test cluster lives as long as the test run; listen on loopback only
+        opts = ("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+                "-c shared_buffers=32MB" % (self.port, self.root))
+        out = subprocess.run(self._as_user([os.path.join(self.bin, "pg_ctl"), "-D", data, "-l", self.log, "-w",
+                                            "-t", "60", "-o", opts, "start"]),
+                             capture_output=True, text=True, timeout=90, cwd=self.root)
+        if out.returncode != 0:
+            log = open(self.log).read()[-2000:] if os.path.exists(self.log) else ""
+            raise RuntimeError("postgres did not start (%d): %s %s" % (out.returncode, out.stderr[-1000:], log))
+        self.data = data
+        return self
+
+    def url(self, dbname="postgres"):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, dbname)
+
+    def create_database(self, prefix="t"):
+        """A new empty database; its URL."""
+
+        name = "%s_%d_%d_%d" % (prefix, os.getpid(), next(_ids), int(time.time() * 1000) % 100000)
+        with psycopg.connect(self.url(), autocommit=True) as c:
+            c.execute("CREATE DATABASE %s" % name)
+        return self.url(name)
+
+    def drop_database(self, url):
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url(), autocommit=True) as c:
+            c.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+
+    def stop(self):
+        if self.root is None:
+            return
+        if self.port is not None:
+            subprocess.run(self._as_user([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "immediate",
+                                          "-w", "stop"]), capture_output=True, timeout=60, cwd=self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
