@@ -17,7 +17,9 @@ os.environ.setdefault("PICOCHARGE_GATEWAY_API_TOKEN", TEST_TOKEN)
 
 
 def pytest_generate_tests(metafunc):
-    if "store_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
+    # a test of a both_stores module may name its one back end: @pytest.mark.parametrize("store_kind", [...])
+    own = any("store_kind" in m.args[0] for m in metafunc.definition.iter_markers("parametrize"))
+    if "store_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores") and not own:
         metafunc.parametrize("store_kind", ["sqlite", "postgresql"])
 
 

@@ -8,6 +8,7 @@ import websockets
 from ocpp.v16 import call
 
 from picocharge.gateway.app import STATION_401
+from picocharge.gateway.store import is_url, redact
 from support.gwhttp import basic, http
 from support.stations import Connected, boot, meter
 
@@ -443,18 +444,19 @@ async def test_session__add_station_password_from_the_environment_and_json_outpu
     r = cli("CP-ENV", "--json", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-var-1"})
     assert r.returncode == 0, r
     assert json.loads(r.stdout) == {"id": "CP-ENV", "state": "accepted", "thingspeak_channel": None,
-                                    "db": db}, r.stdout
+                                    "db": redact(db)}, r.stdout
     assert "from-the-env-var-1" not in r.stdout + r.stderr, r
+    assert not is_url(db) or ":***@" in r.stdout, r.stdout    # a PostgreSQL URL's password is never printed
     r = cli("CP-GEN", "--json", "--pending")
     assert r.returncode == 0, r
     out = json.loads(r.stdout)
     generated = out.pop("password")
-    assert out == {"id": "CP-GEN", "state": "pending", "thingspeak_channel": None, "db": db} and \
+    assert out == {"id": "CP-GEN", "state": "pending", "thingspeak_channel": None, "db": redact(db)} and \
         len(generated) >= 16, r.stdout
     r = cli("CP-BAD", env={"PICOCHARGE_STATION_PASSWORD": "short"})
     assert r.returncode == 2 and "PICOCHARGE_STATION_PASSWORD" in r.stderr and "16..40" in r.stderr, r
     r = cli("CP-TXT", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-var-2"})
-    assert (r.returncode, r.stdout) == (0, "station CP-TXT added to %s\n" % db), r
+    assert (r.returncode, r.stdout) == (0, "station CP-TXT added to %s\n" % redact(db)), r
 
     gw = await gateway(db=db, auth="password")
     async with Connected(gw.port, "CP-ENV", headers=basic("CP-ENV", "from-the-env-var-1")) as cp:

@@ -1,6 +1,8 @@
 """A throwaway PostgreSQL server for the tests: Debian's `postgresql` binaries
 (/usr/lib/postgresql/<version>/bin), a cluster made by initdb in a temporary folder, listening on
-127.0.0.1 only, on a free port, with trust authentication for loopback. One per pytest process
+127.0.0.1 only, on a free port, with password authentication (scram-sha-256; the password is new
+for each cluster and is in every URL the fixtures give: the tests check that the gateway never
+prints it). One per pytest process
 (session fixture `pg_server`), stopped at its end; each test that asks for `pg_url` gets a fresh
 database in it.
 
@@ -12,6 +14,7 @@ import glob
 import itertools
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -46,6 +49,7 @@ class PostgresServer:
         self.port = None
         self.root = None
         self._user = None
+        self.password = "pw-" + secrets.token_hex(12)
 
     def _as_user(self, argv):
         if os.getuid() == 0:
@@ -65,8 +69,14 @@ class PostgresServer:
         if self._user is not None:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
         data = os.path.join(self.root, "data")
+        pwfile = os.path.join(self.root, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.password + "\n")
+        if self._user is not None:
+            os.chown(pwfile, self._user.pw_uid, self._user.pw_gid)
         out = subprocess.run(self._as_user([os.path.join(self.bin, "initdb"), "-D", data, "-U", "postgres",
-                                            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]),
+                                            "--pwfile", pwfile, "--auth-local=trust", "--auth-host=scram-sha-256",
+                                            "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]),
                              capture_output=True, text=True, timeout=120, cwd=self.root)
         if out.returncode != 0:
             raise RuntimeError("initdb failed (%d): %s" % (out.returncode, out.stderr[-2000:]))
@@ -86,7 +96,7 @@ class PostgresServer:
         return self
 
     def url(self, dbname="postgres"):
-        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, dbname)
+        return "postgresql://postgres:%s@127.0.0.1:%d/%s" % (self.password, self.port, dbname)
 
     def create_database(self, prefix="t"):
         """A new empty database; its URL."""
