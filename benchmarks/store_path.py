@@ -3,8 +3,8 @@ the batching writer thread (one transaction per batch), as the gateway does for 
 Prints readings stored per second (best of 5 rounds) and microseconds per reading.
 
     python benchmarks/store_path.py                       # SQLite in a temporary folder
-    python benchmarks/store_path.py postgresql://...      # a PostgreSQL database (emptied first? no:
-                                                          # rows are added to it)
+    python benchmarks/store_path.py postgresql://...      # a PostgreSQL database (the readings
+                                                          # are added to it: give an empty one)
 """
 import asyncio
 import sys
@@ -37,8 +37,7 @@ async def _main(db):
         await store.stop()
     n = STATIONS * ROUNDS
     print("%s: %d readings from %d callers at once: %.0f readings/s, %.1f us per reading, %d commits"
-          % (store.name if hasattr(store, "name") else "sqlite", n, STATIONS, n / best, best / n * 1e6,
-             store.commits))
+          % (getattr(store, "name", db), n, STATIONS, n / best, best / n * 1e6, store.commits))
 
 
 def main():

@@ -52,7 +52,6 @@ from datetime import datetime, timezone
 
 from picocharge.firmware.fields import READING_KEYS
 
-from .store_pg import PgBackend
 from .store_schema import (EXPORT_COLUMNS_READINGS, EXPORT_COLUMNS_TRANSACTIONS, INSERT_READING, READING_COLS,
                            StoreError, is_url, redact)
 from .store_sqlite import SqliteBackend
@@ -96,7 +95,12 @@ def generate_password():
 
 def backend_for(db):
     """The back end for `--db`: a postgresql:// URL is PostgreSQL, anything else a SQLite path."""
-    return PgBackend(str(db)) if is_url(db) else SqliteBackend(db)
+    if is_url(db):
+        # imported here, not at the top: psycopg and its libpq cost ~20 MB of RSS and ~0.1 s to
+        # load, which a gateway on SQLite (the default) does not pay (benchmarks: docs/performance.md)
+        from .store_pg import PgBackend
+        return PgBackend(str(db))
+    return SqliteBackend(db)
 
 
 class _Redo(Exception):

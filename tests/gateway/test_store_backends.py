@@ -316,3 +316,12 @@ def test_gateway__help_names_the_url_form_and_the_environment_variable():
     text = " ".join(out.stdout.split())
     assert "--db PATH|URL" in text and "postgresql://USER@HOST:PORT/NAME" in text and \
         "env var: PICOCHARGE_GATEWAY_DB" in text, out.stdout
+
+
+def test_store__a_gateway_on_sqlite_does_not_load_the_postgresql_driver():
+    """psycopg and libpq are ~20 MB of RSS: only a postgresql:// URL loads them."""
+    code = ("import sys; from picocharge.gateway import app, cli; from picocharge.gateway.store import Store; "
+            "Store('x.db'); print(sorted(m for m in sys.modules if m.startswith(('psycopg', "
+            "'picocharge.gateway.store_pg'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "[]\n"), out
