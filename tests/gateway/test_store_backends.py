@@ -154,6 +154,23 @@ def test_store__the_migrations_run_once_when_two_processes_open_a_new_database_a
         db.close()
 
 
+def test_store__a_reading_key_without_its_column_gets_it_when_the_database_is_opened(gw_db):
+    """The readings table's value columns follow fields.READINGS: a key added to the vocabulary
+    gets its column in an existing database, on both back ends, its rows kept."""
+    key = READING_KEYS[-1]
+    db = Store(gw_db).open()
+    db.execute("INSERT INTO readings (station, ts, current_a, source) VALUES ('CP-1', '2026-01-01T00:00:00Z', 2.5, "
+               "'ocpp')")
+    db.execute("ALTER TABLE readings DROP COLUMN %s" % key)
+    db.close()
+    db = Store(gw_db).open()
+    try:
+        assert [tuple(r) for r in db.execute("SELECT station, current_a, %s FROM readings" % key)] == [
+            ("CP-1", 2.5, None)]
+    finally:
+        db.close()
+
+
 def test_migrations__numbered_without_a_gap_and_the_same_tables_on_both_back_ends():
     sqlite_m, pg_m = migrations("sqlite", "REAL"), migrations("postgresql", "DOUBLE PRECISION")
     assert [(n, name) for n, name, _s in sqlite_m] == [(n, name) for n, name, _s in pg_m], (sqlite_m, pg_m)
