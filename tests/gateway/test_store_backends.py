@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as hs
 from ocpp.v16 import call
 
 from support.broker import Subscriber
@@ -241,6 +242,26 @@ async def test_store__literals_placeholders_and_row_ids_mean_the_same_on_both(gw
         assert dict(row)["state"] == "accepted" and row["created_at"].endswith("Z"), row
     finally:
         await store.stop()
+
+
+_TEXT = hs.text(hs.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=30)
+
+
+def test_store__any_text_in_a_literal_or_a_parameter_comes_back_as_it_went(gw_db):
+    """The PostgreSQL connection rewrites the callers' SQL (? -> %s, % -> %%) outside and
+    inside quotes: whatever a literal holds (quotes, ?, %, %s, newlines), it means the same as
+    on SQLite. (NUL is not text on PostgreSQL: the gateway's door refuses it.)"""
+    db = Store(gw_db).open()
+    try:
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(lit=_TEXT, param=_TEXT)
+        def check(lit, param):
+            quoted = "'%s'" % lit.replace("'", "''")
+            got = tuple(db.execute("SELECT %s, ?, %s || ?" % (quoted, quoted), (param, param)).fetchone())
+            assert got == (lit, param, lit + param), (lit, param, got)
+        check()
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize("store_kind", ["postgresql"])
