@@ -162,7 +162,13 @@ class Store:
             self.backend.check(db)
         finally:
             db.close()
-        return self.backend.open()
+        db = self.backend.open()
+        try:
+            self.backend.claim(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     async def stop(self):
         if self._thread:
@@ -193,6 +199,7 @@ class Store:
             try:
                 if db is None:
                     db = self.backend.connect()
+                    self.backend.claim(db)
                 done = self._batch(db, batch)
             except BaseException as e:  # noqa: B902 - whatever it was, no caller is left waiting
                 done, db = self._failed(db, batch, e)

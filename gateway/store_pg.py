@@ -24,6 +24,7 @@ as on SQLite, and text compares byte by byte (COLLATE "C"), so the same queries 
 """
 import logging
 import re
+import time
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -32,8 +33,11 @@ from .store_schema import INSERT_READING, READING_COLS, StoreError, migrations, 
 
 log = logging.getLogger(__name__)
 
-# an advisory lock key for migrations: processes starting at once apply them one at a time
+# advisory lock keys: migrations (processes starting at once apply them one at a time), and the
+# one gateway process per database (until issue 15's leases let several share the uplinks' work)
 _MIGRATE_LOCK = 0x70696367     # 'picg'
+_GATEWAY_LOCK = 0x70696377     # 'picw'
+_CLAIM_WAIT_S = 5.0
 _CONNECT_TIMEOUT_S = 10
 _LITERAL = re.compile(r"('(?:[^']|'')*')")
 _INSERT_INTO = re.compile(r"\s*INSERT\s+INTO\s+(\w+)", re.I)
@@ -220,6 +224,31 @@ class PgBackend:
                     log.info("store: added readings.%s to the database", k)
 
     # --- the batching writer's hooks -------------------------------------------------
+    def claim(self, db):
+        """Hold the database for this gateway process, on the writer's connection (the lock goes
+        with the connection: a process that dies releases it). Two processes on one database
+        would each forward every reading to MQTT and ThingSpeak and move the same outbox
+        cursors; several processes come with the uplink leases of issue 15's next step."""
+        try:
+            # the server notices a holder whose host vanished (no FIN) within ~25 s, not hours
+            db.script("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")
+            end = time.monotonic() + _CLAIM_WAIT_S
+            while True:     # a gateway killed a moment ago: its server process ends within this
+                got = db.cursor().execute("SELECT pg_try_advisory_lock(%s)", (_GATEWAY_LOCK,)).fetchone()[0]
+                if got or time.monotonic() > end:
+                    break
+                time.sleep(0.2)
+            holder = None if got else db.cursor().execute(
+                "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+                (_GATEWAY_LOCK,)).fetchone()
+        except psycopg.Error as e:
+            raise StoreError("cannot take the database %s for this gateway (%s)" % (self.name, _first_line(e)))
+        if not got:
+            raise StoreError("another gateway process uses the database %s (%s): stop it, or give this one "
+                             "another database; several gateway processes on one database are not supported yet"
+                             % (self.name, "%s from %s, server pid %s" % tuple(holder) if holder else "it just ended"))
+
     @staticmethod
     def changes(db):
         return db.total_changes

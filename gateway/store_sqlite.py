@@ -113,6 +113,11 @@ class SqliteBackend:
 
     # --- the batching writer's hooks -------------------------------------------------
     @staticmethod
+    def claim(db):
+        """The writer's connection is this process's (nothing to take: SQLite's write lock is per
+        transaction)."""
+
+    @staticmethod
     def changes(db):
         return db.total_changes
 
