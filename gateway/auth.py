@@ -43,6 +43,8 @@ import secrets
 import time
 from urllib.parse import urlsplit
 
+from .store_schema import is_url
+
 log = logging.getLogger(__name__)
 
 ROLES = ("read", "operate", "admin")
@@ -130,7 +132,7 @@ def tokens_path(db):
     """The token file that goes with database `db`: beside a SQLite file; for a PostgreSQL URL,
     picocharge-<database name>.tokens in the working folder (never a name holding the URL)."""
     db = str(db)
-    if db.startswith(("postgresql://", "postgres://")):
+    if is_url(db):
         return "picocharge-%s.tokens" % (re.sub(r"[^A-Za-z0-9_.-]", "_", urlsplit(db).path.strip("/")) or "gateway")
     return db + ".tokens"
 
