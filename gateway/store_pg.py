@@ -121,8 +121,9 @@ class PgConnection(psycopg.Connection):
         cur = self.cursor()
         cur.execute(q, params if params is not None else (), prepare=prepare)
         cur.lastrowid = None
-        if returning:
-            cur.lastrowid = cur.fetchone()[0]
+        if returning:   # as sqlite3: the id of the last row inserted (none: ON CONFLICT DO NOTHING)
+            rows = cur.fetchall()
+            cur.lastrowid = rows[-1][0] if rows else None
         if write and cur.rowcount > 0:
             self.total_changes += cur.rowcount
         return cur

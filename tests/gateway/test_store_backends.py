@@ -228,6 +228,10 @@ async def test_store__literals_placeholders_and_row_ids_mean_the_same_on_both(gw
             "INSERT INTO status_history (station, connector, status, ts) VALUES (?,?,?,?)",
             ("CP-1", 1, "Available", "2026-01-01T00:00:00Z")).lastrowid) for _ in range(3)]
         assert ids == [1, 2, 3], ids
+        last = await store.run(lambda db: db.execute(
+            "INSERT INTO status_history (station, connector, status, ts) VALUES (?,?,?,?), (?,?,?,?)",
+            ("CP-1", 1, "Charging", "t", "CP-1", 1, "Finishing", "t")).lastrowid)
+        assert last == 5, last      # the last row's, as sqlite3 says
         await store.run(lambda db: db.executemany("INSERT INTO outbox (uplink, station, last_id) VALUES (?,?,?)",
                                                   [("thingspeak", "CP-1", 1), ("thingspeak-inflight", "CP-1", 2),
                                                    ("mqtt", "CP-1", 3)]))
