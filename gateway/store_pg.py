@@ -25,6 +25,7 @@ as on SQLite, and text compares byte by byte (COLLATE "C"), so the same queries 
 import logging
 import re
 import time
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -150,6 +151,15 @@ class PgBackend:
     def __init__(self, url):
         self.path = url
         self.name = redact(url)
+        self._secrets = _secrets(url)
+
+    def _why(self, e):
+        """The first line of a driver error, with any piece of the URL's password masked: libpq
+        quotes the URL's parts in its complaints (an invalid %-escape, a host after a stray @)."""
+        text = _first_line(e)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     # --- connections ------------------------------------------------------------
     def connect(self, read_only=False):
@@ -160,14 +170,14 @@ class PgBackend:
         except psycopg.Error as e:
             raise StoreError("cannot connect to the database %s (%s): check the URL, that PostgreSQL runs "
                              "and takes connections from this host, and the password (PGPASSWORD or ~/.pgpass)"
-                             % (self.name, _first_line(e)))
+                             % (self.name, self._why(e)))
         try:
             if read_only:
                 db.script("SET default_transaction_read_only = on")
             db.serial = _serial_tables(db)
         except psycopg.Error as e:
             db.close()
-            raise StoreError("cannot use the database %s (%s)" % (self.name, _first_line(e)))
+            raise StoreError("cannot use the database %s (%s)" % (self.name, self._why(e)))
         return db
 
     def open(self):
@@ -180,7 +190,7 @@ class PgBackend:
             db.close()
             raise StoreError("cannot bring the database %s up to this gateway's schema (%s): the user needs CREATE "
                              "on its schema; restore a backup if an earlier migration was interrupted"
-                             % (self.name, _first_line(e)))
+                             % (self.name, self._why(e)))
         except StoreError:
             db.close()
             raise
@@ -196,7 +206,7 @@ class PgBackend:
         try:
             db.cursor().execute("SELECT 1")
         except psycopg.Error as e:
-            raise StoreError("the database %s does not answer (%s)" % (self.name, _first_line(e)))
+            raise StoreError("the database %s does not answer (%s)" % (self.name, self._why(e)))
 
     # --- schema -------------------------------------------------------------------
     def migrate(self, db):
@@ -244,7 +254,7 @@ class PgBackend:
                 "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
                 (_GATEWAY_LOCK,)).fetchone()
         except psycopg.Error as e:
-            raise StoreError("cannot take the database %s for this gateway (%s)" % (self.name, _first_line(e)))
+            raise StoreError("cannot take the database %s for this gateway (%s)" % (self.name, self._why(e)))
         if not got:
             raise StoreError("another gateway process uses the database %s (%s): stop it, or give this one "
                              "another database; several gateway processes on one database are not supported yet"
@@ -315,7 +325,7 @@ class PgBackend:
 
     def describe(self, e):
         """A store error in words for the operator (/healthz, the log)."""
-        msg = _first_line(e)
+        msg = self._why(e)
         if isinstance(e, psycopg.errors.DiskFull):
             return "%s: free space on the PostgreSQL server (database %s); writes resume by themselves" % (
                 msg, self.name)
@@ -338,6 +348,19 @@ def _serial_tables(db):
     return frozenset(r[0] for r in db.cursor().execute(
         "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "
         "AND column_name = 'id' AND is_identity = 'YES'"))
+
+
+def _secrets(url):
+    """What of a URL's password could appear in a message: the password as written and decoded,
+    and its pieces around an unescaped @ or : (which libpq splits on), longest first."""
+    from_netloc = urlsplit(url).netloc.rpartition("@")[0].partition(":")[2]
+    from_query = re.findall(r"(?:^|&)password=([^&]*)", urlsplit(url).query)
+    out = set()
+    for raw in [from_netloc] + from_query:
+        for v in (raw, unquote(raw)):
+            out.add(v)
+            out.update(re.split(r"[@:/]", v))
+    return sorted((v for v in out if len(v) >= 3), key=len, reverse=True)
 
 
 def _first_line(e):

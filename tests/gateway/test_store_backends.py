@@ -321,6 +321,19 @@ async def test_store__a_second_gateway_on_the_same_postgresql_database_is_refuse
         await second.stop()
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://gw:p%zzSECRET-1@127.0.0.1:1/gw",          # an invalid %-escape: libpq quotes the password
+    "postgresql://gw:SECRET-1@SECRET-2@127.0.0.1:1/gw",     # an unescaped @: libpq takes a piece for the host
+    "postgresql://gw@127.0.0.1:1/gw?password=p%zzSECRET-1",
+    "postgresql://gw:SECRET-1@127.0.0.1:notaport/gw"])
+def test_store__a_url_that_cannot_connect_is_said_so_with_its_password_masked(url):
+    with pytest.raises(StoreError) as e:
+        Store(url).open()
+    msg = str(e.value)
+    assert msg.startswith("cannot connect to the database postgresql://gw") and "check the URL" in msg, msg
+    assert "SECRET" not in msg and "***" in msg, msg
+
+
 # --- the gateway process on PostgreSQL ---------------------------------------------------------
 
 def _cli(*args, timeout=60):
