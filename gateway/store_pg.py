@@ -251,7 +251,8 @@ class PgBackend:
                 time.sleep(0.2)
             holder = None if got else db.cursor().execute(
                 "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a "
-                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())",
                 (_GATEWAY_LOCK,)).fetchone()
         except psycopg.Error as e:
             raise StoreError("cannot take the database %s for this gateway (%s)" % (self.name, self._why(e)))
