@@ -623,7 +623,8 @@ class Gateway:
 
     async def add_id_tag(self, tag, status="Accepted"):
         await self.store.run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO id_tags (tag, status) VALUES (?,?)", (tag, status)) and None)
+            "INSERT INTO id_tags (tag, status) VALUES (?,?) ON CONFLICT (tag) DO UPDATE SET status=excluded.status",
+            (tag, status)) and None)
         self.id_tags[tag] = status
 
     async def store_readings(self, sid, rows, source):

@@ -38,8 +38,12 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import time
+from urllib.parse import urlsplit
+
+from .store_schema import is_url
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +129,12 @@ def _digest(token):
 
 
 def tokens_path(db):
-    """The token file that goes with database `db`."""
-    return str(db) + ".tokens"
+    """The token file that goes with database `db`: beside a SQLite file; for a PostgreSQL URL,
+    picocharge-<database name>.tokens in the working folder (never a name holding the URL)."""
+    db = str(db)
+    if is_url(db):
+        return "picocharge-%s.tokens" % (re.sub(r"[^A-Za-z0-9_.-]", "_", urlsplit(db).path.strip("/")) or "gateway")
+    return db + ".tokens"
 
 
 def write_private(path, data):

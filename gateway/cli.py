@@ -14,7 +14,7 @@ import click
 from picocharge.firmware import fields
 
 from . import auth, ca
-from .store import Store, StoreError, generate_password
+from .store import Store, StoreError, generate_password, is_url, redact
 
 
 def _option(*names, **kw):
@@ -37,16 +37,18 @@ def _group_db(ctx, param, value):
 
 
 def _db_option(f):
-    return _option("--db", "db", default=None, callback=_group_db, envvar="PICOCHARGE_GATEWAY_DB", metavar="PATH",
-                   help="SQLite database (default: picocharge-gateway.db, or for a command the one given as "
-                        "`picocharge gateway --db PATH <command>`; the gateway creates it when missing, the "
-                        "commands that only read refuse a missing one).")(f)
+    return _option("--db", "db", default=None, callback=_group_db, envvar="PICOCHARGE_GATEWAY_DB", metavar="PATH|URL",
+                   help="The database: a SQLite file (default: picocharge-gateway.db), or PostgreSQL as "
+                        "postgresql://USER@HOST:PORT/NAME (password in PGPASSWORD or ~/.pgpass, or in the URL; never "
+                        "printed). For a command, the one given as `picocharge gateway --db X <command>`. The "
+                        "gateway creates the file or the schema when missing; the commands that only read refuse a "
+                        "missing file.")(f)
 
 
 def _existing_db(db):
     """`db` when it exists; else a ClickException: a command that only reads must not create an
-    empty database for a mistyped --db."""
-    if not os.path.exists(db):
+    empty database for a mistyped --db. (A PostgreSQL URL is checked by connecting to it.)"""
+    if not is_url(db) and not os.path.exists(db):
         raise click.ClickException(
             "no gateway database at %s: check --db (or PICOCHARGE_GATEWAY_DB); the gateway makes its "
             "database at its first start (`picocharge gateway --db %s`), `picocharge gateway add-station "
@@ -272,17 +274,17 @@ def add_station(station_id, password, thingspeak_channel, thingspeak_key, things
         store.add_station_sync(station_id, password, "pending" if pending else "accepted",
                                thingspeak_channel, thingspeak_key, thingspeak_read_key)
     except KeyError:
-        raise click.ClickException("station %s is already in %s" % (station_id, db))
+        raise click.ClickException("station %s is already in %s" % (station_id, redact(db)))
     except StoreError as e:
         raise click.ClickException(str(e))
     if as_json:
         out = {"id": station_id, "state": "pending" if pending else "accepted",
-               "thingspeak_channel": thingspeak_channel, "db": db}
+               "thingspeak_channel": thingspeak_channel, "db": redact(db)}
         if generated:
             out["password"] = password      # shown once: the database keeps only its hash
         click.echo(json.dumps(out, indent=2))
         return
-    click.echo("station %s added to %s" % (station_id, db))
+    click.echo("station %s added to %s" % (station_id, redact(db)))
     if generated:
         click.echo("password: %s  (shown once: configure it on the station as ocpp.password)" % password)
 
@@ -301,8 +303,8 @@ def remove_station(station_id, db):
         raise click.ClickException(str(e))
     if not gone:
         raise click.ClickException("no station %s in %s (list them with `picocharge gateway stations --db %s`)"
-                                   % (station_id, db, db))
-    click.echo("station %s removed from %s (its readings stay)" % (station_id, db))
+                                   % (station_id, redact(db), redact(db)))
+    click.echo("station %s removed from %s (its readings stay)" % (station_id, redact(db)))
 
 
 @gateway.command("stations")
@@ -322,7 +324,7 @@ def stations(db, as_json):
         click.echo(json.dumps(out, indent=2))
         return
     if not out:
-        click.echo("no stations in %s: add one with `picocharge gateway add-station ID`" % db)
+        click.echo("no stations in %s: add one with `picocharge gateway add-station ID`" % redact(db))
         return
     click.echo("%-20s %-9s %-14s %-20s %s" % ("station", "state", "status", "last seen", "thingspeak"))
     for r in out:
@@ -341,7 +343,8 @@ def _tokens(db, tokens_file):
 
 def _tokens_file_option(f):
     return _option("--tokens-file", metavar="PATH", envvar="PICOCHARGE_GATEWAY_TOKENS_FILE",
-                   help="The token file (default: the database's path + .tokens).")(f)
+                   help="The token file (default: the database's path + .tokens; for a PostgreSQL URL, "
+                        "picocharge-<database name>.tokens in the working folder).")(f)
 
 
 @token.command("create")

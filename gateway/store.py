@@ -1,4 +1,12 @@
-"""SQLite (WAL) storage for the gateway, behind one small interface.
+"""The gateway's storage, behind one small interface, on two back ends: SQLite (WAL, one file,
+store_sqlite.py) is the embedded default for one process; PostgreSQL (store_pg.py) is the shared
+one, chosen by giving `--db` a postgresql:// URL instead of a path. What differs between them
+(placeholders, identity columns, transaction and error semantics, the schema's words) lives in
+those two modules and in gateway/migrations/<dialect>/; everything here and every caller's SQL is
+the subset both speak: `?` placeholders, `INSERT ... ON CONFLICT`, `cursor.lastrowid`, ISO-8601
+UTC timestamps stored as text (they compare and sort as text on both).
+
+The schema is numbered SQL migrations, applied at start (store_schema.py says how to add a table).
 
 One thread owns the database connection. Callers submit small functions
 (`fn(db) -> result`) and await their result; the thread runs every function
@@ -19,86 +27,42 @@ last reading id each uplink delivered per station (station '*' for uplinks that
 deliver every station in one stream). Undelivered = readings with a larger id.
 Storing a reading therefore costs one INSERT, whatever the number of uplinks.
 
-I/O errors (a full disk, a failing one) never stop the writer thread: a batch that cannot be
-stored is rolled back whole and every caller in it gets a StoreError (an OCPP station gets a
-CALLERROR and sends the frame again: nothing that was acknowledged is lost), `store.error`
-says why in words for /healthz, and the next batch that stores a write clears it (writing
-resumes by itself when space returns). A database that fails `PRAGMA quick_check`, or is
-not a database, stops the start with a StoreError. The files the gateway creates (the
-database; SQLite gives its -wal and -shm files the same mode) are readable by their owner
-only (0600).
+A caller's own error (a constraint, a bug in its SQL) is handed to that caller and the others in
+its batch are stored: SQLite keeps the transaction going; PostgreSQL aborts it, so there the
+batch is rolled back and run again with each call in a savepoint of its own (the rare path).
+
+I/O errors (a full disk, a failing one, a lost server connection) never stop the writer thread: a
+batch that cannot be stored is rolled back whole and every caller in it gets a StoreError (an
+OCPP station gets a CALLERROR and sends the frame again: nothing that was acknowledged is lost),
+`store.error` says why in words for /healthz, and the next batch that stores a write clears it
+(writing resumes by itself when space, or the server, returns). A database that fails its check
+at start (SQLite's `PRAGMA quick_check`, not a database, a newer schema) stops the start with a
+StoreError. SQLite's files (the database; SQLite gives its -wal and -shm files the same mode) are
+readable by their owner only (0600).
 """
 import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import queue
 import secrets
-import sqlite3
 import threading
 import time
 from datetime import datetime, timezone
 
 from picocharge.firmware.fields import READING_KEYS
 
+from .store_schema import (EXPORT_COLUMNS_READINGS, EXPORT_COLUMNS_TRANSACTIONS, INSERT_READING, READING_COLS,
+                           StoreError, is_url, redact)
+from .store_sqlite import SqliteBackend
+
+__all__ = ["Store", "StoreError", "EXPORT_COLUMNS_READINGS", "EXPORT_COLUMNS_TRANSACTIONS", "now_iso",
+           "hash_password", "check_password", "generate_password", "reading_row", "is_url", "redact"]
+
 log = logging.getLogger(__name__)
 
-# the readings table's value columns: one REAL per reading key of the table (fields.READINGS)
-_VALUE_COLUMNS = ", ".join("%s REAL" % k for k in READING_KEYS)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stations (
-    id TEXT PRIMARY KEY,
-    pw_hash TEXT,
-    state TEXT NOT NULL DEFAULT 'accepted',     -- accepted | pending | rejected
-    ts_channel INTEGER,
-    ts_key TEXT,
-    ts_read_key TEXT,                           -- a private channel's Read API key (optional)
-    vendor TEXT, model TEXT, firmware TEXT,
-    status TEXT, error_code TEXT,
-    last_seen TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS readings (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    station TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    %s,
-    status TEXT,
-    source TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS readings_station ON readings(station, id);
-CREATE TABLE IF NOT EXISTS status_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    station TEXT NOT NULL, connector INTEGER, status TEXT, error_code TEXT, info TEXT, ts TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS connections (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    station TEXT NOT NULL, peer TEXT, connected_at TEXT NOT NULL, disconnected_at TEXT, reason TEXT
-);
-CREATE TABLE IF NOT EXISTS transactions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    station TEXT NOT NULL, connector INTEGER, id_tag TEXT,
-    meter_start INTEGER, start_ts TEXT, meter_stop INTEGER, stop_ts TEXT, reason TEXT
-);
-CREATE INDEX IF NOT EXISTS transactions_station ON transactions(station, connector);
-CREATE TABLE IF NOT EXISTS id_tags (
-    tag TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'Accepted', expiry TEXT
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    uplink TEXT NOT NULL, station TEXT NOT NULL, last_id INTEGER NOT NULL,
-    PRIMARY KEY (uplink, station)
-);
-""" % _VALUE_COLUMNS
-
-_READING_COLS = READING_KEYS + ("status",)
-_INSERT_READING = "INSERT INTO readings (station, ts, %s, source) VALUES (?, ?, %s, ?)" % (
-    ", ".join(_READING_COLS), ", ".join("?" * len(_READING_COLS)))
-
-EXPORT_COLUMNS_READINGS = ("id", "station", "ts") + _READING_COLS + ("source",)
-EXPORT_COLUMNS_TRANSACTIONS = ("id", "station", "connector", "id_tag", "start_ts", "stop_ts", "meter_start",
-                               "meter_stop", "reason")
+_READING_COLS = READING_COLS         # the names benchmarks/hotpath.py times
+_INSERT_READING = INSERT_READING
 
 _PBKDF2_ROUNDS = 60000
 _MAX_BATCH = 5000   # calls in one transaction at most
@@ -129,22 +93,18 @@ def generate_password():
     return secrets.token_urlsafe(15)
 
 
-class StoreError(Exception):
-    pass
+def backend_for(db):
+    """The back end for `--db`: a postgresql:// URL is PostgreSQL, anything else a SQLite path."""
+    if is_url(db):
+        # imported here, not at the top: psycopg and its libpq cost ~20 MB of RSS and ~0.1 s to
+        # load, which a gateway on SQLite (the default) does not pay (benchmarks: docs/performance.md)
+        from .store_pg import PgBackend
+        return PgBackend(str(db))
+    return SqliteBackend(db)
 
 
-# columns added after the first release: (table, column, declaration); a database made by an
-# older gateway gets them with ALTER TABLE when it is opened. Every reading key has its column:
-# a reading added to the table later gets one in an existing database too.
-_ADDED_COLUMNS = (("stations", "ts_read_key", "TEXT"),) + tuple(("readings", k, "REAL") for k in READING_KEYS)
-
-
-def _migrate(db):
-    for table, column, decl in _ADDED_COLUMNS:
-        have = {r[1] for r in db.execute("PRAGMA table_info(%s)" % table)}
-        if column not in have:
-            db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, decl))
-            log.info("store: added %s.%s to the database", table, column)
+class _Redo(Exception):
+    """PostgreSQL aborted the batch's transaction on a caller's error: run it again, carefully."""
 
 
 class Store:
@@ -155,7 +115,9 @@ class Store:
     LINGER = 0.005
 
     def __init__(self, path, linger=LINGER):
+        self.backend = backend_for(path)
         self.path = str(path)
+        self.name = self.backend.name     # for messages: a URL's password masked
         self.linger = linger
         self._q = queue.SimpleQueue()
         self._thread = None
@@ -165,56 +127,48 @@ class Store:
         self.failed_batches = 0
         self.error = None   # None, or why writes fail now (for /healthz), in words
 
+    # the SQLite back end's run of readings in one executemany (tests/bench and
+    # benchmarks/hotpath.py call it on a connection of their own)
+    _insert_run = staticmethod(SqliteBackend.insert_run)
+
+    @property
+    def dialect(self):
+        return self.backend.dialect
+
     # --- life cycle ---------------------------------------------------------
     def open(self):
-        """Create the schema (synchronously, for CLI use and before start())."""
-        db = self._connect()
-        try:
-            db.executescript(SCHEMA)
-            _migrate(db)
-            db.commit()
-        except sqlite3.DatabaseError as e:
-            db.close()
-            raise StoreError("cannot use the database %s (%s): is it a PicoCharge gateway database? Restore it "
-                             "from a backup, or move it away to start with an empty one" % (self.path, e))
-        return db
-
-    def _connect(self):
-        d = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(d):
-            raise StoreError("the database folder %s does not exist: create it or give another --db" % d)
-        _private(self.path)
-        try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.DatabaseError as e:
-            raise StoreError("cannot open the database %s (%s): is it a PicoCharge gateway database?"
-                             % (self.path, e))
-        db.row_factory = sqlite3.Row
-        return db
+        """A connection with the schema up to date (synchronously, for CLI use and before
+        start()). The caller closes it."""
+        return self.backend.open()
 
     def check(self, db):
-        """StoreError unless `PRAGMA quick_check` finds the database sound (run at start)."""
-        try:
-            bad = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
-        except sqlite3.DatabaseError as e:
-            bad = [str(e)]
-        if bad != ["ok"]:
-            raise StoreError("the database %s is damaged (PRAGMA quick_check: %s): restore it from a backup, "
-                             "or move it away to start with an empty one" % (self.path, "; ".join(bad)[:300]))
+        """StoreError unless the database is sound (run at start)."""
+        self.backend.check(db)
+
+    def reader(self):
+        """A read-only connection for long reads (CSV exports), beside the writer thread's.
+        The caller closes it."""
+        return self.backend.reader()
 
     async def start(self):
         self._loop = asyncio.get_running_loop()
-        db = self._connect()
-        try:
-            self.check(db)
-        finally:
-            db.close()
-        db = self.open()
+        db = await self._loop.run_in_executor(None, self._open_checked)
         self._thread = threading.Thread(target=self._worker, args=(db,), name="store", daemon=True)
         self._thread.start()
+
+    def _open_checked(self):
+        db = self.backend.connect()
+        try:
+            self.backend.check(db)
+        finally:
+            db.close()
+        db = self.backend.open()
+        try:
+            self.backend.claim(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     async def stop(self):
         if self._thread:
@@ -244,7 +198,8 @@ class Store:
                 stop = self._take(q, batch)
             try:
                 if db is None:
-                    db = self._connect()
+                    db = self.backend.connect()
+                    self.backend.claim(db)
                 done = self._batch(db, batch)
             except BaseException as e:  # noqa: B902 - whatever it was, no caller is left waiting
                 done, db = self._failed(db, batch, e)
@@ -270,42 +225,57 @@ class Store:
             batch.append(item)
         return False
 
-    def _batch(self, db, batch):
+    def _batch(self, db, batch, careful=False):
         """Run a batch in one transaction; [(future, ok, result)]. An I/O error raises (the
-        whole batch is then refused); a caller's own error is handed to that caller."""
+        whole batch is then refused); a caller's own error is handed to that caller. `careful`:
+        each call in a savepoint of its own (after PostgreSQL aborted the transaction on one)."""
+        be = self.backend
         done = []
-        changes = db.total_changes
+        changes = be.changes(db)
         db.execute("BEGIN")
         i, n = 0, len(batch)
-        while i < n:
-            fn = batch[i][0]
-            if fn is _READINGS:
-                # a run of readings from many stations: one executemany, not one
-                # execute per row (the Python cost of the writer is per call)
-                j = i + 1
-                while j < n and batch[j][0] is _READINGS:
-                    j += 1
-                out = self._insert_run(db, batch[i:j])
-                for _f, ok, res in out:
-                    if not ok and _io_error(res):
-                        raise res
-                done.extend(out)
-                i = j
-                continue
-            _fn, args, fut = batch[i]
-            try:
-                done.append((fut, True, fn(db, *args)))
-            except Exception as e:  # handed to the caller that asked
-                if _io_error(e):
-                    raise
-                done.append((fut, False, e))
-            i += 1
-            if not db.in_transaction:
-                # SQLite rolled the transaction back on its own (it may on a full disk): what
-                # the earlier callers wrote is gone, so none of them may be told it is stored
-                raise StoreError("the transaction was rolled back by SQLite")
+        try:
+            while i < n:
+                fn = batch[i][0]
+                if fn is _READINGS:
+                    # a run of readings from many stations: one executemany, not one
+                    # execute per row (the Python cost of the writer is per call)
+                    j = i + 1
+                    while j < n and batch[j][0] is _READINGS:
+                        j += 1
+                    out = be.insert_run(db, batch[i:j])
+                    for _f, ok, res in out:
+                        if not ok and be.io_error(res):
+                            raise res
+                    done.extend(out)
+                    i = j
+                    continue
+                _fn, args, fut = batch[i]
+                if careful:
+                    db.execute("SAVEPOINT call")
+                try:
+                    done.append((fut, True, fn(db, *args)))
+                except Exception as e:  # handed to the caller that asked
+                    if be.io_error(e):
+                        raise
+                    if careful:
+                        db.execute("ROLLBACK TO call")
+                    elif be.aborted(db):
+                        raise _Redo() from e
+                    done.append((fut, False, e))
+                if careful:
+                    db.execute("RELEASE call")
+                i += 1
+                if not db.in_transaction:
+                    # the database rolled the transaction back on its own (SQLite may on a full
+                    # disk): what the earlier callers wrote is gone, so none of them may be told
+                    # it is stored
+                    raise StoreError(be.GONE)
+        except _Redo:
+            db.execute("ROLLBACK")
+            return self._batch(db, batch, careful=True)
         db.execute("COMMIT")
-        if self.error is not None and db.total_changes > changes:
+        if self.error is not None and be.changes(db) > changes:
             log.warning("store: writing again (%s was the last error)", self.error)
             self.error = None
         return done
@@ -314,7 +284,7 @@ class Store:
         """The batch is refused: rolled back, each caller gets a StoreError, store.error says
         why. The connection is replaced if it cannot even roll back."""
         self.failed_batches += 1
-        why = _describe(e, self.path)
+        why = self.backend.describe(e)
         if why != self.error:
             log.error("store: %s", why)
         self.error = why
@@ -322,15 +292,26 @@ class Store:
             try:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-            except sqlite3.Error as e2:
+            except Exception as e2:    # noqa: B902 - the connection is unusable, whatever it says
                 log.warning("store: ROLLBACK failed too (%s): opening the database again", e2)
                 try:
                     db.close()
-                except sqlite3.Error:
+                except Exception:   # noqa: B902
                     pass
                 db = None
         err = StoreError("not stored: %s" % why)
         return [(fut, False, err) for _fn, _a, fut in batch], db
+
+    # --- sync use (the CLI) -----------------------------------------------------
+    def _sync(self, fn, *args):
+        db = self.open()
+        try:
+            db.execute("BEGIN")
+            out = fn(db, *args)
+            db.execute("COMMIT")
+            return out
+        finally:
+            db.close()
 
     # --- stations -------------------------------------------------------------
     @staticmethod
@@ -343,13 +324,7 @@ class Store:
                     now_iso()))
 
     def add_station_sync(self, sid, password=None, state="accepted", channel=None, key=None, read_key=None):
-        db = self.open()
-        try:
-            db.execute("BEGIN")
-            self._add_station(db, sid, password, state, channel, key, read_key)
-            db.execute("COMMIT")
-        finally:
-            db.close()
+        self._sync(self._add_station, sid, password, state, channel, key, read_key)
 
     def add_station(self, sid, password=None, state="accepted", channel=None, key=None, read_key=None):
         return self.run(self._add_station, sid, password, state, channel, key, read_key)
@@ -363,14 +338,7 @@ class Store:
         return gone
 
     def remove_station_sync(self, sid):
-        db = self.open()
-        try:
-            db.execute("BEGIN")
-            gone = self.remove_station(db, sid)
-            db.execute("COMMIT")
-            return gone
-        finally:
-            db.close()
+        return self._sync(self.remove_station, sid)
 
     @staticmethod
     def station_rows(db):
@@ -413,60 +381,7 @@ class Store:
                    "WHERE id=? AND station=?", (meter_stop, ts, reason, tid, station))
         return "stopped"
 
-    # --- readings -------------------------------------------------------------
-    @staticmethod
-    def _insert_readings(db, station, rows, source):
-        ids = []
-        for r in rows:
-            cur = db.execute(_INSERT_READING, (station, r["ts"]) + tuple(map(r.get, _READING_COLS))
-                             + (source,))
-            ids.append(cur.lastrowid)
-        return ids
-
-    @staticmethod
-    def _insert_run(db, items):
-        """Readings of several add_readings() calls in one executemany. The ids are
-        consecutive: this connection is the only writer and holds the write lock for the
-        whole transaction. If a row fails, the run is undone and redone call by call, so
-        each caller gets its own result or error as before."""
-        params = []
-        for _fn, (station, rows, source), _fut in items:
-            for r in rows:
-                params.append((station, r["ts"]) + tuple(map(r.get, _READING_COLS)) + (source,))
-        if not params:
-            return [(fut, True, []) for _fn, _a, fut in items]
-        db.execute("SAVEPOINT readings")
-        try:
-            db.executemany(_INSERT_READING, params)
-            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-        except Exception as e:
-            if _io_error(e) or not db.in_transaction:
-                raise   # the disk, not a row: the batch is refused (SQLite may have rolled it back)
-            db.execute("ROLLBACK TO readings")
-            db.execute("RELEASE readings")
-            out = []
-            for _fn, args, fut in items:
-                try:
-                    out.append((fut, True, Store._insert_readings(db, *args)))
-                except Exception as e:
-                    out.append((fut, False, e))
-            return out
-        db.execute("RELEASE readings")
-        first = last - len(params) + 1
-        out = []
-        for _fn, (_station, rows, _source), fut in items:
-            out.append((fut, True, list(range(first, first + len(rows)))))
-            first += len(rows)
-        return out
-
     # --- exports (read-only queries, run on a connection of their own) ---------
-    def reader(self):
-        """A read-only connection for long reads (CSV exports): with WAL they run beside the
-        writer thread instead of holding up its batches. The caller closes it."""
-        db = sqlite3.connect("file:%s?mode=ro" % self.path, uri=True, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=5000")
-        return db
-
     @staticmethod
     def _export_where(kind, station, frm, to):
         col = "ts" if kind == "readings" else "start_ts"
@@ -480,7 +395,7 @@ class Store:
         if to is not None:
             sql.append("%s < ?" % col)
             args.append(to)
-        return (" AND ".join(sql) or "1"), args
+        return (" AND ".join(sql) or "1=1"), args
 
     @staticmethod
     def export_count(db, kind, station=None, frm=None, to=None):
@@ -503,7 +418,7 @@ class Store:
         return self.run(_READINGS, station, rows, source)
 
 
-_READINGS = Store._insert_readings
+_READINGS = SqliteBackend.insert_readings    # the mark of a readings call (run together)
 
 
 def _release(done):
@@ -526,44 +441,3 @@ def reading_row(row):
     if row["status"] is not None:
         d["status"] = row["status"]
     return d
-
-
-# SQLite's words for errors of the disk or the file, not of the statement
-_IO_WORDS = ("disk is full", "disk i/o error", "database disk image is malformed", "readonly database",
-             "unable to open database file", "file is not a database", "out of memory",
-             "no transaction is active", "rolled back by sqlite")
-
-
-def _io_error(e):
-    return isinstance(e, (sqlite3.Error, StoreError)) and any(w in str(e).lower() for w in _IO_WORDS)
-
-
-def _describe(e, path):
-    """A store error in words for the operator (/healthz, the log)."""
-    msg = str(e) or type(e).__name__
-    if "disk is full" in msg.lower():
-        return ("%s: free space on %s (the database is %s); writes resume by themselves"
-                % (msg, os.path.dirname(os.path.abspath(path)), path))
-    if _io_error(e):
-        return "%s (database %s): check the disk; writes resume by themselves when it works again" % (msg, path)
-    return "%s: %s (database %s)" % (type(e).__name__, msg, path)
-
-
-def _private(path):
-    """Create the database file 0600 when it does not exist yet (SQLite gives its -wal and -shm
-    files the database's mode); an existing one readable by others is made private."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        for p in (path, path + "-wal", path + "-shm"):
-            try:
-                mode = os.stat(p).st_mode
-                if mode & 0o077:
-                    os.chmod(p, mode & 0o700)
-                    log.warning("store: %s was readable by others; made it private (0600)", p)
-            except OSError:
-                pass
-    except OSError:
-        pass    # cannot create it (a read-only folder...): sqlite3.connect says why
-    else:
-        os.close(fd)

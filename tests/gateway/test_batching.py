@@ -4,14 +4,16 @@ uplink's linger), every CALL is answered only once its reading is committed, and
 that stops while the uplink lingers keeps the acknowledged batch's cursor."""
 import asyncio
 import json
-import sqlite3
 import time
 
+import pytest
 import websockets
 
 from support.broker import Subscriber
 from picocharge.gateway.store import Store
 from picocharge.gateway.uplinks import MqttUplink
+
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
 
 N = 24          # stations, one reading each
 SPACING = 0.001  # s between two stations' readings: the paced fleet, compressed
@@ -37,7 +39,7 @@ async def _stations(gw, n):
 async def _paced_readings(gw, socks):
     """Each station sends one MeterValues, SPACING apart; returns (spread of the sends in s,
     [for each answer: (its frame, the station's readings committed when it arrived)])."""
-    db = sqlite3.connect(gw.settings.db)    # a second connection sees only what is committed
+    db = Store(gw.settings.db).open()    # a second connection sees only what is committed
 
     async def one(i, ws):
         await asyncio.sleep(i * SPACING)
@@ -129,7 +131,7 @@ async def test_mqtt__paced_readings_go_out_in_few_batches_and_a_stop_keeps_the_c
         last = await gw.store.run(lambda db: db.execute("SELECT MAX(id) FROM readings").fetchone()[0])
         assert up._unsaved == last, (up._unsaved, last)
         await gw.stop()
-        db = sqlite3.connect(gw.settings.db)
+        db = Store(gw.settings.db).open()
         try:
             cursor = db.execute("SELECT last_id FROM outbox WHERE uplink='mqtt' AND station='*'").fetchone()[0]
         finally:

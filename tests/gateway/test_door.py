@@ -14,6 +14,8 @@ import websockets
 from support.gwhttp import http
 from picocharge.gateway.logonce import reset_all
 
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
+
 
 @pytest.fixture(autouse=True)
 def _fresh_log_once():

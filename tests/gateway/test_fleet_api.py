@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 from hypothesis import given, settings, strategies as hs
+import pytest
 from ocpp.v16 import call
 
 from support.gwhttp import TEST_TOKEN, http
@@ -44,6 +45,7 @@ async def _fleet(gw):
     return conns
 
 
+@pytest.mark.both_stores
 async def test_fleet__pages_searches_filters_and_counts(gateway):
     gw = await gateway(auth="none")
     conns = await _fleet(gw)
@@ -287,6 +289,7 @@ def _csv(text):
     return list(csv.reader(io.StringIO(text)))
 
 
+@pytest.mark.both_stores
 async def test_export__csv_of_readings_and_transactions_streamed_quoted_defused_and_bounded(gateway, monkeypatch):
     gw = await gateway(auth="none")
     async with Connected(gw.port, "CP-1") as cp:
@@ -416,8 +419,9 @@ def test_docs__the_remote_start_example_uses_a_tag_of_the_demo():
     assert [t for t, answer in pairs if "is not in this gateway's id-tag list" in answer] == ["RFID-0001"], pairs
 
 
-async def test_last_seen__is_the_last_frame_in_the_api_and_the_cli(gateway, tmp_path):
-    gw = await gateway(auth="none", db=str(tmp_path / "seen.db"))
+@pytest.mark.both_stores
+async def test_last_seen__is_the_last_frame_in_the_api_and_the_cli(gateway, gw_db):
+    gw = await gateway(auth="none", db=gw_db)
     async with Connected(gw.port, "CP-1") as cp:
         await boot(cp)
         booted = gw.stations["CP-1"]["last_seen"]
@@ -433,7 +437,7 @@ async def test_last_seen__is_the_last_frame_in_the_api_and_the_cli(gateway, tmp_
         await asyncio.sleep(0.05)
     await gw.store.run(lambda db: None)
     out = subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway", "stations", "--db",
-                          str(tmp_path / "seen.db"), "--json"], capture_output=True, text=True, timeout=60)
+                          gw_db, "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert [(r["id"], r["last_seen"]) for r in json.loads(out.stdout)] == [("CP-1", beat)], out.stdout
 

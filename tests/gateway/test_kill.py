@@ -5,6 +5,7 @@ import asyncio
 import os
 import signal
 
+import pytest
 from ocpp.v16 import call
 
 from support.gwhttp import http
@@ -13,6 +14,8 @@ from support.net import free_port
 from support.broker import PersistentBroker, Subscriber
 from support.stations import Connected, boot
 from support.tsreadings import _clean, _entries, _send, _ts, _until
+
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
 
 
 def _telemetry(first, n):
@@ -43,12 +46,12 @@ async def _metric(port, text):
     return False
 
 
-async def test_kill__sigkill_with_uplinks_down_loses_and_repeats_nothing(tmp_path):
+async def test_kill__sigkill_with_uplinks_down_loses_and_repeats_nothing(tmp_path, gw_db):
     broker = PersistentBroker(tmp_path).start()
     sub = Subscriber(broker.port, "pc/+/telemetry", client_id="keeper", clean=False)
     fake = FakeThingSpeak(min_interval=0.2).start()
     ch = fake.add_channel("WKEY0000000009")
-    db, port, ts_url = tmp_path / "gw.db", free_port(), fake.url
+    db, port, ts_url = gw_db, free_port(), fake.url
     gw = await asyncio.to_thread(_start, db, port, broker, ts_url)
     try:
         s, out = await http(port, "POST", "/api/stations", {

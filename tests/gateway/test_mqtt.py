@@ -5,11 +5,14 @@ import json
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 from ocpp.v16 import call
 
 from support.gwhttp import http
 from support.broker import PersistentBroker, Subscriber
 from support.stations import Connected, boot, meter
+
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
 
 
 async def _send(cp, first, n, status=None):

@@ -5,10 +5,13 @@ StopTransaction of a transaction stand: answered as the spec requires, logged, c
 changed. Stations are ocpp-package charge points that reconnect between the two messages."""
 import logging
 
+import pytest
 from ocpp.v16 import call
 
 from support.gwhttp import http
 from support.stations import Connected, boot, meter
+
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
 
 _START = dict(connector_id=1, id_tag="TAG1", meter_start=1000, timestamp="2026-01-01T10:00:00.250Z")
 

@@ -4,11 +4,14 @@ named in the "retention cap hit" warning."""
 import logging
 import time
 
+import pytest
 from ocpp.v16 import call
 
 from support.gwhttp import http
 from support.net import free_port
 from support.stations import Connected, boot, meter
+
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
 
 OLD = "2026-10-01T10:00:%02dZ"          # 60 days before the gateway's clock at the test's `now`
 

@@ -8,10 +8,12 @@ import websockets
 from ocpp.v16 import call
 
 from picocharge.gateway.app import STATION_401
+from picocharge.gateway.store import is_url, redact
 from support.gwhttp import basic, http
 from support.stations import Connected, boot, meter
 
 
+@pytest.mark.both_stores
 async def test_session__full_transaction_is_stored_and_served_by_the_api(gateway):
     gw = await gateway(auth="none")
     async with Connected(gw.port, "CP-1") as cp:
@@ -190,6 +192,7 @@ async def test_session__password_auth_refuses_before_the_upgrade(gateway):
     assert "picocharge_ocpp_refused_total 5" in m, m
 
 
+@pytest.mark.both_stores
 async def test_session__new_password_for_a_replaced_board(gateway):
     gw = await gateway(auth="password")
     await gw.register("CP-R", "old-board-pass1")
@@ -216,6 +219,7 @@ async def test_session__new_password_for_a_replaced_board(gateway):
     assert s == 404 and "unknown station" in out["error"], out
 
 
+@pytest.mark.both_stores
 async def test_session__pending_station_waits_for_the_operator(gateway):
     gw = await gateway(auth="pending")
     async with Connected(gw.port, "CP-NEW", headers=basic("CP-NEW", "its-own-pass")) as cp:
@@ -238,6 +242,7 @@ async def test_session__pending_station_waits_for_the_operator(gateway):
                                  additional_headers=basic("CP-NEW", "its-own-pass"))
 
 
+@pytest.mark.both_stores
 async def test_session__a_pending_station_stores_nothing_until_accepted(gateway):
     # found attacking the gateway: a station nobody accepted started, metered and stopped a
     # transaction, all stored and exported
@@ -290,6 +295,7 @@ async def test_session__pending_admission_needs_credentials(gateway):
         assert (await boot(cp)).status == "Accepted"
 
 
+@pytest.mark.both_stores
 async def test_session__id_tag_list_decides_authorize_and_start(gateway):
     gw = await gateway(auth="none")
     s, out = await http(gw, "POST", "/api/id-tags", {"id_tag": "GOOD", "status": "Accepted"})
@@ -305,6 +311,7 @@ async def test_session__id_tag_list_decides_authorize_and_start(gateway):
         assert st.id_tag_info == {"status": "Invalid"}, st
 
 
+@pytest.mark.both_stores
 async def test_session__removing_a_station_closes_it_refuses_it_and_keeps_its_readings(gateway, mqtt_broker):
     """DELETE /api/stations/<id>: the open connection is closed, the station is refused from
     then on, its retained MQTT status is deleted; its readings stay and show again when the id
@@ -355,10 +362,11 @@ async def test_session__removing_a_station_closes_it_refuses_it_and_keeps_its_re
         assert (await boot(cp)).status == "Accepted"
 
 
-def test_session__gateway_cli_adds_lists_and_removes_stations_offline(tmp_path):
+@pytest.mark.both_stores
+def test_session__gateway_cli_adds_lists_and_removes_stations_offline(gw_db):
     import subprocess
     import sys
-    db = str(tmp_path / "gw.db")
+    db = gw_db
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway"] + list(args) + ["--db", db],
@@ -418,14 +426,15 @@ async def test_session__thingspeak_read_key_from_the_cli_on_a_database_of_an_old
     assert s == 200 and "RKEY1" not in json.dumps(out), out
 
 
-async def test_session__add_station_password_from_the_environment_and_json_output(gateway, tmp_path):
+@pytest.mark.both_stores
+async def test_session__add_station_password_from_the_environment_and_json_output(gateway, gw_db):
     """The password can come from PICOCHARGE_STATION_PASSWORD (not in ps or the shell history);
     --json prints what a script needs, the password only when it was generated; the station
     then connects with it."""
     import os
     import subprocess
     import sys
-    db = str(tmp_path / "gw.db")
+    db = gw_db
 
     def cli(*args, env=None):
         e = {k: v for k, v in os.environ.items() if k != "PICOCHARGE_STATION_PASSWORD"}
@@ -435,18 +444,19 @@ async def test_session__add_station_password_from_the_environment_and_json_outpu
     r = cli("CP-ENV", "--json", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-var-1"})
     assert r.returncode == 0, r
     assert json.loads(r.stdout) == {"id": "CP-ENV", "state": "accepted", "thingspeak_channel": None,
-                                    "db": db}, r.stdout
+                                    "db": redact(db)}, r.stdout
     assert "from-the-env-var-1" not in r.stdout + r.stderr, r
+    assert not is_url(db) or ":***@" in r.stdout, r.stdout    # a PostgreSQL URL's password is never printed
     r = cli("CP-GEN", "--json", "--pending")
     assert r.returncode == 0, r
     out = json.loads(r.stdout)
     generated = out.pop("password")
-    assert out == {"id": "CP-GEN", "state": "pending", "thingspeak_channel": None, "db": db} and \
+    assert out == {"id": "CP-GEN", "state": "pending", "thingspeak_channel": None, "db": redact(db)} and \
         len(generated) >= 16, r.stdout
     r = cli("CP-BAD", env={"PICOCHARGE_STATION_PASSWORD": "short"})
     assert r.returncode == 2 and "PICOCHARGE_STATION_PASSWORD" in r.stderr and "16..40" in r.stderr, r
     r = cli("CP-TXT", env={"PICOCHARGE_STATION_PASSWORD": "from-the-env-var-2"})
-    assert (r.returncode, r.stdout) == (0, "station CP-TXT added to %s\n" % db), r
+    assert (r.returncode, r.stdout) == (0, "station CP-TXT added to %s\n" % redact(db)), r
 
     gw = await gateway(db=db, auth="password")
     async with Connected(gw.port, "CP-ENV", headers=basic("CP-ENV", "from-the-env-var-1")) as cp:

@@ -4,12 +4,16 @@ outages, and restarts of the gateway without duplicates."""
 import asyncio
 import json
 
+import pytest
 from ocpp.v16 import call
 
 from support.gwhttp import http
 from support.fake_thingspeak import FakeThingSpeak
 from support.stations import Connected, boot, meter
 from support.tsreadings import _clean, _entries, _send, _ts, _until
+from picocharge.gateway.store import Store
+
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
 
 
 async def _register(gw, ch, read_key=None):
@@ -79,11 +83,10 @@ async def test_thingspeak__outage_and_refusals_lose_nothing(gateway):
         fake.stop()
 
 
-async def _restart_after_inflight_write(gateway, tmp_path, fake, ch, read_key):
+async def _restart_after_inflight_write(gateway, db, fake, ch, read_key):
     """Readings 1..3 uploaded, 4..6 not; then the gateway restarts as if it had crashed between
     ThingSpeak's answer for 1..3 and the cursor's commit. Returns the restarted gateway once
     ThingSpeak has at least six entries."""
-    db = str(tmp_path / "restart.db")
     gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
     await _register(gw, ch, read_key)
     async with Connected(gw.port, "CP-1") as cp:
@@ -97,11 +100,9 @@ async def _restart_after_inflight_write(gateway, tmp_path, fake, ch, read_key):
 
     # the last upload (readings 1..3) is marked in flight and the cursor is back before it;
     # created_at recognises the replay, if the channel can be read back
-    import sqlite3
-    con = sqlite3.connect(db)
+    con = Store(db).open()     # SQLite or PostgreSQL: each statement commits at once
     con.execute("UPDATE outbox SET last_id=0 WHERE uplink='thingspeak' AND station='CP-1'")
     con.execute("UPDATE outbox SET last_id=3 WHERE uplink='thingspeak-inflight' AND station='CP-1'")
-    con.commit()
     con.close()
 
     gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
@@ -114,12 +115,12 @@ def _feeds_reads(fake, ch):
     return [b for m, p, b in fake.requests if p == "/channels/%d/feeds.json" % ch.id]
 
 
-async def test_thingspeak__restart_resumes_without_duplicates(gateway, tmp_path, caplog):
+async def test_thingspeak__restart_resumes_without_duplicates(gateway, gw_db, caplog):
     """A private channel (ThingSpeak's default) is read back with the station's read key."""
     fake = FakeThingSpeak(min_interval=0.2).start()
     try:
         ch = fake.add_channel("WKEY0000000003", read_key="RKEY0000000003")
-        gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, "RKEY0000000003")
+        gw2 = await _restart_after_inflight_write(gateway, gw_db, fake, ch, "RKEY0000000003")
         assert _clean(fake.entries(ch.id)) == _entries(1, 6), fake.entries(ch.id)
         assert gw2.thingspeak.delivered == 3, gw2.thingspeak.delivered
         reads = _feeds_reads(fake, ch)
@@ -129,7 +130,7 @@ async def test_thingspeak__restart_resumes_without_duplicates(gateway, tmp_path,
         fake.stop()
 
 
-async def test_thingspeak__restart_without_read_key_warns_and_resends(gateway, tmp_path, caplog):
+async def test_thingspeak__restart_without_read_key_warns_and_resends(gateway, gw_db, caplog):
     """Without its read key a private channel cannot be read back (ThingSpeak: HTTP 400, -1): the
     gateway says so, and what to do, and sends 1..3 again (at-least-once). The channel keeps one
     entry per second and drops the three it already holds; the gateway cannot tell (a bulk write
@@ -137,7 +138,7 @@ async def test_thingspeak__restart_without_read_key_warns_and_resends(gateway, t
     fake = FakeThingSpeak(min_interval=0.2).start()
     try:
         ch = fake.add_channel("WKEY0000000005")
-        gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, None)
+        gw2 = await _restart_after_inflight_write(gateway, gw_db, fake, ch, None)
         assert _clean(fake.entries(ch.id)) == _entries(1, 6), fake.entries(ch.id)
         assert [e for _c, e in fake.dropped] == _entries(1, 3), fake.dropped
         assert gw2.thingspeak.delivered == 6, gw2.thingspeak.delivered
@@ -151,13 +152,13 @@ async def test_thingspeak__restart_without_read_key_warns_and_resends(gateway, t
         fake.stop()
 
 
-async def test_thingspeak__restart_with_an_answer_that_is_not_a_feed_resends(gateway, tmp_path, caplog):
+async def test_thingspeak__restart_with_an_answer_that_is_not_a_feed_resends(gateway, gw_db, caplog):
     """A feeds read answered 200 with -1 (not a JSON object) is a read that failed, not a dead worker."""
     fake = FakeThingSpeak(min_interval=0.2).start()
     try:
         ch = fake.add_channel("WKEY0000000006")
         fake.feeds_answer = (200, "-1")
-        gw2 = await _restart_after_inflight_write(gateway, tmp_path, fake, ch, "RKEY-WRONG")
+        gw2 = await _restart_after_inflight_write(gateway, gw_db, fake, ch, "RKEY-WRONG")
         assert _clean(fake.entries(ch.id)) == _entries(1, 6), fake.entries(ch.id)
         assert [e for _c, e in fake.dropped] == _entries(1, 3), fake.dropped
         assert gw2.thingspeak.delivered == 6, gw2.thingspeak.delivered
@@ -336,13 +337,13 @@ async def test_thingspeak__a_backlog_over_the_bulk_limit_goes_in_writes_within_i
         fake.stop()
 
 
-async def test_thingspeak__a_restart_within_the_interval_waits_before_writing(gateway, tmp_path):
+async def test_thingspeak__a_restart_within_the_interval_waits_before_writing(gateway, gw_db):
     """The channel took a write just before the gateway stopped: the restarted gateway's first
     write waits one interval, so ThingSpeak does not refuse it."""
     fake = FakeThingSpeak(min_interval=1.0).start()
     try:
         ch = fake.add_channel("WKEY0000000010")
-        db = str(tmp_path / "restart.db")
+        db = gw_db
         gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=1.0)
         await _register(gw, ch)
         async with Connected(gw.port, "CP-1") as cp:

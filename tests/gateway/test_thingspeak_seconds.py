@@ -4,6 +4,7 @@ sends one entry per second holding each field's latest value in that second, cou
 and never counts delivered what the channel would drop."""
 import json
 
+import pytest
 from ocpp.v16 import call
 
 from support.gwhttp import http
@@ -11,6 +12,9 @@ from picocharge.gateway.logonce import reset_all
 from support.fake_thingspeak import FakeThingSpeak
 from support.stations import Connected, boot, meter
 from support.tsreadings import _clean, _until
+from picocharge.gateway.store import Store
+
+pytestmark = pytest.mark.both_stores   # a storage test: on SQLite and on PostgreSQL
 
 
 async def _station(gw, ch):
@@ -121,16 +125,15 @@ async def test_thingspeak_seconds__a_replayed_burst_keeps_every_second_and_count
         fake.stop()
 
 
-async def test_thingspeak_seconds__one_reading_resent_after_a_restart_goes_by_bulk_write(gateway, tmp_path):
+async def test_thingspeak_seconds__one_reading_resent_after_a_restart_goes_by_bulk_write(gateway, gw_db):
     """The gateway stopped between ThingSpeak storing a single write and the cursor's commit, and the
     channel cannot be read back (private, no read key): the reading is sent again by bulk write, which
     ThingSpeak answers 202 and drops as a duplicate. A single write of it would be answered 0 (not
     stored) at every retry, and the station's uplink would never move on."""
-    import sqlite3
     fake = FakeThingSpeak(min_interval=0.2).start()
     try:
         ch = fake.add_channel("WKEY0000000103")
-        db = str(tmp_path / "restart.db")
+        db = gw_db
         gw = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
         await _station(gw, ch)
         async with Connected(gw.port, "CP-1") as cp:
@@ -139,9 +142,8 @@ async def test_thingspeak_seconds__one_reading_resent_after_a_restart_goes_by_bu
                 meter("2026-01-01T10:00:01Z", current=1.0, temp=20.5)]))
             assert await _until(lambda: gw.thingspeak.delivered == 1), fake.requests
         await gw.stop()
-        con = sqlite3.connect(db)
+        con = Store(db).open()     # SQLite or PostgreSQL: the statement commits at once
         con.execute("UPDATE outbox SET last_id=0 WHERE uplink='thingspeak' AND station='CP-1'")
-        con.commit()
         con.close()
         gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
         assert await _until(lambda: gw2.thingspeak.delivered == 1), (fake.requests, fake.refusals)

@@ -21,5 +21,8 @@ def test_wheel__builds_without_warnings_and_ships_firmware_boards_and_pages(tmp_
                  for p in (ROOT / "boards").rglob("*") if p.suffix in (".py", ".json")}
     expected |= {"picocharge/gateway/static/%s" % p.name for p in (ROOT / "gateway" / "static").iterdir()
                  if p.is_file()}
+    # the store's migrations: without them a gateway cannot create its schema
+    expected |= {"picocharge/gateway/migrations/%s" % p.relative_to(ROOT / "gateway" / "migrations").as_posix()
+                 for p in (ROOT / "gateway" / "migrations").rglob("*.sql")}
     missing = sorted(expected - names)
     assert not missing, missing

@@ -6,6 +6,7 @@ import pytest
 from .broker import Broker
 from .central import CentralSystem
 from .firmware import Station
+from .postgres import PostgresServer
 
 
 @pytest.fixture
@@ -76,3 +77,20 @@ async def central():
     yield make
     for cs in made:
         await cs.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL cluster of this test process (tests/support/postgres.py), on 127.0.0.1 on a
+    free port; stopped at the end of the session."""
+    srv = PostgresServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a new, empty database in the session's PostgreSQL, dropped after the test."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
