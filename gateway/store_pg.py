@@ -198,8 +198,15 @@ class PgBackend:
 
     def reader(self):
         """A read-only connection for long reads (CSV exports): beside the writer's. The caller
-        closes it."""
-        return self.connect(read_only=True)
+        closes it. One REPEATABLE READ transaction for all it reads: an export's count and its
+        chunks see the same rows, whatever the writers delete meanwhile."""
+        db = self.connect(read_only=True)
+        try:
+            db.script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        except psycopg.Error as e:
+            db.close()
+            raise StoreError("cannot read the database %s (%s)" % (self.name, self._why(e)))
+        return db
 
     def check(self, db):
         """StoreError unless the server answers (PostgreSQL checks its own pages)."""

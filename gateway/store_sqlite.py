@@ -67,8 +67,12 @@ class SqliteBackend:
     def reader(self):
         """A read-only connection for long reads (CSV exports): with WAL they run beside the
         writer thread instead of holding up its batches. The caller closes it."""
-        db = sqlite3.connect("file:%s?mode=ro" % self.path, uri=True, check_same_thread=False)
+        db = sqlite3.connect("file:%s?mode=ro" % self.path, uri=True, check_same_thread=False,
+                             isolation_level=None)
         db.execute("PRAGMA busy_timeout=5000")
+        # one read transaction for all it reads: an export's count and its chunks see the same
+        # rows, whatever the writer deletes (retention, a removed station) meanwhile
+        db.execute("BEGIN")
         return db
 
     def check(self, db):

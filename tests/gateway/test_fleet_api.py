@@ -22,6 +22,7 @@ from support.stations import Connected, boot, meter
 from picocharge.firmware import fields
 from picocharge.gateway import api, events, export
 from picocharge.gateway.commands import COMMANDS
+from picocharge.gateway.store import Store
 from picocharge.gateway.validate import _Fail, result_payload, validator
 
 AUTH = {"Authorization": "Bearer " + TEST_TOKEN}
@@ -334,6 +335,36 @@ async def test_export__csv_of_readings_and_transactions_streamed_quoted_defused_
         assert (s, out) == (400, {"error": msg}), (query, out)
     s, out = await http(gw, "GET", "/api/stations/NOPE/readings.csv")
     assert (s, out) == (404, {"error": "unknown station 'NOPE'"}), out
+
+
+@pytest.mark.both_stores
+async def test_export__rows_deleted_while_it_runs_are_still_all_in_it(gateway, monkeypatch):
+    # an export counts its rows, then reads them in chunks: a station removed (or retention)
+    # in between once ended the file early, silently, below the X-Rows it announced
+    gw = await gateway(auth="none")
+    async with Connected(gw.port, "CP-1") as cp:
+        await boot(cp)
+        await cp.call(call.MeterValues(connector_id=1, meter_value=[
+            meter("2026-11-30T10:%02d:00Z" % i, current=float(i)) for i in range(7)]))
+    monkeypatch.setattr(export, "CHUNK", 2)
+    count = Store.export_count
+
+    def count_then_delete(db, *args):
+        n = count(db, *args)
+        w = gw.store.backend.connect()      # another writer, as the gateway's own would
+        try:
+            w.execute("DELETE FROM readings WHERE station = ?", ["CP-1"])
+            w.commit()
+        finally:
+            w.close()
+        return n
+    monkeypatch.setattr(Store, "export_count", staticmethod(count_then_delete))
+    s, h, body = await _get(gw, "/api/stations/CP-1/readings.csv")
+    assert s == 200 and h["X-Rows"] == "7", (s, dict(h))
+    assert [r[5] for r in _csv(body)[1:]] == ["%.1f" % i for i in range(7)], body
+    monkeypatch.setattr(Store, "export_count", staticmethod(count))
+    s, h, body = await _get(gw, "/api/stations/CP-1/readings.csv")     # the next one sees them gone
+    assert h["X-Rows"] == "0" and len(_csv(body)) == 1, body
 
 
 async def _get(gw, path):
