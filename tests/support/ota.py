@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import tarfile
 import time
@@ -26,6 +27,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 KEY = bytes(range(32))      # the fleet release key of these tests (32 bytes)
+_ORDER = itertools.count(1)     # one sequence for every board: which of two things happened first
 
 
 def key_id(key=KEY):
@@ -82,6 +84,7 @@ class _Link(ChargePoint):
     @on(Action.update_firmware)
     def on_update_firmware(self, location, retrieve_date, **kw):
         self.board.received.append(("UpdateFirmware", location, retrieve_date))
+        self.board.marks["UpdateFirmware"] = next(_ORDER)
         self.board.spawn(self.board.update(location))
         return call_result.UpdateFirmware()
 
@@ -104,6 +107,7 @@ class OtaBoard:
         self.version, self.key, self.fail, self.hold = version, key, fail, hold
         self.received = []
         self.statuses = []      # (kind, status) sent, in order
+        self.marks = {}         # what happened (UpdateFirmware received, a status sent) -> its place in _ORDER
         self.fetched = {}       # file name -> bytes, of the last update
         self.log = ["2026-11-30T18:00:00Z [boot] I: %s up" % sid, "2026-11-30T18:00:01Z [ocpp] I: connected"]
         self.link = None
@@ -165,6 +169,7 @@ class OtaBoard:
 
     async def status(self, kind, status):
         self.statuses.append((kind, status))
+        self.marks[status] = next(_ORDER)
         if kind == "firmware":
             await self.link.call(call.FirmwareStatusNotification(status=status))
         else:
