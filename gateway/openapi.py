@@ -187,6 +187,8 @@ def _pages(doc):
         "/index.html": {"get": dict(page, operationId="dashboardIndex", summary="Dashboard: every station")},
         "/station/{id}": {"get": dict(page, operationId="dashboardStation", summary="Dashboard: one station",
                                       parameters=[_ID])},
+        "/firmware": {"get": dict(page, operationId="dashboardFirmware",
+                                  summary="Dashboard: releases and staged rollouts")},
         "/static/{file}": {"get": {"tags": ["dashboard"], "operationId": "staticFile",
                                    "summary": "The dashboard's files (app.js, style.css)",
                                    "parameters": [{"name": "file", "in": "path", "required": True,
