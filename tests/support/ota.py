@@ -102,8 +102,8 @@ class OtaBoard:
     version does not come up: InstallationFailed, stays on the old one). `hold`: an Event the
     update waits for before installing (a test decides when a board reboots)."""
 
-    def __init__(self, port, sid, password, version="0.1.0", key=KEY, fail=None, hold=None):
-        self.port, self.sid, self.password = port, sid, password
+    def __init__(self, port, sid, password, version="0.1.0", key=KEY, fail=None, hold=None, ssl=None):
+        self.port, self.sid, self.password, self.ssl = port, sid, password, ssl
         self.version, self.key, self.fail, self.hold = version, key, fail, hold
         self.received = []
         self.statuses = []      # (kind, status) sent, in order
@@ -139,9 +139,10 @@ class OtaBoard:
     async def _run(self):
         while not self._stop:
             try:
-                ws = await websockets.connect("ws://127.0.0.1:%d/ocpp/%s" % (self.port, self.sid),
-                                              subprotocols=["ocpp1.6"], open_timeout=10,
-                                              additional_headers={"Authorization": basic(self.sid, self.password)})
+                ws = await websockets.connect("%s://127.0.0.1:%d/ocpp/%s" % ("wss" if self.ssl else "ws", self.port,
+                                                                             self.sid),
+                                              subprotocols=["ocpp1.6"], open_timeout=10, ssl=self.ssl,
+                                              additional_headers=self._credentials())
             except (OSError, websockets.exceptions.WebSocketException, asyncio.TimeoutError):
                 await asyncio.sleep(0.1)
                 continue
@@ -167,6 +168,10 @@ class OtaBoard:
                 await ws.close()
             await asyncio.sleep(0.05)
 
+    def _credentials(self):
+        """HTTP Basic with the station id and password; none with a client certificate alone."""
+        return {"Authorization": basic(self.sid, self.password)} if self.password else {}
+
     async def status(self, kind, status):
         self.statuses.append((kind, status))
         self.marks[status] = next(_ORDER)
@@ -178,7 +183,7 @@ class OtaBoard:
     async def _get(self, session, url, limit):
         if self.fail == "download":
             raise aiohttp.ClientError("the server went away")
-        async with session.get(url, headers={"Authorization": basic(self.sid, self.password)}) as r:
+        async with session.get(url, headers=self._credentials(), ssl=self.ssl or True) as r:
             if r.status != 200:
                 raise aiohttp.ClientError("GET %s: %d" % (url, r.status))
             data = await r.content.read(limit + 1)
@@ -227,9 +232,8 @@ class OtaBoard:
         body = ("\n".join(self.log) + "\n").encode()
         try:
             async with aiohttp.ClientSession() as s:
-                async with s.put(url + name, data=body, headers={
-                        "Authorization": basic(self.sid, self.password),
-                        "Content-Type": "text/plain; charset=utf-8"}) as r:
+                async with s.put(url + name, data=body, ssl=self.ssl or True, headers=dict(
+                        self._credentials(), **{"Content-Type": "text/plain; charset=utf-8"})) as r:
                     ok = 200 <= r.status < 300
         except aiohttp.ClientError:
             ok = False
