@@ -213,6 +213,8 @@ def read_archive(body):
     if body[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(body)) as z:
+                if len(z.infolist()) > MAX_FILES + 8:
+                    raise BundleError("the archive holds more than %d members" % (MAX_FILES + 8))
                 for info in z.infolist():
                     parts = _member_name(info.filename)
                     if info.is_dir():
@@ -226,9 +228,21 @@ def read_archive(body):
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as e:
             raise BundleError("the body is not a readable zip archive (%s)" % e)
         return out
+    if body[:2] == b"\x1f\x8b":
+        # gunzipped here, bounded: tarfile would inflate a small bomb into any size (a pax header
+        # is read whole into memory)
+        try:
+            z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = z.decompress(body, MAX_ARCHIVE + 1)
+        except zlib.error as e:
+            raise BundleError("the body is not a readable gzip archive (%s)" % e)
+        if len(body) > MAX_ARCHIVE or z.unconsumed_tail:
+            raise BundleError("the archive holds more than %d bytes" % MAX_ARCHIVE)
     try:
-        with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as t:
-            for m in t:
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as t:
+            for n, m in enumerate(t):
+                if n > MAX_FILES + 8:
+                    raise BundleError("the archive holds more than %d members" % (MAX_FILES + 8))
                 parts = _member_name(m.name)
                 if m.isdir():
                     continue

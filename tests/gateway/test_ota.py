@@ -3,6 +3,7 @@ stored (CLI and API), served to authenticated stations only, UpdateFirmware to o
 to Installed, diagnostics requested, received, listed and downloaded. Stations are
 support.ota.OtaBoard (ocpp-package charge points following the board's side of the contract)."""
 import asyncio
+import gzip
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ import stat
 import tarfile
 import urllib.error
 import urllib.request
+import zipfile
 
 from support.cli import run_cli
 from support.gwhttp import http
@@ -118,6 +120,8 @@ async def test_ota__release_refusals_say_what_is_wrong(gateway, tmp_path):
     badver = make_bundle(tmp_path / "ver", "0.3.5", manifest={"version": "../../x"})
     cases.append(("version", tar_of(badver), 400, "release refused: manifest.json: version '../../x': a version"))
     cases.append(("not an archive", b"hello", 400, "release refused: the body is not a readable tar or zip"))
+    cases.append(("gzip bomb", gzip.compress(b"\0" * (64 * 1024 * 1024)), 400,
+                  "release refused: the archive holds more than 790528 bytes"))
     for what, body, status, start in cases:
         s, out = await http(gw, "POST", "/api/releases", raw=body, headers={
             "Authorization": "Bearer " + gw.settings.api_token, "Content-Type": "application/x-tar"})
@@ -129,6 +133,24 @@ async def test_ota__release_refusals_say_what_is_wrong(gateway, tmp_path):
         gw.settings.db + ".releases") else True
     s, rows = await http(gw, "GET", "/api/releases")
     assert rows == [], rows
+
+
+async def test_ota__release_as_tar_gz_and_as_zip(gateway, tmp_path):
+    gw = await _gw(gateway, tmp_path)
+    bundle = make_bundle(tmp_path / "b", "0.4.0")
+    s, out = await http(gw, "POST", "/api/releases", raw=gzip.compress(tar_of(bundle)), headers={
+        "Authorization": "Bearer " + gw.settings.api_token, "Content-Type": "application/gzip"})
+    assert (s, out["version"], out["files"]) == (201, "0.4.0", 2), out
+    flat = make_bundle(tmp_path / "z", "0.4.1")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(flat.iterdir()):
+            z.write(p, p.name)          # no top folder: the files alone
+    s, out = await http(gw, "POST", "/api/releases", raw=buf.getvalue(), headers={
+        "Authorization": "Bearer " + gw.settings.api_token, "Content-Type": "application/zip"})
+    assert (s, out["version"]) == (201, "0.4.1"), out
+    s, rows = await http(gw, "GET", "/api/releases")
+    assert sorted(r["version"] for r in rows) == ["0.4.0", "0.4.1"], rows
 
 
 def test_ota__cli_release_add_list_remove_and_refusals(tmp_path):
