@@ -226,7 +226,9 @@ async def test_ota__releases_are_served_to_authenticated_stations_only(gateway, 
 
 async def test_ota__update_one_station_from_the_api_to_installed(gateway, tmp_path):
     gw = await _gw(gateway, tmp_path)
-    bundle = make_bundle(tmp_path / "b", "0.2.0")
+    # a file near the 256 KiB limit: streamed in many reads on both sides
+    bundle = make_bundle(tmp_path / "b", "0.2.0", files={"main.py": b"import app\n",
+                                                         "app.mpy": bytes(range(256)) * 1000})
     assert (await _add(gw, bundle))[0] == 201
     board = await OtaBoard(gw.port, "CP-1", PW["CP-1"], version="0.1.0").start()
     try:
@@ -246,7 +248,7 @@ async def test_ota__update_one_station_from_the_api_to_installed(gateway, tmp_pa
                 await asyncio.sleep(0.05)
         st = await asyncio.wait_for(installed(), 30)
         assert st["connected"], st
-        assert {n: board.fetched[n] for n in board.fetched} == {p.name: p.read_bytes() for p in bundle.iterdir()}
+        assert board.fetched == {p.name: p.read_bytes() for p in bundle.iterdir()}
         assert [x for x in board.statuses] == [("firmware", s) for s in (
             "Downloading", "Downloaded", "Installing", "Installed")], board.statuses
         s, hist = await http(gw, "GET", "/api/stations/CP-1/firmware-history")

@@ -186,10 +186,14 @@ class OtaBoard:
         async with session.get(url, headers=self._credentials(), ssl=self.ssl or True) as r:
             if r.status != 200:
                 raise aiohttp.ClientError("GET %s: %d" % (url, r.status))
-            data = await r.content.read(limit + 1)
-            if len(data) > limit:
-                raise ValueError("%s is longer than %d bytes" % (url, limit))
-            return data
+            data = b""
+            while True:     # streamed, never more than its manifest size plus one byte
+                chunk = await r.content.read(limit + 1 - len(data))
+                if not chunk:
+                    return data
+                data += chunk
+                if len(data) > limit:
+                    raise ValueError("%s is longer than %d bytes" % (url, limit))
 
     async def update(self, location):
         """docs/ota.md's "Fetching a release", as the board does it."""
