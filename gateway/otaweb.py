@@ -322,7 +322,8 @@ def example_archive():
     main = b"print('PicoCharge 0.2.0')\n"
     manifest = json.dumps({"format": 1, "version": "0.2.0", "board": None, "mpy": None,
                            "key_id": hashlib.sha256(bytes(32)).hexdigest()[:8], "created": "2026-11-30T18:00:00Z",
-                           "files": [{"name": "main.py", "size": len(main), "sha256": hashlib.sha256(main).hexdigest()}]},
+                           "files": [{"name": "main.py", "size": len(main),
+                                      "sha256": hashlib.sha256(main).hexdigest()}]},
                           separators=(",", ":")).encode()
     sig = hmac.new(bytes(32), manifest, hashlib.sha256).hexdigest().encode()
     buf = io.BytesIO()

@@ -600,7 +600,8 @@ def add_release(db, row):
     """Index a stored release (a dict of _RELEASE_COLS); KeyError when the version is there."""
     if db.execute("SELECT 1 FROM releases WHERE version=?", (row["version"],)).fetchone():
         raise KeyError(row["version"])
-    db.execute("INSERT INTO releases (%s) VALUES (%s)" % (", ".join(_RELEASE_COLS), ", ".join("?" * len(_RELEASE_COLS))),
+    db.execute("INSERT INTO releases (%s) VALUES (%s)" % (", ".join(_RELEASE_COLS),
+                                                          ", ".join("?" * len(_RELEASE_COLS))),
                tuple(row[c] for c in _RELEASE_COLS))
 
 

@@ -22,7 +22,8 @@ _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 # Every (method, path) the gateway answers over HTTP besides the OCPP WebSocket; the API's
 # are api.api_table() and api.SESSION_ROUTES. /api/openapi.json documents each one. HEAD is answered wherever GET is.
-PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/firmware"), ("GET", "/static/{file}"),
+PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/firmware"),
+         ("GET", "/static/{file}"),
          ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
          ("GET", "/update"), ("POST", "/update"), ("GET", "/update.json"), ("POST", "/update.json")) + \
     otaweb.STATION_PATHS

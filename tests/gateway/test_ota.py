@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 import zipfile
 
+import pytest
+
 from support.cli import run_cli
 from support.gwhttp import http
 from support.ota import KEY, OtaBoard, basic, make_bundle, tar_of, write_key
@@ -99,8 +101,8 @@ async def test_ota__release_refusals_say_what_is_wrong(gateway, tmp_path):
     files = {p.name: p.read_bytes() for p in good.iterdir()}
     cases = []
     bad_sha = make_bundle(tmp_path / "sha", "0.3.1")
-    (bad_sha / "app.py").write_bytes(b"VERSION = 'tampered'\ndef run():\n    pass\n"[:len((bad_sha / "app.py").read_bytes())]
-                                     .ljust(len((bad_sha / "app.py").read_bytes()), b"#"))
+    size = len((bad_sha / "app.py").read_bytes())
+    (bad_sha / "app.py").write_bytes(b"VERSION = 'tampered'\n"[:size].ljust(size, b"#"))   # same size
     cases.append(("bad sha", tar_of(bad_sha), 400, "release refused: app.py: SHA-256 "))
     cases.append(("path escape", _tar_with([("0.3.0/manifest.json", files["manifest.json"], "file"),
                                             ("0.3.0/../../evil.py", b"x", "file")]), 400,
@@ -347,3 +349,67 @@ async def test_ota__diagnostics_uploads_only_from_that_station_bounded_and_named
     assert [(r["name"], r["size"]) for r in rows] == [("CP-1-20261130T180000Z.log", mib)], rows
     assert sorted(os.listdir(os.path.join(gw.settings.db + ".diagnostics", "st-CP-1"))) == [
         "CP-1-20261130T180000Z.log"]
+
+
+# --- the parsers, attacked (hypothesis) ------------------------------------------------------
+from hypothesis import given, settings, strategies as hs  # noqa: E402
+
+from picocharge.gateway import diagnostics, releases  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(hs.binary(max_size=6000))
+def test_ota__any_body_is_a_release_or_a_bundle_error(body):
+    for data in (body, b"PK\x03\x04" + body, b"\x1f\x8b" + body, body.ljust(1024, b"\0")):
+        try:
+            files = releases.read_archive(data)
+        except releases.BundleError:
+            continue
+        try:
+            releases.check_bundle(files)
+        except releases.BundleError:
+            pass
+
+
+json_values = hs.recursive(hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=50),
+                           lambda c: hs.lists(c, max_size=5) | hs.dictionaries(hs.text(max_size=10), c, max_size=5),
+                           max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(hs.dictionaries(hs.sampled_from(["format", "version", "board", "mpy", "key_id", "created", "files", "x"]),
+                       json_values, max_size=8))
+def test_ota__any_manifest_is_checked_or_refused_with_a_bundle_error(m):
+    try:
+        out = releases.check_manifest(json.dumps(m).encode())
+    except releases.BundleError as e:
+        assert str(e).startswith("manifest.json"), e
+        return
+    assert out["format"] == 1 and releases.version_problem(out["version"]) is None, out
+
+
+def test_ota__manifest_valid_and_invalid_pairs(tmp_path):
+    good = json.loads((make_bundle(tmp_path, "1.2.3") / "manifest.json").read_bytes())
+    assert releases.check_manifest(json.dumps(good).encode())["version"] == "1.2.3"
+    bad = [({"format": 2}, "manifest.json: format 2, this gateway knows format 1"),
+           ({"version": "a" * 33}, "manifest.json: version '%s': a version is 1-32 characters" % ("a" * 33)),
+           ({"version": ".."}, "manifest.json: version '..': a version is 1-32 characters"),
+           ({"key_id": "XYZ"}, "manifest.json: key_id must be 8 lowercase hex digits"),
+           ({"mpy": True}, "manifest.json: mpy must be null or the .mpy version"),
+           ({"files": []}, "manifest.json: files must list 1..64 files"),
+           ({"files": [dict(good["files"][0], name="lib/x.py")]}, "manifest.json: files[0]: name 'lib/x.py' must"),
+           ({"files": [good["files"][0]] * 2}, "manifest.json: files[1]: main.py is listed twice"),
+           ({"files": [dict(good["files"][0], sha256="AB" * 32)]}, "manifest.json: files[0]: main.py: sha256 must")]
+    for change, start in bad:
+        with pytest.raises(releases.BundleError) as e:
+            releases.check_manifest(json.dumps(dict(good, **change)).encode())
+        assert str(e.value).startswith(start), (change, str(e.value))
+    with pytest.raises(releases.BundleError, match="manifest.json is 4097 bytes: at most 4096"):
+        releases.check_manifest(b" " * 4097)
+
+
+def test_ota__diagnostics_names_valid_and_invalid():
+    for ok in ("CP-1-20261130T180000Z.log", "a", "x" * 80, "A_b.c-d"):
+        assert diagnostics.name_problem(ok) is None, ok
+    for bad in ("", ".", "..", ".hidden", "a/b", "a b", "x" * 81, "é.log", None):
+        assert diagnostics.name_problem(bad), bad

@@ -39,7 +39,8 @@ async def test_ota_dashboard__update_diagnostics_and_a_rollout_from_the_pages(ga
                 "Update to 0.2.0: CP-1 accepted; it fetches %s/fw/0.2.0/manifest.json" % base)
             assert page.dialogs == ["Update CP-1 to 0.2.0? It installs when no transaction runs."], page.dialogs
             assert await page.until(_el("fw-now") + ".textContent.indexOf('running 0.2.0 \u00b7 update Installed') "
-                                                    "=== 0", BROWSER_TIMEOUT), await page.js(_el("fw-now") + ".textContent")
+                                                    "=== 0", BROWSER_TIMEOUT), \
+                await page.js(_el("fw-now") + ".textContent")
             assert boards["CP-1"].version == "0.2.0"
 
             # diagnostics: requested, uploaded by the station, listed with a download link that gives the file
@@ -76,7 +77,8 @@ async def test_ota_dashboard__update_diagnostics_and_a_rollout_from_the_pages(ga
             assert await page.until("document.querySelectorAll('[data-firmware=\"0.2.0\"]').length === 2",
                                     BROWSER_TIMEOUT), await page.js(
                 "Array.from(document.querySelectorAll('.card')).map(c => c.dataset.firmware).join()")
-            assert "fw 0.2.0" in await page.js("document.querySelector('[data-station=\"CP-1\"] .card-sub').textContent")
+            assert "fw 0.2.0" in await page.js(
+                "document.querySelector('[data-station=\"CP-1\"] .card-sub').textContent")
     finally:
         for b in boards.values():
             await b.stop()
