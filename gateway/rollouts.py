@@ -108,8 +108,8 @@ class Rollouts:
         if not rows:
             raise ValueError("no release %s on this gateway: add it first (POST /api/releases, or `picocharge "
                              "gateway release add DIR`)" % version)
-        if stations == "all":
-            stations = sorted(self.gw.stations)
+        if stations == "all":       # every station the operator accepted (a rejected one would only time out)
+            stations = sorted(sid for sid, row in self.gw.stations.items() if row.get("state") == "accepted")
         if not isinstance(stations, list) or not 1 <= len(stations) <= MAX_STATIONS or \
                 not all(isinstance(s, str) for s in stations):
             raise ValueError('stations must be a list of 1..%d station ids, or "all"' % MAX_STATIONS)
@@ -219,7 +219,7 @@ class Rollouts:
             elif statuses and statuses[-1] != s["detail"]:
                 changes.append((s, "updating", statuses[-1], s["since_seq"]))
         if to_send:
-            changes += await asyncio.gather(*(self._send(s, version) for s in to_send))
+            changes += [c for c in await asyncio.gather(*(self._send(s, version) for s in to_send)) if c]
         if changes:
             await gw.store.run(_write_changes, rid, changes, now_iso())
             for s, state, detail, _seq in changes:
@@ -265,6 +265,8 @@ class Rollouts:
         try:
             await send_update(self.gw, sid, version)
         except CommandError as e:
+            if e.status == 409:     # gone since it was seen: sent when it is back (within the timeout)
+                return None
             return (s, "failed", "UpdateFirmware not delivered: %s" % e.message, None)
         return (s, "updating", "UpdateFirmware sent", seq)
 
