@@ -491,6 +491,10 @@ def release_remove(version, db):
     _existing_db(db)
     conn = _release_db(db)
     try:
+        busy = store_mod.rollouts_using(conn, version)
+        if busy:
+            raise click.ClickException("release %s is being rolled out (rollout %s): cancel it first (POST "
+                                       "/api/rollouts/%d/cancel)" % (version, ", ".join(map(str, busy)), busy[0]))
         conn.execute("BEGIN")
         gone = store_mod.remove_release(conn, version)
         conn.execute("COMMIT")

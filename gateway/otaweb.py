@@ -197,6 +197,10 @@ async def _post_release(request, gw):
 async def _delete_release(gw, req, version):
     if not await gw.store.run(st.release_rows, version):
         return error(404, "no release %r on this gateway" % version[:40])
+    busy = await gw.store.run(st.rollouts_using, version)
+    if busy:
+        return error(409, "release %s is being rolled out (rollout %s): cancel it first (POST /api/rollouts/%d/cancel)"
+                     % (version, ", ".join(map(str, busy)), busy[0]))
     await gw.store.run(st.remove_release, version)
     await asyncio.get_running_loop().run_in_executor(None, releases.delete_files, gw.settings.db, version)
     log.info("release %s removed", version)
@@ -345,8 +349,8 @@ def ota_table():
               "Add a release: its bundle folder (docs/ota.md) as a tar (plain or gzip) or zip body, or as JSON "
               "{archive_base64}; checked against its manifest before it is stored", models.Release, 201,
               models.ReleaseUpload, {"archive_base64": example_archive()}, (400, 409, 413), raw_body=_ARCHIVES),
-        Route("DELETE", "/api/releases/{version}", _delete_release, "admin", "firmware", "Remove a release",
-              models.ReleaseRemoved),
+        Route("DELETE", "/api/releases/{version}", _delete_release, "admin", "firmware",
+              "Remove a release (not while a rollout of it runs)", models.ReleaseRemoved, errors=(409,)),
         Route("POST", "/api/stations/{id}/update", _update, "operate", "firmware",
               "Send UpdateFirmware with the location of a stored release (retrieveDate now unless given)",
               models.UpdateSent, body=models.Update, example={"version": "0.2.0"}, errors=(400, 409, 415, 502, 504)),

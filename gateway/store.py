@@ -616,6 +616,12 @@ def remove_release(db, version):
     return db.execute("DELETE FROM releases WHERE version=?", (version,)).rowcount > 0
 
 
+def rollouts_using(db, version):
+    """Ids of the rollouts of `version` still running (its release must stay)."""
+    return [r[0] for r in db.execute("SELECT id FROM rollouts WHERE version=? AND state=? ORDER BY id",
+                                     (version, "running"))]
+
+
 def add_ota_status(db, station, kind, status, ts):
     """A FirmwareStatusNotification (kind 'firmware') or DiagnosticsStatusNotification
     ('diagnostics'); its sequence number (orders statuses that share a second)."""

@@ -226,6 +226,17 @@ async def test_ota__releases_are_served_to_authenticated_stations_only(gateway, 
     assert s == 429, (s, body)      # the right password too, until the window slides on
 
 
+async def test_ota__a_release_added_with_the_cli_is_served_by_the_running_gateway(gateway, tmp_path):
+    gw = await _gw(gateway, tmp_path)
+    bundle = make_bundle(tmp_path / "b", "0.5.0")
+    r = await asyncio.to_thread(run_cli, "gateway", "release", "add", str(bundle), "--db", gw.settings.db)
+    assert r.returncode == 0, r.stderr
+    s, rows = await http(gw, "GET", "/api/releases")
+    assert [x["version"] for x in rows] == ["0.5.0"], rows
+    s, h, body = await _get(gw.port, "/fw/0.5.0/main.py", {"Authorization": basic("CP-1", PW["CP-1"])})
+    assert (s, body) == (200, (bundle / "main.py").read_bytes()), (s, body)
+
+
 async def test_ota__update_one_station_from_the_api_to_installed(gateway, tmp_path):
     gw = await _gw(gateway, tmp_path)
     # a file near the 256 KiB limit: streamed in many reads on both sides

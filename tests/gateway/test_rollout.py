@@ -4,6 +4,7 @@ reported at the first failures; resumed by a gateway that restarts mid-rollout. 
 support.ota.OtaBoard charge points on real WebSockets, fetching the release over HTTP."""
 import asyncio
 
+from support.cli import run_cli
 from support.gwhttp import http
 from support.ota import OtaBoard, make_bundle, tar_of
 from support.stations import Connected, boot
@@ -179,6 +180,12 @@ async def test_rollout__refusals_and_cancel(gateway, tmp_path):
     assert [x["detail"] for x in ro["stations"]] == ["waiting for the station to connect"] * 2, ro
     s, out = await http(gw, "POST", "/api/rollouts", {"version": "0.2.0", "stations": ["CP-2"]})
     assert (s, out) == (400, {"error": "stations already in a running rollout: CP-2 (cancel it first)"}), out
+    # its release stays while it runs, through the API and the CLI
+    s, out = await http(gw, "DELETE", "/api/releases/0.2.0")
+    assert (s, out) == (409, {"error": "release 0.2.0 is being rolled out (rollout 1): cancel it first (POST "
+                                       "/api/rollouts/1/cancel)"}), out
+    r = await asyncio.to_thread(run_cli, "gateway", "release", "remove", "0.2.0", "--db", gw.settings.db)
+    assert r.returncode == 1 and "release 0.2.0 is being rolled out (rollout 1)" in r.stderr, r.stderr
     s, ro = await http(gw, "POST", "/api/rollouts/%d/cancel" % ro["id"])
     assert s == 200 and ro["state"] == "cancelled" and set(_states(ro).values()) == {"cancelled"}, ro
     s, out = await http(gw, "GET", "/api/rollouts/99")
