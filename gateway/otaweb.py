@@ -26,9 +26,11 @@ from . import auth, diagnostics, models, releases, rollouts, store as st
 from .api import Route, _body, _handler, authorise
 from .commands import CommandError, send_call
 from .httputil import error, json_response
+from .logonce import LogOnce
 from .readings import _ts
 
 log = logging.getLogger(__name__)
+_ONCE = LogOnce(log)    # a board retrying with a wrong password: one line a minute, with the count
 
 STATION_PATHS = (("GET", "/fw/{version}/{file}"), ("PUT", "/diag/{id}/{name}"))
 DIAG_TIMEOUT = 120.0    # seconds a diagnostics upload may take (1 MiB from a board on slow Wi-Fi)
@@ -67,20 +69,22 @@ async def station_of(gw, request, path_id=None):
         sid = path_id
     if sid is None or sid not in gw.stations:
         gw.throttle.failed(*keys)
-        log.warning("station=? %s %s refused (%s): %s", request.method, request.path[:100], peer,
-                    "no credentials" if sid is None else "unknown station")
+        why = "no credentials" if sid is None else "unknown station"
+        _ONCE.warning("station=? %s %s refused (%s): %s", request.method, request.path[:100], peer, why,
+                      key=("fw-refused", peer, why))
         return None, _refuse(401, _UNAUTHORISED, basic=True)
     status, why = await gw.authenticate_station(sid, authz, peer, cert, connecting=False)
     if why:
-        log.warning("station=%s %s %s refused (%s): %s", sid, request.method, request.path[:100], peer, why)
+        _ONCE.warning("station=%s %s %s refused (%s): %s", sid, request.method, request.path[:100], peer, why,
+                      key=("fw-refused", sid, why))
         if status == 401:
             return None, _refuse(401, _UNAUTHORISED, basic=True)
         return None, _refuse(status, gw.refusal_text(status))
     if gw.stations[sid]["state"] != "accepted":
         return None, _refuse(403, "station %s is not accepted by the operator" % sid)
     if path_id is not None and path_id != sid:
-        log.warning("station=%s %s %s refused: the path names another station", sid, request.method,
-                    request.path[:100])
+        _ONCE.warning("station=%s %s %s refused: the path names another station", sid, request.method,
+                      request.path[:100], key=("diag-other", sid))
         return None, _refuse(403, "these are station %s's credentials: a station uploads only to /diag/%s/"
                              % (sid, sid))
     return sid, None
@@ -98,7 +102,9 @@ def station_routes(gw):
         path = releases.file_path(s.db, version, name) if rows else None
         if path is None:
             return error(404, "no file %s in a release %s on this gateway" % (name[:60], version[:40]))
-        log.info("station=%s fetches %s/%s", sid, version, name)
+        # the manifest says a download starts; each file at debug (a fleet fetches thousands)
+        log.log(logging.INFO if name == releases.MANIFEST else logging.DEBUG, "station=%s fetches %s/%s", sid,
+                version, name)
         ctype = "application/json" if name == releases.MANIFEST else "application/octet-stream"
         return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "no-store"})
 
