@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import tarfile
 import zipfile
@@ -271,8 +272,8 @@ def store_files(db, files, manifest):
     final = os.path.join(root, manifest["version"])
     if os.path.exists(final):
         raise FileExistsError(final)
-    tmp = os.path.join(root, ".tmp-%s-%d" % (manifest["version"], os.getpid()))
-    shutil.rmtree(tmp, ignore_errors=True)
+    # a folder of its own per upload: two at once (the API, the CLI) never write into one
+    tmp = os.path.join(root, ".tmp-%s-%s" % (manifest["version"], secrets.token_hex(6)))
     _private_dir(tmp)
     try:
         for name, data in files.items():
