@@ -5,6 +5,7 @@ import asyncio
 import ssl
 
 from support import tls_certs
+from support.cli import run_cli
 from support.ota import OtaBoard, basic, make_bundle, tar_of
 
 
@@ -77,3 +78,31 @@ async def test_ota_tls__profile3_station_updates_and_uploads_with_its_certificat
         assert board.statuses[-2:] == [("diagnostics", "Uploading"), ("diagnostics", "Uploaded")], board.statuses
     finally:
         await board.stop()
+
+
+async def test_ota_tls__a_revoked_certificate_fetches_nothing(gateway, tmp_path):
+    # the CA and its revocation list made by `picocharge gateway ca` (openssl), as an operator does
+    ca_dir, out = tmp_path / "ca", tmp_path / "st"
+    assert run_cli("gateway", "ca", "init", "--dir", str(ca_dir)).returncode == 0
+    assert run_cli("gateway", "ca", "issue", "CP-R", "--dir", str(ca_dir), "--out", str(out)).returncode == 0
+    certs = tls_certs.make(tmp_path / "pki")
+    gw = await gateway(auth="password", tls_cert=str(certs.cert), tls_key=str(certs.key),
+                       client_ca=str(ca_dir / "ca.crt"), client_crl=str(ca_dir / "ca.crl"))
+    await gw.register("CP-R", "password-of-cp-r-xx")
+    bundle = make_bundle(tmp_path / "b", "0.2.0")
+    s, out_ = await asyncio.to_thread(_raw, gw.port, _ctx(certs), "POST", "/api/releases",
+                                      b"Authorization: Bearer %s\r\nContent-Type: application/x-tar\r\n"
+                                      % gw.settings.api_token.encode(), tar_of(bundle))
+    assert s == 201, out_
+    stolen = (out / "CP-R.crt", out / "CP-R.key")
+    s, body = await asyncio.to_thread(_raw, gw.port, _ctx(certs, stolen), "GET", "/fw/0.2.0/main.py")
+    assert (s, body) == (200, (bundle / "main.py").read_bytes()), (s, body)
+    r = await asyncio.to_thread(run_cli, "gateway", "ca", "revoke", "CP-R", "--dir", str(ca_dir), "--cert",
+                                str(stolen[0]))
+    assert r.returncode == 0, r.stderr
+    for _ in range(50):         # the gateway looks at the list again at most once a second
+        s, body = await asyncio.to_thread(_raw, gw.port, _ctx(certs, stolen), "GET", "/fw/0.2.0/main.py")
+        if s != 200:
+            break
+        await asyncio.sleep(0.2)
+    assert s == 401 and b"station credentials required" in body, (s, body)
