@@ -920,6 +920,7 @@ var stationExport = function () {};
 
 // --- firmware: update and diagnostics on the station page, releases and rollouts on /firmware ---
 var FW_BUSY = {Downloading: 1, Downloaded: 1, Installing: 1};
+var FW_BUSY_S = 1800;   // an update silent this long no longer holds the button (the station may have died)
 
 /* " (Installing)" while an update is under way, " (InstallationFailed)" after a failure. */
 function fwStatusNote(st) {
@@ -943,7 +944,8 @@ function renderFirmware(st, rels, files) {
   if (d) bits.push("diagnostics " + d.status + " " + ago(d.ts));
   $("fw-now").textContent = bits.join(" \u00b7 ");
   releaseOptions($("fw-version"), rels);
-  var why = !st.connected ? st.id + " is offline" : !rels.length ? "no release on this gateway yet" : "";
+  var why = !st.connected ? st.id + " is offline" : !rels.length ? "no release on this gateway yet"
+    : f && FW_BUSY[f.status] && ageS(f.ts) < FW_BUSY_S ? "an update is under way (" + f.status + ")" : "";
   $("btn-update").disabled = !!why || busy;
   $("btn-update").title = why;
   $("btn-diag").disabled = !st.connected || busy;

@@ -2,6 +2,7 @@
 and diagnostics list, the /firmware page's releases and a staged rollout with its progress, and the
 firmware version on the overview's cards, against the real gateway and support.ota.OtaBoard stations
 that fetch and install the release over HTTP."""
+import asyncio
 import json
 
 from support.chromium import BROWSER_TIMEOUT, DevTools, chromium, settled
@@ -24,7 +25,9 @@ async def test_ota_dashboard__update_diagnostics_and_a_rollout_from_the_pages(ga
     s, out = await http(gw, "POST", "/api/releases", raw=tar_of(bundle), headers={
         "Authorization": "Bearer " + gw.settings.api_token, "Content-Type": "application/x-tar"})
     assert s == 201, out
-    boards = {sid: await OtaBoard(gw.port, sid, pw).start() for sid, pw in PW.items()}
+    hold = asyncio.Event()      # CP-1 waits to install until the page showed the update under way
+    boards = {sid: await OtaBoard(gw.port, sid, pw, hold=hold if sid == "CP-1" else None).start()
+              for sid, pw in PW.items()}
     base = "http://127.0.0.1:%d" % gw.port
     try:
         async with DevTools(tmp_path, "1280,900") as page:
@@ -38,6 +41,11 @@ async def test_ota_dashboard__update_diagnostics_and_a_rollout_from_the_pages(ga
             assert await page.js(_el("fw-result") + ".textContent") == (
                 "Update to 0.2.0: CP-1 accepted; it fetches %s/fw/0.2.0/manifest.json" % base)
             assert page.dialogs == ["Update CP-1 to 0.2.0? It installs when no transaction runs."], page.dialogs
+            # while it is under way, no second update from the page
+            assert await page.until(_el("btn-update") + ".disabled && " + _el("btn-update") +
+                                    ".title === 'an update is under way (Downloaded)'", BROWSER_TIMEOUT), \
+                await page.js(_el("btn-update") + ".title")
+            hold.set()
             assert await page.until(_el("fw-now") + ".textContent.indexOf('running 0.2.0 \u00b7 update Installed') "
                                                     "=== 0", BROWSER_TIMEOUT), \
                 await page.js(_el("fw-now") + ".textContent")
