@@ -79,6 +79,16 @@ async def test_ota_dashboard__update_diagnostics_and_a_rollout_from_the_pages(ga
             assert json.loads(await page.js(
                 "JSON.stringify(Array.from(document.querySelectorAll('[data-rollout=\"1\"] tbody tr')).map("
                 "r => Array.from(r.cells).map(c => c.textContent)))")) == [["CP-2", "done", "Installed, running 0.2.0"]]
+            # a rollout that waits for an offline station, cancelled from its Cancel button
+            await gw.register("CP-3", "password-of-cp-3-xx")
+            s, ro = await http(gw, "POST", "/api/rollouts", {"version": "0.2.0", "stations": ["CP-3"]})
+            assert s == 201, ro
+            assert await page.until("!!document.querySelector('[data-rollout=\"2\"][data-state=\"running\"] "
+                                    "button.danger')", BROWSER_TIMEOUT), await page.js(_el("rollouts") + ".textContent")
+            await page.js("document.querySelector('[data-rollout=\"2\"] button.danger').click(); true")
+            assert await page.until("!!document.querySelector('[data-rollout=\"2\"][data-state=\"cancelled\"]')",
+                                    BROWSER_TIMEOUT), await page.js(_el("rollouts") + ".textContent")
+            assert (await gw.rollouts.get(2))["stations"][0]["state"] == "cancelled"
 
             # the overview: each card names the version its station runs
             await settled(page, base + "/")
@@ -87,6 +97,17 @@ async def test_ota_dashboard__update_diagnostics_and_a_rollout_from_the_pages(ga
                 "Array.from(document.querySelectorAll('.card')).map(c => c.dataset.firmware).join()")
             assert "fw 0.2.0" in await page.js(
                 "document.querySelector('[data-station=\"CP-1\"] .card-sub').textContent")
+            # and follows an update live (the gateway's events), without the page being loaded again
+            s, out = await http(gw, "POST", "/api/releases", raw=tar_of(make_bundle(tmp_path / "c", "0.3.0")),
+                                headers={"Authorization": "Bearer " + gw.settings.api_token,
+                                         "Content-Type": "application/x-tar"})
+            assert s == 201, out
+            await page.js("document.body.setAttribute('data-same-page', '1'); true")
+            s, out = await http(gw, "POST", "/api/stations/CP-2/update", {"version": "0.3.0"})
+            assert s == 200, out
+            assert await page.until("document.querySelector('[data-station=\"CP-2\"]').dataset.firmware === "
+                                    "'0.3.0'", BROWSER_TIMEOUT)
+            assert await page.js("document.body.getAttribute('data-same-page')") == "1"
     finally:
         for b in boards.values():
             await b.stop()
