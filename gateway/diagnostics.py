@@ -1,13 +1,14 @@
 """Diagnostics files the stations upload (docs/ota.md, GetDiagnostics): received, kept, listed.
 
 A station sends `PUT /diag/<station id>/<fileName>`; the body (at most MAX_SIZE bytes) is
-streamed to `<db>.diagnostics/st-<station id>/.part-<name>` and renamed to `<name>` once it is
+streamed to `<db>.diagnostics/st-<station id>/.part-<random>-<name>` and renamed to `<name>` once it is
 whole, so a listing never shows half a file. Folders 0700, files 0600; at most MAX_FILES per
 station are kept (the oldest go).
 """
 import asyncio
 import os
 import re
+import secrets
 import time
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
@@ -48,7 +49,7 @@ async def receive(db, sid, name, content, timeout, limit=MAX_SIZE):
     folder = _folder(db, sid)
     _mkdir(diagnostics_dir(db))
     _mkdir(folder)
-    part = os.path.join(folder, ".part-" + name)
+    part = os.path.join(folder, ".part-%s-%s" % (secrets.token_hex(4), name))   # two uploads at once: two parts
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     size = 0
     try:
