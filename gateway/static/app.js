@@ -1054,7 +1054,8 @@ function renderRollouts(list) {
         h("td", {cls: "st-" + x.state, text: x.state}), h("td", {text: x.detail || ""})));
     });
     el.appendChild(h("div", {cls: "table-wrap"}, h("table", {},
-      h("thead", {}, h("tr", {}, h("th", {text: "Station"}), h("th", {text: "State"}), h("th", {text: "Detail"}))), tb)));
+      h("thead", {}, h("tr", {}, h("th", {text: "Station"}), h("th", {text: "State"}),
+                       h("th", {text: "Detail"}))), tb)));
     box.appendChild(el);
   });
   $("ro-empty").hidden = list.length > 0;
