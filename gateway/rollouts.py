@@ -70,6 +70,7 @@ class Rollouts:
         self._tasks = {}    # rollout id -> its task
         self._wake = {}     # rollout id -> asyncio.Event set when one of its stations reports
         self._stations = {}     # rollout id -> its stations, while it runs (for the overlap check)
+        self._creating = None   # asyncio.Lock, made in the loop that uses it
 
     async def resume(self):
         for ro in await self.gw.store.run(st.rollout_rows, None, "running"):
@@ -104,6 +105,12 @@ class Rollouts:
     # --- the API's calls ------------------------------------------------------
     async def create(self, version, stations, wave, max_failures, timeout):
         """A new rollout's id; ValueError says what is wrong with the request."""
+        if self._creating is None:
+            self._creating = asyncio.Lock()
+        async with self._creating:      # two requests at once cannot both take a station
+            return await self._create(version, stations, wave, max_failures, timeout)
+
+    async def _create(self, version, stations, wave, max_failures, timeout):
         rows = await self.gw.store.run(st.release_rows, version)
         if not rows:
             raise ValueError("no release %s on this gateway: add it first (POST /api/releases, or `picocharge "
