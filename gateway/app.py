@@ -381,12 +381,11 @@ class Gateway:
         else:
             profile = 0 if s.auth == "none" else 2 if s.tls_cert else 1
             status, why = await self._authenticate(sid, authz)
-        if why is None and not connecting:
+        if why is None:
             self.throttle.succeeded(("ocpp-id", sid))
-        elif why is None:
-            self.throttle.succeeded(("ocpp-id", sid))
-            self.metrics.profiles[profile] = self.metrics.profiles.get(profile, 0) + 1
-            self.station_profile[sid] = profile     # logged with "connected from" (run_session)
+            if connecting:
+                self.metrics.profiles[profile] = self.metrics.profiles.get(profile, 0) + 1
+                self.station_profile[sid] = profile     # logged with "connected from" (run_session)
         elif status == 401:
             self.throttle.failed(*keys)
         return status, why
