@@ -449,6 +449,7 @@ class Route(NamedTuple):
     errors: tuple = ()          # statuses besides 401/403 (and 404 for /{id} paths)
     params: tuple = ()          # query parameters: (name, JSON schema, description)
     media: str = "application/json"     # the answer's content type (a models class only for JSON)
+    raw_body: tuple = ()        # content types of a body taken as it is besides JSON (a release archive)
 
 
 _PERIOD = (("from", {"type": "string", "format": "date-time"}, "From this time (ISO 8601, included)."),

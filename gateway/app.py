@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -24,8 +25,9 @@ from . import auth, ca, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .metrics import GatewayMetrics
+from .rollouts import Rollouts
 from .server import Listener, tls_context as server_tls_context
-from .store import Store, StoreError, now_iso
+from .store import Store, StoreError, add_ota_status, last_ota_status, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
 from .web import make_app
 
@@ -39,6 +41,8 @@ _PROFILES = {0: "no credentials checked, --auth none", 1: "HTTP Basic over ws://
 # the one answer to a station whose id or password is not accepted, whichever it was (the
 # reason is logged): the answer must not tell an outsider which station ids exist
 STATION_401 = "station id or password not accepted (HTTP Basic: user = station id, password = ocpp.password)"
+# a Host header a station's WebSocket named, as it may go into the URLs the gateway sends it back
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?$")
 
 
 @dataclass
@@ -168,6 +172,9 @@ class Gateway:
         self.station_profile = {}   # id -> the OCPP security profile of its last authentication
         self.revocations = None     # ca.Revocations of --client-crl
         self.key_changes = set()    # ids with an AuthorizationKey change waiting for its answer (commands.py)
+        self.origins = {}       # id -> (scheme, Host) its WebSocket came with: where it fetches releases
+        self.ota_last = {}      # (id, "firmware" | "diagnostics") -> (status, ts, seq) of its last notification
+        self.rollouts = Rollouts(self)
         self.port = None
         self.front = None       # the server.Listener
         self.tokens = auth.TokenStore(settings.tokens_file or auth.tokens_path(settings.db))
@@ -204,6 +211,7 @@ class Gateway:
         self.id_tags = await self.store.run(
             lambda db: {r[0]: r[1] for r in db.execute("SELECT tag, status FROM id_tags")})
         self.last = await self.store.run(_last_readings)
+        self.ota_last = await self.store.run(last_ota_status)
         if s.auth == "none":
             log.warning("auth=none: ANY station is accepted without a password (demos and benchmarks only)")
         self._setup_tokens()
@@ -219,6 +227,7 @@ class Gateway:
         self.front = Listener(make_app(self), s, self.metrics)
         self.port = await self.front.start(s.host, s.port, ssl=tls)
         self._tasks.append(asyncio.get_running_loop().create_task(self._maintenance()))
+        await self.rollouts.resume()
         self.started_at = time.time()
         if s.gc_freeze:
             # long-lived start-up objects leave the collector's view; fewer full collections.
@@ -241,6 +250,7 @@ class Gateway:
             if self.gc_watch in gc.callbacks:
                 gc.callbacks.remove(self.gc_watch)
             log.info("%s", self.gc_watch.summary())
+        self.rollouts.stop()
         for t in self._tasks + list(self._boot_tasks):
             t.cancel()
         if self.front:
@@ -354,11 +364,13 @@ class Gateway:
                 503: "too many stations are waiting for an operator (--max-pending): try again later"
                 }.get(status, "refused")
 
-    async def authenticate_station(self, sid, authz, peer, cert=None):
+    async def authenticate_station(self, sid, authz, peer, cert=None, connecting=True):
         """(status, reason to log) when the station may not connect, else (None, None). Failures
         count against the client address and the station id; past --auth-fail-limit a minute
         either is refused with 429 without looking at the password. `cert`: the station's
-        verified TLS client certificate (getpeercert() dict), if it presented one."""
+        verified TLS client certificate (getpeercert() dict), if it presented one.
+        `connecting`: False for a station's HTTP request (/fw/, /diag/, otaweb.py), which is
+        checked the same way but does not count as a connection's sign-in."""
         keys = (("ocpp", peer), ("ocpp-id", sid))
         if self.throttle.blocked(*keys):
             return 429, "too many failed attempts from %s or for this id" % peer
@@ -371,11 +383,23 @@ class Gateway:
             status, why = await self._authenticate(sid, authz)
         if why is None:
             self.throttle.succeeded(("ocpp-id", sid))
-            self.metrics.profiles[profile] = self.metrics.profiles.get(profile, 0) + 1
-            self.station_profile[sid] = profile     # logged with "connected from" (run_session)
+            if connecting:
+                self.metrics.profiles[profile] = self.metrics.profiles.get(profile, 0) + 1
+                self.station_profile[sid] = profile     # logged with "connected from" (run_session)
         elif status == 401:
             self.throttle.failed(*keys)
         return status, why
+
+    def note_origin(self, sid, secure, host):
+        """Where a station that just connected reaches the gateway (its WebSocket's TLS and Host):
+        the scheme and host of the release and diagnostics URLs sent to it (docs/ota.md)."""
+        if host and _HOST.match(host):
+            self.origins[sid] = ("https" if secure else "http", host)
+        else:
+            self.origins.pop(sid, None)
+            log.warning("station=%s connected with Host %r, which cannot name the gateway in a URL: updates and "
+                        "diagnostics are not sent to it until it connects with a host name or address", sid,
+                        (host or "")[:80])
 
     async def _close_sessions(self):
         conns = [sess._connection for sess in self.sessions.values()]
@@ -583,6 +607,7 @@ class Gateway:
         await self.store.run(lambda db: db.execute(
             "UPDATE stations SET vendor=?, model=?, firmware=?, last_seen=? WHERE id=?",
             (vendor, model, firmware, st["last_seen"], sid)))
+        self.rollouts.wake(sid)
         return st["state"]
 
     def booted(self, sess):
@@ -615,6 +640,16 @@ class Gateway:
         await self.store.run(lambda db: db.execute(
             "INSERT INTO status_history (station, connector, status, error_code, info, ts) "
             "VALUES (?,?,?,?,?,?)", (sid, None, None, None, what, ts)) and None)
+
+    async def ota_status(self, sid, kind, status):
+        """A FirmwareStatusNotification (kind "firmware") or DiagnosticsStatusNotification
+        ("diagnostics"): kept as the station's last one and in its history; rollouts look again."""
+        ts = utc_now()
+        seq = await self.store.run(add_ota_status, sid, kind, status, ts)
+        self.ota_last[(sid, kind)] = (status, ts, seq)
+        await self.event(sid, ("Firmware" if kind == "firmware" else "Diagnostics") + status)
+        if kind == "firmware":
+            self.rollouts.wake(sid)
 
     async def id_tag_status(self, tag):
         if not self.id_tags:
@@ -651,8 +686,14 @@ class Gateway:
                 "status": st.get("status"), "error_code": st.get("error_code"),
                 "vendor": st.get("vendor"), "model": st.get("model"), "firmware": st.get("firmware"),
                 "last_seen": st.get("last_seen"),
+                "firmware_status": _ota_view(self.ota_last.get((sid, "firmware"))),
+                "diagnostics_status": _ota_view(self.ota_last.get((sid, "diagnostics"))),
                 "thingspeak_channel": st.get("ts_channel"), "security_profile": self.station_profile.get(sid),
                 "last_reading": dict(self.last.get(sid) or {})}
+
+
+def _ota_view(last):
+    return {"status": last[0], "ts": last[1]} if last else None
 
 
 def _last_readings(db):

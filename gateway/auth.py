@@ -128,13 +128,20 @@ def _digest(token):
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def tokens_path(db):
-    """The token file that goes with database `db`: beside a SQLite file; for a PostgreSQL URL,
-    picocharge-<database name>.tokens in the working folder (never a name holding the URL)."""
+def beside_db(db, suffix):
+    """The file or folder that goes with database `db` (`suffix` e.g. ".tokens", ".releases"):
+    beside a SQLite file; for a PostgreSQL URL, picocharge-<database name><suffix> in the working
+    folder (never a name holding the URL)."""
     db = str(db)
     if is_url(db):
-        return "picocharge-%s.tokens" % (re.sub(r"[^A-Za-z0-9_.-]", "_", urlsplit(db).path.strip("/")) or "gateway")
-    return db + ".tokens"
+        return "picocharge-%s%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", urlsplit(db).path.strip("/")) or "gateway",
+                                    suffix)
+    return db + suffix
+
+
+def tokens_path(db):
+    """The token file that goes with database `db` (beside_db)."""
+    return beside_db(db, ".tokens")
 
 
 def write_private(path, data):

@@ -13,7 +13,7 @@ import click
 
 from picocharge.firmware import fields
 
-from . import auth, ca
+from . import auth, ca, releases, store as store_mod
 from .store import Store, StoreError, generate_password, is_url, redact
 
 
@@ -409,6 +409,104 @@ def token_revoke(token_id, db, tokens_file):
     if not gone:
         raise click.ClickException("no token %s (see `picocharge gateway token list`)" % token_id)
     click.echo("token %s revoked" % token_id)
+
+
+@gateway.group("release")
+def release():
+    """Firmware releases the gateway serves to its stations (docs/ota.md): add, list, remove."""
+
+
+def _release_db(db):
+    """An open database connection (the schema made); ClickException when it cannot be used."""
+    try:
+        return Store(db).open()
+    except StoreError as e:
+        raise click.ClickException(str(e))
+
+
+@release.command("add")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--key-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The fleet release key (64 hex digits, `picocharge release key`): manifest.sig is checked "
+                   "against it too. The gateway itself never needs the key.")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the release as JSON (for scripts).")
+def release_add(folder, key_file, db, as_json):
+    """Check the release bundle FOLDER (manifest.json, manifest.sig, the files) against its manifest and
+    store it beside the database; a running gateway serves it at once."""
+    try:
+        key = releases.read_key_file(key_file) if key_file else None
+        files = releases.read_folder(folder)
+        manifest = releases.check_bundle(files, key)
+    except releases.BundleError as e:
+        raise click.ClickException("release refused: %s" % e)
+    conn = _release_db(db)
+    try:
+        if store_mod.release_rows(conn, manifest["version"]):
+            raise click.ClickException("release %s is already in %s: remove it first (`picocharge gateway release "
+                                       "remove %s`)" % (manifest["version"], db, manifest["version"]))
+        try:
+            row = releases.store_files(db, files, manifest)
+        except FileExistsError:
+            raise click.ClickException("a folder for release %s is already in %s: remove it first"
+                                       % (manifest["version"], releases.releases_dir(db)))
+        conn.execute("BEGIN")
+        store_mod.add_release(conn, row)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(releases.view(row), indent=2))
+        return
+    click.echo("release %s added to %s (%d files, %d bytes, signed with key %s%s)" % (
+        row["version"], releases.releases_dir(db), row["files"], row["size"], row["key_id"],
+        ", signature checked" if key else ""))
+
+
+@release.command("list")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def release_list(db, as_json):
+    """List the releases stored beside the database."""
+    _existing_db(db)
+    conn = _release_db(db)
+    try:
+        rows = [releases.view(r) for r in store_mod.release_rows(conn)]
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no releases in %s: add one with `picocharge gateway release add FOLDER`" % db)
+        return
+    click.echo("%-16s %-8s %5s %8s %-8s %s" % ("version", "board", "files", "bytes", "key", "added"))
+    for r in rows:
+        click.echo("%-16s %-8s %5d %8d %-8s %s" % (r["version"], r["board"] or "-", r["files"], r["size"],
+                                                  r["key_id"], r["added_at"]))
+
+
+@release.command("remove")
+@click.argument("version")
+@_db_option
+def release_remove(version, db):
+    """Remove release VERSION (its files and its index row)."""
+    _existing_db(db)
+    conn = _release_db(db)
+    try:
+        busy = store_mod.rollouts_using(conn, version)
+        if busy:
+            raise click.ClickException("release %s is being rolled out (rollout %s): cancel it first (POST "
+                                       "/api/rollouts/%d/cancel)" % (version, ", ".join(map(str, busy)), busy[0]))
+        conn.execute("BEGIN")
+        gone = store_mod.remove_release(conn, version)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    files = releases.delete_files(db, version)
+    if not gone and not files:
+        raise click.ClickException("no release %s in %s (see `picocharge gateway release list`)" % (version, db))
+    click.echo("release %s removed" % version)
 
 
 @gateway.command("configure")

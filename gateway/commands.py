@@ -84,6 +84,21 @@ async def send_command(sessions, sid, name, body):
     return await _call(sess, sid, name, cls, payload, None)
 
 
+async def send_call(sessions, sid, payload):
+    """The station's answer payload to an OCPP call built by the gateway itself (UpdateFirmware,
+    GetDiagnostics: the location is the gateway's, see rollouts.py and otaweb.py), checked
+    against the schema before it is sent; CommandError otherwise, as send_command."""
+    sess = sessions.get(sid)
+    if sess is None:
+        raise CommandError(409, "station %s is not connected" % sid)
+    cls = type(payload)
+    try:
+        validator(cls.__name__)(result_payload(payload))
+    except _Fail as e:
+        raise CommandError(400, "bad %s: %s" % (cls.__name__, e.message))
+    return await _call(sess, sid, cls.__name__, cls, payload, None)
+
+
 def is_authorization_key(key):
     """OCPP configuration keys are CiString: AuthorizationKey in any case."""
     return isinstance(key, str) and key.lower() == "authorizationkey"

@@ -603,12 +603,12 @@ class StationSession(ChargePoint):
 
     @on(Action.diagnostics_status_notification)
     async def on_diag(self, status):
-        await self.gw.event(self.id, "Diagnostics" + status)
+        await self.gw.ota_status(self.id, "diagnostics", status)
         return call_result.DiagnosticsStatusNotification()
 
     @on(Action.firmware_status_notification)
     async def on_firmware(self, status):
-        await self.gw.event(self.id, "Firmware" + status)
+        await self.gw.ota_status(self.id, "firmware", status)
         return call_result.FirmwareStatusNotification()
 
 

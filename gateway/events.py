@@ -202,7 +202,8 @@ class Hub:
     def _key(self, sid, st):
         last = self.gw.last.get(sid) or {}
         return (sid in self.gw.sessions, st.get("state"), st.get("status"), st.get("error_code"),
-                st.get("last_seen"), last.get("seq"))
+                st.get("last_seen"), last.get("seq"), st.get("firmware"),
+                self.gw.ota_last.get((sid, "firmware")))
 
     def tick(self):
         """One pass: the stations that changed since the last pass and the counts, to every subscriber."""

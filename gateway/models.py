@@ -71,7 +71,9 @@ class Station(BaseModel):
     error_code: Optional[str] = None
     vendor: Optional[str] = None
     model: Optional[str] = None
-    firmware: Optional[str] = None
+    firmware: Optional[str] = Field(None, description="The firmwareVersion of its last BootNotification.")
+    firmware_status: Optional["OtaStatus"] = Field(None, description="Its last FirmwareStatusNotification.")
+    diagnostics_status: Optional["OtaStatus"] = Field(None, description="Its last DiagnosticsStatusNotification.")
     last_seen: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
     thingspeak_channel: Optional[int] = None
     security_profile: Optional[int] = Field(None, description="The OCPP security profile of its last sign-in since "
@@ -271,3 +273,107 @@ class Configured(BaseModel):
     stations: Dict[str, StationConfigured] = Field(description="Every registered station's outcome, by id.")
     counts: Dict[str, int] = Field(description="How many stations answered each status; 'not connected', "
                                                "'failed' for the others.")
+
+
+# --- over-the-air updates and diagnostics (docs/ota.md, rollouts.py, otaweb.py) ---
+class OtaStatus(BaseModel):
+    status: str = Field(description="Downloading, Downloaded, DownloadFailed, Installing, Installed, "
+                                    "InstallationFailed, Idle (firmware); Uploading, Uploaded, UploadFailed, Idle "
+                                    "(diagnostics).")
+    ts: str = Field(json_schema_extra={"format": "date-time"})
+
+
+Station.model_rebuild()
+NewStationAnswer.model_rebuild()
+
+
+class OtaEvent(OtaStatus):
+    kind: Literal["firmware", "diagnostics"]
+
+
+class Release(BaseModel):
+    version: str
+    board: Optional[str] = Field(None, description="null: the application alone; a board name: with its module.")
+    mpy: Optional[int] = Field(None, description="The .mpy version the files were compiled for (null: sources).")
+    key_id: str = Field(description="The first 8 hex digits of SHA-256 of the release key it is signed with.")
+    created: str
+    files: int
+    size: int = Field(description="Bytes of the files together.")
+    added_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class Update(_Closed):
+    version: str = Field(description="A release stored on the gateway (GET /api/releases).")
+    retrieve_date: Optional[str] = Field(None, description="When the station fetches it (ISO 8601; default now).",
+                                         json_schema_extra={"format": "date-time"})
+    retries: Optional[int] = Field(None, ge=0, le=100)
+    retry_interval: Optional[int] = Field(None, ge=0, le=86400)
+
+
+class UpdateSent(BaseModel):
+    location: str = Field(description="The manifest URL sent to the station (its /fw/<version>/manifest.json).")
+    retrieve_date: str
+    answer: dict = Field(description="The station's UpdateFirmware answer (an empty object).")
+
+
+class DiagnosticsRequest(_Closed):
+    start_time: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
+    stop_time: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
+    retries: Optional[int] = Field(None, ge=0, le=100)
+    retry_interval: Optional[int] = Field(None, ge=0, le=86400)
+
+
+class DiagnosticsSent(BaseModel):
+    location: str = Field(description="The folder URL sent to the station (its /diag/<id>/).")
+    answer: dict = Field(description="The station's GetDiagnostics answer: {fileName} of the file it uploads.")
+
+
+class DiagnosticsFile(BaseModel):
+    name: str
+    size: int
+    received: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class NewRollout(_Closed):
+    version: str
+    stations: Union[List[str], Literal["all"]] = Field(description='Station ids in wave order, or "all".')
+    wave: int = Field(1, ge=1, description="Stations per wave; the next wave starts when each of this one is done.")
+    max_failures: int = Field(1, ge=1, description="The rollout stops at this many failed stations.")
+    timeout: int = Field(1800, ge=5, description="Seconds a station has to report Installed and boot the version.")
+
+
+class RolloutStation(BaseModel):
+    station: str
+    state: Literal["waiting", "updating", "done", "failed", "skipped", "cancelled"]
+    detail: Optional[str] = Field(None, description="Its last firmware status, or why it failed.")
+    started: Optional[str] = None
+    finished: Optional[str] = None
+
+
+class Rollout(BaseModel):
+    id: int
+    version: str
+    wave: int
+    max_failures: int
+    timeout: int
+    state: Literal["running", "stopped", "done", "cancelled"]
+    reason: Optional[str] = Field(None, description="Why it stopped (the failed stations), or ended.")
+    created: str
+    finished: Optional[str] = None
+    counts: Dict[str, int] = Field(description="Stations per state.")
+    stations: List[RolloutStation]
+
+
+class ReleaseUpload(_Closed):
+    archive_base64: str = Field(description="The release folder as a tar or zip archive, in base64 (or send the "
+                                            "archive itself as the body: application/x-tar, application/zip).")
+
+
+class ReleaseRemoved(BaseModel):
+    version: str
+    removed: bool
+
+
+class DiagnosticsFileStored(BaseModel):
+    name: str
+    size: int

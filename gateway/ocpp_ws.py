@@ -98,6 +98,7 @@ def endpoint(gw):
         if ws.ws_protocol != SUBPROTOCOL:
             await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"subprotocol ocpp1.6 required")
             return ws
+        gw.note_origin(sid, request.secure, request.headers.get("Host"))
         tr = request.transport
         addr = tr.get_extra_info("peername") if tr else None
         await gw.run_session(OcppSocket(ws, addr, sid))

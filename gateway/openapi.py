@@ -7,7 +7,7 @@ import os
 
 import ocpp
 
-from . import api, models
+from . import api, models, otaweb
 
 _OCPP_SCHEMAS = os.path.join(os.path.dirname(ocpp.__file__), "v16", "schemas")
 _REF = "#/components/schemas/{model}"
@@ -15,12 +15,31 @@ _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 _HTML = {"text/html": {"schema": {"type": "string"}}}
 _ID = {"name": "id", "in": "path", "required": True, "description": "Station id (the last part of its OCPP URL).",
        "schema": {"type": "string", "maxLength": 64}, "example": "CP-1"}
+# path parameters besides {id}: (description, schema, example)
+_PATH_PARAMS = {
+    "version": ("A release's version (docs/ota.md).", {"type": "string", "pattern": "^[A-Za-z0-9._+-]{1,32}$"},
+                "0.2.0"),
+    "file": ("A file of the release: manifest.json, manifest.sig or one the manifest lists.",
+             {"type": "string", "maxLength": 64}, "manifest.json"),
+    "name": ("A diagnostics file name.", {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,80}$"},
+             "CP-1-20260101T100000Z.log"),
+    "rid": ("A rollout id.", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
+}
+
+
+def _path_params(path):
+    return [{"name": n, "in": "path", "required": True, "description": d, "schema": sch, "example": ex}
+            for n, (d, sch, ex) in _PATH_PARAMS.items() if "{%s}" % n in path]
+
+
 _ERRORS = {
     400: "The body or a parameter is wrong; the message says which and why.",
     401: "No credentials, or wrong ones: send Authorization: Bearer <token>, or sign in on the dashboard.",
     403: "The token's role does not allow this call, or a write with the session cookie lacks X-CSRF-Token.",
     404: "No station with this id is registered.",
-    409: "The station is already registered, or (commands) not connected.",
+    408: "The body did not arrive in time.",
+    409: "The station is already registered, or (commands) not connected; a release already stored.",
+    413: "The body is too large.",
     415: "A body that is not Content-Type: application/json.",
     429: "Too many wrong credentials from this address: wait (Retry-After).",
     502: "The station answered with a CALLERROR (code and details), or an answer that fails the schema.",
@@ -84,7 +103,7 @@ class _Doc:
     def operation(self, rt):
         op = {"tags": [rt.tag], "operationId": (rt.method.lower() + "_" + rt.path.strip("/").replace(
             "/", "_").replace("{", "").replace("}", "").replace("-", "_")), "summary": rt.summary}
-        prm = [_ID] if "{id}" in rt.path else []
+        prm = ([_ID] if "{id}" in rt.path else []) + _path_params(rt.path)
         prm += [{"name": n, "in": "query", "required": False, "schema": sch, "description": d}
                 for n, sch, d in rt.params]
         if prm:
@@ -97,12 +116,14 @@ class _Doc:
                 c["example"] = rt.example
             op["requestBody"] = {"required": rt.method == "POST" and rt.tag != "commands" and bool(rt.example),
                                  "content": {"application/json": c}}
+            for media in rt.raw_body:
+                op["requestBody"]["content"][media] = {"schema": {"type": "string", "format": "binary"}}
         if rt.media == "application/json":
             content = {"application/json": {"schema": self.ref(rt.answer)}}
         else:
             content = {rt.media: {"schema": self.ref(rt.answer) if rt.answer else {"type": "string"}}}
         answers = {str(rt.status): {"description": "OK" if rt.status == 200 else "Created", "content": content}}
-        cmd = rt.tag == "commands"
+        cmd = rt.tag == "commands" or rt.path.endswith(("/update", "/diagnostics")) and rt.method == "POST"
         for st in sorted(set(rt.errors) | ({401, 403} if rt.role else set()) |
                          ({404} if "{id}" in rt.path else set()) | ({401} if rt.path == "/api/session" else set())):
             answers[str(st)] = self.error(st, models.CommandError if cmd and st in (409, 502, 504) else models.Error)
@@ -135,12 +156,39 @@ def _pages(doc):
                                              "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
         return op
 
+    station = {"name": "Authorization", "in": "header", "required": False, "schema": {"type": "string"},
+               "description": "HTTP Basic: the station id and its OCPP password (or the station's client certificate "
+                              "over https, security profile 3). Not needed under --auth none."}
+    refused = {"401": {"description": "No station credentials, or wrong ones.", "content": {
+                   "application/json": {"schema": doc.ref(models.Error)}}},
+               "403": {"description": "The station is not accepted, or (diagnostics) the path names another station.",
+                       "content": {"application/json": {"schema": doc.ref(models.Error)}}},
+               "429": {"description": "Too many failed attempts from this address.",
+                       "content": {"application/json": {"schema": doc.ref(models.Error)}}}}
+    fw = {"tags": ["firmware"], "operationId": "stationFetchesRelease",
+          "summary": "A station fetches a file of a stored release (docs/ota.md); station credentials",
+          "parameters": _path_params("/{version}/{file}") + [station],
+          "responses": dict({"200": {"description": "The file (Content-Length set).", "content": {
+              "application/json": {"schema": {"type": "object"}},
+              "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+              "404": doc.error(404)}, **refused)}
+    diag = {"tags": ["firmware"], "operationId": "stationUploadsDiagnostics",
+            "summary": "A station uploads its diagnostics file (GetDiagnostics, docs/ota.md), at most %d bytes; "
+                       "its own credentials" % 1048576,
+            "parameters": [_ID] + _path_params("/{name}") + [station],
+            "requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            "responses": dict({"201": {"description": "Stored.", "content": {"application/json": {
+                "schema": doc.ref(models.DiagnosticsFileStored)}}},
+                "400": doc.error(400), "404": doc.error(404), "408": doc.error(408), "413": doc.error(413)},
+                **refused)}
     page = {"tags": ["dashboard"], "responses": {"200": {"description": "The dashboard (one page).", "content": _HTML}}}
     return {
         "/": {"get": dict(page, operationId="dashboard", summary="Dashboard: every station")},
         "/index.html": {"get": dict(page, operationId="dashboardIndex", summary="Dashboard: every station")},
         "/station/{id}": {"get": dict(page, operationId="dashboardStation", summary="Dashboard: one station",
                                       parameters=[_ID])},
+        "/firmware": {"get": dict(page, operationId="dashboardFirmware",
+                                  summary="Dashboard: releases and staged rollouts")},
         "/static/{file}": {"get": {"tags": ["dashboard"], "operationId": "staticFile",
                                    "summary": "The dashboard's files (app.js, style.css)",
                                    "parameters": [{"name": "file", "in": "path", "required": True,
@@ -163,6 +211,8 @@ def _pages(doc):
                                       "summary": "This document (no credentials needed)",
                                       "responses": {"200": {"description": "OpenAPI 3.0.3", "content": {
                                           "application/json": {"schema": {"type": "object"}}}}}}},
+        "/fw/{version}/{file}": {"get": fw},
+        "/diag/{id}/{name}": {"put": diag},
         "/update": {m: ingest(m, "/update") for m in ("get", "post")},
         "/update.json": {m: ingest(m, "/update.json") for m in ("get", "post")},
     }
@@ -171,7 +221,7 @@ def _pages(doc):
 def document():
     doc = _Doc()
     paths = _pages(doc)
-    for rt in api.api_table() + api.SESSION_ROUTES:
+    for rt in api.api_table() + otaweb.ota_table() + api.SESSION_ROUTES:
         paths.setdefault(rt.path, {})[rt.method.lower()] = doc.operation(rt)
     return {
         "openapi": "3.0.3",
@@ -184,7 +234,7 @@ def document():
                                 "cookie with X-CSRF-Token on writes. Errors are JSON objects with an `error` "
                                 "message. Generated from the gateway's code (gateway/openapi.py)."},
         "servers": [{"url": "/"}],
-        "tags": [{"name": n} for n in ("stations", "commands", "id tags", "export", "ingest", "operations",
+        "tags": [{"name": n} for n in ("stations", "commands", "firmware", "id tags", "export", "ingest", "operations",
                                                 "dashboard")],
         "paths": paths,
         "components": {"schemas": doc.schemas, "securitySchemes": {

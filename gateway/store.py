@@ -441,3 +441,98 @@ def reading_row(row):
     if row["status"] is not None:
         d["status"] = row["status"]
     return d
+
+
+# --- over-the-air updates (issue 12, docs/ota.md): releases, firmware and diagnostics status,
+# staged rollouts (tables: migrations 0002_ota.sql). Plain SQL both back ends run: no
+# AUTOINCREMENT (ids and sequence numbers are given by the one writer), no INSERT OR REPLACE.
+
+_RELEASE_COLS = ("version", "board", "mpy", "key_id", "created", "files", "size", "manifest_sha256", "added_at")
+
+
+def add_release(db, row):
+    """Index a stored release (a dict of _RELEASE_COLS); KeyError when the version is there."""
+    if db.execute("SELECT 1 FROM releases WHERE version=?", (row["version"],)).fetchone():
+        raise KeyError(row["version"])
+    db.execute("INSERT INTO releases (%s) VALUES (%s)" % (", ".join(_RELEASE_COLS),
+                                                          ", ".join("?" * len(_RELEASE_COLS))),
+               tuple(row[c] for c in _RELEASE_COLS))
+
+
+def release_rows(db, version=None):
+    q = "SELECT %s FROM releases" % ", ".join(_RELEASE_COLS)
+    if version is not None:
+        return [dict(zip(_RELEASE_COLS, r)) for r in db.execute(q + " WHERE version=?", (version,))]
+    return [dict(zip(_RELEASE_COLS, r)) for r in db.execute(q + " ORDER BY added_at DESC, version DESC")]
+
+
+def remove_release(db, version):
+    return db.execute("DELETE FROM releases WHERE version=?", (version,)).rowcount > 0
+
+
+def rollouts_using(db, version):
+    """Ids of the rollouts of `version` still running (its release must stay)."""
+    return [r[0] for r in db.execute("SELECT id FROM rollouts WHERE version=? AND state=? ORDER BY id",
+                                     (version, "running"))]
+
+
+def add_ota_status(db, station, kind, status, ts):
+    """A FirmwareStatusNotification (kind 'firmware') or DiagnosticsStatusNotification
+    ('diagnostics'); its sequence number (orders statuses that share a second)."""
+    seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM ota_status").fetchone()[0]
+    db.execute("INSERT INTO ota_status (seq, station, kind, status, ts) VALUES (?,?,?,?,?)",
+               (seq, station, kind, status, ts))
+    return seq
+
+
+def last_ota_status(db):
+    """{(station, kind): (status, ts, seq)} of the newest status of each station and kind."""
+    return {(r[0], r[1]): (r[2], r[3], r[4]) for r in db.execute(
+        "SELECT station, kind, status, ts, seq FROM ota_status WHERE seq IN "
+        "(SELECT MAX(seq) FROM ota_status GROUP BY station, kind)")}
+
+
+def ota_history(db, station, limit=200):
+    return [{"kind": r[0], "status": r[1], "ts": r[2]} for r in db.execute(
+        "SELECT kind, status, ts FROM ota_status WHERE station=? ORDER BY seq DESC LIMIT ?", (station, limit))]
+
+
+def ota_seq(db):
+    return db.execute("SELECT COALESCE(MAX(seq), 0) FROM ota_status").fetchone()[0]
+
+
+_ROLLOUT_COLS = ("id", "version", "wave", "max_failures", "timeout", "state", "reason", "created", "finished")
+_ROLLOUT_STATION_COLS = ("station", "position", "state", "detail", "since_seq", "started", "finished")
+
+
+def add_rollout(db, version, wave, max_failures, timeout, stations, created):
+    rid = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rollouts").fetchone()[0]
+    db.execute("INSERT INTO rollouts (id, version, wave, max_failures, timeout, state, created) "
+               "VALUES (?,?,?,?,?,?,?)", (rid, version, wave, max_failures, timeout, "running", created))
+    db.executemany("INSERT INTO rollout_stations (rollout, station, position, state) VALUES (?,?,?,?)",
+                   [(rid, sid, i, "waiting") for i, sid in enumerate(stations)])
+    return rid
+
+
+def rollout_rows(db, rid=None, state=None):
+    """[rollout dict with "stations": [station dicts in wave order]], newest first."""
+    q, args = "SELECT %s FROM rollouts" % ", ".join(_ROLLOUT_COLS), []
+    if rid is not None:
+        q, args = q + " WHERE id=?", [rid]
+    elif state is not None:
+        q, args = q + " WHERE state=?", [state]
+    out = [dict(zip(_ROLLOUT_COLS, r)) for r in db.execute(q + " ORDER BY id DESC LIMIT 200", args)]
+    for ro in out:
+        ro["stations"] = [dict(zip(_ROLLOUT_STATION_COLS, r)) for r in db.execute(
+            "SELECT %s FROM rollout_stations WHERE rollout=? ORDER BY position" % ", ".join(_ROLLOUT_STATION_COLS),
+            (ro["id"],))]
+    return out
+
+
+def set_rollout(db, rid, state, reason, finished):
+    db.execute("UPDATE rollouts SET state=?, reason=?, finished=? WHERE id=?", (state, reason, finished, rid))
+
+
+def set_rollout_station(db, rid, station, state, detail, since_seq, started, finished):
+    db.execute("UPDATE rollout_stations SET state=?, detail=?, since_seq=?, started=?, finished=? "
+               "WHERE rollout=? AND station=?", (state, detail, since_seq, started, finished, rid, station))

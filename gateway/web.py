@@ -11,7 +11,7 @@ import socket
 
 from aiohttp import web
 
-from . import api, events, ocpp_ws
+from . import api, events, ocpp_ws, otaweb
 from .httputil import error, json_response, read_body, slow_body
 from .metrics import CONTENT_TYPE_LATEST
 
@@ -22,18 +22,20 @@ _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 # Every (method, path) the gateway answers over HTTP besides the OCPP WebSocket; the API's
 # are api.api_table() and api.SESSION_ROUTES. /api/openapi.json documents each one. HEAD is answered wherever GET is.
-PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/static/{file}"),
+PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/firmware"),
+         ("GET", "/static/{file}"),
          ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
-         ("GET", "/update"), ("POST", "/update"), ("GET", "/update.json"), ("POST", "/update.json"))
+         ("GET", "/update"), ("POST", "/update"), ("GET", "/update.json"), ("POST", "/update.json")) + \
+    otaweb.STATION_PATHS
 
 # paths a charge point or board reaches by the gateway's address, whatever name it has: they
 # carry their own credentials (Basic, a write key) and are not what a rebinding page wants
-_ANY_HOST = ("/ocpp/", "/update")
+_ANY_HOST = ("/ocpp/", "/update", "/fw/", "/diag/")
 
 
 def routes():
     """[(method, path template)] of every HTTP route: the pages above and the API's."""
-    return list(PAGES) + [(r.method, r.path) for r in api.api_table() + api.SESSION_ROUTES]
+    return list(PAGES) + [(r.method, r.path) for r in api.api_table() + otaweb.ota_table() + api.SESSION_ROUTES]
 
 
 def served_names(host, extra=None):
@@ -139,7 +141,7 @@ def make_app(gw):
         return await api.ingest(gw, request, body)
 
     r = app.router
-    for p in ("/", "/index.html", "/station/{id}"):
+    for p in ("/", "/index.html", "/station/{id}", "/firmware"):
         r.add_get(p, index)
     r.add_get("/static/{file:.*}", static)
     r.add_get("/healthz", healthz)
@@ -150,6 +152,7 @@ def make_app(gw):
         r.add_route("POST", p, update)
     r.add_get("/ocpp/{sid:.*}", ocpp_ws.endpoint(gw), allow_head=False)
     api.add_routes(app, gw)
+    otaweb.add_routes(app, gw)
     return app
 
 

@@ -583,6 +583,8 @@ function renderCard(st) {
     bits.push(offlineSince(st));
   }
   if (st.error_code && st.error_code !== "NoError") bits.push(st.error_code);
+  if (st.firmware) bits.push("fw " + st.firmware + fwStatusNote(st));
+  c.el.setAttribute("data-firmware", st.firmware || "");
   c.sub.textContent = bits.join(" \u00b7 ");
   c.sub.className = "card-sub" + (st.connected ? "" : " off");
   c.el.className = "card" + (st.connected ? "" : " offline");
@@ -759,6 +761,9 @@ function pollStation() {
   ]).then(function (r) {
     notFound(false);
     renderStation(r[0], r[1], r[2], r[3]);
+    return Promise.all([api("GET", "/api/releases"), api("GET", stationPath(sid, "diagnostics"))])
+      .then(function (f) { renderFirmware(r[0], f[0], f[1]); return r; });
+  }).then(function (r) {
     summary(r[0].connected ? "connected" : offlineSince(r[0]));
     document.body.setAttribute("data-loaded", "station");
   }, function (e) {
@@ -913,6 +918,149 @@ function setupStation() {
 
 var stationExport = function () {};
 
+// --- firmware: update and diagnostics on the station page, releases and rollouts on /firmware ---
+var FW_BUSY = {Downloading: 1, Downloaded: 1, Installing: 1};
+var FW_BUSY_S = 1800;   // an update silent this long no longer holds the button (the station may have died)
+
+/* " (Installing)" while an update is under way, " (InstallationFailed)" after a failure. */
+function fwStatusNote(st) {
+  var f = st.firmware_status;
+  if (!f || f.status === "Installed" || f.status === "Idle") return "";
+  return " (" + f.status + ")";
+}
+
+function releaseOptions(sel, rels) {
+  var keep = sel.value;
+  sel.textContent = "";
+  rels.forEach(function (r) { sel.appendChild(h("option", {value: r.version, text: r.version})); });
+  if (keep && rels.some(function (r) { return r.version === keep; })) sel.value = keep;
+  sel.disabled = !rels.length;
+}
+
+function renderFirmware(st, rels, files) {
+  var f = st.firmware_status, d = st.diagnostics_status;
+  var bits = ["running " + (st.firmware || "an unknown version")];
+  if (f) bits.push("update " + f.status + " " + ago(f.ts));
+  if (d) bits.push("diagnostics " + d.status + " " + ago(d.ts));
+  $("fw-now").textContent = bits.join(" \u00b7 ");
+  releaseOptions($("fw-version"), rels);
+  var why = !st.connected ? st.id + " is offline" : !rels.length ? "no release on this gateway yet"
+    : f && FW_BUSY[f.status] && ageS(f.ts) < FW_BUSY_S ? "an update is under way (" + f.status + ")" : "";
+  $("btn-update").disabled = !!why || busy;
+  $("btn-update").title = why;
+  $("btn-diag").disabled = !st.connected || busy;
+  var ul = $("diag-list");
+  ul.textContent = "";
+  files.forEach(function (x) {
+    ul.appendChild(h("li", {"data-file": x.name},
+      h("a", {href: stationPath(st.id, "diagnostics/" + encodeURIComponent(x.name)), download: x.name, text: x.name}),
+      h("span", {cls: "muted", text: " \u00b7 " + x.size + " bytes \u00b7 " + clock(x.received, true)})));
+  });
+  $("diag-empty").hidden = files.length > 0;
+}
+
+function fwCommand(label, path, body, describe) {
+  var out = $("fw-result");
+  out.className = "result busy";
+  out.textContent = label + ": sent, waiting for " + current + "\u2026";
+  busy = true;
+  return api("POST", stationPath(current, path), body)
+    .then(function (answer) {
+      out.className = "result ok";
+      out.textContent = label + ": " + describe(answer);
+      refresh();
+    }, function (e) {
+      out.className = "result bad";
+      out.textContent = label + " failed" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message;
+    })
+    .then(function () { busy = false; });
+}
+
+function setupFirmware() {
+  $("btn-update").addEventListener("click", function () {
+    var v = $("fw-version").value;
+    if (!v || !window.confirm("Update " + current + " to " + v + "? It installs when no transaction runs.")) return;
+    fwCommand("Update to " + v, "update", {version: v}, function (a) {
+      return current + " accepted; it fetches " + a.location;
+    });
+  });
+  $("btn-diag").addEventListener("click", function () {
+    fwCommand("Diagnostics", "diagnostics", {}, function (a) {
+      return current + " uploads " + (a.answer.fileName || "its log") + " to " + a.location;
+    });
+  });
+  $("ro-form").addEventListener("submit", function () {
+    var ids = $("ro-stations").value.split(",").map(function (x) { return x.trim(); }).filter(Boolean);
+    var body = {version: $("ro-version").value, stations: ids.length ? ids : "all",
+                wave: Number($("ro-wave").value) || 1, max_failures: Number($("ro-fail").value) || 1};
+    var out = $("ro-result");
+    out.className = "result busy";
+    out.textContent = "Starting a rollout of " + body.version + "\u2026";
+    api("POST", "/api/rollouts", body).then(function (ro) {
+      out.className = "result ok";
+      out.textContent = "Rollout #" + ro.id + " of " + ro.version + " started: " + ro.stations.length +
+        " stations in waves of " + ro.wave;
+      refresh();
+    }, function (e) {
+      out.className = "result bad";
+      out.textContent = "Rollout refused" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message;
+    });
+  });
+}
+
+function pollFirmwarePage() {
+  return Promise.all([api("GET", "/api/releases"), api("GET", "/api/rollouts")]).then(function (r) {
+    renderReleases(r[0]);
+    renderRollouts(r[1]);
+    summary("firmware");
+    document.title = "Firmware \u00b7 PicoCharge";
+    document.body.setAttribute("data-loaded", "firmware");
+  });
+}
+
+function renderReleases(rels) {
+  var tb = $("rel").querySelector("tbody");
+  tb.textContent = "";
+  rels.forEach(function (r) {
+    tb.appendChild(h("tr", {"data-release": r.version}, h("td", {text: r.version}), h("td", {text: r.board || "app"}),
+      h("td", {cls: "num", text: String(r.files)}), h("td", {cls: "num", text: String(r.size)}),
+      h("td", {text: r.key_id}), h("td", {text: clock(r.added_at, true)})));
+  });
+  $("rel").hidden = !rels.length;
+  $("rel-empty").hidden = rels.length > 0;
+  releaseOptions($("ro-version"), rels);
+  $("btn-rollout").disabled = !rels.length;
+}
+
+function renderRollouts(list) {
+  var box = $("rollouts");
+  box.textContent = "";
+  list.forEach(function (ro) {
+    var n = ro.stations.length, done = ro.counts.done || 0, failed = ro.counts.failed || 0;
+    var el = h("article", {cls: "rollout", "data-rollout": String(ro.id), "data-state": ro.state},
+      h("h3", {text: "#" + ro.id + " \u00b7 " + ro.version + " \u00b7 " + ro.state + " \u00b7 " + done + " of " + n +
+                     " done" + (failed ? ", " + failed + " failed" : "") + " \u00b7 waves of " + ro.wave}),
+      h("progress", {max: String(n), value: String(done), "aria-label": "stations done"}));
+    if (ro.reason && ro.state !== "done") el.appendChild(h("p", {cls: "reason", text: ro.reason}));
+    if (ro.state === "running") {
+      el.appendChild(h("button", {type: "button", cls: "danger", text: "Cancel", onclick: function () {
+        api("POST", "/api/rollouts/" + ro.id + "/cancel").then(refresh, function (e) { showBanner(e.message); });
+      }}));
+    }
+    var tb = h("tbody");
+    ro.stations.forEach(function (x) {
+      tb.appendChild(h("tr", {"data-station": x.station},
+        h("td", {}, h("a", {href: "/station/" + encodeURIComponent(x.station), text: x.station})),
+        h("td", {cls: "st-" + x.state, text: x.state}), h("td", {text: x.detail || ""})));
+    });
+    el.appendChild(h("div", {cls: "table-wrap"}, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {text: "Station"}), h("th", {text: "State"}),
+                       h("th", {text: "Detail"}))), tb)));
+    box.appendChild(el);
+  });
+  $("ro-empty").hidden = list.length > 0;
+}
+
 // --- the loop ----------------------------------------------------------------------
 // The station page polls every POLL_MS; the overview fetches its page when it opens, when the
 // search, a filter or the page changes, and when the events say so (the events carry the rest).
@@ -925,7 +1073,9 @@ function refreshSoon() {
 
 function refresh() {
   clearTimeout(timer);
-  var p = loadFields().then(function () { return current === null ? pollOverview() : pollStation(); });
+  var p = loadFields().then(function () {
+    return fwPage ? pollFirmwarePage() : current === null ? pollOverview() : pollStation();
+  });
   return p.then(function () {
     showBanner("");
     counted();
@@ -935,14 +1085,18 @@ function refresh() {
     $("summary").textContent = e.status ? "error " + e.status : "offline";
   }).then(function () {
     // the overview's events keep it current; without them (an old browser, or before sign-in) it polls
-    if (current !== null || !source || source.readyState === 2) timer = setTimeout(refresh, POLL_MS);
+    if (current !== null || fwPage || !source || source.readyState === 2) timer = setTimeout(refresh, POLL_MS);
   });
 }
+
+var fwPage = false;     // the /firmware page: releases and rollouts
 
 function route() {
   var m = location.pathname.match(/^\/station\/(.+)$/);
   current = m ? decodeURIComponent(m[1]) : null;
-  $("overview").hidden = current !== null;
+  fwPage = location.pathname === "/firmware";
+  $("firmware").hidden = !fwPage;
+  $("overview").hidden = current !== null || fwPage;
   $("station").hidden = current === null;
   if (current !== null) $("st-id").textContent = current;
 }
@@ -950,6 +1104,7 @@ function route() {
 pending(0);
 setupToken();
 setupStation();
+setupFirmware();
 setupOverview();
 route();
 overviewExport = setupExport("ov-export", function () { return null; });

@@ -129,6 +129,10 @@ async def test_api__openapi_documents_every_route_and_each_answers_as_documented
 
     conn, cp = await _station_with_data(gw)
     try:
+        # a diagnostics file CP-1 uploaded (docs/ota.md), which the walk lists and downloads
+        s, _h, _b = await fetch(gw.port, "PUT", "/diag/CP-1/CP-1-20260101T100000Z.log", raw=b"a log line\n",
+                                headers={"Content-Type": "text/plain"})
+        assert s == 201, _b
         s, out = await http(gw, "POST", "/api/stations", {"id": "CP-TS", "thingspeak_channel": 7,
                                                          "thingspeak_key": "WRITEKEY"})
         assert s == 201, out

@@ -42,6 +42,17 @@ class TestStation(ChargePoint):
         self.received.append(("ChangeConfiguration", key, value))
         return call_result.ChangeConfiguration(status="Accepted")
 
+    @on(Action.update_firmware)
+    def on_update_firmware(self, location, retrieve_date, **kw):
+        self.received.append(("UpdateFirmware", location))
+        return call_result.UpdateFirmware()
+
+    @on(Action.get_diagnostics)
+    def on_get_diagnostics(self, location, **kw):
+        # the name it would upload (docs/ota.md); support.ota.OtaBoard uploads it too
+        self.received.append(("GetDiagnostics", location))
+        return call_result.GetDiagnostics(file_name="%s-20260101T100000Z.log" % self.id)
+
     @on(Action.unlock_connector)
     def on_unlock(self, connector_id):
         return call_result.UnlockConnector(status="NotSupported")
