@@ -130,13 +130,18 @@ def _digest(token):
 
 def beside_db(db, suffix):
     """The file or folder that goes with database `db` (`suffix` e.g. ".tokens", ".releases"):
-    beside a SQLite file; for a PostgreSQL URL, picocharge-<database name><suffix> in the working
-    folder (never a name holding the URL)."""
+    beside a SQLite file; for a PostgreSQL URL, <data home>/picocharge/<database name><suffix>,
+    the data home being $XDG_DATA_HOME or ~/.local/share (not the working folder, which a service
+    manager may set anywhere; every gateway process of the user on the host shares it). That
+    folder is made 0700. Never a name holding the URL."""
     db = str(db)
-    if is_url(db):
-        return "picocharge-%s%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", urlsplit(db).path.strip("/")) or "gateway",
-                                    suffix)
-    return db + suffix
+    if not is_url(db):
+        return db + suffix
+    base = os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"),
+                        "picocharge")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", urlsplit(db).path.strip("/")) or "gateway"
+    return os.path.join(base, name + suffix)
 
 
 def tokens_path(db):

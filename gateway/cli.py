@@ -344,7 +344,7 @@ def _tokens(db, tokens_file):
 def _tokens_file_option(f):
     return _option("--tokens-file", metavar="PATH", envvar="PICOCHARGE_GATEWAY_TOKENS_FILE",
                    help="The token file (default: the database's path + .tokens; for a PostgreSQL URL, "
-                        "picocharge-<database name>.tokens in the working folder).")(f)
+                        "~/.local/share/picocharge/<database name>.tokens, $XDG_DATA_HOME if set).")(f)
 
 
 @token.command("create")

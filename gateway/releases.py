@@ -46,7 +46,7 @@ class BundleError(ValueError):
 
 def releases_dir(db):
     """The folder beside database `db` that holds its releases (auth.beside_db: for a PostgreSQL
-    URL, in the working folder; every gateway process on one host shares it)."""
+    URL, in the user's data folder; every gateway process of the host shares it)."""
     return beside_db(db, ".releases")
 
 

@@ -35,6 +35,8 @@ def gw_db(request, tmp_path, store_kind):
     """The test's database: tmp_path/gw.db, or the URL of a new PostgreSQL database."""
     if store_kind == "sqlite":
         return str(tmp_path / "gw.db")
+    # the files that go with a PostgreSQL database (tokens, releases) go to $XDG_DATA_HOME/picocharge
+    request.getfixturevalue("monkeypatch").setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     return request.getfixturevalue("pg_url")
 
 

@@ -237,6 +237,7 @@ async def test_ota__a_release_added_with_the_cli_is_served_by_the_running_gatewa
     assert (s, body) == (200, (bundle / "main.py").read_bytes()), (s, body)
 
 
+@pytest.mark.both_stores   # the OTA tables (migration 0002) on PostgreSQL too
 async def test_ota__update_one_station_from_the_api_to_installed(gateway, tmp_path):
     gw = await _gw(gateway, tmp_path)
     # a file near the 256 KiB limit: streamed in many reads on both sides
@@ -304,6 +305,7 @@ async def _until_status(gw, sid, status, kind="firmware_status"):
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.both_stores   # the OTA tables (migration 0002) on PostgreSQL too
 async def test_ota__diagnostics_requested_uploaded_listed_downloaded(gateway, tmp_path):
     gw = await _gw(gateway, tmp_path)
     board = await OtaBoard(gw.port, "CP-1", PW["CP-1"]).start()
@@ -327,7 +329,7 @@ async def test_ota__diagnostics_requested_uploaded_listed_downloaded(gateway, tm
         assert h["Content-Type"] == "text/plain; charset=utf-8" and "attachment" in h["Content-Disposition"], h
         s, h, body = await _get(gw.port, "/api/stations/CP-1/diagnostics/" + name)
         assert s == 401, body
-        f = os.path.join(gw.settings.db + ".diagnostics", "st-CP-1", name)
+        f = os.path.join(diagnostics.diagnostics_dir(gw.settings.db), "st-CP-1", name)
         assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
     finally:
         await board.stop()

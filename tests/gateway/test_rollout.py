@@ -4,6 +4,8 @@ reported at the first failures; resumed by a gateway that restarts mid-rollout. 
 support.ota.OtaBoard charge points on real WebSockets, fetching the release over HTTP."""
 import asyncio
 
+import pytest
+
 from support.cli import run_cli
 from support.gwhttp import http
 from support.ota import OtaBoard, make_bundle, tar_of
@@ -103,6 +105,7 @@ async def test_rollout__a_failing_station_stops_it_and_is_named(gateway, tmp_pat
         await _stop_all(boards)
 
 
+@pytest.mark.both_stores   # the OTA tables (migration 0002) on PostgreSQL too
 async def test_rollout__a_gateway_restart_mid_rollout_resumes_it(gateway, tmp_path):
     gw = await gateway(auth="password")
     hold = {sid: asyncio.Event() for sid in ("CP-3", "CP-4")}
