@@ -4,6 +4,7 @@
 import asyncio
 import gc
 import json
+import sys
 
 import log
 from state import State
@@ -73,6 +74,11 @@ def tasks(ctx):
         out.append(("web", web.run))
     elif c["web"]["enabled"]:
         _L.info("no status page (web.port 0)")
+    import fwslot
+    if fwslot.in_trial():   # a new version: rolled back unless Accepted within ota.trial_s
+        out.append(("trial", fwslot.trial_watch))
+    else:
+        del sys.modules["fwslot"]
     return out
 
 
@@ -116,7 +122,6 @@ def main():
 def load_config(b):
     """The validated config, or halt the board naming the bad key. The schema (~12 KB of
     heap on 64 bit) is needed only here: it is dropped once the config is checked."""
-    import sys
     import config
 
     try:
@@ -125,6 +130,9 @@ def load_config(b):
         print("[config] E: %s" % e)
         halt(b)
     _L.info("config: %s", json.dumps(config.redact(cfg)))
+    kb = cfg["ota"]["diag_kb"]
+    if kb:   # the log ring GetDiagnostics uploads; the config's secrets are masked in it
+        log.ring("log", kb * 1024, config.secrets(cfg))
     del config
     sys.modules.pop("config", None)
     return cfg

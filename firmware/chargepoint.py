@@ -10,6 +10,7 @@
 # online or offline (button, remote requests, meter samples, status, availability).
 import asyncio
 import gc
+import sys
 from binascii import hexlify
 from os import urandom
 
@@ -49,7 +50,10 @@ class ChargePoint:
         self.req_stop = None         # reason of a requested stop
         self.req_reset = None        # "Soft" / "Hard"
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
-        self.triggers = []
+        self.triggers = []           # (action, connector) asked for, or (action, payload) to send
+        # what TriggerMessage(Firmware/DiagnosticsStatusNotification) answers (ota.py, diag.py)
+        self.fw_status = {"FirmwareStatusNotification": "Idle", "DiagnosticsStatusNotification": "Idle"}
+        self.fw_checked = False      # the update pointer looked at after the first Accepted
         self.sent = {}               # connector -> (status, errorCode) sent on this connection
         self.attempts = 0            # of the journal's oldest message
         self.retry_at = ticks_ms()
@@ -178,6 +182,11 @@ class ChargePoint:
                 self.booted = True
                 self.hb_due = ticks_add(ticks_ms(), self.keys["HeartbeatInterval"] * 1000)
                 L.info("boot accepted, heartbeat every %ds", self.keys["HeartbeatInterval"])
+                if not self.fw_checked:   # a version on trial is kept, a rollback reported
+                    self.fw_checked = True
+                    import fwslot
+                    fwslot.accepted(self)
+                    sys.modules.pop("fwslot", None)
                 return
             wait = iv or _BOOT_RETRY_S
             L.warn("boot %s: next BootNotification in %ds", res.get("status"), wait)
@@ -197,7 +206,11 @@ class ChargePoint:
     async def triggered(self):
         while self.triggers:
             m, c = self.triggers.pop(0)
-            if m == "BootNotification":
+            if isinstance(c, dict):      # a notification an update or upload queued
+                await self.link.call(m, c)
+            elif m in self.fw_status:
+                await self.link.call(m, {"status": self.fw_status[m]})
+            elif m == "BootNotification":
                 self.booted = False
                 await self.boot()
             elif m == "Heartbeat":

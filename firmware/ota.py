@@ -1,0 +1,290 @@
+# UpdateFirmware: fetch a release (docs/ota.md), check it, stage it on flash and switch to it.
+# Imported by the UpdateFirmware handler and dropped when the update ends: none of this is in
+# the heap the rest of the time.
+#
+#   wait until retrieveDate
+#   GET manifest.json (<= 4096 bytes) and manifest.sig; HMAC-SHA256 under ota.key checked
+#   before anything else is fetched; then the manifest's limits, .mpy version and board
+#   GET every file into fw/new/ through one 1 KiB buffer, SHA-256 and size checked as it
+#   streams (a file never sits in RAM); manifest.json written last (the slot's "complete")
+#   a network failure: retry (`retries`, `retryInterval`), then DownloadFailed; a failed check
+#   (signature, key, manifest, a file's SHA-256): InstallationFailed, nothing installed
+#   wait for the transaction to end, then fwslot.install (one pointer rename) and reset
+# FirmwareStatusNotification at each step goes through cp.triggers (the link has one CALL of
+# ours outstanding at a time: the main loop sends them).
+import asyncio
+import gc
+import hashlib
+import json
+import os
+import sys
+from binascii import hexlify, unhexlify
+
+import fwslot
+import httpc
+import log
+import ocppj
+from compat import const
+
+L = log.get("ota")
+FS = "FirmwareStatusNotification"
+_BUF = const(1024)
+_MAX_MANIFEST = const(4096)
+_MAX_FILES = const(64)
+_MAX_FILE = const(262144)
+_MAX_TOTAL = const(524288)
+_TIMEOUT_S = const(20)
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+_VERSION_CHARS = _NAME_CHARS + ".+-"
+
+
+class Refused(Exception):
+    """A check failed: InstallationFailed, with why (at most 50 characters)."""
+
+
+def hmac_sha256(key, msg):
+    """HMAC-SHA256 (RFC 2104) over hashlib.sha256, which is in the firmware (C). Written here
+    because micropython-lib's hmac is neither in the Pico W's firmware image nor on PyPI,
+    where our other board libraries come from (tools/mplibs.py), and it is eight lines."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    k = bytearray(64)
+    k[:len(key)] = key
+    for i in range(64):
+        k[i] ^= 0x36
+    inner = hashlib.sha256(k)
+    inner.update(msg)
+    for i in range(64):
+        k[i] ^= 0x36 ^ 0x5C
+    outer = hashlib.sha256(k)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def _same(a, b):
+    """a == b in a time that does not depend on where they differ."""
+    if len(a) != len(b):
+        return False
+    r = 0
+    for i in range(len(a)):
+        r |= a[i] ^ b[i]
+    return r == 0
+
+
+def _chars_ok(s, allowed, lo, hi):
+    if not isinstance(s, str) or not lo <= len(s) <= hi:
+        return False
+    for c in s:
+        if c not in allowed:
+            return False
+    return True
+
+
+def check_manifest(m, board, mpy):
+    """The manifest's files [(name, size, sha256 hex)] once it holds to docs/ota.md, or Refused."""
+    if not isinstance(m, dict) or m.get("format") != 1:
+        raise Refused("manifest format is not 1")
+    v = m.get("version")
+    if not _chars_ok(v, _VERSION_CHARS, 1, 32):
+        raise Refused("manifest version is not valid")
+    if m.get("board") is not None and m["board"] != board:
+        raise Refused("release is for board %s" % str(m["board"])[:20])
+    if m.get("mpy") is not None and mpy and m["mpy"] != mpy:
+        raise Refused(".mpy v%s, this board loads v%d" % (str(m["mpy"])[:4], mpy))
+    files = m.get("files")
+    if not isinstance(files, list) or not 0 < len(files) <= _MAX_FILES:
+        raise Refused("manifest files: 1 to 64 expected")
+    out = []
+    seen = set()
+    total = 0
+    for e in files:
+        if not isinstance(e, dict):
+            raise Refused("manifest file entry is not an object")
+        n, size, sha = e.get("name"), e.get("size"), e.get("sha256")
+        stem, _, ext = n.rpartition(".") if isinstance(n, str) else ("", "", "")
+        if ext not in ("py", "mpy") or not _chars_ok(stem, _NAME_CHARS, 1, 40) or n in seen:
+            raise Refused("bad or repeated file name")
+        if type(size) is not int or not 0 <= size <= _MAX_FILE:
+            raise Refused("%s: bad size" % n)
+        if not _chars_ok(sha, "0123456789abcdef", 64, 64):
+            raise Refused("%s: bad sha256" % n)
+        seen.add(n)
+        total += size
+        out.append((n, size, sha))
+    if total > _MAX_TOTAL:
+        raise Refused("release is over 512 KiB")
+    if "app.mpy" not in seen and "app.py" not in seen:
+        raise Refused("release has no app module")
+    return v, out, total
+
+
+class Update:
+    def __init__(self, cp, location, retrieve_ms, retries, interval_s):
+        self.cp = cp
+        self.base = location.rsplit("/", 1)[0] + "/"
+        self.location = location
+        self.retrieve_ms = retrieve_ms
+        self.retries = retries
+        self.interval_s = interval_s
+        c = cp.cfg
+        self.auth = httpc.basic(cp.ctx.cfg["station_id"], c["password"]) if c["password"] else None
+        self.tls = ("ocpp.ca_cert", c["ca_cert"], L)
+        self.version = location.rsplit("/", 2)[-2][-32:] if location.count("/") > 3 else "?"  # /fw/<version>/
+        self.step = getattr(cp.board, "ota_step", None)   # the unix board can freeze here (tests)
+
+    def note(self, status):
+        self.cp.fw_status[FS] = status
+        self.cp.triggers.append((FS, {"status": status}))
+        L.info("firmware status: %s", status)
+
+    async def fetch_small(self, name, limit):
+        parts = []
+
+        def sink(mv):
+            parts.append(bytes(mv))
+
+        status, _n = await httpc.get_into(self.base + name, self.auth, limit, sink, bytearray(512),
+                                          _TIMEOUT_S, self.tls)
+        if status != 200:
+            raise httpc.HttpError("%s: HTTP %d" % (name, status))
+        return b"".join(parts)
+
+    async def manifest(self):
+        key = self.cp.ctx.cfg["ota"]["key"]
+        if not key:
+            raise Refused("no ota.key on the board")
+        mdata = await self.fetch_small("manifest.json", _MAX_MANIFEST)
+        sig = (await self.fetch_small("manifest.sig", 80)).strip()
+        key = unhexlify(key)
+        if not _same(hexlify(hmac_sha256(key, mdata)), sig):
+            try:
+                kid = json.loads(mdata).get("key_id")
+            except Exception:
+                kid = None
+            if isinstance(kid, str) and kid != hexlify(hashlib.sha256(key).digest()).decode()[:8]:
+                raise Refused("signed with another key (%s)" % kid[:8])
+            raise Refused("bad signature (manifest.sig)")
+        m = json.loads(mdata)
+        mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
+        self.version, files, total = check_manifest(m, self.cp.board.name, mpy)
+        return mdata, sig, files, total
+
+    async def download(self):
+        mdata, sig, files, total = await self.manifest()
+        L.info("release %s: %d files, %d bytes, signature good", self.version, len(files), total)
+        try:
+            os.mkdir("fw")
+        except OSError:
+            pass
+        fwslot.rmtree(fwslot.STAGE)
+        try:
+            st = os.statvfs(".")
+            free = st[1] * st[4]
+            if free < total + 16384:
+                raise Refused("%d bytes free on flash, %d needed" % (free, total + 16384))
+        except (AttributeError, OSError):
+            pass
+        os.mkdir(fwslot.STAGE)
+        buf = bytearray(_BUF)
+        for name, size, sha in files:
+            h = hashlib.sha256()
+            f = open(fwslot.STAGE + "/" + name, "wb")
+
+            def sink(mv, f=f, h=h):
+                h.update(mv)
+                f.write(mv)
+
+            try:
+                status, n = await httpc.get_into(self.base + name, self.auth, size, sink, buf, _TIMEOUT_S,
+                                                 self.tls)
+            finally:
+                f.close()
+            if status != 200:
+                raise httpc.HttpError("%s: HTTP %d" % (name, status))
+            if n != size:
+                raise httpc.HttpError("%s: %d of %d bytes" % (name, n, size))
+            if hexlify(h.digest()).decode() != sha:
+                raise Refused("%s corrupted (SHA-256)" % name[:30])
+            gc.collect()
+        with open(fwslot.STAGE + "/manifest.sig", "wb") as f:
+            f.write(sig)
+        with open(fwslot.STAGE + "/manifest.json", "wb") as f:   # last: the slot is complete
+            f.write(mdata)
+        L.info("release %s downloaded and verified", self.version)
+
+    async def run(self):
+        cp = self.cp
+        while cp.now() < self.retrieve_ms:
+            await asyncio.sleep(1)
+        while fwslot.in_trial():     # the running version is still on trial: settle that first
+            await asyncio.sleep(2)
+        self.note("Downloading")
+        tries = 0
+        while True:
+            try:
+                await self.download()
+                break
+            except Refused as e:
+                return self.failed(str(e))
+            except Exception as e:   # network, HTTP, short body, timeout: try again
+                tries += 1
+                L.warn("download of %s failed (%d of %d tries): %r", self.location[-80:], tries,
+                       self.retries + 1, e)
+                fwslot.rmtree(fwslot.STAGE)
+                if tries > self.retries:
+                    self.note("DownloadFailed")
+                    cp.fw_status[FS] = "Idle"
+                    return
+                await asyncio.sleep(self.interval_s)
+        if self.step:
+            self.step("downloaded")
+        self.note("Downloaded")
+        if cp.conn.tx:
+            L.info("release %s waits for the transaction to end", self.version)
+            while cp.conn.tx:
+                await asyncio.sleep(1)
+        self.note("Installing")
+        for _ in range(50):      # Installing goes out before the reset (or 10 s have passed)
+            if not cp.triggers or not cp.online():
+                break
+            await asyncio.sleep(0.2)
+        fwslot.install(self.version, cp.ctx.cfg["ota"]["trial_boots"], self.step)
+        if cp.online():
+            cp.req_reset = "Hard"
+        else:
+            cp.board.reset(True)
+
+    def failed(self, why):
+        fwslot.rmtree(fwslot.STAGE)
+        fwslot.report(self.cp, ("%s: %s" % (self.version, why))[:50])
+        self.cp.fw_status[FS] = "Idle"
+
+
+def start(cp, p):
+    """UpdateFirmware accepted (its answer is empty): the update runs as a task of its own."""
+    if getattr(cp, "ota_task", None) is not None:
+        L.warn("UpdateFirmware ignored: an update is in progress")
+        return
+    loc = p["location"]
+    if not (loc.startswith("http://") or loc.startswith("https://")):
+        L.warn("UpdateFirmware ignored: location is not http(s)://: %s", loc[:60])
+        fwslot.report(cp, "location is not http(s)")
+        return
+    try:
+        at = ocppj.parse_iso_ms(p["retrieveDate"])
+    except ValueError:
+        L.warn("UpdateFirmware: unreadable retrieveDate %r: now", p["retrieveDate"][:40])
+        at = 0
+    u = Update(cp, loc, at, max(0, min(p.get("retries", 2), 10)), max(1, min(p.get("retryInterval", 30), 3600)))
+
+    async def job():
+        try:
+            await u.run()
+        except Exception as e:
+            L.error("update failed: %r", e)
+            u.failed("internal error")
+        finally:
+            cp.ota_task = None
+            sys.modules.pop("ota", None)
+
+    cp.ota_task = asyncio.create_task(job())
