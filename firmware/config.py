@@ -90,7 +90,7 @@ SCHEMA = {
         # the fleet release key: 64 hex digits (`picocharge release key`); "" = updates refused
         "key": (str, "", "hexkey"),
         # a new version is on trial until a BootNotification is Accepted within this time ...
-        "trial_s": (int, 300, (30, 86400)),
+        "trial_s": (int, 300, (10, 86400)),
         # ... and for at most this many boots (watchdog resets and crashes included)
         "trial_boots": (int, 3, (1, 20)),
         # the log ring on flash GetDiagnostics uploads from, in KiB (0 = none)

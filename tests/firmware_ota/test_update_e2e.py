@@ -1,11 +1,15 @@
 """UpdateFirmware end to end: the unix-board firmware fetches a release made by `picocharge
 release build` from a server that checks its Basic credentials, checks it, switches slots,
 reboots and reports; every failure leaves it on a version that boots."""
+import json
+
 from ocpp.v16 import call
 
 from support.central import now_iso, validate_outgoing
 from support.firmware import RESET_EXIT
-from support.ota import flash_state, ota_config, slot_intact
+from support.ota import flash_state, make_key, ota_config, resign, slot_intact
+
+from picocharge.release import key_id
 
 FS = "FirmwareStatusNotification"
 
@@ -46,3 +50,115 @@ async def test_update__full_update_boots_the_new_version_and_reports_installed(
     got = sorted(r[1].rsplit("/", 1)[1] for r in server.requests)
     assert got == names and all(r[2] == 200 for r in server.requests), server.requests
     assert validate_outgoing(cs.frames) > 0
+
+
+def _nothing_installed(st):
+    ptr, slots = flash_state(st.flash)
+    assert ptr is None and slots == {} and not (st.flash / "fw" / "new").exists(), (
+        ptr, slots, sorted(p.name for p in (st.flash / "fw").iterdir()))
+
+
+async def _refused(cs, st, server, version, info):
+    """UpdateFirmware of `version` ends InstallationFailed with connector 0's `info`; the
+    station goes on running the version it had."""
+    await cs.call(call.UpdateFirmware(location=server.url(version), retrieve_date=now_iso()))
+    await _fs(cs, "InstallationFailed", st=st)
+    m = await cs.wait_call("StatusNotification", station=st,
+                           pred=lambda m: m[3]["connectorId"] == 0 and "info" in m[3])
+    assert m[3]["info"] == info, m
+    assert cs.statuses() == ["Downloading", "InstallationFailed"], cs.statuses()
+    _nothing_installed(st)
+    assert st.proc.poll() is None, st.tail()
+    # Idle again: TriggerMessage says so
+    assert (await cs.call(call.TriggerMessage(requested_message=FS))).status == "Accepted"
+    await _fs(cs, "Idle", st=st)
+
+
+async def test_update__bad_signature_installs_nothing_and_fetches_no_file(
+        station, ota_central, releases, server, fleet_key):
+    rel = releases("0.2.0")
+    sig = (rel / "manifest.sig").read_text()
+    (rel / "manifest.sig").write_text(("0" if sig[0] != "0" else "1") + sig[1:])
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    await _refused(cs, st, server, "0.2.0", "0.2.0: bad signature (manifest.sig)")
+    assert [r[1].rsplit("/", 1)[1] for r in server.requests] == ["manifest.json", "manifest.sig"], server.requests
+
+
+async def test_update__release_signed_with_another_key_is_named_so(
+        station, ota_central, releases, server, fleet_key, tmp_path):
+    rel = releases("0.2.0")
+    other = make_key(tmp_path / "other.key")
+    m = json.loads((rel / "manifest.json").read_text())
+    m["key_id"] = key_id(other)
+    (rel / "manifest.json").write_text(json.dumps(m))
+    resign(rel, other)
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    await _refused(cs, st, server, "0.2.0", "0.2.0: signed with another key (%s)" % key_id(other))
+
+
+async def test_update__corrupted_file_installs_nothing(station, ota_central, releases, server, fleet_key):
+    rel = releases("0.2.0")
+    data = bytearray((rel / "ocpp_link.mpy").read_bytes())
+    data[len(data) // 2] ^= 0xFF     # same size, one byte flipped at rest
+    (rel / "ocpp_link.mpy").write_bytes(bytes(data))
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    await _refused(cs, st, server, "0.2.0", "0.2.0: ocpp_link.mpy corrupted (SHA-256)")
+
+
+async def test_update__truncated_download_is_retried_then_download_failed(
+        station, ota_central, releases, server, fleet_key):
+    releases("0.2.0")
+    server.cut["app.mpy"] = 100       # full Content-Length, 100 bytes, connection closed
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso(),
+                                      retries=2, retry_interval=1))
+    await _fs(cs, "DownloadFailed", st=st)
+    assert cs.statuses() == ["Downloading", "DownloadFailed"], cs.statuses()
+    assert len(server.gets("app.mpy")) == 3, server.requests    # a first try and 2 retries
+    assert st.output().count("failed (") == 3 and "app.mpy ended after 100 of" in st.output(), st.tail()
+    _nothing_installed(st)
+
+
+async def test_update__server_gone_mid_download_then_back_succeeds(
+        station, ota_central, releases, server, fleet_key):
+    releases("0.2.0")
+    server.cut["chargepoint.mpy"] = 1000   # the server dies in the middle of a file ...
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso(),
+                                      retries=5, retry_interval=2))
+    await st.aexpect("(1 of 6 tries)")
+    server.stop()                          # ... and stays away for a try ...
+    await st.aexpect("(2 of 6 tries)")
+    assert "(2 of 6 tries): OSError(111" in st.output(), st.tail()   # connection refused
+    server.cut.clear()
+    server.start()                         # ... then comes back
+    await _fs(cs, "Installing", st=st)
+    assert await st.await_exit(30) == RESET_EXIT, st.tail()
+    st.start()
+    await _booted(cs, st, 2, "0.2.0")
+    await _fs(cs, "Installed", st=st)
+    assert cs.statuses() == ["Downloading", "Downloaded", "Installing", "Installed"], cs.statuses()
+
+
+async def test_update__server_gone_for_good_is_download_failed(
+        station, ota_central, releases, server, fleet_key):
+    releases("0.2.0")
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    server.stop()
+    await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso(),
+                                      retries=1, retry_interval=1))
+    await _fs(cs, "DownloadFailed", st=st)
+    assert cs.statuses() == ["Downloading", "DownloadFailed"], cs.statuses()
+    _nothing_installed(st)

@@ -89,10 +89,8 @@ def replace_file(folder, name, data, key_hex):
     folder = Path(folder)
     (folder / name).write_bytes(data)
     m = json.loads((folder / "manifest.json").read_text())
-    for e in m["files"]:
-        if e["name"] == name:
-            e["size"] = len(data)
-            e["sha256"] = hashlib.sha256(data).hexdigest()
+    entry = {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    m["files"] = [e for e in m["files"] if e["name"] != name] + [entry]
     (folder / "manifest.json").write_text(json.dumps(m, separators=(",", ":")))
     resign(folder, key_hex)
 
