@@ -40,7 +40,7 @@ def _rm(p):
 
 def rmtree(d):
     try:
-        names = [e[0] for e in os.ilistdir(d)]
+        names = os.listdir(d)
     except OSError:
         return
     for n in names:

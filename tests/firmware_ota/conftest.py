@@ -1,10 +1,10 @@
 """Over-the-air updates and diagnostics: the firmware on the unix board against a central
-system built on the `ocpp` package and a release server (tests/support/ota.py), releases made
+system built on the `ocpp` package and a release server (tests/support/otasrv.py), releases made
 by the real `picocharge release` CLI."""
 import pytest
 
 from support.central import OCPP_SCENARIO
-from support.ota import PASSWORD, OtaCentral, ReleaseServer, build_release, make_key
+from support.otasrv import PASSWORD, OtaCentral, ReleaseServer, build_release, make_key
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from ocpp.v16 import call
 
 from support.central import now_iso, validate_outgoing
-from support.ota import PASSWORD, ota_config
+from support.otasrv import PASSWORD, ota_config
 
 DS = "DiagnosticsStatusNotification"
 

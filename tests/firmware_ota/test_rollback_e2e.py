@@ -10,7 +10,7 @@ from ocpp.v16 import call
 
 from support.central import now_iso, validate_outgoing
 from support.firmware import RESET_EXIT
-from support.ota import flash_state, ota_config, replace_file, slot_intact
+from support.otasrv import flash_state, ota_config, replace_file, slot_intact
 
 FS = "FirmwareStatusNotification"
 

@@ -7,7 +7,7 @@ from ocpp.v16 import call
 
 from support.central import now_iso, validate_outgoing
 from support.firmware import RESET_EXIT
-from support.ota import flash_state, make_key, ota_config, resign, slot_intact
+from support.otasrv import flash_state, make_key, ota_config, resign, slot_intact
 
 from picocharge.release import key_id
 
