@@ -1,7 +1,7 @@
 # Tiny levelled logger: "[tag] L: message". Never pass a secret to it.
 # With ring() the lines also go, time-stamped in UTC, to a bounded ring on flash that
-# GetDiagnostics uploads (diag.py): two files, log/b.txt written, log/a.txt the one before;
-# when b reaches half the ring's size it is renamed over a (one rename: a power cut leaves
+# GetDiagnostics uploads (diag.py): two files, log/cur.txt written, log/old.txt the one before;
+# when cur.txt reaches half the ring's size it is renamed over old.txt (one rename: a power cut leaves
 # both readable). The config's secrets are masked in it as a second line of defence.
 import time
 
@@ -25,9 +25,9 @@ def ring(folder, size, secrets=()):
         os.mkdir(folder)
     except OSError:
         pass
-    f = open(folder + "/b.txt", "a")
+    f = open(folder + "/cur.txt", "a")
     try:
-        n = os.stat(folder + "/b.txt")[6]
+        n = os.stat(folder + "/cur.txt")[6]
     except OSError:
         n = 0
     _ring = [folder, size // 2, f, n, tuple(secrets)]
@@ -38,7 +38,7 @@ def ring_files():
     if _ring is None:
         return []
     _ring[2].flush()
-    return (_ring[0] + "/a.txt", _ring[0] + "/b.txt")
+    return (_ring[0] + "/old.txt", _ring[0] + "/cur.txt")
 
 
 def stamp(t=None):
@@ -57,8 +57,8 @@ def _to_ring(line):
             import os
 
             r[2].close()
-            os.rename(r[0] + "/b.txt", r[0] + "/a.txt")
-            r[2] = open(r[0] + "/b.txt", "w")
+            os.rename(r[0] + "/cur.txt", r[0] + "/old.txt")
+            r[2] = open(r[0] + "/cur.txt", "w")
             r[3] = 0
         r[2].write(line)
         r[2].flush()
