@@ -4,7 +4,6 @@
 import asyncio
 import gc
 import json
-import sys
 
 import log
 from state import State
@@ -74,11 +73,14 @@ def tasks(ctx):
         out.append(("web", web.run))
     elif c["web"]["enabled"]:
         _L.info("no status page (web.port 0)")
-    import fwslot
-    if fwslot.in_trial():   # a new version: rolled back unless Accepted within ota.trial_s
+    try:
+        with open("fw/ptr") as f:
+            trial = " trial " in f.read()
+    except OSError:
+        trial = False
+    if trial:   # a new version: rolled back unless Accepted within ota.trial_s
+        import fwslot
         out.append(("trial", fwslot.trial_watch))
-    else:
-        del sys.modules["fwslot"]
     return out
 
 
@@ -131,8 +133,11 @@ def load_config(b):
         halt(b)
     _L.info("config: %s", json.dumps(config.redact(cfg)))
     kb = cfg["ota"]["diag_kb"]
+    import sys
     if kb:   # the log ring GetDiagnostics uploads; the config's secrets are masked in it
-        log.ring("log", kb * 1024, config.secrets(cfg))
+        import logring
+        logring.start("log", kb * 1024, config.secrets(cfg))
+        sys.modules.pop("logring", None)
     del config
     sys.modules.pop("config", None)
     return cfg

@@ -12,7 +12,7 @@ import asyncio
 import gc
 import sys
 from binascii import hexlify
-from os import urandom
+from os import listdir, urandom
 
 import log
 import ocpp_keys
@@ -51,9 +51,6 @@ class ChargePoint:
         self.req_reset = None        # "Soft" / "Hard"
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
         self.triggers = []           # (action, connector) asked for, or (action, payload) to send
-        # what TriggerMessage(Firmware/DiagnosticsStatusNotification) answers (ota.py, diag.py)
-        self.fw_status = {"FirmwareStatusNotification": "Idle", "DiagnosticsStatusNotification": "Idle"}
-        self.fw_checked = False      # the update pointer looked at after the first Accepted
         self.sent = {}               # connector -> (status, errorCode) sent on this connection
         self.attempts = 0            # of the journal's oldest message
         self.retry_at = ticks_ms()
@@ -182,8 +179,7 @@ class ChargePoint:
                 self.booted = True
                 self.hb_due = ticks_add(ticks_ms(), self.keys["HeartbeatInterval"] * 1000)
                 L.info("boot accepted, heartbeat every %ds", self.keys["HeartbeatInterval"])
-                if not self.fw_checked:   # a version on trial is kept, a rollback reported
-                    self.fw_checked = True
+                if "fw" in listdir():   # an update on trial is kept, a rollback reported
                     import fwslot
                     fwslot.accepted(self)
                     sys.modules.pop("fwslot", None)
@@ -206,10 +202,8 @@ class ChargePoint:
     async def triggered(self):
         while self.triggers:
             m, c = self.triggers.pop(0)
-            if isinstance(c, dict):      # a notification an update or upload queued
+            if isinstance(c, dict):      # a notification queued (ota, diag, a TriggerMessage)
                 await self.link.call(m, c)
-            elif m in self.fw_status:
-                await self.link.call(m, {"status": self.fw_status[m]})
             elif m == "BootNotification":
                 self.booted = False
                 await self.boot()
@@ -291,7 +285,6 @@ class ChargePoint:
         while ticks_diff(end, ticks_ms()) > 0:
             await self.tick()
             await asyncio.sleep(_TICK_S)
-
 
 
 def run(ctx):

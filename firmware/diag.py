@@ -6,8 +6,9 @@ import asyncio
 import os
 import sys
 
-import httpc
+import httpstream
 import log
+import logring
 import ocppj
 from compat import const
 
@@ -71,7 +72,7 @@ class Upload:
         self.retries = max(0, min(p.get("retries", 2), 10))
         self.interval_s = max(1, min(p.get("retryInterval", 30), 3600))
         c = cp.cfg
-        self.auth = httpc.basic(cp.ctx.cfg["station_id"], c["password"]) if c["password"] else None
+        self.auth = httpstream.basic(cp.ctx.cfg["station_id"], c["password"]) if c["password"] else None
         self.tls = ("ocpp.ca_cert", c["ca_cert"], L)
 
     def _at(self, iso):
@@ -89,18 +90,18 @@ class Upload:
 
     async def run(self):
         self.note("Uploading")
-        files = log.ring_files()
+        files = logring.files()
         n = select(files, self.start, self.stop, UP)
         L.info("uploading %d bytes of log as %s", n, self.name)
         tries = 0
         while True:
             try:
-                status = await httpc.put_from(self.url + self.name, self.auth, "text/plain; charset=utf-8", n,
+                status = await httpstream.put_from(self.url + self.name, self.auth, "text/plain; charset=utf-8", n,
                                               _pieces(UP), _TIMEOUT_S, self.tls)
                 if status // 100 == 2:
                     self.note("Uploaded")
                     break
-                raise httpc.HttpError("HTTP %d" % status)
+                raise httpstream.HttpError("HTTP %d" % status)
             except Exception as e:
                 tries += 1
                 L.warn("diagnostics upload failed (%d of %d tries): %r", tries, self.retries + 1, e)
@@ -118,7 +119,9 @@ class Upload:
 def start(cp, p):
     """GetDiagnostics: the file name it answers with; the upload runs as a task of its own
     (None: no log ring, or an upload is in progress)."""
-    if not log.ring_files() or getattr(cp, "diag_task", None) is not None:
+    if not hasattr(cp, "fw_status"):   # what TriggerMessage answers (ocpp_calls): Idle until now
+        cp.fw_status = {}
+    if not logring.files() or getattr(cp, "diag_task", None) is not None:
         return None
     loc = p["location"]
     if not (loc.startswith("http://") or loc.startswith("https://")):

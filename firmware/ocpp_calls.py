@@ -71,6 +71,9 @@ def on_trigger_message(cp, p):
     m = p["requestedMessage"]
     if p.get("connectorId", 1) not in (0, 1):
         return {"status": "Rejected"}
+    if m[0] in "DF":   # Diagnostics/FirmwareStatusNotification: the status now (ota.py, diag.py)
+        cp.triggers.append((m, {"status": getattr(cp, "fw_status", {}).get(m, "Idle")}))
+        return {"status": "Accepted"}
     cp.triggers.append((m, p.get("connectorId")))
     return {"status": "Accepted"}
 

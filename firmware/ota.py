@@ -3,7 +3,7 @@
 # the heap the rest of the time.
 #
 #   wait until retrieveDate
-#   GET manifest.json (<= 4096 bytes) and manifest.sig; HMAC-SHA256 under ota.key checked
+#   GET manifest.json (<= 8192 bytes) and manifest.sig; HMAC-SHA256 under ota.key checked
 #   before anything else is fetched; then the manifest's limits, .mpy version and board
 #   GET every file into fw/new/ through one 1 KiB buffer, SHA-256 and size checked as it
 #   streams (a file never sits in RAM); manifest.json written last (the slot's "complete")
@@ -21,7 +21,7 @@ import sys
 from binascii import hexlify, unhexlify
 
 import fwslot
-import httpc
+import httpstream
 import log
 import ocppj
 from compat import const
@@ -29,7 +29,7 @@ from compat import const
 L = log.get("ota")
 FS = "FirmwareStatusNotification"
 _BUF = const(1024)
-_MAX_MANIFEST = const(4096)
+_MAX_MANIFEST = const(8192)
 _MAX_FILES = const(64)
 _MAX_FILE = const(262144)
 _MAX_TOTAL = const(524288)
@@ -127,7 +127,7 @@ class Update:
         self.retries = retries
         self.interval_s = interval_s
         c = cp.cfg
-        self.auth = httpc.basic(cp.ctx.cfg["station_id"], c["password"]) if c["password"] else None
+        self.auth = httpstream.basic(cp.ctx.cfg["station_id"], c["password"]) if c["password"] else None
         self.tls = ("ocpp.ca_cert", c["ca_cert"], L)
         self.version = location.rsplit("/", 2)[-2][-32:] if location.count("/") > 3 else "?"  # /fw/<version>/
         self.step = getattr(cp.board, "ota_step", None)   # the unix board can freeze here (tests)
@@ -143,10 +143,10 @@ class Update:
         def sink(mv):
             parts.append(bytes(mv))
 
-        status, _n = await httpc.get_into(self.base + name, self.auth, limit, sink, bytearray(512),
+        status, _n = await httpstream.get_into(self.base + name, self.auth, limit, sink, bytearray(512),
                                           _TIMEOUT_S, self.tls)
         if status != 200:
-            raise httpc.HttpError("%s: HTTP %d" % (name, status))
+            raise httpstream.HttpError("%s: HTTP %d" % (name, status))
         return b"".join(parts)
 
     async def manifest(self):
@@ -177,13 +177,22 @@ class Update:
         except OSError:
             pass
         fwslot.rmtree(fwslot.STAGE)
+        # the slot the release goes to holds the version before the current one, which is
+        # never booted again once the current one was Accepted: cleared now, the flash needs
+        # room for one release besides the running one, not two (docs/firmware.md's layout)
+        p = fwslot.pointer()
+        fwslot.rmtree("fw/" + ("b" if p and p[0] == "a" else "a"))
         try:
             st = os.statvfs(".")
-            free = st[1] * st[4]
-            if free < total + 16384:
-                raise Refused("%d bytes free on flash, %d needed" % (free, total + 16384))
         except (AttributeError, OSError):
-            pass
+            st = None
+        if st:   # every file takes whole blocks, and the folder and the manifest some more
+            bs = st[0] or 4096
+            need = 4
+            for _n, size, _s in files:
+                need += (size + bs - 1) // bs or 1
+            if st[4] < need:
+                raise Refused("flash full: %d KiB free, %d needed" % (st[4] * bs // 1024, need * bs // 1024))
         os.mkdir(fwslot.STAGE)
         buf = bytearray(_BUF)
         for name, size, sha in files:
@@ -195,14 +204,14 @@ class Update:
                 f.write(mv)
 
             try:
-                status, n = await httpc.get_into(self.base + name, self.auth, size, sink, buf, _TIMEOUT_S,
+                status, n = await httpstream.get_into(self.base + name, self.auth, size, sink, buf, _TIMEOUT_S,
                                                  self.tls)
             finally:
                 f.close()
             if status != 200:
-                raise httpc.HttpError("%s: HTTP %d" % (name, status))
+                raise httpstream.HttpError("%s: HTTP %d" % (name, status))
             if n != size:
-                raise httpc.HttpError("%s: %d of %d bytes" % (name, n, size))
+                raise httpstream.HttpError("%s: %d of %d bytes" % (name, n, size))
             if hexlify(h.digest()).decode() != sha:
                 raise Refused("%s corrupted (SHA-256)" % name[:30])
             gc.collect()
@@ -262,6 +271,8 @@ class Update:
 
 def start(cp, p):
     """UpdateFirmware accepted (its answer is empty): the update runs as a task of its own."""
+    if not hasattr(cp, "fw_status"):   # what TriggerMessage answers (ocpp_calls): Idle until now
+        cp.fw_status = {}
     if getattr(cp, "ota_task", None) is not None:
         L.warn("UpdateFirmware ignored: an update is in progress")
         return

@@ -51,9 +51,10 @@ async def test_power_cut__at_each_step_boots_old_or_new_never_a_mix(
     server.release_stall()
     ptr, slots = flash_state(st.flash)
     _unfreeze(st)
+    n_status = len(cs.calls("StatusNotification"))
     st.start()
     await _booted(cs, st, 2, boots)
-    await cs.wait_call("StatusNotification", 4, station=st)
+    await cs.wait_call("StatusNotification", n_status + 2, station=st)   # both connectors again
     for s in slots:                                # a slot the pointer may name is whole
         if ptr and ptr.split()[0] == s:
             assert slot_intact(st.flash, s) == boots
@@ -150,3 +151,30 @@ async def test_update__during_a_transaction_waits_for_its_end(
     st.start()
     await _booted(cs, st, 2, "0.2.0")
     await _fs(cs, "Installed", st=st)
+
+
+async def test_rollback__second_release_crashing_goes_back_to_the_first_slot(
+        station, ota_central, releases, server, fleet_key):
+    releases("0.2.0")
+    rel3 = releases("0.3.0")
+    replace_file(rel3, "app.py", b"raise RuntimeError('release 0.3.0 is broken')\n", fleet_key[1])
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1], trial_boots=1)).start()
+    await _booted(cs, st, 1, "0.1.0")
+    for version, n in (("0.2.0", 1), ("0.3.0", 2)):
+        await cs.call(call.UpdateFirmware(location=server.url(version), retrieve_date=now_iso()))
+        await cs.wait_call(FS, n, station=st, timeout=60, pred=lambda m: m[3]["status"] == "Installing")
+        assert await st.await_exit(30) == RESET_EXIT, st.tail()
+        st.start()
+        if version == "0.2.0":
+            await _booted(cs, st, 2, "0.2.0")
+            await _fs(cs, "Installed", st=st)
+    assert await st.await_exit(30) == RESET_EXIT, st.tail()     # 0.3.0 crashes on its one trial boot
+    assert flash_state(st.flash) == ("b trial a 1 0.3.0", {"a": "0.2.0", "b": "0.3.0"}), flash_state(st.flash)
+    st.start()
+    await _booted(cs, st, 3, "0.2.0")                          # back on slot a
+    await _fs(cs, "InstallationFailed", st=st)
+    assert flash_state(st.flash)[0] == "a ok - 1 -", flash_state(st.flash)
+    assert slot_intact(st.flash, "a") == "0.2.0"
+    assert cs.statuses() == ["Downloading", "Downloaded", "Installing", "Installed",
+                             "Downloading", "Downloaded", "Installing", "InstallationFailed"], cs.statuses()

@@ -10,6 +10,7 @@ from binascii import hexlify
 import diag
 import fwslot
 import log
+import logring
 import ota
 
 
@@ -120,12 +121,12 @@ def check_slots_install_accept_and_rollback():
 
 
 def check_log_ring_rotates_and_masks():
-    log.ring("lg", 400, ["s3cret-value"])
+    logring.start("lg", 400, ["s3cret-value"])
     lg = log.get("t")
     try:
         for i in range(20):
             lg.info("line %d with s3cret-value inside", i)
-        a, b = log.ring_files()
+        a, b = logring.files()
         text = _read(a) + _read(b)
         assert "s3cret" not in text and "line 19 with *** inside" in text, text
         assert os.stat(a)[6] <= 200 and os.stat(b)[6] <= 200, (os.stat(a)[6], os.stat(b)[6])
@@ -134,8 +135,7 @@ def check_log_ring_rotates_and_masks():
         n = [int(x.split("line ")[1].split()[0]) for x in lines]
         assert n == list(range(n[0], 20)), n     # oldest first, nothing lost within the ring
     finally:
-        log._ring[2].close()
-        log._ring = None
+        logring.stop()
 
 
 def check_diagnostics_window():
