@@ -30,16 +30,33 @@ async def _open(method, url, auth, tls, extra, timeout_s):
     return reader, writer
 
 
+async def _line(reader, timeout_s):
+    """One line of a response head, at most 512 bytes (asyncio's readline has no limit: a
+    server sending an endless line would fill the heap). Read a byte at a time: a head is a
+    few hundred bytes, read once per file."""
+    out = bytearray()
+    while len(out) < 512:
+        b = await asyncio.wait_for(reader.read(1), timeout_s)
+        if not b:
+            break
+        out += b
+        if b == b"\n":
+            return bytes(out)
+    if len(out) >= 512:
+        raise HttpError("a response header line is longer than 512 bytes")
+    return bytes(out)
+
+
 async def _head(reader, timeout_s):
     """(status, Content-Length or -1) of a response."""
-    line = await asyncio.wait_for(reader.readline(), timeout_s)
+    line = await _line(reader, timeout_s)
     parts = line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
         raise HttpError("bad status line %r" % line[:40])
     status = int(parts[1])
     length = -1
     for _ in range(64):     # at most 64 header lines
-        h = await asyncio.wait_for(reader.readline(), timeout_s)
+        h = await _line(reader, timeout_s)
         if not h or h == b"\r\n":
             return status, length
         if h[:15].lower() == b"content-length:":

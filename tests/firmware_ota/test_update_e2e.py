@@ -162,3 +162,40 @@ async def test_update__server_gone_for_good_is_download_failed(
     await _fs(cs, "DownloadFailed", st=st)
     assert cs.statuses() == ["Downloading", "DownloadFailed"], cs.statuses()
     _nothing_installed(st)
+
+
+async def test_update__endless_header_line_is_a_failed_download_not_a_full_heap(
+        station, ota_central, fleet_key):
+    import asyncio
+
+    from support.net import free_port
+
+    port = free_port()
+    served = []
+
+    async def evil(reader, writer):   # a server that never ends its status line
+        served.append(1)
+        await reader.readline()
+        try:
+            writer.write(b"HTTP/1.0 200 OK\r\nX-Junk: ")
+            for _ in range(200):
+                writer.write(b"A" * 1024)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    srv = await asyncio.start_server(evil, "127.0.0.1", port)
+    try:
+        cs = await ota_central()
+        st = station(ota_config(cs.url, fleet_key[1])).start()
+        await _booted(cs, st, 1, "0.1.0")
+        await cs.call(call.UpdateFirmware(location="http://127.0.0.1:%d/fw/0.2.0/manifest.json" % port,
+                                          retrieve_date=now_iso(), retries=1, retry_interval=1))
+        await _fs(cs, "DownloadFailed", st=st)
+        assert "a response header line is longer than 512 bytes" in st.output(), st.tail()
+        assert "MemoryError" not in st.output() and st.proc.poll() is None, st.tail()
+        assert len(served) == 2
+    finally:
+        srv.close()
+        await srv.wait_closed()
