@@ -73,7 +73,10 @@ class Upload:
         self.interval_s = max(1, min(p.get("retryInterval", 30), 3600))
         c = cp.cfg
         self.auth = httpstream.basic(cp.ctx.cfg["station_id"], c["password"]) if c["password"] else None
-        self.tls = ("ocpp.ca_cert", c["ca_cert"], L)
+        # https: the server checked against ocpp.ca_cert; the station's own certificate (OCPP
+        # security profile 3) presented, as on its wss:// link
+        mine = (c["client_cert"], c["client_key"]) if c["client_cert"] else None
+        self.tls = ("ocpp.ca_cert", c["ca_cert"], L, mine)
 
     def _at(self, iso):
         if not iso:

@@ -42,23 +42,36 @@ class Refused(Exception):
     """A check failed: InstallationFailed, with why (at most 50 characters)."""
 
 
+class Hmac:
+    """HMAC-SHA256 (RFC 2104) over hashlib.sha256, which is in the firmware (C), fed a piece at
+    a time (the manifest streams to flash through it). Written here because micropython-lib's
+    hmac is neither in the Pico W's firmware image nor on PyPI, where our other board
+    libraries come from (tools/mplibs.py), and it is a dozen lines."""
+
+    def __init__(self, key):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        k = bytearray(64)
+        k[:len(key)] = key
+        for i in range(64):
+            k[i] ^= 0x36
+        self.inner = hashlib.sha256(k)
+        for i in range(64):
+            k[i] ^= 0x36 ^ 0x5C
+        self.outer = hashlib.sha256(k)
+
+    def update(self, data):
+        self.inner.update(data)
+
+    def digest(self):
+        self.outer.update(self.inner.digest())
+        return self.outer.digest()
+
+
 def hmac_sha256(key, msg):
-    """HMAC-SHA256 (RFC 2104) over hashlib.sha256, which is in the firmware (C). Written here
-    because micropython-lib's hmac is neither in the Pico W's firmware image nor on PyPI,
-    where our other board libraries come from (tools/mplibs.py), and it is eight lines."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    k = bytearray(64)
-    k[:len(key)] = key
-    for i in range(64):
-        k[i] ^= 0x36
-    inner = hashlib.sha256(k)
-    inner.update(msg)
-    for i in range(64):
-        k[i] ^= 0x36 ^ 0x5C
-    outer = hashlib.sha256(k)
-    outer.update(inner.digest())
-    return outer.digest()
+    h = Hmac(key)
+    h.update(msg)
+    return h.digest()
 
 
 def _same(a, b):
@@ -110,7 +123,7 @@ def check_manifest(m, board, mpy):
             raise Refused("%s: bad sha256" % n)
         seen.add(n)
         total += size
-        out.append((n, size, sha))
+        out.append((n, size, unhexlify(sha)))   # 32 bytes, not 64 characters, per file in RAM
     if total > _MAX_TOTAL:
         raise Refused("release is over 512 KiB")
     if "app.mpy" not in seen and "app.py" not in seen:
@@ -128,7 +141,10 @@ class Update:
         self.interval_s = interval_s
         c = cp.cfg
         self.auth = httpstream.basic(cp.ctx.cfg["station_id"], c["password"]) if c["password"] else None
-        self.tls = ("ocpp.ca_cert", c["ca_cert"], L)
+        # https: the server checked against ocpp.ca_cert; the station's own certificate (OCPP
+        # security profile 3) presented, as on its wss:// link
+        mine = (c["client_cert"], c["client_key"]) if c["client_cert"] else None
+        self.tls = ("ocpp.ca_cert", c["ca_cert"], L, mine)
         self.version = location.rsplit("/", 2)[-2][-32:] if location.count("/") > 3 else "?"  # /fw/<version>/
         self.step = getattr(cp.board, "ota_step", None)   # the unix board can freeze here (tests)
 
@@ -143,40 +159,60 @@ class Update:
         def sink(mv):
             parts.append(bytes(mv))
 
-        status, _n = await httpstream.get_into(self.base + name, self.auth, limit, sink, bytearray(512),
-                                          _TIMEOUT_S, self.tls)
+        status, _n = await self.conn.get_into(self.base + name, self.auth, limit, sink, self.buf)
         if status != 200:
             raise httpstream.HttpError("%s: HTTP %d" % (name, status))
         return b"".join(parts)
 
     async def manifest(self):
+        """Fetch manifest.json to fw/new/manifest.tmp through the HMAC (never whole in RAM: on a
+        fragmented heap a 4 KB block was not to be had), check manifest.sig, then read it."""
         key = self.cp.ctx.cfg["ota"]["key"]
         if not key:
             raise Refused("no ota.key on the board")
-        mdata = await self.fetch_small("manifest.json", _MAX_MANIFEST)
-        sig = (await self.fetch_small("manifest.sig", 80)).strip()
         key = unhexlify(key)
-        if not _same(hexlify(hmac_sha256(key, mdata)), sig):
+        tmp = fwslot.STAGE + "/manifest.tmp"
+        hm = Hmac(key)
+        f = open(tmp, "wb")
+
+        def sink(mv):
+            hm.update(mv)
+            f.write(mv)
+
+        try:
+            status, _n = await self.conn.get_into(self.base + "manifest.json", self.auth, _MAX_MANIFEST, sink,
+                                                  self.buf)
+        finally:
+            f.close()
+        if status != 200:
+            raise httpstream.HttpError("manifest.json: HTTP %d" % status)
+        sig = (await self.fetch_small("manifest.sig", 80)).strip()
+        if not _same(hexlify(hm.digest()), sig):
             try:
-                kid = json.loads(mdata).get("key_id")
+                with open(tmp) as f:
+                    kid = json.load(f).get("key_id")
             except Exception:
                 kid = None
             if isinstance(kid, str) and kid != hexlify(hashlib.sha256(key).digest()).decode()[:8]:
                 raise Refused("signed with another key (%s)" % kid[:8])
             raise Refused("bad signature (manifest.sig)")
-        m = json.loads(mdata)
+        with open(fwslot.STAGE + "/manifest.sig", "wb") as f:
+            f.write(sig)
+        with open(tmp) as f:
+            m = json.load(f)
         mpy = getattr(sys.implementation, "_mpy", 0) & 0xFF
         self.version, files, total = check_manifest(m, self.cp.board.name, mpy)
-        return mdata, sig, files, total
+        return files, total
 
     async def download(self):
-        mdata, sig, files, total = await self.manifest()
-        L.info("release %s: %d files, %d bytes, signature good", self.version, len(files), total)
+        fwslot.rmtree(fwslot.STAGE)
         try:
             os.mkdir("fw")
         except OSError:
             pass
-        fwslot.rmtree(fwslot.STAGE)
+        os.mkdir(fwslot.STAGE)
+        files, total = await self.manifest()
+        L.info("release %s: %d files, %d bytes, signature good", self.version, len(files), total)
         # the slot the release goes to holds the version before the current one, which is
         # never booted again once the current one was Accepted: cleared now, the flash needs
         # room for one release besides the running one, not two (docs/firmware.md's layout)
@@ -193,9 +229,9 @@ class Update:
                 need += (size + bs - 1) // bs or 1
             if st[4] < need:
                 raise Refused("flash full: %d KiB free, %d needed" % (st[4] * bs // 1024, need * bs // 1024))
-        os.mkdir(fwslot.STAGE)
-        buf = bytearray(_BUF)
+        buf = self.buf
         for name, size, sha in files:
+            gc.collect()   # between files: what a file left is freed before the next
             h = hashlib.sha256()
             f = open(fwslot.STAGE + "/" + name, "wb")
 
@@ -204,21 +240,16 @@ class Update:
                 f.write(mv)
 
             try:
-                status, n = await httpstream.get_into(self.base + name, self.auth, size, sink, buf, _TIMEOUT_S,
-                                                 self.tls)
+                status, n = await self.conn.get_into(self.base + name, self.auth, size, sink, buf)
             finally:
                 f.close()
             if status != 200:
                 raise httpstream.HttpError("%s: HTTP %d" % (name, status))
             if n != size:
                 raise httpstream.HttpError("%s: %d of %d bytes" % (name, n, size))
-            if hexlify(h.digest()).decode() != sha:
+            if h.digest() != sha:
                 raise Refused("%s corrupted (SHA-256)" % name[:30])
-            gc.collect()
-        with open(fwslot.STAGE + "/manifest.sig", "wb") as f:
-            f.write(sig)
-        with open(fwslot.STAGE + "/manifest.json", "wb") as f:   # last: the slot is complete
-            f.write(mdata)
+        os.rename(fwslot.STAGE + "/manifest.tmp", fwslot.STAGE + "/manifest.json")   # last: complete
         L.info("release %s downloaded and verified", self.version)
 
     async def run(self):
@@ -229,13 +260,19 @@ class Update:
             await asyncio.sleep(2)
         self.note("Downloading")
         tries = 0
+        self.buf = bytearray(_BUF)
         while True:
+            gc.collect()
+            self.conn = httpstream.Conn(self.tls, _TIMEOUT_S)
             try:
                 await self.download()
+                await self.conn.close()
                 break
             except Refused as e:
+                await self.conn.close()
                 return self.failed(str(e))
             except Exception as e:   # network, HTTP, short body, timeout: try again
+                await self.conn.close()
                 tries += 1
                 L.warn("download of %s failed (%d of %d tries): %r", self.location[-80:], tries,
                        self.retries + 1, e)

@@ -122,7 +122,7 @@ async def test_update__truncated_download_is_retried_then_download_failed(
                                       retries=2, retry_interval=1))
     await _fs(cs, "DownloadFailed", st=st)
     assert cs.statuses() == ["Downloading", "DownloadFailed"], cs.statuses()
-    assert len(server.gets("app.mpy")) == 3, server.requests    # a first try and 2 retries
+    assert len(server.gets("app.mpy")) == 3, (server.requests, st.tail())    # a first try and 2 retries
     assert st.output().count("failed (") == 3 and "app.mpy ended after 100 of" in st.output(), st.tail()
     _nothing_installed(st)
 
@@ -199,3 +199,32 @@ async def test_update__endless_header_line_is_a_failed_download_not_a_full_heap(
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+async def test_update__over_https_verified_against_the_ca_on_flash(
+        station, ota_central, releases, fleet_key, tmp_path):
+    import shutil
+
+    from support.firmware import TLS
+    from support.otasrv import PASSWORD, ReleaseServer
+
+    releases("0.2.0")
+    srv = ReleaseServer(releases.root, {"CP-1": PASSWORD}, tls=True).start()
+    try:
+        cs = await ota_central()
+        cfg = ota_config(cs.url, fleet_key[1])
+        cfg["ocpp"]["ca_cert"] = "ca.pem"
+        st = station(cfg)
+        shutil.copy(TLS / "cert.pem", st.flash / "ca.pem")
+        st.start()
+        await _booted(cs, st, 1, "0.1.0")
+        await cs.call(call.UpdateFirmware(location=srv.url("0.2.0"), retrieve_date=now_iso()))
+        await _fs(cs, "Installing", st=st)
+        assert await st.await_exit(30) == RESET_EXIT, st.tail()
+        assert "TLS without verifying" not in st.output(), st.tail()
+        st.start()
+        await _booted(cs, st, 2, "0.2.0")
+        await _fs(cs, "Installed", st=st)
+        assert srv.gets("app.mpy") == [("GET", "/fw/0.2.0/app.mpy", 200)]
+    finally:
+        srv.stop()

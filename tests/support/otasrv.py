@@ -104,7 +104,8 @@ class ReleaseServer:
     connection until `release_stall()`; `stop()` / `start()` take it away and bring it back on
     the same port. `requests` records (method, path, status)."""
 
-    def __init__(self, root, credentials, port=None):
+    def __init__(self, root, credentials, port=None, tls=False):
+        self.tls = tls        # https with support/tls/cert.pem (a self-signed 127.0.0.1)
         self.root = Path(root)
         self.credentials = credentials
         self.port = port or free_port()
@@ -114,23 +115,32 @@ class ReleaseServer:
         self._go = threading.Event()
         self.requests = []
         self.uploads = {}     # path -> body bytes
+        self.conns = set()    # open client connections: stop() cuts them too
         self.httpd = None
 
     def url(self, version, name="manifest.json"):
-        return "http://127.0.0.1:%d/fw/%s/%s" % (self.port, version, name)
+        return "%s://127.0.0.1:%d/fw/%s/%s" % ("https" if self.tls else "http", self.port, version, name)
 
     @property
     def diag_url(self):
-        return "http://127.0.0.1:%d/diag/CP-1/" % self.port
+        return "%s://127.0.0.1:%d/diag/CP-1/" % ("https" if self.tls else "http", self.port)
 
     def start(self):
         server = self
 
         class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
+            protocol_version = "HTTP/1.1"   # keep-alive, as aiohttp (the gateway) serves
 
             def log_message(self, *a):
                 pass
+
+            def setup(self):
+                super().setup()
+                server.conns.add(self.connection)
+
+            def finish(self):
+                server.conns.discard(self.connection)
+                super().finish()
 
             def _authorized(self):
                 h = self.headers.get("Authorization", "")
@@ -165,6 +175,7 @@ class ReleaseServer:
                 if name in server.cut:
                     self.wfile.write(data[:server.cut[name]])
                     self.wfile.flush()
+                    self.close_connection = True
                     self.connection.shutdown(2)
                     return
                 if name in server.stall:
@@ -172,6 +183,7 @@ class ReleaseServer:
                     self.wfile.flush()
                     server.stalled.set()
                     server._go.wait(60)
+                    self.close_connection = True
                     self.connection.shutdown(2)
                     return
                 self.wfile.write(data)
@@ -194,6 +206,14 @@ class ReleaseServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
         self.httpd.daemon_threads = True
+        if self.tls:
+            import ssl
+
+            from .firmware import TLS
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(TLS / "cert.pem"), str(TLS / "key.pem"))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -205,6 +225,11 @@ class ReleaseServer:
             self._go.set()
             self.httpd.shutdown()
             self.httpd.server_close()
+            for c in list(self.conns):   # kept-alive connections go with the server
+                try:
+                    c.shutdown(2)
+                except OSError:
+                    pass
             self.httpd = None
 
     def gets(self, name):
