@@ -65,6 +65,8 @@ async def _head(reader, timeout_s):
             length = int(h[15:].strip())
         elif k[:11] == b"connection:":
             keep = b"close" not in h.lower()
+        elif k == b"transfer-encodi" and b"chunked" in h.lower():
+            raise HttpError("chunked response: a release server must send Content-Length (docs/ota.md)")
     raise HttpError("more than 64 header lines")
 
 

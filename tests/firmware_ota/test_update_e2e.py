@@ -228,3 +228,22 @@ async def test_update__over_https_verified_against_the_ca_on_flash(
         assert srv.gets("app.mpy") == [("GET", "/fw/0.2.0/app.mpy", 200)]
     finally:
         srv.stop()
+
+
+async def test_update__waits_for_retrieve_date_and_trigger_says_idle_meanwhile(
+        station, ota_central, releases, server, fleet_key):
+    from datetime import datetime, timedelta, timezone
+
+    releases("0.2.0")
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    at = datetime.now(timezone.utc) + timedelta(seconds=4)
+    await cs.call(call.UpdateFirmware(location=server.url("0.2.0"),
+                                      retrieve_date=at.strftime("%Y-%m-%dT%H:%M:%S.000Z")))
+    assert (await cs.call(call.TriggerMessage(requested_message=FS))).status == "Accepted"
+    await _fs(cs, "Idle", st=st)
+    assert server.requests == [] and "Downloading" not in cs.statuses(), server.requests
+    await _fs(cs, "Installing", st=st)
+    assert server.first_get >= at.timestamp() - 0.01, (server.first_get, at.timestamp())
+    assert cs.statuses() == ["Idle", "Downloading", "Downloaded", "Installing"], cs.statuses()

@@ -5,6 +5,7 @@ central system that answers the Firmware Management notifications."""
 import base64
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -114,6 +115,7 @@ class ReleaseServer:
         self.stalled = threading.Event()
         self._go = threading.Event()
         self.requests = []
+        self.first_get = None   # time.time() of the first GET
         self.uploads = {}     # path -> body bytes
         self.conns = set()    # open client connections: stop() cuts them too
         self.httpd = None
@@ -156,6 +158,8 @@ class ReleaseServer:
                 return False
 
             def do_GET(self):
+                if server.first_get is None:
+                    server.first_get = time.time()
                 if not self._authorized():
                     return
                 parts = self.path.split("/")
