@@ -124,11 +124,12 @@ def start(cp, p):
     (None: no log ring, or an upload is in progress)."""
     if not hasattr(cp, "fw_status"):   # what TriggerMessage answers (ocpp_calls): Idle until now
         cp.fw_status = {}
-    if not logring.files() or getattr(cp, "diag_task", None) is not None:
-        return None
+    if getattr(cp, "diag_task", None) is not None:
+        return None    # an upload in progress (diag and logring stay for it)
     loc = p["location"]
-    if not (loc.startswith("http://") or loc.startswith("https://")):
-        L.warn("GetDiagnostics: location is not http(s)://: %s", loc[:60])
+    if not logring.files() or not (loc.startswith("http://") or loc.startswith("https://")):
+        L.warn("GetDiagnostics: %s", "location is not http(s)://" if logring.files() else "no log ring (ota.diag_kb 0)")
+        sys.modules.pop("logring", None)
         return None
     u = Upload(cp, p)
 
@@ -142,6 +143,7 @@ def start(cp, p):
         finally:
             cp.diag_task = None
             sys.modules.pop("diag", None)
+            sys.modules.pop("logring", None)
 
     cp.diag_task = asyncio.create_task(job())
     return u.name

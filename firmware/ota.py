@@ -317,6 +317,7 @@ def start(cp, p):
     if not (loc.startswith("http://") or loc.startswith("https://")):
         L.warn("UpdateFirmware ignored: location is not http(s)://: %s", loc[:60])
         fwslot.report(cp, "location is not http(s)")
+        sys.modules.pop("ota", None)
         return
     try:
         at = ocppj.parse_iso_ms(p["retrieveDate"])
