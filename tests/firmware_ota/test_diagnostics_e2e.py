@@ -78,3 +78,14 @@ async def test_diagnostics__refused_upload_is_retried_then_upload_failed(station
     assert [x for x in server.requests if x[0] == "PUT"] == [("PUT", "/elsewhere/" + r.file_name, 400)] * 2
     assert (await cs.call(call.TriggerMessage(requested_message=DS))).status == "Accepted"
     await _ds(cs, "Idle", 1, st)
+
+
+async def test_diagnostics__without_a_log_ring_no_file_is_promised(station, ota_central, server, fleet_key):
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1], diag_kb=0)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    r = await cs.call(call.GetDiagnostics(location=server.diag_url))
+    assert r.file_name is None, r
+    await st.aexpect("GetDiagnostics: no log ring (ota.diag_kb 0)")
+    assert not (st.flash / "log").exists() and server.requests == []
+    assert validate_outgoing(cs.frames) > 0

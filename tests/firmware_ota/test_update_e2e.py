@@ -247,3 +247,20 @@ async def test_update__waits_for_retrieve_date_and_trigger_says_idle_meanwhile(
     await _fs(cs, "Installing", st=st)
     assert server.first_get >= at.timestamp() - 0.01, (server.first_get, at.timestamp())
     assert cs.statuses() == ["Idle", "Downloading", "Downloaded", "Installing"], cs.statuses()
+
+
+async def test_update__release_for_another_board_is_refused_one_with_this_board_installs(
+        station, ota_central, releases, server, fleet_key):
+    releases("0.2.0", "--with-board", "pico_w")
+    releases("0.2.1", "--with-board", "unix")
+    cs = await ota_central()
+    st = station(ota_config(cs.url, fleet_key[1])).start()
+    await _booted(cs, st, 1, "0.1.0")
+    await _refused(cs, st, server, "0.2.0", "0.2.0: release is for board pico_w")
+    await cs.call(call.UpdateFirmware(location=server.url("0.2.1"), retrieve_date=now_iso()))
+    await _fs(cs, "Installing", st=st)
+    assert await st.await_exit(30) == RESET_EXIT, st.tail()
+    assert (st.flash / "fw" / "a" / "board.mpy").is_file()   # the slot's board module shadows the top's
+    st.start()
+    await _booted(cs, st, 2, "0.2.1")
+    await _fs(cs, "Installed", st=st)
