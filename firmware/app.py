@@ -134,9 +134,11 @@ def load_config(b):
     _L.info("config: %s", json.dumps(config.redact(cfg)))
     kb = cfg["ota"]["diag_kb"]
     import sys
-    if kb:   # the log ring GetDiagnostics uploads; the config's secrets are masked in it
+    # the log ring GetDiagnostics uploads, in logs/ (a folder named like a module, log/, would
+    # be imported as a package in its place); the config's secrets are masked in it
+    if kb:
         import logring
-        logring.start("log", kb * 1024, config.secrets(cfg))
+        logring.start("logs", kb * 1024, config.secrets(cfg))
         sys.modules.pop("logring", None)
     del config
     sys.modules.pop("config", None)

@@ -1,5 +1,5 @@
 # GetDiagnostics: upload the log ring's lines between startTime and stopTime by HTTP PUT
-# (docs/ota.md). The window is copied line by line to log/up.txt first (the ring goes on
+# (docs/ota.md). The window is copied line by line to logs/up.txt first (the ring goes on
 # growing and may rotate meanwhile), then streamed from there with its exact length: no more
 # than a line is ever in RAM. Imported by the handler, dropped when the upload ends.
 import asyncio
@@ -14,7 +14,7 @@ from compat import const
 
 L = log.get("diag")
 DS = "DiagnosticsStatusNotification"
-UP = "log/up.txt"
+UP = "logs/up.txt"
 _PIECE = const(512)
 _TIMEOUT_S = const(20)
 

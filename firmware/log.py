@@ -1,6 +1,6 @@
 # Tiny levelled logger: "[tag] L: message". Never pass a secret to it.
 # With logring.start() the lines also go, time-stamped in UTC, to a bounded ring on flash that
-# GetDiagnostics uploads (diag.py): two files, log/cur.txt written, log/old.txt the one before;
+# GetDiagnostics uploads (diag.py): two files, logs/cur.txt written, logs/old.txt the one before;
 # when cur.txt reaches half the ring's size it is renamed over old.txt (one rename: a power cut leaves
 # both readable). The config's secrets are masked in it as a second line of defence.
 import time

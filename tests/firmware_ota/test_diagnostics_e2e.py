@@ -87,5 +87,5 @@ async def test_diagnostics__without_a_log_ring_no_file_is_promised(station, ota_
     r = await cs.call(call.GetDiagnostics(location=server.diag_url))
     assert r.file_name is None, r
     await st.aexpect("GetDiagnostics: no log ring (ota.diag_kb 0)")
-    assert not (st.flash / "log").exists() and server.requests == []
+    assert not (st.flash / "logs").exists() and server.requests == []
     assert validate_outgoing(cs.frames) > 0
