@@ -264,3 +264,31 @@ async def test_update__release_for_another_board_is_refused_one_with_this_board_
     st.start()
     await _booted(cs, st, 2, "0.2.1")
     await _fs(cs, "Installed", st=st)
+
+
+async def test_update__over_https_while_the_ocpp_link_is_wss(station, ota_central, releases, fleet_key):
+    """Two TLS sessions at once in the 192K heap: the wss:// link and the release's https."""
+    import shutil
+
+    from support.firmware import TLS
+    from support.otasrv import PASSWORD, ReleaseServer
+
+    releases("0.2.0")
+    srv = ReleaseServer(releases.root, {"CP-1": PASSWORD}, tls=True).start()
+    try:
+        cs = await ota_central(tls=True)
+        cfg = ota_config(cs.url, fleet_key[1])
+        cfg["ocpp"]["ca_cert"] = "ca.pem"
+        st = station(cfg)
+        shutil.copy(TLS / "cert.pem", st.flash / "ca.pem")
+        st.start()
+        await _booted(cs, st, 1, "0.1.0")
+        await cs.call(call.UpdateFirmware(location=srv.url("0.2.0"), retrieve_date=now_iso()))
+        await _fs(cs, "Installing", st=st)
+        assert await st.await_exit(30) == RESET_EXIT, st.tail()
+        st.start()
+        await _booted(cs, st, 2, "0.2.0")
+        await _fs(cs, "Installed", st=st)
+        assert "MemoryError" not in st.output(), st.tail()
+    finally:
+        srv.stop()

@@ -254,9 +254,29 @@ class OtaCentral(CentralSystem):
     """support.central.CentralSystem that also answers FirmwareStatusNotification and
     DiagnosticsStatusNotification."""
 
-    def __init__(self, **kw):
+    def __init__(self, tls=False, **kw):
         super().__init__(**kw)
+        self.tls = tls        # wss:// with support/tls/cert.pem (a self-signed 127.0.0.1)
         self.cls = type("CP", (OtaCP,), {"cs": self})
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d/ocpp" % ("wss" if self.tls else "ws", self.port)
+
+    async def start(self):
+        if not self.tls:
+            return await super().start()
+        import ssl
+
+        import websockets
+
+        from .firmware import TLS
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(TLS / "cert.pem"), str(TLS / "key.pem"))
+        self.server = await websockets.serve(self._handler, "127.0.0.1", self.port,
+                                             subprotocols=self.subprotocols, ssl=ctx)
+        return self
 
     def statuses(self, action="FirmwareStatusNotification"):
         return [m[3]["status"] for m in self.calls(action)]
