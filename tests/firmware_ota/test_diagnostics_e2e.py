@@ -89,3 +89,27 @@ async def test_diagnostics__without_a_log_ring_no_file_is_promised(station, ota_
     await st.aexpect("GetDiagnostics: no log ring (ota.diag_kb 0)")
     assert not (st.flash / "logs").exists() and server.requests == []
     assert validate_outgoing(cs.frames) > 0
+
+
+async def test_diagnostics__uploaded_over_https_verified_against_the_ca(station, ota_central, tmp_path, fleet_key):
+    import shutil
+
+    from support.firmware import TLS
+    from support.otasrv import ReleaseServer
+
+    srv = ReleaseServer(tmp_path, {"CP-1": PASSWORD}, tls=True).start()
+    try:
+        cs = await ota_central()
+        cfg = ota_config(cs.url, fleet_key[1])
+        cfg["ocpp"]["ca_cert"] = "ca.pem"
+        st = station(cfg)
+        shutil.copy(TLS / "cert.pem", st.flash / "ca.pem")
+        st.start()
+        await cs.wait_call("StatusNotification", 2, station=st)
+        r = await cs.call(call.GetDiagnostics(location=srv.diag_url))
+        await _ds(cs, "Uploaded", 1, st)
+        ctype, body = srv.uploads["/diag/CP-1/" + r.file_name]
+        assert b"[app] I: station CP-1 running" in body and PASSWORD.encode() not in body, body[:300]
+        assert "TLS without verifying" not in st.output(), st.tail()
+    finally:
+        srv.stop()
