@@ -73,6 +73,14 @@ def tasks(ctx):
         out.append(("web", web.run))
     elif c["web"]["enabled"]:
         _L.info("no status page (web.port 0)")
+    try:
+        with open("fw/ptr") as f:
+            trial = " trial " in f.read()
+    except OSError:
+        trial = False
+    if trial:   # a new version: rolled back unless Accepted within ota.trial_s
+        import fwslot
+        out.append(("trial", fwslot.trial_watch))
     return out
 
 
@@ -116,7 +124,6 @@ def main():
 def load_config(b):
     """The validated config, or halt the board naming the bad key. The schema (~12 KB of
     heap on 64 bit) is needed only here: it is dropped once the config is checked."""
-    import sys
     import config
 
     try:
@@ -125,6 +132,14 @@ def load_config(b):
         print("[config] E: %s" % e)
         halt(b)
     _L.info("config: %s", json.dumps(config.redact(cfg)))
+    kb = cfg["ota"]["diag_kb"]
+    import sys
+    # the log ring GetDiagnostics uploads, in logs/ (a folder named like a module, log/, would
+    # be imported as a package in its place); the config's secrets are masked in it
+    if kb:
+        import logring
+        logring.start("logs", kb * 1024, config.secrets(cfg))
+        sys.modules.pop("logring", None)
     del config
     sys.modules.pop("config", None)
     return cfg

@@ -10,8 +10,9 @@
 # online or offline (button, remote requests, meter samples, status, availability).
 import asyncio
 import gc
+import sys
 from binascii import hexlify
-from os import urandom
+from os import listdir, urandom
 
 import log
 import ocpp_keys
@@ -49,7 +50,7 @@ class ChargePoint:
         self.req_stop = None         # reason of a requested stop
         self.req_reset = None        # "Soft" / "Hard"
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
-        self.triggers = []
+        self.triggers = []           # (action, connector) asked for, or (action, payload) to send
         self.sent = {}               # connector -> (status, errorCode) sent on this connection
         self.attempts = 0            # of the journal's oldest message
         self.retry_at = ticks_ms()
@@ -178,6 +179,10 @@ class ChargePoint:
                 self.booted = True
                 self.hb_due = ticks_add(ticks_ms(), self.keys["HeartbeatInterval"] * 1000)
                 L.info("boot accepted, heartbeat every %ds", self.keys["HeartbeatInterval"])
+                if "fw" in listdir():   # an update on trial is kept, a rollback reported
+                    import fwslot
+                    fwslot.accepted(self)
+                    sys.modules.pop("fwslot", None)
                 return
             wait = iv or _BOOT_RETRY_S
             L.warn("boot %s: next BootNotification in %ds", res.get("status"), wait)
@@ -197,7 +202,9 @@ class ChargePoint:
     async def triggered(self):
         while self.triggers:
             m, c = self.triggers.pop(0)
-            if m == "BootNotification":
+            if isinstance(c, dict):      # a notification queued (ota, diag, a TriggerMessage)
+                await self.link.call(m, c)
+            elif m == "BootNotification":
                 self.booted = False
                 await self.boot()
             elif m == "Heartbeat":
@@ -278,7 +285,6 @@ class ChargePoint:
         while ticks_diff(end, ticks_ms()) > 0:
             await self.tick()
             await asyncio.sleep(_TICK_S)
-
 
 
 def run(ctx):

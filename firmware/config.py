@@ -85,6 +85,17 @@ SCHEMA = {
         "voltage_offset": (float, 0.0, (-65535.0, 65535.0)),
         "dht_retries": (int, 3, (0, 10)),
     },
+    # over-the-air updates and diagnostics (docs/ota.md, docs/firmware.md "Updates over the air")
+    "ota": {
+        # the fleet release key: 64 hex digits (`picocharge release key`); "" = updates refused
+        "key": (str, "", "hexkey"),
+        # a new version is on trial until a BootNotification is Accepted within this time ...
+        "trial_s": (int, 300, (10, 86400)),
+        # ... and for at most this many boots (watchdog resets and crashes included)
+        "trial_boots": (int, 3, (1, 20)),
+        # the log ring on flash GetDiagnostics uploads from, in KiB (0 = none)
+        "diag_kb": (int, 32, (0, 256)),
+    },
     "safety": {
         "max_temp_c": (float, 50.0, (0.0, 100.0)),
         "hysteresis_c": (float, 5.0, (0.5, 50.0)),
@@ -141,10 +152,22 @@ def _check_leaf(path, spec, value):
         if len(value) > 64 or " " in value or "\\" in value:
             raise ConfigError(path, "%r is not a file path on the board (at most 64 characters, no "
                                     "spaces or backslashes), e.g. ca.der" % value)
+    elif check == "hexkey":
+        if value and (len(value) != 64 or not _is_hex(value)):
+            raise ConfigError(path, "is not a release key: 64 hex digits expected (got %d characters); "
+                                    "make one with `picocharge release key` and provision it with "
+                                    "--release-key-file FILE" % len(value))
     elif check == "ssid":
         if len(value.encode()) > 32:
             raise ConfigError(path, "Wi-Fi SSID is longer than 32 bytes")
     return value
+
+
+def _is_hex(s):
+    for c in s:
+        if c not in "0123456789abcdefABCDEF":
+            return False
+    return True
 
 
 def _id_char(c):
@@ -308,6 +331,17 @@ def redact(cfg, prefix=""):
             out[k] = "***"
         else:
             out[k] = v
+    return out
+
+
+def secrets(cfg, prefix=""):
+    """The values of cfg's secrets (4 characters or more), for the log ring to mask."""
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out += secrets(v, prefix + k + ".")
+        elif is_secret(prefix + k) and isinstance(v, str) and len(v) >= 4:
+            out.append(v)
     return out
 
 

@@ -80,3 +80,4 @@ async def request(method, url, body=None, ctype="application/x-www-form-urlencod
     if isinstance(body, str):
         body = body.encode()
     return await asyncio.wait_for(_request(method, url, body, ctype, tls), timeout_s)
+

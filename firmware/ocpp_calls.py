@@ -5,6 +5,8 @@
 # is answered CALLERROR NotImplemented.
 #
 # A new call = one handler and one row in CALLS (docs/ocpp.md shows an example).
+import sys
+
 import log
 import ocppj
 from compat import ticks_ms, ticks_add
@@ -67,10 +69,11 @@ def on_change_configuration(cp, p):
 
 def on_trigger_message(cp, p):
     m = p["requestedMessage"]
-    if m in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
-        return {"status": "NotImplemented"}
     if p.get("connectorId", 1) not in (0, 1):
         return {"status": "Rejected"}
+    if m[0] in "DF":   # Diagnostics/FirmwareStatusNotification: the status now (ota.py, diag.py)
+        cp.triggers.append((m, {"status": getattr(cp, "fw_status", {}).get(m, "Idle")}))
+        return {"status": "Accepted"}
     cp.triggers.append((m, p.get("connectorId")))
     return {"status": "Accepted"}
 
@@ -81,6 +84,21 @@ def on_clear_cache(cp, p):
 
 def on_unlock_connector(cp, p):
     return {"status": "NotSupported"}  # the station has a fixed cable, no lock
+
+
+def on_update_firmware(cp, p):
+    import ota    # the update's code is in the heap only while an update runs
+    ota.start(cp, p)
+    return {}
+
+
+def on_get_diagnostics(cp, p):
+    import diag
+    name = diag.start(cp, p)
+    if name is None:
+        sys.modules.pop("diag", None)
+        return {}     # no file will be uploaded
+    return {"fileName": name}
 
 
 def on_data_transfer(cp, p):
@@ -105,6 +123,12 @@ CALLS = {
         ("requestedMessage", "e", True, _TRIGGERS), ("connectorId", "i", False, None))),
     "ClearCache": (on_clear_cache, ()),
     "UnlockConnector": (on_unlock_connector, (("connectorId", "i", True, None),)),
+    "UpdateFirmware": (on_update_firmware, (
+        ("location", "s", True, 512), ("retries", "i", False, None), ("retrieveDate", "s", True, 40),
+        ("retryInterval", "i", False, None))),
+    "GetDiagnostics": (on_get_diagnostics, (
+        ("location", "s", True, 512), ("retries", "i", False, None), ("retryInterval", "i", False, None),
+        ("startTime", "s", False, 40), ("stopTime", "s", False, 40))),
     "DataTransfer": (on_data_transfer, (
         ("vendorId", "s", True, 255), ("messageId", "s", False, 50), ("data", "s", False, None))),
 }

@@ -22,6 +22,7 @@ COMMANDS = {
     "gateway": "gateway.cli:gateway",
     "demo": "cmd_demo:demo",
     "bench": "cmd_bench:bench",
+    "release": "release:release",
 }
 
 

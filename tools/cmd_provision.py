@@ -366,6 +366,9 @@ def _assign(rows, ports, stations, surveyed):
 @click.option("--client-cert-dir", "client_dir", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="A folder of <station id>.crt and <station id>.key (as `picocharge gateway ca issue --out DIR` "
                    "writes them): each board gets its own pair.")
+@click.option("--release-key-file", "release_key_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The fleet release key (`picocharge release key`), set as ota.key: the board then "
+                   "installs over-the-air releases signed with it (docs/ota.md).")
 @set_option
 @click.option("-i", "--inventory", "inventory_file", type=click.Path(dir_okay=False, exists=True),
               help="Fleet inventory: CSV or TOML, one row per station; columns are config keys "
@@ -392,7 +395,7 @@ def _assign(rows, ports, stations, surveyed):
 @json_option
 def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt, dry_run, register_gateway,
               gateway_token, replace_password, reset, as_json, ca_cert, ca_for, client_cert, client_key, client_dir,
-              **flags):
+              release_key_file, **flags):
     """Write a board's /config.json: Wi-Fi, station id, central system, ThingSpeak, MQTT,
     sensor calibration.
 
@@ -424,8 +427,15 @@ def provision(ports, sets, inventory_file, stations, old_station, fresh, prompt,
     client_pair = (client_cert, client_key) if client_cert else None
     if client_pair:
         read_client(*client_pair)  # parses, and the key is the certificate's: before any board is looked at
+    release_key = None
+    if release_key_file:   # read and checked before any board is looked at
+        from .release import read_key
+
+        release_key = read_key(release_key_file)
     try:
         common = _flag_values(flags, sets)
+        if release_key:
+            common["ota.key"] = release_key
         if inventory_file:
             rows = inventory.load(inventory_file)
         else:

@@ -266,6 +266,15 @@ class Board:
         print("[board] I: %s reset" % ("hard" if hard else "soft"))
         sys.exit(RESET_EXIT)
 
+    def ota_step(self, name):
+        """Not in the board contract: the firmware's over-the-air update calls it at each step
+        (ota.py, fwslot.py). A step named in the scenario's "ota_freeze" stops the whole board
+        there, so that a test can cut its power (SIGKILL) at exactly that point."""
+        if name in self.sc.get("ota_freeze", ()):
+            print("[board] I: frozen at update step %s" % name)
+            while True:
+                time.sleep(1)
+
     def halt(self, code):
         """Stop for good (bad config): the unix port exits with `code` (78 for a bad config)."""
         sys.exit(code)
