@@ -417,8 +417,13 @@ def test_ota__manifest_valid_and_invalid_pairs(tmp_path):
         with pytest.raises(releases.BundleError) as e:
             releases.check_manifest(json.dumps(dict(good, **change)).encode())
         assert str(e.value).startswith(start), (change, str(e.value))
-    with pytest.raises(releases.BundleError, match="manifest.json is 4097 bytes: at most 4096"):
-        releases.check_manifest(b" " * 4097)
+    with pytest.raises(releases.BundleError, match="manifest.json is 8193 bytes: at most 8192"):
+        releases.check_manifest(b" " * 8193)
+    # the board takes 8192 (docs/ota.md): a manifest of 64 entries fits
+    many = dict(good, files=[dict(good["files"][0], name="mod_%02d.mpy" % i) for i in range(64)])
+    raw = json.dumps(many).encode()
+    assert 4096 < len(raw) <= 8192, len(raw)
+    assert releases.check_manifest(raw)["files"][63]["name"] == "mod_63.mpy"
 
 
 def test_ota__diagnostics_names_valid_and_invalid():

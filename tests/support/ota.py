@@ -201,7 +201,7 @@ class OtaBoard:
         folder = location.rsplit("/", 1)[0] + "/"
         try:
             async with aiohttp.ClientSession() as s:
-                raw = await self._get(s, location, 4096)
+                raw = await self._get(s, location, 8192)
                 sig = (await self._get(s, folder + "manifest.sig", 64)).decode()
                 good = hmac.compare_digest(hmac.new(self.key, raw, hashlib.sha256).hexdigest(), sig)
                 manifest = json.loads(raw)
