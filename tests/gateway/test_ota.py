@@ -1,7 +1,7 @@
 """Over-the-air updates and diagnostics on the gateway (docs/ota.md, issue 12): releases checked and
 stored (CLI and API), served to authenticated stations only, UpdateFirmware to one station followed
 to Installed, diagnostics requested, received, listed and downloaded. Stations are
-support.ota.OtaBoard (ocpp-package charge points following the board's side of the contract)."""
+support.otaboard.OtaBoard (ocpp-package charge points following the board's side of the contract)."""
 import asyncio
 import gzip
 import hashlib
@@ -18,7 +18,7 @@ import pytest
 
 from support.cli import run_cli
 from support.gwhttp import http
-from support.ota import KEY, OtaBoard, basic, make_bundle, tar_of, write_key
+from support.otaboard import KEY, OtaBoard, basic, make_bundle, tar_of, write_key
 
 PW = {"CP-1": "password-of-cp-1-xx", "CP-2": "password-of-cp-2-xx"}
 
@@ -123,7 +123,7 @@ async def test_ota__release_refusals_say_what_is_wrong(gateway, tmp_path):
     cases.append(("version", tar_of(badver), 400, "release refused: manifest.json: version '../../x': a version"))
     cases.append(("not an archive", b"hello", 400, "release refused: the body is not a readable tar or zip"))
     cases.append(("gzip bomb", gzip.compress(b"\0" * (64 * 1024 * 1024)), 400,
-                  "release refused: the archive holds more than 790528 bytes"))
+                  "release refused: the archive holds more than %d bytes" % releases.MAX_ARCHIVE))
     for what, body, status, start in cases:
         s, out = await http(gw, "POST", "/api/releases", raw=body, headers={
             "Authorization": "Bearer " + gw.settings.api_token, "Content-Type": "application/x-tar"})

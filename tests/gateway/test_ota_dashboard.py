@@ -1,13 +1,13 @@
 """The dashboard's firmware views in headless Chromium (issue 12): the station page's update control
 and diagnostics list, the /firmware page's releases and a staged rollout with its progress, and the
-firmware version on the overview's cards, against the real gateway and support.ota.OtaBoard stations
+firmware version on the overview's cards, against the real gateway and support.otaboard.OtaBoard stations
 that fetch and install the release over HTTP."""
 import asyncio
 import json
 
 from support.chromium import BROWSER_TIMEOUT, DevTools, chromium, settled
 from support.gwhttp import http
-from support.ota import OtaBoard, make_bundle, tar_of
+from support.otaboard import OtaBoard, make_bundle, tar_of
 
 PW = {"CP-1": "password-of-cp-1-xx", "CP-2": "password-of-cp-2-xx"}
 

@@ -6,7 +6,7 @@ import ssl
 
 from support import tls_certs
 from support.cli import run_cli
-from support.ota import OtaBoard, basic, make_bundle, tar_of
+from support.otaboard import OtaBoard, basic, make_bundle, tar_of
 
 
 def _ctx(certs, cert=None):

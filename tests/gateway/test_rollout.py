@@ -1,14 +1,14 @@
 """Staged rollouts (issue 12, gateway/rollouts.py): a release to a fleet in waves, the next wave only
 once every station of the current one reported Installed and booted the new version; stopped and
 reported at the first failures; resumed by a gateway that restarts mid-rollout. The stations are
-support.ota.OtaBoard charge points on real WebSockets, fetching the release over HTTP."""
+support.otaboard.OtaBoard charge points on real WebSockets, fetching the release over HTTP."""
 import asyncio
 
 import pytest
 
 from support.cli import run_cli
 from support.gwhttp import http
-from support.ota import OtaBoard, make_bundle, tar_of
+from support.otaboard import OtaBoard, make_bundle, tar_of
 from support.stations import Connected, boot
 
 SIDS = ["CP-%d" % i for i in range(1, 7)]

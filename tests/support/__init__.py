@@ -6,7 +6,7 @@ Modules: net (ports, wait_until), broker (MQTT brokers and subscribers), fake_th
 tls_certs, firmware (Station: the firmware process, base_config), dual (CPython+MicroPython
 runner, mp_run), pure_checks, central (ocpp-package central system), rawws (raw WebSocket
 server), gwhttp, stations (ocpp-package charge points), tsreadings, cli, sim, fixtures (the
-shared fixtures, imported by tests/conftest.py), ota (release bundles in docs/ota.md's format and
+shared fixtures, imported by tests/conftest.py), otaboard (release bundles in docs/ota.md's format and
 OtaBoard, a charge point that updates itself over the air as the contract says).
 
 Old name -> new name (for tests written against the old locations):

@@ -49,7 +49,7 @@ class TestStation(ChargePoint):
 
     @on(Action.get_diagnostics)
     def on_get_diagnostics(self, location, **kw):
-        # the name it would upload (docs/ota.md); support.ota.OtaBoard uploads it too
+        # the name it would upload (docs/ota.md); support.otaboard.OtaBoard uploads it too
         self.received.append(("GetDiagnostics", location))
         return call_result.GetDiagnostics(file_name="%s-20260101T100000Z.log" % self.id)
 
