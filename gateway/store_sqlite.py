@@ -6,6 +6,7 @@ readings in one executemany, has no layer of ours around it.
 import logging
 import os
 import sqlite3
+import time
 
 from picocharge.firmware.fields import READING_KEYS
 
@@ -24,6 +25,21 @@ _IO_WORDS = ("disk is full", "disk i/o error", "database disk image is malformed
              "no transaction is active", "rolled back by sqlite")
 
 
+
+def _wal(db, timeout=5.0):
+    """Switch the database to WAL. Switching a new database takes its lock, and SQLite answers
+    "database is locked" at once (no busy handler) when another process opens it at that moment:
+    tried again for up to `timeout` s (two gateway processes starting together on a new file)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > end:
+                raise
+            time.sleep(0.01)
+
 class SqliteBackend:
     dialect = "sqlite"
     Error = sqlite3.Error
@@ -41,9 +57,9 @@ class SqliteBackend:
         _private(self.path)
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
+            _wal(db)
+            db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as e:
             raise StoreError("cannot open the database %s (%s): is it a PicoCharge gateway database?"
                              % (self.path, e))

@@ -134,7 +134,7 @@ def test_store__a_database_migrated_by_a_newer_gateway_is_refused_in_words(gw_db
 
 
 def test_store__the_migrations_run_once_when_two_processes_open_a_new_database_at_once(gw_db):
-    errors, barrier = [], threading.Barrier(4)
+    errors, barrier = [], threading.Barrier(8)
 
     def open_it():
         barrier.wait()
@@ -142,7 +142,7 @@ def test_store__the_migrations_run_once_when_two_processes_open_a_new_database_a
             Store(gw_db).open().close()
         except Exception as e:  # noqa: B902 - reported below
             errors.append(e)
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
