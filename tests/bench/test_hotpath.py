@@ -15,6 +15,7 @@ from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_ca
 from ocpp.v16 import call_result
 from ocpp.v16.enums import RegistrationStatus
 
+from support.stations import has_nul
 from picocharge.gateway import csms, validate
 from picocharge.gateway.store import Store
 
@@ -84,7 +85,7 @@ def test_validate__compiled_checks_match_the_reference_and_draft4_on_every_16_sc
                 v = _mutate(v, rng)
             got, want = _verdict(fast, v), _verdict(ref, v)
             assert got == want, (os.path.basename(path), v, got, want)
-            assert (got is None) == (dv.is_valid(v) and not _has_nul(v)), (os.path.basename(path), v, got)
+            assert (got is None) == (dv.is_valid(v) and not has_nul(v)), (os.path.basename(path), v, got)
             n += 1
     assert n > 10000, n
 
@@ -171,14 +172,3 @@ def test_store__insert_run_one_executemany_and_a_bad_row_fails_only_its_caller(t
         ("fa", True, [4]), ("fc", False, "IntegrityError"), ("fb", True, [5, 6])], out
     got = [tuple(r) for r in db.execute("SELECT id, station FROM readings ORDER BY id")]
     assert got == [(1, "A"), (2, "B"), (3, "B"), (4, "A"), (5, "B"), (6, "B")], got
-
-
-def _has_nul(v):
-    """Whether any text in v (keys included) holds U+0000."""
-    if isinstance(v, str):
-        return "\x00" in v
-    if isinstance(v, dict):
-        return any(_has_nul(k) or _has_nul(x) for k, x in v.items())
-    if isinstance(v, list):
-        return any(_has_nul(x) for x in v)
-    return False

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ocpp.exceptions import PropertyConstraintViolationError, TypeConstraintViolationError
 
+from support.stations import has_nul
 from picocharge.firmware import fields
 from picocharge.gateway import csms, readings
 from picocharge.gateway.uplinks import MqttUplink
@@ -342,7 +343,7 @@ def test_validate__a_payload_is_valid_exactly_when_draft4_says_so_and_is_refused
                                    "PropertyConstraintViolation"} and e.description, e
         ok = False
     # one rule more than the schemas: no text holds U+0000 (no database text column takes it)
-    assert ok == (Draft4Validator(schema).is_valid(payload) and not _has_nul(payload)), (action, payload)
+    assert ok == (Draft4Validator(schema).is_valid(payload) and not has_nul(payload)), (action, payload)
 
 
 @given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
@@ -353,14 +354,3 @@ def test_readings__normalised_times_sort_as_text_as_they_do_in_time(a, b):
     ta, tb = (readings._ts(d.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + "Z") for d in (a, b))
     assert (ta < tb) == (a.replace(microsecond=0) < b.replace(microsecond=0)), (a, b, ta, tb)
     assert len(ta) == len(tb) == 20, (ta, tb)
-
-
-def _has_nul(v):
-    """Whether any text in v (keys included) holds U+0000."""
-    if isinstance(v, str):
-        return "\x00" in v
-    if isinstance(v, dict):
-        return any(_has_nul(k) or _has_nul(x) for k, x in v.items())
-    if isinstance(v, list):
-        return any(_has_nul(x) for x in v)
-    return False

@@ -98,3 +98,15 @@ def meter(ts, current=None, voltage=None, power=None, energy=None, temp=None, ch
 
 async def boot(cp):
     return await cp.call(call.BootNotification(charge_point_vendor="PicoCharge", charge_point_model="PicoW"))
+
+
+def has_nul(v):
+    """Whether any text in a JSON-like value (keys included) holds U+0000, which the gateway
+    refuses at its doors beyond what the OCPP schemas say."""
+    if isinstance(v, str):
+        return "\x00" in v
+    if isinstance(v, dict):
+        return any(has_nul(k) or has_nul(x) for k, x in v.items())
+    if isinstance(v, list):
+        return any(has_nul(x) for x in v)
+    return False
