@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from ocpp.v16 import call
 
 from support.central import now_iso, validate_outgoing
-from support.otasrv import PASSWORD, ota_config
+from support.otasrv import PASSWORD, ota_config, with_test_ca
 
 DS = "DiagnosticsStatusNotification"
 
@@ -92,19 +92,12 @@ async def test_diagnostics__without_a_log_ring_no_file_is_promised(station, ota_
 
 
 async def test_diagnostics__uploaded_over_https_verified_against_the_ca(station, ota_central, tmp_path, fleet_key):
-    import shutil
-
-    from support.firmware import TLS
     from support.otasrv import ReleaseServer
 
     srv = ReleaseServer(tmp_path, {"CP-1": PASSWORD}, tls=True).start()
     try:
         cs = await ota_central()
-        cfg = ota_config(cs.url, fleet_key[1])
-        cfg["ocpp"]["ca_cert"] = "ca.pem"
-        st = station(cfg)
-        shutil.copy(TLS / "cert.pem", st.flash / "ca.pem")
-        st.start()
+        st = with_test_ca(station, ota_config(cs.url, fleet_key[1])).start()
         await cs.wait_call("StatusNotification", 2, station=st)
         r = await cs.call(call.GetDiagnostics(location=srv.diag_url))
         await _ds(cs, "Uploaded", 1, st)

@@ -10,19 +10,7 @@ from ocpp.v16 import call
 
 from support.central import now_iso, validate_outgoing
 from support.firmware import RESET_EXIT
-from support.otasrv import flash_state, ota_config, replace_file, slot_intact
-
-FS = "FirmwareStatusNotification"
-
-
-async def _booted(cs, st, n, version):
-    m = await cs.wait_call("BootNotification", n, station=st, timeout=40)
-    assert m[3]["firmwareVersion"] == version, m
-    return m
-
-
-async def _fs(cs, status, st=None, timeout=60):
-    return await cs.wait_call(FS, 1, station=st, timeout=timeout, pred=lambda m: m[3]["status"] == status)
+from support.otasrv import booted, flash_state, fw_status, ota_config, replace_file, slot_intact
 
 
 def _unfreeze(st):
@@ -41,7 +29,7 @@ async def test_power_cut__at_each_step_boots_old_or_new_never_a_mix(
     cs = await ota_central()
     st = station(ota_config(cs.url, fleet_key[1]),
                  scenario={"ota_freeze": [] if step == "download" else [step]}).start()
-    await _booted(cs, st, 1, "0.1.0")
+    await booted(cs, st, 1, "0.1.0", statuses=False)
     await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso()))
     if step == "download":
         assert await asyncio.get_running_loop().run_in_executor(None, server.stalled.wait, 30)
@@ -53,24 +41,24 @@ async def test_power_cut__at_each_step_boots_old_or_new_never_a_mix(
     _unfreeze(st)
     n_status = len(cs.calls("StatusNotification"))
     st.start()
-    await _booted(cs, st, 2, boots)
+    await booted(cs, st, 2, boots, statuses=False)
     await cs.wait_call("StatusNotification", n_status + 2, station=st)   # both connectors again
     for s in slots:                                # a slot the pointer may name is whole
         if ptr and ptr.split()[0] == s:
             assert slot_intact(st.flash, s) == boots
     if boots == "0.2.0":
         assert ptr == "a trial - 3 0.2.0", ptr
-        await _fs(cs, "Installed", st=st)
+        await fw_status(cs, "Installed", st=st)
         return
     assert ptr is None, ptr
     # the board updates normally afterwards: the half-done staging is cleared
     server.stall.clear()
     await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso()))
-    await _fs(cs, "Installing", st=st)
+    await fw_status(cs, "Installing", st=st)
     assert await st.await_exit(30) == RESET_EXIT, st.tail()
     st.start()
-    await _booted(cs, st, 3, "0.2.0")
-    await _fs(cs, "Installed", st=st)
+    await booted(cs, st, 3, "0.2.0", statuses=False)
+    await fw_status(cs, "Installed", st=st)
     assert slot_intact(st.flash, "a") == "0.2.0"
 
 
@@ -80,9 +68,9 @@ async def test_rollback__release_crashing_at_boot_goes_back_and_reports(
     replace_file(rel, "app.py", b"raise RuntimeError('release 0.2.0 is broken')\n", fleet_key[1])
     cs = await ota_central()
     st = station(ota_config(cs.url, fleet_key[1], trial_boots=2)).start()
-    await _booted(cs, st, 1, "0.1.0")
+    await booted(cs, st, 1, "0.1.0", statuses=False)
     await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso()))
-    await _fs(cs, "Installing", st=st)
+    await fw_status(cs, "Installing", st=st)
     assert await st.await_exit(30) == RESET_EXIT, st.tail()
     consoles = []
     for boot in (1, 2):          # the board's supervisor restarts it each time it resets
@@ -93,9 +81,9 @@ async def test_rollback__release_crashing_at_boot_goes_back_and_reports(
         assert "on trial, boot %d of 2" % boot in out and "release 0.2.0 is broken" in out, out
         assert "the version on trial crashed: resetting" in out, out
     st.start()
-    await _booted(cs, st, 2, "0.1.0")
+    await booted(cs, st, 2, "0.1.0", statuses=False)
     assert "[boot] W: rollback from 0.2.0: crash loop (2 boots)" in st.output(), st.tail()
-    await _fs(cs, "InstallationFailed", st=st)
+    await fw_status(cs, "InstallationFailed", st=st)
     m = await cs.wait_call("StatusNotification", station=st,
                            pred=lambda m: m[3]["connectorId"] == 0 and "info" in m[3])
     assert m[3]["info"] == "rollback 0.2.0: crash loop (2 boots)", m
@@ -109,20 +97,20 @@ async def test_rollback__no_boot_accepted_within_trial_goes_back_and_reports(
     releases("0.2.0")
     cs = await ota_central()
     st = station(ota_config(cs.url, fleet_key[1], trial_s=10)).start()
-    await _booted(cs, st, 1, "0.1.0")
+    await booted(cs, st, 1, "0.1.0", statuses=False)
     await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso()))
-    await _fs(cs, "Installing", st=st)
+    await fw_status(cs, "Installing", st=st)
     assert await st.await_exit(30) == RESET_EXIT, st.tail()
     cs.boot_status = "Pending"        # the central system does not accept the new version
     st.start()
-    await _booted(cs, st, 2, "0.2.0")
+    await booted(cs, st, 2, "0.2.0", statuses=False)
     assert await st.await_exit(40) == RESET_EXIT, st.tail()
     assert "[ota] W: rollback from 0.2.0: no BootNotification Accepted" in st.output(), st.tail()
     cs.boot_status = "Accepted"
     st.start()
     await cs.wait_call("BootNotification", 2, station=st, timeout=40,       # the old version's second
                        pred=lambda m: m[3]["firmwareVersion"] == "0.1.0")
-    await _fs(cs, "InstallationFailed", st=st)
+    await fw_status(cs, "InstallationFailed", st=st)
     m = await cs.wait_call("StatusNotification", station=st,
                            pred=lambda m: m[3]["connectorId"] == 0 and "info" in m[3])
     assert m[3]["info"] == "rollback 0.2.0: no BootNotification Accepted", m
@@ -134,23 +122,23 @@ async def test_update__during_a_transaction_waits_for_its_end(
     releases("0.2.0")
     cs = await ota_central()
     st = station(ota_config(cs.url, fleet_key[1])).start()
-    await _booted(cs, st, 1, "0.1.0")
+    await booted(cs, st, 1, "0.1.0", statuses=False)
     await cs.wait_call("StatusNotification", 2, station=st)
     assert (await cs.call(call.RemoteStartTransaction(id_tag="OTA-TAG"))).status == "Accepted"
     await cs.wait_call("StartTransaction", station=st)
     await cs.call(call.UpdateFirmware(location=server.url("0.2.0"), retrieve_date=now_iso()))
-    await _fs(cs, "Downloaded", st=st)
+    await fw_status(cs, "Downloaded", st=st)
     await st.aexpect("release 0.2.0 waits for the transaction to end")
     await cs.wait_call("MeterValues", len(cs.calls("MeterValues")) + 2, station=st)   # it charges on
     assert "Installing" not in cs.statuses() and st.proc.poll() is None, cs.statuses()
     assert (await cs.call(call.RemoteStopTransaction(transaction_id=1001))).status == "Accepted"
     stop = await cs.wait_call("StopTransaction", station=st)
-    inst = await _fs(cs, "Installing", st=st)
+    inst = await fw_status(cs, "Installing", st=st)
     assert cs.frames.index(("cp", stop)) < cs.frames.index(("cp", inst)), cs.frames[-10:]
     assert await st.await_exit(30) == RESET_EXIT, st.tail()
     st.start()
-    await _booted(cs, st, 2, "0.2.0")
-    await _fs(cs, "Installed", st=st)
+    await booted(cs, st, 2, "0.2.0", statuses=False)
+    await fw_status(cs, "Installed", st=st)
 
 
 async def test_rollback__second_release_crashing_goes_back_to_the_first_slot(
@@ -160,20 +148,20 @@ async def test_rollback__second_release_crashing_goes_back_to_the_first_slot(
     replace_file(rel3, "app.py", b"raise RuntimeError('release 0.3.0 is broken')\n", fleet_key[1])
     cs = await ota_central()
     st = station(ota_config(cs.url, fleet_key[1], trial_boots=1)).start()
-    await _booted(cs, st, 1, "0.1.0")
+    await booted(cs, st, 1, "0.1.0", statuses=False)
     for version, n in (("0.2.0", 1), ("0.3.0", 2)):
         await cs.call(call.UpdateFirmware(location=server.url(version), retrieve_date=now_iso()))
-        await cs.wait_call(FS, n, station=st, timeout=60, pred=lambda m: m[3]["status"] == "Installing")
+        await fw_status(cs, "Installing", n, st=st)
         assert await st.await_exit(30) == RESET_EXIT, st.tail()
         st.start()
         if version == "0.2.0":
-            await _booted(cs, st, 2, "0.2.0")
-            await _fs(cs, "Installed", st=st)
+            await booted(cs, st, 2, "0.2.0", statuses=False)
+            await fw_status(cs, "Installed", st=st)
     assert await st.await_exit(30) == RESET_EXIT, st.tail()     # 0.3.0 crashes on its one trial boot
     assert flash_state(st.flash) == ("b trial a 1 0.3.0", {"a": "0.2.0", "b": "0.3.0"}), flash_state(st.flash)
     st.start()
-    await _booted(cs, st, 3, "0.2.0")                          # back on slot a
-    await _fs(cs, "InstallationFailed", st=st)
+    await booted(cs, st, 3, "0.2.0", statuses=False)                          # back on slot a
+    await fw_status(cs, "InstallationFailed", st=st)
     assert flash_state(st.flash)[0] == "a ok - 1 -", flash_state(st.flash)
     assert slot_intact(st.flash, "a") == "0.2.0"
     assert cs.statuses() == ["Downloading", "Downloaded", "Installing", "Installed",

@@ -30,6 +30,35 @@ def ota_config(url, key, **ota):
     return cfg
 
 
+FS = "FirmwareStatusNotification"
+
+
+async def booted(cs, st, n, version, statuses=True):
+    """The n-th BootNotification of `st` at central system `cs`, from `version`; with `statuses`
+    also the station's StatusNotifications after it (2 a boot). The BootNotification frame."""
+    m = await cs.wait_call("BootNotification", n, station=st, timeout=40)
+    assert m[3]["firmwareVersion"] == version, m
+    if statuses:
+        await cs.wait_call("StatusNotification", 2 * n, station=st, timeout=30)
+    return m
+
+
+async def fw_status(cs, status, n=1, st=None, timeout=60):
+    """The n-th FirmwareStatusNotification saying `status`."""
+    return await cs.wait_call(FS, n, station=st, timeout=timeout, pred=lambda m: m[3]["status"] == status)
+
+
+def with_test_ca(station, cfg):
+    """A station (not started) that verifies the test servers' certificate (support.firmware.TLS)
+    with it on its flash as ocpp.ca_cert."""
+    from .firmware import TLS
+
+    cfg["ocpp"]["ca_cert"] = "ca.pem"
+    st = station(cfg)
+    (st.flash / "ca.pem").write_bytes((TLS / "cert.pem").read_bytes())
+    return st
+
+
 def flash_state(flash):
     """(fw/ptr text or None, the version each slot holds) of a board's flash folder."""
     flash = Path(flash)
