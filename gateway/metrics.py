@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the route)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .events import HUB
 from .uplinks import outbox_depth
 
 
@@ -106,11 +107,7 @@ class GatewayCollector:
 
 def _hub(gw):
     """The dashboard's event hub (gateway/events.py), once the listening port is up."""
-    from .events import HUB
-
-    front = getattr(gw, "front", None)
-    app = getattr(front, "app", None)
-    return app.get(HUB) if app is not None else None
+    return gw.front.app.get(HUB) if gw.front is not None else None
 
 
 class GatewayMetrics:

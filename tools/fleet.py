@@ -7,7 +7,7 @@ import queue
 import time
 from pathlib import Path
 
-from . import unixport
+from . import inventory, unixport
 from .firmware import config as fwconfig
 from .fwproc import RESET_EXIT, FirmwareProcess, write_private  # noqa: F401  (re-exported)
 from .procs import child_options
@@ -79,10 +79,7 @@ class SimFleet:
                 if passwords and sid in passwords:
                     o["password"] = passwords[sid]
             for k, v in ((config_of or {}).get(sid) or {}).items():
-                o = cfg
-                for part in k.split(".")[:-1]:
-                    o = o.setdefault(part, {})
-                o[k.split(".")[-1]] = v
+                inventory.set_dotted(cfg, k, v)
             w = cfg.setdefault("web", {})
             if web_ports:
                 w.update({"enabled": True, "port": web_ports[i]})
