@@ -12,7 +12,7 @@ import click
 from . import inventory, unixport
 from .cmd_provision import read_ca, read_client
 from .cmd_run import scenario_path
-from .fleet import SimFleet
+from .fleet import SimFleet, station_ids
 from .fwproc import RESET_EXIT
 from .options import set_option
 from .procs import stop_on_signals
@@ -111,8 +111,7 @@ def sim(count, central, password, id_tag, mqtt_url, ca_cert, client_dir, scenari
     if client_dir and not (central or "").startswith("wss://"):
         raise click.BadParameter("client certificates are presented over TLS: give --central wss://...",
                                  param_hint="--client-cert-dir")
-    width = max(3, len(str(count)))
-    ids = ["%s%0*d" % (prefix, width, i + 1) for i in range(count)]
+    ids = station_ids(prefix, count)
     own = {}
     for sid in ids if client_dir else ():
         crt, key = Path(client_dir) / (sid + ".crt"), Path(client_dir) / (sid + ".key")

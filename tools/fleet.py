@@ -13,6 +13,12 @@ from .fwproc import RESET_EXIT, FirmwareProcess, write_private  # noqa: F401  (r
 from .procs import child_options
 
 
+def station_ids(prefix, count):
+    """The ids of a fleet of `count` stations: prefix + a number of at least 3 digits (SIM-001...)."""
+    width = max(3, len(str(count)))
+    return ["%s%0*d" % (prefix, width, i + 1) for i in range(count)]
+
+
 class SimStation:
     def __init__(self, fleet, index, station_id, flash, config, scenario):
         self.fleet = fleet
@@ -67,9 +73,7 @@ class SimFleet:
         self.heap = heap
         self.lines = queue.Queue()
         self.stations = []
-        width = max(3, len(str(count)))
-        for i in range(count):
-            sid = "%s%0*d" % (prefix, width, i + 1)
+        for i, sid in enumerate(station_ids(prefix, count)):
             cfg = json.loads(json.dumps(base_config or {}))
             cfg["station_id"] = sid
             cfg.setdefault("sensors", {}).setdefault("interval_s", 2)
