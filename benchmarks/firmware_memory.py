@@ -131,9 +131,9 @@ def main():
             from picocharge.cmd_demo import GatewayProcess
 
             gw = GatewayProcess(Path(tempfile.mkdtemp()) / "gw.db", port=0).start()
-            gw.api("POST", "/api/stations", {"id": "MEM-1", "password": "mem-bench-pw"})
+            gw.api("POST", "/api/stations", {"id": "MEM-1", "password": "mem-bench-password-01"})
             gw.api("POST", "/api/id-tags", {"id_tag": "MEMTAG", "status": "Accepted"})
-            ocpp = {"url": gw.url.replace("http://", "ws://") + "/ocpp", "password": "mem-bench-pw",
+            ocpp = {"url": gw.url.replace("http://", "ws://") + "/ocpp", "password": "mem-bench-password-01",
                     "id_tag": "MEMTAG"}
             print("with OCPP: central system %s, a transaction started by the button" % ocpp["url"])
         ok, min_free, max_alloc, out = run_once(a.heap, a.seconds, broker.port, ts.url, ocpp)
