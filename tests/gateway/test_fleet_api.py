@@ -154,11 +154,15 @@ async def test_events__push_changed_stations_and_counts_bounded_and_authorised(g
                 st = seen["CP-NEW"]
                 assert (st["connected"], st["status"], st["last_reading"]["current_a"]) == (True, "Charging", 16.0), st
                 assert (counts["total"], counts["connected"], counts["status"]["Charging"]) == (2, 1, 1), counts
-            # the stream that follows no station only got counts (and heartbeats), never CP-NEW
-            got = await _events(session, other, n=3)
+            # the stream that follows no station only got counts (and heartbeats), never CP-NEW; a
+            # heartbeat comes once the counts stop changing (how many count updates come first
+            # depends on timing: CI once saw three, so read up to the first heartbeat)
+            got = []
+            async with asyncio.timeout(20):
+                while ("#", "heartbeat") not in got:
+                    got += await _events(session, other)
             for name, ev in got:
                 assert name == "#" or ev["stations"] == [], got
-            assert ("#", "heartbeat") in got, got
     # the streams closed: the hub forgot them
     for _ in range(100):
         if not gw.front.app[events.HUB].subscribers:
