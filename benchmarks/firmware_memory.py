@@ -54,7 +54,7 @@ def run_once(heap, seconds, broker_port, ts_url, ocpp=None, poll=True):
     (flash / "config.json").write_text(json.dumps(cfg))
     (flash / "scenario.json").write_text(json.dumps({"dht": {"error_rate": 0.1}, "button": [[2, 3]]}))
     p = unixport.start_firmware(flash, heap=heap)
-    min_free, max_alloc = None, 0
+    min_free, max_alloc, bad = None, 0, 0
     end = time.monotonic() + seconds
     while time.monotonic() < end and p.poll() is None:
         time.sleep(0.5)
@@ -67,11 +67,14 @@ def run_once(heap, seconds, broker_port, ts_url, ocpp=None, poll=True):
             max_alloc = max(max_alloc, s["mem_alloc"])
         except OSError:
             pass
+        except ValueError as e:     # an answer cut short: the page ran out of heap mid-answer
+            print("status page answer not JSON: %s" % e)
+            bad += 1
     alive = p.poll() is None
     p.terminate()
     out = p.communicate(timeout=10)[0].decode("utf-8", "replace")
     shutil.rmtree(flash, ignore_errors=True)
-    ok = alive and "MemoryError" not in out
+    ok = alive and "MemoryError" not in out and not bad
     return ok, min_free, max_alloc, out
 
 

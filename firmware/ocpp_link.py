@@ -22,10 +22,11 @@ _FRAME_BUF = const(1024)
 
 def handle_call(cp, action, payload, mid):
     """The link's handler of the central system's CALLs (ocpp_calls.handle). They are rare (at
-    boot and a few per transaction), so ocpp_calls, its table and ten handlers (~7 KB of heap
-    on the 64-bit port), is imported for each call and dropped again, as ws_open is once the
-    WebSocket is open: the heap it took is free the rest of the time. A call that finds no
-    heap for it is answered CALLERROR InternalError by the link, like any handler's error."""
+    boot and a few per transaction), so ocpp_calls (its table of which module takes which
+    action) and the one cs_<group> module a call needs are imported for each call and dropped
+    again, as ws_open is once the WebSocket is open: the heap they took is free the rest of
+    the time. A call that finds no heap for it is answered CALLERROR InternalError by the
+    link, like any handler's error."""
     import ocpp_calls
     try:
         return ocpp_calls.handle(cp, action, payload, mid)

@@ -141,7 +141,7 @@ class Ids:
 def check_payload(action, spec, payload, mid=UNKNOWN_ID):
     """Raise FrameError (ProtocolError / TypeConstraintViolation / PropertyConstraintViolation /
     FormationViolation) if `payload` breaks `spec`, the constraints of the OCPP 1.6 schema of
-    incoming `action` we rely on: its fields, as in ocpp_calls.CALLS."""
+    incoming `action` we rely on: its fields, as in a cs_<group> module's CALLS."""
     for k in payload:
         for f in spec:
             if f[0] == k:

@@ -23,7 +23,7 @@ import ws_open
 
 def payload_check(action, payload, mid):
     """ocppj.check_payload against the constraints of `action` in the station's table."""
-    ocppj.check_payload(action, ocpp_calls.CALLS[action][1], payload, mid)
+    ocppj.check_payload(action, ocpp_calls.row(action)[1], payload, mid)
 
 
 def encode_frame(opcode, data, mask, fin=True):
@@ -169,7 +169,7 @@ def check_fuzz__parser_and_payload_checks_only_raise_frame_error():
                 text = text[:rng.next(len(text) + 1)]
         try:
             t, mid, action, payload = ocppj.parse(text)
-            if t == ocppj.CALL and action in ocpp_calls.CALLS:
+            if t == ocppj.CALL and action in ocpp_calls.WHERE:
                 payload_check(action, payload, mid)
                 n_calls += 1
         except ocppj.FrameError as e:
