@@ -36,7 +36,7 @@ SPEC = {
     "StopTxnAlignedDataMaxLength": (_INT, False, 0, None),  # not put in transactionData
     "StopTxnSampledData": (_CSL, True, "Energy.Active.Import.Register", None),
     "StopTxnSampledDataMaxLength": (_INT, False, 5, None),
-    "SupportedFeatureProfiles": (_STR, False, "Core,RemoteTrigger", None),
+    "SupportedFeatureProfiles": (_STR, False, "Core,FirmwareManagement,RemoteTrigger", None),
     "TransactionMessageAttempts": (_INT, True, 3, 1),
     "TransactionMessageRetryInterval": (_INT, True, 10, 1),
     "UnlockConnectorOnEVSideDisconnect": (_BOOL, False, False, None),

@@ -138,6 +138,22 @@ class Link:
             self.dead = e
             self._ev.set()
 
+    async def _answer(self, mid, action, res):
+        """The CALLRESULT, sent in pieces (ws.send_pieces: a 50-key GetConfiguration answer is
+        3.3 KB). No heap for it before anything is sent: a CALLERROR InternalError instead,
+        and the link stays up."""
+        try:
+            await self.ws.send_pieces(ocppj.result_pieces(mid, res))
+            return
+        except MemoryError:
+            gc.collect()
+        except Exception as e:
+            self.dead = e
+            self._ev.set()
+            return
+        L.error("%s %s: no heap for the answer", action, mid)
+        await self._send(ocppj.error(mid, ocppj.INTERNAL_ERROR, "%s: the answer did not fit the station's heap" % action))
+
     async def reader(self):
         try:
             while True:
@@ -172,7 +188,7 @@ class Link:
                 L.info("%s is not implemented", action[:40])
                 await self._send(ocppj.error(mid, ocppj.NOT_IMPLEMENTED, "%s is not implemented" % action[:40]))
             else:
-                await self._send(ocppj.result(mid, res))
+                await self._answer(mid, action, res)
             return
         if mid != self._wait_id:
             L.warn("ignoring an answer to unknown message %s", mid)

@@ -118,6 +118,38 @@ def result(mid, payload):
     return json.dumps([CALLRESULT, mid, payload])
 
 
+def pieces(v, depth):
+    """The JSON of v as small strs (ws.send_pieces): a dict or list split at its items down
+    to `depth` levels, each deeper value one json.dumps."""
+    if depth and isinstance(v, (dict, list)) and v:
+        d = isinstance(v, dict)
+        sep = "{" if d else "["
+        for x in v:
+            if d:
+                yield sep + json.dumps(x) + ":"
+                x = v[x]
+            first = not d
+            for p in pieces(x, depth - 1):
+                yield sep + p if first else p
+                first = False
+            sep = ","
+        yield "}" if d else "]"
+    else:
+        yield json.dumps(v)
+
+
+def result_pieces(mid, payload):
+    """result(mid, payload) as a function that yields it in pieces (for ws.send_pieces): an
+    answer's payload split down to the objects in its lists (a GetConfiguration answer: one
+    piece a key)."""
+    def gen():
+        yield '[%d, %s, ' % (CALLRESULT, json.dumps(mid))
+        for p in pieces(payload, 2):
+            yield p
+        yield "]"
+    return gen
+
+
 def error(mid, code, description="", details=None):
     return json.dumps([CALLERROR, mid, code, description[:255], details or {}])
 

@@ -38,9 +38,10 @@ class WsClosed(OSError):
         self.reason = reason
 
 
-def mask_into(buf, start, data, mask):
-    """Write data XOR mask (4 bytes, repeating) into buf[start:]."""
-    m0, m1, m2, m3 = mask[0], mask[1], mask[2], mask[3]
+def mask_into(buf, start, data, mask, o=0):
+    """Write data XOR mask (4 bytes, repeating) into buf[start:]; data's first byte is byte
+    `o` of the payload (the mask goes on from where the last part of it ended)."""
+    m0, m1, m2, m3 = mask[o & 3], mask[(o + 1) & 3], mask[(o + 2) & 3], mask[(o + 3) & 3]
     n = len(data)
     i = 0
     while i + 4 <= n:
@@ -50,11 +51,20 @@ def mask_into(buf, start, data, mask):
         buf[start + i + 3] = data[i + 3] ^ m3
         i += 4
     while i < n:
-        buf[start + i] = data[i] ^ mask[i & 3]
+        buf[start + i] = data[i] ^ mask[(i + o) & 3]
         i += 1
 
 
+def utf8(s):
+    """The UTF-8 bytes of str s as a buffer: no copy on MicroPython; CPython (tests) encodes."""
+    try:
+        return memoryview(s)
+    except TypeError:
+        return memoryview(s.encode())
+
+
 HEADROOM = const(14)  # free bytes a prepared frame keeps at its front for the longest header
+_CHUNK = const(256)   # send_pieces' buffer: the frame is masked and written this much at a time
 
 
 def prepare(buf, opcode, mask, fin=True):
@@ -121,6 +131,59 @@ class WebSocket:
     async def send(self, text):
         """Send a text frame: str, bytes, or a prepared bytearray (given up: masked in place)."""
         await self._write(OP_TEXT, text)
+
+    async def send_pieces(self, pieces):
+        """Send one text frame made of the strs that `pieces()` yields, never joined: a large
+        message (a GetConfiguration answer of 50 keys: 3.3 KB) costs its small pieces and a
+        buffer of _CHUNK bytes, not two copies of itself in one block each (which a fragmented
+        heap with 70 KB free could not give: the link went down). pieces() is called twice,
+        for the length and to send; nothing is written before the first pass has run, so a
+        MemoryError there leaves the connection as it was. The parts are written with no
+        await between them, so no other frame can come between."""
+        if self.closed:
+            raise WsError("connection is closed")
+        n = 0
+        for p in pieces():
+            n += len(utf8(p))
+        mask = urandom(4)
+        buf = bytearray(_CHUNK)
+        buf[0] = 0x80 | OP_TEXT
+        if n < 126:
+            buf[1] = 0x80 | n
+            k = 2
+        elif n < 65536:
+            buf[1] = 0x80 | 126
+            buf[2] = n >> 8
+            buf[3] = n & 0xFF
+            k = 4
+        else:
+            raise WsError("message of %d bytes: too long" % n)
+        buf[k:k + 4] = mask
+        k += 4
+        o = 0       # payload bytes masked so far
+        w = self.w
+        try:
+            for p in pieces():
+                mv = utf8(p)
+                j = 0
+                while j < len(mv):
+                    part = mv[j:j + _CHUNK - k]
+                    mask_into(buf, k, part, mask, o)
+                    k += len(part)
+                    o += len(part)
+                    j += len(part)
+                    if k == _CHUNK:
+                        w.write(buf)
+                        k = 0
+        except MemoryError:     # part of a frame may be out: the connection is unusable
+            self.closed = True
+            raise WsError("no heap left in the middle of a frame")
+        if o != n:
+            self.closed = True
+            raise WsError("pieces changed between passes (%d, then %d bytes)" % (n, o))
+        if k:
+            w.write(memoryview(buf)[:k])
+        await w.drain()
 
     async def ping(self, data=b""):
         await self._write(OP_PING, data)

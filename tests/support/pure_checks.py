@@ -512,6 +512,59 @@ def check_ws__frames_masked_with_7_16_64_bit_lengths():
     assert bytes(encode_frame(ws.OP_TEXT, "h\u00e9", mask)) == bytes(encode_frame(ws.OP_TEXT, b"h\xc3\xa9", mask))
 
 
+class _Out:
+    """A stream writer that keeps what is written."""
+
+    def __init__(self):
+        self.out = bytearray()
+
+    def write(self, b):
+        self.out += b
+
+    async def drain(self):
+        pass
+
+
+def _done(coro):
+    """The value of a coroutine that never waits (no event loop needed)."""
+    try:
+        coro.send(None)
+    except StopIteration as e:
+        return e.value
+    raise AssertionError("the coroutine waited")
+
+
+def _text_frame(f):
+    """The payload of one masked client text frame (all of f)."""
+    assert f[0] == 0x81 and f[1] & 0x80, bytes(f[:2])
+    n, k = f[1] & 0x7F, 2
+    if n == 126:
+        n, k = (f[2] << 8) | f[3], 4
+    mask = f[k:k + 4]
+    body = f[k + 4:]
+    assert len(body) == n, (len(body), n)
+    return bytes(body[i] ^ mask[i & 3] for i in range(n)).decode()
+
+
+def check_ws__answers_sent_in_pieces_are_the_whole_json_in_one_frame():
+    # ocpp_link sends every CALLRESULT with send_pieces: small parts through a 256-byte
+    # buffer, the mask carried on across parts and buffers; the frame is the answer's JSON
+    keys = [{"key": "K%02d" % i, "readonly": i % 2 == 0, "value": "v\u00e9" * (i % 7)} for i in range(50)]
+    for payload in ({"status": "Accepted"}, {}, {"configurationKey": keys, "unknownKey": ["X", "Y"]},
+                    {"configurationKey": keys[:2]}, {"a": [], "b": [[1, 2], {"c": None}]}):
+        w = _Out()
+        c = ws.WebSocket(None, w)
+        _done(c.send_pieces(ocppj.result_pieces("m-7", payload)))
+        assert json.loads(_text_frame(w.out)) == [ocppj.CALLRESULT, "m-7", payload], bytes(w.out[:80])
+    w = _Out()
+    _done(ws.WebSocket(None, w).send_pieces(ocppj.result_pieces("m-8", {"configurationKey": keys})))
+    assert w.out[1] == 0x80 | 126 and len(w.out) > 2000, bytes(w.out[:4])   # 16-bit length
+    # a closed connection sends nothing
+    c = ws.WebSocket(None, _Out())
+    c.closed = True
+    raises(ws.WsError, _done, c.send_pieces(ocppj.result_pieces("m-9", {})))
+
+
 CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
 
 
