@@ -21,7 +21,7 @@ from picocharge.cmd_demo import GatewayProcess
 from picocharge.gateway.cli import gateway as gateway_cmd
 from support import tls_certs
 from support.gwhttp import TEST_TOKEN
-from support.haproxy import DEPLOY, ROOT, check as haproxy_check, render
+from support.haproxy import DEPLOY, ROOT, check as haproxy_check, nginx_t, render, render_nginx
 from support.net import free_port
 
 BIN = Path(sys.executable).parent        # the venv's console scripts (check-jsonschema, ...)
@@ -93,23 +93,18 @@ def test_haproxy__render_refuses_a_config_without_the_markers():
 
 # --- nginx -------------------------------------------------------------------------------------
 
-def _nginx():
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if not exe:
-        raise RuntimeError("nginx is not installed: apt-get install nginx (scripts/test.sh does)")
-    return exe
-
-
-def nginx_t(conf, tmp):
-    """`nginx -t` on `conf`, with its pid file and startup log in `tmp` (not the system's)."""
-    return _run([_nginx(), "-t", "-p", str(tmp) + "/", "-c", str(conf), "-e", str(tmp / "error.log"),
-                 "-g", "pid %s;" % (tmp / "nginx.pid")])
-
-
 def test_nginx__shipped_config_passes_nginx_t(tmp_path):
     rc, out = nginx_t(DEPLOY / "nginx.conf", tmp_path)
     assert rc == 0 and "test is successful" in out, out
     assert "[warn]" not in out and "[emerg]" not in out, out
+
+
+def test_nginx__render_keeps_the_shipped_server_options_and_refuses_a_config_without_markers():
+    text = render_nginx((DEPLOY / "nginx.conf").read_text(), [9101, 9102], 9100)
+    assert "        server 127.0.0.1:9101 max_fails=2 fail_timeout=10s;\n" in text, text
+    assert "listen 127.0.0.1:9100;" in text and "127.0.0.1:9001" not in text, text
+    with pytest.raises(ValueError, match="gateway servers"):
+        render_nginx("upstream g {\n    server 127.0.0.1:1;\n}\n", [1], 2)
 
 
 def test_nginx__a_broken_config_is_refused(tmp_path):

@@ -3,117 +3,34 @@ processes (each on its own SQLite file, the same station registered on both), a 
 built on the `ocpp` package connecting through it. The config is the shipped file with the
 test's loopback addresses put in (tests/support/haproxy.py says what rendering changes)."""
 import asyncio
-import json
 import os
 import signal
 import ssl
-import urllib.request
 
 import pytest
 import websockets
 from ocpp.v16 import call
 
-from picocharge.cmd_demo import GatewayProcess
 from support import tls_certs
-from support.gwhttp import TEST_TOKEN, basic, http
-from support.haproxy import DEPLOY, HAProxy
-from support.net import free_port
-from support.stations import TestStation as OcppStation, boot, meter
-
-SID, PW = "CP-1", "password-123-4567"
-
-
-def _api(gw, method, path, body=None, ctx=None):
-    """A gateway's API, directly (not through HAProxy); `ctx` trusts a TLS gateway's CA."""
-    req = urllib.request.Request(gw.url + path, data=None if body is None else json.dumps(body).encode(),
-                                 method=method, headers={"Content-Type": "application/json",
-                                                         "Authorization": "Bearer " + TEST_TOKEN})
-    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
-        return json.loads(r.read())
-
-
-def _start_gateways(tmp_path, n, extra=(), ctx=None):
-    gws = []
-    try:
-        for i in range(n):
-            gws.append(GatewayProcess(tmp_path / ("gw%d.db" % (i + 1)), port=free_port(), extra=(
-                "--api-token", TEST_TOKEN, "--thingspeak-url", "", *extra)).start())
-            s = _api(gws[-1], "POST", "/api/stations", {"id": SID, "password": PW}, ctx)
-            assert s["id"] == SID, s
-    except BaseException:
-        for gw in gws:
-            gw.stop()
-        raise
-    return gws
-
-
-def _port(gw):
-    return int(gw.url.rsplit(":", 1)[1])
-
-
-@pytest.fixture
-def two_gateways(tmp_path):
-    gws = _start_gateways(tmp_path, 2)
-    yield gws
-    for gw in gws:
-        gw.stop()
-
-
-class Station:
-    """An OcppStation (support.stations.TestStation) on a WebSocket through `url`; no client pings (so that only HAProxy's
-    timeouts decide when a quiet socket closes)."""
-
-    def __init__(self, url, ssl=None):
-        self.url, self.ssl = url, ssl
-
-    async def __aenter__(self):
-        self.ws = await websockets.connect(self.url, subprotocols=["ocpp1.6"], additional_headers=basic(SID, PW),
-                                           open_timeout=10, ping_interval=None, ssl=self.ssl)
-        self.cp = OcppStation(SID, self.ws)
-        self.task = asyncio.create_task(self.cp.start())
-        return self
-
-    async def __aexit__(self, *exc):
-        self.task.cancel()
-        await self.ws.close()
-
-
-async def _connected_on(gws):
-    """The gateways (directly, not through HAProxy) that have the station connected."""
-    out = []
-    for gw in gws:
-        st = await asyncio.to_thread(_api, gw, "GET", "/api/stations/" + SID)
-        if st["connected"]:
-            out.append(gw)
-    return out
-
-
-async def _readings(port):
-    s, rows = await http(port, "GET", "/api/stations/%s/readings" % SID)
-    assert s == 200, rows
-    return [(r["ts"], r["current_a"]) for r in rows]
-
-
-async def _boot_and_meter(st, ts, current):
-    b = await boot(st.cp)
-    assert b.status == "Accepted", b
-    await st.cp.call(call.MeterValues(connector_id=1, meter_value=[meter(ts, current=current, temp=21.0)]))
+from support.gwhttp import http
+from support.haproxy import (DEPLOY, SID, HAProxy, OcppStation, Station, boot, boot_and_meter, connected_on,
+                             gateway_api, gateway_port, readings, start_gateways)
 
 
 async def test_haproxy__station_fails_over_to_the_other_gateway_when_its_own_dies(tmp_path, two_gateways):
     gws = two_gateways
-    lb = await asyncio.to_thread(HAProxy(tmp_path, [("gw1", "127.0.0.1", _port(gws[0])),
-                                                    ("gw2", "127.0.0.1", _port(gws[1]))]).start)
+    lb = await asyncio.to_thread(HAProxy(tmp_path, [("gw1", "127.0.0.1", gateway_port(gws[0])),
+                                                    ("gw2", "127.0.0.1", gateway_port(gws[1]))]).start)
     try:
         for name in ("gw1", "gw2"):
             await asyncio.to_thread(lb.wait_status, name, "UP")
         url = "ws://127.0.0.1:%d/ocpp/%s" % (lb.port, SID)
         async with Station(url) as st:
-            await _boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)
-            (first,) = await _connected_on(gws)
+            await boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)
+            (first,) = await connected_on(gws)
             other = gws[1 - gws.index(first)]
-            assert await _readings(_port(first)) == [("2026-01-01T10:00:00Z", 6.0)]
-            assert await _readings(_port(other)) == []
+            assert await readings(gateway_port(first)) == [("2026-01-01T10:00:00Z", 6.0)]
+            assert await readings(gateway_port(other)) == []
             # the API through HAProxy: answered by a gateway (the one with the station, or not)
             s, health = await http(lb.port, "GET", "/healthz")
             assert s == 200 and health["status"] == "ok", health
@@ -128,11 +45,11 @@ async def test_haproxy__station_fails_over_to_the_other_gateway_when_its_own_die
         await asyncio.to_thread(lb.wait_status, dead, "DOWN")    # its health check took it out
         # the station reconnects through HAProxy, as the firmware does after its backoff
         async with Station(url) as st:
-            await _boot_and_meter(st, "2026-01-01T10:00:10Z", 7.0)
-            assert await _connected_on([other]) == [other]
-            assert await _readings(_port(other)) == [("2026-01-01T10:00:10Z", 7.0)]
+            await boot_and_meter(st, "2026-01-01T10:00:10Z", 7.0)
+            assert await connected_on([other]) == [other]
+            assert await readings(gateway_port(other)) == [("2026-01-01T10:00:10Z", 7.0)]
             # and the API through HAProxy is the surviving gateway's
-            assert await _readings(lb.port) == [("2026-01-01T10:00:10Z", 7.0)]
+            assert await readings(lb.port) == [("2026-01-01T10:00:10Z", 7.0)]
             s, stations = await http(lb.port, "GET", "/api/stations")
             assert s == 200 and stations[0]["connected"] is True, stations
         assert lb.proc.poll() is None, lb.log.read_text()[-2000:]
@@ -148,16 +65,16 @@ async def test_haproxy__a_quiet_websocket_outlives_the_http_timeouts(tmp_path, t
     shipped one (1 h) keeps a quiet station's socket open. The control case sets the tunnel
     timeout to 2 s as well: then HAProxy closes the quiet socket, which shows the first case
     holds because of the tunnel timeout and not by chance."""
-    (gw,) = _start_gateways(tmp_path, 1)
+    (gw,) = start_gateways(tmp_path, 1)
     timeouts = {"client": "2s", "server": "2s"}
     if tunnel:
         timeouts["tunnel"] = tunnel
     lb = None
     try:
-        lb = HAProxy(tmp_path, [("gw1", "127.0.0.1", _port(gw))], timeouts=timeouts).start()
+        lb = HAProxy(tmp_path, [("gw1", "127.0.0.1", gateway_port(gw))], timeouts=timeouts).start()
         await asyncio.to_thread(lb.wait_status, "gw1", "UP")
         async with Station("ws://127.0.0.1:%d/ocpp/%s" % (lb.port, SID)) as st:
-            await _boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)
+            await boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)
             # nothing crosses the socket now (no pings: the gateway's come every 60 s)
             try:
                 await asyncio.wait_for(st.ws.wait_closed(), 5)
@@ -181,13 +98,13 @@ async def test_haproxy__tls_passthrough_lets_a_station_sign_in_with_its_certific
     certs = tls_certs.make(tmp_path / "tls")
     crt, key = tls_certs.client(certs, SID)
     ctx = ssl.create_default_context(cafile=str(certs.ca_pem))     # trusts the gateways' certificate
-    gws = _start_gateways(tmp_path, 2, ctx=ctx, extra=("--tls-cert", str(certs.cert), "--tls-key", str(certs.key),
+    gws = start_gateways(tmp_path, 2, ctx=ctx, extra=("--tls-cert", str(certs.cert), "--tls-key", str(certs.key),
                                               "--client-ca", str(certs.ca_pem), "--client-cert", "required"))
     station_ctx = ssl.create_default_context(cafile=str(certs.ca_pem))
     station_ctx.load_cert_chain(str(crt), str(key))
     lb = None
     try:
-        lb = HAProxy(tmp_path, [("gw1", "127.0.0.1", _port(gws[0])), ("gw2", "127.0.0.1", _port(gws[1]))],
+        lb = HAProxy(tmp_path, [("gw1", "127.0.0.1", gateway_port(gws[0])), ("gw2", "127.0.0.1", gateway_port(gws[1]))],
                      config=DEPLOY / "haproxy-tls-passthrough.cfg").start()
         for name in ("gw1", "gw2"):
             await asyncio.to_thread(lb.wait_status, name, "UP")
@@ -199,9 +116,9 @@ async def test_haproxy__tls_passthrough_lets_a_station_sign_in_with_its_certific
         try:
             b = await boot(cp)
             assert b.status == "Accepted", b
-            (on,) = [gw for gw in gws if (await asyncio.to_thread(_api, gw, "GET", "/api/stations/" + SID, None, ctx))[
+            (on,) = [gw for gw in gws if (await asyncio.to_thread(gateway_api, gw, "GET", "/api/stations/" + SID, None, ctx))[
                 "connected"]]
-            st = await asyncio.to_thread(_api, on, "GET", "/api/stations/" + SID, None, ctx)
+            st = await asyncio.to_thread(gateway_api, on, "GET", "/api/stations/" + SID, None, ctx)
             assert st["security_profile"] == 3, st
             assert any("OCPP security profile 3" in line for line in on.log), on.log[-10:]
         finally:

@@ -10,9 +10,17 @@ Rendering changes only what names this machine's places, never how HAProxy balan
   (a test that waits out an HTTP timeout sets it short instead of waiting 30 s); a name the file
   does not have is an error, so a test cannot set a timeout the shipped file lacks.
 A missing HAProxy is an error, not a skip: scripts/test.sh installs the package.
+
+Also nginx (Debian's), run with deploy/nginx.conf rendered the same way (its upstream's server
+lines between the same markers, `listen 8080;` on a free loopback port), and the gateways to put
+behind either:
+real `picocharge gateway` processes, each on its own SQLite file, with the same station SID
+registered on each (its password PW), and a charge point built on the `ocpp` package.
 """
+import asyncio
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -21,9 +29,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import websockets
+from ocpp.v16 import call
+
+from picocharge.cmd_demo import GatewayProcess
 from picocharge.procs import child_options, stop_process
 
+from .gwhttp import TEST_TOKEN, basic, http
 from .net import free_port, wait_port
+from .stations import TestStation as OcppStation, boot, meter
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -135,3 +149,149 @@ class HAProxy:
     def stop(self):
         stop_process(self.proc)
         self.proc = None
+
+
+# --- nginx -------------------------------------------------------------------------------------
+
+def find_nginx():
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not exe:
+        raise RuntimeError("nginx is not installed: the deploy tests check and run deploy/nginx.conf. Install "
+                           "Debian's package: apt-get install nginx (scripts/test.sh does)")
+    return exe
+
+
+def nginx_t(conf, tmp):
+    """`nginx -t` on `conf`, with its pid file and startup log in `tmp` (not the system's):
+    (exit code, output)."""
+    tmp = Path(tmp)
+    p = subprocess.run([find_nginx(), "-t", "-p", str(tmp) + "/", "-c", str(conf), "-e", str(tmp / "error.log"),
+                        "-g", "pid %s;" % (tmp / "nginx.pid")], capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout + p.stderr
+
+
+def render_nginx(text, ports, listen):
+    """deploy/nginx.conf's text with one upstream `server 127.0.0.1:P ...;` per port in `ports`
+    (the shipped lines' options kept) and `listen 8080;` as `listen 127.0.0.1:<listen>;`."""
+    lines = text.splitlines()
+    begins = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
+    ends = [i for i, line in enumerate(lines) if line.strip() == END]
+    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+        raise ValueError("the config needs one '%s ...' line and one '%s' line after it" % (BEGIN, END))
+    b, e = begins[0], ends[0]
+    shipped = [line for line in lines[b + 1:e] if line.strip()]
+    m = re.match(r"(\s*)server \S+ (.*);$", shipped[0]) if shipped else None
+    if not m:
+        raise ValueError("no `server ADDRESS OPTIONS;` line between the markers")
+    body = ["%sserver 127.0.0.1:%d %s;" % (m.group(1), p, m.group(2)) for p in ports]
+    text = "\n".join(lines[:b + 1] + body + lines[e:]) + "\n"
+    text, n = re.subn(r"(?m)^(\s*)listen 8080;$", r"\g<1>listen 127.0.0.1:%d;" % listen, text)
+    if n != 1:
+        raise ValueError("the config has no `listen 8080;` line")
+    return text
+
+
+class Nginx:
+    """`Nginx(tmp, [gateway ports]).start()`: deploy/nginx.conf rendered, checked with `nginx -t`
+    (no warning allowed), run in the foreground as our child; `port` is its front."""
+
+    def __init__(self, tmp, ports):
+        self.tmp, self.ports, self.port, self.proc = Path(tmp), list(ports), free_port(), None
+        self.log = self.tmp / "error.log"
+
+    def start(self):
+        conf = self.tmp / "nginx.conf"
+        conf.write_text(render_nginx((DEPLOY / "nginx.conf").read_text(), self.ports, self.port))
+        rc, out = nginx_t(conf, self.tmp)
+        if rc != 0 or "[warn]" in out or "[emerg]" in out:
+            raise RuntimeError("nginx -t on %s rendered from deploy/nginx.conf (exit %d):\n%s" % (conf, rc, out))
+        self.proc = subprocess.Popen([find_nginx(), "-p", str(self.tmp) + "/", "-c", str(conf), "-e", str(self.log),
+                                      "-g", "pid %s; daemon off;" % (self.tmp / "nginx.pid")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     **child_options())
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("nginx did not listen: %s" % self.log.read_text()[-2000:])
+        return self
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+
+# --- gateways behind the load balancer ---------------------------------------------------------
+
+SID, PW = "CP-1", "password-123-4567"
+
+
+def gateway_api(gw, method, path, body=None, ctx=None):
+    """A gateway's API, directly (not through the load balancer); `ctx` trusts a TLS gateway's CA."""
+    req = urllib.request.Request(gw.url + path, data=None if body is None else json.dumps(body).encode(),
+                                 method=method, headers={"Content-Type": "application/json",
+                                                         "Authorization": "Bearer " + TEST_TOKEN})
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+        return json.loads(r.read())
+
+
+def start_gateways(tmp_path, n, extra=(), ctx=None):
+    """`n` gateway processes (GatewayProcess: stop() each), SID registered on each."""
+    gws = []
+    try:
+        for i in range(n):
+            gws.append(GatewayProcess(tmp_path / ("gw%d.db" % (i + 1)), port=free_port(), extra=(
+                "--api-token", TEST_TOKEN, "--thingspeak-url", "", *extra)).start())
+            s = gateway_api(gws[-1], "POST", "/api/stations", {"id": SID, "password": PW}, ctx)
+            assert s["id"] == SID, s
+    except BaseException:
+        for gw in gws:
+            gw.stop()
+        raise
+    return gws
+
+
+def gateway_port(gw):
+    return int(gw.url.rsplit(":", 1)[1])
+
+
+class Station:
+    """`async with Station(url) as st:` an OcppStation (support.stations.TestStation) as SID on a
+    WebSocket to `url`, st.cp; no client pings, so that only the load balancer's timeouts decide
+    when a quiet socket closes."""
+
+    def __init__(self, url, ssl=None):
+        self.url, self.ssl = url, ssl
+
+    async def __aenter__(self):
+        self.ws = await websockets.connect(self.url, subprotocols=["ocpp1.6"], additional_headers=basic(SID, PW),
+                                           open_timeout=10, ping_interval=None, ssl=self.ssl)
+        self.cp = OcppStation(SID, self.ws)
+        self.task = asyncio.create_task(self.cp.start())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.task.cancel()
+        await self.ws.close()
+
+
+async def connected_on(gws):
+    """The gateways (asked directly) that have the station connected."""
+    out = []
+    for gw in gws:
+        st = await asyncio.to_thread(gateway_api, gw, "GET", "/api/stations/" + SID)
+        if st["connected"]:
+            out.append(gw)
+    return out
+
+
+async def readings(port):
+    s, rows = await http(port, "GET", "/api/stations/%s/readings" % SID)
+    assert s == 200, rows
+    return [(r["ts"], r["current_a"]) for r in rows]
+
+
+async def boot_and_meter(st, ts, current):
+    b = await boot(st.cp)
+    assert b.status == "Accepted", b
+    await st.cp.call(call.MeterValues(connector_id=1, meter_value=[meter(ts, current=current, temp=21.0)]))
