@@ -57,6 +57,36 @@ async def test_haproxy__station_fails_over_to_the_other_gateway_when_its_own_die
         lb.stop()
 
 
+async def test_haproxy__a_hung_gateway_is_marked_down_and_its_stations_moved(tmp_path, two_gateways):
+    """A gateway that stops answering (frozen here with SIGSTOP: its sockets stay open, so nothing
+    tells the station) fails its health checks; HAProxy marks it down and closes its stations'
+    tunnels (`on-marked-down shutdown-sessions`), and they reconnect to the other."""
+    gws = two_gateways
+    lb = await asyncio.to_thread(HAProxy(tmp_path, [("gw1", "127.0.0.1", gateway_port(gws[0])),
+                                                    ("gw2", "127.0.0.1", gateway_port(gws[1]))]).start)
+    frozen = None
+    try:
+        for name in ("gw1", "gw2"):
+            await asyncio.to_thread(lb.wait_status, name, "UP")
+        url = "ws://127.0.0.1:%d/ocpp/%s" % (lb.port, SID)
+        async with Station(url) as st:
+            await boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)
+            (frozen,) = await connected_on(gws)
+            other = gws[1 - gws.index(frozen)]
+            os.killpg(frozen.proc.pid, signal.SIGSTOP)
+            # closed by HAProxy once its checks time out twice (2 s each), not by the gateway
+            await asyncio.wait_for(st.ws.wait_closed(), 30)
+        assert lb.status()["gw%d" % (gws.index(frozen) + 1)].startswith("DOWN"), lb.status()
+        async with Station(url) as st:
+            await boot_and_meter(st, "2026-01-01T10:00:10Z", 7.0)
+            assert await connected_on([other]) == [other]
+            assert await readings(gateway_port(other)) == [("2026-01-01T10:00:10Z", 7.0)]
+    finally:
+        if frozen is not None:
+            os.killpg(frozen.proc.pid, signal.SIGCONT)
+        lb.stop()
+
+
 @pytest.mark.parametrize("tunnel, stays_open", [(None, True), ("2s", False)],
                          ids=["shipped-tunnel-timeout", "tunnel-timeout-2s"])
 async def test_haproxy__a_quiet_websocket_outlives_the_http_timeouts(tmp_path, tunnel, stays_open):
