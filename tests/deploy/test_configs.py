@@ -14,15 +14,18 @@ import sys
 import zipfile
 from pathlib import Path
 
+import paho.mqtt.publish as publish
 import pytest
 import yaml
 
 from picocharge.cmd_demo import GatewayProcess
+from picocharge.procs import stop_process
 from picocharge.gateway.cli import gateway as gateway_cmd
 from support import tls_certs
+from support.broker import Subscriber
 from support.gwhttp import TEST_TOKEN
 from support.haproxy import DEPLOY, ROOT, check as haproxy_check, nginx_t, render, render_nginx
-from support.net import free_port
+from support.net import free_port, wait_port
 
 BIN = Path(sys.executable).parent        # the venv's console scripts (check-jsonschema, ...)
 K8S = sorted((DEPLOY / "k8s").glob("*.yaml"))
@@ -319,3 +322,39 @@ def test_healthcheck__speaks_tls_when_the_gateway_does(tmp_path):
         assert out.returncode == 1 and "unhealthy: http://localhost" in out.stdout, out
     finally:
         gw.stop()
+
+
+# --- mosquitto ---------------------------------------------------------------------------------
+
+def test_mosquitto__the_shipped_config_runs_a_broker_and_k8s_ships_the_same(tmp_path):
+    """deploy/mosquitto.conf loaded by a real mosquitto (its listener on a free loopback port,
+    its persistence in tmp_path): a QoS 1 message gets through. mosquitto refuses to start on a
+    line it does not know, so this is its config check too. k8s/mosquitto.yaml's ConfigMap
+    holds the same settings."""
+    shipped = (DEPLOY / "mosquitto.conf").read_text()
+    settings = [line for line in shipped.splitlines() if line.strip() and not line.startswith("#")]
+    cm = _k8s_docs()[("ConfigMap", "picocharge-mosquitto")]["data"]["mosquitto.conf"]
+    assert cm.splitlines() == settings, (cm, settings)
+    port = free_port()
+    text = shipped.replace("listener 1883\n", "listener %d 127.0.0.1\n" % port).replace(
+        "persistence_location /mosquitto/data/", "persistence_location %s/" % tmp_path)
+    assert "listener %d 127.0.0.1" % port in text and str(tmp_path) in text, text
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(text)
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sub = None
+    try:
+        try:
+            wait_port(port)
+        except TimeoutError:
+            proc.kill()
+            raise AssertionError("mosquitto did not start on deploy/mosquitto.conf: %s" % proc.communicate()[0])
+        sub = Subscriber(port, "picocharge/#", client_id="deploy-check")
+        publish.single("picocharge/CP-1/telemetry", b'{"seq": 1}', qos=1, hostname="127.0.0.1", port=port)
+        got = sub.wait("picocharge/CP-1/telemetry", 1, timeout=10)
+        assert got == [({"seq": 1}, False)], got
+    finally:
+        if sub:
+            sub.close()
+        stop_process(proc)
