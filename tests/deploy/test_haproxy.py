@@ -5,6 +5,7 @@ test's loopback addresses put in (tests/support/haproxy.py says what rendering c
 import asyncio
 import os
 import signal
+import socket
 import ssl
 
 import pytest
@@ -13,8 +14,11 @@ from ocpp.v16 import call
 
 from support import tls_certs
 from support.gwhttp import http
-from support.haproxy import (DEPLOY, SID, HAProxy, OcppStation, Station, boot, boot_and_meter, connected_on,
-                             gateway_api, gateway_port, readings, start_gateways)
+from picocharge.cmd_demo import GatewayProcess
+from support.gwhttp import TEST_TOKEN
+from support.haproxy import (DEPLOY, PW, SID, DnsServer, HAProxy, OcppStation, Station, boot, boot_and_meter,
+                             connected_on, gateway_api, gateway_port, readings, start_gateways)
+from support.net import wait_until
 
 
 async def test_haproxy__station_fails_over_to_the_other_gateway_when_its_own_dies(tmp_path, two_gateways):
@@ -158,4 +162,73 @@ async def test_haproxy__tls_passthrough_lets_a_station_sign_in_with_its_certific
         if lb:
             lb.stop()
         for gw in gws:
+            gw.stop()
+
+
+def _port_free_on(*hosts):
+    """A TCP port nothing listens on at any of `hosts` (loopback addresses)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+            try:
+                for h in hosts[1:]:
+                    with socket.socket() as t:
+                        t.bind((h, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free on all of %s" % (hosts,))
+
+
+def _gateway_at(tmp_path, host, port, name):
+    gw = GatewayProcess(tmp_path / (name + ".db"), host=host, port=port, extra=(
+        "--api-token", TEST_TOKEN, "--thingspeak-url", "")).start()
+    gateway_api(gw, "POST", "/api/stations", {"id": SID, "password": PW})
+    return gw
+
+
+async def test_haproxy__gateways_found_by_dns_as_compose_scales_them(tmp_path):
+    """deploy/haproxy.cfg as compose runs it: no server line of ours, the shipped server-template
+    finding the gateways by the name `gateway` through a DNS server (Docker's, here a test one
+    answering 127.0.0.2 and 127.0.0.3); all that changes is the nameserver's address and the
+    gateways' port. Scaled down (one address gone from DNS, its gateway stopped), HAProxy drops
+    it and the station goes on through the other; scaled up again, it comes back."""
+    hosts = ("127.0.0.2", "127.0.0.3")
+    port = _port_free_on(*hosts)
+    gws = {}
+    dns = lb = None
+    try:
+        for i, h in enumerate(hosts):
+            gws[h] = await asyncio.to_thread(_gateway_at, tmp_path, h, port, "gw%d" % i)
+        dns = DnsServer(hosts).start()
+        lb = await asyncio.to_thread(HAProxy(tmp_path, None, dns=(dns.port, port)).start)
+
+        def up():
+            return sorted(r["addr"] for r in lb.stats().values() if r["status"].startswith("UP"))
+
+        want = ["%s:%d" % (h, port) for h in hosts]
+        await asyncio.to_thread(wait_until, lambda: up() == want, 30, "both gateways found and UP")
+        url = "ws://127.0.0.1:%d/ocpp/%s" % (lb.port, SID)
+        async with Station(url) as st:
+            await boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)
+            (first,) = await connected_on(list(gws.values()))
+            gone = next(h for h, gw in gws.items() if gw is first)
+            kept = next(h for h in hosts if h != gone)
+            dns.addresses = [kept]                              # `--scale gateway=1`
+            await asyncio.to_thread(first.stop)                 # SIGTERM: it closes the station's socket
+            await asyncio.wait_for(st.ws.wait_closed(), 20)
+        await asyncio.to_thread(wait_until, lambda: up() == ["%s:%d" % (kept, port)], 30, "only %s UP" % kept)
+        async with Station(url) as st:
+            await boot_and_meter(st, "2026-01-01T10:00:10Z", 7.0)
+            assert await connected_on([gws[kept]]) == [gws[kept]]
+        gws[gone] = await asyncio.to_thread(_gateway_at, tmp_path, gone, port, "gw-again")
+        dns.addresses = list(hosts)                             # `--scale gateway=2`
+        await asyncio.to_thread(wait_until, lambda: up() == want, 30, "both gateways UP again")
+    finally:
+        if lb:
+            lb.stop()
+        if dns:
+            dns.stop()
+        for gw in gws.values():
             gw.stop()

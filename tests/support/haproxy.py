@@ -6,6 +6,8 @@ Rendering changes only what names this machine's places, never how HAProxy balan
 - the lines between the "# --- gateway servers" and "# --- end of gateway servers ---" markers
   become one `server NAME 127.0.0.1:PORT check` line per gateway process of the test;
 - each `bind :PORT` becomes `bind 127.0.0.1:<free port>` (`ports` maps the shipped port to it);
+- or, for the compose setup, the shipped server-template stays and finds the gateways by DNS:
+  its nameserver becomes a DnsServer of the test's, and `gateway:9000` the gateways' test port;
 - `timeouts` replaces the value of `timeout NAME` lines that are in the file, in every section
   (a test that waits out an HTTP timeout sets it short instead of waiting 30 s); a name the file
   does not have is an error, so a test cannot set a timeout the shipped file lacks.
@@ -29,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dnslib
+import dnslib.server
 import websockets
 from ocpp.v16 import call
 
@@ -53,9 +57,12 @@ def find_haproxy():
     return exe
 
 
-def render(text, servers, ports, timeouts=None):
+def render(text, servers, ports, timeouts=None, dns=None):
     """`text` (a shipped config) with `servers` [(name, host, port)] between the markers, each
-    `bind :P` as `bind 127.0.0.1:ports[P]`, and `timeouts` {name: value} replacing those lines."""
+    `bind :P` as `bind 127.0.0.1:ports[P]`, and `timeouts` {name: value} replacing those lines.
+    With `servers` None the shipped lines between the markers stay (the compose setup: gateways
+    found by DNS), their `gateway:9000` becoming `gateway:<dns[1]>`, and the resolvers' nameserver
+    `127.0.0.1:<dns[0]>` (a DnsServer)."""
     lines = text.splitlines()
     begins = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
     ends = [i for i, line in enumerate(lines) if line.strip() == END]
@@ -63,8 +70,18 @@ def render(text, servers, ports, timeouts=None):
         raise ValueError("the config needs one '%s ...' line and one '%s' line after it (found %d and %d)"
                          % (BEGIN, END, len(begins), len(ends)))
     indent = lines[begins[0]][:len(lines[begins[0]]) - len(lines[begins[0]].lstrip())]
-    body = [indent + "server %s %s:%d check" % s for s in servers]
+    if servers is not None:
+        body = [indent + "server %s %s:%d check" % s for s in servers]
+    else:
+        body = [line.replace(" gateway:9000 ", " gateway:%d " % dns[1]) for line in lines[begins[0] + 1:ends[0]]]
+        if not any(" gateway:%d " % dns[1] in line for line in body):
+            raise ValueError("no `gateway:9000` between the markers to find by DNS")
     lines = lines[:begins[0] + 1] + body + lines[ends[0]:]
+    if dns is not None:
+        named = [i for i, line in enumerate(lines) if re.match(r"\s*nameserver \S+ 127\.0\.0\.11:53\s*$", line)]
+        if len(named) != 1:
+            raise ValueError("the config needs one `nameserver NAME 127.0.0.11:53` line (Docker's DNS)")
+        lines[named[0]] = re.sub(r"127\.0\.0\.11:53", "127.0.0.1:%d" % dns[0], lines[named[0]])
     out, seen = [], set()
     for line in lines:
         m = re.match(r"^(\s*)bind :(\d+)\s*$", line)
@@ -95,11 +112,12 @@ class HAProxy:
     checked with `haproxy -c` (no warning allowed), then run in the foreground as our child.
     `port` is the front (the shipped `bind :8080` or `:8443`), `stats_port` HAProxy's stats page."""
 
-    def __init__(self, tmp, servers, config=DEPLOY / "haproxy.cfg", timeouts=None):
+    def __init__(self, tmp, servers, config=DEPLOY / "haproxy.cfg", timeouts=None, dns=None):
         self.tmp = Path(tmp)
-        self.servers = list(servers)
+        self.servers = None if servers is None else list(servers)
         self.config = Path(config)
         self.timeouts = timeouts
+        self.dns = dns      # with servers None: (DNS server port, the gateways' port)
         self.port = free_port()
         self.stats_port = free_port()
         self.proc = None
@@ -108,10 +126,13 @@ class HAProxy:
 
     def start(self):
         text = render(self.config.read_text(), self.servers,
-                      {8080: self.port, 8443: self.port, 8404: self.stats_port}, self.timeouts)
+                      {8080: self.port, 8443: self.port, 8404: self.stats_port}, self.timeouts, self.dns)
         self.path.write_text(text)
         rc, out = check(self.path)
-        if rc != 0 or "[WARNING]" in out or "[ALERT]" in out:
+        # found by DNS, the gateways are not known when HAProxy starts: that warning alone is expected
+        bad = [line for line in out.splitlines() if ("[WARNING]" in line or "[ALERT]" in line) and not (
+            self.servers is None and "could not resolve address 'gateway'" in line)]
+        if rc != 0 or bad:
             raise RuntimeError("haproxy -c on %s rendered from %s (exit %d):\n%s" % (self.path, self.config, rc, out))
         with open(self.log, "wb") as log:
             # -db: in the foreground, our child; it logs to stdout (the config's `log stdout`)
@@ -125,13 +146,17 @@ class HAProxy:
             raise RuntimeError("haproxy did not listen: %s" % self.log.read_text()[-2000:])
         return self
 
-    def status(self):
-        """{server name: status} of the gateway servers, from HAProxy's stats (UP, DOWN, ...)."""
+    def stats(self):
+        """HAProxy's stats of the gateway servers: {server name: its CSV row} (status: UP, DOWN,
+        MAINT...; addr: the address it has)."""
         with urllib.request.urlopen("http://127.0.0.1:%d/stats;csv" % self.stats_port, timeout=10) as r:
             text = r.read().decode()
-        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-        names = {s[0] for s in self.servers}
-        return {r["svname"]: r["status"] for r in rows if r["svname"] in names}
+        return {r["svname"]: r for r in csv.DictReader(io.StringIO(text.lstrip("# ")))
+                if r["svname"] not in ("FRONTEND", "BACKEND") and r["pxname"] != "stats"}
+
+    def status(self):
+        """{server name: status} of the gateway servers, from HAProxy's stats (UP, DOWN, ...)."""
+        return {name: r["status"] for name, r in self.stats().items()}
 
     def wait_status(self, name, want, timeout=30):
         """Wait until HAProxy's health checks give server `name` the status `want` (UP, DOWN):
@@ -149,6 +174,37 @@ class HAProxy:
     def stop(self):
         stop_process(self.proc)
         self.proc = None
+
+
+class DnsServer:
+    """A DNS server on 127.0.0.1:<free port> (UDP; dnslib's) that answers A records for the name
+    `gateway` with `addresses`, which a test changes as a compose scale would: Docker's DNS for
+    the rendered deploy/haproxy.cfg."""
+
+    def __init__(self, addresses):
+        self.addresses = list(addresses)
+        self.port = free_port()
+        dns = self
+
+        class Resolver(dnslib.server.BaseResolver):
+            def resolve(self, request, handler):
+                reply = request.reply()
+                if request.q.qtype == dnslib.QTYPE.A and str(request.q.qname).rstrip(".") == "gateway":
+                    for a in list(dns.addresses):
+                        reply.add_answer(dnslib.RR("gateway.", dnslib.QTYPE.A, rdata=dnslib.A(a), ttl=1))
+                elif str(request.q.qname).rstrip(".") != "gateway":
+                    reply.header.rcode = dnslib.RCODE.NXDOMAIN
+                return reply
+
+        self.server = dnslib.server.DNSServer(Resolver(), address="127.0.0.1", port=self.port,
+                                              logger=dnslib.server.DNSLogger("-request,-reply,-truncated,-error"))
+
+    def start(self):
+        self.server.start_thread()
+        return self
+
+    def stop(self):
+        self.server.stop()
 
 
 # --- nginx -------------------------------------------------------------------------------------
