@@ -1,23 +1,26 @@
-"""HAProxy (Debian's `haproxy`) for the tests, run with the shipped configuration: deploy/haproxy.cfg
-(or deploy/haproxy-tls-passthrough.cfg) rendered with the test's addresses, started in a
-temporary folder on free loopback ports, stopped by the test.
+"""Load balancers for the tests, each run with the configuration deploy/ ships, and the gateways
+to put behind them.
 
-Rendering changes only what names this machine's places, never how HAProxy balances:
+HAProxy (Debian's `haproxy`): deploy/haproxy.cfg or deploy/haproxy-tls-passthrough.cfg rendered
+for this machine, started in a temporary folder on free loopback ports, stopped by the test.
+Rendering changes addresses and ports (and timeouts when a test asks), never how HAProxy
+balances or checks:
 - the lines between the "# --- gateway servers" and "# --- end of gateway servers ---" markers
   become one `server NAME 127.0.0.1:PORT check` line per gateway process of the test;
-- each `bind :PORT` becomes `bind 127.0.0.1:<free port>` (`ports` maps the shipped port to it);
 - or, for the compose setup, the shipped server-template stays and finds the gateways by DNS:
-  its nameserver becomes a DnsServer of the test's, and `gateway:9000` the gateways' test port;
+  its nameserver becomes the test's DnsServer, and `gateway:9000` the gateways' test port;
+- each `bind :PORT` becomes `bind 127.0.0.1:<free port>` (`ports` maps the shipped port to it);
 - `timeouts` replaces the value of `timeout NAME` lines that are in the file, in every section
   (a test that waits out an HTTP timeout sets it short instead of waiting 30 s); a name the file
   does not have is an error, so a test cannot set a timeout the shipped file lacks.
-A missing HAProxy is an error, not a skip: scripts/test.sh installs the package.
 
-Also nginx (Debian's), run with deploy/nginx.conf rendered the same way (its upstream's server
-lines between the same markers, `listen 8080;` on a free loopback port), and the gateways to put
-behind either:
-real `picocharge gateway` processes, each on its own SQLite file, with the same station SID
-registered on each (its password PW), and a charge point built on the `ocpp` package.
+nginx (Debian's): deploy/nginx.conf rendered the same way (the upstream's server lines between
+the same markers, `listen 8080;` on a free loopback port).
+
+The gateways: real `picocharge gateway` processes, each on its own SQLite file, with the same
+station SID registered on each (password PW), and a charge point built on the `ocpp` package.
+
+A missing HAProxy or nginx is an error, not a skip: scripts/test.sh installs the packages.
 """
 import asyncio
 import csv
