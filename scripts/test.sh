@@ -8,6 +8,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # the store tests run on PostgreSQL too, in a cluster they start (tests/support/postgres.py)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+# tests/deploy run deploy/haproxy.cfg in HAProxy and check deploy/nginx.conf with `nginx -t`
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 # benchmarks/rp2040_heap.py runs rp2040js (npm, installed into ~/.cache/picocharge by `npm ci`)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
