@@ -24,6 +24,8 @@ _PATH_PARAMS = {
     "name": ("A diagnostics file name.", {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,80}$"},
              "CP-1-20260101T100000Z.log"),
     "rid": ("A rollout id.", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
+    "tag": ("An id tag.", {"type": "string", "minLength": 1, "maxLength": 20}, "TAG1"),
+    "reservation": ("A reservation id (given by the gateway).", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
 }
 
 
