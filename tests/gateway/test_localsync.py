@@ -205,3 +205,24 @@ async def test_localsync__not_supported_stops_the_tries_and_shows_it_and_opt_in_
     await gw.stop()
     gw2 = await gateway(db=gw_db)
     assert gw2.localsync.view("CP-N")["state"] == "NotSupported" and gw2.localsync.enabled("CP-N")
+
+
+async def test_localsync__the_gateway_command_switches_it_on_for_every_station_with_local_list_sync(tmp_path):
+    from picocharge.cmd_demo import GatewayProcess
+    ListHolder.lists = {}
+    gw = GatewayProcess(tmp_path / "gw.db", extra=("--auth", "none", "--thingspeak-url", "", "--local-list-sync")).start()
+    try:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, gw.api, "POST", "/api/id-tags", {"id_tag": "CARD-1", "parent_id_tag": "G"})
+        port = int(gw.url.rsplit(":", 1)[1])
+        async with Connected(port, "CP-P", cls=ListHolder) as cp:
+            await boot(cp)
+            for _ in range(600):        # the sync runs after the boot's answer: wait for the station's list
+                if cp.version:
+                    break
+                await asyncio.sleep(0.05)
+            assert (cp.version, cp.tags) == (1, {"CARD-1": {"status": "Accepted", "parent_id_tag": "G"}}), cp.received
+            ll = await loop.run_in_executor(None, gw.api, "GET", "/api/stations/CP-P/local-list")
+            assert (ll["sync"], ll["sync_set"], ll["list_version"]) == (True, None, 1), ll
+    finally:
+        gw.stop()
