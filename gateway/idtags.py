@@ -16,6 +16,7 @@ import io
 import logging
 
 from .csms import utc_now
+from .export import cell
 from .readings import _ts
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def parse_csv(raw):
                 bad.append("line %d: %d fields, the header has %d" % (line, len(row), len(head)))
                 continue
             try:
-                e = check_entry(dict(zip(head, (c.strip() for c in row))))
+                e = check_entry(dict(zip(head, (_undefused(c.strip()) for c in row))))
             except ValueError as err:
                 bad.append("line %d: %s" % (line, err))
                 continue
@@ -121,13 +122,20 @@ def parse_csv(raw):
 
 
 def to_csv(rows):
-    """CSV text of [(tag, status, parent, expiry)] with the import's header."""
+    """CSV text of [(tag, status, parent, expiry)] with the import's header. A tag a spreadsheet
+    would take for a formula (=, +, -, @ first) is written with a leading ' (export.cell), which
+    the import takes off again."""
     f = io.StringIO()
     w = csv.writer(f, lineterminator="\r\n")
     w.writerow(CSV_COLUMNS)
     for tag, status, parent, expiry in rows:
-        w.writerow((tag, status, parent or "", expiry or ""))
+        w.writerow((cell(tag), status, cell(parent), expiry or ""))
     return f.getvalue()
+
+
+def _undefused(v):
+    """A cell of the export back as it was: "'=X" is "=X"."""
+    return v[1:] if v[:1] == "'" and v[1:2] in ("=", "+", "-", "@") else v
 
 
 # --- SQL (run in the store's writer thread) -----------------------------------------------

@@ -175,3 +175,10 @@ async def test_idtags__csv_import_names_each_wrong_line_and_imports_nothing_then
     assert (s, out) == (200, {"imported": 1001, "version": 2003}), out
     s, again = await http(gw, "GET", "/api/id-tags.csv")
     assert again == text
+    # a tag a spreadsheet would run as a formula is exported defused, and imported back as it was
+    s, out = await http(gw, "POST", "/api/id-tags/import", {"csv": "id_tag,status,parent_id_tag\n=1+2,Accepted,@G\n"})
+    assert (s, out) == (200, {"imported": 1, "version": 2004}), out
+    s, text = await http(gw, "GET", "/api/id-tags.csv")
+    assert text.split("\r\n")[1] == "'=1+2,Accepted,'@G,", text[:200]
+    s, out = await http(gw, "POST", "/api/id-tags/import", raw=text.encode(), headers={"Content-Type": "text/csv"})
+    assert s == 200 and gw.idtags.view("=1+2") == {"id_tag": "=1+2", "status": "Accepted", "parent_id_tag": "@G"}, out
