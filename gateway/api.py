@@ -468,7 +468,10 @@ async def _command(gw, req, id):
         if name == "cancel-reservation":
             _view, ans = await gw.reservations.cancel(id, body["reservation_id"])
             return _json(ans)
-        return _json(await send_command(gw.sessions, id, name, body))
+        out = await send_command(gw.sessions, id, name, body)
+        if name == "send-local-list" and out.get("status") == "Accepted":
+            await gw.localsync.replaced(id)
+        return _json(out)
     except CommandError as e:
         return _json(dict({"error": e.message}, **e.extra), e.status)
 

@@ -110,6 +110,14 @@ class LocalSync:
         if self.enabled(sid) and sid in self.gw.sessions:
             self.kick(sid, check=True)
 
+    async def replaced(self, sid):
+        """A SendLocalList not of the gateway's (the send-local-list command) was accepted: the
+        station's list is no longer the one the gateway gave it; the next sync sends it Full."""
+        row = self._row(sid)
+        row.update(list_version=None, log_version=None, state="Replaced",
+                   detail="a SendLocalList sent through the API replaced the gateway's list: the next sync is Full")
+        await self._store(sid, row)
+
     async def _store(self, sid, row):
         row["updated"] = utc_now()
         await self.gw.store.run(_save, sid, dict(row))

@@ -169,6 +169,9 @@ async def test_reservations__every_new_command_reaches_the_station_and_its_answe
             assert (s, out) == (200, answer), (name, s, out)
             if received is not None:
                 assert cp.received == [received], (name, cp.received)
+        # the list sent by hand is not the gateway's: its own sync sends the whole list next time
+        s, ll = await http(gw, "GET", "/api/stations/CP-1/local-list")
+        assert (ll["state"], ll["list_version"]) == ("Replaced", None), ll
         # bounded and checked before anything is sent
         cp.received.clear()
         for name, body in [("data-transfer", {"vendor_id": "V", "data": "x" * 10001}),
