@@ -27,6 +27,10 @@ MAX_TAGS = 100000           # tags in the list at most (each in memory: ~200 byt
 MAX_CSV_BYTES = 1024 * 1024      # (the gateway's --max-body is 1 MiB by default too)
 MAX_CSV_ROWS = 20000        # rows of one CSV import
 MAX_PAGE = 1000             # tags per page of GET /api/id-tags
+# id_tag_log rows kept: past MAX_LOG the oldest go, down to KEEP_LOG; a station whose list is
+# older than what is left is sent the whole list (localsync: Full) instead of what changed
+MAX_LOG = 200000
+KEEP_LOG = 100000
 CSV_COLUMNS = ("id_tag", "status", "parent_id_tag", "expiry_date")
 
 
@@ -148,6 +152,12 @@ def _next_version(db):
     return db.execute("SELECT COALESCE(MAX(version), 0) FROM id_tag_log").fetchone()[0] + 1
 
 
+def _prune(db):
+    n = db.execute("SELECT COUNT(*) FROM id_tag_log").fetchone()[0]
+    if n > MAX_LOG:
+        db.execute("DELETE FROM id_tag_log WHERE version <= ?", (list_version(db) - KEEP_LOG,))
+
+
 def _put_many(db, entries):
     """Insert or change each (tag, status, parent, expiry); one log row per tag that changed.
     Returns the list's version after."""
@@ -162,6 +172,7 @@ def _put_many(db, entries):
             db.execute("DELETE FROM id_tag_parents WHERE tag=?", (tag,))
         db.execute("INSERT INTO id_tag_log (version, tag) VALUES (?,?)", (v, tag))
         v += 1
+    _prune(db)
     return v - 1
 
 
@@ -179,7 +190,11 @@ def list_version(db):
 
 
 def changed_since(db, version):
-    """The tags changed after log `version` (deleted ones too), and the log's version now."""
+    """The tags changed after log `version` (deleted ones too), and the log's version now; None
+    for the tags when the log no longer reaches back to `version` (pruned: send the whole list)."""
+    oldest = db.execute("SELECT MIN(version) FROM id_tag_log").fetchone()[0]
+    if oldest is not None and oldest > version + 1:
+        return None, list_version(db)
     return ([r[0] for r in db.execute("SELECT DISTINCT tag FROM id_tag_log WHERE version > ? ORDER BY tag",
                                       (version,))], list_version(db))
 

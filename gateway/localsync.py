@@ -27,7 +27,7 @@ from ocpp.v16 import call as ocpp_call
 from websockets.exceptions import ConnectionClosed
 
 from .csms import StationDisconnected, utc_now
-from .idtags import changed_since
+from .idtags import changed_since, list_version
 from .logonce import LogOnce
 
 log = logging.getLogger(__name__)
@@ -216,8 +216,10 @@ class LocalSync:
                 row["list_version"] = max(got, 0)
         if not full:
             try:
-                await self._send(sess, row, full=False)
-                return
+                if await self._send(sess, row, full=False):
+                    return
+                log.info("station=%s local list version %s is older than the id-tag log keeps: Full update", sid,
+                         row["list_version"])
             except Refused as e:
                 if e.status not in ("VersionMismatch", "Failed"):
                     raise
@@ -225,19 +227,22 @@ class LocalSync:
         await self._send(sess, row, full=True)
 
     async def _send(self, sess, row, full):
+        """Send the list (full) or what changed; False when the log no longer holds what changed."""
         gw = self.gw
         if full:
-            tags, target = await gw.store.run(lambda db: (_full_list(db), gw.idtags.version))
+            tags, target = await gw.store.run(lambda db: (_full_list(db), list_version(db)))
             cap = row.get("_capacity")
             if cap and len(tags) > cap:
                 row.update(state="Failed", detail="the list has %d tags; the station holds at most %d "
                                                   "(LocalAuthListMaxLength)" % (len(tags), cap))
-                return
+                return True
         else:
             tags, target = await gw.store.run(changed_since, row["log_version"])
+            if tags is None:
+                return False
             if not tags:
                 row.update(state="Accepted", detail="in sync, list version %s" % row["list_version"])
-                return
+                return True
         entries = []
         for t in tags:
             e = {"id_tag": t}
@@ -269,6 +274,7 @@ class LocalSync:
                        "Full" if full else "Differential", len(entries), "" if len(entries) == 1 else "s",
                        len(chunks), "" if len(chunks) == 1 else "s", version))
         log.info("station=%s local list: %s", sess.id, row["detail"])
+        return True
 
     @staticmethod
     async def _call(sess, payload):

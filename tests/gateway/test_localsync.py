@@ -167,6 +167,28 @@ async def test_localsync__1000_tags_full_then_differential_then_full_after_versi
         assert cp.tags == _gateway_list(gw)
 
 
+async def test_localsync__a_station_older_than_the_kept_log_gets_the_whole_list(gateway, monkeypatch):
+    from picocharge.gateway import idtags
+    ListHolder.lists = {}
+    gw = await gateway(local_list_sync=True)
+    await gw.idtags.put_many([("T%02d" % i, "Accepted", None, None) for i in range(8)])
+    async with Connected(gw.port, "CP-L", cls=ListHolder) as cp:
+        await boot(cp)
+        runs = await _synced(gw, 1)
+        assert _sends(cp) == [(1, "Full", 8)], cp.received
+    monkeypatch.setattr(idtags, "MAX_LOG", 12)
+    monkeypatch.setattr(idtags, "KEEP_LOG", 4)
+    await gw.idtags.put_many([("T%02d" % i, "Blocked", None, None) for i in range(6)])   # the log: 14 rows, pruned to 4
+    assert await gw.store.run(lambda db: db.execute("SELECT MIN(version), COUNT(*) FROM id_tag_log").fetchone()[:]) \
+        == (11, 4)
+    async with Connected(gw.port, "CP-L", cls=ListHolder) as cp:
+        await boot(cp)
+        await _synced(gw, runs + 1)
+        # its version is the gateway's, but the changes since are no longer all in the log: Full
+        assert _sends(cp) == [(2, "Full", 8)], cp.received
+        assert cp.tags == _gateway_list(gw) and cp.tags["T00"] == {"status": "Blocked"}
+
+
 async def test_localsync__not_supported_stops_the_tries_and_shows_it_and_opt_in_is_per_station(gateway, gw_db):
     ListHolder.lists = {}
     gw = await gateway()        # --local-list-sync off: only stations switched on
