@@ -35,6 +35,7 @@ _ONCE = LogOnce(log)
 
 DEFAULT_SEND_MAX = 100      # SendLocalListMaxLength assumed when the station does not report it
 CAP_SEND = 250              # entries per SendLocalList at most, whatever the station says (~35 kB a frame)
+MAX_IN_FLIGHT = 200         # stations synced at once (a change of the list reaches every synced station)
 _FIELDS = ("sync", "list_version", "log_version", "max_length", "state", "detail", "updated")
 
 
@@ -73,6 +74,7 @@ class LocalSync:
         self._again = set()     # stations whose list changed while their sync ran
         self.runs = 0           # syncs finished (tests wait for it)
         self._done = asyncio.Event()
+        self._gate = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def load(self):
         self.rows = await self.gw.store.run(_load)
@@ -153,7 +155,8 @@ class LocalSync:
         try:
             while True:
                 try:
-                    await self.sync(sid, check)
+                    async with self._gate:
+                        await self.sync(sid, check)
                 except Exception:
                     _ONCE.exception("station=%s local list sync failed", sid, key=("localsync", sid))
                 if sid not in self._again:
