@@ -16,7 +16,6 @@ import io
 import logging
 
 from .csms import utc_now
-from .export import cell
 from .readings import _ts
 
 log = logging.getLogger(__name__)
@@ -127,19 +126,28 @@ def parse_csv(raw):
 
 def to_csv(rows):
     """CSV text of [(tag, status, parent, expiry)] with the import's header. A tag a spreadsheet
-    would take for a formula (=, +, -, @ first) is written with a leading ' (export.cell), which
-    the import takes off again."""
+    would take for a formula (=, +, -, @ first, as export.cell defuses them) is written with a
+    leading ', which the import takes off again."""
     f = io.StringIO()
     w = csv.writer(f, lineterminator="\r\n")
     w.writerow(CSV_COLUMNS)
     for tag, status, parent, expiry in rows:
-        w.writerow((cell(tag), status, cell(parent), expiry or ""))
+        w.writerow((_defused(tag), status, _defused(parent) if parent else "", expiry or ""))
     return f.getvalue()
 
 
+_DEFUSE = ("=", "+", "-", "@", "'")     # export.cell's formula characters, and the ' that defuses them
+
+
+def _defused(v):
+    """A tag as a CSV cell: a leading ' before what a spreadsheet would take for a formula (and
+    before a tag that starts with ' itself, so that the import can take exactly one off)."""
+    return "'" + v if v.startswith(_DEFUSE) else v
+
+
 def _undefused(v):
-    """A cell of the export back as it was: "'=X" is "=X"."""
-    return v[1:] if v[:1] == "'" and v[1:2] in ("=", "+", "-", "@") else v
+    """A cell of the export back as it was: "'=X" is "=X", "''X" is "'X"."""
+    return v[1:] if v[:1] == "'" and v[1:2] and v[1:2] in _DEFUSE else v
 
 
 # --- SQL (run in the store's writer thread) -----------------------------------------------

@@ -182,3 +182,35 @@ async def test_idtags__csv_import_names_each_wrong_line_and_imports_nothing_then
     assert text.split("\r\n")[1] == "'=1+2,Accepted,'@G,", text[:200]
     s, out = await http(gw, "POST", "/api/id-tags/import", raw=text.encode(), headers={"Content-Type": "text/csv"})
     assert s == 200 and gw.idtags.view("=1+2") == {"id_tag": "=1+2", "status": "Accepted", "parent_id_tag": "@G"}, out
+
+
+# --- the CSV parser, attacked (hypothesis) ------------------------------------------------
+from hypothesis import example, given, settings, strategies as hs  # noqa: E402
+
+from picocharge.gateway import idtags  # noqa: E402
+
+_TAG = hs.text(hs.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=20).filter(
+    lambda t: t == t.strip() and t.isprintable())
+_ENTRY = hs.tuples(_TAG, hs.sampled_from(idtags.STATUSES), hs.none() | _TAG,
+                   hs.none() | hs.datetimes(timezones=hs.just(__import__("datetime").timezone.utc)).map(
+                       lambda d: "%04d-%s" % (d.year, d.strftime("%m-%dT%H:%M:%SZ"))))
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.lists(_ENTRY, max_size=30, unique_by=lambda e: e[0]))
+@example([("'=X", "Accepted", "''", None), ("-1", "Blocked", "'", None), ("'", "Invalid", "@", None)])
+def test_idtags__csv_export_imports_back_as_it_was(entries):
+    entries = [(t, s, p if p != t else None, x) for t, s, p, x in entries]
+    assert idtags.parse_csv(idtags.to_csv(entries).encode()) == entries
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.binary(max_size=400) | hs.text(max_size=400).map(lambda t: ("id_tag,status\n" + t).encode()))
+def test_idtags__any_bytes_are_imported_or_refused_in_words(raw):
+    try:
+        out = idtags.parse_csv(raw)
+    except ValueError as e:
+        assert str(e), raw
+        return
+    for tag, status, parent, expiry in out:
+        assert idtags.check_tag(tag) and status in idtags.STATUSES, out
