@@ -17,9 +17,11 @@ from pydantic import ValidationError
 
 from picocharge.firmware import fields
 
-from . import auth, events, export, idtags, models
-from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key, send_command
+from . import auth, events, export, models
+from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key
 from .httputil import error as _error, json_response as _json, read_body, slow_body
+from .idtags import (CSV_COLUMNS as _TAG_COLUMNS, MAX_PAGE as _TAG_PAGE, STATUSES as _TAG_STATUSES, check_entry,
+                     check_status, parse_csv, to_csv)
 from .readings import _num, _ts, reading_from_dict, reading_from_fields, unit_symbol  # noqa: F401 (re-exported)
 from .reservations import reservation_of
 from .store import generate_password, hash_password, reading_row
@@ -176,11 +178,11 @@ async def _list_id_tags(gw, req):
     q = req.query
     status = q.get("status")
     if status is not None:
-        idtags.check_status(status)
+        check_status(status)
     search = q.get("q")
     if search is not None and len(search) > 64:
         raise ValueError("q must be at most 64 characters")
-    return _json(gw.idtags.page(_int_param(q, "page", 1, 1, 1000000), _int_param(q, "limit", 100, 1, idtags.MAX_PAGE),
+    return _json(gw.idtags.page(_int_param(q, "page", 1, 1, 1000000), _int_param(q, "limit", 100, 1, _TAG_PAGE),
                                 search, status))
 
 
@@ -193,8 +195,8 @@ def _known_fields(b, allowed):
 async def _add_id_tag(gw, req):
     """Add an id tag, or change every field of one (a field left out is cleared)."""
     b = _body(req)
-    _known_fields(b, idtags.CSV_COLUMNS)
-    tag, status, parent, expiry = idtags.check_entry(b)
+    _known_fields(b, _TAG_COLUMNS)
+    tag, status, parent, expiry = check_entry(b)
     await gw.add_id_tag(tag, status, parent, expiry)
     return _json(gw.idtags.view(tag), 201)
 
@@ -210,12 +212,12 @@ async def _change_id_tag(gw, req, tag):
     if tag not in gw.id_tags:
         return _error(404, "unknown id tag %r: add it with POST /api/id-tags" % tag[:40])
     b = _body(req)
-    _known_fields(b, idtags.CSV_COLUMNS[1:])
+    _known_fields(b, _TAG_COLUMNS[1:])
     cur = gw.idtags.view(tag)
     merged = {"id_tag": tag, "status": b.get("status", cur["status"]),
               "parent_id_tag": b["parent_id_tag"] if "parent_id_tag" in b else cur.get("parent_id_tag"),
               "expiry_date": b["expiry_date"] if "expiry_date" in b else cur.get("expiry_date")}
-    tag, status, parent, expiry = idtags.check_entry(merged)
+    tag, status, parent, expiry = check_entry(merged)
     await gw.add_id_tag(tag, status, parent, expiry)
     return _json(gw.idtags.view(tag))
 
@@ -237,14 +239,14 @@ async def _import_id_tags(gw, req):
         raw = raw.encode("utf-8", "surrogatepass")
     else:
         raw = b
-    entries = idtags.parse_csv(raw)
+    entries = parse_csv(raw)
     version = await gw.idtags.put_many(entries)
     log.info("id tags: %d imported from CSV through the API", len(entries))
     return _json({"imported": len(entries), "version": version})
 
 
 async def _export_id_tags(gw, req):
-    return web.Response(text=idtags.to_csv(gw.idtags.rows()), content_type="text/csv",
+    return web.Response(text=to_csv(gw.idtags.rows()), content_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="id-tags.csv"',
                                  "Cache-Control": "no-store"})
 
@@ -468,7 +470,7 @@ async def _command(gw, req, id):
         if name == "cancel-reservation":
             _view, ans = await gw.reservations.cancel(id, body["reservation_id"])
             return _json(ans)
-        out = await send_command(gw.sessions, id, name, body)
+        out = await gw.command(id, name, body)
         if name == "send-local-list" and out.get("status") == "Accepted":
             await gw.localsync.replaced(id)
         return _json(out)
@@ -639,10 +641,10 @@ def api_table():
          Route("GET", "/api/id-tags", _list_id_tags, "read", "id tags", "A page of the id tags, by tag",
                models.IdTagPage, errors=(400,),
                params=(("page", {"type": "integer", "minimum": 1, "maximum": 1000000}, "Page number, from 1."),
-                       ("limit", {"type": "integer", "minimum": 1, "maximum": idtags.MAX_PAGE},
+                       ("limit", {"type": "integer", "minimum": 1, "maximum": _TAG_PAGE},
                         "Tags per page (default 100)."),
                        ("q", {"type": "string", "maxLength": 64}, "A part of the tag (any case)."),
-                       ("status", {"type": "string", "enum": list(idtags.STATUSES)}, "Only tags of this status."))),
+                       ("status", {"type": "string", "enum": list(_TAG_STATUSES)}, "Only tags of this status."))),
          Route("POST", "/api/id-tags", _add_id_tag, "operate", "id tags",
                "Add an id tag, or change one (every field: one left out is cleared)",
                models.IdTagView, 201, models.IdTag, {"id_tag": "TAG1", "status": "Accepted"}, (400, 415)),

@@ -84,12 +84,12 @@ class Settings:
     body_timeout: float = 10.0      # a request body must arrive within this (408)
     auth_fail_limit: int = 10       # failed credentials per client address / station id per minute (then 429)
     max_pending: int = 100          # --auth pending: unknown stations waiting for an operator at most
-    # ClockAlignedDataInterval given to each station at its accepted boot when its own differs
-    # (None: left as the station has it; `picocharge gateway` defaults to 900, docs/gateway.md)
-    clock_aligned_interval: int = None
     # every station's Local Authorization List kept in step with the id-tag list, unless its own
     # switch says otherwise (localsync.py; PUT /api/stations/<id>/local-list)
     local_list_sync: bool = False
+    # ClockAlignedDataInterval given to each station at its accepted boot when its own differs
+    # (None: left as the station has it; `picocharge gateway` defaults to 900, docs/gateway.md)
+    clock_aligned_interval: int = None
 
     @property
     def scheme(self):

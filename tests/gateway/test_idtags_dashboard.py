@@ -28,7 +28,8 @@ async def _rows(page, table, attr):
 async def test_idtags_dashboard__lists_adds_blocks_imports_exports_and_deletes(gateway, tmp_path):
     chromium()
     gw = await gateway()
-    for b in ({"id_tag": "CARD-1", "parent_id_tag": "FLEET"}, {"id_tag": "CARD-2", "expiry_date": "2020-01-01T00:00:00Z"}):
+    for b in ({"id_tag": "CARD-1", "parent_id_tag": "FLEET"},
+              {"id_tag": "CARD-2", "expiry_date": "2020-01-01T00:00:00Z"}):
         assert (await http(gw, "POST", "/api/id-tags", b))[0] == 201
     async with DevTools(tmp_path, "1280,900") as page:
         url = "http://127.0.0.1:%d/id-tags" % gw.port
@@ -63,19 +64,22 @@ async def test_idtags_dashboard__lists_adds_blocks_imports_exports_and_deletes(g
                                 ".textContent === 'Unblock'")
         # CSV import: a wrong line and nothing is imported; then a right one
         got = await _submit(page, "it-import", "it-result",
-                            "document.getElementById('it-csv').value = 'id_tag,status\\nNEW-1,Accepted\\nNEW-2,Maybe\\n';")
+                            "document.getElementById('it-csv').value = "
+                            "'id_tag,status\\nNEW-1,Accepted\\nNEW-2,Maybe\\n';")
         assert got == ["result bad", "Import failed (400): nothing imported: 1 wrong line: line 3: status must be "
                                      "Accepted, Blocked, Expired or Invalid"], got
         assert "NEW-1" not in gw.id_tags
         got = await _submit(page, "it-import", "it-result",
-                            "document.getElementById('it-csv').value = 'id_tag,status\\nNEW-1,Accepted\\nNEW-2,Blocked\\n';")
+                            "document.getElementById('it-csv').value = "
+                            "'id_tag,status\\nNEW-1,Accepted\\nNEW-2,Blocked\\n';")
         assert got == ["result ok", "Import: done, 2 tags imported"], got
         assert (gw.id_tags.get("NEW-1"), gw.id_tags.get("NEW-2")) == ("Accepted", "Blocked"), gw.id_tags
         # the export link gives the list as the API does
         href = await page.js("document.getElementById('it-export').getAttribute('href')")
         text = await page.js("fetch(%r).then(function (r) { return r.text(); })" % href)
         s, api_text = await http(gw, "GET", "/api/id-tags.csv")
-        assert text == api_text and text.startswith("id_tag,status,parent_id_tag,expiry_date\r\nCARD-1,Blocked,FLEET,"), text
+        assert text == api_text, (text, api_text)
+        assert text.startswith("id_tag,status,parent_id_tag,expiry_date\r\nCARD-1,Blocked,FLEET,"), text
         # delete (the confirm dialog is accepted)
         await page.until("!!document.querySelector('#it tr[data-tag=\"NEW-2\"]')")
         await page.js("document.getElementById('it-result').textContent = '';"
@@ -116,6 +120,7 @@ async def test_idtags_dashboard__station_page_reserves_cancels_and_shows_its_loc
                                                                "gateway's id-tag list"), got
             await page.js("document.getElementById('rs-result').textContent = '';"
                           "document.querySelector('#rs tr[data-resv=\"1\"] button').click(); true")
-            assert await page.until(_result("rs-result")) == ["result ok", "Cancel reservation #1: CP-1 answered Accepted"]
+            assert await page.until(_result("rs-result")) == ["result ok",
+                                                              "Cancel reservation #1: CP-1 answered Accepted"]
             assert await page.until("!!document.querySelector('#rs tr[data-resv=\"1\"][data-state=cancelled]')")
             assert ("CancelReservation", 1) in cp.received, cp.received

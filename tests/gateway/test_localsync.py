@@ -232,7 +232,8 @@ async def test_localsync__not_supported_stops_the_tries_and_shows_it_and_opt_in_
 async def test_localsync__the_gateway_command_switches_it_on_for_every_station_with_local_list_sync(tmp_path):
     from picocharge.cmd_demo import GatewayProcess
     ListHolder.lists = {}
-    gw = GatewayProcess(tmp_path / "gw.db", extra=("--auth", "none", "--thingspeak-url", "", "--local-list-sync")).start()
+    gw = GatewayProcess(tmp_path / "gw.db",
+                        extra=("--auth", "none", "--thingspeak-url", "", "--local-list-sync")).start()
     try:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, gw.api, "POST", "/api/id-tags", {"id_tag": "CARD-1", "parent_id_tag": "G"})

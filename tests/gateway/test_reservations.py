@@ -86,7 +86,8 @@ async def test_reservations__made_answered_listed_linked_to_a_transaction_and_ca
         s, r3 = await http(gw, "POST", "/api/stations/CP-1/reservations",
                            {"connector_id": 1, "id_tag": "CARD-2", "expiry_date": until})
         assert (s, r3["id"], r3["status"]) == (201, 3, "Accepted"), r3
-        assert cp.received == [("ReserveNow", 1, until, "CARD-1", 1, "FLEET"), ("ReserveNow", 2, until, "CARD-2", 2, None),
+        assert cp.received == [("ReserveNow", 1, until, "CARD-1", 1, "FLEET"),
+                               ("ReserveNow", 2, until, "CARD-2", 2, None),
                                ("ReserveNow", 1, until, "CARD-2", 3, None)], cp.received
         # a tag that could not start, a date past or too far, a connector that is not one: refused at the door
         for body, status, error in [
