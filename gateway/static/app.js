@@ -831,7 +831,7 @@ function renderStation(st, rows, txs, hist) {
       : h("span", {cls: "pill last", text: "open when last seen",
                    title: "no StopTransaction came before " + st.id + " went offline"});
     tb.appendChild(h("tr", {"data-tx": String(t.id), cls: open ? (st.connected ? "open" : "open last") : null},
-      h("td", {text: String(t.id)}), h("td", {cls: "narrow-hide", text: String(t.connector)}), h("td", {text: t.id_tag}),
+      h("td", {text: String(t.id)}), h("td", {cls: "narrow-hide", text: String(t.connector)}), h("td", {text: t.id_tag + (t.reservation_id ? " \u00b7 reservation #" + t.reservation_id : "")}),
       h("td", {text: clock(t.start_ts, true)}), h("td", {}, state), h("td", {cls: "num", text: wh}),
       h("td", {text: t.reason || ""})));
   });

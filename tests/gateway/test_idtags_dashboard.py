@@ -1,6 +1,8 @@
 """The dashboard's id-tag page and a station's reservations and local list (issue 14), in headless
 Chromium driven over the DevTools protocol against the real gateway and a charge point built on the
 ocpp package: what the page shows, and what its forms and buttons change in the gateway."""
+from ocpp.v16 import call
+
 from support.chromium import DevTools, chromium, settled
 from support.gwhttp import http
 from support.stations import Connected, boot
@@ -124,3 +126,14 @@ async def test_idtags_dashboard__station_page_reserves_cancels_and_shows_its_loc
                                                               "Cancel reservation #1: CP-1 answered Accepted"]
             assert await page.until("!!document.querySelector('#rs tr[data-resv=\"1\"][data-state=cancelled]')")
             assert ("CancelReservation", 1) in cp.received, cp.received
+            # a transaction started against a reservation shows it, in both tables
+            got = await _submit(page, "rs-form", "rs-result", "document.getElementById('rs-tag').value = 'CARD-1';")
+            assert got == ["result ok", "Reserve: CP-1 answered Accepted"], got
+            st = await cp.call(call.StartTransaction(connector_id=1, id_tag="CARD-1", meter_start=0, reservation_id=2,
+                                                     timestamp="2026-01-01T10:00:00Z"))
+            assert await page.until("!!document.querySelector('#rs tr[data-resv=\"2\"][data-state=used]')")
+            assert (await _rows(page, "rs", "data-resv"))[0][:4] == ["2", "2", "1", "CARD-1 (FLEET)"]
+            assert await page.js("document.querySelector('#rs tr[data-resv=\"2\"]').cells[5].textContent") == \
+                "#%d" % st.transaction_id
+            assert await page.js("document.querySelector('#tx tr[data-tx=\"%d\"]').cells[2].textContent"
+                                 % st.transaction_id) == "CARD-1 \u00b7 reservation #2"
