@@ -1,6 +1,7 @@
 """Reservations and the calls of the Local Auth List Management, Reservation and DataTransfer profiles
 sent through the API (issue 14), to charge points built on the ocpp package (each call is checked
 against the package's schema on the station's side before its handler sees it)."""
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -188,3 +189,33 @@ async def test_reservations__every_new_command_reaches_the_station_and_its_answe
             s, out = await http(gw, "POST", "/api/stations/CP-1/" + name, body)
             assert s == 400 and out["error"].startswith("bad body for " + name), (name, s, out)
         assert cp.received == [], cp.received
+
+
+class DropsOnReserve(Reserving):
+    """Receives ReserveNow, then closes its connection without answering."""
+
+    @on(Action.reserve_now)
+    async def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, parent_id_tag=None):
+        self.received.append(("ReserveNow", reservation_id))
+        await self._connection.close()
+        raise asyncio.CancelledError    # no answer: the link is gone
+
+
+async def test_reservations__no_answer_is_stored_as_such_and_the_next_gets_a_new_id(gateway):
+    gw = await gateway()
+    until = _in(30)
+    async with Connected(gw.port, "CP-1", cls=DropsOnReserve) as cp:
+        await boot(cp)
+        s, out = await http(gw, "POST", "/api/stations/CP-1/reservations",
+                            {"connector_id": 1, "id_tag": "T1", "expiry_date": until})
+        assert (s, out) == (502, {"error": "station CP-1 disconnected after receiving ReserveNow, before answering it",
+                                  "disconnected": True}), out
+        assert cp.received == [("ReserveNow", 1)], cp.received
+    async with Connected(gw.port, "CP-1", cls=Reserving) as cp:
+        await boot(cp)
+        s, out = await http(gw, "POST", "/api/stations/CP-1/reservations",
+                            {"connector_id": 1, "id_tag": "T1", "expiry_date": until})
+        assert (s, out["id"], out["state"]) == (201, 2, "active"), out
+    s, rows = await http(gw, "GET", "/api/stations/CP-1/reservations")
+    assert [(r["id"], r["status"], r["state"]) for r in rows] == [(2, "Accepted", "active"),
+                                                                  (1, "NoAnswer", "no answer")], rows
