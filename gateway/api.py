@@ -442,6 +442,11 @@ def tag_refusal(gw, tag, status):
                                                                    ', "status": "Accepted"')
     if status == "Invalid" and tag not in gw.id_tags:
         what = "id tag %s is not in this gateway's id-tag list" % tag
+    elif status == "Expired" and gw.id_tags.get(tag) == "Accepted":
+        expiry = gw.idtags.view(tag).get("expiry_date")
+        return ("id tag %s expired at %s, so the station would be told DeAuthorized when it starts and stop at "
+                "once: give it a later expiry date with PUT /api/id-tags/%s {\"expiry_date\": ...} (or null for "
+                "none; role operate), or start with a tag of the list (GET /api/id-tags)" % (tag, expiry, tag))
     else:
         what = "id tag %s is %s in this gateway's id-tag list" % (tag, status)
     return ("%s, so the station would be told DeAuthorized when it starts and stop at once: add it with %s, "

@@ -50,6 +50,16 @@ async def test_idtags__station_answers_come_from_the_table_with_parent_and_expir
         assert stop.id_tag_info == {"status": "Blocked", "parent_id_tag": "FLEET-A"}, stop
     s, tx = await http(gw, "GET", "/api/stations/CP-1/transactions")
     assert [(t["id_tag"], t["reason"]) for t in tx] == [("CARD-3", "IdTagExpired"), ("CARD-1", "Local")], tx
+    # a remote start with the expired tag is refused before the station is called, saying why
+    async with Connected(gw.port, "CP-1") as cp:
+        await boot(cp)
+        s, out = await http(gw, "POST", "/api/stations/CP-1/remote-start", {"id_tag": "CARD-3"})
+        assert (s, out) == (409, {"error": (
+            "id tag CARD-3 expired at 2020-01-01T00:00:00Z, so the station would be told DeAuthorized when it "
+            "starts and stop at once: give it a later expiry date with PUT /api/id-tags/CARD-3 {\"expiry_date\": "
+            "...} (or null for none; role operate), or start with a tag of the list (GET /api/id-tags)"),
+            "id_tag_status": "Expired"}), out
+        assert cp.received == [], cp.received
 
 
 async def test_idtags__an_empty_list_accepts_any_tag(gateway):
