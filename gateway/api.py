@@ -8,6 +8,7 @@ admin). JSON bodies are taken only as `application/json` (415 otherwise).
 import hmac
 import json
 import logging
+import time
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
@@ -17,9 +18,12 @@ from pydantic import ValidationError
 from picocharge.firmware import fields
 
 from . import auth, events, export, models
-from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key, send_command
+from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key
 from .httputil import error as _error, json_response as _json, read_body, slow_body
+from .idtags import (CSV_COLUMNS as _TAG_COLUMNS, MAX_PAGE as _TAG_PAGE, STATUSES as _TAG_STATUSES, check_entry,
+                     check_status, parse_csv, to_csv)
 from .readings import _num, _ts, reading_from_dict, reading_from_fields, unit_symbol  # noqa: F401 (re-exported)
+from .reservations import reservation_of
 from .store import generate_password, hash_password, reading_row
 
 log = logging.getLogger(__name__)
@@ -123,7 +127,7 @@ def _body(req):
     return req[_JSON_BODY]
 
 
-def _handler(gw, fn, need, station):
+def _handler(gw, fn, need, station, raw=()):
     async def handle(request):
         denied = await authorise(gw, request, need)
         if denied is not None:
@@ -131,7 +135,12 @@ def _handler(gw, fn, need, station):
         args = dict(request.match_info)
         if station and args["id"] not in gw.stations:
             return _error(404, "unknown station %r" % args["id"])
-        if request.method in ("POST", "PUT", "DELETE", "PATCH"):
+        if raw and request.content_type in raw:
+            try:
+                request[_JSON_BODY] = await read_body(request, gw.settings.body_timeout)
+            except TimeoutError:
+                return slow_body(gw.settings.body_timeout)
+        elif request.method in ("POST", "PUT", "DELETE", "PATCH"):
             b = await _json_body(gw, request)
             if isinstance(b, web.StreamResponse):
                 return b
@@ -152,20 +161,133 @@ async def _post_station(gw, req):
     return await _add_station(gw, _body(req))
 
 
+def _int_param(q, name, default, lo, hi):
+    v = q.get(name)
+    if v is None:
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError("%s must be an integer %d..%d" % (name, lo, hi))
+    if not lo <= n <= hi:
+        raise ValueError("%s must be an integer %d..%d" % (name, lo, hi))
+    return n
+
+
 async def _list_id_tags(gw, req):
-    return _json([{"id_tag": t, "status": s} for t, s in sorted(gw.id_tags.items())])
+    q = req.query
+    status = q.get("status")
+    if status is not None:
+        check_status(status)
+    search = q.get("q")
+    if search is not None and len(search) > 64:
+        raise ValueError("q must be at most 64 characters")
+    return _json(gw.idtags.page(_int_param(q, "page", 1, 1, 1000000), _int_param(q, "limit", 100, 1, _TAG_PAGE),
+                                search, status))
+
+
+def _known_fields(b, allowed):
+    extra = sorted(set(b) - set(allowed))
+    if extra:
+        raise ValueError("%s is not a field of an id tag (%s)" % (extra[0][:40], ", ".join(allowed)))
 
 
 async def _add_id_tag(gw, req):
+    """Add an id tag, or change every field of one (a field left out is cleared)."""
     b = _body(req)
-    tag = b.get("id_tag")
-    if not isinstance(tag, str) or not 1 <= len(tag) <= 20:
-        raise ValueError("id_tag must be a string of 1..20 characters")
-    st = b.get("status", "Accepted")
-    if st not in ("Accepted", "Blocked", "Expired", "Invalid"):
-        raise ValueError("status must be Accepted, Blocked, Expired or Invalid")
-    await gw.add_id_tag(tag, st)
-    return _json({"id_tag": tag, "status": st}, 201)
+    _known_fields(b, _TAG_COLUMNS)
+    tag, status, parent, expiry = check_entry(b)
+    await gw.add_id_tag(tag, status, parent, expiry)
+    return _json(gw.idtags.view(tag), 201)
+
+
+async def _get_id_tag(gw, req, tag):
+    if tag not in gw.id_tags:
+        return _error(404, "unknown id tag %r" % tag[:40])
+    return _json(gw.idtags.view(tag))
+
+
+async def _change_id_tag(gw, req, tag):
+    """Change the fields given (block a tag: {"status": "Blocked"}); the others stay."""
+    if tag not in gw.id_tags:
+        return _error(404, "unknown id tag %r: add it with POST /api/id-tags" % tag[:40])
+    b = _body(req)
+    _known_fields(b, _TAG_COLUMNS[1:])
+    cur = gw.idtags.view(tag)
+    merged = {"id_tag": tag, "status": b.get("status", cur["status"]),
+              "parent_id_tag": b["parent_id_tag"] if "parent_id_tag" in b else cur.get("parent_id_tag"),
+              "expiry_date": b["expiry_date"] if "expiry_date" in b else cur.get("expiry_date")}
+    tag, status, parent, expiry = check_entry(merged)
+    await gw.add_id_tag(tag, status, parent, expiry)
+    return _json(gw.idtags.view(tag))
+
+
+async def _delete_id_tag(gw, req, tag):
+    if not await gw.idtags.delete(tag):
+        return _error(404, "unknown id tag %r" % tag[:40])
+    return _json({"id_tag": tag, "removed": True})
+
+
+async def _import_id_tags(gw, req):
+    """Add or change the tags of a CSV (text/csv, or JSON {"csv": text}): all or nothing."""
+    b = _body(req)
+    if isinstance(b, dict):
+        _known_fields(b, ("csv",))
+        raw = b.get("csv")
+        if not isinstance(raw, str):
+            raise ValueError('send the CSV as the body (Content-Type: text/csv) or as {"csv": "<text>"}')
+        raw = raw.encode("utf-8", "surrogatepass")
+    else:
+        raw = b
+    entries = parse_csv(raw)
+    version = await gw.idtags.put_many(entries)
+    log.info("id tags: %d imported from CSV through the API", len(entries))
+    return _json({"imported": len(entries), "version": version})
+
+
+async def _export_id_tags(gw, req):
+    return web.Response(text=to_csv(gw.idtags.rows()), content_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="id-tags.csv"',
+                                 "Cache-Control": "no-store"})
+
+
+async def _list_reservations(gw, req, id):
+    return _json(await gw.reservations.list(id))
+
+
+async def _reserve(gw, req, id):
+    try:
+        view, _ans = await gw.reservations.reserve(id, _body(req))
+    except CommandError as e:
+        return _json(dict({"error": e.message}, **e.extra), e.status)
+    return _json(view, 201)
+
+
+async def _cancel_reservation(gw, req, id, reservation):
+    try:
+        rid = int(reservation)
+    except ValueError:
+        raise ValueError("the reservation id must be an integer")
+    if await gw.reservations.get(id, rid) is None:
+        return _error(404, "station %s has no reservation %d (GET /api/stations/%s/reservations)" % (id, rid, id))
+    try:
+        view, _ans = await gw.reservations.cancel(id, rid)
+    except CommandError as e:
+        return _json(dict({"error": e.message}, **e.extra), e.status)
+    return _json(view)
+
+
+async def _local_list(gw, req, id):
+    return _json(gw.localsync.view(id))
+
+
+async def _set_local_list(gw, req, id):
+    b = _body(req)
+    _known_fields(b, ("sync",))
+    if "sync" not in b or b["sync"] not in (True, False, None):
+        raise ValueError("sync must be true, false or null (the gateway's --local-list-sync decides)")
+    await gw.localsync.set_sync(id, b["sync"])
+    return _json(gw.localsync.view(id))
 
 
 async def _get_station(gw, req, id):
@@ -177,9 +299,14 @@ async def _get_readings(gw, req, id):
 
 
 async def _transactions(gw, req, id):
-    rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
-        "SELECT * FROM transactions WHERE station=? ORDER BY id DESC LIMIT 200", (id,))])
-    return _json(rows)
+    def read(db):
+        rows = [dict(r) for r in db.execute("SELECT * FROM transactions WHERE station=? ORDER BY id DESC LIMIT 200",
+                                            (id,))]
+        linked = reservation_of(db, id, [r["id"] for r in rows])
+        for r in rows:
+            r["reservation_id"] = linked.get(r["id"])
+        return rows
+    return _json(await gw.store.run(read))
 
 
 async def _status_history(gw, req, id):
@@ -315,6 +442,11 @@ def tag_refusal(gw, tag, status):
                                                                    ', "status": "Accepted"')
     if status == "Invalid" and tag not in gw.id_tags:
         what = "id tag %s is not in this gateway's id-tag list" % tag
+    elif status == "Expired" and gw.id_tags.get(tag) == "Accepted":
+        expiry = gw.idtags.view(tag).get("expiry_date")
+        return ("id tag %s expired at %s, so the station would be told DeAuthorized when it starts and stop at "
+                "once: give it a later expiry date with PUT /api/id-tags/%s {\"expiry_date\": ...} (or null for "
+                "none; role operate), or start with a tag of the list (GET /api/id-tags)" % (tag, expiry, tag))
     else:
         what = "id tag %s is %s in this gateway's id-tag list" % (tag, status)
     return ("%s, so the station would be told DeAuthorized when it starts and stop at once: add it with %s, "
@@ -336,7 +468,17 @@ async def _command(gw, req, id):
         if st != "Accepted":
             return _json({"error": tag_refusal(gw, body["id_tag"], st), "id_tag_status": st}, 409)
     try:
-        return _json(await send_command(gw.sessions, id, name, body))
+        if name == "reserve-now":       # the gateway gives the reservation id and keeps the answer
+            view, ans = await gw.reservations.reserve(id, body)
+            return _json(ans, headers={"Location": "/api/stations/%s/reservations" % id,
+                                       "X-Reservation-Id": str(view["id"])})
+        if name == "cancel-reservation":
+            _view, ans = await gw.reservations.cancel(id, body["reservation_id"])
+            return _json(ans)
+        out = await gw.command(id, name, body)
+        if name == "send-local-list" and out.get("status") == "Accepted":
+            await gw.localsync.replaced(id)
+        return _json(out)
     except CommandError as e:
         return _json(dict({"error": e.message}, **e.extra), e.status)
 
@@ -466,6 +608,12 @@ _FLEET = (("q", {"type": "string", "maxLength": 64}, "A part of the station id (
           ("limit", {"type": "integer", "minimum": 1, "maximum": events.MAX_PAGE}, "Stations per page (default 50)."))
 
 
+def _reservation_example():
+    """A reservation body that is right when the route table is made: an hour ahead."""
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return {"connector_id": 1, "id_tag": "TAG1", "expiry_date": until}
+
+
 def api_table():
     """[Route]; the commands are commands.COMMANDS, one route each."""
     t = [Route("GET", "/api/stations", _list_stations, "read", "stations", "List the registered stations",
@@ -495,9 +643,31 @@ def api_table():
          Route("GET", "/api/transactions.csv", _transactions_csv, "read", "export",
                "Every station's transactions started in a period as CSV (at most %d rows)" % export.MAX_ROWS,
                errors=(400,), media="text/csv", params=_PERIOD),
-         Route("GET", "/api/id-tags", _list_id_tags, "read", "id tags", "List the id tags", [models.IdTag]),
-         Route("POST", "/api/id-tags", _add_id_tag, "operate", "id tags", "Add or change an id tag",
-               models.IdTag, 201, models.IdTag, {"id_tag": "TAG1", "status": "Accepted"}, (400, 415)),
+         Route("GET", "/api/id-tags", _list_id_tags, "read", "id tags", "A page of the id tags, by tag",
+               models.IdTagPage, errors=(400,),
+               params=(("page", {"type": "integer", "minimum": 1, "maximum": 1000000}, "Page number, from 1."),
+                       ("limit", {"type": "integer", "minimum": 1, "maximum": _TAG_PAGE},
+                        "Tags per page (default 100)."),
+                       ("q", {"type": "string", "maxLength": 64}, "A part of the tag (any case)."),
+                       ("status", {"type": "string", "enum": list(_TAG_STATUSES)}, "Only tags of this status."))),
+         Route("POST", "/api/id-tags", _add_id_tag, "operate", "id tags",
+               "Add an id tag, or change one (every field: one left out is cleared)",
+               models.IdTagView, 201, models.IdTag, {"id_tag": "TAG1", "status": "Accepted"}, (400, 415)),
+         Route("GET", "/api/id-tags.csv", _export_id_tags, "read", "id tags",
+               "Every id tag as CSV (id_tag,status,parent_id_tag,expiry_date: what the import takes)",
+               media="text/csv"),
+         Route("POST", "/api/id-tags/import", _import_id_tags, "operate", "id tags",
+               "Add or change the id tags of a CSV: one wrong line (each is named) and nothing is imported",
+               models.IdTagsImported, body=models.IdTagsImport,
+               example={"csv": "id_tag,status,parent_id_tag,expiry_date\r\nTAG1,Accepted,,\r\n"},
+               errors=(400, 413, 415), raw_body=("text/csv",)),
+         Route("GET", "/api/id-tags/{tag}", _get_id_tag, "read", "id tags", "One id tag", models.IdTagView,
+               errors=(404,)),
+         Route("PUT", "/api/id-tags/{tag}", _change_id_tag, "operate", "id tags",
+               "Change the fields given of an id tag (block it: {\"status\": \"Blocked\"})", models.IdTagView,
+               body=models.IdTagPatch, example={"parent_id_tag": "FLEET-A"}, errors=(400, 404, 415)),
+         Route("DELETE", "/api/id-tags/{tag}", _delete_id_tag, "operate", "id tags", "Remove an id tag",
+               models.IdTagRemoved, errors=(404,)),
          Route("GET", "/api/stations/{id}", _get_station, "read", "stations", "One station", models.Station),
          Route("DELETE", "/api/stations/{id}", _delete_station, "admin", "stations",
                "Take a station out of service: closed, forgotten, its readings kept", models.Removed),
@@ -514,6 +684,21 @@ def api_table():
                "The station's transactions, newest first (200 at most)", [models.Transaction]),
          Route("GET", "/api/stations/{id}/status-history", _status_history, "read", "stations",
                "The station's status changes and events, newest first (200 at most)", [models.StatusEvent]),
+         Route("GET", "/api/stations/{id}/reservations", _list_reservations, "read", "reservations",
+               "The station's reservations, newest first (%d at most)" % 200, [models.Reservation]),
+         Route("POST", "/api/stations/{id}/reservations", _reserve, "operate", "reservations",
+               "Reserve a connector (ReserveNow; the gateway gives the id): the reservation with the station's "
+               "answer", models.Reservation, 201, models.NewReservation,
+               _reservation_example(), (400, 409, 415, 502, 504)),
+         Route("POST", "/api/stations/{id}/reservations/{reservation}/cancel", _cancel_reservation, "operate",
+               "reservations", "Cancel a reservation (CancelReservation): the reservation with the station's answer",
+               models.Reservation, errors=(400, 409, 415, 502, 504)),
+         Route("GET", "/api/stations/{id}/local-list", _local_list, "read", "local lists",
+               "The station's local list: synced or not, its version, the last sync's outcome", models.LocalList),
+         Route("PUT", "/api/stations/{id}/local-list", _set_local_list, "operate", "local lists",
+               "Keep the station's local list in step with the id tags (true), not (false), or as the "
+               "gateway's --local-list-sync says (null)", models.LocalList, body=models.LocalListSwitch,
+               example={"sync": True}, errors=(400, 415)),
          Route("POST", "/api/stations/{id}/accept", _accept, "operate", "stations",
                "Accept a station (its next BootNotification is Accepted)", models.Station),
          Route("POST", "/api/stations/{id}/reject", _reject, "operate", "stations",
@@ -527,6 +712,8 @@ def api_table():
                errors=(400, 415))]
     for name in sorted(COMMANDS):
         body, example = models.COMMAND_BODIES[name]
+        if name == "reserve-now":
+            example = _reservation_example()
         t.append(Route("POST", "/api/stations/{id}/" + name, _command, "operate", "commands",
                        "Send %s to the station and return its answer" % COMMANDS[name][0].__name__,
                        "ocpp:" + COMMANDS[name][0].__name__, body=body, example=example,
@@ -547,7 +734,7 @@ SESSION_ROUTES = [
 def add_routes(app, gw):
     r = app.router
     for rt in api_table():
-        r.add_route(rt.method, rt.path, _handler(gw, rt.fn, rt.role, "{id}" in rt.path))
+        r.add_route(rt.method, rt.path, _handler(gw, rt.fn, rt.role, "{id}" in rt.path, rt.raw_body))
     for method, fn in (("GET", _whoami), ("POST", _sign_in), ("DELETE", _sign_out)):
         r.add_route(method, "/api/session", _bound(gw, fn))
 

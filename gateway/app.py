@@ -24,7 +24,10 @@ from picocharge.firmware import fields
 from . import auth, ca, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
+from .idtags import IdTags
+from .localsync import LocalSync
 from .metrics import GatewayMetrics
+from .reservations import Reservations
 from .rollouts import Rollouts
 from .server import Listener, tls_context as server_tls_context
 from .store import Store, StoreError, add_ota_status, last_ota_status, now_iso
@@ -81,6 +84,9 @@ class Settings:
     body_timeout: float = 10.0      # a request body must arrive within this (408)
     auth_fail_limit: int = 10       # failed credentials per client address / station id per minute (then 429)
     max_pending: int = 100          # --auth pending: unknown stations waiting for an operator at most
+    # every station's Local Authorization List kept in step with the id-tag list, unless its own
+    # switch says otherwise (localsync.py; PUT /api/stations/<id>/local-list)
+    local_list_sync: bool = False
     # ClockAlignedDataInterval given to each station at its accepted boot when its own differs
     # (None: left as the station has it; `picocharge gateway` defaults to 900, docs/gateway.md)
     clock_aligned_interval: int = None
@@ -167,7 +173,11 @@ class Gateway:
         self.sessions = {}
         self.stations = {}      # id -> station row (dict), the auth and uplink cache
         self.last = {}          # id -> last reading dict (merged)
-        self.id_tags = {}
+        self.id_tags = {}       # tag -> status (idtags.IdTags keeps the rest)
+        self.idtags = IdTags(self)
+        self.localsync = LocalSync(self)
+        self.idtags.on_change = self.localsync.tags_changed
+        self.reservations = Reservations(self)
         self._verified = {}     # (id, sha256(password)) -> pw_hash it was checked against
         self.station_profile = {}   # id -> the OCPP security profile of its last authentication
         self.revocations = None     # ca.Revocations of --client-crl
@@ -208,8 +218,8 @@ class Gateway:
         await self.store.start()
         for row in await self.store.run(Store.station_rows):
             self.stations[row["id"]] = row
-        self.id_tags = await self.store.run(
-            lambda db: {r[0]: r[1] for r in db.execute("SELECT tag, status FROM id_tags")})
+        await self.idtags.load()
+        await self.localsync.load()
         self.last = await self.store.run(_last_readings)
         self.ota_last = await self.store.run(last_ota_status)
         if s.auth == "none":
@@ -251,6 +261,7 @@ class Gateway:
                 gc.callbacks.remove(self.gc_watch)
             log.info("%s", self.gc_watch.summary())
         self.rollouts.stop()
+        self.localsync.stop()
         for t in self._tasks + list(self._boot_tasks):
             t.cancel()
         if self.front:
@@ -613,6 +624,7 @@ class Gateway:
     def booted(self, sess):
         """A station's BootNotification was answered Accepted: the configuration the gateway keeps
         for every station (--clock-aligned-interval) is checked and set where it differs."""
+        self.localsync.booted(sess)
         want = self.settings.clock_aligned_interval
         if want is None:
             return
@@ -652,15 +664,14 @@ class Gateway:
             self.rollouts.wake(sid)
 
     async def id_tag_status(self, tag):
-        if not self.id_tags:
-            return "Accepted"       # no id-tag list configured: any tag is accepted
-        return self.id_tags.get(tag, "Invalid")
+        return self.idtags.info(tag)["status"]     # no id-tag list configured: any tag is Accepted
 
-    async def add_id_tag(self, tag, status="Accepted"):
-        await self.store.run(lambda db: db.execute(
-            "INSERT INTO id_tags (tag, status) VALUES (?,?) ON CONFLICT (tag) DO UPDATE SET status=excluded.status",
-            (tag, status)) and None)
-        self.id_tags[tag] = status
+    async def id_tag_info(self, tag):
+        """The idTagInfo of `tag`: status, parentIdTag, expiryDate (idtags.IdTags.info)."""
+        return self.idtags.info(tag)
+
+    async def add_id_tag(self, tag, status="Accepted", parent=None, expiry=None):
+        await self.idtags.put_many([(tag, status, parent, expiry)])
 
     async def store_readings(self, sid, rows, source):
         ids = await self.store.add_readings(sid, rows, source)
@@ -689,6 +700,7 @@ class Gateway:
                 "firmware_status": _ota_view(self.ota_last.get((sid, "firmware"))),
                 "diagnostics_status": _ota_view(self.ota_last.get((sid, "diagnostics"))),
                 "thingspeak_channel": st.get("ts_channel"), "security_profile": self.station_profile.get(sid),
+                "local_list": self.localsync.view(sid),
                 "last_reading": dict(self.last.get(sid) or {})}
 
 

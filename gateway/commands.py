@@ -44,6 +44,18 @@ COMMANDS = {
                         lambda b: {"requested_message": b["requested_message"],
                                    "connector_id": b.get("connector_id")}),
     "unlock-connector": (ocpp_call.UnlockConnector, lambda b: {"connector_id": int(b.get("connector_id", 1))}),
+    # Local Auth List Management, Reservation and DataTransfer (issue 14). reserve-now and
+    # cancel-reservation go through reservations.py (the gateway gives the reservation id and
+    # keeps the answers): their row here is for the route table
+    "send-local-list": (ocpp_call.SendLocalList,
+                        lambda b: {"list_version": int(b["list_version"]), "update_type": b["update_type"],
+                                   "local_authorization_list": b.get("local_authorization_list")}),
+    "get-local-list-version": (ocpp_call.GetLocalListVersion, lambda b: {}),
+    "clear-cache": (ocpp_call.ClearCache, lambda b: {}),
+    "reserve-now": (ocpp_call.ReserveNow, None),
+    "cancel-reservation": (ocpp_call.CancelReservation, lambda b: {"reservation_id": int(b["reservation_id"])}),
+    "data-transfer": (ocpp_call.DataTransfer,
+                      lambda b: {"vendor_id": b["vendor_id"], "message_id": b.get("message_id"), "data": b.get("data")}),
 }
 
 
@@ -56,6 +68,9 @@ async def send_command(sessions, sid, name, body):
     if sess is None:
         raise CommandError(409, "station %s is not connected" % sid)
     cls, build = COMMANDS[name]
+    if build is None:
+        raise CommandError(400, "%s is sent by POST /api/stations/%s/%s, which gives the reservation its id"
+                           % (cls.__name__, sid, name))
     try:
         payload = cls(**{k: v for k, v in build(body).items() if v is not None})
     except (KeyError, TypeError, ValueError) as e:

@@ -264,6 +264,16 @@ def _parse_ts(ts):
         return None
 
 
+def _snake_info(info):
+    """An idTagInfo ({status, parentIdTag?, expiryDate?}) as the ocpp dataclasses take it."""
+    out = {"status": info["status"]}
+    if "parentIdTag" in info:
+        out["parent_id_tag"] = info["parentIdTag"]
+    if "expiryDate" in info:
+        out["expiry_date"] = info["expiryDate"]
+    return out
+
+
 # what a station may send before the operator accepted it (OCPP 1.6: a Pending station boots
 # again at the interval it was given; Heartbeat keeps its link up meanwhile)
 _BEFORE_ACCEPTED = frozenset(("BootNotification", "Heartbeat"))
@@ -525,21 +535,27 @@ class StationSession(ChargePoint):
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag):
-        st = await self.gw.id_tag_status(id_tag)
-        return call_result.Authorize(id_tag_info={"status": st})
+        # status, parentIdTag and expiryDate from the id-tag list (idtags.py)
+        return call_result.Authorize(id_tag_info=_snake_info(await self.gw.id_tag_info(id_tag)))
 
     @on(Action.start_transaction)
     async def on_start(self, connector_id, id_tag, meter_start, timestamp, **kw):
         ts = station_ts(timestamp)
         _int_in("meterStart", meter_start, *METER_RANGE)
         _int_in("connectorId", connector_id, 0, _INT64[1])
-        st = await self.gw.id_tag_status(id_tag)
+        info = await self.gw.id_tag_info(id_tag)
+        st = info["status"]
+        rid = kw.get("reservation_id")
+        if rid is not None:
+            _int_in("reservationId", rid, *_INT64)
         tid, replayed = await self.gw.store.run(Store.start_transaction, self.id, connector_id, id_tag,
                                                 meter_start, ts, None if st == "Accepted" else "IdTag" + st)
         if replayed:
             self._replayed("StartTransaction", "connector %d meterStart %d at %s: answered transactionId %d "
                            "again, no new transaction" % (connector_id, meter_start, ts, tid))
-        return call_result.StartTransaction(transaction_id=tid, id_tag_info={"status": st})
+        elif rid is not None:
+            await self.gw.reservations.started(self.id, rid, tid)
+        return call_result.StartTransaction(transaction_id=tid, id_tag_info=_snake_info(info))
 
     @on(Action.stop_transaction)
     async def on_stop(self, meter_stop, timestamp, transaction_id, **kw):
@@ -558,7 +574,7 @@ class StationSession(ChargePoint):
             await self.gw.store_readings(self.id, rows, "ocpp")
         tag = kw.get("id_tag")
         if tag:
-            return call_result.StopTransaction(id_tag_info={"status": await self.gw.id_tag_status(tag)})
+            return call_result.StopTransaction(id_tag_info=_snake_info(await self.gw.id_tag_info(tag)))
         return call_result.StopTransaction()
 
     @on(Action.meter_values)

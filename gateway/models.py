@@ -79,6 +79,7 @@ class Station(BaseModel):
     security_profile: Optional[int] = Field(None, description="The OCPP security profile of its last sign-in since "
                                             "the gateway started: 1 Basic over ws://, 2 Basic over wss://, 3 client "
                                             "certificate, 0 none checked (--auth none); null before it connects.")
+    local_list: Optional["LocalList"] = Field(None, description="Its local list: synced or not, version, state.")
     last_reading: LastReading = Field(description="The newest value of every reading key (merged over recent "
                                                   "readings), with the seq and ts of the newest; {} before the first.")
 
@@ -148,9 +149,92 @@ class ThingSpeakChannel(_Closed):
                                                description="The channel's Read API key (private channels).")
 
 
+IdTagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
+
+
 class IdTag(_Closed):
+    id_tag: str = Field(min_length=1, max_length=20, description="The OCPP idToken (an RFID card's UID in hex).")
+    status: IdTagStatus = "Accepted"
+    parent_id_tag: Optional[str] = Field(None, min_length=1, max_length=20,
+                                         description="Its group: tags of one parent stop each other's transactions.")
+    expiry_date: Optional[str] = Field(None, description="After it the tag is answered Expired.",
+                                       json_schema_extra={"format": "date-time"})
+
+
+class IdTagView(IdTag):
+    answered: Optional[Literal["Expired"]] = Field(None, description="Expired when its expiry date has passed: "
+                                                                     "what a station is answered now.")
+
+
+class IdTagPage(BaseModel):
+    total: int
+    page: int
+    limit: int
+    pages: int
+    version: int = Field(description="The list's version: it grows with every change (local lists follow it).")
+    items: List[IdTagView]
+
+
+class IdTagPatch(_Closed):
+    status: Optional[IdTagStatus] = None
+    parent_id_tag: Optional[str] = Field(None, max_length=20, description="\"\" or null: no parent.")
+    expiry_date: Optional[str] = Field(None, description="\"\" or null: no expiry.")
+
+
+class IdTagsImport(_Closed):
+    csv: str = Field(description="The CSV text (or send text/csv as the body): header id_tag,status[,parent_id_tag]"
+                                 "[,expiry_date], one tag a line. One wrong line and nothing is imported.")
+
+
+class IdTagsImported(BaseModel):
+    imported: int
+    version: int
+
+
+class IdTagRemoved(BaseModel):
+    id_tag: str
+    removed: bool
+
+
+class LocalList(BaseModel):
+    sync: bool = Field(description="Whether the gateway keeps this station's local list in step with the id tags.")
+    sync_set: Optional[bool] = Field(None, description="The station's own switch; null: the gateway's "
+                                                       "--local-list-sync decides.")
+    list_version: Optional[int] = Field(None, description="The listVersion the station last accepted from the "
+                                                          "gateway.")
+    in_sync: bool
+    max_length: Optional[int] = Field(None, description="Its SendLocalListMaxLength (or the assumed default).")
+    state: Optional[str] = Field(None, description="The last sync: Accepted, VersionMismatch, Failed, NotSupported "
+                                                   "(no more tries until the switch is set again), NoAnswer, "
+                                                   "Disconnected, Error.")
+    detail: Optional[str] = None
+    updated: Optional[str] = None
+    running: bool = False
+
+
+class LocalListSwitch(_Closed):
+    sync: Optional[bool] = Field(description="true, false, or null for the gateway's --local-list-sync.")
+
+
+class NewReservation(_Closed):
+    connector_id: int = Field(ge=0, le=1000, description="0: any connector (if the station supports it).")
     id_tag: str = Field(min_length=1, max_length=20)
-    status: Literal["Accepted", "Blocked", "Expired", "Invalid"] = "Accepted"
+    expiry_date: str = Field(json_schema_extra={"format": "date-time", "example": "2027-01-01T10:00:00Z"})
+
+
+class Reservation(BaseModel):
+    id: int = Field(description="The reservationId, given by the gateway.")
+    connector_id: int
+    id_tag: str
+    parent_id_tag: Optional[str] = None
+    expiry_date: str
+    status: str = Field(description="The station's ReserveNow answer (Accepted, Faulted, Occupied, Rejected, "
+                                    "Unavailable), Sending, or NoAnswer.")
+    state: Literal["active", "expired", "used", "cancelled", "refused", "sending", "no answer"]
+    created: str
+    cancelled: Optional[str] = None
+    cancel_status: Optional[str] = Field(None, description="The station's CancelReservation answer.")
+    transaction_id: Optional[int] = Field(None, description="The transaction started against it.")
 
 
 class Transaction(BaseModel):
@@ -164,6 +248,7 @@ class Transaction(BaseModel):
     stop_ts: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
     reason: Optional[str] = Field(None, description="StopTransaction reason, or IdTag<status> when the tag was "
                                                     "not Accepted.")
+    reservation_id: Optional[int] = Field(None, description="The reservation it was started against.")
 
 
 class StatusEvent(BaseModel):
@@ -249,6 +334,37 @@ class UnlockConnector(_Closed):
     connector_id: int = Field(1, ge=1)
 
 
+class IdTagInfo(_Closed):
+    status: Literal["Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"]
+    expiry_date: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
+    parent_id_tag: Optional[str] = Field(None, min_length=1, max_length=20)
+
+
+class AuthorizationData(_Closed):
+    id_tag: str = Field(min_length=1, max_length=20)
+    id_tag_info: Optional[IdTagInfo] = Field(None, description="Left out in a Differential: the tag is removed.")
+
+
+class SendLocalList(_Closed):
+    list_version: int = Field(ge=0, le=2 ** 31 - 1)
+    update_type: Literal["Differential", "Full"]
+    local_authorization_list: Optional[List[AuthorizationData]] = Field(None, max_length=1000)
+
+
+class NoFields(_Closed):
+    pass
+
+
+class CancelReservation(_Closed):
+    reservation_id: int = Field(ge=1, le=2 ** 31 - 1)
+
+
+class DataTransfer(_Closed):
+    vendor_id: str = Field(min_length=1, max_length=255)
+    message_id: Optional[str] = Field(None, max_length=50)
+    data: Optional[str] = Field(None, max_length=10000, description="Text, 10,000 characters at most.")
+
+
 COMMAND_BODIES = {
     "remote-start": (RemoteStart, {"id_tag": "TAG1"}),
     "remote-stop": (RemoteStop, {"transaction_id": 1}),
@@ -258,6 +374,13 @@ COMMAND_BODIES = {
     "change-configuration": (ChangeConfiguration, {"key": "MeterValueSampleInterval", "value": "60"}),
     "trigger-message": (TriggerMessage, {"requested_message": "StatusNotification", "connector_id": 1}),
     "unlock-connector": (UnlockConnector, {"connector_id": 1}),
+    "send-local-list": (SendLocalList, {"list_version": 1, "update_type": "Differential", "local_authorization_list": [
+        {"id_tag": "TAG1", "id_tag_info": {"status": "Accepted"}}]}),
+    "get-local-list-version": (NoFields, {}),
+    "clear-cache": (NoFields, {}),
+    "reserve-now": (NewReservation, {"connector_id": 1, "id_tag": "TAG1", "expiry_date": "2027-01-01T10:00:00Z"}),
+    "cancel-reservation": (CancelReservation, {"reservation_id": 1}),
+    "data-transfer": (DataTransfer, {"vendor_id": "PicoCharge", "message_id": "Ping", "data": "hello"}),
 }
 
 

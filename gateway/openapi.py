@@ -24,6 +24,8 @@ _PATH_PARAMS = {
     "name": ("A diagnostics file name.", {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,80}$"},
              "CP-1-20260101T100000Z.log"),
     "rid": ("A rollout id.", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
+    "tag": ("An id tag.", {"type": "string", "minLength": 1, "maxLength": 20}, "TAG1"),
+    "reservation": ("A reservation id (given by the gateway).", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
 }
 
 
@@ -189,6 +191,8 @@ def _pages(doc):
                                       parameters=[_ID])},
         "/firmware": {"get": dict(page, operationId="dashboardFirmware",
                                   summary="Dashboard: releases and staged rollouts")},
+        "/id-tags": {"get": dict(page, operationId="dashboardIdTags",
+                                 summary="Dashboard: the id tags (add, edit, block, CSV import and export)")},
         "/static/{file}": {"get": {"tags": ["dashboard"], "operationId": "staticFile",
                                    "summary": "The dashboard's files (app.js, style.css)",
                                    "parameters": [{"name": "file", "in": "path", "required": True,
@@ -234,7 +238,7 @@ def document():
                                 "cookie with X-CSRF-Token on writes. Errors are JSON objects with an `error` "
                                 "message. Generated from the gateway's code (gateway/openapi.py)."},
         "servers": [{"url": "/"}],
-        "tags": [{"name": n} for n in ("stations", "commands", "firmware", "id tags", "export", "ingest", "operations",
+        "tags": [{"name": n} for n in ("stations", "commands", "reservations", "local lists", "firmware", "id tags", "export", "ingest", "operations",
                                                 "dashboard")],
         "paths": paths,
         "components": {"schemas": doc.schemas, "securitySchemes": {

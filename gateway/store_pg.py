@@ -226,7 +226,7 @@ class PgBackend:
             cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                         "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
             have = {r[0] for r in cur.execute("SELECT version FROM schema_migrations")}
-            too_new(have, len(todo), self.name)
+            too_new(have, todo, self.name)
             for number, name, sql in todo:
                 if number in have:
                     continue

@@ -52,20 +52,31 @@ def migrations(dialect, value_type):
             sql = f.read()
         cols = ",\n    ".join("%s %s" % (k, value_type) for k in READING_KEYS)
         out.append((int(m.group(1)), name, re.sub(r"(?m)^(\s*)\{reading_columns\}", lambda m: m.group(1) + cols, sql)))
+    # numbers are reserved per branch of work (0003 by one, 0004 by another): a gap is allowed
+    # until both are merged; each database records the numbers it ran, so a migration that
+    # arrives later with a lower number is still applied
     numbers = [n for n, _name, _sql in out]
-    if numbers != list(range(1, len(out) + 1)):
-        raise StoreError("the migrations in %s are not numbered 0001, 0002, ... without a gap: %s"
+    if len(set(numbers)) != len(numbers) or not numbers or numbers[0] != 1:
+        raise StoreError("the migrations in %s are not numbered 0001, 0002, ... each number once: %s"
                          % (folder, ", ".join(name for _n, name, _sql in out)))
     return out
 
 
 def too_new(have, known, name):
-    """StoreError when the database ran migrations this gateway does not have."""
-    newer = sorted(set(have) - set(range(1, known + 1)))
+    """StoreError when the database ran migrations this gateway does not have (`known`: the
+    migrations of migrations(), or their count when numbered without a gap)."""
+    known = set(range(1, known + 1)) if isinstance(known, int) else {m[0] for m in known}
+    newer = sorted(set(have) - known)
     if newer:
         raise StoreError("the database %s was migrated by a newer gateway (schema versions %s; this one knows "
-                         "1..%d): upgrade picocharge, or restore a backup made before the upgrade"
-                         % (name, ", ".join(map(str, newer)), known))
+                         "%s): upgrade picocharge, or restore a backup made before the upgrade"
+                         % (name, ", ".join(map(str, newer)), _numbers(known)))
+
+
+def _numbers(known):
+    """1..4, or 1, 2, 4 while a number is missing."""
+    top = max(known, default=0)
+    return "1..%d" % top if known == set(range(1, top + 1)) else ", ".join(map(str, sorted(known)))
 
 
 def is_url(db):

@@ -111,7 +111,7 @@ class SqliteBackend:
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                        "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
             have = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
-            too_new(have, len(todo), self.path)
+            too_new(have, todo, self.path)
             for number, name, sql in todo:
                 if number in have:
                     continue

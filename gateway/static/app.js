@@ -757,10 +757,12 @@ function pollStation() {
     api("GET", stationPath(sid)),
     api("GET", stationPath(sid, "readings?limit=" + (CHART_POINTS * 3))),
     api("GET", stationPath(sid, "transactions")),
-    api("GET", stationPath(sid, "status-history"))
+    api("GET", stationPath(sid, "status-history")),
+    api("GET", stationPath(sid, "reservations"))
   ]).then(function (r) {
     notFound(false);
     renderStation(r[0], r[1], r[2], r[3]);
+    renderReservations(r[0], r[4]);
     return Promise.all([api("GET", "/api/releases"), api("GET", stationPath(sid, "diagnostics"))])
       .then(function (f) { renderFirmware(r[0], f[0], f[1]); return r; });
   }).then(function (r) {
@@ -829,7 +831,7 @@ function renderStation(st, rows, txs, hist) {
       : h("span", {cls: "pill last", text: "open when last seen",
                    title: "no StopTransaction came before " + st.id + " went offline"});
     tb.appendChild(h("tr", {"data-tx": String(t.id), cls: open ? (st.connected ? "open" : "open last") : null},
-      h("td", {text: String(t.id)}), h("td", {cls: "narrow-hide", text: String(t.connector)}), h("td", {text: t.id_tag}),
+      h("td", {text: String(t.id)}), h("td", {cls: "narrow-hide", text: String(t.connector)}), h("td", {text: t.id_tag + (t.reservation_id ? " \u00b7 reservation #" + t.reservation_id : "")}),
       h("td", {text: clock(t.start_ts, true)}), h("td", {}, state), h("td", {cls: "num", text: wh}),
       h("td", {text: t.reason || ""})));
   });
@@ -1061,6 +1063,160 @@ function renderRollouts(list) {
   $("ro-empty").hidden = list.length > 0;
 }
 
+// --- id tags (/id-tags); a station's reservations and local list --------------------
+var TAG_PAGE = 50;
+var tagPageNo = 1;
+
+function said(el, cls, text) {
+  el.className = "result " + cls;
+  el.textContent = text;
+}
+
+function pollIdTags() {
+  var q = $("it-q").value.trim();
+  return api("GET", "/api/id-tags?limit=" + TAG_PAGE + "&page=" + tagPageNo + (q ? "&q=" + encodeURIComponent(q) : ""))
+    .then(function (p) {
+      renderIdTags(p);
+      summary(p.total + " id tag" + (p.total === 1 ? "" : "s"));
+      document.title = "Id tags \u00b7 PicoCharge";
+      document.body.setAttribute("data-loaded", "idtags");
+    });
+}
+
+function renderIdTags(p) {
+  var tb = $("it").querySelector("tbody");
+  tb.textContent = "";
+  p.items.forEach(function (t) {
+    var blocked = t.status === "Blocked";
+    tb.appendChild(h("tr", {"data-tag": t.id_tag},
+      h("td", {text: t.id_tag}),
+      h("td", {}, h("span", {cls: "pill tag-" + (t.answered || t.status), text: t.answered || t.status,
+                             title: t.answered ? "its expiry date has passed: stations are answered Expired" : null})),
+      h("td", {text: t.parent_id_tag || ""}),
+      h("td", {text: t.expiry_date ? clock(t.expiry_date, true) : ""}),
+      h("td", {cls: "row-actions"},
+        h("button", {type: "button", "data-act": "edit", text: "Edit", onclick: function () { editTag(t); }}),
+        h("button", {type: "button", "data-act": "block", text: blocked ? "Unblock" : "Block", onclick: function () {
+          tagWrite("PUT", t.id_tag, {status: blocked ? "Accepted" : "Blocked"}, (blocked ? "Unblock " : "Block ") + t.id_tag);
+        }}),
+        h("button", {type: "button", cls: "danger", "data-act": "delete", text: "Delete", onclick: function () {
+          if (window.confirm("Delete id tag " + t.id_tag + "?")) tagWrite("DELETE", t.id_tag, undefined, "Delete " + t.id_tag);
+        }}))));
+  });
+  $("it").hidden = !p.items.length;
+  $("it-empty").hidden = p.total > 0;
+  $("it-page").textContent = "page " + p.page + " of " + p.pages + " \u00b7 list version " + p.version;
+  $("it-prev").disabled = p.page <= 1;
+  $("it-next").disabled = p.page >= p.pages;
+  $("it-summary").textContent = p.total ? p.total + " id tags: stations are answered from this list"
+                                        : "The list is empty: every id tag is accepted.";
+}
+
+function editTag(t) {
+  $("it-tag").value = t.id_tag;
+  $("it-status").value = t.status;
+  $("it-parent").value = t.parent_id_tag || "";
+  $("it-expiry").value = t.expiry_date || "";
+  $("it-tag").focus();
+}
+
+function tagWrite(method, tag, body, label) {
+  var out = $("it-result");
+  said(out, "busy", label + "\u2026");
+  return api(method, "/api/id-tags" + (tag ? "/" + encodeURIComponent(tag) : ""), body)
+    .then(function (a) {
+      said(out, "ok", label + ": done" + (a && a.imported !== undefined ? ", " + a.imported + " tags imported" : ""));
+      refresh();
+    }, function (e) {
+      said(out, "bad", label + " failed" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message);
+    });
+}
+
+function setupIdTags() {
+  $("it-form").addEventListener("submit", function () {
+    var b = {id_tag: $("it-tag").value.trim(), status: $("it-status").value};
+    if ($("it-parent").value.trim()) b.parent_id_tag = $("it-parent").value.trim();
+    if ($("it-expiry").value.trim()) b.expiry_date = $("it-expiry").value.trim();
+    tagWrite("POST", "", b, "Save " + b.id_tag).then(function () {
+      if ($("it-result").classList.contains("ok")) $("it-form").reset();
+    });
+  });
+  $("it-import").addEventListener("submit", function () {
+    var f = $("it-file").files[0];
+    (f ? f.text() : Promise.resolve($("it-csv").value)).then(function (text) {
+      if (!text.trim()) {
+        said($("it-result"), "bad", "Choose a CSV file or paste CSV first.");
+        return;
+      }
+      tagWrite("POST", "import", {csv: text}, "Import" + (f ? " " + f.name : ""));
+    });
+  });
+  var search = null;
+  $("it-q").addEventListener("input", function () {
+    clearTimeout(search);
+    search = setTimeout(function () { tagPageNo = 1; refresh(); }, 250);
+  });
+  $("it-prev").addEventListener("click", function () { tagPageNo = Math.max(1, tagPageNo - 1); refresh(); });
+  $("it-next").addEventListener("click", function () { tagPageNo += 1; refresh(); });
+}
+
+function renderReservations(st, list) {
+  var ll = st.local_list || {};
+  var parts = [ll.sync ? "Local list kept in step with the id tags" : "Local list not synced"];
+  if (ll.list_version !== null && ll.list_version !== undefined) parts.push("version " + ll.list_version);
+  if (ll.sync) parts.push(ll.running ? "syncing\u2026" : ll.in_sync ? "in sync" : "not in sync");
+  if (ll.state && ll.state !== "Accepted") parts.push("last sync: " + ll.state);
+  $("ll-now").textContent = parts.join(" \u00b7 ");
+  $("ll-now").title = ll.detail || "";
+  $("ll-now").setAttribute("data-version", ll.list_version === null || ll.list_version === undefined ? "" : String(ll.list_version));
+  $("btn-ll-sync").textContent = ll.sync ? "Stop syncing the local list" : "Sync the local list";
+  $("btn-reserve").disabled = !st.connected;
+  $("btn-reserve").title = st.connected ? "" : st.id + " is offline: a reservation needs it connected";
+  var tb = $("rs").querySelector("tbody");
+  tb.textContent = "";
+  list.forEach(function (r) {
+    tb.appendChild(h("tr", {"data-resv": String(r.id), "data-state": r.state},
+      h("td", {text: String(r.id)}), h("td", {cls: "narrow-hide", text: String(r.connector_id)}),
+      h("td", {text: r.id_tag + (r.parent_id_tag ? " (" + r.parent_id_tag + ")" : "")}),
+      h("td", {text: clock(r.expiry_date, true)}),
+      h("td", {}, h("span", {cls: "pill resv-" + r.state.replace(" ", "-"), text: r.state,
+                             title: "the station answered " + r.status + (r.cancel_status ? "; cancel: " + r.cancel_status : "")})),
+      h("td", {text: r.transaction_id === null ? "" : "#" + r.transaction_id}),
+      h("td", {}, r.state === "active" && st.connected ? h("button", {type: "button", text: "Cancel", onclick: function () {
+        reservationCall(stationPath(current, "reservations/" + r.id + "/cancel"), undefined, "Cancel reservation #" + r.id);
+      }}) : null)));
+  });
+  $("rs").hidden = !list.length;
+  $("rs-empty").hidden = list.length > 0;
+}
+
+function reservationCall(path, body, label) {
+  var out = $("rs-result");
+  said(out, "busy", label + ": sent, waiting for " + current + "\u2026");
+  return api("POST", path, body).then(function (r) {
+    var answer = r.cancel_status || r.status;
+    said(out, answer === "Accepted" ? "ok" : "warn", label + ": " + current + " answered " + answer);
+    refresh();
+  }, function (e) {
+    said(out, "bad", label + " failed" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message);
+  });
+}
+
+function setupReservations() {
+  $("rs-form").addEventListener("submit", function () {
+    var min = Number($("rs-min").value) || 30;
+    var until = new Date(Date.now() + min * 60000).toISOString().slice(0, 19) + "Z";
+    reservationCall(stationPath(current, "reservations"), {connector_id: Number($("rs-conn").value),
+                    id_tag: $("rs-tag").value.trim(), expiry_date: until}, "Reserve");
+  });
+  $("btn-ll-sync").addEventListener("click", function () {
+    var on = !(stationNow && stationNow.local_list && stationNow.local_list.sync);
+    api("PUT", stationPath(current, "local-list"), {sync: on}).then(function () { refresh(); }, function (e) {
+      said($("rs-result"), "bad", "Local list: " + e.message);
+    });
+  });
+}
+
 // --- the loop ----------------------------------------------------------------------
 // The station page polls every POLL_MS; the overview fetches its page when it opens, when the
 // search, a filter or the page changes, and when the events say so (the events carry the rest).
@@ -1074,7 +1230,7 @@ function refreshSoon() {
 function refresh() {
   clearTimeout(timer);
   var p = loadFields().then(function () {
-    return fwPage ? pollFirmwarePage() : current === null ? pollOverview() : pollStation();
+    return fwPage ? pollFirmwarePage() : tagsPage ? pollIdTags() : current === null ? pollOverview() : pollStation();
   });
   return p.then(function () {
     showBanner("");
@@ -1085,18 +1241,21 @@ function refresh() {
     $("summary").textContent = e.status ? "error " + e.status : "offline";
   }).then(function () {
     // the overview's events keep it current; without them (an old browser, or before sign-in) it polls
-    if (current !== null || fwPage || !source || source.readyState === 2) timer = setTimeout(refresh, POLL_MS);
+    if (current !== null || fwPage || tagsPage || !source || source.readyState === 2) timer = setTimeout(refresh, POLL_MS);
   });
 }
 
 var fwPage = false;     // the /firmware page: releases and rollouts
+var tagsPage = false;   // the /id-tags page
 
 function route() {
   var m = location.pathname.match(/^\/station\/(.+)$/);
   current = m ? decodeURIComponent(m[1]) : null;
   fwPage = location.pathname === "/firmware";
+  tagsPage = location.pathname === "/id-tags";
   $("firmware").hidden = !fwPage;
-  $("overview").hidden = current !== null || fwPage;
+  $("idtags").hidden = !tagsPage;
+  $("overview").hidden = current !== null || fwPage || tagsPage;
   $("station").hidden = current === null;
   if (current !== null) $("st-id").textContent = current;
 }
@@ -1105,6 +1264,8 @@ pending(0);
 setupToken();
 setupStation();
 setupFirmware();
+setupIdTags();
+setupReservations();
 setupOverview();
 route();
 overviewExport = setupExport("ov-export", function () { return null; });

@@ -57,6 +57,35 @@ class TestStation(ChargePoint):
     def on_unlock(self, connector_id):
         return call_result.UnlockConnector(status="NotSupported")
 
+    # Local Auth List Management, Reservation, DataTransfer (issue 14): accepted and recorded
+    @on(Action.send_local_list)
+    def on_send_local_list(self, list_version, update_type, **kw):
+        self.received.append(("SendLocalList", list_version, update_type))
+        return call_result.SendLocalList(status="Accepted")
+
+    @on(Action.get_local_list_version)
+    def on_get_local_list_version(self):
+        return call_result.GetLocalListVersion(list_version=0)
+
+    @on(Action.clear_cache)
+    def on_clear_cache(self):
+        self.received.append(("ClearCache",))
+        return call_result.ClearCache(status="Accepted")
+
+    @on(Action.reserve_now)
+    def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **kw):
+        self.received.append(("ReserveNow", reservation_id))
+        return call_result.ReserveNow(status="Accepted")
+
+    @on(Action.cancel_reservation)
+    def on_cancel_reservation(self, reservation_id):
+        self.received.append(("CancelReservation", reservation_id))
+        return call_result.CancelReservation(status="Accepted")
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id, **kw):
+        return call_result.DataTransfer(status="UnknownVendorId")
+
 
 class Connected:
     """`async with Connected(port, "CP-1") as cp:` a started TestStation."""
