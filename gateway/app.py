@@ -83,6 +83,7 @@ class Settings:
     idle_timeout: float = 30.0      # a connection with no request in progress (idle or half a head) is closed
     body_timeout: float = 10.0      # a request body must arrive within this (408)
     auth_fail_limit: int = 10       # failed credentials per client address / station id per minute (then 429)
+    trusted_proxies: tuple = ()     # networks whose X-Forwarded-For names the client (proxies.py)
     max_pending: int = 100          # --auth pending: unknown stations waiting for an operator at most
     # every station's Local Authorization List kept in step with the id-tag list, unless its own
     # switch says otherwise (localsync.py; PUT /api/stations/<id>/local-list)
@@ -535,7 +536,8 @@ class Gateway:
             await old._connection.close(1000, "replaced by a new connection")
         sess = StationSession(sid, connection, self, response_timeout=self.settings.response_timeout)
         self.sessions[sid] = sess
-        peer = "%s:%s" % connection.remote_address[:2] if connection.remote_address else ""
+        ra = connection.remote_address
+        peer = ("%s:%s" % ra[:2] if ra[1] else ra[0]) if ra else ""
         try:
             conn_id = await self.store.run(_connected, sid, peer)
         except StoreError as e:     # a full disk: the session still runs; its calls get InternalError

@@ -13,7 +13,7 @@ import click
 
 from picocharge.firmware import fields
 
-from . import auth, ca, releases, store as store_mod
+from . import auth, ca, proxies, releases, store as store_mod
 from .store import Store, StoreError, generate_password, is_url, redact
 
 
@@ -150,6 +150,10 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
 @_option("--client-crl", type=click.Path(dir_okay=False), metavar="PEM", envvar="PICOCHARGE_GATEWAY_CLIENT_CRL",
          help="With --client-ca: the CA's revocation list (`picocharge gateway ca revoke` writes DIR/ca.crl); a "
               "station whose certificate it lists is refused (401). Read again when the file changes.")
+@_option("--trusted-proxy", "trusted_proxy", multiple=True, metavar="CIDR", envvar="PICOCHARGE_GATEWAY_TRUSTED_PROXY",
+         help="A load balancer's address or network (repeatable, or comma-separated): from it, X-Forwarded-For "
+              "names the client, for the sign-in limits and the logs (docs/deploy.md). From anyone else the "
+              "header is ignored.")
 @_option("--heartbeat-interval", type=click.IntRange(1, 86400), default=300, show_default=True,
               envvar="PICOCHARGE_GATEWAY_HEARTBEAT_INTERVAL", help="Heartbeat interval given at boot.")
 @_option("--clock-aligned-interval", type=_SECONDS_OR_KEEP, default="900", show_default=True,
@@ -167,7 +171,7 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
             thingspeak_bulk_limit, retention_days, api_auth, api_token, allowed_hosts, max_connections, max_body,
             idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, client_ca, client_cert,
-            client_crl, heartbeat_interval, clock_aligned_interval, local_list_sync, log_level):
+            client_crl, trusted_proxy, heartbeat_interval, clock_aligned_interval, local_list_sync, log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -183,6 +187,10 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
             parse_mqtt_url(mqtt_url)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--mqtt")
+    try:
+        trusted = proxies.networks(trusted_proxy)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--trusted-proxy")
     settings = Settings(host=host, port=port, db=db, auth=auth, mqtt_url=mqtt_url, mqtt_ingest=mqtt_ingest,
                         thingspeak_url=thingspeak_url or None, thingspeak_interval=thingspeak_interval,
                         thingspeak_bulk_limit=thingspeak_bulk_limit, retention_days=retention_days,
@@ -192,7 +200,8 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         allowed_hosts=tuple(h for h in allowed_hosts.split(",") if h.strip()),
                         max_connections=max_connections, max_body=max_body, idle_timeout=idle_timeout,
                         body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending,
-                        clock_aligned_interval=clock_aligned_interval, local_list_sync=local_list_sync)
+                        clock_aligned_interval=clock_aligned_interval, local_list_sync=local_list_sync,
+                        trusted_proxies=trusted)
     try:
         _run(_serve(settings))
     except (StoreError, ValueError) as e:   # ValueError: the TLS certificate or key, named

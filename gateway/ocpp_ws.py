@@ -101,6 +101,8 @@ def endpoint(gw):
         gw.note_origin(sid, request.secure, request.headers.get("Host"))
         tr = request.transport
         addr = tr.get_extra_info("peername") if tr else None
+        if addr and request.remote and request.remote != addr[0]:
+            addr = (request.remote, 0)  # the client behind a trusted proxy (proxies.py); its port unknown
         await gw.run_session(OcppSocket(ws, addr, sid))
         if not ws.closed:
             await ws.close()

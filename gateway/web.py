@@ -11,7 +11,7 @@ import socket
 
 from aiohttp import web
 
-from . import api, events, ocpp_ws, otaweb
+from . import api, events, ocpp_ws, otaweb, proxies
 from .httputil import error, json_response, read_body, slow_body
 from .metrics import CONTENT_TYPE_LATEST
 
@@ -105,7 +105,10 @@ def make_app(gw):
             r.force_close()
             return r
 
-    app = web.Application(client_max_size=s.max_body, middlewares=[guard], handler_args=None)
+    mws = [guard]
+    if s.trusted_proxies:   # before guard: every handler (and the sign-in limits) sees the client's address
+        mws.insert(0, proxies.middleware(proxies.networks(s.trusted_proxies), error))
+    app = web.Application(client_max_size=s.max_body, middlewares=mws, handler_args=None)
     hub = app[events.HUB] = events.Hub(gw)     # live updates (GET /api/events)
     app.on_startup.append(hub.start)
     app.on_shutdown.append(hub.stop)
