@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from picocharge.firmware import fields
 
 from . import auth, events, export, models
-from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key, send_command
+from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key
 from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .readings import _num, _ts, reading_from_dict, reading_from_fields, unit_symbol  # noqa: F401 (re-exported)
 from .store import generate_password, hash_password, reading_row
@@ -331,12 +331,12 @@ async def _command(gw, req, id):
         denied = await authorise(gw, req, "admin")
         if denied is not None:
             return denied
-    if name == "remote-start" and id in gw.sessions:
+    if name == "remote-start" and id in gw.connected:
         st = await gw.id_tag_status(body["id_tag"])
         if st != "Accepted":
             return _json({"error": tag_refusal(gw, body["id_tag"], st), "id_tag_status": st}, 409)
     try:
-        return _json(await send_command(gw.sessions, id, name, body))
+        return _json(await gw.command(id, name, body))
     except CommandError as e:
         return _json(dict({"error": e.message}, **e.extra), e.status)
 
