@@ -745,10 +745,17 @@ class Gateway:
             ts_changed = True
         else:
             ts_changed = any(st.get(k) != row[k] for k in ("ts_channel", "ts_key", "ts_read_key"))
-            seen = st.get("last_seen")
-            st.update(row)
-            if seen and (not row["last_seen"] or seen > row["last_seen"]):
-                st["last_seen"] = seen      # this process's is newer (written every 30 s)
+            if sid in self.sessions:
+                # connected here: what the station tells (its status, boot, last frame) is this
+                # process's to write, and may be newer in memory than in the row read (a status
+                # being stored now): only the operator's columns are taken
+                for k in _OPERATOR_COLUMNS:
+                    st[k] = row[k]
+            else:
+                seen = st.get("last_seen")
+                st.update(row)
+                if seen and (not row["last_seen"] or seen > row["last_seen"]):
+                    st["last_seen"] = seen      # the news of the process it is connected to is newer
         if ts is not None and getattr(ts, "loop", None) is not None and ts_changed:
             await ts.remove_station(sid)
             if st.get("ts_channel") and st.get("ts_key"):
@@ -806,6 +813,10 @@ class Gateway:
                 "diagnostics_status": _ota_view(self.ota_last.get((sid, "diagnostics"))),
                 "thingspeak_channel": st.get("ts_channel"), "security_profile": self.station_profile.get(sid),
                 "last_reading": dict(self.last.get(sid) or {})}
+
+
+# the columns of a station's row that the operator sets (API, CLI), not the station
+_OPERATOR_COLUMNS = ("pw_hash", "state", "ts_channel", "ts_key", "ts_read_key")
 
 
 def _ota_view(last):

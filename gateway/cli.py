@@ -157,13 +157,16 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
          help="ClockAlignedDataInterval each station is given at its boot when its own differs: an idle "
               "station then reports its meter and enclosure every so often (0: no clock-aligned data; keep: "
               "leave the stations' own setting).")
+@_option("--response-timeout", type=click.FloatRange(1.0, 600.0), default=30.0, show_default=True,
+         metavar="SECONDS", envvar="PICOCHARGE_GATEWAY_RESPONSE_TIMEOUT",
+         help="Seconds a station has to answer a command (the API answers 504 after it).")
 @_option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, envvar="PICOCHARGE_GATEWAY_LOG_LEVEL")
 @click.pass_context
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
             thingspeak_bulk_limit, retention_days, api_auth, api_token, allowed_hosts, max_connections, max_body,
             idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, client_ca, client_cert,
-            client_crl, heartbeat_interval, clock_aligned_interval, log_level):
+            client_crl, heartbeat_interval, clock_aligned_interval, response_timeout, log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -188,7 +191,7 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         allowed_hosts=tuple(h for h in allowed_hosts.split(",") if h.strip()),
                         max_connections=max_connections, max_body=max_body, idle_timeout=idle_timeout,
                         body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending,
-                        clock_aligned_interval=clock_aligned_interval)
+                        clock_aligned_interval=clock_aligned_interval, response_timeout=response_timeout)
     try:
         _run(_serve(settings))
     except (StoreError, ValueError) as e:   # ValueError: the TLS certificate or key, named

@@ -246,6 +246,7 @@ class Cluster:
         async for n in gen:
             try:
                 msg = json.loads(n.payload)
+                log.debug("cluster: %s", n.payload[:300])
                 await self._on(msg)
             except asyncio.CancelledError:
                 raise
