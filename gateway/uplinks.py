@@ -236,6 +236,7 @@ class MqttUplink(Uplink):
         self._batch_done = asyncio.Event()
         self._task = None
         self.ingested = 0
+        self.resent = 0          # readings of a dead owner's batch in flight, sent again (cluster)
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
         self._ingesting = 0      # telemetry messages waiting for the store
         self._misc = None
@@ -474,7 +475,22 @@ class MqttUplink(Uplink):
         one commit per batch."""
         if moved:
             set_cursor(db, self.name, "*", cursor)
-        return rows_after(db, cursor, self.batch)
+        rows = rows_after(db, cursor, self.batch)
+        if rows and self.gw.cluster is not None:
+            # the batch about to go out, in the same transaction: a process that takes the stream
+            # over after this one died knows what may have reached the broker already
+            set_cursor(db, self.name + "-inflight", "*", row_key(db, rows[-1]))
+        return rows
+
+    def _in_doubt(self, db, cursor):
+        """(count, first seq, last seq) of the readings a previous owner of the stream may have
+        sent (its batch in flight when it died), or None."""
+        inflight = get_cursor(db, self.name + "-inflight", "*")
+        if not inflight > cursor:
+            return None
+        rows = rows_after(db, cursor, self.batch)
+        ids = [r["id"] for r in rows if row_key(db, r) <= inflight]
+        return (len(ids), min(ids), max(ids)) if ids else None
 
     def _mine(self):
         """Whether this process forwards the readings now: always alone, with the MQTT lease in a
@@ -498,6 +514,14 @@ class MqttUplink(Uplink):
         """Forward until the broker is lost (False) or the lease is (True)."""
         store = self.gw.store
         cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
+        if self.gw.cluster is not None:
+            doubt = await _store_run(store, "mqtt", self._in_doubt, cursor)
+            if doubt:
+                # MQTT has no way to ask the broker what it took (ThingSpeak's channel can be read
+                # back): at-least-once, the subscribers tell a repeat by its seq
+                self.resent += doubt[0]
+                log.warning("mqtt: the previous owner of the stream stopped with a batch in flight: %d readings "
+                            "(seq %d..%d) may reach the broker a second time", *doubt)
         self._event.clear()     # before every read of the outbox: a reading stored after it wakes us
         rows = await _store_run(store, "mqtt", self._advance, cursor, False)
         while self.connected and not self.stopping:

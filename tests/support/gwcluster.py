@@ -46,3 +46,9 @@ async def station(port, sid):
 
 def log_lines(gw, text):
     return [ln for ln in gw.log if text in ln]
+
+
+def logged_at(line):
+    """The wall-clock time (time.time()) of a gateway log line ('2026-11-30 21:29:14,353 INFO ...')."""
+    from datetime import datetime
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
