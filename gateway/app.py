@@ -84,6 +84,7 @@ class Settings:
     # ClockAlignedDataInterval given to each station at its accepted boot when its own differs
     # (None: left as the station has it; `picocharge gateway` defaults to 900, docs/gateway.md)
     clock_aligned_interval: int = None
+    reuse_port: bool = False    # listen with SO_REUSEPORT: a worker of `--workers N` (workers.py)
 
     @property
     def scheme(self):
