@@ -304,7 +304,7 @@ class Gateway:
             return {}
         cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now or time.time()) - days * 86400))
         names = [u.name for u in self.uplinks]
-        live = set(self.sessions)
+        live = self.connected    # stations connected to any process of the cluster
 
         def purge(db):
             lost = {}

@@ -43,6 +43,7 @@ import zlib
 import psycopg
 
 from .commands import CommandError, send_command
+from .store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ LEASE_S = 10.0          # a lease not renewed this long is free
 VIEW_S = 0.25           # the last readings of local stations go to the others this often
 CALL_MARGIN_S = 5.0     # a forwarded command waits the response timeout and this much more
 MQTT_WORK = "mqtt"
+CLEAN_S = 600.0         # rows of processes gone this long, and calls this old, are deleted
 
 
 def shard_of(sid):
@@ -149,13 +151,20 @@ class Cluster:
         text = json.dumps(msg, separators=(",", ":"))
         if len(text.encode("utf-8")) > NOTIFY_MAX:
             raise ValueError("cluster: a %s message of %d bytes is over NOTIFY's limit" % (msg.get("k"), len(text)))
-        async with self._lock:
-            await self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, text))
+        await self._q("SELECT pg_notify(%s, %s)", (CHANNEL, text))
 
     async def _q(self, sql, args=()):
+        """Rows of one statement on the query connection (made again once if it was lost)."""
         async with self._lock:
-            cur = await self._conn.execute(sql, args)
-            return await cur.fetchall() if cur.description else None
+            for attempt in (1, 2):
+                try:
+                    cur = await self._conn.execute(sql, args)
+                    return await cur.fetchall() if cur.description else None
+                except psycopg.OperationalError:
+                    if attempt == 2 or not self._conn.closed:
+                        raise
+                    log.warning("cluster: lost the query connection to %s: connecting again", self.gw.store.name)
+                    self._conn = await self._connect()
 
     # --- who holds what ------------------------------------------------------------
     @staticmethod
@@ -187,9 +196,12 @@ class Cluster:
                     await self._lost(set(self.leases), "not renewed")
 
     _renewed = 0.0
+    _cleaned = 0.0
 
     async def _tick(self):
-        await self._q("UPDATE cluster_nodes SET seen=now() WHERE node=%s", (self.node,))
+        # (an upsert: a process cut off for CLEAN_S had its row deleted by the others)
+        await self._q("INSERT INTO cluster_nodes (node, pid) VALUES (%s, %s) ON CONFLICT (node) DO UPDATE SET "
+                      "seen=now(), pid=excluded.pid", (self.node, self._listen.info.backend_pid))
         rows = await self._q("SELECT node FROM cluster_nodes n WHERE n.seen > now() - make_interval(secs => %s) AND "
                              "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = n.pid)", (NODE_TTL_S,))
         alive = {r[0] for r in rows}
@@ -198,6 +210,13 @@ class Cluster:
         # the sessions of processes that died: their stations reconnect (to any process)
         for sid in [s for s, (node, _g) in self.remote.items() if node not in alive]:
             del self.remote[sid]
+        now = time.monotonic()
+        if now - self._cleaned > CLEAN_S:
+            # what processes that died left: their rows, their stations' places, calls never answered
+            self._cleaned = now
+            await self._q("DELETE FROM cluster_nodes WHERE seen < now() - make_interval(secs => %s)", (CLEAN_S,))
+            await self._q("DELETE FROM cluster_sessions WHERE node NOT IN (SELECT node FROM cluster_nodes)")
+            await self._q("DELETE FROM cluster_calls WHERE created < now() - make_interval(secs => %s)", (CLEAN_S,))
         held = {r[0] for r in await self._q(
             "UPDATE cluster_leases SET until = now() + make_interval(secs => %s) WHERE node=%s RETURNING work",
             (LEASE_S, self.node))}
@@ -242,16 +261,40 @@ class Cluster:
 
     # --- the channel ----------------------------------------------------------------
     async def _listener(self):
-        gen = self._listen.notifies()
-        async for n in gen:
+        backoff = 0.5
+        while True:
             try:
-                msg = json.loads(n.payload)
-                log.debug("cluster: %s", n.payload[:300])
-                await self._on(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception:   # noqa: B902 - one bad message must not end the listener
-                log.exception("cluster: message %r failed", n.payload[:200])
+                async for n in self._listen.notifies():
+                    backoff = 0.5
+                    try:
+                        msg = json.loads(n.payload)
+                        log.debug("cluster: %s", n.payload[:300])
+                        await self._on(msg)
+                    except (ValueError, KeyError, TypeError, AttributeError) as e:
+                        log.warning("cluster: a message that is not ours was ignored (%s: %s): %r", type(e).__name__,
+                                    e, n.payload[:200])
+                    except StoreError as e:     # a station's row not read again now: the next change does
+                        log.warning("cluster: message %r not handled: %s", n.payload[:200], e)
+                    except psycopg.OperationalError:
+                        raise
+                    except Exception:   # noqa: B902 - a bug of ours: logged, the listener goes on
+                        log.exception("cluster: message %r failed", n.payload[:200])
+            except psycopg.OperationalError as e:
+                # the server restarted or the network broke: what was sent meanwhile is lost, so
+                # the picture is read again (where the stations are) once listening again
+                log.warning("cluster: lost the listening connection to %s (%s): connecting again in %.1f s",
+                            self.gw.store.name, str(e).strip().splitlines()[0] if str(e).strip() else "", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                try:
+                    self._listen = await self._connect()
+                    await self._listen.execute("LISTEN %s" % CHANNEL)
+                    await self._q("INSERT INTO cluster_nodes (node, pid) VALUES (%s, %s) ON CONFLICT (node) DO "
+                                  "UPDATE SET seen=now(), pid=excluded.pid", (self.node, self._listen.info.backend_pid))
+                    await self._refresh_remote()
+                    log.info("cluster: listening again on %s", self.gw.store.name)
+                except (RuntimeError, psycopg.Error) as e2:
+                    log.warning("cluster: %s", e2)
 
     async def _on(self, msg):
         k = msg.get("k")

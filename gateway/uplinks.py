@@ -572,9 +572,7 @@ class MqttUplink(Uplink):
             cursor = acked
             self.delivered += n
             complete = bool(sent) and acked == sent[-1][0]
-            if complete and len(rows) < self.batch and self.linger > 0 and self.gw.cluster is None:
-                # (in a cluster the cursor is stored at once: another process may take the
-                # stream over at any moment, and must not send this batch again)
+            if complete and len(rows) < self.batch and self.linger > 0:
                 # not a backlog: linger, then store the cursor and read in one transaction
                 # (stop() stores it if the gateway stops meanwhile)
                 self._unsaved = cursor if n else None

@@ -139,3 +139,27 @@ async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_comma
 async def _connected_to(port, sid):
     return (await station(port, sid))["connected"]
 
+
+
+async def test_cluster__a_process_whose_database_connections_were_cut_listens_again(pg_url):
+    import psycopg
+    a, b = await _two(pg_url, "--auth", "none")
+    try:
+        pa, pb = port_of(a), port_of(b)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                                "'picocharge-gateway-cluster' AND datname = current_database()").fetchall()
+        assert len(cut) == 4, cut   # both processes' listening and query connections
+
+        async def listening_again():
+            return len(log_lines(a, "cluster: listening again on")) and len(log_lines(b, "cluster: listening again on"))
+        assert await until(listening_again), (a.log[-10:], b.log[-10:])
+        assert "pw-" not in "\n".join(a.log + b.log)    # the URL's password stays masked
+        async with Connected(pb, "CP-4") as cp:
+            await boot(cp)
+            assert await until(lambda: _connected_to(pa, "CP-4")), await station(pa, "CP-4")
+            s, out = await http(pa, "POST", "/api/stations/CP-4/reset", {"type": "Soft"})
+            assert (s, out) == (200, {"status": "Accepted"}), out
+    finally:
+        await asyncio.to_thread(a.stop)
+        await asyncio.to_thread(b.stop)
