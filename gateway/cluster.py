@@ -54,6 +54,7 @@ TICK_S = 1.0            # heartbeat, leases, dead processes
 NODE_TTL_S = 10.0       # a process whose row is not renewed this long is gone
 LEASE_S = 10.0          # a lease not renewed this long is free
 VIEW_S = 0.25           # the last readings of local stations go to the others this often
+SEEN_S = 5.0            # ... and the time of their last frame (Heartbeats) at least this often
 CALL_MARGIN_S = 5.0     # a forwarded command waits the response timeout and this much more
 MQTT_WORK = "mqtt"
 CLEAN_S = 600.0         # rows of processes gone this long, and calls this old, are deleted
@@ -88,6 +89,7 @@ class Cluster:
         self._tasks = []
         self._calls = {}        # call id -> future of its answer (commands this process forwarded)
         self._dirty = set()     # local stations whose last reading changed since the last view batch
+        self._sent_seen = {}    # local station -> the last_seen the others were told
         self._lock = asyncio.Lock()
         self.takeovers = 0
         self.last_takeover = None   # (work, seconds since its lease ran out or its owner died)
@@ -356,9 +358,25 @@ class Cluster:
     def touched(self, sid):
         self._dirty.add(sid)
 
+    def _seen_changed(self):
+        """Local stations whose last frame (a Heartbeat, say: no reading) is newer than what the
+        others were told; looked at every SEEN_S."""
+        stations, sent = self.gw.stations, self._sent_seen
+        for sid in self.gw.sessions:
+            st = stations.get(sid)
+            seen = st.get("last_seen") if st else None
+            if seen and sent.get(sid) != seen:
+                self._dirty.add(sid)
+        if len(sent) > 2 * len(self.gw.sessions) + 1000:
+            self._sent_seen = {sid: sent[sid] for sid in self.gw.sessions if sid in sent}
+
     async def _viewer(self):
+        looked = time.monotonic()
         while True:
             await asyncio.sleep(VIEW_S)
+            if time.monotonic() - looked >= SEEN_S:
+                looked = time.monotonic()
+                self._seen_changed()
             if not self._dirty:
                 continue
             dirty, self._dirty = self._dirty, set()
@@ -374,6 +392,7 @@ class Cluster:
                         await self._notify({"k": "v", "n": self.node, "v": batch})
                         batch, size = {}, 40
                     batch[sid] = item
+                    self._sent_seen[sid] = item[0]
                     size += n
                 if batch:
                     await self._notify({"k": "v", "n": self.node, "v": batch})

@@ -57,8 +57,27 @@ async def test_cluster__a_station_on_b_is_shown_connected_with_its_readings_thro
             assert s == 200 and "<html" in page.lower(), page[:200]
             s, health = await http(pa, "GET", "/healthz")
             assert s == 200 and health["stations_connected"] == 0, health     # this process's own links
-        # gone from B: A shows it offline
+            # a Heartbeat (no reading) moves its last_seen on A too
+            before = va["last_seen"]
+            await asyncio.sleep(1.1)
+            await cp.call(call.Heartbeat())
+
+            async def seen_later():
+                v = await station(pa, "CP-1")
+                return v["last_seen"] > before and v
+            assert await until(seen_later, 15), (before, await station(pa, "CP-1"))
+            # gone from B: A shows it offline
         assert await until(lambda: _offline(pa, "CP-1")), await station(pa, "CP-1")
+
+        # removed through A while connected to B: B closes its link
+        async with Connected(pb, "CP-1", headers=basic("CP-1", PW)) as cp:
+            await boot(cp)
+            assert await until(lambda: _connected_to(pa, "CP-1"))
+            s, out = await http(pa, "DELETE", "/api/stations/CP-1")
+            assert s in (200, 204), (s, out)
+            ws = cp._connection
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert (ws.close_code, ws.close_reason) == (1000, "station removed by the operator"), ws.close_reason
     finally:
         await asyncio.to_thread(a.stop)
         await asyncio.to_thread(b.stop)
