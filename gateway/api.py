@@ -346,7 +346,8 @@ async def _configure_all(gw, req):
     as not connected: the --clock-aligned-interval setting reaches them at their next boot)."""
     b = _body(req)
     try:
-        return _json(await configure_stations(gw.sessions, sorted(gw.stations), b.get("key"), b.get("value")))
+        return _json(await configure_stations(gw.connected, sorted(gw.stations), b.get("key"), b.get("value"),
+                                              gw.command))
     except CommandError as e:
         return _json({"error": e.message}, e.status)
 

@@ -133,6 +133,12 @@ async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_comma
                 s, out = await http(pa, "POST", "/api/stations/CP-2/get-configuration", {})
                 assert (s, out) == (200, {"configurationKey": [
                     {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"}]}), out
+                # a configuration for every station, sent to A, reaches CP-2 on B (CP-9: nowhere)
+                s, out = await http(pa, "POST", "/api/stations/-/configuration",
+                                    {"key": "MeterValueSampleInterval", "value": 30})
+                assert (s, out["stations"]) == (200, {"CP-2": {"status": "Accepted"},
+                                                      "CP-9": {"error": "not connected"}}), out
+                assert cp2.received[-1] == ("ChangeConfiguration", "MeterValueSampleInterval", "30"), cp2.received
                 # a bad body is refused where the station is, with the same words
                 s, out = await http(pa, "POST", "/api/stations/CP-2/reset", {"type": "Sideways"})
                 assert s == 400 and out["error"].startswith("bad body for reset"), out
