@@ -309,9 +309,15 @@ class Cluster:
             return  # our own
         elif k == "c":
             sid, node, g = msg["s"], msg["n"], msg["g"]
-            self.remote[sid] = (node, g)
+            known = self.remote.get(sid)
+            if known is not None and known[1] > g:
+                return      # news older than what is known (messages of two processes cross)
             sess = gw.sessions.get(sid)
-            if sess is not None and getattr(sess, "cluster_gen", None) is not None and sess.cluster_gen < g:
+            mine = getattr(sess, "cluster_gen", None) if sess is not None else None
+            if mine is not None and mine > g:
+                return      # the connection here is the newer one
+            self.remote[sid] = (node, g)
+            if mine is not None:
                 log.warning("station=%s connected again, to gateway process %s: closing the connection here",
                             sid, node)
                 await sess._connection.close(1000, "replaced by a new connection")

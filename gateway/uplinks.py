@@ -597,7 +597,9 @@ class MqttUplink(Uplink):
         if st is None:      # removed: an empty retained message deletes the retained status
             self.client.publish(topic, b"", qos=1, retain=True)
             return
-        state = "online" if sid in self.gw.sessions else "offline"
+        # connected to any process of a cluster: the process whose older link it closed must not
+        # publish "offline" over the "online" of the one it connected to
+        state = "online" if sid in self.gw.connected else "offline"
         self.client.publish(topic, fields.status_json(state, st.get("status") or "Unknown"), qos=1, retain=True)
 
     # --- ingest ---------------------------------------------------------------

@@ -10,6 +10,7 @@ from ocpp.v16.enums import Action
 from support.gwcluster import log_lines, port_of, start_gateway, station, until
 from support.gwhttp import basic, http
 from support import stations
+from support.broker import Subscriber
 from support.stations import Connected, boot, meter
 
 PW = "password-123-4567"
@@ -103,8 +104,10 @@ class SlowStation(stations.TestStation):
         return call_result.Reset(status="Accepted")
 
 
-async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_commands_reach_it_anywhere(pg_url):
-    a, b = await _two(pg_url, "--auth", "none", "--response-timeout", "2")
+async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_commands_reach_it_anywhere(
+        pg_url, mqtt_broker):
+    a, b = await _two(pg_url, "--auth", "none", "--response-timeout", "2", "--mqtt",
+                      "mqtt://127.0.0.1:%d/pc" % mqtt_broker.port)
     try:
         pa, pb = port_of(a), port_of(b)
         s, out = await http(pa, "POST", "/api/stations", {"id": "CP-9"})
@@ -116,6 +119,8 @@ async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_comma
         cp1 = await first.__aenter__()
         try:
             await boot(cp1)
+            sub = await asyncio.to_thread(Subscriber, mqtt_broker.port, "pc/CP-2/status", "status-check")
+            assert await asyncio.to_thread(sub.wait, "pc/CP-2/status", 1, 10)
             # a network split: the station connects again, to B; A closes the older link
             async with Connected(pb, "CP-2") as cp2:
                 await boot(cp2)
@@ -124,6 +129,10 @@ async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_comma
                     (first.ws.close_code, first.ws.close_reason)
                 assert await until(lambda: _connected_to(pa, "CP-2"))
                 assert log_lines(a, "station=CP-2 connected again, to gateway process"), a.log[-20:]
+                # the MQTT status stays online: A, closing its link, knows the station is on B (the
+                # retained one from A's link, B's, A's at its close: in either order of the last two)
+                got = await asyncio.to_thread(sub.wait, "pc/CP-2/status", 3, 20)
+                assert [p["state"] for p, _r in got] == ["online"] * 3, got
 
                 # a remote start sent to A reaches the station on B and comes back with its answer
                 s, out = await http(pa, "POST", "/api/stations/CP-2/remote-start", {"id_tag": "TAG-1"})
@@ -143,6 +152,7 @@ async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_comma
                 s, out = await http(pa, "POST", "/api/stations/CP-2/reset", {"type": "Sideways"})
                 assert s == 400 and out["error"].startswith("bad body for reset"), out
         finally:
+            sub.close()
             await first.__aexit__(None, None, None)
 
         # 504: the station answers after B's response timeout (2 s); 502: it drops the link
