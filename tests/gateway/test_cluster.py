@@ -54,6 +54,9 @@ async def test_cluster__a_station_on_b_is_shown_connected_with_its_readings_thro
             assert [(x["id"], x["connected"]) for x in listed] == [("CP-1", True)], listed
             s, rows = await http(pa, "GET", "/api/stations/CP-1/readings")
             assert [r["seq"] for r in rows] == [1, 2, 3], rows
+            s, fleet = await http(pa, "GET", "/api/fleet?connected=1")     # what the dashboard shows
+            assert s == 200 and fleet["counts"]["connected"] == 1 and [x["id"] for x in fleet["items"]] == ["CP-1"], \
+                fleet
             s, page = await http(pa, "GET", "/")
             assert s == 200 and "<html" in page.lower(), page[:200]
             s, health = await http(pa, "GET", "/healthz")
@@ -198,3 +201,20 @@ async def test_cluster__a_process_whose_database_connections_were_cut_listens_ag
     finally:
         await asyncio.to_thread(a.stop)
         await asyncio.to_thread(b.stop)
+
+
+async def test_cluster__two_processes_starting_at_once_on_an_empty_database_migrate_it_once(pg_url):
+    import psycopg
+    a, b = await asyncio.gather(*(asyncio.to_thread(start_gateway, pg_url, "--auth", "none", "--thingspeak-url", "")
+                                  for _ in range(2)), return_exceptions=True)
+    try:
+        assert not isinstance(a, BaseException) and not isinstance(b, BaseException), (a, b)
+        with psycopg.connect(pg_url) as db:
+            got = db.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        assert [v for v, _n in got] == list(range(1, len(got) + 1)) and got[2][1] == "0003_cluster.sql", got
+        applied = [ln for ln in a.log + b.log if "migration 0003_cluster.sql applied" in ln]
+        assert len(applied) == 1, applied
+    finally:
+        for gw in (a, b):
+            if not isinstance(gw, BaseException):
+                await asyncio.to_thread(gw.stop)
