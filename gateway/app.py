@@ -789,7 +789,7 @@ class Gateway:
     def leases_gained(self, works):
         from_shards = {w for w in works if w.startswith("thingspeak:")}
         ts = self.thingspeak
-        if from_shards and ts is not None and getattr(ts, "loop", None) is not None:
+        if from_shards and ts is not None and getattr(ts, "loop", None) is not None and not ts.stopping:
             for sid, st in list(self.stations.items()):
                 if st.get("ts_channel") and st.get("ts_key") and self.cluster.owns_station(sid):
                     ts.add_station(sid)

@@ -133,6 +133,7 @@ class Cluster:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        self.leases = set()     # (a second stop, or the uplinks stopping after this: nothing is held)
         if self._conn is not None:
             try:
                 await self._conn.execute("UPDATE cluster_leases SET node=NULL, until=now() WHERE node=%s",

@@ -268,9 +268,18 @@ class MqttUplink(Uplink):
             try:
                 await self.gw.store.run(set_cursor, self.name, "*", self._unsaved)
             except StoreError as e:
-                log.warning("mqtt: the outbox cursor (%d) is not stored: %s; its batch will be sent again",
-                            self._unsaved, e)
+                log.warning("mqtt: the outbox cursor (reading %d) is not stored: %s; its batch will be sent again",
+                            key_id(self._unsaved), e)
             self._unsaved = None
+        cl = self.gw.cluster
+        if cl is not None and cl.holds("mqtt") and not self._unacked:
+            # stopped in order, no batch waiting for its acknowledgements: nothing is in doubt
+            # (the next owner must not say so)
+            try:
+                await self.gw.store.run(lambda db: set_cursor(db, self.name + "-inflight", "*",
+                                                              get_cursor(db, self.name, "*")))
+            except StoreError as e:
+                log.warning("mqtt: the batch in flight is not cleared (%s): the next owner will say it may repeat", e)
         await self._drop_client()
 
     def wake(self, station):
@@ -520,8 +529,8 @@ class MqttUplink(Uplink):
                 # MQTT has no way to ask the broker what it took (ThingSpeak's channel can be read
                 # back): at-least-once, the subscribers tell a repeat by its seq
                 self.resent += doubt[0]
-                log.warning("mqtt: the previous owner of the stream stopped with a batch in flight: %d readings "
-                            "(seq %d..%d) may reach the broker a second time", *doubt)
+                log.warning("mqtt: taking the stream up with a batch in flight from before (a process that died, or "
+                            "the broker lost): %d readings (seq %d..%d) may reach the broker a second time", *doubt)
         self._event.clear()     # before every read of the outbox: a reading stored after it wakes us
         rows = await _store_run(store, "mqtt", self._advance, cursor, False)
         while self.connected and not self.stopping:

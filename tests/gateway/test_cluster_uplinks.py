@@ -118,7 +118,7 @@ async def test_cluster__sigkill_of_the_uplink_owner_while_readings_flow_loses_an
         # a repeat only of what A's batch in flight held when it died, as B says in its log (MQTT
         # cannot be asked what the broker took: at-least-once, the seq tells a repeat)
         dup = sorted(s for s, n in collections.Counter(got).items() if n > 1)
-        doubt = log_lines(b, "mqtt: the previous owner of the stream stopped with a batch in flight")
+        doubt = log_lines(b, "mqtt: taking the stream up with a batch in flight from before")
         if dup:
             assert doubt, (dup, b.log[-30:])
             n, first, last = map(int, re.search(r": (\d+) readings \(seq (\d+)\.\.(\d+)\)", doubt[0]).groups())
