@@ -143,6 +143,11 @@ def rows_after(db, key, n, station=None):
     return db.execute(_SELECT_STATION_AFTER, (station, key, n)).fetchall()
 
 
+def _set_in_flight(db, key):
+    """The MQTT stream's batch in flight ends at outbox key `key` (a cluster: PostgreSQL)."""
+    db.execute("UPDATE cluster_leases SET inflight_xid=?, inflight_id=? WHERE work='mqtt'", key)
+
+
 def outbox_depth(db, uplink):
     n = 0
     if by_xid(db):
@@ -276,8 +281,7 @@ class MqttUplink(Uplink):
             # stopped in order, no batch waiting for its acknowledgements: nothing is in doubt
             # (the next owner must not say so)
             try:
-                await self.gw.store.run(lambda db: set_cursor(db, self.name + "-inflight", "*",
-                                                              get_cursor(db, self.name, "*")))
+                await self.gw.store.run(lambda db: _set_in_flight(db, get_cursor(db, self.name, "*")))
             except StoreError as e:
                 log.warning("mqtt: the batch in flight is not cleared (%s): the next owner will say it may repeat", e)
         await self._drop_client()
@@ -488,13 +492,16 @@ class MqttUplink(Uplink):
         if rows and self.gw.cluster is not None:
             # the batch about to go out, in the same transaction: a process that takes the stream
             # over after this one died knows what may have reached the broker already
-            set_cursor(db, self.name + "-inflight", "*", row_key(db, rows[-1]))
+            _set_in_flight(db, row_key(db, rows[-1]))
         return rows
 
     def _in_doubt(self, db, cursor):
         """(count, first seq, last seq) of the readings a previous owner of the stream may have
         sent (its batch in flight when it died), or None."""
-        inflight = get_cursor(db, self.name + "-inflight", "*")
+        row = db.execute("SELECT inflight_xid, inflight_id FROM cluster_leases WHERE work='mqtt'").fetchone()
+        if row is None or row[0] is None:
+            return None
+        inflight = (row[0], row[1])
         if not inflight > cursor:
             return None
         rows = rows_after(db, cursor, self.batch)

@@ -28,11 +28,15 @@ CREATE TABLE cluster_sessions (
     gen BIGINT NOT NULL,
     since TIMESTAMPTZ NOT NULL DEFAULT now()
 );
--- uplink work ('mqtt', 'thingspeak:0'..): one owner each, until `until` unless renewed
+-- uplink work ('mqtt', 'thingspeak:0'..): one owner each, until `until` unless renewed;
+-- inflight_*: the outbox key of the last row of the MQTT stream's batch being sent (what a
+-- process that takes the stream over may send a second time)
 CREATE TABLE cluster_leases (
     work TEXT COLLATE "C" PRIMARY KEY,
     node TEXT COLLATE "C",
-    until TIMESTAMPTZ NOT NULL DEFAULT now()
+    until TIMESTAMPTZ NOT NULL DEFAULT now(),
+    inflight_xid BIGINT,
+    inflight_id BIGINT
 );
 -- a command sent to one process for a station connected to another: its body and answer
 -- (a NOTIFY carries only the id: its payload is limited to 8000 bytes)
