@@ -421,11 +421,20 @@ class Cluster:
             await self._q("INSERT INTO cluster_calls (id, station, name, body, origin) VALUES (%s,%s,%s,%s,%s)",
                           (cid, sid, name, json.dumps(body), self.node))
             await self._notify({"k": "q", "id": cid, "n": where[0]})
-            try:
-                await asyncio.wait_for(fut, timeout + CALL_MARGIN_S)
-            except asyncio.TimeoutError:
-                raise CommandError(504, "station %s (connected to gateway process %s) did not answer %s in time"
-                                   % (sid, where[0], name))
+            end = time.monotonic() + timeout + CALL_MARGIN_S
+            while not fut.done():
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise CommandError(504, "station %s (connected to gateway process %s) did not answer %s in time"
+                                       % (sid, where[0], name))
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), min(left, TICK_S))
+                except asyncio.TimeoutError:
+                    if self.remote.get(sid, (None,))[0] != where[0] and sid not in self.gw.sessions:
+                        # the process that held it died (the tick saw it gone) or the station left
+                        raise CommandError(502, "gateway process %s, which held station %s, stopped before the "
+                                                "station's answer to %s: it reconnects to another process; send the "
+                                                "command again then" % (where[0], sid, name), {"disconnected": True})
             rows = await self._q("SELECT answer FROM cluster_calls WHERE id=%s", (cid,))
             ans = json.loads(rows[0][0]) if rows and rows[0][0] else None
             if ans is None:

@@ -8,12 +8,15 @@ import re
 import time
 
 import psycopg
+from ocpp.routing import on
 from ocpp.v16 import call
+from ocpp.v16.enums import Action
 
 from support.broker import Subscriber
 from support.fake_thingspeak import FakeThingSpeak
 from support.gwcluster import kill, log_lines, logged_at, port_of, start_gateway, until
 from support.gwhttp import http
+from support import stations
 from support.stations import Connected, boot, meter
 
 STATIONS = ["CP-%d" % i for i in range(1, 9)]
@@ -157,3 +160,37 @@ async def test_cluster__sigkill_of_the_uplink_owner_while_readings_flow_loses_an
 def _all(sub):
     with sub.lock:
         return [(t, json.loads(p), r) for t, p, r in sub.messages]
+
+
+class _Mute(stations.TestStation):
+    """Never answers RemoteStartTransaction."""
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start(self, id_tag, **kw):
+        await asyncio.sleep(3600)
+
+
+async def test_cluster__a_command_waiting_on_a_process_that_dies_is_answered_502_at_once(pg_url):
+    a = await asyncio.to_thread(start_gateway, pg_url, "--auth", "none", "--thingspeak-url", "")
+    b = await asyncio.to_thread(start_gateway, pg_url, "--auth", "none", "--thingspeak-url", "")
+    try:
+        pa, pb = port_of(a), port_of(b)
+        async with Connected(pb, "CP-5", cls=_Mute) as cp:
+            await boot(cp)
+
+            async def on_b():
+                s, v = await http(pa, "GET", "/api/stations/CP-5")
+                return v.get("connected")
+            assert await until(on_b)
+            asked = asyncio.ensure_future(http(pa, "POST", "/api/stations/CP-5/remote-start", {"id_tag": "T"}))
+            await asyncio.sleep(0.5)
+            t0 = time.monotonic()
+            await asyncio.to_thread(kill, b)
+            s, out = await asyncio.wait_for(asked, 20)
+            took = time.monotonic() - t0
+        assert s == 502 and out["disconnected"] is True and "stopped before the station's answer" in out["error"], out
+        assert took < 5, took       # not the 30 s response timeout
+    finally:
+        for gw in (a, b):
+            if gw.proc.poll() is None:
+                await asyncio.to_thread(gw.stop)
