@@ -89,3 +89,13 @@ async def test_workers__two_processes_share_the_port_are_restarted_and_stop_with
         assert gw.log[-1] == "gateway stopped", gw.log[-5:]
     finally:
         await asyncio.to_thread(gw.stop)
+
+
+def test_workers__a_first_worker_that_cannot_start_ends_the_parent_with_its_reason():
+    out = subprocess.run([sys.executable, "-m", "picocharge.cli", "gateway", "--workers", "2", "--db",
+                          "postgresql://nobody@127.0.0.1:%d/x" % free_port(), "--port", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out
+    assert "cannot connect to the database postgresql://nobody@127.0.0.1:" in out.stderr and \
+        "workers: worker 1 did not start (exit code 1)" in out.stderr, out.stderr
+    assert "gateway listening" not in out.stdout, out.stdout
