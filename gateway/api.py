@@ -463,7 +463,7 @@ async def _command(gw, req, id):
         denied = await authorise(gw, req, "admin")
         if denied is not None:
             return denied
-    if name == "remote-start" and id in gw.sessions:
+    if name == "remote-start" and id in gw.connected:
         st = await gw.id_tag_status(body["id_tag"])
         if st != "Accepted":
             return _json({"error": tag_refusal(gw, body["id_tag"], st), "id_tag_status": st}, 409)
@@ -488,7 +488,8 @@ async def _configure_all(gw, req):
     as not connected: the --clock-aligned-interval setting reaches them at their next boot)."""
     b = _body(req)
     try:
-        return _json(await configure_stations(gw.sessions, sorted(gw.stations), b.get("key"), b.get("value")))
+        return _json(await configure_stations(gw.connected, sorted(gw.stations), b.get("key"), b.get("value"),
+                                              gw.command))
     except CommandError as e:
         return _json({"error": e.message}, e.status)
 

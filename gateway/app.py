@@ -91,6 +91,7 @@ class Settings:
     # ClockAlignedDataInterval given to each station at its accepted boot when its own differs
     # (None: left as the station has it; `picocharge gateway` defaults to 900, docs/gateway.md)
     clock_aligned_interval: int = None
+    reuse_port: bool = False    # listen with SO_REUSEPORT: a worker of `--workers N` (workers.py)
 
     @property
     def scheme(self):
@@ -162,6 +163,19 @@ class GcWatch:
             self.full, self.longest_ms, self.longest_gen)
 
 
+class _Connected:
+    """`sid in gw.connected`: connected to this process or, in a cluster, to another one."""
+
+    __slots__ = ("gw",)
+
+    def __init__(self, gw):
+        self.gw = gw
+
+    def __contains__(self, sid):
+        cl = self.gw.cluster
+        return sid in self.gw.sessions or (cl is not None and sid in cl.remote)
+
+
 class Gateway:
     def __init__(self, settings):
         if settings.auth not in AUTH_MODES:
@@ -172,6 +186,8 @@ class Gateway:
         self.store = Store(settings.db)
         self.metrics = Metrics()
         self.sessions = {}
+        self.cluster = None     # cluster.Cluster on PostgreSQL: the other gateway processes on the database
+        self.connected = _Connected(self)
         self.stations = {}      # id -> station row (dict), the auth and uplink cache
         self.last = {}          # id -> last reading dict (merged)
         self.id_tags = {}       # tag -> status (idtags.IdTags keeps the rest)
@@ -217,6 +233,11 @@ class Gateway:
                 raise ValueError(str(e))
         quiet_ocpp_frames(log.isEnabledFor(logging.DEBUG))   # frames (id tags, config values) only at debug
         await self.store.start()
+        if self.store.dialect == "postgresql":
+            # imported here, as the back end is (store.backend_for): psycopg is not loaded on SQLite
+            from .cluster import Cluster
+            self.cluster = Cluster(self, s.db)
+            await self.cluster.start()
         for row in await self.store.run(Store.station_rows):
             self.stations[row["id"]] = row
         await self.idtags.load()
@@ -233,6 +254,8 @@ class Gateway:
             self.thingspeak = ThingSpeakUplink(self, s.thingspeak_url, s.thingspeak_interval,
                                                s.thingspeak_bulk_limit)
             self.uplinks.append(self.thingspeak)
+        if self.cluster is not None:
+            await self.cluster.first_leases()   # which uplink work is this process's, before it starts
         for u in self.uplinks:
             await u.start()
         self.front = Listener(make_app(self), s, self.metrics)
@@ -269,6 +292,8 @@ class Gateway:
             await self.front.stop(self._close_sessions)
         for u in self.uplinks:
             await u.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.store.stop()
         self._tasks = []
 
@@ -291,7 +316,7 @@ class Gateway:
             return {}
         cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now or time.time()) - days * 86400))
         names = [u.name for u in self.uplinks]
-        live = set(self.sessions)
+        live = self.connected    # stations connected to any process of the cluster
 
         def purge(db):
             lost = {}
@@ -386,6 +411,8 @@ class Gateway:
         keys = (("ocpp", peer), ("ocpp-id", sid))
         if self.throttle.blocked(*keys):
             return 429, "too many failed attempts from %s or for this id" % peer
+        if self.cluster is not None and sid not in self.stations:
+            await self.station_row_changed(sid)     # registered through another process a moment ago?
         s = self.settings
         if cert or (s.client_ca and s.client_cert == "required"):
             profile = 3
@@ -536,6 +563,11 @@ class Gateway:
             await old._connection.close(1000, "replaced by a new connection")
         sess = StationSession(sid, connection, self, response_timeout=self.settings.response_timeout)
         self.sessions[sid] = sess
+        if self.cluster is not None:
+            try:
+                await self.cluster.connected_here(sess)     # another process holding it closes its connection
+            except Exception as e:  # noqa: B902 - the database away: the session runs, unknown to the others
+                log.warning("station=%s: the other gateway processes are not told of this connection: %s", sid, e)
         ra = connection.remote_address
         peer = ("%s:%s" % ra[:2] if ra[1] else ra[0]) if ra else ""
         try:
@@ -559,6 +591,12 @@ class Gateway:
                 if self.mqtt:
                     self.mqtt.publish_status(sid)
             log.info("station=%s disconnected: %s", sid, reason)
+            if self.cluster is not None:
+                try:
+                    await self.cluster.disconnected_here(sess)
+                except Exception as e:  # noqa: B902
+                    log.warning("station=%s: the other gateway processes are not told of its disconnection: %s",
+                                sid, e)
             if conn_id is not None:
                 try:
                     await self.store.run(_disconnected, conn_id, reason)
@@ -686,16 +724,102 @@ class Gateway:
         self.metrics.readings += len(rows)
         for u in self.uplinks:
             u.wake(sid)
+        if self.cluster is not None:
+            self.cluster.touched(sid)
         return ids
 
     # --- commands to stations -------------------------------------------------
     async def command(self, sid, name, body):
+        """The station's answer to an API command, wherever it is connected (cluster.forward)."""
+        cl = self.cluster
+        if cl is not None and sid not in self.sessions and sid in cl.remote:
+            return await cl.forward(sid, name, body, self.settings.response_timeout)
         return await send_command(self.sessions, sid, name, body)
+
+    # --- the cluster's news (cluster.py) -----------------------------------------
+    async def station_row_changed(self, sid):
+        """A station's row changed (any process, or the CLI): read again."""
+        row = await self.store.run(lambda db: db.execute("SELECT * FROM stations WHERE id=?", (sid,)).fetchone())
+        st = self.stations.get(sid)
+        ts = self.thingspeak
+        if row is None:
+            if st is None:
+                return
+            self.stations.pop(sid, None)
+            self.last.pop(sid, None)
+            sess = self.sessions.get(sid)
+            if sess is not None:
+                await sess._connection.close(1000, "station removed by the operator")
+            if ts is not None:
+                await ts.remove_station(sid)
+            return
+        row = dict(row)
+        if st is None:
+            self.stations[sid] = st = row
+            ts_changed = True
+        else:
+            ts_changed = any(st.get(k) != row[k] for k in ("ts_channel", "ts_key", "ts_read_key"))
+            if sid in self.sessions:
+                # connected here: what the station tells (its status, boot, last frame) is this
+                # process's to write, and may be newer in memory than in the row read (a status
+                # being stored now): only the operator's columns are taken
+                for k in _OPERATOR_COLUMNS:
+                    st[k] = row[k]
+            else:
+                seen = st.get("last_seen")
+                st.update(row)
+                if seen and (not row["last_seen"] or seen > row["last_seen"]):
+                    st["last_seen"] = seen      # the news of the process it is connected to is newer
+        if ts is not None and getattr(ts, "loop", None) is not None and ts_changed:
+            await ts.remove_station(sid)
+            if st.get("ts_channel") and st.get("ts_key"):
+                ts.add_station(sid)
+
+    async def id_tag_changed(self, tag):
+        row = await self.store.run(lambda db: db.execute("SELECT status FROM id_tags WHERE tag=?", (tag,)).fetchone())
+        if row is None:
+            self.id_tags.pop(tag, None)
+        else:
+            self.id_tags[tag] = row[0]
+
+    def remote_changed(self, sid):
+        """A station connected to or left another process: nothing kept here beyond cluster.remote."""
+
+    def remote_view(self, sid, seen, last):
+        """Another process's news of a station connected to it: its last frame's time and last reading."""
+        if sid in self.sessions:
+            return
+        st = self.stations.get(sid)
+        if st is None:
+            return
+        if seen and (not st.get("last_seen") or seen > st["last_seen"]):
+            st["last_seen"] = seen
+        if last:
+            self.last[sid] = last
+        for u in self.uplinks:
+            u.wake(sid)     # the process holding its uplink work may be this one
+
+    def leases_gained(self, works):
+        from_shards = {w for w in works if w.startswith("thingspeak:")}
+        ts = self.thingspeak
+        if from_shards and ts is not None and getattr(ts, "loop", None) is not None and not ts.stopping:
+            for sid, st in list(self.stations.items()):
+                if st.get("ts_channel") and st.get("ts_key") and self.cluster.owns_station(sid):
+                    ts.add_station(sid)
+        if self.mqtt is not None and "mqtt" in works:
+            self.mqtt.wake(None)
+
+    async def leases_lost(self, works):
+        ts = self.thingspeak
+        if ts is not None:
+            for sid in list(ts.workers):
+                if self.cluster.work_of(sid) in works:
+                    await ts.remove_station(sid)
 
     # --- views ----------------------------------------------------------------
     def station_view(self, sid):
         st = self.stations[sid]
-        return {"id": sid, "state": st["state"], "connected": sid in self.sessions,
+        return {"id": sid, "state": st["state"], "connected": sid in self.connected,
                 "status": st.get("status"), "error_code": st.get("error_code"),
                 "vendor": st.get("vendor"), "model": st.get("model"), "firmware": st.get("firmware"),
                 "last_seen": st.get("last_seen"),
@@ -704,6 +828,10 @@ class Gateway:
                 "thingspeak_channel": st.get("ts_channel"), "security_profile": self.station_profile.get(sid),
                 "local_list": self.localsync.view(sid),
                 "last_reading": dict(self.last.get(sid) or {})}
+
+
+# the columns of a station's row that the operator sets (API, CLI), not the station
+_OPERATOR_COLUMNS = ("pw_hash", "state", "ts_channel", "ts_key", "ts_read_key")
 
 
 def _ota_view(last):

@@ -165,13 +165,22 @@ _SECONDS_OR_KEEP = _SecondsOrKeep()
          envvar="PICOCHARGE_GATEWAY_LOCAL_LIST_SYNC",
          help="Keep every station's Local Authorization List in step with the id tags (SendLocalList), "
               "except stations switched off one by one (PUT /api/stations/<id>/local-list).")
+@_option("--response-timeout", type=click.FloatRange(1.0, 600.0), default=30.0, show_default=True,
+         metavar="SECONDS", envvar="PICOCHARGE_GATEWAY_RESPONSE_TIMEOUT",
+         help="Seconds a station has to answer a command (the API answers 504 after it).")
+@_option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+         envvar="PICOCHARGE_GATEWAY_WORKERS",
+         help="Gateway processes on this host, sharing --port (SO_REUSEPORT); more than 1 needs a postgresql:// "
+              "--db (docs/scale-out.md).")
+@click.option("--reuse-port", is_flag=True, hidden=True)    # a worker of --workers N (workers.py)
 @_option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, envvar="PICOCHARGE_GATEWAY_LOG_LEVEL")
 @click.pass_context
 def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, thingspeak_interval,
             thingspeak_bulk_limit, retention_days, api_auth, api_token, allowed_hosts, max_connections, max_body,
             idle_timeout, body_timeout, auth_fail_limit, max_pending, tls_cert, tls_key, client_ca, client_cert,
-            client_crl, trusted_proxy, heartbeat_interval, clock_aligned_interval, local_list_sync, log_level):
+            client_crl, trusted_proxy, heartbeat_interval, clock_aligned_interval, local_list_sync,
+            response_timeout, workers, reuse_port, log_level):
     """Run the OCPP 1.6J gateway in the foreground (Ctrl-C stops it), or manage its stations.
 
     Stations connect to ws://HOST:PORT/ocpp/<station-id>; the dashboard is at http://HOST:PORT/.
@@ -191,6 +200,17 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
         trusted = proxies.networks(trusted_proxy)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--trusted-proxy")
+    if workers > 1:
+        if not is_url(db):
+            raise click.BadParameter("%d workers need a database they can share: give --db postgresql://USER@HOST:"
+                                     "PORT/NAME (a SQLite file admits one gateway process; see docs/scale-out.md)"
+                                     % workers, param_hint="--workers")
+        from .workers import Supervisor, worker_argv
+        argv = sys.argv[1:]
+        if "gateway" not in argv:
+            raise click.ClickException("--workers runs `picocharge gateway` again for each worker: start it "
+                                       "from the command line")
+        ctx.exit(Supervisor(workers, worker_argv(argv), host, port, echo=click.echo).run())
     settings = Settings(host=host, port=port, db=db, auth=auth, mqtt_url=mqtt_url, mqtt_ingest=mqtt_ingest,
                         thingspeak_url=thingspeak_url or None, thingspeak_interval=thingspeak_interval,
                         thingspeak_bulk_limit=thingspeak_bulk_limit, retention_days=retention_days,
@@ -201,7 +221,7 @@ def gateway(ctx, host, port, db, auth, mqtt_url, mqtt_ingest, thingspeak_url, th
                         max_connections=max_connections, max_body=max_body, idle_timeout=idle_timeout,
                         body_timeout=body_timeout, auth_fail_limit=auth_fail_limit, max_pending=max_pending,
                         clock_aligned_interval=clock_aligned_interval, local_list_sync=local_list_sync,
-                        trusted_proxies=trusted)
+                        trusted_proxies=trusted, response_timeout=response_timeout, reuse_port=reuse_port)
     try:
         _run(_serve(settings))
     except (StoreError, ValueError) as e:   # ValueError: the TLS certificate or key, named

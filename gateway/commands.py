@@ -156,9 +156,11 @@ PER_STATION_KEYS = frozenset(("AuthorizationKey",))
 MAX_IN_FLIGHT = 200     # ChangeConfiguration calls to different stations at once (configure_stations)
 
 
-async def configure_stations(sessions, sids, key, value):
+async def configure_stations(sessions, sids, key, value, send=None):
     """ChangeConfiguration `key`=`value` to each station of `sids` (the connected ones; the others
-    are reported as not connected), at most MAX_IN_FLIGHT at once. Returns
+    are reported as not connected), at most MAX_IN_FLIGHT at once. `send(sid, name, body)`: how
+    a command reaches a station (default: send_command over `sessions`; a cluster's gateway
+    passes its own, which reaches stations connected to its other processes too). Returns
     {"key", "value", "stations": {id: {"status": answer} or {"error": why}}, "counts": {...}}."""
     if not isinstance(key, str) or not 1 <= len(key) <= 50:
         raise CommandError(400, "key must be a configuration key name of 1..50 characters")
@@ -173,6 +175,9 @@ async def configure_stations(sessions, sids, key, value):
         raise CommandError(400, "key and value must be printable text (no control characters)")
     value = str(value)
     body = {"key": key, "value": value}
+    if send is None:
+        async def send(sid, name, b):
+            return await send_command(sessions, sid, name, b)
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
     out = {}
 
@@ -182,7 +187,7 @@ async def configure_stations(sessions, sids, key, value):
             return
         async with gate:
             try:
-                out[sid] = {"status": (await send_command(sessions, sid, "change-configuration", body))["status"]}
+                out[sid] = {"status": (await send(sid, "change-configuration", body))["status"]}
             except CommandError as e:
                 out[sid] = {"error": e.message}
 

@@ -59,7 +59,7 @@ def counts(gw):
     out = {"total": 0, "connected": 0, "offline": 0, "faulted": 0, "hot": 0, "pending": 0,
            "status": dict.fromkeys(STATUSES + ("none",), 0)}
     by = out["status"]
-    sessions, last = gw.sessions, gw.last
+    sessions, last = gw.connected, gw.last
     for sid, st in gw.stations.items():
         out["total"] += 1
         if sid in sessions:
@@ -120,7 +120,7 @@ def fleet_page(gw, q):
     connected, faulted, hot = _flag(q, "connected"), _flag(q, "faulted"), _flag(q, "hot")
     limit = _int(q, "limit", 50, 1, MAX_PAGE)
     page = _int(q, "page", 1, 1, 10 ** 6)
-    sessions, last = gw.sessions, gw.last
+    sessions, last = gw.connected, gw.last
     hits = []
     for sid in sorted(gw.stations):
         st = gw.stations[sid]
@@ -201,7 +201,7 @@ class Hub:
     # --- what changed -----------------------------------------------------------
     def _key(self, sid, st):
         last = self.gw.last.get(sid) or {}
-        return (sid in self.gw.sessions, st.get("state"), st.get("status"), st.get("error_code"),
+        return (sid in self.gw.connected, st.get("state"), st.get("status"), st.get("error_code"),
                 st.get("last_seen"), last.get("seq"), st.get("firmware"),
                 self.gw.ota_last.get((sid, "firmware")))
 

@@ -92,6 +92,19 @@ class GatewayCollector:
         for u in gw.uplinks:
             c.add_metric([u.name], u.errors)
         yield c
+        cl = gw.cluster
+        if cl is not None:      # several processes on one PostgreSQL database (cluster.py)
+            yield GaugeMetricFamily("picocharge_cluster_processes", "Gateway processes alive on the database.",
+                                    value=cl.nodes)
+            yield GaugeMetricFamily("picocharge_cluster_leases", "Uplink work leases this process holds.",
+                                    value=len(cl.leases))
+            yield GaugeMetricFamily("picocharge_cluster_stations_elsewhere",
+                                    "Stations connected to the other processes.", value=len(cl.remote))
+            yield CounterMetricFamily("picocharge_cluster_takeovers",
+                                      "Leases taken over from a process that died.", value=cl.takeovers)
+            yield CounterMetricFamily("picocharge_mqtt_resent",
+                                      "Readings of a dead process's MQTT batch in flight, sent again (at-least-once).",
+                                      value=gw.mqtt.resent if gw.mqtt else 0)
         hub = _hub(gw)
         if hub is not None:
             live = hub.state()

@@ -180,7 +180,8 @@ class Listener:
 
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(factory, host, port, backlog=4096, ssl=ssl,
-                                               ssl_handshake_timeout=10 if ssl else None, reuse_address=True)
+                                               ssl_handshake_timeout=10 if ssl else None, reuse_address=True,
+                                               reuse_port=getattr(s, "reuse_port", False) or None)
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self, before_cleanup=None):

@@ -24,7 +24,6 @@ as on SQLite, and text compares byte by byte (COLLATE "C"), so the same queries 
 """
 import logging
 import re
-import time
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -34,11 +33,8 @@ from .store_schema import INSERT_READING, READING_COLS, StoreError, migrations, 
 
 log = logging.getLogger(__name__)
 
-# advisory lock keys: migrations (processes starting at once apply them one at a time), and the
-# one gateway process per database (until issue 15's leases let several share the uplinks' work)
+# the advisory lock key of migrations: processes starting at once apply them one at a time
 _MIGRATE_LOCK = 0x70696367     # 'picg'
-_GATEWAY_LOCK = 0x70696377     # 'picw'
-_CLAIM_WAIT_S = 5.0
 _CONNECT_TIMEOUT_S = 10
 _LITERAL = re.compile(r"('(?:[^']|'')*')")
 _INSERT_INTO = re.compile(r"\s*INSERT\s+INTO\s+(\w+)", re.I)
@@ -86,6 +82,8 @@ class PgCursor(psycopg.Cursor):
 
 class PgConnection(psycopg.Connection):
     """A psycopg connection that takes the SQL the callers write for both back ends."""
+
+    dialect = "postgresql"      # what a caller given only `db` may ask (uplinks: the outbox's order)
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -243,30 +241,13 @@ class PgBackend:
 
     # --- the batching writer's hooks -------------------------------------------------
     def claim(self, db):
-        """Hold the database for this gateway process, on the writer's connection (the lock goes
-        with the connection: a process that dies releases it). Two processes on one database
-        would each forward every reading to MQTT and ThingSpeak and move the same outbox
-        cursors; several processes come with the uplink leases of issue 15's next step."""
+        """Nothing to hold: several gateway processes share a database (cluster.py: what must have
+        one owner, the uplinks' work, is leased there). The server notices a writer whose host
+        vanished (no FIN) within ~25 s, not hours."""
         try:
-            # the server notices a holder whose host vanished (no FIN) within ~25 s, not hours
             db.script("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")
-            end = time.monotonic() + _CLAIM_WAIT_S
-            while True:     # a gateway killed a moment ago: its server process ends within this
-                got = db.cursor().execute("SELECT pg_try_advisory_lock(%s)", (_GATEWAY_LOCK,)).fetchone()[0]
-                if got or time.monotonic() > end:
-                    break
-                time.sleep(0.2)
-            holder = None if got else db.cursor().execute(
-                "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a "
-                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted AND l.database = "
-                "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                (_GATEWAY_LOCK,)).fetchone()
         except psycopg.Error as e:
-            raise StoreError("cannot take the database %s for this gateway (%s)" % (self.name, self._why(e)))
-        if not got:
-            raise StoreError("another gateway process uses the database %s (%s): stop it, or give this one "
-                             "another database; several gateway processes on one database are not supported yet"
-                             % (self.name, "%s from %s, server pid %s" % tuple(holder) if holder else "it just ended"))
+            raise StoreError("cannot use the database %s (%s)" % (self.name, self._why(e)))
 
     @staticmethod
     def changes(db):

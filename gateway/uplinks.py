@@ -40,6 +40,7 @@ readings carries is in the channel, and a field two of them carry holds the late
 import asyncio
 import json
 import logging
+import os
 import re
 import ssl
 import threading
@@ -72,24 +73,92 @@ _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
 _SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
 
 
+# The outbox's order. SQLite has one writer: reading ids commit in order, and a cursor is the
+# last id delivered. On PostgreSQL several gateway processes write at once (cluster.py), so id
+# 100 may commit after id 101 was read and delivered: a cursor over ids would step over it. There
+# a cursor is (xid, id), the transaction that stored the row and its id (migration 0003), and
+# the outbox is read in that order only up to the oldest transaction still running
+# (pg_snapshot_xmin): every row below that line is committed, and none can appear there later.
+# Nothing is skipped, nothing read twice. A key is an id (SQLite) or an (xid, id) pair.
+_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_XSELECT_AFTER = ("SELECT * FROM readings WHERE (xid, id) > (?, ?) AND xid < %s ORDER BY xid, id LIMIT ?"
+                  % _HORIZON)
+_XSELECT_STATION_AFTER = ("SELECT * FROM readings WHERE station = ? AND (xid, id) > (?, ?) AND xid < %s "
+                          "ORDER BY xid, id LIMIT ?" % _HORIZON)
+
+
+def by_xid(db):
+    return getattr(db, "dialect", "sqlite") == "postgresql"
+
+
+def row_key(db_or_pg, row):
+    """The outbox key of a readings row: its id, or (xid, id) on PostgreSQL (by_xid)."""
+    pg = db_or_pg if isinstance(db_or_pg, bool) else by_xid(db_or_pg)
+    return (row["xid"], row["id"]) if pg else row["id"]
+
+
+def key_id(key):
+    """The reading id of an outbox key (for messages and the retention count)."""
+    return key[1] if isinstance(key, tuple) else key
+
+
 def get_cursor(db, uplink, station):
-    row = db.execute("SELECT last_id FROM outbox WHERE uplink=? AND station=?", (uplink, station)).fetchone()
-    if row is None:
-        # a new uplink starts at the current end: it forwards what arrives from now on
-        last = db.execute("SELECT COALESCE(MAX(id), 0) FROM readings" +
-                          ("" if station == "*" else " WHERE station=?"),
-                          () if station == "*" else (station,)).fetchone()[0]
-        db.execute("INSERT INTO outbox (uplink, station, last_id) VALUES (?,?,?)", (uplink, station, last))
-        return last
-    return row[0]
+    pg = by_xid(db)
+    row = db.execute("SELECT %s FROM outbox WHERE uplink=? AND station=?" % ("last_xid, last_id" if pg else "last_id"),
+                     (uplink, station)).fetchone()
+    if row is not None:
+        return (row[0], row[1]) if pg else row[0]
+    # a new uplink starts at the current end: it forwards what arrives from now on
+    where = "" if station == "*" else " WHERE station=?"
+    args = () if station == "*" else (station,)
+    if pg:
+        # the end: the last row of a finished transaction (a running one's rows come after it)
+        row = db.execute("SELECT xid, id FROM readings" + (where or " WHERE 1=1") + " AND xid < %s ORDER BY xid "
+                         "DESC, id DESC LIMIT 1" % _HORIZON, args).fetchone()
+        key = (row[0], row[1]) if row else (0, 0)
+        db.execute("INSERT INTO outbox (uplink, station, last_xid, last_id) VALUES (?,?,?,?)",
+                   (uplink, station) + key)
+        return key
+    last = db.execute("SELECT COALESCE(MAX(id), 0) FROM readings" + where, args).fetchone()[0]
+    db.execute("INSERT INTO outbox (uplink, station, last_id) VALUES (?,?,?)", (uplink, station, last))
+    return last
 
 
-def set_cursor(db, uplink, station, last_id):
-    db.execute("UPDATE outbox SET last_id=? WHERE uplink=? AND station=?", (last_id, uplink, station))
+def set_cursor(db, uplink, station, key):
+    if isinstance(key, tuple):
+        db.execute("UPDATE outbox SET last_xid=?, last_id=? WHERE uplink=? AND station=?",
+                   (key[0], key[1], uplink, station))
+    else:
+        db.execute("UPDATE outbox SET last_id=? WHERE uplink=? AND station=?", (key, uplink, station))
+
+
+def rows_after(db, key, n, station=None):
+    """Up to n readings after outbox key `key` (of one station, or of all), in the outbox's order."""
+    if by_xid(db):
+        if station is None:
+            return db.execute(_XSELECT_AFTER, (key[0], key[1], n)).fetchall()
+        return db.execute(_XSELECT_STATION_AFTER, (station, key[0], key[1], n)).fetchall()
+    if station is None:
+        return db.execute(_SELECT_AFTER, (key, n)).fetchall()
+    return db.execute(_SELECT_STATION_AFTER, (station, key, n)).fetchall()
+
+
+def _set_in_flight(db, key):
+    """The MQTT stream's batch in flight ends at outbox key `key` (a cluster: PostgreSQL)."""
+    db.execute("UPDATE cluster_leases SET inflight_xid=?, inflight_id=? WHERE work='mqtt'", key)
 
 
 def outbox_depth(db, uplink):
     n = 0
+    if by_xid(db):
+        for station, last_xid, last_id in db.execute("SELECT station, last_xid, last_id FROM outbox WHERE uplink=?",
+                                                     (uplink,)).fetchall():
+            q = "SELECT COUNT(*) FROM readings WHERE (xid, id) > (?, ?)"
+            args = (last_xid, last_id)
+            if station != "*":
+                q, args = q + " AND station=?", args + (station,)
+            n += db.execute(q, args).fetchone()[0]
+        return n
     for station, last_id in db.execute("SELECT station, last_id FROM outbox WHERE uplink=?", (uplink,)).fetchall():
         if station == "*":
             n += db.execute("SELECT COUNT(*) FROM readings WHERE id > ?", (last_id,)).fetchone()[0]
@@ -172,6 +241,7 @@ class MqttUplink(Uplink):
         self._batch_done = asyncio.Event()
         self._task = None
         self.ingested = 0
+        self.resent = 0          # readings of a dead owner's batch in flight, sent again (cluster)
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
         self._ingesting = 0      # telemetry messages waiting for the store
         self._misc = None
@@ -203,9 +273,17 @@ class MqttUplink(Uplink):
             try:
                 await self.gw.store.run(set_cursor, self.name, "*", self._unsaved)
             except StoreError as e:
-                log.warning("mqtt: the outbox cursor (%d) is not stored: %s; its batch will be sent again",
-                            self._unsaved, e)
+                log.warning("mqtt: the outbox cursor (reading %d) is not stored: %s; its batch will be sent again",
+                            key_id(self._unsaved), e)
             self._unsaved = None
+        cl = self.gw.cluster
+        if cl is not None and cl.holds("mqtt") and not self._unacked:
+            # stopped in order, no batch waiting for its acknowledgements: nothing is in doubt
+            # (the next owner must not say so)
+            try:
+                await self.gw.store.run(lambda db: _set_in_flight(db, get_cursor(db, self.name, "*")))
+            except StoreError as e:
+                log.warning("mqtt: the batch in flight is not cleared (%s): the next owner will say it may repeat", e)
         await self._drop_client()
 
     def wake(self, station):
@@ -220,10 +298,10 @@ class MqttUplink(Uplink):
     # is written, and a burst of acks read, in one go.
     def _new_client(self):
         if self.v5:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
                             protocol=mqtt.MQTTv5)
         else:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-gateway-%d" % id(self),
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
                             protocol=mqtt.MQTTv311, clean_session=True)
         if self.cfg["user"]:
             c.username_pw_set(self.cfg["user"], self.cfg["password"])
@@ -239,6 +317,11 @@ class MqttUplink(Uplink):
         c.on_publish = lambda cl, ud, mid, rc, pr: self._in_loop(self._on_ack, mid)
         c.on_message = lambda cl, ud, m: self._in_loop(self._on_message, m.topic, m.payload)
         return c
+
+    def _client_id(self):
+        # with the pid: two gateway processes of a cluster on one broker must not share one id
+        # (the broker would disconnect each when the other connects)
+        return "picocharge-gateway-%d-%d" % (os.getpid(), id(self))
 
     def _in_loop(self, fn, *args):
         # paho calls back from loop_read/loop_write/loop_misc, on the loop; connect() runs
@@ -314,7 +397,12 @@ class MqttUplink(Uplink):
         for sid in list(self.gw.stations):
             self.publish_status(sid)
         if self.ingest:
-            if self.v5:
+            if self.gw.cluster is not None:
+                # several gateway processes: a shared subscription, so that each board message is
+                # stored by one of them (MQTT 5 forbids noLocal on a shared subscription: the own
+                # telemetry that comes back is dropped unparsed, _ingest_message)
+                client.subscribe("$share/picocharge-gateway/%s/+/telemetry" % self.prefix, qos=1)
+            elif self.v5:
                 # noLocal: the broker does not send the gateway's own publications back (one
                 # received and dropped message per forwarded reading: a third of the uplink's CPU)
                 client.subscribe("%s/+/telemetry" % self.prefix,
@@ -400,14 +488,61 @@ class MqttUplink(Uplink):
         one commit per batch."""
         if moved:
             set_cursor(db, self.name, "*", cursor)
-        return db.execute(_SELECT_AFTER, (cursor, self.batch)).fetchall()
+        rows = rows_after(db, cursor, self.batch)
+        if rows and self.gw.cluster is not None:
+            # the batch about to go out, in the same transaction: a process that takes the stream
+            # over after this one died knows what may have reached the broker already
+            _set_in_flight(db, row_key(db, rows[-1]))
+        return rows
+
+    def _in_doubt(self, db, cursor):
+        """(count, first seq, last seq) of the readings a previous owner of the stream may have
+        sent (its batch in flight when it died), or None."""
+        row = db.execute("SELECT inflight_xid, inflight_id FROM cluster_leases WHERE work='mqtt'").fetchone()
+        if row is None or row[0] is None:
+            return None
+        inflight = (row[0], row[1])
+        if not inflight > cursor:
+            return None
+        rows = rows_after(db, cursor, self.batch)
+        ids = [r["id"] for r in rows if row_key(db, r) <= inflight]
+        return (len(ids), min(ids), max(ids)) if ids else None
+
+    def _mine(self):
+        """Whether this process forwards the readings now: always alone, with the MQTT lease in a
+        cluster (cluster.py: one process at a time forwards the stream)."""
+        cl = self.gw.cluster
+        return cl is None or cl.holds("mqtt")
 
     async def _drain(self):
+        while self.connected and not self.stopping:
+            if not self._mine():
+                self._event.clear()
+                try:
+                    await asyncio.wait_for(self._event.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            if not await self._drain_mine():
+                return
+
+    async def _drain_mine(self):
+        """Forward until the broker is lost (False) or the lease is (True)."""
         store = self.gw.store
         cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
+        if self.gw.cluster is not None:
+            doubt = await _store_run(store, "mqtt", self._in_doubt, cursor)
+            if doubt:
+                # MQTT has no way to ask the broker what it took (ThingSpeak's channel can be read
+                # back): at-least-once, the subscribers tell a repeat by its seq
+                self.resent += doubt[0]
+                log.warning("mqtt: taking the stream up with a batch in flight from before (a process that died, or "
+                            "the broker lost): %d readings (seq %d..%d) may reach the broker a second time", *doubt)
         self._event.clear()     # before every read of the outbox: a reading stored after it wakes us
         rows = await _store_run(store, "mqtt", self._advance, cursor, False)
         while self.connected and not self.stopping:
+            if not self._mine():
+                return True
             if not rows:
                 try:
                     await asyncio.wait_for(self._event.wait(), 1.0)
@@ -423,6 +558,7 @@ class MqttUplink(Uplink):
             self._unacked = unacked = set()
             sent = []
             publish, topic, payload, prefix = self.client.publish, fields.telemetry_topic, self.payload, self.prefix
+            pg = self.gw.store.dialect == "postgresql"
             for k, row in enumerate(rows):
                 if k and not k % 100:
                     await asyncio.sleep(0)  # a batch of 1,000 publishes is ~30 ms: let stations in
@@ -433,7 +569,7 @@ class MqttUplink(Uplink):
                     break
                 if not info.is_published():
                     unacked.add(info.mid)
-                sent.append((row["id"], info.mid))
+                sent.append((row_key(pg, row), info.mid))
             deadline = time.monotonic() + 30
             while unacked and self.connected:
                 self._batch_done.clear()
@@ -461,7 +597,8 @@ class MqttUplink(Uplink):
             rows = await _store_run(store, "mqtt", self._advance, cursor, n > 0)
             self._unsaved = None
             if not complete:
-                return  # lost the broker mid-batch: reconnect, resend from the cursor
+                return False    # lost the broker mid-batch: reconnect, resend from the cursor
+        return not self.stopping
 
     @staticmethod
     def payload(row):
@@ -476,7 +613,9 @@ class MqttUplink(Uplink):
         if st is None:      # removed: an empty retained message deletes the retained status
             self.client.publish(topic, b"", qos=1, retain=True)
             return
-        state = "online" if sid in self.gw.sessions else "offline"
+        # connected to any process of a cluster: the process whose older link it closed must not
+        # publish "offline" over the "online" of the one it connected to
+        state = "online" if sid in self.gw.connected else "offline"
         self.client.publish(topic, fields.status_json(state, st.get("status") or "Unknown"), qos=1, retain=True)
 
     # --- ingest ---------------------------------------------------------------
@@ -665,6 +804,9 @@ class ThingSpeakUplink(Uplink):
     def add_station(self, sid):
         if sid in self.workers:
             return
+        cl = self.gw.cluster
+        if cl is not None and not cl.owns_station(sid):
+            return      # another process of the cluster holds its shard's lease (cluster.py)
         self.events[sid] = asyncio.Event()
         self.events[sid].set()
         self.workers[sid] = self.loop.create_task(self._worker(sid))
@@ -733,6 +875,7 @@ class ThingSpeakUplink(Uplink):
         store = self.gw.store
         st = self.gw.stations[sid]
         cid, key = st["ts_channel"], st["ts_key"]
+        pg = store.dialect == "postgresql"
         cursor = await _store_run(store, "thingspeak", get_cursor, self.name, sid)
         worked_before = await _store_run(store, "thingspeak", lambda db: db.execute(
             "SELECT 1 FROM outbox WHERE uplink=? AND station=?", (self.name + "-inflight", sid)).fetchone())
@@ -744,14 +887,15 @@ class ThingSpeakUplink(Uplink):
         last_write = time.monotonic() if worked_before else None
         fails = 0
         skip = set()
-        unsure = 0      # readings up to this id may be in the channel already
+        unsure = None   # readings up to this key may be in the channel already
         if inflight > cursor:
             # a send was in flight when the gateway stopped: ask the channel what it stored
             skip, why = await self.loop.run_in_executor(None, self._stored_created_at, cid,
                                                         st.get("ts_read_key"))
             if skip is None:
                 log.warning("thingspeak: station=%s channel=%s: cannot read the channel back (%s); re-sending "
-                            "readings %d..%d (may duplicate)", sid, cid, why, cursor + 1, inflight)
+                            "readings %d..%d (may duplicate)", sid, cid, why, key_id(cursor) + 1,
+                            key_id(inflight))
                 skip = set()
                 # those go by bulk write: the channel drops an entry it holds already and answers
                 # 202, where a single write of it may be answered 0 (not stored) again and again
@@ -762,14 +906,17 @@ class ThingSpeakUplink(Uplink):
         ev = self.events[sid]
         while not self.stopping:
             ev.clear()
-            rows = await _store_run(store, "thingspeak", lambda db: db.execute(_SELECT_STATION_AFTER,
-                                                         (sid, cursor, self.bulk_limit + 1)).fetchall())
+            rows = await _store_run(store, "thingspeak", rows_after, cursor, self.bulk_limit + 1, sid)
             if skip:
-                keep = [r for r in rows if not (r["id"] <= inflight and r["ts"] in skip)]
+                keep = [r for r in rows if not (row_key(pg, r) <= inflight and r["ts"] in skip)]
                 if len(keep) != len(rows):
                     log.info("thingspeak: station=%s %d readings were already stored before the restart",
                              sid, len(rows) - len(keep))
-                    cursor = rows[len(rows) - 1]["id"] if not keep else keep[0]["id"] - 1
+                    if not keep:
+                        cursor = row_key(pg, rows[-1])
+                    else:   # up to the row before the first one kept
+                        first = rows.index(keep[0])
+                        cursor = row_key(pg, rows[first - 1]) if first else cursor
                     await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
                 rows = keep
                 skip = set()
@@ -793,16 +940,16 @@ class ThingSpeakUplink(Uplink):
                     continue        # fetch again: more may have queued up meanwhile (one bulk write)
             if entries:
                 await _store_run(store, "thingspeak", set_cursor, self.name + "-inflight", sid,
-                                 rows[-1]["id"])
+                                 row_key(pg, rows[-1]))
                 ok, why = await self.loop.run_in_executor(None, self._send, cid, key, entries,
-                                                          rows[0]["id"] <= unsure)
+                                                          unsure is not None and row_key(pg, rows[0]) <= unsure)
                 last_write = time.monotonic()
             else:
                 ok = True       # every one of them late: nothing to write
             if ok:
                 self.failing.pop(sid, None)
                 fails = 0
-                cursor = rows[-1]["id"]
+                cursor = row_key(pg, rows[-1])
                 await _store_run(store, "thingspeak", set_cursor, self.name, sid, cursor)
                 for e in entries:
                     written.add(e["created_at"])

@@ -162,6 +162,9 @@ def make_app(gw):
 def health(gw):
     out = {"status": "ok", "stations_connected": len(gw.sessions), "stations_known": len(gw.stations),
            "uplinks": {u.name: u.state() for u in gw.uplinks}}
+    cl = getattr(gw, "cluster", None)
+    if cl is not None:      # one of several processes on the database (docs/scale-out.md)
+        out["cluster"] = {"process": cl.node, "processes": cl.nodes, "leases": sorted(cl.leases)}
     failing = getattr(gw.thingspeak, "failing", None)
     if failing:     # which stations' ThingSpeak writes fail, and why (never the write key)
         out["thingspeak_failing"] = {sid: why for sid, (_r, why) in sorted(failing.items())}

@@ -100,9 +100,12 @@ async def _restart_after_inflight_write(gateway, db, fake, ch, read_key):
 
     # the last upload (readings 1..3) is marked in flight and the cursor is back before it;
     # created_at recognises the replay, if the channel can be read back
+    # (the outbox's keys: ids on SQLite, (xid, id) on PostgreSQL: uplinks.row_key)
+    from picocharge.gateway.uplinks import row_key, set_cursor
     con = Store(db).open()     # SQLite or PostgreSQL: each statement commits at once
-    con.execute("UPDATE outbox SET last_id=0 WHERE uplink='thingspeak' AND station='CP-1'")
-    con.execute("UPDATE outbox SET last_id=3 WHERE uplink='thingspeak-inflight' AND station='CP-1'")
+    third = con.execute("SELECT * FROM readings WHERE id=3").fetchone()
+    set_cursor(con, "thingspeak", "CP-1", (0, 0) if isinstance(row_key(con, third), tuple) else 0)
+    set_cursor(con, "thingspeak-inflight", "CP-1", row_key(con, third))
     con.close()
 
     gw2 = await gateway(db=db, thingspeak_url=fake.url, thingspeak_interval=0.2)
