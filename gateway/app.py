@@ -776,11 +776,7 @@ class Gateway:
                 ts.add_station(sid)
 
     async def id_tag_changed(self, tag):
-        row = await self.store.run(lambda db: db.execute("SELECT status FROM id_tags WHERE tag=?", (tag,)).fetchone())
-        if row is None:
-            self.id_tags.pop(tag, None)
-        else:
-            self.id_tags[tag] = row[0]
+        await self.idtags.reload(tag)   # status, parent, expiry: Authorize answers the same on every process
 
     def remote_changed(self, sid):
         """A station connected to or left another process: nothing kept here beyond cluster.remote."""

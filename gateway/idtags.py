@@ -223,6 +223,24 @@ class IdTags:
         self.meta = {r[0]: (r[2], r[3]) for r in rows}
         self.version = await self.gw.store.run(list_version)
 
+    async def reload(self, tag):
+        """Another gateway process changed `tag` (cluster.py: id_tags' trigger, delivered at the
+        commit that also wrote its parent and the change log): its row read again, and this
+        process's stations' local lists brought up to date like after a change made here."""
+        def one(db):
+            r = db.execute("SELECT t.status, p.parent, t.expiry FROM id_tags t LEFT JOIN id_tag_parents p "
+                           "ON p.tag = t.tag WHERE t.tag=?", (tag,)).fetchone()
+            return (tuple(r) if r else None), list_version(db)
+        row, self.version = await self.gw.store.run(one)
+        if row is None:
+            self.gw.id_tags.pop(tag, None)
+            self.meta.pop(tag, None)
+        else:
+            self.gw.id_tags[tag] = row[0]
+            self.meta[tag] = (row[1], row[2])
+        if self.on_change is not None:
+            self.on_change([tag])
+
     def info(self, tag, now=None):
         """The idTagInfo for `tag`: status, parentIdTag, expiryDate from the list; a tag past its
         expiry date is Expired; every tag is Accepted while the list is empty."""

@@ -218,3 +218,40 @@ async def test_cluster__two_processes_starting_at_once_on_an_empty_database_migr
         for gw in (a, b):
             if not isinstance(gw, BaseException):
                 await asyncio.to_thread(gw.stop)
+
+
+async def test_cluster__an_id_tag_changed_through_a_is_answered_the_same_by_b(pg_url):
+    # id tags are cached in each process (with parent and expiry): a change made through A
+    # reaches B by the id_tags trigger's NOTIFY, parent and expiry included
+    a, b = await _two(pg_url, "--auth", "none")
+    try:
+        pa, pb = port_of(a), port_of(b)
+        s, out = await http(pa, "POST", "/api/id-tags", {"id_tag": "FLEET", "status": "Accepted"})
+        assert s in (200, 201), out
+        s, out = await http(pa, "POST", "/api/id-tags", {"id_tag": "CARD-7", "status": "Accepted",
+                                                         "parent_id_tag": "FLEET",
+                                                         "expiry_date": "2030-01-01T00:00:00Z"})
+        assert s in (200, 201), out
+        async with Connected(pb, "CP-T") as cp:
+            await boot(cp)
+
+            async def answer():
+                r = await cp.call(call.Authorize(id_tag="CARD-7"))
+                return r.id_tag_info
+            info = await until(lambda: _when(answer, lambda i: i["status"] == "Accepted"))
+            assert (info["parent_id_tag"], info["expiry_date"][:19]) == ("FLEET", "2030-01-01T00:00:00"), info
+            s, out = await http(pa, "PUT", "/api/id-tags/CARD-7", {"status": "Blocked"})
+            assert s == 200, out
+            info = await until(lambda: _when(answer, lambda i: i["status"] == "Blocked"))
+            assert info["status"] == "Blocked", info
+            s, out = await http(pa, "DELETE", "/api/id-tags/CARD-7")
+            assert s in (200, 204), out
+            info = await until(lambda: _when(answer, lambda i: i["status"] == "Invalid"))
+            assert info == {"status": "Invalid"}, info
+    finally:
+        await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
+
+
+async def _when(get, ok):
+    v = await get()
+    return v if ok(v) else None
