@@ -84,6 +84,7 @@ class Cluster:
         self.remote = {}        # station id -> (node, gen) of its connection to another process
         self.leases = set()     # works this process holds
         self.nodes = 1          # processes alive, at the last tick
+        self.alive = set()      # their names
         self._conn = None       # queries, NOTIFY
         self._listen = None     # LISTEN
         self._tasks = []
@@ -210,6 +211,7 @@ class Cluster:
         alive = {r[0] for r in rows}
         alive.add(self.node)
         self.nodes = len(alive)
+        self.alive = alive
         # the sessions of processes that died: their stations reconnect (to any process)
         for sid in [s for s, (node, _g) in self.remote.items() if node not in alive]:
             del self.remote[sid]
@@ -430,8 +432,11 @@ class Cluster:
                 try:
                     await asyncio.wait_for(asyncio.shield(fut), min(left, TICK_S))
                 except asyncio.TimeoutError:
-                    if self.remote.get(sid, (None,))[0] != where[0] and sid not in self.gw.sessions:
-                        # the process that held it died (the tick saw it gone) or the station left
+                    if where[0] not in self.alive and self.remote.get(sid, (None,))[0] != where[0] \
+                            and sid not in self.gw.sessions:
+                        # the process that held it died (the tick saw it gone). A station that only
+                        # left a live process is that process's to report (502 "disconnected after
+                        # receiving ..."), with its answer row: until then, wait for it
                         raise CommandError(502, "gateway process %s, which held station %s, stopped before the "
                                                 "station's answer to %s: it reconnects to another process; send the "
                                                 "command again then" % (where[0], sid, name), {"disconnected": True})

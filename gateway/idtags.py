@@ -232,13 +232,15 @@ class IdTags:
                            "ON p.tag = t.tag WHERE t.tag=?", (tag,)).fetchone()
             return (tuple(r) if r else None), list_version(db)
         row, self.version = await self.gw.store.run(one)
+        was = (self.gw.id_tags.get(tag),) + self.meta.get(tag, (None, None))
         if row is None:
             self.gw.id_tags.pop(tag, None)
             self.meta.pop(tag, None)
         else:
             self.gw.id_tags[tag] = row[0]
             self.meta[tag] = (row[1], row[2])
-        if self.on_change is not None:
+        # the process that made the change gets the NOTIFY too, with its cache already up to date
+        if self.on_change is not None and was != ((row[0], row[1], row[2]) if row else (None, None, None)):
             self.on_change([tag])
 
     def info(self, tag, now=None):

@@ -71,7 +71,7 @@ class LocalSync:
         self.gw = gw
         self.rows = {}          # station -> its local_lists row (dict)
         self._tasks = {}        # station -> its running sync
-        self._again = set()     # stations whose list changed while their sync ran
+        self._again = {}        # stations whose list changed while their sync ran -> check (a boot's GetLocalListVersion)
         self.runs = 0           # syncs finished (tests wait for it)
         self._done = asyncio.Event()
         self._gate = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -135,8 +135,8 @@ class LocalSync:
                 self.kick(sid)
 
     def kick(self, sid, check=False):
-        if sid in self._tasks:
-            self._again.add(sid)
+        if sid in self._tasks:     # once it is done, again; a boot's check is kept, not folded into a plain one
+            self._again[sid] = self._again.get(sid, False) or check
             return
         t = asyncio.get_running_loop().create_task(self._run(sid, check))
         self._tasks[sid] = t
@@ -161,8 +161,7 @@ class LocalSync:
                     _ONCE.exception("station=%s local list sync failed", sid, key=("localsync", sid))
                 if sid not in self._again:
                     break
-                self._again.discard(sid)
-                check = False
+                check = self._again.pop(sid)
         finally:
             self._tasks.pop(sid, None)
             self.runs += 1
