@@ -16,18 +16,15 @@ from support import tls_certs
 from support.gwhttp import http
 from picocharge.cmd_demo import GatewayProcess
 from support.gwhttp import TEST_TOKEN
-from support.haproxy import (DEPLOY, PW, SID, DnsServer, HAProxy, OcppStation, Station, boot, boot_and_meter,
-                             connected_on, gateway_api, gateway_port, readings, start_gateways)
+from support.haproxy import (DEPLOY, PW, SID, DnsServer, HAProxy, OcppStation, Station, balancer_up, boot,
+                             boot_and_meter, connected_on, gateway_api, gateway_port, readings, start_gateways)
 from support.net import wait_until
 
 
 async def test_haproxy__station_fails_over_to_the_other_gateway_when_its_own_dies(tmp_path, two_gateways):
     gws = two_gateways
-    lb = await asyncio.to_thread(HAProxy(tmp_path, [("gw1", "127.0.0.1", gateway_port(gws[0])),
-                                                    ("gw2", "127.0.0.1", gateway_port(gws[1]))]).start)
+    lb = await balancer_up(tmp_path, gws)
     try:
-        for name in ("gw1", "gw2"):
-            await asyncio.to_thread(lb.wait_status, name, "UP")
         url = "ws://127.0.0.1:%d/ocpp/%s" % (lb.port, SID)
         async with Station(url) as st:
             await boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)
@@ -66,12 +63,9 @@ async def test_haproxy__a_hung_gateway_is_marked_down_and_its_stations_moved(tmp
     tells the station) fails its health checks; HAProxy marks it down and closes its stations'
     tunnels (`on-marked-down shutdown-sessions`), and they reconnect to the other."""
     gws = two_gateways
-    lb = await asyncio.to_thread(HAProxy(tmp_path, [("gw1", "127.0.0.1", gateway_port(gws[0])),
-                                                    ("gw2", "127.0.0.1", gateway_port(gws[1]))]).start)
+    lb = await balancer_up(tmp_path, gws)
     frozen = None
     try:
-        for name in ("gw1", "gw2"):
-            await asyncio.to_thread(lb.wait_status, name, "UP")
         url = "ws://127.0.0.1:%d/ocpp/%s" % (lb.port, SID)
         async with Station(url) as st:
             await boot_and_meter(st, "2026-01-01T10:00:00Z", 6.0)

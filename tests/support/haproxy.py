@@ -354,3 +354,17 @@ async def boot_and_meter(st, ts, current):
     b = await boot(st.cp)
     assert b.status == "Accepted", b
     await st.cp.call(call.MeterValues(connector_id=1, meter_value=[meter(ts, current=current, temp=21.0)]))
+
+
+async def balancer_up(tmp_path, gws):
+    """HAProxy from deploy/haproxy.cfg in front of the gateways `gws` (named gw1, gw2, ...),
+    started once its checks mark every one of them UP."""
+    lb = await asyncio.to_thread(HAProxy(tmp_path, [("gw%d" % (i + 1), "127.0.0.1", gateway_port(g))
+                                                    for i, g in enumerate(gws)]).start)
+    try:
+        for i in range(len(gws)):
+            await asyncio.to_thread(lb.wait_status, "gw%d" % (i + 1), "UP")
+    except BaseException:
+        lb.stop()
+        raise
+    return lb
