@@ -268,6 +268,8 @@ async def _cancel_reservation(gw, req, id, reservation):
         rid = int(reservation)
     except ValueError:
         raise ValueError("the reservation id must be an integer")
+    if not 1 <= rid <= 2 ** 31 - 1:     # the store's integer (SQLite raised OverflowError: a 500)
+        raise ValueError("the reservation id must be between 1 and %d" % (2 ** 31 - 1))
     if await gw.reservations.get(id, rid) is None:
         return _error(404, "station %s has no reservation %d (GET /api/stations/%s/reservations)" % (id, rid, id))
     try:

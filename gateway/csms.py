@@ -554,7 +554,7 @@ class StationSession(ChargePoint):
             self._replayed("StartTransaction", "connector %d meterStart %d at %s: answered transactionId %d "
                            "again, no new transaction" % (connector_id, meter_start, ts, tid))
         elif rid is not None:
-            await self.gw.reservations.started(self.id, rid, tid)
+            await self.gw.reservations.started(self.id, rid, tid, connector_id, id_tag)
         return call_result.StartTransaction(transaction_id=tid, id_tag_info=_snake_info(info))
 
     @on(Action.stop_transaction)

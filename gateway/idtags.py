@@ -156,8 +156,22 @@ def _load(db):
                                          "LEFT JOIN id_tag_parents p ON p.tag = t.tag")]
 
 
+# keys of the transaction-level advisory locks that make MAX(...)+1 safe with several gateway
+# processes on one PostgreSQL database (two writers would take the same number; the second's
+# INSERT failed its primary key); SQLite has one writer
+LOCK_TAG_LOG = 0x70630001
+LOCK_RESERVATIONS = 0x70630002
+
+
+def next_key(db, lock, sql):
+    """MAX(key)+1 by `sql` (a SELECT COALESCE(MAX(...), 0)), the key's lock held to the commit."""
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        db.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+    return db.execute(sql).fetchone()[0] + 1
+
+
 def _next_version(db):
-    return db.execute("SELECT COALESCE(MAX(version), 0) FROM id_tag_log").fetchone()[0] + 1
+    return next_key(db, LOCK_TAG_LOG, "SELECT COALESCE(MAX(version), 0) FROM id_tag_log")
 
 
 def _prune(db):

@@ -3,7 +3,7 @@ generated from them and from the route table (api.api_table). The handlers keep 
 checks and messages (which the tests pin); these models say what they accept and answer."""
 from typing import Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from picocharge.firmware import fields
 
@@ -334,15 +334,38 @@ class UnlockConnector(_Closed):
     connector_id: int = Field(1, ge=1)
 
 
+def _tag_or_none(v, name):
+    from .idtags import check_tag       # (idtags imports csms; models is imported by the API alone)
+    return None if v is None else check_tag(v, name)
+
+
 class IdTagInfo(_Closed):
     status: Literal["Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"]
     expiry_date: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
     parent_id_tag: Optional[str] = Field(None, min_length=1, max_length=20)
 
+    # the same checks as the id-tag list's (printable, an ISO 8601 date-time): what the API
+    # sends a station in SendLocalList is held to them at the door
+    @field_validator("expiry_date")
+    @classmethod
+    def _expiry(cls, v):
+        from .idtags import check_expiry
+        return check_expiry(v)
+
+    @field_validator("parent_id_tag")
+    @classmethod
+    def _parent(cls, v):
+        return _tag_or_none(v, "parent_id_tag")
+
 
 class AuthorizationData(_Closed):
     id_tag: str = Field(min_length=1, max_length=20)
     id_tag_info: Optional[IdTagInfo] = Field(None, description="Left out in a Differential: the tag is removed.")
+
+    @field_validator("id_tag")
+    @classmethod
+    def _tag(cls, v):
+        return _tag_or_none(v, "id_tag")
 
 
 class SendLocalList(_Closed):

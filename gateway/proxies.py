@@ -42,6 +42,7 @@ def _trusted(nets, addr):
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
     except ValueError:
         return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip    # a dual-stack listener shows 10.0.0.5 as ::ffff:10.0.0.5
     return any(ip in n for n in nets)
 
 

@@ -14,7 +14,7 @@ from ocpp.v16 import call as ocpp_call
 
 from .commands import CommandError, send_call
 from .csms import utc_now
-from .idtags import check_expiry, check_tag
+from .idtags import LOCK_RESERVATIONS, check_expiry, check_tag, next_key
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _COLS = ("id", "station", "connector", "id_tag", "parent", "expiry", "status", "
 
 
 def _insert(db, sid, connector, tag, parent, expiry):
-    rid = db.execute("SELECT COALESCE(MAX(id), 0) FROM reservations").fetchone()[0] + 1
+    rid = next_key(db, LOCK_RESERVATIONS, "SELECT COALESCE(MAX(id), 0) FROM reservations")
     db.execute("INSERT INTO reservations (id, station, connector, id_tag, parent, expiry, status, created) "
                "VALUES (?,?,?,?,?,?,?,?)", (rid, sid, connector, tag, parent, expiry, "Sending", utc_now()))
     return rid
@@ -48,12 +48,27 @@ def _list(db, sid):
         (sid,))]
 
 
-def _link(db, sid, rid, tid):
-    """Transaction `tid` started against reservation `rid` of station `sid`: True if it is its."""
-    if db.execute("SELECT 1 FROM reservations WHERE id=? AND station=?", (rid, sid)).fetchone() is None:
-        return False
+def _link(db, sid, rid, tid, connector, tag, parent, now):
+    """Transaction `tid` (on `connector`, for `tag` whose parent is `parent`) started against
+    reservation `rid` of station `sid`: None when linked, else why not. Only a reservation the
+    station accepted, not cancelled, not used, not expired, for that connector (or connector 0:
+    any) and that tag or one with the same parent, as OCPP 1.6 5.13 lets a station start it."""
+    r = db.execute("SELECT connector, id_tag, parent, expiry, status, cancelled, transaction_id FROM reservations "
+                   "WHERE id=? AND station=?", (rid, sid)).fetchone()
+    if r is None:
+        return "the gateway did not make it for this station"
+    rc, rtag, rparent, expiry, status, cancelled, used = r
+    if status != "Accepted" or cancelled or used is not None:
+        return "it is %s" % ("used by transaction %d" % used if used is not None else
+                             "cancelled" if cancelled else "not accepted by the station (%s)" % status)
+    if expiry <= now:
+        return "it expired at %s" % expiry
+    if rc not in (0, connector):
+        return "it is for connector %d, not %d" % (rc, connector)
+    if tag != rtag and not (rparent and parent == rparent):
+        return "it is for id tag %s%s, not %s" % (rtag, " (parent %s)" % rparent if rparent else "", tag)
     db.execute("UPDATE reservations SET transaction_id=? WHERE id=? AND station=?", (tid, rid, sid))
-    return True
+    return None
 
 
 def reservation_of(db, sid, tids):
@@ -161,8 +176,9 @@ class Reservations:
         now = utc_now()
         return [view(r, now) for r in await self.gw.store.run(_list, sid)]
 
-    async def started(self, sid, rid, tid):
+    async def started(self, sid, rid, tid, connector, tag):
         """A StartTransaction of `sid` named reservation `rid` and was given transaction `tid`."""
-        if not await self.gw.store.run(_link, sid, rid, tid):
-            log.warning("station=%s started transaction %d for reservation %d, which the gateway did not make for "
-                        "it: not linked", sid, tid, rid)
+        parent = self.gw.idtags.info(tag).get("parentIdTag")
+        why = await self.gw.store.run(_link, sid, rid, tid, connector, tag, parent, utc_now())
+        if why is not None:
+            log.warning("station=%s started transaction %d for reservation %d: not linked, %s", sid, tid, rid, why)

@@ -58,3 +58,12 @@ async def test_proxies__without_trust_the_header_changes_nothing(gateway):
 def test_proxies__a_bad_network_is_refused_by_the_command_line(tmp_path):
     r = run_cli("gateway", "--db", str(tmp_path / "gw.db"), "--port", "0", "--trusted-proxy", "10.0.0.0/8,300.1.2.3")
     assert r.returncode == 2 and "--trusted-proxy '300.1.2.3' is not an IP address or network" in r.stderr, r.stderr
+
+
+def test_proxies__an_ipv4_proxy_seen_on_a_dual_stack_listener_is_still_trusted():
+    # found reviewing: with --host ::, a connection from 10.0.0.5 arrives as ::ffff:10.0.0.5, which
+    # no IPv4 network contains, and the header was ignored for every client
+    from picocharge.gateway import proxies
+    nets = proxies.networks(["10.0.0.0/8"])
+    assert proxies.client_address(nets, "::ffff:10.0.0.5", "198.51.100.7") == "198.51.100.7"
+    assert proxies.client_address(nets, "::ffff:192.0.2.9", "198.51.100.7") == "::ffff:192.0.2.9"

@@ -219,3 +219,51 @@ async def test_reservations__no_answer_is_stored_as_such_and_the_next_gets_a_new
     s, rows = await http(gw, "GET", "/api/stations/CP-1/reservations")
     assert [(r["id"], r["status"], r["state"]) for r in rows] == [(2, "Accepted", "active"),
                                                                   (1, "NoAnswer", "no answer")], rows
+
+
+async def test_reservations__a_transaction_links_only_to_a_reservation_it_may_use(gateway, caplog):
+    # found reviewing: any StartTransaction naming a reservation id of the station was linked to
+    # it, whatever its tag, connector or state (OCPP 1.6 5.13: the tag, or one with its parent)
+    gw = await gateway()
+    for b in ({"id_tag": "CARD-1", "parent_id_tag": "FLEET"}, {"id_tag": "CARD-2", "parent_id_tag": "FLEET"},
+              {"id_tag": "OTHER"}):
+        assert (await http(gw, "POST", "/api/id-tags", b))[0] == 201
+    async with Connected(gw.port, "CP-1", cls=Reserving) as cp:
+        await boot(cp)
+        s, r = await http(gw, "POST", "/api/stations/CP-1/reservations",
+                          {"connector_id": 1, "id_tag": "CARD-1", "expiry_date": _in(30)})
+        assert (s, r["id"]) == (201, 1), r
+        n = 0
+
+        async def start(tag, connector, rid=1):
+            nonlocal n
+            n += 1
+            return (await cp.call(call.StartTransaction(connector_id=connector, id_tag=tag, meter_start=n,
+                                                        reservation_id=rid,
+                                                        timestamp="2026-01-01T10:00:%02dZ" % n))).transaction_id
+        await start("OTHER", 1)         # another tag, no common parent
+        await start("CARD-1", 2)        # its tag, another connector
+        await start("CARD-1", 1, rid=77)    # a reservation the gateway never made
+        s, rows = await http(gw, "GET", "/api/stations/CP-1/reservations")
+        assert [(x["id"], x["transaction_id"]) for x in rows] == [(1, None)], rows
+        tid = await start("CARD-2", 1)  # the same parent: it may
+        s, rows = await http(gw, "GET", "/api/stations/CP-1/reservations")
+        assert [(x["id"], x["transaction_id"], x["state"]) for x in rows] == [(1, tid, "used")], rows
+        await start("CARD-1", 1)        # used: not linked again
+        s, rows = await http(gw, "GET", "/api/stations/CP-1/reservations")
+        assert rows[0]["transaction_id"] == tid, rows
+        # a reservation id past what the store holds: 400, not a 500
+        s, out = await http(gw, "POST", "/api/stations/CP-1/reservations/99999999999999999999/cancel")
+        assert s == 400 and "between 1 and 2147483647" in out["error"], (s, out)
+        # what the API sends a station in SendLocalList is held to the id-tag list's checks
+        for entry, why in (({"id_tag": "X\u0001Y", "id_tag_info": {"status": "Accepted"}}, "printable"),
+                           ({"id_tag": "CARD-9", "id_tag_info": {"status": "Accepted", "expiry_date": "garbage"}},
+                            "ISO 8601")):
+            s, out = await http(gw, "POST", "/api/stations/CP-1/send-local-list", {
+                "list_version": 5, "update_type": "Differential", "local_authorization_list": [entry]})
+            assert s == 400 and why in out["error"], (s, out)
+    for why in ("not linked, it is for id tag CARD-1 (parent FLEET), not OTHER",
+                "not linked, it is for connector 1, not 2",
+                "not linked, the gateway did not make it for this station",
+                "not linked, it is used by transaction %d" % tid):
+        assert why in caplog.text, (why, caplog.text[-2000:])
