@@ -775,8 +775,8 @@ class Gateway:
             if st.get("ts_channel") and st.get("ts_key"):
                 ts.add_station(sid)
 
-    async def id_tag_changed(self, tag):
-        await self.idtags.reload(tag)   # status, parent, expiry: Authorize answers the same on every process
+    async def id_tags_changed(self, tags):
+        await self.idtags.reload(tags)  # status, parent, expiry: Authorize answers the same on every process
 
     def remote_changed(self, sid):
         """A station connected to or left another process: nothing kept here beyond cluster.remote."""

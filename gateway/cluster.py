@@ -51,6 +51,7 @@ CHANNEL = "picocharge"
 NOTIFY_MAX = 7900       # bytes of one NOTIFY payload (PostgreSQL: under 8000)
 SHARDS = 16             # ThingSpeak work: station ids hashed into this many leases
 TICK_S = 1.0            # heartbeat, leases, dead processes
+TAGS_LINGER_S = 0.05    # id-tag NOTIFYs gathered this long before they are read back
 NODE_TTL_S = 10.0       # a process whose row is not renewed this long is gone
 LEASE_S = 10.0          # a lease not renewed this long is free
 VIEW_S = 0.25           # the last readings of local stations go to the others this often
@@ -89,6 +90,8 @@ class Cluster:
         self._listen = None     # LISTEN
         self._tasks = []
         self._calls = {}        # call id -> future of its answer (commands this process forwarded)
+        self._tags = set()      # id tags changed (NOTIFY), to be read back (_read_tags)
+        self._tags_task = None
         self._dirty = set()     # local stations whose last reading changed since the last view batch
         self._sent_seen = {}    # local station -> the last_seen the others were told
         self._lock = asyncio.Lock()
@@ -126,6 +129,8 @@ class Cluster:
         await self._tick()
 
     async def stop(self):
+        if self._tags_task is not None:
+            self._tags_task.cancel()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -301,13 +306,31 @@ class Cluster:
                 except (RuntimeError, psycopg.Error) as e2:
                     log.warning("cluster: %s", e2)
 
+    async def _read_tags(self):
+        """The id tags NOTIFY named, read back in batches (one query per 500) a moment after the
+        first, so a bulk change costs a few queries, and the listener goes on meanwhile (it
+        only adds names to a set: forwarded commands are not held up behind 20,000 reads)."""
+        try:
+            while self._tags:
+                await asyncio.sleep(TAGS_LINGER_S)
+                tags, self._tags = self._tags, set()
+                try:
+                    await self.gw.id_tags_changed(tags)
+                except StoreError as e:
+                    log.warning("cluster: %d changed id tags not read again (%s): the next change of each does",
+                                len(tags), e)
+        finally:
+            self._tags_task = None
+
     async def _on(self, msg):
         k = msg.get("k")
         gw = self.gw
         if k == "s":
             await gw.station_row_changed(msg["s"])
-        elif k == "t":
-            await gw.id_tag_changed(msg["t"])
+        elif k == "t":     # read back together: a CSV import of 20,000 tags is 20,000 NOTIFYs
+            self._tags.add(str(msg["t"])[:64])
+            if self._tags_task is None:
+                self._tags_task = asyncio.get_running_loop().create_task(self._read_tags())
         elif msg.get("n") == self.node and k not in ("q", "a"):
             return  # our own
         elif k == "c":

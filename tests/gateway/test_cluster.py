@@ -239,7 +239,8 @@ async def test_cluster__an_id_tag_changed_through_a_is_answered_the_same_by_b(pg
             async def answer():
                 r = await cp.call(call.Authorize(id_tag="CARD-7"))
                 return r.id_tag_info
-            info = await until(lambda: _when(answer, lambda i: i["status"] == "Accepted"))
+            # (while B's list is still empty every tag is Accepted, without a parent: wait for the parent)
+            info = await until(lambda: _when(answer, lambda i: i["status"] == "Accepted" and i.get("parent_id_tag")))
             assert (info["parent_id_tag"], info["expiry_date"][:19]) == ("FLEET", "2030-01-01T00:00:00"), info
             s, out = await http(pa, "PUT", "/api/id-tags/CARD-7", {"status": "Blocked"})
             assert s == 200, out
@@ -256,3 +257,29 @@ async def test_cluster__an_id_tag_changed_through_a_is_answered_the_same_by_b(pg
 async def _when(get, ok):
     v = await get()
     return v if ok(v) else None
+
+
+async def test_cluster__a_bulk_import_through_a_reaches_b_in_a_few_reads_and_commands_go_on(pg_url):
+    # found reviewing: each of a CSV import's NOTIFYs was read back on its own, in the listener,
+    # so 20,000 tags held forwarded commands up for minutes
+    a, b = await _two(pg_url, "--auth", "none")
+    try:
+        pa, pb = port_of(a), port_of(b)
+        rows = "\n".join("BULK-%05d,Accepted" % i for i in range(5000))
+        async with Connected(pb, "CP-B") as cp:
+            await boot(cp)
+            s, out = await http(pa, "POST", "/api/id-tags/import", raw=("id_tag,status\n" + rows + "\n").encode(),
+                                headers={"Content-Type": "text/csv"})
+            assert s == 200, out
+            # a command through A for the station on B is answered while B reads the tags back
+            s, out = await http(pa, "POST", "/api/stations/CP-B/clear-cache", {})
+            assert s == 200 and out == {"status": "Accepted"}, out
+
+            async def last_known():
+                r = await cp.call(call.Authorize(id_tag="BULK-04999"))
+                return r.id_tag_info if r.id_tag_info["status"] == "Accepted" else None
+            assert await until(last_known, timeout=10), "B did not learn the last imported tag within 10 s"
+        s, out = await http(pb, "GET", "/api/id-tags?limit=1")
+        assert s == 200, out
+    finally:
+        await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
