@@ -8,6 +8,7 @@ never touch the database or the network themselves.
 """
 import asyncio
 import base64
+import dataclasses
 import gc
 import hashlib
 import hmac
@@ -22,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from picocharge.firmware import fields
 
 from . import auth, ca, openapi
-from .commands import COMMANDS, CommandError, apply_at_boot, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
+from .commands import COMMANDS, CommandError, apply_at_boot, send_call, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .idtags import IdTags
 from .localsync import LocalSync
@@ -735,6 +736,19 @@ class Gateway:
         if cl is not None and sid not in self.sessions and sid in cl.remote:
             return await cl.forward(sid, name, body, self.settings.response_timeout)
         return await send_command(self.sessions, sid, name, body)
+
+    async def call_station(self, sid, payload):
+        """The station's answer to an OCPP call the gateway built (commands.BUILT_CALLS), wherever
+        it is connected; CommandError as send_command."""
+        cl = self.cluster
+        if cl is not None and sid not in self.sessions and sid in cl.remote:
+            kwargs = {k: v for k, v in dataclasses.asdict(payload).items() if v is not None}
+            return await cl.forward(sid, "call:" + type(payload).__name__, kwargs, self.settings.response_timeout)
+        return await send_call(self.sessions, sid, payload)
+
+    def connected_anywhere(self, sid):
+        """The station has a connection to this process or (cluster) to another."""
+        return sid in self.sessions or (self.cluster is not None and sid in self.cluster.remote)
 
     # --- the cluster's news (cluster.py) -----------------------------------------
     async def station_row_changed(self, sid):

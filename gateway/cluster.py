@@ -42,7 +42,7 @@ import zlib
 
 import psycopg
 
-from .commands import CommandError, send_command
+from .commands import CommandError, send_built, send_command
 from .store import StoreError
 
 log = logging.getLogger(__name__)
@@ -483,7 +483,11 @@ class Cluster:
             return
         sid, name, body, origin = rows[0]
         try:
-            ans = {"result": await send_command(self.gw.sessions, sid, name, json.loads(body))}
+            if name.startswith("call:"):    # a call the other process built (a reservation: its id)
+                res = await send_built(self.gw.sessions, sid, name[5:], json.loads(body))
+            else:
+                res = await send_command(self.gw.sessions, sid, name, json.loads(body))
+            ans = {"result": res}
         except CommandError as e:
             ans = {"error": e.message, "status": e.status, "extra": e.extra}
         log.info("station=%s command %s for gateway process %s: %s", sid, name, origin,

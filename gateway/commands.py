@@ -114,6 +114,23 @@ async def send_call(sessions, sid, payload):
     return await _call(sess, sid, cls.__name__, cls, payload, None)
 
 
+# calls the gateway builds itself (the reservation id, the list's version are the gateway's) that
+# another gateway process may be asked to send for it (cluster.py: "call:<Action>")
+BUILT_CALLS = {c.__name__: c for c in (ocpp_call.ReserveNow, ocpp_call.CancelReservation)}
+
+
+async def send_built(sessions, sid, action, kwargs):
+    """send_call of BUILT_CALLS[action](**kwargs): what another process built, sent from here."""
+    cls = BUILT_CALLS.get(action)
+    if cls is None:
+        raise CommandError(400, "%s is not a call one gateway process sends for another" % action[:40])
+    try:
+        payload = cls(**kwargs)
+    except TypeError as e:
+        raise CommandError(400, "bad %s: %s" % (action, e))
+    return await send_call(sessions, sid, payload)
+
+
 def is_authorization_key(key):
     """OCPP configuration keys are CiString: AuthorizationKey in any case."""
     return isinstance(key, str) and key.lower() == "authorizationkey"

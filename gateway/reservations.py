@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from ocpp.v16 import call as ocpp_call
 
-from .commands import CommandError, send_call
+from .commands import CommandError
 from .csms import utc_now
 from .idtags import LOCK_RESERVATIONS, check_expiry, check_tag, next_key
 
@@ -137,14 +137,14 @@ class Reservations:
                                     "be used; give a tag of the list that is Accepted (GET /api/id-tags)" % (
                                         tag, info["status"] if tag in gw.id_tags else "not"),
                                {"id_tag_status": info["status"]})
-        if sid not in gw.sessions:
+        if not gw.connected_anywhere(sid):
             raise CommandError(409, "station %s is not connected" % sid)
         parent = info.get("parentIdTag")
         rid = await gw.store.run(_insert, sid, connector, tag, parent, expiry)
         payload = ocpp_call.ReserveNow(connector_id=connector, expiry_date=expiry, id_tag=tag, reservation_id=rid,
                                        parent_id_tag=parent)
         try:
-            ans = await send_call(gw.sessions, sid, payload)
+            ans = await gw.call_station(sid, payload)
         except CommandError:
             await gw.store.run(_set, rid, {"status": "NoAnswer"})
             raise
@@ -157,7 +157,7 @@ class Reservations:
         """(the reservation's view or None for one the gateway does not know, the station's answer)."""
         if isinstance(rid, bool) or not isinstance(rid, int) or not 1 <= rid <= 2 ** 31 - 1:
             raise ValueError("reservation_id must be a reservation's id (a positive integer)")
-        ans = await send_call(self.gw.sessions, sid, ocpp_call.CancelReservation(reservation_id=rid))
+        ans = await self.gw.call_station(sid, ocpp_call.CancelReservation(reservation_id=rid))
         row = await self.gw.store.run(_get, sid, rid)
         if row is None:
             return None, ans

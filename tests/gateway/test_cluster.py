@@ -283,3 +283,36 @@ async def test_cluster__a_bulk_import_through_a_reaches_b_in_a_few_reads_and_com
         assert s == 200, out
     finally:
         await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
+
+
+async def test_cluster__a_reservation_made_through_a_reaches_its_station_on_b(pg_url):
+    # found reviewing: reservations went through this process's own sessions only (409 "not
+    # connected" through A for a station on B, while every other command was forwarded)
+    a, b = await _two(pg_url, "--auth", "none")
+    try:
+        pa, pb = port_of(a), port_of(b)
+        s, out = await http(pa, "POST", "/api/id-tags", {"id_tag": "CARD-R", "parent_id_tag": "FLEET-R"})
+        assert s == 201, out
+        async with Connected(pb, "CP-R") as cp:
+            await boot(cp)
+            assert await until(lambda: _connected_to(pa, "CP-R"))
+            body = {"connector_id": 1, "id_tag": "CARD-R"}
+            s, r = None, None
+            for _ in range(100):    # until A has the tag (NOTIFY) and its cap on the date is met
+                s, r = await http(pa, "POST", "/api/stations/CP-R/reservations", dict(body, expiry_date=_soon()))
+                if s != 409 or "id tag" not in r.get("error", ""):
+                    break
+                await asyncio.sleep(0.1)
+            assert s == 201 and r["status"] == "Accepted" and r["parent_id_tag"] == "FLEET-R", (s, r)
+            got = [x for x in cp.received if x[0] == "ReserveNow"]
+            assert got and got[-1] == ("ReserveNow", r["id"]), cp.received
+            s, out = await http(pa, "POST", "/api/stations/CP-R/reservations/%d/cancel" % r["id"])
+            assert s == 200 and out["cancel_status"] == "Accepted", out
+            assert [x for x in cp.received if x[0] == "CancelReservation"][-1][1] == r["id"], cp.received
+    finally:
+        await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
+
+
+def _soon():
+    from datetime import datetime, timedelta, timezone
+    return (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
