@@ -333,6 +333,8 @@ class Cluster:
                 self._tags_task = asyncio.get_running_loop().create_task(self._read_tags())
         elif msg.get("n") == self.node and k not in ("q", "a"):
             return  # our own
+        elif k == "l":
+            await gw.localsync.reread(str(msg["s"])[:64])
         elif k == "c":
             sid, node, g = msg["s"], msg["n"], msg["g"]
             known = self.remote.get(sid)
@@ -364,6 +366,10 @@ class Cluster:
                 fut.set_result(None)
 
     # --- sessions -------------------------------------------------------------------
+    async def local_list_changed(self, sid):
+        """localsync: the operator changed station sid's local-list row through this process."""
+        await self._notify({"k": "l", "s": sid, "n": self.node})
+
     async def connected_here(self, sess):
         """A station connected to this process: recorded with a new gen, everyone told."""
         sid = sess.id

@@ -62,6 +62,11 @@ def _save(db, sid, row):
         (sid,) + tuple(row[f] for f in _FIELDS))
 
 
+def _load_one(db, sid):
+    r = db.execute("SELECT %s FROM local_lists WHERE station=?" % ", ".join(_FIELDS), (sid,)).fetchone()
+    return dict(zip(_FIELDS, r)) if r is not None else None
+
+
 def _full_list(db):
     return [r[0] for r in db.execute("SELECT tag FROM id_tags ORDER BY tag")]
 
@@ -109,6 +114,7 @@ class LocalSync:
         if row["state"] == "NotSupported" and on:
             row["state"] = row["detail"] = None     # try again: the operator says it has the profile now
         await self._store(sid, row)
+        await self._tell(sid)
         if self.enabled(sid) and sid in self.gw.sessions:
             self.kick(sid, check=True)
 
@@ -119,6 +125,27 @@ class LocalSync:
         row.update(list_version=None, log_version=None, state="Replaced",
                    detail="a SendLocalList sent through the API replaced the gateway's list: the next sync is Full")
         await self._store(sid, row)
+        await self._tell(sid)
+
+    async def _tell(self, sid):
+        """The operator changed the station's row here (its switch, a list of their own): the
+        other gateway processes read it again, the one holding the station syncs by it."""
+        if self.gw.cluster is not None:
+            await self.gw.cluster.local_list_changed(sid)
+
+    async def reread(self, sid):
+        """Another process changed the station's row (_tell): read again. A switch turned on
+        there syncs a station connected here at once (with a boot's version check), as set_sync
+        does; a list of the operator's own (Replaced) waits for the next sync, as it does here."""
+        was = (self.rows.get(sid) or {}).get("sync")
+        row = await self.gw.store.run(_load_one, sid)
+        if row is None:
+            self.rows.pop(sid, None)
+        else:
+            self.rows[sid] = row
+        if row and row["sync"] != was and self.enabled(sid) and sid in self.gw.sessions \
+                and row["state"] != "NotSupported":
+            self.kick(sid, check=True)
 
     async def _store(self, sid, row):
         row["updated"] = utc_now()

@@ -316,3 +316,31 @@ async def test_cluster__a_reservation_made_through_a_reaches_its_station_on_b(pg
 def _soon():
     from datetime import datetime, timedelta, timezone
     return (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_cluster__a_station_s_local_list_switch_set_through_a_is_obeyed_by_b(pg_url):
+    # found reviewing: the switch and the "replaced by the operator" mark lived in each process's
+    # memory: set through A, B (holding the station) went on as before
+    a, b = await _two(pg_url, "--auth", "none")
+    try:
+        pa, pb = port_of(a), port_of(b)
+        s, out = await http(pa, "POST", "/api/id-tags", {"id_tag": "CARD-L"})
+        assert s == 201, out
+        async with Connected(pb, "CP-L") as cp:
+            await boot(cp)
+            assert await until(lambda: _connected_to(pa, "CP-L"))
+            assert not [x for x in cp.received if x[0] == "SendLocalList"], cp.received    # sync is off
+            s, out = await http(pa, "PUT", "/api/stations/CP-L/local-list", {"sync": True})
+            assert s == 200 and out["sync"] is True, out
+
+            async def sent():
+                return [x for x in cp.received if x[0] == "SendLocalList"]
+            got = await until(sent, timeout=15)
+            assert got and got[0][2] == "Full", cp.received
+
+            async def b_view():
+                v = (await http(pb, "GET", "/api/stations/CP-L/local-list"))[1]
+                return v if v["sync"] and v["in_sync"] else None
+            assert await until(b_view, timeout=15), (await http(pb, "GET", "/api/stations/CP-L/local-list"))[1]
+    finally:
+        await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
