@@ -228,6 +228,9 @@ class IdTags:
     def __init__(self, gw):
         self.gw = gw
         self.meta = {}          # tag -> (parent, expiry)
+        # tag.upper() -> tag: OCPP 1.6 id tags are CiString20, case-insensitive; a station may send
+        # "04a1b2c3" for the list's "04A1B2C3" (info), and the list never holds both (put_many)
+        self.folded = {}
         self.version = 0        # id_tag_log's version
         self.on_change = None
 
@@ -235,6 +238,7 @@ class IdTags:
         rows = await self.gw.store.run(_load)
         self.gw.id_tags = {r[0]: r[1] for r in rows}
         self.meta = {r[0]: (r[2], r[3]) for r in rows}
+        self.folded = {r[0].upper(): r[0] for r in rows}
         self.version = await self.gw.store.run(list_version)
 
     async def reload(self, tags):
@@ -265,9 +269,11 @@ class IdTags:
             if now[0] is None:
                 self.gw.id_tags.pop(tag, None)
                 self.meta.pop(tag, None)
+                self.folded.pop(tag.upper(), None)
             else:
                 self.gw.id_tags[tag] = now[0]
                 self.meta[tag] = now[1:]
+                self.folded[tag.upper()] = tag
         if changed and self.on_change is not None:
             self.on_change(changed)
 
@@ -279,7 +285,10 @@ class IdTags:
             return {"status": "Accepted"}
         status = tags.get(tag)
         if status is None:
-            return {"status": "Invalid"}
+            tag = self.folded.get(tag.upper()) if isinstance(tag, str) else None
+            status = tags.get(tag) if tag is not None else None
+            if status is None:
+                return {"status": "Invalid"}
         parent, expiry = self.meta.get(tag, (None, None))
         out = {"status": status}
         if expiry:
@@ -318,6 +327,14 @@ class IdTags:
 
     async def put_many(self, entries):
         """Store each (tag, status, parent, expiry) (one transaction: all or none)."""
+        seen = {}
+        for e in entries:   # case-insensitive tags: one spelling in the list, and in one import
+            other = seen.setdefault(e[0].upper(), e[0])
+            if other == e[0]:
+                other = self.folded.get(e[0].upper(), e[0])
+            if other != e[0]:
+                raise ValueError("id tag %r differs only by case from %r (OCPP id tags are case-insensitive: a "
+                                 "station cannot tell them apart): change %r instead" % (e[0], other, other))
         new = sum(1 for e in entries if e[0] not in self.gw.id_tags)
         if len(self.gw.id_tags) + new > MAX_TAGS:
             raise ValueError("the id-tag list holds at most %d tags (%d now, %d new)" % (
@@ -328,6 +345,7 @@ class IdTags:
         for tag, status, parent, expiry in entries:
             self.gw.id_tags[tag] = status
             self.meta[tag] = (parent, expiry)
+            self.folded[tag.upper()] = tag
         self._changed([e[0] for e in entries])
         return self.version
 
@@ -338,6 +356,7 @@ class IdTags:
         self.version = v
         self.gw.id_tags.pop(tag, None)
         self.meta.pop(tag, None)
+        self.folded.pop(tag.upper(), None)
         self._changed([tag])
         return True
 

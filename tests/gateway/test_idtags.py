@@ -62,6 +62,25 @@ async def test_idtags__station_answers_come_from_the_table_with_parent_and_expir
         assert cp.received == [], cp.received
 
 
+async def test_idtags__tags_are_case_insensitive_as_ocpp_s_cistring(gateway):
+    # found reviewing: "CARD-1" Accepted and "card-1" Blocked could both be listed, and a station
+    # (which compares id tags case-insensitively, OCPP 1.6 CiString20) holds them as one
+    gw = await gateway()
+    await _tags(gw, {"id_tag": "04A1B2C3", "parent_id_tag": "FLEET-C"})
+    s, out = await http(gw, "POST", "/api/id-tags", {"id_tag": "04a1b2c3", "status": "Blocked"})
+    assert s == 400 and "differs only by case from '04A1B2C3'" in out["error"], (s, out)
+    s, out = await http(gw, "POST", "/api/id-tags/import", raw=b"id_tag,status\nAB-1,Accepted\nab-1,Blocked\n",
+                        headers={"Content-Type": "text/csv"})
+    assert s == 400 and "differs only by case" in out["error"], (s, out)
+    assert (await http(gw, "GET", "/api/id-tags/AB-1"))[0] == 404     # all or nothing
+    async with Connected(gw.port, "CP-1") as cp:
+        await boot(cp)
+        r = await cp.call(call.Authorize(id_tag="04a1b2c3"))   # the reader's lower-case hex
+        assert r.id_tag_info == {"status": "Accepted", "parent_id_tag": "FLEET-C"}, r
+        r = await cp.call(call.Authorize(id_tag="04A1B2C4"))
+        assert r.id_tag_info == {"status": "Invalid"}, r
+
+
 async def test_idtags__an_empty_list_accepts_any_tag(gateway):
     gw = await gateway()
     async with Connected(gw.port, "CP-1") as cp:
