@@ -114,10 +114,6 @@ def call_frame(mid, action, size, tx_id=None, room=0, into=None):
     return buf, at, skip
 
 
-def result(mid, payload):
-    return json.dumps([CALLRESULT, mid, payload])
-
-
 def pieces(v, depth):
     """The JSON of v as small strs (ws.send_pieces): a dict or list split at its items down
     to `depth` levels, each deeper value one json.dumps."""
@@ -139,9 +135,9 @@ def pieces(v, depth):
 
 
 def result_pieces(mid, payload):
-    """result(mid, payload) as a function that yields it in pieces (for ws.send_pieces): an
-    answer's payload split down to the objects in its lists (a GetConfiguration answer: one
-    piece a key)."""
+    """The CALLRESULT [3, mid, payload] as a function that yields it in pieces (for
+    ws.send_pieces): the payload split down to the objects in its lists (a GetConfiguration
+    answer: one piece a key)."""
     def gen():
         yield '[%d, %s, ' % (CALLRESULT, json.dumps(mid))
         for p in pieces(payload, 2):

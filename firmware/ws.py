@@ -56,10 +56,10 @@ def mask_into(buf, start, data, mask, o=0):
 
 
 def utf8(s):
-    """The UTF-8 bytes of str s as a buffer: no copy on MicroPython; CPython (tests) encodes."""
+    """The bytes of s (str as UTF-8) as a buffer: no copy on MicroPython; CPython (tests) encodes."""
     try:
-        return memoryview(s)
-    except TypeError:
+        return memoryview(s)        # bytes, or a str's UTF-8 bytes on MicroPython
+    except TypeError:               # CPython: no buffer for str
         return memoryview(s.encode())
 
 
@@ -67,35 +67,40 @@ HEADROOM = const(14)  # free bytes a prepared frame keeps at its front for the l
 _CHUNK = const(256)   # send_pieces' buffer: the frame is masked and written this much at a time
 
 
+def head(buf, at, opcode, n, mask, fin=True):
+    """Write the header of a masked client frame with an n-byte payload (RFC 6455 5.2), its
+    mask key last, into buf from `at` on; returns where the payload goes (6, 8 or 14 bytes on)."""
+    buf[at] = (0x80 if fin else 0) | opcode
+    if n < 126:
+        buf[at + 1] = 0x80 | n
+        at += 2
+    elif n < 65536:
+        buf[at + 1] = 0x80 | 126
+        buf[at + 2] = n >> 8
+        buf[at + 3] = n & 0xFF
+        at += 4
+    else:
+        buf[at + 1] = 0x80 | 127
+        for i in range(8):
+            buf[at + 9 - i] = (n >> (8 * i)) & 0xFF
+        at += 10
+    buf[at:at + 4] = mask
+    return at + 4
+
+
 def prepare(buf, opcode, mask, fin=True):
     """Make buf (HEADROOM free bytes, then the payload) a masked client frame in place
     (RFC 6455 5.2, 5.3); returns the offset where the frame starts in buf."""
     n = len(buf) - HEADROOM
-    if n < 126:
-        at = HEADROOM - 6
-        buf[at + 1] = 0x80 | n
-    elif n < 65536:
-        at = HEADROOM - 8
-        buf[at + 1] = 0x80 | 126
-        buf[at + 2] = n >> 8
-        buf[at + 3] = n & 0xFF
-    else:
-        at = 0
-        buf[1] = 0x80 | 127
-        for i in range(8):
-            buf[9 - i] = (n >> (8 * i)) & 0xFF
-    buf[at] = (0x80 if fin else 0) | opcode
-    buf[HEADROOM - 4:HEADROOM] = mask
+    at = HEADROOM - (6 if n < 126 else 8 if n < 65536 else 14)
+    head(buf, at, opcode, n, mask, fin)
     mask_into(buf, HEADROOM, memoryview(buf)[HEADROOM:], mask)
     return at
 
 
 def with_room(data):
     """A bytearray of HEADROOM free bytes, then data (str as UTF-8, bytes): one allocation."""
-    try:
-        mv = memoryview(data)       # a str's UTF-8 bytes on MicroPython, no copy
-    except TypeError:               # CPython (tests): no buffer for str
-        mv = memoryview(data.encode())
+    mv = utf8(data)
     buf = bytearray(HEADROOM + len(mv))
     buf[HEADROOM:] = mv
     return buf
@@ -145,21 +150,11 @@ class WebSocket:
         n = 0
         for p in pieces():
             n += len(utf8(p))
+        if n >= 65536:
+            raise WsError("message of %d bytes: too long" % n)
         mask = urandom(4)
         buf = bytearray(_CHUNK)
-        buf[0] = 0x80 | OP_TEXT
-        if n < 126:
-            buf[1] = 0x80 | n
-            k = 2
-        elif n < 65536:
-            buf[1] = 0x80 | 126
-            buf[2] = n >> 8
-            buf[3] = n & 0xFF
-            k = 4
-        else:
-            raise WsError("message of %d bytes: too long" % n)
-        buf[k:k + 4] = mask
-        k += 4
+        k = head(buf, 0, OP_TEXT, n, mask)
         o = 0       # payload bytes masked so far
         w = self.w
         try:

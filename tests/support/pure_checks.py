@@ -82,7 +82,7 @@ def check_parse__invalid_frames_give_the_right_error_and_id():
 
 def check_build__exact_frames():
     assert ocppj.call("1", "Heartbeat", {}) == '[2, "1", "Heartbeat", {}]'
-    assert ocppj.result("1", {"status": "Accepted"}) == '[3, "1", {"status": "Accepted"}]'
+    assert "".join(ocppj.result_pieces("1", {"status": "Accepted"})()) == '[3, "1", {"status":"Accepted"}]'
     assert ocppj.error("1", "NotImplemented", "x") == '[4, "1", "NotImplemented", "x", {}]'
     # journalled payloads go out as written, the transaction id put in front when known
     body = b'{"connectorId": 1, "meterValue": []}'
