@@ -23,7 +23,7 @@ from .httputil import error as _error, json_response as _json, read_body, slow_b
 from .idtags import (CSV_COLUMNS as _TAG_COLUMNS, MAX_PAGE as _TAG_PAGE, STATUSES as _TAG_STATUSES, check_entry,
                      check_status, parse_csv, to_csv)
 from .readings import _num, _ts, reading_from_dict, reading_from_fields, unit_symbol  # noqa: F401 (re-exported)
-from .reservations import reservation_of
+from .reservations import check_id as _reservation_id, reservation_of
 from .store import generate_password, hash_password, reading_row
 
 log = logging.getLogger(__name__)
@@ -268,8 +268,7 @@ async def _cancel_reservation(gw, req, id, reservation):
         rid = int(reservation)
     except ValueError:
         raise ValueError("the reservation id must be an integer")
-    if not 1 <= rid <= 2 ** 31 - 1:     # the store's integer (SQLite raised OverflowError: a 500)
-        raise ValueError("the reservation id must be between 1 and %d" % (2 ** 31 - 1))
+    _reservation_id(rid, "the reservation id")
     if await gw.reservations.get(id, rid) is None:
         return _error(404, "station %s has no reservation %d (GET /api/stations/%s/reservations)" % (id, rid, id))
     try:

@@ -730,25 +730,24 @@ class Gateway:
         return ids
 
     # --- commands to stations -------------------------------------------------
+    def elsewhere(self, sid):
+        """The station is connected to another gateway process, not to this one (cluster)."""
+        return self.cluster is not None and sid not in self.sessions and sid in self.cluster.remote
+
     async def command(self, sid, name, body):
         """The station's answer to an API command, wherever it is connected (cluster.forward)."""
-        cl = self.cluster
-        if cl is not None and sid not in self.sessions and sid in cl.remote:
-            return await cl.forward(sid, name, body, self.settings.response_timeout)
+        if self.elsewhere(sid):
+            return await self.cluster.forward(sid, name, body, self.settings.response_timeout)
         return await send_command(self.sessions, sid, name, body)
 
     async def call_station(self, sid, payload):
         """The station's answer to an OCPP call the gateway built (commands.BUILT_CALLS), wherever
         it is connected; CommandError as send_command."""
-        cl = self.cluster
-        if cl is not None and sid not in self.sessions and sid in cl.remote:
+        if self.elsewhere(sid):
             kwargs = {k: v for k, v in dataclasses.asdict(payload).items() if v is not None}
-            return await cl.forward(sid, "call:" + type(payload).__name__, kwargs, self.settings.response_timeout)
+            return await self.cluster.forward(sid, "call:" + type(payload).__name__, kwargs,
+                                              self.settings.response_timeout)
         return await send_call(self.sessions, sid, payload)
-
-    def connected_anywhere(self, sid):
-        """The station has a connection to this process or (cluster) to another."""
-        return sid in self.sessions or (self.cluster is not None and sid in self.cluster.remote)
 
     # --- the cluster's news (cluster.py) -----------------------------------------
     async def station_row_changed(self, sid):

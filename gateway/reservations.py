@@ -122,6 +122,14 @@ def check_reservation(body, now=None):
     return c, tag, expiry
 
 
+def check_id(rid, name="reservation_id"):
+    """`rid` if it is a reservation id (an integer 1..2^31-1, the store's and OCPP's), else
+    ValueError saying so (a larger one was SQLite's OverflowError: a 500)."""
+    if isinstance(rid, bool) or not isinstance(rid, int) or not 1 <= rid <= 2 ** 31 - 1:
+        raise ValueError("%s must be a reservation's id, an integer between 1 and %d" % (name, 2 ** 31 - 1))
+    return rid
+
+
 class Reservations:
     def __init__(self, gw):
         self.gw = gw
@@ -137,7 +145,7 @@ class Reservations:
                                     "be used; give a tag of the list that is Accepted (GET /api/id-tags)" % (
                                         tag, info["status"] if tag in gw.id_tags else "not"),
                                {"id_tag_status": info["status"]})
-        if not gw.connected_anywhere(sid):
+        if sid not in gw.connected:     # to this process or another
             raise CommandError(409, "station %s is not connected" % sid)
         parent = info.get("parentIdTag")
         rid = await gw.store.run(_insert, sid, connector, tag, parent, expiry)
@@ -155,8 +163,7 @@ class Reservations:
 
     async def cancel(self, sid, rid):
         """(the reservation's view or None for one the gateway does not know, the station's answer)."""
-        if isinstance(rid, bool) or not isinstance(rid, int) or not 1 <= rid <= 2 ** 31 - 1:
-            raise ValueError("reservation_id must be a reservation's id (a positive integer)")
+        check_id(rid)
         ans = await self.gw.call_station(sid, ocpp_call.CancelReservation(reservation_id=rid))
         row = await self.gw.store.run(_get, sid, rid)
         if row is None:
