@@ -49,6 +49,15 @@ class ChargePoint:
         self.req_start = None        # idTag of an accepted RemoteStartTransaction
         self.req_stop = None         # reason of a requested stop
         self.req_reset = None        # "Soft" / "Hard"
+        self.req_profile = None      # the TxProfile of that RemoteStartTransaction (flat form)
+        # Smart Charging (ocpp_smart.py, loaded only to work it out): the composite limit in A
+        # per phase, when to work it out again, the transaction it was worked out for and when
+        # that one started (epoch s), whether a TxProfile is installed
+        self.limit_a = ctx.cfg["charger"]["max_current_a"]
+        self.limit_due = ticks_ms()
+        self.lim_tx = None
+        self.tx_t0 = None
+        self.smart_tx = False
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
         self.triggers = []           # (action, connector) asked for, or (action, payload) to send
         self.sent = {}               # connector -> (status, errorCode) sent on this connection
@@ -132,6 +141,8 @@ class ChargePoint:
                 tag = self.req_start
                 self.req_start = None
                 await ocpp_tx.start(self, tag, self.keys["AuthorizeRemoteTxRequests"])
+                if not conn.tx:
+                    self.req_profile = None
             if self.req_stop and conn.tx:
                 ocpp_tx.stop(self, self.req_stop)
             self.req_stop = None
@@ -140,10 +151,34 @@ class ChargePoint:
             if self.avail_pending is not None and not conn.tx:
                 self.set_available(self.avail_pending)
                 self.avail_pending = None
+        if conn.tx is not self.lim_tx:   # a transaction started or ended: its profiles follow it
+            if self.lim_tx is not None and self.smart_tx:
+                self.smart("end_tx")
+            self.lim_tx = conn.tx
+            self.tx_t0 = self.now() // 1000
+            if conn.tx and self.req_profile:
+                self.smart("install", self.req_profile)
+            self.req_profile = None
+            self.limit_due = ticks_ms()
+        if ticks_diff(ticks_ms(), self.limit_due) >= 0:
+            self.smart("refresh")
         self.aligned.take()
         st.status = conn.update(self.online())
         if conn.tx:
             st.apply_relay(self.board)
+
+    def smart(self, fn, *args):
+        """ocpp_smart.<fn>(self, *args), with ocpp_smart and composite in the heap only meanwhile.
+        A failure (no heap, a broken file) leaves the limit as it was and tries again in 10 s."""
+        try:
+            import ocpp_smart
+            return getattr(ocpp_smart, fn)(self, *args)
+        except Exception as e:
+            L.error("smart charging %s: %r", fn, e)
+            self.limit_due = ticks_add(ticks_ms(), 10000)
+        finally:
+            sys.modules.pop("ocpp_smart", None)
+            sys.modules.pop("composite", None)
 
     # --- online work ------------------------------------------------------------
     async def send_status(self):

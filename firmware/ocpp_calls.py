@@ -17,8 +17,23 @@ L = log.get("ocpp")
 def on_remote_start_transaction(cp, p):
     if cp.req_start or not cp.conn.free() or p.get("connectorId", 1) != 1:
         return {"status": "Rejected"}
+    prof = p.get("chargingProfile")
+    if prof is not None:   # a TxProfile for the transaction it starts: checked by ocpp_smart
+        prof = _smart("chargingProfile", cp, prof)
+        if prof is None:
+            return {"status": "Rejected"}
     cp.req_start = p["idTag"]
+    cp.req_profile = prof
     return {"status": "Accepted"}
+
+
+def _smart(fn, cp, p):
+    import ocpp_smart   # with composite: in the heap only while a Smart Charging call is answered
+    try:
+        return getattr(ocpp_smart, fn)(cp, p)
+    finally:
+        sys.modules.pop("ocpp_smart", None)
+        sys.modules.pop("composite", None)
 
 
 def on_remote_stop_transaction(cp, p):
@@ -105,11 +120,12 @@ def on_data_transfer(cp, p):
     return {"status": "UnknownVendorId"}
 
 
-# action: (handler, payload fields). A field: (name, kind, required, arg); kind "s" a string of
+# action: (handler, payload fields); handler None: the function of that name in ocpp_smart. A field: (name, kind, required, arg); kind "s" a string of
 # at most `arg` characters, "i" an integer, "e" one of the strings in `arg`, "l" a list of
 # strings of at most `arg` characters, "o" an object.
 _TRIGGERS = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
              "Heartbeat", "MeterValues", "StatusNotification")
+_PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")
 CALLS = {
     "RemoteStartTransaction": (on_remote_start_transaction, (
         ("connectorId", "i", False, None), ("idTag", "s", True, 20), ("chargingProfile", "o", False, None))),
@@ -129,6 +145,13 @@ CALLS = {
     "GetDiagnostics": (on_get_diagnostics, (
         ("location", "s", True, 512), ("retries", "i", False, None), ("retryInterval", "i", False, None),
         ("startTime", "s", False, 40), ("stopTime", "s", False, 40))),
+    "SetChargingProfile": (None, (
+        ("connectorId", "i", True, None), ("csChargingProfiles", "o", True, None))),
+    "ClearChargingProfile": (None, (
+        ("id", "i", False, None), ("connectorId", "i", False, None),
+        ("chargingProfilePurpose", "e", False, _PURPOSES), ("stackLevel", "i", False, None))),
+    "GetCompositeSchedule": (None, (
+        ("connectorId", "i", True, None), ("duration", "i", True, None), ("chargingRateUnit", "e", False, ("A", "W")))),
     "DataTransfer": (on_data_transfer, (
         ("vendorId", "s", True, 255), ("messageId", "s", False, 50), ("data", "s", False, None))),
 }
@@ -142,4 +165,6 @@ def handle(cp, action, payload, mid):
         return None
     ocppj.check_payload(action, row[1], payload, mid)
     L.info("<- %s", action)
+    if row[0] is None:   # Smart Charging: ocpp_smart.<action>, loaded for the call
+        return _smart(action, cp, payload)
     return row[0](cp, payload)

@@ -16,6 +16,9 @@ _STR = "s"
 # name: (kind, writable, default, minimum or None). Defaults of None are filled from the config.
 SPEC = {
     "AuthorizeRemoteTxRequests": (_BOOL, True, False, None),
+    "ChargeProfileMaxStackLevel": (_INT, False, 8, None),
+    "ChargingScheduleAllowedChargingRateUnit": (_STR, False, "Current,Power", None),
+    "ChargingScheduleMaxPeriods": (_INT, False, 24, None),
     "ClockAlignedDataInterval": (_INT, True, 0, 0),
     "ConnectionTimeOut": (_INT, True, None, 1),
     "ConnectorPhaseRotation": (_STR, True, "NotApplicable", None),
@@ -23,6 +26,7 @@ SPEC = {
     "HeartbeatInterval": (_INT, True, None, 1),
     "LocalAuthorizeOffline": (_BOOL, True, True, None),
     "LocalPreAuthorize": (_BOOL, True, False, None),
+    "MaxChargingProfilesInstalled": (_INT, False, 8, None),
     "MeterValuesAlignedData": (_CSL, True, ocppj.DEFAULT_ALIGNED, None),
     "MeterValuesAlignedDataMaxLength": (_INT, False, 5, None),
     "MeterValuesSampledData": (_CSL, True, ocppj.DEFAULT_MEASURANDS, None),
@@ -36,7 +40,7 @@ SPEC = {
     "StopTxnAlignedDataMaxLength": (_INT, False, 0, None),  # not put in transactionData
     "StopTxnSampledData": (_CSL, True, "Energy.Active.Import.Register", None),
     "StopTxnSampledDataMaxLength": (_INT, False, 5, None),
-    "SupportedFeatureProfiles": (_STR, False, "Core,RemoteTrigger", None),
+    "SupportedFeatureProfiles": (_STR, False, "Core,RemoteTrigger,SmartCharging", None),
     "TransactionMessageAttempts": (_INT, True, 3, 1),
     "TransactionMessageRetryInterval": (_INT, True, 10, 1),
     "UnlockConnectorOnEVSideDisconnect": (_BOOL, False, False, None),
