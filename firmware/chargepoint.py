@@ -3,6 +3,8 @@
 #   ocpp_link            the connection (CALLs and their answers, reader, pings) and the reconnect
 #   ocpp_calls           calls from the central system: action -> on_<action> (imported per
 #                        call and dropped again: ocpp_link.handle_call)
+#   ocpp_smart           Smart Charging's calls (through ocpp_calls), smartlimit the limit the
+#                        profiles give (ChargePoint.smart): both loaded per use and dropped
 #   connector            connector 1's status (a pure state machine)
 #   ocpp_tx              transactions and the journal's delivery (nothing lost)
 #   aligned              clock-aligned data
@@ -50,14 +52,12 @@ class ChargePoint:
         self.req_stop = None         # reason of a requested stop
         self.req_reset = None        # "Soft" / "Hard"
         self.req_profile = None      # the TxProfile of that RemoteStartTransaction (flat form)
-        # Smart Charging (ocpp_smart.py, loaded only to work it out): the composite limit in A
-        # per phase, when to work it out again, the transaction it was worked out for and when
-        # that one started (epoch s), whether a TxProfile is installed
+        # Smart Charging (smartlimit.py, loaded only to work it out): the composite limit in A
+        # per phase; when to work it out again (None: no profile installed); the transaction
+        # it was worked out for
         self.limit_a = ctx.cfg["charger"]["max_current_a"]
-        self.limit_due = ticks_ms()
+        self.limit_due = ticks_ms() if "profiles.json" in listdir() else None
         self.lim_tx = None
-        self.tx_t0 = None
-        self.smart_tx = False
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
         self.triggers = []           # (action, connector) asked for, or (action, payload) to send
         self.sent = {}               # connector -> (status, errorCode) sent on this connection
@@ -141,7 +141,7 @@ class ChargePoint:
                 tag = self.req_start
                 self.req_start = None
                 await ocpp_tx.start(self, tag, self.keys["AuthorizeRemoteTxRequests"])
-                if not conn.tx:
+                if not conn.tx:   # not started: its profile goes too
                     self.req_profile = None
             if self.req_stop and conn.tx:
                 ocpp_tx.stop(self, self.req_stop)
@@ -152,33 +152,27 @@ class ChargePoint:
                 self.set_available(self.avail_pending)
                 self.avail_pending = None
         if conn.tx is not self.lim_tx:   # a transaction started or ended: its profiles follow it
-            if self.lim_tx is not None and self.smart_tx:
-                self.smart("end_tx")
             self.lim_tx = conn.tx
-            self.tx_t0 = self.now() // 1000
-            if conn.tx and self.req_profile:
-                self.smart("install", self.req_profile)
-            self.req_profile = None
-            self.limit_due = ticks_ms()
-        if ticks_diff(ticks_ms(), self.limit_due) >= 0:
-            self.smart("refresh")
+            if self.req_profile or self.limit_due is not None:
+                self.limit_due = ticks_ms()
+        if self.limit_due is not None and ticks_diff(ticks_ms(), self.limit_due) >= 0:
+            self.smart()   # a schedule changes, or the transaction did: the limit again
         self.aligned.take()
         st.status = conn.update(self.online())
         if conn.tx:
             st.apply_relay(self.board)
 
-    def smart(self, fn, *args):
-        """ocpp_smart.<fn>(self, *args), with ocpp_smart and composite in the heap only meanwhile.
-        A failure (no heap, a broken file) leaves the limit as it was and tries again in 10 s."""
+    def smart(self):
+        """smartlimit.tick: smartlimit and composite are in the heap only meanwhile. A failure
+        (no heap, a broken file) leaves the limit as it was and tries again in 10 s."""
         try:
-            import ocpp_smart
-            return getattr(ocpp_smart, fn)(self, *args)
+            import smartlimit
+            smartlimit.tick(self)
         except Exception as e:
-            L.error("smart charging %s: %r", fn, e)
-            self.limit_due = ticks_add(ticks_ms(), 10000)
-        finally:
-            sys.modules.pop("ocpp_smart", None)
-            sys.modules.pop("composite", None)
+            L.error("smart charging: %r", e)
+            self.limit_due = ticks_add(ticks_ms(), 10000)   # the profiles stay on flash
+        for m in ("ocpp_smart", "chargeprofile", "smartlimit", "composite"):   # as ocpp_calls.smart
+            sys.modules.pop(m, None)
 
     # --- online work ------------------------------------------------------------
     async def send_status(self):

@@ -19,7 +19,7 @@ def on_remote_start_transaction(cp, p):
         return {"status": "Rejected"}
     prof = p.get("chargingProfile")
     if prof is not None:   # a TxProfile for the transaction it starts: checked by ocpp_smart
-        prof = _smart("chargingProfile", cp, prof)
+        prof = smart("chargingProfile", cp, prof)
         if prof is None:
             return {"status": "Rejected"}
     cp.req_start = p["idTag"]
@@ -27,13 +27,16 @@ def on_remote_start_transaction(cp, p):
     return {"status": "Accepted"}
 
 
-def _smart(fn, cp, p):
-    import ocpp_smart   # with composite: in the heap only while a Smart Charging call is answered
+_SMART_MODULES = ("ocpp_smart", "chargeprofile", "smartlimit", "composite")
+
+
+def smart(fn, cp, *args):
+    import ocpp_smart   # in the heap only while it is used, with what it imported
     try:
-        return getattr(ocpp_smart, fn)(cp, p)
+        return getattr(ocpp_smart, fn)(cp, *args)
     finally:
-        sys.modules.pop("ocpp_smart", None)
-        sys.modules.pop("composite", None)
+        for m in _SMART_MODULES:
+            sys.modules.pop(m, None)
 
 
 def on_remote_stop_transaction(cp, p):
@@ -65,12 +68,14 @@ def on_get_configuration(cp, p):
     n = cp.keys["GetConfigurationMaxKeys"]
     if keys and len(keys) > n:
         raise ocppj.FrameError(ocppj.OCCURENCE_CONSTRAINT, "at most %d keys (GetConfigurationMaxKeys)" % n)
-    return cp.keys.get_configuration(keys)
+    return smart("get_configuration", cp, keys, cp.keys.get_configuration(keys))   # with its keys
 
 
 def on_change_configuration(cp, p):
     k = p["key"]
     res = cp.keys.change(k, p["value"])
+    if res == "NotSupported":   # Smart Charging's keys are read-only
+        res = smart("change", cp, k)
     L.info("ChangeConfiguration %s: %s", k[:50], res)  # not the value: it may be a key
     if res == "Accepted":
         if k == "MeterValueSampleInterval":
@@ -120,12 +125,12 @@ def on_data_transfer(cp, p):
     return {"status": "UnknownVendorId"}
 
 
-# action: (handler, payload fields); handler None: the function of that name in ocpp_smart. A field: (name, kind, required, arg); kind "s" a string of
+# action: (handler, payload fields); Smart Charging's calls are in ocpp_smart, with their fields.
+# A field: (name, kind, required, arg); kind "s" a string of
 # at most `arg` characters, "i" an integer, "e" one of the strings in `arg`, "l" a list of
 # strings of at most `arg` characters, "o" an object.
 _TRIGGERS = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
              "Heartbeat", "MeterValues", "StatusNotification")
-_PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")
 CALLS = {
     "RemoteStartTransaction": (on_remote_start_transaction, (
         ("connectorId", "i", False, None), ("idTag", "s", True, 20), ("chargingProfile", "o", False, None))),
@@ -145,13 +150,6 @@ CALLS = {
     "GetDiagnostics": (on_get_diagnostics, (
         ("location", "s", True, 512), ("retries", "i", False, None), ("retryInterval", "i", False, None),
         ("startTime", "s", False, 40), ("stopTime", "s", False, 40))),
-    "SetChargingProfile": (None, (
-        ("connectorId", "i", True, None), ("csChargingProfiles", "o", True, None))),
-    "ClearChargingProfile": (None, (
-        ("id", "i", False, None), ("connectorId", "i", False, None),
-        ("chargingProfilePurpose", "e", False, _PURPOSES), ("stackLevel", "i", False, None))),
-    "GetCompositeSchedule": (None, (
-        ("connectorId", "i", True, None), ("duration", "i", True, None), ("chargingRateUnit", "e", False, ("A", "W")))),
     "DataTransfer": (on_data_transfer, (
         ("vendorId", "s", True, 255), ("messageId", "s", False, 50), ("data", "s", False, None))),
 }
@@ -161,10 +159,10 @@ def handle(cp, action, payload, mid):
     """The answer to a CALL (payload), or None for an action the station does not take.
     Raises ocppj.FrameError for a payload its schema does not allow."""
     row = CALLS.get(action)
-    if row is None:
+    if row is None:   # Smart Charging's calls are in ocpp_smart; anything else: not implemented
+        if action in ("SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"):
+            return smart("handle", cp, action, payload, mid)
         return None
     ocppj.check_payload(action, row[1], payload, mid)
     L.info("<- %s", action)
-    if row[0] is None:   # Smart Charging: ocpp_smart.<action>, loaded for the call
-        return _smart(action, cp, payload)
     return row[0](cp, payload)

@@ -14,11 +14,9 @@ _CSL = "m"   # comma-separated measurands
 _STR = "s"
 
 # name: (kind, writable, default, minimum or None). Defaults of None are filled from the config.
+# Smart Charging's read-only keys are in ocpp_calls (_SMART_KEYS): out of the heap between calls.
 SPEC = {
     "AuthorizeRemoteTxRequests": (_BOOL, True, False, None),
-    "ChargeProfileMaxStackLevel": (_INT, False, 8, None),
-    "ChargingScheduleAllowedChargingRateUnit": (_STR, False, "Current,Power", None),
-    "ChargingScheduleMaxPeriods": (_INT, False, 24, None),
     "ClockAlignedDataInterval": (_INT, True, 0, 0),
     "ConnectionTimeOut": (_INT, True, None, 1),
     "ConnectorPhaseRotation": (_STR, True, "NotApplicable", None),
@@ -26,7 +24,6 @@ SPEC = {
     "HeartbeatInterval": (_INT, True, None, 1),
     "LocalAuthorizeOffline": (_BOOL, True, True, None),
     "LocalPreAuthorize": (_BOOL, True, False, None),
-    "MaxChargingProfilesInstalled": (_INT, False, 8, None),
     "MeterValuesAlignedData": (_CSL, True, ocppj.DEFAULT_ALIGNED, None),
     "MeterValuesAlignedDataMaxLength": (_INT, False, 5, None),
     "MeterValuesSampledData": (_CSL, True, ocppj.DEFAULT_MEASURANDS, None),

@@ -1,117 +1,118 @@
-# OCPP 1.6 Smart Charging on the station: the charging profiles on flash (profiles.json, so they
-# survive a reboot and take no RAM between uses), SetChargingProfile, ClearChargingProfile,
-# GetCompositeSchedule, and the composite limit the charge point keeps (cp.limit_a, worked out
-# again at cp.limit_due: the next change of a schedule, at most an hour away). Like ocpp_calls,
-# this module and composite.py are imported when needed and dropped again (chargepoint.smart).
-import json
-import os
-
-import composite
+# OCPP 1.6 Smart Charging calls: SetChargingProfile, ClearChargingProfile, GetCompositeSchedule,
+# the chargingProfile of a RemoteStartTransaction, and the read-only configuration keys. Imported
+# by ocpp_calls for each such call, then dropped with what it imported (ocpp_calls.smart): between
+# calls none of it takes heap. composite and smartlimit (and chargeprofile,
+# the checks of a profile as received) are imported by the functions that need them, so a
+# configuration key costs only this module.
 import log
 import ocppj
-from compat import const, ticks_ms, ticks_add
+from compat import const
 
 L = log.get("smart")
-FILE = "profiles.json"
-_RECHECK_S = const(3600)   # the limit is worked out again at least this often
 _MAX_DURATION = const(2678400)   # GetCompositeSchedule: at most 31 days ahead
+_MAX_STACK = const(8)            # the configuration keys below
+_MAX_PERIODS = const(24)
+_MAX_PROFILES = const(8)
+KEYS = (("ChargeProfileMaxStackLevel", "8"), ("ChargingScheduleAllowedChargingRateUnit", "Current,Power"),
+        ("ChargingScheduleMaxPeriods", "24"), ("MaxChargingProfilesInstalled", "8"))
+PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")   # as chargeprofile.PURPOSES
+_TX = const(2)
+# the calls' fields, as in ocpp_calls.CALLS
+CALLS = {
+    "SetChargingProfile": (("connectorId", "i", True, None), ("csChargingProfiles", "o", True, None)),
+    "ClearChargingProfile": (("id", "i", False, None), ("connectorId", "i", False, None),
+                             ("chargingProfilePurpose", "e", False, PURPOSES), ("stackLevel", "i", False, None)),
+    "GetCompositeSchedule": (("connectorId", "i", True, None), ("duration", "i", True, None),
+                             ("chargingRateUnit", "e", False, ("A", "W"))),
+}
 
 
-def load():
-    """The installed profiles (composite's flat form); [] when there are none or the file is
-    unreadable (then the station's own maximum applies, the safe side)."""
-    try:
-        with open(FILE) as f:
-            ps = json.load(f)
-    except (OSError, ValueError):
-        return []
-    if not isinstance(ps, list):
-        return []
-    return [p for p in ps if isinstance(p, list) and len(p) == 12]
+def handle(cp, action, p, mid):
+    """A CALL that is not in ocpp_calls.CALLS: answered if it is a Smart Charging call (its payload
+    checked against CALLS first: ocppj.FrameError), else None (NotImplemented)."""
+    spec = CALLS.get(action)
+    if spec is None:
+        return None
+    ocppj.check_payload(action, spec, p, mid)
+    L.info("<- %s", action)
+    if action[0] == "S":
+        return _set(cp, p)
+    if action[0] == "C":
+        return _clear(cp, p)
+    return _composite(cp, p)
 
 
-def save(ps):
-    if not ps:
-        try:
-            os.remove(FILE)
-        except OSError:
-            pass
-        return
-    tmp = FILE + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(ps, f)
-    os.rename(tmp, FILE)
+def get_configuration(cp, keys, out):
+    """GetConfiguration.conf `out` (ocpp_keys') with the Smart Charging keys put in: all of them
+    when `keys` is empty (in name order), else those asked for, in the order asked."""
+    known = out.get("configurationKey") or []
+    unknown = out.pop("unknownKey", None) or []
+    for k, v in KEYS:
+        if not keys or k in unknown:
+            known.append({"key": k, "readonly": True, "value": v})
+            while k in unknown:
+                unknown.remove(k)
+    known.sort(key=(lambda d: keys.index(d["key"])) if keys else (lambda d: d["key"]))
+    if known:
+        out["configurationKey"] = known
+    if unknown:
+        out["unknownKey"] = unknown
+    return out
 
 
-def _hw(cp):
-    c = cp.ctx.cfg["charger"]
-    return c["voltage_v"], c["phases"], c["max_current_a"]
+def change(cp, k):
+    """ChangeConfiguration of a key ocpp_keys does not know: Rejected for ours (read-only)."""
+    for name, _ in KEYS:
+        if name == k:
+            return "Rejected"
+    return "NotSupported"
 
 
-def _tx(cp):
-    """(the running transaction's id: 0 while the central system has not given it, None when
-    there is none; when it started, epoch s)."""
-    tx = cp.conn.tx
-    if not tx:
-        return None, None
-    return cp.journal.txid(tx["ref"]) or 0, cp.tx_t0
+def _compact(p, connector):
+    import chargeprofile
+    return chargeprofile.compact(p, connector, ocppj.parse_iso_ms, _MAX_STACK, _MAX_PERIODS)
 
 
-def _compact(cp, p, connector):
-    k = cp.keys
-    return composite.compact(p, connector, ocppj.parse_iso_ms, k["ChargeProfileMaxStackLevel"],
-                             k["ChargingScheduleMaxPeriods"])
-
-
-def install(cp, prof):
-    """Install a flat profile (replacing one with its id or its connector, purpose and stack
-    level); False when MaxChargingProfilesInstalled would be passed."""
-    ps = load()
-    composite.replace(ps, prof)
-    if len(ps) > cp.keys["MaxChargingProfilesInstalled"]:
-        return False
-    save(ps)
-    if prof[composite.PURPOSE] == composite.TX:
-        cp.smart_tx = True
-    cp.limit_due = ticks_ms()     # the limit is worked out again at the next tick
-    return True
-
-
-def SetChargingProfile(cp, p):
+def _set(cp, p):
     """SetChargingProfile.conf: Accepted or Rejected (the reason is logged)."""
+    import composite
+    import smartlimit
     c = p["connectorId"]
     try:
         if c not in (0, 1):
-            raise composite.ProfileError("connectorId %d: the station has connectors 0 and 1" % c)
-        prof = _compact(cp, p["csChargingProfiles"], c)
+            raise ValueError("connectorId %d: the station has connectors 0 and 1" % c)
+        prof = _compact(p["csChargingProfiles"], c)
         if prof[composite.PURPOSE] == composite.TX:
-            txid, _ = _tx(cp)
+            txid = smartlimit.tx(cp)[0]
             if txid is None:
-                raise composite.ProfileError("a TxProfile needs a running transaction, and there is none")
+                raise ValueError("a TxProfile needs a running transaction, and there is none")
             want = prof[composite.TXID]
             if want is not None and want != txid:
-                raise composite.ProfileError("transactionId %d is not the running transaction (%d)" % (want, txid))
-        if not install(cp, prof):
-            raise composite.ProfileError("at most %d profiles (MaxChargingProfilesInstalled)"
-                                         % cp.keys["MaxChargingProfilesInstalled"])
-    except composite.ProfileError as e:
+                raise ValueError("transactionId %d is not the running transaction (%d)" % (want, txid))
+        ps = smartlimit.load()
+        composite.replace(ps, prof)
+        if len(ps) > _MAX_PROFILES:
+            raise ValueError("at most %d profiles (MaxChargingProfilesInstalled)" % _MAX_PROFILES)
+    except ValueError as e:   # chargeprofile.ProfileError, or ours
         L.warn("SetChargingProfile rejected: %s", e)
         return {"status": "Rejected"}
+    smartlimit.save(cp, ps)
     L.info("profile %d installed (%s, stack level %d, connector %d)", prof[composite.ID],
-           composite.PURPOSES[prof[composite.PURPOSE]], prof[composite.STACK], c)
+           PURPOSES[prof[composite.PURPOSE]], prof[composite.STACK], c)
     return {"status": "Accepted"}
 
 
-def ClearChargingProfile(cp, p):
+def _clear(cp, p):
     """ClearChargingProfile.conf: Accepted when something was removed, else Unknown."""
+    import composite
+    import smartlimit
     pu = p.get("chargingProfilePurpose")
-    ps = load()
-    n = composite.clear(ps, p.get("id"), p.get("connectorId"),
-                        None if pu is None else composite.PURPOSES.index(pu), p.get("stackLevel"))
+    ps = smartlimit.load()
+    n = composite.clear(ps, p.get("id"), p.get("connectorId"), None if pu is None else PURPOSES.index(pu),
+                        p.get("stackLevel"))
     if not n:
         return {"status": "Unknown"}
-    save(ps)
-    cp.limit_due = ticks_ms()
+    smartlimit.save(cp, ps)
     L.info("%d profile(s) cleared", n)
     return {"status": "Accepted"}
 
@@ -120,25 +121,19 @@ def chargingProfile(cp, p):
     """RemoteStartTransaction's chargingProfile: its flat form, or None (Rejected) unless it is
     a TxProfile without a transactionId (OCPP 1.6 5.11)."""
     try:
-        prof = _compact(cp, p, 1)
-        if prof[composite.PURPOSE] != composite.TX or prof[composite.TXID] is not None:
-            raise composite.ProfileError("the chargingProfile must be a TxProfile without a transactionId")
-    except composite.ProfileError as e:
+        prof = _compact(p, 1)
+        if prof[2] != _TX or prof[11] is not None:   # composite.PURPOSE, TXID
+            raise ValueError("the chargingProfile must be a TxProfile without a transactionId")
+    except ValueError as e:
         L.warn("RemoteStartTransaction rejected: %s", e)
         return None
     return prof
 
 
-def end_tx(cp):
-    """The transaction ended: its TxProfiles go with it (OCPP 1.6 3.13.1)."""
-    ps = load()
-    if composite.clear(ps, purpose=composite.TX):
-        save(ps)
-    cp.smart_tx = False
-
-
-def GetCompositeSchedule(cp, p):
+def _composite(cp, p):
     """GetCompositeSchedule.conf for connector 0 or 1 from now for `duration` s."""
+    import composite
+    import smartlimit
     c = p["connectorId"]
     d = p["duration"]
     unit = p.get("chargingRateUnit", "A")
@@ -146,32 +141,8 @@ def GetCompositeSchedule(cp, p):
         L.warn("GetCompositeSchedule rejected: connector %d, duration %d (1..%d s)", c, d, _MAX_DURATION)
         return {"status": "Rejected"}
     now = cp.now() // 1000
-    txid, t0 = _tx(cp)
-    v, ph, hw = _hw(cp)
-    periods = composite.schedule(load(), now, d, c, txid, t0, v, ph, hw, unit, cp.keys["ChargingScheduleMaxPeriods"])
+    txid, t0 = smartlimit.tx(cp)
+    v, ph, mx = smartlimit.hw(cp)
+    periods = composite.schedule(smartlimit.load(), now, d, c, txid, t0, v, ph, mx, unit, _MAX_PERIODS)
     return {"status": "Accepted", "connectorId": c, "scheduleStart": ocppj.iso_ms(now * 1000),
             "chargingSchedule": {"duration": d, "chargingRateUnit": unit, "chargingSchedulePeriod": periods}}
-
-
-def refresh(cp):
-    """Work out the limit now (cp.limit_a, A per phase) and when to do it again (cp.limit_due)."""
-    v, ph, hw = _hw(cp)
-    ps = load()
-    wait = _RECHECK_S
-    if ps:
-        now = cp.now() // 1000
-        txid, t0 = _tx(cp)
-        if txid is None and composite.clear(ps, purpose=composite.TX):
-            save(ps)    # TxProfiles of a transaction cut by a power loss: it is over
-        lim, nxt = composite.limit_at(ps, now, 1, txid, t0, v, ph, hw)
-        if nxt - now < wait:
-            wait = nxt - now if nxt > now else 1
-        cp.smart_tx = txid is not None and any(p[composite.PURPOSE] == composite.TX for p in ps)
-    else:
-        lim = hw
-        cp.smart_tx = False
-    lim = int(lim * 10 + 0.5) / 10
-    if lim != cp.limit_a:
-        L.info("limit %s A (next check in %d s)", lim, wait)
-    cp.limit_a = lim
-    cp.limit_due = ticks_add(ticks_ms(), wait * 1000)

@@ -1,4 +1,4 @@
-# Checks of the Smart Charging logic (firmware/composite.py), written once and run under both
+# Checks of the Smart Charging logic (firmware/composite.py, chargeprofile.py), written once and run under both
 # interpreters like pure_checks.py: pytest imports this file under CPython (one test per check),
 # the unix-port micropython runs it as a script ("ok <name>" per check). MicroPython-compatible
 # code only.
@@ -12,6 +12,7 @@
 import gc
 import os
 
+import chargeprofile
 import composite
 import ocppj
 
@@ -51,7 +52,7 @@ def prof(pid, purpose, stack, kind, periods, unit="A", start=None, dur=None, rec
 
 
 def c(p, connector=1):
-    return composite.compact(p, connector, ocppj.parse_iso_ms, 8, 24)
+    return chargeprofile.compact(p, connector, ocppj.parse_iso_ms, 8, 24)
 
 
 # the daily default of 3.13.2: 32 A at night, 16 A from 08:00 to 20:00; a holiday (day 2)
@@ -182,7 +183,7 @@ def check_compact__valid_and_invalid_profiles():
     for p, conn, word in bad:
         try:
             c(p, conn)
-        except composite.ProfileError as e:
+        except chargeprofile.ProfileError as e:
             assert word in str(e), (word, str(e))
         else:
             raise AssertionError("accepted: %r" % (p,))
@@ -190,7 +191,7 @@ def check_compact__valid_and_invalid_profiles():
     p["validTo"] = "tomorrow"
     try:
         c(p)
-    except composite.ProfileError as e:
+    except chargeprofile.ProfileError as e:
         assert "validTo" in str(e), str(e)
     else:
         raise AssertionError("accepted a bad validTo")
