@@ -39,7 +39,7 @@ _D_MV = const(1500)
 _E_MV = const(-1500)
 _F_MV = const(-10500)
 # the low level of a PWM pilot with the diode in place is -12 V; above this the diode is missing
-_DIODE_MV = const(-10500)
+LOW_MV = const(-10500)
 _DC_MV = const(2000)   # a burst whose samples span less than this is steady (no PWM)
 
 
@@ -124,7 +124,9 @@ def levels(buf, n, zero, num, den, out):
 class Pilot:
     """The EV's state from one (high, low) reading at a time, debounced: a new state counts once
     it is read `n` times in a row. State F is never taken from a reading (the station sets it);
-    a PWM pilot (low given) whose low level is not near -12 V in state B, C or D is DIODE."""
+    a PWM pilot (low given) whose low level is not near -12 V in state B, C or D is DIODE, and
+    stays DIODE until the EV is unplugged (state A): without PWM (after the station stops it for
+    the fault) the diode cannot be checked, and the EV would read as fine again."""
 
     def __init__(self, n=3):
         self.n = n
@@ -136,11 +138,11 @@ class Pilot:
         s = level(high_mv)
         if s == F:
             s = E
-        elif B <= s <= D and low_mv is not None and low_mv > _DIODE_MV:
+        elif B <= s <= D and low_mv is not None and low_mv > LOW_MV:
             s = DIODE
-        if s == self.state:
+        if s == self.state or (self.state == DIODE and s != A):
             self._count = 0
-            return s
+            return self.state
         if s != self._cand:
             self._cand = s
             self._count = 1

@@ -96,8 +96,11 @@ def check_pilot__debounced():
     for _ in range(2):
         assert p.feed(12000, None) == pilot.C
     assert p.feed(12000, None) == pilot.A                            # unplugged
-    # a diode fault, like any state, needs n readings in a row
+    # a diode fault, like any state, needs n readings in a row; it stays until unplugged, also
+    # when the PWM stops and the EV reads as C without its low level
     assert [p.feed(9000, -9000) for _ in range(3)] == [pilot.A, pilot.A, pilot.DIODE]
+    assert [p.feed(6000, None) for _ in range(4)] == [pilot.DIODE] * 4
+    assert [p.feed(12000, None) for _ in range(3)] == [pilot.DIODE, pilot.DIODE, pilot.A]
 
 
 def check_pilot__reading_allocates_nothing():
