@@ -3,6 +3,8 @@
 #   ocpp_link            the connection (CALLs and their answers, reader, pings) and the reconnect
 #   ocpp_calls           calls from the central system: action -> on_<action> (imported per
 #                        call and dropped again: ocpp_link.handle_call)
+#   ocpp_smart           Smart Charging's calls (through ocpp_calls, cs_smart), smartlimit the limit the
+#                        profiles give (ChargePoint.smart): both loaded per use and dropped
 #   connector            connector 1's status (a pure state machine)
 #   ocpp_tx              transactions and the journal's delivery (nothing lost)
 #   aligned              clock-aligned data
@@ -49,6 +51,13 @@ class ChargePoint:
         self.req_start = None        # idTag of an accepted RemoteStartTransaction
         self.req_stop = None         # reason of a requested stop
         self.req_reset = None        # "Soft" / "Hard"
+        self.req_profile = None      # the TxProfile of that RemoteStartTransaction (flat form)
+        # Smart Charging (smartlimit.py, loaded only to work it out): the composite limit in A
+        # per phase; when to work it out again (None: no profile installed); the transaction
+        # it was worked out for
+        self.limit_a = ctx.cfg["charger"]["max_current_a"]
+        self.limit_due = ticks_ms() if "profiles.json" in listdir() else None
+        self.lim_tx = None
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
         self.triggers = []           # (action, connector) asked for, or (action, payload) to send
         self.sent = {}               # connector -> (status, errorCode) sent on this connection
@@ -132,6 +141,8 @@ class ChargePoint:
                 tag = self.req_start
                 self.req_start = None
                 await ocpp_tx.start(self, tag, self.keys["AuthorizeRemoteTxRequests"])
+                if not conn.tx:   # not started: its profile goes too
+                    self.req_profile = None
             if self.req_stop and conn.tx:
                 ocpp_tx.stop(self, self.req_stop)
             self.req_stop = None
@@ -140,10 +151,28 @@ class ChargePoint:
             if self.avail_pending is not None and not conn.tx:
                 self.set_available(self.avail_pending)
                 self.avail_pending = None
+        if conn.tx is not self.lim_tx:   # a transaction started or ended: its profiles follow it
+            self.lim_tx = conn.tx
+            if self.req_profile or self.limit_due is not None:
+                self.limit_due = ticks_ms()
+        if self.limit_due is not None and ticks_diff(ticks_ms(), self.limit_due) >= 0:
+            self.smart()   # a schedule changes, or the transaction did: the limit again
         self.aligned.take()
         st.status = conn.update(self.online())
         if conn.tx:
             st.apply_relay(self.board)
+
+    def smart(self):
+        """smartlimit.tick: smartlimit and composite are in the heap only meanwhile. A failure
+        (no heap, a broken file) leaves the limit as it was and tries again in 10 s."""
+        try:
+            import smartlimit
+            smartlimit.tick(self)
+        except Exception as e:
+            L.error("smart charging: %r", e)
+            self.limit_due = ticks_add(ticks_ms(), 10000)   # the profiles stay on flash
+        for m in ("ocpp_smart", "chargeprofile", "smartlimit", "composite"):   # as cs_smart.smart
+            sys.modules.pop(m, None)
 
     # --- online work ------------------------------------------------------------
     async def send_status(self):

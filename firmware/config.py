@@ -102,6 +102,14 @@ SCHEMA = {
         # read cycles in a row without a valid DHT11 reading before it counts as dead (a fault)
         "dht_dead_cycles": (int, 3, (1, 100)),
     },
+    # the charging circuit, for Smart Charging (docs/ocpp.md) and the control pilot: the most
+    # the cable, contactor and supply allow per phase (the pilot never offers more), and the
+    # voltage and phases a limit in W is converted to amperes at
+    "charger": {
+        "max_current_a": (int, 16, (6, 80)),
+        "voltage_v": (int, 230, (100, 480)),
+        "phases": (int, 1, (1, 3)),
+    },
 }
 
 SECRET_KEYS = ("password", "write_key", "key", "secret", "token")

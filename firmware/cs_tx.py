@@ -1,11 +1,22 @@
 # Calls that start and stop a transaction: RemoteStartTransaction, RemoteStopTransaction.
 # Imported for one call by ocpp_calls.handle and dropped after it (see there).
+import sys
 
 
 def on_remote_start_transaction(cp, p):
     if cp.req_start or not cp.conn.free() or p.get("connectorId", 1) != 1:
         return {"status": "Rejected"}
+    prof = p.get("chargingProfile")
+    if prof is not None:   # a TxProfile for the transaction it starts: checked by ocpp_smart
+        from cs_smart import smart
+        try:
+            prof = smart("chargingProfile", cp, prof)
+        finally:
+            sys.modules.pop("cs_smart", None)
+        if prof is None:
+            return {"status": "Rejected"}
     cp.req_start = p["idTag"]
+    cp.req_profile = prof
     return {"status": "Accepted"}
 
 

@@ -24,6 +24,7 @@ WHERE = {
     "Reset": "cs_admin", "ChangeAvailability": "cs_admin", "TriggerMessage": "cs_admin",
     "ClearCache": "cs_admin", "UnlockConnector": "cs_admin", "DataTransfer": "cs_admin",
     "UpdateFirmware": "cs_fwmgmt", "GetDiagnostics": "cs_fwmgmt",
+    "SetChargingProfile": "cs_smart", "ClearChargingProfile": "cs_smart", "GetCompositeSchedule": "cs_smart",
 }
 
 

@@ -14,6 +14,7 @@ _CSL = "m"   # comma-separated measurands
 _STR = "s"
 
 # name: (kind, writable, default, minimum or None). Defaults of None are filled from the config.
+# Smart Charging's read-only keys are in cs_config (SMART_KEYS): out of the heap between calls.
 SPEC = {
     "AuthorizeRemoteTxRequests": (_BOOL, True, False, None),
     "ClockAlignedDataInterval": (_INT, True, 0, 0),
@@ -36,7 +37,7 @@ SPEC = {
     "StopTxnAlignedDataMaxLength": (_INT, False, 0, None),  # not put in transactionData
     "StopTxnSampledData": (_CSL, True, "Energy.Active.Import.Register", None),
     "StopTxnSampledDataMaxLength": (_INT, False, 5, None),
-    "SupportedFeatureProfiles": (_STR, False, "Core,FirmwareManagement,RemoteTrigger", None),
+    "SupportedFeatureProfiles": (_STR, False, "Core,FirmwareManagement,RemoteTrigger,SmartCharging", None),
     "TransactionMessageAttempts": (_INT, True, 3, 1),
     "TransactionMessageRetryInterval": (_INT, True, 10, 1),
     "UnlockConnectorOnEVSideDisconnect": (_BOOL, False, False, None),

@@ -13,9 +13,10 @@ from support.central import CentralSystem, sampled, station_config, ts, validate
 from support.firmware import TLS
 
 ALL_KEYS = {
-    "AuthorizeRemoteTxRequests", "ClockAlignedDataInterval", "ConnectionTimeOut",
+    "AuthorizeRemoteTxRequests", "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",
+    "ChargingScheduleMaxPeriods", "ClockAlignedDataInterval", "ConnectionTimeOut",
     "ConnectorPhaseRotation", "GetConfigurationMaxKeys", "HeartbeatInterval",
-    "LocalAuthorizeOffline", "LocalPreAuthorize", "MeterValuesAlignedData",
+    "LocalAuthorizeOffline", "LocalPreAuthorize", "MaxChargingProfilesInstalled", "MeterValuesAlignedData",
     "MeterValuesAlignedDataMaxLength", "MeterValuesSampledData", "MeterValuesSampledDataMaxLength",
     "MeterValueSampleInterval", "NumberOfConnectors", "ResetRetries",
     "StopTransactionOnEVSideDisconnect", "StopTransactionOnInvalidId", "StopTxnAlignedData",

@@ -1,0 +1,97 @@
+# OCPP 1.6 Smart Charging calls: SetChargingProfile, ClearChargingProfile, GetCompositeSchedule
+# and the chargingProfile of a RemoteStartTransaction (their payloads checked by ocpp_calls
+# against cs_smart.CALLS first; the read-only configuration keys are cs_config's). Imported by
+# cs_smart for each such call, then dropped with what it imported (cs_smart.smart): between
+# calls none of it takes heap. composite and smartlimit (and chargeprofile,
+# the checks of a profile as received) are imported by the functions that need them.
+import log
+import ocppj
+from compat import const
+
+L = log.get("smart")
+_MAX_DURATION = const(2678400)   # GetCompositeSchedule: at most 31 days ahead
+_MAX_STACK = const(8)            # the configuration keys (cs_config.SMART_KEYS say the same)
+_MAX_PERIODS = const(24)
+_MAX_PROFILES = const(8)
+PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")   # as chargeprofile.PURPOSES
+_TX = const(2)
+
+
+def _compact(p, connector):
+    import chargeprofile
+    return chargeprofile.compact(p, connector, ocppj.parse_iso_ms, _MAX_STACK, _MAX_PERIODS)
+
+
+def set_profile(cp, p):
+    """SetChargingProfile.conf: Accepted or Rejected (the reason is logged)."""
+    import composite
+    import smartlimit
+    c = p["connectorId"]
+    try:
+        if c not in (0, 1):
+            raise ValueError("connectorId %d: the station has connectors 0 and 1" % c)
+        prof = _compact(p["csChargingProfiles"], c)
+        if prof[composite.PURPOSE] == composite.TX:
+            txid = smartlimit.tx(cp)[0]
+            if txid is None:
+                raise ValueError("a TxProfile needs a running transaction, and there is none")
+            want = prof[composite.TXID]
+            if want is not None and want != txid:
+                raise ValueError("transactionId %d is not the running transaction (%d)" % (want, txid))
+        ps = smartlimit.load()
+        composite.replace(ps, prof)
+        if len(ps) > _MAX_PROFILES:
+            raise ValueError("at most %d profiles (MaxChargingProfilesInstalled)" % _MAX_PROFILES)
+    except ValueError as e:   # chargeprofile.ProfileError, or ours
+        L.warn("SetChargingProfile rejected: %s", e)
+        return {"status": "Rejected"}
+    smartlimit.save(cp, ps)
+    L.info("profile %d installed (%s, stack level %d, connector %d)", prof[composite.ID],
+           PURPOSES[prof[composite.PURPOSE]], prof[composite.STACK], c)
+    return {"status": "Accepted"}
+
+
+def clear_profile(cp, p):
+    """ClearChargingProfile.conf: Accepted when something was removed, else Unknown."""
+    import composite
+    import smartlimit
+    pu = p.get("chargingProfilePurpose")
+    ps = smartlimit.load()
+    n = composite.clear(ps, p.get("id"), p.get("connectorId"), None if pu is None else PURPOSES.index(pu),
+                        p.get("stackLevel"))
+    if not n:
+        return {"status": "Unknown"}
+    smartlimit.save(cp, ps)
+    L.info("%d profile(s) cleared", n)
+    return {"status": "Accepted"}
+
+
+def chargingProfile(cp, p):
+    """RemoteStartTransaction's chargingProfile: its flat form, or None (Rejected) unless it is
+    a TxProfile without a transactionId (OCPP 1.6 5.11)."""
+    try:
+        prof = _compact(p, 1)
+        if prof[2] != _TX or prof[11] is not None:   # composite.PURPOSE, TXID
+            raise ValueError("the chargingProfile must be a TxProfile without a transactionId")
+    except ValueError as e:
+        L.warn("RemoteStartTransaction rejected: %s", e)
+        return None
+    return prof
+
+
+def composite_schedule(cp, p):
+    """GetCompositeSchedule.conf for connector 0 or 1 from now for `duration` s."""
+    import composite
+    import smartlimit
+    c = p["connectorId"]
+    d = p["duration"]
+    unit = p.get("chargingRateUnit", "A")
+    if c not in (0, 1) or d < 1 or d > _MAX_DURATION:
+        L.warn("GetCompositeSchedule rejected: connector %d, duration %d (1..%d s)", c, d, _MAX_DURATION)
+        return {"status": "Rejected"}
+    now = cp.now() // 1000
+    txid, t0 = smartlimit.tx(cp)
+    v, ph, mx = smartlimit.hw(cp)
+    periods = composite.schedule(smartlimit.load(), now, d, c, txid, t0, v, ph, mx, unit, _MAX_PERIODS)
+    return {"status": "Accepted", "connectorId": c, "scheduleStart": ocppj.iso_ms(now * 1000),
+            "chargingSchedule": {"duration": d, "chargingRateUnit": unit, "chargingSchedulePeriod": periods}}
