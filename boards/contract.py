@@ -45,6 +45,18 @@ class BoardContract(Protocol):
         """True while the local start/stop button is pressed."""
         ...
 
+    # --- control pilot (IEC 61851-1; firmware/pilot.py, firmware/evse.py) -------
+    def pilot_pwm(self, duty: int) -> None:
+        """Set the pilot's 1 kHz PWM duty, 0..65535 (machine.PWM.duty_u16): 65535 = +12 V
+        steady (no PWM), 0 = -12 V steady (state F). Must not allocate."""
+        ...
+
+    def pilot_burst(self, buf) -> None:
+        """Fill buf (array('H')) with raw 16-bit ADC samples (read_u16 scale) of the pilot through
+        its front end (docs/wiring.md: 1.65 V + V_pilot / 8) at 20,000 samples a second, 20 a
+        PWM period. Blocks for len(buf) / 20000 s; allocates nothing."""
+        ...
+
     # --- outputs ------------------------------------------------------------
     def relay(self, on: bool) -> None:
         """Close (True) or open (False) the contactor relay. Must not allocate: it is called

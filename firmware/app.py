@@ -23,6 +23,7 @@ class Ctx:
         # task name -> function called when the Wi-Fi link drops (sockets over it are dead);
         # keyed, so a task restarted by guarded() replaces its own rather than adding one
         self.on_wifi_lost = {}
+        self.cp = None      # the OCPP charge point (chargepoint.py) when there is one
 
 
 async def watchdog_task(ctx):
@@ -58,6 +59,9 @@ def tasks(ctx):
 
     out = [("wifi", wifi.run), ("sample", sampler.run), ("watchdog", watchdog_task)]
     c = ctx.cfg
+    if c["charger"]["pilot"]:
+        import evse
+        out.append(("pilot", evse.run))
     if c["ocpp"]["url"]:
         import chargepoint
         out.append(("ocpp", chargepoint.run))

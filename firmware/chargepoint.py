@@ -58,6 +58,7 @@ class ChargePoint:
         self.limit_a = ctx.cfg["charger"]["max_current_a"]
         self.limit_due = ticks_ms() if "profiles.json" in listdir() else None
         self.lim_tx = None
+        ctx.cp = self   # the control pilot (evse.py) reads the limit and the transaction
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
         self.triggers = []           # (action, connector) asked for, or (action, payload) to send
         self.sent = {}               # connector -> (status, errorCode) sent on this connection

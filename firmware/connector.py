@@ -30,9 +30,13 @@ class Connector:
             return ("Available" if st.available else "Unavailable"), "NoError"
         if st.fault:
             return "Faulted", st.fault
+        pl = st.pilot      # None without a pilot; 0..6: pilot.A, B, C, D, E, F, DIODE
+        if pl is not None and pl >= 4:
+            return "Faulted", "EVCommunicationError"
         if self.tx:
             if not st.relay:
-                return "SuspendedEVSE", "NoError"
+                # the EV (state B: not asking) or the station (a limit below 6 A, a pause)
+                return ("SuspendedEV" if pl == 1 else "SuspendedEVSE"), "NoError"
             if st.readings_seq > self.closed_seq + 1 and (st.values[_CURRENT] or 0) < _CHARGING_A:
                 return "SuspendedEV", "NoError"
             return "Charging", "NoError"
@@ -42,6 +46,8 @@ class Connector:
             return "Finishing", "NoError"
         if not st.available:
             return "Unavailable", "NoError"
+        if pl is not None and pl > 0:     # an EV plugged in, no transaction yet
+            return "Preparing", "NoError"
         return "Available", "NoError"
 
     def free(self):

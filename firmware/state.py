@@ -24,6 +24,10 @@ class State:
         # True when something (a transaction, or free-charge mode) wants power delivered
         self.charge_wanted = False
         self.available = True      # ChangeAvailability
+        # the control pilot (evse.py, charger.pilot): the EV's state (pilot.A..DIODE, None: no
+        # pilot) and whether it lets the relay close (an authorized transaction in state C/D)
+        self.pilot = None
+        self.pilot_ok = True
         # links: "up" / "down" / "off" (not configured)
         self.ip = ""
         self.links = {"wifi": "down", "ocpp": "off", "mqtt": "off", "thingspeak": "off"}
@@ -34,7 +38,7 @@ class State:
 
     def apply_relay(self, board):
         """Close the relay iff power is wanted, the connector is available and nothing is faulted."""
-        on = self.charge_wanted and self.available and self.fault is None
+        on = self.charge_wanted and self.pilot_ok and self.available and self.fault is None
         if on != self.relay:
             board.relay(on)
             self.relay = on

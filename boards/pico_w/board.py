@@ -10,6 +10,8 @@
 #               Pico 2 W's RP2350A)
 #   GP16  relay / contactor driver (active high, through a transistor or SSR)
 #   GP14  local start/stop push button to GND (internal pull-up)
+#   GP17  control pilot PWM, 1 kHz (PWM slice 0 B) into the +-12 V op-amp stage
+#   GP28  ADC2  control pilot sense: 1.65 V + V_pilot / 8 through the divider
 #   "LED" the Pico W's on-board LED (on the CYW43)
 import machine
 import network
@@ -25,6 +27,9 @@ _PIN_RELAY = const(16)
 _PIN_BUTTON = const(14)
 _ADC_CURRENT = const(0)
 _ADC_VOLTAGE = const(1)
+_PIN_PILOT = const(17)
+_ADC_PILOT = const(2)
+_PILOT_US = const(50)      # pilot samples 50 us apart: 20 a 1 kHz period
 # "Raspberry Pi Pico W with RP2040", "Raspberry Pi Pico 2 W with RP2350"
 _RP2350 = "RP2350" in sys.implementation._machine
 # WATCHDOG_BASE (CTRL at +0) + 0x3000, the atomic bit-clear alias: 0x40058000 on an RP2040
@@ -46,6 +51,9 @@ class Board:
         self._adc_i = machine.ADC(_ADC_CURRENT)
         self._adc_v = machine.ADC(_ADC_VOLTAGE)
         self._adc_t = machine.ADC(machine.ADC.CORE_TEMP)
+        # +12 V steady (100 %) from power-up: "no charging now" until the firmware decides
+        self._pwm = machine.PWM(machine.Pin(_PIN_PILOT), freq=1000, duty_u16=65535)
+        self._adc_p = machine.ADC(_ADC_PILOT)
         self._wlan = network.WLAN(network.STA_IF)
         self._wdt = None
 
@@ -74,6 +82,23 @@ class Board:
             buf_i[k] = ri()
             buf_v[k] = rv()
             t += period
+            while ticks_diff(t, ticks_us()) > 0:
+                pass
+
+    def pilot_pwm(self, duty):
+        self._pwm.duty_u16(duty)
+
+    def pilot_burst(self, buf):
+        # paced by ticks_us like adc_burst; 20 samples a period catch the high and the low phase
+        # of any duty from 8 % up (a duty below 5 % is not a valid pilot anyway)
+        r = self._adc_p.read_u16
+        ticks_us = time.ticks_us
+        ticks_diff = time.ticks_diff
+        ticks_add = time.ticks_add
+        t = ticks_us()
+        for k in range(len(buf)):
+            buf[k] = r()
+            t = ticks_add(t, _PILOT_US)
             while ticks_diff(t, ticks_us()) > 0:
                 pass
 

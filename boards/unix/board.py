@@ -10,6 +10,15 @@
 #    "button": [[5, 6]],
 #    "timeline": [[60, "dht.temp_c", 62.0], [90, "mains.irms", 6.0]]}
 # Times are seconds since boot. `irms` is what the EV draws while the relay is closed.
+# A scenario with an "ev" section simulates the EV behind the control pilot instead:
+#    "ev": {"state": "B", "diode": true, "max_a": 32.0, "noise_mv": 300},
+#    "timeline": [[5, "ev.state", "C"], [40, "ev.state", "B"], [60, "ev.state", "A"], [70, "ev.diode", false]]
+# state: A unplugged, B plugged in, C asking for charge (D: with ventilation, E: pilot shorted).
+# The EV loads the pilot as a J1772 car does (its high level 12/9/6/3/0 V, the low -12 V, or
+# mirrored without the diode) and, while the relay is closed and it asks for charge, draws the
+# current the PWM duty allows (at most max_a), so the measured current follows the limit.
+# "ev": {"control": "ev.json"} also reads that file (in the flash directory) whenever it changes
+# and merges it over the EV: a test drives the EV step by step ({"state": "C"}), a demo by hand.
 # The DHT11's readings wander around the scenario's values: a seeded random walk of at most
 # `drift` per read, kept within +-`wander` (degC, and %RH), which the sensor follows with a lag.
 # The scenario file is $PICOCHARGE_SCENARIO, else scenario.json in the flash directory
@@ -44,6 +53,19 @@ DEFAULTS = {
     "timeline": [],
     "chip_temp_c": 30.0,
 }
+_EV_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0}
+# the pilot front end (docs/wiring.md): ADC = 1.65 V + V_pilot / 8, 0..3.3 V on 0..65535
+_PILOT_ZERO = 32768
+_PILOT_COUNTS_PER_MV = 65535 / 26400
+
+
+def ev_amps(duty):
+    """What a J1772 EV may draw at PWM duty `duty` (0..65535): 0 below 8 % and above 97 %."""
+    pct = duty * 100.0 / 65535
+    if pct < 8 or pct > 97:
+        return 0.0
+    a = pct * 0.6 if pct <= 85 else (pct - 64) * 2.5
+    return a if a >= 6 else 0.0
 
 
 def _merge(base, extra):
@@ -122,6 +144,9 @@ class Board:
         self._wdt = None
         self.wdt_stopped = False
         self._phase = 0.0
+        self._duty = 65535     # the pilot: +12 V steady until the firmware sets it
+        self._pk = 0           # where in a pilot period the next sample falls
+        self._ev_stamp = None  # when the EV's control file was last read (s since boot)
 
     # --- time ---------------------------------------------------------------
     def now_s(self):
@@ -175,7 +200,13 @@ class Board:
         self.now_s()
         m = self.sc["mains"]
         hz = m["hz"]
-        irms = m["irms"] if self._relay else 0.0
+        ev = self._ev()
+        if ev is None:
+            irms = m["irms"] if self._relay else 0.0
+        elif self._relay and ev.get("state") in ("C", "D"):
+            irms = min(ev.get("max_a", 32.0), ev_amps(self._duty))
+        else:
+            irms = 0.0
         vrms = m["vrms"]
         ipk = irms * 1.41421356 / _CURRENT_A_PER_COUNT
         vpk = vrms * 1.41421356 / _VOLTAGE_V_PER_COUNT
@@ -193,6 +224,45 @@ class Board:
             buf_v[k] = 0 if s < 0 else (ADC_MAX if s > ADC_MAX else int(s))
         # the next burst starts at an arbitrary phase, as on real hardware
         self._phase = r.random() * 6.2831853
+
+    # --- control pilot ------------------------------------------------------
+    def pilot_pwm(self, duty):
+        self._duty = duty
+
+    def pilot_burst(self, buf):
+        """The pilot as the EV of the scenario loads it, 20 samples a 1 kHz period, with noise."""
+        self.now_s()
+        ev = self._ev() or {"state": "A"}
+        high = _EV_MV.get(ev.get("state", "A"), 0)
+        if ev.get("state") == "A":
+            low = -12000
+        else:
+            low = -12000 if ev.get("diode", True) else -high
+        noise = ev.get("noise_mv", 300)
+        hi_n = (self._duty * 20 + 32767) // 65535    # samples of a period at the high level
+        r = self.rng
+        k = self._pk
+        for i in range(len(buf)):
+            mv = high if k < hi_n else low
+            mv += (r.random() - 0.5) * 2 * noise
+            c = int(_PILOT_ZERO + mv * _PILOT_COUNTS_PER_MV)
+            buf[i] = 0 if c < 0 else (ADC_MAX if c > ADC_MAX else c)
+            k = (k + 1) % 20
+        self._pk = k
+
+    def _ev(self):
+        """The scenario's EV, with its control file merged in (read again every 0.1 s)."""
+        ev = self.sc.get("ev")
+        if ev is not None and ev.get("control"):
+            t = self.now_s()
+            if self._ev_stamp is None or t - self._ev_stamp >= 0.1:
+                self._ev_stamp = t
+                try:
+                    with open(ev["control"]) as f:
+                        ev.update(json.load(f))
+                except (OSError, ValueError):
+                    pass     # not there yet, or half written: read again next time
+        return ev
 
     def read_chip_temp(self):
         """Raw 16-bit reading of the RP2040 temperature sensor (ADC channel 4)."""

@@ -60,6 +60,16 @@ class FakeADC:
         return FakeADC.readings.get(self.ch, 1000 + self.ch)
 
 
+class FakePWM:
+    def __init__(self, pin, freq=0, duty_u16=0):
+        self.pin, self.freq, self.duty = pin, freq, duty_u16
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self.duty
+        self.duty = d
+
+
 class FakeWDT:
     made = []
 
@@ -120,7 +130,7 @@ class Resets(Exception):
 def _fake_modules(machine_name):
     mem = {}
     machine = types.SimpleNamespace(
-        Pin=FakePin, ADC=FakeADC, WDT=FakeWDT, mem32=mem,
+        Pin=FakePin, ADC=FakeADC, WDT=FakeWDT, PWM=FakePWM, mem32=mem,
         unique_id=lambda: bytes.fromhex("e6614103e7452d2f"),
         reset=lambda: (_ for _ in ()).throw(Resets("hard")),
         soft_reset=lambda: (_ for _ in ()).throw(Resets("soft")))
@@ -148,6 +158,9 @@ class FakeTime:
     def ticks_us(self):
         self.us += 4  # a read_u16 takes ~4 us
         return self.us
+
+    def ticks_add(self, a, b):
+        return a + b
 
     def ticks_diff(self, a, b):
         return a - b
