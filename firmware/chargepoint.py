@@ -3,7 +3,7 @@
 #   ocpp_link            the connection (CALLs and their answers, reader, pings) and the reconnect
 #   ocpp_calls           calls from the central system: action -> on_<action> (imported per
 #                        call and dropped again: ocpp_link.handle_call)
-#   ocpp_smart           Smart Charging's calls (through ocpp_calls, cs_smart), smartlimit the limit the
+#   ocpp_smart           Smart Charging's calls (a group of ocpp_calls), smartlimit the limit the
 #                        profiles give (ChargePoint.smart): both loaded per use and dropped
 #   connector            connector 1's status (a pure state machine)
 #   ocpp_tx              transactions and the journal's delivery (nothing lost)
@@ -172,7 +172,7 @@ class ChargePoint:
         except Exception as e:
             L.error("smart charging: %r", e)
             self.limit_due = ticks_add(ticks_ms(), 10000)   # the profiles stay on flash
-        for m in ("ocpp_smart", "chargeprofile", "smartlimit", "composite"):   # as cs_smart.smart
+        for m in ("ocpp_smart", "chargeprofile", "smartlimit", "composite"):   # as ocpp_smart's calls
             sys.modules.pop(m, None)
 
     # --- online work ------------------------------------------------------------

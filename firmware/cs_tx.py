@@ -8,11 +8,12 @@ def on_remote_start_transaction(cp, p):
         return {"status": "Rejected"}
     prof = p.get("chargingProfile")
     if prof is not None:   # a TxProfile for the transaction it starts: checked by ocpp_smart
-        from cs_smart import smart
+        import ocpp_smart
         try:
-            prof = smart("chargingProfile", cp, prof)
+            prof = ocpp_smart.chargingProfile(cp, prof)
         finally:
-            sys.modules.pop("cs_smart", None)
+            for m in ("ocpp_smart",) + ocpp_smart.DROP:
+                sys.modules.pop(m, None)
         if prof is None:
             return {"status": "Rejected"}
     cp.req_start = p["idTag"]

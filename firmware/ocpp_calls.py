@@ -1,7 +1,7 @@
 # Calls from the central system: which module takes each action, and the dispatch. A module
 # cs_<group> holds one on_<action>(cp, payload) handler per action it takes, answered at once
 # (the main loop acts on what they ask: cp.req_start, req_stop, req_reset, triggers), and its
-# CALLS table: the constraints of each action's OCPP 1.6 JSON schema that ocppj.check_payload
+# CALLS table: the constraints of each action's OCPP 1.6 JSON schema that check_payload
 # holds the payload to before its handler runs. Anything not listed here is answered CALLERROR
 # NotImplemented.
 #
@@ -24,7 +24,7 @@ WHERE = {
     "Reset": "cs_admin", "ChangeAvailability": "cs_admin", "TriggerMessage": "cs_admin",
     "ClearCache": "cs_admin", "UnlockConnector": "cs_admin", "DataTransfer": "cs_admin",
     "UpdateFirmware": "cs_fwmgmt", "GetDiagnostics": "cs_fwmgmt",
-    "SetChargingProfile": "cs_smart", "ClearChargingProfile": "cs_smart", "GetCompositeSchedule": "cs_smart",
+    "SetChargingProfile": "ocpp_smart", "ClearChargingProfile": "ocpp_smart", "GetCompositeSchedule": "ocpp_smart",
 }
 
 
@@ -37,6 +37,48 @@ def row(action):
     return __import__(name).CALLS[action]
 
 
+def check_payload(action, spec, payload, mid=ocppj.UNKNOWN_ID):
+    """Raise FrameError (ProtocolError / TypeConstraintViolation / PropertyConstraintViolation /
+    FormationViolation) if `payload` breaks `spec`, the constraints of the OCPP 1.6 schema of
+    incoming `action` we rely on: its fields, as in a cs_<group> module's CALLS."""
+    for k in payload:
+        for f in spec:
+            if f[0] == k:
+                break
+        else:
+            raise ocppj.FrameError(ocppj.FORMATION_VIOLATION, "%s: unexpected property %r" % (action, k), mid)
+    for name, kind, required, arg in spec:
+        if name not in payload:
+            if required:
+                raise ocppj.FrameError(ocppj.PROTOCOL_ERROR, "%s: %s is required" % (action, name), mid)
+            continue
+        v = payload[name]
+        if kind == "i":
+            if type(v) is not int:
+                raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must be an integer" % (action, name), mid)
+        elif kind == "o":
+            if not isinstance(v, dict):
+                raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must be an object" % (action, name), mid)
+        elif kind == "l":
+            if not isinstance(v, list):
+                raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must be an array" % (action, name), mid)
+            for s in v:
+                if not isinstance(s, str):
+                    raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must hold strings" % (action, name), mid)
+                if len(s) > arg:
+                    raise ocppj.FrameError(ocppj.PROPERTY_CONSTRAINT, "%s: %s entry longer than %d" % (
+                        action, name, arg), mid)
+        else:
+            if not isinstance(v, str):
+                raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must be a string" % (action, name), mid)
+            if kind == "e":
+                if v not in arg:
+                    raise ocppj.FrameError(ocppj.PROPERTY_CONSTRAINT, "%s: %s %r is not one of %s" % (
+                        action, name, v, ", ".join(arg)), mid)
+            elif arg is not None and len(v) > arg:
+                raise ocppj.FrameError(ocppj.PROPERTY_CONSTRAINT, "%s: %s is longer than %d" % (action, name, arg), mid)
+
+
 def handle(cp, action, payload, mid):
     """The answer to a CALL (payload), or None for an action the station does not take.
     Raises ocppj.FrameError for a payload its schema does not allow."""
@@ -44,7 +86,7 @@ def handle(cp, action, payload, mid):
         r = row(action)
         if r is None:
             return None
-        ocppj.check_payload(action, r[1], payload, mid)
+        check_payload(action, r[1], payload, mid)
         L.info("<- %s", action)
         return r[0](cp, payload)
     finally:

@@ -164,50 +164,6 @@ class Ids:
         return "%s-%d" % (self.prefix, n)
 
 
-# --- incoming CALL payloads -----------------------------------------------------------------
-
-def check_payload(action, spec, payload, mid=UNKNOWN_ID):
-    """Raise FrameError (ProtocolError / TypeConstraintViolation / PropertyConstraintViolation /
-    FormationViolation) if `payload` breaks `spec`, the constraints of the OCPP 1.6 schema of
-    incoming `action` we rely on: its fields, as in a cs_<group> module's CALLS."""
-    for k in payload:
-        for f in spec:
-            if f[0] == k:
-                break
-        else:
-            raise FrameError(FORMATION_VIOLATION, "%s: unexpected property %r" % (action, k), mid)
-    for name, kind, required, arg in spec:
-        if name not in payload:
-            if required:
-                raise FrameError(PROTOCOL_ERROR, "%s: %s is required" % (action, name), mid)
-            continue
-        v = payload[name]
-        if kind == "i":
-            if type(v) is not int:
-                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be an integer" % (action, name), mid)
-        elif kind == "o":
-            if not isinstance(v, dict):
-                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be an object" % (action, name), mid)
-        elif kind == "l":
-            if not isinstance(v, list):
-                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be an array" % (action, name), mid)
-            for s in v:
-                if not isinstance(s, str):
-                    raise FrameError(TYPE_CONSTRAINT, "%s: %s must hold strings" % (action, name), mid)
-                if len(s) > arg:
-                    raise FrameError(PROPERTY_CONSTRAINT, "%s: %s entry longer than %d" % (
-                        action, name, arg), mid)
-        else:
-            if not isinstance(v, str):
-                raise FrameError(TYPE_CONSTRAINT, "%s: %s must be a string" % (action, name), mid)
-            if kind == "e":
-                if v not in arg:
-                    raise FrameError(PROPERTY_CONSTRAINT, "%s: %s %r is not one of %s" % (
-                        action, name, v, ", ".join(arg)), mid)
-            elif arg is not None and len(v) > arg:
-                raise FrameError(PROPERTY_CONSTRAINT, "%s: %s is longer than %d" % (action, name, arg), mid)
-
-
 # --- time: ISO 8601 UTC <-> epoch seconds (own arithmetic: the boards' epochs differ) -----
 
 def _days_from_civil(y, m, d):

@@ -53,10 +53,12 @@ DEFAULTS = {
     "timeline": [],
     "chip_temp_c": 30.0,
 }
+_EV_UNPLUGGED = {"state": "A"}
 _EV_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0}
 # the pilot front end (docs/wiring.md): ADC = 1.65 V + V_pilot / 8, 0..3.3 V on 0..65535
 _PILOT_ZERO = 32768
-_PILOT_COUNTS_PER_MV = 65535 / 26400
+_PILOT_NUM = 65535     # counts per mV: _PILOT_NUM / _PILOT_DEN, in integers
+_PILOT_DEN = 26400
 
 
 def ev_amps(duty):
@@ -146,6 +148,7 @@ class Board:
         self._phase = 0.0
         self._duty = 65535     # the pilot: +12 V steady until the firmware sets it
         self._pk = 0           # where in a pilot period the next sample falls
+        self._noise = int(self.sc["seed"]) & 0x3FFFFFFF   # the pilot noise's generator
         self._ev_stamp = None  # when the EV's control file was last read (s since boot)
 
     # --- time ---------------------------------------------------------------
@@ -230,25 +233,34 @@ class Board:
         self._duty = duty
 
     def pilot_burst(self, buf):
-        """The pilot as the EV of the scenario loads it, 20 samples a 1 kHz period, with noise."""
+        """The pilot as the EV of the scenario loads it, 20 samples a 1 kHz period, with noise.
+        Integers only, as the board contract asks: a float per sample (the first version) made
+        ~5 KB of garbage 50 times a second, which a Pico W's ADC reads do not, and spread the
+        firmware's long-lived objects over the heap (a 192K heap then found no 752-byte block
+        to connect with)."""
         self.now_s()
-        ev = self._ev() or {"state": "A"}
-        high = _EV_MV.get(ev.get("state", "A"), 0)
-        if ev.get("state") == "A":
+        ev = self._ev() or _EV_UNPLUGGED
+        st = ev.get("state", "A")
+        high = _EV_MV.get(st, 0)
+        if st == "A" or ev.get("diode", True):
             low = -12000
         else:
-            low = -12000 if ev.get("diode", True) else -high
-        noise = ev.get("noise_mv", 300)
+            low = -high
+        span = 2 * int(ev.get("noise_mv", 300)) + 1
+        half = span // 2
         hi_n = (self._duty * 20 + 32767) // 65535    # samples of a period at the high level
-        r = self.rng
         k = self._pk
+        x = self._noise
         for i in range(len(buf)):
-            mv = high if k < hi_n else low
-            mv += (r.random() - 0.5) * 2 * noise
-            c = int(_PILOT_ZERO + mv * _PILOT_COUNTS_PER_MV)
+            x = (x * 1103515245 + 12345) & 0x3FFFFFFF     # an LCG in small ints
+            mv = (high if k < hi_n else low) + (x >> 8) % span - half
+            c = _PILOT_ZERO + mv * _PILOT_NUM // _PILOT_DEN
             buf[i] = 0 if c < 0 else (ADC_MAX if c > ADC_MAX else c)
-            k = (k + 1) % 20
+            k += 1
+            if k == 20:
+                k = 0
         self._pk = k
+        self._noise = x
 
     def _ev(self):
         """The scenario's EV, with its control file merged in (read again every 0.1 s)."""

@@ -22,8 +22,8 @@ import ws_open
 
 
 def payload_check(action, payload, mid):
-    """ocppj.check_payload against the constraints of `action` in the station's table."""
-    ocppj.check_payload(action, ocpp_calls.row(action)[1], payload, mid)
+    """ocpp_calls.check_payload against the constraints of `action` in the station's table."""
+    ocpp_calls.check_payload(action, ocpp_calls.row(action)[1], payload, mid)
 
 
 def encode_frame(opcode, data, mask, fin=True):
