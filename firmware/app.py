@@ -96,7 +96,7 @@ async def run(ctx):
     # allocation fails: short-lived blocks (frames, JSON) are freed before they spread over
     # the heap, so long runs keep room for larger blocks (MicroPython's own advice for
     # fragmentation; without it the 192K run sometimes failed a 392-byte allocation).
-    gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
+    gc.threshold(gc.mem_free() // 4)
     _L.info("station %s running (firmware %s, board %s, %d bytes free)",
             ctx.cfg["station_id"], VERSION, ctx.board.name, gc.mem_free())
     while True:

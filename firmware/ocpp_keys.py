@@ -1,6 +1,11 @@
 # OCPP 1.6 configuration keys: GetConfiguration / ChangeConfiguration. Defaults come from the
 # board config (config.json, "ocpp" section); values changed by the central system persist in
 # ocpp_keys.json on flash and override the config at boot. Pure logic plus one small file.
+#
+# The keys' table is one string, a line per key, read when a key's kind is needed (boot,
+# GetConfiguration, ChangeConfiguration): as a dict of tuples it took ~6 KB more heap for good
+# (64-bit port; ocpp_keys 8,000 -> ~2,000 bytes imported), and loaded per call it needed as much
+# at once beside every other task, which a 192K heap did not have.
 import json
 import os
 
@@ -8,41 +13,42 @@ import ocppj
 
 KEYS_FILE = "ocpp_keys.json"
 
-_INT = "i"
-_BOOL = "b"
-_CSL = "m"   # comma-separated measurands
-_STR = "s"
-
-# name: (kind, writable, default, minimum or None). Defaults of None are filled from the config.
-# Smart Charging's read-only keys are in cs_config (SMART_KEYS): out of the heap between calls.
-SPEC = {
-    "AuthorizeRemoteTxRequests": (_BOOL, True, False, None),
-    "ClockAlignedDataInterval": (_INT, True, 0, 0),
-    "ConnectionTimeOut": (_INT, True, None, 1),
-    "ConnectorPhaseRotation": (_STR, True, "NotApplicable", None),
-    "GetConfigurationMaxKeys": (_INT, False, 50, None),
-    "HeartbeatInterval": (_INT, True, None, 1),
-    "LocalAuthorizeOffline": (_BOOL, True, True, None),
-    "LocalPreAuthorize": (_BOOL, True, False, None),
-    "MeterValuesAlignedData": (_CSL, True, ocppj.DEFAULT_ALIGNED, None),
-    "MeterValuesAlignedDataMaxLength": (_INT, False, 5, None),
-    "MeterValuesSampledData": (_CSL, True, ocppj.DEFAULT_MEASURANDS, None),
-    "MeterValuesSampledDataMaxLength": (_INT, False, 5, None),
-    "MeterValueSampleInterval": (_INT, True, None, 0),
-    "NumberOfConnectors": (_INT, False, 1, None),
-    "ResetRetries": (_INT, True, 1, 0),
-    "StopTransactionOnEVSideDisconnect": (_BOOL, False, True, None),
-    "StopTransactionOnInvalidId": (_BOOL, True, True, None),
-    "StopTxnAlignedData": (_CSL, True, "", None),
-    "StopTxnAlignedDataMaxLength": (_INT, False, 0, None),  # not put in transactionData
-    "StopTxnSampledData": (_CSL, True, "Energy.Active.Import.Register", None),
-    "StopTxnSampledDataMaxLength": (_INT, False, 5, None),
-    "SupportedFeatureProfiles": (_STR, False, "Core,FirmwareManagement,RemoteTrigger,SmartCharging", None),
-    "TransactionMessageAttempts": (_INT, True, 3, 1),
-    "TransactionMessageRetryInterval": (_INT, True, 10, 1),
-    "UnlockConnectorOnEVSideDisconnect": (_BOOL, False, False, None),
-    "WebSocketPingInterval": (_INT, True, 30, 0),
-}
+# name|kind|access|default|minimum, sorted by name. kind: i integer, b boolean, m comma-separated
+# measurands (at most its ...MaxLength), s string; access: w writable, r read-only; a default
+# of * comes from the config (_from_cfg); an empty minimum: none. The Smart Charging limits are
+# ocpp_smart's _MAX_STACK, _MAX_PERIODS, _MAX_PROFILES.
+_TABLE = """
+AuthorizeRemoteTxRequests|b|w|false|
+ChargeProfileMaxStackLevel|i|r|8|
+ChargingScheduleAllowedChargingRateUnit|s|r|Current,Power|
+ChargingScheduleMaxPeriods|i|r|24|
+ClockAlignedDataInterval|i|w|0|0
+ConnectionTimeOut|i|w|*|1
+ConnectorPhaseRotation|s|w|NotApplicable|
+GetConfigurationMaxKeys|i|r|50|
+HeartbeatInterval|i|w|*|1
+LocalAuthorizeOffline|b|w|true|
+LocalPreAuthorize|b|w|false|
+MaxChargingProfilesInstalled|i|r|8|
+MeterValueSampleInterval|i|w|*|0
+MeterValuesAlignedData|m|w|Energy.Active.Import.Register,Temperature|
+MeterValuesAlignedDataMaxLength|i|r|5|
+MeterValuesSampledData|m|w|Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature|
+MeterValuesSampledDataMaxLength|i|r|5|
+NumberOfConnectors|i|r|1|
+ResetRetries|i|w|1|0
+StopTransactionOnEVSideDisconnect|b|r|true|
+StopTransactionOnInvalidId|b|w|true|
+StopTxnAlignedData|m|w||
+StopTxnAlignedDataMaxLength|i|r|0|
+StopTxnSampledData|m|w|Energy.Active.Import.Register|
+StopTxnSampledDataMaxLength|i|r|5|
+SupportedFeatureProfiles|s|r|Core,FirmwareManagement,RemoteTrigger,SmartCharging|
+TransactionMessageAttempts|i|w|3|1
+TransactionMessageRetryInterval|i|w|10|1
+UnlockConnectorOnEVSideDisconnect|b|r|false|
+WebSocketPingInterval|i|w|30|0
+"""
 # keys whose change only takes effect after a reboot
 _REBOOT = ("ConnectorPhaseRotation",)
 
@@ -54,25 +60,40 @@ def _from_cfg(ocfg):
             "ConnectionTimeOut": ocfg["connection_timeout_s"]}
 
 
-def parse_value(name, text):
+def row(name):
+    """[name, kind, access, default, minimum] of key `name` (strings), or None if unknown."""
+    if "|" in name or "\n" in name:   # it would match across the table's lines
+        return None
+    i = _TABLE.find("\n" + name + "|")
+    if i < 0:
+        return None
+    return _TABLE[i + 1:_TABLE.find("\n", i + 1)].split("|")
+
+
+def names():
+    """Every key's name, in name order."""
+    return [ln[:ln.find("|")] for ln in _TABLE.split("\n") if ln]
+
+
+def parse_value(name, text, r=None):
     """The typed value of `text` for key `name`, or ValueError saying why not."""
-    kind, _w, _d, lo = SPEC[name]
-    if kind == _INT:
+    _n, kind, _a, _d, lo = r or row(name)
+    if kind == "i":
         t = text.strip()
         if not t or not (t.isdigit() or (t[0] == "-" and t[1:].isdigit())):
             raise ValueError("%s must be an integer" % name)
         v = int(t)
-        if lo is not None and v < lo:
-            raise ValueError("%s must be at least %d" % (name, lo))
+        if lo and v < int(lo):
+            raise ValueError("%s must be at least %s" % (name, lo))
         return v
-    if kind == _BOOL:
+    if kind == "b":
         t = text.strip().lower()
         if t not in ("true", "false"):
             raise ValueError("%s must be true or false" % name)
         return t == "true"
-    if kind == _CSL:
+    if kind == "m":
         ms = ocppj.check_measurands(text)
-        n = SPEC[name + "MaxLength"][2]
+        n = int(row(name + "MaxLength")[3])
         if len(ms) > n:
             raise ValueError("%s: at most %d measurands" % (name, n))
         return ",".join(ms)
@@ -91,8 +112,11 @@ class Keys:
     def __init__(self, ocpp_cfg, path=KEYS_FILE):
         self.path = path
         self.values = {}
-        for name, spec in SPEC.items():
-            self.values[name] = spec[2]
+        for ln in _TABLE.split("\n"):
+            if ln:
+                r = ln.split("|")
+                if r[3] != "*":
+                    self.values[r[0]] = parse_value(r[0], r[3], r)
         self.values.update(_from_cfg(ocpp_cfg))
         self.changed = {}     # what the central system set (persisted)
         self.extra = {}       # internal persisted state (e.g. availability), not a key
@@ -109,7 +133,7 @@ class Keys:
         except (OSError, ValueError, AttributeError):
             return  # missing or unreadable: the defaults from config.json stand
         for name, text in keys.items():
-            if name in SPEC and isinstance(text, str):
+            if isinstance(name, str) and isinstance(text, str) and row(name):
                 try:
                     self.values[name] = parse_value(name, text)
                     self.changed[name] = text
@@ -134,13 +158,14 @@ class Keys:
         self.save()
 
     def get_configuration(self, keys=None):
-        """GetConfiguration.conf payload: known keys (all when `keys` is empty) and unknown ones."""
+        """GetConfiguration.conf payload: known keys (all when `keys` is empty, in name order)
+        and unknown ones, in the order asked."""
         known = []
         unknown = []
-        names = keys if keys else sorted(SPEC)
-        for name in names:
-            if name in SPEC:
-                known.append({"key": name, "readonly": not SPEC[name][1], "value": show(self.values[name])})
+        for name in keys or names():
+            r = row(name)
+            if r:
+                known.append({"key": name, "readonly": r[2] == "r", "value": show(self.values[name])})
             else:
                 unknown.append(name)
         out = {}
@@ -152,12 +177,13 @@ class Keys:
 
     def change(self, name, text):
         """ChangeConfiguration: 'Accepted', 'Rejected', 'RebootRequired' or 'NotSupported'."""
-        if name not in SPEC:
+        r = row(name)
+        if r is None:
             return "NotSupported"
-        if not SPEC[name][1]:
+        if r[2] == "r":
             return "Rejected"
         try:
-            v = parse_value(name, text)
+            v = parse_value(name, text, r)
         except ValueError:
             return "Rejected"
         self.values[name] = v

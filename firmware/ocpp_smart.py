@@ -14,7 +14,7 @@ from compat import const
 
 L = log.get("smart")
 _MAX_DURATION = const(2678400)   # GetCompositeSchedule: at most 31 days ahead
-_MAX_STACK = const(8)            # the configuration keys (cs_config.SMART_KEYS say the same)
+_MAX_STACK = const(8)            # the configuration keys (ocpp_keys._TABLE says the same)
 _MAX_PERIODS = const(24)
 _MAX_PROFILES = const(8)
 PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")   # as chargeprofile.PURPOSES

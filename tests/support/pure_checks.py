@@ -289,7 +289,23 @@ def check_keys__defaults_change_persist_and_answers():
         {"key": "HeartbeatInterval", "readonly": False, "value": "42"},
         {"key": "NumberOfConnectors", "readonly": True, "value": "1"}], "unknownKey": ["Nope"]}, got
     everything = k2.get_configuration()["configurationKey"]
-    assert len(everything) == len(ocpp_keys.SPEC) and "unknownKey" not in k2.get_configuration()
+    names = ocpp_keys.names()
+    assert len(everything) == len(names) == 30 and "unknownKey" not in k2.get_configuration()
+    assert names == sorted(names) and [d["key"] for d in everything] == names
+    assert (k2["MeterValuesSampledData"], k2["MeterValuesAlignedData"]) != (ocppj.DEFAULT_MEASURANDS, None)
+    assert ocpp_keys.Keys(_OCFG, "fresh.json")["MeterValuesSampledData"] == ocppj.DEFAULT_MEASURANDS
+    fresh = ocpp_keys.Keys(_OCFG, "fresh.json")
+    assert fresh["MeterValuesAlignedData"] == ocppj.DEFAULT_ALIGNED and fresh["StopTxnAlignedData"] == ""
+    assert len(fresh.get_configuration()["configurationKey"]) == 30
+    smart = k2.get_configuration(["MaxChargingProfilesInstalled", "ChargeProfileMaxStackLevel"])["configurationKey"]
+    assert [(d["key"], d["readonly"], d["value"]) for d in smart] == [
+        ("MaxChargingProfilesInstalled", True, "8"), ("ChargeProfileMaxStackLevel", True, "8")], smart
+    assert k2.change("ChargingScheduleMaxPeriods", "99") == "Rejected"
+    # a name that would span the table's lines is no key, and nothing of it is kept
+    for odd in ("ConnectionTimeOut|i|w||1\nConnectorPhaseRotation", "HeartbeatInterval|", "|", ""):
+        assert k2.change(odd, "5") == "NotSupported", odd
+        assert k2.get_configuration([odd]) == {"unknownKey": [odd]}, odd
+    assert not any("|" in n or "\n" in n for n in k2.changed)
     # a corrupt file (power cut while writing is prevented by tmp+rename, but a bad edit) is ignored
     for junk in ("{torn", "[1, 2]", '{"keys": [1], "extra": 5}', '{"keys": {"HeartbeatInterval": 9}}'):
         with open(ocpp_keys.KEYS_FILE, "w") as f:
