@@ -61,6 +61,9 @@ def tasks(ctx):
     c = ctx.cfg
     if c["charger"]["pilot"]:
         import evse
+        # shut before any task runs: the sample task (free charge) or OCPP must not close the
+        # relay before the pilot task has read the EV (seen: closed for a second at boot)
+        ctx.state.pilot_ok = False
         out.append(("pilot", evse.run))
     if c["ocpp"]["url"]:
         import chargepoint

@@ -1,8 +1,8 @@
 # The control pilot task (charger.pilot): reads the EV's state from the pilot (pilot.py) and
 # drives the pilot's PWM with the charging limit (Smart Charging's, chargepoint.limit_a, else
 # charger.max_current_a). It gates the relay through state.pilot_ok: closed only while an
-# authorized transaction runs, the EV is in state C (or D) and the limit is 6 A or more; opened
-# within one or two readings (every 20 ms; the mains burst of the sample task, 80 ms, may come in
+# authorized transaction runs (on a station without OCPP: while it charges freely), the EV is
+# in state C (or D) and the limit is 6 A or more; opened within one or two readings (every 20 ms; the mains burst of the sample task, 80 ms, may come in
 # between) of leaving that. An EV unplugged during a transaction stops it (EVDisconnected); a
 # pilot at 0 V or a missing diode is Faulted / EVCommunicationError (connector.py).
 # The loop allocates nothing: one buffer and one list made here, integers after that.
@@ -40,6 +40,9 @@ async def run(ctx):
         cp = ctx.cp
         lim = cp.limit_a if cp is not None else mx
         tx = cp is not None and cp.conn.tx is not None
+        # what authorizes charging: a transaction, or on a station without OCPP (free charge:
+        # ThingSpeak or MQTT alone) the sample task's wish for power
+        want = tx if cp is not None else st.charge_wanted
         if s != st.pilot:
             _L.info("EV state %s (pilot %d mV)", pilot.NAMES[s], out[0])
             if tx and s == pilot.A and cp.req_stop is None:
@@ -49,17 +52,17 @@ async def run(ctx):
         # not on the debounced state alone: the first reading without the diode keeps it open;
         # once closed, the debounced state (which latches a missing diode) decides
         low = out[1]
-        ok = (tx and (s == pilot.C or s == pilot.D) and lim >= pilot.MIN_A
+        ok = (want and (s == pilot.C or s == pilot.D) and lim >= pilot.MIN_A
               and (st.pilot_ok or (low is not None and low <= pilot.LOW_MV)))
         if ok != st.pilot_ok:
             st.pilot_ok = ok
             st.apply_relay(b)
         if st.fault is not None or not st.available:
             d = pilot.OFF                       # state F: the station is not available
-        elif tx and s < pilot.E:
+        elif want and pilot.A < s < pilot.E or tx and s == pilot.A:
             d = pilot.duty_u16(int(lim * 10))   # the limit; below 6 A: 100 %, paused
         else:
-            d = pilot.FULL                      # no transaction, or a pilot fault: no PWM
+            d = pilot.FULL                      # nothing to charge, no EV, or a fault: no PWM
         if d != duty:
             b.pilot_pwm(d)
             duty = d

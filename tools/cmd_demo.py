@@ -30,8 +30,10 @@ from .gateway.readings import unit_symbol
 from .paths import board_dir
 from .procs import child_options, remove_stale_temp, stop_on_signals, stop_process
 
-# one scenario per station, round-robin, so the dashboard has something to show
-DEMO_SCENARIOS = ["charging", "overheat", "flaky"]
+# one scenario per station, round-robin, so the dashboard has something to show: "ev" is a car
+# behind the control pilot (charger.pilot on for it): plugged in, charging at what the pilot
+# offers, pausing, unplugged
+DEMO_SCENARIOS = ["ev", "overheat", "flaky"]
 ALIGNED_S = 10  # ClockAlignedDataInterval the demo asks for
 DEMO_TAG = "DEMO-TAG"
 DEMO_TEMP_PREFIX = "picocharge-demo-"   # + the demo's pid: remove_stale_temp knows when it is gone
@@ -345,4 +347,6 @@ def _demo_fleet(root, ids, ws, passwords):
             old = s.flash / "config.json"
             if old.is_file():
                 s.config = json.loads(old.read_text())
+        if "ev" in sc:
+            s.config.setdefault("charger", {})["pilot"] = True
     return fleet

@@ -40,7 +40,8 @@ from .procs import stop_on_signals
 @click.option("--client-cert-dir", "client_dir", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="OCPP security profile 3: each station presents DIR/<station id>.crt and .key (made by "
                    "`picocharge gateway ca issue`, e.g. SIM-001) over wss:// instead of a password.")
-@click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky.")
+@click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky, ev (a car "
+                                 "behind the control pilot: charger.pilot is turned on).")
 @click.option("--prefix", default="SIM-", show_default=True, help="Station id prefix.")
 @click.option("--flash-root", type=click.Path(file_okay=False),
               help="Folder for the stations' flash folders (default: a temporary folder, removed at "
@@ -121,10 +122,12 @@ def sim(count, central, password, id_tag, mqtt_url, ca_cert, client_dir, scenari
         d = read_client(crt, key, sid, where="--client-cert-dir")
         own[sid] = ({d["cert_name"]: d["cert_der"], d["key_name"]: d["key_der"]},
                     {"ocpp.client_cert": d["cert_name"], "ocpp.client_key": d["key_name"]})
-    for k, v in sets:
-        inventory.set_dotted(base, k, v)
     sc = scenario_path(scenario)
     sc_data = json.loads(Path(sc).read_text()) if sc else {}
+    if "ev" in sc_data:   # a car behind the control pilot: the station reads the pilot (--set wins)
+        base.setdefault("charger", {})["pilot"] = True
+    for k, v in sets:
+        inventory.set_dotted(base, k, v)
     try:
         unixport.find_micropython()
     except unixport.NoMicroPython as e:

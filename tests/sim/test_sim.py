@@ -46,6 +46,24 @@ def test_sim__stations_publish_to_a_real_broker(mqtt_broker, tmp_path):
     assert len({json.dumps(got["picocharge/%s/telemetry" % s][:3]) for s in ("SIM-001", "SIM-002", "SIM-003")}) == 3
 
 
+def test_sim__the_ev_scenario_turns_the_pilot_on_and_a_station_without_ocpp_charges_the_car(tmp_path):
+    """A station without OCPP (free charge) behind the control pilot: the shipped `ev` car plugs
+    in at 2 s and asks for charge at 8 s; the relay closes only then, and the car draws the
+    16 A the pilot offers (charger.max_current_a)."""
+    r = run_cli("sim", "-n", "1", "--scenario", "ev", "--interval", "1", "--duration", "14",
+                "--flash-root", str(tmp_path / "fleet"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg = json.loads((tmp_path / "fleet" / "SIM-001" / "config.json").read_text())
+    assert cfg["charger"]["pilot"] is True, cfg
+    lines = [ln.split(" | ", 1)[1] for ln in r.stdout.splitlines() if ln.startswith("SIM-001 | ")]
+    states = [ln for ln in lines if ln.startswith("[pilot] I: EV state")]
+    assert [s.split()[4] for s in states][:2] == ["B", "C"], lines
+    closed = lines.index("[board] I: relay closed")
+    assert closed > lines.index(states[1]), lines       # not before the car asks for charge
+    amps = [float(ln.split()[6]) for ln in lines[closed:] if ln.startswith("[meter] I:") and " relay" in ln]
+    assert amps and all(15.0 <= a <= 17.0 for a in amps), lines
+
+
 @pytest.mark.parametrize("cmd", ["sim", "run", "demo"])
 def test_sim__help_says_which_micropython_runs_the_firmware(cmd):
     r = run_cli(cmd, "--help")
@@ -58,7 +76,7 @@ def test_sim__bad_options_are_usage_errors():
     r = run_cli("sim", "--central", "http://127.0.0.1:9/ocpp")
     assert r.returncode == 2 and "must start with ws:// or wss://" in r.stderr, r.stderr
     r = run_cli("sim", "--scenario", "no-such")
-    assert r.returncode == 2 and "shipped: charging, flaky, overheat" in r.stderr, r.stderr
+    assert r.returncode == 2 and "shipped: charging, ev, flaky, overheat" in r.stderr, r.stderr
     r = run_cli("sim", "-n", "0")
     assert r.returncode == 2, r.stderr
     r = run_cli("sim", "--set", "mqtt.portt=1")
