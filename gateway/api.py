@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from picocharge.firmware import fields
 
-from . import auth, events, export, models
+from . import auth, events, export, models, profiles
 from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key
 from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .idtags import (CSV_COLUMNS as _TAG_COLUMNS, MAX_PAGE as _TAG_PAGE, STATUSES as _TAG_STATUSES, check_entry,
@@ -278,6 +278,10 @@ async def _cancel_reservation(gw, req, id, reservation):
     return _json(view)
 
 
+async def _composites(gw, req, id):
+    return _json(await profiles.composites(gw.store, id))
+
+
 async def _local_list(gw, req, id):
     return _json(gw.localsync.view(id))
 
@@ -409,10 +413,14 @@ async def _set_thingspeak(gw, req, id):
     return _json(gw.station_view(id))
 
 
+# command -> (body model, example): the Core and issue 14 commands' (models.py), Smart Charging's (profiles.py)
+COMMAND_BODIES = dict(models.COMMAND_BODIES, **profiles.COMMAND_BODIES)
+
+
 def check_command_body(name, body):
     """ValueError naming each missing or wrong field of a command's body (the command's model
-    in models.COMMAND_BODIES), with an example of a right one."""
-    model, example = models.COMMAND_BODIES[name]
+    in COMMAND_BODIES), with an example of a right one."""
+    model, example = COMMAND_BODIES[name]
     try:
         model.model_validate(body)
     except ValidationError as e:
@@ -433,6 +441,10 @@ def check_command_body(name, body):
             return
         raise ValueError("bad body for %s: %s; e.g. %s" % (name, "; ".join(bad),
                                                            json.dumps(example, separators=(", ", ": "))))
+    try:
+        profiles.check_body(name, body)
+    except ValueError as e:
+        raise ValueError("bad body for %s: %s" % (name, e))
 
 
 def tag_refusal(gw, tag, status):
@@ -479,6 +491,8 @@ async def _command(gw, req, id):
         out = await gw.command(id, name, body)
         if name == "send-local-list" and out.get("status") == "Accepted":
             await gw.localsync.replaced(id)
+        if name == "get-composite-schedule":
+            await profiles.keep_composite(gw.store, id, body, out)
         return _json(out)
     except CommandError as e:
         return _json(dict({"error": e.message}, **e.extra), e.status)
@@ -695,6 +709,9 @@ def api_table():
          Route("POST", "/api/stations/{id}/reservations/{reservation}/cancel", _cancel_reservation, "operate",
                "reservations", "Cancel a reservation (CancelReservation): the reservation with the station's answer",
                models.Reservation, errors=(400, 409, 415, 502, 504)),
+         Route("GET", "/api/stations/{id}/composite-schedules", _composites, "read", "smart charging",
+               "The last composite schedule the station reported for each connector (get-composite-schedule)",
+               [profiles.CompositeSchedule]),
          Route("GET", "/api/stations/{id}/local-list", _local_list, "read", "local lists",
                "The station's local list: synced or not, its version, the last sync's outcome", models.LocalList),
          Route("PUT", "/api/stations/{id}/local-list", _set_local_list, "operate", "local lists",
@@ -713,7 +730,7 @@ def api_table():
                body=models.ThingSpeakChannel, example={"thingspeak_channel": 7, "thingspeak_key": "WRITEKEY2"},
                errors=(400, 415))]
     for name in sorted(COMMANDS):
-        body, example = models.COMMAND_BODIES[name]
+        body, example = COMMAND_BODIES[name]
         if name == "reserve-now":
             example = _reservation_example()
         t.append(Route("POST", "/api/stations/{id}/" + name, _command, "operate", "commands",

@@ -238,7 +238,7 @@ def document():
                                 "cookie with X-CSRF-Token on writes. Errors are JSON objects with an `error` "
                                 "message. Generated from the gateway's code (gateway/openapi.py)."},
         "servers": [{"url": "/"}],
-        "tags": [{"name": n} for n in ("stations", "commands", "reservations", "local lists", "firmware", "id tags", "export", "ingest", "operations",
+        "tags": [{"name": n} for n in ("stations", "commands", "smart charging", "reservations", "local lists", "firmware", "id tags", "export", "ingest", "operations",
                                                 "dashboard")],
         "paths": paths,
         "components": {"schemas": doc.schemas, "securitySchemes": {
