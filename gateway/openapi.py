@@ -25,6 +25,7 @@ _PATH_PARAMS = {
              "CP-1-20260101T100000Z.log"),
     "rid": ("A rollout id.", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
     "tag": ("An id tag.", {"type": "string", "minLength": 1, "maxLength": 20}, "TAG1"),
+    "group": ("A load group's name.", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"}, "garage"),
     "reservation": ("A reservation id (given by the gateway).", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
 }
 
