@@ -571,8 +571,8 @@ class LoadBalancer:
             _ONCE.warning("station=%s connector %d: %s not applied: %s", sid, conn,
                           profile["charging_profile_purpose"], e.message,
                           key=("send", sid, profile["charging_profile_purpose"]))
-            # 400: not sent (the schema); 409: not connected; else sent, the answer unknown
-            return "NotSent" if e.status in (400, 409) else None
+            # 400: not sent (the schema); 409: not connected; a CALLERROR: not taken; else sent, its fate unknown
+            return "NotSent" if e.status in (400, 409) else e.extra["code"] if e.extra.get("code") else None
 
     async def _send_tx(self, g, k, amps):
         t = self.tx.get(k)
