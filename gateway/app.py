@@ -26,7 +26,7 @@ from . import auth, ca, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_call, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .idtags import IdTags
-from .loadbalance import LoadBalancer
+from .loadbalance import LEASE as LB_LEASE, LoadBalancer
 from .localsync import LocalSync
 from .metrics import GatewayMetrics
 from .reservations import Reservations
@@ -825,6 +825,8 @@ class Gateway:
                     ts.add_station(sid)
         if self.mqtt is not None and "mqtt" in works:
             self.mqtt.wake(None)
+        if LB_LEASE in works:
+            self.loadbalance.took_over()
 
     async def leases_lost(self, works):
         ts = self.thingspeak

@@ -43,6 +43,8 @@ STACK_LEVEL = 5             # the balancer's profiles' stack level (an operator'
 TX_PROFILE_ID = 1300000     # + connector id: the balancer's TxProfile on that connector
 DEFAULT_PROFILE_ID = 1310000    # + connector id: its TxDefaultProfile
 TX_VALIDITY_S = 120.0       # a TxProfile's validTo this far ahead; sent again when half of it is left
+LEASE = "loadbalance"       # cluster.py: the one process that plans holds this lease
+CLUSTER_POLL_S = 2.0        # in a cluster, the transactions of every process read this often
 MAX_GROUPS = 200
 MAX_MEMBERS = 2000          # member connectors of one group
 MAX_CONNECTOR = 1000
@@ -109,12 +111,12 @@ class Eco(_Closed):
     path: str = Field("", max_length=200, description="Dotted path to the number in the JSON payload "
                                                       "(\"\": the payload is the number), e.g. surplus.a or "
                                                       "phases.0.headroom.")
-    scale: float = Field(1.0, gt=0, le=1000, description="The value times this is A per phase (a value in W "
+    scale: float = Field(1.0, ge=1e-6, le=1000, description="The value times this is A per phase (a value in W "
                                                          "over 3 phases at 230 V: 0.00145).")
     floor_a: float = Field(0.0, ge=0, le=MAX_LIMIT_A, description="The group's limit never goes below this.")
     fallback_a: float = Field(ge=0, le=MAX_LIMIT_A, description="The safe constant: the limit before the first "
                                                                 "value and after timeout_s without one.")
-    ramp_a_s: float = Field(1.0, gt=0, le=1000, description="The limit rises at most this fast (A/s); it falls "
+    ramp_a_s: float = Field(1.0, ge=0.01, le=1000, description="The limit rises at most this fast (A/s); it falls "
                                                             "at once.")
     timeout_s: float = Field(60.0, ge=1, le=86400)
 
@@ -171,8 +173,7 @@ class GroupRemoved(BaseModel):
     removed: bool
 
 
-EXAMPLE = {"name": "garage", "limit_a": 32, "phases": 3,
-           "members": [{"station": "CP-1", "connector": 1}, {"station": "CP-2", "connector": 1, "priority": 1}]}
+EXAMPLE = {"name": "garage", "limit_a": 32, "phases": 3, "members": [{"station": "CP-1", "connector": 1, "priority": 1}]}
 
 
 def check_group(gw, b):
@@ -247,6 +248,7 @@ class _Group:
         self.idle = asyncio.Event()
         self.task = None
         self.joined = set()         # stations (re)connected: their TxDefaultProfiles go first
+        self.was_on = set()         # member stations connected at the last plan (any process)
         self.alloc = {}             # key -> A of the last plan
         self.limit_now = None       # the limit of the last plan
         self.eco = None             # eco.EcoLimit of an eco group
@@ -280,6 +282,8 @@ class LoadBalancer:
         self._order = 0
         self.eco = None             # eco.EcoSubscriber (eco groups)
         self.plan_s = []            # seconds of the last plans (benchmarks/loadbalance.py)
+        self._poll = None
+        self.fence = 0.0            # until then (a takeover), a TxProfile not known is counted at the limit
 
     # --- life cycle -------------------------------------------------------------------
     async def start(self):
@@ -289,14 +293,65 @@ class LoadBalancer:
         for tid, sid, conn in await self.gw.store.run(_open_transactions):
             self._order += 1
             self.tx[(sid, conn)] = [tid, False, self._order]
+        # what the stations hold from before a restart is not known: counted at the limit until told
+        self.fence = time.time() + self.tx_validity_s
         for g in self.groups.values():
             self._mark(g)
+        if self.gw.cluster is not None:
+            self._poll = asyncio.get_running_loop().create_task(self._follow_store())
+
+    async def _follow_store(self):
+        """In a cluster: the groups as another process changed them, read every CLUSTER_POLL_S."""
+        while True:
+            await asyncio.sleep(CLUSTER_POLL_S)
+            try:
+                groups = await self.gw.store.run(_read_groups)
+            except Exception as e:  # noqa: B902 - the database away: the groups stay as they are
+                _ONCE.warning("load balancer: groups not read again: %s", e, key=("follow",))
+                continue
+            for name, g in list(self.groups.items()):
+                if name not in groups:
+                    self._drop(g)
+            for name, cfg in groups.items():
+                g = self.groups.get(name)
+                if g is None or g.cfg != cfg:
+                    if g is not None:
+                        self._drop(g)
+                    self._mark(self._add(cfg))
 
     async def stop(self):
+        if self._poll is not None:
+            self._poll.cancel()
         for g in list(self.groups.values()):
             self._drop(g)
         if self.eco is not None:
             await self.eco.stop()
+
+    def took_over(self):
+        """This process now plans (a cluster's lease): what the stations hold is not known here until
+        the previous planner's TxProfiles ran out; until then each is counted at the group's limit,
+        so that only lower limits are sent."""
+        self.fence = time.time() + self.tx_validity_s
+        self.held.clear()
+        log.warning("load balancer: planning here now; limits held by the stations are taken as the groups' "
+                    "until %s", _iso(self.fence))
+        for g in self.groups.values():
+            g.joined |= {sid for sid, _c in g.members if sid in self.gw.connected}
+            self._mark(g)
+
+    async def _sync_tx(self):
+        """In a cluster: the open transactions of every process (its stations' events reach only it)."""
+        rows = await self.gw.store.run(_open_transactions)
+        open_ = {}
+        for tid, sid, conn in rows:
+            open_[(sid, conn)] = tid
+        for k, tid in open_.items():
+            t = self.tx.get(k)
+            if t is None or t[0] != tid:
+                self._order += 1
+                self.tx[k] = [tid, False, self._order]
+        for k in [k for k in self.tx if k in self.of and k not in open_]:
+            del self.tx[k]
 
     def planning_here(self):
         cl = self.gw.cluster
@@ -337,7 +392,8 @@ class LoadBalancer:
     async def put(self, g):
         """Add or replace a group (GroupBody)."""
         cfg = {"name": g.name, "limit_a": float(g.limit_a), "phases": g.phases,
-               "members": [m.model_dump() for m in g.members], "eco": g.eco.model_dump() if g.eco else None}
+               "members": sorted((m.model_dump() for m in g.members), key=lambda m: (m["station"], m["connector"])),
+               "eco": g.eco.model_dump() if g.eco else None}     # as _read_groups gives it
         old = self.groups.get(g.name)
         if old is None and len(self.groups) >= MAX_GROUPS:
             raise ValueError("there are %d groups already, the most this gateway plans" % MAX_GROUPS)
@@ -481,12 +537,17 @@ class LoadBalancer:
         base = d if d is not None else (g.safe if g is not None else 0.0)
         if t is not None and h is not None and h[0] == t[0] and now < h[2]:
             return h[1]
+        if t is not None and now < self.fence and g is not None:
+            return max(base, g.limit_a)
         return base
 
     async def _run(self, g):
         while True:
+            every = self.tx_validity_s / 4
+            if self.gw.cluster is not None:
+                every = min(every, CLUSTER_POLL_S)
             try:
-                await asyncio.wait_for(g.dirty.wait(), self.tx_validity_s / 4)
+                await asyncio.wait_for(g.dirty.wait(), every)
             except asyncio.TimeoutError:
                 pass    # the refresh of the TxProfiles (and of the stations gone quiet)
             g.dirty.clear()
@@ -505,8 +566,13 @@ class LoadBalancer:
 
     async def _plan(self, g):
         sessions = self.gw.connected
-        # stations that (re)connected: their TxDefaultProfile (the safe share) first
-        joined, g.joined = g.joined, set()
+        if self.gw.cluster is not None:
+            await self._sync_tx()
+        # stations that (re)connected: their TxDefaultProfile (the safe share) first; in a cluster
+        # those connected to another process are seen here, not told
+        now_on = {sid for sid, _c in g.members if sid in sessions}
+        joined, g.joined = g.joined | (now_on - g.was_on), set()
+        g.was_on = now_on
         keys = [k for k in g.members if k[0] in joined and k[0] in sessions]
         if keys:
             await asyncio.gather(*(self._send_default(g, k) for k in keys))
