@@ -194,6 +194,8 @@ def _pages(doc):
                                   summary="Dashboard: releases and staged rollouts")},
         "/id-tags": {"get": dict(page, operationId="dashboardIdTags",
                                  summary="Dashboard: the id tags (add, edit, block, CSV import and export)")},
+        "/load-groups": {"get": dict(page, operationId="dashboardLoadGroups",
+                                     summary="Dashboard: the load groups (limit, allocation, measured current)")},
         "/static/{file}": {"get": {"tags": ["dashboard"], "operationId": "staticFile",
                                    "summary": "The dashboard's files (app.js, style.css)",
                                    "parameters": [{"name": "file", "in": "path", "required": True,
