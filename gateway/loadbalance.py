@@ -315,9 +315,22 @@ class LoadBalancer:
             for name, cfg in groups.items():
                 g = self.groups.get(name)
                 if g is None or g.cfg != cfg:
-                    if g is not None:
-                        self._drop(g)
-                    self._mark(self._add(cfg))
+                    self._apply(cfg)
+
+    def _apply(self, cfg):
+        """A group added or changed: the same members keep their planner and what they were told
+        (the next plan sends what changed, lower limits first); other members, a new planner."""
+        old = self.groups.get(cfg["name"])
+        keys = {(m["station"], m["connector"]) for m in cfg["members"]}
+        if old is not None and set(old.members) == keys and old.cfg.get("eco") == cfg.get("eco"):
+            old.configure(cfg)
+            self._mark(old)
+            return old
+        if old is not None:
+            self._drop(old)
+        g = self._add(cfg)
+        self._mark(g)
+        return g
 
     async def stop(self):
         if self._poll is not None:
@@ -405,10 +418,7 @@ class LoadBalancer:
                                                                                other.name))
         await self.gw.store.run(_write_group, cfg, _iso(time.time()))
         left = set(old.members) - {(m["station"], m["connector"]) for m in cfg["members"]} if old else set()
-        if old is not None:
-            self._drop(old)
-        ng = self._add(cfg)
-        self._mark(ng)
+        ng = self._apply(cfg)
         await self._release(left)
         log.info("load group %s: %g A per phase over %d phase(s), %d member connector(s)%s", g.name, g.limit_a,
                  g.phases, len(ng.members), ", eco from MQTT %s" % g.eco.topic if g.eco else "")

@@ -10,7 +10,6 @@ import itertools
 import tempfile
 from decimal import Decimal
 
-import websockets
 from hypothesis import HealthCheck, given, settings, strategies as st
 from ocpp.v16 import call
 
@@ -33,6 +32,7 @@ class Sim:
         self.cps = {}       # i -> SmartStation (the last one: its profiles outlive a disconnect)
         self.tx = {}        # i -> transaction id
         self.limit = None
+        self.starts = itertools.count(1)
 
     def sid(self, i):
         return "CP-%d" % i
@@ -58,8 +58,10 @@ class Sim:
 
     async def start(self, i):
         cp = self.cps[i]
-        r = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=0,
-                                                timestamp="2026-06-01T10:00:00Z"))
+        n = next(self.starts)   # a new start each time (the same fields again are a replay, answered as before)
+        r = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=n,
+                                                timestamp="2026-06-01T10:%02d:%02dZ" % (n // 60 % 60, n % 60)))
+        assert r.transaction_id not in self.tx.values(), r
         self.tx[i] = r.transaction_id
         await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
 
@@ -224,5 +226,3 @@ def test_loadbalance__invariant_on_what_the_stations_received(ops):
                 await gw.stop()
     asyncio.run(run())
 
-
-_ = (itertools, websockets)
