@@ -26,9 +26,10 @@ know about the others goes through the database it already shares with them:
   told its id, runs it (commands.send_command, with today's answers and timeouts) and writes
   the answer back; A answers the HTTP request with it.
 - Uplink work has one owner: leases in cluster_leases, one for the MQTT stream, one for the
-  load balancer's planning (loadbalance.py) and one per ThingSpeak shard (station ids hashed into SHARDS). Each process renews its leases every
-  TICK_S, takes free or dead ones up to its fair share and gives back what is over it; a lease
-  not renewed for LEASE_S (or whose owner's backend is gone) is taken over by another.
+  load balancer's planning (loadbalance.py) and one per ThingSpeak shard (station ids hashed
+  into SHARDS). Each process renews its leases every TICK_S, takes free or dead ones up to its
+  fair share and gives back what is over it; a lease not renewed for LEASE_S (or whose owner's
+  backend is gone) is taken over by another.
 """
 import asyncio
 import json

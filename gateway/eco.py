@@ -127,7 +127,8 @@ class EcoLimit:
     def state(self):
         now = self.clock()
         _g, fb = self._goal(now)
-        return {"value": self.raw, "target_a": self.target, "age_s": None if self.at is None else round(now - self.at, 1),
+        return {"value": self.raw, "target_a": self.target,
+                "age_s": None if self.at is None else round(now - self.at, 1),
                 "fallback": fb, "good_payloads": self.good, "bad_payloads": self.bad}
 
 

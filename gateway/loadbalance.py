@@ -173,7 +173,8 @@ class GroupRemoved(BaseModel):
     removed: bool
 
 
-EXAMPLE = {"name": "garage", "limit_a": 32, "phases": 3, "members": [{"station": "CP-1", "connector": 1, "priority": 1}]}
+EXAMPLE = {"name": "garage", "limit_a": 32, "phases": 3,
+           "members": [{"station": "CP-1", "connector": 1, "priority": 1}]}
 
 
 def check_group(gw, b):
@@ -261,6 +262,8 @@ class _Group:
         self.members = {(m["station"], m["connector"]): m["priority"] for m in cfg["members"]}
         base = min(self.limit_a, cfg["eco"]["fallback_a"]) if cfg.get("eco") else self.limit_a
         self.safe = safe_share(base, len(self.members))
+        if self.eco is not None:
+            self.eco.cap = self.limit_a     # the circuit's limit: eco mode stays below it
 
     def limit(self):
         return self.eco.value() if self.eco is not None else self.limit_a

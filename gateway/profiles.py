@@ -166,7 +166,8 @@ def check_body(name, body):
 def profile_kwargs(body):
     """set-charging-profile's body as ocpp's call.SetChargingProfile kwargs (the nested keys are
     turned camelCase by the ocpp package on the way out)."""
-    return {"connector_id": int(body["connector_id"]), "cs_charging_profiles": _drop_nones(body["cs_charging_profiles"])}
+    return {"connector_id": int(body["connector_id"]),
+            "cs_charging_profiles": _drop_nones(body["cs_charging_profiles"])}
 
 
 def _drop_nones(v):

@@ -11,7 +11,7 @@ from ocpp.routing import on
 from ocpp.v16 import call
 from ocpp.v16.enums import Action
 
-from picocharge.gateway.eco import BadPayload, EcoSubscriber, read_value
+from picocharge.gateway.eco import BadPayload, EcoLimit, EcoSubscriber, read_value
 
 from support.gwhttp import http
 from support.smartstation import SmartStation
@@ -54,7 +54,35 @@ def test_eco__read_value_valid_and_invalid():
             raise AssertionError("accepted %r" % payload)
 
 
-async def test_eco__limit_follows_mqtt_with_ramp_ignores_garbage_and_falls_back(gateway, mqtt_broker, monkeypatch):
+def test_eco__limit_ramps_up_falls_at_once_and_times_out_with_a_clock():
+    now = [100.0]
+    changes = []
+    cfg = {"topic": "t", "path": "v", "scale": 1.0, "floor_a": 2.0, "fallback_a": 6.0, "ramp_a_s": 2.0,
+           "timeout_s": 10.0}
+    e = EcoLimit(cfg, 32.0, lambda: changes.append(round(e.reported, 2)), "g", clock=lambda: now[0])
+    assert (e.value(), e.state()["fallback"]) == (6.0, True)
+    assert e.feed(b'{"v": 40}')         # over the group's 32 A: clamped
+    assert e.target == 32.0 and e.value() == 6.0
+    now[0] += 3.0
+    assert e.value() == 12.0            # 2 A/s for 3 s
+    now[0] += 7.0
+    assert e.value() == 26.0
+    e.feed(b'{"v": 1}')                 # under the floor: the floor, at once
+    assert e.value() == 2.0 and changes[-1] == 2.0, changes
+    assert not e.feed(b'{"v": "x"}') and e.bad == 1 and e.value() == 2.0
+    now[0] += 9.0
+    e.tick()
+    assert (e.value(), e.state()["fallback"]) == (2.0, False)
+    now[0] += 1.5                       # 10.5 s without a good value: back to the fallback, by the ramp
+    e.tick()
+    assert (e.value(), e.state()["fallback"]) == (5.0, True)
+    now[0] += 1.0
+    e.tick()
+    assert (e.value(), changes[-1]) == (6.0, 6.0), changes
+
+
+async def test_eco__limit_follows_mqtt_with_ramp_ignores_garbage_and_falls_back(gateway, mqtt_broker, monkeypatch,
+                                                                                 caplog):
     monkeypatch.setattr(EcoSubscriber, "tick_s", 0.1)
     gw = await gateway(mqtt_url="mqtt://127.0.0.1:%d" % mqtt_broker.port)
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -100,6 +128,8 @@ async def test_eco__limit_follows_mqtt_with_ramp_ignores_garbage_and_falls_back(
                 publish(bad)
             await until(lambda: gw.loadbalance.groups["solar"].eco.bad == 5, "5 bad payloads counted")
             assert cp.limit_now(1, tid) == 20.0
+            bad = [r.getMessage() for r in caplog.records if "eco value on site/pv ignored" in r.getMessage()]
+            assert bad == ["load group solar: eco value on site/pv ignored: payload is not JSON (1 bad so far)"], bad
             # a lower value is followed at once
             t_pub = time.monotonic()
             publish(b'{"surplus": {"a": 9.5}}')
