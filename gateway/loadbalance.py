@@ -278,6 +278,7 @@ class LoadBalancer:
         self.gw = gw
         self.groups = {}            # name -> _Group
         self.of = {}                # (station, connector) -> _Group
+        self.by_station = {}        # station -> {its groups} (a connection's event finds them at once)
         self.tx = {}                # (station, connector) -> [transaction id, ev_paused, order]
         self.held = {}              # (station, connector) -> (transaction id, A, valid_to epoch) of its TxProfile
         self.defaults = {}          # (station, connector) -> A of the TxDefaultProfile it accepted
@@ -377,10 +378,8 @@ class LoadBalancer:
         g = _Group(cfg)
         self.groups[g.name] = g
         for k in g.members:
-            old = self.of.get(k)
-            if old is not None and old is not g:
-                old.members.pop(k, None)
             self.of[k] = g
+            self.by_station.setdefault(k[0], set()).add(g)
         if cfg.get("eco"):
             g.eco = EcoLimit(cfg["eco"], cfg["limit_a"], lambda g=g: self._mark(g), g.name)
             self._eco_subscriber().follow(g.name, g.eco)
@@ -396,6 +395,11 @@ class LoadBalancer:
         for k in list(g.members):
             if self.of.get(k) is g:
                 del self.of[k]
+            mine = self.by_station.get(k[0])
+            if mine is not None:
+                mine.discard(g)
+                if not mine:
+                    del self.by_station[k[0]]
         self.groups.pop(g.name, None)
         g.idle.set()
 
@@ -525,7 +529,7 @@ class LoadBalancer:
             self._mark(g)
 
     def _groups_of(self, sid):
-        return {g for (s, _c), g in self.of.items() if s == sid}
+        return self.by_station.get(sid, ())
 
     def _mark(self, g):
         g.idle.clear()
