@@ -585,14 +585,17 @@ class LoadBalancer:
         sessions = self.gw.connected
         if self.gw.cluster is not None:
             await self._sync_tx()
-        # stations that (re)connected: their TxDefaultProfile (the safe share) first; in a cluster
-        # those connected to another process are seen here, not told
+        # stations that (re)connected: their TxDefaultProfile (the safe share) first, unless it is
+        # higher than the one they had (the plan counts them at that one): then after the others'
+        # TxProfiles went lower, as every raised TxDefaultProfile. In a cluster those connected to
+        # another process are seen here (`now_on`), not told.
         now_on = {sid for sid, _c in g.members if sid in sessions}
         joined, g.joined = g.joined | (now_on - g.was_on), set()
         g.was_on = now_on
         keys = [k for k in g.members if k[0] in joined and k[0] in sessions]
-        if keys:
-            await asyncio.gather(*(self._send_default(g, k) for k in keys))
+        first = [k for k in keys if g.safe <= self.defaults.get(k, g.safe)]
+        if first:
+            await asyncio.gather(*(self._send_default(g, k) for k in first))
         # members whose TxDefaultProfile is not the group's safe share now (the limit or the members changed)
         stale = [k for k in g.members if k[0] in sessions and k in self.defaults and self.defaults[k] != g.safe]
         lower = [k for k in stale if g.safe < self.defaults[k]]

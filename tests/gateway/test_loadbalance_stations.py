@@ -205,7 +205,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["start", "start", "stop", "suspend", "
                min_size=4, max_size=24)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(OPS)
 def test_loadbalance__invariant_on_what_the_stations_received(ops):
     async def run():
