@@ -554,8 +554,8 @@ class LoadBalancer:
         base = d if d is not None else (g.safe if g is not None else 0.0)
         if t is not None and h is not None and h[0] == t[0] and now < h[2]:
             return h[1]
-        if t is not None and now < self.fence and g is not None:
-            return max(base, g.limit_a)
+        if t is not None and h is None and now < self.fence and g is not None:
+            return max(base, g.limit_a)     # told nothing since a restart or a takeover: not known
         return base
 
     async def _run(self, g):

@@ -11,10 +11,12 @@ import tempfile
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings, strategies as st
+from ocpp.routing import on
 from ocpp.v16 import call
+from ocpp.v16.enums import Action
 
 from picocharge.gateway.app import Gateway, Settings
-from picocharge.gateway.loadbalance import DEFAULT_PROFILE_ID, STACK_LEVEL, TX_PROFILE_ID
+from picocharge.gateway.loadbalance import DEFAULT_PROFILE_ID, STACK_LEVEL, TX_PROFILE_ID, allocate
 
 from support.gwhttp import TEST_TOKEN, http
 from support.smartstation import SmartStation
@@ -33,12 +35,16 @@ class Sim:
         self.tx = {}        # i -> transaction id
         self.limit = None
         self.starts = itertools.count(1)
+        self.cls = SmartStation
+        self.order = {}     # i -> when its transaction started (the planner ranks by it)
+        self.paused = {}    # i -> the EV paused itself (SuspendedEV)
+        self.prio = {}      # i -> its priority in the group
 
     def sid(self, i):
         return "CP-%d" % i
 
     async def connect(self, i, first=False):
-        c = Connected(self.gw.port, self.sid(i), cls=SmartStation)
+        c = Connected(self.gw.port, self.sid(i), cls=self.cls)
         cp = await c.__aenter__()
         old = self.cps.get(i)
         if old is not None:     # the same board: its profiles kept (a reconnect, not a reboot)
@@ -63,6 +69,7 @@ class Sim:
                                                 timestamp="2026-06-01T10:%02d:%02dZ" % (n // 60 % 60, n % 60)))
         assert r.transaction_id not in self.tx.values(), r
         self.tx[i] = r.transaction_id
+        self.order[i], self.paused[i] = n, False
         await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
 
     async def stop(self, i):
@@ -82,8 +89,10 @@ class Sim:
             await self.stop(i)
         elif op == "suspend" and online and i in self.tx:
             await self.status(i, "SuspendedEV")
+            self.paused[i] = True
         elif op == "resume" and online and i in self.tx:
             await self.status(i, "Charging")
+            self.paused[i] = False
         elif op == "disconnect" and online:
             await self.disconnect(i)
         elif op == "reconnect" and not online:
@@ -110,6 +119,10 @@ class Sim:
         away = sum(max(lims.get(i, 0.0), self.cps[i].limit_now(1, None) or 0.0)
                    for i in range(N) if i not in self.conns)
         assert online <= max(0.0, self.limit - away) + 1e-9, (where, self.limit, lims, sorted(self.conns))
+        if len(self.conns) == N:
+            # every station reachable: exactly the plan, the limit used (not only safe: not wasteful)
+            want = allocate(self.limit, [(i, self.prio.get(i, 0), self.order[i], self.paused[i]) for i in self.tx])
+            assert lims == want, (where, self.limit, lims, want)
         return lims
 
 
@@ -118,6 +131,7 @@ async def _site(gw, limit, priorities=None):
     for i in range(N):
         await sim.connect(i, first=True)
     sim.limit = limit
+    sim.prio = dict(priorities or {})
     s, out = await http(gw, "POST", "/api/load-groups", {
         "name": "site", "limit_a": limit, "phases": 3,
         "members": [{"station": sim.sid(i), "connector": 1, "priority": (priorities or {}).get(i, 0)}
@@ -226,3 +240,69 @@ def test_loadbalance__invariant_on_what_the_stations_received(ops):
                 await gw.stop()
     asyncio.run(run())
 
+
+
+class Watched(SmartStation):
+    """Checks, at the moment each SetChargingProfile arrives, the sum of what every station of the
+    test then applies to its transaction (stations out of reach included): not only once a plan has
+    settled. `WATCH` is the test's: {"sim": Sim, "bound": A or None, "worst": [(sum, where)]}."""
+    watch = None
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles):
+        out = super().on_set_charging_profile(connector_id, cs_charging_profiles)
+        w = Watched.watch
+        if w is not None and w["bound"] is not None:
+            sim = w["sim"]
+            total = sum(sim.cps[i].limit_now(1, t) or 0.0 for i, t in sim.tx.items())
+            w["worst"].append((total, w["bound"], self.id, cs_charging_profiles["charging_profile_purpose"]))
+        return out
+
+
+async def test_loadbalance__no_moment_over_the_limit_while_limits_move(gateway):
+    gw = await gateway()
+    gw.loadbalance.tx_validity_s = 4.0
+    sim = Sim(gw)
+    sim.cls = Watched
+    for i in range(N):
+        await sim.connect(i, first=True)
+    s, out = await http(gw, "POST", "/api/load-groups", {"name": "site", "limit_a": 40, "phases": 3, "members": [
+        {"station": sim.sid(i), "priority": 1 if i == 0 else 0} for i in range(N)]})
+    assert s == 201, out
+    sim.limit, sim.prio = 40, {0: 1}
+    await gw.loadbalance.settled()
+    w = Watched.watch = {"sim": sim, "bound": None, "worst": []}
+    try:
+        for i in (0, 1, 2):
+            await sim.step("start", i, None)      # a start may draw its safe share until re-planned: not watched
+        assert sim.check("three") == {0: 13.3, 1: 13.3, 2: 13.3}
+        w["bound"] = 40
+        await sim.step("limit", 0, 12)          # two cars fit: CP-2 paused; every moment within the old 40 A
+        assert sim.check("12 A") == {0: 6.0, 1: 6.0, 2: 0.0}
+        w["bound"] = 12
+        # CP-2 first, CP-1 last: CP-1 is paused (its 6 A answered) before CP-2 gets its 6 A
+        sim.prio = {0: 2, 2: 1}
+        s, out = await http(gw, "PUT", "/api/load-groups/site", {"members": [
+            {"station": sim.sid(i), "priority": sim.prio.get(i, 0)} for i in range(N)]})
+        assert s == 200, out
+        await gw.loadbalance.settled()
+        assert sim.check("priorities") == {0: 6.0, 1: 0.0, 2: 6.0}
+        # CP-2 goes away and its TxProfile runs out: it keeps to its TxDefaultProfile (12 / 5: 0 A)
+        await sim.step("disconnect", 2, None)
+        while sim.cps[2].limit_now(1, sim.tx[2]) != 0.0:
+            await asyncio.sleep(0.1)
+        await gw.loadbalance.settled()
+        # the limit rises while it is away, its safe share with it (60 / 5 = 12 A), which it does not know:
+        # it stays at 0 A, the others share the 60 A
+        w["bound"] = 60
+        await sim.step("limit", 0, 60)
+        assert sim.check("60 A, CP-2 away") == {0: 30.0, 1: 30.0, 2: 0.0}
+        # back: the others lower theirs before CP-2 is told its higher TxDefaultProfile and TxProfile
+        await sim.step("reconnect", 2, None)
+        assert sim.check("back") == {0: 20.0, 1: 20.0, 2: 20.0}
+        worst = [x for x in w["worst"] if x[0] > x[1] + 1e-9]
+        assert not worst and len(w["worst"]) > 10, (worst, len(w["worst"]))
+    finally:
+        Watched.watch = None
+        for i in list(sim.conns):
+            await sim.conns[i].__aexit__()
