@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-import threading
+import ssl
 import time
 
 import paho.mqtt.client as mqtt
@@ -144,7 +144,6 @@ class EcoSubscriber:
         self.loop = None
         self.task = None
         self.connected = False
-        self._lock = threading.Lock()
 
     def follow(self, name, eco):
         self.follows[name] = eco
@@ -167,7 +166,6 @@ class EcoSubscriber:
         if self.cfg["user"]:
             c.username_pw_set(self.cfg["user"], self.cfg["password"])
         if self.cfg["tls"]:
-            import ssl
             c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect

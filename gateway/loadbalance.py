@@ -29,7 +29,7 @@ import time
 from typing import List, Optional
 
 from ocpp.v16 import call as ocpp_call
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .commands import CommandError
 from .eco import EcoLimit, EcoSubscriber
@@ -179,7 +179,6 @@ EXAMPLE = {"name": "garage", "limit_a": 32, "phases": 3,
 
 def check_group(gw, b):
     """GroupBody from a body; ValueError names what is wrong."""
-    from pydantic import ValidationError
     try:
         g = GroupBody.model_validate(b)
     except ValidationError as e:
