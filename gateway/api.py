@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from picocharge.firmware import fields
 
-from . import auth, events, export, models
+from . import auth, events, export, loadbalance, models, profiles
 from .commands import COMMANDS, CommandError, configure_stations, is_authorization_key
 from .httputil import error as _error, json_response as _json, read_body, slow_body
 from .idtags import (CSV_COLUMNS as _TAG_COLUMNS, MAX_PAGE as _TAG_PAGE, STATUSES as _TAG_STATUSES, check_entry,
@@ -278,6 +278,53 @@ async def _cancel_reservation(gw, req, id, reservation):
     return _json(view)
 
 
+async def _list_groups(gw, req):
+    return _json(gw.loadbalance.views())
+
+
+def _group(gw, group):
+    if group not in gw.loadbalance.groups:
+        return _error(404, "no load group %r (GET /api/load-groups)" % group[:40])
+    return None
+
+
+async def _add_group(gw, req):
+    """Add a load group, or replace one (every field)."""
+    g = loadbalance.check_group(gw, _body(req))
+    return _json(await gw.loadbalance.put(g), 201)
+
+
+async def _get_group(gw, req, group):
+    return _group(gw, group) or _json(gw.loadbalance.view(group))
+
+
+async def _change_group(gw, req, group):
+    """Change the fields given of a load group (its limit: {"limit_a": 24}); the others stay."""
+    missing = _group(gw, group)
+    if missing is not None:
+        return missing
+    b = _body(req)
+    extra = sorted(set(b) - set(loadbalance.GroupPatch.model_fields))
+    if extra:
+        raise ValueError("bad group: %s is not a field to change (%s)" % (
+            extra[0][:40], ", ".join(loadbalance.GroupPatch.model_fields)))
+    cfg = gw.loadbalance.groups[group].cfg
+    merged = dict(cfg, **b)
+    merged["name"] = group
+    g = loadbalance.check_group(gw, merged)
+    return _json(await gw.loadbalance.put(g))
+
+
+async def _delete_group(gw, req, group):
+    if not await gw.loadbalance.delete(group):
+        return _error(404, "no load group %r (GET /api/load-groups)" % group[:40])
+    return _json({"name": group, "removed": True})
+
+
+async def _composites(gw, req, id):
+    return _json(await profiles.composites(gw.store, id))
+
+
 async def _local_list(gw, req, id):
     return _json(gw.localsync.view(id))
 
@@ -409,10 +456,14 @@ async def _set_thingspeak(gw, req, id):
     return _json(gw.station_view(id))
 
 
+# command -> (body model, example): the Core and issue 14 commands' (models.py), Smart Charging's (profiles.py)
+COMMAND_BODIES = dict(models.COMMAND_BODIES, **profiles.COMMAND_BODIES)
+
+
 def check_command_body(name, body):
     """ValueError naming each missing or wrong field of a command's body (the command's model
-    in models.COMMAND_BODIES), with an example of a right one."""
-    model, example = models.COMMAND_BODIES[name]
+    in COMMAND_BODIES), with an example of a right one."""
+    model, example = COMMAND_BODIES[name]
     try:
         model.model_validate(body)
     except ValidationError as e:
@@ -433,6 +484,10 @@ def check_command_body(name, body):
             return
         raise ValueError("bad body for %s: %s; e.g. %s" % (name, "; ".join(bad),
                                                            json.dumps(example, separators=(", ", ": "))))
+    try:
+        profiles.check_body(name, body)
+    except ValueError as e:
+        raise ValueError("bad body for %s: %s" % (name, e))
 
 
 def tag_refusal(gw, tag, status):
@@ -479,6 +534,8 @@ async def _command(gw, req, id):
         out = await gw.command(id, name, body)
         if name == "send-local-list" and out.get("status") == "Accepted":
             await gw.localsync.replaced(id)
+        if name == "get-composite-schedule":
+            await profiles.keep_composite(gw.store, id, body, out)
         return _json(out)
     except CommandError as e:
         return _json(dict({"error": e.message}, **e.extra), e.status)
@@ -670,6 +727,20 @@ def api_table():
                body=models.IdTagPatch, example={"parent_id_tag": "FLEET-A"}, errors=(400, 404, 415)),
          Route("DELETE", "/api/id-tags/{tag}", _delete_id_tag, "operate", "id tags", "Remove an id tag",
                models.IdTagRemoved, errors=(404,)),
+         Route("GET", "/api/load-groups", _list_groups, "read", "smart charging",
+               "The load groups: limit, eco state, each member's allocation, what it holds and its current",
+               [loadbalance.GroupView]),
+         Route("POST", "/api/load-groups", _add_group, "admin", "smart charging",
+               "Add a load group, or replace one (every field); the gateway plans it at once",
+               loadbalance.GroupView, 201, loadbalance.GroupBody, loadbalance.EXAMPLE, (400, 415)),
+         Route("GET", "/api/load-groups/{group}", _get_group, "read", "smart charging", "One load group",
+               loadbalance.GroupView, errors=(404,)),
+         Route("PUT", "/api/load-groups/{group}", _change_group, "admin", "smart charging",
+               "Change the fields given of a load group (its limit, members, eco); re-planned at once",
+               loadbalance.GroupView, body=loadbalance.GroupPatch, example={"limit_a": 24}, errors=(400, 404, 415)),
+         Route("DELETE", "/api/load-groups/{group}", _delete_group, "admin", "smart charging",
+               "Remove a load group (the balancer's profiles cleared on its connected members)",
+               loadbalance.GroupRemoved, errors=(404,)),
          Route("GET", "/api/stations/{id}", _get_station, "read", "stations", "One station", models.Station),
          Route("DELETE", "/api/stations/{id}", _delete_station, "admin", "stations",
                "Take a station out of service: closed, forgotten, its readings kept", models.Removed),
@@ -695,6 +766,9 @@ def api_table():
          Route("POST", "/api/stations/{id}/reservations/{reservation}/cancel", _cancel_reservation, "operate",
                "reservations", "Cancel a reservation (CancelReservation): the reservation with the station's answer",
                models.Reservation, errors=(400, 409, 415, 502, 504)),
+         Route("GET", "/api/stations/{id}/composite-schedules", _composites, "read", "smart charging",
+               "The last composite schedule the station reported for each connector (get-composite-schedule)",
+               [profiles.CompositeSchedule]),
          Route("GET", "/api/stations/{id}/local-list", _local_list, "read", "local lists",
                "The station's local list: synced or not, its version, the last sync's outcome", models.LocalList),
          Route("PUT", "/api/stations/{id}/local-list", _set_local_list, "operate", "local lists",
@@ -713,7 +787,7 @@ def api_table():
                body=models.ThingSpeakChannel, example={"thingspeak_channel": 7, "thingspeak_key": "WRITEKEY2"},
                errors=(400, 415))]
     for name in sorted(COMMANDS):
-        body, example = models.COMMAND_BODIES[name]
+        body, example = COMMAND_BODIES[name]
         if name == "reserve-now":
             example = _reservation_example()
         t.append(Route("POST", "/api/stations/{id}/" + name, _command, "operate", "commands",

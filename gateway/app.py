@@ -26,6 +26,7 @@ from . import auth, ca, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_call, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now
 from .idtags import IdTags
+from .loadbalance import LEASE as LB_LEASE, LoadBalancer
 from .localsync import LocalSync
 from .metrics import GatewayMetrics
 from .reservations import Reservations
@@ -196,6 +197,7 @@ class Gateway:
         self.localsync = LocalSync(self)
         self.idtags.on_change = self.localsync.tags_changed
         self.reservations = Reservations(self)
+        self.loadbalance = LoadBalancer(self)   # load groups (loadbalance.py): planned in this process
         self._verified = {}     # (id, sha256(password)) -> pw_hash it was checked against
         self.station_profile = {}   # id -> the OCPP security profile of its last authentication
         self.revocations = None     # ca.Revocations of --client-crl
@@ -244,6 +246,7 @@ class Gateway:
         await self.idtags.load()
         await self.localsync.load()
         self.last = await self.store.run(_last_readings)
+        await self.loadbalance.start()
         self.ota_last = await self.store.run(last_ota_status)
         if s.auth == "none":
             log.warning("auth=none: ANY station is accepted without a password (demos and benchmarks only)")
@@ -287,6 +290,7 @@ class Gateway:
             log.info("%s", self.gc_watch.summary())
         self.rollouts.stop()
         self.localsync.stop()
+        await self.loadbalance.stop()
         for t in self._tasks + list(self._boot_tasks):
             t.cancel()
         if self.front:
@@ -564,6 +568,7 @@ class Gateway:
             await old._connection.close(1000, "replaced by a new connection")
         sess = StationSession(sid, connection, self, response_timeout=self.settings.response_timeout)
         self.sessions[sid] = sess
+        self.loadbalance.online(sid)     # its TxDefaultProfile, then a plan with it reachable
         if self.cluster is not None:
             try:
                 await self.cluster.connected_here(sess)     # another process holding it closes its connection
@@ -589,6 +594,7 @@ class Gateway:
         finally:
             if self.sessions.get(sid) is sess:
                 del self.sessions[sid]
+                self.loadbalance.offline(sid)
                 if self.mqtt:
                     self.mqtt.publish_status(sid)
             log.info("station=%s disconnected: %s", sid, reason)
@@ -666,6 +672,7 @@ class Gateway:
         """A station's BootNotification was answered Accepted: the configuration the gateway keeps
         for every station (--clock-aligned-interval) is checked and set where it differs."""
         self.localsync.booted(sess)
+        self.loadbalance.online(sess.id)    # a rebooted station may have lost its profiles
         want = self.settings.clock_aligned_interval
         if want is None:
             return
@@ -686,6 +693,7 @@ class Gateway:
                        (st["status"], st["error_code"], ts, sid))) and None)
         if self.mqtt:
             self.mqtt.publish_status(sid)
+        self.loadbalance.status(sid, connector, status)
 
     async def event(self, sid, what):
         ts = utc_now()
@@ -817,6 +825,8 @@ class Gateway:
                     ts.add_station(sid)
         if self.mqtt is not None and "mqtt" in works:
             self.mqtt.wake(None)
+        if LB_LEASE in works:
+            self.loadbalance.took_over()
 
     async def leases_lost(self, works):
         ts = self.thingspeak

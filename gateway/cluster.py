@@ -25,10 +25,11 @@ know about the others goes through the database it already shares with them:
 - Commands: a command sent to A for a station connected to B is written to cluster_calls, B is
   told its id, runs it (commands.send_command, with today's answers and timeouts) and writes
   the answer back; A answers the HTTP request with it.
-- Uplink work has one owner: leases in cluster_leases, one for the MQTT stream and one per
-  ThingSpeak shard (station ids hashed into SHARDS). Each process renews its leases every
-  TICK_S, takes free or dead ones up to its fair share and gives back what is over it; a lease
-  not renewed for LEASE_S (or whose owner's backend is gone) is taken over by another.
+- Uplink work has one owner: leases in cluster_leases, one for the MQTT stream, one for the
+  load balancer's planning (loadbalance.py) and one per ThingSpeak shard (station ids hashed
+  into SHARDS). Each process renews its leases every TICK_S, takes free or dead ones up to its
+  fair share and gives back what is over it; a lease not renewed for LEASE_S (or whose owner's
+  backend is gone) is taken over by another.
 """
 import asyncio
 import json
@@ -43,6 +44,7 @@ import zlib
 import psycopg
 
 from .commands import CommandError, send_built, send_command
+from .loadbalance import LEASE as LB_WORK
 from .store import StoreError
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,8 @@ def ts_work(shard):
     return "thingspeak:%d" % shard
 
 
-ALL_WORK = (MQTT_WORK,) + tuple(ts_work(i) for i in range(SHARDS))
+# the load groups are planned by one process (loadbalance.py)
+ALL_WORK = (MQTT_WORK, LB_WORK) + tuple(ts_work(i) for i in range(SHARDS))
 
 _ALIVE = ("(SELECT node FROM cluster_nodes n WHERE n.seen > now() - make_interval(secs => %s) AND EXISTS "
           "(SELECT 1 FROM pg_stat_activity a WHERE a.pid = n.pid))")

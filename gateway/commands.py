@@ -7,6 +7,7 @@ why there is none) comes back as a `CommandError` with the HTTP status to give.
 import asyncio
 import logging
 import math
+from decimal import Decimal
 
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as ocpp_call
@@ -15,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from .auth import authorization_key_bytes
 from .csms import StationDisconnected
 from .logonce import LogOnce
+from .profiles import profile_kwargs
 from .validate import _Fail, result_payload, validator
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,15 @@ COMMANDS = {
     "cancel-reservation": (ocpp_call.CancelReservation, lambda b: {"reservation_id": int(b["reservation_id"])}),
     "data-transfer": (ocpp_call.DataTransfer,
                       lambda b: {"vendor_id": b["vendor_id"], "message_id": b.get("message_id"), "data": b.get("data")}),
+    # Smart Charging (issue 13): the bodies are checked field by field first (profiles.py)
+    "set-charging-profile": (ocpp_call.SetChargingProfile, profile_kwargs),
+    "clear-charging-profile": (ocpp_call.ClearChargingProfile,
+                               lambda b: {"id": b.get("id"), "connector_id": b.get("connector_id"),
+                                          "charging_profile_purpose": b.get("charging_profile_purpose"),
+                                          "stack_level": b.get("stack_level")}),
+    "get-composite-schedule": (ocpp_call.GetCompositeSchedule,
+                               lambda b: {"connector_id": int(b["connector_id"]), "duration": int(b["duration"]),
+                                          "charging_rate_unit": b.get("charging_rate_unit")}),
 }
 
 
@@ -116,7 +127,8 @@ async def send_call(sessions, sid, payload):
 
 # calls the gateway builds itself (the reservation id, the list's version are the gateway's) that
 # another gateway process may be asked to send for it (cluster.py: "call:<Action>")
-BUILT_CALLS = {c.__name__: c for c in (ocpp_call.ReserveNow, ocpp_call.CancelReservation)}
+BUILT_CALLS = {c.__name__: c for c in (ocpp_call.ReserveNow, ocpp_call.CancelReservation,
+                                        ocpp_call.SetChargingProfile, ocpp_call.ClearChargingProfile)}
 
 
 async def send_built(sessions, sid, action, kwargs):
@@ -162,10 +174,22 @@ async def _call(sess, sid, name, cls, payload, new_key):
     except OCPPError as e:  # the station's CALLERROR, or its answer failed the schema
         raise CommandError(502, "station %s answered %s with %s: %s" % (
             sid, cls.__name__, e.code, e.description), {"code": e.code, "details": e.details})
-    out = result_payload(result)
+    out = _plain(result_payload(result))
     if new_key is not None and out.get("status") in ("Accepted", "RebootRequired"):
         await sess.gw.learn_key(sid, new_key)     # the answer stays the station's (its schema)
     return out
+
+
+def _plain(v):
+    """An answer as JSON has it: the ocpp package reads decimal numbers (a schedule's limits) as
+    Decimal, which the API's JSON does not write; they become floats."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
 
 
 # configuration keys that are one station's own: never sent to every station at once

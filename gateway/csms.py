@@ -555,6 +555,8 @@ class StationSession(ChargePoint):
                            "again, no new transaction" % (connector_id, meter_start, ts, tid))
         elif rid is not None:
             await self.gw.reservations.started(self.id, rid, tid, connector_id, id_tag)
+        if not replayed and st == "Accepted":
+            self.gw.loadbalance.started(self.id, connector_id, tid)     # a re-plan of its load group
         return call_result.StartTransaction(transaction_id=tid, id_tag_info=_snake_info(info))
 
     @on(Action.stop_transaction)
@@ -572,6 +574,8 @@ class StationSession(ChargePoint):
                            "first stop stands" % (transaction_id, meter_stop, kw.get("reason") or "-"))
         elif rows:
             await self.gw.store_readings(self.id, rows, "ocpp")
+        if done != "replayed":
+            self.gw.loadbalance.stopped(self.id, transaction_id)
         tag = kw.get("id_tag")
         if tag:
             return call_result.StopTransaction(id_tag_info=_snake_info(await self.gw.id_tag_info(tag)))

@@ -25,6 +25,7 @@ _PATH_PARAMS = {
              "CP-1-20260101T100000Z.log"),
     "rid": ("A rollout id.", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
     "tag": ("An id tag.", {"type": "string", "minLength": 1, "maxLength": 20}, "TAG1"),
+    "group": ("A load group's name.", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"}, "garage"),
     "reservation": ("A reservation id (given by the gateway).", {"type": "string", "pattern": "^[0-9]{1,10}$"}, "1"),
 }
 
@@ -193,6 +194,8 @@ def _pages(doc):
                                   summary="Dashboard: releases and staged rollouts")},
         "/id-tags": {"get": dict(page, operationId="dashboardIdTags",
                                  summary="Dashboard: the id tags (add, edit, block, CSV import and export)")},
+        "/load-groups": {"get": dict(page, operationId="dashboardLoadGroups",
+                                     summary="Dashboard: the load groups (limit, allocation, measured current)")},
         "/static/{file}": {"get": {"tags": ["dashboard"], "operationId": "staticFile",
                                    "summary": "The dashboard's files (app.js, style.css)",
                                    "parameters": [{"name": "file", "in": "path", "required": True,
@@ -238,7 +241,7 @@ def document():
                                 "cookie with X-CSRF-Token on writes. Errors are JSON objects with an `error` "
                                 "message. Generated from the gateway's code (gateway/openapi.py)."},
         "servers": [{"url": "/"}],
-        "tags": [{"name": n} for n in ("stations", "commands", "reservations", "local lists", "firmware", "id tags", "export", "ingest", "operations",
+        "tags": [{"name": n} for n in ("stations", "commands", "smart charging", "reservations", "local lists", "firmware", "id tags", "export", "ingest", "operations",
                                                 "dashboard")],
         "paths": paths,
         "components": {"schemas": doc.schemas, "securitySchemes": {

@@ -26,6 +26,7 @@ by property-based tests (tests/gateway/test_properties.py).
 import json
 import os
 import re
+from decimal import Decimal
 
 import ocpp
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
@@ -115,9 +116,10 @@ def _compile_generic(s, where="payload"):
             if items is not None:
                 for x in v:
                     items(x)
-        if mult is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
-            q = v / mult
-            if q != int(q):
+        if mult is not None and isinstance(v, (int, float, Decimal)) and not isinstance(v, bool):
+            # as the ocpp package checks it (the Smart Charging actions parsed with Decimal):
+            # 10.6 is a multiple of 0.1, which 10.6 / 0.1 = 105.99999999999999 in floats denies
+            if Decimal(str(v)) % Decimal(str(mult)) != 0:
                 raise _Fail("multipleOf", "%r is not a multiple of %r (%s)" % (v, mult, where))
     return check
 

@@ -23,6 +23,7 @@ _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 # Every (method, path) the gateway answers over HTTP besides the OCPP WebSocket; the API's
 # are api.api_table() and api.SESSION_ROUTES. /api/openapi.json documents each one. HEAD is answered wherever GET is.
 PAGES = (("GET", "/"), ("GET", "/index.html"), ("GET", "/station/{id}"), ("GET", "/firmware"), ("GET", "/id-tags"),
+         ("GET", "/load-groups"),
          ("GET", "/static/{file}"),
          ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
          ("GET", "/update"), ("POST", "/update"), ("GET", "/update.json"), ("POST", "/update.json")) + \
@@ -144,7 +145,7 @@ def make_app(gw):
         return await api.ingest(gw, request, body)
 
     r = app.router
-    for p in ("/", "/index.html", "/station/{id}", "/firmware", "/id-tags"):
+    for p in ("/", "/index.html", "/station/{id}", "/firmware", "/id-tags", "/load-groups"):
         r.add_get(p, index)
     r.add_get("/static/{file:.*}", static)
     r.add_get("/healthz", healthz)

@@ -758,11 +758,13 @@ function pollStation() {
     api("GET", stationPath(sid, "readings?limit=" + (CHART_POINTS * 3))),
     api("GET", stationPath(sid, "transactions")),
     api("GET", stationPath(sid, "status-history")),
-    api("GET", stationPath(sid, "reservations"))
+    api("GET", stationPath(sid, "reservations")),
+    api("GET", stationPath(sid, "composite-schedules"))
   ]).then(function (r) {
     notFound(false);
     renderStation(r[0], r[1], r[2], r[3]);
     renderReservations(r[0], r[4]);
+    renderComposites(r[5]);
     return Promise.all([api("GET", "/api/releases"), api("GET", stationPath(sid, "diagnostics"))])
       .then(function (f) { renderFirmware(r[0], f[0], f[1]); return r; });
   }).then(function (r) {
@@ -1217,6 +1219,136 @@ function setupReservations() {
   });
 }
 
+// --- load groups (/load-groups); a station's charging profiles ------------------------
+function amps(v) {
+  return v === null || v === undefined ? "" : (Math.round(v * 10) / 10) + " A";
+}
+
+function pollLoadGroups() {
+  return api("GET", "/api/load-groups").then(function (list) {
+    renderLoadGroups(list);
+    summary(list.length + " load group" + (list.length === 1 ? "" : "s"));
+    document.title = "Load groups \u00b7 PicoCharge";
+    document.body.setAttribute("data-loaded", "loadgroups");
+  });
+}
+
+function renderLoadGroups(list) {
+  var box = $("lg-list");
+  box.textContent = "";
+  list.forEach(function (g) {
+    var eco = g.eco_state;
+    var head = "limit " + amps(g.limit_a) + " per phase \u00b7 " + g.phases + " phase" + (g.phases > 1 ? "s" : "") +
+      (g.eco ? " \u00b7 eco from " + g.eco.topic + ": now " + amps(g.limit_now_a) +
+               (eco && eco.fallback ? " (safe fallback)" : "") + (eco && eco.bad_payloads ? ", " + eco.bad_payloads +
+               " bad payloads" : "") : "") +
+      " \u00b7 allocated " + amps(g.allocated_a) + " \u00b7 measured " + (g.measured_a === null ? "-" : amps(g.measured_a)) +
+      " \u00b7 offline share " + amps(g.safe_share_a) + (g.planner === "here" ? "" : " \u00b7 planned by another process");
+    var tb = h("tbody");
+    g.members.forEach(function (m) {
+      tb.appendChild(h("tr", {"data-member": m.station + ":" + m.connector},
+        h("td", {}, h("a", {href: "/station/" + encodeURIComponent(m.station), text: m.station})),
+        h("td", {cls: "narrow-hide", text: String(m.connector)}),
+        h("td", {text: String(m.priority)}),
+        h("td", {text: m.connected ? "online" : "offline"}),
+        h("td", {text: m.transaction_id === null ? "" : "#" + m.transaction_id + (m.ev_paused ? " (EV paused)" : "")}),
+        h("td", {cls: "num", text: amps(m.allocated_a)}),
+        h("td", {cls: "num", text: amps(m.held_a), title: m.valid_to ? "its TxProfile runs out at " + clock(m.valid_to, true) : ""}),
+        h("td", {cls: "num", text: amps(m.current_a)})));
+    });
+    var lim = h("input", {type: "number", min: "0", step: "0.1", value: String(g.limit_a), "aria-label": "new limit of " + g.name});
+    box.appendChild(h("div", {cls: "lg", "data-group": g.name},
+      h("h2", {text: g.name}), h("p", {cls: "meta", text: head}),
+      h("div", {cls: "actions"}, lim,
+        h("button", {type: "button", "data-act": "limit", text: "Set limit", onclick: function () {
+          groupWrite("PUT", g.name, {limit_a: Number(lim.value)}, "Limit of " + g.name);
+        }}),
+        h("button", {type: "button", cls: "danger", "data-act": "delete", text: "Delete", onclick: function () {
+          if (window.confirm("Delete load group " + g.name + "?")) groupWrite("DELETE", g.name, undefined, "Delete " + g.name);
+        }})),
+      h("div", {cls: "table-wrap"}, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", {text: "Station"}), h("th", {cls: "narrow-hide", text: "Conn."}),
+          h("th", {text: "Prio."}), h("th", {text: "Link"}), h("th", {text: "Tx"}), h("th", {cls: "num", text: "Allocated"}),
+          h("th", {cls: "num", text: "Holds"}), h("th", {cls: "num", text: "Current"}))), tb))));
+  });
+  $("lg-empty").hidden = list.length > 0;
+}
+
+function groupWrite(method, name, body, label) {
+  var out = $("lg-result");
+  said(out, "busy", label + "\u2026");
+  return api(method, "/api/load-groups" + (name ? "/" + encodeURIComponent(name) : ""), body).then(function () {
+    said(out, "ok", label + ": done");
+    refresh();
+  }, function (e) {
+    said(out, "bad", label + " failed" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message);
+  });
+}
+
+function setupLoadGroups() {
+  $("lg-form").addEventListener("submit", function () {
+    var members = $("lg-members").value.split(",").map(function (x) { return x.trim(); }).filter(Boolean)
+      .map(function (x) {
+        var p = x.split(":");
+        var m = {station: p[0]};
+        if (p.length > 1) m.connector = Number(p[1]);
+        if (p.length > 2) m.priority = Number(p[2]);
+        return m;
+      });
+    var name = $("lg-name").value.trim();
+    groupWrite("POST", "", {name: name, limit_a: Number($("lg-limit").value), phases: Number($("lg-phases").value),
+                            members: members}, "Save " + name);
+  });
+}
+
+function renderComposites(list) {
+  var tb = $("cs").querySelector("tbody");
+  tb.textContent = "";
+  list.forEach(function (c) {
+    var sch = c.charging_schedule;
+    var periods = sch ? (sch.chargingSchedulePeriod || []).map(function (p) {
+      return p.startPeriod + ": " + p.limit + " " + (sch.chargingRateUnit || "");
+    }).join(", ") : "";
+    tb.appendChild(h("tr", {"data-connector": String(c.connector_id)},
+      h("td", {text: String(c.connector_id)}), h("td", {text: c.status}),
+      h("td", {text: c.schedule_start ? clock(c.schedule_start, true) : ""}), h("td", {text: periods}),
+      h("td", {text: clock(c.ts, true) + " (" + c.duration + " s)"})));
+  });
+  $("cs").hidden = !list.length;
+  $("cs-empty").hidden = list.length > 0;
+}
+
+function profileCall(name, body, label) {
+  var out = $("cp-result");
+  said(out, "busy", label + ": sent, waiting for " + current + "\u2026");
+  return api("POST", stationPath(current, name), body).then(function (r) {
+    said(out, r.status === "Accepted" ? "ok" : "warn", label + ": " + current + " answered " + r.status);
+    refresh();
+  }, function (e) {
+    said(out, "bad", label + " failed" + (e.status ? " (" + e.status + ")" : "") + ": " + e.message);
+  });
+}
+
+function setupProfiles() {
+  $("cp-form").addEventListener("submit", function () {
+    var purpose = $("cp-purpose").value;
+    profileCall("set-charging-profile", {connector_id: Number($("cp-conn").value), cs_charging_profiles: {
+      charging_profile_id: Number($("cp-id").value), stack_level: Number($("cp-stack").value),
+      charging_profile_purpose: purpose, charging_profile_kind: "Relative",
+      charging_schedule: {charging_rate_unit: "A", charging_schedule_period: [
+        {start_period: 0, limit: Number($("cp-limit").value)}]}}}, "Set " + purpose);
+  });
+  $("btn-cp-clear").addEventListener("click", function () {
+    var purpose = $("cp-purpose").value;
+    profileCall("clear-charging-profile", {connector_id: Number($("cp-conn").value), charging_profile_purpose: purpose,
+                                           stack_level: Number($("cp-stack").value)}, "Clear " + purpose);
+  });
+  $("cs-form").addEventListener("submit", function () {
+    profileCall("get-composite-schedule", {connector_id: Number($("cs-conn").value), duration: Number($("cs-dur").value),
+                                           charging_rate_unit: "A"}, "Composite schedule");
+  });
+}
+
 // --- the loop ----------------------------------------------------------------------
 // The station page polls every POLL_MS; the overview fetches its page when it opens, when the
 // search, a filter or the page changes, and when the events say so (the events carry the rest).
@@ -1230,7 +1362,8 @@ function refreshSoon() {
 function refresh() {
   clearTimeout(timer);
   var p = loadFields().then(function () {
-    return fwPage ? pollFirmwarePage() : tagsPage ? pollIdTags() : current === null ? pollOverview() : pollStation();
+    return fwPage ? pollFirmwarePage() : tagsPage ? pollIdTags() : lbPage ? pollLoadGroups()
+      : current === null ? pollOverview() : pollStation();
   });
   return p.then(function () {
     showBanner("");
@@ -1241,21 +1374,24 @@ function refresh() {
     $("summary").textContent = e.status ? "error " + e.status : "offline";
   }).then(function () {
     // the overview's events keep it current; without them (an old browser, or before sign-in) it polls
-    if (current !== null || fwPage || tagsPage || !source || source.readyState === 2) timer = setTimeout(refresh, POLL_MS);
+    if (current !== null || fwPage || tagsPage || lbPage || !source || source.readyState === 2) timer = setTimeout(refresh, POLL_MS);
   });
 }
 
 var fwPage = false;     // the /firmware page: releases and rollouts
 var tagsPage = false;   // the /id-tags page
+var lbPage = false;     // the /load-groups page
 
 function route() {
   var m = location.pathname.match(/^\/station\/(.+)$/);
   current = m ? decodeURIComponent(m[1]) : null;
   fwPage = location.pathname === "/firmware";
   tagsPage = location.pathname === "/id-tags";
+  lbPage = location.pathname === "/load-groups";
   $("firmware").hidden = !fwPage;
   $("idtags").hidden = !tagsPage;
-  $("overview").hidden = current !== null || fwPage || tagsPage;
+  $("loadgroups").hidden = !lbPage;
+  $("overview").hidden = current !== null || fwPage || tagsPage || lbPage;
   $("station").hidden = current === null;
   if (current !== null) $("st-id").textContent = current;
 }
@@ -1266,6 +1402,8 @@ setupStation();
 setupFirmware();
 setupIdTags();
 setupReservations();
+setupLoadGroups();
+setupProfiles();
 setupOverview();
 route();
 overviewExport = setupExport("ov-export", function () { return null; });

@@ -137,9 +137,9 @@ async def test_cluster__sigkill_of_the_uplink_owner_while_readings_flow_loses_an
         assert fake.dropped == [], fake.dropped
 
         s, health = await http(pb, "GET", "/healthz")
-        assert s == 200 and health["cluster"]["processes"] == 1 and len(health["cluster"]["leases"]) == 17, health
+        assert s == 200 and health["cluster"]["processes"] == 1 and len(health["cluster"]["leases"]) == 18, health
         s, m = await http(pb, "GET", "/metrics")
-        assert "picocharge_cluster_processes 1.0" in m and "picocharge_cluster_leases 17.0" in m and \
+        assert "picocharge_cluster_processes 1.0" in m and "picocharge_cluster_leases 18.0" in m and \
             "picocharge_cluster_takeovers_total 9.0" in m, m
         took = [ln for ln in b.log if "cluster: took over" in ln]
         assert any("took over mqtt" in ln for ln in took), b.log[-30:]

@@ -86,6 +86,21 @@ class TestStation(ChargePoint):
     def on_data_transfer(self, vendor_id, **kw):
         return call_result.DataTransfer(status="UnknownVendorId")
 
+    # Smart Charging (issue 13): taken and recorded; smartstation.SmartStation keeps the profiles
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles):
+        self.received.append(("SetChargingProfile", connector_id, cs_charging_profiles["charging_profile_id"]))
+        return call_result.SetChargingProfile(status="Accepted")
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(self, **kw):
+        self.received.append(("ClearChargingProfile", kw))
+        return call_result.ClearChargingProfile(status="Unknown")
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(self, connector_id, duration, **kw):
+        return call_result.GetCompositeSchedule(status="Rejected")
+
 
 class Connected:
     """`async with Connected(port, "CP-1") as cp:` a started TestStation."""
