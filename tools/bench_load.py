@@ -67,6 +67,10 @@ class StepStats:
         self.connect_retries = 0  # attempts refused or timed out, then retried after a backoff
         self.failure_kinds = {}
         self.dropped = 0  # connections closed under us after a successful connect
+        self.reconnected = 0  # ... after which the station got back in (spec["reconnect"])
+        self.drop_t = array("d")  # wall time of each such drop ...
+        self.back_t = array("d")  # ... and of the station's BootNotification answered again
+        self.acked_wh = {}  # spec["track"]: station id -> energy_wh of every reading acknowledged
         self.unanswered = 0  # CALLs still outstanding when the step ended
         self.tx_started = 0
         self.tx_stopped = 0
@@ -81,6 +85,8 @@ class StepStats:
         d["rtt_ms"] = self.rtt_ms.tobytes()
         d["rtt_t"] = self.rtt_t.tobytes()
         d["connect_ms"] = self.connect_ms.tobytes()
+        d["drop_t"] = self.drop_t.tobytes()
+        d["back_t"] = self.back_t.tobytes()
         return d
 
 
@@ -205,6 +211,8 @@ class Station:
         self.wh += self.rng.randrange(5, 50)
         mv = ocppj.meter_value(time.time(), self.reading(), MEASURANDS, "Sample.Periodic")
         await self.call("MeterValues", ocppj.meter_values(1, self.tx_id, [mv]))
+        if self.spec.get("track"):
+            self.stats.acked_wh.setdefault(self.sid, []).append(self.wh)
 
     async def heartbeat(self):
         await self.call("Heartbeat", {})
@@ -249,18 +257,23 @@ class Station:
             self.tx_id = None
         await self.call("StatusNotification", ocppj.status_notification(1, "Available", time.time()))
 
-    async def run(self, start_at):
+    async def resume(self):
+        """After a reconnect (spec["reconnect"]): boot again, and say the transaction goes on."""
+        res = await self.call("BootNotification", ocppj.boot_notification(
+            "PicoCharge", "bench", self.sid, "bench"))
+        if res.get("status") != "Accepted":
+            raise CallError("BootNotification: %s" % res.get("status"))
+        if self.tx_id is not None:
+            await self.call("StatusNotification", ocppj.status_notification(1, "Charging", time.time()))
+
+    async def connect_retrying(self, give_up):
+        """Connect, retrying with the firmware's backoff until `give_up` (wall time); True when in."""
         st = self.stats
-        delay = start_at - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        set_up = False
         attempt = 0
-        give_up = time.time() + self.spec.get("retry_for", 0.0)
         while True:
             try:
                 await self.connect()
-                break
+                return True
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
                 st.fail(type(e).__name__)
                 # as the firmware does (firmware/reconnect.py): 1, 2, 4 ... s, each uniform
@@ -270,26 +283,54 @@ class Station:
                 attempt += 1
                 if time.time() + wait >= give_up:
                     st.connect_failures += 1
-                    if self.setup_count:
-                        self.setup_count.mark(False)
-                    return
+                    return False
                 st.connect_retries += 1
                 await asyncio.sleep(wait)
-        st.connected += 1
-        try:
-            await self.setup()
-            set_up = True
+
+    async def run(self, start_at):
+        st = self.stats
+        delay = start_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        set_up = False
+        if not await self.connect_retrying(time.time() + self.spec.get("retry_for", 0.0)):
             if self.setup_count:
-                self.setup_count.mark(True)
-            await self.load()
-            # the end of the transaction is outside the measurement window
-            while self.win.w1 == float("inf"):
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
-            await self.finish()
-        except websockets.exceptions.ConnectionClosed as e:
-            st.dropped += 1
-            st.fail("closed during step: %s" % (e.rcvd.code if e.rcvd else "no close frame"))
+                self.setup_count.mark(False)
+            return
+        st.connected += 1
+        dropped_at = None
+        try:
+            while True:
+                try:
+                    if not set_up:
+                        await self.setup()
+                        set_up = True
+                        if self.setup_count:
+                            self.setup_count.mark(True)
+                    elif dropped_at is not None:
+                        await self.resume()
+                        st.reconnected += 1
+                        st.drop_t.append(dropped_at)
+                        st.back_t.append(time.time())
+                        dropped_at = None
+                    await self.load()
+                    # the end of the transaction is outside the measurement window
+                    while self.win.w1 == float("inf"):
+                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
+                    await self.finish()
+                    return
+                except websockets.exceptions.ConnectionClosed as e:
+                    st.dropped += 1
+                    st.fail("closed during step: %s" % (e.rcvd.code if e.rcvd else "no close frame"))
+                    # spec["reconnect"] (a gateway process killed on purpose): back in, as the
+                    # firmware does, through the load balancer to a process that lives
+                    if not (self.spec.get("reconnect") and set_up) or time.time() >= self.win.w1:
+                        return
+                    dropped_at = time.time()
+                    self.pending = None
+                    if not await self.connect_retrying(dropped_at + self.spec.get("retry_for", 0.0)):
+                        return
         except CallError as e:
             st.fail(str(e)[:80])
         finally:
@@ -373,8 +414,10 @@ def merge(parts):
     out = StepStats()
     for d in parts:
         for k, v in d.items():
-            if k in ("rtt_ms", "rtt_t", "connect_ms"):
+            if k in ("rtt_ms", "rtt_t", "connect_ms", "drop_t", "back_t"):
                 getattr(out, k).frombytes(v)
+            elif k == "acked_wh":   # each station is in one process
+                out.acked_wh.update(v)
             elif k == "setup_s":
                 out.setup_s = max(out.setup_s, v)
             elif isinstance(v, dict):
