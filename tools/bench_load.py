@@ -94,6 +94,10 @@ class CallError(Exception):
     pass
 
 
+class Dropped(Exception):
+    """The connection closed while the station waited for its next CALL (spec["reconnect"])."""
+
+
 class Window:
     """The measurement window [w0, w1) in wall-clock seconds, shared by a process's stations;
     infinite until the coordinator sets it (after every station of the step is set up)."""
@@ -214,6 +218,20 @@ class Station:
         if self.spec.get("track"):
             self.stats.acked_wh.setdefault(self.sid, []).append(self.wh)
 
+    async def idle(self, delay):
+        """Sleep `delay` s. With spec["reconnect"] a station notices a closed connection at once,
+        as the firmware (which always reads its socket) does, not at its next CALL: the time to
+        get back in after a gateway process dies is then the gateway's and the balancer's."""
+        if not self.spec.get("reconnect"):
+            await asyncio.sleep(delay)
+            return
+        closed = self.ws.wait_closed()
+        try:
+            await asyncio.wait_for(closed, delay)
+        except asyncio.TimeoutError:
+            return
+        raise Dropped()
+
     async def heartbeat(self):
         await self.call("Heartbeat", {})
 
@@ -239,7 +257,7 @@ class Station:
                 return
             delay = t - time.time()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self.idle(delay)
             if time.time() >= win.w1:  # the window was set while we slept
                 return
             if next_mv <= next_hb:
@@ -320,9 +338,10 @@ class Station:
                     await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
                     await self.finish()
                     return
-                except websockets.exceptions.ConnectionClosed as e:
+                except (websockets.exceptions.ConnectionClosed, Dropped) as e:
                     st.dropped += 1
-                    st.fail("closed during step: %s" % (e.rcvd.code if e.rcvd else "no close frame"))
+                    rcvd = getattr(e, "rcvd", None) or getattr(self.ws, "close_rcvd", None)
+                    st.fail("closed during step: %s" % (rcvd.code if rcvd else "no close frame"))
                     # spec["reconnect"] (a gateway process killed on purpose): back in, as the
                     # firmware does, through the load balancer to a process that lives
                     if not (self.spec.get("reconnect") and set_up) or time.time() >= self.win.w1:
