@@ -236,12 +236,14 @@ class HAProxy:
         self.proc = None
         self.ps = None
         self.log_path = self.workdir / "haproxy.log"
+        self.workdir.mkdir(parents=True, exist_ok=True)
 
     def start(self):
         exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not os.path.exists(exe):
             raise FileNotFoundError("--gw-procs runs the gateway processes behind HAProxy (deploy/haproxy.cfg), and "
                                     "it is not installed: apt-get install haproxy")
+        self._raise_nofile()
         conf = self.workdir / "haproxy.cfg"
         conf.write_text(render_haproxy(haproxy_config().read_text(), self.servers,
                                        {8080: self.port, 8404: self.stats_port}, self.maxconn))
@@ -254,6 +256,22 @@ class HAProxy:
                                          stdin=subprocess.DEVNULL, **child_options())
         self.ps = psutil.Process(self.proc.pid)
         return self
+
+    def _raise_nofile(self):
+        """HAProxy needs two files per connection and refuses to start below what its maxconn needs;
+        it inherits our limit, which we raise (as root, past the hard limit too)."""
+        import resource
+
+        need = 2 * self.maxconn + 128
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft >= need:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+        except (ValueError, OSError):
+            raise RuntimeError("HAProxy needs about %d open files for %d stations and the limit here is %d (hard %d): "
+                               "raise it (ulimit -n %d, as root) or use smaller --steps"
+                               % (need, self.maxconn - 1000, soft, hard, need))
 
     def status(self):
         """{server name: UP/DOWN/...} from HAProxy's stats page."""
@@ -291,13 +309,21 @@ class GatewayCluster:
     """`procs` gateway processes on the database `db_url`, HAProxy in front. The interface of
     bench_cs.CentralSystem that bench_run uses: ws_base, metrics(), processes(), log_path, stop()."""
 
-    def __init__(self, workdir, db_url, procs, mqtt_url=None, maxconn=1000):
+    def __init__(self, workdir, db_url, procs, mqtt_url=None, stations=1000):
         self.workdir = Path(workdir)
         self.db_url = db_url
         self.gws = [bench_cs.CentralSystem("ours", self.workdir / ("gw%d" % (k + 1)), mqtt_url=mqtt_url, db=db_url)
                     for k in range(procs)]
-        self.lb = None
-        self.maxconn = maxconn
+        self.lbs = []
+        # HAProxy holds two files per station (its side and the gateway's) and will not start
+        # when its maxconn needs more than its open-files limit: past that, several HAProxy
+        # processes share the stations (as several balancers behind one DNS name would)
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        per = max(1, (limit - 128) // 2 - 64)
+        self.balancers = -(-stations // per)
+        self.maxconn = -(-stations // self.balancers) + 64
         self.killed = []   # indices of the processes killed (kill())
         self.target = "ours"
 
@@ -311,16 +337,23 @@ class GatewayCluster:
 
     @property
     def ws_base(self):
-        return "ws://127.0.0.1:%d/ocpp/" % self.lb.port
+        return self.ws_bases[0]
+
+    @property
+    def ws_bases(self):
+        """One URL per HAProxy; station i uses ws_bases[i % len]."""
+        return ["ws://127.0.0.1:%d/ocpp/" % lb.port for lb in self.lbs]
 
     def start(self):
         try:
             self.gws[0].start()     # alone first: it applies the migrations
             for g in self.gws[1:]:
                 g.start()
-            self.lb = HAProxy(self.workdir, [("gw%d" % (k + 1), g.host, g.port) for k, g in enumerate(self.gws)],
-                              self.maxconn).start()
-            self.lb.wait_up()
+            servers = [("gw%d" % (k + 1), g.host, g.port) for k, g in enumerate(self.gws)]
+            for b in range(self.balancers):
+                self.lbs.append(HAProxy(self.workdir / ("haproxy%d" % (b + 1)), servers, self.maxconn).start())
+            for lb in self.lbs:
+                lb.wait_up()
         except BaseException:
             self.stop()
             raise
@@ -387,7 +420,7 @@ class GatewayCluster:
         return {"count": n, "by_station": by}
 
     def stop(self):
-        if self.lb is not None:
-            self.lb.stop()
+        for lb in self.lbs:
+            lb.stop()
         for g in self.gws:
             g.stop()

@@ -192,8 +192,9 @@ class Station:
         kw = {}
         if spec.get("source_addrs", 1) > 1:
             kw["local_addr"] = ("127.0.0.%d" % (1 + self.index % spec["source_addrs"]), 0)
+        urls = spec.get("urls")
         self.ws = await websockets.connect(
-            spec["url"] + self.sid, subprotocols=["ocpp1.6"], open_timeout=spec["open_timeout"],
+            (urls[self.index % len(urls)] if urls else spec["url"]) + self.sid, subprotocols=["ocpp1.6"], open_timeout=spec["open_timeout"],
             ping_interval=None, close_timeout=2, compression=None, max_queue=4, **kw)
         self.stats.connect_ms.append((time.perf_counter() - t0) * 1000.0)
 

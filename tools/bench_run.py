@@ -104,7 +104,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
     if cluster:
         db_url = pg.create_database("%s_%s_%d" % (config.label, mode, n))
         cs = bench_cluster.GatewayCluster(wd, db_url, config.procs, mqtt_url=broker.url if broker else None,
-                                          maxconn=n + 1000)
+                                          stations=n)
     else:
         cs = bench_cs.CentralSystem(target, wd, mqtt_url=broker.url if broker else None)
     cs.start()
@@ -113,7 +113,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
     try:
         sampler = bench_cs.Sampler(cs.processes()).start()
         if cluster:
-            side["lb"] = bench_cs.Sampler([cs.lb.ps]).start()
+            side["lb"] = bench_cs.Sampler([lb.ps for lb in cs.lbs]).start()
             if pg.processes():
                 side["db"] = bench_cs.Sampler(pg.processes()).start()
         time.sleep(0.5)
@@ -130,6 +130,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
         marks = {}
         threads = []
         if cluster:
+            spec["urls"] = cs.ws_bases     # station i through HAProxy i % len
             spec["track"] = True    # every acknowledged reading looked up in the database
         if opts.kill_at is not None:
             spec["reconnect"] = True
@@ -238,6 +239,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
     res = {
         "target": target, "config": config.label, "db": config.db if target == "ours" else None,
         "gw_procs": config.procs, "balancer": "haproxy" if cluster else None,
+        "balancers": len(cs.lbs) if cluster else None,
         "mode": mode, "stations": n, "hold_s": opts.hold,
         "interval_s": opts.interval if mode == "paced" else None, "heartbeat_s": opts.heartbeat,
         "ramp_s": ramp, "setup_s": stats.setup_s, "generator_procs": workers.procs,

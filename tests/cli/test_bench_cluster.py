@@ -3,6 +3,7 @@ one PostgreSQL server the bench starts (Debian's binaries), behind HAProxy (depl
 with a real mosquitto behind the MQTT uplink; and `--kill-at`, a process killed in the window.
 The bench runs as a subprocess, as an operator runs it; its JSON is what is checked."""
 import json
+import re
 import subprocess
 import sys
 
@@ -92,3 +93,30 @@ def test_bench_cluster__options_valid_and_invalid(tmp_path):
     assert r.exit_code == 2 and "give process counts separated by commas" in r.output, r.output
     r = run("--db", "postgresql://u:secret@127.0.0.1:1/x,postgresql://u:secret@127.0.0.1:2/y")
     assert r.exit_code == 2 and "give one PostgreSQL server" in r.output and "secret" not in r.output, r.output
+
+
+def test_bench_cluster__stations_split_over_balancers_past_the_open_files_limit(tmp_path):
+    """HAProxy holds two files per station and refuses to start past its limit (on this machine
+    20,000: fewer than 10,000 stations): the bench then runs several HAProxy processes, each with
+    every gateway process behind it, and gives each a share of the stations. Here with a limit of
+    280 files, 20 stations need two."""
+    import resource
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (280, 280))
+
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "picocharge.cli", "bench", *SMALL, "--db", "postgresql",
+                        "--gw-procs", "2", "--hold", "2", "--out", str(out), "--chart", str(tmp_path / "c.png"),
+                        "--workdir", str(tmp_path / "w")], capture_output=True, text=True, timeout=300,
+                       preexec_fn=few_files)
+    assert p.returncode == 0, p.stdout + p.stderr
+    s, = json.loads(out.read_text())["steps"]
+    ev = json.dumps({k: v for k, v in s.items() if k != "timeline"}, indent=1)
+    assert s["balancers"] == 2 and s["connected"] == 20, ev
+    assert s["readings_acked"] == s["readings_stored"] == s["readings_mqtt"] > 0 and s["readings_lost"] == 0, ev
+    # station i went through HAProxy 1 + i % 2 (its log has a line per WebSocket when it ends)
+    for b, parity in ((1, 0), (2, 1)):
+        log = (tmp_path / "w" / "ours-pg2-paced-20" / ("haproxy%d" % b) / "haproxy.log").read_text()
+        got = {int(n) for n in re.findall(r"GET /ocpp/BENCH-(\d+) ", log)}
+        assert got == {i for i in range(1, 21) if i % 2 == parity}, (b, sorted(got))
