@@ -491,6 +491,8 @@ class Cluster:
         try:
             if name.startswith("call:"):    # a call the other process built (a reservation: its id)
                 res = await send_built(self.gw.sessions, sid, name[5:], json.loads(body))
+            elif name.startswith("ota:"):   # UpdateFirmware, GetDiagnostics: built here, with this link's location
+                res = await self.gw.rollouts.send_here(sid, name[4:], json.loads(body))
             else:
                 res = await send_command(self.gw.sessions, sid, name, json.loads(body))
             ans = {"result": res}
