@@ -247,6 +247,7 @@ class Sampler:
         self.period = period
         self.peak_rss = 0
         self.rss_samples = []
+        self.cpu_samples = []   # (wall time, CPU seconds used so far): the timeline's CPU per slice
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self.idle_rss = self._rss()
@@ -273,6 +274,7 @@ class Sampler:
         while not self._stop.wait(self.period):
             r = self._rss()
             self.rss_samples.append((time.time(), r))
+            self.cpu_samples.append((time.time(), self._cpu()))
             self.peak_rss = max(self.peak_rss, r)
 
     def start(self):

@@ -49,9 +49,10 @@ def rtt_figures(rtt_ms):
             "rtt_mean_ms": (sum(s) / len(s)) if s else None}
 
 
-def timeline(rtt_t, rtt_ms, rss_samples, w0, w1, slice_s):
-    """Per slice of the window: msgs/s, RTT p50/p99/max of the CALLs sent in it, and the
-    central system's RSS at its end (the figures that show whether a long run stays flat)."""
+def timeline(rtt_t, rtt_ms, rss_samples, w0, w1, slice_s, cpu_samples=None):
+    """Per slice of the window: msgs/s, RTT p50/p99/max of the CALLs sent in it, the central
+    system's RSS at its end (the figures that show whether a long run stays flat) and, given
+    cpu_samples [(t, CPU s so far)], its CPU% over the slice (100 = one core)."""
     n = max(1, int(round((w1 - w0) / slice_s)))
     width = (w1 - w0) / n
     buckets = [[] for _ in range(n)]
@@ -68,7 +69,17 @@ def timeline(rtt_t, rtt_ms, rss_samples, w0, w1, slice_s):
                     "rtt_p50_ms": percentile(b, 50), "rtt_p99_ms": percentile(b, 99),
                     "rtt_max_ms": b[-1] if b else None,
                     "cs_rss_mb": (rss[-1] / 2**20) if rss else None})
+        if cpu_samples:
+            out[-1]["cs_cpu_percent"] = _cpu_between(cpu_samples, end - width, end)
     return out
+
+
+def _cpu_between(samples, t0, t1):
+    """CPU% between wall times t0 and t1 from [(t, CPU seconds so far)] (the samples nearest inside)."""
+    inside = [(t, c) for t, c in samples if t0 - 0.3 <= t <= t1 + 0.3]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return None
+    return 100.0 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 def slope_per_min(points):

@@ -234,7 +234,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
     rtt = bench_report.rtt_figures(stats.rtt_ms)
     conn = bench_report.rtt_figures(stats.connect_ms)
     tl = bench_report.timeline(stats.rtt_t, stats.rtt_ms, sampler.rss_samples, tw0, tw1,
-                               max(5.0, opts.hold / 20.0))
+                               max(5.0, opts.hold / 20.0), sampler.cpu_samples)
     in_window = [(t - tw0, r / 2**20) for t, r in sampler.rss_samples if tw0 <= t <= tw1]
     res = {
         "target": target, "config": config.label, "db": config.db if target == "ours" else None,
