@@ -294,7 +294,9 @@ class Station:
                 await self.connect()
                 return True
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
-                st.fail(type(e).__name__)
+                # a handshake answered with another status than 101: which one (503, 429...)
+                code = getattr(getattr(e, "response", None), "status_code", None)
+                st.fail(type(e).__name__ + (" %d" % code if code else ""))
                 # as the firmware does (firmware/reconnect.py): 1, 2, 4 ... s, each uniform
                 # in [d/2, d], capped; the bench gives up after spec["retry_for"] s
                 d = min(RECONNECT_MAX_S, 2.0 ** attempt)

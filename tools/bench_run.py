@@ -484,7 +484,7 @@ def _run(opts, workdir, configs, pg, echo, on_step):
             echo(bench_report.header())
             for mode in opts.modes:
                 for n in (opts.firmware_steps if mode == "firmware" else opts.steps):
-                    for config in (opts.configs() if mode != "firmware" else [Config(t) for t in opts.targets]):
+                    for config in (configs if mode != "firmware" else [Config(t) for t in opts.targets]):
                         target = config.target
                         if (config.label, mode) in stopped:
                             continue
