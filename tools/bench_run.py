@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -137,11 +138,10 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
 
         def killer(w0):
             time.sleep(max(0.0, w0 + opts.kill_at - time.time()))
-            k = cs.holder("mqtt")
-            k = 0 if k is None else k
-            held = cs.holder("mqtt") == k
-            t = cs.kill(k)
-            kill.update(process=k, lease_holder=held, t=t, at=t - w0)
+            k = cs.holder("mqtt")   # the most to take over: the MQTT stream and its share of ThingSpeak
+            held = k is not None
+            t = cs.kill(k if held else 0)
+            kill.update(process=k if held else 0, lease_holder=held, t=t, at=t - w0)
 
         depth = []      # (s into the window, MQTT outbox depth)
 
@@ -224,7 +224,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
             try:
                 pg.drop_database(db_url)
             except Exception as e:  # a step's database left behind does not change its figures
-                print("could not drop the step's database: %s" % bench_cluster.redact(str(e)))
+                print("could not drop the step's database: %s" % bench_cluster.redact(str(e)), file=sys.stderr)
 
     gc_full, gc_longest = bench_cs.gc_summary(cs.log_path)
     (tw0, cw0, rss_w0), (tw1, cw1, rss_w1) = marks["w0"], marks["w1"]
@@ -470,6 +470,10 @@ def _run(opts, workdir, configs, pg, echo, on_step):
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
             "generator_procs": procs, "options": {k: (list(v) if isinstance(v, tuple) else v)
                                                   for k, v in vars(opts).items()}}
+    if opts.pg_url:     # never the password of the server given
+        from picocharge.bench_cluster import redact
+
+        meta["options"]["pg_url"] = redact(opts.pg_url)
     try:
         if opts.mqtt and "ours" in opts.targets:
             broker = bench_cs.Broker(workdir).start()

@@ -120,3 +120,22 @@ def test_bench_cluster__stations_split_over_balancers_past_the_open_files_limit(
         log = (tmp_path / "w" / "ours-pg2-paced-20" / ("haproxy%d" % b) / "haproxy.log").read_text()
         got = {int(n) for n in re.findall(r"GET /ocpp/BENCH-(\d+) ", log)}
         assert got == {i for i in range(1, 21) if i % 2 == parity}, (b, sorted(got))
+
+
+def test_bench_cluster__a_given_postgresql_server_gets_a_database_per_step_dropped_after(pg_server, tmp_path):
+    import psycopg
+
+    url = pg_server.url()
+    p, out, _chart = bench(tmp_path, "--db", url, "--gw-procs", "2", "--hold", "2", "--steps", "10")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert pg_server.password not in p.stdout + p.stderr, "the server's password was printed"
+    doc = json.loads(out.read_text())
+    s, = doc["steps"]
+    ev = json.dumps({k: v for k, v in s.items() if k != "timeline"}, indent=1)
+    assert (s["config"], s["connected"], s["readings_lost"]) == ("ours-pg2", 10, 0), ev
+    assert s["readings_acked"] == s["readings_stored"] == s["readings_mqtt"] > 0, ev
+    assert doc["meta"]["postgresql"] == {"server": "given (--db URL)", "settings": None}, doc["meta"]
+    assert pg_server.password not in out.read_text(), "the server's password is in the results file"
+    with psycopg.connect(url) as c:
+        left = [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bench_%'")]
+    assert left == [], left
