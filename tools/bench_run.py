@@ -290,9 +290,9 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
         "cs_gc_window_longest_ms": (max(gc_in_window) if gc_in_window else 0.0) if gc_full is not None else None,
         "cs_log": str(cs.log_path),
     }
-    for k in side:
-        (t0_, c0_, _r0), (t1_, c1_, _r1) = marks[k + "_w0"], marks[k + "_w1"]
-        res[k + "_cpu_percent"] = 100.0 * (c1_ - c0_) / max(1e-9, t1_ - t0_)
+    for k in side:      # (time, CPU s, RSS) at the window's ends
+        a_, b_ = marks[k + "_w0"], marks[k + "_w1"]
+        res[k + "_cpu_percent"] = 100.0 * (b_[1] - a_[1]) / max(1e-9, b_[0] - a_[0])
     res["cs_by_process"] = by_process
     res.setdefault("lb_cpu_percent", None)
     res.setdefault("db_cpu_percent", None)
