@@ -20,11 +20,10 @@ import logging
 import zipfile
 
 from aiohttp import web
-from ocpp.v16 import call as ocpp_call
 
 from . import auth, diagnostics, models, releases, rollouts, store as st
 from .api import Route, _body, _handler, authorise
-from .commands import CommandError, send_call
+from .commands import CommandError
 from .httputil import error, json_response
 from .logonce import LogOnce
 from .readings import _ts
@@ -280,11 +279,9 @@ async def _request_diagnostics(gw, req, id):
         raise ValueError("stop_time is before start_time")
     kw = {k: v for k, v in (("start_time", start), ("stop_time", stop), ("retries", _count(b, "retries", 100)),
                             ("retry_interval", _count(b, "retry_interval", 86400))) if v is not None}
-    try:
-        if id not in gw.sessions:
-            raise CommandError(409, "station %s is not connected" % id)
-        url = rollouts.location(gw, id, "/diag/%s/" % id)
-        answer = await send_call(gw.sessions, id, ocpp_call.GetDiagnostics(location=url, **kw))
+    try:    # wherever the station is connected (rollouts.send_ota)
+        out = await rollouts.send_ota(gw, id, "GetDiagnostics", kw)
+        url, answer = out["location"], out["answer"]
     except CommandError as e:
         return json_response(dict({"error": e.message}, **e.extra), e.status)
     log.info("station=%s GetDiagnostics sent: %s", id, answer)

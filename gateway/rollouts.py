@@ -14,6 +14,13 @@ one are still followed to their end, and the rollout's `reason` names the failed
 
 Everything is in the store (rollouts, rollout_stations, ota_status): a gateway that restarts
 resumes each running rollout where it was, deadlines included (wall-clock times).
+
+Several gateway processes (cluster.py): UpdateFirmware and GetDiagnostics reach a station
+wherever it is connected. Their location names the gateway as the station reaches it, which
+only the process holding the station knows, so a process sends the other one the call's fields
+(cluster "ota:<Action>") and that one builds the call and sends it (`send_here`), answering with
+{location, answer}. A rollout made on one process follows its stations on the others by reading
+the shared store every OTHERS_POLL_S seconds (their status reports wake only their own process).
 """
 import asyncio
 import calendar
@@ -32,6 +39,10 @@ FAILED_STATUSES = ("DownloadFailed", "InstallationFailed")
 DEFAULT_TIMEOUT = 1800      # seconds for one station: download, install, reboot, Installed
 TIMEOUT_RANGE = (5, 7 * 86400)
 MAX_STATIONS = 10000
+OTHERS_POLL_S = 2.0     # a rollout looks at the store this often when other processes hold stations
+# the fields one process sends another for an OTA call it builds there (send_here)
+OTA_FIELDS = {"UpdateFirmware": ("version", "retrieve_date", "retries", "retry_interval"),
+              "GetDiagnostics": ("start_time", "stop_time", "retries", "retry_interval")}
 STATES = ("running", "stopped", "done", "cancelled")
 
 
@@ -49,16 +60,47 @@ def location(gw, sid, path):
 
 
 async def send_update(gw, sid, version, retrieve_date=None, retries=None, retry_interval=None):
-    """UpdateFirmware for stored release `version` to station `sid`: (location, retrieveDate,
-    the station's answer). CommandError as the API's commands."""
+    """UpdateFirmware for stored release `version` to station `sid`, wherever it is connected:
+    (location, retrieveDate, the station's answer). CommandError as the API's commands."""
+    when = retrieve_date or now_iso()
+    kw = {k: v for k, v in (("version", version), ("retrieve_date", when), ("retries", retries),
+                            ("retry_interval", retry_interval)) if v is not None}
+    out = await send_ota(gw, sid, "UpdateFirmware", kw)
+    log.info("station=%s UpdateFirmware %s sent (retrieveDate %s)", sid, version, when)
+    return out["location"], when, out["answer"]
+
+
+async def send_ota(gw, sid, action, kw):
+    """UpdateFirmware or GetDiagnostics (`kw`: OTA_FIELDS[action]) to station `sid` wherever it is
+    connected: {"location", "answer"}; CommandError as the API's commands (409 when it is
+    connected nowhere)."""
+    if gw.elsewhere(sid):
+        return await gw.cluster.forward(sid, "ota:" + action, kw, gw.settings.response_timeout)
+    return await send_here(gw, sid, action, kw)
+
+
+async def send_here(gw, sid, action, kw):
+    """send_ota to a station connected to this process: the call built with its location."""
     if sid not in gw.sessions:
         raise CommandError(409, "station %s is not connected" % sid)
-    url = location(gw, sid, "/fw/%s/%s" % (version, releases.MANIFEST))
-    when = retrieve_date or now_iso()
-    kw = {k: v for k, v in (("retries", retries), ("retry_interval", retry_interval)) if v is not None}
-    answer = await send_call(gw.sessions, sid, ocpp_call.UpdateFirmware(location=url, retrieve_date=when, **kw))
-    log.info("station=%s UpdateFirmware %s sent (retrieveDate %s)", sid, version, when)
-    return url, when, answer
+    allowed = OTA_FIELDS.get(action)
+    if allowed is None:
+        raise CommandError(400, "%s is not an update or diagnostics call (%s)" % (action[:40], ", ".join(OTA_FIELDS)))
+    if not isinstance(kw, dict) or set(kw) - set(allowed):
+        raise CommandError(400, "bad %s fields %s: the fields are %s" % (action, sorted(kw)[:8] if isinstance(
+            kw, dict) else type(kw).__name__, ", ".join(allowed)))
+    kw = dict(kw)
+    if action == "UpdateFirmware":
+        version = kw.pop("version", None)
+        if releases.version_problem(version):
+            raise CommandError(400, "bad UpdateFirmware version: %s" % releases.version_problem(version))
+        url = location(gw, sid, "/fw/%s/%s" % (version, releases.MANIFEST))
+        payload = ocpp_call.UpdateFirmware(location=url, **kw)
+    else:
+        url = location(gw, sid, "/diag/%s/" % sid)
+        payload = ocpp_call.GetDiagnostics(location=url, **kw)
+    # send_call checks the payload against the schema (a field of the wrong type: 400)
+    return {"location": url, "answer": await send_call(gw.sessions, sid, payload)}
 
 
 class Rollouts:
@@ -84,6 +126,10 @@ class Rollouts:
         for t in self._tasks.values():
             t.cancel()
         self._tasks.clear()
+
+    async def send_here(self, sid, action, kw):
+        """What another gateway process asked this one to send (cluster.py, "ota:<Action>")."""
+        return await send_here(self.gw, sid, action, kw)
 
     def wake(self, sid=None):
         """A station reported something (a status, a boot): the rollouts look again."""
@@ -207,7 +253,7 @@ class Rollouts:
             sid = s["station"]
             late = now >= _epoch(s["started"]) + ro["timeout"]
             if s["since_seq"] is None:      # not sent yet: the station was not connected
-                if sid in gw.sessions and gw.origins.get(sid):
+                if (sid in gw.sessions and gw.origins.get(sid)) or gw.elsewhere(sid):
                     to_send.append(s)
                 elif late:
                     changes.append((s, "failed", "timeout: not connected within %d s" % ro["timeout"], None))
@@ -264,7 +310,8 @@ class Rollouts:
         if not active:
             return None
         deadline = min(_epoch(s["started"]) + ro["timeout"] for s in active)
-        return max(0.05, min(deadline - self.clock(), 60.0))
+        # stations on other processes report there: their news is read from the store
+        return max(0.05, min(deadline - self.clock(), 60.0 if gw.cluster is None else OTHERS_POLL_S))
 
     async def _send(self, s, version):
         sid = s["station"]

@@ -67,13 +67,14 @@ def baseline_argv():
 class CentralSystem:
     """One central system process; `.ws_base` is the URL a station id is appended to."""
 
-    def __init__(self, target, workdir, mqtt_url=None, start_timeout=30.0):
+    def __init__(self, target, workdir, mqtt_url=None, start_timeout=30.0, db=None):
         if target not in TARGETS:
             raise ValueError("target %r: choose one of %s" % (target, ", ".join(TARGETS)))
         self.target = target
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.mqtt_url = mqtt_url
+        self.db = db    # ours: a postgresql:// URL, or None for a fresh SQLite file in workdir
         self.start_timeout = start_timeout
         self.proc = None
         self.ps = None
@@ -91,7 +92,7 @@ class CentralSystem:
 
     def start(self):
         if self.target == "ours":
-            argv = ours_argv(self.workdir / "gateway.db", self.mqtt_url)
+            argv = ours_argv(self.db or (self.workdir / "gateway.db"), self.mqtt_url)
         else:
             argv = baseline_argv()
         self._log = open(self.log_path, "wb")
@@ -124,6 +125,10 @@ class CentralSystem:
         if self.proc:
             self._log.close()
         self.proc = None
+
+    def processes(self):
+        """The processes whose CPU and RSS are the central system's."""
+        return [self.ps]
 
     def metrics(self, timeout=10.0):
         """{name or name{labels}: value} from GET /metrics."""
@@ -164,6 +169,23 @@ def gc_pauses(log_path):
     for m in _GC_PAUSE.finditer(text):
         t = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000.0
         out.append((t, float(m.group(3))))
+    return out
+
+
+def log_times(log_path, text):
+    """[wall time] of our gateway's log lines holding `text` (local-time stamps)."""
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        if text in line:
+            try:
+                t = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000.0
+            except ValueError:
+                continue
+            out.append(t)
     return out
 
 
@@ -216,34 +238,43 @@ def uplink_counts(metrics, prefix):
 class Sampler:
     """Samples a process's CPU and RSS every `period` s in a thread. `window()` marks the
     measurement window; figures: CPU% (100 = one core) inside it, peak RSS over the step,
-    RSS at the window's end."""
+    RSS at the window's end. `proc` may be a list of processes (several gateway processes):
+    their CPU and RSS are summed, and a process that ended keeps the CPU it had used."""
 
     def __init__(self, proc, period=0.25):
-        self.p = proc
+        self.procs = list(proc) if isinstance(proc, (list, tuple)) else [proc]
+        self._cpu_seen = {}
         self.period = period
         self.peak_rss = 0
         self.rss_samples = []
+        self.cpu_samples = []   # (wall time, CPU seconds used so far): the timeline's CPU per slice
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self.idle_rss = self._rss()
 
     def _rss(self):
-        try:
-            return self.p.memory_info().rss
-        except psutil.Error:
-            return 0
+        total = 0
+        for p in self.procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
 
     def _cpu(self):
-        try:
-            t = self.p.cpu_times()
-            return t.user + t.system
-        except psutil.Error:
-            return 0.0
+        for p in self.procs:
+            try:
+                t = p.cpu_times()
+                self._cpu_seen[p.pid] = t.user + t.system
+            except psutil.Error:
+                pass    # ended: what it used until the last sample stays counted
+        return sum(self._cpu_seen.values())
 
     def _run(self):
         while not self._stop.wait(self.period):
             r = self._rss()
             self.rss_samples.append((time.time(), r))
+            self.cpu_samples.append((time.time(), self._cpu()))
             self.peak_rss = max(self.peak_rss, r)
 
     def start(self):
@@ -252,6 +283,11 @@ class Sampler:
 
     def mark(self):
         return time.time(), self._cpu(), self._rss()
+
+    def cpu_by_process(self):
+        """{pid: CPU seconds used so far} (a process that ended: until it ended)."""
+        self._cpu()
+        return dict(self._cpu_seen)
 
     def stop(self):
         self._stop.set()
@@ -304,6 +340,9 @@ class Broker:
             self.proc = None
 
 
+_SEQ = re.compile(rb'"seq": ?(\d+)')
+
+
 class TelemetryCounter:
     """Counts telemetry messages per station arriving at the broker (QoS 1 subscription to
     `<prefix>/+/telemetry`): the evidence that readings really reached the MQTT uplink."""
@@ -313,6 +352,8 @@ class TelemetryCounter:
 
         self.count = 0
         self.stations = set()
+        self.seqs = set()       # (station, seq): what arrived, each reading once
+        self.duplicates = 0     # messages whose (station, seq) had arrived before
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="picocharge-bench")
         self.topic = "%s/+/telemetry" % prefix
@@ -330,14 +371,28 @@ class TelemetryCounter:
         client.subscribe(self.topic, qos=1)
 
     def _on_message(self, client, userdata, msg):
+        station = msg.topic.split("/")[-2]
+        m = _SEQ.search(msg.payload)
         with self._lock:
             self.count += 1
-            self.stations.add(msg.topic.split("/")[-2])
+            self.stations.add(station)
+            if m:
+                key = (station, int(m.group(1)))
+                if key in self.seqs:
+                    self.duplicates += 1
+                else:
+                    self.seqs.add(key)
+
+    @property
+    def distinct(self):
+        return len(self.seqs)
 
     def reset(self):
         with self._lock:
             self.count = 0
+            self.duplicates = 0
             self.stations.clear()
+            self.seqs.clear()
 
     def stop(self):
         self.client.loop_stop()

@@ -67,6 +67,10 @@ class StepStats:
         self.connect_retries = 0  # attempts refused or timed out, then retried after a backoff
         self.failure_kinds = {}
         self.dropped = 0  # connections closed under us after a successful connect
+        self.reconnected = 0  # ... after which the station got back in (spec["reconnect"])
+        self.drop_t = array("d")  # wall time of each such drop ...
+        self.back_t = array("d")  # ... and of the station's BootNotification answered again
+        self.acked_wh = {}  # spec["track"]: station id -> energy_wh of every reading acknowledged
         self.unanswered = 0  # CALLs still outstanding when the step ended
         self.tx_started = 0
         self.tx_stopped = 0
@@ -81,11 +85,17 @@ class StepStats:
         d["rtt_ms"] = self.rtt_ms.tobytes()
         d["rtt_t"] = self.rtt_t.tobytes()
         d["connect_ms"] = self.connect_ms.tobytes()
+        d["drop_t"] = self.drop_t.tobytes()
+        d["back_t"] = self.back_t.tobytes()
         return d
 
 
 class CallError(Exception):
     pass
+
+
+class Dropped(Exception):
+    """The connection closed while the station waited for its next CALL (spec["reconnect"])."""
 
 
 class Window:
@@ -182,8 +192,9 @@ class Station:
         kw = {}
         if spec.get("source_addrs", 1) > 1:
             kw["local_addr"] = ("127.0.0.%d" % (1 + self.index % spec["source_addrs"]), 0)
+        urls = spec.get("urls")
         self.ws = await websockets.connect(
-            spec["url"] + self.sid, subprotocols=["ocpp1.6"], open_timeout=spec["open_timeout"],
+            (urls[self.index % len(urls)] if urls else spec["url"]) + self.sid, subprotocols=["ocpp1.6"], open_timeout=spec["open_timeout"],
             ping_interval=None, close_timeout=2, compression=None, max_queue=4, **kw)
         self.stats.connect_ms.append((time.perf_counter() - t0) * 1000.0)
 
@@ -205,6 +216,22 @@ class Station:
         self.wh += self.rng.randrange(5, 50)
         mv = ocppj.meter_value(time.time(), self.reading(), MEASURANDS, "Sample.Periodic")
         await self.call("MeterValues", ocppj.meter_values(1, self.tx_id, [mv]))
+        if self.spec.get("track"):
+            self.stats.acked_wh.setdefault(self.sid, []).append(self.wh)
+
+    async def idle(self, delay):
+        """Sleep `delay` s. With spec["reconnect"] a station notices a closed connection at once,
+        as the firmware (which always reads its socket) does, not at its next CALL: the time to
+        get back in after a gateway process dies is then the gateway's and the balancer's."""
+        if not self.spec.get("reconnect"):
+            await asyncio.sleep(delay)
+            return
+        closed = self.ws.wait_closed()
+        try:
+            await asyncio.wait_for(closed, delay)
+        except asyncio.TimeoutError:
+            return
+        raise Dropped()
 
     async def heartbeat(self):
         await self.call("Heartbeat", {})
@@ -231,7 +258,7 @@ class Station:
                 return
             delay = t - time.time()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self.idle(delay)
             if time.time() >= win.w1:  # the window was set while we slept
                 return
             if next_mv <= next_hb:
@@ -249,20 +276,27 @@ class Station:
             self.tx_id = None
         await self.call("StatusNotification", ocppj.status_notification(1, "Available", time.time()))
 
-    async def run(self, start_at):
+    async def resume(self):
+        """After a reconnect (spec["reconnect"]): boot again, and say the transaction goes on."""
+        res = await self.call("BootNotification", ocppj.boot_notification(
+            "PicoCharge", "bench", self.sid, "bench"))
+        if res.get("status") != "Accepted":
+            raise CallError("BootNotification: %s" % res.get("status"))
+        if self.tx_id is not None:
+            await self.call("StatusNotification", ocppj.status_notification(1, "Charging", time.time()))
+
+    async def connect_retrying(self, give_up):
+        """Connect, retrying with the firmware's backoff until `give_up` (wall time); True when in."""
         st = self.stats
-        delay = start_at - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        set_up = False
         attempt = 0
-        give_up = time.time() + self.spec.get("retry_for", 0.0)
         while True:
             try:
                 await self.connect()
-                break
+                return True
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
-                st.fail(type(e).__name__)
+                # a handshake answered with another status than 101: which one (503, 429...)
+                code = getattr(getattr(e, "response", None), "status_code", None)
+                st.fail(type(e).__name__ + (" %d" % code if code else ""))
                 # as the firmware does (firmware/reconnect.py): 1, 2, 4 ... s, each uniform
                 # in [d/2, d], capped; the bench gives up after spec["retry_for"] s
                 d = min(RECONNECT_MAX_S, 2.0 ** attempt)
@@ -270,26 +304,55 @@ class Station:
                 attempt += 1
                 if time.time() + wait >= give_up:
                     st.connect_failures += 1
-                    if self.setup_count:
-                        self.setup_count.mark(False)
-                    return
+                    return False
                 st.connect_retries += 1
                 await asyncio.sleep(wait)
-        st.connected += 1
-        try:
-            await self.setup()
-            set_up = True
+
+    async def run(self, start_at):
+        st = self.stats
+        delay = start_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        set_up = False
+        if not await self.connect_retrying(time.time() + self.spec.get("retry_for", 0.0)):
             if self.setup_count:
-                self.setup_count.mark(True)
-            await self.load()
-            # the end of the transaction is outside the measurement window
-            while self.win.w1 == float("inf"):
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
-            await self.finish()
-        except websockets.exceptions.ConnectionClosed as e:
-            st.dropped += 1
-            st.fail("closed during step: %s" % (e.rcvd.code if e.rcvd else "no close frame"))
+                self.setup_count.mark(False)
+            return
+        st.connected += 1
+        dropped_at = None
+        try:
+            while True:
+                try:
+                    if not set_up:
+                        await self.setup()
+                        set_up = True
+                        if self.setup_count:
+                            self.setup_count.mark(True)
+                    elif dropped_at is not None:
+                        await self.resume()
+                        st.reconnected += 1
+                        st.drop_t.append(dropped_at)
+                        st.back_t.append(time.time())
+                        dropped_at = None
+                    await self.load()
+                    # the end of the transaction is outside the measurement window
+                    while self.win.w1 == float("inf"):
+                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
+                    await self.finish()
+                    return
+                except (websockets.exceptions.ConnectionClosed, Dropped) as e:
+                    st.dropped += 1
+                    rcvd = getattr(e, "rcvd", None) or getattr(self.ws, "close_rcvd", None)
+                    st.fail("closed during step: %s" % (rcvd.code if rcvd else "no close frame"))
+                    # spec["reconnect"] (a gateway process killed on purpose): back in, as the
+                    # firmware does, through the load balancer to a process that lives
+                    if not (self.spec.get("reconnect") and set_up) or time.time() >= self.win.w1:
+                        return
+                    dropped_at = time.time()
+                    self.pending = None
+                    if not await self.connect_retrying(dropped_at + self.spec.get("retry_for", 0.0)):
+                        return
         except CallError as e:
             st.fail(str(e)[:80])
         finally:
@@ -373,8 +436,10 @@ def merge(parts):
     out = StepStats()
     for d in parts:
         for k, v in d.items():
-            if k in ("rtt_ms", "rtt_t", "connect_ms"):
+            if k in ("rtt_ms", "rtt_t", "connect_ms", "drop_t", "back_t"):
                 getattr(out, k).frombytes(v)
+            elif k == "acked_wh":   # each station is in one process
+                out.acked_wh.update(v)
             elif k == "setup_s":
                 out.setup_s = max(out.setup_s, v)
             elif isinstance(v, dict):

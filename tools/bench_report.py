@@ -4,7 +4,7 @@ import math
 import re
 
 COLUMNS = (  # (header, key, format)
-    ("target", "target", "%-8s"),
+    ("target", "config", "%-8s"),   # ours, baseline, ours-pg2 (PostgreSQL, 2 processes)
     ("mode", "mode", "%-6s"),
     ("stations", "stations", "%8d"),
     ("conn", "connected", "%6d"),
@@ -14,6 +14,8 @@ COLUMNS = (  # (header, key, format)
     ("p99ms", "rtt_p99_ms", "%7.2f"),
     ("maxms", "rtt_max_ms", "%8.1f"),
     ("cpu%", "cs_cpu_percent", "%6.1f"),
+    ("lb%", "lb_cpu_percent", "%5.1f"),
+    ("db%", "db_cpu_percent", "%5.1f"),
     ("us/msg", "cs_cpu_us_per_msg", "%7.0f"),
     ("rssMB", "cs_peak_rss_mb", "%7.1f"),
     ("KB/stn", "cs_kb_per_station", "%7.1f"),
@@ -47,9 +49,10 @@ def rtt_figures(rtt_ms):
             "rtt_mean_ms": (sum(s) / len(s)) if s else None}
 
 
-def timeline(rtt_t, rtt_ms, rss_samples, w0, w1, slice_s):
-    """Per slice of the window: msgs/s, RTT p50/p99/max of the CALLs sent in it, and the
-    central system's RSS at its end (the figures that show whether a long run stays flat)."""
+def timeline(rtt_t, rtt_ms, rss_samples, w0, w1, slice_s, cpu_samples=None):
+    """Per slice of the window: msgs/s, RTT p50/p99/max of the CALLs sent in it, the central
+    system's RSS at its end (the figures that show whether a long run stays flat) and, given
+    cpu_samples [(t, CPU s so far)], its CPU% over the slice (100 = one core)."""
     n = max(1, int(round((w1 - w0) / slice_s)))
     width = (w1 - w0) / n
     buckets = [[] for _ in range(n)]
@@ -66,7 +69,17 @@ def timeline(rtt_t, rtt_ms, rss_samples, w0, w1, slice_s):
                     "rtt_p50_ms": percentile(b, 50), "rtt_p99_ms": percentile(b, 99),
                     "rtt_max_ms": b[-1] if b else None,
                     "cs_rss_mb": (rss[-1] / 2**20) if rss else None})
+        if cpu_samples:
+            out[-1]["cs_cpu_percent"] = _cpu_between(cpu_samples, end - width, end)
     return out
+
+
+def _cpu_between(samples, t0, t1):
+    """CPU% between wall times t0 and t1 from [(t, CPU seconds so far)] (the samples nearest inside)."""
+    inside = [(t, c) for t, c in samples if t0 - 0.3 <= t <= t1 + 0.3]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return None
+    return 100.0 * (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 def slope_per_min(points):
@@ -92,6 +105,20 @@ def _cell(fmt, v):
     return fmt % (v,)
 
 
+def kill_line(r):
+    k = r["kill"]
+
+    def s(v):
+        return "n/a" if v is None else "%.2f s" % v
+
+    return ("%s: gateway process %d (%s) killed %.1f s into the window: %d stations back on the others "
+            "(all in %s, median %s), %d not back; leases taken over after %s; readings lost %s, "
+            "MQTT repeats %s" % (r["config"], k["process"], "held the MQTT lease" if k["held_mqtt_lease"]
+                                 else "not the MQTT lease holder", k["at_s_into_window"], k["stations_reconnected"],
+                                 s(k["takeover_s"]), s(k["reconnect_p50_s"]), k["stations_not_back"],
+                                 s(k["lease_takeover_s"]), r["readings_lost"], r.get("mqtt_duplicates")))
+
+
 def header():
     return " ".join("%*s" % (_width(f), h) for h, _k, f in COLUMNS)
 
@@ -103,8 +130,9 @@ def row(result):
 def ratios(results):
     """ours/baseline msgs/s for every (mode, stations) both targets ran."""
     by = {}
-    for r in results:
-        by.setdefault((r["mode"], r["stations"]), {})[r["target"]] = r
+    for r in results:   # ours on SQLite, one process, as before issue 15
+        if r.get("config", r["target"]) in ("ours", "baseline"):
+            by.setdefault((r["mode"], r["stations"]), {})[r["target"]] = r
     out = []
     for (mode, n), d in sorted(by.items()):
         if "ours" in d and "baseline" in d and d["baseline"]["msgs_per_s"]:
@@ -113,12 +141,35 @@ def ratios(results):
     return out
 
 
+def scaling(results):
+    """msgs/s of N processes on PostgreSQL over 1 process on PostgreSQL, per (mode, stations)."""
+    by = {}
+    for r in results:
+        if r.get("db") == "postgresql" and r["target"] == "ours":
+            by.setdefault((r["mode"], r["stations"]), {})[r["gw_procs"]] = r["msgs_per_s"]
+    out = []
+    for (mode, n), d in sorted(by.items()):
+        for p, v in sorted(d.items()):
+            if p != 1 and d.get(1):
+                out.append({"mode": mode, "stations": n, "gw_procs": p, "throughput_ratio": v / d[1]})
+    return out
+
+
 def write_json(path, meta, results):
-    doc = {"meta": meta, "steps": results, "ratios": ratios(results)}
+    doc = {"meta": meta, "steps": results, "ratios": ratios(results), "scaling": scaling(results)}
     with open(path, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write("\n")
     return doc
+
+
+def config_name(r):
+    """A chart legend's name of a result's configuration."""
+    if r.get("db") == "postgresql":
+        return "ours, PostgreSQL, %d process%s behind HAProxy" % (r["gw_procs"], "" if r["gw_procs"] == 1 else "es")
+    if r["target"] == "ours" and "db" in r:
+        return "ours, SQLite, 1 process"
+    return r["target"]
 
 
 def write_chart(path, results, title="picocharge bench"):
@@ -137,11 +188,11 @@ def write_chart(path, results, title="picocharge bench"):
         taxes = ()
     series = {}
     for r in results:
-        series.setdefault((r["target"], r["mode"]), []).append(r)
-    for (target, mode), rs in sorted(series.items()):
+        series.setdefault((r.get("config", r["target"]), r["mode"]), []).append(r)
+    for (config, mode), rs in sorted(series.items()):
         rs = sorted(rs, key=lambda r: r["stations"])
         xs = [r["stations"] for r in rs]
-        label = "%s (%s)" % (target, mode)
+        label = "%s (%s)" % (config_name(rs[0]), mode)
         axes[0].plot(xs, [r["msgs_per_s"] for r in rs], marker="o", label=label)
         for key, style in (("rtt_p50_ms", ":"), ("rtt_p95_ms", "--"), ("rtt_p99_ms", "-")):
             pts = [(x, r[key]) for x, r in zip(xs, rs) if r.get(key) is not None]
@@ -158,7 +209,7 @@ def write_chart(path, results, title="picocharge bench"):
             ax.legend(fontsize=7)
     axes[1].set_yscale("log")
     for r in long_runs:  # the long runs over time: flat or not
-        label = "%s (%s) %d stations" % (r["target"], r["mode"], r["stations"])
+        label = "%s (%s) %d stations" % (config_name(r), r["mode"], r["stations"])
         tl = r["timeline"]
         ts = [p["t_s"] for p in tl]
         for ax, key in zip(taxes, ("msgs_per_s", "rtt_p99_ms", "cs_rss_mb")):

@@ -13,11 +13,29 @@ import contextlib
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
 
 from picocharge import bench_cs, bench_load, bench_report
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+
+
+class Config:
+    """One central system configuration of a step: the target, its database, its processes."""
+
+    def __init__(self, target, db=SQLITE, procs=1):
+        self.target, self.db, self.procs = target, db, procs
+
+    @property
+    def label(self):
+        """'ours' and 'baseline' as before issue 15; 'ours-pgN' for N processes on PostgreSQL."""
+        return self.target if self.db == SQLITE else "%s-pg%d" % (self.target, self.procs)
+
+    def __repr__(self):
+        return self.label
 
 
 class Options:
@@ -26,9 +44,23 @@ class Options:
     def __init__(self, targets=("ours", "baseline"), steps=(10, 20, 40, 80, 160, 1000, 5000, 10000),
                  modes=("paced",), hold=30.0, interval=10.0, heartbeat=60.0, ramp=None, settle=None,
                  drain=20.0, procs=0, mqtt=True, seed=1, open_timeout=60.0, catch_up=60.0,
-                 source_addrs=1, stop_fail_ratio=0.1, firmware_steps=(5, 10, 20), retry_for=120.0):
+                 source_addrs=1, stop_fail_ratio=0.1, firmware_steps=(5, 10, 20), retry_for=120.0,
+                 dbs=(SQLITE,), gw_procs=(1,), pg_url=None, kill_at=None):
         self.__dict__.update(locals())
         del self.__dict__["self"]
+
+    def configs(self):
+        """The configurations of every step, in the order they run (alternating inside a step):
+        ours on SQLite (one process), ours on PostgreSQL with each of gw_procs processes, the
+        baseline."""
+        out = []
+        for target in self.targets:
+            if target != "ours":
+                out.append(Config(target))
+                continue
+            for db in self.dbs:
+                out += [Config(target, db, p) for p in self.gw_procs] if db == POSTGRESQL else [Config(target)]
+        return out
 
     def ramp_for(self, n):
         """Seconds over which the step's connects are spread (paced mode: staggered starts)."""
@@ -59,15 +91,32 @@ def _wait_for(get, want, timeout, stable=2.0):
         time.sleep(0.2)
 
 
-def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
-    """One step against one central system; returns its results dict."""
+def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, config=None, pg=None):
+    """One step against one central system (`config`: ours on PostgreSQL with several processes
+    behind HAProxy, on the server `pg`); returns its results dict."""
+    from picocharge import bench_cluster
+
+    config = config or Config(target)
     if target != "ours":
         broker = counter = None  # only our gateway has an MQTT uplink
-    cs = bench_cs.CentralSystem(target, Path(workdir) / ("%s-%s-%d" % (target, mode, n)),
-                                mqtt_url=broker.url if broker else None)
+    wd = Path(workdir) / ("%s-%s-%d" % (config.label, mode, n))
+    cluster = config.db == POSTGRESQL
+    db_url = None
+    if cluster:
+        db_url = pg.create_database("%s_%s_%d" % (config.label, mode, n))
+        cs = bench_cluster.GatewayCluster(wd, db_url, config.procs, mqtt_url=broker.url if broker else None,
+                                          stations=n)
+    else:
+        cs = bench_cs.CentralSystem(target, wd, mqtt_url=broker.url if broker else None)
     cs.start()
+    kill = {}
+    side = {}   # the balancer's and the database server's samplers
     try:
-        sampler = bench_cs.Sampler(cs.ps).start()
+        sampler = bench_cs.Sampler(cs.processes()).start()
+        if cluster:
+            side["lb"] = bench_cs.Sampler([lb.ps for lb in cs.lbs]).start()
+            if pg.processes():
+                side["db"] = bench_cs.Sampler(pg.processes()).start()
         time.sleep(0.5)
         idle_rss = sampler.mark()[2]
         if counter:
@@ -81,6 +130,18 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
                 "setup_timeout": ramp + opts.retry_for + opts.open_timeout + 60}
         marks = {}
         threads = []
+        if cluster:
+            spec["urls"] = cs.ws_bases     # station i through HAProxy i % len
+            spec["track"] = True    # every acknowledged reading looked up in the database
+        if opts.kill_at is not None:
+            spec["reconnect"] = True
+
+        def killer(w0):
+            time.sleep(max(0.0, w0 + opts.kill_at - time.time()))
+            k = cs.holder("mqtt")   # the most to take over: the MQTT stream and its share of ThingSpeak
+            held = k is not None
+            t = cs.kill(k if held else 0)
+            kill.update(process=k if held else 0, lease_holder=held, t=t, at=t - w0)
 
         depth = []      # (s into the window, MQTT outbox depth)
 
@@ -89,11 +150,18 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
                 time.sleep(max(0.0, at - time.time()))
                 marks[name] = sampler.mark()
                 marks["sys_" + name] = _machine_busy()
+                marks["pids_" + name] = sampler.cpu_by_process()
+                for k, smp in side.items():
+                    marks[k + "_" + name] = smp.mark()
 
         def on_window(w0, w1):
             t = threading.Thread(target=marker, args=(w0, w1), daemon=True)
             t.start()
             threads.append(t)
+            if opts.kill_at is not None and cluster:
+                t = threading.Thread(target=killer, args=(w0,), daemon=True)
+                t.start()
+                threads.append(t)
             if broker is not None:
                 t = threading.Thread(target=sample_depth, args=(cs, w0, w1, max(1.0, opts.hold / 20.0), depth),
                                      daemon=True)
@@ -104,19 +172,46 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         for mt in threads:
             mt.join()
         sampler.stop()
+        for smp in side.values():
+            smp.stop()
 
         stored = mqtt = None
         uplinks = {}
         metrics_error = None
+        lost_exact = None
         try:
-            stored = _wait_for(lambda: bench_cs.stored_readings(cs.metrics()), stats.readings_acked,
-                               opts.catch_up)
+            if cluster:     # counted in the database: right even after a process was killed
+                stored = _wait_for(cs.stored_count, stats.readings_acked, opts.catch_up)
+                by = cs.stored()["by_station"]
+                lost_exact = sum(len(set(whs) - by.get(sid, set())) for sid, whs in stats.acked_wh.items())
+            else:
+                stored = _wait_for(lambda: bench_cs.stored_readings(cs.metrics()), stats.readings_acked,
+                                   opts.catch_up)
         except OSError as e:
             metrics_error = "GET /metrics: %s" % e
+        by_process = None
+        if cluster:   # what each process did: the sum's parts (a killed one's counters went with it)
+            span = max(1e-9, marks["w1"][0] - marks["w0"][0])
+            by_process = []
+            for k, g in enumerate(cs.gws):
+                pid = g.ps.pid
+                c0_, c1_ = marks["pids_w0"].get(pid), marks["pids_w1"].get(pid)
+                row = {"process": k + 1, "killed": k in cs.killed,
+                       "cpu_percent": 100.0 * (c1_ - c0_) / span if c0_ is not None and c1_ is not None else None}
+                if k not in cs.killed:
+                    try:
+                        m = g.metrics()
+                        row.update(readings_stored=bench_cs.stored_readings(m),
+                                   ocpp_messages=bench_cs.calls_total(m))
+                    except OSError:
+                        pass
+                by_process.append(row)
         if counter:
-            mqtt = _wait_for(lambda: counter.count, stored, opts.catch_up)
+            # by seq: a reading sent again after a takeover (at-least-once) counts once
+            mqtt = _wait_for((lambda: counter.distinct) if cluster else (lambda: counter.count), stored,
+                             opts.catch_up)
         try:
-            if counter:
+            if counter and not kill:
                 # the broker hands a message to our subscriber before the gateway has its
                 # PUBACK and counts it delivered: wait for the gateway's count to settle too
                 _wait_for(lambda: bench_bs_uplinks(cs.metrics()).get("mqtt"), stored, opts.catch_up)
@@ -125,6 +220,11 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
             pass
     finally:
         cs.stop()
+        if db_url:
+            try:
+                pg.drop_database(db_url)
+            except Exception as e:  # a step's database left behind does not change its figures
+                print("could not drop the step's database: %s" % bench_cluster.redact(str(e)), file=sys.stderr)
 
     gc_full, gc_longest = bench_cs.gc_summary(cs.log_path)
     (tw0, cw0, rss_w0), (tw1, cw1, rss_w1) = marks["w0"], marks["w1"]
@@ -134,10 +234,13 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
     rtt = bench_report.rtt_figures(stats.rtt_ms)
     conn = bench_report.rtt_figures(stats.connect_ms)
     tl = bench_report.timeline(stats.rtt_t, stats.rtt_ms, sampler.rss_samples, tw0, tw1,
-                               max(5.0, opts.hold / 20.0))
+                               max(5.0, opts.hold / 20.0), sampler.cpu_samples)
     in_window = [(t - tw0, r / 2**20) for t, r in sampler.rss_samples if tw0 <= t <= tw1]
     res = {
-        "target": target, "mode": mode, "stations": n, "hold_s": opts.hold,
+        "target": target, "config": config.label, "db": config.db if target == "ours" else None,
+        "gw_procs": config.procs, "balancer": "haproxy" if cluster else None,
+        "balancers": len(cs.lbs) if cluster else None,
+        "mode": mode, "stations": n, "hold_s": opts.hold,
         "interval_s": opts.interval if mode == "paced" else None, "heartbeat_s": opts.heartbeat,
         "ramp_s": ramp, "setup_s": stats.setup_s, "generator_procs": workers.procs,
         "connected": stats.connected, "connected_by_window": stats.connected_by_window,
@@ -158,15 +261,23 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "machine_cpu_percent": 100.0 * (busy1 - busy0) / max(1e-9, all1 - all0) * (os.cpu_count() or 1),
         "loadavg_1m": os.getloadavg()[0],
         "cs_peak_rss_mb": sampler.peak_rss / 2**20,
-        "cs_kb_per_station": ((rss_w1 - idle_rss) / 1024.0 / stats.connected) if stats.connected else None,
+        # (not after a kill: the killed process's memory left the sum)
+        "cs_kb_per_station": ((rss_w1 - idle_rss) / 1024.0 / stats.connected) if stats.connected and not kill
+        else None,
         "cs_rss_slope_mb_per_min": bench_report.slope_per_min(in_window),
         "timeline": tl,
         "generator_cpu_percent": 100.0 * stats.cpu_s / opts.hold,
         "transactions_started": stats.tx_started, "transactions_stopped": stats.tx_stopped,
         "readings_sent": stats.readings_sent, "readings_acked": stats.readings_acked,
         "readings_stored": stored,
-        "readings_lost": (max(0, stats.readings_acked - stored) if stored is not None else None),
+        "readings_lost": (lost_exact if lost_exact is not None else
+                          max(0, stats.readings_acked - stored) if stored is not None else None),
+        "readings_lost_how": "acknowledged (station, energy_wh) missing from the database" if lost_exact is not None
+        else "acknowledged minus stored (counts)",
         "readings_mqtt": mqtt, "mqtt_stations": len(counter.stations) if counter else None,
+        "mqtt_messages": counter.count if counter else None,
+        "mqtt_duplicates": counter.duplicates if counter else None,
+        "reconnected": stats.reconnected,
         "mqtt_missing": (max(0, stored - mqtt) if (mqtt is not None and stored is not None) else None),
         "uplinks_delivered": uplinks,
         # the MQTT outbox's depth sampled through the window: growing means the uplink falls behind
@@ -179,8 +290,38 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None):
         "cs_gc_window_longest_ms": (max(gc_in_window) if gc_in_window else 0.0) if gc_full is not None else None,
         "cs_log": str(cs.log_path),
     }
+    for k in side:      # (time, CPU s, RSS) at the window's ends
+        a_, b_ = marks[k + "_w0"], marks[k + "_w1"]
+        res[k + "_cpu_percent"] = 100.0 * (b_[1] - a_[1]) / max(1e-9, b_[0] - a_[0])
+    res["cs_by_process"] = by_process
+    res.setdefault("lb_cpu_percent", None)
+    res.setdefault("db_cpu_percent", None)
+    res["kill"] = takeover(kill, stats, cs.log_paths) if kill else None
     res.update(rtt)
     return res
+
+
+def takeover(kill, stats, log_paths):
+    """What a SIGKILL of one gateway process in the window did: its stations' drops and their
+    reconnects (through HAProxy, to the processes left), and the survivors' first lease taken
+    over (their log lines `cluster: took over ...`)."""
+    t = kill["t"]
+    back = sorted(b - t for d, b in zip(stats.drop_t, stats.back_t) if d >= t - 0.5)
+    first = None
+    for k, path in enumerate(log_paths):
+        if k == kill["process"]:
+            continue
+        for at in bench_cs.log_times(path, "cluster: took over "):
+            if at >= t - 0.5 and (first is None or at < first):
+                first = at
+    return {"process": kill["process"] + 1, "held_mqtt_lease": kill["lease_holder"],
+            "at_s_into_window": kill["at"], "t": t,
+            "stations_reconnected": len(back),
+            "stations_not_back": stats.dropped - stats.reconnected,
+            # from the kill until the last of its stations was booted again on another process
+            "takeover_s": back[-1] if back else None,
+            "reconnect_p50_s": bench_report.percentile(back, 50),
+            "lease_takeover_s": (first - t) if first is not None else None}
 
 
 def measure_firmware(target, n, opts, workdir, broker=None, counter=None, scenario="charging"):
@@ -297,6 +438,28 @@ def machine():
 
 def run(opts, workdir, echo=print, on_step=None):
     """Run every step; echo(line) shows the live table; returns (meta, results)."""
+    configs = opts.configs()
+    pg = None
+    if any(c.db == POSTGRESQL for c in configs):
+        from picocharge import bench_cluster
+
+        pg = bench_cluster.PostgresServer(workdir, url=opts.pg_url)
+    try:
+        if pg:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+            pg.start()
+        meta, results = _run(opts, workdir, configs, pg, echo, on_step)
+    finally:
+        if pg:
+            pg.stop()
+    if pg:
+        meta["postgresql"] = {"server": "given (--db URL)" if opts.pg_url else "started by the bench",
+                              "settings": None if opts.pg_url else dict(pg.SETTINGS)}
+    return meta, results
+
+
+def _run(opts, workdir, configs, pg, echo, on_step):
+    """run() once the database server is up."""
     bench_load.raise_nofile()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -307,6 +470,10 @@ def run(opts, workdir, echo=print, on_step=None):
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
             "generator_procs": procs, "options": {k: (list(v) if isinstance(v, tuple) else v)
                                                   for k, v in vars(opts).items()}}
+    if opts.pg_url:     # never the password of the server given
+        from picocharge.bench_cluster import redact
+
+        meta["options"]["pg_url"] = redact(opts.pg_url)
     try:
         if opts.mqtt and "ours" in opts.targets:
             broker = bench_cs.Broker(workdir).start()
@@ -321,22 +488,26 @@ def run(opts, workdir, echo=print, on_step=None):
             echo(bench_report.header())
             for mode in opts.modes:
                 for n in (opts.firmware_steps if mode == "firmware" else opts.steps):
-                    for target in opts.targets:
-                        if (target, mode) in stopped:
+                    for config in (configs if mode != "firmware" else [Config(t) for t in opts.targets]):
+                        target = config.target
+                        if (config.label, mode) in stopped:
                             continue
                         if mode == "firmware":
                             r = measure_firmware(target, n, opts, workdir, broker, counter)
+                            r.update(config=config.label, db=SQLITE if target == "ours" else None, gw_procs=1)
                         else:
-                            r = measure(target, n, mode, opts, workers, workdir, broker, counter)
+                            r = measure(target, n, mode, opts, workers, workdir, broker, counter, config, pg)
                         results.append(r)
                         echo(bench_report.row(r))
+                        if r.get("kill"):
+                            echo(bench_report.kill_line(r))
                         if on_step:
                             on_step(meta, results)
-                        failed = r["connect_failures"] + r["dropped"]
+                        failed = r["connect_failures"] + r["dropped"] - r.get("reconnected", 0)
                         if failed > opts.stop_fail_ratio * n:
-                            stopped[(target, mode)] = n
+                            stopped[(config.label, mode)] = n
                             echo("%s (%s): %d of %d stations failed or dropped at this step: "
-                                 "larger steps skipped" % (target, mode, failed, n))
+                                 "larger steps skipped" % (config.label, mode, failed, n))
     finally:
         if counter:
             counter.stop()

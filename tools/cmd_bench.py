@@ -21,6 +21,37 @@ def _steps(ctx, param, value):
     return steps
 
 
+def _dbs(ctx, param, value):
+    """(databases, URL): 'sqlite', 'postgresql' (a throwaway server), a postgresql:// URL, or
+    several separated by commas."""
+    dbs, url = [], None
+    for d in [x for x in value.replace(" ", "").split(",") if x]:
+        if d.startswith(("postgresql://", "postgres://")):
+            if url:
+                raise click.BadParameter("give one PostgreSQL server (one URL)")
+            url, d = d, "postgresql"
+        if d not in ("sqlite", "postgresql"):
+            raise click.BadParameter("%r: give sqlite, postgresql (a throwaway server started by the bench) or a "
+                                     "postgresql://USER:PASSWORD@HOST:PORT/DB URL, or several separated by commas"
+                                     % d.split("@")[-1])
+        if d in dbs:
+            raise click.BadParameter("%s is given twice" % d)
+        dbs.append(d)
+    if not dbs:
+        raise click.BadParameter("give sqlite, postgresql or a postgresql:// URL")
+    return dbs, url
+
+
+def _procs(ctx, param, value):
+    try:
+        procs = [int(s) for s in value.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise click.BadParameter("%r: give process counts separated by commas, e.g. 1,2,4" % value)
+    if not procs or any(p < 1 or p > 16 for p in procs) or len(set(procs)) != len(procs):
+        raise click.BadParameter("%r: each count from 1 to 16 (deploy/haproxy.cfg's servers), each once" % value)
+    return procs
+
+
 @click.command()
 @click.option("--target", type=click.Choice(["ours", "baseline", "both"]), default="both",
               show_default=True,
@@ -54,6 +85,18 @@ def _steps(ctx, param, value):
 @click.option("--firmware", is_flag=True,
               help="Stations are the real firmware under the unix-port micropython (one process "
                    "each, at most %d): msgs/s from the central system's counters, no RTT." % 200)
+@click.option("--db", "db", default="sqlite", show_default=True, callback=_dbs,
+              help="Our gateway's database: sqlite (a fresh file, one process), postgresql (a throwaway "
+                   "server from Debian's binaries, started for the run; fsync off), a postgresql:// URL "
+                   "(a server of yours: the bench creates and drops a database per step), or both "
+                   "(sqlite,postgresql).")
+@click.option("--gw-procs", default="1", show_default=True, callback=_procs,
+              help="On PostgreSQL: gateway processes, one configuration each (e.g. 1,2,4), each process on "
+                   "its own port behind HAProxy (deploy/haproxy.cfg); counters summed over them.")
+@click.option("--kill-at", type=click.FloatRange(0.0, min_open=True), default=None, metavar="SECONDS",
+              help="On PostgreSQL with 2 or more processes: SIGKILL the process holding the MQTT lease this "
+                   "many seconds into each step's window; its stations reconnect through HAProxy to the "
+                   "others, and the takeover is reported.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="bench-results.json",
               show_default=True, help="JSON results file.")
@@ -64,7 +107,7 @@ def _steps(ctx, param, value):
                    "kept and printed).")
 @json_option
 def bench(target, steps, mode, hold, interval, heartbeat, ramp, retry_for, procs, mqtt, source_addrs, firmware,
-          seed, out, chart, workdir, as_json):
+          db, gw_procs, kill_at, seed, out, chart, workdir, as_json):
     """Measure a central system under N OCPP 1.6J stations, step by step.
 
     Each step starts the central system fresh, connects the stations (station ids
@@ -100,17 +143,41 @@ def bench(target, steps, mode, hold, interval, heartbeat, ramp, retry_for, procs
         from .bench_load import raise_nofile
 
         limit = raise_nofile()  # to the hard limit; the processes started here inherit it
-        if limit < max(steps) + 256:
+        # the most stations one gateway process holds: all of them on SQLite (or the baseline),
+        # a share of them on PostgreSQL (after --kill-at, the share of one process fewer)
+        holders = [1] if target == "baseline" or "sqlite" in db[0] else []
+        if "postgresql" in db[0]:
+            holders += [p - (1 if kill_at is not None else 0) for p in gw_procs]
+        per = -(-max(steps) // max(1, min(holders)))
+        if limit < per + 256:
             raise click.ClickException(
                 "%d stations need about %d open files in the central system's process, and the "
                 "limit here is %d: raise it (ulimit -n %d, LimitNOFILE= in a systemd unit) or use "
-                "smaller --steps" % (max(steps), max(steps) + 256, limit, max(steps) + 256))
+                "smaller --steps" % (max(steps), per + 256, limit, per + 256))
+    dbs, pg_url = db
+    if "postgresql" in dbs:
+        if target == "baseline":
+            raise click.BadParameter("--db postgresql is our gateway's database: give --target ours (or both)",
+                                     param_hint="--db")
+        if firmware:
+            raise click.BadParameter("--firmware runs on SQLite only", param_hint="--db")
+    elif max(gw_procs) > 1:
+        raise click.BadParameter("%d processes need a database they share: add --db postgresql" % max(gw_procs),
+                                 param_hint="--gw-procs")
+    if kill_at is not None:
+        if "postgresql" not in dbs or min(gw_procs) < 2:
+            raise click.BadParameter("a killed process needs another to take its stations over: give --db "
+                                     "postgresql --gw-procs 2 (or more)", param_hint="--kill-at")
+        if kill_at >= hold:
+            raise click.BadParameter("%g s is past the window (--hold %g): kill inside it" % (kill_at, hold),
+                                     param_hint="--kill-at")
     modes = ("paced", "closed") if mode == "both" else (mode,)
     opts = bench_run.Options(targets=targets, steps=tuple(steps), firmware_steps=tuple(steps),
                              modes=("firmware",) if firmware else modes,
                              hold=hold, interval=interval, heartbeat=heartbeat, ramp=ramp,
                              procs=procs, mqtt=mqtt, seed=seed, source_addrs=source_addrs,
-                             retry_for=retry_for)
+                             retry_for=retry_for, dbs=tuple(dbs), gw_procs=tuple(gw_procs), pg_url=pg_url,
+                             kill_at=kill_at)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="picocharge-bench-"))
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
 
@@ -123,15 +190,25 @@ def bench(target, steps, mode, hold, interval, heartbeat, ramp, retry_for, procs
         raise click.ClickException(str(e))
     doc = bench_report.write_json(out, meta, results)
     if results:
-        bench_report.write_chart(chart, results, title="picocharge bench (%s, %d generator process(es))"
-                                 % (", ".join(opts.modes), meta["generator_procs"]))
+        bench_report.write_chart(chart, results, title="picocharge bench (%s; %s; %d generator process(es))"
+                                 % (", ".join(opts.modes), ", ".join(c.label for c in opts.configs()),
+                                    meta["generator_procs"]))
     for r in doc["ratios"]:
         echo("ours/baseline msgs/s at %d stations (%s): %.2f" % (r["stations"], r["mode"], r["throughput_ratio"]))
+    for r in doc["scaling"]:
+        echo("PostgreSQL, %d processes / 1 process, msgs/s at %d stations (%s): %.2f"
+             % (r["gw_procs"], r["stations"], r["mode"], r["throughput_ratio"]))
     lost = [r for r in results if r["readings_lost"]]
+    not_back = [r for r in results if r.get("kill") and r["kill"]["stations_not_back"]]
     echo("results: %s; chart: %s; logs: %s" % (os.path.abspath(out), os.path.abspath(chart), workdir))
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     if lost:
         raise click.ClickException("readings lost (acknowledged but not stored): %s"
-                                   % ", ".join("%s@%d: %d" % (r["target"], r["stations"], r["readings_lost"])
+                                   % ", ".join("%s@%d: %d" % (r["config"], r["stations"], r["readings_lost"])
                                                for r in lost))
+    if not_back:
+        raise click.ClickException("stations of the killed process that never got back in: %s (see %s)"
+                                   % (", ".join("%s@%d: %d" % (r["config"], r["stations"],
+                                                              r["kill"]["stations_not_back"]) for r in not_back),
+                                      workdir))

@@ -1,0 +1,426 @@
+"""`picocharge bench --db postgresql --gw-procs N`: several gateway processes on one PostgreSQL
+database, behind HAProxy (issue 15).
+
+- `PostgresServer`: a throwaway PostgreSQL server from Debian's binaries (initdb + postgres,
+  /usr/lib/postgresql/<version>/bin), on 127.0.0.1 and a free port, password authentication,
+  started for a bench run and removed after it; or `PostgresServer(url=...)`, a server the
+  operator gives (the bench then needs to be allowed CREATE DATABASE on it). Every step gets a
+  fresh database, dropped once the step is counted.
+- `HAProxy`: deploy/haproxy.cfg with one `server` line per gateway process between its markers
+  and its `bind` lines on free loopback ports: the shipped balancing (leastconn, /healthz
+  checks, redispatch, shutdown-sessions), as on several hosts.
+- `GatewayCluster`: N `picocharge gateway` processes (bench_cs.CentralSystem, each on its own
+  port, its own log) on one database, HAProxy in front. The stations connect to HAProxy; the
+  bench reads every process's own /metrics on its own port and sums them (`metrics()`), samples
+  every process's CPU and RSS, and counts what is stored in the database itself (`stored()`),
+  which stays right when a process was killed and its counters went with it.
+
+Why processes behind HAProxy rather than `picocharge gateway --workers N`: the workers share one
+port (SO_REUSEPORT), so the bench could not reach each worker's /metrics, and a kill would be
+seen through the kernel rather than through the load balancer a multi-host deployment has. The
+balancer's CPU is measured and reported on its own (`lb_cpu_percent`).
+
+initdb and postgres refuse to run as root: as root the server runs as the `postgres` user of
+the Debian package, in a folder of the system's temporary directory it owns (the bench's
+workdir may not be reachable by that user); its log is copied into the workdir at the end.
+"""
+import glob
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+from picocharge import bench_cs, paths
+from picocharge.procs import child_options, stop_process
+
+BEGIN = "# --- gateway servers"
+END = "# --- end of gateway servers ---"
+
+
+def find_pg_bin():
+    """The newest /usr/lib/postgresql/<version>/bin holding initdb (or $PICOCHARGE_PG_BIN)."""
+    env = os.environ.get("PICOCHARGE_PG_BIN")
+    if env:
+        return env
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if found:
+        return os.path.dirname(found[-1])
+    initdb = shutil.which("initdb")
+    if initdb:
+        return os.path.dirname(initdb)
+    raise FileNotFoundError("--db postgresql starts a throwaway PostgreSQL server, and PostgreSQL is not installed "
+                            "(no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql, or give "
+                            "--db postgresql://USER:PASSWORD@HOST:PORT/DB of a server you have")
+
+
+class PostgresServer:
+    """A PostgreSQL server for one bench run: started here (`url=None`) or given."""
+
+    SETTINGS = {  # the tests' cluster: a benchmark of the gateway, not of the disk
+        "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+        "max_connections": "200", "shared_buffers": "128MB"}
+
+    def __init__(self, workdir, url=None):
+        self.workdir = Path(workdir)
+        self.given = url
+        self.proc = None
+        self.root = None
+        self._user = None
+        self._n = 0
+        self.password = "pw-" + secrets.token_hex(12)
+        self.port = None
+
+    def _as_user(self):
+        if self._user is None:
+            return {}
+        return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
+
+    def start(self):
+        if self.given:
+            self._admin().close()
+            return self
+        bindir = find_pg_bin()
+        if os.getuid() == 0:
+            try:
+                self._user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("running as root, PostgreSQL needs an unprivileged user to run as: Debian's "
+                                   "package creates `postgres` (apt-get install postgresql)")
+            self.root = tempfile.mkdtemp(prefix="picocharge-bench-pg-")
+            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+        else:
+            self.root = str(self.workdir / "postgres")
+            os.makedirs(self.root)
+        os.chmod(self.root, 0o700)
+        data = os.path.join(self.root, "data")
+        pwfile = os.path.join(self.root, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.password + "\n")
+        if self._user is not None:
+            os.chown(pwfile, self._user.pw_uid, self._user.pw_gid)
+        out = subprocess.run([os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--pwfile", pwfile,
+                              "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+                              "--locale=C.UTF-8", "--no-sync"],
+                             capture_output=True, text=True, timeout=120, cwd=self.root, **self._as_user())
+        os.unlink(pwfile)
+        if out.returncode != 0:
+            raise RuntimeError("initdb failed (exit %d): %s" % (out.returncode, out.stderr[-2000:]))
+        self.port = bench_cs.free_port()
+        self.log = os.path.join(self.root, "postgres.log")
+        argv = [os.path.join(bindir, "postgres"), "-D", data, "-c", "listen_addresses=127.0.0.1",
+                "-c", "port=%d" % self.port, "-c", "unix_socket_directories=%s" % self.root]
+        for k, v in self.SETTINGS.items():
+            argv += ["-c", "%s=%s" % (k, v)]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=self.root, **dict(child_options(), **self._as_user()))
+        import psycopg
+
+        end = time.monotonic() + 60
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=5).close()
+                return self
+            except psycopg.OperationalError as e:
+                if self.proc.poll() is not None or time.monotonic() > end:
+                    tail = Path(self.log).read_text(errors="replace")[-2000:]
+                    self.stop()
+                    raise RuntimeError("postgres did not start (%s): %s" % (e, tail))
+            time.sleep(0.1)
+
+    def url(self, dbname=None):
+        """The URL of database `dbname` on the server (None: the one to administer it from)."""
+        if self.given:
+            return self.given if dbname is None else urlunsplit(urlsplit(self.given)._replace(path="/" + dbname))
+        return "postgresql://postgres:%s@127.0.0.1:%d/%s" % (self.password, self.port, dbname or "postgres")
+
+    def _admin(self):
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url(), autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as e:
+            raise RuntimeError("cannot connect to the PostgreSQL server of --db: %s" % redact(str(e)))
+
+    def create_database(self, label):
+        """A new empty database for one step; its URL."""
+        self._n += 1
+        name = "bench_%d_%d_%s" % (os.getpid(), self._n, re.sub(r"[^a-z0-9_]", "_", label.lower()))[:60]
+        with self._admin() as c:
+            c.execute("CREATE DATABASE %s" % name)
+        return self.url(name)
+
+    def drop_database(self, url):
+        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        with self._admin() as c:
+            c.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+
+    def processes(self):
+        """The server's processes (postmaster and backends) for CPU sampling; [] for a given server."""
+        if self.proc is None:
+            return []
+        try:
+            p = psutil.Process(self.proc.pid)
+            return [p] + p.children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                stop_process(self.proc)
+            self.proc = None
+        if self.root is not None:
+            try:
+                shutil.copy(os.path.join(self.root, "postgres.log"), self.workdir / "postgres.log")
+            except OSError:
+                pass
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+def redact(text):
+    """`text` with the password of any postgresql:// URL in it replaced."""
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def haproxy_config():
+    """deploy/haproxy.cfg of the source checkout (the bench runs the shipped balancing)."""
+    p = paths._HERE.parent / "deploy" / "haproxy.cfg"
+    if not p.is_file():
+        raise FileNotFoundError("%s is missing: run the benchmark from a source checkout of picocharge" % p)
+    return p
+
+
+def render_haproxy(text, servers, ports, maxconn):
+    """The shipped config with `servers` [(name, host, port)] between the markers, `bind :P` as
+    `bind 127.0.0.1:ports[P]`, and a `maxconn` in `global` sized for the run."""
+    lines = text.splitlines()
+    b = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
+    e = [i for i, line in enumerate(lines) if line.strip() == END]
+    if len(b) != 1 or len(e) != 1 or e[0] < b[0]:
+        raise ValueError("deploy/haproxy.cfg needs one '%s ...' line and one '%s' line after it" % (BEGIN, END))
+    indent = lines[b[0]][:len(lines[b[0]]) - len(lines[b[0]].lstrip())]
+    lines = lines[:b[0] + 1] + [indent + "server %s %s:%d check" % s for s in servers] + lines[e[0]:]
+    out = []
+    for line in lines:
+        m = re.match(r"^(\s*)bind :(\d+)\s*$", line)
+        if m:
+            line = "%sbind 127.0.0.1:%d" % (m.group(1), ports[int(m.group(2))])
+        out.append(line)
+        if line.strip() == "global":
+            out.append("    maxconn %d" % maxconn)
+    return "\n".join(out) + "\n"
+
+
+class HAProxy:
+    def __init__(self, workdir, servers, maxconn):
+        self.workdir = Path(workdir)
+        self.servers = servers
+        self.maxconn = maxconn
+        self.port = bench_cs.free_port()
+        self.stats_port = bench_cs.free_port()
+        self.proc = None
+        self.ps = None
+        self.log_path = self.workdir / "haproxy.log"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def start(self):
+        exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not os.path.exists(exe):
+            raise FileNotFoundError("--gw-procs runs the gateway processes behind HAProxy (deploy/haproxy.cfg), and "
+                                    "it is not installed: apt-get install haproxy")
+        self._raise_nofile()
+        conf = self.workdir / "haproxy.cfg"
+        conf.write_text(render_haproxy(haproxy_config().read_text(), self.servers,
+                                       {8080: self.port, 8404: self.stats_port}, self.maxconn))
+        chk = subprocess.run([exe, "-c", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+        if chk.returncode != 0:
+            raise RuntimeError("haproxy -c on %s (rendered from deploy/haproxy.cfg), exit %d:\n%s"
+                               % (conf, chk.returncode, chk.stdout + chk.stderr))
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([exe, "-db", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, **child_options())
+        self.ps = psutil.Process(self.proc.pid)
+        return self
+
+    def _raise_nofile(self):
+        """HAProxy needs two files per connection and refuses to start below what its maxconn needs;
+        it inherits our limit, which we raise (as root, past the hard limit too)."""
+        import resource
+
+        need = 2 * self.maxconn + 128
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft >= need:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+        except (ValueError, OSError):
+            raise RuntimeError("HAProxy needs about %d open files for %d stations and the limit here is %d (hard %d): "
+                               "raise it (ulimit -n %d, as root) or use smaller --steps"
+                               % (need, self.maxconn - 1000, soft, hard, need))
+
+    def status(self):
+        """{server name: UP/DOWN/...} from HAProxy's stats page."""
+        import csv
+        import io
+        import urllib.request
+
+        with urllib.request.urlopen("http://127.0.0.1:%d/stats;csv" % self.stats_port, timeout=10) as r:
+            text = r.read().decode()
+        return {r["svname"]: r["status"] for r in csv.DictReader(io.StringIO(text.lstrip("# ")))
+                if r["svname"] not in ("FRONTEND", "BACKEND") and r["pxname"] == "gateways"}
+
+    def wait_up(self, timeout=30.0):
+        end = time.monotonic() + timeout
+        st = {}
+        while time.monotonic() < end:
+            try:
+                st = self.status()
+                if st and all(v == "UP" for v in st.values()):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError("HAProxy did not mark every gateway UP within %.0f s (%s); its log: %s"
+                           % (timeout, st, self.log_path.read_text(errors="replace")[-1500:]))
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+
+class GatewayCluster:
+    """`procs` gateway processes on the database `db_url`, HAProxy in front. The interface of
+    bench_cs.CentralSystem that bench_run uses: ws_base, metrics(), processes(), log_path, stop()."""
+
+    def __init__(self, workdir, db_url, procs, mqtt_url=None, stations=1000):
+        self.workdir = Path(workdir)
+        self.db_url = db_url
+        self.gws = [bench_cs.CentralSystem("ours", self.workdir / ("gw%d" % (k + 1)), mqtt_url=mqtt_url, db=db_url)
+                    for k in range(procs)]
+        self.lbs = []
+        # HAProxy holds two files per station (its side and the gateway's) and will not start
+        # when its maxconn needs more than its open-files limit: past that, several HAProxy
+        # processes share the stations (as several balancers behind one DNS name would)
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        per = max(1, (limit - 128) // 2 - 64)
+        self.balancers = -(-stations // per)
+        self.maxconn = -(-stations // self.balancers) + 64
+        self.killed = []   # indices of the processes killed (kill())
+        self.target = "ours"
+
+    @property
+    def log_path(self):
+        return self.gws[0].log_path
+
+    @property
+    def log_paths(self):
+        return [g.log_path for g in self.gws]
+
+    @property
+    def ws_base(self):
+        return self.ws_bases[0]
+
+    @property
+    def ws_bases(self):
+        """One URL per HAProxy; station i uses ws_bases[i % len]."""
+        return ["ws://127.0.0.1:%d/ocpp/" % lb.port for lb in self.lbs]
+
+    def start(self):
+        try:
+            self.gws[0].start()     # alone first: it applies the migrations
+            for g in self.gws[1:]:
+                g.start()
+            servers = [("gw%d" % (k + 1), g.host, g.port) for k, g in enumerate(self.gws)]
+            for b in range(self.balancers):
+                self.lbs.append(HAProxy(self.workdir / ("haproxy%d" % (b + 1)), servers, self.maxconn).start())
+            for lb in self.lbs:
+                lb.wait_up()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def live(self):
+        return [g for k, g in enumerate(self.gws) if k not in self.killed]
+
+    def processes(self):
+        return [g.ps for g in self.gws]
+
+    def metrics(self, timeout=10.0):
+        """Every live process's /metrics summed, name by name (counters and gauges alike: each
+        process counts what went through it)."""
+        total = {}
+        for g in self.live():
+            for k, v in g.metrics(timeout).items():
+                total[k] = total.get(k, 0.0) + v
+        return total
+
+    def holder(self, lease="mqtt"):
+        """The index of the live process holding `lease` (from its /healthz), or None."""
+        import json
+        import urllib.request
+
+        for k, g in enumerate(self.gws):
+            if k in self.killed:
+                continue
+            try:
+                with urllib.request.urlopen(g.http_base + "/healthz", timeout=5) as r:
+                    if lease in json.loads(r.read()).get("cluster", {}).get("leases", []):
+                        return k
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def kill(self, k):
+        """SIGKILL process k (its process group: nothing of it says goodbye); returns time.time()."""
+        g = self.gws[k]
+        t = time.time()
+        os.killpg(g.proc.pid, signal.SIGKILL)
+        g.proc.wait(10)
+        self.killed.append(k)
+        return t
+
+    def stored_count(self, stations_prefix="BENCH-"):
+        import psycopg
+
+        with psycopg.connect(self.db_url, connect_timeout=10) as c:
+            return c.execute("SELECT count(*) FROM readings WHERE station LIKE %s",
+                             (stations_prefix + "%",)).fetchone()[0]
+
+    def stored(self, stations_prefix="BENCH-"):
+        """Readings stored, counted in the database: {"count": n, "by_station": {station: set of energy_wh}}."""
+        import psycopg
+
+        by = {}
+        n = 0
+        with psycopg.connect(self.db_url, connect_timeout=10) as c:
+            for station, wh in c.execute("SELECT station, energy_wh FROM readings WHERE station LIKE %s",
+                                         (stations_prefix + "%",)):
+                by.setdefault(station, set()).add(wh)
+                n += 1
+        return {"count": n, "by_station": by}
+
+    def stop(self):
+        for lb in self.lbs:
+            lb.stop()
+        for g in self.gws:
+            g.stop()
