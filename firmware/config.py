@@ -107,7 +107,7 @@ SCHEMA = {
     # voltage and phases a limit in W is converted to amperes at
     "charger": {
         "max_current_a": (int, 16, (6, 80)),
-        "voltage_v": (int, 230, (100, 480)),
+        "supply_v": (int, 230, (100, 480)),
         "phases": (int, 1, (1, 3)),
         # the IEC 61851-1 control pilot drives and gates charging (evse.py); off: the relay
         # follows the transaction alone, as before

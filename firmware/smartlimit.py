@@ -50,7 +50,7 @@ def save(cp, ps):
 def hw(cp):
     """(voltage, phases, the most the station gives per phase in A): the config's charger."""
     c = cp.ctx.cfg["charger"]
-    return c["voltage_v"], c["phases"], c["max_current_a"]
+    return c["supply_v"], c["phases"], c["max_current_a"]
 
 
 def tx(cp):

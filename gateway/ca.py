@@ -221,7 +221,7 @@ def revoke(folder, station_id=None, cert=None):
             _openssl(["ca", "-config", cnf, "-revoke", str(cert)])
         finally:
             os.unlink(cnf)
-    return "%X" % serial, write_crl(folder)
+    return serial_hex(serial), write_crl(folder)
 
 
 def write_crl(folder):
@@ -309,3 +309,9 @@ class Revocations:
             return sn is not None and int(sn, 16) in self.serials
         except ValueError:
             return True     # a serial ssl could not give as hex: refuse rather than guess
+
+
+def serial_hex(serial):
+    """A certificate serial in hex as openssl prints it: whole bytes, so a leading zero nibble is
+    kept (0D6F..., not D6F...: the first form is what an operator compares with)."""
+    return "%0*X" % (max(1, (serial.bit_length() + 7) // 8) * 2, serial)

@@ -31,6 +31,8 @@ from typing import List, Optional
 from ocpp.v16 import call as ocpp_call
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from picocharge.firmware import fields
+
 from .commands import CommandError
 from .eco import EcoLimit, EcoSubscriber
 from .logonce import LogOnce
@@ -38,6 +40,7 @@ from .logonce import LogOnce
 log = logging.getLogger(__name__)
 _ONCE = LogOnce(log)
 
+_CURRENT = fields.READINGS[fields.CURRENT][fields.KEY]   # the measured current, in the last reading
 MIN_A = 6.0                 # IEC 61851-1: no car charges below 6 A; below it a car is paused (0 A)
 STACK_LEVEL = 5             # the balancer's profiles' stack level (an operator's TxProfile above it wins)
 TX_PROFILE_ID = 1300000     # + connector id: the balancer's TxProfile on that connector
@@ -148,7 +151,7 @@ class MemberView(BaseModel):
     held_a: Optional[float] = Field(None, description="The most the station may apply now: its TxProfile while "
                                                       "valid, else its TxDefaultProfile.")
     valid_to: Optional[str] = Field(None, description="When the TxProfile the station holds runs out.")
-    current_a: Optional[float] = Field(None, description="The station's last Current.Import (A).")
+    measured_a: Optional[float] = Field(None, description="The station's last Current.Import (A).")
 
 
 class GroupView(BaseModel):
@@ -466,7 +469,7 @@ class LoadBalancer:
         for (sid, conn), prio in sorted(g.members.items()):
             t = self.tx.get((sid, conn))
             h = self.held.get((sid, conn))
-            cur = (self.gw.last.get(sid) or {}).get("current_a") if t else None
+            cur = (self.gw.last.get(sid) or {}).get(_CURRENT) if t else None
             if cur is not None:
                 measured = (measured or 0.0) + cur
             members.append({"station": sid, "connector": conn, "priority": prio,
@@ -474,7 +477,7 @@ class LoadBalancer:
                             "ev_paused": bool(t and t[1]), "allocated_a": g.alloc.get((sid, conn)) if t else None,
                             "held_a": self._held((sid, conn), now) if t else None,
                             "valid_to": _iso(h[2]) if t and h and h[0] == t[0] and h[2] > now else None,
-                            "current_a": cur})
+                            "measured_a": cur})
         eco = g.eco.state() if g.eco is not None else None
         return {"name": name, "limit_a": g.limit_a, "phases": g.phases, "eco": g.cfg.get("eco"),
                 "limit_now_a": round(g.limit(), 3), "eco_state": eco, "safe_share_a": g.safe,

@@ -20,19 +20,15 @@ port (SO_REUSEPORT), so the bench could not reach each worker's /metrics, and a 
 seen through the kernel rather than through the load balancer a multi-host deployment has. The
 balancer's CPU is measured and reported on its own (`lb_cpu_percent`).
 
-initdb and postgres refuse to run as root: as root the server runs as the `postgres` user of
-the Debian package, in a folder of the system's temporary directory it owns (the bench's
-workdir may not be reachable by that user); its log is copied into the workdir at the end.
+The throwaway server is pgserver.ThrowawayPostgres (as the test suite's): in a folder of the
+system's temporary directory (as root it runs as the `postgres` user, who may not reach the
+bench's workdir); its log is copied into the workdir at the end.
 """
-import glob
 import os
-import pwd
 import re
-import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -40,109 +36,47 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 
 from picocharge import bench_cs, paths
+from picocharge.firmware import fields
+from picocharge.pgserver import ThrowawayPostgres
 from picocharge.procs import child_options, stop_process
 
+_ENERGY = fields.READINGS[fields.ENERGY][fields.KEY]   # the energy register's column
 BEGIN = "# --- gateway servers"
 END = "# --- end of gateway servers ---"
 
 
-def find_pg_bin():
-    """The newest /usr/lib/postgresql/<version>/bin holding initdb (or $PICOCHARGE_PG_BIN)."""
-    env = os.environ.get("PICOCHARGE_PG_BIN")
-    if env:
-        return env
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
-    if found:
-        return os.path.dirname(found[-1])
-    initdb = shutil.which("initdb")
-    if initdb:
-        return os.path.dirname(initdb)
-    raise FileNotFoundError("--db postgresql starts a throwaway PostgreSQL server, and PostgreSQL is not installed "
-                            "(no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql, or give "
-                            "--db postgresql://USER:PASSWORD@HOST:PORT/DB of a server you have")
-
-
 class PostgresServer:
-    """A PostgreSQL server for one bench run: started here (`url=None`) or given."""
+    """A PostgreSQL server for one bench run: a throwaway one started here (`url=None`,
+    pgserver.ThrowawayPostgres) or one given."""
 
-    SETTINGS = {  # the tests' cluster: a benchmark of the gateway, not of the disk
-        "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-        "max_connections": "200", "shared_buffers": "128MB"}
+    SETTINGS = dict(ThrowawayPostgres.SETTINGS, shared_buffers="128MB")   # the gateway's bench, not the disk's
 
     def __init__(self, workdir, url=None):
         self.workdir = Path(workdir)
         self.given = url
-        self.proc = None
-        self.root = None
-        self._user = None
+        self.server = None
         self._n = 0
-        self.password = "pw-" + secrets.token_hex(12)
-        self.port = None
 
-    def _as_user(self):
-        if self._user is None:
-            return {}
-        return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
+    @property
+    def proc(self):
+        return self.server.proc if self.server else None
 
     def start(self):
         if self.given:
             self._admin().close()
             return self
-        bindir = find_pg_bin()
-        if os.getuid() == 0:
-            try:
-                self._user = pwd.getpwnam("postgres")
-            except KeyError:
-                raise RuntimeError("running as root, PostgreSQL needs an unprivileged user to run as: Debian's "
-                                   "package creates `postgres` (apt-get install postgresql)")
-            self.root = tempfile.mkdtemp(prefix="picocharge-bench-pg-")
-            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
-        else:
-            self.root = str(self.workdir / "postgres")
-            os.makedirs(self.root)
-        os.chmod(self.root, 0o700)
-        data = os.path.join(self.root, "data")
-        pwfile = os.path.join(self.root, "pw")
-        with open(pwfile, "w") as f:
-            f.write(self.password + "\n")
-        if self._user is not None:
-            os.chown(pwfile, self._user.pw_uid, self._user.pw_gid)
-        out = subprocess.run([os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--pwfile", pwfile,
-                              "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
-                              "--locale=C.UTF-8", "--no-sync"],
-                             capture_output=True, text=True, timeout=120, cwd=self.root, **self._as_user())
-        os.unlink(pwfile)
-        if out.returncode != 0:
-            raise RuntimeError("initdb failed (exit %d): %s" % (out.returncode, out.stderr[-2000:]))
-        self.port = bench_cs.free_port()
-        self.log = os.path.join(self.root, "postgres.log")
-        argv = [os.path.join(bindir, "postgres"), "-D", data, "-c", "listen_addresses=127.0.0.1",
-                "-c", "port=%d" % self.port, "-c", "unix_socket_directories=%s" % self.root]
-        for k, v in self.SETTINGS.items():
-            argv += ["-c", "%s=%s" % (k, v)]
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         cwd=self.root, **dict(child_options(), **self._as_user()))
-        import psycopg
-
-        end = time.monotonic() + 60
-        while True:
-            try:
-                psycopg.connect(self.url(), connect_timeout=5).close()
-                return self
-            except psycopg.OperationalError as e:
-                if self.proc.poll() is not None or time.monotonic() > end:
-                    tail = Path(self.log).read_text(errors="replace")[-2000:]
-                    self.stop()
-                    raise RuntimeError("postgres did not start (%s): %s" % (e, tail))
-            time.sleep(0.1)
+        self.server = ThrowawayPostgres(
+            prefix="picocharge-bench-pg-", settings=self.SETTINGS,
+            missing="--db postgresql starts a throwaway PostgreSQL server, and PostgreSQL is not installed "
+                    "(no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql, or give "
+                    "--db postgresql://USER:PASSWORD@HOST:PORT/DB of a server you have").start()
+        return self
 
     def url(self, dbname=None):
         """The URL of database `dbname` on the server (None: the one to administer it from)."""
         if self.given:
             return self.given if dbname is None else urlunsplit(urlsplit(self.given)._replace(path="/" + dbname))
-        return "postgresql://postgres:%s@127.0.0.1:%d/%s" % (self.password, self.port, dbname or "postgres")
+        return self.server.url(dbname or "postgres")
 
     def _admin(self):
         import psycopg
@@ -176,20 +110,9 @@ class PostgresServer:
             return []
 
     def stop(self):
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                stop_process(self.proc)
-            self.proc = None
-        if self.root is not None:
-            try:
-                shutil.copy(os.path.join(self.root, "postgres.log"), self.workdir / "postgres.log")
-            except OSError:
-                pass
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        if self.server is not None:
+            self.server.stop(keep_log=self.workdir / "postgres.log")
+            self.server = None
 
 
 def redact(text):
@@ -407,13 +330,14 @@ class GatewayCluster:
                              (stations_prefix + "%",)).fetchone()[0]
 
     def stored(self, stations_prefix="BENCH-"):
-        """Readings stored, counted in the database: {"count": n, "by_station": {station: set of energy_wh}}."""
+        """Readings stored, counted in the database: {"count": n, "by_station": {station: set of its
+        energy register values}}."""
         import psycopg
 
         by = {}
         n = 0
         with psycopg.connect(self.db_url, connect_timeout=10) as c:
-            for station, wh in c.execute("SELECT station, energy_wh FROM readings WHERE station LIKE %s",
+            for station, wh in c.execute("SELECT station, %s FROM readings WHERE station LIKE %%s" % _ENERGY,
                                          (stations_prefix + "%",)):
                 by.setdefault(station, set()).add(wh)
                 n += 1

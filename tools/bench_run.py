@@ -272,7 +272,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
         "readings_stored": stored,
         "readings_lost": (lost_exact if lost_exact is not None else
                           max(0, stats.readings_acked - stored) if stored is not None else None),
-        "readings_lost_how": "acknowledged (station, energy_wh) missing from the database" if lost_exact is not None
+        "readings_lost_how": "acknowledged (station, energy register) missing from the database" if lost_exact is not None
         else "acknowledged minus stored (counts)",
         "readings_mqtt": mqtt, "mqtt_stations": len(counter.stations) if counter else None,
         "mqtt_messages": counter.count if counter else None,

@@ -1254,7 +1254,7 @@ function renderLoadGroups(list) {
         h("td", {text: m.transaction_id === null ? "" : "#" + m.transaction_id + (m.ev_paused ? " (EV paused)" : "")}),
         h("td", {cls: "num", text: amps(m.allocated_a)}),
         h("td", {cls: "num", text: amps(m.held_a), title: m.valid_to ? "its TxProfile runs out at " + clock(m.valid_to, true) : ""}),
-        h("td", {cls: "num", text: amps(m.current_a)})));
+        h("td", {cls: "num", text: amps(m.measured_a)})));
     });
     var lim = h("input", {type: "number", min: "0", step: "0.1", value: String(g.limit_a), "aria-label": "new limit of " + g.name});
     box.appendChild(h("div", {cls: "lg", "data-group": g.name},

@@ -13,6 +13,27 @@ from support.fake_thingspeak import FakeThingSpeak
 from support.net import free_port
 
 
+async def watch_heap(st, web, seconds, each=None):
+    """The station's free heap as its status page reports it, read once per sample for
+    `seconds` (a read that fails is left out: the caller counts them); `each(free)` after
+    every read."""
+    free = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        await st.aexpect("[meter] I:")
+        try:
+            s = await loop.run_in_executor(None, lambda: json.loads(urllib.request.urlopen(
+                "http://127.0.0.1:%d/api/status" % web, timeout=3).read()))
+            free.append(s["mem_free"])
+        except OSError:
+            pass
+        assert st.proc.poll() is None, st.tail()
+        if each:
+            await each(free)
+    return free
+
+
 async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, central, mqtt_broker):
     ts = FakeThingSpeak(min_interval=1).start()
     ch = ts.add_channel("K")
@@ -29,18 +50,7 @@ async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, 
         assert (await cs.call(call.ChangeConfiguration(key="ClockAlignedDataInterval", value="2"))).status == "Accepted"
         assert (await cs.call(call.RemoteStartTransaction(id_tag="HEAP-TAG"))).status == "Accepted"
         await cs.wait_call("StartTransaction", station=st)
-        free = []
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 90
-        while loop.time() < end:
-            await st.aexpect("[meter] I:")   # a status read per sample, for 90 s
-            try:
-                s = await loop.run_in_executor(None, lambda: json.loads(urllib.request.urlopen(
-                    "http://127.0.0.1:%d/api/status" % web, timeout=3).read()))
-                free.append(s["mem_free"])
-            except OSError:
-                pass
-            assert st.proc.poll() is None, st.tail()
+        free = await watch_heap(st, web, 90)
         out = "\n".join(st.lines)
         assert "MemoryError" not in out and "link down" not in out, st.tail(40)
         periodic = [m for m in cs.calls("MeterValues") if m[3].get("transactionId") == 1001]
@@ -69,26 +79,19 @@ async def test_heap__a_station_behind_the_gateway_with_the_pilot_and_a_profile_i
     assert (await cs.call(call.RemoteStartTransaction(id_tag="HEAP-TAG"))).status == "Accepted"
     await cs.wait_call("StartTransaction", station=st)
     await st.aexpect("[board] I: relay closed")
-    free = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 60
-    profiled = None
-    while loop.time() < end:
-        await st.aexpect("[meter] I:")
-        try:
-            s = await loop.run_in_executor(None, lambda: json.loads(urllib.request.urlopen(
-                "http://127.0.0.1:%d/api/status" % web, timeout=3).read()))
-            free.append(s["mem_free"])
-        except OSError:
-            pass
-        assert st.proc.poll() is None, st.tail()
-        if profiled is None and len(free) >= 10:   # a TxProfile of 10 A once it runs steadily
-            profiled = len(cs.calls("MeterValues"))
+    profiled = []
+
+    async def profile_once(free):
+        if not profiled and len(free) >= 10:   # a TxProfile of 10 A once it runs steadily
+            profiled.append(len(free))
             r = await cs.call(call.SetChargingProfile(connector_id=1, cs_charging_profiles={
                 "chargingProfileId": 7, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
                 "chargingProfileKind": "Relative", "chargingSchedule": {
                     "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}}))
             assert r is not None and r.status == "Accepted", (r, st.tail(20))
+
+    free = await watch_heap(st, web, 60, profile_once)
+    assert profiled, "the TxProfile was never sent (too few status reads)"
     out = "\n".join(st.lines)
     assert "MemoryError" not in out and "link down" not in out, st.tail(40)
     periodic = [m for m in cs.calls("MeterValues") if m[3].get("transactionId") == 1001]

@@ -40,7 +40,7 @@ async def wait_current(cs, st, lo, hi):
 async def test_pilot__plug_charge_limit_pause_unplug_and_diode_fault(station, central):
     cs = await central(heartbeat=60)
     cfg = station_config(cs.url)
-    cfg["charger"] = {"max_current_a": 16, "voltage_v": 230, "phases": 1, "pilot": True}
+    cfg["charger"] = {"max_current_a": 16, "supply_v": 230, "phases": 1, "pilot": True}
     st = station(cfg, scenario={"ev": {"state": "A", "diode": True, "max_a": 32.0, "control": "ev.json"}})
     st.start()
     await wait_status(cs, st, "Available")

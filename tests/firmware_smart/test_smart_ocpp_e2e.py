@@ -52,7 +52,7 @@ async def composite(cs, connector, duration, unit=None):
 async def test_smart__profiles_composite_remote_start_clear_and_reboot(station, central):
     cs = await central(heartbeat=60)
     cfg = station_config(cs.url)
-    cfg["charger"] = {"max_current_a": 32, "voltage_v": 230, "phases": 1}
+    cfg["charger"] = {"max_current_a": 32, "supply_v": 230, "phases": 1}
     st = station(cfg).start()
     await cs.wait_call("StatusNotification", 2, station=st)
 

@@ -53,6 +53,22 @@ def pki(tmp_path_factory):
     return certs
 
 
+@pytest.mark.parametrize("n", [0x0D6FE6B5C657469C6EB97ECA57860F94, 0xD6FE6B5C657469C6EB97ECA57860F94A, 0x1, 0xABC])
+def test_ca__serials_are_shown_as_openssl_shows_them(n, tmp_path):
+    """Whole bytes, a leading zero nibble kept: the revoke command printed D6FE... for a serial
+    openssl shows as 0D6FE... (1 run in 16 of the revoke test)."""
+    from picocharge.gateway.ca import serial_hex
+
+    key = tmp_path / "k.pem"
+    crt = tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(crt), "-subj", "/CN=x", "-days", "1",
+                    "-set_serial", str(n)], check=True, capture_output=True)
+    shown = subprocess.run(["openssl", "x509", "-in", str(crt), "-noout", "-serial"], capture_output=True,
+                           text=True, check=True).stdout.strip().split("=")[1]
+    assert serial_hex(n) == shown, (hex(n), shown)
+
+
 def test_ca__cli_makes_0600_files_and_refuses_to_overwrite(pki, tmp_path):
     for p in [pki.client_ca, pki.client_ca.with_name("ca.key")] + list(pki.station["CP-C"]):
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, (p, oct(os.stat(p).st_mode))

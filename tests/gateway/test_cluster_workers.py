@@ -46,7 +46,14 @@ async def test_workers__two_processes_share_the_port_are_restarted_and_stop_with
     gw = await asyncio.to_thread(lambda: GatewayProcess(pg_url, port=port, extra=(
         "--workers", "2", "--auth", "none", "--thingspeak-url", "")).start(timeout=90))
     try:
-        line = next(ln for ln in gw.log if " workers on port " in ln)
+        # the parent says it once both workers run, which may come after the first one's
+        # "listening" line that start() waits for
+        for _ in range(300):
+            line = next((ln for ln in gw.log if " workers on port " in ln), None)
+            if line is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert line is not None, gw.log
         m = re.fullmatch(r"2 workers on port (\d+): pids (\d+) (\d+)", line)
         assert m and int(m.group(1)) == port, line
         pids = [int(m.group(2)), int(m.group(3))]

@@ -3,22 +3,9 @@ Chromium driven over the DevTools protocol against the real gateway and a charge
 ocpp package: what the page shows, and what its forms and buttons change in the gateway."""
 from ocpp.v16 import call
 
-from support.chromium import DevTools, chromium, settled
+from support.chromium import DevTools, chromium, form_result, settled, submit_form
 from support.gwhttp import http
 from support.stations import Connected, boot
-
-
-def _result(box):
-    el = "document.getElementById('%s')" % box
-    return ("!%s.classList.contains('busy') && %s.textContent !== '' && [%s.className, %s.textContent]"
-            % (el, el, el, el))
-
-
-async def _submit(page, form, box, before=""):
-    """Submit a form of the page; (the result line's class, its text) once the answer is in."""
-    await page.js("document.getElementById('%s').textContent = ''; %s"
-                  "document.getElementById('%s').requestSubmit(); true" % (box, before, form))
-    return await page.until(_result(box))
 
 
 async def _rows(page, table, attr):
@@ -42,7 +29,7 @@ async def test_idtags_dashboard__lists_adds_blocks_imports_exports_and_deletes(g
                                          ["CARD-2", "CARD-2", "Expired", ""]], rows
         assert await page.js("document.getElementById('it-page').textContent") == "page 1 of 1 \u00b7 list version 2"
         # add one through the form
-        got = await _submit(page, "it-form", "it-result",
+        got = await submit_form(page, "it-form", "it-result",
                             "document.getElementById('it-tag').value = 'CARD-3';"
                             "document.getElementById('it-status').value = 'Invalid';"
                             "document.getElementById('it-parent').value = 'FLEET';"
@@ -52,7 +39,7 @@ async def test_idtags_dashboard__lists_adds_blocks_imports_exports_and_deletes(g
         assert t == {"id_tag": "CARD-3", "status": "Invalid", "parent_id_tag": "FLEET",
                      "expiry_date": "2031-05-01T12:00:00Z"}, t
         # a wrong one says why
-        got = await _submit(page, "it-form", "it-result", "document.getElementById('it-tag').value = 'CARD-4';"
+        got = await submit_form(page, "it-form", "it-result", "document.getElementById('it-tag').value = 'CARD-4';"
                                                           "document.getElementById('it-expiry').value = 'soon';")
         assert got == ["result bad", "Save CARD-4 failed (400): expiry_date 'soon' is not an ISO 8601 date-time "
                                      "(e.g. 2027-01-31T23:59:59Z)"], got
@@ -60,18 +47,18 @@ async def test_idtags_dashboard__lists_adds_blocks_imports_exports_and_deletes(g
         await page.until("!!document.querySelector('#it tr[data-tag=\"CARD-3\"]')")
         await page.js("document.getElementById('it-result').textContent = '';"
                       "document.querySelector('#it tr[data-tag=\"CARD-1\"] button[data-act=block]').click(); true")
-        assert await page.until(_result("it-result")) == ["result ok", "Block CARD-1: done"]
+        assert await page.until(form_result("it-result")) == ["result ok", "Block CARD-1: done"]
         assert gw.id_tags["CARD-1"] == "Blocked", gw.id_tags
         assert await page.until("document.querySelector('#it tr[data-tag=\"CARD-1\"] button[data-act=block]')"
                                 ".textContent === 'Unblock'")
         # CSV import: a wrong line and nothing is imported; then a right one
-        got = await _submit(page, "it-import", "it-result",
+        got = await submit_form(page, "it-import", "it-result",
                             "document.getElementById('it-csv').value = "
                             "'id_tag,status\\nNEW-1,Accepted\\nNEW-2,Maybe\\n';")
         assert got == ["result bad", "Import failed (400): nothing imported: 1 wrong line: line 3: status must be "
                                      "Accepted, Blocked, Expired or Invalid"], got
         assert "NEW-1" not in gw.id_tags
-        got = await _submit(page, "it-import", "it-result",
+        got = await submit_form(page, "it-import", "it-result",
                             "document.getElementById('it-csv').value = "
                             "'id_tag,status\\nNEW-1,Accepted\\nNEW-2,Blocked\\n';")
         assert got == ["result ok", "Import: done, 2 tags imported"], got
@@ -86,7 +73,7 @@ async def test_idtags_dashboard__lists_adds_blocks_imports_exports_and_deletes(g
         await page.until("!!document.querySelector('#it tr[data-tag=\"NEW-2\"]')")
         await page.js("document.getElementById('it-result').textContent = '';"
                       "document.querySelector('#it tr[data-tag=\"NEW-2\"] button[data-act=delete]').click(); true")
-        assert await page.until(_result("it-result")) == ["result ok", "Delete NEW-2: done"]
+        assert await page.until(form_result("it-result")) == ["result ok", "Delete NEW-2: done"]
         assert "NEW-2" not in gw.id_tags and page.dialogs == ["Delete id tag NEW-2?"], page.dialogs
         # the search narrows the table
         await page.js("var q = document.getElementById('it-q'); q.value = 'new';"
@@ -111,23 +98,23 @@ async def test_idtags_dashboard__station_page_reserves_cancels_and_shows_its_loc
                                     "'Local list kept in step with the id tags \u00b7 version 1 \u00b7 in sync'"), \
                 await page.js("document.getElementById('ll-now').textContent")
             assert ("SendLocalList", 1, "Full") in cp.received, cp.received
-            got = await _submit(page, "rs-form", "rs-result", "document.getElementById('rs-tag').value = 'CARD-1';")
+            got = await submit_form(page, "rs-form", "rs-result", "document.getElementById('rs-tag').value = 'CARD-1';")
             assert got == ["result ok", "Reserve: CP-1 answered Accepted"], got
             assert ("ReserveNow", 1) in cp.received, cp.received
             assert await page.until("!!document.querySelector('#rs tr[data-resv=\"1\"][data-state=active]')")
             rows = await _rows(page, "rs", "data-resv")
             assert [r[:4] for r in rows] == [["1", "1", "1", "CARD-1 (FLEET)"]], rows
-            got = await _submit(page, "rs-form", "rs-result", "document.getElementById('rs-tag').value = 'NOBODY';")
+            got = await submit_form(page, "rs-form", "rs-result", "document.getElementById('rs-tag').value = 'NOBODY';")
             assert got[0] == "result bad" and got[1].startswith("Reserve failed (409): id tag NOBODY is not in this "
                                                                "gateway's id-tag list"), got
             await page.js("document.getElementById('rs-result').textContent = '';"
                           "document.querySelector('#rs tr[data-resv=\"1\"] button').click(); true")
-            assert await page.until(_result("rs-result")) == ["result ok",
+            assert await page.until(form_result("rs-result")) == ["result ok",
                                                               "Cancel reservation #1: CP-1 answered Accepted"]
             assert await page.until("!!document.querySelector('#rs tr[data-resv=\"1\"][data-state=cancelled]')")
             assert ("CancelReservation", 1) in cp.received, cp.received
             # a transaction started against a reservation shows it, in both tables
-            got = await _submit(page, "rs-form", "rs-result", "document.getElementById('rs-tag').value = 'CARD-1';")
+            got = await submit_form(page, "rs-form", "rs-result", "document.getElementById('rs-tag').value = 'CARD-1';")
             assert got == ["result ok", "Reserve: CP-1 answered Accepted"], got
             st = await cp.call(call.StartTransaction(connector_id=1, id_tag="CARD-1", meter_start=0, reservation_id=2,
                                                      timestamp="2026-01-01T10:00:00Z"))

@@ -4,22 +4,10 @@ Chromium against the real gateway and charge points built on the ocpp package: w
 the gateway and on the stations."""
 from ocpp.v16 import call
 
-from support.chromium import DevTools, chromium, settled
+from support.chromium import DevTools, chromium, form_result, settled, submit_form
 from support.gwhttp import http
 from support.smartstation import SmartStation
 from support.stations import Connected, boot, meter
-
-
-def _result(box):
-    el = "document.getElementById('%s')" % box
-    return ("!%s.classList.contains('busy') && %s.textContent !== '' && [%s.className, %s.textContent]"
-            % (el, el, el, el))
-
-
-async def _submit(page, form, box, before=""):
-    await page.js("document.getElementById('%s').textContent = ''; %s"
-                  "document.getElementById('%s').requestSubmit(); true" % (box, before, form))
-    return await page.until(_result(box))
 
 
 _MEMBERS = ("Array.from(document.querySelectorAll('[data-group=site] tbody tr')).map(function (r) {"
@@ -35,7 +23,7 @@ async def test_loadbalance_dashboard__groups_page_and_station_profiles(gateway, 
             await settled(page, "http://127.0.0.1:%d/load-groups" % gw.port)
             assert await page.js("document.body.getAttribute('data-loaded')") == "loadgroups"
             assert await page.js("document.getElementById('lg-empty').hidden") is False
-            got = await _submit(page, "lg-form", "lg-result",
+            got = await submit_form(page, "lg-form", "lg-result",
                                 "document.getElementById('lg-name').value = 'site';"
                                 "document.getElementById('lg-limit').value = '32';"
                                 "document.getElementById('lg-members').value = 'CP-1, CP-2:1:5';")
@@ -44,7 +32,7 @@ async def test_loadbalance_dashboard__groups_page_and_station_profiles(gateway, 
             assert [(m["station"], m["connector"], m["priority"]) for m in g["members"]] == [
                 ("CP-1", 1, 0), ("CP-2", 1, 5)], g
             # a wrong one says why
-            got = await _submit(page, "lg-form", "lg-result", "document.getElementById('lg-name').value = 'x';"
+            got = await submit_form(page, "lg-form", "lg-result", "document.getElementById('lg-name').value = 'x';"
                                                               "document.getElementById('lg-members').value = 'CP-9';")
             assert got == ["result bad", "Save x failed (400): bad group: members[0].station CP-9 is not a "
                                          "registered station (GET /api/stations)"], got
@@ -67,7 +55,7 @@ async def test_loadbalance_dashboard__groups_page_and_station_profiles(gateway, 
             # the limit through the group's own field: 10 A is one car at 6 A or more; CP-2 (priority 5) keeps it
             await page.js("document.querySelector('[data-group=site] input').value = '10';"
                           "document.querySelector('[data-group=site] button[data-act=limit]').click(); true")
-            assert await page.until(_result("lg-result")) == ["result ok", "Limit of site: done"]
+            assert await page.until(form_result("lg-result")) == ["result ok", "Limit of site: done"]
             await gw.loadbalance.settled()
             assert (c1.limit_now(1, t1), c2.limit_now(1, t2)) == (0.0, 10.0), (c1.set_calls, c2.set_calls)
             await page.js("refresh(); true")
@@ -76,7 +64,7 @@ async def test_loadbalance_dashboard__groups_page_and_station_profiles(gateway, 
 
             # a station's charging profiles: set one, ask the composite schedule, see it kept
             await settled(page, "http://127.0.0.1:%d/station/CP-1" % gw.port)
-            got = await _submit(page, "cp-form", "cp-result",
+            got = await submit_form(page, "cp-form", "cp-result",
                                 "document.getElementById('cp-purpose').value = 'ChargePointMaxProfile';"
                                 "document.getElementById('cp-conn').value = '0';"
                                 "document.getElementById('cp-limit').value = '7.5';"
@@ -84,7 +72,7 @@ async def test_loadbalance_dashboard__groups_page_and_station_profiles(gateway, 
             assert got == ["result ok", "Set ChargePointMaxProfile: CP-1 answered Accepted"], got
             assert c1.profiles[42][1]["charging_schedule"]["charging_schedule_period"][0]["limit"] == 7.5, c1.profiles
             c1.profiles.pop(1300001, None)      # the balancer's TxProfile (0 A): the composite is the max profile's
-            got = await _submit(page, "cs-form", "cp-result", "document.getElementById('cs-conn').value = '1';")
+            got = await submit_form(page, "cs-form", "cp-result", "document.getElementById('cs-conn').value = '1';")
             assert got == ["result ok", "Composite schedule: CP-1 answered Accepted"], got
             rows = await page.until("(function (r) { return r.length && r; })(Array.from(document.querySelectorAll("
                                     "'#cs tbody tr')).map(function (r) { return Array.from(r.cells).slice(0, 4)"

@@ -188,6 +188,21 @@ async def click_and_wait(page, button, before=""):
     return await page.js("[%s.className, %s.textContent]" % (RESULT, RESULT))
 
 
+def form_result(box):
+    """A condition for DevTools.until: the result line `box` of a form once its answer is in,
+    as [its class, its text]."""
+    el = "document.getElementById('%s')" % box
+    return ("!%s.classList.contains('busy') && %s.textContent !== '' && [%s.className, %s.textContent]"
+            % (el, el, el, el))
+
+
+async def submit_form(page, form, box, before=""):
+    """Submit a form of the page; (the result line's class, its text) once the answer is in."""
+    await page.js("document.getElementById('%s').textContent = ''; %s"
+                  "document.getElementById('%s').requestSubmit(); true" % (box, before, form))
+    return await page.until(form_result(box))
+
+
 def canvas_pixels(data_url):
     png = base64.b64decode(data_url.split(",", 1)[1])
     return (matplotlib.image.imread(io.BytesIO(png), format="png")[:, :, :3] * 255).round().astype(numpy.int32)
