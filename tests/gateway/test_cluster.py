@@ -176,7 +176,14 @@ async def test_cluster__a_station_connected_twice_keeps_the_newer_link_and_comma
 
 
 async def _connected_to(port, sid):
-    return (await station(port, sid))["connected"]
+    """Whether process `port` shows `sid` connected (anywhere in the cluster); False while it
+    does not know the station yet (a station that registered itself on another process reaches
+    this one's table by the cluster's notice: --auth none)."""
+    s, out = await http(port, "GET", "/api/stations/%s" % sid)
+    if s == 404:
+        return False
+    assert s == 200, (s, out)
+    return out["connected"]
 
 
 
