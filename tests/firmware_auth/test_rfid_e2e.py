@@ -8,7 +8,9 @@ Authorize and a card of the same group (parentIdTag) stops it. Offline (the cent
 stopped, then started again on the same port): a listed card starts and stops a transaction, a
 Blocked one and an unknown one are refused while AllowOfflineTxForUnknownId is false, the
 unknown one starts once it is true; each time the link returns, the queued StartTransaction,
-MeterValues and StopTransaction are replayed in order, with no Authorize."""
+MeterValues and StopTransaction are replayed in order, with no Authorize. The cache: what
+Authorize answered (Accepted, Blocked) decides offline, until ClearCache. The heap: the reader,
+the pilot and the list's calls in 192K."""
 import asyncio
 import json
 import urllib.request
@@ -224,3 +226,32 @@ again (StopTransaction), nothing failing for want of memory."""
     assert "MemoryError" not in out and "link down" not in out, st.tail(40)
     assert len(free) >= 30 and min(free) > 8000, free
     print("lowest free heap over %d s with the reader on: %d bytes" % (len(free), min(free)))
+
+
+async def test_cache__authorize_answers_decide_offline_until_clear_cache(station, central):
+    cs = await central(heartbeat=60)
+    st = station(rfid_config(cs.url)).start()
+    await cs.wait_call("StatusNotification", 2, station=st)
+    port = cs.port
+    await tap(st, "04CAFE01")                  # Authorize: Accepted, cached
+    await cs.wait_call("StartTransaction", station=st)
+    await tap(st, "04CAFE01")
+    await cs.wait_call("StopTransaction", station=st)
+    cs.auth_status = "Blocked"
+    await tap(st, "04BEEF01")                  # Authorize: Blocked, cached too
+    await st.aexpect("[ocpp] W: idTag not authorized (Blocked): no transaction for 04BEEF01")
+    assert [m[3]["idTag"] for m in cs.calls("Authorize")] == ["04CAFE01", "04BEEF01"], cs.actions()
+
+    await offline(cs, st)
+    await tap(st, "04BEEF01")                  # the cache says Blocked (unknown would be Invalid)
+    await st.aexpect("[ocpp] W: idTag not authorized (Blocked): no transaction for 04BEEF01")
+    await tap(st, "04CAFE01")                  # the cache says Accepted: starts offline
+    await st.aexpect("[ocpp] I: transaction (local #2) started for 04CAFE01")
+    await tap(st, "04CAFE01")
+    await st.aexpect("[ocpp] I: transaction (local #2) stopped: Local")
+    cs2 = await replayed(central, port, st, "04CAFE01", 900)
+
+    assert (await cs2.call(call.ClearCache())).status == "Accepted"
+    await offline(cs2, st)
+    await tap(st, "04CAFE01")                  # the cache is gone: unknown, refused
+    await st.aexpect("[ocpp] W: idTag not authorized (Invalid): no transaction for 04CAFE01")
