@@ -10,7 +10,7 @@ mypy checks boards/pico_w against the published MicroPython rp2 stubs for the Pi
 This file is documentation and a typing Protocol for CPython (tests, mypy); it is not
 deployed to a board.
 """
-from typing import Dict, Protocol, Tuple
+from typing import Dict, Optional, Protocol, Tuple
 
 
 class BoardContract(Protocol):
@@ -43,6 +43,12 @@ class BoardContract(Protocol):
 
     def button(self) -> bool:
         """True while the local start/stop button is pressed."""
+        ...
+
+    def rfid_uid(self) -> Optional[bytes]:
+        """The UID (4, 7 or 10 bytes) of an RFID card held to the reader now, or None. Called
+        every 200 ms while charger.rfid is on (firmware/rfid.py), and only then: a board may set
+        its reader up at the first call. Must not allocate when no card is there."""
         ...
 
     # --- control pilot (IEC 61851-1; firmware/pilot.py, firmware/evse.py) -------

@@ -65,6 +65,9 @@ def tasks(ctx):
         # relay before the pilot task has read the EV (seen: closed for a second at boot)
         ctx.state.pilot_ok = False
         out.append(("pilot", evse.run))
+    if c["charger"]["rfid"]:
+        import rfid
+        out.append(("rfid", rfid.run))
     if c["ocpp"]["url"]:
         import chargepoint
         out.append(("ocpp", chargepoint.run))

@@ -49,6 +49,7 @@ class ChargePoint:
         self.clock_off = 0           # ms: central system's clock - board's clock
         self.booted = False
         self.req_start = None        # idTag of an accepted RemoteStartTransaction
+        self.tap = None              # idTag of a card presented to the reader (rfid.py)
         self.req_stop = None         # reason of a requested stop
         self.req_reset = None        # "Soft" / "Hard"
         self.req_profile = None      # the TxProfile of that RemoteStartTransaction (flat form)
@@ -138,6 +139,13 @@ class ChargePoint:
                     else:
                         await ocpp_tx.start(self, self.cfg["id_tag"], True)
             self.last_btn = btn
+            if self.tap is not None:   # a card on the reader (rfid.py): authz, loaded for it
+                import authz
+                try:
+                    await authz.tapped(self)
+                finally:
+                    for m in authz.DROP:
+                        sys.modules.pop(m, None)
             if self.req_start is not None:
                 tag = self.req_start
                 self.req_start = None

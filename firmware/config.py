@@ -112,6 +112,9 @@ SCHEMA = {
         # the IEC 61851-1 control pilot drives and gates charging (evse.py); off: the relay
         # follows the transaction alone, as before
         "pilot": (bool, False, None),
+        # an RFID reader (board.rfid_uid: an MFRC522 on a Pico W) polled every 200 ms: a card's
+        # UID is an idTag that starts and stops a transaction (rfid.py, authz.py); off: no poll
+        "rfid": (bool, False, None),
     },
 }
 

@@ -1,6 +1,7 @@
 # Calls that run the station: Reset, ChangeAvailability, TriggerMessage, ClearCache,
 # UnlockConnector, DataTransfer.
 # Imported for one call by ocpp_calls.handle and dropped after it (see there).
+import os
 
 
 def on_reset(cp, p):
@@ -31,7 +32,11 @@ def on_trigger_message(cp, p):
 
 
 def on_clear_cache(cp, p):
-    return {"status": "Accepted"}  # no authorization cache: nothing to clear
+    try:   # the authorization cache (authstore.CACHE, written by authz.py)
+        os.remove("auth_cache.bin")
+    except OSError:
+        pass    # none yet
+    return {"status": "Accepted"}
 
 
 def on_unlock_connector(cp, p):

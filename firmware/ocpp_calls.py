@@ -24,6 +24,7 @@ WHERE = {
     "Reset": "cs_admin", "ChangeAvailability": "cs_admin", "TriggerMessage": "cs_admin",
     "ClearCache": "cs_admin", "UnlockConnector": "cs_admin", "DataTransfer": "cs_admin",
     "UpdateFirmware": "cs_fwmgmt", "GetDiagnostics": "cs_fwmgmt",
+    "SendLocalList": "cs_auth", "GetLocalListVersion": "cs_auth",
     "SetChargingProfile": "ocpp_smart", "ClearChargingProfile": "ocpp_smart", "GetCompositeSchedule": "ocpp_smart",
 }
 
@@ -59,6 +60,9 @@ def check_payload(action, spec, payload, mid=ocppj.UNKNOWN_ID):
         elif kind == "o":
             if not isinstance(v, dict):
                 raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must be an object" % (action, name), mid)
+        elif kind == "a":   # an array of objects (their fields checked by the handler)
+            if not isinstance(v, list):
+                raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must be an array" % (action, name), mid)
         elif kind == "l":
             if not isinstance(v, list):
                 raise ocppj.FrameError(ocppj.TYPE_CONSTRAINT, "%s: %s must be an array" % (action, name), mid)
@@ -91,3 +95,4 @@ def handle(cp, action, payload, mid):
         return r[0](cp, payload)
     finally:
         sys.modules.pop(WHERE.get(action), None)
+        sys.modules.pop("authstore", None)   # cs_auth's

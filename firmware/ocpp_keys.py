@@ -18,6 +18,8 @@ KEYS_FILE = "ocpp_keys.json"
 # of * comes from the config (_from_cfg); an empty minimum: none. The Smart Charging limits are
 # ocpp_smart's _MAX_STACK, _MAX_PERIODS, _MAX_PROFILES.
 _TABLE = """
+AllowOfflineTxForUnknownId|b|w|false|
+AuthorizationCacheEnabled|b|w|true|
 AuthorizeRemoteTxRequests|b|w|false|
 ChargeProfileMaxStackLevel|i|r|8|
 ChargingScheduleAllowedChargingRateUnit|s|r|Current,Power|
@@ -27,6 +29,8 @@ ConnectionTimeOut|i|w|*|1
 ConnectorPhaseRotation|s|w|NotApplicable|
 GetConfigurationMaxKeys|i|r|50|
 HeartbeatInterval|i|w|*|1
+LocalAuthListEnabled|b|w|true|
+LocalAuthListMaxLength|i|r|1000|
 LocalAuthorizeOffline|b|w|true|
 LocalPreAuthorize|b|w|false|
 MaxChargingProfilesInstalled|i|r|8|
@@ -37,13 +41,14 @@ MeterValuesSampledData|m|w|Energy.Active.Import.Register,Current.Import,Voltage,
 MeterValuesSampledDataMaxLength|i|r|5|
 NumberOfConnectors|i|r|1|
 ResetRetries|i|w|1|0
+SendLocalListMaxLength|i|r|10|
 StopTransactionOnEVSideDisconnect|b|r|true|
 StopTransactionOnInvalidId|b|w|true|
 StopTxnAlignedData|m|w||
 StopTxnAlignedDataMaxLength|i|r|0|
 StopTxnSampledData|m|w|Energy.Active.Import.Register|
 StopTxnSampledDataMaxLength|i|r|5|
-SupportedFeatureProfiles|s|r|Core,FirmwareManagement,RemoteTrigger,SmartCharging|
+SupportedFeatureProfiles|s|r|Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,SmartCharging|
 TransactionMessageAttempts|i|w|3|1
 TransactionMessageRetryInterval|i|w|10|1
 UnlockConnectorOnEVSideDisconnect|b|r|false|
@@ -112,10 +117,13 @@ class Keys:
     def __init__(self, ocpp_cfg, path=KEYS_FILE):
         self.path = path
         self.values = {}
+        # the writable keys only: a read-only one is read from the table when asked for (rarely:
+        # GetConfiguration, a SendLocalList), not held in the heap (35 keys in this dict took
+        # ~1 KB more of it than 23 on the 64-bit port)
         for ln in _TABLE.split("\n"):
             if ln:
                 r = ln.split("|")
-                if r[3] != "*":
+                if r[3] != "*" and r[2] == "w":
                     self.values[r[0]] = parse_value(r[0], r[3], r)
         self.values.update(_from_cfg(ocpp_cfg))
         self.changed = {}     # what the central system set (persisted)
@@ -148,10 +156,16 @@ class Keys:
         os.rename(tmp, self.path)
 
     def __getitem__(self, name):
-        return self.values[name]
+        v = self.values.get(name)
+        if v is None:
+            r = row(name)
+            if r is None or r[2] != "r":
+                raise KeyError(name)
+            return parse_value(name, r[3], r)
+        return v
 
     def measurands(self, name="MeterValuesSampledData"):
-        return ocppj.split_csl(self.values[name])
+        return ocppj.split_csl(self[name])
 
     def set_extra(self, k, v):
         self.extra[k] = v
@@ -165,7 +179,7 @@ class Keys:
         for name in keys or names():
             r = row(name)
             if r:
-                known.append({"key": name, "readonly": r[2] == "r", "value": show(self.values[name])})
+                known.append({"key": name, "readonly": r[2] == "r", "value": show(self[name])})
             else:
                 unknown.append(name)
         out = {}

@@ -4,6 +4,7 @@
 # Every message is journalled on flash before it is sent (journal.py): nothing is lost across
 # link drops and power cuts. Functions of the charge point (chargepoint.ChargePoint).
 import gc
+import sys
 
 import fields
 import log
@@ -14,6 +15,7 @@ from journal import K_METER, K_START, K_STOP
 from ocpp_link import CallError, CallTimeout
 
 L = log.get("ocpp")
+REFUSED = 6   # LED phases (state.blink) for a refused idTag: three blinks (rfid.py)
 
 
 async def start(cp, id_tag, authorize):
@@ -30,24 +32,23 @@ async def _start(cp, id_tag, authorize):
     st = cp.st
     if cp.online():
         await cp.send_status()
-    if authorize:
-        ok = None
-        if cp.online():
-            try:
-                res = await cp.link.call("Authorize", {"idTag": id_tag})
-                ok = res.get("idTagInfo", {}).get("status")
-            except (CallError, CallTimeout) as e:
-                L.warn("Authorize failed (%s): deciding offline", e)
-        if ok is None:
-            ok = "Accepted" if cp.keys["LocalAuthorizeOffline"] else "Invalid"
+    parent = None
+    if authorize:   # the list, the cache, Authorize (authz.py, loaded for this)
+        import authz
+        try:
+            ok, parent = await authz.authorize(cp, id_tag)
+        finally:
+            for m in authz.DROP:
+                sys.modules.pop(m, None)
         if ok != "Accepted":
-            L.warn("idTag not authorized (%s): no transaction", ok)
+            L.warn("idTag not authorized (%s): no transaction for %s", ok, id_tag)
+            st.blink = REFUSED
             return
     ts = cp.stamp()
     meter = int(st.values[fields.ENERGY] or 0.0)
     begin = ocppj.meter_value(ts, st.reading(), cp.keys.measurands("StopTxnSampledData"),
                               "Transaction.Begin")
-    info = {"tag": id_tag, "ms": meter, "b": begin}
+    info = {"tag": id_tag, "ms": meter, "b": begin, "p": parent}
     ref = cp.journal.open_tx(info)
     cp.journal.add(K_START, cp.ids.next(), "StartTransaction",
                    ocppj.start_transaction(1, id_tag, meter, ts), ref)
@@ -130,9 +131,15 @@ async def flush(cp):
             if type(tx_id) is not int:
                 tx_id = 0
             j.set_txid(ref, tx_id)
-            tag = res.get("idTagInfo", {}).get("status")
+            info = res.get("idTagInfo")
+            if not isinstance(info, dict):
+                info = {}
+            tag = info.get("status")
             L.info("transaction (local #%d) has id %d (idTag %s)", ref, tx_id, tag)
             tx = cp.conn.tx
+            p = info.get("parentIdTag")
+            if tx and tx["ref"] == ref and type(p) is str and 0 < len(p) <= 20:
+                tx["p"] = p   # a card of that group may stop it (authz.stops)
             if tag != "Accepted" and tx and tx["ref"] == ref and cp.keys["StopTransactionOnInvalidId"]:
                 stop(cp, "DeAuthorized")
         j.done(seq)

@@ -92,7 +92,8 @@ async def run(ctx):
                 st.charge_wanted = True
                 st.status = "Faulted" if st.fault else ("Charging" if v[_CUR] > 0.5 else "Available")
             st.apply_relay(b)
-            b.led(st.relay or (st.fault is not None and st.readings_seq & 1))
+            if not st.blink:   # not while rfid.py shows a refused card
+                b.led(st.relay or (st.fault is not None and st.readings_seq & 1))
             st.readings_seq += 1
             L.info("%s degC %s %%RH %.2f A %.1f V %.0f W %.3f Wh chip %.1f degC %s%s",
                    t, v[_HUM], v[_CUR], v[_VOLT], v[_POW], wh, v[_CHIP], st.status,

@@ -28,6 +28,9 @@ class State:
         # pilot) and whether it lets the relay close (an authorized transaction in state C/D)
         self.pilot = None
         self.pilot_ok = True
+        # LED phases left of a "refused" pattern (rfid.py blinks it; the sample task leaves
+        # the LED alone meanwhile)
+        self.blink = 0
         # links: "up" / "down" / "off" (not configured)
         self.ip = ""
         self.links = {"wifi": "down", "ocpp": "off", "mqtt": "off", "thingspeak": "off"}

@@ -13,6 +13,8 @@
 #   GP17  control pilot PWM, 1 kHz (PWM slice 0 B) into the +-12 V op-amp stage
 #   GP28  ADC2  control pilot sense: 1.65 V + V_pilot / 8 through the divider
 #   "LED" the Pico W's on-board LED (on the CYW43)
+#   GP10..13 SPI1 SCK, MOSI, MISO and chip select (the RC522 module pin marked SDA)
+#   GP9   MFRC522 reset (RST); 3V3 and GND: an RC522 module (13.56 MHz) for RFID cards
 import machine
 import network
 import sys
@@ -30,6 +32,29 @@ _ADC_VOLTAGE = const(1)
 _PIN_PILOT = const(17)
 _ADC_PILOT = const(2)
 _PILOT_US = const(50)      # pilot samples 50 us apart: 20 a 1 kHz period
+_SPI_RFID = const(1)
+_PIN_SCK = const(10)
+_PIN_MOSI = const(11)
+_PIN_MISO = const(12)
+_PIN_CS = const(13)
+_PIN_RFID_RST = const(9)
+# MFRC522 registers (NXP MFRC522 datasheet, 9.2) and commands (10.3)
+_COMMAND = const(0x01)
+_COMIRQ = const(0x04)
+_ERROR = const(0x06)
+_FIFODATA = const(0x09)
+_FIFOLEVEL = const(0x0A)
+_BITFRAMING = const(0x0D)
+_MODE = const(0x11)
+_TXCONTROL = const(0x14)
+_TXASK = const(0x15)
+_TMODE = const(0x2A)
+_TPRESCALER = const(0x2B)
+_TRELOADH = const(0x2C)
+_TRELOADL = const(0x2D)
+_IDLE = const(0x00)
+_TRANSCEIVE = const(0x0C)
+_SOFTRESET = const(0x0F)
 # "Raspberry Pi Pico W with RP2040", "Raspberry Pi Pico 2 W with RP2350"
 _RP2350 = "RP2350" in sys.implementation._machine
 # WATCHDOG_BASE (CTRL at +0) + 0x3000, the atomic bit-clear alias: 0x40058000 on an RP2040
@@ -38,6 +63,85 @@ _RP2350 = "RP2350" in sys.implementation._machine
 # Not const(): these do not fit a 32-bit port's small int, so they are made once, at import.
 _WATCHDOG_CTRL_CLR = 0x400DB000 if _RP2350 else 0x4005B000
 _WATCHDOG_ENABLE = 0x40000000
+
+
+class MFRC522:
+    """Enough of an NXP MFRC522 (SPI) to read a card's UID: REQA, then the cascade level 1
+    anticollision (ISO/IEC 14443-3), for 4-byte UIDs (MIFARE Classic, most access cards; a 7-byte
+    UID reads as its first cascade level, 0x88 and three bytes). Our own: PyPI has no maintained
+    MicroPython MFRC522 driver (the packages there are for a Raspberry Pi's spidev, or HaaS), and
+    the copies in circulation allocate on every poll and read blocks we do not need. A poll
+    with no card allocates nothing: fixed buffers, register access through write_readinto."""
+
+    def __init__(self, spi, cs, rst):
+        self._spi = spi
+        self._cs = cs
+        self._w = bytearray(2)
+        self._r = bytearray(2)
+        self._buf = bytearray(5)      # the anticollision answer: 4 UID bytes and their BCC
+        rst.value(1)
+        self.put(_COMMAND, _SOFTRESET)
+        time.sleep_ms(50)
+        self.put(_TMODE, 0x8D)         # timer: auto-start, prescaler 0xD3E, reload 30: ~25 ms
+        self.put(_TPRESCALER, 0x3E)
+        self.put(_TRELOADH, 0)
+        self.put(_TRELOADL, 30)
+        self.put(_TXASK, 0x40)         # 100 % ASK
+        self.put(_MODE, 0x3D)          # CRC preset 0x6363
+        self.put(_TXCONTROL, self.get(_TXCONTROL) | 0x03)   # antenna on
+
+    def get(self, reg):
+        w = self._w
+        w[0] = 0x80 | (reg << 1)
+        w[1] = 0
+        self._cs.value(0)
+        self._spi.write_readinto(w, self._r)
+        self._cs.value(1)
+        return self._r[1]
+
+    def put(self, reg, v):
+        w = self._w
+        w[0] = reg << 1
+        w[1] = v
+        self._cs.value(0)
+        self._spi.write_readinto(w, self._r)
+        self._cs.value(1)
+
+    def _transceive(self, b0, b1, bits):
+        """Send one or two bytes (b1 < 0: one) with `bits` valid in the last; the number of
+        bytes answered (in the FIFO), or 0 on no answer or an error."""
+        self.put(_COMMAND, _IDLE)
+        self.put(_COMIRQ, 0x7F)        # clear every interrupt request bit
+        self.put(_FIFOLEVEL, 0x80)     # flush the FIFO
+        self.put(_FIFODATA, b0)
+        if b1 >= 0:
+            self.put(_FIFODATA, b1)
+        self.put(_BITFRAMING, bits)
+        self.put(_COMMAND, _TRANSCEIVE)
+        self.put(_BITFRAMING, 0x80 | bits)   # StartSend
+        for _ in range(400):           # the timer (~25 ms) ends it first
+            irq = self.get(_COMIRQ)
+            if irq & 0x31:             # RxIRq, IdleIRq, TimerIRq
+                break
+        self.put(_BITFRAMING, 0)
+        if not irq & 0x30 or irq & 0x01 or self.get(_ERROR) & 0x13:   # timeout, buffer/parity/protocol error
+            return 0
+        return self.get(_FIFOLEVEL)
+
+    def uid(self):
+        """The UID of the card in the field, or None."""
+        if self._transceive(0x26, -1, 7) != 2:     # REQA (7 bits), ATQA: 2 bytes
+            return None
+        if self._transceive(0x93, 0x20, 0) != 5:   # anticollision, cascade level 1
+            return None
+        b = self._buf
+        x = 0
+        for i in range(5):
+            b[i] = self.get(_FIFODATA)
+            x ^= b[i]
+        if x:                                      # BCC: the XOR of the four bytes
+            return None
+        return bytes(b[:4])
 
 
 class Board:
@@ -56,6 +160,7 @@ class Board:
         self._adc_p = machine.ADC(_ADC_PILOT)
         self._wlan = network.WLAN(network.STA_IF)
         self._wdt = None
+        self._rfid = None      # the MFRC522, set up at the first rfid_uid() (charger.rfid)
 
     def unique_id(self):
         return ubinascii.hexlify(machine.unique_id()).decode()
@@ -113,6 +218,15 @@ class Board:
 
     def button(self):
         return self._button.value() == 0
+
+    def rfid_uid(self):
+        r = self._rfid
+        if r is None:
+            spi = machine.SPI(_SPI_RFID, baudrate=1000000, polarity=0, phase=0, sck=machine.Pin(_PIN_SCK),
+                              mosi=machine.Pin(_PIN_MOSI), miso=machine.Pin(_PIN_MISO))
+            r = self._rfid = MFRC522(spi, machine.Pin(_PIN_CS, machine.Pin.OUT, value=1),
+                                     machine.Pin(_PIN_RFID_RST, machine.Pin.OUT, value=0))
+        return r.uid()
 
     def wifi_connect(self, ssid, password, country=""):
         if country:

@@ -19,6 +19,12 @@
 # current the PWM duty allows (at most max_a), so the measured current follows the limit.
 # "ev": {"control": "ev.json"} also reads that file (in the flash directory) whenever it changes
 # and merges it over the EV: a test drives the EV step by step ({"state": "C"}), a demo by hand.
+# RFID cards (charger.rfid): "rfid": [[5, "04A1B2C3"], [20, "04A1B2C3"]] holds each card to the
+# reader for 0.6 s at that time; a timeline event [t, "rfid_tap", "04A1B2C3"] does the same, and
+# "rfid_control": "rfid.txt" reads a card's UID (hex) from that file (in the flash directory),
+# checked every 0.5 s and removed once read (1 s at least after the card before it went): a
+# test taps when it is ready.
+# "led_log": true prints each change of the LED ("[board] I: led on").
 # The DHT11's readings wander around the scenario's values: a seeded random walk of at most
 # `drift` per read, kept within +-`wander` (degC, and %RH), which the sensor follows with a lag.
 # The scenario file is $PICOCHARGE_SCENARIO, else scenario.json in the flash directory
@@ -53,6 +59,8 @@ DEFAULTS = {
     "timeline": [],
     "chip_temp_c": 30.0,
 }
+_CARD_MS = 600         # how long a simulated card stays on the reader
+_GAP_MS = 1000         # and at least how long none is there before the control file's next
 _EV_UNPLUGGED = {"state": "A"}
 _EV_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0}
 # the pilot front end (docs/wiring.md): ADC = 1.65 V + V_pilot / 8, 0..3.3 V on 0..65535
@@ -68,6 +76,14 @@ def ev_amps(duty):
         return 0.0
     a = pct * 0.6 if pct <= 85 else (pct - 64) * 2.5
     return a if a >= 6 else 0.0
+
+
+def _uid(text):
+    """A card's UID from its hex text ("04A1B2C3"): 4, 7 or 10 bytes, as cards have."""
+    b = bytes.fromhex(text)
+    if len(b) not in (4, 7, 10):
+        raise ValueError("an RFID UID is 4, 7 or 10 bytes, not %r" % text)
+    return b
 
 
 def _merge(base, extra):
@@ -150,6 +166,14 @@ class Board:
         self._pk = 0           # where in a pilot period the next sample falls
         self._noise = int(self.sc["seed"]) & 0x3FFFFFFF   # the pilot noise's generator
         self._ev_stamp = None  # when the EV's control file was last read (s since boot)
+        # RFID taps: (ms since boot, UID bytes), made here so that a poll allocates nothing
+        self._taps = sorted([(int(t * 1000), _uid(u)) for t, u in self.sc.get("rfid") or ()],
+                            key=lambda e: e[0])
+        self._tap_i = 0
+        self._card = None      # the UID on the reader now, and until when (ms since boot)
+        self._card_end = 0
+        self._ctl_due = 0
+        self.led_log = bool(self.sc.get("led_log"))
 
     # --- time ---------------------------------------------------------------
     def now_s(self):
@@ -292,7 +316,41 @@ class Board:
             print("[board] I: relay closed" if on else "[board] I: relay open")
 
     def led(self, on):
-        self._led = bool(on)
+        on = bool(on)
+        if on != self._led and self.led_log:
+            print("[board] I: led on" if on else "[board] I: led off")
+        self._led = on
+
+    def rfid_uid(self):
+        """The card on the reader (scenario "rfid", the timeline's "rfid_tap", or the control
+        file), or None. In integer milliseconds, and without allocating when no card is due."""
+        now = time.ticks_diff(time.ticks_ms(), self.t0)
+        if self._card is not None:
+            if now < self._card_end:
+                return self._card
+            self._card = None
+        uid = None
+        taps = self._taps
+        if self._tap_i < len(taps) and taps[self._tap_i][0] <= now:
+            uid = taps[self._tap_i][1]
+            self._tap_i += 1
+        elif self.sc.get("rfid_tap"):          # set by the timeline
+            uid = _uid(self.sc["rfid_tap"])
+            self.sc["rfid_tap"] = None
+        elif self.sc.get("rfid_control") and now >= self._ctl_due:
+            self._ctl_due = now + 500
+            try:
+                with open(self.sc["rfid_control"]) as f:
+                    text = f.read().strip()
+                os.remove(self.sc["rfid_control"])
+                uid = _uid(text)
+            except (OSError, ValueError):
+                pass     # no card yet
+        if uid is not None:
+            self._card = uid
+            self._card_end = now + _CARD_MS
+            self._ctl_due = self._card_end + _GAP_MS   # a hand takes it away first
+        return uid
 
     def button(self):
         return self._in(self.sc["button"], self.now_s())

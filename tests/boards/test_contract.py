@@ -82,6 +82,63 @@ class FakeWDT:
         self.feeds += 1
 
 
+class FakeSPI:
+    """An MFRC522 on the bus, at register level (NXP datasheet 8.1.2: address byte, then data):
+    its FIFO, ComIrqReg and a Transceive that a card answers (REQA: ATQA; anticollision: the UID
+    and its BCC) or, with none in the field, the timer ends."""
+    card = None          # the UID in the field (bytes), or None
+    bad_bcc = False
+    made = []
+
+    def __init__(self, id, baudrate=0, polarity=0, phase=0, sck=None, mosi=None, miso=None):
+        self.id, self.pins = id, (sck.id, mosi.id, miso.id)
+        self.regs = [0] * 64
+        self.fifo = []
+        self.sent = []
+        FakeSPI.made.append(self)
+
+    def write_readinto(self, w, r):
+        assert isinstance(w, bytearray) and isinstance(r, bytearray) and len(w) == len(r) == 2
+        reg = (w[0] >> 1) & 0x3F
+        if w[0] & 0x80:
+            if reg == 0x09:
+                r[1] = self.fifo.pop(0) if self.fifo else 0
+            elif reg == 0x0A:
+                r[1] = len(self.fifo)
+            else:
+                r[1] = self.regs[reg]
+            return
+        v = w[1]
+        if reg == 0x09:
+            self.fifo.append(v)
+        elif reg == 0x0A:
+            if v & 0x80:
+                self.fifo = []
+        elif reg == 0x04:
+            self.regs[4] &= ~v & 0x7F       # bit 7 clear: the bits set in v are cleared
+        elif reg == 0x0D and v & 0x80 and self.regs[1] == 0x0C:
+            self._transceive(v & 0x07)
+        else:
+            self.regs[reg] = v
+
+    def _transceive(self, bits):
+        out = self.fifo
+        self.sent.append((bytes(out), bits))
+        self.fifo = []
+        uid = FakeSPI.card
+        if uid is None:
+            self.regs[4] |= 0x01              # TimerIRq: nothing answered
+        elif out == [0x26] and bits == 7:
+            self.fifo = [0x04, 0x00]
+            self.regs[4] |= 0x30
+        elif out == [0x93, 0x20] and bits == 0:
+            bcc = uid[0] ^ uid[1] ^ uid[2] ^ uid[3] ^ (1 if FakeSPI.bad_bcc else 0)
+            self.fifo = list(uid) + [bcc]
+            self.regs[4] |= 0x30
+        else:
+            self.regs[4] |= 0x01
+
+
 class FakeWLAN:
     def __init__(self, iface):
         self.calls = []
@@ -130,7 +187,7 @@ class Resets(Exception):
 def _fake_modules(machine_name):
     mem = {}
     machine = types.SimpleNamespace(
-        Pin=FakePin, ADC=FakeADC, WDT=FakeWDT, PWM=FakePWM, mem32=mem,
+        Pin=FakePin, ADC=FakeADC, WDT=FakeWDT, PWM=FakePWM, SPI=FakeSPI, mem32=mem,
         unique_id=lambda: bytes.fromhex("e6614103e7452d2f"),
         reset=lambda: (_ for _ in ()).throw(Resets("hard")),
         soft_reset=lambda: (_ for _ in ()).throw(Resets("soft")))
@@ -227,6 +284,27 @@ def test_contract__rp2_boards_have_every_member_with_its_signature(rp2_board):
     _check_signatures(mod.Board)
     b = mod.Board()
     assert b.name == name and mod.NAME == name
+
+
+def test_contract__rp2_rfid_reads_a_card_uid_over_spi1(rp2_board):
+    _, mod, _ = rp2_board
+    FakeSPI.made.clear()
+    FakeSPI.card = None
+    FakeSPI.bad_bcc = False
+    b = mod.Board()
+    assert FakeSPI.made == []                          # set up at the first poll only (charger.rfid)
+    assert b.rfid_uid() is None                        # no card: REQA, the timer ends it
+    spi = FakeSPI.made[0]
+    assert spi.id == 1 and spi.pins == (10, 11, 12), (spi.id, spi.pins)
+    assert b._rfid._cs.id == 13 and b._rfid._cs.v == 1   # chip select idle high
+    assert spi.regs[0x14] & 0x03 == 0x03               # antenna on
+    assert spi.sent == [(b"\x26", 7)], spi.sent
+    FakeSPI.card = bytes.fromhex("04a1b2c3")
+    assert b.rfid_uid() == bytes.fromhex("04a1b2c3")
+    assert spi.sent[1:] == [(b"\x26", 7), (b"\x93\x20", 0)], spi.sent
+    FakeSPI.bad_bcc = True                             # a garbled answer is no card
+    assert b.rfid_uid() is None
+    assert len(FakeSPI.made) == 1
 
 
 def test_contract__rp2_relay_led_button_drive_their_pins(rp2_board):

@@ -43,4 +43,4 @@ print("groups", all(seen[a] == [ocpp_calls.WHERE[a]] for a in seen), len(set(ocp
     assert lines[2].startswith("bad ") and lines[2].endswith(" False"), out
     assert lines[3] == "unknown None False", out
     assert lines[4] == "held True []", out
-    assert lines[5] == "groups True 5", out
+    assert lines[5] == "groups True 6", out

@@ -13,14 +13,14 @@ from support.central import CentralSystem, sampled, station_config, ts, validate
 from support.firmware import TLS
 
 ALL_KEYS = {
-    "AuthorizeRemoteTxRequests", "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",
+    "AllowOfflineTxForUnknownId", "AuthorizationCacheEnabled", "AuthorizeRemoteTxRequests", "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit",
     "ChargingScheduleMaxPeriods", "ClockAlignedDataInterval", "ConnectionTimeOut",
     "ConnectorPhaseRotation", "GetConfigurationMaxKeys", "HeartbeatInterval",
-    "LocalAuthorizeOffline", "LocalPreAuthorize", "MaxChargingProfilesInstalled", "MeterValuesAlignedData",
+    "LocalAuthListEnabled", "LocalAuthListMaxLength", "LocalAuthorizeOffline", "LocalPreAuthorize", "MaxChargingProfilesInstalled", "MeterValuesAlignedData",
     "MeterValuesAlignedDataMaxLength", "MeterValuesSampledData", "MeterValuesSampledDataMaxLength",
     "MeterValueSampleInterval", "NumberOfConnectors", "ResetRetries",
     "StopTransactionOnEVSideDisconnect", "StopTransactionOnInvalidId", "StopTxnAlignedData",
-    "StopTxnAlignedDataMaxLength", "StopTxnSampledData", "StopTxnSampledDataMaxLength",
+    "SendLocalListMaxLength", "StopTxnAlignedDataMaxLength", "StopTxnSampledData", "StopTxnSampledDataMaxLength",
     "SupportedFeatureProfiles", "TransactionMessageAttempts", "TransactionMessageRetryInterval",
     "UnlockConnectorOnEVSideDisconnect", "WebSocketPingInterval"}
 
