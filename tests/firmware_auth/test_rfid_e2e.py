@@ -23,7 +23,7 @@ from support.net import free_port
 
 def rfid_config(url, **kw):
     cfg = station_config(url, **kw)
-    cfg["charger"] = {"max_current_a": 16, "voltage_v": 230, "phases": 1, "rfid": True}
+    cfg["charger"] = {"max_current_a": 16, "supply_v": 230, "phases": 1, "rfid": True}
     return cfg
 
 
