@@ -8,7 +8,7 @@ from . import device
 from .options import board_option, echo_json, json_option, pick_port, port_option
 from .options import progress as progress_bar
 from .paths import board_dir, cache_dir, firmware_files
-from .unixport import NO_SOURCE_LINES
+from .unixport import NO_SOURCE_LINES, board_extras
 
 # board modules built on another board's module, shipped next to them as /<name>.py
 BOARD_DEPS = {"pico2_w": ("pico_w",)}
@@ -50,6 +50,7 @@ def plan(board="pico_w", compile=True, source_lines=False):
 
     srcs = [("/" + name, path) for name, path in firmware_files()]
     srcs.append(("/board.py", board_dir(board) / "board.py"))
+    srcs += [("/" + p.name, p) for p in board_extras(board)]
     srcs += [("/%s.py" % dep, board_dir(dep) / "board.py") for dep in BOARD_DEPS.get(board, ())]
     try:
         srcs += [("/lib/" + dest, path) for dest, path in mplibs.lib_files()]

@@ -72,6 +72,7 @@ def build_image(board="unix", compiled=True):
     """
     srcs = [(name, path) for name, path in firmware_files()]
     srcs.append(("board.py", board_dir(board) / "board.py"))
+    srcs += [(p.name, p) for p in board_extras(board)]
     srcs += [("lib/" + dest, path) for dest, path in mplibs.lib_files()]
     lines = source_lines_wanted()
     h = hashlib.sha256((b"mpy" + " ".join(compile_argv(lines)[1:]).encode()) if compiled else b"py")
@@ -95,6 +96,12 @@ def build_image(board="unix", compiled=True):
             shutil.copyfile(path, dest)
     (tmp / ".complete").write_text("ok")
     return publish_dir(tmp, out, lambda d: (d / ".complete").is_file())
+
+
+def board_extras(board):
+    """A board's own modules beside board.py (boards/<board>/*.py, e.g. the unix board's
+    rfidsim.py), shipped as /<name>.py: board.py imports them only when it needs them."""
+    return sorted(p for p in board_dir(board).glob("*.py") if p.name != "board.py")
 
 
 def micropypath(image, extra=()):

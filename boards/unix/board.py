@@ -59,8 +59,6 @@ DEFAULTS = {
     "timeline": [],
     "chip_temp_c": 30.0,
 }
-_CARD_MS = 600         # how long a simulated card stays on the reader
-_GAP_MS = 1000         # and at least how long none is there before the control file's next
 _EV_UNPLUGGED = {"state": "A"}
 _EV_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0}
 # the pilot front end (docs/wiring.md): ADC = 1.65 V + V_pilot / 8, 0..3.3 V on 0..65535
@@ -76,14 +74,6 @@ def ev_amps(duty):
         return 0.0
     a = pct * 0.6 if pct <= 85 else (pct - 64) * 2.5
     return a if a >= 6 else 0.0
-
-
-def _uid(text):
-    """A card's UID from its hex text ("04A1B2C3"): 4, 7 or 10 bytes, as cards have."""
-    b = bytes.fromhex(text)
-    if len(b) not in (4, 7, 10):
-        raise ValueError("an RFID UID is 4, 7 or 10 bytes, not %r" % text)
-    return b
 
 
 def _merge(base, extra):
@@ -166,14 +156,14 @@ class Board:
         self._pk = 0           # where in a pilot period the next sample falls
         self._noise = int(self.sc["seed"]) & 0x3FFFFFFF   # the pilot noise's generator
         self._ev_stamp = None  # when the EV's control file was last read (s since boot)
-        # RFID taps: (ms since boot, UID bytes), made here so that a poll allocates nothing
-        self._taps = sorted([(int(t * 1000), _uid(u)) for t, u in self.sc.get("rfid") or ()],
-                            key=lambda e: e[0])
-        self._tap_i = 0
-        self._card = None      # the UID on the reader now, and until when (ms since boot)
-        self._card_end = 0
-        self._ctl_due = 0
-        self.led_log = bool(self.sc.get("led_log"))
+        # the RFID reader's cards (rfidsim.py), only for a scenario that has any: a station
+        # without them does not hold the simulation's code (~1 KB of the 192K heap test)
+        sc = self.sc
+        self._rfid = None
+        if sc.get("rfid") or sc.get("rfid_control") or any(e[1] == "rfid_tap" for e in sc["timeline"]):
+            import rfidsim
+            self._rfid = rfidsim.Reader(sc)
+        self.led_log = bool(sc.get("led_log"))
 
     # --- time ---------------------------------------------------------------
     def now_s(self):
@@ -322,35 +312,11 @@ class Board:
         self._led = on
 
     def rfid_uid(self):
-        """The card on the reader (scenario "rfid", the timeline's "rfid_tap", or the control
-        file), or None. In integer milliseconds, and without allocating when no card is due."""
-        now = time.ticks_diff(time.ticks_ms(), self.t0)
-        if self._card is not None:
-            if now < self._card_end:
-                return self._card
-            self._card = None
-        uid = None
-        taps = self._taps
-        if self._tap_i < len(taps) and taps[self._tap_i][0] <= now:
-            uid = taps[self._tap_i][1]
-            self._tap_i += 1
-        elif self.sc.get("rfid_tap"):          # set by the timeline
-            uid = _uid(self.sc["rfid_tap"])
-            self.sc["rfid_tap"] = None
-        elif self.sc.get("rfid_control") and now >= self._ctl_due:
-            self._ctl_due = now + 500
-            try:
-                with open(self.sc["rfid_control"]) as f:
-                    text = f.read().strip()
-                os.remove(self.sc["rfid_control"])
-                uid = _uid(text)
-            except (OSError, ValueError):
-                pass     # no card yet
-        if uid is not None:
-            self._card = uid
-            self._card_end = now + _CARD_MS
-            self._ctl_due = self._card_end + _GAP_MS   # a hand takes it away first
-        return uid
+        """The card on the reader (rfidsim.Reader), or None; allocates nothing without one."""
+        r = self._rfid
+        if r is None:
+            return None
+        return r.uid(time.ticks_diff(time.ticks_ms(), self.t0))
 
     def button(self):
         return self._in(self.sc["button"], self.now_s())

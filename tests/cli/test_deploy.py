@@ -14,6 +14,7 @@ def expected_image(tmp_path, flags=("-X", "no-source-lines")):
     numbers unless deployed with --source-lines)."""
     want = {}
     srcs = [(n, p) for n, p in firmware_files()] + [("board.py", board_dir("unix") / "board.py")]
+    srcs += [(p.name, p) for p in sorted(board_dir("unix").glob("*.py")) if p.name != "board.py"]
     srcs += [("lib/" + d, p) for d, p in mplibs.lib_files()]
     for name, path in srcs:
         if name == "main.py":

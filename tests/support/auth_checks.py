@@ -4,6 +4,11 @@
 # not found), a Differential merged in, the limit kept with the file untouched, expiry, the
 # cache starting over when full, and a lookup's heap: it does not grow with the list.
 # MicroPython-compatible code only.
+try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
+
 import gc
 import os
 
@@ -105,15 +110,7 @@ def check_lookup_heap_does_not_grow_with_the_list():
     assert big < small + 1024 and big < 4096, (small, big)
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    for name, fn in CHECKS:
-        gc.collect()
-        fn()
-        print("ok", name)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS)

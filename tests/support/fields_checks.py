@@ -3,6 +3,11 @@
 # CPython (one test per check) and runs it as a script under the unix-port micropython, where it
 # prints "ok <name>" per check. MicroPython-compatible code only (no pytest, no re).
 try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
+
+try:
     import ujson as json
 except ImportError:
     import json
@@ -172,14 +177,7 @@ def check_station_id__bad_ids_get_the_one_text_at_the_rule_and_the_board():
     assert str(F.STATION_ID_MAX) in F.STATION_ID_RULE
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    for name, fn in CHECKS:
-        fn()
-        print("ok", name)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS)

@@ -3,7 +3,11 @@
 # invalid), the slot pointer's life (install, trial, accept, rollback), the log ring (rotation,
 # masking) and the diagnostics window. MicroPython-compatible code only. Each check runs in a
 # scratch current directory (its flash).
-import gc
+try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
+
 import os
 from binascii import hexlify
 
@@ -150,20 +154,7 @@ def check_diagnostics_window():
     assert diag.file_name("CP-1", 1764525600000) == "CP-1-20251130T180000Z.log"
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    base = os.getcwd()
-    for i, (name, fn) in enumerate(CHECKS):
-        d = "%s/c%d" % (base, i)
-        os.mkdir(d)
-        os.chdir(d)
-        gc.collect()
-        fn()
-        print("ok", name)
-        os.chdir(base)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS, scratch=True)

@@ -2,6 +2,11 @@
 # interpreters like smart_checks.py: the duty cycle for a limit, and the EV's state read from
 # synthetic pilot waveforms (PWM at several duties, noise, the diode missing), debounced.
 # MicroPython-compatible code only.
+try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
+
 import gc
 from array import array
 
@@ -120,15 +125,7 @@ def check_pilot__reading_allocates_nothing():
     assert gc.mem_alloc() - before == 0, gc.mem_alloc() - before
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    for name, fn in CHECKS:
-        gc.collect()
-        fn()
-        print("ok", name)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS)

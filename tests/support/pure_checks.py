@@ -2,7 +2,11 @@
 # pytest imports this file under CPython (one test per check), and runs it as a script under
 # the unix-port micropython, where it prints "ok <name>" per check. MicroPython-compatible
 # code only (no pytest here). Each check runs in a scratch current directory (flash files).
-import gc
+try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
+
 import os
 
 try:
@@ -581,20 +585,7 @@ def check_ws__answers_sent_in_pieces_are_the_whole_json_in_one_frame():
     raises(ws.WsError, _done, c.send_pieces(ocppj.result_pieces("m-9", {})))
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    base = os.getcwd()
-    for i, (name, fn) in enumerate(CHECKS):
-        d = "%s/c%d" % (base, i)
-        os.mkdir(d)
-        os.chdir(d)
-        gc.collect()  # each check starts on a collected heap (one needs 64 KiB in one piece)
-        fn()
-        os.chdir(base)
-        print("ok", name)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS, scratch=True)

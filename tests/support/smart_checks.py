@@ -9,8 +9,12 @@
 # TxDefaultProfile), Relative schedules from the start of the transaction (7.8), Recurring
 # Daily/Weekly, validFrom/validTo, limits in W at the station's voltage and phases (7.9), and
 # GetCompositeSchedule's periods (5.7).
+try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
+
 import gc
-import os
 
 import chargeprofile
 import composite
@@ -212,15 +216,7 @@ def check_composite__limit_at_allocates_little():
     assert grown < 100 * 200, grown   # 160 bytes a call on the 64-bit unix port (4 profiles)
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    for name, fn in CHECKS:
-        gc.collect()
-        fn()
-        print("ok", name)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS)
