@@ -162,7 +162,7 @@ def test_session__handlers_found_once_per_class_and_bound_to_each_session():
 
 def test_store__insert_run_one_executemany_and_a_bad_row_fails_only_its_caller(tmp_path):
     db = Store(tmp_path / "gw.db").open()
-    row = {"ts": "2026-11-25T09:41:07Z", "supply_v": 230.0}
+    row = {"ts": "2026-11-25T09:41:07Z", "voltage_v": 230.0}
     items = [(None, ("A", [row], "ocpp"), "fa"), (None, ("B", [row, row], "ocpp"), "fb")]
     db.execute("BEGIN")
     assert Store._insert_run(db, items) == [("fa", True, [1]), ("fb", True, [2, 3])]

@@ -177,7 +177,7 @@ def test_backoff__exponential_with_jitter_and_cap():
 # --- ThingSpeak body and answers -----------------------------------------------------------
 
 def test_thingspeak__body_follows_field_map():
-    r = {"temp_c": 24.0, "humidity": 45.0, "current_a": 16.01, "supply_v": 230.1, "power_w": 3662.1,
+    r = {"temp_c": 24.0, "humidity": 45.0, "current_a": 16.01, "voltage_v": 230.1, "power_w": 3662.1,
          "energy_wh": 12.3456, "chip_temp_c": 29.9, "status": "Charging", "fault": None}
     body = thingspeak_upload.update_body("K&Y", r)
     assert body == ("api_key=K%26Y&field1=24&field2=45&field3=16.01&field4=230.1&field5=3662.1"

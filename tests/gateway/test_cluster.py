@@ -48,7 +48,7 @@ async def test_cluster__a_station_on_b_is_shown_connected_with_its_readings_thro
             assert va is not None, await station(pa, "CP-1")
             assert (va["connected"], va["status"], va["vendor"], va["last_reading"]) == \
                 (True, "Charging", "PicoCharge", {"seq": 3, "ts": "2026-11-30T10:00:03Z", "current_a": 3.0,
-                                                   "supply_v": 230.0, "status": "Charging"}), va
+                                                   "voltage_v": 230.0, "status": "Charging"}), va
             assert vb["last_reading"] == va["last_reading"] and vb["connected"], vb
             s, listed = await http(pa, "GET", "/api/stations")
             assert [(x["id"], x["connected"]) for x in listed] == [("CP-1", True)], listed

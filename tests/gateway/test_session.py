@@ -57,7 +57,7 @@ async def test_session__full_transaction_is_stored_and_served_by_the_api(gateway
         assert status == 200, rows
         got = [{k: v for k, v in r.items() if k != "ts" or v.startswith("2026-01")} for r in rows]
         assert got == [
-            {"seq": 1, "ts": "2026-01-01T10:00:10Z", "temp_c": 24.0, "current_a": 15.5, "supply_v": 230.1,
+            {"seq": 1, "ts": "2026-01-01T10:00:10Z", "temp_c": 24.0, "current_a": 15.5, "voltage_v": 230.1,
              "power_w": 3566.55, "energy_wh": 110.0, "chip_temp_c": 31.5, "status": "Charging"},
             {"seq": 2, "ts": "2026-01-01T10:00:20Z", "power_w": 3500.0, "energy_wh": 200.0, "status": "Charging"},
             {"seq": 3, "humidity": 41.5, "status": "Charging"},
