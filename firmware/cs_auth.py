@@ -4,6 +4,8 @@
 # authstore, which the handlers import when they run (a group's import brings only itself).
 import ocppj
 
+DROP = ("authstore",)   # imported by the handlers; ocpp_calls.handle drops it with this module
+
 
 def _entries(authstore, p):
     """[(idTag, record or None)] of the payload's localAuthorizationList; FrameError for an

@@ -5,7 +5,8 @@
 # holds the payload to before its handler runs. Anything not listed here is answered CALLERROR
 # NotImplemented.
 #
-# Only the group a call needs is imported, and dropped after it: all the handlers and their
+# Only the group a call needs is imported, and dropped after it with the modules its handlers
+# imported (the group's DROP, if it has one): all the handlers and their
 # tables in one module took 9,216 bytes of heap on the 64-bit port while a call ran, at boot
 # beside every other task (a GetConfiguration from our own gateway then met a MemoryError at
 # 192K); the largest group, cs_admin, takes about a third of that.
@@ -94,5 +95,6 @@ def handle(cp, action, payload, mid):
         L.info("<- %s", action)
         return r[0](cp, payload)
     finally:
-        sys.modules.pop(WHERE.get(action), None)
-        sys.modules.pop("authstore", None)   # cs_auth's
+        m = sys.modules.pop(WHERE.get(action), None)
+        for name in getattr(m, "DROP", ()):   # what the group's handlers imported
+            sys.modules.pop(name, None)

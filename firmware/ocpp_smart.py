@@ -1,6 +1,6 @@
 # OCPP 1.6 Smart Charging calls: SetChargingProfile, ClearChargingProfile, GetCompositeSchedule
 # and the chargingProfile of a RemoteStartTransaction (their payloads checked by ocpp_calls
-# against CALLS first; the read-only configuration keys are cs_config's). The call group of
+# against CALLS first; its read-only configuration keys are rows of ocpp_keys._TABLE). The call group of
 # these three (ocpp_calls.WHERE): imported for a call and dropped after it, with what its
 # handlers imported (DROP): between calls none of it takes heap. composite and smartlimit (and
 # chargeprofile, the checks of a profile as received, dropped before they are imported) are
@@ -33,14 +33,6 @@ def _compact(p, connector):
 
 
 DROP = ("chargeprofile", "smartlimit", "composite")
-
-
-def _dropping(fn, cp, p):
-    try:
-        return fn(cp, p)
-    finally:
-        for m in DROP:
-            sys.modules.pop(m, None)
 
 
 def set_profile(cp, p):
@@ -118,26 +110,14 @@ def composite_schedule(cp, p):
             "chargingSchedule": {"duration": d, "chargingRateUnit": unit, "chargingSchedulePeriod": periods}}
 
 
-def on_set_charging_profile(cp, p):
-    return _dropping(set_profile, cp, p)
-
-
-def on_clear_charging_profile(cp, p):
-    return _dropping(clear_profile, cp, p)
-
-
-def on_get_composite_schedule(cp, p):
-    return _dropping(composite_schedule, cp, p)
-
-
 # action: (handler, payload fields), as ocpp_calls.handle reads them
 CALLS = {
-    "SetChargingProfile": (on_set_charging_profile, (
+    "SetChargingProfile": (set_profile, (
         ("connectorId", "i", True, None), ("csChargingProfiles", "o", True, None))),
-    "ClearChargingProfile": (on_clear_charging_profile, (
+    "ClearChargingProfile": (clear_profile, (
         ("id", "i", False, None), ("connectorId", "i", False, None),
         ("chargingProfilePurpose", "e", False, PURPOSES), ("stackLevel", "i", False, None))),
-    "GetCompositeSchedule": (on_get_composite_schedule, (
+    "GetCompositeSchedule": (composite_schedule, (
         ("connectorId", "i", True, None), ("duration", "i", True, None),
         ("chargingRateUnit", "e", False, ("A", "W")))),
 }

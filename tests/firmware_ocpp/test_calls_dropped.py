@@ -27,6 +27,9 @@ except ocppj.FrameError as e:
 print("unknown", chargepoint.handle_call(cp, "NoSuchAction", {}, "m3"), "ocpp_calls" in sys.modules)
 gc.collect()
 print("held", gc.mem_alloc() - a < 1024, held())
+# a group's handler that imports more (cs_auth: authstore): its DROP goes with it
+cp.keys = {"LocalAuthListEnabled": True}
+print("lv", chargepoint.handle_call(cp, "GetLocalListVersion", {}, "m5"), "authstore" in sys.modules)
 # what a call imports while it runs: its own group, nothing else
 import ocpp_calls
 seen = {}
@@ -43,4 +46,5 @@ print("groups", all(seen[a] == [ocpp_calls.WHERE[a]] for a in seen), len(set(ocp
     assert lines[2].startswith("bad ") and lines[2].endswith(" False"), out
     assert lines[3] == "unknown None False", out
     assert lines[4] == "held True []", out
-    assert lines[5] == "groups True 6", out
+    assert lines[5] == "lv {'listVersion': 0} False", out
+    assert lines[6] == "groups True 6", out
