@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import mplibs
+from . import device, mplibs
 from .paths import board_dir, cache_dir, firmware_files, publish_dir
 
 # 64-bit objects take about twice the room they take on the RP2040's 32-bit port,
@@ -87,11 +87,7 @@ def build_image(board="unix", compiled=True):
         dest = tmp / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         if compiled and name != "main.py":
-            dest = dest.with_suffix(".mpy")
-            r = subprocess.run(compile_argv(lines) + ["-s", name, "-o", str(dest), str(path)],
-                               capture_output=True, text=True)
-            if r.returncode:
-                raise RuntimeError("mpy-cross failed on %s: %s" % (path, r.stderr.strip()))
+            device.mpy_cross(path, dest.with_suffix(".mpy"), name, source_lines=lines)
         else:
             shutil.copyfile(path, dest)
     (tmp / ".complete").write_text("ok")
