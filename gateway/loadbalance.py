@@ -29,13 +29,14 @@ import time
 from typing import List, Optional
 
 from ocpp.v16 import call as ocpp_call
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from picocharge.firmware import fields
 
 from .commands import CommandError
 from .eco import EcoLimit, EcoSubscriber
 from .logonce import LogOnce
+from .models import Closed
 
 log = logging.getLogger(__name__)
 _ONCE = LogOnce(log)
@@ -98,18 +99,15 @@ def safe_share(limit_a, members):
 
 
 # --- the API's models --------------------------------------------------------------------
-class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class Member(_Closed):
+class Member(Closed):
     station: str = Field(min_length=1, max_length=64)
     connector: int = Field(1, ge=1, le=MAX_CONNECTOR)
     priority: int = Field(0, ge=0, le=MAX_PRIORITY, description="Higher charges first when there is not 6 A "
                                                                 "for every car.")
 
 
-class Eco(_Closed):
+class Eco(Closed):
     topic: str = Field(min_length=1, max_length=200, description="MQTT topic of the live value (no wildcards).")
     path: str = Field("", max_length=200, description="Dotted path to the number in the JSON payload "
                                                       "(\"\": the payload is the number), e.g. surplus.a or "
@@ -124,7 +122,7 @@ class Eco(_Closed):
     timeout_s: float = Field(60.0, ge=1, le=86400)
 
 
-class GroupBody(_Closed):
+class GroupBody(Closed):
     name: str = Field(pattern=NAME.pattern, description="1..40 letters, digits, ., _ or -.")
     limit_a: float = Field(ge=0, le=MAX_LIMIT_A, description="Current limit per phase (A): the circuit's.")
     phases: int = Field(3, ge=1, le=3)
@@ -132,7 +130,7 @@ class GroupBody(_Closed):
     eco: Optional[Eco] = None
 
 
-class GroupPatch(_Closed):
+class GroupPatch(Closed):
     limit_a: Optional[float] = Field(None, ge=0, le=MAX_LIMIT_A)
     phases: Optional[int] = Field(None, ge=1, le=3)
     members: Optional[List[Member]] = Field(None, max_length=MAX_MEMBERS)

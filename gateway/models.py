@@ -13,8 +13,11 @@ STATION_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,%d}$" % (fields.STATION_ID_MA
 Ts = Field(json_schema_extra={"format": "date-time", "example": "2026-01-01T10:00:10Z"})
 
 
-class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Closed(BaseModel):
+    """A request body: no field beyond those named, and no NaN or infinity in a number (JSON has
+    neither, but Python's parser takes `NaN` and `Infinity`; without this a NaN limit met the
+    bound check and was refused as "less than or equal to ..." instead of as not a number)."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Error(BaseModel):
@@ -125,7 +128,7 @@ class NewStationAnswer(Station):
     password: Optional[str] = Field(None, description="Only when it was generated: shown this once.")
 
 
-class NewStation(_Closed):
+class NewStation(Closed):
     id: str = Field(pattern=STATION_ID_PATTERN, description=fields.STATION_ID_RULE)
     password: Optional[str] = Field(None, min_length=8, max_length=40,
                                     description="OCPP Basic-auth password; generated and returned once when left out.")
@@ -136,12 +139,12 @@ class NewStation(_Closed):
                                                description="The channel's Read API key, for a private channel.")
 
 
-class NewPassword(_Closed):
+class NewPassword(Closed):
     password: Optional[str] = Field(None, min_length=8, max_length=40,
                                     description="The new OCPP password; left out: one is generated (returned once).")
 
 
-class ThingSpeakChannel(_Closed):
+class ThingSpeakChannel(Closed):
     thingspeak_channel: Optional[int] = Field(ge=1, description="The channel id; null with a null key to stop.")
     thingspeak_key: Optional[str] = Field(min_length=1, max_length=64,
                                           description="The channel's write API key (printable, no spaces).")
@@ -152,7 +155,7 @@ class ThingSpeakChannel(_Closed):
 IdTagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
 
 
-class IdTag(_Closed):
+class IdTag(Closed):
     id_tag: str = Field(min_length=1, max_length=20, description="The OCPP idToken (an RFID card's UID in hex).")
     status: IdTagStatus = "Accepted"
     parent_id_tag: Optional[str] = Field(None, min_length=1, max_length=20,
@@ -175,13 +178,13 @@ class IdTagPage(BaseModel):
     items: List[IdTagView]
 
 
-class IdTagPatch(_Closed):
+class IdTagPatch(Closed):
     status: Optional[IdTagStatus] = None
     parent_id_tag: Optional[str] = Field(None, max_length=20, description="\"\" or null: no parent.")
     expiry_date: Optional[str] = Field(None, description="\"\" or null: no expiry.")
 
 
-class IdTagsImport(_Closed):
+class IdTagsImport(Closed):
     csv: str = Field(description="The CSV text (or send text/csv as the body): header id_tag,status[,parent_id_tag]"
                                  "[,expiry_date], one tag a line. One wrong line and nothing is imported.")
 
@@ -212,11 +215,11 @@ class LocalList(BaseModel):
     running: bool = False
 
 
-class LocalListSwitch(_Closed):
+class LocalListSwitch(Closed):
     sync: Optional[bool] = Field(description="true, false, or null for the gateway's --local-list-sync.")
 
 
-class NewReservation(_Closed):
+class NewReservation(Closed):
     connector_id: int = Field(ge=0, le=1000, description="0: any connector (if the station supports it).")
     id_tag: str = Field(min_length=1, max_length=20)
     expiry_date: str = Field(json_schema_extra={"format": "date-time", "example": "2027-01-01T10:00:00Z"})
@@ -281,7 +284,7 @@ class Health(BaseModel):
                           "(events a slow reader lost, since start); refused (over the most streams, since start).")
 
 
-class SignIn(_Closed):
+class SignIn(Closed):
     token: str = Field(min_length=1, max_length=200, description="An API token of this gateway.")
 
 
@@ -296,41 +299,41 @@ class SignedOut(BaseModel):
 
 
 # --- command bodies (the answers are the station's, as OCPP 1.6 spells them) ------------
-class RemoteStart(_Closed):
+class RemoteStart(Closed):
     id_tag: str = Field(min_length=1, max_length=20)
     connector_id: Optional[int] = Field(None, ge=1)
 
 
-class RemoteStop(_Closed):
+class RemoteStop(Closed):
     transaction_id: int
 
 
-class Reset(_Closed):
+class Reset(Closed):
     type: Literal["Soft", "Hard"] = "Soft"
 
 
-class ChangeAvailability(_Closed):
+class ChangeAvailability(Closed):
     connector_id: int = Field(0, ge=0)
     type: Literal["Inoperative", "Operative"]
 
 
-class GetConfiguration(_Closed):
+class GetConfiguration(Closed):
     key: Optional[List[str]] = None
 
 
-class ChangeConfiguration(_Closed):
+class ChangeConfiguration(Closed):
     key: str = Field(min_length=1, max_length=50)
     value: Union[str, int, float] = Field(description="Sent as OCPP's string (a number as its text); 500 "
                                                        "characters at most.")
 
 
-class TriggerMessage(_Closed):
+class TriggerMessage(Closed):
     requested_message: Literal["BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
                                "Heartbeat", "MeterValues", "StatusNotification"]
     connector_id: Optional[int] = Field(None, ge=1)
 
 
-class UnlockConnector(_Closed):
+class UnlockConnector(Closed):
     connector_id: int = Field(1, ge=1)
 
 
@@ -339,7 +342,7 @@ def _tag_or_none(v, name):
     return None if v is None else check_tag(v, name)
 
 
-class IdTagInfo(_Closed):
+class IdTagInfo(Closed):
     status: Literal["Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"]
     expiry_date: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
     parent_id_tag: Optional[str] = Field(None, min_length=1, max_length=20)
@@ -358,7 +361,7 @@ class IdTagInfo(_Closed):
         return _tag_or_none(v, "parent_id_tag")
 
 
-class AuthorizationData(_Closed):
+class AuthorizationData(Closed):
     id_tag: str = Field(min_length=1, max_length=20)
     id_tag_info: Optional[IdTagInfo] = Field(None, description="Left out in a Differential: the tag is removed.")
 
@@ -368,21 +371,21 @@ class AuthorizationData(_Closed):
         return _tag_or_none(v, "id_tag")
 
 
-class SendLocalList(_Closed):
+class SendLocalList(Closed):
     list_version: int = Field(ge=0, le=2 ** 31 - 1)
     update_type: Literal["Differential", "Full"]
     local_authorization_list: Optional[List[AuthorizationData]] = Field(None, max_length=1000)
 
 
-class NoFields(_Closed):
+class NoFields(Closed):
     pass
 
 
-class CancelReservation(_Closed):
+class CancelReservation(Closed):
     reservation_id: int = Field(ge=1, le=2 ** 31 - 1)
 
 
-class DataTransfer(_Closed):
+class DataTransfer(Closed):
     vendor_id: str = Field(min_length=1, max_length=255)
     message_id: Optional[str] = Field(None, max_length=50)
     data: Optional[str] = Field(None, max_length=10000, description="Text, 10,000 characters at most.")
@@ -448,7 +451,7 @@ class Release(BaseModel):
     added_at: str = Field(json_schema_extra={"format": "date-time"})
 
 
-class Update(_Closed):
+class Update(Closed):
     version: str = Field(description="A release stored on the gateway (GET /api/releases).")
     retrieve_date: Optional[str] = Field(None, description="When the station fetches it (ISO 8601; default now).",
                                          json_schema_extra={"format": "date-time"})
@@ -462,7 +465,7 @@ class UpdateSent(BaseModel):
     answer: dict = Field(description="The station's UpdateFirmware answer (an empty object).")
 
 
-class DiagnosticsRequest(_Closed):
+class DiagnosticsRequest(Closed):
     start_time: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
     stop_time: Optional[str] = Field(None, json_schema_extra={"format": "date-time"})
     retries: Optional[int] = Field(None, ge=0, le=100)
@@ -480,7 +483,7 @@ class DiagnosticsFile(BaseModel):
     received: str = Field(json_schema_extra={"format": "date-time"})
 
 
-class NewRollout(_Closed):
+class NewRollout(Closed):
     version: str
     stations: Union[List[str], Literal["all"]] = Field(description='Station ids in wave order, or "all".')
     wave: int = Field(1, ge=1, description="Stations per wave; the next wave starts when each of this one is done.")
@@ -510,7 +513,7 @@ class Rollout(BaseModel):
     stations: List[RolloutStation]
 
 
-class ReleaseUpload(_Closed):
+class ReleaseUpload(Closed):
     archive_base64: str = Field(description="The release folder as a tar or zip archive, in base64 (or send the "
                                             "archive itself as the body: application/x-tar, application/zip).")
 

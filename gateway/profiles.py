@@ -14,9 +14,10 @@ import logging
 from datetime import datetime
 from typing import List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from .csms import utc_now
+from .models import Closed
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +30,14 @@ _INT32 = 2 ** 31 - 1
 _DT = {"format": "date-time", "example": "2027-01-01T10:00:00Z"}
 
 
-class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class SchedulePeriod(_Closed):
+class SchedulePeriod(Closed):
     start_period: int = Field(ge=0, le=MAX_DURATION_S, description="Seconds from the schedule's start.")
     limit: float = Field(ge=0, le=MAX_LIMIT["W"], description="A or W (the schedule's unit); one decimal at most.")
     number_phases: Optional[int] = Field(None, ge=1, le=3)
 
 
-class ChargingSchedule(_Closed):
+class ChargingSchedule(Closed):
     duration: Optional[int] = Field(None, ge=0, le=MAX_DURATION_S)
     start_schedule: Optional[str] = Field(None, max_length=40, json_schema_extra=_DT)
     charging_rate_unit: Literal["A", "W"]
@@ -47,7 +45,7 @@ class ChargingSchedule(_Closed):
     min_charging_rate: Optional[float] = Field(None, ge=0, le=MAX_LIMIT["W"])
 
 
-class ChargingProfile(_Closed):
+class ChargingProfile(Closed):
     charging_profile_id: int = Field(ge=1, le=_INT32)
     transaction_id: Optional[int] = Field(None, ge=-_INT32 - 1, le=_INT32)
     stack_level: int = Field(ge=0, le=MAX_STACK_LEVEL)
@@ -59,20 +57,20 @@ class ChargingProfile(_Closed):
     charging_schedule: ChargingSchedule
 
 
-class SetChargingProfile(_Closed):
+class SetChargingProfile(Closed):
     connector_id: int = Field(ge=0, le=MAX_CONNECTOR, description="0: the whole charge point "
                                                                    "(ChargePointMaxProfile, TxDefaultProfile).")
     cs_charging_profiles: ChargingProfile
 
 
-class ClearChargingProfile(_Closed):
+class ClearChargingProfile(Closed):
     id: Optional[int] = Field(None, ge=1, le=_INT32, description="The profile's id (then the rest is ignored).")
     connector_id: Optional[int] = Field(None, ge=0, le=MAX_CONNECTOR)
     charging_profile_purpose: Optional[Literal["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]] = None
     stack_level: Optional[int] = Field(None, ge=0, le=MAX_STACK_LEVEL)
 
 
-class GetCompositeSchedule(_Closed):
+class GetCompositeSchedule(Closed):
     connector_id: int = Field(ge=0, le=MAX_CONNECTOR)
     duration: int = Field(ge=1, le=MAX_DURATION_S, description="Seconds, a week at most.")
     charging_rate_unit: Optional[Literal["A", "W"]] = None

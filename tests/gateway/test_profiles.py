@@ -116,6 +116,8 @@ BAD = [
     (_bad(CSP + ".charging_schedule.charging_schedule_period.0.limit", -1), "limit"),
     (_bad(CSP + ".charging_schedule.charging_schedule_period.0.limit", 1500), "period[0].limit 1500 is over 1000 A"),
     (_bad(CSP + ".charging_schedule.charging_schedule_period.0.limit", 16.25), "limit 16.25 has more than one"),
+    (_bad(CSP + ".charging_schedule.charging_schedule_period.0.limit", float("nan")), "period.0.limit: input should be a finite number"),
+    (_bad(CSP + ".charging_schedule.charging_schedule_period.0.limit", float("inf")), "period.0.limit: input should be a finite number"),
     (_bad(CSP + ".charging_schedule.charging_schedule_period.0.number_phases", 4), "number_phases"),
     (_bad(CSP + ".charging_schedule.start_schedule", ...), "charging_schedule.start_schedule is missing"),
     (_bad(CSP + ".transaction_id", 5), CSP + ".transaction_id goes with charging_profile_purpose TxProfile only"),
