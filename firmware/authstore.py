@@ -11,6 +11,9 @@
 import os
 import struct
 
+import log
+import ocppj
+
 LIST = "auth_list.bin"
 CACHE = "auth_cache.bin"
 STATUS = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
@@ -153,6 +156,33 @@ def cache_put(tag, status, expiry=0, parent=None):
         write(CACHE, [(tag, rec)], 0, False, CACHE_MAX)
     except ValueError:       # full: it starts over with this one
         write(CACHE, [(tag, rec)], 0, True, CACHE_MAX)
+
+
+def remember(tag, info, keys):
+    """(status, parentIdTag or None) of the idTagInfo of an Authorize or StartTransaction answer
+    for `tag`, put in the cache with AuthorizationCacheEnabled (in `keys`, the configuration
+    keys); ("Invalid", None) for one that is not an idTagInfo."""
+    if not isinstance(info, dict):
+        return "Invalid", None
+    st = info.get("status")
+    parent = info.get("parentIdTag")
+    if st not in STATUS:
+        log.get("ocpp").warn("idTagInfo status %r is not an OCPP 1.6 one: taken as Invalid", str(st)[:20])
+        return "Invalid", None
+    if not isinstance(parent, str) or not 0 < len(parent) <= 20:
+        parent = None
+    if keys["AuthorizationCacheEnabled"]:
+        exp = 0
+        if isinstance(info.get("expiryDate"), str):
+            try:
+                exp = ocppj.parse_iso_ms(info["expiryDate"]) // 1000
+            except ValueError:
+                exp = 0
+        try:
+            cache_put(tag, st, exp, parent)
+        except (OSError, ValueError) as e:
+            log.get("ocpp").warn("authorization cache: %r", e)
+    return st, parent
 
 
 def clear(path):

@@ -11,10 +11,11 @@
 #            (without it: not authorized); the station's own tag (ocpp.id_tag, its button)
 #            counts as Accepted in the list; an unknown tag: Accepted only with
 #            AllowOfflineTxForUnknownId
+import sys
+
 import authstore
 import log
 import ocpp_tx
-import ocppj
 from ocpp_link import CallError, CallTimeout
 
 L = log.get("ocpp")
@@ -33,32 +34,6 @@ def local(cp, tag):
     return r
 
 
-def remember(cp, tag, info):
-    """Put the idTagInfo of an Authorize or StartTransaction answer in the cache. (status,
-    parentIdTag) of that answer; ("Invalid", None) for one that is not an idTagInfo."""
-    if not isinstance(info, dict):
-        return "Invalid", None
-    st = info.get("status")
-    parent = info.get("parentIdTag")
-    if st not in authstore.STATUS:
-        L.warn("idTagInfo status %r is not an OCPP 1.6 one: taken as Invalid", str(st)[:20])
-        return "Invalid", None
-    if not isinstance(parent, str) or not 0 < len(parent) <= 20:
-        parent = None
-    if cp.keys["AuthorizationCacheEnabled"]:
-        exp = 0
-        if isinstance(info.get("expiryDate"), str):
-            try:
-                exp = ocppj.parse_iso_ms(info["expiryDate"]) // 1000
-            except ValueError:
-                exp = 0
-        try:
-            authstore.cache_put(tag, st, exp, parent)
-        except (OSError, ValueError) as e:
-            L.warn("authorization cache: %r", e)
-    return st, parent
-
-
 async def authorize(cp, tag):
     """(status, parentIdTag or None) for idTag `tag`."""
     keys = cp.keys
@@ -69,7 +44,7 @@ async def authorize(cp, tag):
             return loc
         try:
             res = await cp.link.call("Authorize", {"idTag": tag})
-            return remember(cp, tag, res.get("idTagInfo"))
+            return authstore.remember(tag, res.get("idTagInfo"), keys)
         except (CallError, CallTimeout) as e:
             L.warn("Authorize failed (%s): deciding offline", e)
     if tag == cp.cfg["id_tag"] and loc is None:
@@ -82,6 +57,28 @@ async def authorize(cp, tag):
         L.info("idTag %s unknown: accepted offline (AllowOfflineTxForUnknownId)", tag)
         return "Accepted", None
     return "Invalid", None
+
+
+async def admit(cp, tag, check, r):
+    """(status, parentIdTag) of a start for `tag`: authorized if `check`. On a connector reserved
+    (r: Connector.resv) for another tag, only a tag whose parentIdTag is the reservation's (from
+    the list, the cache or Authorize) may start: any other is "Reserved" (not Accepted). A start
+    Accepted on a reserved connector uses the reservation: it ends here."""
+    other = r is not None and tag != r[1]
+    st, parent = "Accepted", None
+    if other and r[2] is None:    # no group: nothing to ask
+        st = "Reserved"
+    elif check or other:          # for another tag, its parentIdTag is needed
+        st, parent = await authorize(cp, tag)
+        if st == "Accepted" and other and parent != r[2]:
+            st = "Reserved"
+    if st == "Reserved":
+        L.warn("connector reserved for %s (reservation %d): %s may not use it", r[1], r[0], tag)
+    elif st == "Accepted" and r is not None:
+        import cs_reserve
+        cs_reserve.end(cp, "used")
+        sys.modules.pop("cs_reserve", None)
+    return st, parent
 
 
 async def tapped(cp):

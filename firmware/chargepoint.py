@@ -57,7 +57,8 @@ class ChargePoint:
         # per phase; when to work it out again (None: no profile installed); the transaction
         # it was worked out for
         self.limit_a = ctx.cfg["charger"]["max_current_a"]
-        self.limit_due = ticks_ms() if "profiles.json" in listdir() else None
+        files = listdir()
+        self.limit_due = ticks_ms() if "profiles.json" in files else None
         self.lim_tx = None
         ctx.cp = self   # the control pilot (evse.py) reads the limit and the transaction
         self.avail_pending = None    # ChangeAvailability scheduled for after the transaction
@@ -73,6 +74,10 @@ class ChargePoint:
         self.st.available = bool(self.keys.extra.get("available", True))
         for ref in self.journal.open:
             L.info("transaction (local #%d) was open at power loss", ref)
+        if "reserve.json" in files:   # a reservation kept across the reboot (cs_reserve.py)
+            import cs_reserve   # (only then: a module once loaded leaves its names interned)
+            cs_reserve.load(self)
+            sys.modules.pop("cs_reserve", None)
 
     async def recover(self):
         """After a reboot: a transaction still open was cut by power loss; stop it."""
@@ -166,6 +171,11 @@ class ChargePoint:
                 self.limit_due = ticks_ms()
         if self.limit_due is not None and ticks_diff(ticks_ms(), self.limit_due) >= 0:
             self.smart()   # a schedule changes, or the transaction did: the limit again
+        r = conn.resv
+        if r and self.now() // 1000 >= r[3]:   # the reservation's expiryDate
+            import cs_reserve
+            cs_reserve.end(self, "expired")
+            sys.modules.pop("cs_reserve", None)
         self.aligned.take()
         st.status = conn.update(self.online())
         if conn.tx:

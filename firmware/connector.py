@@ -4,7 +4,8 @@
 #   Available -> Preparing (authorizing) -> Charging <-> SuspendedEV / SuspendedEVSE
 #             -> Finishing (transaction stopped, until the status is sent) -> Available
 #   Faulted over everything while the station has a fault; Unavailable (ChangeAvailability)
-#   when idle. Connector 0 is Available or Unavailable.
+#   when idle; Reserved while idle with a reservation (resv, cs_reserve.py). Connector 0 is
+#   Available or Unavailable.
 #
 # What the station measures comes from `st` (state.State: available, fault, relay, the current
 # in values, readings_seq); what the charge point decides is set here by the transitions below.
@@ -18,6 +19,7 @@ class Connector:
     def __init__(self, st):
         self.st = st
         self.tx = None             # {"ref", "tag", "ms", "b"} of the running transaction
+        self.resv = None           # [reservationId, idTag, parentIdTag, expiry s] (cs_reserve)
         self.preparing = False
         self.finishing = False
         self.closed_seq = -1       # readings_seq when the relay was last closed
@@ -46,6 +48,8 @@ class Connector:
             return "Finishing", "NoError"
         if not st.available:
             return "Unavailable", "NoError"
+        if self.resv:     # an EV plugged in too: still Reserved, until its tag starts
+            return "Reserved", "NoError"
         if pl is not None and pl > 0:     # an EV plugged in, no transaction yet
             return "Preparing", "NoError"
         return "Available", "NoError"

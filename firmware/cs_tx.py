@@ -6,6 +6,9 @@ import sys
 def on_remote_start_transaction(cp, p):
     if cp.req_start or not cp.conn.free() or p.get("connectorId", 1) != 1:
         return {"status": "Rejected"}
+    r = cp.conn.resv
+    if r and p["idTag"] != r[1] and not _of_group(cp, p["idTag"], r[2]):
+        return {"status": "Rejected"}   # reserved for another tag
     prof = p.get("chargingProfile")
     if prof is not None:   # a TxProfile for the transaction it starts: checked by ocpp_smart
         import ocpp_smart
@@ -19,6 +22,20 @@ def on_remote_start_transaction(cp, p):
     cp.req_start = p["idTag"]
     cp.req_profile = prof
     return {"status": "Accepted"}
+
+
+def _of_group(cp, tag, parent):
+    """Whether `tag`'s parentIdTag is `parent` in the list or the cache (the answer cannot
+    wait for an Authorize; the start authorizes it again, ocpp_tx._start)."""
+    if parent is None:
+        return False
+    import authz
+    try:
+        r = authz.local(cp, tag)
+    finally:
+        for m in authz.DROP:
+            sys.modules.pop(m, None)
+    return r is not None and r[1] == parent
 
 
 def on_remote_stop_transaction(cp, p):

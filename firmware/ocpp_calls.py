@@ -26,6 +26,7 @@ WHERE = {
     "ClearCache": "cs_admin", "UnlockConnector": "cs_admin", "DataTransfer": "cs_admin",
     "UpdateFirmware": "cs_fwmgmt", "GetDiagnostics": "cs_fwmgmt",
     "SendLocalList": "cs_auth", "GetLocalListVersion": "cs_auth",
+    "ReserveNow": "cs_reserve", "CancelReservation": "cs_reserve",
     "SetChargingProfile": "ocpp_smart", "ClearChargingProfile": "ocpp_smart", "GetCompositeSchedule": "ocpp_smart",
 }
 

@@ -40,6 +40,7 @@ MeterValuesAlignedDataMaxLength|i|r|5|
 MeterValuesSampledData|m|w|Energy.Active.Import.Register,Current.Import,Voltage,Power.Active.Import,Temperature|
 MeterValuesSampledDataMaxLength|i|r|5|
 NumberOfConnectors|i|r|1|
+ReserveConnectorZeroSupported|b|r|false|
 ResetRetries|i|w|1|0
 SendLocalListMaxLength|i|r|10|
 StopTransactionOnEVSideDisconnect|b|r|true|
@@ -48,7 +49,7 @@ StopTxnAlignedData|m|w||
 StopTxnAlignedDataMaxLength|i|r|0|
 StopTxnSampledData|m|w|Energy.Active.Import.Register|
 StopTxnSampledDataMaxLength|i|r|5|
-SupportedFeatureProfiles|s|r|Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,SmartCharging|
+SupportedFeatureProfiles|s|r|Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,Reservation,SmartCharging|
 TransactionMessageAttempts|i|w|3|1
 TransactionMessageRetryInterval|i|w|10|1
 UnlockConnectorOnEVSideDisconnect|b|r|false|

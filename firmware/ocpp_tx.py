@@ -30,13 +30,14 @@ async def start(cp, id_tag, authorize):
 
 async def _start(cp, id_tag, authorize):
     st = cp.st
+    r = cp.conn.resv    # connector 1 reserved (cs_reserve.py): authz.admit checks the tag
     if cp.online():
         await cp.send_status()
     parent = None
-    if authorize:   # the list, the cache, Authorize (authz.py, loaded for this)
+    if authorize or r:   # the list, the cache, Authorize (authz.py, loaded for this)
         import authz
         try:
-            ok, parent = await authz.authorize(cp, id_tag)
+            ok, parent = await authz.admit(cp, id_tag, authorize, r)
         finally:
             for m in authz.DROP:
                 sys.modules.pop(m, None)
@@ -50,8 +51,10 @@ async def _start(cp, id_tag, authorize):
                               "Transaction.Begin")
     info = {"tag": id_tag, "ms": meter, "b": begin, "p": parent}
     ref = cp.journal.open_tx(info)
-    cp.journal.add(K_START, cp.ids.next(), "StartTransaction",
-                   ocppj.start_transaction(1, id_tag, meter, ts), ref)
+    p = ocppj.start_transaction(1, id_tag, meter, ts)
+    if r is not None:   # ended by authz.admit
+        p["reservationId"] = r[0]
+    cp.journal.add(K_START, cp.ids.next(), "StartTransaction", p, ref)
     info["ref"] = ref
     cp.conn.started(info)
     st.charge_wanted = True
@@ -132,15 +135,18 @@ async def flush(cp):
                 tx_id = 0
             j.set_txid(ref, tx_id)
             info = res.get("idTagInfo")
-            if not isinstance(info, dict):
-                info = {}
-            tag = info.get("status")
+            tx = j.open.get(ref)    # None once stopped: its idTag is then on flash only
+            tag = None
+            if tx:   # its idTagInfo into the cache, as an Authorize answer's (authstore, loaded for it)
+                import authstore
+                tag, p = authstore.remember(tx["tag"], info, cp.keys)
+                sys.modules.pop("authstore", None)
+                if p:
+                    tx["p"] = p   # a card of that group may stop it (authz.stops)
+            elif isinstance(info, dict):
+                tag = info.get("status")
             L.info("transaction (local #%d) has id %d (idTag %s)", ref, tx_id, tag)
-            tx = cp.conn.tx
-            p = info.get("parentIdTag")
-            if tx and tx["ref"] == ref and type(p) is str and 0 < len(p) <= 20:
-                tx["p"] = p   # a card of that group may stop it (authz.stops)
-            if tag != "Accepted" and tx and tx["ref"] == ref and cp.keys["StopTransactionOnInvalidId"]:
+            if tag != "Accepted" and tx and tx is cp.conn.tx and cp.keys["StopTransactionOnInvalidId"]:
                 stop(cp, "DeAuthorized")
         j.done(seq)
         if kind == K_STOP:

@@ -47,4 +47,4 @@ print("groups", all(seen[a] == [ocpp_calls.WHERE[a]] for a in seen), len(set(ocp
     assert lines[3] == "unknown None False", out
     assert lines[4] == "held True []", out
     assert lines[5] == "lv {'listVersion': 0} False", out
-    assert lines[6] == "groups True 6", out
+    assert lines[6] == "groups True 7", out

@@ -18,7 +18,7 @@ ALL_KEYS = {
     "ConnectorPhaseRotation", "GetConfigurationMaxKeys", "HeartbeatInterval",
     "LocalAuthListEnabled", "LocalAuthListMaxLength", "LocalAuthorizeOffline", "LocalPreAuthorize", "MaxChargingProfilesInstalled", "MeterValuesAlignedData",
     "MeterValuesAlignedDataMaxLength", "MeterValuesSampledData", "MeterValuesSampledDataMaxLength",
-    "MeterValueSampleInterval", "NumberOfConnectors", "ResetRetries",
+    "MeterValueSampleInterval", "NumberOfConnectors", "ReserveConnectorZeroSupported", "ResetRetries",
     "StopTransactionOnEVSideDisconnect", "StopTransactionOnInvalidId", "StopTxnAlignedData",
     "SendLocalListMaxLength", "StopTxnAlignedDataMaxLength", "StopTxnSampledData", "StopTxnSampledDataMaxLength",
     "SupportedFeatureProfiles", "TransactionMessageAttempts", "TransactionMessageRetryInterval",
@@ -80,9 +80,8 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
     assert (await cs.call(call.DataTransfer(vendor_id="com.acme", message_id="x", data="y"))).status == "UnknownVendorId"
 
     # an action we do not implement, and malformed frames: CALLERRORs, the link stays up
-    assert await cs.call(call.ReserveNow(connector_id=1, expiry_date="2030-01-01T00:00:00Z",
-                                         id_tag="T", reservation_id=1)) is None
     conn = cs.conns[0]
+    await conn.send('[2, "nope-1", "Coffee", {}]')    # every OCPP 1.6 call is taken: not this one
     await conn.send('[2, "bad-1", "Reset", {"type": "Warm"}]')
     await conn.send('[2, "bad-2", "RemoteStartTransaction", {}]')
     await conn.send("not json at all")
@@ -105,7 +104,7 @@ async def test_calls__configuration_availability_trigger_and_core_calls(station,
     assert (await cs.call(call.ChangeConfiguration(key="AuthorizationKey", value=secret))).status == "NotSupported"
     await st.aexpect("ChangeConfiguration AuthorizationKey: NotSupported")
     assert secret not in "\n".join(st.lines), st.tail()
-    assert cs.calls("ReserveNow", direction="cs")[0][1] == errors[0][1]
+    assert errors[0][1] == "nope-1", errors[0]
     assert (await cs.call(call.GetConfiguration(key=["MeterValueSampleInterval"]))).configuration_key[0]["value"] == "7"
     assert cs.paths == ["/ocpp/CP-1"], "one connection throughout"
 

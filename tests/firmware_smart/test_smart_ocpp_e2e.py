@@ -60,7 +60,7 @@ async def test_smart__profiles_composite_remote_start_clear_and_reboot(station, 
     assert [(k["key"], k["value"], k["readonly"]) for k in r.configuration_key] == [
         ("ChargeProfileMaxStackLevel", "8", True), ("ChargingScheduleAllowedChargingRateUnit", "Current,Power", True),
         ("ChargingScheduleMaxPeriods", "24", True), ("MaxChargingProfilesInstalled", "8", True),
-        ("SupportedFeatureProfiles", "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,SmartCharging", True)], r
+        ("SupportedFeatureProfiles", "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,Reservation,SmartCharging", True)], r
     assert (await cs.call(call.ChangeConfiguration(key="ChargingScheduleMaxPeriods", value="99"))).status == "Rejected"
 
     # nothing installed: the station's own maximum

@@ -294,13 +294,13 @@ def check_keys__defaults_change_persist_and_answers():
         {"key": "NumberOfConnectors", "readonly": True, "value": "1"}], "unknownKey": ["Nope"]}, got
     everything = k2.get_configuration()["configurationKey"]
     names = ocpp_keys.names()
-    assert len(everything) == len(names) == 35 and "unknownKey" not in k2.get_configuration()
+    assert len(everything) == len(names) == 36 and "unknownKey" not in k2.get_configuration()
     assert names == sorted(names) and [d["key"] for d in everything] == names
     assert (k2["MeterValuesSampledData"], k2["MeterValuesAlignedData"]) != (ocppj.DEFAULT_MEASURANDS, None)
     assert ocpp_keys.Keys(_OCFG, "fresh.json")["MeterValuesSampledData"] == ocppj.DEFAULT_MEASURANDS
     fresh = ocpp_keys.Keys(_OCFG, "fresh.json")
     assert fresh["MeterValuesAlignedData"] == ocppj.DEFAULT_ALIGNED and fresh["StopTxnAlignedData"] == ""
-    assert len(fresh.get_configuration()["configurationKey"]) == 35
+    assert len(fresh.get_configuration()["configurationKey"]) == 36
     smart = k2.get_configuration(["MaxChargingProfilesInstalled", "ChargeProfileMaxStackLevel"])["configurationKey"]
     assert [(d["key"], d["readonly"], d["value"]) for d in smart] == [
         ("MaxChargingProfilesInstalled", True, "8"), ("ChargeProfileMaxStackLevel", True, "8")], smart
