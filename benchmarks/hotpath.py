@@ -59,7 +59,13 @@ def main():
     hb = call_result.Heartbeat(current_time="2026-11-25T09:41:07Z")
     sess = csms.StationSession("A", _Conn(), gw=None)
 
+    frame = json.dumps([2, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "MeterValues", payload])
+    uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     lines = [
+        # issue 17: orjson, json deciding where the two could differ (gateway/csms.py)
+        ("MeterValues frame read", lambda: json.loads(frame), lambda: csms._fast_call(frame), 20000),
+        ("CALLRESULT frame written", lambda: json.dumps([3, uid, {}], separators=(",", ":")),
+         lambda: csms._dumps_result(uid, {}), 20000),
         ("MeterValues schema check", lambda: generic(payload), lambda: compiled(payload), 20000),
         ("handler kwargs (snake_case)", lambda: validate.snake(payload), lambda: validate.snake_top(payload), 20000),
         ("timestamp normalised", lambda: _norm_ts_before(ts), lambda: csms._norm_ts(ts), 20000),
