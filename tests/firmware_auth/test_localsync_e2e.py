@@ -10,7 +10,8 @@ not (AllowOfflineTxForUnknownId false), a tag Blocked through the API (which rea
 by a Differential) is refused. Version mismatches: the station's list removed while it is off
 (the boot's GetLocalListVersion sees 0: Full), and replaced by another list, of a higher
 version, while it runs offline (it reconnects without a boot: the next Differential is answered
-VersionMismatch, then Full); each time the station ends with the gateway's version and tags."""
+VersionMismatch, then Full); each time the station ends with the gateway's version and tags. A
+tag changed while the station was cut off (the gateway up) reaches it when it reconnects."""
 import asyncio
 import logging
 import struct
@@ -20,6 +21,7 @@ import pytest
 
 from support.central import station_config
 from support.gwhttp import TEST_TOKEN, http
+from support.tcpcut import TcpCut
 
 STATION_PW = "station-password-0014"     # 16..40 printable ASCII, as the gateway takes them
 N = 1000
@@ -109,9 +111,10 @@ def list_on_flash(st):
     return struct.unpack("<I", raw[4:8])[0], len(raw)
 
 
-async def start_synced(gw_pool, station):
-    """A gateway with the 1,000 tags imported and CP-1's sync on; the station started and synced
-    Full. (gateway, station, seconds from the accepted boot to the station holding the list)."""
+async def start_synced(gw_pool, station, relay=None):
+    """A gateway with the 1,000 tags imported and CP-1's sync on; the station started (through
+    `relay(gateway port)`'s port if given) and synced Full. (gateway, station, seconds from the
+    accepted boot to the station holding the list)."""
     gw = await gw_pool()
     await gw.register("CP-1", STATION_PW)
     csv = "id_tag,status,parent_id_tag,expiry_date\r\n" + "".join(
@@ -121,7 +124,8 @@ async def start_synced(gw_pool, station):
     s, view = await http(gw, "PUT", "/api/stations/CP-1/local-list", {"sync": True})
     assert s == 200 and view["sync"] is True and view["list_version"] is None, view
 
-    st = station(rfid_config("ws://127.0.0.1:%d/ocpp" % gw.port)).start()
+    port = (await relay(gw.port)).port if relay else gw.port
+    st = station(rfid_config("ws://127.0.0.1:%d/ocpp" % port)).start()
     await st.aexpect("[ocpp] I: boot accepted")
     t0 = time.monotonic()
     view = await synced_at(gw, N // 10, st)
@@ -236,3 +240,38 @@ async def test_localsync__version_mismatch_list_removed_while_off_or_replaced_wh
     await st.aexpect("[ocpp] W: idTag not authorized (Blocked): no transaction for %s" % BLOCKED)
     await tap(st, LAST)
     await st.aexpect("[ocpp] I: transaction (local #1) started for %s" % LAST)
+
+
+async def test_localsync__a_tag_blocked_while_the_station_is_cut_off_reaches_it_when_it_reconnects(
+        station, gw_pool):
+    """The station reconnects without a boot (it kept its list and its state): the gateway must
+    still send what changed meanwhile, or the station decides offline by a list that is wrong."""
+    relays = []
+
+    async def relay(port):
+        relays.append(await TcpCut(port).start())
+        return relays[-1]
+    gw, st, _took = await start_synced(gw_pool, station, relay)
+    cut = relays[0]
+    try:
+        await cut.cut()                             # the station's link down, the gateway up
+        await st.aexpect("[ocpp] W: link down")
+
+        async def gone():
+            s, v = await http(gw, "GET", "/api/stations/CP-1")
+            return s == 200 and not v["connected"]
+        await until("CP-1 disconnected", gone, st=st)
+        s, out = await http(gw, "PUT", "/api/id-tags/" + BLOCKED, {"status": "Blocked"})
+        assert s == 200 and out["status"] == "Blocked", out
+        mark = len(st.lines)
+        await cut.start()                           # back, no boot
+        await synced_at(gw, 101, st)
+        assert "boot accepted" not in "\n".join(st.lines[mark:]), st.tail(20)
+        assert list_on_flash(st) == (101, LIST_BYTES)
+
+        await cut.cut()
+        await st.aexpect("[ocpp] W: link down")
+        await tap(st, BLOCKED)
+        await st.aexpect("[ocpp] W: idTag not authorized (Blocked): no transaction for %s" % BLOCKED)
+    finally:
+        await cut.cut()
