@@ -294,6 +294,8 @@ class LocalSync:
             entries.append(e)     # a Differential entry without idTagInfo removes the tag
         n = max(1, min(row["max_length"] or DEFAULT_SEND_MAX, CAP_SEND))
         version = row["list_version"] or 0
+        if full:    # its first message replaces the station's list: until the last is Accepted, no
+            row["log_version"] = None       # log version is whole there (the next sync is Full again)
         chunks = [entries[i:i + n] for i in range(0, len(entries), n)] or [[]]
         for i, chunk in enumerate(chunks):
             version += 1
