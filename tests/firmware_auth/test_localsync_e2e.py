@@ -275,3 +275,41 @@ async def test_localsync__a_tag_blocked_while_the_station_is_cut_off_reaches_it_
         await st.aexpect("[ocpp] W: idTag not authorized (Blocked): no transaction for %s" % BLOCKED)
     finally:
         await cut.cut()
+
+
+async def test_localsync__a_full_update_cut_off_halfway_is_sent_full_again_not_taken_as_in_step(station, gw_pool):
+    """The list removed while the board was off (its boot: Full again, from version 0), and the
+    link cut after 37 of the 100 messages: the station holds the first 370 tags at version 37
+    (or 36). When it is back (reconnected, or rebooted: the same version either way), the gateway
+    must send it Full again, not only what changed since the list it had before."""
+    relays = []
+
+    async def relay(port):
+        relays.append(await TcpCut(port).start())
+        return relays[-1]
+    gw, st, _took = await start_synced(gw_pool, station, relay)
+    cut = relays[0]
+    try:
+        st.kill()
+        (st.flash / "auth_list.bin").unlink()
+        tripped = cut.cut_after(b'"SendLocalList"', 37)
+        st.start()
+        await asyncio.wait_for(tripped, 60)
+        await st.aexpect("[ocpp] W: link down")
+        version, size = list_on_flash(st)
+        assert version in (36, 37) and size == 8 + version * 10 * 48, (version, size)
+
+        async def stopped():
+            v = await local_list(gw)
+            return v if not v["running"] else None
+        view = await until("the cut-off sync ended", stopped, st=st)
+        assert view["state"] == "Disconnected" and not view["in_sync"], view
+        version = view["list_version"]              # 36 if the 37th's answer was lost
+        mark = len(st.lines)
+        await cut.start()                           # back, no boot
+        view = await synced_at(gw, version + 100, st)
+        assert view["detail"] == "Full update of 1000 tags in 100 messages, list version %d" % (version + 100), view
+        assert "boot accepted" not in "\n".join(st.lines[mark:]), st.tail(20)
+        assert list_on_flash(st) == (version + 100, LIST_BYTES)
+    finally:
+        await cut.cut()
