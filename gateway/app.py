@@ -668,6 +668,13 @@ class Gateway:
         self.rollouts.wake(sid)
         return st["state"]
 
+    def resumed(self, sess):
+        """A station's first message on a new connection was not a BootNotification: it came back
+        (after a network outage, a restart of the gateway) with the state it had, and was
+        accepted before. What changed while it was away is sent now."""
+        if self.stations.get(sess.id, {}).get("state") == "accepted":
+            self.localsync.resumed(sess)
+
     def booted(self, sess):
         """A station's BootNotification was answered Accepted: the configuration the gateway keeps
         for every station (--clock-aligned-interval) is checked and set where it differs."""

@@ -367,6 +367,7 @@ class StationSession(ChargePoint):
         self.boot_status = None
         self._pending = set()       # ids of the gateway's calls waiting for their answer
         self._gone = None           # a future set when the connection ends (made by the first call)
+        self._first = True          # no message answered yet on this connection
         self.dropped_answers = 0    # CALLRESULTs/CALLERRORs that answered no pending call
 
     @property
@@ -554,8 +555,11 @@ class StationSession(ChargePoint):
                             key=("handler", action))
             return await self._error(uid, InternalError(description="the central system failed; see its log"))
         await self._send(_dumps_result(uid, out))
+        first, self._first = self._first, False
         if action == "BootNotification" and self.boot_status == RegistrationStatus.accepted:
             self.gw.booted(self)    # after the answer: a station takes calls once it is accepted
+        elif first and action != "BootNotification":
+            self.gw.resumed(self)   # reconnected without a boot: it was accepted before
 
     async def _error(self, uid, err):
         code = err.code

@@ -17,7 +17,8 @@ sync. A sync:
   4. on VersionMismatch or Failed to a Differential, sends Full once; NotSupported (or a
      GetLocalListVersion of -1, or a CALLERROR NotImplemented/NotSupported) stops syncing that
      station: its state shows NotSupported until its switch is set again.
-A change of the list while a station is being synced syncs it again when that run ends.
+A change of the list while a station is being synced syncs it again when that run ends; one made
+while a station was away reaches it when it reconnects (without a boot: resumed).
 """
 import asyncio
 import logging
@@ -156,6 +157,14 @@ class LocalSync:
         if self.enabled(sess.id):
             self.kick(sess.id, check=True)
 
+    def resumed(self, sess):
+        """The station reconnected without a boot (it kept its list): what changed while it was
+        away reached it not (tags_changed syncs the connected stations), nor did a sync that
+        failed then: the changes since go now, as tags_changed sends them."""
+        sid = sess.id
+        if self.enabled(sid) and (self.rows.get(sid) or {}).get("state") != "NotSupported" and not self.in_sync(sid):
+            self.kick(sid)
+
     def tags_changed(self, _tags):
         for sid in list(self.gw.sessions):
             if self.enabled(sid) and (self.rows.get(sid) or {}).get("state") != "NotSupported":
@@ -285,6 +294,8 @@ class LocalSync:
             entries.append(e)     # a Differential entry without idTagInfo removes the tag
         n = max(1, min(row["max_length"] or DEFAULT_SEND_MAX, CAP_SEND))
         version = row["list_version"] or 0
+        if full:    # its first message replaces the station's list: until the last is Accepted, no
+            row["log_version"] = None       # log version is whole there (the next sync is Full again)
         chunks = [entries[i:i + n] for i in range(0, len(entries), n)] or [[]]
         for i, chunk in enumerate(chunks):
             version += 1

@@ -181,6 +181,9 @@ class _Gw:
     def booted(self, sess):     # the configuration check after an accepted boot: none here
         pass
 
+    def resumed(self, sess):    # a station back without a boot: no local list to sync here
+        pass
+
     async def status_changed(self, *a):
         pass
 
