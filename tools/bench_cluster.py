@@ -20,16 +20,25 @@ port (SO_REUSEPORT), so the bench could not reach each worker's /metrics, and a 
 seen through the kernel rather than through the load balancer a multi-host deployment has. The
 balancer's CPU is measured and reported on its own (`lb_cpu_percent`).
 
+- `CommandProbe` (`--kill-at`): a GetConfiguration through HAProxy's API to a sample of stations
+  every second of the window, across the kill: per second how many were answered by the station
+  asked, how many failed (and how), how many answers were wrong (another station's, or not the
+  bench station's), and how long after the kill the killed process's stations answer again.
+
 The throwaway server is pgserver.ThrowawayPostgres (as the test suite's): in a folder of the
 system's temporary directory (as root it runs as the `postgres` user, who may not reach the
 bench's workdir); its log is copied into the workdir at the end.
 """
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -259,6 +268,11 @@ class GatewayCluster:
         return [g.log_path for g in self.gws]
 
     @property
+    def api_base(self):
+        """The API through the (first) load balancer."""
+        return "http://127.0.0.1:%d" % self.lbs[0].port
+
+    @property
     def ws_base(self):
         return self.ws_bases[0]
 
@@ -322,6 +336,24 @@ class GatewayCluster:
         self.killed.append(k)
         return t
 
+    def node_of(self, k):
+        """The cluster's name of process k (its /healthz), or None."""
+        try:
+            with urllib.request.urlopen(self.gws[k].http_base + "/healthz", timeout=5) as r:
+                return json.loads(r.read()).get("cluster", {}).get("process")
+        except (OSError, ValueError):
+            return None
+
+    def stations_on(self, k):
+        """The stations connected to process k (cluster_sessions), an empty set if unknown."""
+        import psycopg
+
+        node = self.node_of(k)
+        if node is None:
+            return set()
+        with psycopg.connect(self.db_url, connect_timeout=10) as c:
+            return {r[0] for r in c.execute("SELECT station FROM cluster_sessions WHERE node = %s", (node,))}
+
     def stored_count(self, stations_prefix="BENCH-"):
         import psycopg
 
@@ -348,3 +380,109 @@ class GatewayCluster:
             lb.stop()
         for g in self.gws:
             g.stop()
+
+
+def probe_sample(n, k=20):
+    """The bench station ids the command probe asks: k of the n, spread over them (the bench
+    stations are numbered 1..n: bench_load.station_id)."""
+    from picocharge.bench_load import station_id
+
+    k = min(k, n)
+    return [station_id(1 + i * n // k) for i in range(k)]
+
+
+class CommandProbe:
+    """`--kill-at`: a command (GetConfiguration, key "Identity") sent through the load balancer's
+    API to each of `stations` once every `period` s from start() to stop(), one at a time per
+    station (a command still waiting skips its station's next seconds). A bench station answers
+    with its own id (bench_load.Station.answer): an answer is right when it is that station's,
+    wrong when it is anything else. `report(t_kill, victims)` sums it up per second from the kill."""
+
+    def __init__(self, api_base, stations, period=1.0, timeout=40.0):
+        self.api_base = api_base.rstrip("/")
+        self.stations = list(stations)
+        self.period = period
+        self.timeout = timeout     # the gateway's response timeout (30 s) + its cross-process wait (5 s)
+        # (second it was sent for, station, outcome: "ok" | "wrong" | "<HTTP status>" | "error", seconds to the answer)
+        self.sent = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = []
+
+    def start(self):
+        t0 = time.time()
+        for sid in self.stations:
+            t = threading.Thread(target=self._run, args=(sid, t0), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+
+    def ask(self, sid):
+        """One command to station sid: its outcome."""
+        req = urllib.request.Request("%s/api/stations/%s/get-configuration" % (self.api_base, sid),
+                                     data=json.dumps({"key": ["Identity"]}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                out = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return str(e.code)
+        except (OSError, ValueError):
+            return "error"
+        keys = out.get("configurationKey") if isinstance(out, dict) else None
+        return "ok" if keys == [{"key": "Identity", "readonly": True, "value": sid}] else "wrong"
+
+    def _run(self, sid, t0):
+        tick = t0
+        while not self._stop.is_set():
+            now = time.time()
+            if tick > now:
+                if self._stop.wait(tick - now):
+                    return
+            t = time.time()
+            outcome = self.ask(sid)
+            with self._lock:
+                self.sent.append((tick, sid, outcome, time.time() - t))
+            tick += self.period * max(1, int((time.time() - tick) // self.period) + 1)
+
+    def report(self, t_kill, victims):
+        """Per second from the kill (negative: before it): sent, ok, failed, wrong; and for the
+        sampled stations that were on the killed process (`victims`), the time from the kill until
+        each had a command sent after the kill answered right (the last of them: `back_s`)."""
+        with self._lock:
+            sent = sorted(self.sent)
+        per = {}
+        fails = {}
+        slow = []
+        for t, sid, outcome, took in sent:
+            sec = int((t - t_kill) // 1)
+            row = per.setdefault(sec, {"s": sec, "sent": 0, "ok": 0, "failed": 0, "wrong": 0, "slowest_s": 0.0})
+            row["sent"] += 1
+            row["slowest_s"] = round(max(row["slowest_s"], took), 3)
+            slow.append(took)
+            if outcome == "ok":
+                row["ok"] += 1
+            elif outcome == "wrong":
+                row["wrong"] += 1
+            else:
+                row["failed"] += 1
+                fails[outcome] = fails.get(outcome, 0) + 1
+        victims = set(victims) & set(self.stations)
+        first_ok = {}
+        for t, sid, outcome, _took in sent:
+            if sid in victims and t >= t_kill and outcome == "ok" and sid not in first_ok:
+                first_ok[sid] = t - t_kill
+        not_back = sorted(victims - set(first_ok))
+        return {"command": "GetConfiguration", "period_s": self.period, "stations": len(self.stations),
+                "on_killed_process": len(victims),
+                "sent": len(sent), "ok": sum(r["ok"] for r in per.values()),
+                "failed": sum(r["failed"] for r in per.values()), "wrong": sum(r["wrong"] for r in per.values()),
+                "failures": fails, "slowest_s": round(max(slow), 3) if slow else None,
+                "per_second": [per[k] for k in sorted(per)],
+                "back_s": max(first_ok.values()) if first_ok and not not_back else None,
+                "not_back": not_back}

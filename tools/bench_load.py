@@ -166,8 +166,8 @@ class Station:
         while True:
             msg = await ws.recv()
             f = json.loads(msg)
-            if f[0] == ocppj.CALL:  # a call from the central system: we support none of them
-                await ws.send(json.dumps(ocppj.error(f[1], ocppj.NOT_SUPPORTED, "bench station")))
+            if f[0] == ocppj.CALL:  # a call from the central system
+                await ws.send(self.answer(f))
                 continue
             if f[1] == mid:
                 break
@@ -185,6 +185,15 @@ class Station:
         if action == "MeterValues":
             st.readings_acked += len(payload["meterValue"])
         return f[2]
+
+    def answer(self, f):
+        """The frame that answers the central system's CALL f: GetConfiguration with the station's
+        own id (key "Identity": the bench's `--kill-at` command probe checks that the answer came
+        from the station it asked), every other action NotSupported."""
+        if f[2] == "GetConfiguration":
+            return json.dumps([ocppj.CALLRESULT, f[1], {"configurationKey": [
+                {"key": "Identity", "readonly": True, "value": self.sid}]}])
+        return json.dumps(ocppj.error(f[1], ocppj.NOT_SUPPORTED, "bench station"))
 
     async def connect(self):
         spec = self.spec
@@ -226,12 +235,22 @@ class Station:
         if not self.spec.get("reconnect"):
             await asyncio.sleep(delay)
             return
-        closed = self.ws.wait_closed()
-        try:
-            await asyncio.wait_for(closed, delay)
-        except asyncio.TimeoutError:
-            return
-        raise Dropped()
+        # it reads its socket meanwhile, and answers the central system's calls (the command
+        # probe's GetConfiguration) at once
+        end = time.monotonic() + delay
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                msg = await asyncio.wait_for(self.ws.recv(), left)
+            except asyncio.TimeoutError:
+                return
+            except websockets.exceptions.ConnectionClosed:
+                raise Dropped()
+            f = json.loads(msg)
+            if f[0] == ocppj.CALL:
+                await self.ws.send(self.answer(f))
 
     async def heartbeat(self):
         await self.call("Heartbeat", {})
@@ -338,7 +357,7 @@ class Station:
                     # the end of the transaction is outside the measurement window
                     while self.win.w1 == float("inf"):
                         await asyncio.sleep(0.2)
-                    await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
+                    await self.idle(max(0.0, self.win.w1 - time.time()))
                     await self.finish()
                     return
                 except (websockets.exceptions.ConnectionClosed, Dropped) as e:
