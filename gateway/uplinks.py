@@ -28,7 +28,7 @@ a client of its own, to the telemetry topics of the stations in the batch in dou
 retained messages (a marker it publishes after the SUBACK tells when all have come), and for
 each station skips the batch's rows up to and including the one whose payload (seq included)
 equals the retained one; the rest are sent. A station without such a message had none of its
-rows taken. If the broker cannot be asked (timeout, refusal), every row is sent: at-least-once,
+rows taken. If the broker cannot be asked (three attempts of PROBE_TIMEOUT, refused), every row is sent: at-least-once,
 as before, said in the log. Why this and not another design: the alternatives are a dedupe
 store beside the broker (a second system to run and keep consistent), persistent MQTT sessions
 handed from process to process (a session belongs to one client id, and MQTT 5 does not say
@@ -248,7 +248,8 @@ class MqttUplink(Uplink):
     # for dozens of readings instead of two transactions and a wake-up per reading. A backlog
     # (a full batch) is read on at once.
     LINGER = 0.05
-    PROBE_TIMEOUT = 10.0    # asking the broker for its retained telemetry after a takeover
+    PROBE_TIMEOUT = 10.0    # asking the broker for its retained telemetry after a takeover (the stream waits)
+    PROBE_ATTEMPTS = 3
     PROBE_CHUNK = 200       # topics per SUBSCRIBE of that probe
 
     def __init__(self, gw, url, ingest=True, batch=1000, linger=LINGER, retain=None):
@@ -551,10 +552,20 @@ class MqttUplink(Uplink):
         for r in doubt:
             mine.setdefault(r["station"], []).append(r)
         topics = {fields.telemetry_topic(self.prefix, sid): sid for sid in mine}
-        try:
-            retained = await asyncio.to_thread(self._retained, list(topics))
-        except Exception as e:      # noqa: B902 - refused, timed out, lost: every row is sent again
-            return set(), "%s: %s" % (type(e).__name__, e)
+        retained, why = None, None
+        for attempt in range(1, self.PROBE_ATTEMPTS + 1):
+            t0 = time.monotonic()
+            try:
+                retained = await asyncio.to_thread(self._retained, list(topics))
+                log.info("mqtt: the broker's retained telemetry of %d stations read in %.2f s (attempt %d)",
+                         len(topics), time.monotonic() - t0, attempt)
+                break
+            except Exception as e:      # noqa: B902 - refused, timed out, lost: asked again, then every row sent
+                why = "%s: %s" % (type(e).__name__, e)
+                log.warning("mqtt: could not read the broker's retained telemetry (attempt %d of %d, %.1f s): %s",
+                            attempt, self.PROBE_ATTEMPTS, time.monotonic() - t0, why)
+        if retained is None:
+            return set(), why
         taken = set()
         for topic, payload in retained.items():
             rows = mine.get(topics.get(topic), ())

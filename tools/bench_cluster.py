@@ -35,6 +35,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -51,6 +52,8 @@ from picocharge.procs import child_options, stop_process
 
 _ENERGY = fields.READINGS[fields.ENERGY][fields.KEY]   # the energy register's column
 BEGIN = "# --- gateway servers"
+# an HAProxy httplog line's status and termination state: `... 0/0/0/-1/46 502 209 - - SH-- 33/...`
+_HTTPLOG = re.compile(r"\] \S+ \S+ \S+ (\d{3}) \S+ \S+ \S+ (\S{4}) ")
 END = "# --- end of gateway servers ---"
 
 
@@ -137,9 +140,10 @@ def haproxy_config():
     return p
 
 
-def render_haproxy(text, servers, ports, maxconn):
+def render_haproxy(text, servers, ports, maxconn, socket=None):
     """The shipped config with `servers` [(name, host, port)] between the markers, `bind :P` as
-    `bind 127.0.0.1:ports[P]`, and a `maxconn` in `global` sized for the run."""
+    `bind 127.0.0.1:ports[P]`, a `maxconn` in `global` sized for the run, and (`socket`) a stats
+    socket the bench asks `show info` / `show stat` on."""
     lines = text.splitlines()
     b = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
     e = [i for i, line in enumerate(lines) if line.strip() == END]
@@ -155,6 +159,8 @@ def render_haproxy(text, servers, ports, maxconn):
         out.append(line)
         if line.strip() == "global":
             out.append("    maxconn %d" % maxconn)
+            if socket:
+                out.append("    stats socket %s mode 600 level user" % socket)
     return "\n".join(out) + "\n"
 
 
@@ -169,6 +175,11 @@ class HAProxy:
         self.ps = None
         self.log_path = self.workdir / "haproxy.log"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # (a short path: a unix socket's is at most 107 bytes, a test's workdir can be longer)
+        self.socket = os.path.join(tempfile.gettempdir(), "picocharge-haproxy-%d-%d.sock" % (os.getpid(), self.port))
+        self.info = []          # (time, `show info` fields the report keeps), every INFO_EVERY s
+        self.final = None       # what stop() read last: `show info` and the frontend's `show stat` row
+        self._sampling = None
 
     def start(self):
         exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -178,7 +189,7 @@ class HAProxy:
         self._raise_nofile()
         conf = self.workdir / "haproxy.cfg"
         conf.write_text(render_haproxy(haproxy_config().read_text(), self.servers,
-                                       {8080: self.port, 8404: self.stats_port}, self.maxconn))
+                                       {8080: self.port, 8404: self.stats_port}, self.maxconn, self.socket))
         chk = subprocess.run([exe, "-c", "-f", str(conf)], capture_output=True, text=True, timeout=60)
         if chk.returncode != 0:
             raise RuntimeError("haproxy -c on %s (rendered from deploy/haproxy.cfg), exit %d:\n%s"
@@ -187,7 +198,71 @@ class HAProxy:
             self.proc = subprocess.Popen([exe, "-db", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, **child_options())
         self.ps = psutil.Process(self.proc.pid)
+        self._sampling = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
         return self
+
+    INFO_EVERY = 2.0
+    INFO_KEPT = ("Idle_pct", "CurrConns", "ConnRate", "SessRate", "CumReq", "Run_queue", "Tasks")
+
+    def show(self, command):
+        """HAProxy's answer to a stats socket command (`show info`, `show stat`)."""
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
+            so.settimeout(5)
+            so.connect(self.socket)
+            so.sendall(command.encode() + b"\n")
+            out = b""
+            while True:
+                b = so.recv(65536)
+                if not b:
+                    return out.decode(errors="replace")
+                out += b
+
+    def _show_info(self):
+        return dict(ln.split(": ", 1) for ln in self.show("show info").splitlines() if ": " in ln)
+
+    def _sample(self):
+        stop = self._sampling
+        while not stop.wait(self.INFO_EVERY):
+            try:
+                info = self._show_info()
+            except OSError:
+                continue
+            self.info.append((time.time(), {k: info.get(k) for k in self.INFO_KEPT}))
+
+    def _read_final(self):
+        import csv
+        import io
+
+        info = self.show("show info")
+        stat = self.show("show stat")
+        (self.workdir / "show-info.txt").write_text(info)
+        (self.workdir / "show-stat.csv").write_text(stat)
+        rows = list(csv.DictReader(io.StringIO(stat.lstrip("# "))))
+        fe = next((r for r in rows if r["pxname"] == "picocharge" and r["svname"] == "FRONTEND"), {})
+        keep = ("req_tot", "ereq", "dreq", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "scur", "smax", "slim", "stot",
+                "rate_max", "conn_tot")
+        self.final = {"info": {k: v for k, v in (ln.split(": ", 1) for ln in info.splitlines() if ": " in ln)
+                               if k in self.INFO_KEPT + ("Maxconn", "Hard_maxconn", "MaxConnRate", "MaxSessRate")},
+                      "frontend": {k: fe.get(k) for k in keep}}
+
+    def log_summary(self):
+        """The frontend's answers in HAProxy's log (option httplog): {"status": {code: n},
+        "termination": {state: n}} (the state of the answers that were not 101 or 2xx: who ended the
+        request and in which phase, e.g. cR-- a client that did not send its request in time)."""
+        status, term = {}, {}
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+        for m in _HTTPLOG.finditer(text):
+            code, state = m.group(1), m.group(2)
+            status[code] = status.get(code, 0) + 1
+            if not (code == "101" or code.startswith("2")):
+                term[state] = term.get(state, 0) + 1
+        return {"status": status, "termination": term}
 
     def _raise_nofile(self):
         """HAProxy needs two files per connection and refuses to start below what its maxconn needs;
@@ -233,8 +308,23 @@ class HAProxy:
                            % (timeout, st, self.log_path.read_text(errors="replace")[-1500:]))
 
     def stop(self):
+        if self._sampling is not None:
+            self._sampling.set()
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self._read_final()
+            except (OSError, ValueError) as e:
+                self.final = {"error": str(e)}
         stop_process(self.proc)
         self.proc = None
+
+    def report(self):
+        """What the step's load did to this HAProxy: its answers and how requests ended (its log),
+        `show info` sampled through the step (Idle_pct: the share of time its thread waited for
+        work), and the frontend's counters at the end."""
+        idle = [float(i["Idle_pct"]) for _t, i in self.info if i.get("Idle_pct") not in (None, "")]
+        return {"log": self.log_summary(), "final": self.final, "idle_pct_min": min(idle) if idle else None,
+                "info": [dict(i, t=round(t, 1)) for t, i in self.info]}
 
 
 class GatewayCluster:
@@ -374,6 +464,10 @@ class GatewayCluster:
                 by.setdefault(station, set()).add(wh)
                 n += 1
         return {"count": n, "by_station": by}
+
+    def lb_report(self):
+        """HAProxy.report() of each balancer (after stop(): its final counters are read then)."""
+        return [lb.report() for lb in self.lbs]
 
     def stop(self):
         for lb in self.lbs:

@@ -308,6 +308,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
     res["cs_by_process"] = by_process
     res.setdefault("lb_cpu_percent", None)
     res.setdefault("db_cpu_percent", None)
+    res["lb"] = cs.lb_report() if cluster else None     # HAProxy's own account (its log, show info/stat)
     res["kill"] = takeover(kill, stats, cs.log_paths) if kill else None
     if kill and probe:
         res["kill"]["commands"] = probe[0].report(kill["t"], kill["victims"])
