@@ -556,7 +556,7 @@ class MqttUplink(Uplink):
         for attempt in range(1, self.PROBE_ATTEMPTS + 1):
             t0 = time.monotonic()
             try:
-                retained = await asyncio.to_thread(self._retained, list(topics))
+                retained = await self._retained(list(topics))
                 log.info("mqtt: the broker's retained telemetry of %d stations read in %.2f s (attempt %d)",
                          len(topics), time.monotonic() - t0, attempt)
                 break
@@ -577,10 +577,12 @@ class MqttUplink(Uplink):
                     break
         return taken, None
 
-    def _retained(self, topics):
-        """{topic: payload} of the retained messages on `topics`, read by a client of its own
-        (blocking: run in a thread). A retained message comes after the SUBACK; a marker published
-        after the SUBACK comes after them, so when it is back every one of them is."""
+    async def _retained(self, topics):
+        """{topic: payload} of the retained messages on `topics`, read by a client of its own, run
+        on the event loop as the stream's client is (paho's external loop: a thread of paho's own
+        uses select(), which fails on a descriptor above 1,023, the common case in a process with
+        a thousand stations connected). A retained message comes after the SUBACK; a marker
+        published after the SUBACK comes after them, so when it is back every one of them is."""
         cid = "picocharge-probe-%d-%s" % (os.getpid(), os.urandom(4).hex())
         if self.v5:
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
@@ -590,56 +592,82 @@ class MqttUplink(Uplink):
         self._credentials(c)
         marker = "%s/gateway/probe/%s" % (self.prefix, cid)
         got = {}
-        cv = threading.Condition()
-        st = {"rc": None, "subacks": set(), "marks": 0}
+        st = {"rc": None, "subacks": set(), "marks": 0, "closed": False}
+        changed = asyncio.Event()
 
         def on_connect(cl, ud, fl, rc, pr):
-            with cv:
-                st["rc"] = rc
-                cv.notify_all()
+            st["rc"] = rc
+            changed.set()
 
         def on_subscribe(cl, ud, mid, rcs, pr):
-            with cv:
-                st["subacks"].add(mid)
-                cv.notify_all()
+            st["subacks"].add(mid)
+            changed.set()
 
         def on_message(cl, ud, m):
-            with cv:
-                if m.topic == marker:
-                    st["marks"] += 1
-                    cv.notify_all()
-                elif m.retain and len(m.payload) <= MAX_TELEMETRY_BYTES:
-                    got[m.topic] = m.payload
+            if m.topic == marker:
+                st["marks"] += 1
+                changed.set()
+            elif m.retain and len(m.payload) <= MAX_TELEMETRY_BYTES:
+                got[m.topic] = m.payload
 
-        c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
-        end = time.monotonic() + self.PROBE_TIMEOUT
+        def on_disconnect(cl, ud, fl, rc, pr):
+            st["closed"] = True
+            changed.set()
 
-        def wait(what, pred):
-            with cv:
-                if not cv.wait_for(pred, max(0.0, end - time.monotonic())):
+        c.on_connect, c.on_subscribe, c.on_message, c.on_disconnect = on_connect, on_subscribe, on_message, on_disconnect
+        loop = self.loop
+        end = loop.time() + self.PROBE_TIMEOUT
+
+        async def wait(what, pred):
+            while not pred():
+                if st["closed"]:
+                    raise ConnectionError("the broker closed the connection before the %s" % what)
+                left = end - loop.time()
+                if left <= 0:
                     raise TimeoutError("no %s from %s:%d within %.0f s" % (what, self.cfg["host"], self.cfg["port"],
                                                                         self.PROBE_TIMEOUT))
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
 
-        c.connect(self.cfg["host"], self.cfg["port"], 30)
-        c.loop_start()
+        await loop.run_in_executor(None, c.connect, self.cfg["host"], self.cfg["port"], 30)
+        sock = c.socket()
+        if sock is None:
+            raise ConnectionError("no socket after connect")
+        c.on_socket_register_write = lambda cl, ud, so: loop.add_writer(so, cl.loop_write)
+        c.on_socket_unregister_write = lambda cl, ud, so: self._unwatch_write(so)
+        c.on_socket_close = lambda cl, ud, so: self._unwatch(so)
+        loop.add_reader(sock, c.loop_read)
+        if c.want_write():
+            loop.add_writer(sock, c.loop_write)
         try:
-            wait("CONNACK", lambda: st["rc"] is not None)
+            await wait("CONNACK", lambda: st["rc"] is not None)
             if st["rc"].is_failure:
                 raise ConnectionError("the broker refused the connection: %s" % st["rc"])
             # a few hundred topics per SUBSCRIBE: a broker queues a client's messages up to a limit
             # (mosquitto: max_queued_messages, 1000) and drops the rest
             _rc, mid = c.subscribe(marker, qos=1)
-            wait("SUBACK", lambda: mid in st["subacks"])
+            await wait("SUBACK", lambda: mid in st["subacks"])
             for n, k in enumerate(range(0, len(topics), self.PROBE_CHUNK), 1):
                 _rc, mid = c.subscribe([(t, 1) for t in topics[k:k + self.PROBE_CHUNK]])
-                wait("SUBACK", lambda: mid in st["subacks"])
+                await wait("SUBACK", lambda: mid in st["subacks"])
                 c.publish(marker, b"", qos=1)
-                wait("marker message", lambda: st["marks"] >= n)
-            with cv:
-                return dict(got)
+                await wait("marker message", lambda: st["marks"] >= n)
+            return dict(got)
         finally:
-            c.disconnect()
-            c.loop_stop()
+            try:
+                if c.socket() is not None:
+                    c.disconnect()
+                    c.loop_write()  # sends DISCONNECT; paho then closes the socket
+            except Exception:   # noqa: B902 - closing a probe that failed: nothing more to do
+                pass
+            so = c.socket()
+            if so is not None:
+                self._unwatch(so)
+                so.close()
+            self._unwatch(sock)
 
     def _mine(self):
         """Whether this process forwards the readings now: always alone, with the MQTT lease in a
