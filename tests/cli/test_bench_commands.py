@@ -37,6 +37,13 @@ def test_bench_commands__kill_at_reports_commands_per_second_and_when_they_work_
     assert all(f in ("409", "502") for f in c["failures"]), ev     # refused or cut at the kill: never a 504
     assert all(r["ok"] == r["sent"] == 20 for r in rows[-3:-1]), ev     # (the last second may be cut by the end)
     assert c["slowest_s"] < 5, ev      # a call cut by the kill is answered at the next tick, not after 35 s
+    # HAProxy's own account of the step: its log's answers (every station's handshake a 101),
+    # `show info` sampled through the step, its frontend's counters at the end (ereq: the 408s
+    # its log leaves out)
+    lb, = s["lb"]
+    assert lb["log"]["status"]["101"] >= 20 and lb["log"]["status"]["200"] >= c["ok"], lb["log"]
+    assert int(lb["final"]["frontend"]["req_tot"]) >= c["sent"] and lb["final"]["frontend"]["ereq"] == "0", lb["final"]
+    assert len(lb["info"]) >= 5 and 0 < lb["idle_pct_min"] <= 100, lb["info"]
     assert "commands (GetConfiguration to 20 stations every second): %d answered, %d failed, 0 wrong, the %d on " \
            "the killed process answered again after %.2f s" % (c["ok"], c["failed"], c["on_killed_process"],
                                                                  c["back_s"]) in p.stdout, p.stdout
