@@ -614,7 +614,8 @@ class MqttUplink(Uplink):
             st["closed"] = True
             changed.set()
 
-        c.on_connect, c.on_subscribe, c.on_message, c.on_disconnect = on_connect, on_subscribe, on_message, on_disconnect
+        c.on_connect, c.on_subscribe = on_connect, on_subscribe
+        c.on_message, c.on_disconnect = on_message, on_disconnect
         loop = self.loop
         end = loop.time() + self.PROBE_TIMEOUT
 
