@@ -76,6 +76,12 @@ class StepStats:
         self.tx_stopped = 0
         self.cpu_s = 0.0  # this process's CPU time inside the window
         self.setup_s = 0.0  # from the first connect until every station was set up
+        # how late this process's event loop ran a 0.1 s ticker, at most: before the window (the
+        # connects and set-ups) and inside it. A late loop is a late client: a handshake request
+        # written seconds after its TCP connection was accepted (HAProxy's 408s, docs/performance.md)
+        self.loop_lag_setup_ms = 0.0
+        self.loop_lag_window_ms = 0.0
+        self.setup_cpu_s = 0.0  # this process's CPU time from the step's start to the window's
 
     def fail(self, kind):
         self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
@@ -396,6 +402,18 @@ async def _run_step(spec, indices, sync=None):
     win = Window(spec.get("w0"), spec.get("w1"))
     setup = SetUp(len(indices))
     stations = [Station(i, spec, stats, win, setup) for i in indices]
+    cpu0 = time.process_time()
+
+    async def ticker(every=0.1):
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(every)
+            lag = (time.monotonic() - t - every) * 1000.0
+            if time.time() < win.w0:
+                stats.loop_lag_setup_ms = max(stats.loop_lag_setup_ms, lag)
+            elif time.time() < win.w1:
+                stats.loop_lag_window_ms = max(stats.loop_lag_window_ms, lag)
+    tick = asyncio.ensure_future(ticker())
     tasks = [asyncio.ensure_future(s.run(spec["t0"] + ramp * (s.index - 1) / max(1, n_all)))
              for s in stations]
     if sync is not None:
@@ -413,6 +431,7 @@ async def _run_step(spec, indices, sync=None):
     await asyncio.sleep(max(0.0, win.w0 - time.time()))
     stats.connected_by_window = setup.ok
     c0 = time.process_time()
+    stats.setup_cpu_s = c0 - cpu0
     await asyncio.sleep(max(0.0, win.w1 - time.time()))
     stats.cpu_s = time.process_time() - c0
     done, pending = await asyncio.wait(tasks, timeout=max(0.1, win.w1 + spec["drain"] - time.time()))
@@ -423,6 +442,7 @@ async def _run_step(spec, indices, sync=None):
         t.cancel()
     if pending:
         await asyncio.wait(pending, timeout=5)
+    tick.cancel()
     return stats
 
 
@@ -459,8 +479,8 @@ def merge(parts):
                 getattr(out, k).frombytes(v)
             elif k == "acked_wh":   # each station is in one process
                 out.acked_wh.update(v)
-            elif k == "setup_s":
-                out.setup_s = max(out.setup_s, v)
+            elif k in ("setup_s", "loop_lag_setup_ms", "loop_lag_window_ms"):
+                setattr(out, k, max(getattr(out, k), v))
             elif isinstance(v, dict):
                 tgt = getattr(out, k)
                 for kk, vv in v.items():

@@ -44,6 +44,9 @@ def test_bench_commands__kill_at_reports_commands_per_second_and_when_they_work_
     assert lb["log"]["status"]["101"] >= 20 and lb["log"]["status"]["200"] >= c["ok"], lb["log"]
     assert int(lb["final"]["frontend"]["req_tot"]) >= c["sent"] and lb["final"]["frontend"]["ereq"] == "0", lb["final"]
     assert len(lb["info"]) >= 5 and 0 < lb["idle_pct_min"] <= 100, lb["info"]
+    # the generators' own lateness is measured (their loops' worst lag, before and in the window)
+    assert s["generator_loop_lag_setup_ms"] >= 0 and s["generator_loop_lag_window_ms"] >= 0, ev
+    assert s["generator_setup_cpu_s"] > 0, ev
     assert "commands (GetConfiguration to 20 stations every second): %d answered, %d failed, 0 wrong, the %d on " \
            "the killed process answered again after %.2f s" % (c["ok"], c["failed"], c["on_killed_process"],
                                                                  c["back_s"]) in p.stdout, p.stdout
