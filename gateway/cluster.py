@@ -334,15 +334,14 @@ class Cluster:
 
     async def _read_rows(self):
         """The stations NOTIFY named, read again (no wait: a change is seen as soon as the store
-        reads it), a station named several times while a read was on read once."""
+        reads it), those named while a read was on together in the next read, each once."""
         try:
             while self._rows:
                 sids, self._rows = self._rows, set()
-                for sid in sids:
-                    try:
-                        await self.gw.station_row_changed(sid)
-                    except StoreError as e:     # not read again now: the next change of it does
-                        log.warning("cluster: station=%s changed row not read again: %s", sid, e)
+                try:
+                    await self.gw.station_rows_changed(sids)
+                except StoreError as e:     # not read again now: the next change of each does
+                    log.warning("cluster: %d stations' changed rows not read again: %s", len(sids), e)
         finally:
             self._rows_task = None
 
