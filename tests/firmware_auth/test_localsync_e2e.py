@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from support.central import station_config
+from support.cards import rfid_config, tap
 from support.gwhttp import TEST_TOKEN, http
 from support.tcpcut import TcpCut
 
@@ -31,20 +31,6 @@ TAGS = sorted("04%06X" % (i * 7919) for i in range(N))     # unique (i * 7919 < 
 MIDDLE, LAST, BLOCKED = TAGS[N // 2], TAGS[-1], TAGS[N // 4]
 UNKNOWN = "04FFFFF0"                    # not in TAGS (the largest is 04%06X of 999 * 7919)
 LIST_BYTES = 8 + N * 48                 # authstore: a header and 48 bytes a record
-
-
-def rfid_config(url):
-    cfg = station_config(url, password=STATION_PW)
-    cfg["charger"] = {"max_current_a": 16, "supply_v": 230, "phases": 1, "rfid": True}
-    return cfg
-
-
-async def tap(st, uid):
-    """Hold card `uid` to the reader: the board reads rfid.txt (and removes it) within 0.5 s."""
-    tmp = st.flash / "rfid.tmp"
-    tmp.write_text(uid)
-    tmp.replace(st.flash / "rfid.txt")
-    await st.aexpect("[rfid] I: card %s" % uid)
 
 
 @pytest.fixture
@@ -127,7 +113,7 @@ async def start_synced(gw_pool, station, relay=None):
     assert s == 200 and view["sync"] is True and view["list_version"] is None, view
 
     port = (await relay(gw.port)).port if relay else gw.port
-    st = station(rfid_config("ws://127.0.0.1:%d/ocpp" % port)).start()
+    st = station(rfid_config("ws://127.0.0.1:%d/ocpp" % port, password=STATION_PW)).start()
     await st.aexpect("[ocpp] I: boot accepted")
     t0 = time.monotonic()
     view = await synced_at(gw, N // 10, st)

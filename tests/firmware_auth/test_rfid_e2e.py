@@ -17,29 +17,9 @@ import urllib.request
 
 from ocpp.v16 import call
 
-from support.central import station_config, validate_outgoing
+from support.cards import entry, rfid_config, tap
+from support.central import validate_outgoing
 from support.net import free_port
-
-
-def rfid_config(url, **kw):
-    cfg = station_config(url, **kw)
-    cfg["charger"] = {"max_current_a": 16, "supply_v": 230, "phases": 1, "rfid": True}
-    return cfg
-
-
-async def tap(st, uid):
-    """Hold card `uid` to the reader: the board reads rfid.txt (and removes it) within 0.5 s."""
-    tmp = st.flash / "rfid.tmp"
-    tmp.write_text(uid)
-    tmp.replace(st.flash / "rfid.txt")
-    await st.aexpect("[rfid] I: card %s" % uid)
-
-
-def entry(tag, status="Accepted", parent=None):
-    info = {"status": status}
-    if parent:
-        info["parentIdTag"] = parent
-    return {"idTag": tag, "idTagInfo": info}
 
 
 async def test_rfid__tap_authorize_start_tap_stop_and_a_blocked_card_refused(station, central):
