@@ -16,6 +16,9 @@
 # block after a collection was at times 13-15 blocks of 32 bytes, and microdot's Request needs
 # one of 15 (its attribute table, 464 bytes): a request then failed with a MemoryError
 # traceback. The page is no longer held (webpage.py is imported per load).
+# The heap test's low reads were not this page's: a first request half a second later reads
+# the steady figure. They were an OCPP call waiting for its answer at that moment (ocpp_link:
+# docs/firmware.md "A call's answer awaited without wait_for").
 import asyncio
 import gc
 import json
