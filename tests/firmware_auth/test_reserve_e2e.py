@@ -255,29 +255,18 @@ async def test_cache__start_transaction_answers_fill_it_and_their_parent_lets_a_
 STATION_PW = "station-password-0014"     # 16..40 printable ASCII, as the gateway takes them
 
 
-@pytest.fixture
-async def gateway(tmp_path):
-    from picocharge.gateway.app import Gateway, Settings
-
-    gw = Gateway(Settings(db=str(tmp_path / "gw.db"), port=0, auth="password", thingspeak_url=None,
-                          gc_freeze=False, api_token=TEST_TOKEN))
-    await gw.start()
-    yield gw
-    await gw.stop()
-
-
 async def station_status(gw):
     s, view = await http(gw, "GET", "/api/stations/CP-1")
     assert s == 200, view
     return view["status"]
 
 
-async def test_gateway__a_reservation_from_the_api_shows_reserved_and_a_card_of_its_group_starts(station, gateway):
+async def test_gateway__a_reservation_from_the_api_shows_reserved_and_a_card_of_its_group_starts(station, password_gateway):
     """Our gateway and the real firmware: POST /api/stations/CP-1/reservations sends ReserveNow
     (with the tag's parentIdTag from the gateway's id-tag list); the station's page shows it
     Reserved; a card of another group is refused, a card of the same group starts, and the
     transaction is linked to the reservation on both sides."""
-    gw = gateway
+    gw = password_gateway
     await gw.register("CP-1", STATION_PW)
     for tag, parent in (("04AB0001", "FLEET"), ("04AB0002", "FLEET"), ("04CD0003", None)):
         s, out = await http(gw, "POST", "/api/id-tags", dict({"id_tag": tag}, **({"parent_id_tag": parent} if parent else {})))

@@ -16,17 +16,6 @@ from support.otasrv import flash_state, ota_config, slot_intact
 STATION_PW = "station-password-0042"     # 16..40 printable ASCII, as the gateway takes them
 
 
-@pytest.fixture
-async def gateway(tmp_path):
-    from picocharge.gateway.app import Gateway, Settings
-
-    gw = Gateway(Settings(db=str(tmp_path / "gw.db"), port=0, auth="password", thingspeak_url=None,
-                          gc_freeze=False, api_token=TEST_TOKEN))
-    await gw.start()
-    yield gw
-    await gw.stop()
-
-
 def _board(station, gw, fleet_key, sid):
     cfg = ota_config("ws://127.0.0.1:%d/ocpp" % gw.port, fleet_key[1])
     cfg["station_id"] = sid
@@ -58,8 +47,8 @@ def _add_release(gw, folder):
 
 
 async def test_gateway_updates_the_real_firmware_over_the_air_and_gets_its_diagnostics(station, releases, fleet_key,
-                                                                                       gateway):
-    gw = gateway
+                                                                                       password_gateway):
+    gw = password_gateway
     await gw.register("CP-1", STATION_PW)
     st = _board(station, gw, fleet_key, "CP-1").start()
     await _until("boot on 0.1.0", lambda: "CP-1" in gw.sessions and gw.stations["CP-1"].get("firmware") == "0.1.0",
@@ -98,8 +87,8 @@ async def test_gateway_updates_the_real_firmware_over_the_air_and_gets_its_diagn
         await rebooter
 
 
-async def test_a_rollout_takes_real_boards_in_waves(station, releases, fleet_key, gateway):
-    gw = gateway
+async def test_a_rollout_takes_real_boards_in_waves(station, releases, fleet_key, password_gateway):
+    gw = password_gateway
     sids = ["CP-%d" % i for i in range(1, 5)]
     boards = []
     for sid in sids:

@@ -64,6 +64,22 @@ def station(tmp_path, station_scenario):
 
 
 @pytest.fixture
+async def password_gateway(tmp_path):
+    """Our gateway in-process (port 0: `.port`), stations admitted by password (register them
+    through the API), the test admin token (support.gwhttp.TEST_TOKEN), no ThingSpeak; stopped
+    at the end of the test. For the firmware's end-to-end tests against our own central system."""
+    from picocharge.gateway.app import Gateway, Settings
+
+    from .gwhttp import TEST_TOKEN
+
+    gw = Gateway(Settings(db=str(tmp_path / "gw.db"), port=0, auth="password", thingspeak_url=None,
+                          gc_freeze=False, api_token=TEST_TOKEN))
+    await gw.start()
+    yield gw
+    await gw.stop()
+
+
+@pytest.fixture
 async def central():
     """Factory: `await central(**kw)` -> a started central.CentralSystem; all are stopped at
     the end of the test."""
