@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import random
 import resource
+import signal
 import time
 from array import array
 
@@ -458,6 +459,10 @@ def run_step(spec, indices, sync=None):
 
 
 def _worker(conn):
+    # Ctrl-C reaches the whole process group: the coordinator turns it into a stop and
+    # terminates this process (Workers.__exit__); a KeyboardInterrupt here would only print a
+    # second traceback from inside the step.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise_nofile()
     while True:
         msg = conn.recv()
@@ -531,7 +536,12 @@ class Workers:
             parts.append(val)
         return merge(parts)
 
-    def close(self):
+    def close(self, at_once=False):
+        """Ask each process to end after its step (at_once: terminate them now, as on Ctrl-C
+        or an error in the coordinator, when a step's hold may have minutes to go)."""
+        if at_once:
+            for p in self.ps:
+                p.terminate()
         for c in self.conns:
             try:
                 c.send(None)
@@ -546,8 +556,8 @@ class Workers:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(at_once=exc_type is not None)
 
 
 def auto_procs(n, cpus=None):

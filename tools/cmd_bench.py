@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .options import json_option
+from .procs import stop_on_signals
 
 DEFAULT_STEPS = "10,20,40,80,160,1000,5000,10000"
 
@@ -181,13 +182,22 @@ def bench(target, steps, mode, hold, interval, heartbeat, ramp, retry_for, procs
     workdir = Path(workdir or tempfile.mkdtemp(prefix="picocharge-bench-"))
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
 
+    saved = []
+
     def save(meta, results):  # after every step, so an interrupted run keeps what it measured
         bench_report.write_json(out, meta, results)
+        saved[:] = [len(results)]
 
     try:
-        meta, results = bench_run.run(opts, workdir, echo=echo, on_step=save)
+        with stop_on_signals():     # SIGTERM/SIGHUP stop the run as Ctrl-C does
+            meta, results = bench_run.run(opts, workdir, echo=echo, on_step=save)
     except (RuntimeError, FileNotFoundError) as e:
         raise click.ClickException(str(e))
+    except KeyboardInterrupt as e:  # the step under way and its processes are stopped
+        kept = ("the %d finished step(s) are in %s" % (saved[0], os.path.abspath(out)) if saved
+                else "no step had finished, nothing written to %s" % out)
+        click.echo("bench interrupted (%s): %s; logs: %s" % (str(e) or "Ctrl-C", kept, workdir), err=True)
+        raise SystemExit(130)
     doc = bench_report.write_json(out, meta, results)
     if results:
         bench_report.write_chart(chart, results, title="picocharge bench (%s; %s; %d generator process(es))"
