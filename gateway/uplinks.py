@@ -78,6 +78,7 @@ import thingspeak
 from picocharge.firmware import fields
 
 from .logonce import LogOnce
+from .mqttfast import BatchClient
 from .readings import reading_from_dict
 from .store import StoreError, reading_row
 
@@ -93,6 +94,7 @@ MAX_INGEST_INFLIGHT = 10000
 _VARYING = re.compile(r"'[^']*'|-?\d[\d.e+-]*")
 
 _OWN_SUFFIX = b',"src":"gateway"}'
+_PUBLISH_CHUNK = 100    # telemetry messages written at once (one send); the loop runs between chunks
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
 _SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
 
@@ -276,6 +278,7 @@ class MqttUplink(Uplink):
         self.resent = 0          # readings of a dead owner's batch in flight, sent again (cluster)
         self.skipped = 0         # readings of such a batch the broker had taken: not sent again
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
+        self.refused = 0         # telemetry PUBLISHes the broker answered with a failure reason
         self._ingesting = 0      # telemetry messages waiting for the store
         self._misc = None
         self._loop_thread = None
@@ -331,10 +334,10 @@ class MqttUplink(Uplink):
     # is written, and a burst of acks read, in one go.
     def _new_client(self):
         if self.v5:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
+            c = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
                             protocol=mqtt.MQTTv5)
         else:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
+            c = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
                             protocol=mqtt.MQTTv311, clean_session=True)
         self._credentials(c)
         c.will_set(self.gateway_topic, b'{"state":"offline"}', qos=1, retain=True)
@@ -344,7 +347,10 @@ class MqttUplink(Uplink):
         c.max_queued_messages_set(0)
         c.on_connect = lambda cl, ud, fl, rc, pr: self._in_loop(self._on_connect, cl, rc)
         c.on_disconnect = lambda cl, ud, fl, rc, pr: self._in_loop(self._on_disconnect, cl, rc)
-        c.on_publish = lambda cl, ud, mid, rc, pr: self._in_loop(self._on_ack, mid)
+        # the telemetry's PUBACKs are taken by BatchClient (batch_unacked); paho's own on_publish
+        # (the status messages) is not needed
+        c.on_batch_done = self._batch_done.set
+        c.on_refused = self._on_refused
         c.on_message = lambda cl, ud, m: self._in_loop(self._on_message, m.topic, m.payload)
         return c
 
@@ -457,12 +463,18 @@ class MqttUplink(Uplink):
         self._batch_done.set()      # the batch waiting for its acks: they will not come
         self._event.set()
 
-    def _on_ack(self, mid):
-        u = self._unacked
-        if mid in u:
-            u.discard(mid)
-            if not u:
-                self._batch_done.set()
+    def _on_refused(self, mid, reason):
+        # MQTT 5: the broker answered a telemetry PUBLISH with a failure reason (not authorized,
+        # quota exceeded...): it did not take the message. Counted as acknowledged (the outbox
+        # moves on, as with a 3.1.1 broker that drops what it refuses), said here.
+        self.refused += 1
+        try:
+            name = str(mqtt.ReasonCode(mqtt.PacketTypes.PUBACK, identifier=reason))
+        except (KeyError, ValueError):
+            name = "not a PUBACK reason code"
+        _ONCE.warning("mqtt: the broker refused telemetry messages (reason 0x%02x: %s; %d so far; the outbox moves "
+                      "on): check its ACL and limits for %s/+/telemetry", reason, name, self.refused, self.prefix,
+                      key=("refused", reason))
 
     async def _drop_client(self):
         c, self.client = self.client, None
@@ -726,27 +738,37 @@ class MqttUplink(Uplink):
                 self._event.clear()
                 rows = await _store_run(store, "mqtt", self._advance, cursor, False)
                 continue
-            # the batch's message ids not yet acknowledged: _on_ack takes them out and wakes
-            # this task when none is left (no future per message: a PUBACK is a set discard)
-            self._unacked = unacked = set()
-            sent = []
-            publish, topic, payload, prefix = self.client.publish, fields.telemetry_topic, self.payload, self.prefix
+            # the batch's packet ids not yet acknowledged: the client takes them out as their
+            # PUBACKs come and wakes this task when none is left (mqttfast.BatchClient)
+            c = self.client
+            c.batch_unacked = self._unacked = unacked = set()
+            sent = []       # (outbox key, packet id; None: at the broker already), in the outbox's order
+            topic, payload, prefix = fields.telemetry_topic, self.payload, self.prefix
             pg = self.gw.store.dialect == "postgresql"
             retain = self.retain
-            for k, row in enumerate(rows):
-                if k and not k % 100:
-                    await asyncio.sleep(0)  # a batch of 1,000 publishes is ~30 ms: let stations in
-                    if self.client is None or not self.connected:
+            for k in range(0, len(rows), _PUBLISH_CHUNK):
+                if k:
+                    await asyncio.sleep(0)  # a batch of 1,000 is several ms of work: let stations in
+                    if self.client is not c or not self.connected:
                         break
-                if skip and row_key(pg, row) in skip:
-                    sent.append((row_key(pg, row), None))     # at the broker already: as acknowledged
+                msgs, first = [], len(sent)
+                for row in rows[k:k + _PUBLISH_CHUNK]:
+                    key = row_key(pg, row)
+                    if skip and key in skip:
+                        sent.append((key, None))     # at the broker already: as acknowledged
+                        continue
+                    sent.append((key, 0))
+                    msgs.append((topic(prefix, row["station"]), payload(row).encode()))
+                if not msgs:
                     continue
-                info = publish(topic(prefix, row["station"]), payload(row), qos=1, retain=retain)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                mids = c.publish_batch(msgs, retain)
+                if mids is None:    # the connection is gone: from here on nothing was sent
+                    del sent[first:]
                     break
-                if not info.is_published():
-                    unacked.add(info.mid)
-                sent.append((row_key(pg, row), info.mid))
+                it = iter(mids)
+                for i in range(first, len(sent)):
+                    if sent[i][1] is not None:
+                        sent[i] = (sent[i][0], next(it))
             deadline = time.monotonic() + 30
             while unacked and self.connected:
                 self._batch_done.clear()
