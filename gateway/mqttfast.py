@@ -24,9 +24,11 @@ prefix) is unchanged. A PUBACK with a failure reason (MQTT 5: 0x80 and above, e.
 authorized) is reported to `on_refused` with its packet id and reason; the uplink counts it and
 logs it once.
 
-Bought: the uplink on its own (python benchmarks/mqtt_drain.py --readings 50000 --stations 5000,
-SQLite, ingest on) 52-57 -> 22-23 us of gateway CPU per reading, 9,600 -> 11,900-13,600
-readings/s; end to end: docs/performance.md, "CPU per message (issue 17)".
+Bought (docs/performance.md, "CPU per message (issue 17)", second round): the uplink on its own
+(benchmarks/mqtt_drain.py, 50,000 readings) 47-57 -> 17.5-23 us of gateway CPU per reading,
+9,600-10,700 -> 11,900-13,700 readings/s; its share of the gateway's profile 16.6 -> 8.9 %
+paced, 12.9 -> 5.9 % in closed loop; end to end, gateway CPU per message (median of alternating
+runs) paced 5,000 stations 354 -> 330 us, closed loop 2,000 stations 126 -> 114 us.
 
 The private parts of paho-mqtt used here (tests/gateway/test_mqttfast.py fails if any of them
 changes): Client._mid_generate(), Client._packet_queue(command, packet, mid, qos, info),
