@@ -1,6 +1,7 @@
 """gateway/mqttfast.py: the MQTT uplink's batch of QoS 1 telemetry messages, written as paho
 would write each, acknowledged through a real mosquitto; and the private parts of paho-mqtt it
 relies on, checked so that a paho release that changes them fails here first."""
+import asyncio
 import collections
 import inspect
 import json
@@ -13,12 +14,15 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
+from ocpp.v16 import call
 
 from picocharge.gateway.mqttfast import BatchClient
 from picocharge.procs import stop_process
 
+from support import tls_certs
 from support.broker import Subscriber
 from support.net import free_port, wait_port
+from support.stations import Connected, boot, meter
 
 
 def _queued(c):
@@ -143,3 +147,51 @@ def test_mqttfast__a_batch_through_mosquitto_each_message_on_its_topic_each_ackn
         if sub is not None:
             sub.close()
         broker.stop()
+
+
+async def test_mqttfast__the_gateway_over_tls_forwards_a_batch_each_reading_once(gateway, tmp_path, monkeypatch):
+    """mqtts://: BatchClient reads TLS records ahead (64 KiB a recv) while the uplink also drains
+    what the SSL object decrypted (sock.pending()): 300 readings in one MeterValues, forwarded in
+    chunks, every PUBACK taken, every reading at a subscriber once."""
+    pki = tls_certs.make(tmp_path / "pki")
+    d = tempfile.mkdtemp(prefix="mqtts-")      # readable by the user mosquitto drops to
+    os.chmod(d, 0o755)
+    for f in (pki.cert, pki.key):
+        shutil.copy(f, d)
+        os.chmod(os.path.join(d, f.name), 0o644)
+    plain, tls = free_port(), free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
+                    "listener %d 127.0.0.1\nlistener %d 127.0.0.1\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
+                    % (plain, tls, d, d))
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sub = None
+    try:
+        wait_port(plain)
+        wait_port(tls)
+        sub = Subscriber(plain, "pc/#")
+        monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_pem))    # the gateway verifies the broker by it
+        gw = await gateway(mqtt_url="mqtts://127.0.0.1:%d/pc" % tls)
+        for _ in range(200):
+            if gw.mqtt.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert gw.mqtt.connected, "the gateway did not connect over TLS"
+        mv = [meter("2026-01-01T%02d:%02d:%02dZ" % (10 + i // 3600, i // 60 % 60, i % 60), energy=float(i))
+              for i in range(300)]
+        async with Connected(gw.port, "CP-T") as cp:
+            await boot(cp)
+            await cp.call(call.MeterValues(connector_id=1, meter_value=mv))
+        got = await asyncio.to_thread(sub.wait, "pc/CP-T/telemetry", 300)
+        assert [p["energy_wh"] for p, _r in got] == [float(i) for i in range(300)], [p for p, _r in got][:3]
+        for _ in range(200):
+            if gw.mqtt.delivered >= 300 and not gw.mqtt._unacked:
+                break
+            await asyncio.sleep(0.05)
+        assert gw.mqtt.delivered == 300 and gw.mqtt.refused == 0, (gw.mqtt.delivered, gw.mqtt.refused)
+    finally:
+        if sub is not None:
+            sub.close()
+        stop_process(proc)
+        shutil.rmtree(d, ignore_errors=True)
