@@ -99,6 +99,42 @@ _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
 _SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
 
 
+# The telemetry payload of a readings row: the text of fields.telemetry_json(reading_row(row))
+# (json.dumps' default separators, ASCII escapes) with "src":"gateway" added, written here value
+# by value with json's own C string encoder and float/int reprs, as json.dumps writes them: the
+# uplink sends every reading through it, and json.dumps' Python encoder was its largest single
+# cost once the publish path was cheap (benchmarks/mqtt_drain.py: a quarter of the uplink's time).
+# tests/gateway/test_mqttfast.py compares the two texts over generated rows; subscribers and the
+# takeover (payloads compared byte for byte) see the same bytes as before.
+_ASCII_STR = json.encoder.encode_basestring_ascii
+_HEADS = tuple((k, json.dumps(k) + ": ") for k in fields.READING_KEYS)
+_OWN_END = _OWN_SUFFIX.decode()
+
+
+def _json_value(v):
+    c = v.__class__
+    if c is float and v - v == 0.0:     # finite (json.dumps writes NaN and the infinities its own way)
+        return float.__repr__(v)
+    if c is str:
+        return _ASCII_STR(v)
+    if c is int:
+        return int.__repr__(v)
+    return json.dumps(v)
+
+
+def telemetry_payload(row):
+    """fields.telemetry_json(reading_row(row))[:-1] + ',"src":"gateway"}', the same text."""
+    parts = []
+    for k, head in _HEADS:
+        v = row[k]
+        if v is not None:
+            parts.append(head + _json_value(v))
+    for k, v in (("status", row["status"]), ("ts", row["ts"]), ("seq", row["id"])):
+        if v is not None:
+            parts.append('"%s": %s' % (k, _json_value(v)))
+    return "{" + ", ".join(parts) + _OWN_END
+
+
 # The outbox's order. SQLite has one writer: reading ids commit in order, and a cursor is the
 # last id delivered. On PostgreSQL several gateway processes write at once (cluster.py), so id
 # 100 may commit after id 101 was read and delivered: a cursor over ids would step over it. There
@@ -803,7 +839,7 @@ class MqttUplink(Uplink):
     @staticmethod
     def payload(row):
         # the gateway's own publications carry "src":"gateway" (ingest ignores them)
-        return fields.telemetry_json(reading_row(row))[:-1] + _OWN_SUFFIX.decode()
+        return telemetry_payload(row)
 
     def publish_status(self, sid):
         if not self.connected or self.client is None:

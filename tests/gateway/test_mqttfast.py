@@ -1,6 +1,7 @@
 """gateway/mqttfast.py: the MQTT uplink's batch of QoS 1 telemetry messages, written as paho
 would write each, acknowledged through a real mosquitto; and the private parts of paho-mqtt it
-relies on, checked so that a paho release that changes them fails here first."""
+relies on, checked so that a paho release that changes them fails here first. The uplink's
+payload (uplinks.telemetry_payload) against the text fields.telemetry_json writes."""
 import asyncio
 import collections
 import inspect
@@ -14,9 +15,13 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings, strategies as st
 from ocpp.v16 import call
 
+from picocharge.firmware import fields
+from picocharge.gateway import uplinks
 from picocharge.gateway.mqttfast import BatchClient
+from picocharge.gateway.store import reading_row
 from picocharge.procs import stop_process
 
 from support import tls_certs
@@ -195,3 +200,26 @@ async def test_mqttfast__the_gateway_over_tls_forwards_a_batch_each_reading_once
             sub.close()
         stop_process(proc)
         shutil.rmtree(d, ignore_errors=True)
+
+
+_VALUE = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-2 ** 70, 2 ** 70))
+_TEXT = st.one_of(st.none(), st.text(max_size=12))
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(_VALUE, min_size=len(fields.READING_KEYS), max_size=len(fields.READING_KEYS)),
+       status=_TEXT, ts=_TEXT, seq=st.integers(0, 2 ** 63 - 1))
+def test_mqttfast__the_payload_is_the_text_telemetry_json_writes(values, status, ts, seq):
+    row = dict(zip(fields.READING_KEYS, values), status=status, ts=ts, id=seq, station="CP-1")
+    want = fields.telemetry_json(reading_row(row))[:-1] + ',"src":"gateway"}'
+    assert uplinks.telemetry_payload(row) == want
+    assert uplinks.MqttUplink.payload(row) == want
+
+
+def test_mqttfast__the_payload_of_a_bench_reading():
+    row = dict.fromkeys(fields.READING_KEYS)
+    row.update(current_a=16.0, voltage_v=230.0, power_w=3680.0, energy_wh=1234.5, temp_c=21.5, status="Charging",
+               ts="2026-01-01T10:00:00Z", id=7)
+    assert uplinks.telemetry_payload(row) == (
+        '{"temp_c": 21.5, "current_a": 16.0, "voltage_v": 230.0, "power_w": 3680.0, "energy_wh": 1234.5, '
+        '"status": "Charging", "ts": "2026-01-01T10:00:00Z", "seq": 7,"src":"gateway"}')
