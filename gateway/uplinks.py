@@ -12,7 +12,7 @@ at-least-once and in order, across outages of any length and gateway restarts.
   and are ignored, so ingest and publish can share one broker and prefix. MQTT 5,
   so that the ingest subscription is noLocal (the broker does not send the gateway's
   own telemetry back: that echo was a third of the uplink's CPU); 3.1.1 with a broker
-  that refuses MQTT 5. A batch (1,000) is published at once, its PUBACKs are counted
+  that refuses MQTT 5. A batch (BATCH, 4,000) is published at once, its PUBACKs are counted
   off a set of message ids, and the cursor moves and the next batch is read in one
   store transaction: benchmarks/mqtt_drain.py measures the drain on its own. Readings
   that trickle in (paced load) wait LINGER (50 ms) to go out together.
@@ -94,7 +94,14 @@ MAX_INGEST_INFLIGHT = 10000
 _VARYING = re.compile(r"'[^']*'|-?\d[\d.e+-]*")
 
 _OWN_SUFFIX = b',"src":"gateway"}'
-_PUBLISH_CHUNK = 100    # telemetry messages written at once (one send); the loop runs between chunks
+# telemetry messages written at once (one send); the loop runs between chunks. A batch's cycle
+# (publish, the PUBACKs, the next read) takes several turns of the event loop, each long under
+# full ingest: in closed loop at 2,000 stations ~300 ms per batch whatever its size. Batches of
+# 1,000 in chunks of 100 then forwarded ~3,000 readings/s of the ~7,500 ingested (the outbox
+# grew by ~5,000 a second); 4,000 in chunks of 1,000 (~12 ms of work each) keep up
+# (docs/performance.md, "CPU per message (issue 17)", the outbox that kept growing).
+_PUBLISH_CHUNK = 1000
+BATCH = 4000
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
 _SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
 
@@ -291,7 +298,7 @@ class MqttUplink(Uplink):
     PROBE_ATTEMPTS = 3
     PROBE_CHUNK = 200       # topics per SUBSCRIBE of that probe
 
-    def __init__(self, gw, url, ingest=True, batch=1000, linger=LINGER, retain=None):
+    def __init__(self, gw, url, ingest=True, batch=BATCH, linger=LINGER, retain=None):
         super().__init__(gw)
         self.linger = linger
         # telemetry published retained: in a cluster (the broker's last message per station is
@@ -785,7 +792,7 @@ class MqttUplink(Uplink):
             retain = self.retain
             for k in range(0, len(rows), _PUBLISH_CHUNK):
                 if k:
-                    await asyncio.sleep(0)  # a batch of 1,000 is several ms of work: let stations in
+                    await asyncio.sleep(0)  # a chunk is ~12 ms of work: let stations in
                     if self.client is not c or not self.connected:
                         break
                 msgs, first = [], len(sent)
