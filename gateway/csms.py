@@ -291,10 +291,11 @@ def _fast_call(raw):
     """(id, action, payload) of a frame that orjson reads as a well-formed CALL
     ([2, "id", "Action", {...}]), else None: json.loads then reads the frame and decides what
     it is, as it did for every frame before orjson. orjson refuses some text json takes (a lone
-    surrogate, NaN, 1E400, nesting past 1,024) and reads an integer past 64 bits as a float:
-    neither can make a CALL pass the schema check that json's reading would fail (the request
-    schemas of the 1.6 actions a station sends have no "number" field, and every object in
-    them is closed), and a CALL that fails the check is read again by json (_handle)."""
+    surrogate, which json's path then refuses too: _lone_surrogate; NaN, 1E400, nesting past
+    1,024) and reads an integer past 64 bits as a float: neither can make a CALL pass the
+    schema check that json's reading would fail (the request schemas of the 1.6 actions a
+    station sends have no "number" field, and every object in them is closed), and a CALL that
+    fails the check is read again by json (_handle)."""
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -317,6 +318,50 @@ def _dumps_result(uid, out):
     if b is not None and b.isascii():
         return b.decode()
     return json.dumps([3, uid, out], separators=(",", ":"))
+
+
+# a \\uD800-\\uDFFF escape: json.loads makes a lone one into a str that no UTF-8 encoder (SQLite,
+# MQTT, the dashboard) takes; orjson refuses such frames, so only json's path looks for them
+_SURROGATE_ESC = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESC_B = re.compile(rb"\\u[dD][89a-fA-F]")
+# the parts of a CALL, a CALLRESULT and a CALLERROR, by position
+_FRAME_PARTS = {2: (None, "message id", "action", "payload"), 3: (None, "message id", "payload"),
+                4: (None, "message id", "error code", "error description", "error details")}
+
+
+def _ascii(s):
+    return s.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _lone_surrogate(msg):
+    """Where the first string (a value or an object's key) of a parsed frame holds a lone
+    surrogate ("message id", "payload.meterValue[0].timestamp", ...), else None. A pair of
+    surrogate escapes is one character above U+FFFF, read as such by json: not refused.
+    A loop, not recursion: json.loads nests as deep as Python's stack allows."""
+    todo = [(msg, None)]
+    while todo:
+        node, where = todo.pop()
+        if node.__class__ is str:
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    return where or "frame"
+        elif node.__class__ is dict:
+            for k, v in reversed(node.items()):     # popped in the frame's order
+                name = "%s.%s" % (where or "object", _ascii(k))
+                todo.append((v, name))
+                todo.append((k, name + " (the key)"))
+        elif node.__class__ is list:
+            kind = node[0] if where is None and node and node[0].__class__ is int else None
+            parts = _FRAME_PARTS.get(kind, ())
+            for i in range(len(node) - 1, -1, -1):
+                if where is None:
+                    name = (parts[i] if 0 < i < len(parts) else None) or "frame[%d]" % i
+                else:
+                    name = "%s[%d]" % (where, i)
+                todo.append((node[i], name))
+    return None
 
 
 class StationDisconnected(ConnectionError):
@@ -443,6 +488,10 @@ class StationSession(ChargePoint):
         except (ValueError, RecursionError):    # RecursionError: nested deeper than Python's stack
             return await self._error("-1", FormationViolationError(
                 description="frame is not valid JSON"))
+        if (_SURROGATE_ESC if raw.__class__ is str else _SURROGATE_ESC_B).search(raw) is not None:
+            where = _lone_surrogate(msg)
+            if where is not None:
+                return await self._refuse_surrogate(msg, where)
         if not isinstance(msg, list) or len(msg) < 3 or not isinstance(msg[1], str):
             uid = msg[1] if isinstance(msg, list) and len(msg) > 1 and isinstance(msg[1], str) else "-1"
             return await self._error(uid, FormationViolationError(
@@ -463,6 +512,18 @@ class StationSession(ChargePoint):
         else:
             return await self._error(uid, PropertyConstraintViolationError(
                 description="unknown message type id %r" % (kind,)))
+
+    async def _refuse_surrogate(self, msg, where):
+        """A frame with a lone surrogate in one of its strings: a CALLERROR, nothing of it used."""
+        uid = msg[1] if isinstance(msg, list) and len(msg) > 1 and isinstance(msg[1], str) else "-1"
+        if where == "message id":
+            uid = "-1"      # not a string that UTF-8 can carry: the station could not match it
+        _ONCE.warning("station=%s msg=%s refused: a lone surrogate in %s", self.id, _ascii(uid), where,
+                      key=("surrogate", self.id))
+        return await self._error(uid, FormationViolationError(description=(
+            "frame is not valid OCPP-J text: the string at %s holds a lone UTF-16 surrogate (an escape "
+            "\\ud800-\\udfff without its pair), which is no Unicode character; send UTF-8 text (a "
+            "character above U+FFFF escaped as a surrogate pair)") % where))
 
     async def _refuse_unaccepted(self, uid, action):
         # a station the operator has not accepted (--auth pending) stores nothing: it

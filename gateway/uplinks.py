@@ -12,7 +12,7 @@ at-least-once and in order, across outages of any length and gateway restarts.
   and are ignored, so ingest and publish can share one broker and prefix. MQTT 5,
   so that the ingest subscription is noLocal (the broker does not send the gateway's
   own telemetry back: that echo was a third of the uplink's CPU); 3.1.1 with a broker
-  that refuses MQTT 5. A batch (1,000) is published at once, its PUBACKs are counted
+  that refuses MQTT 5. A batch (BATCH, 4,000) is published at once, its PUBACKs are counted
   off a set of message ids, and the cursor moves and the next batch is read in one
   store transaction: benchmarks/mqtt_drain.py measures the drain on its own. Readings
   that trickle in (paced load) wait LINGER (50 ms) to go out together.
@@ -78,6 +78,7 @@ import thingspeak
 from picocharge.firmware import fields
 
 from .logonce import LogOnce
+from .mqttfast import BatchClient
 from .readings import reading_from_dict
 from .store import StoreError, reading_row
 
@@ -93,8 +94,53 @@ MAX_INGEST_INFLIGHT = 10000
 _VARYING = re.compile(r"'[^']*'|-?\d[\d.e+-]*")
 
 _OWN_SUFFIX = b',"src":"gateway"}'
+# telemetry messages written at once (one send); the loop runs between chunks. A batch's cycle
+# (publish, the PUBACKs, the next read) takes several turns of the event loop, each long under
+# full ingest: in closed loop at 2,000 stations ~300 ms per batch whatever its size. Batches of
+# 1,000 in chunks of 100 then forwarded ~3,000 readings/s of the ~7,500 ingested (the outbox
+# grew by ~5,000 a second); 4,000 in chunks of 1,000 (~12 ms of work each) keep up
+# (docs/performance.md, "CPU per message (issue 17)", the outbox that kept growing).
+_PUBLISH_CHUNK = 1000
+BATCH = 4000
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
 _SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
+
+
+# The telemetry payload of a readings row: the text of fields.telemetry_json(reading_row(row))
+# (json.dumps' default separators, ASCII escapes) with "src":"gateway" added, written here value
+# by value with json's own C string encoder and float/int reprs, as json.dumps writes them: the
+# uplink sends every reading through it, and json.dumps' Python encoder was its largest single
+# cost once the publish path was cheap (benchmarks/mqtt_drain.py: a quarter of the uplink's time;
+# written here, 21.5-21.8 -> 19.1-19.2 us of CPU per reading, 12,000 -> 13,650 readings/s).
+# tests/gateway/test_mqttfast.py compares the two texts over generated rows; subscribers and the
+# takeover (payloads compared byte for byte) see the same bytes as before.
+_ASCII_STR = json.encoder.encode_basestring_ascii
+_HEADS = tuple((k, json.dumps(k) + ": ") for k in fields.READING_KEYS)
+_OWN_END = _OWN_SUFFIX.decode()
+
+
+def _json_value(v):
+    c = v.__class__
+    if c is float and v - v == 0.0:     # finite (json.dumps writes NaN and the infinities its own way)
+        return float.__repr__(v)
+    if c is str:
+        return _ASCII_STR(v)
+    if c is int:
+        return int.__repr__(v)
+    return json.dumps(v)
+
+
+def telemetry_payload(row):
+    """fields.telemetry_json(reading_row(row))[:-1] + ',"src":"gateway"}', the same text."""
+    parts = []
+    for k, head in _HEADS:
+        v = row[k]
+        if v is not None:
+            parts.append(head + _json_value(v))
+    for k, v in (("status", row["status"]), ("ts", row["ts"]), ("seq", row["id"])):
+        if v is not None:
+            parts.append('"%s": %s' % (k, _json_value(v)))
+    return "{" + ", ".join(parts) + _OWN_END
 
 
 # The outbox's order. SQLite has one writer: reading ids commit in order, and a cursor is the
@@ -252,7 +298,7 @@ class MqttUplink(Uplink):
     PROBE_ATTEMPTS = 3
     PROBE_CHUNK = 200       # topics per SUBSCRIBE of that probe
 
-    def __init__(self, gw, url, ingest=True, batch=1000, linger=LINGER, retain=None):
+    def __init__(self, gw, url, ingest=True, batch=BATCH, linger=LINGER, retain=None):
         super().__init__(gw)
         self.linger = linger
         # telemetry published retained: in a cluster (the broker's last message per station is
@@ -276,6 +322,7 @@ class MqttUplink(Uplink):
         self.resent = 0          # readings of a dead owner's batch in flight, sent again (cluster)
         self.skipped = 0         # readings of such a batch the broker had taken: not sent again
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
+        self.refused = 0         # telemetry PUBLISHes the broker answered with a failure reason
         self._ingesting = 0      # telemetry messages waiting for the store
         self._misc = None
         self._loop_thread = None
@@ -331,10 +378,10 @@ class MqttUplink(Uplink):
     # is written, and a burst of acks read, in one go.
     def _new_client(self):
         if self.v5:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
+            c = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
                             protocol=mqtt.MQTTv5)
         else:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
+            c = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
                             protocol=mqtt.MQTTv311, clean_session=True)
         self._credentials(c)
         c.will_set(self.gateway_topic, b'{"state":"offline"}', qos=1, retain=True)
@@ -344,7 +391,10 @@ class MqttUplink(Uplink):
         c.max_queued_messages_set(0)
         c.on_connect = lambda cl, ud, fl, rc, pr: self._in_loop(self._on_connect, cl, rc)
         c.on_disconnect = lambda cl, ud, fl, rc, pr: self._in_loop(self._on_disconnect, cl, rc)
-        c.on_publish = lambda cl, ud, mid, rc, pr: self._in_loop(self._on_ack, mid)
+        # the telemetry's PUBACKs are taken by BatchClient (batch_unacked); paho's own on_publish
+        # (the status messages) is not needed
+        c.on_batch_done = self._batch_done.set
+        c.on_refused = self._on_refused
         c.on_message = lambda cl, ud, m: self._in_loop(self._on_message, m.topic, m.payload)
         return c
 
@@ -457,12 +507,18 @@ class MqttUplink(Uplink):
         self._batch_done.set()      # the batch waiting for its acks: they will not come
         self._event.set()
 
-    def _on_ack(self, mid):
-        u = self._unacked
-        if mid in u:
-            u.discard(mid)
-            if not u:
-                self._batch_done.set()
+    def _on_refused(self, mid, reason):
+        # MQTT 5: the broker answered a telemetry PUBLISH with a failure reason (not authorized,
+        # quota exceeded...): it did not take the message. Counted as acknowledged (the outbox
+        # moves on, as with a 3.1.1 broker that drops what it refuses), said here.
+        self.refused += 1
+        try:
+            name = str(mqtt.ReasonCode(mqtt.PacketTypes.PUBACK, identifier=reason))
+        except (KeyError, ValueError):
+            name = "not a PUBACK reason code"
+        _ONCE.warning("mqtt: the broker refused telemetry messages (reason 0x%02x: %s; %d so far; the outbox moves "
+                      "on): check its ACL and limits for %s/+/telemetry", reason, name, self.refused, self.prefix,
+                      key=("refused", reason))
 
     async def _drop_client(self):
         c, self.client = self.client, None
@@ -726,27 +782,37 @@ class MqttUplink(Uplink):
                 self._event.clear()
                 rows = await _store_run(store, "mqtt", self._advance, cursor, False)
                 continue
-            # the batch's message ids not yet acknowledged: _on_ack takes them out and wakes
-            # this task when none is left (no future per message: a PUBACK is a set discard)
-            self._unacked = unacked = set()
-            sent = []
-            publish, topic, payload, prefix = self.client.publish, fields.telemetry_topic, self.payload, self.prefix
+            # the batch's packet ids not yet acknowledged: the client takes them out as their
+            # PUBACKs come and wakes this task when none is left (mqttfast.BatchClient)
+            c = self.client
+            c.batch_unacked = self._unacked = unacked = set()
+            sent = []       # (outbox key, packet id; None: at the broker already), in the outbox's order
+            topic, payload, prefix = fields.telemetry_topic, self.payload, self.prefix
             pg = self.gw.store.dialect == "postgresql"
             retain = self.retain
-            for k, row in enumerate(rows):
-                if k and not k % 100:
-                    await asyncio.sleep(0)  # a batch of 1,000 publishes is ~30 ms: let stations in
-                    if self.client is None or not self.connected:
+            for k in range(0, len(rows), _PUBLISH_CHUNK):
+                if k:
+                    await asyncio.sleep(0)  # a chunk is ~12 ms of work: let stations in
+                    if self.client is not c or not self.connected:
                         break
-                if skip and row_key(pg, row) in skip:
-                    sent.append((row_key(pg, row), None))     # at the broker already: as acknowledged
+                msgs, first = [], len(sent)
+                for row in rows[k:k + _PUBLISH_CHUNK]:
+                    key = row_key(pg, row)
+                    if skip and key in skip:
+                        sent.append((key, None))     # at the broker already: as acknowledged
+                        continue
+                    sent.append((key, 0))
+                    msgs.append((topic(prefix, row["station"]), payload(row).encode()))
+                if not msgs:
                     continue
-                info = publish(topic(prefix, row["station"]), payload(row), qos=1, retain=retain)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                mids = c.publish_batch(msgs, retain)
+                if mids is None:    # the connection is gone: from here on nothing was sent
+                    del sent[first:]
                     break
-                if not info.is_published():
-                    unacked.add(info.mid)
-                sent.append((row_key(pg, row), info.mid))
+                it = iter(mids)
+                for i in range(first, len(sent)):
+                    if sent[i][1] is not None:
+                        sent[i] = (sent[i][0], next(it))
             deadline = time.monotonic() + 30
             while unacked and self.connected:
                 self._batch_done.clear()
@@ -781,7 +847,7 @@ class MqttUplink(Uplink):
     @staticmethod
     def payload(row):
         # the gateway's own publications carry "src":"gateway" (ingest ignores them)
-        return fields.telemetry_json(reading_row(row))[:-1] + _OWN_SUFFIX.decode()
+        return telemetry_payload(row)
 
     def publish_status(self, sid):
         if not self.connected or self.client is None:

@@ -3,8 +3,9 @@
 Each frame goes through a real WebSocket to a gateway as it runs, then to the same gateway with
 the orjson path switched off (every frame read by json.loads and answered by json.dumps, as the
 gateway did before): the answers must be the same text. The frames are the ones where the two
-readers differ: integers past 64 bits (orjson: a float), NaN and 1E400 and lone surrogates
-(orjson refuses them, json takes them), nesting between json's and orjson's limits, duplicate
+readers differ: integers past 64 bits (orjson: a float), NaN and 1E400 (orjson refuses them,
+json takes them), lone surrogates (orjson refuses them; json takes them, and csms then refuses
+the frame as malformed: no UTF-8 encoder downstream takes such a string), nesting between json's and orjson's limits, duplicate
 keys, non-ASCII message ids (json escapes them in the answer, orjson would not). After every
 frame the connection must still answer a Heartbeat.
 """
@@ -34,7 +35,8 @@ FRAMES = [
      % _TS, "TypeConstraintViolation"),
     ('[2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": 1%s}]' % ("0" * 25),
      "TypeConstraintViolation"),
-    ('[2, "a1", "Authorize", {"idTag": "\\ud800"}]', None),
+    ('[2, "a1", "Authorize", {"idTag": "\\ud800"}]', "FormationViolation"),
+    ('[2, "a2", "Authorize", {"idTag": "\\ud83d\\ude00"}]', None),     # a pair: one character, U+1F600
     ('[2, "d1", "Heartbeat", {"x": %s}]' % _DEEP, "FormationViolation"),
     ('[2, "d2", "Heartbeat", {"x": [[[1]]]}]', "FormationViolation"),
     ('[2, "k1", "StatusNotification", {"connectorId": "one", "connectorId": 1, "errorCode": "NoError", '
@@ -44,7 +46,7 @@ FRAMES = [
     ('[2, "m\\u00e9-1", "StatusNotification", %s]' % (_STATUS % "1"), None),
     ('[2, "m\u00e9-2", "StatusNotification", %s]' % (_STATUS % "1"), None),
     ('[2, "m\\u2028-3", "StatusNotification", %s]' % (_STATUS % "1"), None),
-    ('[2, "m\\ud800", "StatusNotification", %s]' % (_STATUS % "1"), None),
+    ('[2, "m\\ud800", "StatusNotification", %s]' % (_STATUS % "1"), "FormationViolation"),
     ('[2.0, "f1", "StatusNotification", %s]' % (_STATUS % "1"), None),
     ('[99999999999999999999999, "u1", {}]', "PropertyConstraintViolation"),
     ('[2, "u2", "Heartbeat", {}, 1]', "FormationViolation"),
@@ -94,6 +96,12 @@ async def test_frames_orjson__same_answers_as_json_and_the_connection_lives_on(g
     assert "99999999999999999999999" in fast[2] and "e+22" not in fast[2], fast[2]
     assert json.loads(fast[len(FRAMES) - 6]) == [4, "u1", "PropertyConstraintViolation",
                                                  "unknown message type id 99999999999999999999999", {}]
+    # a lone surrogate is refused where it is; in the message id, the answer's id is "-1" (OCPP-J's
+    # id for a frame whose id cannot be read): the station could not match that string anyway
+    i = [f for f, _c in FRAMES].index('[2, "a1", "Authorize", {"idTag": "\\ud800"}]')
+    assert json.loads(fast[i])[:2] == [4, "a1"] and "payload.idTag holds a lone UTF-16 surrogate" in fast[i], fast[i]
+    i = [f for f, _c in FRAMES].index('[2, "m\\ud800", "StatusNotification", %s]' % (_STATUS % "1"))
+    assert json.loads(fast[i])[:2] == [4, "-1"] and "message id holds a lone" in fast[i], fast[i]
     # a non-ASCII message id comes back escaped, as json.dumps writes it
     i = [f for f, _c in FRAMES].index('[2, "m\u00e9-2", "StatusNotification", %s]' % (_STATUS % "1"))
     assert fast[i] == '[3,"m\\u00e9-2",{}]', fast[i]
@@ -112,3 +120,46 @@ def test_frames_orjson__a_valid_call_is_read_by_orjson_and_answered_as_json_writ
     assert csms._dumps_result("id-1", out) == json.dumps([3, "id-1", out], separators=(",", ":"))
     assert csms._dumps_result("\u00e9", {}) == '[3,"\\u00e9",{}]'
     assert csms._dumps_result("i", {"n": 2 ** 70}) == '[3,"i",{"n":%d}]' % 2 ** 70
+
+
+def _station_row(db):
+    return tuple(db.execute("SELECT vendor, model FROM stations WHERE id='CP-S'").fetchone() or ())
+
+
+async def _ask(ws, frame):
+    await ws.send(frame)
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def test_frames_orjson__a_lone_surrogate_in_a_boot_is_refused_and_nothing_is_written(gateway, caplog):
+    """Before: json read "\\ud800" into a str that SQLite's UTF-8 encoder refused (UnicodeEncodeError),
+    the station got InternalError and the gateway logged a traceback; the vendor stayed in memory."""
+    gw = await gateway(auth="none")
+    ws = await websockets.connect("ws://127.0.0.1:%d/ocpp/CP-S" % gw.port, subprotocols=["ocpp1.6"])
+    try:
+        got = await _ask(ws, '[2, "b1", "BootNotification", {"chargePointVendor": "V\\ud800", "chargePointModel": "M"}]')
+        assert got[:3] == [4, "b1", "FormationViolation"] and got[4] == {} and got[3].startswith(
+            "frame is not valid OCPP-J text: the string at payload.chargePointVendor holds a lone UTF-16 "
+            "surrogate"), got
+        # nothing of it kept: no vendor in the database nor in memory
+        assert await gw.store.run(_station_row) in ((), (None, None)), await gw.store.run(_station_row)
+        assert gw.stations.get("CP-S", {}).get("vendor") is None, gw.stations.get("CP-S")
+        # the connection lives on
+        got = await _ask(ws, '[2, "hb", "Heartbeat", {}]')
+        assert got[:2] == [3, "hb"], got
+        # in a key, deeper, after a valid pair: named where it is
+        got = await _ask(ws, '[2, "b2", "BootNotification", {"chargePointVendor": "\\ud83d\\ude00", '
+                             '"chargePointModel": "M", "x": [{"\\udfff": 1}]}]')
+        assert got[:3] == [4, "b2", "FormationViolation"] and "the string at payload.x[0].\\udfff (the key) " \
+            "holds" in got[3], got
+        # a trailing one in a CALLRESULT is refused too, by its id
+        got = await _ask(ws, '[3, "gw-1", {"status": "Accepted\\udbff"}]')
+        assert got[:3] == [4, "gw-1", "FormationViolation"] and "payload.status holds" in got[3], got
+        # the station boots with a valid frame
+        got = await _ask(ws, '[2, "b3", "BootNotification", {"chargePointVendor": "V\\u00e9", "chargePointModel": "M"}]')
+        assert got[:2] == [3, "b3"] and got[2]["status"] == "Accepted", got
+    finally:
+        await ws.close()
+    assert await gw.store.run(_station_row) == ("V\u00e9", "M")
+    assert "UnicodeEncodeError" not in caplog.text and "handler failed" not in caplog.text, caplog.text
+    assert "station=CP-S msg=b1 refused: a lone surrogate in payload.chargePointVendor" in caplog.text, caplog.text
