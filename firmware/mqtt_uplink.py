@@ -2,13 +2,24 @@
 # interval_s, the station's state retained at <prefix>/<station>/status, a last will of
 # {"state":"offline"}, reconnect with backoff after a broker drop.
 #
-# umqtt.simple builds the PUBLISH and PINGREQ packets; the socket is an asyncio stream
-# opened here. umqtt's own connect() is not used: it blocks on a socket with no timeout (a
-# broker that accepts TCP and never answers froze every task, watchdog feeding included)
-# and its TLS needs `ussl`, which current MicroPython no longer has (it has `ssl`).
+# Telemetry goes through a backlog on flash (flashq): the sample task takes a reading into it
+# every interval_s whether the broker is there or not, and this task publishes it from there,
+# oldest first, QoS 1, each with its own time ("ts") and backlog number ("seq"), one in flight:
+# a reading leaves flash only once the broker has acknowledged it (PUBACK). After a power cut
+# between the PUBACK and that, the one reading in flight is sent again (same seq).
+#
+# umqtt.simple builds the PUBLISH packets (telemetry QoS 1 with its packet ids, status QoS 0
+# retained); the socket is an asyncio stream opened here, which umqtt writes to through
+# _StreamSock. umqtt's own connect() is not used: it blocks on a socket with no timeout (a
+# broker that accepts TCP and never answers froze every task, watchdog feeding included) and
+# its TLS needs `ussl`, which current MicroPython no longer has (it has `ssl`). Its QoS 1
+# publish() would block reading the PUBACK: _StreamSock.read() stops it there (_Sent) once the
+# packet is written, and the PUBACK is awaited here without blocking the other tasks.
 import asyncio
+import sys
 
 import fields
+import flashq
 import log
 from compat import ticks_ms, ticks_diff
 from reconnect import Backoff
@@ -18,59 +29,30 @@ _TIMEOUT_S = 5    # TCP (and TLS) connect, CONNACK, draining a write: longer mea
 _POLL_MS = 500    # how often status changes, telemetry and keepalive are looked at
 _PINGREQ = b"\xc0\x00"
 _PINGRESP = 0xD0
+_PUBACK = 0x40
+_BURST = 20       # backlog readings published in a row before status and keepalive are looked at
 
 
-def connect_packet(client_id, keepalive, will=None, user=None, password=None):
-    """MQTT 3.1.1 CONNECT with a clean session, the bytes umqtt.simple's connect() sends.
-    will: (topic, message, qos, retain). All strings are bytes."""
-    flags = 0x02
-    parts = [client_id]
-    if will:
-        flags |= 0x04 | (will[2] & 3) << 3 | (0x20 if will[3] else 0)
-        parts.append(will[0])
-        parts.append(will[1])
-    if user is not None:
-        flags |= 0xC0
-        parts.append(user)
-        parts.append(password or b"")
-    n = 10
-    for p in parts:
-        n += 2 + len(p)
-    out = bytearray(b"\x10")
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    out += b"\x00\x04MQTT\x04"
-    out.append(flags)
-    out.append(keepalive >> 8)
-    out.append(keepalive & 0xFF)
-    for p in parts:
-        out.append(len(p) >> 8)
-        out.append(len(p) & 0xFF)
-        out += p
-    return out
-
-
-# CONNACK return codes (MQTT 3.1.1, 3.2.2.3) in words, with what to check. A refusal is
-# OSError(_REFUSED, code): no exception class of its own (heap).
+# A refusal is OSError(_REFUSED, code): no exception class of its own (heap).
 _REFUSED = "CONNACK"
-_WHY = ("unacceptable protocol version (the broker does not speak MQTT 3.1.1)",
-        "client id rejected", "server unavailable",
-        "bad user name or password: check mqtt.user and mqtt.password",
-        # mosquitto (and others) answer 5, not 4, to a bad user name or password over 3.1.1
-        "not authorised: a bad user name or password, or a user the broker does not let "
-        "connect: check mqtt.user and mqtt.password, and the broker's users and ACL")
+
+
+class _Sent(Exception):
+    """umqtt's QoS 1 publish() has written its packet and would now block on the PUBACK."""
 
 
 class _StreamSock:
-    """What umqtt.simple's publish() writes to: the asyncio stream (drained by the caller)."""
+    """What umqtt.simple's publish() writes to: the asyncio stream (drained by the caller).
+    A read is umqtt waiting for the PUBACK: that is done asynchronously by MqttLink.puback()."""
 
     def __init__(self, stream):
         self.stream = stream
 
     def write(self, buf, n=-1):
         self.stream.write(buf if n < 0 else buf[:n])
+
+    def read(self, n):
+        raise _Sent
 
 
 async def _within(aw, what):
@@ -94,37 +76,22 @@ class MqttLink:
         self.last_status = None
         self.tx_ms = 0       # when the last packet went out (keepalive counts from it)
         self.ping_ms = None  # when the unanswered PINGREQ went out
+        self.q = ctx.backlogs["mqtt"]   # opened at boot (app.open_backlogs)
+        if len(self.q):
+            _L.info("%d readings waiting on flash from before the restart", len(self.q))
 
     async def connect(self):
+        """Open the stream and say CONNECT (mqtt_connect.py: loaded for it, then dropped)."""
+        import mqtt_connect
+
+        try:
+            r, w = await mqtt_connect.connect(self, _within)
+        finally:
+            del mqtt_connect
+            sys.modules.pop("mqtt_connect", None)
         from umqtt.simple import MQTTClient
 
-        c = self.cfg
-        kw = {}
-        if c["ssl"]:
-            import tlsca  # ssl only for a TLS broker: it costs heap
-
-            kw["ssl"] = tlsca.client("mqtt.ca_cert", c["ca_cert"], _L)
-            kw["server_hostname"] = c["host"]  # SNI, and the name the certificate must carry
-        r, w = await _within(asyncio.open_connection(c["host"], c["port"], **kw), "TCP connection")
-        self.stream = w
-        user = c["user"].encode() if c["user"] else None
-        try:
-            w.write(connect_packet(self.client_id, c["keepalive_s"],
-                                   (self.t_status, fields.OFFLINE_PAYLOAD, 1, True),
-                                   user, c["password"].encode() if user else None))
-            await _within(w.drain(), "CONNECT sent")
-        except ValueError as e:
-            # a verifying TLS handshake failed before the CONNECT (and its password) went out
-            if not (c["ssl"] and c["ca_cert"]):
-                raise
-            import tlsca
-            raise OSError(tlsca.refused("mqtt.ca_cert", e))
-        ack = await _within(r.readexactly(4), "CONNACK")
-        if ack[0] != 0x20 or ack[1] != 2:
-            raise OSError("not an MQTT broker (answered %r)" % ack)
-        if ack[3]:
-            raise OSError(_REFUSED, ack[3])
-        self.client = MQTTClient(self.client_id, c["host"], c["port"])
+        self.client = MQTTClient(self.client_id, self.cfg["host"], self.cfg["port"])
         self.client.sock = _StreamSock(w)
         self.tx_ms = ticks_ms()
         self.ping_ms = None
@@ -158,9 +125,68 @@ class MqttLink:
             await self._sent()
             self.last_status = p
 
-    async def publish_telemetry(self):
-        self.client.publish(self.t_telemetry, fields.telemetry_json(self.ctx.state.reading()))
+    async def publish_backlog(self):
+        """The oldest reading of the backlog, QoS 1; removed from flash once acknowledged."""
+        q = self.q
+        rs = q.read(q.acked, 1)
+        if not rs:
+            q.count = 0
+            return
+        seq, t, p = rs[0]
+        del rs
+        try:
+            r = flashq.unpack_reading(p)
+        except ValueError as e:
+            _L.error("skipping backlog record #%d: %s", seq, e)
+            q.ack(seq)
+            return
+        del p
+        r["ts"] = flashq.iso_s(t)
+        r["seq"] = seq
+        m = fields.telemetry_json(r)
+        del r   # nothing of the reading but its JSON is held while the PUBACK is awaited
+        c = self.client
+        if c.pid >= 65535:
+            c.pid = 0  # umqtt counts on past 65535; packet ids are 1..65535
+        try:
+            c.publish(self.t_telemetry, m, qos=1)
+        except _Sent:
+            pass
+        del m
         await self._sent()
+        await self.puback(c.pid)
+        q.ack(seq)
+        st = self.ctx.state
+        st.counters["mqtt_sent"] += 1
+        st.counters["mqtt_thinned"] = q.thinned
+        st.counters["mqtt_dropped"] = q.dropped
+        st.counters["mqtt_waiting"] = len(q)
+
+    async def puback(self, pid):
+        """Wait for the PUBACK of pid (a PINGRESP on the way is taken too), polling the
+        non-blocking socket: no task made per message, as wait_for would."""
+        t0 = ticks_ms()
+        s = self.stream.s
+        buf = b""
+        while True:
+            got = s.read(4 - len(buf))
+            if got == b"":
+                raise OSError("connection closed by the broker")
+            if got:
+                buf += got
+                if buf[:2] == b"\xd0\x00":  # a PINGRESP first
+                    self.ping_ms = None
+                    buf = buf[2:]
+                if len(buf) == 4:
+                    if buf[0] != _PUBACK or buf[1] != 2:
+                        raise OSError("broker sent %r where a PUBACK was due" % buf)
+                    if buf[2] << 8 | buf[3] == pid:
+                        return
+                    buf = b""  # an older one: a duplicate acknowledgement
+                continue
+            if ticks_diff(ticks_ms(), t0) > _TIMEOUT_S * 1000:
+                raise OSError("timeout: no PUBACK within %ds" % _TIMEOUT_S)
+            await asyncio.sleep_ms(5)
 
     def poll_in(self):
         """Take what the broker sent (to a publisher, only PINGRESP) without waiting."""
@@ -188,22 +214,24 @@ class MqttLink:
 
     async def serve(self):
         """Publish until the Wi-Fi drops; raises when the broker link fails."""
-        st = self.ctx.state
-        iv = self.cfg["interval_s"] * 1000
-        last_seq = -1
-        t_tel = ticks_ms() - iv
+        q = self.q
         await self.publish_status(force=True)
+        behind = len(q) > 1
+        if behind:
+            _L.info("sending %d readings kept while the broker was away", len(q))
         while self.ctx.wifi_up.is_set():
+            for _ in range(_BURST):
+                if not len(q) or not self.ctx.wifi_up.is_set():
+                    break
+                await self.publish_backlog()
+            if behind and len(q) <= 1:
+                behind = False
+                _L.info("backlog sent (%d readings thinned, %d dropped since boot)", q.thinned, q.dropped)
             now = ticks_ms()
-            if st.readings_seq != last_seq and ticks_diff(now, t_tel) >= iv:
-                last_seq = st.readings_seq
-                t_tel = now
-                await self.publish_telemetry()
-                st.counters["mqtt_sent"] += 1
             await self.publish_status()
             self.poll_in()
             await self.keepalive(now)
-            await asyncio.sleep_ms(_POLL_MS)
+            await asyncio.sleep_ms(0 if len(q) else _POLL_MS)
 
 
 async def run(ctx):
@@ -230,8 +258,12 @@ async def run(ctx):
             if code and code == refused:
                 _L.warn("link down: refused again (CONNACK %d); reconnect in %.1fs", code, wait)
             elif code:
+                import mqtt_connect
+
                 _L.warn("link down: broker refused the connection (CONNACK %d: %s); reconnect in %.1fs",
-                        code, _WHY[code - 1] if code <= 5 else "unknown reason", wait)
+                        code, mqtt_connect.why(code), wait)
+                del mqtt_connect
+                sys.modules.pop("mqtt_connect", None)
             else:  # an OSError made here says its reason as a string; anything else as repr
                 _L.warn("link down: %s; reconnect in %.1fs",
                         a[0] if isinstance(e, OSError) and len(a) == 1 and isinstance(a[0], str) else repr(e),

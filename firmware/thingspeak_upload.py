@@ -1,12 +1,24 @@
-# ThingSpeak direct upload: the latest reading to <url>/update, at most one write per
-# min_interval_s per channel (15 s on a free licence). A body of "0" means ThingSpeak did
-# not store the write (rate limit, bad key): it is retried, never counted as sent.
+# ThingSpeak direct upload. A reading is taken every min_interval_s into a backlog on flash
+# (flashq, by the sample task) and sent from there, each with its own created_at, so an
+# outage of ThingSpeak or of the Wi-Fi costs no reading (beyond thinning, past the budget):
+# - one at a time to <url>/update; a body of "0" means ThingSpeak did not store the write
+#   (rate limit, bad key): it is retried, never counted as sent;
+# - a backlog (more than one waiting) with thingspeak.channel_id set: up to 960 at a time
+#   (a free licence's bulk limit) to <url>/channels/<id>/bulk_update.json, streamed from
+#   flash into the request (the body is never in RAM), answered 202 {"success": true}
+#   (ts_bulk.py: imported only while there is a backlog to send, then dropped: heap).
+# At most one write per min_interval_s per channel (15 s on a free licence, bulk included).
+# created_at has a one-second resolution and must be unique in a channel: a reading stamped
+# at or before the one sent before it (the clock was set back) goes out a second after it.
 import asyncio
+import sys
 
 import fields
+import flashq
 import httpc
 import log
 from reconnect import Backoff
+
 
 _L = log.get("thingspeak")
 
@@ -32,13 +44,15 @@ def fmt(v):
     return str(v)
 
 
-def update_body(write_key, reading):
+def update_body(write_key, reading, created_at=None):
     """The form body of a write: api_key=...&field1=...; fields from the shared field map."""
     parts = ["api_key=" + quote(write_key)]
     for name, v in fields.thingspeak_fields(reading):
         parts.append("%s=%s" % (name, quote(fmt(v))))
     if reading.get("fault"):
         parts.append("status=" + quote(reading["fault"]))
+    if created_at:
+        parts.append("created_at=" + quote(created_at))
     return "&".join(parts)
 
 
@@ -58,23 +72,60 @@ def parse_answer(status, body):
 async def run(ctx):
     cfg = ctx.cfg["thingspeak"]
     st = ctx.state
-    url = cfg["url"].rstrip("/") + "/update"
+    url = cfg["url"].rstrip("/")
     interval = cfg["min_interval_s"]
+    q = ctx.backlogs["thingspeak"]   # opened at boot (app.open_backlogs)
+    if len(q):
+        _L.info("%d readings waiting on flash from before the restart", len(q))
     back = Backoff(interval, max(interval, 300))
     st.links["thingspeak"] = "down"
-    last_seq = -1
+    last_t = 0      # the second of the last entry sent (created_at must grow)
+    said = False    # the "set channel_id" advice, once
     while True:
         await ctx.wifi_up.wait()
-        if st.readings_seq == last_seq:
+        if not len(q):
             await asyncio.sleep(1)
             continue
-        seq = st.readings_seq
+        # an unverified https:// write is said once per link up (each write is a connection)
+        tls = ("thingspeak.ca_cert", cfg["ca_cert"], None if st.links["thingspeak"] == "up" else _L)
         try:
-            # an unverified https:// write is said once per link up (each write is a connection)
-            tls = ("thingspeak.ca_cert", cfg["ca_cert"], None if st.links["thingspeak"] == "up" else _L)
-            status, body = await httpc.request("POST", url, update_body(cfg["write_key"], st.reading()),
-                                               tls=tls)
-            entry = parse_answer(status, body)
+            if len(q) > 1 and cfg["channel_id"]:
+                import ts_bulk
+
+                try:
+                    last_t = await ts_bulk.send(q, cfg, url, last_t, tls, st)
+                finally:
+                    del ts_bulk
+                    sys.modules.pop("ts_bulk", None)
+            else:
+                rs = q.read(q.acked, 1)
+                if not rs:
+                    q.count = 0
+                    continue
+                seq, t, p = rs[0]
+                del rs
+                if len(q) > 1 and not said:
+                    _L.warn("%d readings waiting: set thingspeak.channel_id to send them in bulk "
+                            "(one per %ds until then)", len(q), interval)
+                    said = True
+                if t <= last_t:
+                    t = last_t + 1
+                try:
+                    body = update_body(cfg["write_key"], flashq.unpack_reading(p), flashq.iso_s(t))
+                except ValueError as e:
+                    _L.error("skipping backlog record #%d: %s", seq, e)
+                    q.ack(seq)
+                    continue
+                # only the body is held while the request waits on the network (the record and
+                # its reading dict are garbage by then: heap for the other tasks meanwhile)
+                del p
+                status, ans = await httpc.request("POST", url + "/update", body, tls=tls)
+                del body
+                entry = parse_answer(status, ans)
+                q.ack(seq)
+                last_t = t
+                st.counters["ts_sent"] += 1
+                _L.info("stored entry %d", entry)
         except Exception as e:  # network, timeout, HTTP error, "0": all mean not stored
             st.counters["ts_fail"] += 1
             st.links["thingspeak"] = "down"
@@ -85,8 +136,8 @@ async def run(ctx):
             await asyncio.sleep(wait)
             continue
         back.reset()
-        last_seq = seq
-        st.counters["ts_sent"] += 1
         st.links["thingspeak"] = "up"
-        _L.info("stored entry %d", entry)
+        st.counters["ts_thinned"] = q.thinned
+        st.counters["ts_dropped"] = q.dropped
+        st.counters["ts_waiting"] = len(q)
         await asyncio.sleep(interval)

@@ -25,6 +25,8 @@
 # checked every 0.5 s and removed once read (1 s at least after the card before it went): a
 # test taps when it is ready.
 # "led_log": true prints each change of the LED ("[board] I: led on").
+# "clock": {"speed": 1800} (the station's wall clock runs fast) and "flash": {"size_kb": 848}
+# (the flash directory checked against a Pico W's filesystem) simulate long outages: flashsim.py.
 # The DHT11's readings wander around the scenario's values: a seeded random walk of at most
 # `drift` per read, kept within +-`wander` (degC, and %RH), which the sensor follows with a lag.
 # The scenario file is $PICOCHARGE_SCENARIO, else scenario.json in the flash directory
@@ -164,6 +166,13 @@ class Board:
             import rfidsim
             self._rfid = rfidsim.Reader(sc)
         self.led_log = bool(sc.get("led_log"))
+        self._flash = None
+        if sc.get("clock") or sc.get("flash"):
+            import flashsim
+            if sc.get("clock"):
+                flashsim.fast_clock(sc["clock"])
+            if sc.get("flash"):
+                self._flash = flashsim.Flash(sc["flash"])
 
     # --- time ---------------------------------------------------------------
     def now_s(self):
@@ -358,7 +367,8 @@ class Board:
         self._wdt = timeout_ms
 
     def wdt_feed(self):
-        pass
+        if self._flash:
+            self._flash.check()
 
     def wdt_stop(self):
         """What a Pico W does on Ctrl-C (clear the RP2040's WATCHDOG_CTRL enable bit): recorded."""
