@@ -23,28 +23,27 @@ def tasks(ctx):
 
     out = [("wifi", wifi.run), ("sample", sampler.run), ("watchdog", watchdog_task)]
     c = ctx.cfg
+    if c["charger"]["pilot"]:
+        import evse
+        # shut before any task runs: the sample task (free charge) or OCPP must not close the
+        # relay before the pilot task has read the EV (seen: closed for a second at boot)
+        ctx.state.pilot_ok = False
+        out.append(("pilot", evse.run))
+    if c["charger"]["rfid"]:
+        import rfid
+        out.append(("rfid", rfid.run))
     if c["ocpp"]["url"]:
         import chargepoint
-
-        # the charge point made now, before the other tasks' modules are imported: its journal
-        # replay and keys (journal_cold, ocpp_keys_spec: loaded and dropped) leave their room
-        # to those imports, not holes between the running tasks' objects
-        out.append(("ocpp", chargepoint.task(ctx)))
-        gc.collect()
+        out.append(("ocpp", chargepoint.run))
         ctx.state.links["ocpp"] = "down"
     if c["thingspeak"]["enabled"]:
         import thingspeak_upload
         out.append(("thingspeak", thingspeak_upload.run))
-    # the libraries the MQTT and web tasks hold from their start on are imported now, with the
-    # rest, rather than while the first connections are made (then they took room between
-    # those connections' objects, and the 192K heap was too fragmented for the next imports)
     if c["mqtt"]["enabled"]:
         import mqtt_uplink
-        import umqtt.simple  # noqa: F401
         out.append(("mqtt", mqtt_uplink.run))
     if c["web"]["enabled"] and c["web"]["port"]:
         import web
-        import microdot  # noqa: F401
         out.append(("web", web.run))
     elif c["web"]["enabled"]:
         _L.info("no status page (web.port 0)")
@@ -57,3 +56,4 @@ def tasks(ctx):
         import fwslot
         out.append(("trial", fwslot.trial_watch))
     return out
+

@@ -20,6 +20,8 @@ def open_backlogs(ctx):
         if c[name]["enabled"]:
             q = flashq.FlashQ(d, bl["flash_kb"] * 1024, bl["thin_s"])
             load(q)
+            if q.count:   # said here, before the sample task adds the first of this boot
+                _L.info("%s: %d readings waiting on flash from before the restart", d, q.count)
             q.every_ms = c[name][every] * 1000
             ctx.backlogs[name] = q
 

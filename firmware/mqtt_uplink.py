@@ -76,9 +76,7 @@ class MqttLink:
         self.last_status = None
         self.tx_ms = 0       # when the last packet went out (keepalive counts from it)
         self.ping_ms = None  # when the unanswered PINGREQ went out
-        self.q = ctx.backlogs["mqtt"]   # opened at boot (app.open_backlogs)
-        if len(self.q):
-            _L.info("%d readings waiting on flash from before the restart", len(self.q))
+        self.q = ctx.backlogs["mqtt"]   # opened at boot (flashq_cold.open_backlogs)
 
     async def connect(self):
         """Open the stream and say CONNECT (mqtt_connect.py: loaded for it, then dropped)."""

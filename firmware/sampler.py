@@ -10,6 +10,7 @@ import fields
 import log
 import mains
 import overtemp
+from compat import ticks_ms, time_ns
 from dht11 import Dht11
 
 _L = log.get("app")
@@ -31,6 +32,22 @@ def save_energy(wh):
     with open(METER_FILE + ".tmp", "w") as f:
         json.dump({_WH: wh}, f)
     os.rename(METER_FILE + ".tmp", METER_FILE)
+
+
+def hand_over(ctx, slack_ms):
+    """The reading to each uplink's backlog on flash (flashq), at that uplink's interval,
+    stamped with the station's clock: sent from there when its link is up."""
+    qs = getattr(ctx, "backlogs", None)
+    if not qs:
+        return
+    now = ticks_ms()
+    p = None
+    for q in qs.values():
+        if q.due(now, slack_ms):
+            if p is None:
+                import flashq
+                p = flashq.pack_reading(ctx.state.reading())
+            q.append(time_ns() // 1000000000, p)
 
 
 async def run(ctx):
@@ -105,6 +122,13 @@ async def run(ctx):
             try:
                 _L.error("sample: %r", e)
             except Exception:  # no heap even for the log line: keep sampling all the same
+                pass
+        try:
+            hand_over(ctx, s["interval_s"] * 500)
+        except Exception as e:  # a full or failing flash must not stop sampling either
+            try:
+                _L.error("backlog: %r", e)
+            except Exception:
                 pass
         gc.collect()
         await asyncio.sleep(s["interval_s"])

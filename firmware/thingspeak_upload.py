@@ -74,9 +74,7 @@ async def run(ctx):
     st = ctx.state
     url = cfg["url"].rstrip("/")
     interval = cfg["min_interval_s"]
-    q = ctx.backlogs["thingspeak"]   # opened at boot (app.open_backlogs)
-    if len(q):
-        _L.info("%d readings waiting on flash from before the restart", len(q))
+    q = ctx.backlogs["thingspeak"]   # opened at boot (flashq_cold.open_backlogs)
     back = Backoff(interval, max(interval, 300))
     st.links["thingspeak"] = "down"
     last_t = 0      # the second of the last entry sent (created_at must grow)
