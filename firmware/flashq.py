@@ -56,7 +56,7 @@ def _parse(line):
 
 
 class FlashQ:
-    def __init__(self, path, budget=98304, thin_s=900):
+    def __init__(self, path, budget=32768, thin_s=900):
         self.dir = path
         self.budget = budget
         self.thin_s = thin_s

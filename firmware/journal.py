@@ -33,7 +33,7 @@ _HEAD = const(128)  # a record's header ("A seq|txref|kind|msg id|action|") fits
 _REC = const(16)    # bytes of one index entry
 _FMT = "<IIHBBI"    # seq, offset, length, kind, 0, txref (0xFFFFFFFF: none)
 _NONE = const(0xFFFFFFFF)
-BUDGET = 196608     # bytes of pending messages on flash (~230 MeterValues of ~850 bytes)
+BUDGET = 65536      # bytes of pending messages on flash (~75 MeterValues of ~850 bytes)
 
 
 class _Index:

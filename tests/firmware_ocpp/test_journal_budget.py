@@ -23,7 +23,7 @@ def test_journal__micropython_runs_every_check(micropython, tmp_path):
 async def test_journal__budget_comes_from_backlog_journal_kb(station, central):
     # the central system goes away mid-transaction with a 16 KB journal: meter samples (~780
     # bytes each, one a second) fill it in ~20 s, then the oldest are dropped; the default
-    # 192 KB would take ~4 minutes
+    # 64 KB would take ~80 s
     cs = await central(heartbeat=60)
     cfg = station_config(cs.url)
     cfg["backlog"] = {"journal_kb": 16}

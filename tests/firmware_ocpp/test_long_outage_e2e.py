@@ -114,7 +114,9 @@ async def test_long_outage__48h_without_wifi_then_every_kept_reading_once_in_ord
     sub = Telemetry(mqtt_broker.port)
     # 4 KB of flash per uplink: 96 readings of ~60 bytes do not fit, so the oldest are
     # thinned (to one per 2 h) and, if need be, dropped: what is left must all arrive
-    st = station(config(cs, tsrv, ch, mqtt_broker, flash_kb=4, thin_s=7200),
+    # (the journal's budget raised from its default 64 KB: 96 MeterValues of ~850 bytes, a
+    # sample every 30 min of the 48 h, are all kept, as the test checks)
+    st = station(config(cs, tsrv, ch, mqtt_broker, flash_kb=4, thin_s=7200, journal_kb=128),
                  scenario={"clock": {"speed": SPEED, "offset_s": 0}, "flash": {"size_kb": 848},
                            "wifi": {"drops": [list(OUTAGE)], "connect_s": 0.2}}).start()
     try:

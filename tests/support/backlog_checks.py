@@ -113,13 +113,18 @@ def check_backlog__over_budget_thins_the_oldest_then_drops():
 
 def check_backlog__48_hours_at_the_default_intervals_fit_the_default_budget():
     # MQTT's default interval (10 s; ThingSpeak's 15 s takes fewer) for 48 h into the
-    # default 96 KB: the oldest reading kept is 48 h old, nothing dropped
+    # default budget (config.py's backlog.flash_kb and thin_s): the oldest reading kept is
+    # 48 h old, nothing dropped
+    import config
+
+    d = config.SCHEMA["backlog"]
+    budget = d["flash_kb"][1] * 1024
     p = flashq.pack_reading(R)
-    q = flashq.FlashQ("q", budget=96 * 1024, thin_s=900).load()
+    q = flashq.FlashQ("q", budget=budget, thin_s=d["thin_s"][1]).load()
     n = 48 * 360
     for i in range(n):
         q.append(T0 + 10 * i, p)
-    assert q.dropped == 0 and q.bytes <= 96 * 1024, (q.dropped, q.bytes)
+    assert q.dropped == 0 and q.bytes <= budget, (q.dropped, q.bytes)
     first = q.read(0, 1)[0]
     assert first[1] == T0 and len(q) + q.thinned == n, (first, len(q), q.thinned)
     print("  48 h at 10 s: %d readings, %d kept (%d thinned), %d bytes in %d files, %d bytes a "
