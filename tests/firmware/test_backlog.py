@@ -41,5 +41,5 @@ print("RAM", e, f, len(q))
 """ % str(tmp_path), timeout=300)
     line = [x for x in out.splitlines() if x.startswith("RAM ")][-1]
     empty, full, kept = (int(x) for x in line.split()[1:])
-    assert kept > 1000, out
+    assert kept > 400, out   # 48 h into the default 32 KB: ~500-600 readings on flash
     assert full - empty <= 256 and full < 2048, line
