@@ -24,6 +24,8 @@ class Ctx:
         # keyed, so a task restarted by guarded() replaces its own rather than adding one
         self.on_wifi_lost = {}
         self.cp = None      # the OCPP charge point (chargepoint.py) when there is one
+        # uplink name -> its backlog on flash (flashq.FlashQ), while it has readings waiting
+        self.backlogs = {}
 
 
 async def watchdog_task(ctx):

@@ -3,27 +3,44 @@
 # a running board does not hold their bytecode (flashq.FlashQ.load / .append).
 import os
 
+from compat import ticks_ms
 from flashq import SEG_BYTES, _HDR, _L, _parse
 
 
-def open_backlogs(ctx):
-    """ctx.backlogs (uplink -> FlashQ): the backlogs of the uplinks that are on, opened (app.py
-    calls this before it imports the tasks' modules, so the room this module and the scan take
-    is taken next by those imports, not left as holes between the tasks' first objects)."""
+_DIRS = {"thingspeak": ("ts_backlog", "min_interval_s"), "mqtt": ("mqtt_backlog", "interval_s")}
+
+
+def open_one(ctx, name):
+    """ctx.backlogs[name]: the backlog of uplink `name` (thingspeak, mqtt), found on flash."""
     import flashq
 
     c = ctx.cfg
     bl = c["backlog"]
-    ctx.backlogs = {}
-    for name, d, every in (("thingspeak", "ts_backlog", "min_interval_s"),
-                           ("mqtt", "mqtt_backlog", "interval_s")):
-        if c[name]["enabled"]:
-            q = flashq.FlashQ(d, bl["flash_kb"] * 1024, bl["thin_s"])
-            load(q)
-            if q.count:   # said here, before the sample task adds the first of this boot
-                _L.info("%s: %d readings waiting on flash from before the restart", d, q.count)
-            q.every_ms = c[name][every] * 1000
-            ctx.backlogs[name] = q
+    d, every = _DIRS[name]
+    q = flashq.FlashQ(d, bl["flash_kb"] * 1024, bl["thin_s"])
+    load(q)
+    q.every_ms = c[name][every] * 1000
+    q.taken_ms = ticks_ms()   # the reading of now is the uplink's: the sample task takes the next
+    ctx.backlogs[name] = q
+    return q
+
+
+def open_backlogs(ctx):
+    """At boot (app_tasks, before the tasks' modules are imported): the backlogs of the uplinks
+    that are on and have readings waiting on flash from before the restart stay open; the
+    others are opened only when their uplink cannot send, and flashq is not kept for them."""
+    import sys
+
+    for name in _DIRS:
+        if ctx.cfg[name]["enabled"]:
+            q = open_one(ctx, name)
+            q.taken_ms = None
+            if q.count:
+                _L.info("%s: %d readings waiting on flash from before the restart", q.dir, q.count)
+            else:
+                del ctx.backlogs[name]
+    if not ctx.backlogs:
+        sys.modules.pop("flashq", None)
 
 
 def load(q):

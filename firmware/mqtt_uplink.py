@@ -19,9 +19,9 @@ import asyncio
 import sys
 
 import fields
-import flashq
 import log
-from compat import ticks_ms, ticks_diff
+import sampler
+from compat import ticks_ms, ticks_diff, time_ns
 from reconnect import Backoff
 
 _L = log.get("mqtt")
@@ -76,7 +76,6 @@ class MqttLink:
         self.last_status = None
         self.tx_ms = 0       # when the last packet went out (keepalive counts from it)
         self.ping_ms = None  # when the unanswered PINGREQ went out
-        self.q = ctx.backlogs["mqtt"]   # opened at boot (flashq_cold.open_backlogs)
 
     async def connect(self):
         """Open the stream and say CONNECT (mqtt_connect.py: loaded for it, then dropped)."""
@@ -123,9 +122,36 @@ class MqttLink:
             await self._sent()
             self.last_status = p
 
-    async def publish_backlog(self):
+    async def publish_latest(self):
+        """The latest reading, QoS 1, with its time; if it is not acknowledged, it opens the
+        backlog on flash, where the next ones wait too."""
+        r = self.ctx.state.reading()
+        t = time_ns() // 1000000000
+        try:
+            r["ts"] = sampler.iso_s(t)
+            await self.publish_json(fields.telemetry_json(r))
+        except BaseException:
+            sampler.to_backlog(self.ctx, "mqtt", t, r)
+            raise
+        self.ctx.state.counters["mqtt_sent"] += 1
+
+    async def publish_json(self, m):
+        """Telemetry JSON m, QoS 1, until its PUBACK."""
+        c = self.client
+        if c.pid >= 65535:
+            c.pid = 0  # umqtt counts on past 65535; packet ids are 1..65535
+        try:
+            c.publish(self.t_telemetry, m, qos=1)
+        except _Sent:
+            pass
+        del m
+        await self._sent()
+        await self.puback(c.pid)
+
+    async def publish_backlog(self, q):
         """The oldest reading of the backlog, QoS 1; removed from flash once acknowledged."""
-        q = self.q
+        import flashq
+
         rs = q.read(q.acked, 1)
         if not rs:
             q.count = 0
@@ -143,16 +169,8 @@ class MqttLink:
         r["seq"] = seq
         m = fields.telemetry_json(r)
         del r   # nothing of the reading but its JSON is held while the PUBACK is awaited
-        c = self.client
-        if c.pid >= 65535:
-            c.pid = 0  # umqtt counts on past 65535; packet ids are 1..65535
-        try:
-            c.publish(self.t_telemetry, m, qos=1)
-        except _Sent:
-            pass
+        await self.publish_json(m)
         del m
-        await self._sent()
-        await self.puback(c.pid)
         q.ack(seq)
         st = self.ctx.state
         st.counters["mqtt_sent"] += 1
@@ -212,24 +230,34 @@ class MqttLink:
 
     async def serve(self):
         """Publish until the Wi-Fi drops; raises when the broker link fails."""
-        q = self.q
+        ctx = self.ctx
         await self.publish_status(force=True)
-        behind = len(q) > 1
-        if behind:
-            _L.info("sending %d readings kept while the broker was away", len(q))
-        while self.ctx.wifi_up.is_set():
-            for _ in range(_BURST):
-                if not len(q) or not self.ctx.wifi_up.is_set():
-                    break
-                await self.publish_backlog()
-            if behind and len(q) <= 1:
-                behind = False
-                _L.info("backlog sent (%d readings thinned, %d dropped since boot)", q.thinned, q.dropped)
+        iv = self.cfg["interval_s"] * 1000
+        last = None   # when the latest reading was last published (ticks)
+        said = False
+        while ctx.wifi_up.is_set():
+            q = ctx.backlogs.get("mqtt")
+            if q is not None:
+                if not said:
+                    _L.info("sending %d readings kept while the broker was away", len(q))
+                    said = True
+                for _ in range(_BURST):
+                    if not len(q) or not ctx.wifi_up.is_set():
+                        break
+                    await self.publish_backlog(q)
+                if not len(q):   # all sent: the latest reading from now on
+                    _L.info("backlog sent (%d readings thinned, %d dropped since boot)", q.thinned, q.dropped)
+                    sampler.close_backlog(ctx, "mqtt")
+                    last = ticks_ms()
+                    q = None
+            elif last is None or ticks_diff(ticks_ms(), last) >= iv:
+                last = ticks_ms()
+                await self.publish_latest()
             now = ticks_ms()
             await self.publish_status()
             self.poll_in()
             await self.keepalive(now)
-            await asyncio.sleep_ms(0 if len(q) else _POLL_MS)
+            await asyncio.sleep_ms(0 if q is not None else _POLL_MS)
 
 
 async def run(ctx):
@@ -240,6 +268,8 @@ async def run(ctx):
     c = link.cfg
     refused = 0  # the CONNACK code of the last refusal, said once per change
     while True:
+        if not ctx.wifi_up.is_set():
+            sampler.open_backlog(ctx, "mqtt")   # no link: the readings wait on flash
         await ctx.wifi_up.wait()
         try:
             await link.connect()
@@ -269,6 +299,10 @@ async def run(ctx):
             refused = code
             st.links["mqtt"] = "down"
             link.close()
+            try:   # the broker is away: the readings wait on flash
+                sampler.open_backlog(ctx, "mqtt")
+            except Exception as e:
+                _L.error("backlog: %r", e)
             await asyncio.sleep(wait)
             continue
         link.close()

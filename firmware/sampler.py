@@ -4,6 +4,8 @@ import asyncio
 import gc
 import json
 import os
+import sys
+import time
 from array import array
 
 import fields
@@ -34,10 +36,44 @@ def save_energy(wh):
     os.rename(METER_FILE + ".tmp", METER_FILE)
 
 
+def iso_s(t):
+    """'2026-11-30T15:21:07Z' of epoch seconds (ThingSpeak's created_at, MQTT's ts)."""
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % time.gmtime(t)[:6]
+
+
+def open_backlog(ctx, name):
+    """The backlog on flash of uplink `name` (flashq), opened when that uplink cannot send
+    (flashq_cold: loaded for it and dropped): from then on the readings wait there, handed
+    over by the sample task, until the uplink has sent them all."""
+    q = ctx.backlogs.get(name)
+    if q is None:
+        import flashq_cold
+        try:
+            q = flashq_cold.open_one(ctx, name)
+        finally:
+            sys.modules.pop("flashq_cold", None)
+    return q
+
+
+def to_backlog(ctx, name, t, r):
+    """A reading the uplink could not send (taken at t, epoch s), first in its backlog."""
+    q = open_backlog(ctx, name)
+    import flashq
+    q.append(t, flashq.pack_reading(r))
+
+
+def close_backlog(ctx, name):
+    """Uplink `name` has sent its whole backlog: it sends the latest reading again, and
+    flashq leaves the heap once no backlog is open."""
+    ctx.backlogs.pop(name, None)
+    if not ctx.backlogs:
+        sys.modules.pop("flashq", None)
+
+
 def hand_over(ctx, slack_ms):
-    """The reading to each uplink's backlog on flash (flashq), at that uplink's interval,
-    stamped with the station's clock: sent from there when its link is up."""
-    qs = getattr(ctx, "backlogs", None)
+    """The reading to each open backlog on flash (an uplink that cannot send), at that
+    uplink's interval, stamped with the station's clock: sent from there when it can."""
+    qs = ctx.backlogs
     if not qs:
         return
     now = ticks_ms()

@@ -1,12 +1,14 @@
-# ThingSpeak direct upload. A reading is taken every min_interval_s into a backlog on flash
-# (flashq, by the sample task) and sent from there, each with its own created_at, so an
+# ThingSpeak direct upload. The latest reading every min_interval_s, with its created_at, to
+# <url>/update; a body of "0" means ThingSpeak did not store the write (rate limit, bad key).
+# A write that fails, or no Wi-Fi, opens the backlog on flash (flashq, sampler.open_backlog):
+# from then on a reading is taken into it every min_interval_s by the sample task, and sent
+# from there, each with its own created_at, until none is left (then the latest again), so an
 # outage of ThingSpeak or of the Wi-Fi costs no reading (beyond thinning, past the budget):
-# - one at a time to <url>/update; a body of "0" means ThingSpeak did not store the write
-#   (rate limit, bad key): it is retried, never counted as sent;
+# - one at a time to <url>/update, retried, never counted as sent until stored;
 # - a backlog (more than one waiting) with thingspeak.channel_id set: up to 960 at a time
 #   (a free licence's bulk limit) to <url>/channels/<id>/bulk_update.json, streamed from
 #   flash into the request (the body is never in RAM), answered 202 {"success": true}
-#   (ts_bulk.py: imported only while there is a backlog to send, then dropped: heap).
+# (ts_bulk.py, both: imported only while there is a backlog to send, then dropped: heap).
 # At most one write per min_interval_s per channel (15 s on a free licence, bulk included).
 # created_at has a one-second resolution and must be unique in a channel: a reading stamped
 # at or before the one sent before it (the clock was set back) goes out a second after it.
@@ -14,9 +16,10 @@ import asyncio
 import sys
 
 import fields
-import flashq
 import httpc
 import log
+import sampler
+from compat import time_ns
 from reconnect import Backoff
 
 
@@ -74,53 +77,48 @@ async def run(ctx):
     st = ctx.state
     url = cfg["url"].rstrip("/")
     interval = cfg["min_interval_s"]
-    q = ctx.backlogs["thingspeak"]   # opened at boot (flashq_cold.open_backlogs)
     back = Backoff(interval, max(interval, 300))
     st.links["thingspeak"] = "down"
     last_t = 0      # the second of the last entry sent (created_at must grow)
-    said = False    # the "set channel_id" advice, once
+    last_seq = -1   # st.readings_seq of the last reading sent as it was taken
+    said = [False]  # the "set channel_id" advice, once (ts_bulk)
     while True:
+        q = ctx.backlogs.get("thingspeak")
+        if q is None and not ctx.wifi_up.is_set():
+            q = sampler.open_backlog(ctx, "thingspeak")   # no link: the readings wait on flash
         await ctx.wifi_up.wait()
-        if not len(q):
-            await asyncio.sleep(1)
-            continue
         # an unverified https:// write is said once per link up (each write is a connection)
         tls = ("thingspeak.ca_cert", cfg["ca_cert"], None if st.links["thingspeak"] == "up" else _L)
+        r = None
         try:
-            if len(q) > 1 and cfg["channel_id"]:
+            if q is not None:
+                if not len(q):
+                    _L.info("backlog sent (%d readings thinned, %d dropped)", q.thinned, q.dropped)
+                    sampler.close_backlog(ctx, "thingspeak")
+                    continue
                 import ts_bulk
 
                 try:
-                    last_t = await ts_bulk.send(q, cfg, url, last_t, tls, st)
+                    last_t = await ts_bulk.send(q, cfg, url, last_t, tls, st, said)
                 finally:
                     del ts_bulk
                     sys.modules.pop("ts_bulk", None)
+                st.counters["ts_thinned"] = q.thinned
+                st.counters["ts_dropped"] = q.dropped
+                st.counters["ts_waiting"] = len(q)
             else:
-                rs = q.read(q.acked, 1)
-                if not rs:
-                    q.count = 0
+                if st.readings_seq == last_seq:
+                    await asyncio.sleep(1)
                     continue
-                seq, t, p = rs[0]
-                del rs
-                if len(q) > 1 and not said:
-                    _L.warn("%d readings waiting: set thingspeak.channel_id to send them in bulk "
-                            "(one per %ds until then)", len(q), interval)
-                    said = True
+                last_seq = st.readings_seq
+                r = st.reading()
+                t = time_ns() // 1000000000
                 if t <= last_t:
                     t = last_t + 1
-                try:
-                    body = update_body(cfg["write_key"], flashq.unpack_reading(p), flashq.iso_s(t))
-                except ValueError as e:
-                    _L.error("skipping backlog record #%d: %s", seq, e)
-                    q.ack(seq)
-                    continue
-                # only the body is held while the request waits on the network (the record and
-                # its reading dict are garbage by then: heap for the other tasks meanwhile)
-                del p
-                status, ans = await httpc.request("POST", url + "/update", body, tls=tls)
-                del body
+                status, ans = await httpc.request(
+                    "POST", url + "/update", update_body(cfg["write_key"], r, sampler.iso_s(t)), tls=tls)
                 entry = parse_answer(status, ans)
-                q.ack(seq)
+                r = None
                 last_t = t
                 st.counters["ts_sent"] += 1
                 _L.info("stored entry %d", entry)
@@ -131,11 +129,14 @@ async def run(ctx):
             if wait < interval:
                 wait = interval
             _L.warn("write failed: %s; retry in %.1fs", e, wait)
+            if r is not None:   # that reading, and those after it, wait on flash
+                try:
+                    sampler.to_backlog(ctx, "thingspeak", t, r)
+                except Exception as e:
+                    _L.error("backlog: %r", e)
+                r = None
             await asyncio.sleep(wait)
             continue
         back.reset()
         st.links["thingspeak"] = "up"
-        st.counters["ts_thinned"] = q.thinned
-        st.counters["ts_dropped"] = q.dropped
-        st.counters["ts_waiting"] = len(q)
         await asyncio.sleep(interval)

@@ -1,9 +1,10 @@
-# A ThingSpeak bulk write (bulk_update.json) of the backlog, streamed from flash: see
-# thingspeak_upload.py, which imports this only while it has a backlog to send.
+# ThingSpeak's backlog on flash sent: one reading to /update, or a bulk write
+# (bulk_update.json) streamed from flash: see thingspeak_upload.py, which imports this only
+# while it has a backlog to send.
 import flashq
 import fields
 import httpc
-from thingspeak_upload import _L, fmt
+from thingspeak_upload import _L, fmt, parse_answer, update_body
 
 _BULK_MAX = 960   # entries per bulk write on a free licence (MathWorks' bulk-write page)
 _CHUNK = 16       # records read from flash at a time while streaming a body
@@ -72,7 +73,42 @@ class Bulk:
         w.write(b"]}")
 
 
-async def send(q, cfg, url, last_t, tls, st):
+async def send(q, cfg, url, last_t, tls, st, said):
+    """The oldest of the backlog: in bulk (more than one waiting, channel_id set), else one;
+    the second of the last one sent (last_t when nothing was left)."""
+    if len(q) > 1 and cfg["channel_id"]:
+        return await bulk(q, cfg, url, last_t, tls, st)
+    rs = q.read(q.acked, 1)
+    if not rs:
+        q.count = 0
+        return last_t
+    seq, t, p = rs[0]
+    del rs
+    if len(q) > 1 and not said[0]:
+        _L.warn("%d readings waiting: set thingspeak.channel_id to send them in bulk "
+                "(one per %ds until then)", len(q), cfg["min_interval_s"])
+        said[0] = True
+    if t <= last_t:
+        t = last_t + 1
+    try:
+        body = update_body(cfg["write_key"], flashq.unpack_reading(p), flashq.iso_s(t))
+    except ValueError as e:
+        _L.error("skipping backlog record #%d: %s", seq, e)
+        q.ack(seq)
+        return last_t
+    # only the body is held while the request waits on the network (the record and its
+    # reading dict are garbage by then: heap for the other tasks meanwhile)
+    del p
+    status, ans = await httpc.request("POST", url + "/update", body, tls=tls)
+    del body
+    entry = parse_answer(status, ans)
+    q.ack(seq)
+    st.counters["ts_sent"] += 1
+    _L.info("stored entry %d (backlog #%d)", entry, seq)
+    return t
+
+
+async def bulk(q, cfg, url, last_t, tls, st):
     """One bulk write of the backlog (up to _BULK_MAX readings), acknowledged in it once taken,
     counted and said; the second of the last one sent (last_t when nothing was left)."""
     q.hold = True  # no thinning or dropping while the body is built twice and sent

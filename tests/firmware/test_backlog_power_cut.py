@@ -26,8 +26,10 @@ class Telemetry:
         self.c.loop_start()
 
     def _on_message(self, c, u, m):
+        seq = json.loads(m.payload).get("seq")   # none: the latest reading, once all is sent
         with self.cond:
-            self.seqs.append(json.loads(m.payload)["seq"])
+            if seq is not None:
+                self.seqs.append(seq)
             self.cond.notify_all()
 
     def wait(self, n, timeout, st):
