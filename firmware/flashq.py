@@ -24,7 +24,7 @@ import sys
 import time
 
 import log
-from compat import ticks_diff
+from compat import ticks_diff, ticks_ms, time_ns
 
 _L = log.get("backlog")
 SEG_BYTES = 3840   # a littlefs block is 4 KB: a file, sealed past this, stays in one
@@ -131,6 +131,13 @@ class FlashQ:
         self.taken_ms = now_ms
         return True
 
+    def close(self, ctx, name):
+        """Uplink `name` has sent this whole backlog: it sends the latest reading again, and
+        this module leaves the heap once no backlog is open (the files are gone already)."""
+        ctx.backlogs.pop(name, None)
+        if not ctx.backlogs:
+            sys.modules.pop("flashq", None)
+
     # --- reading ----------------------------------------------------------------------
     def __len__(self):
         return self.count
@@ -210,6 +217,18 @@ class FlashQ:
                 self.qlo += 1
                 if self.qlo > self.qhi:
                     self.tail = SEG_BYTES  # the next record starts a new file
+
+
+def hand_over(ctx, slack_ms):
+    """The sample task's reading to each open backlog (an uplink that cannot send), at that
+    uplink's interval, stamped with the station's clock: sent from there when it can."""
+    now = ticks_ms()
+    p = None
+    for q in ctx.backlogs.values():
+        if q.due(now, slack_ms):
+            if p is None:
+                p = pack_reading(ctx.state.reading())
+            q.append(time_ns() // 1000000000, p)
 
 
 # --- a reading as a record's payload ---------------------------------------------------

@@ -10,8 +10,20 @@ from flashq import SEG_BYTES, _HDR, _L, _parse
 _DIRS = {"thingspeak": ("ts_backlog", "min_interval_s"), "mqtt": ("mqtt_backlog", "interval_s")}
 
 
-def open_one(ctx, name):
-    """ctx.backlogs[name]: the backlog of uplink `name` (thingspeak, mqtt), found on flash."""
+def open_one(ctx, name, t=0, r=None):
+    """ctx.backlogs[name]: the backlog of uplink `name` (thingspeak, mqtt), found on flash if
+    not open; r, a reading taken at t that the uplink could not send, appended (sampler.backlog)."""
+    import flashq
+
+    q = ctx.backlogs.get(name)
+    if q is None:
+        q = _open(ctx, name)
+    if r is not None:
+        q.append(t, flashq.pack_reading(r))
+    return q
+
+
+def _open(ctx, name):
     import flashq
 
     c = ctx.cfg
@@ -33,7 +45,7 @@ def open_backlogs(ctx):
 
     for name in _DIRS:
         if ctx.cfg[name]["enabled"]:
-            q = open_one(ctx, name)
+            q = _open(ctx, name)
             q.taken_ms = None
             if q.count:
                 _L.info("%s: %d readings waiting on flash from before the restart", q.dir, q.count)

@@ -2,11 +2,14 @@
 # interval_s, the station's state retained at <prefix>/<station>/status, a last will of
 # {"state":"offline"}, reconnect with backoff after a broker drop.
 #
-# Telemetry goes through a backlog on flash (flashq): the sample task takes a reading into it
-# every interval_s whether the broker is there or not, and this task publishes it from there,
-# oldest first, QoS 1, each with its own time ("ts") and backlog number ("seq"), one in flight:
-# a reading leaves flash only once the broker has acknowledged it (PUBACK). After a power cut
-# between the PUBACK and that, the one reading in flight is sent again (same seq).
+# Telemetry: the latest reading every interval_s with its time ("ts"), QoS 0, while the broker
+# is there. When it is not (no Wi-Fi, no connection, a publish that fails) the readings wait in
+# a backlog on flash (flashq, opened by sampler.backlog): the sample task takes one into it
+# every interval_s, and this task publishes them from there once it can (mqtt_backlog.py,
+# loaded meanwhile), oldest first, QoS 1, each with its own time and backlog number ("seq"),
+# one in flight: a reading leaves flash only once the broker has acknowledged it (PUBACK).
+# After a power cut between the PUBACK and that, the one reading in flight is sent again
+# (same seq). Once all are sent, the backlog is closed and the latest reading goes out again.
 #
 # umqtt.simple builds the PUBLISH packets (telemetry QoS 1 with its packet ids, status QoS 0
 # retained); the socket is an asyncio stream opened here, which umqtt writes to through
@@ -123,60 +126,21 @@ class MqttLink:
             self.last_status = p
 
     async def publish_latest(self):
-        """The latest reading, QoS 1, with its time; if it is not acknowledged, it opens the
-        backlog on flash, where the next ones wait too."""
+        """The latest reading with its time, QoS 0 (nothing held or awaited but the write); if
+        it cannot be written, it opens the backlog on flash, where the next ones wait too."""
         r = self.ctx.state.reading()
         t = time_ns() // 1000000000
+        r["ts"] = sampler.iso_s(t)
+        m = fields.telemetry_json(r)
+        del r
         try:
-            r["ts"] = sampler.iso_s(t)
-            await self.publish_json(fields.telemetry_json(r))
+            self.client.publish(self.t_telemetry, m)
+            await self._sent()
         except BaseException:
-            sampler.to_backlog(self.ctx, "mqtt", t, r)
+            import json
+            sampler.backlog(self.ctx, "mqtt", t, json.loads(m))
             raise
         self.ctx.state.counters["mqtt_sent"] += 1
-
-    async def publish_json(self, m):
-        """Telemetry JSON m, QoS 1, until its PUBACK."""
-        c = self.client
-        if c.pid >= 65535:
-            c.pid = 0  # umqtt counts on past 65535; packet ids are 1..65535
-        try:
-            c.publish(self.t_telemetry, m, qos=1)
-        except _Sent:
-            pass
-        del m
-        await self._sent()
-        await self.puback(c.pid)
-
-    async def publish_backlog(self, q):
-        """The oldest reading of the backlog, QoS 1; removed from flash once acknowledged."""
-        import flashq
-
-        rs = q.read(q.acked, 1)
-        if not rs:
-            q.count = 0
-            return
-        seq, t, p = rs[0]
-        del rs
-        try:
-            r = flashq.unpack_reading(p)
-        except ValueError as e:
-            _L.error("skipping backlog record #%d: %s", seq, e)
-            q.ack(seq)
-            return
-        del p
-        r["ts"] = flashq.iso_s(t)
-        r["seq"] = seq
-        m = fields.telemetry_json(r)
-        del r   # nothing of the reading but its JSON is held while the PUBACK is awaited
-        await self.publish_json(m)
-        del m
-        q.ack(seq)
-        st = self.ctx.state
-        st.counters["mqtt_sent"] += 1
-        st.counters["mqtt_thinned"] = q.thinned
-        st.counters["mqtt_dropped"] = q.dropped
-        st.counters["mqtt_waiting"] = len(q)
 
     async def puback(self, pid):
         """Wait for the PUBACK of pid (a PINGRESP on the way is taken too), polling the
@@ -241,13 +205,14 @@ class MqttLink:
                 if not said:
                     _L.info("sending %d readings kept while the broker was away", len(q))
                     said = True
-                for _ in range(_BURST):
-                    if not len(q) or not ctx.wifi_up.is_set():
-                        break
-                    await self.publish_backlog(q)
+                import mqtt_backlog   # held while a backlog is sent (dropped below)
+
+                await mqtt_backlog.send(self, q, _BURST)
+                del mqtt_backlog
                 if not len(q):   # all sent: the latest reading from now on
                     _L.info("backlog sent (%d readings thinned, %d dropped since boot)", q.thinned, q.dropped)
-                    sampler.close_backlog(ctx, "mqtt")
+                    q.close(ctx, "mqtt")
+                    sys.modules.pop("mqtt_backlog", None)
                     last = ticks_ms()
                     q = None
             elif last is None or ticks_diff(ticks_ms(), last) >= iv:
@@ -267,9 +232,10 @@ async def run(ctx):
     st.links["mqtt"] = "down"
     c = link.cfg
     refused = 0  # the CONNACK code of the last refusal, said once per change
+    await sampler.first_link(ctx)
     while True:
         if not ctx.wifi_up.is_set():
-            sampler.open_backlog(ctx, "mqtt")   # no link: the readings wait on flash
+            sampler.backlog(ctx, "mqtt")   # no link: the readings wait on flash
         await ctx.wifi_up.wait()
         try:
             await link.connect()
@@ -300,7 +266,7 @@ async def run(ctx):
             st.links["mqtt"] = "down"
             link.close()
             try:   # the broker is away: the readings wait on flash
-                sampler.open_backlog(ctx, "mqtt")
+                sampler.backlog(ctx, "mqtt")
             except Exception as e:
                 _L.error("backlog: %r", e)
             await asyncio.sleep(wait)

@@ -12,7 +12,6 @@ import fields
 import log
 import mains
 import overtemp
-from compat import ticks_ms, time_ns
 from dht11 import Dht11
 
 _L = log.get("app")
@@ -41,49 +40,30 @@ def iso_s(t):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % time.gmtime(t)[:6]
 
 
-def open_backlog(ctx, name):
-    """The backlog on flash of uplink `name` (flashq), opened when that uplink cannot send
-    (flashq_cold: loaded for it and dropped): from then on the readings wait there, handed
-    over by the sample task, until the uplink has sent them all."""
+async def first_link(ctx):
+    """An uplink's start: the Wi-Fi's first connection awaited for up to wifi.timeout_s before
+    an uplink counts it as down and keeps its readings on flash (a board that boots without
+    its network), so a normal boot does not load flashq for the few seconds it takes."""
+    if not ctx.wifi_up.is_set():
+        try:
+            await asyncio.wait_for(ctx.wifi_up.wait(), ctx.cfg["wifi"]["timeout_s"])
+        except asyncio.TimeoutError:
+            pass
+
+
+def backlog(ctx, name, t=0, r=None):
+    """The backlog on flash (flashq) of uplink `name`, opened if need be, when that uplink
+    cannot send: from then on the readings wait there, handed over by the sample task, until
+    the uplink has sent them all; r, a reading taken at t that it could not send, goes first
+    (flashq_cold.open_one: loaded for it and dropped)."""
     q = ctx.backlogs.get(name)
-    if q is None:
+    if q is None or r is not None:
         import flashq_cold
         try:
-            q = flashq_cold.open_one(ctx, name)
+            q = flashq_cold.open_one(ctx, name, t, r)
         finally:
             sys.modules.pop("flashq_cold", None)
     return q
-
-
-def to_backlog(ctx, name, t, r):
-    """A reading the uplink could not send (taken at t, epoch s), first in its backlog."""
-    q = open_backlog(ctx, name)
-    import flashq
-    q.append(t, flashq.pack_reading(r))
-
-
-def close_backlog(ctx, name):
-    """Uplink `name` has sent its whole backlog: it sends the latest reading again, and
-    flashq leaves the heap once no backlog is open."""
-    ctx.backlogs.pop(name, None)
-    if not ctx.backlogs:
-        sys.modules.pop("flashq", None)
-
-
-def hand_over(ctx, slack_ms):
-    """The reading to each open backlog on flash (an uplink that cannot send), at that
-    uplink's interval, stamped with the station's clock: sent from there when it can."""
-    qs = ctx.backlogs
-    if not qs:
-        return
-    now = ticks_ms()
-    p = None
-    for q in qs.values():
-        if q.due(now, slack_ms):
-            if p is None:
-                import flashq
-                p = flashq.pack_reading(ctx.state.reading())
-            q.append(time_ns() // 1000000000, p)
 
 
 async def run(ctx):
@@ -160,7 +140,9 @@ async def run(ctx):
             except Exception:  # no heap even for the log line: keep sampling all the same
                 pass
         try:
-            hand_over(ctx, s["interval_s"] * 500)
+            if ctx.backlogs:   # an uplink that cannot send: its reading to flash (flashq)
+                import flashq
+                flashq.hand_over(ctx, s["interval_s"] * 500)
         except Exception as e:  # a full or failing flash must not stop sampling either
             try:
                 _L.error("backlog: %r", e)

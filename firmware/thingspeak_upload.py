@@ -1,6 +1,6 @@
 # ThingSpeak direct upload. The latest reading every min_interval_s, with its created_at, to
 # <url>/update; a body of "0" means ThingSpeak did not store the write (rate limit, bad key).
-# A write that fails, or no Wi-Fi, opens the backlog on flash (flashq, sampler.open_backlog):
+# A write that fails, or no Wi-Fi, opens the backlog on flash (flashq, sampler.backlog):
 # from then on a reading is taken into it every min_interval_s by the sample task, and sent
 # from there, each with its own created_at, until none is left (then the latest again), so an
 # outage of ThingSpeak or of the Wi-Fi costs no reading (beyond thinning, past the budget):
@@ -81,44 +81,37 @@ async def run(ctx):
     st.links["thingspeak"] = "down"
     last_t = 0      # the second of the last entry sent (created_at must grow)
     last_seq = -1   # st.readings_seq of the last reading sent as it was taken
-    said = [False]  # the "set channel_id" advice, once (ts_bulk)
+    await sampler.first_link(ctx)
     while True:
         q = ctx.backlogs.get("thingspeak")
         if q is None and not ctx.wifi_up.is_set():
-            q = sampler.open_backlog(ctx, "thingspeak")   # no link: the readings wait on flash
+            q = sampler.backlog(ctx, "thingspeak")   # no link: the readings wait on flash
         await ctx.wifi_up.wait()
         # an unverified https:// write is said once per link up (each write is a connection)
         tls = ("thingspeak.ca_cert", cfg["ca_cert"], None if st.links["thingspeak"] == "up" else _L)
-        r = None
+        failed = False
         try:
             if q is not None:
-                if not len(q):
-                    _L.info("backlog sent (%d readings thinned, %d dropped)", q.thinned, q.dropped)
-                    sampler.close_backlog(ctx, "thingspeak")
-                    continue
                 import ts_bulk
 
                 try:
-                    last_t = await ts_bulk.send(q, cfg, url, last_t, tls, st, said)
+                    last_t = await ts_bulk.send(ctx, q, url, last_t, tls)
                 finally:
                     del ts_bulk
                     sys.modules.pop("ts_bulk", None)
-                st.counters["ts_thinned"] = q.thinned
-                st.counters["ts_dropped"] = q.dropped
-                st.counters["ts_waiting"] = len(q)
             else:
                 if st.readings_seq == last_seq:
                     await asyncio.sleep(1)
                     continue
                 last_seq = st.readings_seq
-                r = st.reading()
                 t = time_ns() // 1000000000
                 if t <= last_t:
                     t = last_t + 1
-                status, ans = await httpc.request(
-                    "POST", url + "/update", update_body(cfg["write_key"], r, sampler.iso_s(t)), tls=tls)
+                failed = True   # only the body is held while the request waits on the network
+                status, ans = await httpc.request("POST", url + "/update", update_body(
+                    cfg["write_key"], st.reading(), sampler.iso_s(t)), tls=tls)
                 entry = parse_answer(status, ans)
-                r = None
+                failed = False
                 last_t = t
                 st.counters["ts_sent"] += 1
                 _L.info("stored entry %d", entry)
@@ -129,12 +122,13 @@ async def run(ctx):
             if wait < interval:
                 wait = interval
             _L.warn("write failed: %s; retry in %.1fs", e, wait)
-            if r is not None:   # that reading, and those after it, wait on flash
+            if failed:   # the reading of now, and those after it, wait on flash
+                failed = False
+                t = time_ns() // 1000000000
                 try:
-                    sampler.to_backlog(ctx, "thingspeak", t, r)
+                    sampler.backlog(ctx, "thingspeak", t if t > last_t else last_t + 1, st.reading())
                 except Exception as e:
                     _L.error("backlog: %r", e)
-                r = None
             await asyncio.sleep(wait)
             continue
         back.reset()

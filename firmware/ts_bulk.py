@@ -73,9 +73,22 @@ class Bulk:
         w.write(b"]}")
 
 
-async def send(q, cfg, url, last_t, tls, st, said):
-    """The oldest of the backlog: in bulk (more than one waiting, channel_id set), else one;
-    the second of the last one sent (last_t when nothing was left)."""
+async def send(ctx, q, url, last_t, tls):
+    """The oldest of backlog q: in bulk (more than one waiting, channel_id set), else one;
+    the backlog closed once empty. The second of the last one sent (last_t if none was)."""
+    st = ctx.state
+    if not len(q):
+        _L.info("backlog sent (%d readings thinned, %d dropped)", q.thinned, q.dropped)
+        q.close(ctx, "thingspeak")
+        return last_t
+    t = await _send(q, ctx.cfg["thingspeak"], url, last_t, tls, st)
+    st.counters["ts_thinned"] = q.thinned
+    st.counters["ts_dropped"] = q.dropped
+    st.counters["ts_waiting"] = len(q)
+    return t
+
+
+async def _send(q, cfg, url, last_t, tls, st):
     if len(q) > 1 and cfg["channel_id"]:
         return await bulk(q, cfg, url, last_t, tls, st)
     rs = q.read(q.acked, 1)
@@ -84,10 +97,10 @@ async def send(q, cfg, url, last_t, tls, st, said):
         return last_t
     seq, t, p = rs[0]
     del rs
-    if len(q) > 1 and not said[0]:
+    if len(q) > 1 and not getattr(q, "said", 0):   # said once a backlog
         _L.warn("%d readings waiting: set thingspeak.channel_id to send them in bulk "
                 "(one per %ds until then)", len(q), cfg["min_interval_s"])
-        said[0] = True
+        q.said = 1
     if t <= last_t:
         t = last_t + 1
     try:

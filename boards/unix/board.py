@@ -166,13 +166,9 @@ class Board:
             import rfidsim
             self._rfid = rfidsim.Reader(sc)
         self.led_log = bool(sc.get("led_log"))
-        self._flash = None
         if sc.get("clock") or sc.get("flash"):
             import flashsim
-            if sc.get("clock"):
-                flashsim.fast_clock(sc["clock"])
-            if sc.get("flash"):
-                self._flash = flashsim.Flash(sc["flash"])
+            flashsim.start(self, sc)
 
     # --- time ---------------------------------------------------------------
     def now_s(self):
@@ -367,8 +363,7 @@ class Board:
         self._wdt = timeout_ms
 
     def wdt_feed(self):
-        if self._flash:
-            self._flash.check()
+        pass   # with a scenario's "flash": the flash check (flashsim.py)
 
     def wdt_stop(self):
         """What a Pico W does on Ctrl-C (clear the RP2040's WATCHDOG_CTRL enable bit): recorded."""

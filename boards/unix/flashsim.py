@@ -50,3 +50,11 @@ class Flash:
                 "E" if full else "I", "full: " if full else "", used, self.size))
             if full:
                 sys.exit(FLASH_FULL_EXIT)
+
+
+def start(board, sc):
+    """What the scenario asks for, on `board`: the clock, the flash check at each feed."""
+    if sc.get("clock"):
+        fast_clock(sc["clock"])
+    if sc.get("flash"):
+        board.wdt_feed = Flash(sc["flash"]).check

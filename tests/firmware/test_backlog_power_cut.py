@@ -47,11 +47,12 @@ class Telemetry:
 def test_backlog__power_cuts_while_sending_lose_nothing_and_double_at_most_the_one_in_flight(
         station, mqtt_broker):
     sub = Telemetry(mqtt_broker.port)
+    # a 96 KB budget (the default is 32 KB), so that the 1,200 are kept whole, not thinned
     cfg = base_config(mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_broker.port,
-                            "interval_s": 60, "keepalive_s": 30})
+                            "interval_s": 60, "keepalive_s": 30}, backlog={"flash_kb": 96})
     st = station(cfg)
     # 1,200 readings (3 h 20 min at 10 s) waiting on the board's flash, as after an outage
-    q = flashq.FlashQ(str(st.flash / "mqtt_backlog")).load()
+    q = flashq.FlashQ(str(st.flash / "mqtt_backlog"), budget=96 * 1024).load()
     p = flashq.pack_reading({"temp_c": 24.0, "humidity": 45.0, "current_a": 0.0, "voltage_v": 230.0,
                              "power_w": 0.0, "energy_wh": 1.0, "chip_temp_c": 30.0,
                              "status": "Available", "fault": None})
