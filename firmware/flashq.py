@@ -1,6 +1,8 @@
 # A backlog of readings on flash for an uplink that may be down for days (ThingSpeak, MQTT):
-# appended as they are taken, sent oldest first when the link is up, forgotten once the far
-# end has acknowledged them. Only a handful of integers live in RAM; records are streamed.
+# opened when the uplink cannot send (sampler.backlog), appended as they are taken, sent
+# oldest first when the link is back, forgotten once the far end has acknowledged them, and
+# closed (this module dropped from the heap) once all are sent. Only a handful of integers
+# live in RAM; records are streamed.
 #
 # On flash, a folder per queue (littlefs-friendly: small appends, no file rewritten, one file
 # open at a time, files of at most ~SEG_BYTES):
