@@ -34,11 +34,15 @@ async def _request(method, url, body, ctype, tls):
     try:
         hdr = "%s %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: picocharge\r\nConnection: close\r\n" % (
             method, path, host)
+        stream = hasattr(body, "write_to")  # a body streamed in pieces: .length, async .write_to(w)
         if body is not None:
-            hdr += "Content-Type: %s\r\nContent-Length: %d\r\n" % (ctype, len(body))
+            hdr += "Content-Type: %s\r\nContent-Length: %d\r\n" % (
+                ctype, body.length if stream else len(body))
         try:
             writer.write(hdr.encode() + b"\r\n")
-            if body is not None:
+            if stream:
+                await body.write_to(writer)
+            elif body is not None:
                 writer.write(body)
             await writer.drain()
         except ValueError as e:
@@ -76,7 +80,8 @@ async def request(method, url, body=None, ctype="application/x-www-form-urlencod
                   tls=None):
     """(status, body bytes). Raises OSError (network), asyncio.TimeoutError, HttpError.
     tls: for https://, (config key, CA file path, logger or None): the server's certificate
-    must chain to that CA ("" = encrypted, not verified; the logger, if given, warns)."""
+    must chain to that CA ("" = encrypted, not verified; the logger, if given, warns).
+    body: bytes, str, or an object streaming itself (.length, async .write_to(writer))."""
     if isinstance(body, str):
         body = body.encode()
     return await asyncio.wait_for(_request(method, url, body, ctype, tls), timeout_s)

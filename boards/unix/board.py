@@ -25,6 +25,8 @@
 # checked every 0.5 s and removed once read (1 s at least after the card before it went): a
 # test taps when it is ready.
 # "led_log": true prints each change of the LED ("[board] I: led on").
+# "clock": {"speed": 1800} (the station's wall clock runs fast) and "flash": {"size_kb": 848}
+# (the flash directory checked against a Pico W's filesystem) simulate long outages: flashsim.py.
 # The DHT11's readings wander around the scenario's values: a seeded random walk of at most
 # `drift` per read, kept within +-`wander` (degC, and %RH), which the sensor follows with a lag.
 # The scenario file is $PICOCHARGE_SCENARIO, else scenario.json in the flash directory
@@ -164,6 +166,9 @@ class Board:
             import rfidsim
             self._rfid = rfidsim.Reader(sc)
         self.led_log = bool(sc.get("led_log"))
+        if sc.get("clock") or sc.get("flash"):
+            import flashsim
+            flashsim.start(self, sc)
 
     # --- time ---------------------------------------------------------------
     def now_s(self):
@@ -358,7 +363,7 @@ class Board:
         self._wdt = timeout_ms
 
     def wdt_feed(self):
-        pass
+        pass   # with a scenario's "flash": the flash check (flashsim.py)
 
     def wdt_stop(self):
         """What a Pico W does on Ctrl-C (clear the RP2040's WATCHDOG_CTRL enable bit): recorded."""
