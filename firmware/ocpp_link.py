@@ -17,6 +17,7 @@ L = log.get("ocpp")
 PROTOCOL = "ocpp1.6"
 _MAX_FRAME = const(8192)
 _FRAME_BUF = const(1024)
+_POLL_MS = const(10)     # how often a CALL's wait looks for its answer (send_call)
 
 
 
@@ -113,8 +114,18 @@ class Link:
         sent_ms = ticks_ms()
         L.debug("-> %s %s", action, mid)
         await self.ws.send(frame)
+        frame = None  # noqa: F841 (a StatusNotification's ~200 bytes are not held over the wait)
+        # The answer awaited by looking at the event every _POLL_MS, not with wait_for: that
+        # makes two tasks and a closure per call (~670 bytes on the 64-bit port, held for the
+        # whole wait), and a call waits each second (MeterValues): in the 192K heap test the
+        # lowest free heap was a status read made while a call waited (docs/firmware.md).
+        ev = self._ev
+        end = ticks_add(sent_ms, self.cfg["call_timeout_s"] * 1000)
         try:
-            await asyncio.wait_for(self._ev.wait(), self.cfg["call_timeout_s"])
+            while not ev.is_set():
+                if ticks_diff(ticks_ms(), end) >= 0:
+                    raise asyncio.TimeoutError
+                await asyncio.sleep_ms(_POLL_MS)
         except asyncio.TimeoutError:
             if self.dead:
                 raise self.dead
@@ -127,6 +138,7 @@ class Link:
         if self._reply is None:
             raise self.dead or LinkDead("connection lost")
         kind, res = self._reply
+        self._reply = None   # taken: the reader goes on (on_frame)
         if kind == ocppj.CALLERROR:
             raise CallError(action, res[0], res[1])
         return res
@@ -195,6 +207,11 @@ class Link:
             return
         self._reply = (mtype, payload)
         self._ev.set()
+        # no next frame before the waiting CALL has its answer (send_call looks every
+        # _POLL_MS): what it does with it comes first, e.g. a StartTransaction's
+        # transactionId known before a RemoteStopTransaction sent right after it is handled
+        while self._reply is not None and self._wait_id == mid:
+            await asyncio.sleep_ms(1)
 
     async def keepalive(self, interval_s):
         """WebSocketPingInterval: a ping every `interval_s` (0: none), and no frame at all for
