@@ -171,6 +171,13 @@ class Link:
             while True:
                 msg = await self.ws.recv()
                 await self.on_frame(msg)
+                msg = None
+                # no next frame before the waiting CALL has taken its answer (send_call looks
+                # every _POLL_MS; the frame and on_frame's state are let go meanwhile): what it
+                # does with it comes first, e.g. a StartTransaction's transactionId is known
+                # before a RemoteStopTransaction sent right after it is handled
+                while self._reply is not None and self._wait_id is not None:
+                    await asyncio.sleep_ms(1)
         except Exception as e:  # link gone or broken: wake the main loop
             self.dead = e
             self._ev.set()
@@ -207,11 +214,6 @@ class Link:
             return
         self._reply = (mtype, payload)
         self._ev.set()
-        # no next frame before the waiting CALL has its answer (send_call looks every
-        # _POLL_MS): what it does with it comes first, e.g. a StartTransaction's
-        # transactionId known before a RemoteStopTransaction sent right after it is handled
-        while self._reply is not None and self._wait_id == mid:
-            await asyncio.sleep_ms(1)
 
     async def keepalive(self, interval_s):
         """WebSocketPingInterval: a ping every `interval_s` (0: none), and no frame at all for
