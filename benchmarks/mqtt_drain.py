@@ -3,7 +3,10 @@ starts with a real mosquitto, and the drain to PUBACK is timed (readings/s), wit
 depth sampled every 0.5 s. No stations, no ingest of new readings: only the uplink's work
 (read a batch, publish QoS 1, wait for the acks, move the cursor) and the broker's.
 
-    python benchmarks/mqtt_drain.py [--readings 200000] [--stations 10000] [--no-ingest] [--json]
+    python benchmarks/mqtt_drain.py [--readings 200000] [--stations 10000] [--no-ingest] [--retain] [--json]
+
+--retain publishes the telemetry retained, as a gateway in a cluster does (gateway/uplinks.py,
+"Exactly once across a takeover"): the broker then stores each station's last message.
 
 mosquitto from the OS (apt-get install mosquitto). Ingest is on by default, as `picocharge
 gateway --mqtt` runs it: every forwarded reading comes back through the ingest subscription.
@@ -91,8 +94,14 @@ def main():
     ap.add_argument("--readings", type=int, default=200000)
     ap.add_argument("--stations", type=int, default=10000)
     ap.add_argument("--no-ingest", action="store_true", help="without the ingest subscription")
+    ap.add_argument("--retain", action="store_true", help="telemetry published retained (as in a cluster)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.retain:
+        # one process on SQLite does not retain; the uplink as a cluster's process runs it
+        from picocharge.gateway import uplinks
+        init = uplinks.MqttUplink.__init__
+        uplinks.MqttUplink.__init__ = lambda self, *args, **kw: init(self, *args, retain=True, **kw)
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "drain.db")
         _fill(db, a.readings, a.stations)
@@ -103,6 +112,7 @@ def main():
             broker.terminate()
             broker.wait(10)
     out["ingest"] = not a.no_ingest
+    out["retain"] = a.retain
     if a.json:
         print(json.dumps(out))
     else:

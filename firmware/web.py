@@ -16,12 +16,9 @@
 # block after a collection was at times 13-15 blocks of 32 bytes, and microdot's Request needs
 # one of 15 (its attribute table, 464 bytes): a request then failed with a MemoryError
 # traceback. The page is no longer held (webpage.py is imported per load).
-# The heap test's lowest read (its first /api/status, ~1.6 KB below the others) was not this
-# page's: a first request made half a second later reads the steady figure, and a second one
-# right after the first does too. It was an OCPP call waiting for its answer at that moment
-# (the StartTransaction; later, now and then, a MeterValues): asyncio.wait_for's two tasks and
-# closure, and the answer held while the call had not yet taken it (ocpp_link.send_call and
-# reader, docs/firmware.md "The backlogs in a 192K heap").
+# The heap test's low reads were not this page's: a first request half a second later reads
+# the steady figure. They were an OCPP call waiting for its answer at that moment (ocpp_link:
+# docs/firmware.md "A call's answer awaited without wait_for").
 import asyncio
 import gc
 import json

@@ -16,6 +16,30 @@ at-least-once and in order, across outages of any length and gateway restarts.
   off a set of message ids, and the cursor moves and the next batch is read in one
   store transaction: benchmarks/mqtt_drain.py measures the drain on its own. Readings
   that trickle in (paced load) wait LINGER (50 ms) to go out together.
+
+Exactly once across a takeover (a cluster, cluster.py). The MQTT stream has one owner at a
+time; the owner writes its batch in flight (`cluster_leases.inflight_*`) in the transaction that
+reads it. When it dies (or loses the broker) mid-batch, the broker may have taken any prefix of
+each station's messages in that batch, and MQTT has no request "what did you take". But the
+broker can be made to keep the answer: in a cluster each station's telemetry is published
+RETAINED, so the broker holds the last message it took on <prefix>/<station>/telemetry, and one
+client's QoS 1 messages on one topic are taken in the order sent. The new owner subscribes, with
+a client of its own, to the telemetry topics of the stations in the batch in doubt, reads the
+retained messages (a marker it publishes after the SUBACK tells when all have come), and for
+each station skips the batch's rows up to and including the one whose payload (seq included)
+equals the retained one; the rest are sent. A station without such a message had none of its
+rows taken. If the broker cannot be asked (three attempts of PROBE_TIMEOUT, refused), every row is sent: at-least-once,
+as before, said in the log. Why this and not another design: the alternatives are a dedupe
+store beside the broker (a second system to run and keep consistent), persistent MQTT sessions
+handed from process to process (a session belongs to one client id, and MQTT 5 does not say
+which of a dead client's in-flight messages the broker took), or asking subscribers to drop
+repeats by seq (the issue asks 0). Retained telemetry costs the broker one stored message per
+station (a few hundred bytes; 10,000 stations: a few MB) and no extra message; a subscriber
+gets each station's latest reading at once when it subscribes, flagged retained (a counter of
+live messages skips retain-flagged ones; the bench's does). It holds for a process that dies
+with its host's kernel closing its sockets (the broker has read all it will ever read of that
+connection before the lease moves); a publish the network delivers after the takeover (a host
+cut off, its TCP retransmitting) is outside it. Alone (SQLite) telemetry is not retained.
 - ThingSpeakUplink: one worker per station with a channel and write key; the
   `thingspeak` package for single writes, the bulk JSON API for a backlog,
   created_at on every entry, the channel interval obeyed across all writes.
@@ -224,10 +248,18 @@ class MqttUplink(Uplink):
     # for dozens of readings instead of two transactions and a wake-up per reading. A backlog
     # (a full batch) is read on at once.
     LINGER = 0.05
+    PROBE_TIMEOUT = 10.0    # asking the broker for its retained telemetry after a takeover (the stream waits)
+    PROBE_ATTEMPTS = 3
+    PROBE_CHUNK = 200       # topics per SUBSCRIBE of that probe
 
-    def __init__(self, gw, url, ingest=True, batch=1000, linger=LINGER):
+    def __init__(self, gw, url, ingest=True, batch=1000, linger=LINGER, retain=None):
         super().__init__(gw)
         self.linger = linger
+        # telemetry published retained: in a cluster (the broker's last message per station is
+        # how a new owner of the stream learns what a dead one's batch delivered); alone, a
+        # restart resends only what the broker did not acknowledge, and subscribers get no
+        # retained copies
+        self.retain = gw.cluster is not None if retain is None else retain
         self._unsaved = None     # an acknowledged batch's cursor not stored yet (during a linger)
         self.cfg = parse_mqtt_url(url)
         self.prefix = self.cfg["prefix"]
@@ -242,6 +274,7 @@ class MqttUplink(Uplink):
         self._task = None
         self.ingested = 0
         self.resent = 0          # readings of a dead owner's batch in flight, sent again (cluster)
+        self.skipped = 0         # readings of such a batch the broker had taken: not sent again
         self.dropped = 0         # telemetry messages refused (bad JSON, values, times, size)
         self._ingesting = 0      # telemetry messages waiting for the store
         self._misc = None
@@ -303,10 +336,7 @@ class MqttUplink(Uplink):
         else:
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id(),
                             protocol=mqtt.MQTTv311, clean_session=True)
-        if self.cfg["user"]:
-            c.username_pw_set(self.cfg["user"], self.cfg["password"])
-        if self.cfg["tls"]:
-            c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self._credentials(c)
         c.will_set(self.gateway_topic, b'{"state":"offline"}', qos=1, retain=True)
         # no limit in paho: _drain bounds what is in flight (one batch); with a limit, paho
         # walks every unacknowledged message on each PUBACK (quadratic in the batch)
@@ -317,6 +347,12 @@ class MqttUplink(Uplink):
         c.on_publish = lambda cl, ud, mid, rc, pr: self._in_loop(self._on_ack, mid)
         c.on_message = lambda cl, ud, m: self._in_loop(self._on_message, m.topic, m.payload)
         return c
+
+    def _credentials(self, c):
+        if self.cfg["user"]:
+            c.username_pw_set(self.cfg["user"], self.cfg["password"])
+        if self.cfg["tls"]:
+            c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
 
     def _client_id(self):
         # with the pid: two gateway processes of a cluster on one broker must not share one id
@@ -496,17 +532,143 @@ class MqttUplink(Uplink):
         return rows
 
     def _in_doubt(self, db, cursor):
-        """(count, first seq, last seq) of the readings a previous owner of the stream may have
-        sent (its batch in flight when it died), or None."""
+        """The readings a previous owner of the stream may have sent (its batch in flight when it
+        died, or this process's when it lost the broker), in the outbox's order: a list, maybe empty."""
         row = db.execute("SELECT inflight_xid, inflight_id FROM cluster_leases WHERE work='mqtt'").fetchone()
         if row is None or row[0] is None:
-            return None
+            return []
         inflight = (row[0], row[1])
         if not inflight > cursor:
-            return None
-        rows = rows_after(db, cursor, self.batch)
-        ids = [r["id"] for r in rows if row_key(db, r) <= inflight]
-        return (len(ids), min(ids), max(ids)) if ids else None
+            return []
+        return [r for r in rows_after(db, cursor, self.batch) if row_key(db, r) <= inflight]
+
+    async def _at_broker(self, doubt):
+        """The outbox keys of the readings in `doubt` the broker took (see the module docstring,
+        "Exactly once across a takeover"), and what went wrong when the broker could not be asked."""
+        if not self.retain:
+            return set(), "telemetry is not retained"
+        pg = self.gw.store.dialect == "postgresql"
+        mine = {}       # station -> its rows in doubt, in the order they were published
+        for r in doubt:
+            mine.setdefault(r["station"], []).append(r)
+        topics = {fields.telemetry_topic(self.prefix, sid): sid for sid in mine}
+        retained, why = None, None
+        for attempt in range(1, self.PROBE_ATTEMPTS + 1):
+            t0 = time.monotonic()
+            try:
+                retained = await self._retained(list(topics))
+                log.info("mqtt: the broker's retained telemetry of %d stations read in %.2f s (attempt %d)",
+                         len(topics), time.monotonic() - t0, attempt)
+                break
+            except Exception as e:      # noqa: B902 - refused, timed out, lost: asked again, then every row sent
+                why = "%s: %s" % (type(e).__name__, e)
+                log.warning("mqtt: could not read the broker's retained telemetry (attempt %d of %d, %.1f s): %s",
+                            attempt, self.PROBE_ATTEMPTS, time.monotonic() - t0, why)
+        if retained is None:
+            return set(), why
+        taken = set()
+        for topic, payload in retained.items():
+            rows = mine.get(topics.get(topic), ())
+            for k in range(len(rows) - 1, -1, -1):
+                if self.payload(rows[k]).encode() == payload:
+                    # the broker's last message for this station: it and every earlier one of
+                    # the batch arrived (one client's QoS 1 messages on a topic stay in order)
+                    taken.update(row_key(pg, r) for r in rows[:k + 1])
+                    break
+        return taken, None
+
+    async def _retained(self, topics):
+        """{topic: payload} of the retained messages on `topics`, read by a client of its own, run
+        on the event loop as the stream's client is (paho's external loop: a thread of paho's own
+        uses select(), which fails on a descriptor above 1,023, the common case in a process with
+        a thousand stations connected). A retained message comes after the SUBACK; a marker
+        published after the SUBACK comes after them, so when it is back every one of them is."""
+        cid = "picocharge-probe-%d-%s" % (os.getpid(), os.urandom(4).hex())
+        if self.v5:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        else:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
+                            clean_session=True)
+        self._credentials(c)
+        marker = "%s/gateway/probe/%s" % (self.prefix, cid)
+        got = {}
+        st = {"rc": None, "subacks": set(), "marks": 0, "closed": False}
+        changed = asyncio.Event()
+
+        def on_connect(cl, ud, fl, rc, pr):
+            st["rc"] = rc
+            changed.set()
+
+        def on_subscribe(cl, ud, mid, rcs, pr):
+            st["subacks"].add(mid)
+            changed.set()
+
+        def on_message(cl, ud, m):
+            if m.topic == marker:
+                st["marks"] += 1
+                changed.set()
+            elif m.retain and len(m.payload) <= MAX_TELEMETRY_BYTES:
+                got[m.topic] = m.payload
+
+        def on_disconnect(cl, ud, fl, rc, pr):
+            st["closed"] = True
+            changed.set()
+
+        c.on_connect, c.on_subscribe = on_connect, on_subscribe
+        c.on_message, c.on_disconnect = on_message, on_disconnect
+        loop = self.loop
+        end = loop.time() + self.PROBE_TIMEOUT
+
+        async def wait(what, pred):
+            while not pred():
+                if st["closed"]:
+                    raise ConnectionError("the broker closed the connection before the %s" % what)
+                left = end - loop.time()
+                if left <= 0:
+                    raise TimeoutError("no %s from %s:%d within %.0f s" % (what, self.cfg["host"], self.cfg["port"],
+                                                                        self.PROBE_TIMEOUT))
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
+
+        await loop.run_in_executor(None, c.connect, self.cfg["host"], self.cfg["port"], 30)
+        sock = c.socket()
+        if sock is None:
+            raise ConnectionError("no socket after connect")
+        c.on_socket_register_write = lambda cl, ud, so: loop.add_writer(so, cl.loop_write)
+        c.on_socket_unregister_write = lambda cl, ud, so: self._unwatch_write(so)
+        c.on_socket_close = lambda cl, ud, so: self._unwatch(so)
+        loop.add_reader(sock, c.loop_read)
+        if c.want_write():
+            loop.add_writer(sock, c.loop_write)
+        try:
+            await wait("CONNACK", lambda: st["rc"] is not None)
+            if st["rc"].is_failure:
+                raise ConnectionError("the broker refused the connection: %s" % st["rc"])
+            # a few hundred topics per SUBSCRIBE: a broker queues a client's messages up to a limit
+            # (mosquitto: max_queued_messages, 1000) and drops the rest
+            _rc, mid = c.subscribe(marker, qos=1)
+            await wait("SUBACK", lambda: mid in st["subacks"])
+            for n, k in enumerate(range(0, len(topics), self.PROBE_CHUNK), 1):
+                _rc, mid = c.subscribe([(t, 1) for t in topics[k:k + self.PROBE_CHUNK]])
+                await wait("SUBACK", lambda: mid in st["subacks"])
+                c.publish(marker, b"", qos=1)
+                await wait("marker message", lambda: st["marks"] >= n)
+            return dict(got)
+        finally:
+            try:
+                if c.socket() is not None:
+                    c.disconnect()
+                    c.loop_write()  # sends DISCONNECT; paho then closes the socket
+            except Exception:   # noqa: B902 - closing a probe that failed: nothing more to do
+                pass
+            so = c.socket()
+            if so is not None:
+                self._unwatch(so)
+                so.close()
+            self._unwatch(sock)
 
     def _mine(self):
         """Whether this process forwards the readings now: always alone, with the MQTT lease in a
@@ -530,14 +692,25 @@ class MqttUplink(Uplink):
         """Forward until the broker is lost (False) or the lease is (True)."""
         store = self.gw.store
         cursor = await _store_run(store, "mqtt", get_cursor, self.name, "*")
+        skip = ()
         if self.gw.cluster is not None:
             doubt = await _store_run(store, "mqtt", self._in_doubt, cursor)
             if doubt:
-                # MQTT has no way to ask the broker what it took (ThingSpeak's channel can be read
-                # back): at-least-once, the subscribers tell a repeat by its seq
-                self.resent += doubt[0]
-                log.warning("mqtt: taking the stream up with a batch in flight from before (a process that died, or "
-                            "the broker lost): %d readings (seq %d..%d) may reach the broker a second time", *doubt)
+                skip, why = await self._at_broker(doubt)
+                again = len(doubt) - len(skip)
+                self.resent += again
+                self.skipped += len(skip)
+                seqs = [r["id"] for r in doubt]
+                if why is None:
+                    log.warning("mqtt: taking the stream up with a batch in flight from before (a process that died, "
+                                "or the broker lost): %d readings (seq %d..%d); the broker's retained telemetry "
+                                "shows %d of them arrived, the other %d are sent now", len(doubt), min(seqs),
+                                max(seqs), len(skip), again)
+                else:
+                    log.warning("mqtt: taking the stream up with a batch in flight from before (a process that died, "
+                                "or the broker lost): %d readings (seq %d..%d) may reach the broker a second time: "
+                                "the broker could not be asked what it took (%s)", len(doubt), min(seqs), max(seqs),
+                                why)
         self._event.clear()     # before every read of the outbox: a reading stored after it wakes us
         rows = await _store_run(store, "mqtt", self._advance, cursor, False)
         while self.connected and not self.stopping:
@@ -559,12 +732,16 @@ class MqttUplink(Uplink):
             sent = []
             publish, topic, payload, prefix = self.client.publish, fields.telemetry_topic, self.payload, self.prefix
             pg = self.gw.store.dialect == "postgresql"
+            retain = self.retain
             for k, row in enumerate(rows):
                 if k and not k % 100:
                     await asyncio.sleep(0)  # a batch of 1,000 publishes is ~30 ms: let stations in
                     if self.client is None or not self.connected:
                         break
-                info = publish(topic(prefix, row["station"]), payload(row), qos=1)
+                if skip and row_key(pg, row) in skip:
+                    sent.append((row_key(pg, row), None))     # at the broker already: as acknowledged
+                    continue
+                info = publish(topic(prefix, row["station"]), payload(row), qos=1, retain=retain)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                     break
                 if not info.is_published():
@@ -579,14 +756,15 @@ class MqttUplink(Uplink):
                     break
             # the cursor moves over the acknowledged prefix only, at once (connected or not: what
             # was acknowledged is not sent again), in the transaction that reads the next batch
-            acked, n = cursor, 0
+            acked, n, new = cursor, 0, 0
             for rid, mid in sent:
                 if mid in unacked:
                     break
-                acked, n = rid, n + 1
+                acked, n, new = rid, n + 1, new + (mid is not None)
             self._unacked = set()
+            skip = ()
             cursor = acked
-            self.delivered += n
+            self.delivered += new
             complete = bool(sent) and acked == sent[-1][0]
             if complete and len(rows) < self.batch and self.linger > 0:
                 # not a backlog: linger, then store the cursor and read in one transaction

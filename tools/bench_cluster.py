@@ -20,16 +20,26 @@ port (SO_REUSEPORT), so the bench could not reach each worker's /metrics, and a 
 seen through the kernel rather than through the load balancer a multi-host deployment has. The
 balancer's CPU is measured and reported on its own (`lb_cpu_percent`).
 
+- `CommandProbe` (`--kill-at`): a GetConfiguration through HAProxy's API to a sample of stations
+  every second of the window, across the kill: per second how many were answered by the station
+  asked, how many failed (and how), how many answers were wrong (another station's, or not the
+  bench station's), and how long after the kill the killed process's stations answer again.
+
 The throwaway server is pgserver.ThrowawayPostgres (as the test suite's): in a folder of the
 system's temporary directory (as root it runs as the `postgres` user, who may not reach the
 bench's workdir); its log is copied into the workdir at the end.
 """
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,6 +52,8 @@ from picocharge.procs import child_options, stop_process
 
 _ENERGY = fields.READINGS[fields.ENERGY][fields.KEY]   # the energy register's column
 BEGIN = "# --- gateway servers"
+# an HAProxy httplog line's status and termination state: `... 0/0/0/-1/46 502 209 - - SH-- 33/...`
+_HTTPLOG = re.compile(r"\] \S+ \S+ \S+ (\d{3}) \S+ \S+ \S+ (\S{4}) ")
 END = "# --- end of gateway servers ---"
 
 
@@ -128,9 +140,10 @@ def haproxy_config():
     return p
 
 
-def render_haproxy(text, servers, ports, maxconn):
+def render_haproxy(text, servers, ports, maxconn, socket=None):
     """The shipped config with `servers` [(name, host, port)] between the markers, `bind :P` as
-    `bind 127.0.0.1:ports[P]`, and a `maxconn` in `global` sized for the run."""
+    `bind 127.0.0.1:ports[P]`, a `maxconn` in `global` sized for the run, and (`socket`) a stats
+    socket the bench asks `show info` / `show stat` on."""
     lines = text.splitlines()
     b = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
     e = [i for i, line in enumerate(lines) if line.strip() == END]
@@ -146,6 +159,8 @@ def render_haproxy(text, servers, ports, maxconn):
         out.append(line)
         if line.strip() == "global":
             out.append("    maxconn %d" % maxconn)
+            if socket:
+                out.append("    stats socket %s mode 600 level user" % socket)
     return "\n".join(out) + "\n"
 
 
@@ -160,6 +175,11 @@ class HAProxy:
         self.ps = None
         self.log_path = self.workdir / "haproxy.log"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # (a short path: a unix socket's is at most 107 bytes, a test's workdir can be longer)
+        self.socket = os.path.join(tempfile.gettempdir(), "picocharge-haproxy-%d-%d.sock" % (os.getpid(), self.port))
+        self.info = []          # (time, `show info` fields the report keeps), every INFO_EVERY s
+        self.final = None       # what stop() read last: `show info` and the frontend's `show stat` row
+        self._sampling = None
 
     def start(self):
         exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -169,7 +189,7 @@ class HAProxy:
         self._raise_nofile()
         conf = self.workdir / "haproxy.cfg"
         conf.write_text(render_haproxy(haproxy_config().read_text(), self.servers,
-                                       {8080: self.port, 8404: self.stats_port}, self.maxconn))
+                                       {8080: self.port, 8404: self.stats_port}, self.maxconn, self.socket))
         chk = subprocess.run([exe, "-c", "-f", str(conf)], capture_output=True, text=True, timeout=60)
         if chk.returncode != 0:
             raise RuntimeError("haproxy -c on %s (rendered from deploy/haproxy.cfg), exit %d:\n%s"
@@ -178,7 +198,71 @@ class HAProxy:
             self.proc = subprocess.Popen([exe, "-db", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, **child_options())
         self.ps = psutil.Process(self.proc.pid)
+        self._sampling = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
         return self
+
+    INFO_EVERY = 2.0
+    INFO_KEPT = ("Idle_pct", "CurrConns", "ConnRate", "SessRate", "CumReq", "Run_queue", "Tasks")
+
+    def show(self, command):
+        """HAProxy's answer to a stats socket command (`show info`, `show stat`)."""
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
+            so.settimeout(5)
+            so.connect(self.socket)
+            so.sendall(command.encode() + b"\n")
+            out = b""
+            while True:
+                b = so.recv(65536)
+                if not b:
+                    return out.decode(errors="replace")
+                out += b
+
+    def _show_info(self):
+        return dict(ln.split(": ", 1) for ln in self.show("show info").splitlines() if ": " in ln)
+
+    def _sample(self):
+        stop = self._sampling
+        while not stop.wait(self.INFO_EVERY):
+            try:
+                info = self._show_info()
+            except OSError:
+                continue
+            self.info.append((time.time(), {k: info.get(k) for k in self.INFO_KEPT}))
+
+    def _read_final(self):
+        import csv
+        import io
+
+        info = self.show("show info")
+        stat = self.show("show stat")
+        (self.workdir / "show-info.txt").write_text(info)
+        (self.workdir / "show-stat.csv").write_text(stat)
+        rows = list(csv.DictReader(io.StringIO(stat.lstrip("# "))))
+        fe = next((r for r in rows if r["pxname"] == "picocharge" and r["svname"] == "FRONTEND"), {})
+        keep = ("req_tot", "ereq", "dreq", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "scur", "smax", "slim", "stot",
+                "rate_max", "conn_tot")
+        self.final = {"info": {k: v for k, v in (ln.split(": ", 1) for ln in info.splitlines() if ": " in ln)
+                               if k in self.INFO_KEPT + ("Maxconn", "Hard_maxconn", "MaxConnRate", "MaxSessRate")},
+                      "frontend": {k: fe.get(k) for k in keep}}
+
+    def log_summary(self):
+        """The frontend's answers in HAProxy's log (option httplog): {"status": {code: n},
+        "termination": {state: n}} (the state of the answers that were not 101 or 2xx: who ended the
+        request and in which phase, e.g. cR-- a client that did not send its request in time)."""
+        status, term = {}, {}
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+        for m in _HTTPLOG.finditer(text):
+            code, state = m.group(1), m.group(2)
+            status[code] = status.get(code, 0) + 1
+            if not (code == "101" or code.startswith("2")):
+                term[state] = term.get(state, 0) + 1
+        return {"status": status, "termination": term}
 
     def _raise_nofile(self):
         """HAProxy needs two files per connection and refuses to start below what its maxconn needs;
@@ -224,8 +308,23 @@ class HAProxy:
                            % (timeout, st, self.log_path.read_text(errors="replace")[-1500:]))
 
     def stop(self):
+        if self._sampling is not None:
+            self._sampling.set()
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self._read_final()
+            except (OSError, ValueError) as e:
+                self.final = {"error": str(e)}
         stop_process(self.proc)
         self.proc = None
+
+    def report(self):
+        """What the step's load did to this HAProxy: its answers and how requests ended (its log),
+        `show info` sampled through the step (Idle_pct: the share of time its thread waited for
+        work), and the frontend's counters at the end."""
+        idle = [float(i["Idle_pct"]) for _t, i in self.info if i.get("Idle_pct") not in (None, "")]
+        return {"log": self.log_summary(), "final": self.final, "idle_pct_min": min(idle) if idle else None,
+                "info": [dict(i, t=round(t, 1)) for t, i in self.info]}
 
 
 class GatewayCluster:
@@ -257,6 +356,11 @@ class GatewayCluster:
     @property
     def log_paths(self):
         return [g.log_path for g in self.gws]
+
+    @property
+    def api_base(self):
+        """The API through the (first) load balancer."""
+        return "http://127.0.0.1:%d" % self.lbs[0].port
 
     @property
     def ws_base(self):
@@ -322,6 +426,24 @@ class GatewayCluster:
         self.killed.append(k)
         return t
 
+    def node_of(self, k):
+        """The cluster's name of process k (its /healthz), or None."""
+        try:
+            with urllib.request.urlopen(self.gws[k].http_base + "/healthz", timeout=5) as r:
+                return json.loads(r.read()).get("cluster", {}).get("process")
+        except (OSError, ValueError):
+            return None
+
+    def stations_on(self, k):
+        """The stations connected to process k (cluster_sessions), an empty set if unknown."""
+        import psycopg
+
+        node = self.node_of(k)
+        if node is None:
+            return set()
+        with psycopg.connect(self.db_url, connect_timeout=10) as c:
+            return {r[0] for r in c.execute("SELECT station FROM cluster_sessions WHERE node = %s", (node,))}
+
     def stored_count(self, stations_prefix="BENCH-"):
         import psycopg
 
@@ -343,8 +465,118 @@ class GatewayCluster:
                 n += 1
         return {"count": n, "by_station": by}
 
+    def lb_report(self):
+        """HAProxy.report() of each balancer (after stop(): its final counters are read then)."""
+        return [lb.report() for lb in self.lbs]
+
     def stop(self):
         for lb in self.lbs:
             lb.stop()
         for g in self.gws:
             g.stop()
+
+
+def probe_sample(n, k=20):
+    """The bench station ids the command probe asks: k of the n, spread over them (the bench
+    stations are numbered 1..n: bench_load.station_id)."""
+    from picocharge.bench_load import station_id
+
+    k = min(k, n)
+    return [station_id(1 + i * n // k) for i in range(k)]
+
+
+class CommandProbe:
+    """`--kill-at`: a command (GetConfiguration, key "Identity") sent through the load balancer's
+    API to each of `stations` once every `period` s from start() to stop(), one at a time per
+    station (a command still waiting skips its station's next seconds). A bench station answers
+    with its own id (bench_load.Station.answer): an answer is right when it is that station's,
+    wrong when it is anything else. `report(t_kill, victims)` sums it up per second from the kill."""
+
+    def __init__(self, api_base, stations, period=1.0, timeout=40.0):
+        self.api_base = api_base.rstrip("/")
+        self.stations = list(stations)
+        self.period = period
+        self.timeout = timeout     # the gateway's response timeout (30 s) + its cross-process wait (5 s)
+        # (second it was sent for, station, outcome: "ok" | "wrong" | "<HTTP status>" | "error", seconds to the answer)
+        self.sent = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = []
+
+    def start(self):
+        t0 = time.time()
+        for sid in self.stations:
+            t = threading.Thread(target=self._run, args=(sid, t0), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+
+    def ask(self, sid):
+        """One command to station sid: its outcome."""
+        req = urllib.request.Request("%s/api/stations/%s/get-configuration" % (self.api_base, sid),
+                                     data=json.dumps({"key": ["Identity"]}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                out = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return str(e.code)
+        except (OSError, ValueError):
+            return "error"
+        keys = out.get("configurationKey") if isinstance(out, dict) else None
+        return "ok" if keys == [{"key": "Identity", "readonly": True, "value": sid}] else "wrong"
+
+    def _run(self, sid, t0):
+        tick = t0
+        while not self._stop.is_set():
+            now = time.time()
+            if tick > now:
+                if self._stop.wait(tick - now):
+                    return
+            t = time.time()
+            outcome = self.ask(sid)
+            with self._lock:
+                self.sent.append((tick, sid, outcome, time.time() - t))
+            tick += self.period * max(1, int((time.time() - tick) // self.period) + 1)
+
+    def report(self, t_kill, victims):
+        """Per second from the kill (negative: before it): sent, ok, failed, wrong; and for the
+        sampled stations that were on the killed process (`victims`), the time from the kill until
+        each had a command sent after the kill answered right (the last of them: `back_s`)."""
+        with self._lock:
+            sent = sorted(self.sent)
+        per = {}
+        fails = {}
+        slow = []
+        for t, sid, outcome, took in sent:
+            sec = int((t - t_kill) // 1)
+            row = per.setdefault(sec, {"s": sec, "sent": 0, "ok": 0, "failed": 0, "wrong": 0, "slowest_s": 0.0})
+            row["sent"] += 1
+            row["slowest_s"] = round(max(row["slowest_s"], took), 3)
+            slow.append(took)
+            if outcome == "ok":
+                row["ok"] += 1
+            elif outcome == "wrong":
+                row["wrong"] += 1
+            else:
+                row["failed"] += 1
+                fails[outcome] = fails.get(outcome, 0) + 1
+        victims = set(victims) & set(self.stations)
+        first_ok = {}
+        for t, sid, outcome, _took in sent:
+            if sid in victims and t >= t_kill and outcome == "ok" and sid not in first_ok:
+                first_ok[sid] = t - t_kill
+        not_back = sorted(victims - set(first_ok))
+        return {"command": "GetConfiguration", "period_s": self.period, "stations": len(self.stations),
+                "on_killed_process": len(victims),
+                "sent": len(sent), "ok": sum(r["ok"] for r in per.values()),
+                "failed": sum(r["failed"] for r in per.values()), "wrong": sum(r["wrong"] for r in per.values()),
+                "failures": fails, "slowest_s": round(max(slow), 3) if slow else None,
+                "per_second": [per[k] for k in sorted(per)],
+                "back_s": max(first_ok.values()) if first_ok and not not_back else None,
+                "not_back": not_back}

@@ -371,6 +371,10 @@ class TelemetryCounter:
         client.subscribe(self.topic, qos=1)
 
     def _on_message(self, client, userdata, msg):
+        if msg.retain:
+            # a copy of a station's last message the broker keeps (a cluster publishes telemetry
+            # retained), handed over on a (re)subscribe: not a delivery
+            return
         station = msg.topic.split("/")[-2]
         m = _SEQ.search(msg.payload)
         with self._lock:

@@ -76,6 +76,12 @@ class StepStats:
         self.tx_stopped = 0
         self.cpu_s = 0.0  # this process's CPU time inside the window
         self.setup_s = 0.0  # from the first connect until every station was set up
+        # how late this process's event loop ran a 0.1 s ticker, at most: before the window (the
+        # connects and set-ups) and inside it. A late loop is a late client: a handshake request
+        # written seconds after its TCP connection was accepted (HAProxy's 408s, docs/performance.md)
+        self.loop_lag_setup_ms = 0.0
+        self.loop_lag_window_ms = 0.0
+        self.setup_cpu_s = 0.0  # this process's CPU time from the step's start to the window's
 
     def fail(self, kind):
         self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
@@ -166,8 +172,8 @@ class Station:
         while True:
             msg = await ws.recv()
             f = json.loads(msg)
-            if f[0] == ocppj.CALL:  # a call from the central system: we support none of them
-                await ws.send(json.dumps(ocppj.error(f[1], ocppj.NOT_SUPPORTED, "bench station")))
+            if f[0] == ocppj.CALL:  # a call from the central system
+                await ws.send(self.answer(f))
                 continue
             if f[1] == mid:
                 break
@@ -185,6 +191,15 @@ class Station:
         if action == "MeterValues":
             st.readings_acked += len(payload["meterValue"])
         return f[2]
+
+    def answer(self, f):
+        """The frame that answers the central system's CALL f: GetConfiguration with the station's
+        own id (key "Identity": the bench's `--kill-at` command probe checks that the answer came
+        from the station it asked), every other action NotSupported."""
+        if f[2] == "GetConfiguration":
+            return json.dumps([ocppj.CALLRESULT, f[1], {"configurationKey": [
+                {"key": "Identity", "readonly": True, "value": self.sid}]}])
+        return json.dumps(ocppj.error(f[1], ocppj.NOT_SUPPORTED, "bench station"))
 
     async def connect(self):
         spec = self.spec
@@ -226,12 +241,22 @@ class Station:
         if not self.spec.get("reconnect"):
             await asyncio.sleep(delay)
             return
-        closed = self.ws.wait_closed()
-        try:
-            await asyncio.wait_for(closed, delay)
-        except asyncio.TimeoutError:
-            return
-        raise Dropped()
+        # it reads its socket meanwhile, and answers the central system's calls (the command
+        # probe's GetConfiguration) at once
+        end = time.monotonic() + delay
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                msg = await asyncio.wait_for(self.ws.recv(), left)
+            except asyncio.TimeoutError:
+                return
+            except websockets.exceptions.ConnectionClosed:
+                raise Dropped()
+            f = json.loads(msg)
+            if f[0] == ocppj.CALL:
+                await self.ws.send(self.answer(f))
 
     async def heartbeat(self):
         await self.call("Heartbeat", {})
@@ -338,7 +363,7 @@ class Station:
                     # the end of the transaction is outside the measurement window
                     while self.win.w1 == float("inf"):
                         await asyncio.sleep(0.2)
-                    await asyncio.sleep(max(0.0, self.win.w1 - time.time()))
+                    await self.idle(max(0.0, self.win.w1 - time.time()))
                     await self.finish()
                     return
                 except (websockets.exceptions.ConnectionClosed, Dropped) as e:
@@ -377,6 +402,18 @@ async def _run_step(spec, indices, sync=None):
     win = Window(spec.get("w0"), spec.get("w1"))
     setup = SetUp(len(indices))
     stations = [Station(i, spec, stats, win, setup) for i in indices]
+    cpu0 = time.process_time()
+
+    async def ticker(every=0.1):
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(every)
+            lag = (time.monotonic() - t - every) * 1000.0
+            if time.time() < win.w0:
+                stats.loop_lag_setup_ms = max(stats.loop_lag_setup_ms, lag)
+            elif time.time() < win.w1:
+                stats.loop_lag_window_ms = max(stats.loop_lag_window_ms, lag)
+    tick = asyncio.ensure_future(ticker())
     tasks = [asyncio.ensure_future(s.run(spec["t0"] + ramp * (s.index - 1) / max(1, n_all)))
              for s in stations]
     if sync is not None:
@@ -394,6 +431,7 @@ async def _run_step(spec, indices, sync=None):
     await asyncio.sleep(max(0.0, win.w0 - time.time()))
     stats.connected_by_window = setup.ok
     c0 = time.process_time()
+    stats.setup_cpu_s = c0 - cpu0
     await asyncio.sleep(max(0.0, win.w1 - time.time()))
     stats.cpu_s = time.process_time() - c0
     done, pending = await asyncio.wait(tasks, timeout=max(0.1, win.w1 + spec["drain"] - time.time()))
@@ -404,6 +442,7 @@ async def _run_step(spec, indices, sync=None):
         t.cancel()
     if pending:
         await asyncio.wait(pending, timeout=5)
+    tick.cancel()
     return stats
 
 
@@ -440,8 +479,8 @@ def merge(parts):
                 getattr(out, k).frombytes(v)
             elif k == "acked_wh":   # each station is in one process
                 out.acked_wh.update(v)
-            elif k == "setup_s":
-                out.setup_s = max(out.setup_s, v)
+            elif k in ("setup_s", "loop_lag_setup_ms", "loop_lag_window_ms"):
+                setattr(out, k, max(getattr(out, k), v))
             elif isinstance(v, dict):
                 tgt = getattr(out, k)
                 for kk, vv in v.items():

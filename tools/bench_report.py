@@ -116,7 +116,11 @@ def kill_line(r):
             "MQTT repeats %s" % (r["config"], k["process"], "held the MQTT lease" if k["held_mqtt_lease"]
                                  else "not the MQTT lease holder", k["at_s_into_window"], k["stations_reconnected"],
                                  s(k["takeover_s"]), s(k["reconnect_p50_s"]), k["stations_not_back"],
-                                 s(k["lease_takeover_s"]), r["readings_lost"], r.get("mqtt_duplicates")))
+                                 s(k["lease_takeover_s"]), r["readings_lost"], r.get("mqtt_duplicates"))
+            + ("" if not k.get("commands") else
+               "; commands (GetConfiguration to %(stations)d stations every second): %(ok)d answered, %(failed)d "
+               "failed, %(wrong)d wrong" % k["commands"] + ", the %d on the killed process answered again after %s"
+               % (k["commands"]["on_killed_process"], s(k["commands"]["back_s"]))))
 
 
 def header():

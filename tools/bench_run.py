@@ -137,11 +137,22 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
             spec["reconnect"] = True
 
         def killer(w0):
-            time.sleep(max(0.0, w0 + opts.kill_at - time.time()))
+            at = w0 + opts.kill_at
+            time.sleep(max(0.0, at - 1.0 - time.time()))     # which process, and its stations: looked up ahead
             k = cs.holder("mqtt")   # the most to take over: the MQTT stream and its share of ThingSpeak
             held = k is not None
+            victims = cs.stations_on(k if held else 0)     # for the command probe's report
+            time.sleep(max(0.0, at - time.time()))
             t = cs.kill(k if held else 0)
-            kill.update(process=k if held else 0, lease_holder=held, t=t, at=t - w0)
+            kill.update(process=k if held else 0, lease_holder=held, t=t, at=t - w0, victims=victims)
+
+        probe = []
+
+        def prober(w0, w1):     # commands across the kill, from the window's start to its end
+            time.sleep(max(0.0, w0 - time.time()))
+            probe.append(bench_cluster.CommandProbe(cs.api_base, bench_cluster.probe_sample(n)).start())
+            time.sleep(max(0.0, w1 - time.time()))
+            probe[0].stop()
 
         depth = []      # (s into the window, MQTT outbox depth)
 
@@ -159,9 +170,10 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
             t.start()
             threads.append(t)
             if opts.kill_at is not None and cluster:
-                t = threading.Thread(target=killer, args=(w0,), daemon=True)
-                t.start()
-                threads.append(t)
+                for fn, args in ((killer, (w0,)), (prober, (w0, w1))):
+                    t = threading.Thread(target=fn, args=args, daemon=True)
+                    t.start()
+                    threads.append(t)
             if broker is not None:
                 t = threading.Thread(target=sample_depth, args=(cs, w0, w1, max(1.0, opts.hold / 20.0), depth),
                                      daemon=True)
@@ -267,6 +279,10 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
         "cs_rss_slope_mb_per_min": bench_report.slope_per_min(in_window),
         "timeline": tl,
         "generator_cpu_percent": 100.0 * stats.cpu_s / opts.hold,
+        # the generators' own lateness (their event loops' worst lag) and their CPU before the window
+        "generator_loop_lag_setup_ms": stats.loop_lag_setup_ms,
+        "generator_loop_lag_window_ms": stats.loop_lag_window_ms,
+        "generator_setup_cpu_s": stats.setup_cpu_s,
         "transactions_started": stats.tx_started, "transactions_stopped": stats.tx_stopped,
         "readings_sent": stats.readings_sent, "readings_acked": stats.readings_acked,
         "readings_stored": stored,
@@ -296,7 +312,10 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
     res["cs_by_process"] = by_process
     res.setdefault("lb_cpu_percent", None)
     res.setdefault("db_cpu_percent", None)
+    res["lb"] = cs.lb_report() if cluster else None     # HAProxy's own account (its log, show info/stat)
     res["kill"] = takeover(kill, stats, cs.log_paths) if kill else None
+    if kill and probe:
+        res["kill"]["commands"] = probe[0].report(kill["t"], kill["victims"])
     res.update(rtt)
     return res
 

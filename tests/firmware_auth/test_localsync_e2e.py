@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from support.central import station_config
+from support.cards import rfid_config, tap
 from support.gwhttp import TEST_TOKEN, http
 from support.tcpcut import TcpCut
 
@@ -31,20 +31,6 @@ TAGS = sorted("04%06X" % (i * 7919) for i in range(N))     # unique (i * 7919 < 
 MIDDLE, LAST, BLOCKED = TAGS[N // 2], TAGS[-1], TAGS[N // 4]
 UNKNOWN = "04FFFFF0"                    # not in TAGS (the largest is 04%06X of 999 * 7919)
 LIST_BYTES = 8 + N * 48                 # authstore: a header and 48 bytes a record
-
-
-def rfid_config(url):
-    cfg = station_config(url, password=STATION_PW)
-    cfg["charger"] = {"max_current_a": 16, "supply_v": 230, "phases": 1, "rfid": True}
-    return cfg
-
-
-async def tap(st, uid):
-    """Hold card `uid` to the reader: the board reads rfid.txt (and removes it) within 0.5 s."""
-    tmp = st.flash / "rfid.tmp"
-    tmp.write_text(uid)
-    tmp.replace(st.flash / "rfid.txt")
-    await st.aexpect("[rfid] I: card %s" % uid)
 
 
 @pytest.fixture
@@ -113,10 +99,10 @@ def list_on_flash(st):
     return struct.unpack("<I", raw[4:8])[0], len(raw)
 
 
-async def start_synced(gw_pool, station, relay=None):
+async def start_synced(gw_pool, station, cuttable=False):
     """A gateway with the 1,000 tags imported and CP-1's sync on; the station started (through
-    `relay(gateway port)`'s port if given) and synced Full. (gateway, station, seconds from the
-    accepted boot to the station holding the list)."""
+    a TcpCut relay if `cuttable`) and synced Full. (gateway, station, seconds from the accepted
+    boot to the station holding the list, the relay or None)."""
     gw = await gw_pool()
     await gw.register("CP-1", STATION_PW)
     csv = "id_tag,status,parent_id_tag,expiry_date\r\n" + "".join(
@@ -126,8 +112,9 @@ async def start_synced(gw_pool, station, relay=None):
     s, view = await http(gw, "PUT", "/api/stations/CP-1/local-list", {"sync": True})
     assert s == 200 and view["sync"] is True and view["list_version"] is None, view
 
-    port = (await relay(gw.port)).port if relay else gw.port
-    st = station(rfid_config("ws://127.0.0.1:%d/ocpp" % port)).start()
+    cut = await TcpCut(gw.port).start() if cuttable else None
+    port = cut.port if cut else gw.port
+    st = station(rfid_config("ws://127.0.0.1:%d/ocpp" % port, password=STATION_PW)).start()
     await st.aexpect("[ocpp] I: boot accepted")
     t0 = time.monotonic()
     view = await synced_at(gw, N // 10, st)
@@ -136,13 +123,13 @@ async def start_synced(gw_pool, station, relay=None):
     assert view["state"] == "Accepted" and view["detail"] == (
         "Full update of 1000 tags in 100 messages, list version 100"), view
     assert list_on_flash(st) == (100, LIST_BYTES)
-    return gw, st, took
+    return gw, st, took, cut
 
 
 async def test_localsync__1000_tags_full_in_tens_decide_offline_and_a_blocked_tag_comes_differential(
         station, gw_pool, caplog):
     caplog.set_level(logging.INFO, logger="picocharge.gateway")
-    gw, st, took = await start_synced(gw_pool, station)
+    gw, st, took, _cut = await start_synced(gw_pool, station)
     print("Full sync of %d tags (100 SendLocalList of 10) behind the gateway: %.2f s from the accepted boot"
           % (N, took))
     s, conf = await http(gw, "POST", "/api/stations/CP-1/get-configuration",
@@ -191,7 +178,7 @@ async def test_localsync__1000_tags_full_in_tens_decide_offline_and_a_blocked_ta
 async def test_localsync__version_mismatch_list_removed_while_off_or_replaced_while_offline_then_full(
         station, gw_pool, caplog):
     caplog.set_level(logging.INFO, logger="picocharge.gateway")
-    gw, st, _took = await start_synced(gw_pool, station)
+    gw, st, _took, _cut = await start_synced(gw_pool, station)
 
     # 1. the list removed while the station is off: its boot's GetLocalListVersion says 0
     st.kill()
@@ -248,13 +235,7 @@ async def test_localsync__a_tag_blocked_while_the_station_is_cut_off_reaches_it_
         station, gw_pool):
     """The station reconnects without a boot (it kept its list and its state): the gateway must
     still send what changed meanwhile, or the station decides offline by a list that is wrong."""
-    relays = []
-
-    async def relay(port):
-        relays.append(await TcpCut(port).start())
-        return relays[-1]
-    gw, st, _took = await start_synced(gw_pool, station, relay)
-    cut = relays[0]
+    gw, st, _took, cut = await start_synced(gw_pool, station, cuttable=True)
     try:
         await cut.cut()                             # the station's link down, the gateway up
         await st.aexpect("[ocpp] W: link down")
@@ -284,13 +265,7 @@ async def test_localsync__a_full_update_cut_off_halfway_is_sent_full_again_not_t
     link cut after 37 of the 100 messages: the station holds the first 370 tags at version 37
     (or 36). When it is back (reconnected, or rebooted: the same version either way), the gateway
     must send it Full again, not only what changed since the list it had before."""
-    relays = []
-
-    async def relay(port):
-        relays.append(await TcpCut(port).start())
-        return relays[-1]
-    gw, st, _took = await start_synced(gw_pool, station, relay)
-    cut = relays[0]
+    gw, st, _took, cut = await start_synced(gw_pool, station, cuttable=True)
     try:
         st.kill()
         (st.flash / "auth_list.bin").unlink()

@@ -19,22 +19,9 @@ from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
-from support.central import CentralCP, station_config, validate_outgoing
+from support.cards import rfid_config, tap
+from support.central import CentralCP, validate_outgoing
 from support.gwhttp import TEST_TOKEN, http
-
-
-def rfid_config(url, **kw):
-    cfg = station_config(url, **kw)
-    cfg["charger"] = {"max_current_a": 16, "supply_v": 230, "phases": 1, "rfid": True}
-    return cfg
-
-
-async def tap(st, uid):
-    """Hold card `uid` to the reader: the board reads rfid.txt (and removes it) within 0.5 s."""
-    tmp = st.flash / "rfid.tmp"
-    tmp.write_text(uid)
-    tmp.replace(st.flash / "rfid.txt")
-    await st.aexpect("[rfid] I: card %s" % uid)
 
 
 def after(seconds):

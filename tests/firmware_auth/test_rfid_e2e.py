@@ -11,35 +11,13 @@ unknown one starts once it is true; each time the link returns, the queued Start
 MeterValues and StopTransaction are replayed in order, with no Authorize. The cache: what
 Authorize answered (Accepted, Blocked) decides offline, until ClearCache. The heap: the reader,
 the pilot and the list's calls in 192K."""
-import asyncio
-import json
-import urllib.request
 
 from ocpp.v16 import call
 
-from support.central import station_config, validate_outgoing
+from support.cards import entry, rfid_config, tap
+from support.central import validate_outgoing
+from support.heapwatch import watch_heap
 from support.net import free_port
-
-
-def rfid_config(url, **kw):
-    cfg = station_config(url, **kw)
-    cfg["charger"] = {"max_current_a": 16, "supply_v": 230, "phases": 1, "rfid": True}
-    return cfg
-
-
-async def tap(st, uid):
-    """Hold card `uid` to the reader: the board reads rfid.txt (and removes it) within 0.5 s."""
-    tmp = st.flash / "rfid.tmp"
-    tmp.write_text(uid)
-    tmp.replace(st.flash / "rfid.txt")
-    await st.aexpect("[rfid] I: card %s" % uid)
-
-
-def entry(tag, status="Accepted", parent=None):
-    info = {"status": status}
-    if parent:
-        info["parentIdTag"] = parent
-    return {"idTag": tag, "idTagInfo": info}
 
 
 async def test_rfid__tap_authorize_start_tap_stop_and_a_blocked_card_refused(station, central):
@@ -200,25 +178,17 @@ again (StopTransaction), nothing failing for want of memory."""
     await tap(st, "04A1B2C3")
     await cs.wait_call("StartTransaction", station=st)
     await st.aexpect("[board] I: relay closed")
-    free = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 45
-    sent = False
-    while loop.time() < end:
-        await st.aexpect("[meter] I:")
-        try:
-            s = await loop.run_in_executor(None, lambda: json.loads(urllib.request.urlopen(
-                "http://127.0.0.1:%d/api/status" % web, timeout=3).read()))
-            free.append(s["mem_free"])
-        except OSError:
-            pass
-        assert st.proc.poll() is None, st.tail()
+    sent = []
+
+    async def differential_once(free):   # while it charges, after the first ten reads
         if not sent and len(free) >= 10:
-            sent = True
+            sent.append(True)
             r = await cs.call(call.SendLocalList(list_version=2, update_type="Differential", local_authorization_list=[
                 entry("04E00E%02d" % i, "Blocked", parent="FLEET-00000000000002") for i in range(10)]))
             assert r is not None and r.status == "Accepted", (r, st.tail(20))
             assert (await cs.call(call.GetLocalListVersion())).list_version == 2
+    free = await watch_heap(st, web, 45, differential_once)
+    assert sent, free
     await tap(st, "04A1B2C3")
     stop = await cs.wait_call("StopTransaction", station=st)
     assert stop[3]["reason"] == "Local", stop

@@ -2,36 +2,12 @@
 samples, MQTT to a real mosquitto, ThingSpeak to the local API server and the status page
 polled, all in `-X heapsize=192K` (64-bit objects are about twice the RP2040's), for a
 minute and a half, with nothing failing for want of memory."""
-import asyncio
-import json
-import urllib.request
-
 from ocpp.v16 import call
 
 from support.central import station_config
 from support.fake_thingspeak import FakeThingSpeak
+from support.heapwatch import watch_heap
 from support.net import free_port
-
-
-async def watch_heap(st, web, seconds, each=None):
-    """The station's free heap as its status page reports it, read once per sample for
-    `seconds` (a read that fails is left out: the caller counts them); `each(free)` after
-    every read."""
-    free = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        await st.aexpect("[meter] I:")
-        try:
-            s = await loop.run_in_executor(None, lambda: json.loads(urllib.request.urlopen(
-                "http://127.0.0.1:%d/api/status" % web, timeout=3).read()))
-            free.append(s["mem_free"])
-        except OSError:
-            pass
-        assert st.proc.poll() is None, st.tail()
-        if each:
-            await each(free)
-    return free
 
 
 async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, central, mqtt_broker):

@@ -63,6 +63,10 @@ async def test_kill__sigkill_with_uplinks_down_loses_and_repeats_nothing(tmp_pat
             await _send(cp, 1, 4)                                   # everything up: delivered at once
             assert await _until(lambda: len(fake.entries(ch.id)) == 4)
             assert len(await asyncio.to_thread(sub.wait, "pc/CP-1/telemetry", 4)) == 4
+            # delivered and recorded as delivered (the cursors stored), before the uplinks go: an
+            # answer cut off by the stop would leave the 4th reading pending, not lost
+            assert await _metric(port, 'picocharge_outbox_depth{uplink="mqtt"} 0')
+            assert await _metric(port, 'picocharge_outbox_depth{uplink="thingspeak"} 0')
             broker.stop()
             fake.stop()
             await _send(cp, 5, 6)                                   # answered, so stored; not uploaded

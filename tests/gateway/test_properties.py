@@ -167,6 +167,7 @@ class _Gw:
         self.settings = type("S", (), {"auth": "none", "heartbeat_interval": 300})()
         self.metrics = type("M", (), {"messages": 0, "ingest": {"mqtt": 0}, "dropped_answers": 0})()
         self.stored = []
+        self.cluster = None     # one process (the MQTT uplink publishes retained in a cluster only)
 
     async def store_readings(self, sid, rows, source):
         self.stored.append((sid, rows))
