@@ -61,16 +61,13 @@ class Bulk:
                     r = {}  # not a reading (flash damage): an entry with no fields
                 yield bulk_entry(r, flashq.iso_s(t))
 
-    async def write_to(self, w):
-        w.write(self.head)
+    async def write_to(self, w, end):
+        await httpc.send(w, self.head, end)
         first = True
         for e in self._entries(self.last):
-            if not first:
-                w.write(b",")
+            await httpc.send(w, e if first else b"," + e, end)
             first = False
-            w.write(e)
-            await w.drain()
-        w.write(b"]}")
+        await httpc.send(w, b"]}", end)
 
 
 async def send(ctx, q, url, last_t, tls):
