@@ -10,6 +10,9 @@ host, and prints, from the board's own gc.mem_free():
     module's own cost),
   - the free heap while the app runs with every uplink configured (OCPP, ThingSpeak, MQTT,
     the status page; Wi-Fi down: the emulator has no CYW43 radio, so nothing connects),
+  - what the modules take at one time, which every module at once is not: those the running
+    app holds (its sys.modules), then each use (USES: the modules one use loads together and
+    drops after it) imported on top of them and dropped again; held + the largest use,
   - the smallest free heap the app still runs in: a filler bytearray allocated before the app
     starts is grown by bisection until the app fails (MemoryError) within the run.
 Runs repeat to within ~100 bytes (where the USB host's input lands in the boot varies with
