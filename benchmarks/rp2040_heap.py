@@ -10,6 +10,9 @@ host, and prints, from the board's own gc.mem_free():
     module's own cost),
   - the free heap while the app runs with every uplink configured (OCPP, ThingSpeak, MQTT,
     the status page; Wi-Fi down: the emulator has no CYW43 radio, so nothing connects),
+  - what the modules take at one time, which every module at once is not: those the running
+    app holds (its sys.modules), then each use (USES: the modules one use loads together and
+    drops after it) imported on top of them and dropped again; held + the largest use,
   - the smallest free heap the app still runs in: a filler bytearray allocated before the app
     starts is grown by bisection until the app fails (MemoryError) within the run.
 Runs repeat to within ~100 bytes (where the USB host's input lands in the boot varies with
@@ -220,6 +223,7 @@ async def probe():
         await asyncio.sleep(1)
         gc.collect()
         print('@free', gc.mem_free())
+    print('@mods', ' '.join(sorted(sys.modules)))
     raise KeyboardInterrupt  # as Ctrl-C would: app.main() opens the relay and returns
 asyncio.create_task(probe())
 try:
@@ -229,6 +233,102 @@ try:
 except BaseException as e:
     print('@crash', repr(e))
 """
+
+
+# What the firmware never holds at once: modules loaded for one use and dropped after it (the
+# app's sys.modules.pop), grouped as one use loads them together; every other module a running
+# station does not hold is a use of its own (with what it imports when loaded). The largest use
+# on top of what a running station holds is the most the modules take at one time.
+USES = (
+    ("config", "logring"),                                     # boot: the config read, the log ring
+    ("app_tasks", "flashq_cold", "journal_cold"),              # boot: the tasks made, the backlogs scanned
+    ("ws_open", "tlsca", "linkerr", "mqtt_connect"),           # the links opened
+    ("flashq", "flashq_cold", "mqtt_backlog", "ts_bulk"),      # an outage: both backlogs open and sent
+    ("ocpp_calls", "cs_tx", "authz", "ocpp_smart", "chargeprofile", "composite", "smartlimit"),
+    # ^ a RemoteStart with a TxProfile; v a SetChargingProfile, GetCompositeSchedule
+    ("ocpp_calls", "ocpp_smart", "chargeprofile", "composite", "smartlimit"),
+    ("ocpp_calls", "cs_auth", "authstore"),                    # SendLocalList
+    ("ocpp_calls", "cs_reserve", "authz"),                     # ReserveNow
+    ("ocpp_calls", "cs_config"),                               # Get/ChangeConfiguration
+    ("ocpp_calls", "cs_admin"),                                # Reset, TriggerMessage, ...
+    ("ocpp_calls", "cs_fwmgmt", "ota", "httpstream", "fwslot"),  # an UpdateFirmware
+    ("ocpp_calls", "cs_fwmgmt", "diag", "logring", "httpstream"),  # a GetDiagnostics
+)
+# the tasks the benchmark's station does not run (no pilot, no reader): held when configured
+TASKS_NOT_RUN = ("evse", "rfid")
+
+
+def held_order(held):
+    """The firmware modules a running station holds (`held`: its sys.modules, plus the tasks
+    the benchmark does not run), dependencies first, after the libraries and the board."""
+    fw = firmware_modules()
+    want = set(held) | set(TASKS_NOT_RUN)
+    for m in reversed(fw):   # what a held module imports when loaded is held too
+        if m in want:
+            want.update(d for d in _top_imports(ROOT / "firmware" / (m + ".py")) if d in fw)
+    return list(LIB_MODULES) + ["board"] + [m for m in fw if m in want]
+
+
+def uses(order):
+    """The uses measured on top of `order` (what a station holds): USES, then every firmware
+    module in neither, alone."""
+    out = [g for g in USES]
+    seen = set(order)
+    for g in USES:
+        seen.update(g)
+    out += [(m,) for m in firmware_modules() if m not in seen]
+    return out
+
+
+_HELD = """import gc, sys
+sys.stdin.read(1)
+gc.collect()
+print('@boot', gc.mem_free())
+for m in %r:
+    __import__(m)
+def use(g, tag):
+    have = set(sys.modules)
+    gc.collect()
+    f = gc.mem_free()
+    try:
+        for m in g:
+            __import__(m)
+    except Exception as e:
+        print('@error', m, repr(e))
+    gc.collect()
+    if tag:
+        print(tag, ','.join(g), f - gc.mem_free())
+    for m in list(sys.modules):
+        if m not in have:
+            del sys.modules[m]
+uses = %r
+for g in uses:
+    use(g, None)
+gc.collect()
+print('@held', gc.mem_free())
+for g in uses:
+    use(g, '@use')
+"""
+
+
+def measure_held(files, held):
+    """Free heap with what a running station holds imported (`held`, its sys.modules), and
+    each use (`uses`) imported on top of it and dropped again: what the modules can take at
+    one time is the held modules and the largest use. Every use is loaded and dropped once
+    before the held figure is read: the names a module brings (qstrs) stay after it is
+    dropped, as they do on a station that has made each use once, and the first use measured
+    does not carry them for all the others."""
+    order = held_order(held)
+    out = boot(build_image(files, _HELD % (order, uses(order)), CONFIG))
+    boot_free, held_free = _ints(out, "@boot"), _ints(out, "@held")
+    errors = re.findall(r"^@error (\S+) (.*)$", out, re.M)
+    got = [{"modules": g.split(","), "cost": int(c)}
+           for g, c in re.findall(r"^@use (\S+) (-?\d+)\r?$", out, re.M)]
+    if not boot_free or not held_free or errors or len(got) != len(uses(order)):
+        raise BenchError("the held-modules run did not finish: %s\n%s" % (errors, out[-3000:]))
+    big = max(got, key=lambda g: g["cost"])
+    return {"modules": order, "held": boot_free[0] - held_free[0], "uses": got,
+            "largest_use": big, "held_and_largest_use": boot_free[0] - held_free[0] + big["cost"]}
 
 
 def _ints(out, tag):
@@ -277,6 +377,8 @@ def measure(bisect=True, seconds=6, step=1024, jobs=2):
     res["app"] = {"start_free": start, "running_free": int(running.group(1)) if running else None,
                   "lowest_free": low, "seconds_emulated": seconds,
                   "wall_s": round(time.monotonic() - t, 1)}
+    held = re.search(r"^@mods (.*?)\r?$", out, re.M)
+    res["held"] = measure_held(files, held.group(1).split() if held else [])
     if bisect:
         res["minimum"] = bisect_minimum(files, low, seconds, step, jobs)
     res["wall_s"] = round(time.monotonic() - t0, 1)
@@ -325,6 +427,12 @@ def report(res, unix_imported=None):
         same = res["imported"] - sum(m["cost"] for m in res["modules"] if m["module"] == "board")
         lines.append("without the board module: %d bytes here, %d on the 64-bit unix port (same "
                      ".mpy files): RP2040 / unix = %.2f" % (same, unix_imported, same / unix_imported))
+    h = res["held"]
+    lines.append("held by a running station (%d modules): %d bytes; the largest use on top: %s, "
+                 "%d bytes; together %d" % (len(h["modules"]), h["held"], "+".join(h["largest_use"]["modules"]),
+                                            h["largest_use"]["cost"], h["held_and_largest_use"]))
+    for g in sorted(h["uses"], key=lambda g: -g["cost"]):
+        lines.append("  use %-48s %6d bytes" % ("+".join(g["modules"]), g["cost"]))
     a = res["app"]
     lines.append("app running %ds (Wi-Fi down, every uplink configured): %d free before it, %s as "
                  "its tasks started, lowest %d" % (a["seconds_emulated"], a["start_free"],

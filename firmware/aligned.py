@@ -74,7 +74,8 @@ class Aligned:
         p = self.values
         self.values = None
         if p:
-            await self.cp.link.call("MeterValues", p)
+            p = self.cp.link.call("MeterValues", p)   # framed: the payload is not held over the wait
+            await p
         c = self.climate
         self.climate = None
         if c is None:

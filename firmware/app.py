@@ -24,6 +24,8 @@ class Ctx:
         # keyed, so a task restarted by guarded() replaces its own rather than adding one
         self.on_wifi_lost = {}
         self.cp = None      # the OCPP charge point (chargepoint.py) when there is one
+        # uplink name -> its backlog on flash (flashq.FlashQ), while it has readings waiting
+        self.backlogs = {}
 
 
 async def watchdog_task(ctx):
@@ -53,51 +55,17 @@ async def guarded(name, coro_fn, ctx):
         await asyncio.sleep(5)
 
 
-def tasks(ctx):
-    import sampler
-    import wifi
-
-    out = [("wifi", wifi.run), ("sample", sampler.run), ("watchdog", watchdog_task)]
-    c = ctx.cfg
-    if c["charger"]["pilot"]:
-        import evse
-        # shut before any task runs: the sample task (free charge) or OCPP must not close the
-        # relay before the pilot task has read the EV (seen: closed for a second at boot)
-        ctx.state.pilot_ok = False
-        out.append(("pilot", evse.run))
-    if c["charger"]["rfid"]:
-        import rfid
-        out.append(("rfid", rfid.run))
-    if c["ocpp"]["url"]:
-        import chargepoint
-        out.append(("ocpp", chargepoint.run))
-        ctx.state.links["ocpp"] = "down"
-    if c["thingspeak"]["enabled"]:
-        import thingspeak_upload
-        out.append(("thingspeak", thingspeak_upload.run))
-    if c["mqtt"]["enabled"]:
-        import mqtt_uplink
-        out.append(("mqtt", mqtt_uplink.run))
-    if c["web"]["enabled"] and c["web"]["port"]:
-        import web
-        out.append(("web", web.run))
-    elif c["web"]["enabled"]:
-        _L.info("no status page (web.port 0)")
-    try:
-        with open("fw/ptr") as f:
-            trial = " trial " in f.read()
-    except OSError:
-        trial = False
-    if trial:   # a new version: rolled back unless Accepted within ota.trial_s
-        import fwslot
-        out.append(("trial", fwslot.trial_watch))
-    return out
-
-
 async def run(ctx):
-    for name, fn in tasks(ctx):
+    import sys
+    import app_tasks  # boot only: dropped once the tasks are made
+
+    ts = app_tasks.tasks(ctx)
+    del app_tasks
+    sys.modules.pop("app_tasks", None)
+    for name, fn in ts:
         asyncio.create_task(guarded(name, fn, ctx))
         gc.collect()
+    del ts
     # Collect after every quarter of the free heap is allocated instead of only when an
     # allocation fails: short-lived blocks (frames, JSON) are freed before they spread over
     # the heap, so long runs keep room for larger blocks (MicroPython's own advice for

@@ -41,7 +41,7 @@ class ChargePoint:
         self.board = ctx.board
         self.cfg = ctx.cfg["ocpp"]
         self.keys = ocpp_keys.Keys(self.cfg)
-        self.journal = Journal().load()  # ocpp_journal.log
+        self.journal = Journal(budget=ctx.cfg["backlog"]["journal_kb"] * 1024).load()  # ocpp_journal.log
         self.ids = ids or ocppj.Ids(hexlify(urandom(4)).decode())
         self.link = Link(self.cfg, ctx.cfg["station_id"], self.ids, handle_call, self)
         self.conn = Connector(self.st)

@@ -68,6 +68,18 @@ SCHEMA = {
         "ssl": (bool, False, None),
         "ca_cert": (str, "", _PATH),
     },
+    # readings kept on flash for ThingSpeak and MQTT while they cannot be sent (flashq.py):
+    # flash_kb for each enabled uplink; past it, older readings are thinned to one per thin_s
+    # (oldest first) before any is dropped. 32 KB holds 48 h at the default intervals.
+    # journal_kb: the OCPP journal's budget of pending messages (journal.py; ~75 MeterValues,
+    # its file up to twice that between compactions): past it the oldest periodic MeterValues
+    # go, never a Start/StopTransaction. The defaults fit a Pico W's flash beside two firmware
+    # slots (docs/firmware.md, "Flash layout on a Pico W").
+    "backlog": {
+        "flash_kb": (int, 32, (4, 512)),
+        "thin_s": (int, 900, (60, 86400)),
+        "journal_kb": (int, 64, (16, 512)),
+    },
     "web": {
         "enabled": (bool, True, None),
         "port": (int, 80, (0, 65535)),
@@ -332,7 +344,22 @@ def load(path=CONFIG_FILE):
     del text
     cfg = validate(data)
     check_files(cfg)
-    return cfg
+    return interned(cfg)
+
+
+def interned(cfg):
+    """cfg with its keys as interned strings (qstrs). A string constant of more than 10
+    characters ("call_timeout_s") is an object of its own in a compiled module (64 bytes on
+    the 64-bit port), so the held config kept the schema's key objects alive after this
+    module is dropped (30 of them, ~1.9 KB); a qstr's characters are kept once, and a module
+    imported after this one loads its own "call_timeout_s" as that qstr too. hasattr makes the
+    qstr, a slice then returns it (under CPython: the same key)."""
+    out = {}
+    for k in cfg:
+        v = cfg[k]
+        hasattr(out, k)
+        out[k[0:]] = interned(v) if type(v) is dict else v
+    return out
 
 
 def redact(cfg, prefix=""):

@@ -9,11 +9,17 @@
 #   T <txref> <transactionId>                  the central system's id for a local transaction
 #   O <txref> <JSON>                           a transaction is open (idTag, meterStart, ...)
 #   C <txref>                                  that transaction is closed (Stop journalled)
-# Only an index of the pending messages lives in RAM (seq, file offset, length, kind, txref);
-# payloads are read back from flash when sent. Bounded: when full, the oldest periodic meter
-# sample goes first; Start/Stop are never dropped.
+# Only an index of the pending messages lives in RAM (seq, file offset, length, kind, txref:
+# 16 bytes a message, packed in one bytearray); payloads are read back from flash when sent.
+# Bounded by a byte budget on flash (and max_entries): when full, the oldest periodic meter
+# sample goes first, counted in `dropped`; Start/Stop are never dropped. Transaction messages
+# are never thinned (the readings backlogs, flashq.py, are). The file is compacted (rewritten
+# to a tmp file, renamed) once what it holds beyond the pending messages is more than both
+# compact_bytes and the pending messages themselves: each byte is copied about once.
 import json
 import os
+import struct
+import sys
 
 import log
 from compat import const, json_dump, str_buf
@@ -24,14 +30,69 @@ K_STOP = const(2)
 
 _L = log.get("journal")
 _HEAD = const(128)  # a record's header ("A seq|txref|kind|msg id|action|") fits in this
+_REC = const(16)    # bytes of one index entry
+_FMT = "<IIHBBI"    # seq, offset, length, kind, 0, txref (0xFFFFFFFF: none)
+_NONE = const(0xFFFFFFFF)
+BUDGET = 65536      # bytes of pending messages on flash (~75 MeterValues of ~850 bytes)
+
+
+class _Index:
+    """The pending messages in send order, each read as [seq, offset, length, kind, txref].
+    Packed 16 bytes each in one bytearray: a list of 5-item lists cost ~64 bytes a message on
+    a Pico (~110 on 64 bit), which a long outage multiplies."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.n = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("journal index")
+        seq, off, n, kind, _, tx = struct.unpack_from(_FMT, self.buf, i * _REC)
+        return [seq, off, n, kind, None if tx == _NONE else tx]
+
+    # iterated through __getitem__ (up to its IndexError)
+
+    def append(self, e):
+        if (self.n + 1) * _REC > len(self.buf):
+            self.buf.extend(bytes(_REC * (8 if self.n < 16 else self.n // 2)))
+        struct.pack_into(_FMT, self.buf, self.n * _REC, e[0], e[1], e[2], e[3], 0,
+                         _NONE if e[4] is None else e[4])
+        self.n += 1
+
+    def pop(self, i):
+        e = self[i]
+        m = memoryview(self.buf)
+        m[i * _REC:(self.n - 1) * _REC] = m[(i + 1) * _REC:self.n * _REC]
+        self.n -= 1
+        if not self.n:
+            self.buf = bytearray()
+        return e
+
+
+def _cold():
+    import journal_cold
+
+    return journal_cold
+
+
+def _drop_cold():
+    sys.modules.pop("journal_cold", None)
 
 
 class Journal:
-    def __init__(self, path="ocpp_journal.log", max_entries=100, compact_bytes=16384):
+    def __init__(self, path="ocpp_journal.log", max_entries=1000, compact_bytes=16384, budget=BUDGET):
         self.path = path
         self.max_entries = max_entries
         self.compact_bytes = compact_bytes
-        self.pending = []     # [seq, offset, length, kind, txref] in send order
+        self.budget = budget
+        self.pending = _Index()  # [seq, offset, length, kind, txref] in send order
+        self.live = 0            # bytes of the pending messages' records
         self.txids = {}       # txref -> transactionId
         self.open = {}        # txref -> info dict of transactions not yet closed
         self.next_seq = 1
@@ -41,66 +102,17 @@ class Journal:
 
     # --- replay ---------------------------------------------------------------
     def load(self):
-        """Read the journal back (after a reboot) and compact it. Returns self."""
-        pend = {}
-        try:
-            f = open(self.path, "rb")
-        except OSError:
-            f = None
-        if f:
-            off = 0
-            with f:
-                while True:
-                    line = f.readline()
-                    if not line:
-                        break
-                    start = off
-                    off += len(line)
-                    if line[-1:] != b"\n":
-                        _L.warn("ignoring a torn last record (power cut while writing)")
-                        break
-                    try:
-                        self._replay(line, start, pend)
-                    except (ValueError, IndexError, KeyError) as e:
-                        _L.warn("ignoring a bad record at byte %d: %r", start, e)
-        self.pending = [pend[k] for k in sorted(pend)]
+        """Read the journal back (after a reboot) and compact it. Returns self. The replay is
+        in journal_cold.py, loaded for it and dropped after (heap)."""
+        _cold().load(self)
+        _drop_cold()
         self._compact()
         return self
 
-    def _replay(self, line, off, pend):
-        tag = line[0:1]
-        rest = line[2:-1]
-        if tag == b"A":
-            seq, txref, kind, _ = rest.split(b"|", 3)
-            seq = int(seq)
-            txref = None if txref == b"-" else int(txref)
-            pend[seq] = [seq, off, len(line), int(kind), txref]
-            self._seen(seq, txref)
-        elif tag == b"D":
-            pend.pop(int(rest), None)
-        elif tag == b"T":
-            a, b = rest.split(b" ")
-            self.txids[int(a)] = int(b)
-        elif tag == b"O":
-            a, b = rest.split(b" ", 1)
-            self.open[int(a)] = json.loads(b)
-            self._seen(0, int(a))
-        elif tag == b"C":
-            self.open.pop(int(rest), None)
-        elif tag == b"N":
-            a, b = rest.split(b" ")
-            self._seen(int(a) - 1, int(b) - 1)
-        else:
-            raise ValueError("unknown record %r" % tag)
-
-    def _seen(self, seq, txref):
-        if seq >= self.next_seq:
-            self.next_seq = seq + 1
-        if txref is not None and txref >= self.next_txref:
-            self.next_txref = txref + 1
-
     def _compact(self):
-        """Rewrite the file with only what is still needed (atomic: tmp file + rename)."""
+        """Rewrite the file with only what is still needed (atomic: tmp file + rename). Kept
+        here, not in journal_cold.py: online in a transaction it runs every few dozen messages,
+        and loading a module for it each time left holes in a 192K heap."""
         tmp = self.path + ".tmp"
         need = {}
         for p in self.pending:
@@ -113,13 +125,21 @@ class Journal:
             out.write(head)
             off = len(head)
             if self.pending:
+                # each record copied through one small buffer: no ~850-byte block per message
+                mv = memoryview(bytearray(128))
                 with open(self.path, "rb") as src:
-                    for p in self.pending:
+                    for i in range(len(self.pending)):
+                        p = self.pending[i]
                         src.seek(p[1])
-                        line = src.read(p[2])
-                        out.write(line)
-                        p[1] = off
-                        off += len(line)
+                        left = p[2]
+                        while left > 0:
+                            n = src.readinto(mv[:left if left < 128 else 128])
+                            if not n:
+                                break
+                            out.write(mv[:n])
+                            left -= n
+                        struct.pack_into("<I", self.pending.buf, i * _REC + 4, off)
+                        off += p[2] - left
             for t in need:
                 if t in self.txids:
                     line = ("T %d %d\n" % (t, self.txids[t])).encode()
@@ -162,20 +182,27 @@ class Journal:
             n += f.tell() - at + f.write(b"\n")
         off = self.size
         self.size += n
+        self.live += n
         self.pending.append([seq, off, n, kind, txref])
+        while self.live > self.budget and self._make_room():
+            pass
         return seq
 
     def _make_room(self):
+        """Drop the oldest meter sample; False if there is none (only start/stop: all kept)."""
         for i, p in enumerate(self.pending):
             if p[3] == K_METER:
                 self.pending.pop(i)
+                self.live -= p[2]
                 self._append("D %d\n" % p[0])
                 self.dropped += 1
-                _L.warn("journal full (%d messages): dropped the oldest meter sample (#%d); "
-                        "transaction start/stop messages are kept", self.max_entries, p[0])
-                return
-        _L.error("journal full (%d messages) with start/stop messages only: keeping them all",
-                 self.max_entries)
+                _L.warn("journal full (%d messages, %d bytes): dropped the oldest meter sample (#%d, "
+                        "%d in all); transaction start/stop messages are kept", len(self.pending) + 1,
+                        self.live + p[2], p[0], self.dropped)
+                return True
+        _L.error("journal full (%d messages, %d bytes) with start/stop messages only: keeping them all",
+                 len(self.pending), self.live)
+        return False
 
     def first(self, frame=None, tx_id=None, room=0, into=None):
         """(seq, kind, msg_id, action, buffer, txref) of the oldest undelivered message. Its
@@ -214,6 +241,7 @@ class Journal:
         for i, p in enumerate(self.pending):
             if p[0] == seq:
                 self.pending.pop(i)
+                self.live -= p[2]
                 break
         else:
             return
@@ -221,7 +249,9 @@ class Journal:
         self._maybe_compact()
 
     def _maybe_compact(self):
-        if self.size > self.compact_bytes or (not self.pending and self.size > 1024):
+        spare = self.size - self.live
+        if (spare > self.compact_bytes and spare > self.live) or (
+                not self.pending and not self.open and self.size > 1024):
             self._compact()
 
     # --- transactions -------------------------------------------------------------

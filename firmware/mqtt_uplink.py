@@ -2,15 +2,29 @@
 # interval_s, the station's state retained at <prefix>/<station>/status, a last will of
 # {"state":"offline"}, reconnect with backoff after a broker drop.
 #
-# umqtt.simple builds the PUBLISH and PINGREQ packets; the socket is an asyncio stream
-# opened here. umqtt's own connect() is not used: it blocks on a socket with no timeout (a
-# broker that accepts TCP and never answers froze every task, watchdog feeding included)
-# and its TLS needs `ussl`, which current MicroPython no longer has (it has `ssl`).
+# Telemetry: the latest reading every interval_s with its time ("ts"), QoS 0, while the broker
+# is there. When it is not (no Wi-Fi, no connection, a publish that fails) the readings wait in
+# a backlog on flash (flashq, opened by sampler.backlog): the sample task takes one into it
+# every interval_s, and this task publishes them from there once it can (mqtt_backlog.py,
+# loaded meanwhile), oldest first, QoS 1, each with its own time and backlog number ("seq"),
+# one in flight: a reading leaves flash only once the broker has acknowledged it (PUBACK).
+# After a power cut between the PUBACK and that, the one reading in flight is sent again
+# (same seq). Once all are sent, the backlog is closed and the latest reading goes out again.
+#
+# umqtt.simple builds the PUBLISH packets (telemetry QoS 1 with its packet ids, status QoS 0
+# retained); the socket is an asyncio stream opened here, which umqtt writes to through
+# _StreamSock. umqtt's own connect() is not used: it blocks on a socket with no timeout (a
+# broker that accepts TCP and never answers froze every task, watchdog feeding included) and
+# its TLS needs `ussl`, which current MicroPython no longer has (it has `ssl`). Its QoS 1
+# publish() would block reading the PUBACK: _StreamSock.read() stops it there (_Sent) once the
+# packet is written, and the PUBACK is awaited here without blocking the other tasks.
 import asyncio
+import sys
 
 import fields
 import log
-from compat import ticks_ms, ticks_diff
+import sampler
+from compat import ticks_ms, ticks_diff, time_ns
 from reconnect import Backoff
 
 _L = log.get("mqtt")
@@ -18,59 +32,30 @@ _TIMEOUT_S = 5    # TCP (and TLS) connect, CONNACK, draining a write: longer mea
 _POLL_MS = 500    # how often status changes, telemetry and keepalive are looked at
 _PINGREQ = b"\xc0\x00"
 _PINGRESP = 0xD0
+_PUBACK = 0x40
+_BURST = 20       # backlog readings published in a row before status and keepalive are looked at
 
 
-def connect_packet(client_id, keepalive, will=None, user=None, password=None):
-    """MQTT 3.1.1 CONNECT with a clean session, the bytes umqtt.simple's connect() sends.
-    will: (topic, message, qos, retain). All strings are bytes."""
-    flags = 0x02
-    parts = [client_id]
-    if will:
-        flags |= 0x04 | (will[2] & 3) << 3 | (0x20 if will[3] else 0)
-        parts.append(will[0])
-        parts.append(will[1])
-    if user is not None:
-        flags |= 0xC0
-        parts.append(user)
-        parts.append(password or b"")
-    n = 10
-    for p in parts:
-        n += 2 + len(p)
-    out = bytearray(b"\x10")
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    out += b"\x00\x04MQTT\x04"
-    out.append(flags)
-    out.append(keepalive >> 8)
-    out.append(keepalive & 0xFF)
-    for p in parts:
-        out.append(len(p) >> 8)
-        out.append(len(p) & 0xFF)
-        out += p
-    return out
-
-
-# CONNACK return codes (MQTT 3.1.1, 3.2.2.3) in words, with what to check. A refusal is
-# OSError(_REFUSED, code): no exception class of its own (heap).
+# A refusal is OSError(_REFUSED, code): no exception class of its own (heap).
 _REFUSED = "CONNACK"
-_WHY = ("unacceptable protocol version (the broker does not speak MQTT 3.1.1)",
-        "client id rejected", "server unavailable",
-        "bad user name or password: check mqtt.user and mqtt.password",
-        # mosquitto (and others) answer 5, not 4, to a bad user name or password over 3.1.1
-        "not authorised: a bad user name or password, or a user the broker does not let "
-        "connect: check mqtt.user and mqtt.password, and the broker's users and ACL")
+
+
+class _Sent(Exception):
+    """umqtt's QoS 1 publish() has written its packet and would now block on the PUBACK."""
 
 
 class _StreamSock:
-    """What umqtt.simple's publish() writes to: the asyncio stream (drained by the caller)."""
+    """What umqtt.simple's publish() writes to: the asyncio stream (drained by the caller).
+    A read is umqtt waiting for the PUBACK: that is done asynchronously by MqttLink.puback()."""
 
     def __init__(self, stream):
         self.stream = stream
 
     def write(self, buf, n=-1):
         self.stream.write(buf if n < 0 else buf[:n])
+
+    def read(self, n):
+        raise _Sent
 
 
 async def _within(aw, what):
@@ -96,35 +81,17 @@ class MqttLink:
         self.ping_ms = None  # when the unanswered PINGREQ went out
 
     async def connect(self):
+        """Open the stream and say CONNECT (mqtt_connect.py: loaded for it, then dropped)."""
+        import mqtt_connect
+
+        try:
+            r, w = await mqtt_connect.connect(self, _within)
+        finally:
+            del mqtt_connect
+            sys.modules.pop("mqtt_connect", None)
         from umqtt.simple import MQTTClient
 
-        c = self.cfg
-        kw = {}
-        if c["ssl"]:
-            import tlsca  # ssl only for a TLS broker: it costs heap
-
-            kw["ssl"] = tlsca.client("mqtt.ca_cert", c["ca_cert"], _L)
-            kw["server_hostname"] = c["host"]  # SNI, and the name the certificate must carry
-        r, w = await _within(asyncio.open_connection(c["host"], c["port"], **kw), "TCP connection")
-        self.stream = w
-        user = c["user"].encode() if c["user"] else None
-        try:
-            w.write(connect_packet(self.client_id, c["keepalive_s"],
-                                   (self.t_status, fields.OFFLINE_PAYLOAD, 1, True),
-                                   user, c["password"].encode() if user else None))
-            await _within(w.drain(), "CONNECT sent")
-        except ValueError as e:
-            # a verifying TLS handshake failed before the CONNECT (and its password) went out
-            if not (c["ssl"] and c["ca_cert"]):
-                raise
-            import tlsca
-            raise OSError(tlsca.refused("mqtt.ca_cert", e))
-        ack = await _within(r.readexactly(4), "CONNACK")
-        if ack[0] != 0x20 or ack[1] != 2:
-            raise OSError("not an MQTT broker (answered %r)" % ack)
-        if ack[3]:
-            raise OSError(_REFUSED, ack[3])
-        self.client = MQTTClient(self.client_id, c["host"], c["port"])
+        self.client = MQTTClient(self.client_id, self.cfg["host"], self.cfg["port"])
         self.client.sock = _StreamSock(w)
         self.tx_ms = ticks_ms()
         self.ping_ms = None
@@ -158,9 +125,48 @@ class MqttLink:
             await self._sent()
             self.last_status = p
 
-    async def publish_telemetry(self):
-        self.client.publish(self.t_telemetry, fields.telemetry_json(self.ctx.state.reading()))
-        await self._sent()
+    async def publish_latest(self):
+        """The latest reading with its time, QoS 0 (nothing held or awaited but the write); if
+        it cannot be written, it opens the backlog on flash, where the next ones wait too."""
+        r = self.ctx.state.reading()
+        t = time_ns() // 1000000000
+        r["ts"] = sampler.iso_s(t)
+        m = fields.telemetry_json(r)
+        del r
+        try:
+            self.client.publish(self.t_telemetry, m)
+            await self._sent()
+        except BaseException:
+            import json
+            sampler.backlog(self.ctx, "mqtt", t, json.loads(m))
+            raise
+        self.ctx.state.counters["mqtt_sent"] += 1
+
+    async def puback(self, pid):
+        """Wait for the PUBACK of pid (a PINGRESP on the way is taken too), polling the
+        non-blocking socket: no task made per message, as wait_for would."""
+        t0 = ticks_ms()
+        s = self.stream.s
+        buf = b""
+        while True:
+            got = s.read(4 - len(buf))
+            if got == b"":
+                raise OSError("connection closed by the broker")
+            if got:
+                buf += got
+                if buf[:2] == b"\xd0\x00":  # a PINGRESP first
+                    self.ping_ms = None
+                    buf = buf[2:]
+                if len(buf) == 4:
+                    if buf[0] != _PUBACK or buf[1] != 2:
+                        raise OSError("broker sent %r where a PUBACK was due" % buf)
+                    if buf[2] << 8 | buf[3] == pid:
+                        return
+                    buf = b""  # an older one: a duplicate acknowledgement
+                continue
+            if ticks_diff(ticks_ms(), t0) > _TIMEOUT_S * 1000:
+                raise OSError("timeout: no PUBACK within %ds" % _TIMEOUT_S)
+            await asyncio.sleep_ms(5)
 
     def poll_in(self):
         """Take what the broker sent (to a publisher, only PINGRESP) without waiting."""
@@ -188,22 +194,35 @@ class MqttLink:
 
     async def serve(self):
         """Publish until the Wi-Fi drops; raises when the broker link fails."""
-        st = self.ctx.state
-        iv = self.cfg["interval_s"] * 1000
-        last_seq = -1
-        t_tel = ticks_ms() - iv
+        ctx = self.ctx
         await self.publish_status(force=True)
-        while self.ctx.wifi_up.is_set():
+        iv = self.cfg["interval_s"] * 1000
+        last = None   # when the latest reading was last published (ticks)
+        said = False
+        while ctx.wifi_up.is_set():
+            q = ctx.backlogs.get("mqtt")
+            if q is not None:
+                if not said:
+                    _L.info("sending %d readings kept while the broker was away", len(q))
+                    said = True
+                import mqtt_backlog   # held while a backlog is sent (dropped below)
+
+                await mqtt_backlog.send(self, q, _BURST)
+                del mqtt_backlog
+                if not len(q):   # all sent: the latest reading from now on
+                    _L.info("backlog sent (%d readings thinned, %d dropped since boot)", q.thinned, q.dropped)
+                    q.close(ctx, "mqtt")
+                    sys.modules.pop("mqtt_backlog", None)
+                    last = ticks_ms()
+                    q = None
+            elif last is None or ticks_diff(ticks_ms(), last) >= iv:
+                last = ticks_ms()
+                await self.publish_latest()
             now = ticks_ms()
-            if st.readings_seq != last_seq and ticks_diff(now, t_tel) >= iv:
-                last_seq = st.readings_seq
-                t_tel = now
-                await self.publish_telemetry()
-                st.counters["mqtt_sent"] += 1
             await self.publish_status()
             self.poll_in()
             await self.keepalive(now)
-            await asyncio.sleep_ms(_POLL_MS)
+            await asyncio.sleep_ms(0 if q is not None else _POLL_MS)
 
 
 async def run(ctx):
@@ -213,7 +232,10 @@ async def run(ctx):
     st.links["mqtt"] = "down"
     c = link.cfg
     refused = 0  # the CONNACK code of the last refusal, said once per change
+    await sampler.first_link(ctx)
     while True:
+        if not ctx.wifi_up.is_set():
+            sampler.backlog(ctx, "mqtt")   # no link: the readings wait on flash
         await ctx.wifi_up.wait()
         try:
             await link.connect()
@@ -230,8 +252,12 @@ async def run(ctx):
             if code and code == refused:
                 _L.warn("link down: refused again (CONNACK %d); reconnect in %.1fs", code, wait)
             elif code:
+                import mqtt_connect
+
                 _L.warn("link down: broker refused the connection (CONNACK %d: %s); reconnect in %.1fs",
-                        code, _WHY[code - 1] if code <= 5 else "unknown reason", wait)
+                        code, mqtt_connect.why(code), wait)
+                del mqtt_connect
+                sys.modules.pop("mqtt_connect", None)
             else:  # an OSError made here says its reason as a string; anything else as repr
                 _L.warn("link down: %s; reconnect in %.1fs",
                         a[0] if isinstance(e, OSError) and len(a) == 1 and isinstance(a[0], str) else repr(e),
@@ -239,6 +265,10 @@ async def run(ctx):
             refused = code
             st.links["mqtt"] = "down"
             link.close()
+            try:   # the broker is away: the readings wait on flash
+                sampler.backlog(ctx, "mqtt")
+            except Exception as e:
+                _L.error("backlog: %r", e)
             await asyncio.sleep(wait)
             continue
         link.close()

@@ -4,6 +4,8 @@ import asyncio
 import gc
 import json
 import os
+import sys
+import time
 from array import array
 
 import fields
@@ -31,6 +33,37 @@ def save_energy(wh):
     with open(METER_FILE + ".tmp", "w") as f:
         json.dump({_WH: wh}, f)
     os.rename(METER_FILE + ".tmp", METER_FILE)
+
+
+def iso_s(t):
+    """'2026-11-30T15:21:07Z' of epoch seconds (ThingSpeak's created_at, MQTT's ts)."""
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % time.gmtime(t)[:6]
+
+
+async def first_link(ctx):
+    """An uplink's start: the Wi-Fi's first connection awaited for up to wifi.timeout_s before
+    an uplink counts it as down and keeps its readings on flash (a board that boots without
+    its network), so a normal boot does not load flashq for the few seconds it takes."""
+    if not ctx.wifi_up.is_set():
+        try:
+            await asyncio.wait_for(ctx.wifi_up.wait(), ctx.cfg["wifi"]["timeout_s"])
+        except asyncio.TimeoutError:
+            pass
+
+
+def backlog(ctx, name, t=0, r=None):
+    """The backlog on flash (flashq) of uplink `name`, opened if need be, when that uplink
+    cannot send: from then on the readings wait there, handed over by the sample task, until
+    the uplink has sent them all; r, a reading taken at t that it could not send, goes first
+    (flashq_cold.open_one: loaded for it and dropped)."""
+    q = ctx.backlogs.get(name)
+    if q is None or r is not None:
+        import flashq_cold
+        try:
+            q = flashq_cold.open_one(ctx, name, t, r)
+        finally:
+            sys.modules.pop("flashq_cold", None)
+    return q
 
 
 async def run(ctx):
@@ -105,6 +138,15 @@ async def run(ctx):
             try:
                 _L.error("sample: %r", e)
             except Exception:  # no heap even for the log line: keep sampling all the same
+                pass
+        try:
+            if ctx.backlogs:   # an uplink that cannot send: its reading to flash (flashq)
+                import flashq
+                flashq.hand_over(ctx, s["interval_s"] * 500)
+        except Exception as e:  # a full or failing flash must not stop sampling either
+            try:
+                _L.error("backlog: %r", e)
+            except Exception:
                 pass
         gc.collect()
         await asyncio.sleep(s["interval_s"])

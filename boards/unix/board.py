@@ -25,6 +25,8 @@
 # checked every 0.5 s and removed once read (1 s at least after the card before it went): a
 # test taps when it is ready.
 # "led_log": true prints each change of the LED ("[board] I: led on").
+# "clock": {"speed": 1800} (the station's wall clock runs fast) and "flash": {"size_kb": 848}
+# (the flash directory checked against a Pico W's filesystem) simulate long outages: flashsim.py.
 # The DHT11's readings wander around the scenario's values: a seeded random walk of at most
 # `drift` per read, kept within +-`wander` (degC, and %RH), which the sensor follows with a lag.
 # The scenario file is $PICOCHARGE_SCENARIO, else scenario.json in the flash directory
@@ -156,14 +158,13 @@ class Board:
         self._pk = 0           # where in a pilot period the next sample falls
         self._noise = int(self.sc["seed"]) & 0x3FFFFFFF   # the pilot noise's generator
         self._ev_stamp = None  # when the EV's control file was last read (s since boot)
-        # the RFID reader's cards (rfidsim.py), only for a scenario that has any: a station
-        # without them does not hold the simulation's code (~1 KB of the 192K heap test)
-        sc = self.sc
-        self._rfid = None
-        if sc.get("rfid") or sc.get("rfid_control") or any(e[1] == "rfid_tap" for e in sc["timeline"]):
-            import rfidsim
-            self._rfid = rfidsim.Reader(sc)
-        self.led_log = bool(sc.get("led_log"))
+        self.led_log = bool(self.sc.get("led_log"))
+        # the simulations a scenario asks for (RFID cards, a fast clock, a flash check) are
+        # looked for and started by simstart.py, loaded for it and dropped: a station without
+        # them holds neither their code nor the looking (heap in the 192K test)
+        import simstart
+        simstart.start(self, self.sc)
+        del sys.modules["simstart"]
 
     # --- time ---------------------------------------------------------------
     def now_s(self):
@@ -358,7 +359,7 @@ class Board:
         self._wdt = timeout_ms
 
     def wdt_feed(self):
-        pass
+        pass   # with a scenario's "flash": the flash check (flashsim.py, simstart.py)
 
     def wdt_stop(self):
         """What a Pico W does on Ctrl-C (clear the RP2040's WATCHDOG_CTRL enable bit): recorded."""

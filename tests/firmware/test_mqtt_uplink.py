@@ -21,7 +21,7 @@ from support.net import free_port, wait_port
 def test_mqtt__connect_packet_is_the_one_umqtt_simple_sends(mplib_dir):
     # umqtt.simple's connect() writes to a recording socket; ours must give the same bytes
     out = mp_run(r"""
-import umqtt.simple as us, mqtt_uplink
+import umqtt.simple as us, mqtt_connect
 class Rec:
     def __init__(self): self.buf = bytearray()
     def connect(self, a): pass
@@ -39,7 +39,7 @@ for cid, ka, will, user, pw in cases:
     if will:
         c.set_last_will(will[0], will[1], retain=will[3], qos=will[2])
     c.connect()
-    print(bytes(Mod.last.buf) == bytes(mqtt_uplink.connect_packet(cid, ka, will, user, pw)))
+    print(bytes(Mod.last.buf) == bytes(mqtt_connect.connect_packet(cid, ka, will, user, pw)))
 """, path=[mplib_dir])
     assert out.split() == ["True", "True", "True"], out
 

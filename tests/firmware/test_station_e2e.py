@@ -1,6 +1,8 @@
 """The real firmware/main.py on the unix board, against real servers: mosquitto, a local
 server that follows ThingSpeak's write API, and HTTP clients of the status page."""
 import json
+import socket
+import threading
 import time
 import urllib.request
 
@@ -89,6 +91,58 @@ def test_station__thingspeak_zero_and_500_are_retried_not_counted(station):
         assert len(ts.entries(ch.id)) >= 1
     finally:
         ts.stop()
+
+
+def _scripted_http(answers):
+    """A TCP server on 127.0.0.1 answering its n-th connection with answers[n] (bytes, or None:
+    read the request and never answer). (the listening socket, the requests read)"""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    requests = []
+
+    def serve():
+        for ans in answers:
+            c, _ = srv.accept()
+            c.settimeout(30)
+            req = b""
+            while b"\r\n\r\n" not in req or len(req.split(b"\r\n\r\n", 1)[1]) < int(
+                    req.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0]):
+                got = c.recv(4096)
+                if not got:
+                    break
+                req += got
+            requests.append(req)
+            if ans is None:
+                c.recv(1)    # until the station gives up and closes
+            else:
+                c.sendall(ans)
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, requests
+
+
+def test_station__thingspeak_write_without_an_answer_times_out_and_an_oversized_one_is_refused(station):
+    """httpc polls its socket against one deadline (15 s for a write), no wait_for: a server that
+    takes the write and never answers is given up, one that answers more than 1 KB is refused
+    without the answer being held, and the next write is stored."""
+    srv, requests = _scripted_http([None, b"HTTP/1.0 200 OK\r\n\r\n" + b"7" * 2000,
+                          b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n17"])
+    try:
+        url = "http://127.0.0.1:%d" % srv.getsockname()[1]
+        st = station(base_config(thingspeak={"enabled": True, "url": url, "write_key": "WKEY1234",
+                                             "min_interval_s": 1})).start()
+        t0 = time.monotonic()
+        st.expect("[thingspeak] W: write failed: timeout: the server did not answer in time", timeout=40)
+        assert time.monotonic() - t0 >= 14, "gave up before the 15 s deadline"
+        st.expect("[thingspeak] W: write failed: an answer longer than 1024 bytes", timeout=30)
+        st.expect("[thingspeak] I: stored entry 17", timeout=30)
+        assert len(requests) == 3, requests
+        for req in requests:
+            assert req.startswith(b"POST /update HTTP/1.0\r\n") and b"api_key=WKEY1234&field1=" in req, req
+    finally:
+        srv.close()
 
 
 def test_station__bad_config_is_refused_naming_the_key(station):
