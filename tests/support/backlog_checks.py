@@ -2,7 +2,10 @@
 # both interpreters: pytest imports this file under CPython (one test per check), and runs it
 # as a script under the unix-port micropython, where it prints "ok <name>" per check.
 # MicroPython-compatible code only. Each check runs in a scratch current directory.
-import gc
+try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
 import os
 
 import flashq
@@ -161,20 +164,7 @@ def check_backlog__ack_during_hold_and_due_follows_the_uplink_interval():
     assert not q.due(12000, 2500) and q.due(17600, 2500)
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    base = os.getcwd()
-    for i, (name, fn) in enumerate(CHECKS):
-        d = "%s/c%d" % (base, i)
-        os.mkdir(d)
-        os.chdir(d)
-        gc.collect()
-        fn()
-        os.chdir(base)
-        print("ok", name)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS, scratch=True)

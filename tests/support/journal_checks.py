@@ -1,6 +1,10 @@
 # Checks of the OCPP journal's flash budget and RAM index (firmware/journal.py), run under
 # both interpreters like pure_checks.py: pytest imports this file under CPython, the unix-port
 # micropython runs it as a script ("ok <name>" per check). Scratch current directory each.
+try:
+    from support import checkrun   # CPython: tests/ is on sys.path
+except ImportError:
+    import checkrun                # micropython runs this file from tests/support
 import gc
 import os
 
@@ -76,20 +80,7 @@ def check_journal__compaction_copies_each_byte_about_once():
     assert os.stat("c.log")[6] <= 3 * j.live + 4096, (os.stat("c.log")[6], j.live)
 
 
-CHECKS = [(k, v) for k, v in sorted(globals().items()) if k.startswith("check_")]
-
-
-def main():
-    base = os.getcwd()
-    for i, (name, fn) in enumerate(CHECKS):
-        d = "%s/c%d" % (base, i)
-        os.mkdir(d)
-        os.chdir(d)
-        gc.collect()
-        fn()
-        os.chdir(base)
-        print("ok", name)
-
+CHECKS = checkrun.checks(globals())
 
 if __name__ == "__main__":
-    main()
+    checkrun.main(CHECKS, scratch=True)
