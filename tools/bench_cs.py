@@ -99,16 +99,20 @@ class CentralSystem:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      cwd=str(self.workdir), start_new_session=True)
-        self.ps = psutil.Process(self.proc.pid)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            m = _LISTEN.search(self.log_path.read_text(errors="replace"))
-            if m:
-                self.host, self.port = m.group(1).strip("[]"), int(m.group(2))
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
+        try:
+            self.ps = psutil.Process(self.proc.pid)
+            deadline = time.monotonic() + self.start_timeout
+            while time.monotonic() < deadline:
+                m = _LISTEN.search(self.log_path.read_text(errors="replace"))
+                if m:
+                    self.host, self.port = m.group(1).strip("[]"), int(m.group(2))
+                    return self
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        except BaseException:   # Ctrl-C while it starts: the caller has no handle to stop it yet
+            self.stop()
+            raise
         out = self.log_path.read_text(errors="replace")[-2000:]
         self.stop()
         raise RuntimeError("%s central system did not start (argv %s); its output:\n%s"
