@@ -34,7 +34,12 @@ def test_bench_commands__kill_at_reports_commands_per_second_and_when_they_work_
     # no station ever answered for another, and after the kill commands work again for all
     assert c["wrong"] == 0, ev
     assert c["not_back"] == [] and 0 < c["back_s"] < 6, ev
-    assert all(f in ("409", "502") for f in c["failures"]), ev     # refused or cut at the kill: never a 504
+    # refused or cut at the kill, never a 504. "error" is a client connection HAProxy closed with
+    # no answer: it does so when its server dies (an RST) in the data phase of a request, state
+    # SD in its log with status -1; dying while HAProxy waits for the headers (SH) is a 502.
+    # Seen for 3 of 215 commands in 1 of 5 fresh-clone runs; at most the killed process's share
+    assert all(f in ("409", "502", "error") for f in c["failures"]), ev
+    assert c["failures"].get("error", 0) <= c["on_killed_process"], ev
     assert all(r["ok"] == r["sent"] == 20 for r in rows[-3:-1]), ev     # (the last second may be cut by the end)
     assert c["slowest_s"] < 5, ev      # a call cut by the kill is answered at the next tick, not after 35 s
     # HAProxy's own account of the step: its log's answers (every station's handshake a 101),
