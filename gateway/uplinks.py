@@ -12,9 +12,10 @@ at-least-once and in order, across outages of any length and gateway restarts.
   and are ignored, so ingest and publish can share one broker and prefix. MQTT 5,
   so that the ingest subscription is noLocal (the broker does not send the gateway's
   own telemetry back: that echo was a third of the uplink's CPU); 3.1.1 with a broker
-  that refuses MQTT 5. A batch (BATCH, 4,000) is published at once, its PUBACKs are counted
-  off a set of message ids, and the cursor moves and the next batch is read in one
-  store transaction: benchmarks/mqtt_drain.py measures the drain on its own. Readings
+  that refuses MQTT 5. A batch (BATCH, 4,000, and larger while there is a backlog: "How the
+  forwarding keeps up" below) is published at once, its PUBACKs are counted off a set of
+  message ids, and the cursor moves and the next batch is read in one store transaction:
+  benchmarks/mqtt_drain.py measures the drain on its own. Readings
   that trickle in (paced load) wait LINGER (50 ms) to go out together.
 
 Exactly once across a takeover (a cluster, cluster.py). The MQTT stream has one owner at a
@@ -94,14 +95,25 @@ MAX_INGEST_INFLIGHT = 10000
 _VARYING = re.compile(r"'[^']*'|-?\d[\d.e+-]*")
 
 _OWN_SUFFIX = b',"src":"gateway"}'
-# telemetry messages written at once (one send); the loop runs between chunks. A batch's cycle
-# (publish, the PUBACKs, the next read) takes several turns of the event loop, each long under
-# full ingest: in closed loop at 2,000 stations ~300 ms per batch whatever its size. Batches of
-# 1,000 in chunks of 100 then forwarded ~3,000 readings/s of the ~7,500 ingested (the outbox
-# grew by ~5,000 a second); 4,000 in chunks of 1,000 (~12 ms of work each) keep up
-# (docs/performance.md, "CPU per message (issue 17)", the outbox that kept growing).
-_PUBLISH_CHUNK = 1000
+# How the forwarding keeps up with a saturated loop. A batch's cycle (publish, the PUBACKs, the
+# next read, which queues behind the stations' writes in the store's thread) takes several turns
+# of the event loop, each long under full ingest: in closed loop at 10,000 stations 2-3 s per
+# batch of 4,000 (turns of 200-300 ms, the read alone 0.5-1.5 s), so fixed batches forwarded
+# ~2,000 readings/s of the ~7,500 ingested. So both grow with the load:
+# - a batch reads twice as many readings as the last read found (BATCH at least, MAX_BATCH at
+#   most): a backlog is read in larger batches until one read finds the outbox empty-ish, and
+#   the cycle's fixed wait is shared by more readings. MAX_BATCH stays far below the 65,535
+#   packet ids a batch's PUBACKs are told apart by.
+# - a batch is written in chunks with a turn of the loop between them; a chunk works for as long
+#   as the stations took in the turn before it (CHUNK_TIME at least, CHUNK_TIME_MAX at most):
+#   in a saturated loop the uplink gets about as much of the loop as the stations, in a light one
+#   (paced) it writes ~1,000 readings (~12 ms) a turn as before.
+# docs/performance.md, "The MQTT outbox in closed loop", has the figures.
 BATCH = 4000
+MAX_BATCH = 32000
+CHUNK_TIME = 0.012
+CHUNK_TIME_MAX = 0.1
+_CHUNK_STEP = 100       # readings written between two looks at the clock
 _SELECT_AFTER = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
 _SELECT_STATION_AFTER = "SELECT * FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT ?"
 
@@ -298,7 +310,7 @@ class MqttUplink(Uplink):
     PROBE_ATTEMPTS = 3
     PROBE_CHUNK = 200       # topics per SUBSCRIBE of that probe
 
-    def __init__(self, gw, url, ingest=True, batch=BATCH, linger=LINGER, retain=None):
+    def __init__(self, gw, url, ingest=True, batch=BATCH, linger=LINGER, retain=None, max_batch=MAX_BATCH):
         super().__init__(gw)
         self.linger = linger
         # telemetry published retained: in a cluster (the broker's last message per station is
@@ -310,7 +322,9 @@ class MqttUplink(Uplink):
         self.cfg = parse_mqtt_url(url)
         self.prefix = self.cfg["prefix"]
         self.ingest = ingest
-        self.batch = batch
+        self.batch = batch      # readings per outbox read: at least batch, at most max_batch
+        self.max_batch = max(batch, max_batch)
+        self._share = CHUNK_TIME    # how long a chunk of a batch may write (see CHUNK_TIME)
         self.connected = False
         self.client = None
         self.v5 = True          # MQTT 5 (for noLocal), 3.1.1 once a broker refuses it
@@ -575,12 +589,12 @@ class MqttUplink(Uplink):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
 
-    def _advance(self, db, cursor, moved):
-        """Move the cursor (when `moved`) and read the next batch after it: one transaction,
-        one commit per batch."""
+    def _advance(self, db, cursor, moved, limit):
+        """Move the cursor (when `moved`) and read the next batch (at most `limit` readings)
+        after it: one transaction, one commit per batch."""
         if moved:
             set_cursor(db, self.name, "*", cursor)
-        rows = rows_after(db, cursor, self.batch)
+        rows = rows_after(db, cursor, limit)
         if rows and self.gw.cluster is not None:
             # the batch about to go out, in the same transaction: a process that takes the stream
             # over after this one died knows what may have reached the broker already
@@ -596,7 +610,7 @@ class MqttUplink(Uplink):
         inflight = (row[0], row[1])
         if not inflight > cursor:
             return []
-        return [r for r in rows_after(db, cursor, self.batch) if row_key(db, r) <= inflight]
+        return [r for r in rows_after(db, cursor, self.max_batch) if row_key(db, r) <= inflight]
 
     async def _at_broker(self, doubt):
         """The outbox keys of the readings in `doubt` the broker took (see the module docstring,
@@ -768,7 +782,8 @@ class MqttUplink(Uplink):
                                 "the broker could not be asked what it took (%s)", len(doubt), min(seqs), max(seqs),
                                 why)
         self._event.clear()     # before every read of the outbox: a reading stored after it wakes us
-        rows = await _store_run(store, "mqtt", self._advance, cursor, False)
+        limit = self.batch
+        rows = await _store_run(store, "mqtt", self._advance, cursor, False, limit)
         while self.connected and not self.stopping:
             if not self._mine():
                 return True
@@ -780,7 +795,8 @@ class MqttUplink(Uplink):
                 if self._event.is_set() and self.linger > 0:
                     await asyncio.sleep(self.linger)    # the readings of the next few ms come along
                 self._event.clear()
-                rows = await _store_run(store, "mqtt", self._advance, cursor, False)
+                limit = self.batch
+                rows = await _store_run(store, "mqtt", self._advance, cursor, False, limit)
                 continue
             # the batch's packet ids not yet acknowledged: the client takes them out as their
             # PUBACKs come and wakes this task when none is left (mqttfast.BatchClient)
@@ -790,19 +806,27 @@ class MqttUplink(Uplink):
             topic, payload, prefix = fields.telemetry_topic, self.payload, self.prefix
             pg = self.gw.store.dialect == "postgresql"
             retain = self.retain
-            for k in range(0, len(rows), _PUBLISH_CHUNK):
+            k, end = 0, len(rows)
+            while k < end:
                 if k:
-                    await asyncio.sleep(0)  # a chunk is ~12 ms of work: let stations in
+                    t = time.monotonic()
+                    await asyncio.sleep(0)  # let the stations in; they take one turn of the loop
+                    self._share = min(max(time.monotonic() - t, CHUNK_TIME), CHUNK_TIME_MAX)
                     if self.client is not c or not self.connected:
                         break
                 msgs, first = [], len(sent)
-                for row in rows[k:k + _PUBLISH_CHUNK]:
-                    key = row_key(pg, row)
-                    if skip and key in skip:
-                        sent.append((key, None))     # at the broker already: as acknowledged
-                        continue
-                    sent.append((key, 0))
-                    msgs.append((topic(prefix, row["station"]), payload(row).encode()))
+                until = time.monotonic() + self._share
+                while k < end:
+                    for row in rows[k:k + _CHUNK_STEP]:
+                        key = row_key(pg, row)
+                        if skip and key in skip:
+                            sent.append((key, None))     # at the broker already: as acknowledged
+                            continue
+                        sent.append((key, 0))
+                        msgs.append((topic(prefix, row["station"]), payload(row).encode()))
+                    k += _CHUNK_STEP
+                    if time.monotonic() >= until:
+                        break
                 if not msgs:
                     continue
                 mids = c.publish_batch(msgs, retain)
@@ -832,13 +856,16 @@ class MqttUplink(Uplink):
             cursor = acked
             self.delivered += new
             complete = bool(sent) and acked == sent[-1][0]
-            if complete and len(rows) < self.batch and self.linger > 0:
+            full = len(rows) >= limit
+            # the next read: room for twice what this one found (a backlog is read in growing batches)
+            limit = min(max(2 * len(rows), self.batch), self.max_batch)
+            if complete and not full and self.linger > 0:
                 # not a backlog: linger, then store the cursor and read in one transaction
                 # (stop() stores it if the gateway stops meanwhile)
                 self._unsaved = cursor if n else None
                 await asyncio.sleep(self.linger)
             self._event.clear()
-            rows = await _store_run(store, "mqtt", self._advance, cursor, n > 0)
+            rows = await _store_run(store, "mqtt", self._advance, cursor, n > 0, limit)
             self._unsaved = None
             if not complete:
                 return False    # lost the broker mid-batch: reconnect, resend from the cursor

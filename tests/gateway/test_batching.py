@@ -106,8 +106,8 @@ async def test_mqtt__paced_readings_go_out_in_few_batches_and_a_stop_keeps_the_c
         reads = []
         advance = up._advance
 
-        def counted(db, cursor, moved):
-            rows = advance(db, cursor, moved)
+        def counted(db, cursor, moved, limit):
+            rows = advance(db, cursor, moved, limit)
             if rows:
                 reads.append(len(rows))
             return rows
