@@ -48,8 +48,15 @@ _OK = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 _NO_CONN = mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
 
 
+_MAX_REMAINING = 268435455     # four bytes of 7 bits
+
+
 def _remaining_length(n):
-    """MQTT's variable-length integer (1 to 4 bytes)."""
+    """MQTT's variable-length integer (1 to 4 bytes; MQTT 3.1.1 section 2.2.3). Written here
+    rather than calling paho's `Client._pack_remaining_length`: eight lines of the standard
+    against one more private paho method for test_mqttfast to guard."""
+    if not 0 <= n <= _MAX_REMAINING:
+        raise ValueError("an MQTT packet of %d bytes (at most %d)" % (n, _MAX_REMAINING))
     out = bytearray()
     while True:
         b = n % 128

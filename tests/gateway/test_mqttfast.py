@@ -59,6 +59,19 @@ def test_mqttfast__each_packet_is_what_paho_publish_writes(proto, retain):
     assert ours.batch_unacked == set(mids), ours.batch_unacked
 
 
+@pytest.mark.parametrize("n", [0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455])
+def test_mqttfast__remaining_length_is_paho_s_encoding(n):
+    from picocharge.gateway.mqttfast import _remaining_length
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    assert _remaining_length(n) == bytes(c._pack_remaining_length(bytearray(), n))
+
+
+def test_mqttfast__a_packet_past_mqtt_s_limit_is_refused():
+    from picocharge.gateway.mqttfast import _remaining_length
+    with pytest.raises(ValueError, match="268435456 bytes"):
+        _remaining_length(268435456)
+
+
 def test_mqttfast__not_connected_queues_nothing():
     c = BatchClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     assert c.publish_batch([("t", b"p")]) is None and not c.batch_unacked
