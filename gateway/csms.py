@@ -105,6 +105,9 @@ def quiet_ocpp_frames(debug):
 
 
 MAX_ACTION_LEN = 64
+# the details of the CALLERROR a pending call of the gateway gets when the station's answer to it
+# was refused at the door (commands.py words the API's answer from it)
+REFUSED_ANSWER = {"refusedBy": "central system"}
 # CALLRESULTs/CALLERRORs kept for the gateway's own pending calls; an answer to no pending
 # call (unsolicited, or late: its call timed out) is dropped and counted, never queued
 MAX_QUEUED_ANSWERS = 4
@@ -528,10 +531,15 @@ class StationSession(ChargePoint):
             uid = "-1"      # not a string that UTF-8 can carry: the station could not match it
         _ONCE.warning("station=%s msg=%s refused: a lone surrogate in %s", self.id, _ascii(uid), where,
                       key=("surrogate", self.id))
+        what = ("the string at %s holds a lone UTF-16 surrogate (an escape \\ud800-\\udfff without its pair), "
+                "which is no Unicode character") % where
+        if msg[0] in (3, 4) and uid in self._pending:
+            # the answer to one of the gateway's calls: that call fails now, saying why, rather than
+            # wait for the response timeout as if the station had not answered (the API's 504)
+            self._answer(CallError(uid, FormationViolationError.code, what, REFUSED_ANSWER))
         return await self._error(uid, FormationViolationError(description=(
-            "frame is not valid OCPP-J text: the string at %s holds a lone UTF-16 surrogate (an escape "
-            "\\ud800-\\udfff without its pair), which is no Unicode character; send UTF-8 text (a "
-            "character above U+FFFF escaped as a surrogate pair)") % where))
+            "frame is not valid OCPP-J text: %s; send UTF-8 text (a character above U+FFFF escaped as a "
+            "surrogate pair)") % what))
 
     async def _refuse_unaccepted(self, uid, action):
         # a station the operator has not accepted (--auth pending) stores nothing: it
