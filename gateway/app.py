@@ -590,7 +590,10 @@ class Gateway:
         try:
             await sess.start()
         except ConnectionClosed as e:
-            reason = "closed (%s)" % (e.rcvd.code if e.rcvd else "no close frame")
+            if e.rcvd is None and e.sent is not None:   # the gateway closed it: the station broke the protocol
+                reason = "closed by the gateway (%d: %s)" % (e.sent.code, e.sent.reason)
+            else:
+                reason = "closed (%s)" % (e.rcvd.code if e.rcvd else "no close frame")
         finally:
             if self.sessions.get(sid) is sess:
                 del self.sessions[sid]
