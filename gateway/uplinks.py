@@ -956,7 +956,10 @@ class MqttUplink(Uplink):
     async def _store_telemetry(self, sid, row):
         try:
             if sid not in self.gw.stations:
-                await self.gw.register(sid, None, state="accepted")
+                try:
+                    await self.gw.register(sid, None, state="accepted")
+                except KeyError:    # registered meanwhile, by its message before this one (store.add_station)
+                    pass
             await self.gw.store_readings(sid, [row], "mqtt")
         except Exception as e:  # the store cannot write now (store.error says why)
             self.dropped += 1
