@@ -9,6 +9,7 @@ never touch the database or the network themselves.
 import asyncio
 import base64
 import dataclasses
+import functools
 import gc
 import hashlib
 import hmac
@@ -421,10 +422,19 @@ class Gateway:
         s = self.settings
         if cert or (s.client_ca and s.client_cert == "required"):
             profile = 3
-            status, why = await self._authenticate_cert(sid, cert)
+            check = functools.partial(self._authenticate_cert, sid, cert)
         else:
             profile = 0 if s.auth == "none" else 2 if s.tls_cert else 1
-            status, why = await self._authenticate(sid, authz)
+            check = functools.partial(self._authenticate, sid, authz)
+        try:
+            status, why = await check()
+        except KeyError as e:
+            if e.args != (sid,):
+                raise
+            # --auth none/pending: a connection of the same new id registered it a moment ago
+            # (store.add_station's KeyError): its row read, checked again as the known station
+            await self.station_row_changed(sid)
+            status, why = await check()
         if why is None:
             self.throttle.succeeded(("ocpp-id", sid))
             if connecting:

@@ -632,6 +632,24 @@ async def test_unicode_doors__mqtt_a_new_stations_first_messages_together_are_al
         gw.proc.stop()
 
 
+async def test_unicode_doors__auth_none_a_new_station_connecting_several_times_at_once_is_let_in(gws):
+    """The same race at the WebSocket door (found beside the MQTT one): each connection of an id
+    not yet known registered it, and all but the first raised store.add_station's KeyError out of
+    the handshake: a 500 for the station and a traceback in the log."""
+    gw = gws["none"]
+
+    async def connect(sid):
+        ws = await websockets.connect("ws://127.0.0.1:%d/ocpp/%s" % (gw.port, sid), subprotocols=["ocpp1.6"],
+                                      open_timeout=10)
+        await ws.close()
+        return "101"
+
+    for n in range(10):
+        got = await asyncio.gather(*(connect("CP-NEW-%d" % n) for _ in range(4)), return_exceptions=True)
+        assert got == ["101"] * 4, got
+    await _still_serves(gw)
+
+
 # --- 4. the JSON API and the dashboard ----------------------------------------------------------
 _EXP = "2099-01-01T00:00:00Z"
 _GROUP = {"name": "g", "limit_a": 32, "phases": 3, "members": [{"station": S, "connector": 1, "priority": 1}]}
