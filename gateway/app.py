@@ -504,10 +504,12 @@ class Gateway:
             try:
                 # the password is bytes: an AuthorizationKey set by ChangeConfiguration stands for
                 # 16..20 bytes, which need not be UTF-8
-                raw_user, _, secret = base64.b64decode(authz[6:]).partition(b":")
+                raw_user, colon, secret = base64.b64decode(authz[6:]).partition(b":")
                 user = raw_user.decode("utf-8")
             except (ValueError, UnicodeDecodeError):
                 return 401, "malformed Basic credentials"
+            if not colon and mode != "none":    # logged as "wrong password" before: none was sent
+                return 401, "malformed Basic credentials: no ':' between the user (the station id) and the password"
             try:
                 pw = secret.decode("utf-8")     # the password a pending station is registered with
             except UnicodeDecodeError:

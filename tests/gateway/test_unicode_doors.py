@@ -519,6 +519,20 @@ async def test_unicode_doors__handshakes_with_odd_paths_credentials_and_subproto
     await _still_serves(gw)
 
 
+async def test_unicode_doors__basic_credentials_without_a_colon_are_logged_as_malformed(gws):
+    """The station is told the one 401 text; the log said "wrong password", though none was sent."""
+    gw = gws["password"]
+    gw.new_log()
+    r, w, head = await _raw_ws(gw, auth=_basic(S.encode()))
+    w.close()
+    assert head.startswith(b"HTTP/1.1 401"), head
+    want = "station=%s refused (127.0.0.1): malformed Basic credentials: no ':' between the user (the station id) " \
+           "and the password" % S
+    await asyncio.get_running_loop().run_in_executor(
+        None, wait_until, lambda: any(line.endswith(want) for line in gw.proc.log[gw.seen:]), 20, want)
+    await _still_serves(gw)
+
+
 # --- 3. MQTT ingest ------------------------------------------------------------------------------
 MQTT_BAD = [
     pytest.param(b'{"temp_c": 20.5, "status": "\\ud800"}', id="status-surrogate"),
