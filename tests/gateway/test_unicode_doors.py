@@ -758,6 +758,7 @@ async def _raw_http(gw, head):
 
 _BEARER = b"Authorization: Bearer " + TEST_TOKEN.encode() + b"\r\n"
 _JSON = b"Content-Type: application/json\r\n"
+_STATION = b"Authorization: " + basic(S, PW)["Authorization"].encode() + b"\r\n"
 
 
 def _req(line, headers=_BEARER, body=b""):
@@ -805,6 +806,14 @@ HTTP = [
                  id="metrics-bearer"),
     pytest.param(b"GET /api/stations HTTP/1.1\r\nHost: \xff\xed\r\nConnection: close\r\n" + _BEARER + b"\r\n", b"421",
                  b"is not a name this gateway serves", id="host-bytes"),
+    # the stations' own HTTP doors (docs/ota.md), with the station's Basic credentials
+    pytest.param(_req(b"GET /fw/%ED%A0%80/manifest.json", _STATION), b"404", b"no file manifest.json in a release",
+                 id="fw-version"),
+    pytest.param(_req(b"GET /fw/1.0.0/%FF%00", _STATION), b"404", b"no file", id="fw-file"),
+    pytest.param(_req(b"PUT /diag/CP-U/%ED%A0%80.log", _STATION, b"abc"), b"400", b"a diagnostics file name is",
+                 id="diag-name"),
+    pytest.param(_req(b"PUT /diag/CP-%FF/x.log", _STATION, b"abc"), b"403", b"these are station CP-U's credentials",
+                 id="diag-id"),
 ]
 
 
