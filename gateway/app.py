@@ -499,6 +499,10 @@ class Gateway:
     async def _authenticate(self, sid, authz):
         mode = self.settings.auth
         st = self.stations.get(sid)
+        if mode == "none":  # any station, whatever credentials it sends (malformed ones too)
+            if st is None:
+                await self.register(sid, None, state="accepted")
+            return None, None
         user = pw = secret = None
         if authz and authz.startswith("Basic "):
             try:
@@ -508,16 +512,12 @@ class Gateway:
                 user = raw_user.decode("utf-8")
             except (ValueError, UnicodeDecodeError):
                 return 401, "malformed Basic credentials"
-            if not colon and mode != "none":    # logged as "wrong password" before: none was sent
+            if not colon:   # logged as "wrong password" before: none was sent
                 return 401, "malformed Basic credentials: no ':' between the user (the station id) and the password"
             try:
                 pw = secret.decode("utf-8")     # the password a pending station is registered with
             except UnicodeDecodeError:
                 pw = None
-        if mode == "none":
-            if st is None:
-                await self.register(sid, None, state="accepted")
-            return None, None
         if st is None:
             if mode == "pending":
                 # the password it comes with becomes its password: without one, anybody could
