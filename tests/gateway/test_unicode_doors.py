@@ -647,6 +647,110 @@ async def test_unicode_doors__mqtt_a_new_stations_first_messages_together_are_al
         gw.proc.stop()
 
 
+class LaxBroker:
+    """An MQTT broker that forwards a topic that is not UTF-8, which MQTT forbids and mosquitto
+    refuses (it closes the publisher's connection): once the gateway has subscribed, it sends it
+    `publish` [(topic bytes, payload)], QoS 0. Enough of MQTT 5 and 3.1.1 for the gateway's client."""
+
+    def __init__(self, publish):
+        self.publish = publish
+        self.server = None
+        self.port = None
+        self.sent = asyncio.Event()
+        self.clients = []
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self):
+        self.server.close()
+        for w in self.clients:
+            w.close()
+        await asyncio.gather(*(w.wait_closed() for w in self.clients), return_exceptions=True)
+        await self.server.wait_closed()
+
+    @staticmethod
+    async def _packet(r):
+        head = (await r.readexactly(1))[0]
+        n, mult = 0, 1
+        while True:
+            b = (await r.readexactly(1))[0]
+            n += (b & 0x7F) * mult
+            mult *= 128
+            if not b & 0x80:
+                return head, await r.readexactly(n)
+
+    @staticmethod
+    def _out(head, body):
+        n, enc = len(body), b""
+        while True:
+            b, n = n % 128, n // 128
+            enc += bytes([b | (0x80 if n else 0)])
+            if not n:
+                return bytes([head]) + enc + body
+
+    async def _client(self, r, w):
+        self.clients.append(w)
+        v5 = False
+        try:
+            while True:
+                head, body = await self._packet(r)
+                kind = head & 0xF0
+                if kind == 0x10:        # CONNECT
+                    v5 = body[6] == 5
+                    w.write(b"\x20\x03\x00\x00\x00" if v5 else b"\x20\x02\x00\x00")
+                elif kind == 0x80:      # SUBSCRIBE: every filter granted QoS 1, then the publications
+                    pid, rest = body[:2], body[2:]
+                    if v5:
+                        rest = rest[1 + rest[0]:]     # properties (short: one length byte)
+                    n = 0
+                    while rest:
+                        ln = struct.unpack(">H", rest[:2])[0]
+                        rest, n = rest[2 + ln + 1:], n + 1
+                    w.write(self._out(0x90, pid + (b"\x00" if v5 else b"") + b"\x01" * n))
+                    for topic, payload in self.publish:
+                        w.write(self._out(0x30, struct.pack(">H", len(topic)) + topic + (b"\x00" if v5 else b"")
+                                          + payload))
+                    self.sent.set()
+                elif kind == 0x30 and head & 0x06:    # PUBLISH QoS 1 from the gateway: PUBACK
+                    ln = struct.unpack(">H", body[:2])[0]
+                    w.write(b"\x40\x02" + body[2 + ln:4 + ln])
+                elif kind == 0xC0:      # PINGREQ
+                    w.write(b"\xd0\x00")
+                elif kind == 0xE0:      # DISCONNECT
+                    break
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            w.close()
+
+
+async def test_unicode_doors__mqtt_a_topic_not_utf8_from_a_lax_broker_is_dropped_and_ingest_goes_on(tmp_path):
+    """Before: paho's message.topic raised UnicodeDecodeError in the gateway's on_message, outside the
+    ingest's guard; paho re-raised it from loop_read without finishing the packet, so it was handled
+    again at every read: a traceback each time, and no later telemetry."""
+    good = b'{"temp_c": 22.5}'
+    broker = await LaxBroker([(b"pf/CP-\xff/telemetry", good), (b"pf/\xed\xa0\x80/telemetry", good),
+                              (b"pf/CP-FB/telemetry", good)]).start()
+    gw = _start(tmp_path, "lax", ("--auth", "none", "--mqtt", "mqtt://127.0.0.1:%d/pf" % broker.port))
+    try:
+        await asyncio.wait_for(broker.sent.wait(), 20)
+        await asyncio.get_running_loop().run_in_executor(None, wait_until, lambda: _readings(gw, "CP-FB"), 20,
+                                                         "CP-FB's reading")
+        assert _readings(gw, "CP-FB") == [(22.5, None)], _readings(gw, "CP-FB")
+        assert gw.query("SELECT COUNT(*) FROM readings")[0][0] == 1
+        await asyncio.get_running_loop().run_in_executor(
+            None, wait_until, lambda: any("telemetry on a topic whose station id must be" in line
+                                          for line in gw.proc.log), 20, "the drop logged")
+        await _still_serves(gw)
+    finally:
+        gw.proc.stop()
+        await broker.stop()
+
+
 async def test_unicode_doors__auth_none_a_new_station_connecting_several_times_at_once_is_let_in(gws):
     """The same race at the WebSocket door (found beside the MQTT one): each connection of an id
     not yet known registered it, and all but the first raised store.add_station's KeyError out of
