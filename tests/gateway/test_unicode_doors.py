@@ -430,10 +430,11 @@ async def test_unicode_doors__binary_frames_are_utf8_json_or_a_callerror(gws, mo
     await _still_serves(gw)
 
 
-def _ws_frame(op, payload):
+def _ws_frame(op, payload, fin=True):
     mask = os.urandom(4)
     n = len(payload)
-    head = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
+    head = bytes([(0x80 if fin else 0) | op]) + (bytes([0x80 | n]) if n < 126 else
+                                                 bytes([0x80 | 126]) + struct.pack(">H", n))
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
@@ -447,17 +448,26 @@ async def _raw_ws(gw, path=b"/ocpp/" + S.encode(), auth=None, proto=b"ocpp1.6"):
     return r, w, head
 
 
-@pytest.mark.parametrize("payload", [b'[2,"u","Heartbeat",{"x":"\xff"}]', b'[2,"u","Heartbeat",{"x":"\xed\xa0\x80"}]',
-                                     b'[2,"u","Heartbeat",{"x":"\xc0\xaf"}]', b"\xff\xfe[\x00"],
-                         ids=["ff", "surrogate", "overlong", "utf16"])
-async def test_unicode_doors__invalid_utf8_in_a_text_frame_closes_with_1007(gws, payload):
-    """RFC 6455 8.1: a text frame that is not UTF-8 fails the connection, with 1007 (aiohttp does it)."""
+_SPLIT = '[2,"sp","Authorize",{"idTag":"\u00e9\U0001F600"}]'.encode()
+_CUT = _SPLIT.index(b"\xf0") + 2     # inside the 4-byte sequence of U+1F600
+
+
+@pytest.mark.parametrize("frames", [
+    [_ws_frame(1, b'[2,"u","Heartbeat",{"x":"\xff"}]')], [_ws_frame(1, b'[2,"u","Heartbeat",{"x":"\xed\xa0\x80"}]')],
+    [_ws_frame(1, b'[2,"u","Heartbeat",{"x":"\xc0\xaf"}]')], [_ws_frame(1, b"\xff\xfe[\x00")],
+    [_ws_frame(1, _SPLIT[:_CUT], fin=False), _ws_frame(0, b"\xff" + _SPLIT[_CUT + 1:])],
+    [_ws_frame(8, struct.pack(">H", 1000) + b"\xff")], [_ws_frame(8, struct.pack(">H", 1000) + b"\xed\xa0\x80")]],
+    ids=["ff", "surrogate", "overlong", "utf16", "fragments", "close-reason-ff", "close-reason-surrogate"])
+async def test_unicode_doors__invalid_utf8_in_a_text_frame_closes_with_1007(gws, frames):
+    """RFC 6455 8.1: a text message (or a close reason) that is not UTF-8 fails the connection, with
+    1007 (aiohttp does it)."""
     gw = gws["password"]
     r, w, head = await _raw_ws(gw)
     port = w.get_extra_info("sockname")[1]
     try:
         assert head.startswith(b"HTTP/1.1 101"), head
-        w.write(_ws_frame(1, payload))
+        for f in frames:
+            w.write(f)
         data = await asyncio.wait_for(r.readexactly(4), 10)
         assert data[0] == 0x88 and struct.unpack(">H", data[2:4])[0] == 1007, data
     finally:
@@ -469,6 +479,20 @@ async def test_unicode_doors__invalid_utf8_in_a_text_frame_closes_with_1007(gws,
                         "WHERE station=? AND peer=?)", (S, S, "127.0.0.1:%d" % port))
     await asyncio.get_running_loop().run_in_executor(None, wait_until, lambda: reason() != [(None,)], 20, "its end")
     assert reason() == [("closed by the gateway (1007: Invalid UTF-8 text message)",)], reason()
+
+
+async def test_unicode_doors__a_text_message_split_inside_a_character_across_fragments_is_answered(gws):
+    gw = gws["password"]
+    r, w, head = await _raw_ws(gw)
+    try:
+        assert head.startswith(b"HTTP/1.1 101"), head
+        w.write(_ws_frame(1, _SPLIT[:_CUT], fin=False) + _ws_frame(0, _SPLIT[_CUT:]))
+        b0, n = await asyncio.wait_for(r.readexactly(2), 10)
+        got = json.loads(await asyncio.wait_for(r.readexactly(n), 10))
+        assert b0 == 0x81 and got[:2] == [3, "sp"], got
+    finally:
+        w.close()
+    await _still_serves(gw)
 
 
 # --- 2. the WebSocket handshake ------------------------------------------------------------------
