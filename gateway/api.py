@@ -97,6 +97,13 @@ async def _json_body(gw, request):
     where = nul_at(d)
     if where is not None:
         return _error(400, "%s holds a NUL character (U+0000): text may not contain it" % where)
+    # json takes "\ud800" without its pair, and its bytes ED A0 80 too (it decodes with surrogatepass,
+    # and reads UTF-16 bodies); no UTF-8 encoder (SQLite, a station's frame) takes the string it makes
+    where = surrogate_at(d)
+    if where is not None:
+        return _error(400, "%s holds a lone UTF-16 surrogate (an escape \\ud800-\\udfff, or its bytes, without "
+                           "its pair), which is no Unicode character: send UTF-8 text (a character above "
+                           "U+FFFF escaped as a surrogate pair)" % where)
     return d
 
 
@@ -115,6 +122,36 @@ def nul_at(v, where="the body"):
     elif isinstance(v, list):
         for i, x in enumerate(v):
             got = nul_at(x, "%s[%d]" % (where, i))
+            if got is not None:
+                return got
+    return None
+
+
+def _lone_surrogate(s):
+    if s.isascii():
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def surrogate_at(v, where="the body"):
+    """Where (a dotted path, as nul_at names it) a text of a parsed JSON value, keys included,
+    holds a lone surrogate (json.loads reads "\\ud800" without its pair); None if none does."""
+    if isinstance(v, str):
+        return where if _lone_surrogate(v) else None
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if _lone_surrogate(k):
+                return "the key %s of %s" % (k.encode("ascii", "backslashreplace").decode(), where)
+            got = surrogate_at(x, k if where == "the body" else where + "." + k)
+            if got is not None:
+                return got
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            got = surrogate_at(x, "%s[%d]" % (where, i))
             if got is not None:
                 return got
     return None

@@ -9,6 +9,7 @@ never touch the database or the network themselves.
 import asyncio
 import base64
 import dataclasses
+import functools
 import gc
 import hashlib
 import hmac
@@ -421,10 +422,19 @@ class Gateway:
         s = self.settings
         if cert or (s.client_ca and s.client_cert == "required"):
             profile = 3
-            status, why = await self._authenticate_cert(sid, cert)
+            check = functools.partial(self._authenticate_cert, sid, cert)
         else:
             profile = 0 if s.auth == "none" else 2 if s.tls_cert else 1
-            status, why = await self._authenticate(sid, authz)
+            check = functools.partial(self._authenticate, sid, authz)
+        try:
+            status, why = await check()
+        except KeyError as e:
+            if e.args != (sid,):
+                raise
+            # --auth none/pending: a connection of the same new id registered it a moment ago
+            # (store.add_station's KeyError): its row read, checked again as the known station
+            await self.station_row_changed(sid)
+            status, why = await check()
         if why is None:
             self.throttle.succeeded(("ocpp-id", sid))
             if connecting:
@@ -489,23 +499,25 @@ class Gateway:
     async def _authenticate(self, sid, authz):
         mode = self.settings.auth
         st = self.stations.get(sid)
+        if mode == "none":  # any station, whatever credentials it sends (malformed ones too)
+            if st is None:
+                await self.register(sid, None, state="accepted")
+            return None, None
         user = pw = secret = None
         if authz and authz.startswith("Basic "):
             try:
                 # the password is bytes: an AuthorizationKey set by ChangeConfiguration stands for
                 # 16..20 bytes, which need not be UTF-8
-                raw_user, _, secret = base64.b64decode(authz[6:]).partition(b":")
+                raw_user, colon, secret = base64.b64decode(authz[6:]).partition(b":")
                 user = raw_user.decode("utf-8")
             except (ValueError, UnicodeDecodeError):
                 return 401, "malformed Basic credentials"
+            if not colon:   # logged as "wrong password" before: none was sent
+                return 401, "malformed Basic credentials: no ':' between the user (the station id) and the password"
             try:
                 pw = secret.decode("utf-8")     # the password a pending station is registered with
             except UnicodeDecodeError:
                 pw = None
-        if mode == "none":
-            if st is None:
-                await self.register(sid, None, state="accepted")
-            return None, None
         if st is None:
             if mode == "pending":
                 # the password it comes with becomes its password: without one, anybody could
@@ -590,7 +602,10 @@ class Gateway:
         try:
             await sess.start()
         except ConnectionClosed as e:
-            reason = "closed (%s)" % (e.rcvd.code if e.rcvd else "no close frame")
+            if e.rcvd is None and e.sent is not None:   # the gateway closed it: the station broke the protocol
+                reason = "closed by the gateway (%d: %s)" % (e.sent.code, e.sent.reason)
+            else:
+                reason = "closed (%s)" % (e.rcvd.code if e.rcvd else "no close frame")
         finally:
             if self.sessions.get(sid) is sess:
                 del self.sessions[sid]

@@ -14,7 +14,7 @@ from ocpp.v16 import call as ocpp_call
 from websockets.exceptions import ConnectionClosed
 
 from .auth import authorization_key_bytes
-from .csms import StationDisconnected
+from .csms import REFUSED_ANSWER, StationDisconnected
 from .logonce import LogOnce
 from .profiles import profile_kwargs
 from .validate import _Fail, result_payload, validator
@@ -172,6 +172,10 @@ async def _call(sess, sid, name, cls, payload, new_key):
     except ConnectionClosed:
         raise CommandError(409, "station %s disconnected" % sid)
     except OCPPError as e:  # the station's CALLERROR, or its answer failed the schema
+        if e.details == REFUSED_ANSWER:     # its answer was not valid OCPP-J text (csms._refuse_surrogate)
+            raise CommandError(502, "station %s answered %s with a frame the gateway refused: %s; the "
+                               "station must send UTF-8 text" % (sid, cls.__name__, e.description),
+                               {"code": e.code, "details": e.details})
         raise CommandError(502, "station %s answered %s with %s: %s" % (
             sid, cls.__name__, e.code, e.description), {"code": e.code, "details": e.details})
     out = _plain(result_payload(result))

@@ -105,6 +105,9 @@ def quiet_ocpp_frames(debug):
 
 
 MAX_ACTION_LEN = 64
+# the details of the CALLERROR a pending call of the gateway gets when the station's answer to it
+# was refused at the door (commands.py words the API's answer from it)
+REFUSED_ANSWER = {"refusedBy": "central system"}
 # CALLRESULTs/CALLERRORs kept for the gateway's own pending calls; an answer to no pending
 # call (unsolicited, or late: its call timed out) is dropped and counted, never queued
 MAX_QUEUED_ANSWERS = 4
@@ -323,7 +326,6 @@ def _dumps_result(uid, out):
 # a \\uD800-\\uDFFF escape: json.loads makes a lone one into a str that no UTF-8 encoder (SQLite,
 # MQTT, the dashboard) takes; orjson refuses such frames, so only json's path looks for them
 _SURROGATE_ESC = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_ESC_B = re.compile(rb"\\u[dD][89a-fA-F]")
 # the parts of a CALL, a CALLRESULT and a CALLERROR, by position
 _FRAME_PARTS = {2: (None, "message id", "action", "payload"), 3: (None, "message id", "payload"),
                 4: (None, "message id", "error code", "error description", "error details")}
@@ -483,12 +485,21 @@ class StationSession(ChargePoint):
             if action not in _BEFORE_ACCEPTED and self.gw.stations.get(self.id, {}).get("state") != "accepted":
                 return await self._refuse_unaccepted(uid, action)
             return await self._handle(uid, action, payload, raw)
+        if raw.__class__ is not str:
+            # a binary frame: UTF-8 JSON as a text frame carries it (RFC 8259), or nothing. json.loads
+            # would also read UTF-16 and UTF-32 bytes, whose "\\ud800" escapes the check below misses
+            try:
+                raw = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError as e:
+                return await self._error("-1", FormationViolationError(
+                    description="frame is not UTF-8 text (byte %d of a binary frame): send OCPP-J frames as "
+                                "UTF-8 JSON in text frames" % e.start))
         try:
             msg = json.loads(raw)
         except (ValueError, RecursionError):    # RecursionError: nested deeper than Python's stack
             return await self._error("-1", FormationViolationError(
                 description="frame is not valid JSON"))
-        if (_SURROGATE_ESC if raw.__class__ is str else _SURROGATE_ESC_B).search(raw) is not None:
+        if _SURROGATE_ESC.search(raw) is not None:
             where = _lone_surrogate(msg)
             if where is not None:
                 return await self._refuse_surrogate(msg, where)
@@ -520,10 +531,15 @@ class StationSession(ChargePoint):
             uid = "-1"      # not a string that UTF-8 can carry: the station could not match it
         _ONCE.warning("station=%s msg=%s refused: a lone surrogate in %s", self.id, _ascii(uid), where,
                       key=("surrogate", self.id))
+        what = ("the string at %s holds a lone UTF-16 surrogate (an escape \\ud800-\\udfff without its pair), "
+                "which is no Unicode character") % where
+        if msg[0] in (3, 4) and uid in self._pending:
+            # the answer to one of the gateway's calls: that call fails now, saying why, rather than
+            # wait for the response timeout as if the station had not answered (the API's 504)
+            self._answer(CallError(uid, FormationViolationError.code, what, REFUSED_ANSWER))
         return await self._error(uid, FormationViolationError(description=(
-            "frame is not valid OCPP-J text: the string at %s holds a lone UTF-16 surrogate (an escape "
-            "\\ud800-\\udfff without its pair), which is no Unicode character; send UTF-8 text (a "
-            "character above U+FFFF escaped as a surrogate pair)") % where))
+            "frame is not valid OCPP-J text: %s; send UTF-8 text (a character above U+FFFF escaped as a "
+            "surrogate pair)") % what))
 
     async def _refuse_unaccepted(self, uid, action):
         # a station the operator has not accepted (--auth pending) stores nothing: it

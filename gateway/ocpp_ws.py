@@ -10,7 +10,7 @@ keep one exception type whichever server carried the frames.
 """
 import logging
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close
 
@@ -54,6 +54,10 @@ class OcppSocket:
         t = msg.type
         if t is WSMsgType.TEXT or t is WSMsgType.BINARY:
             return msg.data
+        if t is WSMsgType.ERROR and isinstance(msg.data, WebSocketError):
+            # the station broke the protocol (a text frame that is not UTF-8: 1007) and aiohttp
+            # closed the connection with that code, waiting for no close frame: say so, not 1006
+            raise ConnectionClosedError(None, Close(msg.data.code, str(msg.data)[:120]))
         if t in _DONE:
             if self.ws.close_code in _NORMAL:
                 raise StopAsyncIteration

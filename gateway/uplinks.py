@@ -250,6 +250,17 @@ def outbox_depth(db, uplink):
     return n
 
 
+def _topic(m):
+    """A received message's topic. One that is not UTF-8 (MQTT forbids it; a lax broker may pass it
+    on) comes with its bad bytes replaced, so that ingest drops it as naming no station: paho's
+    m.topic raises, which escaped the message callback, and paho, left mid-packet, raised it again
+    at every read (no later telemetry)."""
+    try:
+        return m.topic
+    except UnicodeDecodeError:
+        return bytes(m._topic).decode("utf-8", "replace")
+
+
 def parse_mqtt_url(url):
     """mqtt[s]://[user:pass@]host[:port][/prefix] -> dict; ValueError says what is wrong."""
     u = urlsplit(url)
@@ -409,7 +420,7 @@ class MqttUplink(Uplink):
         # (the status messages) is not needed
         c.on_batch_done = self._batch_done.set
         c.on_refused = self._on_refused
-        c.on_message = lambda cl, ud, m: self._in_loop(self._on_message, m.topic, m.payload)
+        c.on_message = lambda cl, ud, m: self._in_loop(self._on_message, _topic(m), m.payload)
         return c
 
     def _credentials(self, c):
@@ -956,7 +967,10 @@ class MqttUplink(Uplink):
     async def _store_telemetry(self, sid, row):
         try:
             if sid not in self.gw.stations:
-                await self.gw.register(sid, None, state="accepted")
+                try:
+                    await self.gw.register(sid, None, state="accepted")
+                except KeyError:    # registered meanwhile, by its message before this one (store.add_station)
+                    pass
             await self.gw.store_readings(sid, [row], "mqtt")
         except Exception as e:  # the store cannot write now (store.error says why)
             self.dropped += 1

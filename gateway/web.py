@@ -86,8 +86,10 @@ def make_app(gw):
         if not any_host and not path.startswith(_ANY_HOST):
             h = _host_name(request.headers.get("Host", ""))
             if h not in names:
-                return error(421, "Host %r is not a name this gateway serves: add it with --allowed-hosts"
-                             % request.headers.get("Host", "")[:100])
+                # bytes that are not UTF-8 (aiohttp keeps them as surrogateescape) shown as \xNN, not \udcNN
+                shown = request.headers.get("Host", "")[:100].encode("utf-8", "surrogateescape").decode(
+                    "ascii", "backslashreplace")
+                return error(421, "Host '%s' is not a name this gateway serves: add it with --allowed-hosts" % shown)
         if not path.startswith("/ocpp/") and request.headers.get("Upgrade", "").lower() == "websocket":
             gw.metrics.refused += 1
             return ocpp_ws.refusal(404, "the OCPP endpoint is ws://HOST:PORT/ocpp/<station-id>")
