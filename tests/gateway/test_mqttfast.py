@@ -95,6 +95,11 @@ def test_mqttfast__the_private_parts_of_paho_it_uses_are_as_they_were():
     # PUBACK and PUBCOMP go through _handle_pubackcomp with these names
     src = inspect.getsource(mqtt.Client._packet_handle)
     assert 'self._handle_pubackcomp("PUBACK")' in src, src
+    # uplinks._topic reads a received topic's bytes when it is not UTF-8 (m.topic raises)
+    m = mqtt.MQTTMessage(topic=b"pc/\xff/telemetry")
+    with pytest.raises(UnicodeDecodeError):
+        m.topic
+    assert bytes(m._topic) == b"pc/\xff/telemetry"
 
 
 class _AclBroker:
