@@ -533,7 +533,7 @@ class StationSession(ChargePoint):
                       key=("surrogate", self.id))
         what = ("the string at %s holds a lone UTF-16 surrogate (an escape \\ud800-\\udfff without its pair), "
                 "which is no Unicode character") % where
-        if msg[0] in (3, 4) and uid in self._pending:
+        if isinstance(msg, list) and msg[0] in (3, 4) and uid in self._pending:
             # the answer to one of the gateway's calls: that call fails now, saying why, rather than
             # wait for the response timeout as if the station had not answered (the API's 504)
             self._answer(CallError(uid, FormationViolationError.code, what, REFUSED_ANSWER))

@@ -279,6 +279,14 @@ ODD = [
     # a raw NUL (a control character) in a JSON string: not JSON
     pytest.param('[2,"o7","Authorize",{"idTag":"a\u0000b"}]',
                  lambda a: a == [4, "-1", "FormationViolation", "frame is not valid JSON", {}], id="nul-raw"),
+    # not a frame at all, with a lone surrogate in it (an object's key, a bare string): refused as
+    # such, the connection lives on
+    pytest.param('{"\\ud800": 1}', lambda a: a[:3] == [4, "-1", "FormationViolation"] and "surrogate" in a[3],
+                 id="object-key-not-a-frame"),
+    pytest.param('"\\udc00"', lambda a: a[:3] == [4, "-1", "FormationViolation"] and "surrogate" in a[3],
+                 id="bare-string-not-a-frame"),
+    pytest.param('[3, "\\ud800x", {}]', lambda a: a[:3] == [4, "-1", "FormationViolation"] and "surrogate" in a[3],
+                 id="answer-to-no-call-with-surrogate-id"),
     # a BOM before the JSON: not JSON (RFC 8259: no BOM)
     pytest.param('\ufeff[2,"o8","Heartbeat",{}]',
                  lambda a: a == [4, "-1", "FormationViolation", "frame is not valid JSON", {}], id="bom"),
