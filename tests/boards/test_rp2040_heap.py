@@ -77,7 +77,7 @@ def test_rp2040_heap__room_for_the_next_qstr_pool_after_every_use():
     """A long-lived station that has loaded and dropped every one-use module (each OCPP
     call's handlers, an update, diagnostics, an outage's backlogs), with its tasks running,
     keeps a free block for the qstr pool its next new name could need. Measured (3 s,
-    benchmarks/rp2040_heap.py --qstr): the largest free block stays 50-54 KB through every
+    benchmarks/rp2040_heap.py --qstr): the largest free block stays 49-54 KB through every
     use, ~35 KB more than the 15,392-byte pool; the bound keeps 24 KB of that room, so a
     change that eats two thirds of it fails here."""
     res = heap.measure_qstr(seconds=3, pause_ms=20, fill=0)
