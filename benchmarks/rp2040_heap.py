@@ -21,6 +21,8 @@ the host's timing); the bisection's bracket is reported with the minimum.
   python benchmarks/rp2040_heap.py            # all of it, ~1 min
   python benchmarks/rp2040_heap.py --json     # the figures as JSON
   python benchmarks/rp2040_heap.py --no-bisect
+  python benchmarks/rp2040_heap.py --qstr     # the qstr-pool cliff, here and on the unix port (~2 min)
+  python benchmarks/rp2040_heap.py --qstr --unix-heap 224K --preload
 
 Needs node (18+) and npm: rp2040js (pinned in benchmarks/rp2040/package.json) is installed with
 `npm ci` into the cache (~/.cache/picocharge/rp2040js), never into the repository.
@@ -417,6 +419,205 @@ def bisect_minimum(files, lowest_free, seconds, step, jobs):
             "runs": [runs[f] for f in sorted(runs)]}
 
 
+# The qstr-pool cliff. The names a module brings (qstrs) stay after it is dropped, in pools
+# that MicroPython grows by doubling: the qstr after a full pool allocates the next pool, one
+# block of twice the last one's entries, at that moment, wherever the heap is then. The probe
+# below runs in the app (every uplink, its tasks running), waits `seconds`, and reads, with
+# the running station's modules held: the free heap, the largest free block (mem_info's
+# "max free sz", in GC blocks of 4 words) and qstr_info; then it loads and drops every use
+# (qstr_uses(): each group of USES, every other firmware module alone; a held one is already
+# there) in turn, as a long-lived station that has seen every kind of call and an outage, and
+# reads the same after each (the tasks run `pause_ms` between uses); then it makes new names one
+# at a time until the next pool comes: how many names were left, the pool's size, and whether
+# it was allocated. The use groups are read from uses.txt, so that their modules' names are
+# not interned before the modules are loaded; the probe's own names are in every count (the
+# first point, "probe", is read before anything is imported: the probe's names and the few
+# the interpreter starts with). A real station has that many more names of room.
+# A pool that cannot be allocated raises MemoryError("memory allocation failed, allocating N
+# bytes") where N is the pool's entries, not its bytes: 1280 on the unix port is 14,144 bytes.
+# `preload` loads and drops the board libraries, the board and every use before the app
+# starts (the mitigation of growing the pool while the heap is whole, measured).
+_QSTR = """import gc, sys, micropython
+%s
+def point(tag):
+    gc.collect()
+    print('@qs', tag, gc.mem_free())
+    micropython.mem_info()
+    micropython.qstr_info()
+point('probe')
+import asyncio
+def use(g):
+    have = set(sys.modules)
+    try:
+        for m in g:
+            __import__(m)
+    except Exception as e:
+        print('@error', m, repr(e))
+    for m in list(sys.modules):
+        if m not in have:
+            del sys.modules[m]
+class Names:
+    pass
+async def probe():
+    try:
+        await walk()
+    except MemoryError as e:   # the probe's own allocations failed: said, and the app stopped
+        print('@probe_oom', repr(e))
+    raise KeyboardInterrupt
+async def walk():
+    await asyncio.sleep(%d)
+    pause, fill = %d, %d
+    print('@mods', ' '.join(sorted(sys.modules)))
+    point('held')
+    with open('uses.txt') as f:
+        groups = f.read().split()
+    for g in groups:
+        g = g.split(',')
+        use(g)
+        await asyncio.sleep_ms(pause)
+        point(','.join(g))
+    o = Names()
+    for i in range(fill):
+        if not i %% 64:   # the tasks run (the watchdog is fed) and the garbage goes
+            await asyncio.sleep_ms(10)
+            gc.collect()
+        n = 'zq%%d' %% i
+        a = gc.mem_alloc()
+        try:
+            hasattr(o, n)
+        except MemoryError:
+            print('@poolfail', i + 1)
+            break
+        if gc.mem_alloc() - a > 1024:
+            print('@pool', i + 1)
+            point('next_pool')
+            break
+if %d:   # the mitigation measured: every use loaded and dropped once before the app starts
+    use(%r)
+    with open('uses.txt') as f:
+        for g in f.read().split():
+            use(g.split(','))
+    point('preloaded')
+asyncio.create_task(probe())
+try:
+    import app
+    app.main()
+    print('@stopped')
+except BaseException as e:
+    print('@crash', repr(e))
+"""
+_QS_RE = re.compile(r"^@qs (\S+) (\d+)\r?\n(?:.*\n)*?.*max free sz: (\d+)\r?\n"
+                    r"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=(\d+), "
+                    r"n_total_bytes=(\d+)", re.M)
+
+
+# what the preload loads before the uses: the board libraries and the board module
+_PRELOAD = LIB_MODULES + ("board",)
+
+
+def qstr_uses():
+    """Every use in turn: USES' groups, then each firmware module in none of them, alone."""
+    grouped = {m for g in USES for m in g}
+    return list(USES) + [(m,) for m in firmware_modules() if m not in grouped]
+
+
+def _uses_txt():
+    return "".join(",".join(g) + "\n" for g in qstr_uses()).encode()
+
+
+def parse_qstr(out, block):
+    """The probe's output as figures: each point's free heap, largest free block, qstr pools,
+    and the pool a point allocated (its bytes: qstr_info's total less the names' bytes)."""
+    out = out.replace("\r", "")
+    points = []
+    for tag, free, maxfree, n_pool, n_qstr, strb, total in _QS_RE.findall(out):
+        p = {"after": tag, "free": int(free), "largest_block": int(maxfree) * block,
+             "n_pool": int(n_pool), "n_qstr": int(n_qstr), "pool_bytes": int(total) - int(strb)}
+        if points and p["n_pool"] > points[-1]["n_pool"]:
+            p["new_pool"] = p["pool_bytes"] - points[-1]["pool_bytes"]
+            # where it had to fit: the largest block before the use that allocated it
+            p["room_before"] = points[-1]["largest_block"] - p["new_pool"]
+        points.append(p)
+    pool = re.search(r"^@pool (\d+)\r?$", out, re.M)
+    fail = re.search(r"^@poolfail (\d+)\r?$", out, re.M)
+    res = {"points": points, "block": block, "memory_error": "MemoryError" in out,
+           "probe_oom": "@probe_oom" in out,
+           "errors": re.findall(r"^@error (\S+) (.*?)\r?$", out, re.M)}
+    if len(points) >= 2 and pool and points[-1]["after"] == "next_pool":
+        last = points[-2]
+        res["next_pool"] = {"names_left": int(pool.group(1)) - 1,
+                            "bytes": points[-1]["pool_bytes"] - last["pool_bytes"],
+                            "largest_block_before": last["largest_block"]}
+        res["next_pool"]["room"] = last["largest_block"] - res["next_pool"]["bytes"]
+    if fail:
+        res["next_pool_failed_at"] = int(fail.group(1))
+    return res
+
+
+def measure_qstr(files=None, seconds=6, pause_ms=100, fill=4000, preload=False):
+    """The qstr probe on the Pico W build (see _QSTR): the app runs `seconds`, then the uses
+    are loaded and dropped with `pause_ms` of the tasks running between them, then up to
+    `fill` new names are made to reach the next pool (0: not; the names are made 64 at a time
+    with the tasks running between, as the watchdog needs: ~35 s of the ~75 s)."""
+    t = time.monotonic()
+    files = list(files or deploy_files()) + [("/uses.txt", _uses_txt())]
+    out = boot(build_image(files, _QSTR % ("sys.stdin.read(1)", seconds, pause_ms, fill, preload,
+                                                   _PRELOAD),
+                           CONFIG),
+               timeout_s=300)
+    res = parse_qstr(out, 16)
+    res["output"] = out
+    res["wall_s"] = round(time.monotonic() - t, 1)
+    return res
+
+
+def measure_qstr_unix(seconds=6, heap="192K", preload=False):
+    """The same probe on the unix port (the unix board, -X heapsize=`heap`), the same config
+    but every host 127.0.0.1 on a port nothing listens on: each link is refused at once, so
+    both backlogs open as on the Pico W with Wi-Fi down."""
+    from picocharge import unixport
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.net import free_port
+
+    dead = "127.0.0.1:%d" % free_port()
+    cfg = json.loads(json.dumps(CONFIG).replace("192.168.1.10:9000", dead)
+                     .replace("192.168.1.10:3000", dead).replace("192.168.1.10", "127.0.0.1"))
+    cfg["mqtt"]["port"] = int(dead.split(":")[1])
+    cfg["web"]["port"] = free_port()
+    image = unixport.build_image()
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "config.json").write_text(json.dumps(cfg))
+        (Path(d) / "probe.py").write_text(_QSTR % ("", seconds, 100, 4000, preload, _PRELOAD))
+        (Path(d) / "uses.txt").write_bytes(_uses_txt())
+        r = subprocess.run([unixport.find_micropython(), "-X", "heapsize=" + heap, "probe.py"],
+                           cwd=d, env=unixport.firmware_env(image), capture_output=True,
+                           text=True, timeout=seconds + 120)
+    out = r.stdout + r.stderr
+    res = parse_qstr(out, 32)
+    res["output"] = out
+    return res
+
+
+def qstr_report(res, name):
+    lines = ["%s: qstr pools, free heap and largest free block (bytes)" % name,
+             "  %-58s %5s %6s %7s %7s %s" % ("after", "pools", "qstrs", "free", "largest", "new pool")]
+    for p in res["points"]:
+        lines.append("  %-58s %5d %6d %7d %7d %s" % (
+            p["after"][:58], p["n_pool"], p["n_qstr"], p["free"], p["largest_block"],
+            "%d (room before: %d)" % (p["new_pool"], p["room_before"]) if "new_pool" in p else ""))
+    n = res.get("next_pool")
+    if n:
+        lines.append("next pool after every use: %d names left, then %d bytes; largest free block "
+                     "%d before it: room %d" % (n["names_left"], n["bytes"],
+                                                n["largest_block_before"], n["room"]))
+    if "next_pool_failed_at" in res:
+        lines.append("next pool FAILED (MemoryError) at new name %d" % res["next_pool_failed_at"])
+    if res["memory_error"] or res["errors"]:
+        lines.append("MemoryError or import errors: %s" % (res["errors"],))
+    return "\n".join(lines)
+
+
 def report(res, unix_imported=None):
     lines = ["MicroPython v1.28.0 RPI_PICO_W in rp2040js: free heap at boot %d bytes" % res["boot_free"]]
     for m in res["modules"]:
@@ -477,7 +678,23 @@ def main():
     ap.add_argument("--seconds", type=int, default=6, help="emulated seconds each app run lasts")
     ap.add_argument("--jobs", type=int, default=2, help="emulators run at once while bisecting")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--qstr", action="store_true",
+                    help="only the qstr-pool probe, on the Pico W build and the unix port")
+    ap.add_argument("--unix-heap", default="192K", help="the unix port's heap for --qstr")
+    ap.add_argument("--preload", action="store_true",
+                    help="--qstr with every use loaded once before the app starts")
     a = ap.parse_args()
+    if a.qstr:
+        res = {"rp2040": measure_qstr(seconds=a.seconds, preload=a.preload),
+               "unix": measure_qstr_unix(a.seconds, a.unix_heap, a.preload)}
+        for r in res.values():
+            r.pop("output")
+        if a.json:
+            print(json.dumps(res, indent=1))
+        else:
+            print(qstr_report(res["rp2040"], "MicroPython v1.28.0 RPI_PICO_W in rp2040js"))
+            print(qstr_report(res["unix"], "64-bit unix port, -X heapsize=%s" % a.unix_heap))
+        return 0
     res = measure(not a.no_bisect, a.seconds, jobs=a.jobs)
     order = list(LIB_MODULES) + [m["module"] for m in res["modules"] if m["module"] not in LIB_MODULES]
     res["unix_imported"] = unix_import_cost(order, deploy_files())

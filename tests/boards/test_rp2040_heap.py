@@ -63,3 +63,34 @@ def test_rp2040_heap__boot_imports_app_and_minimum_are_a_pico_ws():
     assert m["failed_filler"] - m["filler"] <= 8192 and m["filler"] > 0, m
     # it needs at least what it held live while running, and less than the whole heap
     assert a["start_free"] - a["lowest_free"] <= m["free_before_app"] < a["start_free"], (m, a)
+
+
+# The next qstr pool on the Pico W build after every use: 2,560 entries of a 4-byte pointer,
+# a hash byte and a length byte, 15,392 bytes with its header (measured by the benchmark's
+# --qstr, which makes names until it comes); the pool before it, which the first OCPP call's
+# modules allocate, is 7,712 bytes (1,280 entries).
+NEXT_QSTR_POOL = 15392
+GROWN_QSTR_POOL = 7712
+
+
+def test_rp2040_heap__room_for_the_next_qstr_pool_after_every_use():
+    """A long-lived station that has loaded and dropped every one-use module (each OCPP
+    call's handlers, an update, diagnostics, an outage's backlogs), with its tasks running,
+    keeps a free block for the qstr pool its next new name could need. Measured (3 s,
+    benchmarks/rp2040_heap.py --qstr): the largest free block stays 49-54 KB through every
+    use, ~35 KB more than the 15,392-byte pool; the bound keeps 24 KB of that room, so a
+    change that eats two thirds of it fails here."""
+    res = heap.measure_qstr(seconds=3, pause_ms=20, fill=0)
+    out = res.pop("output")
+    pts = res["points"]
+    print(heap.qstr_report(res, "RP2040"))
+    assert not res["errors"] and not res["memory_error"] and not res["probe_oom"], out[-3000:]
+    names = [p["after"] for p in pts]
+    assert names == ["probe", "held"] + [",".join(g) for g in heap.qstr_uses()], names
+    held, last = pts[1], pts[-1]
+    # the uses bring their names (they stay after the modules are dropped): ~330 measured
+    assert last["n_qstr"] - held["n_qstr"] >= 200, (held, last)
+    grown = [p["new_pool"] for p in pts[2:] if "new_pool" in p]
+    assert grown in ([GROWN_QSTR_POOL], [GROWN_QSTR_POOL, NEXT_QSTR_POOL]), grown
+    for p in pts[1:]:
+        assert p["largest_block"] - NEXT_QSTR_POOL >= 24 * 1024, p
