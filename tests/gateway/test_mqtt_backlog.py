@@ -31,9 +31,10 @@ def _fill(db, n):
 
 
 async def _drain(gateway, db, port, monkeypatch, busy):
-    """(sizes of the outbox reads, number of writes of telemetry to the broker) while N waiting
-    readings go out, the loop held BUSY s a turn when `busy`."""
-    reads, writes = [], []
+    """(sizes of the outbox reads, [(readings, the uplink's chunk time)] of each write of
+    telemetry to the broker) while N waiting readings go out, the loop held BUSY s a turn
+    when `busy`."""
+    reads, writes, uplink = [], [], []
     advance, publish = MqttUplink._advance, BatchClient.publish_batch
 
     def counted_advance(self, db, cursor, moved, limit):
@@ -43,7 +44,7 @@ async def _drain(gateway, db, port, monkeypatch, busy):
         return rows
 
     def counted_publish(self, messages, retain=False):
-        writes.append(len(messages))
+        writes.append((len(messages), uplink[0]._share if uplink else None))
         return publish(self, messages, retain)
 
     monkeypatch.setattr(MqttUplink, "_advance", counted_advance)
@@ -58,6 +59,7 @@ async def _drain(gateway, db, port, monkeypatch, busy):
     hog = asyncio.create_task(stations()) if busy else None
     try:
         gw = await gateway(db=db, mqtt_url="mqtt://127.0.0.1:%d/pc" % port, mqtt_ingest=False)
+        uplink.append(gw.mqtt)
         end = time.monotonic() + 120
         while gw.mqtt.delivered < N and time.monotonic() < end:
             await asyncio.sleep(0.05)
@@ -88,12 +90,15 @@ async def test_mqtt__a_backlog_goes_out_in_growing_batches_and_larger_chunks_whe
     assert reads[:3] == [uplinks.BATCH, 2 * uplinks.BATCH, 4 * uplinks.BATCH] and sum(reads) == N \
         and len(reads) <= 4, reads
     assert all(n <= uplinks.MAX_BATCH for n in reads)
-    # an idle loop: chunks of about CHUNK_TIME of work, as before
-    assert sum(writes) == N, writes
+    assert sum(n for n, _t in writes) == N, writes
 
     busy_reads, busy_writes = await _drain(gateway, busy_db, mqtt_broker.port, monkeypatch, busy=True)
-    assert sum(busy_reads) == N and sum(busy_writes) == N, (busy_reads, busy_writes)
-    # a loop whose other work takes BUSY s a turn (over 10 x CHUNK_TIME): the uplink's chunks
-    # work about as long as that (CHUNK_TIME_MAX at most), so the backlog takes far fewer turns
-    # than in chunks of CHUNK_TIME (here: 11-13 writes idle, 5-6 busy, the largest 3-5 times larger)
-    assert max(busy_writes) >= 2 * max(writes) and len(busy_writes) < len(writes), (busy_writes, writes)
+    assert busy_reads == reads and sum(n for n, _t in busy_writes) == N, (busy_reads, busy_writes)
+    # a loop whose other work takes BUSY s a turn (over 10 x CHUNK_TIME): from the first turn
+    # the uplink yields in (a batch too large for one chunk of CHUNK_TIME), each chunk works as
+    # long as that turn, up to CHUNK_TIME_MAX, to the end of the drain. On this machine that is 5-6
+    # writes for the 40,000 against 11-13 with an idle loop; the count depends on the machine's
+    # speed and load, the chunk time does not.
+    times = [t for _n, t in busy_writes if t is not None]
+    cap = uplinks.CHUNK_TIME_MAX
+    assert cap in times and times.index(cap) <= 3 and all(t == cap for t in times[times.index(cap):]), busy_writes
