@@ -33,7 +33,7 @@ def scenario_path(name):
               help="config.json to copy onto the simulated board (validated first).")
 @click.option("--scenario", help="Scenario file, or a shipped one: charging, overheat, flaky.")
 @click.option("--heap", default=unixport.DEFAULT_HEAP, show_default=True,
-              help="MicroPython heap size (192K on 64-bit ~ the Pico W's ~100K on 32-bit).")
+              help="MicroPython heap size (the firmware fits 192K on 64-bit, ~ the Pico W's ~100K on 32-bit; 224K leaves room for the qstr pool a station needs once it has seen most kinds of call).")
 @click.option("--web-port", type=click.IntRange(0, 65535),
               help="Port of the board's status page (0: off); written into the board's config, "
                    "also when it has one already. Default for a new board: 8080.")

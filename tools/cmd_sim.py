@@ -52,7 +52,7 @@ from .procs import stop_on_signals
               help="OCPP MeterValueSampleInterval in seconds.")
 @set_option
 @click.option("--heap", default=unixport.DEFAULT_HEAP, show_default=True,
-              help="MicroPython heap size per station (192K on 64-bit ~ the Pico W's ~100K on 32-bit).")
+              help="MicroPython heap size per station (the firmware fits 192K on 64-bit, ~ the Pico W's ~100K on 32-bit; 224K leaves room for the qstr pool a station needs once it has seen most kinds of call).")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
 @click.option("--quiet", is_flag=True, help="Only print warnings and errors from the stations.")
 def sim(count, central, password, id_tag, mqtt_url, ca_cert, client_dir, scenario, prefix, flash_root, interval,

@@ -8,9 +8,14 @@ from pathlib import Path
 from . import device, mplibs
 from .paths import board_dir, cache_dir, firmware_files, publish_dir
 
-# 64-bit objects take about twice the room they take on the RP2040's 32-bit port,
-# so 192 KB here stands for the ~100 KB heap a Pico W leaves to Python.
-DEFAULT_HEAP = "192K"
+# 64-bit objects take about twice the room they take on the RP2040's 32-bit port, so 192 KB
+# here stands for the ~100 KB heap a Pico W leaves to Python: the heap tests hold the firmware
+# to it. Simulated stations (`picocharge run`, `sim`, `demo`, virtual boards) get a little more:
+# a 64-bit station that has seen most kinds of call since an outage needs a 14,144-byte qstr
+# pool in one block, which a 192K heap does not have while the tasks run (its largest free
+# block is 2-6 KB), so those calls failed with MemoryError; at 224K every kind of call loads.
+# A Pico W keeps ~35 KB beside its next pool (docs/firmware.md, "The qstr-pool cliff").
+DEFAULT_HEAP = "224K"
 
 
 class NoMicroPython(RuntimeError):
