@@ -17,7 +17,9 @@ last of their N answers written, best of several rounds:
      same schema check (validate.request), the same kwargs (validate.snake_top) and rows
      (csms.meter_values_to_rows), sets last_seen, then makes ONE store call for every row of the
      turn, updates the gateway's last readings as Gateway.store_readings does, and writes each
-     frame's answer (validate.result_payload, csms._dumps_result, `await conn.send`).
+     frame's answer (validate.result_payload, csms._dumps_result, `await conn.send`);
+ (c) (b) with each connection's task kept (aiohttp's public API: `async for` over the
+     WebSocket wakes a task per frame), which then only appends the frame to the turn's list.
 
 The store is either a stub (the default) whose run() gives a future per call and releases the
 futures of everything queued in a turn together, with one call_soon_threadsafe after the
@@ -328,7 +330,14 @@ class _Batcher:
                 await sess._connection.send(csms._dumps_result(uid, out))
 
 
-async def _batched(store, n, rounds, reps, tag, real_store):
+async def _reader(sess, arrived):
+    """(b) with aiohttp's public API kept: each connection's task still wakes per frame (its
+    `async for`), and only appends the frame."""
+    async for raw in sess._connection:
+        arrived(sess, raw)
+
+
+async def _batched(store, n, rounds, reps, tag, real_store, readers=False):
     done = _Done()
     sids = ["TB-%04d" % i for i in range(n)]
     gw = _Gw(store, sids)
@@ -336,17 +345,32 @@ async def _batched(store, n, rounds, reps, tag, real_store):
     sessions = _sessions(sids, conns, gw)
     b = _Batcher(gw, real_store)
     frames = _frames(n, tag)
-    pairs = list(zip(sessions, frames))
     arrived = b.arrived
+    tasks = []
+    if readers:
+        tasks = [asyncio.ensure_future(_reader(s, arrived)) for s in sessions]
+        for t in tasks:
+            t.add_done_callback(done.failed)
+        await asyncio.sleep(0)
+        pairs = list(zip(conns, frames))
+    else:
+        pairs = list(zip(sessions, frames))
     best = float("inf")
     for _ in range(rounds + 1):
         t = time.process_time()
         for _ in range(reps):
             done.arm(n)
-            for s, f in pairs:
-                arrived(s, f)
+            if readers:
+                for c, f in pairs:
+                    c.feed(f)
+            else:
+                for s, f in pairs:
+                    arrived(s, f)
             await done.fut
         best = min(best, (time.process_time() - t) / (reps * n) * 1e6)
+    for c in conns:
+        c.feed(None)
+    await asyncio.gather(*tasks)
     uid = json.loads(frames[-1])[1]
     assert conns[-1].last == '[3,"%s",{}]' % uid, conns[-1].last
     assert done.sent == (rounds + 1) * reps * n, done.sent
@@ -367,14 +391,14 @@ async def _main(args):
                                 "real SQLite" if args.real_store else "stub",
                                 " (linger %g ms)" % (args.linger * 1e3) if args.real_store else "",
                                 args.rounds, args.frames))
-    print("%6s %12s %12s %12s %8s %10s %10s" % ("N", "(a) today", "(b) batched", "(a)-(b)", "share",
-                                                "commits a", "commits b"))
+    print("%6s %12s %12s %12s %8s %14s %10s %10s" % ("N", "(a) today", "(b) batched", "(a)-(b)", "share",
+                                                     "(c) b+readers", "commits a", "commits b"))
     results = []
     tag = 0
     for n in sizes:
         reps = max(1, args.frames // n)
         row = {"n": n}
-        for shape in ("a", "b"):
+        for shape in ("a", "b", "c"):
             tag += 1
             if args.real_store:
                 store = Store(os.path.join(tmp.name, "tb-%d.sqlite" % tag), linger=args.linger)
@@ -385,15 +409,15 @@ async def _main(args):
                 if shape == "a":
                     us = await _today(store, n, args.rounds, reps, tag)
                 else:
-                    us = await _batched(store, n, args.rounds, reps, tag, args.real_store)
+                    us = await _batched(store, n, args.rounds, reps, tag, args.real_store, readers=shape == "c")
             finally:
                 if args.real_store:
                     await store.stop()
             row[shape] = us
             row["commits_per_turn_" + shape] = store.commits / ((args.rounds + 1) * reps)
         results.append(row)
-        print("%6d %12.1f %12.1f %12.1f %7.0f%% %10.2f %10.2f" % (
-            n, row["a"], row["b"], row["a"] - row["b"], 100 * (row["a"] - row["b"]) / row["a"],
+        print("%6d %12.1f %12.1f %12.1f %7.0f%% %14.1f %10.2f %10.2f" % (
+            n, row["a"], row["b"], row["a"] - row["b"], 100 * (row["a"] - row["b"]) / row["a"], row["c"],
             row["commits_per_turn_a"], row["commits_per_turn_b"]))
     if tmp is not None:
         tmp.cleanup()
