@@ -38,6 +38,9 @@ class _Gw:
     async def store_readings(self, sid, rows, source):
         self.rows += len(rows)
 
+    def resumed(self, sess):     # a first frame that is no BootNotification: nothing to resend here
+        pass
+
 
 async def _main(rounds=15, n=5000):
     mv = ocppj.meter_value(time.time(), {"energy_wh": 1234, "current_a": 16.2, "voltage_v": 230.1,
