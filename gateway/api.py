@@ -107,24 +107,30 @@ async def _json_body(gw, request):
     return d
 
 
-def nul_at(v, where="the body"):
-    """Where (a dotted path) a text of a parsed JSON value, keys included, holds U+0000; None if
-    none does. No database text column takes it (PostgreSQL refuses it outright)."""
+def _text_at(v, bad, key_where, where="the body"):
+    """Where (a dotted path) a text of a parsed JSON value is `bad`: a value's path, or
+    key_where(key, path) for a key; None if none is."""
     if isinstance(v, str):
-        return where if "\x00" in v else None
+        return where if bad(v) else None
     if isinstance(v, dict):
         for k, x in v.items():
-            if "\x00" in k:
-                return "a key of %s" % where
-            got = nul_at(x, k if where == "the body" else where + "." + k)
+            if bad(k):
+                return key_where(k, where)
+            got = _text_at(x, bad, key_where, k if where == "the body" else where + "." + k)
             if got is not None:
                 return got
     elif isinstance(v, list):
         for i, x in enumerate(v):
-            got = nul_at(x, "%s[%d]" % (where, i))
+            got = _text_at(x, bad, key_where, "%s[%d]" % (where, i))
             if got is not None:
                 return got
     return None
+
+
+def nul_at(v, where="the body"):
+    """Where (a dotted path) a text of a parsed JSON value, keys included, holds U+0000; None if
+    none does. No database text column takes it (PostgreSQL refuses it outright)."""
+    return _text_at(v, lambda s: "\x00" in s, lambda k, w: "a key of %s" % w, where)
 
 
 def _lone_surrogate(s):
@@ -140,21 +146,8 @@ def _lone_surrogate(s):
 def surrogate_at(v, where="the body"):
     """Where (a dotted path, as nul_at names it) a text of a parsed JSON value, keys included,
     holds a lone surrogate (json.loads reads "\\ud800" without its pair); None if none does."""
-    if isinstance(v, str):
-        return where if _lone_surrogate(v) else None
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if _lone_surrogate(k):
-                return "the key %s of %s" % (k.encode("ascii", "backslashreplace").decode(), where)
-            got = surrogate_at(x, k if where == "the body" else where + "." + k)
-            if got is not None:
-                return got
-    elif isinstance(v, list):
-        for i, x in enumerate(v):
-            got = surrogate_at(x, "%s[%d]" % (where, i))
-            if got is not None:
-                return got
-    return None
+    return _text_at(v, _lone_surrogate, lambda k, w: "the key %s of %s" % (
+        k.encode("ascii", "backslashreplace").decode(), w), where)
 
 
 _JSON_BODY = web.RequestKey("json_body", object)   # the request's parsed JSON body, for its handler
