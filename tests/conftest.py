@@ -5,6 +5,9 @@ firmware logic also runs under CPython: its flat modules import by name) on sys.
 test module changes sys.path or imports a conftest."""
 import signal
 
+import psutil
+import pytest
+
 from support.fixtures import (  # noqa: F401  (fixtures, found by pytest here)
     central, micropython, mplib_dir, mqtt_broker, password_gateway, pg_server, pg_url, station,
     station_scenario)
@@ -15,3 +18,20 @@ from support.fixtures import (  # noqa: F401  (fixtures, found by pytest here)
 # to the default in a child at exec, an ignored one is not, so the suite handles it again.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running(request):
+    """After a test that had a tmp_path, kill what still works in it or names it (a command that
+    a failed test left running, e.g. one that did not take its Ctrl-C: it ran on for an hour and
+    held its ports). Torn down after the test's own fixtures, so only leftovers are met."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if tmp is None:
+        return
+    from support.sim import procs_of
+    for pid in procs_of(tmp):
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
