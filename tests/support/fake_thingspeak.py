@@ -28,6 +28,7 @@ and a single write is answered `0` (no entry created). `dropped` holds every suc
 (channel id, the entry as sent).
 """
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -112,6 +113,16 @@ class FakeThingSpeak:
             def log_message(self, *a):
                 pass
 
+            def setup(self):
+                super().setup()
+                with fake.lock:
+                    fake._conns.add(self.connection)
+
+            def finish(self):
+                with fake.lock:
+                    fake._conns.discard(self.connection)
+                super().finish()
+
             def _reply(self, status, body, ctype="text/plain"):
                 data = body.encode() if isinstance(body, str) else body
                 self.send_response(status)
@@ -152,6 +163,7 @@ class FakeThingSpeak:
                 status, out, ctype = fake.handle(method, path, params, body)
                 self._reply(status, out, ctype)
 
+        self._conns = set()     # open client connections: stop() cuts them (keep-alive)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -159,9 +171,18 @@ class FakeThingSpeak:
         return self
 
     def stop(self):
+        """The service goes away: no new connection, and the open ones (HTTP/1.1 keep-alive, which
+        a handler thread would go on serving after shutdown()) are cut, so nothing is taken after."""
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+            with self.lock:
+                conns, self._conns = list(self._conns), set()
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             self.server = None
 
     # --- the API ------------------------------------------------------------
