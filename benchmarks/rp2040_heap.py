@@ -214,6 +214,17 @@ for m in %r:
     print('@mod', m, gc.mem_free())
 """
 
+# the end of the probes that run the app: the probe task beside it, then app.main() until the
+# probe stops it
+_RUN_APP = """asyncio.create_task(probe())
+try:
+    import app
+    app.main()
+    print('@stopped')
+except BaseException as e:
+    print('@crash', repr(e))
+"""
+
 _APP = """import gc, sys
 sys.stdin.read(1)
 filler = bytearray(%d)
@@ -227,14 +238,7 @@ async def probe():
         print('@free', gc.mem_free())
     print('@mods', ' '.join(sorted(sys.modules)))
     raise KeyboardInterrupt  # as Ctrl-C would: app.main() opens the relay and returns
-asyncio.create_task(probe())
-try:
-    import app
-    app.main()
-    print('@stopped')
-except BaseException as e:
-    print('@crash', repr(e))
-"""
+""" + _RUN_APP
 
 
 # What the firmware never holds at once: modules loaded for one use and dropped after it (the
@@ -498,14 +502,7 @@ if %d:   # the mitigation measured: every use loaded and dropped once before the
         for g in f.read().split():
             use(g.split(','))
     point('preloaded')
-asyncio.create_task(probe())
-try:
-    import app
-    app.main()
-    print('@stopped')
-except BaseException as e:
-    print('@crash', repr(e))
-"""
+""" + _RUN_APP
 _QS_RE = re.compile(r"^@qs (\S+) (\d+)\r?\n(?:.*\n)*?.*max free sz: (\d+)\r?\n"
                     r"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=(\d+), "
                     r"n_total_bytes=(\d+)", re.M)

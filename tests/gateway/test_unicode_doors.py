@@ -263,6 +263,22 @@ async def test_unicode_doors__a_lone_surrogate_in_every_part_of_every_call_is_a_
     await _still_serves(gw)
 
 
+async def _answered_nothing_stored(gw, frame, ok):
+    """`frame` gets an answer `ok` accepts, the connection then serves a Heartbeat, nothing of the
+    frame is stored, and the gateway still serves a normal station."""
+    ws = await _connect(gw)
+    before = gw.stored(S)     # after the connection: --auth none registers the station then
+    try:
+        got = await _ask(ws, frame)
+        assert ok(got), (frame, got)
+        got = await _ask(ws, '[2,"hb","Heartbeat",{}]')
+        assert got[:2] == [3, "hb"], got
+    finally:
+        await ws.close()
+    assert gw.stored(S) == before, (gw.stored(S), before)
+    await _still_serves(gw)
+
+
 # frames that are not lone surrogates but look like one, or carry other odd text: (frame, answer check)
 ODD = [
     # an escaped backslash before "ud800": the text \ud800, no surrogate: answered
@@ -308,18 +324,7 @@ ODD = [
 @pytest.mark.parametrize("frame, ok", ODD)
 @pytest.mark.parametrize("mode", ["password", "none"])
 async def test_unicode_doors__odd_but_valid_text_and_nul_get_their_own_answer(gws, mode, frame, ok):
-    gw = gws[mode]
-    ws = await _connect(gw)
-    before = gw.stored(S)     # after the connection: --auth none registers the station then
-    try:
-        got = await _ask(ws, frame)
-        assert ok(got), (frame, got)
-        got = await _ask(ws, '[2,"hb","Heartbeat",{}]')
-        assert got[:2] == [3, "hb"], got
-    finally:
-        await ws.close()
-    assert gw.stored(S) == before, (gw.stored(S), before)
-    await _still_serves(gw)
+    await _answered_nothing_stored(gws[mode], frame, ok)
 
 
 async def test_unicode_doors__noncharacters_and_a_bom_stored_read_back_by_the_api_and_the_csv_export(gws):
@@ -424,18 +429,7 @@ BINARY = [
 @pytest.mark.parametrize("frame, ok", BINARY)
 @pytest.mark.parametrize("mode", ["password", "none"])
 async def test_unicode_doors__binary_frames_are_utf8_json_or_a_callerror(gws, mode, frame, ok):
-    gw = gws[mode]
-    ws = await _connect(gw)
-    before = gw.stored(S)     # after the connection: --auth none registers the station then
-    try:
-        got = await _ask(ws, frame)
-        assert ok(got), (frame, got)
-        got = await _ask(ws, '[2,"hb","Heartbeat",{}]')
-        assert got[:2] == [3, "hb"], got
-    finally:
-        await ws.close()
-    assert gw.stored(S) == before, (gw.stored(S), before)
-    await _still_serves(gw)
+    await _answered_nothing_stored(gws[mode], frame, ok)
 
 
 def _ws_frame(op, payload, fin=True):
