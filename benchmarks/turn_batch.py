@@ -217,6 +217,20 @@ def _sessions(sids, conns, gw):
 
 # --- (a) today's path -------------------------------------------------------------------------
 
+async def _finish(conns, tasks, frames, done, gw, sids, sent):
+    """End a shape's readers and check what the rounds did: every frame answered (the last one's
+    answer exact), stored, counted and seen."""
+    for c in conns:
+        c.feed(None)
+    await asyncio.gather(*tasks)
+    uid = json.loads(frames[-1])[1]
+    assert conns[-1].last == '[3,"%s",{}]' % uid, conns[-1].last
+    assert done.sent == sent, done.sent
+    assert gw.metrics.readings == done.sent and gw.metrics.messages == done.sent, vars(gw.metrics)
+    assert all(s.get("last_seen") for s in gw.stations.values())
+    assert gw.last[sids[-1]]["energy_wh"] == 1234, gw.last[sids[-1]]
+
+
 async def _today(store, n, rounds, reps, tag):
     done = _Done()
     sids = ["TB-%04d" % i for i in range(n)]
@@ -238,15 +252,7 @@ async def _today(store, n, rounds, reps, tag):
                 c.feed(f)
             await done.fut
         best = min(best, (time.process_time() - t) / (reps * n) * 1e6)
-    for c in conns:
-        c.feed(None)
-    await asyncio.gather(*tasks)
-    uid = json.loads(frames[-1])[1]
-    assert conns[-1].last == '[3,"%s",{}]' % uid, conns[-1].last
-    assert done.sent == (rounds + 1) * reps * n, done.sent
-    assert gw.metrics.readings == done.sent and gw.metrics.messages == done.sent, vars(gw.metrics)
-    assert all(s.get("last_seen") for s in gw.stations.values())
-    assert gw.last[sids[-1]]["energy_wh"] == 1234, gw.last[sids[-1]]
+    await _finish(conns, tasks, frames, done, gw, sids, (rounds + 1) * reps * n)
     return best
 
 
@@ -368,15 +374,7 @@ async def _batched(store, n, rounds, reps, tag, real_store, readers=False):
                     arrived(s, f)
             await done.fut
         best = min(best, (time.process_time() - t) / (reps * n) * 1e6)
-    for c in conns:
-        c.feed(None)
-    await asyncio.gather(*tasks)
-    uid = json.loads(frames[-1])[1]
-    assert conns[-1].last == '[3,"%s",{}]' % uid, conns[-1].last
-    assert done.sent == (rounds + 1) * reps * n, done.sent
-    assert gw.metrics.readings == done.sent and gw.metrics.messages == done.sent, vars(gw.metrics)
-    assert all(s.get("last_seen") for s in gw.stations.values())
-    assert gw.last[sids[-1]]["energy_wh"] == 1234, gw.last[sids[-1]]
+    await _finish(conns, tasks, frames, done, gw, sids, (rounds + 1) * reps * n)
     return best
 
 
