@@ -269,6 +269,36 @@ class _Group:
         return self.eco.value() if self.eco is not None else self.limit_a
 
 
+class _Transactions(dict):
+    """(station, connector) -> [transaction id, ev_paused, order], with each station's keys at
+    hand: a StopTransaction names the station and the transaction, not the connector."""
+
+    __slots__ = ("_by_station",)
+
+    def __init__(self):
+        super().__init__()
+        self._by_station = {}
+
+    def __setitem__(self, k, v):
+        super().__setitem__(k, v)
+        self._by_station.setdefault(k[0], set()).add(k)
+
+    def __delitem__(self, k):
+        super().__delitem__(k)
+        keys = self._by_station[k[0]]
+        keys.discard(k)
+        if not keys:
+            del self._by_station[k[0]]
+
+    def of_station(self, sid):
+        return self._by_station.get(sid, ())
+
+    def pop(self, *a):
+        raise TypeError("_Transactions: use del, which keeps the station index")
+
+    popitem = clear = update = setdefault = pop
+
+
 class LoadBalancer:
     """The gateway's groups (`gw.loadbalance`): events from the OCPP handlers, plans, the API's views."""
 
@@ -279,7 +309,7 @@ class LoadBalancer:
         self.groups = {}            # name -> _Group
         self.of = {}                # (station, connector) -> _Group
         self.by_station = {}        # station -> {its groups} (a connection's event finds them at once)
-        self.tx = {}                # (station, connector) -> [transaction id, ev_paused, order]
+        self.tx = _Transactions()   # (station, connector) -> [transaction id, ev_paused, order]
         self.held = {}              # (station, connector) -> (transaction id, A, valid_to epoch) of its TxProfile
         self.defaults = {}          # (station, connector) -> A of the TxDefaultProfile it accepted
         self.sent = 0               # SetChargingProfile calls sent
@@ -494,12 +524,14 @@ class LoadBalancer:
             self._mark(g)
 
     def stopped(self, sid, tid):
-        for k, t in list(self.tx.items()):
-            if k[0] == sid and t[0] == tid:
-                del self.tx[k]
-                g = self.of.get(k)
-                if g is not None:
-                    self._mark(g)
+        # the station's own connectors only: a walk over every open transaction here made the
+        # StopTransactions of 10,000 stations (a fleet ending its sessions) hold the event loop
+        # for minutes, O(N) each
+        for k in [k for k in self.tx.of_station(sid) if self.tx[k][0] == tid]:
+            del self.tx[k]
+            g = self.of.get(k)
+            if g is not None:
+                self._mark(g)
 
     def status(self, sid, conn, status):
         k = (sid, conn)

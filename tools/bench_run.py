@@ -75,11 +75,20 @@ class Options:
 
 
 def _wait_for(get, want, timeout, stable=2.0):
-    """Poll get() until it reaches `want`, or stops moving for `stable` s, or `timeout`."""
+    """Poll get() until it reaches `want`, or stops moving for `stable` s, or `timeout`. A get()
+    that fails (a busy central system's /metrics timing out) is asked again until `timeout`, then
+    its error is raised."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while True:
-        v = get()
+        try:
+            v = get()
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+            since = time.monotonic()
+            continue
         if v is not None and want is not None and v >= want:
             return v
         if v != last:

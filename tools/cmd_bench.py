@@ -209,6 +209,7 @@ def bench(target, steps, mode, hold, interval, heartbeat, ramp, retry_for, procs
         echo("PostgreSQL, %d processes / 1 process, msgs/s at %d stations (%s): %.2f"
              % (r["gw_procs"], r["stations"], r["mode"], r["throughput_ratio"]))
     lost = [r for r in results if r["readings_lost"]]
+    uncounted = [r for r in results if r.get("metrics_error")]
     not_back = [r for r in results if r.get("kill") and r["kill"]["stations_not_back"]]
     echo("results: %s; chart: %s; logs: %s" % (os.path.abspath(out), os.path.abspath(chart), workdir))
     if as_json:
@@ -217,6 +218,11 @@ def bench(target, steps, mode, hold, interval, heartbeat, ramp, retry_for, procs
         raise click.ClickException("readings lost (acknowledged but not stored): %s"
                                    % ", ".join("%s@%d: %d" % (r["config"], r["stations"], r["readings_lost"])
                                                for r in lost))
+    if uncounted:
+        # no count of what was stored: the run cannot say that nothing was lost
+        raise click.ClickException("readings stored not counted (so 'lost' is unknown): %s"
+                                   % ", ".join("%s@%d: %s" % (r["config"], r["stations"], r["metrics_error"])
+                                               for r in uncounted))
     if not_back:
         raise click.ClickException("stations of the killed process that never got back in: %s (see %s)"
                                    % (", ".join("%s@%d: %d" % (r["config"], r["stations"],

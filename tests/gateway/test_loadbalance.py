@@ -56,3 +56,52 @@ def test_allocate__sum_within_limit_and_no_car_below_6a(limit, spec):
         assert max(c[1] for c in off) <= min(c[1] for c in on), (cars, got)
     # as many cars charge as 6 A each allows
     assert len(on) == min(len(cars), int(max(limit, 0) * 10 + 1e-6) // 60), (limit, got)
+
+
+# --- the open transactions' table: a StopTransaction finds its station's connectors at once ---
+tx_ops = st.lists(st.tuples(st.sampled_from(("start", "status_gone", "stop")), st.integers(0, 5),
+                            st.integers(0, 2), st.integers(0, 3)), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tx_ops)
+def test_transactions__stop_ends_what_a_walk_over_all_would_and_the_index_follows(ops):
+    """LoadBalancer.stopped looks only at the station's own keys (an index kept by the table):
+    it ends exactly what the walk over every open transaction ended, and the index always names
+    each station's open connectors, no more."""
+    from picocharge.gateway.loadbalance import LoadBalancer, _Transactions
+
+    class Lb:   # the state stopped() reads: the table, group membership, the planner's mark
+        stopped = LoadBalancer.stopped
+
+        def __init__(self):
+            self.tx, self.of, self.marked = _Transactions(), {(1, 1): "g", (2, 0): "h"}, []
+
+        def _mark(self, g):
+            self.marked.append(g)
+
+    lb, model = Lb(), {}
+    for op, sid, conn, tid in ops:
+        if op == "start":
+            lb.tx[(sid, conn)] = [tid, False, 0]
+            model[(sid, conn)] = [tid, False, 0]
+        elif op == "status_gone":
+            if (sid, conn) in lb.tx:
+                del lb.tx[(sid, conn)]
+                del model[(sid, conn)]
+        else:
+            ended = [k for k, t in model.items() if k[0] == sid and t[0] == tid]
+            for k in ended:
+                del model[k]
+            lb.marked.clear()
+            lb.stopped(sid, tid)
+            assert sorted(lb.marked) == sorted(lb.of[k] for k in ended if k in lb.of)
+        assert dict(lb.tx) == model
+        for s in range(6):
+            assert set(lb.tx.of_station(s)) == {k for k in model if k[0] == s}
+    try:
+        lb.tx.pop((0, 0), None)
+    except TypeError as e:      # a way round the index is refused, not silently wrong
+        assert "del" in str(e)
+    else:
+        raise AssertionError("_Transactions.pop must be refused")
