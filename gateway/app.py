@@ -141,6 +141,8 @@ class GcWatch:
         self.full = 0
         self.longest_ms = 0.0
         self.longest_gen = None
+        self.cpu_s = [0.0, 0.0, 0.0]    # the collector's CPU by generation (picocharge_gc_cpu_seconds)
+        self.passes = [0, 0, 0]
         self._t0 = self._c0 = None
 
     def __call__(self, phase, info):
@@ -150,7 +152,11 @@ class GcWatch:
         elif self._t0 is not None:
             ms = (time.perf_counter() - self._t0) * 1000.0
             self._t0 = None
-            if info.get("generation") == 2:
+            gen = info.get("generation")
+            if gen in (0, 1, 2):
+                self.cpu_s[gen] += time.thread_time() - self._c0
+                self.passes[gen] += 1
+            if gen == 2:
                 self.full += 1
             if ms > self.longest_ms:
                 self.longest_ms, self.longest_gen = ms, info.get("generation")

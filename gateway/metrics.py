@@ -31,6 +31,17 @@ class GatewayCollector:
                               "OCPP frames received per second (last ~10 s).")
         g.add_metric([], mt.rate())
         yield g
+        w = gw.gc_watch
+        if w is not None:
+            c = CounterMetricFamily("picocharge_gc_cpu_seconds", "CPU the garbage collector took, by generation.",
+                                    labels=["generation"])
+            n = CounterMetricFamily("picocharge_gc_collections", "Garbage collections, by generation.",
+                                    labels=["generation"])
+            for gen in (0, 1, 2):
+                c.add_metric([str(gen)], w.cpu_s[gen])
+                n.add_metric([str(gen)], w.passes[gen])
+            yield c
+            yield n
         yield CounterMetricFamily("picocharge_readings_stored",
                                   "Readings stored (OCPP, HTTP and MQTT ingest).", value=mt.readings)
         yield CounterMetricFamily("picocharge_ocpp_refused",

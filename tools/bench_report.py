@@ -28,6 +28,7 @@ COLUMNS = (  # (header, key, format)
     ("retry", "connect_retries", "%5d"),
     ("drop", "dropped", "%5d"),
     ("gcms", "cs_gc_window_longest_ms", "%6.1f"),
+    ("gc%", "cs_gc_cpu_share", "%5.1f"),
     ("gen%", "generator_cpu_percent", "%6.1f"),
     ("sys%", "machine_cpu_percent", "%6.1f"),
 )

@@ -74,6 +74,16 @@ class Options:
         return 1.0 + n / 2000.0
 
 
+def _gc_cpu_s(cs):
+    """Seconds of CPU the central system's collector has taken (our gateway's /metrics), or None."""
+    try:
+        m = cs.metrics()
+    except (OSError, ValueError):
+        return None
+    v = [x for k, x in m.items() if k.startswith("picocharge_gc_cpu_seconds_total")]
+    return sum(v) if v else None
+
+
 def _wait_for(get, want, timeout, stable=2.0):
     """Poll get() until it reaches `want`, or stops moving for `stable` s, or `timeout`. A get()
     that fails (a busy central system's /metrics timing out) is asked again until `timeout`, then
@@ -171,6 +181,7 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
                 marks[name] = sampler.mark()
                 marks["sys_" + name] = _machine_busy()
                 marks["pids_" + name] = sampler.cpu_by_process()
+                marks["gc_" + name] = _gc_cpu_s(cs)
                 for k, smp in side.items():
                     marks[k + "_" + name] = smp.mark()
 
@@ -310,6 +321,10 @@ def measure(target, n, mode, opts, workers, workdir, broker=None, counter=None, 
         "mqtt_outbox_end": depth[-1][1] if depth else None,
         "mqtt_outbox_max": max(d for _t, d in depth) if depth else None,
         "metrics_error": metrics_error,
+        # the share of the central system's CPU in the window that its garbage collector took
+        "cs_gc_cpu_share": (100.0 * (marks["gc_w1"] - marks["gc_w0"]) / (cw1 - cw0)
+                            if marks.get("gc_w0") is not None and marks.get("gc_w1") is not None and cw1 > cw0
+                            else None),
         "cs_gc_full_collections": gc_full, "cs_gc_longest_pause_ms": gc_longest,
         "cs_gc_window_pauses_20ms": len(gc_in_window) if gc_full is not None else None,
         "cs_gc_window_longest_ms": (max(gc_in_window) if gc_in_window else 0.0) if gc_full is not None else None,

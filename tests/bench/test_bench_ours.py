@@ -32,8 +32,11 @@ def test_bench__ours_and_baseline_side_by_side_with_mqtt(tmp_path):
             assert s["readings_mqtt"] == s["readings_stored"] and s["mqtt_missing"] == 0, ev
             assert s["mqtt_stations"] == 20, ev
             assert s["uplinks_delivered"]["mqtt"] == s["readings_stored"], ev
+            # the collector's share of that CPU, from the gateway's own counters
+            assert 0 <= s["cs_gc_cpu_share"] < 100, ev
         else:
             assert s["readings_mqtt"] is None and s["uplinks_delivered"] == {}, ev
+            assert s["cs_gc_cpu_share"] is None, ev
     ratios = {r["mode"]: r["throughput_ratio"] for r in doc["ratios"]}
     by = {(s["target"], s["mode"]): s["msgs_per_s"] for s in steps}
     assert ratios == {m: by[("ours", m)] / by[("baseline", m)] for m in ("paced", "closed")}, ratios

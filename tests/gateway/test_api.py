@@ -2,6 +2,7 @@
 (with a real ocpp-package station behind it), error bodies that say what is wrong, the API-token rule,
 /healthz and /metrics."""
 import asyncio
+import gc
 import json
 import os
 import re
@@ -344,6 +345,15 @@ async def test_api__healthz_and_metrics_report_stations_messages_outbox_and_uplo
         assert {k: m.get(k) for k in expected} == expected, text
         assert m['picocharge_uplink_errors_total{uplink="thingspeak"}'] >= 1, text
         assert m["picocharge_messages_per_second"] > 0 and m["picocharge_db_commits_total"] > 0, text
+        # the collector's passes and CPU, by generation (the bench's gc% column): a full pass
+        # in this process (the gateway runs in it) is counted with its time
+        full = 'picocharge_gc_collections_total{generation="2"}'
+        full_s = 'picocharge_gc_cpu_seconds_total{generation="2"}'
+        assert all('picocharge_gc_cpu_seconds_total{generation="%d"}' % g in m for g in (0, 1, 2)), text
+        gc.collect()
+        s, text = await http(gw, "GET", "/metrics")
+        m2 = _metrics(text)
+        assert m2[full] >= m[full] + 1 and m2[full_s] > m[full_s], (m, m2)
         s, out = await http(gw, "GET", "/healthz")     # ThingSpeak never answered: disconnected, and why
         assert out["uplinks"] == {"thingspeak": "disconnected"}, out
         assert list(out["thingspeak_failing"]) == ["CP-1"], out
