@@ -5,7 +5,7 @@ by N picows clients in another process. Prints the server process's CPU per mess
 system, so the kernel's TCP work is in it).
 
     pip install picows          # not a dependency of the project: only this measurement uses it
-    python benchmarks/ws_layer.py [--connections 500] [--seconds 10] [--rounds 2]
+    python benchmarks/ws_layer.py [--connections 500] [--seconds 10] [--rounds 2] [--modes aiohttp,picows]
 
 Issue 17 (docs/performance.md, "What is left, and why"): how much of the gateway's 118 us per
 message in closed loop is the WebSocket layer, and what a faster one could take off.
@@ -32,11 +32,13 @@ def serve(mode, port):
         return orjson.dumps([3, orjson.loads(data)[1], {}])
 
     async def main():
-        if mode == "aiohttp":
+        if mode.startswith("aiohttp"):
             from aiohttp import WSMsgType, web
+            # aiohttp-heartbeat: its ping timer on, as the gateway had it until Liveness (ocpp_ws.py)
+            heartbeat = 60.0 if mode == "aiohttp-heartbeat" else None
 
             async def handler(request):
-                ws = web.WebSocketResponse(protocols=("ocpp1.6",), heartbeat=None)
+                ws = web.WebSocketResponse(protocols=("ocpp1.6",), heartbeat=heartbeat)
                 await ws.prepare(request)
                 async for m in ws:
                     if m.type == WSMsgType.TEXT:
@@ -108,24 +110,33 @@ def drive(mode, connections, seconds):
         srv.wait()
 
 
+MODES = ("aiohttp", "aiohttp-heartbeat", "picows")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--connections", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--serve", choices=["aiohttp", "picows"], help=argparse.SUPPRESS)
+    ap.add_argument("--modes", default="aiohttp,aiohttp-heartbeat,picows",
+                    help="servers to measure, in turn: aiohttp, aiohttp-heartbeat, picows")
+    ap.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve:
         return serve(a.serve, a.port)
+    modes = a.modes.split(",")
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        sys.exit("--modes: %s unknown (choose from %s)" % (", ".join(bad), ", ".join(MODES)))
     try:
         import picows  # noqa: F401
     except ImportError:
         sys.exit("this measurement drives the servers with picows clients: pip install picows")
     for r in range(a.rounds):
-        for mode in ("aiohttp", "picows"):
+        for mode in modes:
             rate, cpu, us = drive(mode, a.connections, a.seconds)
-            print("round %d  %-8s %8.0f msgs/s  server %4.0f %% of a core  %5.1f us/msg"
+            print("round %d  %-17s %8.0f msgs/s  server %4.0f %% of a core  %5.1f us/msg"
                   % (r + 1, mode, rate, cpu * 100, us), flush=True)
 
 
