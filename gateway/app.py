@@ -25,7 +25,7 @@ from picocharge.firmware import fields
 
 from . import auth, ca, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_call, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
-from .csms import StationSession, quiet_ocpp_frames, utc_now
+from .csms import StationSession, quiet_ocpp_frames, utc_now, write_last_seen_many
 from .idtags import IdTags
 from .loadbalance import LEASE as LB_LEASE, LoadBalancer
 from .localsync import LocalSync
@@ -130,6 +130,9 @@ class Metrics:
         return (self.messages - m0) / (now - t0) if now > t0 else 0.0
 
 
+SEEN_FLUSH_S = 1.0     # the stations' last_seen due are written together this often
+
+
 class GcWatch:
     """Times the collector's passes (gc.callbacks): how many full (generation 2) collections
     ran and the longest pause, which is what sets the p99 of a gateway with thousands of
@@ -214,6 +217,8 @@ class Gateway:
         self.rollouts = Rollouts(self)
         self.port = None
         self.front = None       # the server.Listener
+        self.liveness = None    # ocpp_ws.Liveness: pings the stations that went quiet
+        self.seen_due = {}      # station -> last_seen not written yet (flush_seen, every second)
         self.tokens = auth.TokenStore(settings.tokens_file or auth.tokens_path(settings.db))
         self.first_token = None     # the admin token made at first start, in clear (shown once)
         self.web_sessions = auth.Sessions()
@@ -272,6 +277,7 @@ class Gateway:
         self.front = Listener(make_app(self), s, self.metrics)
         self.port = await self.front.start(s.host, s.port, ssl=tls)
         self._tasks.append(asyncio.get_running_loop().create_task(self._maintenance()))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._flush_seen_every(SEEN_FLUSH_S)))
         await self.rollouts.resume()
         self.started_at = time.time()
         if s.gc_freeze:
@@ -295,6 +301,8 @@ class Gateway:
             if self.gc_watch in gc.callbacks:
                 gc.callbacks.remove(self.gc_watch)
             log.info("%s", self.gc_watch.summary())
+        if self.liveness is not None:
+            self.liveness.stop()
         self.rollouts.stop()
         self.localsync.stop()
         await self.loadbalance.stop()
@@ -306,8 +314,25 @@ class Gateway:
             await u.stop()
         if self.cluster is not None:
             await self.cluster.stop()
+        await self.flush_seen()
         await self.store.stop()
         self._tasks = []
+
+    async def _flush_seen_every(self, period):
+        while True:
+            await asyncio.sleep(period)
+            await self.flush_seen()
+
+    async def flush_seen(self):
+        """The stations' last_seen due (StationSession._seen), written in one statement."""
+        if not self.seen_due:
+            return
+        due, self.seen_due = self.seen_due, {}
+        try:
+            await self.store.run(write_last_seen_many, list(due.items()))
+        except StoreError:      # a full disk: kept for the next flush (store.error says why)
+            for sid, ts in due.items():
+                self.seen_due.setdefault(sid, ts)
 
     async def _maintenance(self):
         while True:

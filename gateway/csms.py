@@ -382,6 +382,13 @@ def _write_last_seen(db, sid, ts):
     db.execute("UPDATE stations SET last_seen=? WHERE id=? AND (last_seen IS NULL OR last_seen < ?)", (ts, sid, ts))
 
 
+def write_last_seen_many(db, items):
+    """[(station, last_seen)] in one statement (Gateway.flush_seen: the periodic writes of every
+    station, grouped, instead of a store call each)."""
+    db.executemany("UPDATE stations SET last_seen=? WHERE id=? AND (last_seen IS NULL OR last_seen < ?)",
+                   [(ts, sid, ts) for sid, ts in items])
+
+
 def _ignore_store_error(fut):
     """last_seen not written (a full disk): the next frame's write tries again; store.error says why."""
     if not fut.cancelled():
@@ -460,7 +467,11 @@ class StationSession(ChargePoint):
         st["last_seen"] = utc_now()
         self._seen_unsaved = True
         if time.monotonic() - self._seen_saved >= LAST_SEEN_WRITE_S:
-            self._save_seen()
+            # handed to the gateway, which writes every station's due in one statement a second
+            # (a store call per station cost ~10 % of the store calls at 10,000 paced stations)
+            self._seen_saved = time.monotonic()
+            self._seen_unsaved = False
+            self.gw.seen_due[self.id] = st["last_seen"]
 
     def _save_seen(self):
         st = self.gw.stations.get(self.id)

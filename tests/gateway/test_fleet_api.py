@@ -477,6 +477,37 @@ async def test_last_seen__is_the_last_frame_in_the_api_and_the_cli(gateway, gw_d
     assert [(r["id"], r["last_seen"]) for r in json.loads(out.stdout)] == [("CP-1", beat)], out.stdout
 
 
+@pytest.mark.both_stores
+async def test_last_seen__written_while_connected_for_every_station_together(gateway, gw_db, monkeypatch):
+    """A connected station's last_seen reaches the database every LAST_SEEN_WRITE_S (0 here):
+    the gateway writes every station's due in one statement a second (Gateway.flush_seen), not a
+    store call per station."""
+    from picocharge.gateway import app, csms
+
+    monkeypatch.setattr(csms, "LAST_SEEN_WRITE_S", 0.0)
+    gw = await gateway(auth="none", db=gw_db)
+    calls = []
+    real = csms.write_last_seen_many
+    monkeypatch.setattr(app, "write_last_seen_many", lambda db, items: (calls.append(sorted(items)), real(db, items)))
+
+    def in_db(db):
+        return dict(db.execute("SELECT id, last_seen FROM stations ORDER BY id").fetchall())
+    async with Connected(gw.port, "CP-1") as a, Connected(gw.port, "CP-2") as b:
+        await boot(a)
+        await boot(b)
+        await asyncio.sleep(1.1)            # a later second: a new last_seen
+        await a.call(call.Heartbeat())
+        await b.call(call.Heartbeat())
+        want = {k: gw.stations[k]["last_seen"] for k in ("CP-1", "CP-2")}
+        for _ in range(100):                # still connected: the flush of the next second writes them
+            if await gw.store.run(in_db) == want:
+                break
+            await asyncio.sleep(0.05)
+        assert await gw.store.run(in_db) == want
+        assert sorted(want.items()) in calls, calls     # both in one statement
+        assert not gw.seen_due
+
+
 _JSON = hs.recursive(hs.none() | hs.booleans() | hs.integers(-2 ** 70, 2 ** 70) | hs.floats(allow_nan=False) |
                      hs.text(max_size=30), lambda c: hs.lists(c, max_size=3) | hs.dictionaries(hs.text(max_size=8), c,
                                                                                              max_size=3), max_leaves=8)
