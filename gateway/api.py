@@ -925,8 +925,7 @@ async def ingest(gw, req, body):
     if not key:
         return _text(400, "api_key missing: send the station's ThingSpeak write key\n")
     key = str(key).encode("utf-8", "surrogatepass")    # compare_digest takes str only in ASCII
-    sid = next((s for s, st in gw.stations.items() if st.get("ts_key") and
-                hmac.compare_digest(str(st["ts_key"]).encode(), key)), None)
+    sid = gw.write_keys.station(key)     # by an index, not a walk over every station (writekeys.py)
     if sid is None:
         gw.throttle.failed(("ingest", req.remote or ""))
         return _text(401, "unknown api_key: register the station with its thingspeak_key\n")

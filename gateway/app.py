@@ -36,6 +36,7 @@ from .server import Listener, tls_context as server_tls_context
 from .store import Store, StoreError, add_ota_status, last_ota_status, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
 from .web import make_app
+from .writekeys import WriteKeys
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class Gateway:
         self.cluster = None     # cluster.Cluster on PostgreSQL: the other gateway processes on the database
         self.connected = _Connected(self)
         self.stations = {}      # id -> station row (dict), the auth and uplink cache
+        self.write_keys = WriteKeys(self)   # ThingSpeak write key -> station (/update); changed() when one is set
         self.last = {}          # id -> last reading dict (merged)
         self.id_tags = {}       # tag -> status (idtags.IdTags keeps the rest)
         self.idtags = IdTags(self)
@@ -637,6 +639,7 @@ class Gateway:
         row = (await self.store.run(lambda db: dict(db.execute("SELECT * FROM stations WHERE id=?",
                                                               (sid,)).fetchone())))
         self.stations[sid] = row
+        self.write_keys.added(sid)
         if self.thingspeak and channel and key:
             self.thingspeak.add_station(sid)
         return row
@@ -655,6 +658,7 @@ class Gateway:
             await self.thingspeak.remove_station(sid)
         await self.store.run(write)
         self.stations[sid].update(ts_channel=channel, ts_key=key, ts_read_key=read_key)
+        self.write_keys.changed()
         if self.thingspeak and channel and key:
             self.thingspeak.add_station(sid)
 
@@ -672,6 +676,7 @@ class Gateway:
             await self.thingspeak.remove_station(sid)
         await self.store.run(Store.remove_station, sid)
         self.stations.pop(sid, None)
+        self.write_keys.changed()
         self.last.pop(sid, None)
         if self.mqtt:
             self.mqtt.publish_status(sid)   # an empty retained message: the status topic is gone
@@ -816,6 +821,7 @@ class Gateway:
             if st is None:
                 return
             self.stations.pop(sid, None)
+            self.write_keys.changed()
             self.last.pop(sid, None)
             sess = self.sessions.get(sid)
             if sess is not None:
@@ -824,8 +830,12 @@ class Gateway:
                 await ts.remove_station(sid)
             return
         row = dict(row)
+        if st is not None and st.get("ts_key") != row["ts_key"]:
+            # only then: every status a station reports elsewhere brings its row here too
+            self.write_keys.changed()
         if st is None:
             self.stations[sid] = st = row
+            self.write_keys.added(sid)
             ts_changed = True
         else:
             ts_changed = any(st.get(k) != row[k] for k in ("ts_channel", "ts_key", "ts_read_key"))

@@ -1,0 +1,69 @@
+"""Per-event work that grows with the fleet: the cost of one event at N = 100, 1,000 and 10,000
+stations, the old path next to the gateway's (session 12's hunt for O(N) per frame / request).
+
+Each line builds the structure the event meets with N entries, in process, and times the call:
+  - ingest: the station of a ThingSpeak write key (/update): the walk over every station that
+    api.ingest did (hmac.compare_digest one by one) against writekeys.WriteKeys' index;
+
+    python benchmarks/fleet_scale.py [--sizes 100,1000,10000]
+
+A few seconds of CPU in all (each figure is the mean over enough calls to take ~0.2 s).
+"""
+import argparse
+import hmac
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from picocharge.gateway.writekeys import WriteKeys  # noqa: E402
+
+
+def per_call_us(fn, budget=0.2):
+    """Mean microseconds per call of fn(), over ~budget seconds (at least 3 calls)."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        el = time.perf_counter() - t0
+        if n >= 3 and el >= budget:
+            return el / n * 1e6
+
+
+class _Gw:
+    def __init__(self, n):
+        self.stations = {"CP-%05d" % i: {"id": "CP-%05d" % i, "state": "accepted", "ts_channel": i + 1,
+                                         "ts_key": "KEY%05dXYZ" % i} for i in range(n)}
+
+
+def ingest(n):
+    gw = _Gw(n)
+    key = ("KEY%05dXYZ" % (n // 2)).encode()     # a station in the middle: the walk's mean
+
+    def walk():
+        return next((s for s, st in gw.stations.items() if st.get("ts_key") and
+                     hmac.compare_digest(str(st["ts_key"]).encode(), key)), None)
+    wk = WriteKeys(gw)
+    assert wk.station(key) == walk()
+    return per_call_us(walk), per_call_us(lambda: wk.station(key))
+
+
+CASES = (("ingest /update: station of a write key", "per reading", ingest),)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="100,1000,10000")
+    a = ap.parse_args(argv)
+    sizes = [int(x) for x in a.sizes.split(",")]
+    print("%-44s %-16s %8s %12s %12s" % ("event", "cost", "N", "before us", "after us"))
+    for name, unit, fn in CASES:
+        for n in sizes:
+            before, after = fn(n)
+            print("%-44s %-16s %8d %12.1f %12.1f" % (name, unit, n, before, after))
+
+
+if __name__ == "__main__":
+    main()
