@@ -4,6 +4,9 @@ stations, the old path next to the gateway's (session 12's hunt for O(N) per fra
 Each line builds the structure the event meets with N entries, in process, and times the call:
   - ingest: the station of a ThingSpeak write key (/update): the walk over every station that
     api.ingest did (hmac.compare_digest one by one) against writekeys.WriteKeys' index;
+  - status history: GET /api/stations/<id>/status-history (the station page polls it every 4 s)
+    on a SQLite database of the gateway's schema, 30 rows per station, without the index of
+    migration 0006 and with it (the query runs in the store's writer thread: writes wait);
 
     python benchmarks/fleet_scale.py [--sizes 100,1000,10000]
 
@@ -11,12 +14,16 @@ A few seconds of CPU in all (each figure is the mean over enough calls to take ~
 """
 import argparse
 import hmac
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from picocharge.gateway.api import STATUS_HISTORY_SQL  # noqa: E402
+from picocharge.gateway.store import Store  # noqa: E402
 from picocharge.gateway.writekeys import WriteKeys  # noqa: E402
 
 
@@ -50,7 +57,29 @@ def ingest(n):
     return per_call_us(walk), per_call_us(lambda: wk.station(key))
 
 
-CASES = (("ingest /update: station of a write key", "per reading", ingest),)
+def status_history(n, per=30):
+    with tempfile.TemporaryDirectory() as d:
+        db = Store(os.path.join(d, "gw.db")).open()
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO status_history (station, connector, status, error_code, info, ts) VALUES "
+                           "(?,?,?,?,?,?)", [("CP-%05d" % (i % n), 1, "Available", "NoError", None,
+                                              "2026-01-01T00:00:00Z") for i in range(n * per)])
+            db.execute("COMMIT")
+            sid = ("CP-%05d" % (n // 2),)
+
+            def query():
+                return db.execute(STATUS_HISTORY_SQL, sid).fetchall()
+            after = per_call_us(query)
+            db.execute("DROP INDEX status_history_station")
+            before = per_call_us(query)
+        finally:
+            db.close()
+    return before, after
+
+
+CASES = (("ingest /update: station of a write key", "per reading", ingest),
+         ("GET .../status-history (30 rows/station)", "per poll", status_history))
 
 
 def main(argv=None):

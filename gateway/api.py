@@ -387,10 +387,14 @@ async def _transactions(gw, req, id):
     return _json(await gw.store.run(read))
 
 
+# the station page polls it: by the index status_history_station (migration 0006), not a scan
+# of every station's history (tests/gateway/test_station_queries.py checks the plan)
+STATUS_HISTORY_SQL = ("SELECT connector, status, error_code, info, ts FROM status_history WHERE station=? "
+                      "ORDER BY id DESC LIMIT 200")
+
+
 async def _status_history(gw, req, id):
-    rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
-        "SELECT connector, status, error_code, info, ts FROM status_history WHERE station=? "
-        "ORDER BY id DESC LIMIT 200", (id,))])
+    rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(STATUS_HISTORY_SQL, (id,))])
     return _json(rows)
 
 

@@ -1,0 +1,41 @@
+"""A query the station page polls reads that station's rows by an index, not every station's:
+its cost follows the station, not the fleet (session 12: GET .../status-history scanned the whole
+status_history table, ~40 ms in the store's writer thread at 10,000 stations)."""
+import sqlite3
+
+from ocpp.v16 import call
+
+from support.gwhttp import http
+from support.stations import Connected, boot
+from picocharge.gateway.api import STATUS_HISTORY_SQL
+from picocharge.gateway.store import Store
+
+
+def _plan(db, sql, args):
+    return [r[-1] for r in db.execute("EXPLAIN QUERY PLAN " + sql, args).fetchall()]
+
+
+def test_station_queries__status_history_is_searched_by_station_not_scanned(tmp_path):
+    db = Store(str(tmp_path / "gw.db")).open()
+    try:
+        plan = _plan(db, STATUS_HISTORY_SQL, ("CP-1",))
+    finally:
+        db.close()
+    assert plan == ["SEARCH status_history USING INDEX status_history_station (station=?)"], plan
+
+
+async def test_station_queries__status_history_answers_the_stations_own_newest_200(gateway, gw_db):
+    """What the index must not change: one station's rows only, newest first, 200 at most."""
+    gw = await gateway()
+    with sqlite3.connect(gw_db) as db:
+        db.executemany("INSERT INTO status_history (station, connector, status, error_code, info, ts) VALUES "
+                       "(?,?,?,?,?,?)", [("CP-1" if i % 3 else "CP-2", 1, "Charging", "NoError", "n%d" % i,
+                                          "2026-01-01T00:%02d:%02dZ" % (i // 60, i % 60)) for i in range(450)])
+    async with Connected(gw.port, "CP-1") as cp:
+        await boot(cp)
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Faulted"))
+    s, rows = await http(gw, "GET", "/api/stations/CP-1/status-history")
+    assert s == 200, rows
+    assert len(rows) == 200 and rows[0]["status"] == "Faulted", rows[:2]
+    mine = ["n%d" % i for i in range(449, -1, -1) if i % 3]
+    assert [r["info"] for r in rows[1:]] == mine[:199], [r["info"] for r in rows[1:5]]
