@@ -7,12 +7,17 @@ Each line builds the structure the event meets with N entries, in process, and t
   - status history: GET /api/stations/<id>/status-history (the station page polls it every 4 s)
     on a SQLite database of the gateway's schema, 30 rows per station, without the index of
     migration 0006 and with it (the query runs in the store's writer thread: writes wait);
+  - rollout wake: a boot (or firmware status) of a station outside a running rollout's wave, the
+    rollout holding all N stations in waves of 100 (N/10 below 1,000): before, it woke the rollout, whose step reads
+    and walks every station of it (timed here: the read and the step, CPU of the loop and the
+    store's thread); now only the wave's stations wake it (timed: wake() finding it need not);
 
     python benchmarks/fleet_scale.py [--sizes 100,1000,10000]
 
 A few seconds of CPU in all (each figure is the mean over enough calls to take ~0.2 s).
 """
 import argparse
+import asyncio
 import hmac
 import os
 import sys
@@ -22,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from picocharge.gateway import rollouts, store as st  # noqa: E402
 from picocharge.gateway.api import STATUS_HISTORY_SQL  # noqa: E402
-from picocharge.gateway.store import Store  # noqa: E402
+from picocharge.gateway.store import Store, now_iso  # noqa: E402
 from picocharge.gateway.writekeys import WriteKeys  # noqa: E402
 
 
@@ -78,8 +84,49 @@ def status_history(n, per=30):
     return before, after
 
 
+class _RolloutGw:
+    """What a rollout's step reads of the gateway: n stations, none connected."""
+
+    def __init__(self, store, n):
+        self.store = store
+        self.stations = {"CP-%05d" % i: {"firmware": "1.0", "state": "accepted"} for i in range(n)}
+        self.sessions, self.origins, self.cluster = {}, {}, None
+
+    def elsewhere(self, sid):
+        return False
+
+
+def rollout_wake(n):
+    async def run():
+        with tempfile.TemporaryDirectory() as d:
+            store = Store(os.path.join(d, "gw.db"))
+            await store.start()
+            try:
+                gw = _RolloutGw(store, n)
+                ro = rollouts.Rollouts(gw)
+                rid = await store.run(st.add_rollout, "2.0", min(100, n // 10), 100, 3600, sorted(gw.stations), now_iso())
+                rows = await store.run(st.rollout_rows, rid)
+                await ro._step(rows[0])     # its first wave starts
+                reps, c0 = 3 if n >= 10000 else 10, time.process_time()
+                for _ in range(reps):       # what each wake cost: a read of its rows and a step
+                    rows = await store.run(st.rollout_rows, rid)
+                    await ro._step(rows[0])
+                before = (time.process_time() - c0) / reps * 1e6
+                rows = await store.run(st.rollout_rows, rid)
+                ro._wake[rid] = asyncio.Event()
+                ro._watch[rid] = {s["station"] for s in rows[0]["stations"] if s["state"] == "updating"}
+                outside = "CP-%05d" % (n - 1)
+                after = per_call_us(lambda: ro.wake(outside))
+                assert not ro._wake[rid].is_set()
+                return before, after
+            finally:
+                await store.stop()
+    return asyncio.run(run())
+
+
 CASES = (("ingest /update: station of a write key", "per reading", ingest),
-         ("GET .../status-history (30 rows/station)", "per poll", status_history))
+         ("GET .../status-history (30 rows/station)", "per poll", status_history),
+         ("rollout of N: boot outside its wave", "per boot", rollout_wake))
 
 
 def main(argv=None):
