@@ -7,6 +7,9 @@ Each line builds the structure the event meets with N entries, in process, and t
   - status history: GET /api/stations/<id>/status-history (the station page polls it every 4 s)
     on a SQLite database of the gateway's schema, 30 rows per station, without the index of
     migration 0006 and with it (the query runs in the store's writer thread: writes wait);
+  - open transactions: the load balancer's read of them (loadbalance._open_transactions: at start,
+    and in a cluster before each plan of each group), 30 transactions stored per station and one
+    open, without the partial index of migration 0007 and with it (SQLite);
   - rollout wake: a boot (or firmware status) of a station outside a running rollout's wave, the
     rollout holding all N stations in waves of 100 (N/10 below 1,000): before, it woke the rollout, whose step reads
     and walks every station of it (timed here: the read and the step, CPU of the loop and the
@@ -29,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from picocharge.gateway import rollouts, store as st  # noqa: E402
 from picocharge.gateway.api import STATUS_HISTORY_SQL  # noqa: E402
+from picocharge.gateway.loadbalance import _open_transactions  # noqa: E402
 from picocharge.gateway.store import Store, now_iso  # noqa: E402
 from picocharge.gateway.writekeys import WriteKeys  # noqa: E402
 
@@ -84,6 +88,24 @@ def status_history(n, per=30):
     return before, after
 
 
+def open_transactions(n, per=30):
+    with tempfile.TemporaryDirectory() as d:
+        db = Store(os.path.join(d, "gw.db")).open()
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO transactions (station, connector, id_tag, meter_start, start_ts, stop_ts) "
+                           "VALUES (?,?,?,?,?,?)", [("CP-%05d" % (i % n), 1, "T", i, "2026-01-01T00:00:00Z",
+                                                     None if i >= n * (per - 1) else "2026-01-01T01:00:00Z")
+                                                    for i in range(n * per)])
+            db.execute("COMMIT")
+            after = per_call_us(lambda: _open_transactions(db))
+            db.execute("DROP INDEX transactions_open")
+            before = per_call_us(lambda: _open_transactions(db))
+        finally:
+            db.close()
+    return before, after
+
+
 class _RolloutGw:
     """What a rollout's step reads of the gateway: n stations, none connected."""
 
@@ -126,6 +148,7 @@ def rollout_wake(n):
 
 CASES = (("ingest /update: station of a write key", "per reading", ingest),
          ("GET .../status-history (30 rows/station)", "per poll", status_history),
+         ("open transactions (30 stored/station)", "per plan", open_transactions),
          ("rollout of N: boot outside its wave", "per boot", rollout_wake))
 
 

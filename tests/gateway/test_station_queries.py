@@ -1,6 +1,8 @@
-"""A query the station page polls reads that station's rows by an index, not every station's:
-its cost follows the station, not the fleet (session 12: GET .../status-history scanned the whole
-status_history table, ~40 ms in the store's writer thread at 10,000 stations)."""
+"""A query run per request or per event reads the rows it answers with by an index, not every
+row of the table: its cost follows the station (or the fleet's open transactions), not the
+fleet's history (session 12: GET .../status-history scanned the whole status_history table, ~40 ms
+in the store's writer thread at 10,000 stations; the load balancer's read of the open
+transactions, before each plan in a cluster, scanned every transaction stored)."""
 import sqlite3
 
 from ocpp.v16 import call
@@ -8,6 +10,7 @@ from ocpp.v16 import call
 from support.gwhttp import http
 from support.stations import Connected, boot
 from picocharge.gateway.api import STATUS_HISTORY_SQL
+from picocharge.gateway.loadbalance import _open_transactions
 from picocharge.gateway.store import Store
 
 
@@ -22,6 +25,25 @@ def test_station_queries__status_history_is_searched_by_station_not_scanned(tmp_
     finally:
         db.close()
     assert plan == ["SEARCH status_history USING INDEX status_history_station (station=?)"], plan
+
+
+def test_station_queries__the_open_transactions_are_read_by_their_index_and_only_they(tmp_path):
+    db = Store(str(tmp_path / "gw.db")).open()
+    try:
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO transactions (station, connector, id_tag, meter_start, start_ts, stop_ts) VALUES "
+                       "(?,?,?,?,?,?)", [("CP-%d" % (i % 7), i % 3, "T", i, "2026-01-01T00:00:00Z",
+                                          None if i % 5 == 0 else "2026-01-01T01:00:00Z") for i in range(100)])
+        db.execute("COMMIT")
+        seen = []
+        db.set_trace_callback(seen.append)
+        got = _open_transactions(db)
+        db.set_trace_callback(None)
+        plan = _plan(db, seen[-1], ())
+    finally:
+        db.close()
+    assert got == [(i + 1, "CP-%d" % (i % 7), i % 3) for i in range(0, 100, 5)], got
+    assert plan == ["SCAN transactions USING INDEX transactions_open"], plan
 
 
 async def test_station_queries__status_history_answers_the_stations_own_newest_200(gateway, gw_db):
