@@ -4,6 +4,9 @@ stations, the old path next to the gateway's (session 12's hunt for O(N) per fra
 Each line builds the structure the event meets with N entries, in process, and times the call:
   - ingest: the station of a ThingSpeak write key (/update): the walk over every station that
     api.ingest did (hmac.compare_digest one by one) against writekeys.WriteKeys' index;
+  - pending count: an unknown station's connection under --auth pending counts the stations that
+    wait for an operator (--max-pending): the walk over every station against pending.py's set
+    (50 of the N pending);
   - status history: GET /api/stations/<id>/status-history (the station page polls it every 4 s)
     on a SQLite database of the gateway's schema, 30 rows per station, without the index of
     migration 0006 and with it (the query runs in the store's writer thread: writes wait);
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from picocharge.gateway import rollouts, store as st  # noqa: E402
 from picocharge.gateway.api import STATUS_HISTORY_SQL  # noqa: E402
 from picocharge.gateway.loadbalance import _open_transactions  # noqa: E402
+from picocharge.gateway.pending import PendingStations  # noqa: E402
 from picocharge.gateway.store import Store, now_iso  # noqa: E402
 from picocharge.gateway.writekeys import WriteKeys  # noqa: E402
 
@@ -65,6 +69,18 @@ def ingest(n):
     wk = WriteKeys(gw)
     assert wk.station(key) == walk()
     return per_call_us(walk), per_call_us(lambda: wk.station(key))
+
+
+def pending_count(n):
+    gw = _Gw(n)
+    for i in range(0, n, max(1, n // 50)):
+        gw.stations["CP-%05d" % i]["state"] = "pending"
+
+    def walk():
+        return sum(1 for st in gw.stations.values() if st["state"] == "pending")
+    p = PendingStations(gw)
+    assert p.count() == walk()
+    return per_call_us(walk), per_call_us(p.count)
 
 
 def status_history(n, per=30):
@@ -147,6 +163,7 @@ def rollout_wake(n):
 
 
 CASES = (("ingest /update: station of a write key", "per reading", ingest),
+         ("--auth pending: count of pending stations", "per connection", pending_count),
          ("GET .../status-history (30 rows/station)", "per poll", status_history),
          ("open transactions (30 stored/station)", "per plan", open_transactions),
          ("rollout of N: boot outside its wave", "per boot", rollout_wake))
