@@ -17,6 +17,9 @@ Each line builds the structure the event meets with N entries, in process, and t
     rollout holding all N stations in waves of 100 (N/10 below 1,000): before, it woke the rollout, whose step reads
     and walks every station of it (timed here: the read and the step, CPU of the loop and the
     store's thread); now only the wave's stations wake it (timed: wake() finding it need not);
+  - rollout step: a status of a station of the wave: the step it wakes, reading and walking every
+    station of the rollout (store.rollout_rows) against reading the stations it judges
+    (store.rollout_judged: the wave and the failed ones);
 
     python benchmarks/fleet_scale.py [--sizes 100,1000,10000]
 
@@ -162,11 +165,36 @@ def rollout_wake(n):
     return asyncio.run(run())
 
 
+def rollout_step(n):
+    async def run():
+        with tempfile.TemporaryDirectory() as d:
+            store = Store(os.path.join(d, "gw.db"))
+            await store.start()
+            try:
+                gw = _RolloutGw(store, n)
+                ro = rollouts.Rollouts(gw)
+                rid = await store.run(st.add_rollout, "2.0", min(100, n // 10), 100, 3600, sorted(gw.stations),
+                                      now_iso())
+                await ro._step((await store.run(st.rollout_judged, rid))[0])     # its first wave starts
+                out = []
+                for read in (st.rollout_rows, st.rollout_judged):
+                    reps, c0 = 3 if n >= 10000 else 10, time.process_time()
+                    for _ in range(reps):
+                        rows = await store.run(read, rid)
+                        await ro._step(rows[0])
+                    out.append((time.process_time() - c0) / reps * 1e6)
+                return tuple(out)
+            finally:
+                await store.stop()
+    return asyncio.run(run())
+
+
 CASES = (("ingest /update: station of a write key", "per reading", ingest),
          ("--auth pending: count of pending stations", "per connection", pending_count),
          ("GET .../status-history (30 rows/station)", "per poll", status_history),
          ("open transactions (30 stored/station)", "per plan", open_transactions),
-         ("rollout of N: boot outside its wave", "per boot", rollout_wake))
+         ("rollout of N: boot outside its wave", "per boot", rollout_wake),
+         ("rollout of N: status of its wave (a step)", "per status", rollout_step))
 
 
 def main(argv=None):

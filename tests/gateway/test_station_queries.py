@@ -61,3 +61,26 @@ async def test_station_queries__status_history_answers_the_stations_own_newest_2
     assert len(rows) == 200 and rows[0]["status"] == "Faulted", rows[:2]
     mine = ["n%d" % i for i in range(449, -1, -1) if i % 3]
     assert [r["info"] for r in rows[1:]] == mine[:199], [r["info"] for r in rows[1:5]]
+
+
+def test_station_queries__a_rollout_step_reads_its_wave_by_state_not_every_station(tmp_path):
+    from picocharge.gateway import store as st
+    db = Store(str(tmp_path / "gw.db")).open()
+    try:
+        db.execute("BEGIN")
+        rid = st.add_rollout(db, "0.2.0", 2, 2, 60, ["CP-%d" % i for i in range(50)], "2026-01-01T00:00:00Z")
+        st.set_rollout_station(db, rid, "CP-7", "updating", "sent", 1, "2026-01-01T00:00:00Z", None)
+        st.set_rollout_station(db, rid, "CP-3", "failed", "DownloadFailed", 1, "2026-01-01T00:00:00Z", None)
+        db.execute("COMMIT")
+        seen = []
+        db.set_trace_callback(seen.append)
+        judged = st.rollout_judged(db, rid)[0]["stations"]
+        waiting = st.rollout_waiting(db, rid, 2)
+        db.set_trace_callback(None)
+        plans = [_plan(db, q, ()) for q in seen if "rollout_stations" in q]
+    finally:
+        db.close()
+    assert [(s["station"], s["state"]) for s in judged] == [("CP-3", "failed"), ("CP-7", "updating")], judged
+    assert [s["station"] for s in waiting] == ["CP-0", "CP-1"], waiting
+    assert len(plans) == 2 and all(p[0].startswith("SEARCH rollout_stations USING INDEX rollout_stations_state")
+                                   for p in plans), plans
