@@ -10,6 +10,9 @@ Each line builds the structure the event meets with N entries, in process, and t
   - status history: GET /api/stations/<id>/status-history (the station page polls it every 4 s)
     on a SQLite database of the gateway's schema, 30 rows per station, without the index of
     migration 0006 and with it (the query runs in the store's writer thread: writes wait);
+  - outbox depth: GET /metrics counts each uplink's undelivered readings; for ThingSpeak (a cursor
+    per station, 20 readings per station, half undelivered) a query per station from Python
+    against one statement (uplinks.outbox_depth), in the store's writer thread (SQLite);
   - open transactions: the load balancer's read of them (loadbalance._open_transactions: at start,
     and in a cluster before each plan of each group), 30 transactions stored per station and one
     open, without the partial index of migration 0007 and with it (SQLite);
@@ -41,6 +44,7 @@ from picocharge.gateway.api import STATUS_HISTORY_SQL  # noqa: E402
 from picocharge.gateway.loadbalance import _open_transactions  # noqa: E402
 from picocharge.gateway.pending import PendingStations  # noqa: E402
 from picocharge.gateway.store import Store, now_iso  # noqa: E402
+from picocharge.gateway.uplinks import outbox_depth  # noqa: E402
 from picocharge.gateway.writekeys import WriteKeys  # noqa: E402
 
 
@@ -105,6 +109,34 @@ def status_history(n, per=30):
         finally:
             db.close()
     return before, after
+
+
+def _depth_by_station(db, uplink):
+    """outbox_depth before session 12 (SQLite): a COUNT per outbox row."""
+    n = 0
+    for station, last_id in db.execute("SELECT station, last_id FROM outbox WHERE uplink=?", (uplink,)).fetchall():
+        if station == "*":
+            n += db.execute("SELECT COUNT(*) FROM readings WHERE id > ?", (last_id,)).fetchone()[0]
+        else:
+            n += db.execute("SELECT COUNT(*) FROM readings WHERE station=? AND id > ?", (station, last_id)).fetchone()[0]
+    return n
+
+
+def depth(n, per=20):
+    with tempfile.TemporaryDirectory() as d:
+        db = Store(os.path.join(d, "gw.db")).open()
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO readings (station, ts, temp_c, source) VALUES (?,?,?,?)",
+                           [("CP-%05d" % (i % n), "2026-01-01T00:00:00Z", 20.0, "ocpp") for i in range(n * per)])
+            db.executemany("INSERT INTO outbox (uplink, station, last_id) VALUES (?,?,?)",
+                           [("thingspeak", "CP-%05d" % i, n * per // 2) for i in range(n)])
+            db.execute("COMMIT")
+            assert outbox_depth(db, "thingspeak") == _depth_by_station(db, "thingspeak")
+            return (per_call_us(lambda: _depth_by_station(db, "thingspeak")),
+                    per_call_us(lambda: outbox_depth(db, "thingspeak")))
+        finally:
+            db.close()
 
 
 def open_transactions(n, per=30):
@@ -192,6 +224,7 @@ def rollout_step(n):
 CASES = (("ingest /update: station of a write key", "per reading", ingest),
          ("--auth pending: count of pending stations", "per connection", pending_count),
          ("GET .../status-history (30 rows/station)", "per poll", status_history),
+         ("GET /metrics: ThingSpeak outbox depth", "per scrape", depth),
          ("open transactions (30 stored/station)", "per plan", open_transactions),
          ("rollout of N: boot outside its wave", "per boot", rollout_wake),
          ("rollout of N: status of its wave (a step)", "per status", rollout_step))
