@@ -17,16 +17,19 @@ Each line builds the structure the event meets with N entries, in process, and t
     and in a cluster before each plan of each group), 30 transactions stored per station and one
     open, without the partial index of migration 0007 and with it (SQLite);
   - rollout wake: a boot (or firmware status) of a station outside a running rollout's wave, the
-    rollout holding all N stations in waves of 100 (N/10 below 1,000): before, it woke the rollout, whose step reads
-    and walks every station of it (timed here: the read and the step, CPU of the loop and the
-    store's thread); now only the wave's stations wake it (timed: wake() finding it need not);
+    rollout holding all N stations in waves of 100 (N/10 below 1,000): before, it woke the
+    rollout, whose step read and walked every station of it (timed here: that read and the step,
+    CPU of the loop and the store's thread); now only the wave's stations wake it (timed: wake()
+    finding it need not);
   - rollout step: a status of a station of the wave: the step it wakes, reading and walking every
     station of the rollout (store.rollout_rows) against reading the stations it judges
     (store.rollout_judged: the wave and the failed ones);
 
     python benchmarks/fleet_scale.py [--sizes 100,1000,10000]
 
-A few seconds of CPU in all (each figure is the mean over enough calls to take ~0.2 s).
+About 15 s of CPU in all, in pieces of a second or two (each figure is the mean over enough calls
+to take ~0.2 s; building the 10,000-station databases takes the rest). Figures move with the
+machine's load by up to 2x: compare the two columns of one run.
 """
 import argparse
 import asyncio
@@ -118,7 +121,8 @@ def _depth_by_station(db, uplink):
         if station == "*":
             n += db.execute("SELECT COUNT(*) FROM readings WHERE id > ?", (last_id,)).fetchone()[0]
         else:
-            n += db.execute("SELECT COUNT(*) FROM readings WHERE station=? AND id > ?", (station, last_id)).fetchone()[0]
+            n += db.execute("SELECT COUNT(*) FROM readings WHERE station=? AND id > ?",
+                            (station, last_id)).fetchone()[0]
     return n
 
 
@@ -177,7 +181,8 @@ def rollout_wake(n):
             try:
                 gw = _RolloutGw(store, n)
                 ro = rollouts.Rollouts(gw)
-                rid = await store.run(st.add_rollout, "2.0", min(100, n // 10), 100, 3600, sorted(gw.stations), now_iso())
+                rid = await store.run(st.add_rollout, "2.0", min(100, n // 10), 100, 3600, sorted(gw.stations),
+                                      now_iso())
                 rows = await store.run(st.rollout_rows, rid)
                 await ro._step(rows[0])     # its first wave starts
                 reps, c0 = 3 if n >= 10000 else 10, time.process_time()

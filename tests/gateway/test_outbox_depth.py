@@ -28,7 +28,8 @@ def _depth_by_station(db, uplink):
         if station == "*":
             n += db.execute("SELECT COUNT(*) FROM readings WHERE id > ?", (last_id,)).fetchone()[0]
         else:
-            n += db.execute("SELECT COUNT(*) FROM readings WHERE station=? AND id > ?", (station, last_id)).fetchone()[0]
+            n += db.execute("SELECT COUNT(*) FROM readings WHERE station=? AND id > ?",
+                            (station, last_id)).fetchone()[0]
     return n
 
 
