@@ -387,10 +387,14 @@ async def _transactions(gw, req, id):
     return _json(await gw.store.run(read))
 
 
+# the station page polls it: by the index status_history_station (migration 0006), not a scan
+# of every station's history (tests/gateway/test_station_queries.py checks the plan)
+STATUS_HISTORY_SQL = ("SELECT connector, status, error_code, info, ts FROM status_history WHERE station=? "
+                      "ORDER BY id DESC LIMIT 200")
+
+
 async def _status_history(gw, req, id):
-    rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(
-        "SELECT connector, status, error_code, info, ts FROM status_history WHERE station=? "
-        "ORDER BY id DESC LIMIT 200", (id,))])
+    rows = await gw.store.run(lambda db: [dict(r) for r in db.execute(STATUS_HISTORY_SQL, (id,))])
     return _json(rows)
 
 
@@ -925,8 +929,7 @@ async def ingest(gw, req, body):
     if not key:
         return _text(400, "api_key missing: send the station's ThingSpeak write key\n")
     key = str(key).encode("utf-8", "surrogatepass")    # compare_digest takes str only in ASCII
-    sid = next((s for s, st in gw.stations.items() if st.get("ts_key") and
-                hmac.compare_digest(str(st["ts_key"]).encode(), key)), None)
+    sid = gw.write_keys.station(key)     # by an index, not a walk over every station (writekeys.py)
     if sid is None:
         gw.throttle.failed(("ingest", req.remote or ""))
         return _text(401, "unknown api_key: register the station with its thingspeak_key\n")

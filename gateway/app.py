@@ -30,12 +30,14 @@ from .idtags import IdTags
 from .loadbalance import LEASE as LB_LEASE, LoadBalancer
 from .localsync import LocalSync
 from .metrics import GatewayMetrics
+from .pending import PendingStations
 from .reservations import Reservations
 from .rollouts import Rollouts
 from .server import Listener, tls_context as server_tls_context
 from .store import Store, StoreError, add_ota_status, last_ota_status, now_iso
 from .uplinks import MqttUplink, ThingSpeakUplink
 from .web import make_app
+from .writekeys import WriteKeys
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +203,8 @@ class Gateway:
         self.cluster = None     # cluster.Cluster on PostgreSQL: the other gateway processes on the database
         self.connected = _Connected(self)
         self.stations = {}      # id -> station row (dict), the auth and uplink cache
+        self.write_keys = WriteKeys(self)   # ThingSpeak write key -> station (/update); changed() when one is set
+        self.pending = PendingStations(self)    # the stations waiting for an operator; note(sid) when one changes
         self.last = {}          # id -> last reading dict (merged)
         self.id_tags = {}       # tag -> status (idtags.IdTags keeps the rest)
         self.idtags = IdTags(self)
@@ -494,7 +498,7 @@ class Gateway:
 
     async def _admit_pending(self, sid, pw, how):
         """--auth pending: an unknown station waits for the operator (up to --max-pending)."""
-        pending = sum(1 for st in self.stations.values() if st["state"] == "pending")
+        pending = self.pending.count()      # not a walk over every station per connection (pending.py)
         if pending >= self.settings.max_pending:
             return 503, "%d stations already wait for an operator (--max-pending)" % pending
         await self.register(sid, pw, state="pending")
@@ -662,6 +666,8 @@ class Gateway:
         row = (await self.store.run(lambda db: dict(db.execute("SELECT * FROM stations WHERE id=?",
                                                               (sid,)).fetchone())))
         self.stations[sid] = row
+        self.write_keys.added(sid)
+        self.pending.note(sid)
         if self.thingspeak and channel and key:
             self.thingspeak.add_station(sid)
         return row
@@ -680,6 +686,7 @@ class Gateway:
             await self.thingspeak.remove_station(sid)
         await self.store.run(write)
         self.stations[sid].update(ts_channel=channel, ts_key=key, ts_read_key=read_key)
+        self.write_keys.changed()
         if self.thingspeak and channel and key:
             self.thingspeak.add_station(sid)
 
@@ -697,6 +704,8 @@ class Gateway:
             await self.thingspeak.remove_station(sid)
         await self.store.run(Store.remove_station, sid)
         self.stations.pop(sid, None)
+        self.write_keys.changed()
+        self.pending.note(sid)
         self.last.pop(sid, None)
         if self.mqtt:
             self.mqtt.publish_status(sid)   # an empty retained message: the status topic is gone
@@ -704,6 +713,7 @@ class Gateway:
     async def set_state(self, sid, state):
         await self.store.run(lambda db: db.execute("UPDATE stations SET state=? WHERE id=?", (state, sid)))
         self.stations[sid]["state"] = state
+        self.pending.note(sid)
 
     async def boot(self, sid, vendor, model, firmware):
         st = self.stations[sid]
@@ -841,6 +851,8 @@ class Gateway:
             if st is None:
                 return
             self.stations.pop(sid, None)
+            self.write_keys.changed()
+            self.pending.note(sid)
             self.last.pop(sid, None)
             sess = self.sessions.get(sid)
             if sess is not None:
@@ -849,8 +861,12 @@ class Gateway:
                 await ts.remove_station(sid)
             return
         row = dict(row)
+        if st is not None and st.get("ts_key") != row["ts_key"]:
+            # only then: every status a station reports elsewhere brings its row here too
+            self.write_keys.changed()
         if st is None:
             self.stations[sid] = st = row
+            self.write_keys.added(sid)
             ts_changed = True
         else:
             ts_changed = any(st.get(k) != row[k] for k in ("ts_channel", "ts_key", "ts_read_key"))
@@ -865,6 +881,7 @@ class Gateway:
                 st.update(row)
                 if seen and (not row["last_seen"] or seen > row["last_seen"]):
                     st["last_seen"] = seen      # the news of the process it is connected to is newer
+        self.pending.note(sid)      # its state may have changed there (accepted by an operator)
         if ts is not None and getattr(ts, "loop", None) is not None and ts_changed:
             await ts.remove_station(sid)
             if st.get("ts_channel") and st.get("ts_key"):

@@ -529,6 +529,33 @@ def rollout_rows(db, rid=None, state=None):
     return out
 
 
+def rollout_judged(db, rid):
+    """rollout_rows(db, rid) with only the stations a step of the rollout judges, in wave order:
+    those updating and those failed (at most max_failures while it runs), not the whole fleet's
+    waiting and done ones; [] when there is no such rollout."""
+    out = [dict(zip(_ROLLOUT_COLS, r)) for r in db.execute(
+        "SELECT %s FROM rollouts WHERE id=?" % ", ".join(_ROLLOUT_COLS), (rid,))]
+    for ro in out:
+        ro["stations"] = [dict(zip(_ROLLOUT_STATION_COLS, r)) for r in db.execute(
+            "SELECT %s FROM rollout_stations WHERE rollout=? AND state IN ('updating', 'failed') ORDER BY position"
+            % ", ".join(_ROLLOUT_STATION_COLS), (rid,))]
+    return out
+
+
+def rollout_waiting(db, rid, limit=None):
+    """The rollout's stations still waiting for their wave, in wave order (the first `limit`)."""
+    q = "SELECT %s FROM rollout_stations WHERE rollout=? AND state='waiting' ORDER BY position" % ", ".join(
+        _ROLLOUT_STATION_COLS)
+    args = (rid,)
+    if limit is not None:
+        q, args = q + " LIMIT ?", (rid, limit)
+    return [dict(zip(_ROLLOUT_STATION_COLS, r)) for r in db.execute(q, args)]
+
+
+def rollout_station_ids(db, rid):
+    return [r[0] for r in db.execute("SELECT station FROM rollout_stations WHERE rollout=? ORDER BY position", (rid,))]
+
+
 def set_rollout(db, rid, state, reason, finished):
     db.execute("UPDATE rollouts SET state=?, reason=?, finished=? WHERE id=?", (state, reason, finished, rid))
 

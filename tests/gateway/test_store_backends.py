@@ -78,11 +78,17 @@ _TABLES = ("stations", "readings", "status_history", "connections", "transaction
 _KNOWN = [(n, name) for n, name, _sql in migrations("sqlite", "REAL")]     # every migration, each once
 
 
-def _dump(path):
-    """Every table's definition and rows, and the indexes, of a SQLite file."""
+# the indexes that migrations after 0001 add to its tables
+_LATER_INDEXES = tuple(name for n, _f, sql in migrations("sqlite", "REAL") if n > 1
+                       for name in re.findall(r"CREATE INDEX (\w+) ON", sql))
+
+
+def _dump(path, without=()):
+    """Every table's definition and rows, and the indexes (but those named in `without`), of a SQLite file."""
     with sqlite3.connect(path) as db:
-        schema = db.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN (%s) ORDER BY name"
-                            % ", ".join("?" * len(_TABLES)), _TABLES).fetchall()
+        schema = [r for r in db.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN (%s) ORDER BY "
+                                        "name" % ", ".join("?" * len(_TABLES)), _TABLES).fetchall()
+                  if r[1] not in without]
         rows = {t: db.execute("SELECT * FROM %s ORDER BY rowid" % t).fetchall() for t in _TABLES}
     return schema, rows
 
@@ -108,7 +114,8 @@ async def test_store__a_database_of_the_gateway_before_migrations_opens_unchange
     store = Store(gw_db)
     await store.start()
     try:
-        assert _dump(gw_db) == before       # every table, index and row as it was (later migrations add tables)
+        # every table, index and row as it was (later migrations add tables, and indexes: left out here)
+        assert _dump(gw_db, without=_LATER_INDEXES) == before
         assert await store.run(lambda db: [tuple(r) for r in db.execute(
             "SELECT version, name FROM schema_migrations ORDER BY version")]) == _KNOWN
         assert await store.add_readings("CP-1", [ROW], "ocpp") == [6]
