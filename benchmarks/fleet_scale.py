@@ -173,57 +173,51 @@ class _RolloutGw:
         return False
 
 
-def rollout_wake(n):
+def _with_rollout(n, measure):
+    """measure(store, ro, rid) with a fresh store holding a rollout of n stations whose first
+    wave has started; its result."""
     async def run():
         with tempfile.TemporaryDirectory() as d:
             store = Store(os.path.join(d, "gw.db"))
             await store.start()
             try:
-                gw = _RolloutGw(store, n)
-                ro = rollouts.Rollouts(gw)
-                rid = await store.run(st.add_rollout, "2.0", min(100, n // 10), 100, 3600, sorted(gw.stations),
-                                      now_iso())
-                rows = await store.run(st.rollout_rows, rid)
-                await ro._step(rows[0])     # its first wave starts
-                reps, c0 = 3 if n >= 10000 else 10, time.process_time()
-                for _ in range(reps):       # what each wake cost: a read of its rows and a step
-                    rows = await store.run(st.rollout_rows, rid)
-                    await ro._step(rows[0])
-                before = (time.process_time() - c0) / reps * 1e6
-                rows = await store.run(st.rollout_rows, rid)
-                ro._wake[rid] = asyncio.Event()
-                ro._watch[rid] = {s["station"] for s in rows[0]["stations"] if s["state"] == "updating"}
-                outside = "CP-%05d" % (n - 1)
-                after = per_call_us(lambda: ro.wake(outside))
-                assert not ro._wake[rid].is_set()
-                return before, after
+                ro = rollouts.Rollouts(_RolloutGw(store, n))
+                rid = await store.run(st.add_rollout, "2.0", min(100, n // 10), 100, 3600,
+                                      sorted(ro.gw.stations), now_iso())
+                await ro._step((await store.run(st.rollout_judged, rid))[0])     # its first wave starts
+                return await measure(store, ro, rid)
             finally:
                 await store.stop()
     return asyncio.run(run())
+
+
+def rollout_wake(n):
+    async def measure(store, ro, rid):
+        reps, c0 = 3 if n >= 10000 else 10, time.process_time()
+        for _ in range(reps):       # what each wake cost: a read of its rows and a step
+            rows = await store.run(st.rollout_rows, rid)
+            await ro._step(rows[0])
+        before = (time.process_time() - c0) / reps * 1e6
+        rows = await store.run(st.rollout_rows, rid)
+        ro._wake[rid] = asyncio.Event()
+        ro._watch[rid] = {s["station"] for s in rows[0]["stations"] if s["state"] == "updating"}
+        after = per_call_us(lambda: ro.wake("CP-%05d" % (n - 1)))    # a station outside the wave
+        assert not ro._wake[rid].is_set()
+        return before, after
+    return _with_rollout(n, measure)
 
 
 def rollout_step(n):
-    async def run():
-        with tempfile.TemporaryDirectory() as d:
-            store = Store(os.path.join(d, "gw.db"))
-            await store.start()
-            try:
-                gw = _RolloutGw(store, n)
-                ro = rollouts.Rollouts(gw)
-                rid = await store.run(st.add_rollout, "2.0", min(100, n // 10), 100, 3600, sorted(gw.stations),
-                                      now_iso())
-                await ro._step((await store.run(st.rollout_judged, rid))[0])     # its first wave starts
-                out = []
-                for read in (st.rollout_rows, st.rollout_judged):
-                    reps, c0 = 3 if n >= 10000 else 10, time.process_time()
-                    for _ in range(reps):
-                        rows = await store.run(read, rid)
-                        await ro._step(rows[0])
-                    out.append((time.process_time() - c0) / reps * 1e6)
-                return tuple(out)
-            finally:
-                await store.stop()
-    return asyncio.run(run())
+    async def measure(store, ro, rid):
+        out = []
+        for read in (st.rollout_rows, st.rollout_judged):
+            reps, c0 = 3 if n >= 10000 else 10, time.process_time()
+            for _ in range(reps):
+                rows = await store.run(read, rid)
+                await ro._step(rows[0])
+            out.append((time.process_time() - c0) / reps * 1e6)
+        return tuple(out)
+    return _with_rollout(n, measure)
 
 
 CASES = (("ingest /update: station of a write key", "per reading", ingest),
