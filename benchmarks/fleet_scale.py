@@ -93,25 +93,28 @@ def pending_count(n):
     return per_call_us(walk), per_call_us(p.count)
 
 
-def status_history(n, per=30):
+def _with_and_without(index, insert, rows, query):
+    """(us of query(db) without `index`, with it), on a fresh database holding `rows`."""
     with tempfile.TemporaryDirectory() as d:
         db = Store(os.path.join(d, "gw.db")).open()
         try:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO status_history (station, connector, status, error_code, info, ts) VALUES "
-                           "(?,?,?,?,?,?)", [("CP-%05d" % (i % n), 1, "Available", "NoError", None,
-                                              "2026-01-01T00:00:00Z") for i in range(n * per)])
+            db.executemany(insert, rows)
             db.execute("COMMIT")
-            sid = ("CP-%05d" % (n // 2),)
-
-            def query():
-                return db.execute(STATUS_HISTORY_SQL, sid).fetchall()
-            after = per_call_us(query)
-            db.execute("DROP INDEX status_history_station")
-            before = per_call_us(query)
+            after = per_call_us(lambda: query(db))
+            db.execute("DROP INDEX %s" % index)
+            return per_call_us(lambda: query(db)), after
         finally:
             db.close()
-    return before, after
+
+
+def status_history(n, per=30):
+    sid = ("CP-%05d" % (n // 2),)
+    return _with_and_without(
+        "status_history_station",
+        "INSERT INTO status_history (station, connector, status, error_code, info, ts) VALUES (?,?,?,?,?,?)",
+        [("CP-%05d" % (i % n), 1, "Available", "NoError", None, "2026-01-01T00:00:00Z") for i in range(n * per)],
+        lambda db: db.execute(STATUS_HISTORY_SQL, sid).fetchall())
 
 
 def _depth_by_station(db, uplink):
@@ -144,21 +147,12 @@ def depth(n, per=20):
 
 
 def open_transactions(n, per=30):
-    with tempfile.TemporaryDirectory() as d:
-        db = Store(os.path.join(d, "gw.db")).open()
-        try:
-            db.execute("BEGIN")
-            db.executemany("INSERT INTO transactions (station, connector, id_tag, meter_start, start_ts, stop_ts) "
-                           "VALUES (?,?,?,?,?,?)", [("CP-%05d" % (i % n), 1, "T", i, "2026-01-01T00:00:00Z",
-                                                     None if i >= n * (per - 1) else "2026-01-01T01:00:00Z")
-                                                    for i in range(n * per)])
-            db.execute("COMMIT")
-            after = per_call_us(lambda: _open_transactions(db))
-            db.execute("DROP INDEX transactions_open")
-            before = per_call_us(lambda: _open_transactions(db))
-        finally:
-            db.close()
-    return before, after
+    return _with_and_without(
+        "transactions_open",
+        "INSERT INTO transactions (station, connector, id_tag, meter_start, start_ts, stop_ts) VALUES (?,?,?,?,?,?)",
+        [("CP-%05d" % (i % n), 1, "T", i, "2026-01-01T00:00:00Z",
+          None if i >= n * (per - 1) else "2026-01-01T01:00:00Z") for i in range(n * per)],
+        _open_transactions)
 
 
 class _RolloutGw:
