@@ -26,6 +26,7 @@ from picocharge.firmware import fields
 from . import auth, ca, openapi
 from .commands import COMMANDS, CommandError, apply_at_boot, send_call, send_command  # noqa: F401  (COMMANDS, CommandError: re-exported)
 from .csms import StationSession, quiet_ocpp_frames, utc_now, write_last_seen_many
+from .gctune import GcTuner
 from .idtags import IdTags
 from .loadbalance import LEASE as LB_LEASE, LoadBalancer
 from .localsync import LocalSync
@@ -222,6 +223,7 @@ class Gateway:
         self.port = None
         self.front = None       # the server.Listener
         self.liveness = None    # ocpp_ws.Liveness: pings the stations that went quiet
+        self.gc_tuner = None    # gctune.GcTuner (Settings.gc_freeze, on by default)
         self.seen_due = {}      # station -> last_seen not written yet (flush_seen, every second)
         self.tokens = auth.TokenStore(settings.tokens_file or auth.tokens_path(settings.db))
         self.first_token = None     # the admin token made at first start, in clear (shown once)
@@ -286,15 +288,16 @@ class Gateway:
         self.started_at = time.time()
         if s.gc_freeze:
             # long-lived start-up objects leave the collector's view; fewer full collections.
-            # Thresholds: a young collection sees about 2,000 new objects (a few ms on a busy
-            # machine: a pause delays the answers queued behind it, so short pauses keep p99
-            # down), a middle one every 5 young ones, and a full one waits for 1,000 middle
-            # ones, so the ~300 objects of each of 10,000 connections are not walked again
-            # and again while a fleet connects. (50000, 20, 100) had 400-700 ms middle
-            # collections there, (10000, 5, 1000) 20-90 ms young ones every 2 s when paced.
+            # Thresholds (gctune.py): while stations connect, a young collection sees about 2,000
+            # new objects (short pauses keep a storm's p99 down), a middle one every 5 young
+            # ones, and a full one waits for 1,000 middle ones, so the ~300 objects of each of
+            # 10,000 connections are not walked again and again while a fleet connects
+            # ((50000, 20, 100) had 400-700 ms middle collections there); once the fleet is in,
+            # 20,000, above the awaits in flight of every connection.
             gc.collect()
             gc.freeze()
-            gc.set_threshold(2000, 5, 1000)
+            self.gc_tuner = GcTuner()
+            self.gc_tuner.start()
         self.gc_watch = GcWatch()
         gc.callbacks.append(self.gc_watch)
         log.info("gateway listening on %s://%s:%d (auth=%s%s)", s.scheme, s.host, self.port, s.auth,
@@ -307,6 +310,8 @@ class Gateway:
             log.info("%s", self.gc_watch.summary())
         if self.liveness is not None:
             self.liveness.stop()
+        if self.gc_tuner is not None:
+            self.gc_tuner.stop()
         self.rollouts.stop()
         self.localsync.stop()
         await self.loadbalance.stop()
@@ -615,6 +620,8 @@ class Gateway:
             await old._connection.close(1000, "replaced by a new connection")
         sess = StationSession(sid, connection, self, response_timeout=self.settings.response_timeout)
         self.sessions[sid] = sess
+        if self.gc_tuner is not None:
+            self.gc_tuner.connected()
         self.loadbalance.online(sid)     # its TxDefaultProfile, then a plan with it reachable
         if self.cluster is not None:
             try:
