@@ -514,8 +514,21 @@ def add_rollout(db, version, wave, max_failures, timeout, stations, created):
     return rid
 
 
-def rollout_rows(db, rid=None, state=None):
-    """[rollout dict with "stations": [station dicts in wave order]], newest first."""
+def _rollout_stations(db, rid, states=None, limit=None):
+    """A rollout's station dicts in wave order: all, or those in `states` (the first `limit`)."""
+    q, args = "SELECT %s FROM rollout_stations WHERE rollout=?" % ", ".join(_ROLLOUT_STATION_COLS), [rid]
+    if states is not None:
+        q += " AND state IN (%s)" % ", ".join("?" * len(states))
+        args += states
+    q += " ORDER BY position"
+    if limit is not None:
+        q, args = q + " LIMIT ?", args + [limit]
+    return [dict(zip(_ROLLOUT_STATION_COLS, r)) for r in db.execute(q, args)]
+
+
+def rollout_rows(db, rid=None, state=None, station_states=None):
+    """[rollout dict with "stations": [station dicts in wave order; those in `station_states`
+    when given]], newest first."""
     q, args = "SELECT %s FROM rollouts" % ", ".join(_ROLLOUT_COLS), []
     if rid is not None:
         q, args = q + " WHERE id=?", [rid]
@@ -523,9 +536,7 @@ def rollout_rows(db, rid=None, state=None):
         q, args = q + " WHERE state=?", [state]
     out = [dict(zip(_ROLLOUT_COLS, r)) for r in db.execute(q + " ORDER BY id DESC LIMIT 200", args)]
     for ro in out:
-        ro["stations"] = [dict(zip(_ROLLOUT_STATION_COLS, r)) for r in db.execute(
-            "SELECT %s FROM rollout_stations WHERE rollout=? ORDER BY position" % ", ".join(_ROLLOUT_STATION_COLS),
-            (ro["id"],))]
+        ro["stations"] = _rollout_stations(db, ro["id"], station_states)
     return out
 
 
@@ -533,23 +544,12 @@ def rollout_judged(db, rid):
     """rollout_rows(db, rid) with only the stations a step of the rollout judges, in wave order:
     those updating and those failed (at most max_failures while it runs), not the whole fleet's
     waiting and done ones; [] when there is no such rollout."""
-    out = [dict(zip(_ROLLOUT_COLS, r)) for r in db.execute(
-        "SELECT %s FROM rollouts WHERE id=?" % ", ".join(_ROLLOUT_COLS), (rid,))]
-    for ro in out:
-        ro["stations"] = [dict(zip(_ROLLOUT_STATION_COLS, r)) for r in db.execute(
-            "SELECT %s FROM rollout_stations WHERE rollout=? AND state IN ('updating', 'failed') ORDER BY position"
-            % ", ".join(_ROLLOUT_STATION_COLS), (rid,))]
-    return out
+    return rollout_rows(db, rid, station_states=["updating", "failed"])
 
 
 def rollout_waiting(db, rid, limit=None):
     """The rollout's stations still waiting for their wave, in wave order (the first `limit`)."""
-    q = "SELECT %s FROM rollout_stations WHERE rollout=? AND state='waiting' ORDER BY position" % ", ".join(
-        _ROLLOUT_STATION_COLS)
-    args = (rid,)
-    if limit is not None:
-        q, args = q + " LIMIT ?", (rid, limit)
-    return [dict(zip(_ROLLOUT_STATION_COLS, r)) for r in db.execute(q, args)]
+    return _rollout_stations(db, rid, ["waiting"], limit)
 
 
 def rollout_station_ids(db, rid):
