@@ -37,8 +37,8 @@ checked by either (draft 4 leaves them optional; ours never did), it refuses NaN
 integer and True for a number as jsonschema's Draft4Validator does, and our one rule more (no
 U+0000 in text) is looked for in the frame's text by the caller (csms._handle) before it asks.
 Every refusal, its class and its message still come from the checkers above, so stations see the
-same CALLERRORs; tests/gateway/test_properties.py pins "jsonschema-rs accepts => ours accepts" for
-every request schema a station sends.
+same CALLERRORs; tests/gateway/test_validate_fast.py pins "jsonschema-rs accepts => ours accepts"
+for every request schema a station sends.
 """
 import json
 import os
@@ -233,13 +233,19 @@ def compile_schema(s, where="payload"):
 _cache = {}
 
 
+def _schema(action, response=False):
+    """The ocpp package's 1.6 schema of `action` (its CALLRESULT's with `response`); OSError
+    when there is none."""
+    with open(os.path.join(_SCHEMAS, action + ("Response" if response else "") + ".json"),
+              encoding="utf-8-sig") as f:
+        return json.load(f)
+
+
 def validator(action, response=False):
     key = (action, response)
     fn = _cache.get(key)
     if fn is None:
-        path = os.path.join(_SCHEMAS, action + ("Response" if response else "") + ".json")
-        with open(path, encoding="utf-8-sig") as f:
-            schema = json.load(f)
+        schema = _schema(action, response)
         if _uses_only_supported(schema):
             fn = compile_schema(schema)
         else:  # pragma: no cover - not the case for any 1.6 message a station sends
@@ -267,10 +273,8 @@ def accepts(action, payload):
     if fn is None:
         if _jsonschema_rs is None:
             return False
-        path = os.path.join(_SCHEMAS, action + ".json")
         try:
-            with open(path, encoding="utf-8-sig") as f:
-                fn = _jsonschema_rs.Draft4Validator(json.load(f), validate_formats=False).is_valid
+            fn = _jsonschema_rs.Draft4Validator(_schema(action), validate_formats=False).is_valid
         except OSError:         # not a 1.6 action: request() says so
             return False
         _quick[action] = fn
