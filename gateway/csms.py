@@ -378,15 +378,17 @@ class StationDisconnected(ConnectionError):
 LAST_SEEN_WRITE_S = 30.0
 
 
+_LAST_SEEN_SQL = "UPDATE stations SET last_seen=? WHERE id=? AND (last_seen IS NULL OR last_seen < ?)"
+
+
 def _write_last_seen(db, sid, ts):
-    db.execute("UPDATE stations SET last_seen=? WHERE id=? AND (last_seen IS NULL OR last_seen < ?)", (ts, sid, ts))
+    db.execute(_LAST_SEEN_SQL, (ts, sid, ts))
 
 
 def write_last_seen_many(db, items):
     """[(station, last_seen)] in one statement (Gateway.flush_seen: the periodic writes of every
     station, grouped, instead of a store call each)."""
-    db.executemany("UPDATE stations SET last_seen=? WHERE id=? AND (last_seen IS NULL OR last_seen < ?)",
-                   [(ts, sid, ts) for sid, ts in items])
+    db.executemany(_LAST_SEEN_SQL, [(ts, sid, ts) for sid, ts in items])
 
 
 def _ignore_store_error(fut):
