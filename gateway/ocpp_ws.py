@@ -13,7 +13,7 @@ re-armed a timer for every frame received (a call_soon, a clock read and a timer
 ~5 % of the event loop's samples at 10,000 paced stations), where a frame here only sets a flag
 and one sweep every quarter of the ping interval looks at every connection: a station heard
 from in none of the sweeps of a ping interval is pinged, and one still silent half an interval
-later is cut (what aiohttp's heartbeat did: `--ping-interval` below, 60 s and 30 s by default).
+later is cut (what aiohttp's heartbeat did: Settings.ping_interval, 60 s and 30 s).
 """
 import asyncio
 import logging
@@ -93,13 +93,14 @@ class OcppSocket:
 
 class Liveness:
     """Pings the connections nothing was heard from for `interval` seconds and cuts those still
-    silent `interval / 2` after their ping; one sweep every `interval / 4`, while any is open."""
+    silent `interval / 2` after their ping; SWEEPS sweeps an interval, while any is open."""
 
     CHUNK = 500     # connections looked at between two turns of the loop
+    SWEEPS = 4      # a connection silent in this many sweeps in a row is pinged
 
     def __init__(self, interval):
         self.interval = interval
-        self.tick = interval / 4.0
+        self.tick = interval / self.SWEEPS
         self.sockets = set()
         self.pinged = self.cut = 0
         self._task = None
@@ -126,7 +127,6 @@ class Liveness:
 
     async def sweep(self):
         now = time.monotonic()
-        quiet_for = max(1, round(self.interval / self.tick))
         for n, s in enumerate(list(self.sockets)):
             if n and not n % self.CHUNK:
                 await asyncio.sleep(0)
@@ -140,7 +140,7 @@ class Liveness:
                     self.cut += 1
                     if s.transport is not None:
                         s.transport.abort()
-            elif s.quiet >= quiet_for and not s.ws.closed:
+            elif s.quiet >= self.SWEEPS and not s.ws.closed:
                 s.pinged_at = now
                 self.pinged += 1
                 try:
