@@ -165,7 +165,7 @@ class GcWatch:
             if gen == 2:
                 self.full += 1
             if ms > self.longest_ms:
-                self.longest_ms, self.longest_gen = ms, info.get("generation")
+                self.longest_ms, self.longest_gen = ms, gen
             if ms >= self.report_ms:
                 # cpu: the collector's own work; the rest of the wall time is the process
                 # waiting for a core (a busy machine), which a station sees all the same
