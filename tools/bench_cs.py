@@ -228,6 +228,13 @@ def connected_stations(metrics):
     return _first(metrics, CONNECTED_METRICS)
 
 
+def gc_cpu_seconds(metrics):
+    """The CPU seconds our gateway's collector took, all generations (picocharge_gc_cpu_seconds_total
+    {generation=...}); None for a central system without the metric (the baseline)."""
+    v = [x for k, x in metrics.items() if k.startswith("picocharge_gc_cpu_seconds_total")]
+    return sum(v) if v else None
+
+
 def uplink_counts(metrics, prefix):
     """{uplink label: value} for a metric family like name{uplink="mqtt"}."""
     out = {}

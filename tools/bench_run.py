@@ -75,13 +75,11 @@ class Options:
 
 
 def _gc_cpu_s(cs):
-    """Seconds of CPU the central system's collector has taken (our gateway's /metrics), or None."""
+    """Seconds of CPU the central system's collector has taken (its /metrics), or None."""
     try:
-        m = cs.metrics()
+        return bench_cs.gc_cpu_seconds(cs.metrics())
     except (OSError, ValueError):
         return None
-    v = [x for k, x in m.items() if k.startswith("picocharge_gc_cpu_seconds_total")]
-    return sum(v) if v else None
 
 
 def _wait_for(get, want, timeout, stable=2.0):
