@@ -28,7 +28,6 @@ class GcTuner:
     def __init__(self):
         self.connects = 0       # in the current period
         self.steady = False
-        self.switches = 0
         self._task = None
 
     def start(self):
@@ -47,12 +46,11 @@ class GcTuner:
             self._set(False)
 
     def _set(self, steady):
+        """Called at start and on each change only (connected(), _run() look before they call)."""
         gc.set_threshold(*(STEADY if steady else CONNECTING))
-        if steady != self.steady or not self.switches:
-            log.info("gc: thresholds %s (%s)", STEADY if steady else CONNECTING,
-                     "the fleet is in" if steady else "stations are connecting")
+        log.info("gc: thresholds %s (%s)", STEADY if steady else CONNECTING,
+                 "the fleet is in" if steady else "stations are connecting")
         self.steady = steady
-        self.switches += 1
 
     async def _run(self):
         while True:
