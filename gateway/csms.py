@@ -741,6 +741,11 @@ class StationSession(ChargePoint):
 
     @on(Action.meter_values)
     async def on_meter_values(self, connector_id, meter_value, **kw):
+        # the schema's integer has no bound, and a frame orjson reads as a float (past 64 bits) is
+        # read again by json as an int: an id past int64 goes no further than the door
+        _int_in("connectorId", connector_id, 0, _INT64[1])
+        if kw.get("transaction_id") is not None:
+            _int_in("transactionId", kw["transaction_id"], *_INT64)
         rows = meter_values_to_rows(meter_value, self.status)
         if rows:
             await self.gw.store_readings(self.id, rows, "ocpp")
