@@ -172,3 +172,39 @@ def test_store__insert_run_one_executemany_and_a_bad_row_fails_only_its_caller(t
         ("fa", True, [4]), ("fc", False, "IntegrityError"), ("fb", True, [5, 6])], out
     got = [tuple(r) for r in db.execute("SELECT id, station FROM readings ORDER BY id")]
     assert got == [(1, "A"), (2, "B"), (3, "B"), (4, "A"), (5, "B"), (6, "B")], got
+
+
+def test_store__insert_run_in_chunks_keeps_each_callers_ids_and_a_bad_row_in_a_later_chunk_undoes_the_run(tmp_path):
+    from picocharge.gateway.store_sqlite import RUN_CHUNK
+    db = Store(tmp_path / "gw.db").open()
+    row = {"ts": "2026-11-25T09:41:07Z", "voltage_v": 230.0}
+    # 1 + 2 + 3 + 4 + 1 + ... rows: a run of 133 (chunks of 64, 64, 4 and 1), every value kept
+    items = [(None, ("S%03d" % i, [dict(row, current_a=float(i), energy_wh=float(j)) for j in range(i % 4 + 1)],
+                     "ocpp"), "f%d" % i) for i in range(54)]
+    n = sum(len(it[1][1]) for it in items)
+    assert n == 133 and RUN_CHUNK == 64, n
+    db.execute("BEGIN")
+    out = Store._insert_run(db, items)
+    db.execute("COMMIT")
+    assert all(ok for _f, ok, _r in out) and [f for f, _ok, _r in out] == [it[2] for it in items]
+    assert [i for _f, _ok, ids in out for i in ids] == list(range(1, n + 1))
+    got = {r["id"]: (r["station"], r["current_a"], r["energy_wh"], r["voltage_v"], r["source"])
+           for r in db.execute("SELECT * FROM readings")}
+    for (_f, _ok, ids), (_n, (station, rows, _s), _f2) in zip(out, items):
+        assert [got[i] for i in ids] == [(station, r["current_a"], r["energy_wh"], 230.0, "ocpp") for r in rows]
+    # a bad row past the first chunk: the chunks before it are undone, then each caller on its own
+    bad = (None, ("BAD", [{"ts": None}], "ocpp"), "fbad")
+    run = items[:40] + [bad] + items[40:]
+    assert sum(len(it[1][1]) for it in items[:40]) > RUN_CHUNK
+    db.execute("BEGIN")
+    out = Store._insert_run(db, run)
+    db.execute("COMMIT")
+    assert [(f, ok) for f, ok, _r in out] == [(it[2], it[2] != "fbad") for it in run]
+    assert type(out[40][2]).__name__ == "IntegrityError"
+    ids = [i for _f, ok, r in out if ok for i in r]
+    assert ids == sorted(ids) and len(ids) == n
+    count, stations = db.execute("SELECT COUNT(*), COUNT(DISTINCT station) FROM readings WHERE id > ?",
+                                 (n,)).fetchone()
+    assert (count, stations) == (n, 54), (count, stations)
+    assert [tuple(r) for r in db.execute("SELECT station FROM readings WHERE id IN (%s) ORDER BY id" % ",".join(
+        map(str, out[0][2] + out[-1][2])))] == [("S000",)] * len(out[0][2]) + [("S053",)] * len(out[-1][2])
