@@ -127,7 +127,7 @@ class Store:
         self.failed_batches = 0
         self.error = None   # None, or why writes fail now (for /healthz), in words
 
-    # the SQLite back end's run of readings in one executemany (tests/bench and
+    # the SQLite back end's run of readings in a few multi-row INSERTs (tests/bench and
     # benchmarks/hotpath.py call it on a connection of their own)
     _insert_run = staticmethod(SqliteBackend.insert_run)
 
@@ -238,7 +238,7 @@ class Store:
             while i < n:
                 fn = batch[i][0]
                 if fn is _READINGS:
-                    # a run of readings from many stations: one executemany, not one
+                    # a run of readings from many stations: a few multi-row statements, not one
                     # execute per row (the Python cost of the writer is per call)
                     j = i + 1
                     while j < n and batch[j][0] is _READINGS:
