@@ -24,6 +24,11 @@ Each line builds the structure the event meets with N entries, in process, and t
   - rollout step: a status of a station of the wave: the step it wakes, reading and walking every
     station of the rollout (store.rollout_rows) against reading the stations it judges
     (store.rollout_judged: the wave and the failed ones);
+  - dashboard pass: the event hub's pass over the fleet, once a second while a dashboard
+    listens (events.Hub.tick), with a reading for N/60 stations in the second (each station once
+    a minute): before, the pass and a count of the whole fleet for the summary (session 13:
+    the count was two thirds of it); now the pass, the counts kept from the stations it found
+    changed;
 
     python benchmarks/fleet_scale.py [--sizes 100,1000,10000]
 
@@ -42,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from picocharge.gateway import rollouts, store as st  # noqa: E402
+from picocharge.gateway import events, rollouts, store as st  # noqa: E402
 from picocharge.gateway.api import STATUS_HISTORY_SQL  # noqa: E402
 from picocharge.gateway.loadbalance import _open_transactions  # noqa: E402
 from picocharge.gateway.pending import PendingStations  # noqa: E402
@@ -214,13 +219,49 @@ def rollout_step(n):
     return _with_rollout(n, measure)
 
 
+class _FleetGw:
+    """What the event hub reads of a gateway: stations, connections, last readings."""
+
+    def __init__(self, n):
+        self.stations = {"CP-%05d" % i: {"state": "accepted", "status": "Available", "error_code": "NoError",
+                                         "last_seen": now_iso(), "firmware": "1.0"} for i in range(n)}
+        self.connected = set(self.stations)
+        self.last = {sid: {"seq": i, "temp_c": 21.0} for i, sid in enumerate(self.stations)}
+        self.ota_last = {}
+        self.seq = n
+
+    def station_view(self, sid):
+        return {"id": sid, "last": self.last.get(sid)}
+
+    def readings(self, k):
+        ids = list(self.stations)
+        for j in range(k):
+            self.seq += 1
+            self.last[ids[(self.seq * 7919) % len(ids)]]["seq"] = self.seq
+
+
+def dashboard_pass(n):
+    gw = _FleetGw(n)
+    hub = events.Hub(gw)
+    sub = hub.subscribe(None)
+
+    def one(count):
+        gw.readings(max(1, n // 60))
+        hub.tick()
+        sub.queue.clear()
+        if count:
+            events.counts(gw)
+    return per_call_us(lambda: one(True)), per_call_us(lambda: one(False))
+
+
 CASES = (("ingest /update: station of a write key", "per reading", ingest),
          ("--auth pending: count of pending stations", "per connection", pending_count),
          ("GET .../status-history (30 rows/station)", "per poll", status_history),
          ("GET /metrics: ThingSpeak outbox depth", "per scrape", depth),
          ("open transactions (30 stored/station)", "per plan", open_transactions),
          ("rollout of N: boot outside its wave", "per boot", rollout_wake),
-         ("rollout of N: status of its wave (a step)", "per status", rollout_step))
+         ("rollout of N: status of its wave (a step)", "per status", rollout_step),
+         ("dashboard stream: the hub's pass", "per second", dashboard_pass))
 
 
 def main(argv=None):

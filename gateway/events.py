@@ -5,7 +5,8 @@ The hub looks at the gateway's in-memory view of its stations (gw.stations, gw.s
 gw.last) once per TICK_S while someone listens, and sends each subscriber one `update` event
 per tick with the stations that changed (of those it asked for) and the summary counts when
 they changed. So the gateway's handlers are not touched and a tick costs one pass over the
-stations, whatever the number of subscribers.
+stations, whatever the number of subscribers: in slices of SLICE stations with the event loop
+running between them, the counts kept from the stations found changed (Hub._pass).
 
 Bounded: at most MAX_SUBSCRIBERS streams (the next is answered 503), at most MAX_PER_OWNER of
 them for one credential (an API token, with the dashboard sessions opened with it; or one
@@ -38,6 +39,7 @@ QUEUE_LEN = 32
 MAX_IDS = 200           # stations one subscriber may follow (a page of the overview)
 HOT_C = 50.0            # enclosure temperature counted as "hot" (the firmware's default max_temp_c)
 MAX_PAGE = 500          # stations per page of GET /api/fleet at most
+SLICE = 1000            # stations a pass of the hub looks at before the event loop runs again
 
 FILTERS = ("status", "connected", "faulted", "hot", "state")
 
@@ -54,26 +56,47 @@ def _hot(st, last):
     return st.get("error_code") == "HighTemperature" or (t is not None and t >= HOT_C)
 
 
+_BUCKETS = frozenset(STATUSES)
+
+
+def _share(sid, st, sessions, last):
+    """What one station adds to counts(): (connected, faulted, hot, pending, its status or "none")."""
+    s = st.get("status")
+    return (sid in sessions, _faulted(st), _hot(st, last.get(sid)), st.get("state") == "pending",
+            s if s in _BUCKETS else "none")
+
+
+def _key(sid, st, sessions, last, ota):
+    """What the dashboard shows of a station, as a value a pass compares with the last one's."""
+    r = last.get(sid)
+    return (sid in sessions, st.get("state"), st.get("status"), st.get("error_code"), st.get("last_seen"),
+            r.get("seq") if r else None, st.get("firmware"), ota.get((sid, "firmware")) if ota else None)
+
+
+def _empty():
+    return {"total": 0, "connected": 0, "offline": 0, "faulted": 0, "hot": 0, "pending": 0,
+            "status": dict.fromkeys(STATUSES + ("none",), 0)}
+
+
+def _add(out, share, n=1):
+    connected, faulted, hot, pending, status = share
+    out["total"] += n
+    out["connected" if connected else "offline"] += n
+    if faulted:
+        out["faulted"] += n
+    if hot:
+        out["hot"] += n
+    if pending:
+        out["pending"] += n
+    out["status"][status] += n
+
+
 def counts(gw):
     """Summary counts of the fleet: total, connected, offline, faulted, hot, pending, and per status."""
-    out = {"total": 0, "connected": 0, "offline": 0, "faulted": 0, "hot": 0, "pending": 0,
-           "status": dict.fromkeys(STATUSES + ("none",), 0)}
-    by = out["status"]
+    out = _empty()
     sessions, last = gw.connected, gw.last
     for sid, st in gw.stations.items():
-        out["total"] += 1
-        if sid in sessions:
-            out["connected"] += 1
-        else:
-            out["offline"] += 1
-        if _faulted(st):
-            out["faulted"] += 1
-        if _hot(st, last.get(sid)):
-            out["hot"] += 1
-        if st.get("state") == "pending":
-            out["pending"] += 1
-        s = st.get("status")
-        by[s if s in by else "none"] += 1
+        _add(out, _share(sid, st, sessions, last))
     return out
 
 
@@ -173,8 +196,9 @@ class Hub:
         self.dropped = 0        # events dropped for slow readers, all subscribers together
         self.refused = 0        # streams refused at MAX_SUBSCRIBERS or MAX_PER_OWNER
         self.owners = collections.Counter()     # owner -> streams open
-        self._snap = {}
-        self._counts = None
+        self._snap = {}         # station -> (its key, its share of the counts) at the last pass
+        self._live = None       # the counts, kept up to date by each pass
+        self._counts = None     # the counts last sent
         self._task = None
         self.closed = False
 
@@ -194,37 +218,57 @@ class Hub:
         while True:
             await asyncio.sleep(TICK_S)
             try:
-                self.tick()
+                for _ in self._pass():
+                    await asyncio.sleep(0)      # the loop's other work, between two slices
             except Exception:
                 log.exception("events: tick failed")
 
     # --- what changed -----------------------------------------------------------
-    def _key(self, sid, st):
-        last = self.gw.last.get(sid) or {}
-        return (sid in self.gw.connected, st.get("state"), st.get("status"), st.get("error_code"),
-                st.get("last_seen"), last.get("seq"), st.get("firmware"),
-                self.gw.ota_last.get((sid, "firmware")))
-
     def tick(self):
-        """One pass: the stations that changed since the last pass and the counts, to every subscriber."""
+        """One whole pass at once (tests, benchmarks): see _pass."""
+        for _ in self._pass():
+            pass
+
+    def _pass(self):
+        """One pass: the stations that changed since the last pass and the counts, to every
+        subscriber. A generator: it yields after every SLICE stations, and the ticker lets the
+        event loop run there (at 10,000 stations a whole pass held it 20-30 ms once a second);
+        what changes meanwhile is seen by this pass or the next.
+
+        The counts are kept up to date from the stations that changed (each one's share of them
+        is kept with its key: everything a share reads is in the key, the temperature through the
+        reading's seq), not counted again over the fleet: that second pass was a third to two
+        thirds of a tick (benchmarks/fleet_scale.py, "dashboard stream")."""
         if not self.subscribers:
             self._snap.clear()
             self._counts = None
             return
         snap = self._snap
         changed = []
-        stations = self.gw.stations
-        for sid, st in stations.items():
-            k = self._key(sid, st)
-            if snap.get(sid) != k:      # changed, or new since the last pass
-                changed.append(sid)
-                snap[sid] = k
+        stations, sessions, last, ota = self.gw.stations, self.gw.connected, self.gw.last, self.gw.ota_last
+        c = self._live
+        items = list(stations.items())
+        for i in range(0, len(items), SLICE):
+            if i:
+                yield
+            for sid, st in items[i:i + SLICE]:
+                k = _key(sid, st, sessions, last, ota)
+                old = snap.get(sid)
+                if old is None or old[0] != k:      # changed, or new since the last pass
+                    changed.append(sid)
+                    share = _share(sid, st, sessions, last)
+                    if old is not None:
+                        _add(c, old[1], -1)
+                    _add(c, share)
+                    snap[sid] = (k, share)
         gone = [sid for sid in snap if sid not in stations]
         for sid in gone:
-            del snap[sid]
-        c = counts(self.gw)
-        new_counts = c if c != self._counts else None
-        self._counts = c
+            _add(c, snap.pop(sid)[1], -1)
+        if gone:
+            changed = [sid for sid in changed if sid in stations]   # removed while the pass went on
+        new_counts = None
+        if c != self._counts:
+            new_counts = self._counts = dict(c, status=dict(c["status"]))
         if not changed and not gone and new_counts is None:
             return
         views = {sid: self.gw.station_view(sid) for sid in changed}
@@ -249,9 +293,14 @@ class Hub:
             self.refused += 1
             return False
         if not self.subscribers:        # the first one: start from what is there now
+            sessions, last, ota = self.gw.connected, self.gw.last, self.gw.ota_last
+            self._snap = {}
+            self._live = _empty()
             for sid, st in self.gw.stations.items():
-                self._snap[sid] = self._key(sid, st)
-            self._counts = counts(self.gw)
+                share = _share(sid, st, sessions, last)
+                self._snap[sid] = (_key(sid, st, sessions, last, ota), share)
+                _add(self._live, share)
+            self._counts = dict(self._live, status=dict(self._live["status"]))
         s = Subscriber(ids, owner)
         self.subscribers.add(s)
         if owner is not None:
