@@ -111,13 +111,18 @@ def test_events_counts__kept_from_the_changes_they_equal_a_count_of_the_whole_fl
         read()
 
 
-def test_events_pass__lets_the_loop_run_after_every_slice_of_stations(monkeypatch):
+def _fleet_in_slices_of_3(monkeypatch):
+    """Every station of IDS, a hub with one subscriber of them all, passes in slices of 3."""
     monkeypatch.setattr(events, "SLICE", 3)
     gw = _Gw()
     for sid in IDS:
         _apply(gw, ("add", sid))
     hub = events.Hub(gw)
-    sub = hub.subscribe(None)
+    return gw, hub, hub.subscribe(None)
+
+
+def test_events_pass__lets_the_loop_run_after_every_slice_of_stations(monkeypatch):
+    gw, hub, sub = _fleet_in_slices_of_3(monkeypatch)
     for sid in IDS:
         _apply(gw, ("status", sid, "Charging"))
     steps = list(hub._pass())
@@ -127,12 +132,7 @@ def test_events_pass__lets_the_loop_run_after_every_slice_of_stations(monkeypatc
 
 
 def test_events_pass__a_station_removed_while_a_pass_goes_on_is_sent_as_removed_only(monkeypatch):
-    monkeypatch.setattr(events, "SLICE", 3)
-    gw = _Gw()
-    for sid in IDS:
-        _apply(gw, ("add", sid))
-    hub = events.Hub(gw)
-    sub = hub.subscribe(None)
+    gw, hub, sub = _fleet_in_slices_of_3(monkeypatch)
     _apply(gw, ("status", "S0", "Faulted"))
     going = hub._pass()
     next(going)                         # S0..S2 looked at: S0 changed
