@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from support.statements import Statements
 from picocharge.gateway.store import INSERT_READING, READING_COLS, Store
 from picocharge.gateway.uplinks import by_xid, get_cursor, outbox_depth, set_cursor
 
@@ -31,20 +32,6 @@ def _depth_by_station(db, uplink):
             n += db.execute("SELECT COUNT(*) FROM readings WHERE station=? AND id > ?",
                             (station, last_id)).fetchone()[0]
     return n
-
-
-class _Statements:
-    """A connection that counts the statements run through it."""
-
-    def __init__(self, db):
-        self.db, self.n = db, 0
-
-    def execute(self, *a):
-        self.n += 1
-        return self.db.execute(*a)
-
-    def __getattr__(self, name):
-        return getattr(self.db, name)
 
 
 def test_outbox_depth__one_statement_counts_what_a_query_per_station_counted(gw_db):
@@ -82,7 +69,7 @@ def test_outbox_depth__one_statement_counts_what_a_query_per_station_counted(gw_
         db.execute("COMMIT")
         for uplink in ("thingspeak", "mqtt"):
             assert outbox_depth(db, uplink) == _depth_by_station(db, uplink), uplink
-        counted = _Statements(db)
+        counted = Statements(db)
         outbox_depth(counted, "thingspeak")
         assert counted.n <= 2, "%d statements for %d stations' cursors" % (counted.n, len(keys) - 1)
     finally:
