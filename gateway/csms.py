@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import re
+import sqlite3
 import time
 import uuid
 from datetime import datetime, timezone
@@ -386,7 +387,9 @@ def _write_last_seen(db, sid, ts):
 
 
 # write_last_seen_many's statement for k stations: one UPDATE ... FROM (VALUES ...) (SQLite 3.33 and
-# PostgreSQL both name a VALUES list's columns column1, column2)
+# PostgreSQL both name a VALUES list's columns column1, column2); an older SQLite has no UPDATE
+# ... FROM (Ubuntu 20.04's 3.31): there, the executemany of before
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
 _LAST_SEEN_MANY = {}
 LAST_SEEN_CHUNK = 64
 
@@ -406,6 +409,9 @@ def write_last_seen_many(db, items):
     LAST_SEEN_CHUNK, each one UPDATE. An executemany steps once per station, and sqlite3 lets go
     of the GIL at every step: beside the busy event loop each step waits for it (~333 a second at
     10,000 stations; store_sqlite.insert_run says what that costs)."""
+    if not _UPDATE_FROM and isinstance(db, sqlite3.Connection):
+        db.executemany(_LAST_SEEN_SQL, [(ts, sid, ts) for sid, ts in items])
+        return
     items = list(items)
     done = 0
     while done < len(items):
