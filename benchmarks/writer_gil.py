@@ -13,8 +13,9 @@ each with the other thread idle, and with it busy running Python (the event loop
 
     python benchmarks/writer_gil.py [--stations 10000] [--commits 600] [--per 8]
 
-Session 13 (2 vCPUs, AMD EPYC), a database of 84,000 readings of 10,000 stations, 8 a commit:
-executemany 94 us per reading idle, 338 beside a busy thread; chunks 79 and 176.
+Session 13 (2 vCPUs, AMD EPYC), 10,000 stations, 8 readings a commit, two runs: executemany
+75-94 us per reading with the other thread idle, 321-338 beside a busy one; chunks 79-86 and
+176 (so the gain is where the event loop is busy: the gateway under load).
 """
 import argparse
 import os

@@ -180,8 +180,8 @@ class SqliteBackend:
         around every step. With the event loop's thread busy, each step then waits for the GIL
         and hands it back (a futex and a task switch on both threads): the writer thread's CPU
         per reading was ~100 us at 10,000 paced stations. Measured alone (benchmarks/
-        writer_gil.py), 8 rows a commit: 338 -> 176 us per row beside a busy thread, 94 -> 79
-        idle."""
+        writer_gil.py), 8 rows a commit: 321-338 -> 176 us per row beside a busy thread; with
+        the other thread idle no gain (75-94 against 79-86)."""
         flat = []
         n = 0
         for _fn, (station, rows, source), _fut in items:
