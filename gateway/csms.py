@@ -38,6 +38,7 @@ from . import validate
 from .logonce import LogOnce
 from .readings import METER_RANGE, RANGES, in_window
 from .store import Store, StoreError
+from .store_schema import pow2_chunks
 
 log = logging.getLogger(__name__)
 _ONCE = LogOnce(log)
@@ -413,11 +414,8 @@ def write_last_seen_many(db, items):
         db.executemany(_LAST_SEEN_SQL, [(ts, sid, ts) for sid, ts in items])
         return
     items = list(items)
-    done = 0
-    while done < len(items):
-        k = min(LAST_SEEN_CHUNK, 1 << ((len(items) - done).bit_length() - 1))
-        db.execute(_last_seen_many_sql(k), [v for sid, ts in items[done:done + k] for v in (sid, ts)])
-        done += k
+    for start, k in pow2_chunks(len(items), LAST_SEEN_CHUNK):
+        db.execute(_last_seen_many_sql(k), [v for sid, ts in items[start:start + k] for v in (sid, ts)])
 
 
 def _ignore_store_error(fut):

@@ -39,6 +39,16 @@ class StoreError(Exception):
     pass
 
 
+def pow2_chunks(n, most):
+    """(start, size) pieces of n rows for multi-row statements: sizes are powers of two, at most
+    `most`, so that few statement shapes exist and each stays in sqlite3's statement cache."""
+    start = 0
+    while start < n:
+        k = min(most, 1 << ((n - start).bit_length() - 1))
+        yield start, k
+        start += k
+
+
 def migrations(dialect, value_type):
     """[(number, file name, SQL)] of gateway/migrations/<dialect>, in order; {reading_columns}
     becomes one `value_type` column per reading key."""

@@ -10,7 +10,7 @@ import time
 
 from picocharge.firmware.fields import READING_KEYS
 
-from .store_schema import INSERT_READING, READING_COLS, StoreError, migrations, too_new
+from .store_schema import INSERT_READING, READING_COLS, StoreError, migrations, pow2_chunks, too_new
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +194,11 @@ class SqliteBackend:
         if not n:
             return [(fut, True, []) for _fn, _a, fut in items]
         first = None
-        done = 0
         try:
-            while done < n:
-                k = min(RUN_CHUNK, 1 << ((n - done).bit_length() - 1))
-                cur = db.execute(_rows_sql(k), flat[done * _WIDTH:(done + k) * _WIDTH])
+            for start, k in pow2_chunks(n, RUN_CHUNK):
+                cur = db.execute(_rows_sql(k), flat[start * _WIDTH:(start + k) * _WIDTH])
                 if first is None:
                     first = cur.lastrowid - k + 1
-                done += k
         except Exception as e:
             if io_error(e) or not db.in_transaction:
                 raise   # the disk, not a row: the batch is refused (SQLite may have rolled it back)
