@@ -78,6 +78,11 @@ def _empty():
             "status": dict.fromkeys(STATUSES + ("none",), 0)}
 
 
+def _copy(c):
+    """The counts as sent: a copy the next pass's updates leave alone."""
+    return dict(c, status=dict(c["status"]))
+
+
 def _add(out, share, n=1):
     connected, faulted, hot, pending, status = share
     out["total"] += n
@@ -268,7 +273,7 @@ class Hub:
             changed = [sid for sid in changed if sid in stations]   # removed while the pass went on
         new_counts = None
         if c != self._counts:
-            new_counts = self._counts = dict(c, status=dict(c["status"]))
+            new_counts = self._counts = _copy(c)
         if not changed and not gone and new_counts is None:
             return
         views = {sid: self.gw.station_view(sid) for sid in changed}
@@ -300,7 +305,7 @@ class Hub:
                 share = _share(sid, st, sessions, last)
                 self._snap[sid] = (_key(sid, st, sessions, last, ota), share)
                 _add(self._live, share)
-            self._counts = dict(self._live, status=dict(self._live["status"]))
+            self._counts = _copy(self._live)
         s = Subscriber(ids, owner)
         self.subscribers.add(s)
         if owner is not None:
