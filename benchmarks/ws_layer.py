@@ -4,8 +4,15 @@ aiohttp (what the gateway runs) and on picows (a Cython WebSocket library), driv
 by N picows clients in another process. Prints the server process's CPU per message (user +
 system, so the kernel's TCP work is in it).
 
+Closed loop (the default): each client sends its next frame when the answer to the last one
+comes. Paced (`--paced S`): each client sends one frame every S seconds, the clients' first
+frames spread over the first S seconds, as `picocharge bench` paces its stations: about one
+frame a turn of the server's loop, the shape of issue 17's paced aim (10,000 stations, one
+message each every 10 s).
+
     pip install picows          # not a dependency of the project: only this measurement uses it
     python benchmarks/ws_layer.py [--connections 500] [--seconds 10] [--rounds 2] [--modes aiohttp,picows]
+    python benchmarks/ws_layer.py --connections 10000 --paced 10 --seconds 30
 
 Issue 17 (docs/performance.md, "What is left, and why"): how much of the gateway's 118 us per
 message in closed loop is the WebSocket layer, and what a faster one could take off.
@@ -13,6 +20,7 @@ message in closed loop is the WebSocket layer, and what a faster one could take 
 import argparse
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -74,7 +82,7 @@ def _cpu(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def drive(mode, connections, seconds):
+def drive(mode, connections, seconds, paced=None):
     import picows
     import uvloop
 
@@ -89,16 +97,25 @@ def drive(mode, connections, seconds):
 
         class Client(picows.WSListener):
             def on_ws_connected(self, transport):
-                transport.send(picows.WSMsgType.TEXT, FRAME)
+                if paced:
+                    self.t = transport
+                    asyncio.get_running_loop().call_later(paced * random.random(), self.tick)
+                else:
+                    transport.send(picows.WSMsgType.TEXT, FRAME)
+
+            def tick(self):
+                self.t.send(picows.WSMsgType.TEXT, FRAME)
+                asyncio.get_running_loop().call_later(paced, self.tick)
 
             def on_ws_frame(self, transport, frame):
                 count[0] += 1
-                transport.send(picows.WSMsgType.TEXT, FRAME)
+                if not paced:
+                    transport.send(picows.WSMsgType.TEXT, FRAME)
 
         async def main():
             for i in range(connections):
                 await picows.ws_connect(Client, "ws://127.0.0.1:%d/ocpp/CP-%d" % (port, i))
-            await asyncio.sleep(2)
+            await asyncio.sleep(2 + (paced or 0))
             c0, n0, t0 = _cpu(srv.pid), count[0], time.time()
             await asyncio.sleep(seconds)
             c1, n1, t1 = _cpu(srv.pid), count[0], time.time()
@@ -118,6 +135,8 @@ def main():
     ap.add_argument("--connections", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--paced", type=float, metavar="S",
+                    help="each connection sends a frame every S seconds (default: closed loop)")
     ap.add_argument("--modes", default="aiohttp,aiohttp-heartbeat,picows",
                     help="servers to measure, in turn: aiohttp, aiohttp-heartbeat, picows")
     ap.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
@@ -135,7 +154,7 @@ def main():
         sys.exit("this measurement drives the servers with picows clients: pip install picows")
     for r in range(a.rounds):
         for mode in modes:
-            rate, cpu, us = drive(mode, a.connections, a.seconds)
+            rate, cpu, us = drive(mode, a.connections, a.seconds, a.paced)
             print("round %d  %-17s %8.0f msgs/s  server %4.0f %% of a core  %5.1f us/msg"
                   % (r + 1, mode, rate, cpu * 100, us), flush=True)
 

@@ -43,8 +43,10 @@ def test_rp2040_heap__boot_imports_app_and_minimum_are_a_pico_ws():
     the modules a running station holds (the app's own sys.modules after 6 s with every
     uplink, Wi-Fi down so both backlogs are open, plus the pilot and reader tasks it does not
     run) and the largest use imported on top of them (`heap.USES`, every other module alone)."""
-    # bisected to 8 KB here (two rounds of two boots, ~40 s); the benchmark itself goes to 1 KB
-    res = heap.measure(bisect=True, seconds=6, step=8192, jobs=2)
+    # bisected to 16 KB here: one round of two boots when the app needs no more than 16 KB beyond
+    # what it held live (the first guess), where 8 KB took two and ~50 s more of both cores
+    # under the suite; the benchmark itself goes to 1 KB
+    res = heap.measure(bisect=True, seconds=6, step=16384, jobs=2)
     print(heap.report(res))
     assert 150000 <= res["boot_free"] <= 230000, res["boot_free"]
     names = [m["module"] for m in res["modules"]]
@@ -60,7 +62,7 @@ def test_rp2040_heap__boot_imports_app_and_minimum_are_a_pico_ws():
     assert a["running_free"] and 0 < a["lowest_free"] < a["running_free"] < a["start_free"], a
     assert abs(a["start_free"] - res["boot_free"]) < 2000, (a, res["boot_free"])
     m = res["minimum"]
-    assert m["failed_filler"] - m["filler"] <= 8192 and m["filler"] > 0, m
+    assert m["failed_filler"] - m["filler"] <= 16384 and m["filler"] > 0, m
     # it needs at least what it held live while running, and less than the whole heap
     assert a["start_free"] - a["lowest_free"] <= m["free_before_app"] < a["start_free"], (m, a)
 
