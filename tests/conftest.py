@@ -20,13 +20,6 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def pytest_collection_modifyitems(config, items):
-    """The long runs (marked `slow`, 40 s and more) first: the workers take them from the start
-    and they end while short tests still keep the others busy, where in file order one of them
-    could be left running alone at the end (at 5 workers, the last ~110 s at one core's worth)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(autouse=True)
 def _nothing_left_running(request):
     """After a test that had a tmp_path, kill what still works in it or names it (a command that

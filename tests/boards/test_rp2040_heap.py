@@ -75,7 +75,6 @@ NEXT_QSTR_POOL = 15392
 GROWN_QSTR_POOL = 7712
 
 
-@pytest.mark.slow
 def test_rp2040_heap__room_for_the_next_qstr_pool_after_every_use():
     """A long-lived station that has loaded and dropped every one-use module (each OCPP
     call's handlers, an update, diagnostics, an outage's backlogs), with its tasks running,

@@ -15,7 +15,6 @@ import termios
 import time
 
 import pyte
-import pytest
 
 DEMO = [sys.executable, "-m", "picocharge.cli", "demo", "-n", "3", "--port", "0", "--refresh", "1"]
 HEADER = re.compile(r"^station\s+link\s+status\s+temp°C\s+RH%\s+A\s+W\s+Wh\s+board°C\s*$")
@@ -41,7 +40,6 @@ def _stop(p):
         p.wait()
 
 
-@pytest.mark.slow
 def test_demo_view__not_a_terminal_one_line_per_change_with_faults_and_recoveries(tmp_path):
     p = subprocess.Popen(DEMO + ["--data", str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          start_new_session=True)

@@ -7,7 +7,6 @@ import json
 import threading
 
 import paho.mqtt.client as mqtt
-import pytest
 
 import flashq
 from support.firmware import base_config
@@ -45,7 +44,6 @@ class Telemetry:
         self.c.disconnect()
 
 
-@pytest.mark.slow
 def test_backlog__power_cuts_while_sending_lose_nothing_and_double_at_most_the_one_in_flight(
         station, mqtt_broker):
     sub = Telemetry(mqtt_broker.port)

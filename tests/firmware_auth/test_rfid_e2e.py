@@ -12,7 +12,6 @@ MeterValues and StopTransaction are replayed in order, with no Authorize. The ca
 Authorize answered (Accepted, Blocked) decides offline, until ClearCache. The heap: the reader,
 the pilot and the list's calls in 192K."""
 
-import pytest
 from ocpp.v16 import call
 
 from support.cards import entry, rfid_config, tap
@@ -158,7 +157,6 @@ async def test_offline__listed_card_starts_unknown_per_allow_offline_tx_for_unkn
     await replayed(central, port, st, "04CCCCCC", 777)
 
 
-@pytest.mark.slow
 async def test_heap__rfid_and_the_local_list_behind_the_gateway_with_the_pilot_in_192k(station, central):
     """The RFID reader and the Local Auth List in a Pico-sized heap: the station as it runs behind our
 gateway (OCPP with clock-aligned samples, the control pilot with an EV charging, the status

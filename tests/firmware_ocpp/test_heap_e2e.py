@@ -2,7 +2,6 @@
 samples, MQTT to a real mosquitto, ThingSpeak to the local API server and the status page
 polled, all in `-X heapsize=192K` (64-bit objects are about twice the RP2040's), for a
 minute and a half, with nothing failing for want of memory."""
-import pytest
 from ocpp.v16 import call
 
 from support.central import station_config
@@ -11,7 +10,6 @@ from support.heapwatch import watch_heap
 from support.net import free_port
 
 
-@pytest.mark.slow
 async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, central, mqtt_broker):
     ts = FakeThingSpeak(min_interval=1).start()
     ch = ts.add_channel("K")
@@ -41,7 +39,6 @@ async def test_heap__every_task_with_ocpp_in_192k_without_memory_error(station, 
         ts.stop()
 
 
-@pytest.mark.slow
 async def test_heap__a_station_behind_the_gateway_with_the_pilot_and_a_profile_in_192k(station, central):
     """The station as it runs behind our gateway (which forwards to ThingSpeak and MQTT itself):
     OCPP with clock-aligned samples, the control pilot with an EV charging, a TxProfile set

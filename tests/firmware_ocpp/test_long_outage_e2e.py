@@ -7,11 +7,12 @@ sending the backlog: nothing acknowledged lost, nothing doubled beyond the one i
 import asyncio
 import json
 import re
+from datetime import datetime
+
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 
 import paho.mqtt.client as mqtt
-import pytest
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
@@ -104,7 +105,6 @@ async def wait_until(pred, timeout, what, st):
     raise AssertionError("%s not within %ss; console:\n%s" % (what, timeout, st.tail(80)))
 
 
-@pytest.mark.slow
 async def test_long_outage__48h_without_wifi_then_every_kept_reading_once_in_order(
         station, central, mqtt_broker):
     cs = await central(heartbeat=60)

@@ -3,7 +3,6 @@ release build` from a server that checks its Basic credentials, checks it, switc
 reboots and reports; every failure leaves it on a version that boots."""
 import json
 
-import pytest
 from ocpp.v16 import call
 
 from support.central import now_iso, validate_outgoing
@@ -248,7 +247,6 @@ async def test_update__release_for_another_board_is_refused_one_with_this_board_
     await fw_status(cs, "Installed", st=st)
 
 
-@pytest.mark.slow
 async def test_update__over_https_while_the_ocpp_link_is_wss(station, ota_central, releases, fleet_key):
     """Two TLS sessions at once in the 192K heap: the wss:// link and the release's https."""
     from support.otasrv import PASSWORD, ReleaseServer

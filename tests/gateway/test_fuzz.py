@@ -10,7 +10,6 @@ import pytest
 from support.gwhttp import TEST_TOKEN
 
 
-@pytest.mark.slow
 def test_fuzz__schemathesis_finds_no_server_error_and_no_answer_off_its_schema(tmp_path):
     st = shutil.which("st") or shutil.which("schemathesis")
     if st is None:
