@@ -44,8 +44,8 @@ def test_rp2040_heap__boot_imports_app_and_minimum_are_a_pico_ws():
     uplink, Wi-Fi down so both backlogs are open, plus the pilot and reader tasks it does not
     run) and the largest use imported on top of them (`heap.USES`, every other module alone)."""
     # bisected to 16 KB here: one round of two boots when the app needs no more than 16 KB beyond
-    # what it held live (the first guess), where 8 KB took two and ~50 s more of both cores
-    # under the suite; the benchmark itself goes to 1 KB
+    # what it held live (the first guess), where 8 KB took two (179 s of CPU in the suite; 154 s
+    # alone at 16 KB, 1 December); the benchmark itself goes to 1 KB
     res = heap.measure(bisect=True, seconds=6, step=16384, jobs=2)
     print(heap.report(res))
     assert 150000 <= res["boot_free"] <= 230000, res["boot_free"]
